@@ -1,0 +1,19 @@
+//! Netfilter state model and parsers: the pure core of nfscope.
+//!
+//! This crate owns what an `iptables-save` / `ip6tables-save` dump (either backend, with or without
+//! `-c`), kube-proxy's `iptables-restore` input, and `ipset save` / `ipset list` output *mean* as
+//! data, how to turn that data back into canonical save syntax, and the [`Snapshot`] that carries a
+//! node's collected state to the outputs. It does no I/O and reads no clock: callers hand it text
+//! and get a [`Ruleset`] or a [`ParseError`] with line and column.
+//!
+//! It does not know about Kubernetes (see `nfscope-annotate`), the kernel (`nfscope-kernel`) or
+//! metrics (`nfscope-exporter`).
+#![warn(missing_docs)]
+
+pub mod ipset;
+pub mod model;
+pub mod snapshot;
+
+pub use ipset::IpSet;
+pub use model::*;
+pub use snapshot::{ConntrackStats, Snapshot, SourceKind, SourceReport};
