@@ -1,1 +1,264 @@
-//! placeholder
+//! Reading the live node's netfilter state: the only nfscope crate that does system I/O.
+//!
+//! This crate owns *getting* the text and numbers out of the kernel: forking
+//! `iptables-save -c` / `ip6tables-save -c` for the nft and legacy backends, `ipset list -t`,
+//! reading the conntrack statistics in `/proc`, and entering a named network namespace to do all
+//! of that there. [`collect`] runs every source (the four rule sources concurrently) and returns a
+//! [`Snapshot`] with one [`SourceReport`] per source; it never fails as a whole. It does not parse
+//! the text (it calls `nfscope-ruleset`), and it never modifies the firewall or, where it can tell,
+//! loads kernel modules.
+//!
+//! # Capabilities
+//!
+//! Measured with `setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps … --ambient-caps …`
+//! inside a network namespace. Forked tools only get capabilities that are in the *ambient* set.
+//!
+//! | read | needs |
+//! |---|---|
+//! | `iptables-nft-save`, `ip6tables-nft-save` | CAP_NET_ADMIN |
+//! | `iptables-legacy-save`, `ip6tables-legacy-save` | CAP_NET_ADMIN + CAP_NET_RAW, and CAP_DAC_READ_SEARCH for a non-root uid (`/proc/net/ip_tables_names` is 0440 root) |
+//! | `ipset list -t` | CAP_NET_ADMIN |
+//! | conntrack (`/proc`) | nothing |
+//! | entering another namespace ([`CollectOptions::netns`]) | CAP_SYS_ADMIN |
+//!
+//! So a non-root exporter on the host network namespace needs
+//! `net_admin,net_raw,dac_read_search` as ambient capabilities.
+//!
+//! Only the private `sys` module holds `unsafe` code (`setns(2)` and `kill(2)` on a process group).
+#![warn(missing_docs)]
+
+mod conntrack;
+mod error;
+mod exec;
+pub mod host;
+mod ipsets;
+mod netns;
+mod rules;
+mod sys;
+#[cfg(feature = "test-support")]
+pub mod testns;
+
+use std::path::PathBuf;
+use std::thread::{self, ScopedJoinHandle};
+use std::time::{Duration, Instant};
+
+use nfscope_ruleset::{Backend, Family, Ruleset, Snapshot, SourceKind, SourceReport};
+
+pub use conntrack::{parse_stat_table, read_conntrack_stats};
+pub use error::KernelError;
+pub use exec::find_tool;
+pub use ipsets::read_ipsets;
+use ipsets::read_ipsets_from;
+pub use netns::run_in_netns;
+pub use rules::{read_ruleset, save_tool};
+
+/// What [`collect`] reads and where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectOptions {
+    /// Network namespace to read (a name under `/run/netns`, or a path); `None` = our own.
+    pub netns: Option<String>,
+    /// Time limit for each forked tool; a tool still running then is killed.
+    pub timeout: Duration,
+    /// Families whose rules are read.
+    pub families: Vec<Family>,
+    /// Backends whose rules are read (`Backend::Unknown` is ignored).
+    pub backends: Vec<Backend>,
+    /// Read ipset headers.
+    pub ipsets: bool,
+    /// Read conntrack statistics.
+    pub conntrack: bool,
+    /// Look up tools only in this folder instead of `PATH` + sbin (tests, pinned installs).
+    pub tool_dir: Option<PathBuf>,
+}
+
+impl Default for CollectOptions {
+    /// Both families, both backends, ipsets and conntrack, 10 s per tool, our own namespace.
+    fn default() -> Self {
+        Self {
+            netns: None,
+            timeout: Duration::from_secs(10),
+            families: vec![Family::Ipv4, Family::Ipv6],
+            backends: vec![Backend::Nft, Backend::Legacy],
+            ipsets: true,
+            conntrack: true,
+            tool_dir: None,
+        }
+    }
+}
+
+/// Reads everything `opts` asks for. Never fails as a whole: a source that could not be read has
+/// an error in its [`SourceReport`], and the rest of the snapshot is still filled.
+///
+/// `rulesets` holds one entry per (family, backend) that has tables, in the order of
+/// `opts.families` × `opts.backends`; `sources` has one report per source tried, in the same
+/// order, then ipsets, then conntrack.
+pub fn collect(opts: &CollectOptions) -> Snapshot {
+    let Some(name) = opts.netns.as_deref() else {
+        return collect_here(opts);
+    };
+    run_in_netns(Some(name), || collect_here(opts))
+        .unwrap_or_else(|e| unreachable_namespace(opts, &format!("network namespace {name}: {e}")))
+}
+
+/// One source's result, with how long it took and, for a result that is usable but not clean,
+/// what went wrong.
+struct Timed<T> {
+    result: Result<T, KernelError>,
+    problem: Option<KernelError>,
+    seconds: f64,
+}
+
+fn timed<T>(read: impl FnOnce() -> Result<T, KernelError>) -> Timed<T> {
+    timed_with_problem(|| read().map(|value| (value, None)))
+}
+
+fn timed_with_problem<T>(
+    read: impl FnOnce() -> Result<(T, Option<KernelError>), KernelError>,
+) -> Timed<T> {
+    let started = Instant::now();
+    let (result, problem) = match read() {
+        Ok((value, problem)) => (Ok(value), problem),
+        Err(e) => (Err(e), None),
+    };
+    Timed {
+        result,
+        problem,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// The source's result; a panic while reading becomes that source's error, so one bad source
+/// cannot take the whole collection down.
+fn joined<T>(handle: ScopedJoinHandle<'_, Timed<T>>) -> Timed<T> {
+    handle.join().unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Timed {
+            result: Err(KernelError::Panicked(message)),
+            problem: None,
+            seconds: 0.0,
+        }
+    })
+}
+
+fn collect_here(opts: &CollectOptions) -> Snapshot {
+    let mut snapshot = Snapshot::default();
+    let rule_sources = rule_sources(opts);
+    let (rule_results, ipsets, conntrack) = thread::scope(|scope| {
+        let rules: Vec<_> = rule_sources
+            .iter()
+            .map(|&(family, backend)| {
+                scope.spawn(move || timed_with_problem(|| read_rules(opts, family, backend)))
+            })
+            .collect();
+        let ipsets = opts.ipsets.then(|| {
+            scope.spawn(|| timed(|| read_ipsets_from(opts.timeout, opts.tool_dir.as_deref())))
+        });
+        let conntrack = opts
+            .conntrack
+            .then(|| scope.spawn(|| timed(read_conntrack_stats)));
+        let rules: Vec<_> = rules.into_iter().map(joined).collect();
+        (rules, ipsets.map(joined), conntrack.map(joined))
+    });
+    for (&(family, backend), timed) in rule_sources.iter().zip(rule_results) {
+        let kind = SourceKind::Rules { family, backend };
+        let value = record(&mut snapshot, kind, rules::method(family, backend), timed);
+        snapshot.rulesets.extend(value.flatten());
+    }
+    if let Some(timed) = ipsets {
+        snapshot.ipsets = record(
+            &mut snapshot,
+            SourceKind::Ipsets,
+            ipsets::METHOD.to_owned(),
+            timed,
+        )
+        .unwrap_or_default();
+    }
+    if let Some(timed) = conntrack {
+        snapshot.conntrack = record(
+            &mut snapshot,
+            SourceKind::Conntrack,
+            "procfs".to_owned(),
+            timed,
+        );
+    }
+    snapshot
+}
+
+/// The (family, backend) pairs to read, without duplicates or `Backend::Unknown`.
+fn rule_sources(opts: &CollectOptions) -> Vec<(Family, Backend)> {
+    let mut pairs: Vec<(Family, Backend)> = Vec::new();
+    for &family in &opts.families {
+        for &backend in opts.backends.iter().filter(|&&b| b != Backend::Unknown) {
+            if !pairs.contains(&(family, backend)) {
+                pairs.push((family, backend));
+            }
+        }
+    }
+    pairs
+}
+
+/// Reads one ruleset; when the strict parse fails, the lenient parse is kept (its notices say
+/// what was skipped) and the strict error is still reported.
+fn read_rules(
+    opts: &CollectOptions,
+    family: Family,
+    backend: Backend,
+) -> Result<(Option<Ruleset>, Option<KernelError>), KernelError> {
+    rules::read_ruleset_tolerant(family, backend, opts.timeout, opts.tool_dir.as_deref())
+}
+
+/// Adds the report for one source and returns its value, if any.
+fn record<T>(
+    snapshot: &mut Snapshot,
+    kind: SourceKind,
+    method: String,
+    timed: Timed<T>,
+) -> Option<T> {
+    let (value, error) = match timed.result {
+        Ok(value) => (
+            Some(value),
+            timed.problem.map(|p| format!("{p} (kept a lenient parse)")),
+        ),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    snapshot.sources.push(SourceReport {
+        kind,
+        method,
+        error,
+        duration_seconds: timed.seconds,
+    });
+    value
+}
+
+/// The snapshot when the namespace could not be entered: every requested source fails with `error`.
+fn unreachable_namespace(opts: &CollectOptions, error: &str) -> Snapshot {
+    let mut sources: Vec<(SourceKind, String)> = rule_sources(opts)
+        .into_iter()
+        .map(|(family, backend)| {
+            (
+                SourceKind::Rules { family, backend },
+                rules::method(family, backend),
+            )
+        })
+        .collect();
+    if opts.ipsets {
+        sources.push((SourceKind::Ipsets, ipsets::METHOD.to_owned()));
+    }
+    if opts.conntrack {
+        sources.push((SourceKind::Conntrack, "procfs".to_owned()));
+    }
+    let reports = sources.into_iter().map(|(kind, method)| SourceReport {
+        kind,
+        method,
+        error: Some(error.to_owned()),
+        duration_seconds: 0.0,
+    });
+    Snapshot {
+        sources: reports.collect(),
+        ..Snapshot::default()
+    }
+}

@@ -4,6 +4,10 @@ use serde::Serialize;
 
 use crate::model::Family;
 
+mod parser;
+
+pub use parser::parse_ipsets;
+
 /// One ipset as `ipset save` or `ipset list` describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IpSet {
@@ -26,3 +30,4 @@ pub struct IpSet {
     /// `References:` (how many iptables rules or list sets use it), when the source says it.
     pub references: Option<u64>,
 }
+

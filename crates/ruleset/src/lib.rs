@@ -12,8 +12,13 @@
 
 pub mod ipset;
 pub mod model;
+pub mod parse;
+pub mod render;
 pub mod snapshot;
 
 pub use ipset::IpSet;
+pub use ipset::parse_ipsets;
 pub use model::*;
+pub use parse::{ParseError, ParseOptions, parse_ruleset};
+pub use render::{render_rule_spec, render_ruleset};
 pub use snapshot::{ConntrackStats, Snapshot, SourceKind, SourceReport};

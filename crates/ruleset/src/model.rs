@@ -94,7 +94,12 @@ pub struct Ruleset {
 impl Ruleset {
     /// An empty ruleset of the given family and backend.
     pub fn new(family: Family, backend: Backend) -> Self {
-        Self { family, backend, tables: Vec::new(), notices: Vec::new() }
+        Self {
+            family,
+            backend,
+            tables: Vec::new(),
+            notices: Vec::new(),
+        }
     }
 
     /// The table with this name, if the dump has it.
@@ -187,7 +192,10 @@ impl Chain {
 
 /// The five hook chains the kernel creates; every other name is a user chain.
 pub fn is_builtin_chain(name: &str) -> bool {
-    matches!(name, "PREROUTING" | "INPUT" | "FORWARD" | "OUTPUT" | "POSTROUTING")
+    matches!(
+        name,
+        "PREROUTING" | "INPUT" | "FORWARD" | "OUTPUT" | "POSTROUTING"
+    )
 }
 
 /// The built-in chains of a standard table, in hook order. Empty for an unknown table.
@@ -245,7 +253,8 @@ impl RuleSpec {
 
     /// The decoded `--comment` values, in order (a rule may carry several `-m comment`).
     pub fn comments(&self) -> impl Iterator<Item = &str> {
-        self.matches_named("comment").filter_map(|m| m.value("comment"))
+        self.matches_named("comment")
+            .filter_map(|m| m.value("comment"))
     }
 
     /// The name of the jump or goto target, if any.
@@ -266,7 +275,10 @@ pub struct Negatable<T> {
 impl<T> Negatable<T> {
     /// A value without `!`.
     pub fn plain(value: T) -> Self {
-        Self { negated: false, value }
+        Self {
+            negated: false,
+            value,
+        }
     }
 }
 
@@ -326,7 +338,9 @@ pub struct Match {
 impl Match {
     /// The first value of the first option with this name (without `--`), e.g. `value("dport")`.
     pub fn value(&self, name: &str) -> Option<&str> {
-        self.option(name).and_then(|o| o.values.first()).map(String::as_str)
+        self.option(name)
+            .and_then(|o| o.values.first())
+            .map(String::as_str)
     }
 
     /// The first option with this name (without `--`).

@@ -1,0 +1,319 @@
+//! `scrape-bench`: what one Prometheus scrape costs with nfscope and with the baselines, on
+//! generated kube-proxy rulesets loaded into throwaway network namespaces (nft and legacy backends).
+//!
+//! Needs root (namespaces, iptables-restore). Never part of `cargo test`. See docs/BENCHMARKS.md:
+//! `cargo run --release -p nfscope-bench --bin scrape-bench -- --nfscope target/release/nfscope`.
+
+mod baseline;
+mod netns;
+mod procfs;
+mod server;
+mod stats;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+use nfscope_bench::{GenOptions, count_rules, kube_proxy_ruleset};
+
+use crate::netns::BenchNetns;
+use crate::stats::{Summary, median, percentile, sorted};
+
+/// Scrape cost of nfscope against a fork-and-split baseline and `nft -j`, per ruleset size and backend.
+#[derive(Debug, Parser)]
+struct Args {
+    #[command(subcommand)]
+    once: Option<Once>,
+    /// Path of the nfscope binary (build it with `cargo build --release -p nfscope`).
+    #[arg(long, default_value = "target/release/nfscope")]
+    nfscope: PathBuf,
+    /// Service counts to test (3 endpoints each by default).
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000,20000")]
+    services: Vec<usize>,
+    /// Endpoints per service.
+    #[arg(long, default_value_t = 3)]
+    endpoints: usize,
+    /// Backends to test.
+    #[arg(long, value_delimiter = ',', default_value = "nft,legacy")]
+    backends: Vec<String>,
+    /// Tools to measure: nfscope, nfscope-nolabel (`--rule-label none`), naive, nft-json (nft backend only).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "nfscope,nfscope-nolabel,naive,nft-json"
+    )]
+    tools: Vec<String>,
+    /// Scrapes per measurement below 20,000 services (after one warm-up scrape).
+    #[arg(long, default_value_t = 20)]
+    scrapes: usize,
+    /// Scrapes per measurement from 20,000 services up.
+    #[arg(long, default_value_t = 10)]
+    scrapes_large: usize,
+    /// `--timeout` passed to `nfscope serve` (seconds per tool).
+    #[arg(long, default_value_t = 120)]
+    server_timeout: u32,
+    /// Replace the generated section of this Markdown file with the results.
+    #[arg(long)]
+    write_doc: Option<PathBuf>,
+}
+
+/// Internal: one baseline scrape inside the current namespace, printing a JSON report.
+#[derive(Debug, Subcommand)]
+enum Once {
+    #[command(hide = true)]
+    BaselineOnce {
+        #[arg(long)]
+        tool: String,
+        #[arg(long)]
+        backend: String,
+    },
+}
+
+/// One line of the results table.
+struct Row {
+    services: usize,
+    rules: usize,
+    backend: String,
+    tool: String,
+    summary: Summary,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if let Some(Once::BaselineOnce { tool, backend }) = &args.once {
+        println!("{}", baseline::run_once(tool, backend)?.to_json());
+        return Ok(());
+    }
+    if args.tools.iter().any(|t| t.starts_with("nfscope")) && !args.nfscope.exists() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p nfscope` or drop nfscope from --tools",
+            args.nfscope.display()
+        );
+    }
+    let ticks = procfs::clock_ticks_per_second();
+    let mut rows = Vec::new();
+    for &services in &args.services {
+        for backend in &args.backends {
+            rows.extend(bench_one(&args, services, backend, ticks)?);
+        }
+    }
+    let table = render_table(&rows);
+    println!("{table}");
+    if let Some(doc) = &args.write_doc {
+        write_doc(doc, &table, &args)?;
+        eprintln!("wrote {}", doc.display());
+    }
+    Ok(())
+}
+
+fn bench_one(args: &Args, services: usize, backend: &str, ticks: f64) -> Result<Vec<Row>> {
+    if backend == "legacy" {
+        // The x_tables modules may be built in; a real failure shows up at restore.
+        let _ = Command::new("modprobe")
+            .args(["-q", "ip_tables", "iptable_nat", "iptable_filter"])
+            .status();
+    }
+    let opts = GenOptions {
+        counters: true,
+        ..GenOptions::default()
+    };
+    let text = kube_proxy_ruleset(services, args.endpoints, &opts);
+    let rules = count_rules(&text);
+    let ns = BenchNetns::create(&format!("{backend}-{services}"))?;
+    let start = Instant::now();
+    ns.restore(backend, &text)?;
+    eprintln!(
+        "[{services} services, {rules} rules, {backend}] loaded in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    drop(text);
+    let k = if services >= 20_000 {
+        args.scrapes_large
+    } else {
+        args.scrapes
+    };
+    let mut rows = Vec::new();
+    for tool in &args.tools {
+        if tool == "nft-json" && backend != "nft" {
+            continue;
+        }
+        let summary = match tool.as_str() {
+            "nfscope" => measure_nfscope(args, &ns, &[], k, ticks)?,
+            "nfscope-nolabel" => measure_nfscope(args, &ns, &["--rule-label", "none"], k, ticks)?,
+            other => measure_baseline(&ns, other, backend, k, ticks)?,
+        };
+        eprintln!("  {tool}: {summary:?}");
+        rows.push(Row {
+            services,
+            rules,
+            backend: backend.to_owned(),
+            tool: tool.clone(),
+            summary,
+        });
+    }
+    Ok(rows)
+}
+
+fn measure_nfscope(
+    args: &Args,
+    ns: &BenchNetns,
+    extra: &[&str],
+    k: usize,
+    ticks: f64,
+) -> Result<Summary> {
+    let log = std::env::temp_dir().join(format!("{}-nfscope.log", ns.name));
+    let server = server::Server::start(&args.nfscope, &ns.name, args.server_timeout, extra, &log)
+        .with_context(|| format!("see {}", log.display()))?;
+    let pid = server.pid();
+    let first = Instant::now();
+    let body = server::scrape(server.addr)?;
+    let first_ms = first.elapsed().as_secs_f64() * 1e3;
+    let cpu_before = procfs::cpu_ticks(&pid)?;
+    let mut latencies = Vec::with_capacity(k);
+    for _ in 0..k {
+        let start = Instant::now();
+        server::scrape(server.addr)?;
+        latencies.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let cpu_ticks = procfs::cpu_ticks(&pid)? - cpu_before;
+    let peak_rss_kib = procfs::peak_rss_kib(&pid)?;
+    Ok(summarize(
+        first_ms,
+        latencies,
+        cpu_ticks as f64 / ticks / k as f64,
+        peak_rss_kib,
+        body,
+    ))
+}
+
+fn measure_baseline(
+    ns: &BenchNetns,
+    tool: &str,
+    backend: &str,
+    k: usize,
+    ticks: f64,
+) -> Result<Summary> {
+    let exe = std::env::current_exe()?;
+    let mut reports = Vec::with_capacity(k + 1);
+    for _ in 0..=k {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns.name])
+            .arg(&exe)
+            .args(["baseline-once", "--tool", tool, "--backend", backend])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "{tool} baseline failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        reports.push(baseline::OnceReport::from_json(&String::from_utf8_lossy(
+            &out.stdout,
+        ))?);
+    }
+    let first = reports.remove(0);
+    let latencies = reports.iter().map(|r| r.latency_s * 1e3).collect();
+    let cpu_s = reports
+        .iter()
+        .map(|r| r.cpu_ticks as f64 / ticks)
+        .sum::<f64>()
+        / k as f64;
+    let peak = reports.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0);
+    Ok(summarize(
+        first.latency_s * 1e3,
+        latencies,
+        cpu_s,
+        peak,
+        first.body_bytes,
+    ))
+}
+
+fn summarize(
+    first_ms: f64,
+    latencies: Vec<f64>,
+    cpu_s: f64,
+    peak_rss_kib: u64,
+    body: usize,
+) -> Summary {
+    let latencies = sorted(latencies);
+    Summary {
+        first_ms,
+        median_ms: median(&latencies),
+        p99_ms: percentile(&latencies, 0.99),
+        cpu_s_per_scrape: cpu_s,
+        peak_rss_mib: peak_rss_kib as f64 / 1024.0,
+        body_mib: body as f64 / (1024.0 * 1024.0),
+    }
+}
+
+fn render_table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| services | rules | backend | tool | median ms | p99 ms (= max) | first ms | CPU s/scrape | peak RSS MiB | body MiB |\n\
+         |---:|---:|---|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let s = &r.summary;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.3} | {:.1} | {:.1} |",
+            r.services,
+            r.rules,
+            r.backend,
+            r.tool,
+            s.median_ms,
+            s.p99_ms,
+            s.first_ms,
+            s.cpu_s_per_scrape,
+            s.peak_rss_mib,
+            s.body_mib
+        );
+    }
+    out
+}
+
+const BEGIN: &str =
+    "<!-- scrape-bench:begin (generated by scrape-bench --write-doc; edit outside) -->";
+const END: &str = "<!-- scrape-bench:end -->";
+
+/// Replaces the text between the markers (or appends a new section) with the table and its context.
+fn write_doc(doc: &Path, table: &str, args: &Args) -> Result<()> {
+    let existing = std::fs::read_to_string(doc).unwrap_or_default();
+    let section = format!("{BEGIN}\n{}\n{table}{END}", run_context(args));
+    let updated = match (existing.find(BEGIN), existing.find(END)) {
+        (Some(b), Some(e)) if e > b => {
+            format!("{}{section}{}", &existing[..b], &existing[e + END.len()..])
+        }
+        _ => format!("{existing}\n## Scrape benchmark results\n\n{section}\n"),
+    };
+    std::fs::write(doc, updated).with_context(|| format!("writing {}", doc.display()))
+}
+
+fn run_context(args: &Args) -> String {
+    let command: Vec<String> = std::env::args().collect();
+    let sh = |cmd: &str| {
+        Command::new("sh")
+            .args(["-c", cmd])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    format!(
+        "Produced by `{}` (K = {} scrapes per row, {} from 20,000 services up, after one warm-up scrape \
+         reported as \"first\").\n\nMachine: {} CPUs ({}), kernel {}, {}; {}; {}. Date: {}. \
+         Load average when the run ended: {}.\n",
+        command.join(" "),
+        args.scrapes,
+        args.scrapes_large,
+        sh("nproc"),
+        sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'"),
+        sh("uname -r"),
+        sh("free -g | awk '/Mem:/ {print $2 \" GiB RAM\"}'"),
+        sh("iptables --version"),
+        sh("nft --version"),
+        sh("date -u '+%Y-%m-%d %H:%M UTC'"),
+        sh("cut -d' ' -f1-3 /proc/loadavg"),
+    )
+}

@@ -1,0 +1,49 @@
+//! CPU time and peak memory of a process, read from `/proc/<pid>/stat` and `/proc/<pid>/status`.
+//!
+//! CPU is `utime + stime + cutime + cstime`: the process's own time plus that of every child it has
+//! waited for, so the `iptables-save` / `nft` processes an exporter forks per scrape are included.
+//! The kernel counts in clock ticks (`USER_HZ`, 100 per second here), i.e. 10 ms resolution.
+
+use anyhow::{Context as _, Result, bail};
+
+/// Clock ticks per second of the `/proc/<pid>/stat` time fields (`getconf CLK_TCK`).
+pub fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Self plus waited-for children CPU time of `pid` ("self" for the calling process), in ticks.
+pub fn cpu_ticks(pid: &str) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Field 2 (comm) may contain spaces and parentheses; everything after the last ')' is safe.
+    let after_comm = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("malformed stat")?;
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // after_comm starts at field 3 (state); utime..cstime are fields 14..=17.
+    if fields.len() < 15 {
+        bail!("short /proc/{pid}/stat");
+    }
+    fields[11..15]
+        .iter()
+        .map(|f| f.parse::<u64>().context("stat time field"))
+        .sum()
+}
+
+/// Peak resident set size (`VmHWM`) of `pid`, in KiB.
+pub fn peak_rss_kib(pid: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in status")
+}

@@ -1,0 +1,108 @@
+//! Runs `nfscope serve --netns NS` and scrapes its `/metrics` over plain HTTP/1.1.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+
+/// A running `nfscope serve`, killed (by its pid, through the `Child` handle) on drop.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    pub fn start(
+        nfscope: &Path,
+        netns: &str,
+        timeout_s: u32,
+        extra: &[&str],
+        log: &Path,
+    ) -> Result<Self> {
+        let addr = free_local_port()?;
+        let log_file =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new(nfscope)
+            .args([
+                "serve",
+                "--netns",
+                netns,
+                "--listen",
+                &addr.to_string(),
+                "--timeout",
+                &timeout_s.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("starting {}", nfscope.display()))?;
+        let mut server = Self { child, addr };
+        server.wait_ready(Duration::from_secs(30))?;
+        Ok(server)
+    }
+
+    pub fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("nfscope serve exited early: {status}");
+            }
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "nfscope serve did not listen on {} within {limit:?}",
+            self.addr
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port that was free a moment ago (the small race with other processes is acceptable here).
+fn free_local_port() -> Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}
+
+/// `GET /metrics`; returns the body size, failing on anything but `200`.
+pub fn scrape(addr: SocketAddr) -> Result<usize> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(300)))?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::with_capacity(1 << 20);
+    stream.read_to_end(&mut response)?;
+    let header_end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no HTTP header end")?;
+    let status_line = String::from_utf8_lossy(
+        &response[..response.iter().position(|b| *b == b'\r').unwrap_or(0)],
+    );
+    if !status_line.contains(" 200 ") {
+        let body = String::from_utf8_lossy(&response[header_end + 4..]);
+        bail!(
+            "{status_line}: {}",
+            body.chars().take(300).collect::<String>()
+        );
+    }
+    Ok(response.len() - header_end - 4)
+}

@@ -1,0 +1,36 @@
+//! Summary statistics of one tool's K scrapes.
+
+/// Latency summary and resource use of K sequential scrapes (after one warm-up scrape).
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub first_ms: f64,
+    pub median_ms: f64,
+    /// Nearest-rank p99; with K < 100 samples it is the maximum.
+    pub p99_ms: f64,
+    pub cpu_s_per_scrape: f64,
+    pub peak_rss_mib: f64,
+    pub body_mib: f64,
+}
+
+/// Median of the samples (mean of the middle two for an even count).
+pub fn median(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// Nearest-rank percentile `q` (0–1] of sorted samples.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+pub fn sorted(mut samples: Vec<f64>) -> Vec<f64> {
+    samples.sort_by(f64::total_cmp);
+    samples
+}

@@ -1,0 +1,218 @@
+//! The command line: clap definitions and their translation into library options.
+//!
+//! Every flag says its default; each command ends its `--help` with examples. Turning parsed
+//! flags into `CollectOptions` / `ExportOptions` happens here too, so `main` stays a dispatcher.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use nfscope_ruleset::{Backend, Family};
+
+use crate::demo::DemoArgs;
+use crate::serve::ServeConfig;
+
+const TOP_EXAMPLES: &str = "\
+Examples:
+  nfscope rules                                 # live rules of this namespace, with counters
+  iptables-save -c | nfscope rules --rules -    # explain a dump read from stdin
+  nfscope serve --listen 127.0.0.1:9455         # Prometheus exporter
+  nfscope demo                                  # a throwaway lab to try it on
+
+Logging goes to stderr; set RUST_LOG (default: info), e.g. RUST_LOG=nfscope=debug.
+Exit codes: 0 ok, 2 unusable input (unreadable file, parse error), 1 other failures.";
+
+const RULES_EXAMPLES: &str = "\
+Examples:
+  nfscope rules                                   # live: both families, both backends
+  nfscope rules --family ipv6 --backend nft       # live, one family and backend
+  nfscope rules --netns blue --format json        # live, inside `ip netns` namespace `blue`
+  nfscope rules --rules v4.rules --rules v6.rules # two saved dumps
+  iptables-save -c | nfscope rules --rules -      # from stdin
+  nfscope rules --rules node.rules --ipsets node.ipset --lenient";
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  nfscope serve                                   # 0.0.0.0:9455, every scrape collects
+  nfscope serve --listen 127.0.0.1:9455 --netns blue
+  nfscope serve --rule-label full --max-rule-series 50000
+  nfscope serve --cache-seconds 5                 # scrapes within 5 s reuse one collection
+
+Endpoints: /metrics (Prometheus text), /api/rules (JSON), /healthz (liveness, never waits for a
+collection), / (index). Concurrent scrapes always share one collection. A collection that does not
+finish within --timeout plus a small grace answers 503 with a plain-text reason (Prometheus then
+records up=0); the stuck collection keeps running and later scrapes join it instead of piling up.";
+
+/// Netfilter observability for Kubernetes nodes.
+#[derive(Debug, Parser)]
+#[command(name = "nfscope", version, about, after_help = TOP_EXAMPLES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the parsed, annotated ruleset with counters (live, or from saved dumps).
+    Rules(RulesArgs),
+    /// Run the Prometheus exporter and JSON API over HTTP.
+    Serve(ServeArgs),
+    /// Start a throwaway lab (network namespaces, rules, traffic) and serve its metrics.
+    Demo(DemoArgs),
+    /// Trace a packet through the rules: which rule decides its fate, in Kubernetes terms.
+    Trace(crate::trace_cmd::TraceArgs),
+}
+
+/// `nfscope rules`.
+#[derive(Debug, Args)]
+#[command(after_help = RULES_EXAMPLES)]
+pub struct RulesArgs {
+    /// Read an `iptables-save`/`ip6tables-save` dump (or restore input) from FILE instead of the
+    /// live kernel; `-` is stdin. Repeat for several dumps (e.g. IPv4 and IPv6). [default: live]
+    #[arg(long = "rules", value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+    /// Read `ipset save`/`ipset list` output from FILE (only with --rules). [default: none]
+    #[arg(long, value_name = "FILE", requires = "rules")]
+    pub ipsets: Option<PathBuf>,
+    /// Only this address family; with --rules, the family of dumps that do not say. [default: both]
+    #[arg(long, value_enum)]
+    pub family: Option<FamilyArg>,
+    /// Only this backend; with --rules, the backend of dumps without a header. [default: both]
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Skip lines that are not understood (pasted prompts, markdown damage) instead of failing;
+    /// each skipped line is reported as a notice. [default: strict]
+    #[arg(long)]
+    pub lenient: bool,
+    /// Collect inside the named network namespace (`ip netns` name) instead of the current one.
+    /// [default: current namespace]
+    #[arg(long, value_name = "NAME", conflicts_with = "rules")]
+    pub netns: Option<String>,
+    /// Per-tool timeout for live collection, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub timeout: f64,
+    /// Look up the save tools (`iptables-nft-save`, …, `ipset`) only in DIR instead of `PATH`
+    /// and the sbin folders. [default: PATH, then /usr/sbin, /sbin, /usr/local/sbin]
+    #[arg(long, value_name = "DIR", conflicts_with = "rules")]
+    pub tool_dir: Option<PathBuf>,
+}
+
+/// `nfscope serve`.
+#[derive(Debug, Args)]
+#[command(after_help = SERVE_EXAMPLES)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9455")]
+    pub listen: SocketAddr,
+    /// Collect inside the named network namespace (`ip netns` name). [default: current namespace]
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+    /// Whether per-rule series carry the canonical rule text as a `rule` label (`full`,
+    /// retailnext-compatible) or only `rule_id` and `comment` (`none`, smaller series).
+    #[arg(long, value_enum, default_value_t = RuleLabelArg::Full)]
+    pub rule_label: RuleLabelArg,
+    /// Per-tool collection timeout in seconds; a whole collection gets this plus a 2 s grace
+    /// before requests give up on it with 503.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub timeout: f64,
+    /// Cardinality budget: at most N rules get `iptables_rule_*` series per scrape; the rest are
+    /// counted in `nfscope_rule_series_dropped_total` (0 = no limit).
+    #[arg(long, value_name = "N", default_value_t = 500_000)]
+    pub max_rule_series: usize,
+    /// Reuse a finished collection for this many seconds. 0 means every scrape collects, but
+    /// concurrent scrapes still share one collection.
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    pub cache_seconds: f64,
+    /// Look up the save tools (`iptables-nft-save`, …, `ipset`) only in DIR instead of `PATH`
+    /// and the sbin folders. [default: PATH, then /usr/sbin, /sbin, /usr/local/sbin]
+    #[arg(long, value_name = "DIR")]
+    pub tool_dir: Option<PathBuf>,
+}
+
+/// `--family`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FamilyArg {
+    /// iptables (IPv4).
+    Ipv4,
+    /// ip6tables (IPv6).
+    Ipv6,
+}
+
+impl From<FamilyArg> for Family {
+    fn from(arg: FamilyArg) -> Self {
+        match arg {
+            FamilyArg::Ipv4 => Self::Ipv4,
+            FamilyArg::Ipv6 => Self::Ipv6,
+        }
+    }
+}
+
+/// `--backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// iptables-nft (nf_tables).
+    Nft,
+    /// iptables-legacy (x_tables).
+    Legacy,
+}
+
+impl From<BackendArg> for Backend {
+    fn from(arg: BackendArg) -> Self {
+        match arg {
+            BackendArg::Nft => Self::Nft,
+            BackendArg::Legacy => Self::Legacy,
+        }
+    }
+}
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Human-readable, one rule per line with counters and meaning.
+    Text,
+    /// The same JSON `/api/rules` serves.
+    Json,
+}
+
+/// `--rule-label`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuleLabelArg {
+    /// Add the canonical rule text as a `rule` label.
+    Full,
+    /// No rule text label.
+    None,
+}
+
+/// Seconds from the command line as a `Duration`, rejecting negative, NaN and absurd values.
+pub fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("{flag} {value}: not a usable number of seconds"))
+}
+
+impl ServeArgs {
+    /// The server configuration these flags describe.
+    pub fn into_config(self) -> Result<ServeConfig, String> {
+        let timeout = seconds("--timeout", self.timeout)?;
+        if timeout.is_zero() {
+            return Err("--timeout must be greater than 0".to_owned());
+        }
+        let mut collect = crate::serve::default_collect_options();
+        collect.netns = self.netns;
+        collect.timeout = timeout;
+        collect.tool_dir = self.tool_dir;
+        let export = crate::serve::export_options(self.rule_label, self.max_rule_series);
+        Ok(ServeConfig {
+            listen: self.listen,
+            collect,
+            export,
+            cache: seconds("--cache-seconds", self.cache_seconds)?,
+            deadline: timeout + crate::serve::DEADLINE_GRACE,
+        })
+    }
+}

@@ -1,0 +1,240 @@
+//! The seam between the binary and the library crates: collecting, preparing and rendering.
+//!
+//! Owns the per-(family, backend) cache of rule labels and annotations the server reuses while the
+//! rules are unchanged (only counters moved), and the server's own counters. Every call into
+//! `nfscope-kernel`, `nfscope-annotate` and `nfscope-exporter` goes through here, so the commands
+//! and the HTTP layer never depend on those crates' exact shapes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use nfscope_annotate::Annotations;
+use nfscope_exporter::{ExportOptions, RuleLabel, RuleLabels, SelfMetrics};
+use nfscope_kernel::CollectOptions;
+use nfscope_ruleset::{Backend, Family, ParseError, ParseOptions, Ruleset, Snapshot, SourceKind};
+
+/// A snapshot with everything derived from it that outputs need: annotations and rule labels,
+/// both parallel to `snapshot.rulesets`.
+#[derive(Debug)]
+pub struct Collected {
+    /// What was read.
+    pub snapshot: Snapshot,
+    /// Kubernetes meaning per ruleset.
+    pub annotations: Vec<Annotations>,
+    /// Rule ids, canonical texts and comments per ruleset.
+    pub labels: Vec<RuleLabels>,
+}
+
+/// The server's running totals, updated by every collection.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Collections run (each may serve many requests).
+    pub collections: AtomicU64,
+    /// Failed collections per source.
+    pub errors_by_source: Mutex<Vec<(SourceKind, u64)>>,
+    /// `/metrics` requests answered with a body.
+    pub scrapes: AtomicU64,
+    /// Rules left without series by the cardinality budget, summed over scrapes.
+    pub rule_series_dropped: AtomicU64,
+}
+
+impl Counters {
+    fn record_errors(&self, snapshot: &Snapshot) {
+        let mut by_source = self
+            .errors_by_source
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for report in snapshot.sources.iter().filter(|r| r.error.is_some()) {
+            match by_source.iter_mut().find(|(kind, _)| *kind == report.kind) {
+                Some((_, count)) => *count += 1,
+                None => by_source.push((report.kind, 1)),
+            }
+        }
+    }
+}
+
+/// Facts about the serving side that go into the exposition besides the snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct SelfStats {
+    /// Collections run so far.
+    pub collections: u64,
+    /// Requests that gave up waiting for a collection.
+    pub deadline_exceeded: u64,
+    /// Wall time of the collection being served.
+    pub duration: Duration,
+}
+
+/// Parses one dump (restore input or save output).
+pub fn parse_ruleset(text: &str, options: &ParseOptions) -> Result<Ruleset, ParseError> {
+    nfscope_ruleset::parse_ruleset(text, options)
+}
+
+/// Limits a live collection to one family and/or backend.
+pub fn restrict(options: &mut CollectOptions, family: Option<Family>, backend: Option<Backend>) {
+    if let Some(family) = family {
+        options.families = vec![family];
+    }
+    if let Some(backend) = backend {
+        options.backends = vec![backend];
+    }
+}
+
+/// Export options from `--rule-label` and `--max-rule-series` (0 = no limit).
+pub fn export_options(full_rule_label: bool, max_rule_series: usize) -> ExportOptions {
+    ExportOptions {
+        rule_label: if full_rule_label {
+            RuleLabel::Full
+        } else {
+            RuleLabel::None
+        },
+        max_rule_series: if max_rule_series == 0 {
+            usize::MAX
+        } else {
+            max_rule_series
+        },
+    }
+}
+
+/// Annotates and labels a snapshot from scratch (the one-shot `rules` command).
+pub fn prepare(snapshot: Snapshot) -> Collected {
+    let annotations = snapshot
+        .rulesets
+        .iter()
+        .map(nfscope_annotate::annotate)
+        .collect();
+    let labels = snapshot.rulesets.iter().map(RuleLabels::new).collect();
+    Collected {
+        snapshot,
+        annotations,
+        labels,
+    }
+}
+
+/// The blocking job a server runs per collection: collect, then prepare with the cache.
+pub fn collector(
+    options: CollectOptions,
+    counters: Arc<Counters>,
+) -> impl Fn() -> Collected + Send + Sync + 'static {
+    let cache = Mutex::new(PreparedCache::default());
+    move || {
+        let started = Instant::now();
+        let snapshot = nfscope_kernel::collect(&options);
+        counters.collections.fetch_add(1, Ordering::Relaxed);
+        counters.record_errors(&snapshot);
+        for report in snapshot.sources.iter().filter(|r| r.error.is_some()) {
+            let error = report.error.as_deref().unwrap_or_default();
+            tracing::warn!(method = %report.method, %error, "collection source failed");
+        }
+        let collected = cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .prepare(snapshot);
+        tracing::debug!(elapsed = ?started.elapsed(), "collection done");
+        collected
+    }
+}
+
+/// Per (family, backend): the labels and annotations of the last ruleset seen, reused while its
+/// rules are unchanged (`RuleLabels::fits`).
+#[derive(Default)]
+struct PreparedCache {
+    entries: HashMap<(Family, Backend), (RuleLabels, Annotations)>,
+}
+
+impl PreparedCache {
+    fn prepare(&mut self, snapshot: Snapshot) -> Collected {
+        let mut annotations = Vec::with_capacity(snapshot.rulesets.len());
+        let mut labels = Vec::with_capacity(snapshot.rulesets.len());
+        let mut seen = Vec::new();
+        for ruleset in &snapshot.rulesets {
+            let key = (ruleset.family, ruleset.backend);
+            seen.push(key);
+            let entry = match self.entries.get(&key) {
+                Some(entry) if entry.0.fits(ruleset) => entry.clone(),
+                _ => {
+                    let fresh = (
+                        RuleLabels::new(ruleset),
+                        nfscope_annotate::annotate(ruleset),
+                    );
+                    self.entries.insert(key, fresh.clone());
+                    fresh
+                }
+            };
+            labels.push(entry.0);
+            annotations.push(entry.1);
+        }
+        self.entries.retain(|key, _| seen.contains(key));
+        Collected {
+            snapshot,
+            annotations,
+            labels,
+        }
+    }
+}
+
+/// The `/metrics` body: the exporter's exposition plus the server's own collection counters.
+pub fn metrics_text(
+    collected: &Collected,
+    export: &ExportOptions,
+    counters: &Counters,
+    stats: &SelfStats,
+) -> String {
+    let self_metrics = SelfMetrics {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        scrapes_total: counters.scrapes.fetch_add(1, Ordering::Relaxed) + 1,
+        rule_series_dropped_total: counters.rule_series_dropped.load(Ordering::Relaxed),
+        collection_errors_total: counters
+            .errors_by_source
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone(),
+    };
+    let encoded = nfscope_exporter::encode_metrics_with_labels(
+        &collected.snapshot,
+        &collected.annotations,
+        &collected.labels,
+        &self_metrics,
+        export,
+    );
+    counters
+        .rule_series_dropped
+        .fetch_add(encoded.rule_series_dropped, Ordering::Relaxed);
+    let mut body = encoded.body;
+    append_server_metrics(&mut body, stats);
+    body
+}
+
+/// Server-side families the exporter's `SelfMetrics` does not carry (yet).
+fn append_server_metrics(body: &mut String, stats: &SelfStats) {
+    use std::fmt::Write;
+    let _ = write!(
+        body,
+        "# HELP nfscope_collections_total Collections run since start; concurrent scrapes share one.\n\
+         # TYPE nfscope_collections_total counter\n\
+         nfscope_collections_total {}\n\
+         # HELP nfscope_collection_deadline_exceeded_total Requests answered 503 because a collection outlived the deadline.\n\
+         # TYPE nfscope_collection_deadline_exceeded_total counter\n\
+         nfscope_collection_deadline_exceeded_total {}\n\
+         # HELP nfscope_collection_duration_seconds Wall time of the collection behind this response.\n\
+         # TYPE nfscope_collection_duration_seconds gauge\n\
+         nfscope_collection_duration_seconds {}\n",
+        stats.collections,
+        stats.deadline_exceeded,
+        stats.duration.as_secs_f64()
+    );
+}
+
+/// The JSON view (`/api/rules`, `rules --format json`).
+pub fn rules_json(collected: &Collected) -> anyhow::Result<String> {
+    let value = nfscope_exporter::rules_json(&collected.snapshot, &collected.annotations);
+    let mut text = serde_json::to_string_pretty(&value)?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// The terminal listing (`rules --format text`).
+pub fn rules_text(collected: &Collected) -> String {
+    nfscope_exporter::rules_text(&collected.snapshot, &collected.annotations)
+}

@@ -1,0 +1,292 @@
+//! `nfscope serve`: the HTTP server (axum) in front of the collector.
+//!
+//! Owns the routes (`/metrics`, `/api/rules`, `/healthz`, `/`), the single-flight collection
+//! shared by concurrent requests, the overall deadline and the server's own counters. It does not
+//! own the metric schema (`nfscope-exporter`) nor how the kernel is read (`nfscope-kernel`).
+//!
+//! Deadline policy: a request waits at most `ServeConfig::deadline` for a collection. Past that it
+//! gets **503** with a one-line plain-text reason, so Prometheus records `up == 0` rather than
+//! stale numbers; the collection keeps running in the background and the next requests join it
+//! (they never start a second one while it is stuck). The kernel crate kills each tool at its
+//! own timeout, so a collection always ends eventually.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use nfscope_exporter::ExportOptions;
+use nfscope_kernel::CollectOptions;
+
+use crate::engine::{self, Collected, Counters};
+use crate::single_flight::{Finished, SingleFlight, TimedOut};
+
+/// Extra time a whole collection gets beyond the per-tool timeout before requests give up.
+pub const DEADLINE_GRACE: Duration = Duration::from_secs(2);
+
+/// Everything `run_server` needs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to bind, e.g. `0.0.0.0:9455` (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// How to collect (namespace, per-tool timeout, sources).
+    pub collect: CollectOptions,
+    /// How to render metrics (rule label, cardinality budget).
+    pub export: ExportOptions,
+    /// Reuse a finished collection this long; zero means every scrape collects (concurrent
+    /// scrapes still share one).
+    pub cache: Duration,
+    /// How long a request waits for a collection before answering 503.
+    pub deadline: Duration,
+}
+
+impl ServeConfig {
+    /// Defaults for serving `netns` (or the current namespace) on `listen`: every scrape
+    /// collects, 10 s per-tool timeout.
+    pub fn new(listen: SocketAddr, netns: Option<String>) -> Self {
+        let mut collect = default_collect_options();
+        collect.netns = netns;
+        collect.timeout = Duration::from_secs(10);
+        Self {
+            listen,
+            deadline: collect.timeout + DEADLINE_GRACE,
+            collect,
+            export: ExportOptions::default(),
+            cache: Duration::ZERO,
+        }
+    }
+}
+
+/// Binds `config.listen`, prints `listening on http://ADDR` and serves until `shutdown` resolves.
+pub async fn run_server(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    serve_on(listener, config, shutdown).await
+}
+
+/// Serves on an already bound listener (its address wins over `config.listen`).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    let app = router(Arc::new(App::new(config)));
+    println!("listening on http://{addr}");
+    tracing::info!(%addr, "listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT: shutting down"),
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+}
+
+/// The collection defaults `serve` and `rules` start from.
+pub fn default_collect_options() -> CollectOptions {
+    CollectOptions::default()
+}
+
+/// Export options from the command-line flags.
+pub fn export_options(
+    rule_label: crate::cli::RuleLabelArg,
+    max_rule_series: usize,
+) -> ExportOptions {
+    engine::export_options(
+        rule_label == crate::cli::RuleLabelArg::Full,
+        max_rule_series,
+    )
+}
+
+struct App {
+    flight: SingleFlight<Collected>,
+    counters: Arc<Counters>,
+    export: ExportOptions,
+    deadline: Duration,
+    timeouts: AtomicU64,
+    netns: Option<String>,
+}
+
+impl App {
+    fn new(config: ServeConfig) -> Self {
+        let counters = Arc::new(Counters::default());
+        let netns = config.collect.netns.clone();
+        let job = engine::collector(config.collect, Arc::clone(&counters));
+        Self {
+            flight: SingleFlight::new(job, config.cache),
+            counters,
+            export: config.export,
+            deadline: config.deadline,
+            timeouts: AtomicU64::new(0),
+            netns,
+        }
+    }
+
+    /// The shared collection, or a ready-made error response.
+    async fn collection(&self) -> Result<Arc<Finished<Collected>>, Response> {
+        match self.flight.get(self.deadline).await {
+            Ok(done) if done.value.is_ok() => {
+                tracing::debug!(run = done.run, "serving collection");
+                Ok(done)
+            }
+            Ok(done) => {
+                let reason = done.value.as_ref().err().cloned().unwrap_or_default();
+                tracing::error!(%reason, "collection failed");
+                Err(plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("collection failed: {reason}\n"),
+                ))
+            }
+            Err(timed_out) => Err(self.timed_out(&timed_out)),
+        }
+    }
+
+    fn timed_out(&self, timed_out: &TimedOut<Collected>) -> Response {
+        self.timeouts.fetch_add(1, Ordering::Relaxed);
+        let previous = match &timed_out.previous {
+            Some(p) => format!(
+                "; last completed collection finished {:.1} s ago",
+                p.finished.elapsed().as_secs_f64()
+            ),
+            None => String::new(),
+        };
+        tracing::warn!(waited = ?timed_out.waited, "collection exceeded the deadline");
+        plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "collection did not finish within {:.1} s (deadline); it keeps running and later requests \
+                 will get its result{previous}\n",
+                timed_out.waited.as_secs_f64()
+            ),
+        )
+    }
+
+    fn stats(&self, done: &Finished<Collected>) -> engine::SelfStats {
+        engine::SelfStats {
+            collections: self.counters.collections.load(Ordering::Relaxed),
+            deadline_exceeded: self.timeouts.load(Ordering::Relaxed),
+            duration: done.finished.saturating_duration_since(done.started),
+        }
+    }
+}
+
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/rules", get(api_rules))
+        .route("/api/trace", get(api_trace))
+        .with_state(app)
+}
+
+const INDEX: &str = "nfscope exporter\n\n\
+/metrics    Prometheus text exposition of rule, chain, ipset and conntrack counters\n\
+/api/rules  the same collection as JSON (parsed, annotated rules with counters)\n\
+/api/trace  which rule decides a packet's fate, e.g. /api/trace?src=10.0.0.1&dst=10.96.0.10&proto=tcp&dport=80\n\
+/healthz    liveness: answers \"ok\" without waiting for a collection\n";
+
+async fn index() -> &'static str {
+    INDEX
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let done = match app.collection().await {
+        Ok(done) => done,
+        Err(response) => return response,
+    };
+    let stats = app.stats(&done);
+    let app = Arc::clone(&app);
+    let body = tokio::task::spawn_blocking(move || {
+        let collected = done.value.as_ref().expect("checked by collection()");
+        engine::metrics_text(collected, &app.export, &app.counters, &stats)
+    })
+    .await;
+    match body {
+        Ok(body) => (
+            [(header::CONTENT_TYPE, nfscope_exporter::CONTENT_TYPE)],
+            body,
+        )
+            .into_response(),
+        Err(e) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding failed: {e}\n"),
+        ),
+    }
+}
+
+async fn api_rules(State(app): State<Arc<App>>) -> Response {
+    let done = match app.collection().await {
+        Ok(done) => done,
+        Err(response) => return response,
+    };
+    let body = tokio::task::spawn_blocking(move || {
+        let collected = done.value.as_ref().expect("checked by collection()");
+        engine::rules_json(collected)
+    })
+    .await;
+    match body {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Ok(Err(e)) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding failed: {e:#}\n"),
+        ),
+        Err(e) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding failed: {e}\n"),
+        ),
+    }
+}
+
+async fn api_trace(State(app): State<Arc<App>>, Query(params): Query<HashMap<String, String>>) -> Response {
+    let netns = app.netns.clone();
+    let result = tokio::task::spawn_blocking(move || crate::trace_cmd::api_trace(&params, netns.as_deref())).await;
+    match result {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Ok(Err((status, message))) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            plain(status, format!("{message}\n"))
+        }
+        Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("trace failed: {e}\n")),
+    }
+}
+
+fn plain(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,233 @@
+//! `nfscope trace` and `GET /api/trace`: which rule decides a packet's fate, in Kubernetes terms.
+//!
+//! Owns the command-line flags of the tracer, building a `TraceInput` from dumps (`--rules`,
+//! `--ipsets`, `--local-ip`, `--routes`) or from the live node (rules of both backends and
+//! families, `ipset save`, addresses, routes, interface names; optionally in `--netns`), and
+//! printing the text or JSON report. The tracing itself is `nfscope-trace`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use nfscope_ruleset::{ParseOptions, Ruleset};
+use nfscope_trace::{CtState, Packet, Proto, TraceInput, Tracer, parse_routes, report};
+
+use crate::cli::{Format, seconds};
+use crate::exit::Failure;
+use crate::output::print_stdout;
+
+const TRACE_EXAMPLES: &str = "Examples:
+  nfscope trace --src 192.168.1.50 --dst 10.96.0.10 --proto tcp --dport 80 --in eth0
+  nfscope trace --rules node.rules --ipsets node.ipset --local-ip 192.168.1.10 --routes routes.txt \\
+      --src 192.168.1.50 --dst 10.42.0.7 --proto tcp --dport 8082 --in eth0 --format json";
+
+/// `nfscope trace`.
+#[derive(Debug, Args)]
+#[command(after_help = TRACE_EXAMPLES)]
+pub struct TraceArgs {
+    /// Source address of the packet.
+    #[arg(long, value_name = "IP")]
+    pub src: IpAddr,
+    /// Destination address of the packet (before any DNAT).
+    #[arg(long, value_name = "IP")]
+    pub dst: IpAddr,
+    /// Protocol: tcp, udp, icmp, icmpv6 or sctp.
+    #[arg(long, value_parser = parse_proto)]
+    pub proto: Proto,
+    /// Source port. [default: unknown: rules on it are undetermined]
+    #[arg(long, value_name = "N")]
+    pub sport: Option<u16>,
+    /// Destination port.
+    #[arg(long, value_name = "N")]
+    pub dport: Option<u16>,
+    /// The packet arrives on this interface (PREROUTING). [default: locally generated (OUTPUT)]
+    #[arg(long = "in", value_name = "IFACE")]
+    pub in_iface: Option<String>,
+    /// The packet leaves by this interface. [default: from the routes]
+    #[arg(long = "out", value_name = "IFACE")]
+    pub out_iface: Option<String>,
+    /// Conntrack state: new, established, related, invalid. nat rules run only for new.
+    #[arg(long, value_parser = parse_ct_state, default_value = "new")]
+    pub ct_state: CtState,
+    /// Packet mark on entry (decimal or 0x hex).
+    #[arg(long, value_parser = parse_u32, value_name = "VALUE")]
+    pub mark: Option<u32>,
+    /// Trace offline against this dump (`-` is stdin); repeat for IPv6 or the other backend. [default: live]
+    #[arg(long = "rules", value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+    /// `ipset save` output (offline mode).
+    #[arg(long, value_name = "FILE", requires = "rules")]
+    pub ipsets: Option<PathBuf>,
+    /// A local address of the node (offline mode); repeat.
+    #[arg(long = "local-ip", value_name = "IP", requires = "rules")]
+    pub local_ip: Vec<IpAddr>,
+    /// `ip route` / `ip -6 route` output (offline mode).
+    #[arg(long, value_name = "FILE", requires = "rules")]
+    pub routes: Option<PathBuf>,
+    /// Trace in this network namespace (live mode).
+    #[arg(long, value_name = "NAME", conflicts_with = "rules")]
+    pub netns: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Skip lines of the dumps that are not understood instead of failing.
+    #[arg(long)]
+    pub lenient: bool,
+    /// Cap on explored branches.
+    #[arg(long, default_value_t = nfscope_trace::DEFAULT_MAX_BRANCHES)]
+    pub max_branches: usize,
+    /// Time limit in seconds for each tool run in live mode.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+}
+
+fn parse_proto(s: &str) -> Result<Proto, String> {
+    s.parse().map_err(|e: nfscope_trace::TraceError| e.to_string())
+}
+
+fn parse_ct_state(s: &str) -> Result<CtState, String> {
+    s.parse().map_err(|e: nfscope_trace::TraceError| e.to_string())
+}
+
+fn parse_u32(s: &str) -> Result<u32, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|_| format!("{s:?} is not a 32-bit number (decimal or 0x hex)"))
+}
+
+impl TraceArgs {
+    fn packet(&self) -> Packet {
+        let mut p = Packet::new(self.src, self.dst, self.proto);
+        p.sport = self.sport;
+        p.dport = self.dport;
+        p.in_iface = self.in_iface.clone();
+        p.out_iface = self.out_iface.clone();
+        p.ct_state = self.ct_state;
+        p.mark = self.mark.unwrap_or(0);
+        p
+    }
+}
+
+/// Runs the command.
+pub fn run(args: &TraceArgs) -> Result<(), Failure> {
+    let mut input = if args.rules.is_empty() { live_input(args.netns.as_deref(), args.timeout)? } else { offline_input(args)? };
+    input.max_branches = args.max_branches;
+    let packet = args.packet();
+    let text = trace_to_text(&input, &packet, args.format)?;
+    print_stdout(&text)?;
+    Ok(())
+}
+
+fn trace_to_text(input: &TraceInput, packet: &Packet, format: Format) -> Result<String, Failure> {
+    let result = Tracer::new(input).trace(packet).map_err(|e| Failure::Input(e.to_string()))?;
+    let annotations: Vec<_> = input.rulesets.iter().map(nfscope_annotate::annotate).collect();
+    let report = report::build_report(input, &annotations, packet, &result);
+    Ok(match format {
+        Format::Text => report::render_text(packet, &report),
+        Format::Json => serde_json::to_string_pretty(&report).map_err(anyhow::Error::from)? + "\n",
+    })
+}
+
+fn read_text(path: &PathBuf) -> Result<String, Failure> {
+    let bytes = if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf).map(|_| buf)
+    } else {
+        std::fs::read(path)
+    };
+    let bytes = bytes.map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
+    String::from_utf8(bytes).map_err(|_| Failure::Input(format!("{}: not valid UTF-8", path.display())))
+}
+
+fn offline_input(args: &TraceArgs) -> Result<TraceInput, Failure> {
+    let options = ParseOptions { family: None, backend: None, lenient: args.lenient };
+    let mut rulesets: Vec<Ruleset> = Vec::new();
+    for path in &args.rules {
+        let text = read_text(path)?;
+        let ruleset = nfscope_ruleset::parse_ruleset(&text, &options)
+            .map_err(|e| Failure::Input(format!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message)))?;
+        rulesets.push(ruleset);
+    }
+    let mut input = TraceInput::new(rulesets);
+    if let Some(path) = &args.ipsets {
+        let sets = nfscope_ruleset::parse_ipsets(&read_text(path)?)
+            .map_err(|e| Failure::Input(format!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message)))?;
+        input.ipsets = Some(sets);
+    }
+    input.local_addrs = args.local_ip.clone();
+    if let Some(path) = &args.routes {
+        let routes = parse_routes(&read_text(path)?).map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
+        input.routes = Some(routes);
+    }
+    Ok(input)
+}
+
+/// The live node (or `netns`): rules of both backends and families, ipset members, addresses,
+/// routes and interface names.
+pub fn live_input(netns: Option<&str>, timeout_seconds: f64) -> Result<TraceInput, Failure> {
+    let timeout = seconds("--timeout", timeout_seconds).map_err(Failure::Input)?;
+    let mut options = nfscope_kernel::CollectOptions { netns: netns.map(str::to_owned), timeout, ..Default::default() };
+    options.ipsets = false;
+    options.conntrack = false;
+    let snapshot = nfscope_kernel::collect(&options);
+    for source in &snapshot.sources {
+        if let Some(error) = &source.error {
+            tracing::warn!(method = %source.method, %error, "source failed");
+        }
+    }
+    let host = nfscope_kernel::host::read_host(netns, timeout, None).map_err(|e| Failure::Other(anyhow::Error::new(e)))?;
+    let mut input = TraceInput::new(snapshot.rulesets);
+    input.ipsets = match host.ipsets {
+        Some(Ok(sets)) => Some(sets),
+        Some(Err(error)) => {
+            tracing::warn!(%error, "ipset contents unavailable: set matches will be undetermined");
+            None
+        }
+        None => None,
+    };
+    input.local_addrs = host.local_addrs;
+    input.routes = Some(parse_routes(&host.routes).map_err(|e| Failure::Other(anyhow::anyhow!("ip route output: {e}")))?);
+    input.interfaces = Some(host.interfaces);
+    Ok(input)
+}
+
+/// `GET /api/trace?src=…&dst=…&proto=…&sport=…&dport=…&in=…&out=…&ct_state=…&mark=…`: the JSON
+/// report against the live node (or `netns`). `Err` is `(status, message)`.
+pub fn api_trace(params: &HashMap<String, String>, netns: Option<&str>) -> Result<String, (u16, String)> {
+    let bad = |m: String| (400u16, m);
+    let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let addr = |k: &str| -> Result<IpAddr, (u16, String)> {
+        let v = get(k).ok_or_else(|| bad(format!("missing parameter {k}")))?;
+        v.parse().map_err(|_| bad(format!("{k}={v:?} is not an IP address")))
+    };
+    let port = |k: &str| -> Result<Option<u16>, (u16, String)> {
+        get(k).map(|v| v.parse().map_err(|_| bad(format!("{k}={v:?} is not a port")))).transpose()
+    };
+    let proto = parse_proto(get("proto").ok_or_else(|| bad("missing parameter proto".into()))?).map_err(bad)?;
+    let mut packet = Packet::new(addr("src")?, addr("dst")?, proto);
+    packet.sport = port("sport")?;
+    packet.dport = port("dport")?;
+    packet.in_iface = get("in").map(str::to_owned);
+    packet.out_iface = get("out").map(str::to_owned);
+    if let Some(state) = get("ct_state").or(get("ct-state")) {
+        packet.ct_state = parse_ct_state(state).map_err(bad)?;
+    }
+    if let Some(mark) = get("mark") {
+        packet.mark = parse_u32(mark).map_err(bad)?;
+    }
+    let input = live_input(netns, 10.0).map_err(|f| (500, failure_text(f)))?;
+    trace_to_text(&input, &packet, Format::Json).map_err(|f| match f {
+        Failure::Input(m) => (400, m),
+        other => (500, failure_text(other)),
+    })
+}
+
+fn failure_text(f: Failure) -> String {
+    match f {
+        Failure::Input(m) => m,
+        Failure::Other(e) => format!("{e:#}"),
+    }
+}

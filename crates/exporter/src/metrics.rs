@@ -1,0 +1,548 @@
+//! The metric schema: which families exist, their labels and HELP text, and how a [`Snapshot`]
+//! fills them.
+//!
+//! Owns every metric name nfscope exposes. Duplicate label sets are impossible by construction:
+//! rule series are keyed by a per-ruleset-unique `rule_id`, and every other family goes through
+//! [`Summed`], which adds up samples with identical labels. It does not own escaping (see
+//! [`crate::expo`]) or Kubernetes aggregation rules (see [`crate::kube`]).
+
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+use std::ops::Add;
+
+use nfscope_annotate::Annotations;
+use nfscope_ruleset::{Backend, Family, Ruleset, Snapshot};
+
+use crate::expo::{Exposition, Kind, Value, sanitize_name};
+use crate::labels::RuleLabels;
+use crate::{ExportOptions, RuleLabel, SelfMetrics, kube, source_labels};
+
+/// The result of an encoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// The exposition text (serve with [`crate::CONTENT_TYPE`]).
+    pub body: String,
+    /// Rules that had counters but got no series in *this* encoding because of
+    /// `max_rule_series`; add it to [`SelfMetrics::rule_series_dropped_total`].
+    pub rule_series_dropped: u64,
+    /// Rules that did get series (one packets and one bytes series each).
+    pub rule_series: u64,
+}
+
+/// Encodes a snapshot as Prometheus text exposition 0.0.4.
+///
+/// `annotations` is parallel to `snapshot.rulesets` (missing entries mean "no Kubernetes
+/// meaning"). Renders and hashes every rule; servers that scrape often should keep
+/// [`RuleLabels`] and call [`encode_metrics_with_labels`].
+pub fn encode_metrics(
+    snapshot: &Snapshot,
+    annotations: &[Annotations],
+    self_metrics: &SelfMetrics,
+    opts: &ExportOptions,
+) -> String {
+    encode_metrics_with_labels(snapshot, annotations, &[], self_metrics, opts).body
+}
+
+/// Like [`encode_metrics`], with precomputed [`RuleLabels`] parallel to `snapshot.rulesets`.
+///
+/// Each entry must have been built from a ruleset with the same rule specs (check with
+/// [`RuleLabels::fits`]); an entry that is missing or whose table/chain/rule counts differ is
+/// recomputed here, so a stale cache can mislabel a rule but never panic or drop it.
+pub fn encode_metrics_with_labels(
+    snapshot: &Snapshot,
+    annotations: &[Annotations],
+    labels: &[RuleLabels],
+    self_metrics: &SelfMetrics,
+    opts: &ExportOptions,
+) -> Encoded {
+    let rulesets = unique_rulesets(&snapshot.rulesets);
+    let cached = |i: usize| {
+        labels
+            .get(i)
+            .filter(|l| l.same_shape(&snapshot.rulesets[i]))
+    };
+    let fresh: Vec<Option<RuleLabels>> = rulesets
+        .iter()
+        .map(|&i| {
+            cached(i)
+                .is_none()
+                .then(|| RuleLabels::new(&snapshot.rulesets[i]))
+        })
+        .collect();
+    let prepared: Vec<Prepared<'_>> = rulesets
+        .iter()
+        .zip(&fresh)
+        .filter_map(|(&i, fresh)| {
+            Some(Prepared {
+                ruleset: &snapshot.rulesets[i],
+                annotations: annotations.get(i),
+                labels: fresh.as_ref().or_else(|| cached(i))?,
+            })
+        })
+        .collect();
+
+    let mut out = Exposition::with_capacity(estimate_bytes(&prepared, opts));
+    let (rule_series, dropped) = write_rule_counters(&mut out, &prepared, opts);
+    write_chain_series(&mut out, &prepared);
+    write_sources(&mut out, snapshot);
+    kube::write_kube_series(&mut out, &prepared);
+    write_ipsets(&mut out, snapshot);
+    write_conntrack(&mut out, snapshot);
+    write_self(&mut out, self_metrics, dropped);
+    Encoded {
+        body: out.into_string(),
+        rule_series_dropped: dropped,
+        rule_series,
+    }
+}
+
+/// One ruleset with everything needed to encode it.
+pub(crate) struct Prepared<'a> {
+    pub(crate) ruleset: &'a Ruleset,
+    pub(crate) annotations: Option<&'a Annotations>,
+    pub(crate) labels: &'a RuleLabels,
+}
+
+impl Prepared<'_> {
+    pub(crate) fn family(&self) -> &'static str {
+        self.ruleset.family.as_str()
+    }
+
+    pub(crate) fn backend(&self) -> &'static str {
+        self.ruleset.backend.as_str()
+    }
+}
+
+/// Indices of rulesets to encode: the first of each (family, backend). Two rulesets of the same
+/// family and backend cannot come from one collection; if they ever did, the later one is
+/// skipped rather than emitting duplicate series.
+fn unique_rulesets(rulesets: &[Ruleset]) -> Vec<usize> {
+    let mut seen: HashSet<(Family, Backend)> = HashSet::new();
+    (0..rulesets.len())
+        .filter(|&i| seen.insert((rulesets[i].family, rulesets[i].backend)))
+        .collect()
+}
+
+fn estimate_bytes(prepared: &[Prepared<'_>], opts: &ExportOptions) -> usize {
+    let rules: usize = prepared.iter().map(|p| p.ruleset.rule_count()).sum();
+    let per_rule = match opts.rule_label {
+        RuleLabel::Full => 2 * 260,
+        RuleLabel::None => 2 * 160,
+    };
+    rules.min(opts.max_rule_series) * per_rule + 16 * 1024
+}
+
+const RULE_PACKETS_HELP: &str = "Packets matched by an iptables/ip6tables rule (from iptables-save -c). \
+rule is the canonical rule text after -A CHAIN, rule_id a stable hash of family, backend, table, chain and that text \
+(-k appended for the k-th exact duplicate), comment the rule's decoded comments joined with '; '.";
+const RULE_BYTES_HELP: &str = "Bytes matched by an iptables/ip6tables rule (from iptables-save -c); \
+labels as for iptables_rule_packets_total.";
+
+/// Writes both rule counter families; returns (rules exported, rules dropped by the limit).
+fn write_rule_counters(
+    out: &mut Exposition,
+    prepared: &[Prepared<'_>],
+    opts: &ExportOptions,
+) -> (u64, u64) {
+    let mut exported = 0;
+    for (name, help, packets) in [
+        ("iptables_rule_packets_total", RULE_PACKETS_HELP, true),
+        ("iptables_rule_bytes_total", RULE_BYTES_HELP, false),
+    ] {
+        out.family(name, Kind::Counter, help);
+        exported = write_rule_family(out, name, prepared, opts, packets);
+        out.end_family();
+    }
+    let with_counters: u64 = prepared
+        .iter()
+        .map(|p| rules_with_counters(p.ruleset))
+        .sum();
+    (exported, with_counters - exported)
+}
+
+fn rules_with_counters(ruleset: &Ruleset) -> u64 {
+    let counted = ruleset
+        .tables
+        .iter()
+        .flat_map(|t| &t.chains)
+        .flat_map(|c| &c.rules);
+    counted.filter(|r| r.counters.is_some()).count() as u64
+}
+
+fn write_rule_family(
+    out: &mut Exposition,
+    name: &str,
+    prepared: &[Prepared<'_>],
+    opts: &ExportOptions,
+    packets: bool,
+) -> u64 {
+    let mut budget = opts.max_rule_series as u64;
+    let mut written = 0;
+    for p in prepared {
+        for (t, table) in p.ruleset.tables.iter().enumerate() {
+            for (c, chain) in table.chains.iter().enumerate() {
+                for (r0, rule) in chain.rules.iter().enumerate() {
+                    let Some(counters) = rule.counters else {
+                        continue;
+                    };
+                    if budget == 0 {
+                        return written;
+                    }
+                    budget -= 1;
+                    written += 1;
+                    let value = if packets {
+                        counters.packets
+                    } else {
+                        counters.bytes
+                    };
+                    let id = p.labels.ids().get(t, c, r0);
+                    let comment = p.labels.comment(t, c, r0);
+                    let base = [
+                        ("family", p.family()),
+                        ("backend", p.backend()),
+                        ("table", table.name.as_str()),
+                        ("chain", chain.name.as_str()),
+                    ];
+                    match opts.rule_label {
+                        RuleLabel::Full => {
+                            let text = p.labels.rule_text(t, c, r0);
+                            let labels = [
+                                base[0],
+                                base[1],
+                                base[2],
+                                base[3],
+                                ("rule", text),
+                                ("rule_id", id),
+                                ("comment", comment),
+                            ];
+                            out.sample(name, &labels, value);
+                        }
+                        RuleLabel::None => {
+                            let labels = [
+                                base[0],
+                                base[1],
+                                base[2],
+                                base[3],
+                                ("rule_id", id),
+                                ("comment", comment),
+                            ];
+                            out.sample(name, &labels, value);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    written
+}
+
+/// Samples with identical label values are added up; first-seen order is kept.
+pub(crate) struct Summed<S, const N: usize, V> {
+    index: HashMap<[S; N], usize>,
+    rows: Vec<([S; N], V)>,
+}
+
+impl<S, const N: usize, V> Summed<S, N, V>
+where
+    S: AsRef<str> + Hash + Eq + Clone,
+    V: Copy + Add<Output = V> + Into<Value>,
+{
+    pub(crate) fn new() -> Self {
+        Self {
+            index: HashMap::new(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub(crate) fn add(&mut self, key: [S; N], value: V) {
+        match self.index.get(&key) {
+            Some(&i) => self.rows[i].1 = self.rows[i].1 + value,
+            None => {
+                self.index.insert(key.clone(), self.rows.len());
+                self.rows.push((key, value));
+            }
+        }
+    }
+
+    /// Writes one family: header, one sample per distinct label set, end.
+    pub(crate) fn write(
+        &self,
+        out: &mut Exposition,
+        name: &str,
+        kind: Kind,
+        help: &str,
+        names: [&str; N],
+    ) {
+        out.family(name, kind, help);
+        for (key, value) in &self.rows {
+            let labels: [(&str, &str); N] = std::array::from_fn(|i| (names[i], key[i].as_ref()));
+            out.sample(name, &labels, *value);
+        }
+        out.end_family();
+    }
+}
+
+/// A u64 counter that wraps instead of panicking on overflow in debug builds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Count(pub(crate) u64);
+
+impl Add for Count {
+    type Output = Self;
+    fn add(self, other: Self) -> Self {
+        Self(self.0.wrapping_add(other.0))
+    }
+}
+
+impl From<Count> for Value {
+    fn from(c: Count) -> Self {
+        Self::Int(c.0)
+    }
+}
+
+fn write_chain_series(out: &mut Exposition, prepared: &[Prepared<'_>]) {
+    let mut default_packets = Summed::<&str, 5, Count>::new();
+    let mut default_bytes = Summed::<&str, 5, Count>::new();
+    let mut rules = Summed::<&str, 4, Count>::new();
+    let mut chains = Summed::<&str, 3, Count>::new();
+    for p in prepared {
+        for table in &p.ruleset.tables {
+            chains.add(
+                [p.family(), p.backend(), &table.name],
+                Count(table.chains.len() as u64),
+            );
+            for chain in &table.chains {
+                rules.add(
+                    [p.family(), p.backend(), &table.name, &chain.name],
+                    Count(chain.rules.len() as u64),
+                );
+                if let (Some(policy), Some(counters)) = (chain.policy, chain.counters) {
+                    let key = [
+                        p.family(),
+                        p.backend(),
+                        table.name.as_str(),
+                        chain.name.as_str(),
+                        policy.as_str(),
+                    ];
+                    default_packets.add(key, Count(counters.packets));
+                    default_bytes.add(key, Count(counters.bytes));
+                }
+            }
+        }
+    }
+    let default_names = ["family", "backend", "table", "chain", "policy"];
+    default_packets.write(
+        out,
+        "iptables_default_packets_total",
+        Kind::Counter,
+        "Packets that reached the end of a built-in chain and got its policy (policy label: ACCEPT, DROP or RETURN as declared).",
+        default_names,
+    );
+    default_bytes.write(
+        out,
+        "iptables_default_bytes_total",
+        Kind::Counter,
+        "Bytes of packets that reached the end of a built-in chain and got its policy.",
+        default_names,
+    );
+    rules.write(
+        out,
+        "iptables_rules",
+        Kind::Gauge,
+        "Rules in a chain.",
+        ["family", "backend", "table", "chain"],
+    );
+    chains.write(
+        out,
+        "iptables_chains",
+        Kind::Gauge,
+        "Chains in a table (built-in and user-defined).",
+        ["family", "backend", "table"],
+    );
+}
+
+fn write_sources(out: &mut Exposition, snapshot: &Snapshot) {
+    let mut up = HashMap::new();
+    let mut order = Vec::new();
+    let mut duration = Summed::<&str, 3, f64>::new();
+    for report in &snapshot.sources {
+        let key = source_labels(&report.kind);
+        let key = [key.0, key.1, key.2];
+        let ok = report.error.is_none();
+        up.entry(key)
+            .and_modify(|u: &mut bool| *u &= ok)
+            .or_insert_with(|| {
+                order.push(key);
+                ok
+            });
+        duration.add(key, report.duration_seconds);
+    }
+    let mut success = Summed::<&str, 2, f64>::new();
+    let mut scrape_duration = Summed::<&str, 2, f64>::new();
+    let mut source_up = Summed::<&str, 3, f64>::new();
+    for key in &order {
+        let ok = if up[key] { 1.0 } else { 0.0 };
+        source_up.add(*key, ok);
+        if key[0] == "rules" {
+            success.add([key[1], key[2]], ok);
+        }
+    }
+    for (key, secs) in &duration.rows {
+        if key[0] == "rules" {
+            scrape_duration.add([key[1], key[2]], *secs);
+        }
+    }
+    success.write(
+        out,
+        "iptables_scrape_success",
+        Kind::Gauge,
+        "1 when the last read of this family/backend's ruleset worked, 0 when it failed.",
+        ["family", "backend"],
+    );
+    scrape_duration.write(
+        out,
+        "iptables_scrape_duration_seconds",
+        Kind::Gauge,
+        "Seconds the last read of this family/backend's ruleset took.",
+        ["family", "backend"],
+    );
+    source_up.write(
+        out,
+        "nfscope_source_up",
+        Kind::Gauge,
+        "1 when the last collection from this source worked, 0 when it failed (source: rules, ipsets, conntrack).",
+        ["source", "family", "backend"],
+    );
+    duration.write(
+        out,
+        "nfscope_source_duration_seconds",
+        Kind::Gauge,
+        "Seconds the last collection from this source took.",
+        ["source", "family", "backend"],
+    );
+}
+
+fn write_ipsets(out: &mut Exposition, snapshot: &Snapshot) {
+    let mut seen = HashSet::new();
+    let sets: Vec<_> = snapshot
+        .ipsets
+        .iter()
+        .filter(|s| seen.insert(s.name.as_str()))
+        .collect();
+    out.family("ipset_entries", Kind::Gauge, "Entries in an ipset.");
+    for set in &sets {
+        out.sample(
+            "ipset_entries",
+            &[("set", &set.name), ("type", &set.set_type)],
+            set.entries,
+        );
+    }
+    out.end_family();
+    out.family(
+        "ipset_memory_bytes",
+        Kind::Gauge,
+        "Kernel memory used by an ipset, in bytes.",
+    );
+    for set in &sets {
+        if let Some(bytes) = set.memory_bytes {
+            out.sample("ipset_memory_bytes", &[("set", &set.name)], bytes);
+        }
+    }
+    out.end_family();
+    out.family(
+        "ipset_references",
+        Kind::Gauge,
+        "References to an ipset (iptables rules and list:set sets using it).",
+    );
+    for set in &sets {
+        if let Some(refs) = set.references {
+            out.sample("ipset_references", &[("set", &set.name)], refs);
+        }
+    }
+    out.end_family();
+}
+
+fn write_conntrack(out: &mut Exposition, snapshot: &Snapshot) {
+    let Some(ct) = &snapshot.conntrack else {
+        return;
+    };
+    out.family(
+        "conntrack_entries",
+        Kind::Gauge,
+        "Entries in the conntrack table (nf_conntrack_count).",
+    );
+    out.sample("conntrack_entries", &[], ct.entries);
+    out.end_family();
+    out.family(
+        "conntrack_entries_limit",
+        Kind::Gauge,
+        "Size limit of the conntrack table (nf_conntrack_max).",
+    );
+    out.sample("conntrack_entries_limit", &[], ct.limit);
+    out.end_family();
+    for (name, value) in conntrack_stats(&ct.stats) {
+        let metric = format!("conntrack_stat_{name}_total");
+        let help = format!(
+            "Conntrack statistic '{name}' from /proc/net/stat/nf_conntrack, summed over CPUs."
+        );
+        out.family(&metric, Kind::Counter, &help);
+        out.sample(&metric, &[], value);
+        out.end_family();
+    }
+}
+
+/// Sanitized statistic names with values summed by name. The `entries` column is a gauge (the
+/// table size, repeated per CPU), already exported as `conntrack_entries`, so it is left out.
+fn conntrack_stats(stats: &[(String, u64)]) -> Vec<(String, u64)> {
+    let mut merged: Vec<(String, u64)> = Vec::new();
+    for (name, value) in stats {
+        let name = sanitize_name(name);
+        if name.is_empty() || name == "entries" {
+            continue;
+        }
+        match merged.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => *v = v.wrapping_add(*value),
+            None => merged.push((name, *value)),
+        }
+    }
+    merged
+}
+
+fn write_self(out: &mut Exposition, m: &SelfMetrics, dropped_now: u64) {
+    out.family(
+        "nfscope_build_info",
+        Kind::Gauge,
+        "Always 1; the version label says which nfscope is running.",
+    );
+    out.sample("nfscope_build_info", &[("version", &m.version)], 1u64);
+    out.end_family();
+    out.family(
+        "nfscope_scrapes_total",
+        Kind::Counter,
+        "Metrics scrapes served.",
+    );
+    out.sample("nfscope_scrapes_total", &[], m.scrapes_total);
+    out.end_family();
+    out.family(
+        "nfscope_rule_series_dropped_total",
+        Kind::Counter,
+        "Rules with counters that got no iptables_rule_* series because max_rule_series was reached (summed over scrapes).",
+    );
+    out.sample(
+        "nfscope_rule_series_dropped_total",
+        &[],
+        m.rule_series_dropped_total.saturating_add(dropped_now),
+    );
+    out.end_family();
+    let mut errors = Summed::<&str, 3, Count>::new();
+    for (kind, count) in &m.collection_errors_total {
+        let (source, family, backend) = source_labels(kind);
+        errors.add([source, family, backend], Count(*count));
+    }
+    errors.write(
+        out,
+        "nfscope_collection_errors_total",
+        Kind::Counter,
+        "Failed collections per source since nfscope started.",
+        ["source", "family", "backend"],
+    );
+}

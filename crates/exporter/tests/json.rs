@@ -1,0 +1,92 @@
+//! The `/api/rules` JSON document on a real dump.
+
+mod common;
+
+use common::{corpus_file, parse, snapshot_of};
+use nfscope_exporter::{rule_ids, rules_json};
+use serde_json::Value;
+
+#[test]
+fn rules_json_has_the_documented_shape_and_values() {
+    let ruleset = parse(
+        "k3s",
+        &corpus_file("k3s-node-iptables-save-c-counters-2022.rules"),
+    );
+    let ids = rule_ids(&ruleset);
+    let annotations = vec![nfscope_annotate::annotate(&ruleset)];
+    let snapshot = snapshot_of(ruleset.clone());
+    let doc = rules_json(&snapshot, &annotations);
+
+    assert_eq!(doc["sources"][0]["kind"], "rules");
+    assert!(doc["ipsets"].as_array().is_some_and(Vec::is_empty));
+    assert!(doc["conntrack"].is_null());
+    let rs = &doc["rulesets"][0];
+    assert_eq!(
+        (rs["family"].as_str(), rs["backend"].as_str()),
+        (Some("ipv4"), Some("legacy"))
+    );
+    let tables = rs["tables"].as_array().expect("tables");
+    let names: Vec<&str> = tables.iter().filter_map(|t| t["name"].as_str()).collect();
+    let want: Vec<&str> = ruleset.tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, want);
+
+    let t = ruleset
+        .tables
+        .iter()
+        .position(|t| t.name == "nat")
+        .expect("nat");
+    let c = ruleset.tables[t]
+        .chains
+        .iter()
+        .position(|c| c.name.starts_with("KUBE-SEP-"))
+        .expect("SEP chain");
+    let chain_json = &tables[t]["chains"][c];
+    assert_eq!(chain_json["owner"], "kube-proxy");
+    assert_eq!(chain_json["policy"], Value::Null);
+    let rules = chain_json["rules"].as_array().expect("rules");
+    let dnat = rules
+        .iter()
+        .find(|r| r["target"] == "DNAT")
+        .expect("DNAT rule");
+    let r0 = ruleset.tables[t].chains[c]
+        .rules
+        .iter()
+        .position(|r| r.spec.target_name() == Some("DNAT"))
+        .expect("dnat");
+    assert_eq!(dnat["index"], r0 + 1);
+    assert_eq!(dnat["rule_id"], ids.get(t, c, r0));
+    assert_eq!(dnat["comment"], "default/kubernetes:https");
+    assert_eq!(dnat["packets"], 0);
+    assert_eq!(dnat["meaning"]["type"], "kube_endpoint");
+    assert_eq!(dnat["meaning"]["endpoint"], "10.0.20.5:6443");
+    assert_eq!(
+        dnat["summary"],
+        "service default/kubernetes:https endpoint 10.0.20.5:6443"
+    );
+    let rule_text = dnat["rule"].as_str().expect("rule text");
+    assert!(
+        rule_text.contains("--to-destination 10.0.20.5:6443") && !rule_text.starts_with("-A"),
+        "{rule_text}"
+    );
+
+    let filter = ruleset
+        .tables
+        .iter()
+        .position(|t| t.name == "filter")
+        .expect("filter");
+    let input = &tables[filter]["chains"][0];
+    let model = &ruleset.tables[filter].chains[0];
+    assert_eq!(input["name"], model.name.as_str());
+    assert_eq!(input["packets"], model.counters.expect("declared").packets);
+    assert_eq!(input["policy"], model.policy.expect("built-in").as_str());
+    // Plain rules with no Kubernetes meaning have null meaning and summary, not missing keys.
+    let plain = tables
+        .iter()
+        .flat_map(|t| t["chains"].as_array().into_iter().flatten())
+        .flat_map(|c| c["rules"].as_array().into_iter().flatten());
+    let plain = plain
+        .clone()
+        .find(|r| r["meaning"].is_null())
+        .expect("a rule without meaning");
+    assert!(plain.get("summary").is_some_and(Value::is_null));
+}

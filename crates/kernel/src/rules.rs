@@ -1,0 +1,219 @@
+//! Reading one (family, backend) ruleset by forking `ip[6]tables-{nft,legacy}-save -c`.
+//!
+//! Owns which tool serves which (family, backend), when the legacy backend can be known to hold
+//! nothing without running anything, and turning the tool's stdout into a [`Ruleset`] with the
+//! explicit family and backend. It does not parse the text itself (`nfscope-ruleset` does).
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::Path;
+use std::time::Duration;
+
+use nfscope_ruleset::{Backend, Family, Notice, NoticeKind, ParseOptions, Ruleset, parse_ruleset};
+
+use crate::error::KernelError;
+use crate::exec::{ToolOutput, find_tool, run_tool};
+
+/// How a ruleset was read, for [`nfscope_ruleset::SourceReport::method`].
+pub(crate) fn method(family: Family, backend: Backend) -> String {
+    match save_tool(family, backend) {
+        Some(tool) => format!("exec {tool} -c"),
+        None => "none".to_owned(),
+    }
+}
+
+/// The save tool for a family and backend; `None` for `Backend::Unknown`.
+pub fn save_tool(family: Family, backend: Backend) -> Option<&'static str> {
+    match (family, backend) {
+        (Family::Ipv4, Backend::Nft) => Some("iptables-nft-save"),
+        (Family::Ipv4, Backend::Legacy) => Some("iptables-legacy-save"),
+        (Family::Ipv6, Backend::Nft) => Some("ip6tables-nft-save"),
+        (Family::Ipv6, Backend::Legacy) => Some("ip6tables-legacy-save"),
+        (_, Backend::Unknown) => None,
+    }
+}
+
+/// Reads the ruleset of one family from one backend, in the calling thread's network namespace.
+///
+/// `Ok(None)` means the backend holds no tables (including: the legacy x_tables module is not
+/// loaded, in which case nothing is run). Never modifies the firewall.
+pub fn read_ruleset(
+    family: Family,
+    backend: Backend,
+    timeout: Duration,
+) -> Result<Option<Ruleset>, KernelError> {
+    read_ruleset_from(family, backend, timeout, None)
+}
+
+/// [`read_ruleset`] with the tool looked up only in `tool_dir` (when given).
+pub(crate) fn read_ruleset_from(
+    family: Family,
+    backend: Backend,
+    timeout: Duration,
+    tool_dir: Option<&Path>,
+) -> Result<Option<Ruleset>, KernelError> {
+    let Some((tool, output)) = run_save_tool(family, backend, timeout, tool_dir)? else {
+        return Ok(None);
+    };
+    to_ruleset(tool, &output, family, backend, false)
+}
+
+/// Like [`read_ruleset_from`], but when the strict parse fails the output is parsed again
+/// leniently: the ruleset is kept (its notices say which lines were skipped) and the strict parse
+/// error comes back alongside it, for the source report.
+pub(crate) fn read_ruleset_tolerant(
+    family: Family,
+    backend: Backend,
+    timeout: Duration,
+    tool_dir: Option<&Path>,
+) -> Result<(Option<Ruleset>, Option<KernelError>), KernelError> {
+    let Some((tool, output)) = run_save_tool(family, backend, timeout, tool_dir)? else {
+        return Ok((None, None));
+    };
+    match to_ruleset(tool, &output, family, backend, false) {
+        Ok(ruleset) => Ok((ruleset, None)),
+        Err(strict) => match to_ruleset(tool, &output, family, backend, true) {
+            Ok(ruleset) => Ok((ruleset, Some(strict))),
+            Err(_) => Err(strict),
+        },
+    }
+}
+
+/// Runs the save tool for (family, backend) and returns its name and output; `None` when the
+/// legacy backend can be seen to hold nothing without running anything.
+fn run_save_tool(
+    family: Family,
+    backend: Backend,
+    timeout: Duration,
+    tool_dir: Option<&Path>,
+) -> Result<Option<(&'static str, ToolOutput)>, KernelError> {
+    let tool = save_tool(family, backend).ok_or(KernelError::UnknownBackend(backend))?;
+    if backend == Backend::Legacy && legacy_holds_nothing(family) {
+        return Ok(None);
+    }
+    let path = find_tool(tool, tool_dir)?;
+    Ok(Some((tool, run_tool(tool, &path, &["-c"], timeout)?)))
+}
+
+/// True when the kernel shows no legacy table for `family` in this thread's namespace: the
+/// `ip[6]_tables_names` file is missing (x_tables for that family not loaded) or empty.
+///
+/// Running the save tool anyway could load `ip_tables` as a side effect. The file is read through
+/// `/proc/thread-self`, because `/proc/net` follows the main thread's namespace. When the file
+/// cannot be read (0440 root, no CAP_DAC_READ_SEARCH) the answer is "don't know" (`false`), and the
+/// tool runs and reports the real error.
+fn legacy_holds_nothing(family: Family) -> bool {
+    let file = match family {
+        Family::Ipv4 => "/proc/thread-self/net/ip_tables_names",
+        Family::Ipv6 => "/proc/thread-self/net/ip6_tables_names",
+    };
+    match fs::read_to_string(file) {
+        Ok(names) => names.trim().is_empty(),
+        Err(e) => e.kind() == ErrorKind::NotFound,
+    }
+}
+
+fn to_ruleset(
+    tool: &str,
+    output: &ToolOutput,
+    family: Family,
+    backend: Backend,
+    lenient: bool,
+) -> Result<Option<Ruleset>, KernelError> {
+    if output.stdout.trim().is_empty() {
+        return Ok(None);
+    }
+    let options = ParseOptions {
+        family: Some(family),
+        backend: Some(backend),
+        lenient,
+    };
+    let mut ruleset =
+        parse_ruleset(&output.stdout, &options).map_err(|error| KernelError::Parse {
+            tool: tool.to_owned(),
+            error,
+        })?;
+    if ruleset.tables.is_empty() && ruleset.notices.is_empty() {
+        return Ok(None);
+    }
+    ruleset.notices.extend(stderr_notices(tool, &output.stderr));
+    Ok(Some(ruleset))
+}
+
+/// What a successful tool said on stderr, as notices (line 0: not part of the dump).
+///
+/// iptables-nft-save prints `# Warning: iptables-legacy tables present, …` there: both backends
+/// hold rules. Any other line is kept as an ignored line rather than dropped.
+fn stderr_notices(tool: &str, stderr: &str) -> Vec<Notice> {
+    let lines = stderr.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines
+        .map(|line| {
+            let kind = if line.contains("legacy tables present") {
+                NoticeKind::LegacyTablesPresent
+            } else {
+                NoticeKind::IgnoredLine {
+                    reason: format!("printed on stderr by {tool}"),
+                }
+            };
+            Notice {
+                line: 0,
+                kind,
+                text: line.to_owned(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_real_backend_has_a_save_tool_and_unknown_has_none() {
+        assert_eq!(
+            method(Family::Ipv6, Backend::Legacy),
+            "exec ip6tables-legacy-save -c"
+        );
+        assert_eq!(
+            save_tool(Family::Ipv4, Backend::Nft),
+            Some("iptables-nft-save")
+        );
+        assert_eq!(save_tool(Family::Ipv4, Backend::Unknown), None);
+        let err = read_ruleset(Family::Ipv4, Backend::Unknown, Duration::from_secs(1)).unwrap_err();
+        assert_eq!(err.to_string(), "no save tool for backend unknown");
+    }
+
+    #[test]
+    fn the_legacy_warning_on_stderr_becomes_a_notice() {
+        let notices = stderr_notices(
+            "iptables-nft-save",
+            "# Warning: iptables-legacy tables present, use iptables-legacy-save to see them\n\nodd\n",
+        );
+        assert_eq!(notices.len(), 2);
+        assert_eq!(notices[0].kind, NoticeKind::LegacyTablesPresent);
+        assert_eq!(
+            notices[1].kind,
+            NoticeKind::IgnoredLine {
+                reason: "printed on stderr by iptables-nft-save".to_owned()
+            }
+        );
+        assert_eq!(notices[1].text, "odd");
+    }
+
+    #[test]
+    fn blank_output_means_the_backend_holds_nothing() {
+        let output = ToolOutput {
+            stdout: "\n \n".to_owned(),
+            stderr: String::new(),
+        };
+        let got = to_ruleset(
+            "iptables-nft-save",
+            &output,
+            Family::Ipv4,
+            Backend::Nft,
+            false,
+        )
+        .unwrap();
+        assert_eq!(got, None);
+    }
+}

@@ -1,0 +1,768 @@
+//! The `iptables-save` / `ip6tables-save` / `iptables-restore` input parser.
+//!
+//! Owns reading a whole dump line by line: headers (family and backend), `*table`, `:CHAIN`
+//! declarations, rule and restore commands (`-A -I -N -X -F -P -D -R`), `COMMIT`, and the comment
+//! lines that carry meaning (the iptables-legacy warning, incompatible tables), into a [`Ruleset`].
+//! Pasted dumps are tolerated: CRLF, indentation and blank lines always; shell prompts, markdown
+//! fences and other stray lines in lenient mode, each recorded as a [`Notice`]. Tokenizing lives
+//! in `lexer`, the rule grammar in `rule`, chain bookkeeping in `table`. It does no I/O and does not
+//! render (see [`crate::render`]).
+
+mod addr;
+mod lexer;
+mod modules;
+mod rule;
+mod table;
+
+use crate::model::{
+    Backend, Chain, Counters, Family, Notice, NoticeKind, Policy, Rule, Ruleset, Table,
+};
+
+pub(crate) use lexer::{Token, tokenize};
+pub(crate) use modules::is_string_option;
+use rule::{Located, parse_rule_spec};
+use table::OpenTable;
+
+/// How to read a dump. Explicit values win over what the dump's header says.
+#[derive(Debug, Clone, Default)]
+pub struct ParseOptions {
+    /// Force the family; `None`: from the header, else IPv6 if any address is IPv6, else IPv4.
+    pub family: Option<Family>,
+    /// Force the backend; `None`: from the header, else [`Backend::Unknown`].
+    pub backend: Option<Backend>,
+    /// Skip lines that are not part of a dump (prompts, markdown) with a notice instead of failing,
+    /// and accept a missing final `COMMIT`. Errors inside a rule stay errors.
+    pub lenient: bool,
+}
+
+/// A parse failure at a 1-based line and column (the column points at the offending token).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{line}:{column}: {message}")]
+pub struct ParseError {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// What went wrong and what was expected.
+    pub message: String,
+}
+
+impl ParseError {
+    /// An error at a byte offset of a line's text.
+    pub(crate) fn at_byte(
+        line: usize,
+        text: &str,
+        offset: usize,
+        message: impl Into<String>,
+    ) -> Self {
+        let column = text.get(..offset).map_or(offset, |s| s.chars().count()) + 1;
+        Self {
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses a whole `iptables-save` / `ip6tables-save` dump or `iptables-restore` input.
+pub fn parse_ruleset(text: &str, opts: &ParseOptions) -> Result<Ruleset, ParseError> {
+    let mut parser = Parser::new(opts);
+    let mut last_line = (0, "");
+    for (i, raw) in text.lines().enumerate() {
+        parser.line(i + 1, raw)?;
+        last_line = (i + 1, raw);
+    }
+    parser.finish(last_line)
+}
+
+/// Trims the tokenizer's separators only (space, tab, CR, LF), so a token never loses a character
+/// it would keep mid-line. Returns the offset of the trimmed text too.
+pub(crate) fn trim_blanks(raw: &str) -> (usize, &str) {
+    let is_blank = |c: char| matches!(c, ' ' | '\t' | '\r' | '\n');
+    let start = raw.len() - raw.trim_start_matches(is_blank).len();
+    (start, raw[start..].trim_end_matches(is_blank))
+}
+
+struct Parser<'o, 'a> {
+    opts: &'o ParseOptions,
+    tables: Vec<Table>,
+    open: Option<OpenTable>,
+    notices: Vec<Notice>,
+    header: Option<(Family, Backend)>,
+    saw_ipv6: bool,
+    tokens: Vec<Token<'a>>,
+}
+
+impl<'o, 'a> Parser<'o, 'a> {
+    fn new(opts: &'o ParseOptions) -> Self {
+        Self {
+            opts,
+            tables: Vec::new(),
+            open: None,
+            notices: Vec::new(),
+            header: None,
+            saw_ipv6: false,
+            tokens: Vec::new(),
+        }
+    }
+
+    fn notice(&mut self, line: usize, kind: NoticeKind, text: &str) {
+        self.notices.push(Notice {
+            line,
+            kind,
+            text: text.to_owned(),
+        });
+    }
+
+    fn line(&mut self, no: usize, raw: &'a str) -> Result<(), ParseError> {
+        let (start, body) = trim_blanks(raw);
+        match body.as_bytes().first() {
+            None => Ok(()),
+            Some(b'#') => {
+                self.comment(no, body, body[1..].trim_start());
+                Ok(())
+            }
+            Some(b'*') => self.table_start(no, raw, start, body),
+            Some(b':') => self.chain_declaration(no, raw, start),
+            Some(b'-' | b'[') => self.command(no, raw, start, body),
+            _ if body == "COMMIT" => self.commit(no, raw, start),
+            _ => self.other_line(no, raw, start, body),
+        }
+    }
+
+    /// A `#` line: header, warning, incompatible table, or a plain comment.
+    fn comment(&mut self, no: usize, body: &str, text: &str) {
+        if text.contains("legacy tables present") {
+            self.notice(no, NoticeKind::LegacyTablesPresent, body);
+        } else if let Some(table) = incompatible_table(text) {
+            self.notice(no, NoticeKind::IncompatibleTable { table }, body);
+        } else if let Some(program) = text.strip_prefix("Generated by ") {
+            self.header.get_or_insert_with(|| header_meaning(program));
+        }
+    }
+
+    /// A line that fits no grammar: markdown-damaged comments, else ignored (lenient) or an error.
+    fn other_line(
+        &mut self,
+        no: usize,
+        raw: &str,
+        start: usize,
+        body: &str,
+    ) -> Result<(), ParseError> {
+        if body.contains("legacy tables present")
+            || incompatible_table(body).is_some()
+            || body.starts_with("Generated by ")
+            || body.starts_with("Completed on ")
+        {
+            self.comment(no, body, body);
+            return Ok(());
+        }
+        self.unrecognised(
+            no,
+            raw,
+            start,
+            body,
+            "expected `*table`, `:CHAIN`, `-A`, `COMMIT` or a comment",
+        )
+    }
+
+    fn unrecognised(
+        &mut self,
+        no: usize,
+        raw: &str,
+        offset: usize,
+        body: &str,
+        why: &str,
+    ) -> Result<(), ParseError> {
+        if self.opts.lenient {
+            self.notice(
+                no,
+                NoticeKind::IgnoredLine {
+                    reason: why.to_owned(),
+                },
+                body,
+            );
+            Ok(())
+        } else {
+            Err(ParseError::at_byte(no, raw, offset, why))
+        }
+    }
+
+    fn table_start(
+        &mut self,
+        no: usize,
+        raw: &str,
+        start: usize,
+        body: &str,
+    ) -> Result<(), ParseError> {
+        let name = body[1..].trim_matches([' ', '\t']);
+        if name.is_empty() || name.contains([' ', '\t']) {
+            return Err(ParseError::at_byte(
+                no,
+                raw,
+                start + 1,
+                "expected a table name after `*` (e.g. `*filter`)",
+            ));
+        }
+        if let Some(open) = self.open.take() {
+            let message = format!(
+                "missing COMMIT for table {} before `*{name}`",
+                open.table.name
+            );
+            if !self.opts.lenient {
+                return Err(ParseError::at_byte(no, raw, start, message));
+            }
+            self.notice(no, NoticeKind::IgnoredLine { reason: message }, body);
+            self.tables.push(open.finish());
+        }
+        self.open = Some(OpenTable::new(name, no));
+        Ok(())
+    }
+
+    fn commit(&mut self, no: usize, raw: &str, start: usize) -> Result<(), ParseError> {
+        match self.open.take() {
+            Some(open) => {
+                self.tables.push(open.finish());
+                Ok(())
+            }
+            None => self.unrecognised(no, raw, start, "COMMIT", "COMMIT without an open `*table`"),
+        }
+    }
+
+    fn open_table(
+        &mut self,
+        no: usize,
+        raw: &str,
+        offset: usize,
+        what: &str,
+    ) -> Result<&mut OpenTable, ParseError> {
+        self.open.as_mut().ok_or_else(|| {
+            ParseError::at_byte(
+                no,
+                raw,
+                offset,
+                format!("{what} outside a table: expected `*table` first"),
+            )
+        })
+    }
+
+    /// `:NAME POLICY [packets:bytes]`.
+    fn chain_declaration(&mut self, no: usize, raw: &str, start: usize) -> Result<(), ParseError> {
+        let fields = split_fields(raw, start + 1);
+        let err = |offset: usize, m: &str| ParseError::at_byte(no, raw, offset, m);
+        let Some(&(name_at, name)) = fields.first() else {
+            return Err(err(start + 1, "expected a chain name after `:`"));
+        };
+        check_chain_name(name).map_err(|m| err(name_at, &m))?;
+        let Some(&(policy_at, policy_text)) = fields.get(1) else {
+            return Err(err(
+                raw.len(),
+                "expected a policy (ACCEPT, DROP, RETURN or `-`) after the chain name",
+            ));
+        };
+        let policy =
+            match policy_text {
+                "-" => None,
+                p => Some(parse_policy(p).ok_or_else(|| {
+                    err(policy_at, "expected a policy: ACCEPT, DROP, RETURN or `-`")
+                })?),
+            };
+        let counters = match fields.get(2) {
+            None => None,
+            Some(&(at, text)) => {
+                Some(parse_counters(text, at).map_err(|l| err(l.offset, &l.message))?)
+            }
+        };
+        if let Some(&(extra_at, _)) = fields.get(3) {
+            return Err(err(extra_at, "unexpected text after the chain counters"));
+        }
+        let chain = Chain {
+            name: name.to_owned(),
+            policy,
+            counters,
+            rules: Vec::new(),
+            line: no,
+        };
+        let open = self.open_table(no, raw, start, "chain declaration")?;
+        open.declare(chain).map_err(|m| err(name_at, &m))
+    }
+
+    /// `[p:b] -A CHAIN …` and the other restore commands.
+    fn command(
+        &mut self,
+        no: usize,
+        raw: &'a str,
+        start: usize,
+        body: &str,
+    ) -> Result<(), ParseError> {
+        let (counters, rest) = match raw.as_bytes()[start] {
+            b'[' => {
+                let end = raw[start..].find(']').map_or(raw.len(), |i| start + i + 1);
+                let c = parse_counters(&raw[start..end], start)
+                    .map_err(|l| ParseError::at_byte(no, raw, l.offset, l.message))?;
+                (Some(c), end)
+            }
+            _ => (None, start),
+        };
+        let mut tokens = std::mem::take(&mut self.tokens);
+        tokens.clear();
+        let result = tokenize(raw, rest, &mut tokens)
+            .map_err(|q| ParseError::at_byte(no, raw, q.offset, "unterminated double quote"))
+            .and_then(|()| self.run_command(no, raw, start, body, counters, &tokens));
+        self.tokens = tokens;
+        result
+    }
+
+    fn run_command(
+        &mut self,
+        no: usize,
+        raw: &str,
+        start: usize,
+        body: &str,
+        prefix: Option<Counters>,
+        tokens: &[Token<'_>],
+    ) -> Result<(), ParseError> {
+        let Some(cmd) = tokens.first() else {
+            return Err(ParseError::at_byte(
+                no,
+                raw,
+                raw.len(),
+                "expected a command such as `-A CHAIN` after the counters",
+            ));
+        };
+        let kind = match cmd.quoted {
+            false => Command::from_flag(cmd.as_str()),
+            true => None,
+        };
+        let Some(kind) = kind else {
+            return self.unrecognised(
+                no,
+                raw,
+                cmd.offset,
+                body,
+                "expected `*table`, `:CHAIN`, `-A`, `COMMIT` or a comment",
+            );
+        };
+        let mut ctx = CommandContext {
+            no,
+            raw,
+            prefix,
+            tokens,
+            notices: Vec::new(),
+            saw_ipv6: false,
+        };
+        let open = self.open_table(no, raw, start, "rule")?;
+        let result = ctx.run(open, kind);
+        self.saw_ipv6 |= ctx.saw_ipv6;
+        self.notices.append(&mut ctx.notices);
+        result
+    }
+
+    fn finish(mut self, (last_no, last_raw): (usize, &str)) -> Result<Ruleset, ParseError> {
+        if let Some(open) = self.open.take() {
+            let message = format!(
+                "missing COMMIT at end of input for table {} (opened on line {})",
+                open.table.name, open.table.line
+            );
+            if !self.opts.lenient {
+                return Err(ParseError::at_byte(
+                    last_no.max(1),
+                    last_raw,
+                    last_raw.len(),
+                    message,
+                ));
+            }
+            self.notice(last_no, NoticeKind::IgnoredLine { reason: message }, "");
+            self.tables.push(open.finish());
+        }
+        let family = self
+            .opts
+            .family
+            .or(self.header.map(|h| h.0))
+            .unwrap_or(if self.saw_ipv6 {
+                Family::Ipv6
+            } else {
+                Family::Ipv4
+            });
+        let backend = self
+            .opts
+            .backend
+            .or(self.header.map(|h| h.1))
+            .unwrap_or(Backend::Unknown);
+        let mut ruleset = Ruleset {
+            family,
+            backend,
+            tables: self.tables,
+            notices: self.notices,
+        };
+        drop_other_family_rules(&mut ruleset);
+        ruleset.notices.sort_by_key(|n| n.line);
+        Ok(ruleset)
+    }
+}
+
+/// iptables-restore skips a `-6` rule and ip6tables-restore a `-4` rule: do the same, with a notice.
+fn drop_other_family_rules(ruleset: &mut Ruleset) {
+    let family = ruleset.family;
+    for chain in ruleset.tables.iter_mut().flat_map(|t| t.chains.iter_mut()) {
+        chain.rules.retain(|rule| match rule.spec.only_family {
+            Some(f) if f != family => {
+                ruleset.notices.push(Notice {
+                    line: rule.line,
+                    kind: NoticeKind::SkippedOtherFamily,
+                    text: format!("rule for {f} skipped in a {family} ruleset"),
+                });
+                false
+            }
+            _ => true,
+        });
+    }
+}
+
+/// What a `# Generated by PROGRAM vX.Y (nf_tables) on …` header says.
+fn header_meaning(program: &str) -> (Family, Backend) {
+    let family = if program.starts_with("ip6tables") {
+        Family::Ipv6
+    } else {
+        Family::Ipv4
+    };
+    let nft = program.contains("(nf_tables)")
+        || program.starts_with("xtables")
+        || program.contains("-nft");
+    (family, if nft { Backend::Nft } else { Backend::Legacy })
+}
+
+/// ``Table `nat' is incompatible, use 'nft' tool.`` → `nat`.
+fn incompatible_table(text: &str) -> Option<String> {
+    let rest = text.strip_prefix("Table `")?;
+    let (name, tail) = rest.split_once('\'')?;
+    tail.contains("incompatible").then(|| name.to_owned())
+}
+
+fn parse_policy(text: &str) -> Option<Policy> {
+    match text {
+        "ACCEPT" => Some(Policy::Accept),
+        "DROP" => Some(Policy::Drop),
+        "RETURN" => Some(Policy::Return),
+        _ => None,
+    }
+}
+
+/// Chain names must survive the tokenizer: no quotes or blanks, not starting with `-` or `!`.
+pub(crate) fn check_chain_name(name: &str) -> Result<(), String> {
+    let bad = name.is_empty()
+        || name.starts_with(['-', '!'])
+        || name.contains(|c: char| c == '"' || c.is_ascii_whitespace());
+    if bad {
+        Err(format!(
+            "invalid chain name `{name}`: expected no quotes or blanks and no leading `-` or `!`"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Whitespace-separated fields of `raw[from..]` with their byte offsets.
+fn split_fields(raw: &str, from: usize) -> Vec<(usize, &str)> {
+    let mut fields = Vec::new();
+    let mut offset = from;
+    for piece in raw[from..].split([' ', '\t']) {
+        if !piece.is_empty() {
+            fields.push((offset, piece));
+        }
+        offset += piece.len() + 1;
+    }
+    fields
+}
+
+/// `[packets:bytes]` at byte `offset`; both u64.
+fn parse_counters(text: &str, offset: usize) -> Result<Counters, Located> {
+    let inner = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .ok_or_else(|| Located::new(offset, "expected counters as `[packets:bytes]`"))?;
+    let (p, b) = inner
+        .split_once(':')
+        .ok_or_else(|| Located::new(offset, "expected counters as `[packets:bytes]`"))?;
+    let number = |s: &str, at: usize, what: &str| {
+        s.parse::<u64>().map_err(|_| {
+            Located::new(
+                at,
+                format!("expected the {what} counter (an unsigned 64-bit number), got `{s}`"),
+            )
+        })
+    };
+    Ok(Counters {
+        packets: number(p, offset + 1, "packet")?,
+        bytes: number(b, offset + 2 + p.len(), "byte")?,
+    })
+}
+
+/// The restore commands this parser applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    Append,
+    Insert,
+    NewChain,
+    DeleteChain,
+    Flush,
+    Policy,
+    Delete,
+    Replace,
+}
+
+impl Command {
+    fn from_flag(flag: &str) -> Option<Self> {
+        Some(match flag {
+            "-A" | "--append" => Self::Append,
+            "-I" | "--insert" => Self::Insert,
+            "-N" | "--new-chain" => Self::NewChain,
+            "-X" | "--delete-chain" => Self::DeleteChain,
+            "-F" | "--flush" => Self::Flush,
+            "-P" | "--policy" => Self::Policy,
+            "-D" | "--delete" => Self::Delete,
+            "-R" | "--replace" => Self::Replace,
+            _ => return None,
+        })
+    }
+}
+
+/// One command line being applied to the open table.
+struct CommandContext<'l, 't, 'a> {
+    no: usize,
+    raw: &'l str,
+    prefix: Option<Counters>,
+    tokens: &'t [Token<'a>],
+    notices: Vec<Notice>,
+    saw_ipv6: bool,
+}
+
+impl CommandContext<'_, '_, '_> {
+    fn err(&self, offset: usize, message: impl Into<String>) -> ParseError {
+        ParseError::at_byte(self.no, self.raw, offset, message)
+    }
+
+    fn run(&mut self, open: &mut OpenTable, kind: Command) -> Result<(), ParseError> {
+        match kind {
+            Command::Append => {
+                let chain = self.rule_chain(open)?;
+                let rule = self.rule(2)?;
+                open.chain_mut(chain).rules.push(rule);
+                Ok(())
+            }
+            Command::Insert => self.insert(open),
+            Command::NewChain => self.new_chain(open),
+            Command::DeleteChain => self.delete_chain(open),
+            Command::Flush => self.flush(open),
+            Command::Policy => self.policy(open),
+            Command::Delete => self.delete(open),
+            Command::Replace => self.replace(open),
+        }
+    }
+
+    fn chain_token(&self) -> Result<&Token<'_>, ParseError> {
+        let cmd = &self.tokens[0];
+        self.tokens
+            .get(1)
+            .filter(|t| !t.is_option() && !t.is_bang())
+            .ok_or_else(|| {
+                self.err(
+                    cmd.offset,
+                    format!("expected a chain name after `{}`", cmd.as_str()),
+                )
+            })
+    }
+
+    /// The chain a rule command targets (built-in chains are created on first use).
+    fn rule_chain(&self, open: &mut OpenTable) -> Result<usize, ParseError> {
+        let tok = self.chain_token()?;
+        open.chain_for_rules(tok.as_str()).ok_or_else(|| {
+            self.err(
+                tok.offset,
+                format!(
+                    "chain `{}` used but not declared in table {}",
+                    tok.as_str(),
+                    open.table.name
+                ),
+            )
+        })
+    }
+
+    /// Parses tokens from index `from` as a rule; counters from the `[p:b]` prefix or `-c`.
+    fn rule(&mut self, from: usize) -> Result<Rule, ParseError> {
+        let tokens = self.tokens.get(from..).unwrap_or_default();
+        let parsed = parse_rule_spec(tokens).map_err(|l| self.err(l.offset, l.message))?;
+        if let (Some(_), Some(_)) = (self.prefix, parsed.counters) {
+            return Err(self.err(
+                self.tokens[0].offset,
+                "counters given twice: `[p:b]` prefix and `-c`",
+            ));
+        }
+        self.saw_ipv6 |= parsed.saw_ipv6;
+        for (offset, reason) in parsed.deprecations {
+            let column = ParseError::at_byte(self.no, self.raw, offset, "").column;
+            let reason = format!("column {column}: {reason}");
+            let text = trim_blanks(self.raw).1.to_owned();
+            self.notices.push(Notice {
+                line: self.no,
+                kind: NoticeKind::Deprecated { reason },
+                text,
+            });
+        }
+        Ok(Rule {
+            counters: self.prefix.or(parsed.counters),
+            spec: parsed.spec,
+            line: self.no,
+        })
+    }
+
+    /// A rule number at token index `at`, if that token is one.
+    fn rule_number(&self, at: usize) -> Option<Result<usize, ParseError>> {
+        let tok = self.tokens.get(at).filter(|t| {
+            !t.quoted && !t.as_str().is_empty() && t.as_str().bytes().all(|b| b.is_ascii_digit())
+        })?;
+        Some(
+            tok.as_str()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    self.err(
+                        tok.offset,
+                        format!("invalid rule number `{}`", tok.as_str()),
+                    )
+                }),
+        )
+    }
+
+    fn insert(&mut self, open: &mut OpenTable) -> Result<(), ParseError> {
+        let chain = self.rule_chain(open)?;
+        let (position, from) = match self.rule_number(2) {
+            Some(n) => (n?, 3),
+            None => (1, 2),
+        };
+        let rule = self.rule(from)?;
+        let rules = open.rules_mut(chain);
+        if position > rules.len() + 1 {
+            return Err(self.err(
+                self.tokens[2].offset,
+                format!(
+                    "index of insertion too big: chain has {} rules",
+                    rules.len()
+                ),
+            ));
+        }
+        rules.insert(position - 1, rule);
+        Ok(())
+    }
+
+    fn expect_end(&self, from: usize) -> Result<(), ParseError> {
+        match self.tokens.get(from) {
+            Some(t) => Err(self.err(
+                t.offset,
+                format!("unexpected `{}` after the command", t.as_str()),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn new_chain(&mut self, open: &mut OpenTable) -> Result<(), ParseError> {
+        let tok = self.chain_token()?;
+        check_chain_name(tok.as_str()).map_err(|m| self.err(tok.offset, m))?;
+        self.expect_end(2)?;
+        let chain = Chain {
+            name: tok.as_str().to_owned(),
+            policy: None,
+            counters: None,
+            rules: Vec::new(),
+            line: self.no,
+        };
+        open.declare(chain).map_err(|m| self.err(tok.offset, m))
+    }
+
+    fn delete_chain(&mut self, open: &mut OpenTable) -> Result<(), ParseError> {
+        match self.tokens.get(1) {
+            None => {
+                open.delete_user_chains();
+                Ok(())
+            }
+            Some(tok) => {
+                self.expect_end(2)?;
+                open.delete_chain(tok.as_str())
+                    .map_err(|m| self.err(tok.offset, m))
+            }
+        }
+    }
+
+    fn flush(&mut self, open: &mut OpenTable) -> Result<(), ParseError> {
+        if self.tokens.len() == 1 {
+            open.flush_all();
+            return Ok(());
+        }
+        let chain = self.rule_chain(open)?;
+        self.expect_end(2)?;
+        open.rules_mut(chain).clear();
+        Ok(())
+    }
+
+    fn policy(&mut self, open: &mut OpenTable) -> Result<(), ParseError> {
+        let chain = self.rule_chain(open)?;
+        let tok = self.tokens.get(2).ok_or_else(|| {
+            self.err(
+                self.tokens[1].offset,
+                "expected a policy after the chain name",
+            )
+        })?;
+        let policy = parse_policy(tok.as_str())
+            .ok_or_else(|| self.err(tok.offset, "expected a policy: ACCEPT, DROP or RETURN"))?;
+        self.expect_end(3)?;
+        open.set_policy(chain, policy);
+        Ok(())
+    }
+
+    fn delete(&mut self, open: &mut OpenTable) -> Result<(), ParseError> {
+        let chain = self.rule_chain(open)?;
+        if let Some(n) = self.rule_number(2) {
+            let n = n?;
+            self.expect_end(3)?;
+            let rules = open.rules_mut(chain);
+            if n > rules.len() {
+                return Err(self.err(
+                    self.tokens[2].offset,
+                    format!("no rule number {n}: chain has {} rules", rules.len()),
+                ));
+            }
+            rules.remove(n - 1);
+            return Ok(());
+        }
+        let rule = self.rule(2)?;
+        if open.delete_matching(chain, &rule.spec) {
+            Ok(())
+        } else {
+            Err(self.err(
+                self.tokens[1].offset,
+                "no matching rule to delete in that chain",
+            ))
+        }
+    }
+
+    fn replace(&mut self, open: &mut OpenTable) -> Result<(), ParseError> {
+        let chain = self.rule_chain(open)?;
+        let at = self.tokens.get(2).map_or(self.raw.len(), |t| t.offset);
+        let n = self
+            .rule_number(2)
+            .ok_or_else(|| self.err(at, "expected a rule number after the chain name"))??;
+        let rule = self.rule(3)?;
+        let rules = open.rules_mut(chain);
+        match rules.get_mut(n - 1) {
+            Some(slot) => {
+                *slot = rule;
+                Ok(())
+            }
+            None => Err(self.err(
+                at,
+                format!("no rule number {n}: chain has {} rules", rules.len()),
+            )),
+        }
+    }
+}

@@ -1,0 +1,793 @@
+//! The walker: hooks, tables, chains and targets, with branching on what cannot be decided.
+//!
+//! Owns the traversal semantics: per hook the tables in priority order (raw → mangle → nat(dst) →
+//! filter → security → nat(src)), each backend's table in turn (legacy before nft at equal
+//! priority: an approximation, the kernel uses registration order), jumps, gotos, RETURN,
+//! fall-through, policies, and the effect of each target on the packet (NAT only on a new
+//! connection, MARK/CONNMARK arithmetic, NOTRACK). The routing decision between hooks uses the
+//! local addresses and the route table. Exploration is a worklist of cloned branches, capped.
+//! It does not decide single matches (see `matcher`) or render anything (see `report`).
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use nfscope_ruleset::{Chain, Family, Policy, Rule, Ruleset, Target, TargetKind};
+
+use crate::matcher::{Env, Outcome, match_rule, parse_mark};
+use crate::packet::{CtState, Packet};
+use crate::result::{Branch, Effect, RuleRef, Step, TraceResult, Verdict};
+use crate::routes::RouteKind;
+use crate::sets::SetIndex;
+use crate::state::{Hook, PktState};
+use crate::{TraceError, TraceInput};
+
+/// Which table a stage runs, for priority and semantics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TableKind {
+    Raw,
+    Mangle,
+    Nat,
+    Filter,
+    Security,
+}
+
+/// Tables of each hook in priority order.
+fn tables_of(hook: Hook) -> &'static [TableKind] {
+    use TableKind::*;
+    match hook {
+        Hook::Prerouting => &[Raw, Mangle, Nat],
+        Hook::Input => &[Mangle, Filter, Security, Nat],
+        Hook::Forward => &[Mangle, Filter, Security],
+        Hook::Output => &[Raw, Mangle, Nat, Filter, Security],
+        Hook::Postrouting => &[Mangle, Nat],
+    }
+}
+
+fn table_name(kind: TableKind) -> &'static str {
+    match kind {
+        TableKind::Raw => "raw",
+        TableKind::Mangle => "mangle",
+        TableKind::Nat => "nat",
+        TableKind::Filter => "filter",
+        TableKind::Security => "security",
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Stage {
+    ruleset: usize,
+    table: usize,
+    chain: usize,
+    kind: TableKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    chain: usize,
+    pos: usize,
+    /// The built-in chain (or a chain reached from it by goto): its end applies the policy.
+    base: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Walk {
+    pkt: PktState,
+    hook: Hook,
+    stages: Vec<Stage>,
+    stage: usize,
+    stack: Vec<Frame>,
+    steps: Vec<Step>,
+    probability: f64,
+    assumptions: Vec<String>,
+    filter_accept: Option<RuleRef>,
+    first_fork: Option<RuleRef>,
+    notes: Vec<String>,
+    ipvs: bool,
+    snat_label: Option<String>,
+    nat_skip_noted: bool,
+    locally_generated: bool,
+}
+
+/// How a rule's target leaves the walk.
+enum Flow {
+    Next,
+    EndTable,
+    Final(Verdict, Option<RuleRef>),
+    Enter { chain: usize, goto: bool },
+    Return,
+}
+
+/// A prepared tracer: chain indexes, set members and local addresses computed once.
+pub struct Tracer<'a> {
+    input: &'a TraceInput,
+    chain_index: Vec<Vec<HashMap<&'a str, usize>>>,
+    sets: SetIndex,
+    locals: HashSet<IpAddr>,
+    backend_order: Vec<usize>,
+}
+
+impl<'a> Tracer<'a> {
+    /// Indexes `input` for tracing (chains by name, ipset members, local addresses).
+    pub fn new(input: &'a TraceInput) -> Self {
+        let chain_index = input
+            .rulesets
+            .iter()
+            .map(|rs| rs.tables.iter().map(|t| t.chains.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect()).collect())
+            .collect();
+        let mut locals: HashSet<IpAddr> = input.local_addrs.iter().copied().collect();
+        if let Some(routes) = &input.routes {
+            locals.extend(routes.local_addresses());
+        }
+        let mut backend_order: Vec<usize> = (0..input.rulesets.len()).collect();
+        backend_order.sort_by_key(|&i| backend_rank(&input.rulesets[i]));
+        Self { input, chain_index, sets: SetIndex::new(input.ipsets.as_deref()), locals, backend_order }
+    }
+
+    /// Is `ip` an address of this node (given, from `local` routes, or loopback)?
+    pub fn is_local(&self, ip: IpAddr) -> bool {
+        ip.is_loopback() || self.locals.contains(&ip) || self.input.routes.as_ref().is_some_and(|r| r.is_local(ip))
+    }
+
+    fn is_broadcast(&self, ip: IpAddr) -> bool {
+        self.input.routes.as_ref().is_some_and(|r| r.is_broadcast(ip))
+    }
+
+    /// Traces `packet` through every ruleset of its family.
+    pub fn trace(&self, packet: &Packet) -> Result<TraceResult, TraceError> {
+        packet.validate()?;
+        self.check_interfaces(packet)?;
+        let mut pkt = PktState::from_packet(packet);
+        let locally_generated = packet.in_iface.is_none();
+        let first_hook = if locally_generated { Hook::Output } else { Hook::Prerouting };
+        let mut notes = Vec::new();
+        if locally_generated && pkt.out_iface.is_none() {
+            pkt.out_iface = self.route_out(pkt.dst, &mut notes);
+        }
+        let walk = Walk {
+            pkt,
+            hook: first_hook,
+            stages: Vec::new(),
+            stage: 0,
+            stack: Vec::new(),
+            steps: Vec::new(),
+            probability: 1.0,
+            assumptions: Vec::new(),
+            filter_accept: None,
+            first_fork: None,
+            notes,
+            ipvs: false,
+            snat_label: None,
+            nat_skip_noted: false,
+            locally_generated,
+        };
+        Ok(self.explore(walk, packet.family()))
+    }
+
+    fn check_interfaces(&self, packet: &Packet) -> Result<(), TraceError> {
+        let Some(known) = &self.input.interfaces else { return Ok(()) };
+        for name in [&packet.in_iface, &packet.out_iface].into_iter().flatten() {
+            if !known.iter().any(|k| k == name) {
+                return Err(TraceError::Input(format!("unknown interface {name:?}; this node has: {}", known.join(", "))));
+            }
+        }
+        Ok(())
+    }
+
+    /// The outgoing interface for `dst`: `lo` for a local address, else the route's device.
+    fn route_out(&self, dst: IpAddr, notes: &mut Vec<String>) -> Option<String> {
+        if self.is_local(dst) {
+            return Some("lo".to_owned());
+        }
+        let route = self.input.routes.as_ref()?.lookup(dst);
+        if route.is_none() {
+            notes.push(format!("no route to {dst}"));
+        }
+        route.and_then(|r| r.dev.clone())
+    }
+
+    fn explore(&self, first: Walk, family: Family) -> TraceResult {
+        let cap = self.input.max_branches.max(1);
+        let mut pending = vec![first];
+        let mut done: Vec<Branch> = Vec::new();
+        let mut capped = false;
+        while let Some(mut walk) = pending.pop() {
+            let room = cap.saturating_sub(done.len() + pending.len() + 1);
+            let (branch, forks, hit_cap) = self.run(&mut walk, family, room);
+            capped |= hit_cap;
+            done.push(branch);
+            // Push in reverse so the first alternative is explored next.
+            pending.extend(forks.into_iter().rev());
+        }
+        summarize(done, capped)
+    }
+
+    /// Runs one walk to its end; returns its branch and the alternatives it split off.
+    fn run(&self, walk: &mut Walk, family: Family, mut room: usize) -> (Branch, Vec<Walk>, bool) {
+        let mut forks = Vec::new();
+        let mut capped = false;
+        walk.stages = self.stages(walk.hook, family);
+        loop {
+            let Some(frame) = walk.stack.last().copied() else {
+                match self.next_stage(walk, family) {
+                    Some(verdict) => return (self.finish(walk, verdict.0, verdict.1), forks, capped),
+                    None => continue,
+                }
+            };
+            let stage = walk.stages[walk.stage];
+            let chain = self.chain(stage, frame.chain);
+            let Some(rule) = chain.rules.get(frame.pos) else {
+                if let Some((v, by)) = self.chain_end(walk, stage) {
+                    return (self.finish(walk, v, by), forks, capped);
+                }
+                continue;
+            };
+            if let Some(top) = walk.stack.last_mut() {
+                top.pos += 1;
+            }
+            let at = RuleRef { ruleset: stage.ruleset, table: stage.table, chain: frame.chain, rule: Some(frame.pos) };
+            if rule.spec.only_family.is_some_and(|f| f != family) {
+                continue;
+            }
+            let outcome = self.evaluate(rule, walk, stage);
+            let condition = match outcome {
+                Outcome::No => continue,
+                Outcome::Yes => None,
+                Outcome::Chance(p) => {
+                    self.split(walk, &mut forks, &mut room, &mut capped, at, p, None);
+                    Some(format!("random choice, probability {}", fmt_prob(p)))
+                }
+                Outcome::Maybe(why) => {
+                    if has_no_effect(rule) {
+                        walk.steps.push(Step { hook: walk.hook, at: Some(at), effect: Effect::Continue(target_label(rule)), condition: Some(format!("may match: {why}")) });
+                        continue;
+                    }
+                    self.split(walk, &mut forks, &mut room, &mut capped, at, 1.0, Some(&why));
+                    Some(format!("assumed to match: {why}"))
+                }
+            };
+            let flow = self.apply(rule, walk, stage, at, condition);
+            if let Some((v, by)) = self.follow(walk, stage, flow, at) {
+                return (self.finish(walk, v, by), forks, capped);
+            }
+        }
+    }
+
+    /// Records an alternative where the rule does not match (probability `1 - p` or an assumption).
+    #[allow(clippy::too_many_arguments)]
+    fn split(&self, walk: &mut Walk, forks: &mut Vec<Walk>, room: &mut usize, capped: &mut bool, at: RuleRef, p: f64, why: Option<&str>) {
+        walk.first_fork.get_or_insert(at);
+        if *room == 0 {
+            *capped = true;
+            let what = why.map_or_else(|| "a random choice".to_owned(), |w| format!("an undetermined match ({w})"));
+            walk.notes.push(format!("branch cap reached: the case where this rule does not match was not explored ({what})"));
+            if why.is_some() {
+                walk.assumptions.push("branch cap reached".into());
+            }
+            return;
+        }
+        *room -= 1;
+        let mut alt = walk.clone();
+        match why {
+            Some(why) => {
+                alt.assumptions.push(format!("assumed not to match: {why}"));
+                alt.steps.push(Step { hook: walk.hook, at: Some(at), effect: Effect::Continue("no match".into()), condition: Some(format!("assumed not to match: {why}")) });
+                walk.assumptions.push(format!("assumed to match: {why}"));
+            }
+            None => {
+                alt.probability *= 1.0 - p;
+                walk.probability *= p;
+            }
+        }
+        forks.push(alt);
+    }
+
+    fn evaluate(&self, rule: &Rule, walk: &Walk, stage: Stage) -> Outcome {
+        let is_local = |ip: IpAddr| self.is_local(ip);
+        let is_broadcast = |ip: IpAddr| self.is_broadcast(ip);
+        let env = Env {
+            hook: walk.hook,
+            ct_attached: stage.kind != TableKind::Raw,
+            sets: &self.sets,
+            is_local: &is_local,
+            is_broadcast: &is_broadcast,
+            locally_generated: walk.locally_generated,
+        };
+        match_rule(&rule.spec, &walk.pkt, &env)
+    }
+
+    fn chain(&self, stage: Stage, chain: usize) -> &'a Chain {
+        &self.input.rulesets[stage.ruleset].tables[stage.table].chains[chain]
+    }
+
+    /// Stages of `hook`: each table in priority order, each backend's copy in turn.
+    fn stages(&self, hook: Hook, family: Family) -> Vec<Stage> {
+        let mut out = Vec::new();
+        for &kind in tables_of(hook) {
+            for &rs in &self.backend_order {
+                let ruleset = &self.input.rulesets[rs];
+                if ruleset.family != family {
+                    continue;
+                }
+                let Some(table) = ruleset.tables.iter().position(|t| t.name == table_name(kind)) else { continue };
+                if let Some(&chain) = self.chain_index[rs][table].get(hook.chain()) {
+                    out.push(Stage { ruleset: rs, table, chain, kind });
+                }
+            }
+        }
+        out
+    }
+
+    /// Starts the next stage, or moves to the next hook; `Some` when the packet's fate is sealed.
+    fn next_stage(&self, walk: &mut Walk, family: Family) -> Option<(Verdict, Option<RuleRef>)> {
+        while let Some(&stage) = walk.stages.get(walk.stage) {
+            if stage.kind == TableKind::Nat && !self.nat_applies(walk) {
+                walk.stage += 1;
+                continue;
+            }
+            walk.stack.push(Frame { chain: stage.chain, pos: 0, base: true });
+            return None;
+        }
+        let next = self.route_after(walk)?;
+        match next {
+            Ok(hook) => {
+                walk.hook = hook;
+                walk.stages = self.stages(hook, family);
+                walk.stage = 0;
+                None
+            }
+            Err(verdict) => Some((verdict, walk.filter_accept)),
+        }
+    }
+
+    fn nat_applies(&self, walk: &mut Walk) -> bool {
+        let why = if walk.pkt.looped {
+            Some("looped back: the connection's NAT was set up on the way out")
+        } else {
+            match walk.pkt.ct_state {
+                CtState::New => None,
+                CtState::Untracked => Some("untracked packets skip nat"),
+                _ => Some("not a new connection: conntrack applies the NAT chosen by its first packet"),
+            }
+        };
+        let Some(why) = why else { return true };
+        if !walk.nat_skip_noted {
+            walk.nat_skip_noted = true;
+            walk.steps.push(Step { hook: walk.hook, at: None, effect: Effect::NatSkipped(why.to_owned()), condition: None });
+        }
+        false
+    }
+
+    /// The hook after the current one, `Err(verdict)` when the packet's journey ends.
+    fn route_after(&self, walk: &mut Walk) -> Option<Result<Hook, Verdict>> {
+        let hook = match walk.hook {
+            Hook::Prerouting => self.route_incoming(walk),
+            Hook::Input => Err(Verdict::Accept),
+            Hook::Forward => Ok(Hook::Postrouting),
+            Hook::Output => {
+                if walk.pkt.dnat_done && !walk.pkt.looped {
+                    let mut notes = Vec::new();
+                    if let Some(dev) = self.route_out(walk.pkt.dst, &mut notes) {
+                        walk.pkt.out_iface = Some(dev);
+                    }
+                    self.routed(walk, format!("rerouted after DNAT to {}: out {}", walk.pkt.dst, out_label(&walk.pkt.out_iface)));
+                }
+                Ok(Hook::Postrouting)
+            }
+            Hook::Postrouting => {
+                if walk.locally_generated && !walk.pkt.looped && self.is_local(walk.pkt.dst) {
+                    walk.pkt.looped = true;
+                    walk.pkt.in_iface = Some("lo".into());
+                    self.routed(walk, format!("{} is local: looped back through lo", walk.pkt.dst));
+                    Ok(Hook::Prerouting)
+                } else {
+                    Err(Verdict::Accept)
+                }
+            }
+        };
+        Some(hook)
+    }
+
+    fn route_incoming(&self, walk: &mut Walk) -> Result<Hook, Verdict> {
+        let dst = walk.pkt.dst;
+        if self.is_local(dst) {
+            walk.pkt.out_iface = None;
+            self.routed(walk, format!("{dst} is a local address: INPUT"));
+            return Ok(Hook::Input);
+        }
+        if walk.pkt.looped {
+            return Ok(Hook::Input);
+        }
+        let route = self.input.routes.as_ref().map(|r| r.lookup(dst));
+        match route {
+            Some(None) if walk.pkt.out_iface.is_none() => {
+                self.routed(walk, format!("no route to {dst}: dropped by routing"));
+                return Err(Verdict::Drop);
+            }
+            Some(Some(r)) if matches!(r.kind, RouteKind::Blackhole | RouteKind::Unreachable | RouteKind::Prohibit) => {
+                self.routed(walk, format!("route to {dst} is {:?}: dropped by routing", r.kind).to_lowercase());
+                return Err(if r.kind == RouteKind::Blackhole { Verdict::Drop } else { Verdict::Reject });
+            }
+            Some(Some(r)) if walk.pkt.out_iface.is_none() => walk.pkt.out_iface = r.dev.clone(),
+            _ => {}
+        }
+        self.routed(walk, format!("{dst} is not local: FORWARD, out {}", out_label(&walk.pkt.out_iface)));
+        Ok(Hook::Forward)
+    }
+
+    fn routed(&self, walk: &mut Walk, text: String) {
+        walk.steps.push(Step { hook: walk.hook, at: None, effect: Effect::Routed(text), condition: None });
+    }
+
+    /// End of the current chain: return to the caller, or the policy of a built-in chain.
+    fn chain_end(&self, walk: &mut Walk, stage: Stage) -> Option<(Verdict, Option<RuleRef>)> {
+        let frame = walk.stack.pop()?;
+        if !frame.base {
+            let at = RuleRef { ruleset: stage.ruleset, table: stage.table, chain: frame.chain, rule: None };
+            walk.steps.push(Step { hook: walk.hook, at: Some(at), effect: Effect::EndOfChain, condition: None });
+            return None;
+        }
+        self.policy(walk, stage)
+    }
+
+    fn policy(&self, walk: &mut Walk, stage: Stage) -> Option<(Verdict, Option<RuleRef>)> {
+        walk.stack.clear();
+        let chain = self.chain(stage, stage.chain);
+        let at = RuleRef { ruleset: stage.ruleset, table: stage.table, chain: stage.chain, rule: None };
+        let policy = chain.policy.unwrap_or(Policy::Accept);
+        let condition = chain.policy.is_none().then(|| "the dump does not state this policy: ACCEPT assumed".to_owned());
+        walk.steps.push(Step { hook: walk.hook, at: Some(at), effect: Effect::Policy(policy), condition });
+        match policy {
+            Policy::Drop => Some((Verdict::Drop, Some(at))),
+            Policy::Accept | Policy::Return => {
+                self.end_table(walk, stage, at);
+                None
+            }
+        }
+    }
+
+    fn end_table(&self, walk: &mut Walk, stage: Stage, at: RuleRef) {
+        walk.stack.clear();
+        walk.stage += 1;
+        if stage.kind == TableKind::Filter {
+            walk.filter_accept = Some(at);
+        }
+    }
+
+    fn follow(&self, walk: &mut Walk, stage: Stage, flow: Flow, at: RuleRef) -> Option<(Verdict, Option<RuleRef>)> {
+        match flow {
+            Flow::Next => None,
+            Flow::EndTable => {
+                self.end_table(walk, stage, at);
+                None
+            }
+            Flow::Final(verdict, by) => Some((verdict, by)),
+            Flow::Enter { chain, goto } => {
+                let base = if goto { walk.stack.pop().is_some_and(|f| f.base) } else { false };
+                walk.stack.push(Frame { chain, pos: 0, base });
+                None
+            }
+            Flow::Return => {
+                let frame = walk.stack.pop()?;
+                if frame.base { self.policy(walk, stage) } else { None }
+            }
+        }
+    }
+
+    /// Applies the target of a matching rule.
+    fn apply(&self, rule: &Rule, walk: &mut Walk, stage: Stage, at: RuleRef, condition: Option<String>) -> Flow {
+        if stage.kind == TableKind::Nat && rule.spec.matches_named("set").any(|m| is_ipvs_set(m.value("match-set"))) {
+            walk.ipvs = true;
+        }
+        let (effect, flow) = match &rule.spec.target {
+            None => (Effect::Continue("counted (no target)".into()), Flow::Next),
+            Some(target) => self.target_effect(target, walk, stage, at),
+        };
+        walk.steps.push(Step { hook: walk.hook, at: Some(at), effect, condition });
+        flow
+    }
+
+    fn target_effect(&self, target: &Target, walk: &mut Walk, stage: Stage, at: RuleRef) -> (Effect, Flow) {
+        if let Some(&chain) = self.chain_index[stage.ruleset][stage.table].get(target.name.as_str()) {
+            let goto = target.kind == TargetKind::Goto;
+            let effect = if goto { Effect::Goto(target.name.clone()) } else { Effect::Jump(target.name.clone()) };
+            return (effect, Flow::Enter { chain, goto });
+        }
+        let pkt = &mut walk.pkt;
+        match target.name.as_str() {
+            "ACCEPT" => (Effect::Accept, Flow::EndTable),
+            "DROP" => (Effect::Drop, Flow::Final(Verdict::Drop, Some(at))),
+            "REJECT" => (Effect::Reject, Flow::Final(Verdict::Reject, Some(at))),
+            "RETURN" => (Effect::Return, Flow::Return),
+            "QUEUE" | "NFQUEUE" => (Effect::Queue(target.name.clone()), Flow::Final(Verdict::Undetermined, Some(at))),
+            "MARK" => {
+                let old = pkt.mark;
+                pkt.mark = mark_target(target, old);
+                (Effect::Mark { old, new: pkt.mark }, Flow::Next)
+            }
+            "CONNMARK" => connmark_target(target, walk, stage),
+            "NOTRACK" => notrack(pkt),
+            "CT" if target.options.iter().any(|o| o.name == "notrack") => notrack(pkt),
+            "DNAT" | "REDIRECT" | "SNAT" | "MASQUERADE" | "NETMAP" => self.nat_target(target, walk),
+            name if is_continue_target(name) => (Effect::Continue(name.to_owned()), Flow::Next),
+            name if target.kind == TargetKind::Goto || name.chars().any(|c| c.is_ascii_lowercase()) || name.starts_with("KUBE-") => {
+                (Effect::MissingChain(name.to_owned()), Flow::Final(Verdict::Undetermined, Some(at)))
+            }
+            name => (Effect::UnknownTarget(name.to_owned()), Flow::Final(Verdict::Undetermined, Some(at))),
+        }
+    }
+
+    fn nat_target(&self, target: &Target, walk: &mut Walk) -> (Effect, Flow) {
+        let hook = walk.hook;
+        let dst_side = matches!(hook, Hook::Prerouting | Hook::Output);
+        let pkt = &mut walk.pkt;
+        let effect = match target.name.as_str() {
+            "DNAT" => {
+                let (ip, port) = parse_nat_spec(target.value("to-destination").unwrap_or(""));
+                pkt.dst = ip.unwrap_or(pkt.dst);
+                pkt.dport = port.or(pkt.dport);
+                pkt.dnat_done = true;
+                Effect::Dnat(endpoint(pkt.dst, pkt.dport))
+            }
+            "REDIRECT" => {
+                pkt.dst = self.redirect_address(pkt, hook);
+                pkt.dport = target.value("to-ports").and_then(first_port).or(pkt.dport);
+                pkt.dnat_done = true;
+                Effect::Dnat(endpoint(pkt.dst, pkt.dport))
+            }
+            "SNAT" => {
+                let (ip, port) = parse_nat_spec(target.value("to-source").unwrap_or(""));
+                pkt.src = ip.unwrap_or(pkt.src);
+                pkt.sport = port.or(pkt.sport);
+                pkt.snat_done = true;
+                walk.snat_label = Some(endpoint(pkt.src, port));
+                Effect::Snat(endpoint(pkt.src, port))
+            }
+            "MASQUERADE" => {
+                let port = target.value("to-ports").and_then(first_port);
+                let dev = pkt.out_iface.clone().unwrap_or_default();
+                let src = self.input.routes.as_ref().and_then(|r| r.source_for_dev(&dev, pkt.src));
+                let label = match src {
+                    Some(ip) => {
+                        pkt.src = ip;
+                        endpoint(ip, port)
+                    }
+                    None => format!("MASQUERADE({})", if dev.is_empty() { "?" } else { &dev }),
+                };
+                pkt.snat_done = true;
+                walk.snat_label = Some(label.clone());
+                Effect::Snat(label)
+            }
+            _ => netmap(target, pkt, dst_side, &mut walk.snat_label),
+        };
+        (effect, Flow::EndTable)
+    }
+
+    fn redirect_address(&self, pkt: &PktState, hook: Hook) -> IpAddr {
+        let loopback = if pkt.dst.is_ipv4() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { IpAddr::V6(Ipv6Addr::LOCALHOST) };
+        if hook == Hook::Output {
+            return loopback;
+        }
+        let dev = pkt.in_iface.as_deref().unwrap_or("");
+        self.input.routes.as_ref().and_then(|r| r.source_for_dev(dev, pkt.dst)).unwrap_or(loopback)
+    }
+
+    fn finish(&self, walk: &mut Walk, verdict: Verdict, by: Option<RuleRef>) -> Branch {
+        let decided_by = match verdict {
+            Verdict::Accept => walk.filter_accept,
+            _ => by,
+        };
+        let dnat = walk.pkt.dnat_done.then_some((walk.pkt.dst, walk.pkt.dport));
+        let mut notes = std::mem::take(&mut walk.notes);
+        if walk.ipvs {
+            notes.push(format!(
+                "handed to IPVS: {} is an IPVS virtual service; IPVS picks a real server after INPUT (the DNAT is not in iptables)",
+                endpoint(walk.pkt.dst, walk.pkt.dport)
+            ));
+        }
+        Branch {
+            verdict,
+            probability: walk.probability,
+            assumptions: std::mem::take(&mut walk.assumptions),
+            steps: std::mem::take(&mut walk.steps),
+            decided_by,
+            first_fork: walk.first_fork,
+            dnat,
+            snat: walk.snat_label.take(),
+            notes,
+        }
+    }
+}
+
+fn backend_rank(rs: &Ruleset) -> u8 {
+    match rs.backend {
+        nfscope_ruleset::Backend::Legacy => 0,
+        nfscope_ruleset::Backend::Nft => 1,
+        nfscope_ruleset::Backend::Unknown => 2,
+    }
+}
+
+fn summarize(branches: Vec<Branch>, capped: bool) -> TraceResult {
+    let first = branches[0].verdict;
+    let agree = branches.iter().all(|b| b.verdict == first);
+    let verdict = if agree { first } else { Verdict::Undetermined };
+    let must = agree && !capped && verdict != Verdict::Undetermined;
+    let same_rule = branches.iter().all(|b| b.decided_by == branches[0].decided_by);
+    let decided_by = if verdict == Verdict::Undetermined && !agree {
+        branches[0].first_fork
+    } else if same_rule || agree {
+        branches[0].decided_by
+    } else {
+        None
+    };
+    TraceResult { verdict, must, decided_by, branches, capped }
+}
+
+/// Targets that only observe or tweak things the verdict does not depend on.
+fn is_continue_target(name: &str) -> bool {
+    matches!(
+        name,
+        "LOG" | "NFLOG" | "ULOG" | "TRACE" | "CT" | "CHECKSUM" | "TCPMSS" | "AUDIT" | "CLASSIFY" | "DSCP" | "TOS" | "TTL" | "HL" | "ECN" | "SET" | "IDLETIMER" | "LED" | "CONNSECMARK" | "SECMARK" | "TEE" | "RATEEST" | "NFACCT"
+    )
+}
+
+/// A rule whose match being undetermined cannot change anything: no target, or a logging one.
+fn has_no_effect(rule: &Rule) -> bool {
+    match &rule.spec.target {
+        None => true,
+        Some(t) => t.kind == TargetKind::Jump && is_continue_target(&t.name) && !(t.name == "CT" && t.options.iter().any(|o| o.name == "notrack")),
+    }
+}
+
+fn target_label(rule: &Rule) -> String {
+    rule.spec.target.as_ref().map_or_else(|| "counted (no target)".to_owned(), |t| t.name.clone())
+}
+
+fn is_ipvs_set(name: Option<&str>) -> bool {
+    matches!(name, Some("KUBE-CLUSTER-IP" | "KUBE-LOAD-BALANCER" | "KUBE-EXTERNAL-IP" | "KUBE-EXTERNAL-IP-LOCAL" | "KUBE-LOAD-BALANCER-LOCAL"))
+        || name.is_some_and(|n| n.starts_with("KUBE-NODE-PORT-"))
+}
+
+fn notrack(pkt: &mut PktState) -> (Effect, Flow) {
+    pkt.ct_state = CtState::Untracked;
+    (Effect::Notrack, Flow::Next)
+}
+
+/// MARK: `new = (old & !mask) ^ value`, with the option spellings mapped as libxt_MARK does.
+pub(crate) fn mark_target(target: &Target, old: u32) -> u32 {
+    let Some(opt) = target.options.first() else { return old };
+    let text = opt.values.first().map_or("", String::as_str);
+    let (value, mask) = parse_mark(text).unwrap_or((0, 0));
+    let explicit_mask = text.contains('/');
+    let (v, m) = match opt.name.as_str() {
+        "set-xmark" => (value, mask),
+        "set-mark" => (value, if explicit_mask { value | mask } else { u32::MAX }),
+        "and-mark" => (0, !value),
+        "or-mark" => (value, value),
+        "xor-mark" => (value, 0),
+        _ => (0, 0),
+    };
+    (old & !m) ^ v
+}
+
+fn connmark_target(target: &Target, walk: &mut Walk, stage: Stage) -> (Effect, Flow) {
+    let pkt = &mut walk.pkt;
+    if stage.kind == TableKind::Raw || pkt.ct_state == CtState::Untracked {
+        return (Effect::Continue("CONNMARK (no connection yet: no effect)".into()), Flow::Next);
+    }
+    let opt_mask = |name: &str| target.value(name).and_then(|v| parse_mark(v)).map(|(v, _)| v);
+    let Some(opt) = target.options.first() else { return (Effect::Continue("CONNMARK".into()), Flow::Next) };
+    match opt.name.as_str() {
+        "save-mark" => {
+            let nf = opt_mask("nfmask").or_else(|| opt_mask("mask")).unwrap_or(u32::MAX);
+            let ct = opt_mask("ctmask").or_else(|| opt_mask("mask")).unwrap_or(u32::MAX);
+            let old = pkt.ct_mark;
+            let base = if ct == u32::MAX { Some(0) } else { old };
+            pkt.ct_mark = base.map(|o| (o & !ct) ^ (pkt.mark & nf));
+            (Effect::ConnMark { old, new: pkt.ct_mark }, Flow::Next)
+        }
+        "restore-mark" => {
+            let nf = opt_mask("nfmask").or_else(|| opt_mask("mask")).unwrap_or(u32::MAX);
+            let ct = opt_mask("ctmask").or_else(|| opt_mask("mask")).unwrap_or(u32::MAX);
+            let ctmark = pkt.ct_mark.unwrap_or_else(|| {
+                walk.assumptions.push("connection mark unknown: 0 assumed for --restore-mark".into());
+                0
+            });
+            pkt.mark = (pkt.mark & !nf) ^ (ctmark & ct);
+            (Effect::RestoreMark { new: pkt.mark }, Flow::Next)
+        }
+        _ => {
+            let old = pkt.ct_mark;
+            let (value, mask) = match opt.name.as_str() {
+                "set-xmark" => parse_mark(opt.values.first().map_or("", String::as_str)).unwrap_or((0, 0)),
+                _ => {
+                    let as_mark = Target { kind: target.kind, name: "MARK".into(), options: vec![opt.clone()] };
+                    let zero = mark_target(&as_mark, 0);
+                    let ones = mark_target(&as_mark, u32::MAX);
+                    // Recover (value, mask) from the two probes: bits kept from old are mask-free.
+                    (zero, !(zero ^ ones))
+                }
+            };
+            pkt.ct_mark = match old {
+                Some(o) => Some((o & !mask) ^ value),
+                None if mask == u32::MAX => Some(value),
+                None => None,
+            };
+            (Effect::ConnMark { old, new: pkt.ct_mark }, Flow::Next)
+        }
+    }
+}
+
+fn netmap(target: &Target, pkt: &mut PktState, dst_side: bool, snat_label: &mut Option<String>) -> Effect {
+    let spec = target.value("to").unwrap_or("");
+    let (net, len) = spec.split_once('/').unwrap_or((spec, ""));
+    let Ok(net) = net.parse::<IpAddr>() else { return Effect::UnknownTarget(format!("NETMAP --to {spec}")) };
+    let width = if net.is_ipv4() { 32 } else { 128 };
+    let len: u32 = len.parse().unwrap_or(width);
+    let map = |old: IpAddr| -> IpAddr {
+        match (old, net) {
+            (IpAddr::V4(o), IpAddr::V4(n)) => {
+                let m = if len == 0 { 0 } else { u32::MAX << (32 - len.min(32)) };
+                IpAddr::V4(Ipv4Addr::from((u32::from(o) & !m) | (u32::from(n) & m)))
+            }
+            (IpAddr::V6(o), IpAddr::V6(n)) => {
+                let m = if len == 0 { 0 } else { u128::MAX << (128 - len.min(128)) };
+                IpAddr::V6(Ipv6Addr::from((u128::from(o) & !m) | (u128::from(n) & m)))
+            }
+            _ => old,
+        }
+    };
+    if dst_side {
+        pkt.dst = map(pkt.dst);
+        pkt.dnat_done = true;
+        Effect::Dnat(endpoint(pkt.dst, pkt.dport))
+    } else {
+        pkt.src = map(pkt.src);
+        pkt.snat_done = true;
+        *snat_label = Some(pkt.src.to_string());
+        Effect::Snat(pkt.src.to_string())
+    }
+}
+
+/// `ip`, `ip:port`, `ip-ip:port-port`, `[v6]:port`, `v6`, `:port` → first address and first port.
+pub(crate) fn parse_nat_spec(spec: &str) -> (Option<IpAddr>, Option<u16>) {
+    if let Some(rest) = spec.strip_prefix('[') {
+        let (addr, after) = rest.split_once(']').unwrap_or((rest, ""));
+        let ip = addr.split('-').next().and_then(|a| a.parse().ok());
+        return (ip, after.strip_prefix(':').and_then(first_port));
+    }
+    if let Ok(ip) = spec.split('-').next().unwrap_or("").parse::<IpAddr>() {
+        if ip.is_ipv6() {
+            return (Some(ip), None);
+        }
+    }
+    let (addr, port) = match spec.rsplit_once(':') {
+        Some((a, p)) if !a.contains(':') => (a, Some(p)),
+        _ => (spec, None),
+    };
+    let ip = addr.split('-').next().and_then(|a| a.parse().ok());
+    (ip, port.and_then(first_port))
+}
+
+fn first_port(text: &str) -> Option<u16> {
+    text.split(['-', ':']).next().and_then(|p| p.parse().ok())
+}
+
+/// `ip:port`, `[v6]:port`, or the address alone.
+pub fn endpoint(ip: IpAddr, port: Option<u16>) -> String {
+    match (ip, port) {
+        (IpAddr::V6(v6), Some(p)) => format!("[{v6}]:{p}"),
+        (ip, Some(p)) => format!("{ip}:{p}"),
+        (ip, None) => ip.to_string(),
+    }
+}
+
+fn out_label(out: &Option<String>) -> String {
+    out.clone().unwrap_or_else(|| "unknown interface".into())
+}
+
+/// A probability as a short decimal.
+pub fn fmt_prob(p: f64) -> String {
+    let s = format!("{p:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_owned()
+}

@@ -1,0 +1,89 @@
+//! `nfscope-trace`: which iptables/ip6tables rule decides a packet's fate, and what it means in
+//! Kubernetes terms.
+//!
+//! Owns the pure packet tracer: given the rulesets of a node (both backends, both families), its
+//! ipset contents, local addresses and routes, [`trace`] walks a described [`Packet`] through
+//! the netfilter hooks the way the kernel would (hook and table order, jumps, gotos, RETURN,
+//! policies, NAT on new connections, MARK/CONNMARK, conntrack state) and returns every possible
+//! outcome as [`Branch`]es with the deciding rule. What it cannot know (rate limits, `recent`,
+//! modules it does not model, missing chains) is explored both ways and reported as MAY rather
+//! than guessed. [`report`] renders results as text or the stable JSON contract, with the
+//! Kubernetes meaning from `nfscope-annotate`.
+//!
+//! It does no I/O and reads no clock: reading the live node (rules, ipset members, addresses,
+//! routes) is the caller's job (`nfscope-kernel`, the CLI). Approximations are documented where
+//! they are made: at equal hook priority the legacy backend's table runs before the nft one;
+//! policy routing and tables other than main/local are ignored; `statistic --mode nth` is
+//! treated as probability 1/every.
+
+mod engine;
+mod matcher;
+mod packet;
+pub mod report;
+mod result;
+pub mod routes;
+mod sets;
+mod state;
+
+use std::net::IpAddr;
+
+use nfscope_ruleset::{IpSet, Ruleset};
+
+pub use engine::{Tracer, endpoint};
+pub use packet::{CtState, Packet, Proto, validate_iface_name};
+pub use result::{Branch, Effect, RuleRef, Step, TraceResult, Verdict};
+pub use routes::{RouteTable, parse_routes};
+pub use state::Hook;
+
+/// Default cap on explored branches.
+pub const DEFAULT_MAX_BRANCHES: usize = 256;
+
+/// Errors: bad packet description or unreadable route text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TraceError {
+    /// The packet description is inconsistent or names something unknown.
+    #[error("{0}")]
+    Input(String),
+    /// A line of `ip route` output could not be read.
+    #[error("routes {line}:{column}: {message}")]
+    Routes {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// Everything the tracer knows about the node.
+#[derive(Debug, Clone)]
+pub struct TraceInput {
+    /// Rulesets of any family and backend; each is traced when the packet's family matches.
+    pub rulesets: Vec<Ruleset>,
+    /// ipset contents (with members); `None` = not available, so set matches are undetermined.
+    pub ipsets: Option<Vec<IpSet>>,
+    /// The node's own addresses (loopback is always local).
+    pub local_addrs: Vec<IpAddr>,
+    /// Routes; `None` = unknown (outgoing interfaces then come only from the packet description).
+    pub routes: Option<RouteTable>,
+    /// The node's interface names when known for sure (live mode): other names are an error.
+    pub interfaces: Option<Vec<String>>,
+    /// Cap on explored branches.
+    pub max_branches: usize,
+}
+
+impl TraceInput {
+    /// Rulesets only; everything else unknown, default branch cap.
+    pub fn new(rulesets: Vec<Ruleset>) -> Self {
+        Self { rulesets, ipsets: None, local_addrs: Vec::new(), routes: None, interfaces: None, max_branches: DEFAULT_MAX_BRANCHES }
+    }
+}
+
+/// Traces `packet` through `input` (indexes the input first; use [`Tracer`] to trace many packets).
+pub fn trace(input: &TraceInput, packet: &Packet) -> Result<TraceResult, TraceError> {
+    Tracer::new(input).trace(packet)
+}
+
+#[cfg(test)]
+mod tests;
