@@ -22,7 +22,10 @@ impl<'a> KubeComment<'a> {
     /// The service port the comment names.
     pub fn service(&self) -> ServicePortRef<'a> {
         match *self {
-            Self::Service(s, _) | Self::ServiceOnly(s) | Self::Endpoint(s, _) | Self::NoEndpoints(s, _) => s,
+            Self::Service(s, _)
+            | Self::ServiceOnly(s)
+            | Self::Endpoint(s, _)
+            | Self::NoEndpoints(s, _) => s,
         }
     }
 }
@@ -50,7 +53,9 @@ pub fn kube_proxy(comment: &str) -> Option<KubeComment<'_>> {
     if let Some((name, endpoint)) = comment.split_once(" -> ") {
         let endpoint = endpoint.trim();
         let plausible = !endpoint.is_empty() && !endpoint.contains(char::is_whitespace);
-        return ServicePortRef::parse(name).filter(|_| plausible).map(|s| KubeComment::Endpoint(s, endpoint));
+        return ServicePortRef::parse(name)
+            .filter(|_| plausible)
+            .map(|s| KubeComment::Endpoint(s, endpoint));
     }
     if let Some(name) = comment.strip_suffix(" has no local endpoints") {
         return ServicePortRef::parse(name).map(|s| KubeComment::NoEndpoints(s, true));
@@ -69,12 +74,19 @@ pub fn kube_proxy(comment: &str) -> Option<KubeComment<'_>> {
 /// The longer sentences of `KUBE-EXT-`, `KUBE-FW-` and `KUBE-PROXY-FIREWALL` rules.
 fn kube_proxy_prose(comment: &str) -> Option<KubeComment<'_>> {
     for prefix in EXTERNAL_PREFIXES {
-        if let Some(name) = comment.strip_prefix(prefix).and_then(|r| r.strip_suffix(" external destinations")) {
-            return ServicePortRef::parse(name).map(|s| KubeComment::Service(s, ServiceKind::External));
+        if let Some(name) = comment
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix(" external destinations"))
+        {
+            return ServicePortRef::parse(name)
+                .map(|s| KubeComment::Service(s, ServiceKind::External));
         }
     }
     let lbsr = |s| KubeComment::Service(s, ServiceKind::LoadBalancerSourceRanges);
-    if let Some(name) = comment.strip_prefix("other traffic to ").and_then(|r| r.strip_suffix(" will be dropped by KUBE-PROXY-FIREWALL")) {
+    if let Some(name) = comment
+        .strip_prefix("other traffic to ")
+        .and_then(|r| r.strip_suffix(" will be dropped by KUBE-PROXY-FIREWALL"))
+    {
         return ServicePortRef::parse(name).map(lbsr);
     }
     let (name, _) = comment.split_once(" traffic not accepted by KUBE-FW-")?;
@@ -104,7 +116,10 @@ pub fn kube_router_policy(comment: &str) -> Option<(&str, &str)> {
 
 /// The policy name of kube-router's pod-firewall jump `"run through nw policy <name>"`.
 pub fn kube_router_policy_jump(comment: &str) -> Option<&str> {
-    let name = comment.trim().strip_prefix("run through nw policy ")?.trim();
+    let name = comment
+        .trim()
+        .strip_prefix("run through nw policy ")?
+        .trim();
     (!name.is_empty() && !name.contains(char::is_whitespace)).then_some(name)
 }
 
@@ -162,14 +177,41 @@ mod tests {
 
     #[test]
     fn kube_proxy_portal_comments() {
-        assert_eq!(kube_proxy("ns1/svc1:p80 cluster IP"), Some(KubeComment::Service(sp("ns1/svc1:p80"), ServiceKind::ClusterIp)));
-        assert_eq!(kube_proxy("ns2/svc2:p80 external IP"), Some(KubeComment::Service(sp("ns2/svc2:p80"), ServiceKind::ExternalIp)));
-        assert_eq!(kube_proxy("ns2/svc2:p80 loadbalancer IP"), Some(KubeComment::Service(sp("ns2/svc2:p80"), ServiceKind::LoadBalancer)));
+        assert_eq!(
+            kube_proxy("ns1/svc1:p80 cluster IP"),
+            Some(KubeComment::Service(
+                sp("ns1/svc1:p80"),
+                ServiceKind::ClusterIp
+            ))
+        );
+        assert_eq!(
+            kube_proxy("ns2/svc2:p80 external IP"),
+            Some(KubeComment::Service(
+                sp("ns2/svc2:p80"),
+                ServiceKind::ExternalIp
+            ))
+        );
+        assert_eq!(
+            kube_proxy("ns2/svc2:p80 loadbalancer IP"),
+            Some(KubeComment::Service(
+                sp("ns2/svc2:p80"),
+                ServiceKind::LoadBalancer
+            ))
+        );
         assert_eq!(
             kube_proxy("ns2/svc2:p80 health check node port"),
-            Some(KubeComment::Service(sp("ns2/svc2:p80"), ServiceKind::HealthCheckNodePort))
+            Some(KubeComment::Service(
+                sp("ns2/svc2:p80"),
+                ServiceKind::HealthCheckNodePort
+            ))
         );
-        assert_eq!(kube_proxy("default/redis cluster IP"), Some(KubeComment::Service(sp("default/redis"), ServiceKind::ClusterIp)));
+        assert_eq!(
+            kube_proxy("default/redis cluster IP"),
+            Some(KubeComment::Service(
+                sp("default/redis"),
+                ServiceKind::ClusterIp
+            ))
+        );
     }
 
     #[test]
@@ -178,9 +220,18 @@ mod tests {
             kube_proxy("ns4/svc4:p80 -> 10.180.0.4:80"),
             Some(KubeComment::Endpoint(sp("ns4/svc4:p80"), "10.180.0.4:80"))
         );
-        assert_eq!(kube_proxy("ns6/svc6:p80 has no endpoints"), Some(KubeComment::NoEndpoints(sp("ns6/svc6:p80"), false)));
-        assert_eq!(kube_proxy("ns2/svc2:p80 has no local endpoints"), Some(KubeComment::NoEndpoints(sp("ns2/svc2:p80"), true)));
-        assert_eq!(kube_proxy("kube-system/kube-dns:dns"), Some(KubeComment::ServiceOnly(sp("kube-system/kube-dns:dns"))));
+        assert_eq!(
+            kube_proxy("ns6/svc6:p80 has no endpoints"),
+            Some(KubeComment::NoEndpoints(sp("ns6/svc6:p80"), false))
+        );
+        assert_eq!(
+            kube_proxy("ns2/svc2:p80 has no local endpoints"),
+            Some(KubeComment::NoEndpoints(sp("ns2/svc2:p80"), true))
+        );
+        assert_eq!(
+            kube_proxy("kube-system/kube-dns:dns"),
+            Some(KubeComment::ServiceOnly(sp("kube-system/kube-dns:dns")))
+        );
     }
 
     #[test]
@@ -191,11 +242,27 @@ mod tests {
             "masquerade LOCAL traffic for ns4/svc4:p80 external destinations",
             "route LOCAL traffic for ns4/svc4:p80 external destinations",
         ] {
-            assert_eq!(kube_proxy(text), Some(KubeComment::Service(sp("ns4/svc4:p80"), ServiceKind::External)), "{text}");
+            assert_eq!(
+                kube_proxy(text),
+                Some(KubeComment::Service(
+                    sp("ns4/svc4:p80"),
+                    ServiceKind::External
+                )),
+                "{text}"
+            );
         }
-        let lbsr = Some(KubeComment::Service(sp("ns5/svc5:p80"), ServiceKind::LoadBalancerSourceRanges));
-        assert_eq!(kube_proxy("ns5/svc5:p80 traffic not accepted by KUBE-FW-NUKIZ6OKUXPJNT4C"), lbsr);
-        assert_eq!(kube_proxy("other traffic to ns5/svc5:p80 will be dropped by KUBE-PROXY-FIREWALL"), lbsr);
+        let lbsr = Some(KubeComment::Service(
+            sp("ns5/svc5:p80"),
+            ServiceKind::LoadBalancerSourceRanges,
+        ));
+        assert_eq!(
+            kube_proxy("ns5/svc5:p80 traffic not accepted by KUBE-FW-NUKIZ6OKUXPJNT4C"),
+            lbsr
+        );
+        assert_eq!(
+            kube_proxy("other traffic to ns5/svc5:p80 will be dropped by KUBE-PROXY-FIREWALL"),
+            lbsr
+        );
     }
 
     #[test]
@@ -217,9 +284,16 @@ mod tests {
     #[test]
     fn kube_router_pod_comments() {
         let pod = Some(("default", "redis-84f85f9cdc-nfbl2"));
-        assert_eq!(kube_router_pod("rule to REJECT traffic destined for POD name:redis-84f85f9cdc-nfbl2 namespace: default"), pod);
         assert_eq!(
-            kube_router_pod("rule to jump traffic from POD name:redis-84f85f9cdc-nfbl2 namespace: default to chain KUBE-POD-FW-4BDGZEWEU32YM75H"),
+            kube_router_pod(
+                "rule to REJECT traffic destined for POD name:redis-84f85f9cdc-nfbl2 namespace: default"
+            ),
+            pod
+        );
+        assert_eq!(
+            kube_router_pod(
+                "rule to jump traffic from POD name:redis-84f85f9cdc-nfbl2 namespace: default to chain KUBE-POD-FW-4BDGZEWEU32YM75H"
+            ),
             pod
         );
         assert_eq!(kube_router_pod("rule for stateful firewall for pod"), None);
@@ -230,26 +304,60 @@ mod tests {
     #[test]
     fn kube_router_policy_comments() {
         let policy = Some(("prod", "allow-web"));
-        assert_eq!(kube_router_policy("rule to ACCEPT traffic from source pods to dest pods selected by policy name allow-web namespace prod"), policy);
-        assert_eq!(kube_router_policy("rule to ACCEPT traffic from all sources to dest pods selected by policy name: allow-web namespace prod"), policy);
-        assert_eq!(kube_router_policy("rule to mark traffic matching a network policy"), None);
-        assert_eq!(kube_router_policy_jump("run through nw policy allow-web"), Some("allow-web"));
-        assert_eq!(kube_router_policy_jump("run through default egress network policy chain"), None);
+        assert_eq!(
+            kube_router_policy(
+                "rule to ACCEPT traffic from source pods to dest pods selected by policy name allow-web namespace prod"
+            ),
+            policy
+        );
+        assert_eq!(
+            kube_router_policy(
+                "rule to ACCEPT traffic from all sources to dest pods selected by policy name: allow-web namespace prod"
+            ),
+            policy
+        );
+        assert_eq!(
+            kube_router_policy("rule to mark traffic matching a network policy"),
+            None
+        );
+        assert_eq!(
+            kube_router_policy_jump("run through nw policy allow-web"),
+            Some("allow-web")
+        );
+        assert_eq!(
+            kube_router_policy_jump("run through default egress network policy chain"),
+            None
+        );
     }
 
     #[test]
     fn calico_chain_comments() {
-        assert_eq!(calico_chain_comment("Policy default/knp.default.allow-dns ingress", "Policy"), Some(("default/knp.default.allow-dns", Direction::Ingress)));
-        assert_eq!(calico_chain_comment("Profile kns.default egress", "Profile"), Some(("kns.default", Direction::Egress)));
-        assert_eq!(calico_chain_comment("Policy explicitly accepted packet.", "Policy"), None);
+        assert_eq!(
+            calico_chain_comment("Policy default/knp.default.allow-dns ingress", "Policy"),
+            Some(("default/knp.default.allow-dns", Direction::Ingress))
+        );
+        assert_eq!(
+            calico_chain_comment("Profile kns.default egress", "Profile"),
+            Some(("kns.default", Direction::Egress))
+        );
+        assert_eq!(
+            calico_chain_comment("Policy explicitly accepted packet.", "Policy"),
+            None
+        );
         assert_eq!(calico_chain_comment("Start of policies", "Policy"), None);
     }
 
     #[test]
     fn cni_comments() {
         let expected = Some(("k8s-pod-network", "7ad6a8ce"));
-        assert_eq!(cni_container(r#"dnat name: "k8s-pod-network" id: "7ad6a8ce""#), expected);
-        assert_eq!(cni_container(r#"name: "k8s-pod-network" id: "7ad6a8ce""#), expected);
+        assert_eq!(
+            cni_container(r#"dnat name: "k8s-pod-network" id: "7ad6a8ce""#),
+            expected
+        );
+        assert_eq!(
+            cni_container(r#"name: "k8s-pod-network" id: "7ad6a8ce""#),
+            expected
+        );
         assert_eq!(cni_container(r#"name: "k8s-pod-network" id: ""#), None);
         assert_eq!(cni_container("CNI portfwd masquerade mark"), None);
     }
@@ -260,6 +368,9 @@ mod tests {
             weave_default_allow("DefaultAllow egress isolation for namespace: kube-system"),
             Some(("kube-system", Direction::Egress))
         );
-        assert_eq!(weave_default_allow("DefaultAllow sideways isolation for namespace: x"), None);
+        assert_eq!(
+            weave_default_allow("DefaultAllow sideways isolation for namespace: x"),
+            None
+        );
     }
 }

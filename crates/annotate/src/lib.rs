@@ -36,19 +36,24 @@ pub struct Annotations {
 
 /// Annotates every chain and rule of `ruleset`.
 pub fn annotate(ruleset: &Ruleset) -> Annotations {
-    Annotations { tables: ruleset.tables.iter().map(resolve::annotate_table).collect() }
+    Annotations {
+        tables: ruleset.tables.iter().map(resolve::annotate_table).collect(),
+    }
 }
 
 impl Annotations {
     /// The annotation of `ruleset.tables[table_idx].chains[chain_idx]` (owner `Other`, no meaning,
     /// when the indices are out of range).
     pub fn chain(&self, table_idx: usize, chain_idx: usize) -> &Annotation {
-        self.chain_entry(table_idx, chain_idx).map_or(&UNKNOWN, |c| &c.annotation)
+        self.chain_entry(table_idx, chain_idx)
+            .map_or(&UNKNOWN, |c| &c.annotation)
     }
 
     /// The annotation of rule `rule_idx0` (0-based) of that chain.
     pub fn rule(&self, table_idx: usize, chain_idx: usize, rule_idx0: usize) -> &Annotation {
-        self.chain_entry(table_idx, chain_idx).and_then(|c| c.rules.get(rule_idx0)).unwrap_or(&UNKNOWN)
+        self.chain_entry(table_idx, chain_idx)
+            .and_then(|c| c.rules.get(rule_idx0))
+            .unwrap_or(&UNKNOWN)
     }
 
     /// The lower-case protocol (`tcp`, `udp`, …) of a chain's traffic when its rules or the rules
@@ -60,11 +65,15 @@ impl Annotations {
     /// Whether a kube-proxy `KUBE-SVC/SVL/EXT/FW/XLB/SEP-` chain's name is the hash of the service
     /// port (and endpoint) its annotation names. `chain_name` is the chain's name in the ruleset.
     pub fn hash_check(&self, table_idx: usize, chain_idx: usize, chain_name: &str) -> HashCheck {
-        let Some(protocol) = self.chain_protocol(table_idx, chain_idx) else { return HashCheck::Unknown };
+        let Some(protocol) = self.chain_protocol(table_idx, chain_idx) else {
+            return HashCheck::Unknown;
+        };
         let (service, endpoint) = match &self.chain(table_idx, chain_idx).meaning {
             Some(Meaning::KubeService { service, .. }) => (service, None),
             // Only a full `ip:port` is the hash input; an IP recovered from the hairpin rule is not.
-            Some(Meaning::KubeEndpoint { service, endpoint }) if endpoint.parse::<std::net::SocketAddr>().is_ok() => {
+            Some(Meaning::KubeEndpoint { service, endpoint })
+                if endpoint.parse::<std::net::SocketAddr>().is_ok() =>
+            {
                 (service, Some(endpoint.as_str()))
             }
             _ => return HashCheck::Unknown,
@@ -72,12 +81,19 @@ impl Annotations {
         let name = service.to_string();
         match chain_hash_matches(chain_name, &name, protocol, endpoint) {
             Some(true) => HashCheck::Matches,
-            Some(false) => HashCheck::Mismatch { service_port: name, protocol: protocol.to_owned() },
+            Some(false) => HashCheck::Mismatch {
+                service_port: name,
+                protocol: protocol.to_owned(),
+            },
             None => HashCheck::Unknown,
         }
     }
 
-    fn chain_entry(&self, table_idx: usize, chain_idx: usize) -> Option<&resolve::ChainAnnotations> {
+    fn chain_entry(
+        &self,
+        table_idx: usize,
+        chain_idx: usize,
+    ) -> Option<&resolve::ChainAnnotations> {
         self.tables.get(table_idx)?.chains.get(chain_idx)
     }
 }

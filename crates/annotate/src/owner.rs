@@ -26,7 +26,10 @@ pub fn chain_owner(table: &str, name: &str) -> Owner {
         ("CNI-", Owner::CniPortmap),
         ("KUBE-", Owner::KubeProxy),
     ];
-    by_prefix.iter().find(|(prefix, _)| name.starts_with(prefix)).map_or(Owner::Other, |(_, owner)| *owner)
+    by_prefix
+        .iter()
+        .find(|(prefix, _)| name.starts_with(prefix))
+        .map_or(Owner::Other, |(_, owner)| *owner)
 }
 
 /// Owner of a `KUBE-…` chain; `rest` is the name after `KUBE-`.
@@ -64,7 +67,11 @@ fn kube_chain_owner(table: &str, rest: &str) -> Owner {
         Owner::Kubelet
     } else if rest == "FIREWALL" {
         // filter KUBE-FIREWALL is the kubelet's; nat KUBE-FIREWALL is kube-proxy IPVS mode's.
-        if table == "nat" { Owner::KubeProxy } else { Owner::Kubelet }
+        if table == "nat" {
+            Owner::KubeProxy
+        } else {
+            Owner::Kubelet
+        }
     } else {
         Owner::Other
     }
@@ -99,11 +106,16 @@ fn owner_from_comment(comment: &str) -> Option<Owner> {
 /// `cali…` (Calico), `lxc…` / `cilium_…` (Cilium), `flannel…` (Flannel).
 pub fn owner_from_interfaces(spec: &RuleSpec) -> Option<Owner> {
     let ifaces = [&spec.in_interface, &spec.out_interface];
-    ifaces.into_iter().flatten().find_map(|i| interface_owner(&i.value))
+    ifaces
+        .into_iter()
+        .flatten()
+        .find_map(|i| interface_owner(&i.value))
 }
 
 fn interface_owner(iface: &str) -> Option<Owner> {
-    let is_docker_bridge = iface.strip_prefix("br-").is_some_and(|id| id.len() == 12 && id.chars().all(|c| c.is_ascii_hexdigit()));
+    let is_docker_bridge = iface
+        .strip_prefix("br-")
+        .is_some_and(|id| id.len() == 12 && id.chars().all(|c| c.is_ascii_hexdigit()));
     if iface == "docker0" || iface == "docker_gwbridge" || is_docker_bridge {
         Some(Owner::Docker)
     } else if iface == "weave" {
@@ -155,13 +167,31 @@ mod tests {
 
     #[test]
     fn comments_and_interfaces() {
-        assert_eq!(owner_from_comment("cali:6gwbT8clXdHdC1b1"), Some(Owner::Calico));
-        assert_eq!(owner_from_comment("kube-router netpol - 4IA2OSFRMVNDXBVV"), Some(Owner::KubeRouter));
-        assert_eq!(owner_from_comment("cilium-feeder: CILIUM_INPUT"), Some(Owner::Cilium));
+        assert_eq!(
+            owner_from_comment("cali:6gwbT8clXdHdC1b1"),
+            Some(Owner::Calico)
+        );
+        assert_eq!(
+            owner_from_comment("kube-router netpol - 4IA2OSFRMVNDXBVV"),
+            Some(Owner::KubeRouter)
+        );
+        assert_eq!(
+            owner_from_comment("cilium-feeder: CILIUM_INPUT"),
+            Some(Owner::Cilium)
+        );
         assert_eq!(owner_from_comment("flanneld masq"), Some(Owner::Flannel));
-        assert_eq!(owner_from_comment("kubernetes service portals"), Some(Owner::KubeProxy));
-        assert_eq!(owner_from_comment("CNI portfwd requiring masquerade"), Some(Owner::CniPortmap));
-        assert_eq!(owner_from_comment("NOTE: this must go before '-j KUBE-FORWARD'"), None);
+        assert_eq!(
+            owner_from_comment("kubernetes service portals"),
+            Some(Owner::KubeProxy)
+        );
+        assert_eq!(
+            owner_from_comment("CNI portfwd requiring masquerade"),
+            Some(Owner::CniPortmap)
+        );
+        assert_eq!(
+            owner_from_comment("NOTE: this must go before '-j KUBE-FORWARD'"),
+            None
+        );
         assert_eq!(interface_owner("docker0"), Some(Owner::Docker));
         assert_eq!(interface_owner("br-0123456789ab"), Some(Owner::Docker));
         assert_eq!(interface_owner("br-dummy"), None);

@@ -19,7 +19,9 @@ use nfscope_ruleset::{Chain, RuleSpec, Table};
 use crate::comments::{self, KubeComment};
 use crate::hash::service_chain_hash;
 use crate::owner::{chain_owner, owner_from_comments, owner_from_interfaces};
-use crate::types::{Annotation, Direction, Meaning, Owner, ServiceKind, ServicePort, ServicePortRef};
+use crate::types::{
+    Annotation, Direction, Meaning, Owner, ServiceKind, ServicePort, ServicePortRef,
+};
 use crate::verdict::rule_verdict;
 
 /// Annotations of one table's chains.
@@ -60,16 +62,19 @@ fn chain_kind(name: &str) -> ChainKind {
     }
     if let Some(rest) = name.strip_prefix("KUBE-NWPLCY-") {
         return match rest {
-            "DEFAULT" | "COMMON" | "TAIL" => {
-                ChainKind::Fixed(Meaning::KubeRouterPolicy { namespace: None, policy: rest.to_owned() })
-            }
+            "DEFAULT" | "COMMON" | "TAIL" => ChainKind::Fixed(Meaning::KubeRouterPolicy {
+                namespace: None,
+                policy: rest.to_owned(),
+            }),
             _ => ChainKind::KubeRouterPolicy,
         };
     }
     if name.starts_with("KUBE-POD-FW-") {
         return ChainKind::KubeRouterPod;
     }
-    if name.starts_with("CNI-DN-") || (name.starts_with("CNI-") && !name.starts_with("CNI-HOSTPORT-")) {
+    if name.starts_with("CNI-DN-")
+        || (name.starts_with("CNI-") && !name.starts_with("CNI-HOSTPORT-"))
+    {
         return ChainKind::CniContainer;
     }
     calico_kind(name).unwrap_or(ChainKind::Plain)
@@ -81,30 +86,60 @@ fn kube_proxy_kind(name: &str) -> Option<ChainKind> {
         ("KUBE-SVL-", Some(Some(ServiceKind::LocalEndpoints))),
         ("KUBE-XLB-", Some(Some(ServiceKind::LocalEndpoints))),
         ("KUBE-EXT-", Some(Some(ServiceKind::External))),
-        ("KUBE-FW-", Some(Some(ServiceKind::LoadBalancerSourceRanges))),
+        (
+            "KUBE-FW-",
+            Some(Some(ServiceKind::LoadBalancerSourceRanges)),
+        ),
         ("KUBE-SEP-", None),
     ];
-    let (_, kind) = prefixes.into_iter().find(|(p, _)| name.len() > p.len() && name.starts_with(p))?;
+    let (_, kind) = prefixes
+        .into_iter()
+        .find(|(p, _)| name.len() > p.len() && name.starts_with(p))?;
     Some(kind.map_or(ChainKind::KubeEndpoint, ChainKind::KubeService))
 }
 
 fn calico_kind(name: &str) -> Option<ChainKind> {
     use Direction::{Egress, Ingress};
-    let workload = |i: &str, d| Meaning::CalicoWorkload { interface: i.to_owned(), direction: d };
-    let host = |i: &str, d| Meaning::CalicoHostEndpoint { interface: i.to_owned(), direction: d };
-    let table: [(&str, &dyn Fn(&str) -> ChainKind); 10] = [
-        ("cali-tw-", &|i| ChainKind::Fixed(workload(i, Ingress))),
-        ("cali-fw-", &|i| ChainKind::Fixed(workload(i, Egress))),
-        ("cali-th-", &|i| ChainKind::Fixed(host(i, Ingress))),
-        ("cali-thfw-", &|i| ChainKind::Fixed(host(i, Ingress))),
-        ("cali-fh-", &|i| ChainKind::Fixed(host(i, Egress))),
-        ("cali-fhfw-", &|i| ChainKind::Fixed(host(i, Egress))),
-        ("cali-pi-", &|p| ChainKind::CalicoPolicy(p.to_owned(), Ingress)),
-        ("cali-po-", &|p| ChainKind::CalicoPolicy(p.to_owned(), Egress)),
-        ("cali-pri-", &|p| ChainKind::CalicoProfile(p.to_owned(), Ingress)),
-        ("cali-pro-", &|p| ChainKind::CalicoProfile(p.to_owned(), Egress)),
+    // Longest prefixes first: `cali-thfw-` before `cali-th-` would not matter (the dash differs),
+    // but keep the table unambiguous anyway.
+    const PREFIXES: [(&str, CalicoChain, Direction); 10] = [
+        ("cali-thfw-", CalicoChain::HostEndpoint, Ingress),
+        ("cali-fhfw-", CalicoChain::HostEndpoint, Egress),
+        ("cali-tw-", CalicoChain::Workload, Ingress),
+        ("cali-fw-", CalicoChain::Workload, Egress),
+        ("cali-th-", CalicoChain::HostEndpoint, Ingress),
+        ("cali-fh-", CalicoChain::HostEndpoint, Egress),
+        ("cali-pi-", CalicoChain::Policy, Ingress),
+        ("cali-po-", CalicoChain::Policy, Egress),
+        ("cali-pri-", CalicoChain::Profile, Ingress),
+        ("cali-pro-", CalicoChain::Profile, Egress),
     ];
-    table.iter().find_map(|(prefix, make)| name.strip_prefix(prefix).filter(|rest| !rest.is_empty()).map(|rest| make(rest)))
+    let (rest, chain, direction) = PREFIXES.iter().find_map(|(p, c, d)| {
+        name.strip_prefix(p)
+            .filter(|r| !r.is_empty())
+            .map(|r| (r, *c, *d))
+    })?;
+    let id = rest.to_owned();
+    Some(match chain {
+        CalicoChain::Workload => ChainKind::Fixed(Meaning::CalicoWorkload {
+            interface: id,
+            direction,
+        }),
+        CalicoChain::HostEndpoint => ChainKind::Fixed(Meaning::CalicoHostEndpoint {
+            interface: id,
+            direction,
+        }),
+        CalicoChain::Policy => ChainKind::CalicoPolicy(id, direction),
+        CalicoChain::Profile => ChainKind::CalicoProfile(id, direction),
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+enum CalicoChain {
+    Workload,
+    HostEndpoint,
+    Policy,
+    Profile,
 }
 
 /// What one rule says about itself, borrowed from its comments.
@@ -121,7 +156,10 @@ enum Evidence<'a> {
 }
 
 fn rule_evidence(spec: &RuleSpec) -> Evidence<'_> {
-    spec.comments().map(comment_evidence).find(|e| *e != Evidence::None).unwrap_or(Evidence::None)
+    spec.comments()
+        .map(comment_evidence)
+        .find(|e| *e != Evidence::None)
+        .unwrap_or(Evidence::None)
 }
 
 fn comment_evidence(comment: &str) -> Evidence<'_> {
@@ -137,7 +175,9 @@ fn comment_evidence(comment: &str) -> Evidence<'_> {
         Evidence::Cni(net, id)
     } else if let Some((ns, dir)) = comments::weave_default_allow(comment) {
         Evidence::Weave(ns, dir)
-    } else if let Some((name, _)) = comments::calico_chain_comment(comment, "Policy").or_else(|| comments::calico_chain_comment(comment, "Profile")) {
+    } else if let Some((name, _)) = comments::calico_chain_comment(comment, "Policy")
+        .or_else(|| comments::calico_chain_comment(comment, "Profile"))
+    {
         Evidence::CalicoName(name)
     } else {
         Evidence::None
@@ -187,24 +227,60 @@ impl<'a> Partial<'a> {
 
 /// Annotates one table.
 pub fn annotate_table(table: &Table) -> TableAnnotations {
-    let index: HashMap<&str, usize> = table.chains.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
-    let evidence: Vec<Vec<Evidence<'_>>> = table.chains.iter().map(|c| c.rules.iter().map(|r| rule_evidence(&r.spec)).collect()).collect();
+    let index: HashMap<&str, usize> = table
+        .chains
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.as_str(), i))
+        .collect();
+    let evidence: Vec<Vec<Evidence<'_>>> = table
+        .chains
+        .iter()
+        .map(|c| c.rules.iter().map(|r| rule_evidence(&r.spec)).collect())
+        .collect();
     let kinds: Vec<ChainKind> = table.chains.iter().map(|c| chain_kind(&c.name)).collect();
-    let mut partials: Vec<Partial<'_>> = table.chains.iter().zip(&evidence).map(|(c, ev)| own_partial(c, ev)).collect();
+    let mut partials: Vec<Partial<'_>> = table
+        .chains
+        .iter()
+        .zip(&evidence)
+        .map(|(c, ev)| own_partial(c, ev))
+        .collect();
     absorb_inbound(table, &index, &evidence, &mut partials);
     share_hash_siblings(table, &kinds, &mut partials);
     inherit_parent_service(&kinds, &mut partials);
-    let meanings: Vec<Option<Meaning>> = kinds.iter().zip(&partials).map(|(k, p)| chain_meaning(k, p)).collect();
+    let meanings: Vec<Option<Meaning>> = kinds
+        .iter()
+        .zip(&partials)
+        .map(|(k, p)| chain_meaning(k, p))
+        .collect();
     let chains = table
         .chains
         .iter()
         .enumerate()
         .map(|(ci, chain)| {
-            let ctx = RuleContext { table, index: &index, meanings: &meanings, chain_idx: ci };
+            let ctx = RuleContext {
+                table,
+                index: &index,
+                meanings: &meanings,
+                chain_idx: ci,
+            };
             let owner = chain_owner(&table.name, &chain.name);
-            let rules = chain.rules.iter().zip(&evidence[ci]).map(|(r, ev)| ctx.rule_annotation(owner, &r.spec, *ev)).collect();
-            let annotation = Annotation { owner, meaning: meanings[ci].clone(), policy_verdict: None };
-            ChainAnnotations { annotation, protocol: partials[ci].protocol.map(str::to_ascii_lowercase), rules }
+            let rules = chain
+                .rules
+                .iter()
+                .zip(&evidence[ci])
+                .map(|(r, ev)| ctx.rule_annotation(owner, &r.spec, *ev))
+                .collect();
+            let annotation = Annotation {
+                owner,
+                meaning: meanings[ci].clone(),
+                policy_verdict: None,
+            };
+            ChainAnnotations {
+                annotation,
+                protocol: partials[ci].protocol.map(str::to_ascii_lowercase),
+                rules,
+            }
         })
         .collect();
     TableAnnotations { chains }
@@ -229,10 +305,17 @@ fn own_partial<'a>(chain: &'a Chain, evidence: &[Evidence<'a>]) -> Partial<'a> {
 }
 
 /// Evidence from the rules that jump to each chain.
-fn absorb_inbound<'a>(table: &'a Table, index: &HashMap<&str, usize>, evidence: &[Vec<Evidence<'a>>], partials: &mut [Partial<'a>]) {
+fn absorb_inbound<'a>(
+    table: &'a Table,
+    index: &HashMap<&str, usize>,
+    evidence: &[Vec<Evidence<'a>>],
+    partials: &mut [Partial<'a>],
+) {
     for (source, chain) in table.chains.iter().enumerate() {
         for (rule, ev) in chain.rules.iter().zip(&evidence[source]) {
-            let Some(&target) = rule.spec.target_name().and_then(|t| index.get(t)) else { continue };
+            let Some(&target) = rule.spec.target_name().and_then(|t| index.get(t)) else {
+                continue;
+            };
             if target == source {
                 continue;
             }
@@ -253,7 +336,11 @@ fn absorb_inbound<'a>(table: &'a Table, index: &HashMap<&str, usize>, evidence: 
 /// `KUBE-SVC-h`, `KUBE-SVL-h`, `KUBE-EXT-h`, `KUBE-FW-h` and `KUBE-XLB-h` name the same service port.
 fn share_hash_siblings<'a>(table: &'a Table, kinds: &[ChainKind], partials: &mut [Partial<'a>]) {
     let mut by_hash: HashMap<&str, ServicePortRef<'a>> = HashMap::new();
-    let hashes: Vec<Option<&str>> = table.chains.iter().map(|c| service_chain_hash(&c.name)).collect();
+    let hashes: Vec<Option<&str>> = table
+        .chains
+        .iter()
+        .map(|c| service_chain_hash(&c.name))
+        .collect();
     for (hash, partial) in hashes.iter().zip(partials.iter()) {
         if let (Some(hash), Some(service)) = (hash, partial.service) {
             by_hash.entry(hash).or_insert(service);
@@ -272,7 +359,9 @@ fn inherit_parent_service(kinds: &[ChainKind], partials: &mut [Partial<'_>]) {
         if kinds[i] != ChainKind::KubeEndpoint || partials[i].service.is_some() {
             continue;
         }
-        let parent = partials[i].parent.filter(|&p| matches!(kinds[p], ChainKind::KubeService(_)));
+        let parent = partials[i]
+            .parent
+            .filter(|&p| matches!(kinds[p], ChainKind::KubeService(_)));
         partials[i].service = parent.and_then(|p| partials[p].service);
     }
 }
@@ -280,30 +369,54 @@ fn inherit_parent_service(kinds: &[ChainKind], partials: &mut [Partial<'_>]) {
 fn chain_meaning(kind: &ChainKind, partial: &Partial<'_>) -> Option<Meaning> {
     let owned = |text: &str| text.to_owned();
     match kind {
-        ChainKind::KubeService(kind) => Some(Meaning::KubeService { service: partial.service?.to_owned(), kind: *kind }),
+        ChainKind::KubeService(kind) => Some(Meaning::KubeService {
+            service: partial.service?.to_owned(),
+            kind: *kind,
+        }),
         ChainKind::KubeEndpoint => {
-            let endpoint = partial.endpoint.map(owned).or_else(|| partial.masq_source.map(|ip| ip.to_string()))?;
-            Some(Meaning::KubeEndpoint { service: partial.service?.to_owned(), endpoint })
+            let endpoint = partial
+                .endpoint
+                .map(owned)
+                .or_else(|| partial.masq_source.map(|ip| ip.to_string()))?;
+            Some(Meaning::KubeEndpoint {
+                service: partial.service?.to_owned(),
+                endpoint,
+            })
         }
         ChainKind::KubeRouterPod => {
             let (namespace, pod) = partial.pod?;
-            Some(Meaning::KubeRouterPod { namespace: owned(namespace), pod: owned(pod) })
+            Some(Meaning::KubeRouterPod {
+                namespace: owned(namespace),
+                pod: owned(pod),
+            })
         }
         ChainKind::KubeRouterPolicy => {
             let (namespace, policy) = partial.policy?;
-            Some(Meaning::KubeRouterPolicy { namespace: namespace.map(owned), policy: owned(policy) })
+            Some(Meaning::KubeRouterPolicy {
+                namespace: namespace.map(owned),
+                policy: owned(policy),
+            })
         }
         ChainKind::CalicoPolicy(id, direction) => {
             let policy = partial.calico_name.map_or_else(|| id.clone(), owned);
-            Some(Meaning::CalicoPolicy { policy, direction: *direction })
+            Some(Meaning::CalicoPolicy {
+                policy,
+                direction: *direction,
+            })
         }
         ChainKind::CalicoProfile(id, direction) => {
             let profile = partial.calico_name.map_or_else(|| id.clone(), owned);
-            Some(Meaning::CalicoProfile { profile, direction: *direction })
+            Some(Meaning::CalicoProfile {
+                profile,
+                direction: *direction,
+            })
         }
         ChainKind::CniContainer => {
             let (network, container_id) = partial.cni?;
-            Some(Meaning::CniContainer { network: owned(network), container_id: owned(container_id) })
+            Some(Meaning::CniContainer {
+                network: owned(network),
+                container_id: owned(container_id),
+            })
         }
         ChainKind::Fixed(meaning) => Some(meaning.clone()),
         ChainKind::Plain => None,
@@ -312,19 +425,30 @@ fn chain_meaning(kind: &ChainKind, partial: &Partial<'_>) -> Option<Meaning> {
 
 /// The `-p` of a rule (not negated).
 fn protocol_of(spec: &RuleSpec) -> Option<&str> {
-    spec.protocol.as_ref().filter(|p| !p.negated).map(|p| p.value.as_str())
+    spec.protocol
+        .as_ref()
+        .filter(|p| !p.negated)
+        .map(|p| p.value.as_str())
 }
 
 /// The `--to-destination` of a DNAT rule when it is a usable address (garbled targets written by
 /// a too-old iptables, `0.0.0.0:0` and empty values are not).
 fn dnat_endpoint(spec: &RuleSpec) -> Option<&str> {
     let target = spec.target.as_ref().filter(|t| t.name == "DNAT")?;
-    let value = target.options.iter().filter(|o| o.name == "to-destination").flat_map(|o| &o.values).find(|v| is_endpoint(v))?;
+    let value = target
+        .options
+        .iter()
+        .filter(|o| o.name == "to-destination")
+        .flat_map(|o| &o.values)
+        .find(|v| is_endpoint(v))?;
     Some(value.as_str())
 }
 
 fn is_endpoint(text: &str) -> bool {
-    let ip = text.parse::<SocketAddr>().map(|s| s.ip()).or_else(|_| text.parse::<IpAddr>());
+    let ip = text
+        .parse::<SocketAddr>()
+        .map(|s| s.ip())
+        .or_else(|_| text.parse::<IpAddr>());
     ip.is_ok_and(|ip| !ip.is_unspecified())
 }
 
@@ -355,19 +479,39 @@ impl RuleContext<'_> {
         self.meanings[target].as_ref()
     }
 
-    fn rule_annotation(&self, chain_owner: Owner, spec: &RuleSpec, evidence: Evidence<'_>) -> Annotation {
-        let owner = if chain_owner == Owner::Other { self.builtin_rule_owner(spec) } else { chain_owner };
+    fn rule_annotation(
+        &self,
+        chain_owner: Owner,
+        spec: &RuleSpec,
+        evidence: Evidence<'_>,
+    ) -> Annotation {
+        let owner = if chain_owner == Owner::Other {
+            self.builtin_rule_owner(spec)
+        } else {
+            chain_owner
+        };
         let meaning = self
             .own_meaning(spec, evidence)
             .or_else(|| self.target_meaning(spec).cloned())
             .or_else(|| self.meanings[self.chain_idx].clone());
-        Annotation { owner, meaning, policy_verdict: rule_verdict(self.chain_name(), spec) }
+        Annotation {
+            owner,
+            meaning,
+            policy_verdict: rule_verdict(self.chain_name(), spec),
+        }
     }
 
     /// Owner of a rule in a chain no component owns: by comment, jump target, then interfaces.
     fn builtin_rule_owner(&self, spec: &RuleSpec) -> Owner {
-        let by_target = || spec.target_name().map(|t| chain_owner(&self.table.name, t)).filter(|o| *o != Owner::Other);
-        owner_from_comments(spec).or_else(by_target).or_else(|| owner_from_interfaces(spec)).unwrap_or(Owner::Other)
+        let by_target = || {
+            spec.target_name()
+                .map(|t| chain_owner(&self.table.name, t))
+                .filter(|o| *o != Owner::Other)
+        };
+        owner_from_comments(spec)
+            .or_else(by_target)
+            .or_else(|| owner_from_interfaces(spec))
+            .unwrap_or(Owner::Other)
     }
 
     /// What the rule's own comment (or, in Docker's chain, its DNAT) says.
@@ -375,20 +519,43 @@ impl RuleContext<'_> {
         let owned = |text: &str| text.to_owned();
         match evidence {
             Evidence::Kube(kube) => Some(self.kube_meaning(spec, kube)),
-            Evidence::Pod(namespace, pod) => Some(Meaning::KubeRouterPod { namespace: owned(namespace), pod: owned(pod) }),
-            Evidence::Policy(ns, policy) => Some(Meaning::KubeRouterPolicy { namespace: Some(owned(ns)), policy: owned(policy) }),
-            Evidence::Cni(network, id) => Some(Meaning::CniContainer { network: owned(network), container_id: owned(id) }),
-            Evidence::Weave(namespace, direction) => Some(Meaning::WeaveNamespaceDefault { namespace: owned(namespace), direction }),
+            Evidence::Pod(namespace, pod) => Some(Meaning::KubeRouterPod {
+                namespace: owned(namespace),
+                pod: owned(pod),
+            }),
+            Evidence::Policy(ns, policy) => Some(Meaning::KubeRouterPolicy {
+                namespace: Some(owned(ns)),
+                policy: owned(policy),
+            }),
+            Evidence::Cni(network, id) => Some(Meaning::CniContainer {
+                network: owned(network),
+                container_id: owned(id),
+            }),
+            Evidence::Weave(namespace, direction) => Some(Meaning::WeaveNamespaceDefault {
+                namespace: owned(namespace),
+                direction,
+            }),
             Evidence::PolicyJump(_) | Evidence::CalicoName(_) => None,
-            Evidence::None => (self.chain_name() == "DOCKER").then(|| docker_port(&self.table.name, spec)).flatten(),
+            Evidence::None => (self.chain_name() == "DOCKER")
+                .then(|| docker_port(&self.table.name, spec))
+                .flatten(),
         }
     }
 
     fn kube_meaning(&self, spec: &RuleSpec, kube: KubeComment<'_>) -> Meaning {
         match kube {
-            KubeComment::Service(service, kind) => Meaning::KubeService { service: service.to_owned(), kind: Some(kind) },
-            KubeComment::Endpoint(service, endpoint) => Meaning::KubeEndpoint { service: service.to_owned(), endpoint: endpoint.to_owned() },
-            KubeComment::NoEndpoints(service, local_only) => Meaning::KubeNoEndpoints { service: service.to_owned(), local_only },
+            KubeComment::Service(service, kind) => Meaning::KubeService {
+                service: service.to_owned(),
+                kind: Some(kind),
+            },
+            KubeComment::Endpoint(service, endpoint) => Meaning::KubeEndpoint {
+                service: service.to_owned(),
+                endpoint: endpoint.to_owned(),
+            },
+            KubeComment::NoEndpoints(service, local_only) => Meaning::KubeNoEndpoints {
+                service: service.to_owned(),
+                local_only,
+            },
             KubeComment::ServiceOnly(service) => self.service_only_meaning(spec, service),
         }
     }
@@ -404,22 +571,35 @@ impl RuleContext<'_> {
             return m.clone();
         }
         let node_port = self.table.name == "nat" && self.chain_name() == "KUBE-NODEPORTS";
-        Meaning::KubeService { service: service.to_owned(), kind: node_port.then_some(ServiceKind::NodePort) }
+        Meaning::KubeService {
+            service: service.to_owned(),
+            kind: node_port.then_some(ServiceKind::NodePort),
+        }
     }
 }
 
 fn same_service(owned: &ServicePort, borrowed: ServicePortRef<'_>) -> bool {
-    owned.namespace == borrowed.namespace && owned.name == borrowed.name && owned.port == borrowed.port
+    owned.namespace == borrowed.namespace
+        && owned.name == borrowed.name
+        && owned.port == borrowed.port
 }
 
 /// Docker's published ports: nat `DOCKER` DNAT (host port → container) and filter `DOCKER`
 /// ACCEPT of the container's address and port.
 fn docker_port(table: &str, spec: &RuleSpec) -> Option<Meaning> {
-    let dport = || spec.matches.iter().filter(|m| m.module == "tcp" || m.module == "udp" || m.module == "sctp").find_map(|m| m.value("dport"));
+    let dport = || {
+        spec.matches
+            .iter()
+            .filter(|m| m.module == "tcp" || m.module == "udp" || m.module == "sctp")
+            .find_map(|m| m.value("dport"))
+    };
     match (table, spec.target_name()?) {
         ("nat", "DNAT") => {
             let container = dnat_endpoint(spec)?.to_owned();
-            Some(Meaning::DockerPort { host_port: dport().map(str::to_owned), container })
+            Some(Meaning::DockerPort {
+                host_port: dport().map(str::to_owned),
+                container,
+            })
         }
         ("filter", "ACCEPT") => {
             let dest = spec.destination.as_ref().filter(|d| !d.negated)?;
@@ -427,7 +607,10 @@ fn docker_port(table: &str, spec: &RuleSpec) -> Option<Meaning> {
                 IpAddr::V4(ip) => format!("{ip}:{}", dport()?),
                 IpAddr::V6(ip) => format!("[{ip}]:{}", dport()?),
             };
-            Some(Meaning::DockerPort { host_port: None, container })
+            Some(Meaning::DockerPort {
+                host_port: None,
+                container,
+            })
         }
         _ => None,
     }
@@ -439,21 +622,48 @@ mod tests {
 
     #[test]
     fn chain_kinds_from_names() {
-        assert_eq!(chain_kind("KUBE-SVC-NPX46M4PTMTKRN6Y"), ChainKind::KubeService(None));
-        assert_eq!(chain_kind("KUBE-XLB-NPX46M4PTMTKRN6Y"), ChainKind::KubeService(Some(ServiceKind::LocalEndpoints)));
-        assert_eq!(chain_kind("KUBE-SEP-QAX236RR3UXXQODE"), ChainKind::KubeEndpoint);
+        assert_eq!(
+            chain_kind("KUBE-SVC-NPX46M4PTMTKRN6Y"),
+            ChainKind::KubeService(None)
+        );
+        assert_eq!(
+            chain_kind("KUBE-XLB-NPX46M4PTMTKRN6Y"),
+            ChainKind::KubeService(Some(ServiceKind::LocalEndpoints))
+        );
+        assert_eq!(
+            chain_kind("KUBE-SEP-QAX236RR3UXXQODE"),
+            ChainKind::KubeEndpoint
+        );
         assert_eq!(chain_kind("KUBE-SEP-"), ChainKind::Plain);
         assert_eq!(chain_kind("KUBE-SERVICES"), ChainKind::Plain);
-        assert_eq!(chain_kind("KUBE-NWPLCY-DEFAULT"), ChainKind::Fixed(Meaning::KubeRouterPolicy { namespace: None, policy: "DEFAULT".into() }));
+        assert_eq!(
+            chain_kind("KUBE-NWPLCY-DEFAULT"),
+            ChainKind::Fixed(Meaning::KubeRouterPolicy {
+                namespace: None,
+                policy: "DEFAULT".into()
+            })
+        );
         assert_eq!(chain_kind("KUBE-NWPLCY-ABC"), ChainKind::KubeRouterPolicy);
         assert_eq!(chain_kind("CNI-HOSTPORT-DNAT"), ChainKind::Plain);
-        assert_eq!(chain_kind("CNI-DN-a07f9dd15b9a28dd35dd9"), ChainKind::CniContainer);
+        assert_eq!(
+            chain_kind("CNI-DN-a07f9dd15b9a28dd35dd9"),
+            ChainKind::CniContainer
+        );
         assert_eq!(
             chain_kind("cali-thfw-eth0"),
-            ChainKind::Fixed(Meaning::CalicoHostEndpoint { interface: "eth0".into(), direction: Direction::Ingress })
+            ChainKind::Fixed(Meaning::CalicoHostEndpoint {
+                interface: "eth0".into(),
+                direction: Direction::Ingress
+            })
         );
-        assert_eq!(chain_kind("cali-po-_iIL2GVSReX3hYOgY4sn"), ChainKind::CalicoPolicy("_iIL2GVSReX3hYOgY4sn".into(), Direction::Egress));
-        assert_eq!(chain_kind("cali-pri-kns.default"), ChainKind::CalicoProfile("kns.default".into(), Direction::Ingress));
+        assert_eq!(
+            chain_kind("cali-po-_iIL2GVSReX3hYOgY4sn"),
+            ChainKind::CalicoPolicy("_iIL2GVSReX3hYOgY4sn".into(), Direction::Egress)
+        );
+        assert_eq!(
+            chain_kind("cali-pri-kns.default"),
+            ChainKind::CalicoProfile("kns.default".into(), Direction::Ingress)
+        );
         assert_eq!(chain_kind("cali-to-wl-dispatch"), ChainKind::Plain);
         assert_eq!(chain_kind("cali-tw-"), ChainKind::Plain);
     }
@@ -463,7 +673,14 @@ mod tests {
         assert!(is_endpoint("10.0.0.1:80"));
         assert!(is_endpoint("[fd00::1]:80"));
         assert!(is_endpoint("10.0.0.1"));
-        for junk in ["", "0.0.0.0", "0.0.0.0:0", ":0", "--random", "10.0.0.1:http"] {
+        for junk in [
+            "",
+            "0.0.0.0",
+            "0.0.0.0:0",
+            ":0",
+            "--random",
+            "10.0.0.1:http",
+        ] {
             assert!(!is_endpoint(junk), "{junk:?}");
         }
     }

@@ -97,20 +97,32 @@ impl<'a> ServicePortRef<'a> {
         let (name, port) = rest.split_once(':').unwrap_or((rest, ""));
         let valid = is_k8s_name(namespace)
             && is_k8s_name(name)
-            && port.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        valid.then_some(Self { namespace, name, port })
+            && port
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        valid.then_some(Self {
+            namespace,
+            name,
+            port,
+        })
     }
 
     /// The owned value.
     pub fn to_owned(self) -> ServicePort {
-        ServicePort { namespace: self.namespace.to_owned(), name: self.name.to_owned(), port: self.port.to_owned() }
+        ServicePort {
+            namespace: self.namespace.to_owned(),
+            name: self.name.to_owned(),
+            port: self.port.to_owned(),
+        }
     }
 }
 
 /// Lowercase letters, digits, `-` and `.`, starting with a letter or digit.
 fn is_k8s_name(text: &str) -> bool {
     text.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
 }
 
 impl fmt::Display for ServicePort {
@@ -313,24 +325,71 @@ impl Meaning {
     /// A one-line description for people, e.g. `service default/kubernetes:https endpoint 10.0.0.1:6443`.
     pub fn summary(&self) -> String {
         match self {
-            Self::KubeService { service, kind: None } => format!("service {service}"),
-            Self::KubeService { service, kind: Some(kind) } => format!("service {service} {}", kind_phrase(*kind)),
-            Self::KubeEndpoint { service, endpoint } => format!("service {service} endpoint {endpoint}"),
-            Self::KubeNoEndpoints { service, local_only: false } => format!("service {service} has no endpoints"),
-            Self::KubeNoEndpoints { service, local_only: true } => format!("service {service} has no local endpoints"),
-            Self::KubeRouterPod { namespace, pod } => format!("kube-router firewall of pod {namespace}/{pod}"),
-            Self::KubeRouterPolicy { namespace: Some(ns), policy } => format!("kube-router network policy {ns}/{policy}"),
-            Self::KubeRouterPolicy { namespace: None, policy } => format!("kube-router network policy {policy}"),
-            Self::CalicoWorkload { interface, direction } => format!("calico workload {interface} {direction}"),
-            Self::CalicoHostEndpoint { interface, direction } => format!("calico host endpoint {interface} {direction}"),
-            Self::CalicoPolicy { policy, direction } => format!("calico policy {policy} {direction}"),
-            Self::CalicoProfile { profile, direction } => format!("calico profile {profile} {direction}"),
-            Self::CniContainer { network, container_id } => {
-                format!("cni container {} on network {network}", short_id(container_id))
+            Self::KubeService {
+                service,
+                kind: None,
+            } => format!("service {service}"),
+            Self::KubeService {
+                service,
+                kind: Some(kind),
+            } => format!("service {service} {}", kind_phrase(*kind)),
+            Self::KubeEndpoint { service, endpoint } => {
+                format!("service {service} endpoint {endpoint}")
             }
-            Self::DockerPort { host_port: Some(host), container } => format!("docker port {host} -> {container}"),
-            Self::DockerPort { host_port: None, container } => format!("docker port {container}"),
-            Self::WeaveNamespaceDefault { namespace, direction } => {
+            Self::KubeNoEndpoints {
+                service,
+                local_only: false,
+            } => format!("service {service} has no endpoints"),
+            Self::KubeNoEndpoints {
+                service,
+                local_only: true,
+            } => format!("service {service} has no local endpoints"),
+            Self::KubeRouterPod { namespace, pod } => {
+                format!("kube-router firewall of pod {namespace}/{pod}")
+            }
+            Self::KubeRouterPolicy {
+                namespace: Some(ns),
+                policy,
+            } => format!("kube-router network policy {ns}/{policy}"),
+            Self::KubeRouterPolicy {
+                namespace: None,
+                policy,
+            } => format!("kube-router network policy {policy}"),
+            Self::CalicoWorkload {
+                interface,
+                direction,
+            } => format!("calico workload {interface} {direction}"),
+            Self::CalicoHostEndpoint {
+                interface,
+                direction,
+            } => format!("calico host endpoint {interface} {direction}"),
+            Self::CalicoPolicy { policy, direction } => {
+                format!("calico policy {policy} {direction}")
+            }
+            Self::CalicoProfile { profile, direction } => {
+                format!("calico profile {profile} {direction}")
+            }
+            Self::CniContainer {
+                network,
+                container_id,
+            } => {
+                format!(
+                    "cni container {} on network {network}",
+                    short_id(container_id)
+                )
+            }
+            Self::DockerPort {
+                host_port: Some(host),
+                container,
+            } => format!("docker port {host} -> {container}"),
+            Self::DockerPort {
+                host_port: None,
+                container,
+            } => format!("docker port {container}"),
+            Self::WeaveNamespaceDefault {
+                namespace,
+                direction,
+            } => {
                 format!("weave default allow {direction} for namespace {namespace}")
             }
         }
@@ -369,7 +428,11 @@ pub struct Annotation {
 impl Annotation {
     /// Owned by `owner`, no meaning, no verdict.
     pub const fn owned_by(owner: Owner) -> Self {
-        Self { owner, meaning: None, policy_verdict: None }
+        Self {
+            owner,
+            meaning: None,
+            policy_verdict: None,
+        }
     }
 }
 
@@ -380,7 +443,14 @@ mod tests {
     #[test]
     fn service_port_parses_named_and_unnamed_ports() {
         let named = ServicePort::parse("default/kubernetes:https").unwrap();
-        assert_eq!((named.namespace.as_str(), named.name.as_str(), named.port.as_str()), ("default", "kubernetes", "https"));
+        assert_eq!(
+            (
+                named.namespace.as_str(),
+                named.name.as_str(),
+                named.port.as_str()
+            ),
+            ("default", "kubernetes", "https")
+        );
         assert_eq!(named.to_string(), "default/kubernetes:https");
         let unnamed = ServicePort::parse("default/redis").unwrap();
         assert_eq!(unnamed.port, "");
@@ -389,7 +459,17 @@ mod tests {
 
     #[test]
     fn service_port_rejects_prose_and_calico_ids() {
-        for text in ["kubernetes service portals", "cali:6gwbT8clXdHdC1b1", "", "/", "a/", "/b", "ns/Svc:p", "a/b/c", "ns/svc:p 80"] {
+        for text in [
+            "kubernetes service portals",
+            "cali:6gwbT8clXdHdC1b1",
+            "",
+            "/",
+            "a/",
+            "/b",
+            "ns/Svc:p",
+            "a/b/c",
+            "ns/svc:p 80",
+        ] {
             assert_eq!(ServicePort::parse(text), None, "{text:?}");
         }
     }
@@ -397,12 +477,30 @@ mod tests {
     #[test]
     fn summaries_read_as_sentences() {
         let service = ServicePort::parse("default/kubernetes:https").unwrap();
-        let endpoint = Meaning::KubeEndpoint { service: service.clone(), endpoint: "10.0.0.1:6443".into() };
-        assert_eq!(endpoint.summary(), "service default/kubernetes:https endpoint 10.0.0.1:6443");
-        let pod = Meaning::KubeRouterPod { namespace: "default".into(), pod: "redis-84f".into() };
-        assert_eq!(pod.summary(), "kube-router firewall of pod default/redis-84f");
-        let cni = Meaning::CniContainer { network: "k8s-pod-network".into(), container_id: "7ad6a8ce5b6ddfe491a3".into() };
-        assert_eq!(cni.summary(), "cni container 7ad6a8ce5b6d on network k8s-pod-network");
+        let endpoint = Meaning::KubeEndpoint {
+            service: service.clone(),
+            endpoint: "10.0.0.1:6443".into(),
+        };
+        assert_eq!(
+            endpoint.summary(),
+            "service default/kubernetes:https endpoint 10.0.0.1:6443"
+        );
+        let pod = Meaning::KubeRouterPod {
+            namespace: "default".into(),
+            pod: "redis-84f".into(),
+        };
+        assert_eq!(
+            pod.summary(),
+            "kube-router firewall of pod default/redis-84f"
+        );
+        let cni = Meaning::CniContainer {
+            network: "k8s-pod-network".into(),
+            container_id: "7ad6a8ce5b6ddfe491a3".into(),
+        };
+        assert_eq!(
+            cni.summary(),
+            "cni container 7ad6a8ce5b6d on network k8s-pod-network"
+        );
     }
 
     #[test]
@@ -414,7 +512,10 @@ mod tests {
         let json = serde_json::to_value(&meaning).unwrap();
         assert_eq!(json["type"], "kube_service");
         assert_eq!(json["kind"], "health-check-node-port");
-        assert_eq!(serde_json::to_value(Owner::CniPortmap).unwrap(), "cni-portmap");
+        assert_eq!(
+            serde_json::to_value(Owner::CniPortmap).unwrap(),
+            "cni-portmap"
+        );
         assert_eq!(serde_json::to_value(PolicyVerdict::Deny).unwrap(), "deny");
     }
 }

@@ -20,14 +20,24 @@ use nfscope_ruleset::RuleSpec;
 
 use crate::types::PolicyVerdict;
 
-const CALICO_ENDPOINT_PREFIXES: [&str; 6] = ["cali-tw-", "cali-fw-", "cali-th-", "cali-fh-", "cali-thfw-", "cali-fhfw-"];
+const CALICO_ENDPOINT_PREFIXES: [&str; 6] = [
+    "cali-tw-",
+    "cali-fw-",
+    "cali-th-",
+    "cali-fh-",
+    "cali-thfw-",
+    "cali-fhfw-",
+];
 const CALICO_POLICY_PREFIXES: [&str; 4] = ["cali-pi-", "cali-po-", "cali-pri-", "cali-pro-"];
 
 /// The verdict a rule in `chain` counts, if any.
 pub fn rule_verdict(chain: &str, spec: &RuleSpec) -> Option<PolicyVerdict> {
     if chain.starts_with("KUBE-POD-FW-") {
         kube_router_pod_verdict(spec)
-    } else if CALICO_ENDPOINT_PREFIXES.iter().any(|p| chain.starts_with(p)) {
+    } else if CALICO_ENDPOINT_PREFIXES
+        .iter()
+        .any(|p| chain.starts_with(p))
+    {
         calico_endpoint_verdict(spec)
     } else if CALICO_POLICY_PREFIXES.iter().any(|p| chain.starts_with(p)) {
         is_policy_drop(spec).then_some(PolicyVerdict::Deny)
@@ -50,18 +60,26 @@ fn calico_endpoint_verdict(spec: &RuleSpec) -> Option<PolicyVerdict> {
     if is_policy_drop(spec) {
         return Some(PolicyVerdict::Deny);
     }
-    let accepted = |c: &str| c.starts_with("Return if policy accepted") || c.starts_with("Return if profile accepted");
-    (spec.target_name() == Some("RETURN") && spec.comments().any(accepted)).then_some(PolicyVerdict::Accept)
+    let accepted = |c: &str| {
+        c.starts_with("Return if policy accepted") || c.starts_with("Return if profile accepted")
+    };
+    (spec.target_name() == Some("RETURN") && spec.comments().any(accepted))
+        .then_some(PolicyVerdict::Accept)
 }
 
 fn weave_verdict(chain: &str, spec: &RuleSpec) -> Option<PolicyVerdict> {
     let target = spec.target_name()?;
-    let out_weave = spec.out_interface.as_ref().is_some_and(|i| !i.negated && i.value == "weave");
+    let out_weave = spec
+        .out_interface
+        .as_ref()
+        .is_some_and(|i| !i.negated && i.value == "weave");
     match (chain, target) {
         ("FORWARD", "DROP") if out_weave && spec.matches.is_empty() => Some(PolicyVerdict::Deny),
         ("WEAVE-NPC-EGRESS", "DROP") => Some(PolicyVerdict::Deny),
         ("WEAVE-NPC-INGRESS" | "WEAVE-NPC-DEFAULT", "ACCEPT") => Some(PolicyVerdict::Accept),
-        (c, "WEAVE-NPC-EGRESS-ACCEPT") if c.starts_with("WEAVE-NPC-EGRESS") => Some(PolicyVerdict::Accept),
+        (c, "WEAVE-NPC-EGRESS-ACCEPT") if c.starts_with("WEAVE-NPC-EGRESS") => {
+            Some(PolicyVerdict::Accept)
+        }
         _ => None,
     }
 }
@@ -78,13 +96,20 @@ fn matches_invalid_state(spec: &RuleSpec) -> bool {
             "state" => m.option("state"),
             _ => None,
         };
-        state.is_some_and(|o| !o.negated && o.values.iter().any(|v| v.split(',').any(|s| s == "INVALID")))
+        state.is_some_and(|o| {
+            !o.negated
+                && o.values
+                    .iter()
+                    .any(|v| v.split(',').any(|s| s == "INVALID"))
+        })
     })
 }
 
 /// Does the rule's MARK target set `bit` (`--set-xmark`, `--set-mark`, `--or-mark`)?
 fn sets_mark_bit(spec: &RuleSpec, bit: u32) -> bool {
-    let Some(target) = spec.target.as_ref().filter(|t| t.name == "MARK") else { return false };
+    let Some(target) = spec.target.as_ref().filter(|t| t.name == "MARK") else {
+        return false;
+    };
     ["set-xmark", "set-mark", "or-mark"].iter().filter_map(|o| target.value(o)).any(|v| {
         let (value, mask) = v.split_once('/').unwrap_or((v, "0xffffffff"));
         matches!((parse_hex(value), parse_hex(mask)), (Some(val), Some(mask)) if val & bit != 0 && mask & bit != 0)
@@ -105,30 +130,87 @@ mod tests {
     use super::*;
 
     fn opt(name: &str, values: &[&str], negated: bool) -> OptionArg {
-        OptionArg { negated, name: name.into(), values: values.iter().map(|v| (*v).to_owned()).collect() }
+        OptionArg {
+            negated,
+            name: name.into(),
+            values: values.iter().map(|v| (*v).to_owned()).collect(),
+        }
     }
 
-    fn spec(comments: &[&str], extra: Vec<Match>, target: &str, target_opts: Vec<OptionArg>) -> RuleSpec {
-        let mut matches: Vec<Match> = comments.iter().map(|c| Match { module: "comment".into(), options: vec![opt("comment", &[c], false)] }).collect();
+    fn spec(
+        comments: &[&str],
+        extra: Vec<Match>,
+        target: &str,
+        target_opts: Vec<OptionArg>,
+    ) -> RuleSpec {
+        let mut matches: Vec<Match> = comments
+            .iter()
+            .map(|c| Match {
+                module: "comment".into(),
+                options: vec![opt("comment", &[c], false)],
+            })
+            .collect();
         matches.extend(extra);
-        RuleSpec { matches, target: Some(Target { kind: TargetKind::Jump, name: target.into(), options: target_opts }), ..RuleSpec::default() }
+        RuleSpec {
+            matches,
+            target: Some(Target {
+                kind: TargetKind::Jump,
+                name: target.into(),
+                options: target_opts,
+            }),
+            ..RuleSpec::default()
+        }
     }
 
     fn ctstate(state: &str) -> Match {
-        Match { module: "conntrack".into(), options: vec![opt("ctstate", &[state], false)] }
+        Match {
+            module: "conntrack".into(),
+            options: vec![opt("ctstate", &[state], false)],
+        }
     }
 
     #[test]
     fn kube_router_pod_firewall() {
-        let reject = spec(&["rule to REJECT traffic destined for POD name:a namespace: b"], vec![], "REJECT", vec![]);
-        assert_eq!(rule_verdict("KUBE-POD-FW-X", &reject), Some(PolicyVerdict::Deny));
-        let accept = spec(&[], vec![], "MARK", vec![opt("set-xmark", &["0x20000/0x20000"], false)]);
-        assert_eq!(rule_verdict("KUBE-POD-FW-X", &accept), Some(PolicyVerdict::Accept));
-        let clear = spec(&[], vec![], "MARK", vec![opt("set-xmark", &["0x0/0x10000"], false)]);
+        let reject = spec(
+            &["rule to REJECT traffic destined for POD name:a namespace: b"],
+            vec![],
+            "REJECT",
+            vec![],
+        );
+        assert_eq!(
+            rule_verdict("KUBE-POD-FW-X", &reject),
+            Some(PolicyVerdict::Deny)
+        );
+        let accept = spec(
+            &[],
+            vec![],
+            "MARK",
+            vec![opt("set-xmark", &["0x20000/0x20000"], false)],
+        );
+        assert_eq!(
+            rule_verdict("KUBE-POD-FW-X", &accept),
+            Some(PolicyVerdict::Accept)
+        );
+        let clear = spec(
+            &[],
+            vec![],
+            "MARK",
+            vec![opt("set-xmark", &["0x0/0x10000"], false)],
+        );
         assert_eq!(rule_verdict("KUBE-POD-FW-X", &clear), None);
-        let invalid = spec(&["rule to drop invalid state for pod"], vec![ctstate("INVALID")], "DROP", vec![]);
+        let invalid = spec(
+            &["rule to drop invalid state for pod"],
+            vec![ctstate("INVALID")],
+            "DROP",
+            vec![],
+        );
         assert_eq!(rule_verdict("KUBE-POD-FW-X", &invalid), None);
-        let stateful = spec(&["rule for stateful firewall for pod"], vec![ctstate("RELATED,ESTABLISHED")], "ACCEPT", vec![]);
+        let stateful = spec(
+            &["rule for stateful firewall for pod"],
+            vec![ctstate("RELATED,ESTABLISHED")],
+            "ACCEPT",
+            vec![],
+        );
         assert_eq!(rule_verdict("KUBE-POD-FW-X", &stateful), None);
         // The same REJECT outside a pod firewall chain is no policy verdict.
         assert_eq!(rule_verdict("INPUT", &reject), None);
@@ -136,15 +218,44 @@ mod tests {
 
     #[test]
     fn calico_endpoint_and_policy_chains() {
-        let ret = spec(&["cali:RnZHt9r_TDuk8NI7", "Return if policy accepted"], vec![], "RETURN", vec![]);
-        assert_eq!(rule_verdict("cali-tw-cali5125b8e5d77", &ret), Some(PolicyVerdict::Accept));
-        let drop = spec(&["cali:0HKmZy_mh8JT1Tl6", "Drop if no policies passed packet"], vec![], "DROP", vec![]);
-        assert_eq!(rule_verdict("cali-fw-cali5125b8e5d77", &drop), Some(PolicyVerdict::Deny));
-        let invalid = spec(&["cali:eJTvIhsT4VBx2eYR"], vec![ctstate("INVALID")], "DROP", vec![]);
+        let ret = spec(
+            &["cali:RnZHt9r_TDuk8NI7", "Return if policy accepted"],
+            vec![],
+            "RETURN",
+            vec![],
+        );
+        assert_eq!(
+            rule_verdict("cali-tw-cali5125b8e5d77", &ret),
+            Some(PolicyVerdict::Accept)
+        );
+        let drop = spec(
+            &["cali:0HKmZy_mh8JT1Tl6", "Drop if no policies passed packet"],
+            vec![],
+            "DROP",
+            vec![],
+        );
+        assert_eq!(
+            rule_verdict("cali-fw-cali5125b8e5d77", &drop),
+            Some(PolicyVerdict::Deny)
+        );
+        let invalid = spec(
+            &["cali:eJTvIhsT4VBx2eYR"],
+            vec![ctstate("INVALID")],
+            "DROP",
+            vec![],
+        );
         assert_eq!(rule_verdict("cali-tw-cali5125b8e5d77", &invalid), None);
         let policy_drop = spec(&["cali:5MnLDRihpdsyPItp"], vec![], "DROP", vec![]);
-        assert_eq!(rule_verdict("cali-po-_iIL2GVSReX3hYOgY4sn", &policy_drop), Some(PolicyVerdict::Deny));
-        let start = spec(&["cali:Zk6CbRlMMcKBWZg9", "Start of policies"], vec![], "MARK", vec![opt("set-xmark", &["0x0/0x20000"], false)]);
+        assert_eq!(
+            rule_verdict("cali-po-_iIL2GVSReX3hYOgY4sn", &policy_drop),
+            Some(PolicyVerdict::Deny)
+        );
+        let start = spec(
+            &["cali:Zk6CbRlMMcKBWZg9", "Start of policies"],
+            vec![],
+            "MARK",
+            vec![opt("set-xmark", &["0x0/0x20000"], false)],
+        );
         assert_eq!(rule_verdict("cali-tw-cali5125b8e5d77", &start), None);
         assert_eq!(rule_verdict("cali-from-wl-dispatch", &drop), None);
     }
@@ -153,12 +264,26 @@ mod tests {
     fn weave_npc() {
         let mut fwd_drop = spec(&[], vec![], "DROP", vec![]);
         fwd_drop.out_interface = Some(Negatable::plain("weave".to_owned()));
-        assert_eq!(rule_verdict("FORWARD", &fwd_drop), Some(PolicyVerdict::Deny));
+        assert_eq!(
+            rule_verdict("FORWARD", &fwd_drop),
+            Some(PolicyVerdict::Deny)
+        );
         let plain_drop = spec(&[], vec![], "DROP", vec![]);
         assert_eq!(rule_verdict("FORWARD", &plain_drop), None);
-        assert_eq!(rule_verdict("WEAVE-NPC-EGRESS", &plain_drop), Some(PolicyVerdict::Deny));
-        let to_accept = spec(&["DefaultAllow egress isolation for namespace: default"], vec![], "WEAVE-NPC-EGRESS-ACCEPT", vec![]);
-        assert_eq!(rule_verdict("WEAVE-NPC-EGRESS-DEFAULT", &to_accept), Some(PolicyVerdict::Accept));
+        assert_eq!(
+            rule_verdict("WEAVE-NPC-EGRESS", &plain_drop),
+            Some(PolicyVerdict::Deny)
+        );
+        let to_accept = spec(
+            &["DefaultAllow egress isolation for namespace: default"],
+            vec![],
+            "WEAVE-NPC-EGRESS-ACCEPT",
+            vec![],
+        );
+        assert_eq!(
+            rule_verdict("WEAVE-NPC-EGRESS-DEFAULT", &to_accept),
+            Some(PolicyVerdict::Accept)
+        );
     }
 
     #[test]

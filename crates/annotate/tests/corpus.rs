@@ -4,7 +4,9 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use nfscope_annotate::{Annotation, Annotations, HashCheck, Meaning, Owner, PolicyVerdict, annotate};
+use nfscope_annotate::{
+    Annotation, Annotations, HashCheck, Meaning, Owner, PolicyVerdict, annotate,
+};
 use nfscope_ruleset::{ParseOptions, Ruleset, parse_ruleset};
 
 const KUBERNETES_DUMPS: [&str; 14] = [
@@ -26,22 +28,37 @@ const KUBERNETES_DUMPS: [&str; 14] = [
 
 /// Fragments have no table header: they are wrapped in `*table` … `COMMIT` before parsing.
 const FRAGMENTS: [(&str, &str); 2] = [
-    ("fragments/calico-accountant-cali-fw-tw-counters.rules", "filter"),
+    (
+        "fragments/calico-accountant-cali-fw-tw-counters.rules",
+        "filter",
+    ),
     ("fragments/multus-cni-hostport-dnat-duplicates.rules", "nat"),
 ];
 
 fn corpus_dir() -> PathBuf {
     std::env::var_os("NFSCOPE_CORPUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus")))
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/corpus"
+            ))
+        })
 }
 
 fn load(file: &str) -> Ruleset {
     let path = corpus_dir().join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let wrapped = FRAGMENTS.iter().find(|(f, _)| *f == file).map(|(_, table)| wrap_fragment(table, &text));
-    let opts = ParseOptions { lenient: true, ..ParseOptions::default() };
-    parse_ruleset(wrapped.as_deref().unwrap_or(&text), &opts).unwrap_or_else(|e| panic!("{file}: {e}"))
+    let wrapped = FRAGMENTS
+        .iter()
+        .find(|(f, _)| *f == file)
+        .map(|(_, table)| wrap_fragment(table, &text));
+    let opts = ParseOptions {
+        lenient: true,
+        ..ParseOptions::default()
+    };
+    parse_ruleset(wrapped.as_deref().unwrap_or(&text), &opts)
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
 }
 
 /// `*table`, a declaration of every chain the fragment appends to or jumps to, the rules, `COMMIT`.
@@ -61,7 +78,9 @@ fn wrap_fragment(table: &str, text: &str) -> String {
 }
 
 fn all_files() -> impl Iterator<Item = &'static str> {
-    KUBERNETES_DUMPS.into_iter().chain(FRAGMENTS.iter().map(|(f, _)| *f))
+    KUBERNETES_DUMPS
+        .into_iter()
+        .chain(FRAGMENTS.iter().map(|(f, _)| *f))
 }
 
 fn describe(annotation: &Annotation) -> String {
@@ -83,15 +102,28 @@ fn listing(ruleset: &Ruleset, annotations: &Annotations) -> Vec<String> {
     for (ti, table) in ruleset.tables.iter().enumerate() {
         for (ci, chain) in table.chains.iter().enumerate() {
             let chain_annotation = annotations.chain(ti, ci);
-            let interesting_chain = chain_annotation.owner != Owner::Other || chain_annotation.meaning.is_some();
+            let interesting_chain =
+                chain_annotation.owner != Owner::Other || chain_annotation.meaning.is_some();
             if interesting_chain {
-                lines.push(format!("{} {} {}", table.name, chain.name, describe(chain_annotation)));
+                lines.push(format!(
+                    "{} {} {}",
+                    table.name,
+                    chain.name,
+                    describe(chain_annotation)
+                ));
             }
             for ri in 0..chain.rules.len() {
                 let rule = annotations.rule(ti, ci, ri);
-                let differs = rule.owner != chain_annotation.owner || rule.meaning != chain_annotation.meaning;
+                let differs = rule.owner != chain_annotation.owner
+                    || rule.meaning != chain_annotation.meaning;
                 if differs || rule.policy_verdict.is_some() {
-                    lines.push(format!("{} {}#{} {}", table.name, chain.name, ri + 1, describe(rule)));
+                    lines.push(format!(
+                        "{} {}#{} {}",
+                        table.name,
+                        chain.name,
+                        ri + 1,
+                        describe(rule)
+                    ));
                 }
             }
         }
@@ -100,7 +132,9 @@ fn listing(ruleset: &Ruleset, annotations: &Annotations) -> Vec<String> {
 }
 
 fn snapshot_name(file: &str) -> String {
-    file.trim_start_matches("fragments/").trim_end_matches(".rules").replace('.', "-")
+    file.trim_start_matches("fragments/")
+        .trim_end_matches(".rules")
+        .replace('.', "-")
 }
 
 #[test]
@@ -126,8 +160,14 @@ fn kube_proxy_chain_hashes_agree_with_comments() {
             for (ci, chain) in table.chains.iter().enumerate() {
                 match annotations.hash_check(ti, ci, &chain.name) {
                     HashCheck::Matches => checked += 1,
-                    HashCheck::Mismatch { service_port, protocol } => {
-                        panic!("{file}: {} {} is not the hash of {service_port} {protocol}", table.name, chain.name)
+                    HashCheck::Mismatch {
+                        service_port,
+                        protocol,
+                    } => {
+                        panic!(
+                            "{file}: {} {} is not the hash of {service_port} {protocol}",
+                            table.name, chain.name
+                        )
                     }
                     HashCheck::Unknown => {}
                 }
@@ -154,9 +194,20 @@ fn every_live_kube_proxy_chain_is_understood() {
         let annotations = annotate(&ruleset);
         for (ti, table) in ruleset.tables.iter().enumerate() {
             for (ci, chain) in table.chains.iter().enumerate() {
-                let hashed = ["KUBE-SVC-", "KUBE-SEP-", "KUBE-EXT-", "KUBE-FW-", "KUBE-XLB-", "KUBE-POD-FW-"];
+                let hashed = [
+                    "KUBE-SVC-",
+                    "KUBE-SEP-",
+                    "KUBE-EXT-",
+                    "KUBE-FW-",
+                    "KUBE-XLB-",
+                    "KUBE-POD-FW-",
+                ];
                 if hashed.iter().any(|p| chain.name.starts_with(p)) && !chain.rules.is_empty() {
-                    assert!(annotations.chain(ti, ci).meaning.is_some(), "{file}: {} has no meaning", chain.name);
+                    assert!(
+                        annotations.chain(ti, ci).meaning.is_some(),
+                        "{file}: {} has no meaning",
+                        chain.name
+                    );
                 }
             }
         }
@@ -169,12 +220,35 @@ fn every_live_kube_proxy_chain_is_understood() {
 fn kube_router_pod_firewalls_have_one_deny_and_one_accept() {
     let ruleset = load("k3s-kube-router-netpol-flannel-nft-2026.rules");
     let annotations = annotate(&ruleset);
-    let ti = ruleset.tables.iter().position(|t| t.name == "filter").unwrap();
+    let ti = ruleset
+        .tables
+        .iter()
+        .position(|t| t.name == "filter")
+        .unwrap();
     let mut pods = 0;
-    for (ci, chain) in ruleset.tables[ti].chains.iter().enumerate().filter(|(_, c)| c.name.starts_with("KUBE-POD-FW-")) {
-        let verdicts: Vec<_> = (0..chain.rules.len()).filter_map(|ri| annotations.rule(ti, ci, ri).policy_verdict).collect();
-        assert_eq!(verdicts, [PolicyVerdict::Deny, PolicyVerdict::Accept], "{}", chain.name);
-        assert!(matches!(annotations.chain(ti, ci).meaning, Some(Meaning::KubeRouterPod { .. })), "{}", chain.name);
+    for (ci, chain) in ruleset.tables[ti]
+        .chains
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.name.starts_with("KUBE-POD-FW-"))
+    {
+        let verdicts: Vec<_> = (0..chain.rules.len())
+            .filter_map(|ri| annotations.rule(ti, ci, ri).policy_verdict)
+            .collect();
+        assert_eq!(
+            verdicts,
+            [PolicyVerdict::Deny, PolicyVerdict::Accept],
+            "{}",
+            chain.name
+        );
+        assert!(
+            matches!(
+                annotations.chain(ti, ci).meaning,
+                Some(Meaning::KubeRouterPod { .. })
+            ),
+            "{}",
+            chain.name
+        );
         pods += 1;
     }
     assert_eq!(pods, 11);
@@ -186,11 +260,20 @@ fn annotation_indices_cover_every_rule_and_out_of_range_is_other() {
         let ruleset = load(file);
         let annotations = annotate(&ruleset);
         for (ti, table) in ruleset.tables.iter().enumerate() {
-            assert_eq!(annotations.chain(ti, table.chains.len()).owner, Owner::Other);
+            assert_eq!(
+                annotations.chain(ti, table.chains.len()).owner,
+                Owner::Other
+            );
             for (ci, chain) in table.chains.iter().enumerate() {
-                assert_eq!(annotations.rule(ti, ci, chain.rules.len()), &Annotation::owned_by(Owner::Other));
+                assert_eq!(
+                    annotations.rule(ti, ci, chain.rules.len()),
+                    &Annotation::owned_by(Owner::Other)
+                );
             }
         }
-        assert_eq!(annotations.chain(ruleset.tables.len(), 0).owner, Owner::Other);
+        assert_eq!(
+            annotations.chain(ruleset.tables.len(), 0).owner,
+            Owner::Other
+        );
     }
 }

@@ -1,6 +1,9 @@
 //! One small hand-written dump per annotation pattern: how evidence flows between chains.
 
-use nfscope_annotate::{Annotation, Annotations, HashCheck, Meaning, Owner, PolicyVerdict, ServiceKind, ServicePort, annotate};
+use nfscope_annotate::{
+    Annotation, Annotations, HashCheck, Meaning, Owner, PolicyVerdict, ServiceKind, ServicePort,
+    annotate,
+};
 use nfscope_ruleset::{ParseOptions, Ruleset, parse_ruleset};
 
 fn parse(text: &str) -> Ruleset {
@@ -10,7 +13,11 @@ fn parse(text: &str) -> Ruleset {
 /// (table index, chain index) of a chain by name.
 fn find(ruleset: &Ruleset, table: &str, chain: &str) -> (usize, usize) {
     let ti = ruleset.tables.iter().position(|t| t.name == table).unwrap();
-    let ci = ruleset.tables[ti].chains.iter().position(|c| c.name == chain).unwrap();
+    let ci = ruleset.tables[ti]
+        .chains
+        .iter()
+        .position(|c| c.name == chain)
+        .unwrap();
     (ti, ci)
 }
 
@@ -19,7 +26,13 @@ fn chain<'a>(a: &'a Annotations, r: &Ruleset, table: &str, name: &str) -> &'a An
     a.chain(ti, ci)
 }
 
-fn rule<'a>(a: &'a Annotations, r: &Ruleset, table: &str, name: &str, idx0: usize) -> &'a Annotation {
+fn rule<'a>(
+    a: &'a Annotations,
+    r: &Ruleset,
+    table: &str,
+    name: &str,
+    idx0: usize,
+) -> &'a Annotation {
     let (ti, ci) = find(r, table, name);
     a.rule(ti, ci, idx0)
 }
@@ -41,18 +54,42 @@ fn old_kube_proxy_without_comments_gets_meaning_from_jumps_and_hash_siblings() {
     );
     let a = annotate(&r);
     let https = sp("default/kubernetes:https");
-    let endpoint = Meaning::KubeEndpoint { service: https.clone(), endpoint: "10.128.0.183:6443".into() };
-    assert_eq!(chain(&a, &r, "nat", "KUBE-SVC-NPX46M4PTMTKRN6Y").meaning, Some(Meaning::KubeService { service: https.clone(), kind: None }));
+    let endpoint = Meaning::KubeEndpoint {
+        service: https.clone(),
+        endpoint: "10.128.0.183:6443".into(),
+    };
+    assert_eq!(
+        chain(&a, &r, "nat", "KUBE-SVC-NPX46M4PTMTKRN6Y").meaning,
+        Some(Meaning::KubeService {
+            service: https.clone(),
+            kind: None
+        })
+    );
     assert_eq!(
         chain(&a, &r, "nat", "KUBE-XLB-NPX46M4PTMTKRN6Y").meaning,
-        Some(Meaning::KubeService { service: https, kind: Some(ServiceKind::LocalEndpoints) })
+        Some(Meaning::KubeService {
+            service: https,
+            kind: Some(ServiceKind::LocalEndpoints)
+        })
     );
-    assert_eq!(chain(&a, &r, "nat", "KUBE-SEP-QAX236RR3UXXQODE").meaning, Some(endpoint.clone()));
+    assert_eq!(
+        chain(&a, &r, "nat", "KUBE-SEP-QAX236RR3UXXQODE").meaning,
+        Some(endpoint.clone())
+    );
     // The comment-less SVC→SEP jump and the SEP's own rules carry the endpoint.
-    assert_eq!(rule(&a, &r, "nat", "KUBE-SVC-NPX46M4PTMTKRN6Y", 0).meaning, Some(endpoint.clone()));
-    assert_eq!(rule(&a, &r, "nat", "KUBE-SEP-QAX236RR3UXXQODE", 0).meaning, Some(endpoint));
+    assert_eq!(
+        rule(&a, &r, "nat", "KUBE-SVC-NPX46M4PTMTKRN6Y", 0).meaning,
+        Some(endpoint.clone())
+    );
+    assert_eq!(
+        rule(&a, &r, "nat", "KUBE-SEP-QAX236RR3UXXQODE", 0).meaning,
+        Some(endpoint)
+    );
     let (ti, ci) = find(&r, "nat", "KUBE-SEP-QAX236RR3UXXQODE");
-    assert_eq!(a.hash_check(ti, ci, "KUBE-SEP-QAX236RR3UXXQODE"), HashCheck::Matches);
+    assert_eq!(
+        a.hash_check(ti, ci, "KUBE-SEP-QAX236RR3UXXQODE"),
+        HashCheck::Matches
+    );
     assert_eq!(a.chain_protocol(ti, ci), Some("tcp"));
     // KUBE-MARK-MASQ is jumped to with service comments elsewhere, but is no service's chain.
     assert_eq!(chain(&a, &r, "nat", "KUBE-MARK-MASQ").meaning, None);
@@ -70,7 +107,10 @@ fn a_chain_named_for_another_service_is_a_hash_mismatch() {
     let (ti, ci) = find(&r, "nat", "KUBE-SVC-NPX46M4PTMTKRN6Y");
     assert_eq!(
         a.hash_check(ti, ci, "KUBE-SVC-NPX46M4PTMTKRN6Y"),
-        HashCheck::Mismatch { service_port: "default/other:https".into(), protocol: "tcp".into() }
+        HashCheck::Mismatch {
+            service_port: "default/other:https".into(),
+            protocol: "tcp".into()
+        }
     );
     let (ti, ci) = find(&r, "nat", "KUBE-SERVICES");
     assert_eq!(a.hash_check(ti, ci, "KUBE-SERVICES"), HashCheck::Unknown);
@@ -85,10 +125,19 @@ fn garbled_dnat_falls_back_to_the_hairpin_source_and_skips_the_hash() {
          COMMIT\n",
     );
     let a = annotate(&r);
-    let expected = Meaning::KubeEndpoint { service: sp("kube-system/kube-dns:metrics"), endpoint: "20.225.0.9".into() };
-    assert_eq!(chain(&a, &r, "nat", "KUBE-SEP-5JL6OY6WVFSZ67SX").meaning, Some(expected));
+    let expected = Meaning::KubeEndpoint {
+        service: sp("kube-system/kube-dns:metrics"),
+        endpoint: "20.225.0.9".into(),
+    };
+    assert_eq!(
+        chain(&a, &r, "nat", "KUBE-SEP-5JL6OY6WVFSZ67SX").meaning,
+        Some(expected)
+    );
     let (ti, ci) = find(&r, "nat", "KUBE-SEP-5JL6OY6WVFSZ67SX");
-    assert_eq!(a.hash_check(ti, ci, "KUBE-SEP-5JL6OY6WVFSZ67SX"), HashCheck::Unknown);
+    assert_eq!(
+        a.hash_check(ti, ci, "KUBE-SEP-5JL6OY6WVFSZ67SX"),
+        HashCheck::Unknown
+    );
 }
 
 #[test]
@@ -101,16 +150,43 @@ fn kube_router_policy_chain_gets_its_namespace_from_the_pod_that_runs_it() {
          COMMIT\n",
     );
     let a = annotate(&r);
-    let pod = Meaning::KubeRouterPod { namespace: "shop".into(), pod: "web-1".into() };
-    assert_eq!(chain(&a, &r, "filter", "KUBE-POD-FW-AAAA").meaning, Some(pod));
-    let web = Meaning::KubeRouterPolicy { namespace: Some("shop".into()), policy: "allow-web".into() };
-    assert_eq!(chain(&a, &r, "filter", "KUBE-NWPLCY-BBBB").meaning, Some(web.clone()));
-    assert_eq!(rule(&a, &r, "filter", "KUBE-POD-FW-AAAA", 0).meaning, Some(web));
-    assert_eq!(rule(&a, &r, "filter", "KUBE-POD-FW-AAAA", 1).policy_verdict, Some(PolicyVerdict::Deny));
-    let db = Meaning::KubeRouterPolicy { namespace: Some("data".into()), policy: "allow-db".into() };
-    assert_eq!(chain(&a, &r, "filter", "KUBE-NWPLCY-CCCC").meaning, Some(db));
+    let pod = Meaning::KubeRouterPod {
+        namespace: "shop".into(),
+        pod: "web-1".into(),
+    };
+    assert_eq!(
+        chain(&a, &r, "filter", "KUBE-POD-FW-AAAA").meaning,
+        Some(pod)
+    );
+    let web = Meaning::KubeRouterPolicy {
+        namespace: Some("shop".into()),
+        policy: "allow-web".into(),
+    };
+    assert_eq!(
+        chain(&a, &r, "filter", "KUBE-NWPLCY-BBBB").meaning,
+        Some(web.clone())
+    );
+    assert_eq!(
+        rule(&a, &r, "filter", "KUBE-POD-FW-AAAA", 0).meaning,
+        Some(web)
+    );
+    assert_eq!(
+        rule(&a, &r, "filter", "KUBE-POD-FW-AAAA", 1).policy_verdict,
+        Some(PolicyVerdict::Deny)
+    );
+    let db = Meaning::KubeRouterPolicy {
+        namespace: Some("data".into()),
+        policy: "allow-db".into(),
+    };
+    assert_eq!(
+        chain(&a, &r, "filter", "KUBE-NWPLCY-CCCC").meaning,
+        Some(db)
+    );
     // Policy-chain accepts are counted at the pod firewall, not here.
-    assert_eq!(rule(&a, &r, "filter", "KUBE-NWPLCY-CCCC", 0).policy_verdict, None);
+    assert_eq!(
+        rule(&a, &r, "filter", "KUBE-NWPLCY-CCCC", 0).policy_verdict,
+        None
+    );
 }
 
 #[test]
@@ -122,11 +198,26 @@ fn calico_policy_name_comes_from_the_first_rule_comment() {
          COMMIT\n",
     );
     let a = annotate(&r);
-    let policy = Meaning::CalicoPolicy { policy: "shop/knp.default.allow-web".into(), direction: nfscope_annotate::Direction::Ingress };
-    assert_eq!(chain(&a, &r, "filter", "cali-pi-_DGlcbEzkd1cvh5X1F7M").meaning, Some(policy));
-    assert_eq!(rule(&a, &r, "filter", "cali-pi-_DGlcbEzkd1cvh5X1F7M", 1).policy_verdict, Some(PolicyVerdict::Deny));
-    let profile = Meaning::CalicoProfile { profile: "kns.shop".into(), direction: nfscope_annotate::Direction::Ingress };
-    assert_eq!(chain(&a, &r, "filter", "cali-pri-kns.shop").meaning, Some(profile));
+    let policy = Meaning::CalicoPolicy {
+        policy: "shop/knp.default.allow-web".into(),
+        direction: nfscope_annotate::Direction::Ingress,
+    };
+    assert_eq!(
+        chain(&a, &r, "filter", "cali-pi-_DGlcbEzkd1cvh5X1F7M").meaning,
+        Some(policy)
+    );
+    assert_eq!(
+        rule(&a, &r, "filter", "cali-pi-_DGlcbEzkd1cvh5X1F7M", 1).policy_verdict,
+        Some(PolicyVerdict::Deny)
+    );
+    let profile = Meaning::CalicoProfile {
+        profile: "kns.shop".into(),
+        direction: nfscope_annotate::Direction::Ingress,
+    };
+    assert_eq!(
+        chain(&a, &r, "filter", "cali-pri-kns.shop").meaning,
+        Some(profile)
+    );
 }
 
 #[test]
@@ -142,14 +233,27 @@ fn builtin_rules_are_owned_by_comment_then_target_then_interface() {
          COMMIT\n",
     );
     let a = annotate(&r);
-    let owners: Vec<Owner> = (0..2).map(|i| rule(&a, &r, "filter", "INPUT", i).owner).collect();
+    let owners: Vec<Owner> = (0..2)
+        .map(|i| rule(&a, &r, "filter", "INPUT", i).owner)
+        .collect();
     assert_eq!(owners, [Owner::Calico, Owner::Calico]);
-    let owners: Vec<Owner> = (0..3).map(|i| rule(&a, &r, "filter", "FORWARD", i).owner).collect();
+    let owners: Vec<Owner> = (0..3)
+        .map(|i| rule(&a, &r, "filter", "FORWARD", i).owner)
+        .collect();
     assert_eq!(owners, [Owner::Docker, Owner::Other, Owner::Other]);
-    assert_eq!(chain(&a, &r, "filter", "MY-CHAIN"), &Annotation::owned_by(Owner::Other));
+    assert_eq!(
+        chain(&a, &r, "filter", "MY-CHAIN"),
+        &Annotation::owned_by(Owner::Other)
+    );
     // A service comment means something even in a chain nobody owns.
-    let cluster_ip = Meaning::KubeService { service: sp("default/kubernetes:https"), kind: Some(ServiceKind::ClusterIp) };
-    assert_eq!(rule(&a, &r, "filter", "MY-CHAIN", 0).meaning, Some(cluster_ip));
+    let cluster_ip = Meaning::KubeService {
+        service: sp("default/kubernetes:https"),
+        kind: Some(ServiceKind::ClusterIp),
+    };
+    assert_eq!(
+        rule(&a, &r, "filter", "MY-CHAIN", 0).meaning,
+        Some(cluster_ip)
+    );
 }
 
 #[test]
@@ -161,10 +265,22 @@ fn cni_portmap_chain_takes_the_container_from_the_dnat_jump() {
          COMMIT\n",
     );
     let a = annotate(&r);
-    let container = Meaning::CniContainer { network: "k8s-pod-network".into(), container_id: "7ad6a8ce5b6ddfe4".into() };
-    assert_eq!(chain(&a, &r, "nat", "CNI-DN-a07f9dd15b9a28dd35dd9").meaning, Some(container.clone()));
-    assert_eq!(rule(&a, &r, "nat", "CNI-DN-a07f9dd15b9a28dd35dd9", 0).meaning, Some(container));
-    assert_eq!(rule(&a, &r, "nat", "CNI-DN-a07f9dd15b9a28dd35dd9", 0).owner, Owner::CniPortmap);
+    let container = Meaning::CniContainer {
+        network: "k8s-pod-network".into(),
+        container_id: "7ad6a8ce5b6ddfe4".into(),
+    };
+    assert_eq!(
+        chain(&a, &r, "nat", "CNI-DN-a07f9dd15b9a28dd35dd9").meaning,
+        Some(container.clone())
+    );
+    assert_eq!(
+        rule(&a, &r, "nat", "CNI-DN-a07f9dd15b9a28dd35dd9", 0).meaning,
+        Some(container)
+    );
+    assert_eq!(
+        rule(&a, &r, "nat", "CNI-DN-a07f9dd15b9a28dd35dd9", 0).owner,
+        Owner::CniPortmap
+    );
 }
 
 #[test]
@@ -177,8 +293,14 @@ fn self_jumps_and_targetless_rules_do_not_confuse_propagation() {
     );
     let a = annotate(&r);
     let annotation = chain(&a, &r, "nat", "KUBE-SVC-XPGD46QRK7WJZT7O");
-    assert_eq!((annotation.owner, &annotation.meaning), (Owner::KubeProxy, &None));
-    assert_eq!(rule(&a, &r, "nat", "KUBE-SVC-XPGD46QRK7WJZT7O", 1).meaning, None);
+    assert_eq!(
+        (annotation.owner, &annotation.meaning),
+        (Owner::KubeProxy, &None)
+    );
+    assert_eq!(
+        rule(&a, &r, "nat", "KUBE-SVC-XPGD46QRK7WJZT7O", 1).meaning,
+        None
+    );
 }
 
 /// kube-proxy-shaped ruleset: `services` service ports with `endpoints` endpoints each.
@@ -194,7 +316,9 @@ fn synthetic_kube_proxy(services: usize, endpoints: usize) -> String {
             let ep = format!("10.{}.{}.{e}:8080", s / 250, s % 250);
             let sep = nfscope_annotate::kube_endpoint_chain_hash(&name, "tcp", &ep);
             decl.push_str(&format!(":{sep} - [0:0]\n"));
-            rules.push_str(&format!("-A {svc} -m comment --comment \"{name} -> {ep}\" -j {sep}\n"));
+            rules.push_str(&format!(
+                "-A {svc} -m comment --comment \"{name} -> {ep}\" -j {sep}\n"
+            ));
             rules.push_str(&format!("-A {sep} -p tcp -m comment --comment \"{name}\" -m tcp -j DNAT --to-destination {ep}\n"));
         }
     }
@@ -206,8 +330,18 @@ fn synthetic_ruleset_is_fully_annotated_and_hashes_match() {
     let r = parse(&synthetic_kube_proxy(50, 3));
     let a = annotate(&r);
     let table = &r.tables[0];
-    for (ci, c) in table.chains.iter().enumerate().filter(|(_, c)| c.name.starts_with("KUBE-S") && c.name != "KUBE-SERVICES") {
-        assert_eq!(a.hash_check(0, ci, &c.name), HashCheck::Matches, "{}", c.name);
+    for (ci, c) in table
+        .chains
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.name.starts_with("KUBE-S") && c.name != "KUBE-SERVICES")
+    {
+        assert_eq!(
+            a.hash_check(0, ci, &c.name),
+            HashCheck::Matches,
+            "{}",
+            c.name
+        );
     }
 }
 
@@ -221,7 +355,11 @@ fn measure_300k_rules() {
         let start = std::time::Instant::now();
         let a = annotate(&r);
         let elapsed = start.elapsed();
-        println!("annotate: {} rules, {} chains in {elapsed:?}", r.rule_count(), r.tables[0].chains.len());
+        println!(
+            "annotate: {} rules, {} chains in {elapsed:?}",
+            r.rule_count(),
+            r.tables[0].chains.len()
+        );
         assert!(a.rule(0, 0, 0).meaning.is_some());
     }
 }

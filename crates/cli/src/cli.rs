@@ -64,6 +64,10 @@ pub enum Command {
     Demo(DemoArgs),
     /// Trace a packet through the rules: which rule decides its fate, in Kubernetes terms.
     Trace(crate::trace_cmd::TraceArgs),
+    /// Find what is broken in the rules: missing targets, duplicates, shadowed rules, stale chains.
+    Lint(crate::lint_cmd::LintArgs),
+    /// Check this node: the lint plus forwarding, rp_filter, bridge netfilter, conntrack, tunnels, MTU.
+    Doctor(crate::doctor_cmd::DoctorArgs),
 }
 
 /// `nfscope rules`.

@@ -9,8 +9,10 @@
 
 mod cli;
 mod demo;
+mod doctor_cmd;
 mod engine;
 mod exit;
+mod lint_cmd;
 mod output;
 mod rules_cmd;
 mod serve;
@@ -42,6 +44,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Demo(args) => block_on(demo::run(args)),
         Command::Trace(args) => trace_cmd::run(&args),
+        Command::Lint(args) => lint_cmd::run(&args),
+        Command::Doctor(args) => doctor_cmd::run(&args),
     }
 }
 

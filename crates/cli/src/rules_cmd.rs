@@ -31,7 +31,7 @@ pub fn run(args: &RulesArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn live(args: &RulesArgs) -> Result<Snapshot, Failure> {
+pub(crate) fn live(args: &RulesArgs) -> Result<Snapshot, Failure> {
     let mut options = crate::serve::default_collect_options();
     options.netns = args.netns.clone();
     options.timeout = seconds("--timeout", args.timeout).map_err(Failure::Input)?;
@@ -64,7 +64,7 @@ fn warn_failed_sources(sources: &[SourceReport]) {
     }
 }
 
-fn from_files(args: &RulesArgs) -> Result<Snapshot, Failure> {
+pub(crate) fn from_files(args: &RulesArgs) -> Result<Snapshot, Failure> {
     let options = ParseOptions {
         family: args.family.map(Family::from),
         backend: args.backend.map(Backend::from),

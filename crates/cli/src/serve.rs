@@ -11,6 +11,7 @@
 //! own timeout, so a collection always ends eventually.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,7 +83,8 @@ pub async fn serve_on(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let app = router(Arc::new(App::new(config)));
-    println!("listening on http://{addr}");
+    // Not println!: a closed stdout must not take the server down.
+    let _ = writeln!(std::io::stdout(), "listening on http://{addr}");
     tracing::info!(%addr, "listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -269,16 +271,24 @@ async fn api_rules(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn api_trace(State(app): State<Arc<App>>, Query(params): Query<HashMap<String, String>>) -> Response {
+async fn api_trace(
+    State(app): State<Arc<App>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
     let netns = app.netns.clone();
-    let result = tokio::task::spawn_blocking(move || crate::trace_cmd::api_trace(&params, netns.as_deref())).await;
+    let result =
+        tokio::task::spawn_blocking(move || crate::trace_cmd::api_trace(&params, netns.as_deref()))
+            .await;
     match result {
         Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Ok(Err((status, message))) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             plain(status, format!("{message}\n"))
         }
-        Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("trace failed: {e}\n")),
+        Err(e) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("trace failed: {e}\n"),
+        ),
     }
 }
 

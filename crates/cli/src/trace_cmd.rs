@@ -62,9 +62,9 @@ pub struct TraceArgs {
     /// A local address of the node (offline mode); repeat.
     #[arg(long = "local-ip", value_name = "IP", requires = "rules")]
     pub local_ip: Vec<IpAddr>,
-    /// `ip route` / `ip -6 route` output (offline mode).
+    /// `ip route` or `ip -6 route` output (offline mode); repeat for both families.
     #[arg(long, value_name = "FILE", requires = "rules")]
-    pub routes: Option<PathBuf>,
+    pub routes: Vec<PathBuf>,
     /// Trace in this network namespace (live mode).
     #[arg(long, value_name = "NAME", conflicts_with = "rules")]
     pub netns: Option<String>,
@@ -83,11 +83,13 @@ pub struct TraceArgs {
 }
 
 fn parse_proto(s: &str) -> Result<Proto, String> {
-    s.parse().map_err(|e: nfscope_trace::TraceError| e.to_string())
+    s.parse()
+        .map_err(|e: nfscope_trace::TraceError| e.to_string())
 }
 
 fn parse_ct_state(s: &str) -> Result<CtState, String> {
-    s.parse().map_err(|e: nfscope_trace::TraceError| e.to_string())
+    s.parse()
+        .map_err(|e: nfscope_trace::TraceError| e.to_string())
 }
 
 fn parse_u32(s: &str) -> Result<u32, String> {
@@ -113,7 +115,11 @@ impl TraceArgs {
 
 /// Runs the command.
 pub fn run(args: &TraceArgs) -> Result<(), Failure> {
-    let mut input = if args.rules.is_empty() { live_input(args.netns.as_deref(), args.timeout)? } else { offline_input(args)? };
+    let mut input = if args.rules.is_empty() {
+        live_input(args.netns.as_deref(), args.timeout)?
+    } else {
+        offline_input(args)?
+    };
     input.max_branches = args.max_branches;
     let packet = args.packet();
     let text = trace_to_text(&input, &packet, args.format)?;
@@ -122,8 +128,14 @@ pub fn run(args: &TraceArgs) -> Result<(), Failure> {
 }
 
 fn trace_to_text(input: &TraceInput, packet: &Packet, format: Format) -> Result<String, Failure> {
-    let result = Tracer::new(input).trace(packet).map_err(|e| Failure::Input(e.to_string()))?;
-    let annotations: Vec<_> = input.rulesets.iter().map(nfscope_annotate::annotate).collect();
+    let result = Tracer::new(input)
+        .trace(packet)
+        .map_err(|e| Failure::Input(e.to_string()))?;
+    let annotations: Vec<_> = input
+        .rulesets
+        .iter()
+        .map(nfscope_annotate::annotate)
+        .collect();
     let report = report::build_report(input, &annotations, packet, &result);
     Ok(match format {
         Format::Text => report::render_text(packet, &report),
@@ -139,28 +151,51 @@ fn read_text(path: &PathBuf) -> Result<String, Failure> {
         std::fs::read(path)
     };
     let bytes = bytes.map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
-    String::from_utf8(bytes).map_err(|_| Failure::Input(format!("{}: not valid UTF-8", path.display())))
+    String::from_utf8(bytes)
+        .map_err(|_| Failure::Input(format!("{}: not valid UTF-8", path.display())))
 }
 
 fn offline_input(args: &TraceArgs) -> Result<TraceInput, Failure> {
-    let options = ParseOptions { family: None, backend: None, lenient: args.lenient };
+    let options = ParseOptions {
+        family: None,
+        backend: None,
+        lenient: args.lenient,
+    };
     let mut rulesets: Vec<Ruleset> = Vec::new();
     for path in &args.rules {
         let text = read_text(path)?;
-        let ruleset = nfscope_ruleset::parse_ruleset(&text, &options)
-            .map_err(|e| Failure::Input(format!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message)))?;
+        let ruleset = nfscope_ruleset::parse_ruleset(&text, &options).map_err(|e| {
+            Failure::Input(format!(
+                "{}:{}:{}: {}",
+                path.display(),
+                e.line,
+                e.column,
+                e.message
+            ))
+        })?;
         rulesets.push(ruleset);
     }
     let mut input = TraceInput::new(rulesets);
     if let Some(path) = &args.ipsets {
-        let sets = nfscope_ruleset::parse_ipsets(&read_text(path)?)
-            .map_err(|e| Failure::Input(format!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message)))?;
+        let sets = nfscope_ruleset::parse_ipsets(&read_text(path)?).map_err(|e| {
+            Failure::Input(format!(
+                "{}:{}:{}: {}",
+                path.display(),
+                e.line,
+                e.column,
+                e.message
+            ))
+        })?;
         input.ipsets = Some(sets);
     }
     input.local_addrs = args.local_ip.clone();
-    if let Some(path) = &args.routes {
-        let routes = parse_routes(&read_text(path)?).map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
-        input.routes = Some(routes);
+    for path in &args.routes {
+        let routes = parse_routes(&read_text(path)?)
+            .map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
+        input
+            .routes
+            .get_or_insert_with(Default::default)
+            .extend(routes);
     }
     Ok(input)
 }
@@ -169,7 +204,11 @@ fn offline_input(args: &TraceArgs) -> Result<TraceInput, Failure> {
 /// routes and interface names.
 pub fn live_input(netns: Option<&str>, timeout_seconds: f64) -> Result<TraceInput, Failure> {
     let timeout = seconds("--timeout", timeout_seconds).map_err(Failure::Input)?;
-    let mut options = nfscope_kernel::CollectOptions { netns: netns.map(str::to_owned), timeout, ..Default::default() };
+    let mut options = nfscope_kernel::CollectOptions {
+        netns: netns.map(str::to_owned),
+        timeout,
+        ..Default::default()
+    };
     options.ipsets = false;
     options.conntrack = false;
     let snapshot = nfscope_kernel::collect(&options);
@@ -178,7 +217,8 @@ pub fn live_input(netns: Option<&str>, timeout_seconds: f64) -> Result<TraceInpu
             tracing::warn!(method = %source.method, %error, "source failed");
         }
     }
-    let host = nfscope_kernel::host::read_host(netns, timeout, None).map_err(|e| Failure::Other(anyhow::Error::new(e)))?;
+    let host = nfscope_kernel::host::read_host(netns, timeout, None)
+        .map_err(|e| Failure::Other(anyhow::Error::new(e)))?;
     let mut input = TraceInput::new(snapshot.rulesets);
     input.ipsets = match host.ipsets {
         Some(Ok(sets)) => Some(sets),
@@ -189,24 +229,38 @@ pub fn live_input(netns: Option<&str>, timeout_seconds: f64) -> Result<TraceInpu
         None => None,
     };
     input.local_addrs = host.local_addrs;
-    input.routes = Some(parse_routes(&host.routes).map_err(|e| Failure::Other(anyhow::anyhow!("ip route output: {e}")))?);
+    let routes_error =
+        |e: nfscope_trace::TraceError| Failure::Other(anyhow::anyhow!("ip route output: {e}"));
+    let mut routes = parse_routes(&host.routes_v4).map_err(routes_error)?;
+    routes.extend(parse_routes(&host.routes_v6).map_err(routes_error)?);
+    input.routes = Some(routes);
     input.interfaces = Some(host.interfaces);
     Ok(input)
 }
 
 /// `GET /api/trace?src=…&dst=…&proto=…&sport=…&dport=…&in=…&out=…&ct_state=…&mark=…`: the JSON
 /// report against the live node (or `netns`). `Err` is `(status, message)`.
-pub fn api_trace(params: &HashMap<String, String>, netns: Option<&str>) -> Result<String, (u16, String)> {
+pub fn api_trace(
+    params: &HashMap<String, String>,
+    netns: Option<&str>,
+) -> Result<String, (u16, String)> {
     let bad = |m: String| (400u16, m);
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let addr = |k: &str| -> Result<IpAddr, (u16, String)> {
         let v = get(k).ok_or_else(|| bad(format!("missing parameter {k}")))?;
-        v.parse().map_err(|_| bad(format!("{k}={v:?} is not an IP address")))
+        v.parse()
+            .map_err(|_| bad(format!("{k}={v:?} is not an IP address")))
     };
     let port = |k: &str| -> Result<Option<u16>, (u16, String)> {
-        get(k).map(|v| v.parse().map_err(|_| bad(format!("{k}={v:?} is not a port")))).transpose()
+        get(k)
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| bad(format!("{k}={v:?} is not a port")))
+            })
+            .transpose()
     };
-    let proto = parse_proto(get("proto").ok_or_else(|| bad("missing parameter proto".into()))?).map_err(bad)?;
+    let proto = parse_proto(get("proto").ok_or_else(|| bad("missing parameter proto".into()))?)
+        .map_err(bad)?;
     let mut packet = Packet::new(addr("src")?, addr("dst")?, proto);
     packet.sport = port("sport")?;
     packet.dport = port("dport")?;

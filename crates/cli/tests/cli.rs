@@ -364,3 +364,71 @@ fn server_endpoints_and_graceful_shutdown() {
         .expect("exits after SIGTERM");
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn the_cache_window_reuses_one_collection() {
+    let tools = fake_tools("cache", "0", V4_DUMP);
+    let server = Server::start(&[
+        "--tool-dir",
+        tools.path().to_str().unwrap(),
+        "--cache-seconds",
+        "300",
+    ]);
+    let (_, first) = server.metrics();
+    let (_, second) = server.metrics();
+    assert_eq!(value_of(&first, "nfscope_collections_total"), 1.0);
+    assert_eq!(value_of(&second, "nfscope_collections_total"), 1.0);
+    assert_eq!(value_of(&second, "nfscope_scrapes_total"), 2.0);
+}
+
+#[test]
+fn lenient_skips_what_strict_rejects() {
+    let dir = TempDir::new("lenient");
+    let path = dir.path().join("pasted.rules");
+    let pasted = V4_DUMP.replace(
+        ":OUTPUT ACCEPT [0:0]\n",
+        ":OUTPUT ACCEPT [0:0]\nroot@node:~# iptables-save -c\n",
+    );
+    std::fs::write(&path, pasted).unwrap();
+    let strict = nfscope(&["rules", "--rules", path.to_str().unwrap()]);
+    assert_eq!(strict.status.code(), Some(2));
+    assert!(
+        text(&strict.stderr).contains("pasted.rules:6:"),
+        "{}",
+        text(&strict.stderr)
+    );
+    let lenient = nfscope(&[
+        "rules",
+        "--rules",
+        path.to_str().unwrap(),
+        "--lenient",
+        "--format",
+        "json",
+    ]);
+    assert!(lenient.status.success(), "{}", text(&lenient.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&lenient.stdout).unwrap();
+    let notices = serde_json::to_string(&json["rulesets"][0]["notices"]).unwrap();
+    assert!(
+        notices.contains("root@node"),
+        "the skipped line is reported: {notices}"
+    );
+}
+
+#[test]
+fn unusable_option_values_exit_2() {
+    for args in [
+        &["serve", "--timeout", "-1"][..],
+        &["serve", "--listen", "not-an-address"],
+        &["rules", "--format", "yaml"],
+        &["rules", "--ipsets", "x.ipset"], // --ipsets needs --rules
+    ] {
+        let out = nfscope(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(!text(&out.stderr).contains("panicked"));
+    }
+}

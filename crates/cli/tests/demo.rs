@@ -266,7 +266,8 @@ fn cleanup_stale_removes_namespaces_of_dead_demos_only() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&stale));
+    // (Another demo starting in parallel may have removed it first, so the listing may not name it.)
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stale demo namespace(s) removed"));
     assert!(
         netns_with_prefix(&stale).is_empty(),
         "stale namespace survived"

@@ -2,119 +2,192 @@
 //!
 //! Owns the document shape: rulesets → tables → chains → rules, each rule with its 1-based index,
 //! stable `rule_id`, canonical text, comment, counters, target, owner and Kubernetes meaning; then
-//! ipsets, conntrack and the per-source reports as the model serializes them. It does not own
-//! the meaning itself (`nfscope-annotate`) or the rule ids (see [`crate::labels`]).
+//! ipsets, conntrack and the per-source reports as the model serializes them. The document is a
+//! tree of borrowed, typed structs, so serializing it straight to text ([`rules_json_string`])
+//! allocates little; [`rules_json`] gives a `serde_json::Value` for callers that want to edit it.
+//! It does not own the meaning itself (`nfscope-annotate`) or the rule ids (see [`crate::labels`]).
 
-use nfscope_annotate::{Annotation, Annotations};
-use nfscope_ruleset::{Chain, Counters, Rule, Ruleset, Snapshot, Table};
-use serde_json::{Map, Value, json};
+use nfscope_annotate::{Annotation, Annotations, Meaning, PolicyVerdict};
+use nfscope_ruleset::{
+    Chain, ConntrackStats, Counters, IpSet, Notice, Rule, Ruleset, Snapshot, SourceReport, Table,
+};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::labels::RuleLabels;
 
-/// The whole snapshot as JSON. `annotations` is parallel to `snapshot.rulesets`; a missing entry
-/// gives `null` owners and meanings.
+/// The whole snapshot as a JSON value. `annotations` is parallel to `snapshot.rulesets`; a missing
+/// entry gives `null` owners and meanings. Prefer [`rules_json_string`] for large rulesets.
 pub fn rules_json(snapshot: &Snapshot, annotations: &[Annotations]) -> Value {
-    let rulesets: Vec<Value> = snapshot
+    let labels = labels_of(snapshot);
+    serde_json::to_value(document(snapshot, annotations, &labels)).unwrap_or(Value::Null)
+}
+
+/// The same document as [`rules_json`], serialized directly to compact JSON text.
+pub fn rules_json_string(snapshot: &Snapshot, annotations: &[Annotations]) -> String {
+    let labels = labels_of(snapshot);
+    serde_json::to_string(&document(snapshot, annotations, &labels))
+        .unwrap_or_else(|e| format!("{{\"error\":{:?}}}", e.to_string()))
+}
+
+fn labels_of(snapshot: &Snapshot) -> Vec<RuleLabels> {
+    snapshot.rulesets.iter().map(RuleLabels::new).collect()
+}
+
+#[derive(Serialize)]
+struct Document<'a> {
+    rulesets: Vec<RulesetDoc<'a>>,
+    ipsets: &'a [IpSet],
+    conntrack: &'a Option<ConntrackStats>,
+    sources: &'a [SourceReport],
+}
+
+#[derive(Serialize)]
+struct RulesetDoc<'a> {
+    family: &'static str,
+    backend: &'static str,
+    notices: &'a [Notice],
+    tables: Vec<TableDoc<'a>>,
+}
+
+#[derive(Serialize)]
+struct TableDoc<'a> {
+    name: &'a str,
+    chains: Vec<ChainDoc<'a>>,
+}
+
+#[derive(Serialize)]
+struct ChainDoc<'a> {
+    name: &'a str,
+    policy: Option<&'static str>,
+    packets: Option<u64>,
+    bytes: Option<u64>,
+    #[serde(flatten)]
+    annotation: AnnotationDoc<'a>,
+    rules: Vec<RuleDoc<'a>>,
+}
+
+#[derive(Serialize)]
+struct RuleDoc<'a> {
+    index: usize,
+    rule_id: &'a str,
+    rule: &'a str,
+    comment: &'a str,
+    packets: Option<u64>,
+    bytes: Option<u64>,
+    target: Option<&'a str>,
+    #[serde(flatten)]
+    annotation: AnnotationDoc<'a>,
+}
+
+/// `owner`, `meaning`, `summary`, `policy_verdict`; all `null` without annotations.
+#[derive(Serialize)]
+struct AnnotationDoc<'a> {
+    owner: Option<&'static str>,
+    meaning: Option<&'a Meaning>,
+    summary: Option<String>,
+    policy_verdict: Option<PolicyVerdict>,
+}
+
+impl<'a> AnnotationDoc<'a> {
+    fn of(ann: Option<&'a Annotation>) -> Self {
+        let meaning = ann.and_then(|a| a.meaning.as_ref());
+        Self {
+            owner: ann.map(|a| a.owner.as_str()),
+            meaning,
+            summary: meaning.map(Meaning::summary),
+            policy_verdict: ann.and_then(|a| a.policy_verdict),
+        }
+    }
+}
+
+fn document<'a>(
+    snapshot: &'a Snapshot,
+    annotations: &'a [Annotations],
+    labels: &'a [RuleLabels],
+) -> Document<'a> {
+    let rulesets = snapshot
         .rulesets
         .iter()
+        .zip(labels)
         .enumerate()
-        .map(|(i, rs)| ruleset_json(rs, annotations.get(i), &RuleLabels::new(rs)))
+        .map(|(i, (rs, l))| ruleset_doc(rs, annotations.get(i), l))
         .collect();
-    json!({
-        "rulesets": rulesets,
-        "ipsets": to_json(&snapshot.ipsets),
-        "conntrack": to_json(&snapshot.conntrack),
-        "sources": to_json(&snapshot.sources),
-    })
+    Document {
+        rulesets,
+        ipsets: &snapshot.ipsets,
+        conntrack: &snapshot.conntrack,
+        sources: &snapshot.sources,
+    }
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
+fn ruleset_doc<'a>(
+    rs: &'a Ruleset,
+    ann: Option<&'a Annotations>,
+    labels: &'a RuleLabels,
+) -> RulesetDoc<'a> {
+    RulesetDoc {
+        family: rs.family.as_str(),
+        backend: rs.backend.as_str(),
+        notices: &rs.notices,
+        tables: rs
+            .tables
+            .iter()
+            .enumerate()
+            .map(|(t, table)| table_doc(t, table, ann, labels))
+            .collect(),
+    }
 }
 
-fn ruleset_json(rs: &Ruleset, ann: Option<&Annotations>, labels: &RuleLabels) -> Value {
-    let tables: Vec<Value> = rs
-        .tables
-        .iter()
-        .enumerate()
-        .map(|(t, table)| table_json(t, table, ann, labels))
-        .collect();
-    json!({
-        "family": rs.family.as_str(),
-        "backend": rs.backend.as_str(),
-        "notices": to_json(&rs.notices),
-        "tables": tables,
-    })
-}
-
-fn table_json(t: usize, table: &Table, ann: Option<&Annotations>, labels: &RuleLabels) -> Value {
-    let chains: Vec<Value> = table
-        .chains
-        .iter()
-        .enumerate()
-        .map(|(c, chain)| chain_json(t, c, chain, ann, labels))
-        .collect();
-    json!({ "name": table.name, "chains": chains })
-}
-
-fn chain_json(
+fn table_doc<'a>(
     t: usize,
-    c: usize,
-    chain: &Chain,
-    ann: Option<&Annotations>,
-    labels: &RuleLabels,
-) -> Value {
-    let rules: Vec<Value> = chain
-        .rules
-        .iter()
-        .enumerate()
-        .map(|(r0, rule)| rule_json(t, c, r0, rule, ann.map(|a| a.rule(t, c, r0)), labels))
-        .collect();
-    let mut obj = Map::new();
-    obj.insert("name".into(), json!(chain.name));
-    obj.insert("policy".into(), json!(chain.policy.map(|p| p.as_str())));
-    insert_counters(&mut obj, chain.counters);
-    insert_annotation(&mut obj, ann.map(|a| a.chain(t, c)));
-    obj.insert("rules".into(), Value::Array(rules));
-    Value::Object(obj)
+    table: &'a Table,
+    ann: Option<&'a Annotations>,
+    labels: &'a RuleLabels,
+) -> TableDoc<'a> {
+    let chains = table.chains.iter().enumerate();
+    TableDoc {
+        name: &table.name,
+        chains: chains
+            .map(|(c, ch)| chain_doc((t, c), ch, ann, labels))
+            .collect(),
+    }
 }
 
-fn rule_json(
-    t: usize,
-    c: usize,
-    r0: usize,
-    rule: &Rule,
-    ann: Option<&Annotation>,
-    labels: &RuleLabels,
-) -> Value {
-    let mut obj = Map::new();
-    obj.insert("index".into(), json!(r0 + 1));
-    obj.insert("rule_id".into(), json!(labels.ids().get(t, c, r0)));
-    obj.insert("rule".into(), json!(labels.rule_text(t, c, r0)));
-    obj.insert("comment".into(), json!(labels.comment(t, c, r0)));
-    insert_counters(&mut obj, rule.counters);
-    obj.insert("target".into(), json!(rule.spec.target_name()));
-    insert_annotation(&mut obj, ann);
-    Value::Object(obj)
+fn chain_doc<'a>(
+    (t, c): (usize, usize),
+    chain: &'a Chain,
+    ann: Option<&'a Annotations>,
+    labels: &'a RuleLabels,
+) -> ChainDoc<'a> {
+    let rules = chain.rules.iter().enumerate();
+    ChainDoc {
+        name: &chain.name,
+        policy: chain.policy.map(|p| p.as_str()),
+        packets: chain.counters.map(|k| k.packets),
+        bytes: chain.counters.map(|k| k.bytes),
+        annotation: AnnotationDoc::of(ann.map(|a| a.chain(t, c))),
+        rules: rules
+            .map(|(r0, rule)| rule_doc((t, c, r0), rule, ann, labels))
+            .collect(),
+    }
 }
 
-fn insert_counters(obj: &mut Map<String, Value>, counters: Option<Counters>) {
-    obj.insert("packets".into(), json!(counters.map(|c| c.packets)));
-    obj.insert("bytes".into(), json!(counters.map(|c| c.bytes)));
-}
-
-/// `owner`, `meaning`, `summary` (and `policy_verdict` when the annotator gave one).
-fn insert_annotation(obj: &mut Map<String, Value>, ann: Option<&Annotation>) {
-    let meaning = ann.and_then(|a| a.meaning.as_ref());
-    obj.insert("owner".into(), json!(ann.map(|a| a.owner.as_str())));
-    obj.insert("meaning".into(), meaning.map_or(Value::Null, to_json));
-    obj.insert(
-        "summary".into(),
-        json!(meaning.map(|m| m.summary().to_string())),
-    );
-    obj.insert(
-        "policy_verdict".into(),
-        ann.and_then(|a| a.policy_verdict.as_ref())
-            .map_or(Value::Null, to_json),
-    );
+fn rule_doc<'a>(
+    (t, c, r0): (usize, usize, usize),
+    rule: &'a Rule,
+    ann: Option<&'a Annotations>,
+    labels: &'a RuleLabels,
+) -> RuleDoc<'a> {
+    let counters: Option<Counters> = rule.counters;
+    RuleDoc {
+        index: r0 + 1,
+        rule_id: labels.ids().get(t, c, r0),
+        rule: labels.rule_text(t, c, r0),
+        comment: labels.comment(t, c, r0),
+        packets: counters.map(|k| k.packets),
+        bytes: counters.map(|k| k.bytes),
+        target: rule.spec.target_name(),
+        annotation: AnnotationDoc::of(ann.map(|a| a.rule(t, c, r0))),
+    }
 }

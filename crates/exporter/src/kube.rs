@@ -19,12 +19,12 @@ chains that drop or reject).";
 const CALICO_HELP: &str = "Packets a Calico policy or profile rule accepted or denied (kind: policy or profile; \
 direction: ingress or egress; verdict: accept or deny).";
 
-/// Accumulates the four Kubernetes families over all rulesets.
-struct KubeSeries {
-    endpoints: Summed<String, 6, Count>,
-    no_endpoints: Summed<String, 6, Count>,
-    router_pods: Summed<String, 4, Count>,
-    calico: Summed<String, 6, Count>,
+/// Accumulates the four Kubernetes families over all rulesets. Keys borrow from the annotations.
+struct KubeSeries<'a> {
+    endpoints: Summed<&'a str, 6, Count>,
+    no_endpoints: Summed<&'a str, 6, Count>,
+    router_pods: Summed<&'a str, 4, Count>,
+    calico: Summed<&'a str, 6, Count>,
 }
 
 pub(crate) fn write_kube_series(out: &mut Exposition, prepared: &[Prepared<'_>]) {
@@ -66,46 +66,35 @@ struct Place<'a> {
     chain: &'a str,
 }
 
-impl KubeSeries {
-    fn add(&mut self, at: &Place<'_>, rule: &Rule, counters: Counters, ann: &Annotation) {
+impl<'a> KubeSeries<'a> {
+    fn add(&mut self, at: &Place<'_>, rule: &Rule, counters: Counters, ann: &'a Annotation) {
         let Some(meaning) = &ann.meaning else { return };
         let packets = Count(counters.packets);
         let (f, b) = (at.family, at.backend);
-        let owned =
-            |parts: &[&str]| -> Vec<String> { parts.iter().map(|p| (*p).to_owned()).collect() };
         match (meaning, ann.policy_verdict) {
-            (Meaning::KubeEndpoint { service, endpoint }, _) if is_endpoint_dnat(at, rule) => {
-                let key = [
-                    f,
-                    b,
-                    &service.namespace,
-                    &service.name,
-                    &service.port,
+            (
+                Meaning::KubeEndpoint {
+                    service: s,
                     endpoint,
-                ];
-                self.endpoints.add(to_array(owned(&key)), packets);
+                },
+                _,
+            ) if is_endpoint_dnat(at, rule) => {
+                self.endpoints
+                    .add([f, b, &s.namespace, &s.name, &s.port, endpoint], packets);
             }
             (
                 Meaning::KubeNoEndpoints {
-                    service,
+                    service: s,
                     local_only,
                 },
                 _,
             ) => {
                 let local = if *local_only { "true" } else { "false" };
-                let key = [
-                    f,
-                    b,
-                    &service.namespace,
-                    &service.name,
-                    &service.port,
-                    local,
-                ];
-                self.no_endpoints.add(to_array(owned(&key)), packets);
+                self.no_endpoints
+                    .add([f, b, &s.namespace, &s.name, &s.port, local], packets);
             }
             (Meaning::KubeRouterPod { namespace, pod }, Some(PolicyVerdict::Deny)) => {
-                self.router_pods
-                    .add(to_array(owned(&[f, b, namespace, pod])), packets);
+                self.router_pods.add([f, b, namespace, pod], packets);
             }
             (
                 Meaning::CalicoPolicy {
@@ -114,7 +103,17 @@ impl KubeSeries {
                 },
                 Some(verdict),
             ) => {
-                self.add_calico([f, b, "policy", name], *direction, verdict, packets);
+                self.calico.add(
+                    [
+                        f,
+                        b,
+                        "policy",
+                        name,
+                        direction_str(*direction),
+                        verdict_str(verdict),
+                    ],
+                    packets,
+                );
             }
             (
                 Meaning::CalicoProfile {
@@ -123,24 +122,20 @@ impl KubeSeries {
                 },
                 Some(verdict),
             ) => {
-                self.add_calico([f, b, "profile", name], *direction, verdict, packets);
+                self.calico.add(
+                    [
+                        f,
+                        b,
+                        "profile",
+                        name,
+                        direction_str(*direction),
+                        verdict_str(verdict),
+                    ],
+                    packets,
+                );
             }
             _ => {}
         }
-    }
-
-    fn add_calico(
-        &mut self,
-        head: [&str; 4],
-        direction: Direction,
-        verdict: PolicyVerdict,
-        packets: Count,
-    ) {
-        let [f, b, kind, name] = head.map(str::to_owned);
-        self.calico.add(
-            [f, b, kind, name, direction.to_string(), verdict.to_string()],
-            packets,
-        );
     }
 
     fn write(&self, out: &mut Exposition) {
@@ -196,7 +191,16 @@ fn is_endpoint_dnat(at: &Place<'_>, rule: &Rule) -> bool {
         && rule.spec.target_name() == Some("DNAT")
 }
 
-fn to_array<const N: usize>(parts: Vec<String>) -> [String; N] {
-    let mut parts = parts.into_iter();
-    std::array::from_fn(|_| parts.next().unwrap_or_default())
+fn direction_str(d: Direction) -> &'static str {
+    match d {
+        Direction::Ingress => "ingress",
+        Direction::Egress => "egress",
+    }
+}
+
+fn verdict_str(v: PolicyVerdict) -> &'static str {
+    match v {
+        PolicyVerdict::Accept => "accept",
+        PolicyVerdict::Deny => "deny",
+    }
 }

@@ -11,7 +11,7 @@
 //! rule); [`RuleLabels`] is the cacheable result. It does not own the exposition format.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 
 use nfscope_ruleset::{RuleSpec, Ruleset};
 use sha2::{Digest, Sha256};
@@ -178,6 +178,11 @@ impl RuleLabels {
         self.ids.index.same_shape(ruleset)
     }
 
+    /// Bytes of all rule texts and comments: sizes the exposition buffer.
+    pub(crate) fn text_bytes(&self) -> (usize, usize) {
+        (self.texts.buf.len(), self.comments.buf.len())
+    }
+
     /// The stable rule ids.
     pub fn ids(&self) -> &RuleIds {
         &self.ids
@@ -249,10 +254,10 @@ pub(crate) fn join_comments(spec: &RuleSpec, out: &mut String) {
     }
 }
 
-/// In-process fingerprint of everything but counters and line numbers (std's hasher is fine here:
-/// it is never persisted or compared across processes).
+/// In-process fingerprint of everything but counters and line numbers. Never persisted or
+/// compared across processes, so a fast non-cryptographic hasher is enough.
 fn fingerprint(ruleset: &Ruleset) -> u64 {
-    let mut h = DefaultHasher::new();
+    let mut h = FxHasher::default();
     ruleset.family.hash(&mut h);
     ruleset.backend.hash(&mut h);
     for table in &ruleset.tables {
@@ -266,6 +271,53 @@ fn fingerprint(ruleset: &Ruleset) -> u64 {
         }
     }
     h.finish()
+}
+
+/// The multiply-rotate hasher of rustc (`FxHasher`): word at a time, no allocation.
+#[derive(Default)]
+pub(crate) struct FxHasher {
+    hash: u64,
+}
+
+impl FxHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 56));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.hash
+    }
 }
 
 #[cfg(test)]

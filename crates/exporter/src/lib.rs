@@ -3,7 +3,7 @@
 //! This crate owns *what* nfscope exports: the Prometheus text exposition (format 0.0.4, written
 //! by hand into one `String`; see [`encode_metrics`]), the stable `rule_id` of every rule
 //! ([`rule_ids`], [`RuleLabels`]), the JSON behind `/api/rules` and `nfscope rules --format json`
-//! ([`rules_json`]) and the terminal listing of `nfscope rules --format text` ([`rules_text`]).
+//! ([`rules_json`], [`rules_json_string`]) and the terminal listing of `nfscope rules --format text` ([`rules_text`]).
 //!
 //! It is pure: no I/O, no clock, no state between calls. It does not collect anything (that is
 //! `nfscope-kernel`), does not serve HTTP (the binary) and does not decide Kubernetes meaning
@@ -25,7 +25,7 @@ mod text;
 
 use nfscope_ruleset::SourceKind;
 
-pub use json::rules_json;
+pub use json::{rules_json, rules_json_string};
 pub use labels::{RuleIds, RuleLabels, rule_ids};
 pub use metrics::{Encoded, encode_metrics, encode_metrics_with_labels};
 pub use nfscope_annotate::Annotations;

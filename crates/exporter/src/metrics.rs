@@ -7,14 +7,14 @@
 //! [`crate::expo`]) or Kubernetes aggregation rules (see [`crate::kube`]).
 
 use std::collections::{HashMap, HashSet};
-use std::hash::Hash;
+use std::hash::{BuildHasherDefault, Hash};
 use std::ops::Add;
 
 use nfscope_annotate::Annotations;
 use nfscope_ruleset::{Backend, Family, Ruleset, Snapshot};
 
 use crate::expo::{Exposition, Kind, Value, sanitize_name};
-use crate::labels::RuleLabels;
+use crate::labels::{FxHasher, RuleLabels};
 use crate::{ExportOptions, RuleLabel, SelfMetrics, kube, source_labels};
 
 /// The result of an encoding.
@@ -123,13 +123,21 @@ fn unique_rulesets(rulesets: &[Ruleset]) -> Vec<usize> {
         .collect()
 }
 
+/// Roughly the size of the rule series (they dominate), so the buffer is allocated once.
 fn estimate_bytes(prepared: &[Prepared<'_>], opts: &ExportOptions) -> usize {
-    let rules: usize = prepared.iter().map(|p| p.ruleset.rule_count()).sum();
-    let per_rule = match opts.rule_label {
-        RuleLabel::Full => 2 * 260,
-        RuleLabel::None => 2 * 160,
-    };
-    rules.min(opts.max_rule_series) * per_rule + 16 * 1024
+    let mut bytes = 64 * 1024;
+    for p in prepared {
+        let (texts, comments) = p.labels.text_bytes();
+        let rules = p.ruleset.rule_count().min(opts.max_rule_series);
+        let texts = if opts.rule_label == RuleLabel::Full {
+            texts
+        } else {
+            0
+        };
+        // Both families; fixed label names, ids, table/chain names and value ≈ 200 bytes.
+        bytes += 2 * (texts + comments + rules * 200);
+    }
+    bytes
 }
 
 const RULE_PACKETS_HELP: &str = "Packets matched by an iptables/ip6tables rule (from iptables-save -c). \
@@ -238,7 +246,7 @@ fn write_rule_family(
 
 /// Samples with identical label values are added up; first-seen order is kept.
 pub(crate) struct Summed<S, const N: usize, V> {
-    index: HashMap<[S; N], usize>,
+    index: HashMap<[S; N], usize, BuildHasherDefault<FxHasher>>,
     rows: Vec<([S; N], V)>,
 }
 

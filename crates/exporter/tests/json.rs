@@ -3,7 +3,7 @@
 mod common;
 
 use common::{corpus_file, parse, snapshot_of};
-use nfscope_exporter::{rule_ids, rules_json};
+use nfscope_exporter::{rule_ids, rules_json, rules_json_string};
 use serde_json::Value;
 
 #[test]
@@ -16,6 +16,12 @@ fn rules_json_has_the_documented_shape_and_values() {
     let annotations = vec![nfscope_annotate::annotate(&ruleset)];
     let snapshot = snapshot_of(ruleset.clone());
     let doc = rules_json(&snapshot, &annotations);
+    let text: Value =
+        serde_json::from_str(&rules_json_string(&snapshot, &annotations)).expect("valid JSON");
+    assert_eq!(
+        text, doc,
+        "the string and value forms are the same document"
+    );
 
     assert_eq!(doc["sources"][0]["kind"], "rules");
     assert!(doc["ipsets"].as_array().is_some_and(Vec::is_empty));

@@ -6,7 +6,9 @@ mod common;
 use std::time::Instant;
 
 use common::{parse, parse_exposition, snapshot_of};
-use nfscope_exporter::{ExportOptions, RuleLabels, SelfMetrics, encode_metrics_with_labels};
+use nfscope_exporter::{
+    ExportOptions, RuleLabel, RuleLabels, SelfMetrics, encode_metrics_with_labels,
+};
 
 /// A kube-proxy-shaped nat table: per service a SVC chain jumping to SEP chains with DNAT rules.
 fn kube_dump(services: usize, endpoints: usize) -> String {
@@ -47,6 +49,20 @@ fn kube_dump(services: usize, endpoints: usize) -> String {
     )
 }
 
+/// User + system CPU time of the calling thread, from `/proc/thread-self/stat` (10 ms ticks).
+fn thread_cpu() -> std::time::Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest.split(' ').collect())
+        .unwrap_or_default();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    std::time::Duration::from_millis(ticks * 10)
+}
+
 #[test]
 #[ignore = "timing; run in release"]
 fn encode_300k_rules() {
@@ -66,18 +82,41 @@ fn encode_300k_rules() {
     assert!(fits);
     let opts = ExportOptions::default();
     let self_metrics = SelfMetrics::default();
-    let t = Instant::now();
+    let time = |annotations: &[nfscope_exporter::Annotations], opts: &ExportOptions| {
+        let t = Instant::now();
+        let body =
+            encode_metrics_with_labels(&snapshot, annotations, &labels, &self_metrics, opts).body;
+        (t.elapsed(), body)
+    };
+    let (encode, _) = time(&annotations, &opts);
+    let (encode_again, _) = time(&annotations, &opts);
+    let (no_kube, _) = time(&[], &opts);
+    let no_text_opts = ExportOptions {
+        rule_label: RuleLabel::None,
+        ..ExportOptions::default()
+    };
+    let (no_text, _) = time(&annotations, &no_text_opts);
+    let no_rules_opts = ExportOptions {
+        max_rule_series: 0,
+        ..ExportOptions::default()
+    };
+    let (no_rules, _) = time(&annotations, &no_rules_opts);
+    println!("max_rule_series=0: {no_rules:?}");
+    println!(
+        "encode CPU {encode:?} / {encode_again:?}; without annotations {no_kube:?}; rule_label=None {no_text:?}"
+    );
     let encoded =
         encode_metrics_with_labels(&snapshot, &annotations, &labels, &self_metrics, &opts);
-    let encode = t.elapsed();
     let t = Instant::now();
-    let json = nfscope_exporter::rules_json(&snapshot, &annotations);
+    let json = nfscope_exporter::rules_json_string(&snapshot, &annotations);
     let json_time = t.elapsed();
+    let json_mb = json.len() / 1_000_000;
     drop(json);
     println!(
         "{rules} rules: annotate {annotate:?}, RuleLabels::new {prepare:?}, fits {check:?}, encode (cached labels) {encode:?}, \
-         body {} MB, rules_json {json_time:?}",
-        encoded.body.len() / 1_000_000
+         body {} MB, rules_json_string {json_time:?} ({} MB)",
+        encoded.body.len() / 1_000_000,
+        json_mb
     );
     let samples = parse_exposition(&encoded.body);
     assert_eq!(
@@ -92,4 +131,29 @@ fn encode_300k_rules() {
         .filter(|s| s.name == "nfscope_kube_endpoint_new_connections_total")
         .count();
     println!("endpoint series: {endpoints}");
+}
+
+#[test]
+#[ignore = "profiling aid"]
+fn profile_encode_without_rule_series() {
+    let ruleset = parse("scale", &kube_dump(20_000, 5));
+    let annotations = vec![nfscope_annotate::annotate(&ruleset)];
+    let snapshot = snapshot_of(ruleset);
+    let labels = vec![RuleLabels::new(&snapshot.rulesets[0])];
+    let opts = ExportOptions {
+        max_rule_series: 0,
+        ..ExportOptions::default()
+    };
+    let t = thread_cpu();
+    for _ in 0..5 {
+        let e = encode_metrics_with_labels(
+            &snapshot,
+            &annotations,
+            &labels,
+            &SelfMetrics::default(),
+            &opts,
+        );
+        std::hint::black_box(e.body.len());
+    }
+    println!("5 encodes without rule series: {:?}", thread_cpu() - t);
 }

@@ -24,8 +24,10 @@ pub struct HostFacts {
     pub ipsets: Option<Result<Vec<IpSet>, String>>,
     /// The node's addresses, both families.
     pub local_addrs: Vec<IpAddr>,
-    /// `ip route show table all` followed by `ip -6 route show table all`.
-    pub routes: String,
+    /// `ip route show table all`.
+    pub routes_v4: String,
+    /// `ip -6 route show table all`.
+    pub routes_v6: String,
     /// Interface names (without the `@peer` suffix).
     pub interfaces: Vec<String>,
 }
@@ -52,12 +54,13 @@ fn read_host_here(timeout: Duration, tool_dir: Option<&Path>) -> Result<HostFact
     let run = |args: &[&str]| run_tool("ip", &ip, args, timeout).map(|o| o.stdout);
     let addrs = run(&["-o", "addr", "show"])?;
     let links = run(&["-o", "link", "show"])?;
-    let mut routes = run(&["route", "show", "table", "all"])?;
-    routes.push_str(&run(&["-6", "route", "show", "table", "all"]).unwrap_or_default());
+    let routes_v4 = run(&["route", "show", "table", "all"])?;
+    let routes_v6 = run(&["-6", "route", "show", "table", "all"]).unwrap_or_default();
     Ok(HostFacts {
         ipsets: Some(read_ipset_members(timeout, tool_dir)),
         local_addrs: parse_addr_lines(&addrs),
-        routes,
+        routes_v4,
+        routes_v6,
         interfaces: parse_link_lines(&links),
     })
 }

@@ -33,6 +33,7 @@ mod exec;
 pub mod host;
 mod ipsets;
 mod netns;
+pub mod node;
 mod rules;
 mod sys;
 #[cfg(feature = "test-support")]

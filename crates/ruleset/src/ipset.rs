@@ -30,4 +30,3 @@ pub struct IpSet {
     /// `References:` (how many iptables rules or list sets use it), when the source says it.
     pub references: Option<u64>,
 }
-

@@ -184,7 +184,8 @@ fn push_value(out: &mut String, value: &str) {
     let needs_quotes = value.is_empty()
         || value == "!"
         || value.starts_with('-')
-        || value.contains(|c: char| c.is_ascii_whitespace() || matches!(c, '"' | '\\' | '\'' | '\x0b'));
+        || value
+            .contains(|c: char| c.is_ascii_whitespace() || matches!(c, '"' | '\\' | '\'' | '\x0b'));
     if needs_quotes {
         push_quoted(out, value);
     } else {

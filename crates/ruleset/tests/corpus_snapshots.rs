@@ -50,7 +50,13 @@ fn summarize(rs: &Ruleset) -> Summary {
                     .chains
                     .iter()
                     .filter(|c| c.is_builtin())
-                    .map(|c| format!("{} {}", c.name, c.policy.map_or("(undeclared)", |p| p.as_str())))
+                    .map(|c| {
+                        format!(
+                            "{} {}",
+                            c.name,
+                            c.policy.map_or("(undeclared)", |p| p.as_str())
+                        )
+                    })
                     .collect(),
                 rules: t.rule_count(),
                 rules_with_counters: rules.clone().filter(|r| r.counters.is_some()).count(),
@@ -62,7 +68,9 @@ fn summarize(rs: &Ruleset) -> Summary {
         .notices
         .iter()
         .map(|n| match &n.kind {
-            NoticeKind::IncompatibleTable { table } => format!("{}: incompatible table {table}", n.line),
+            NoticeKind::IncompatibleTable { table } => {
+                format!("{}: incompatible table {table}", n.line)
+            }
             other => format!("{}: {other:?}", n.line),
         })
         .collect();
@@ -90,7 +98,13 @@ fn rule_count_matches_the_append_lines_in_each_dump() {
         let appends = text
             .lines()
             .map(|l| l.trim_start())
-            .map(|l| if l.starts_with('[') { l.split_once("] ").map_or(l, |x| x.1) } else { l })
+            .map(|l| {
+                if l.starts_with('[') {
+                    l.split_once("] ").map_or(l, |x| x.1)
+                } else {
+                    l
+                }
+            })
             .filter(|l| l.starts_with("-A "))
             .count();
         let rs = parse_ruleset(&text, &ParseOptions::default()).unwrap();

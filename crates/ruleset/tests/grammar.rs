@@ -1,8 +1,8 @@
 //! Targeted tests for each grammar point of the save / restore format (NETFILTER.md §3).
 
 use nfscope_ruleset::{
-    Backend, Counters, Family, NoticeKind, ParseError, ParseOptions, Policy, RuleSpec, Ruleset, TargetKind,
-    parse_ruleset, render_rule_spec,
+    Backend, Counters, Family, NoticeKind, ParseError, ParseOptions, Policy, RuleSpec, Ruleset,
+    TargetKind, parse_ruleset, render_rule_spec,
 };
 
 fn parse(text: &str) -> Ruleset {
@@ -14,23 +14,37 @@ fn parse_err(text: &str) -> ParseError {
 }
 
 fn lenient(text: &str) -> Ruleset {
-    parse_ruleset(text, &ParseOptions { lenient: true, ..Default::default() }).unwrap()
+    parse_ruleset(
+        text,
+        &ParseOptions {
+            lenient: true,
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
 /// The single rule of a `*filter` table whose body is `rule` (in chain INPUT).
 fn one_rule(rule: &str) -> RuleSpec {
-    let rs = parse(&format!("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT {rule}\nCOMMIT\n"));
+    let rs = parse(&format!(
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT {rule}\nCOMMIT\n"
+    ));
     rs.tables[0].chains[0].rules[0].spec.clone()
 }
 
 fn rule_err(rule: &str) -> ParseError {
-    parse_err(&format!("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT {rule}\nCOMMIT\n"))
+    parse_err(&format!(
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT {rule}\nCOMMIT\n"
+    ))
 }
 
 #[test]
 fn quoted_comment_decodes_escapes_and_keeps_single_quotes() {
     let spec = one_rule(r#"-m comment --comment "say \"hi\" to the pod\'s C:\\dir" -j ACCEPT"#);
-    assert_eq!(spec.comments().collect::<Vec<_>>(), vec![r#"say "hi" to the pod's C:\dir"#]);
+    assert_eq!(
+        spec.comments().collect::<Vec<_>>(),
+        vec![r#"say "hi" to the pod's C:\dir"#]
+    );
     let spec = one_rule(r#"-m comment --comment 'a -j ACCEPT"#);
     // Single quotes are ordinary: `'a` is the comment, and the rule continues.
     assert_eq!(spec.comments().next(), Some("'a"));
@@ -71,12 +85,22 @@ fn negation_before_base_and_module_options() {
          -m set ! --match-set KUBE-CLUSTER-IP dst,dst -m addrtype ! --src-type LOCAL -j DROP",
     );
     assert!(spec.source.as_ref().unwrap().negated);
-    assert_eq!(spec.source.as_ref().unwrap().value.to_string(), "10.0.0.0/8");
+    assert_eq!(
+        spec.source.as_ref().unwrap().value.to_string(),
+        "10.0.0.0/8"
+    );
     assert!(spec.in_interface.as_ref().unwrap().negated);
-    assert_eq!(spec.protocol.as_ref().map(|p| (p.negated, p.value.as_str())), Some((true, "tcp")));
+    assert_eq!(
+        spec.protocol
+            .as_ref()
+            .map(|p| (p.negated, p.value.as_str())),
+        Some((true, "tcp"))
+    );
     let tcp = &spec.matches[0];
     assert_eq!(tcp.module, "tcp");
-    assert!(tcp.options[0].negated && tcp.options[0].name == "syn" && tcp.options[0].values.is_empty());
+    assert!(
+        tcp.options[0].negated && tcp.options[0].name == "syn" && tcp.options[0].values.is_empty()
+    );
     let set = spec.matches_named("set").next().unwrap();
     let opt = set.option("match-set").unwrap();
     assert!(opt.negated);
@@ -96,7 +120,10 @@ fn bang_inside_a_token_is_not_negation() {
     let opt = spec.matches[0].option("match-set").unwrap();
     assert!(!opt.negated);
     assert_eq!(opt.values, vec!["weave-P.B|!ZhkAr5q=XZ?3}tMBA+0", "dst"]);
-    assert_eq!(render_rule_spec(&spec), r"-m set --match-set weave-P.B|!ZhkAr5q=XZ?3}tMBA+0 dst -j ACCEPT");
+    assert_eq!(
+        render_rule_spec(&spec),
+        r"-m set --match-set weave-P.B|!ZhkAr5q=XZ?3}tMBA+0 dst -j ACCEPT"
+    );
 }
 
 #[test]
@@ -119,17 +146,37 @@ fn u64_counters_parse_and_overflow_is_an_error() {
     );
     let chain = &rs.tables[0].chains[0];
     assert_eq!(chain.policy, Some(Policy::Drop));
-    assert_eq!(chain.counters, Some(Counters { packets: u64::MAX, bytes: 1 << 63 }));
-    assert_eq!(chain.rules[0].counters, Some(Counters { packets: 1 << 63, bytes: u64::MAX }));
+    assert_eq!(
+        chain.counters,
+        Some(Counters {
+            packets: u64::MAX,
+            bytes: 1 << 63
+        })
+    );
+    assert_eq!(
+        chain.rules[0].counters,
+        Some(Counters {
+            packets: 1 << 63,
+            bytes: u64::MAX
+        })
+    );
     let e = parse_err("*filter\n:INPUT ACCEPT [18446744073709551616:0]\nCOMMIT\n");
     assert_eq!((e.line, e.column), (2, 16));
 }
 
 #[test]
 fn counters_option_inside_a_rule() {
-    let rs = parse("*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -i eth23 -o eth42 -c 23 42 -j ACCEPT\nCOMMIT\n");
+    let rs = parse(
+        "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -i eth23 -o eth42 -c 23 42 -j ACCEPT\nCOMMIT\n",
+    );
     let rule = &rs.tables[0].chains[0].rules[0];
-    assert_eq!(rule.counters, Some(Counters { packets: 23, bytes: 42 }));
+    assert_eq!(
+        rule.counters,
+        Some(Counters {
+            packets: 23,
+            bytes: 42
+        })
+    );
     assert_eq!(render_rule_spec(&rule.spec), "-i eth23 -o eth42 -j ACCEPT");
 }
 
@@ -143,11 +190,31 @@ fn counters_given_twice_is_an_error() {
 fn headers_set_family_and_backend() {
     let body = "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n";
     let cases = [
-        ("# Generated by iptables-save v1.8.10 (nf_tables) on Sat Mar  7 10:00:00 2026\n", Family::Ipv4, Backend::Nft),
-        ("# Generated by xtables-save v1.8.2 on Thu May 21 00:03:22 2020\n", Family::Ipv4, Backend::Nft),
-        ("# Generated by iptables-save v1.8.7 on Mon Jul 18 11:32:54 2022\n", Family::Ipv4, Backend::Legacy),
-        ("# Generated by ip6tables-save v1.8.10 (nf_tables) on Sat Mar  7 10:00:00 2026\n", Family::Ipv6, Backend::Nft),
-        ("# Generated by ip6tables-save v1.6.0 on Sat Mar  7 10:00:00 2016\n", Family::Ipv6, Backend::Legacy),
+        (
+            "# Generated by iptables-save v1.8.10 (nf_tables) on Sat Mar  7 10:00:00 2026\n",
+            Family::Ipv4,
+            Backend::Nft,
+        ),
+        (
+            "# Generated by xtables-save v1.8.2 on Thu May 21 00:03:22 2020\n",
+            Family::Ipv4,
+            Backend::Nft,
+        ),
+        (
+            "# Generated by iptables-save v1.8.7 on Mon Jul 18 11:32:54 2022\n",
+            Family::Ipv4,
+            Backend::Legacy,
+        ),
+        (
+            "# Generated by ip6tables-save v1.8.10 (nf_tables) on Sat Mar  7 10:00:00 2026\n",
+            Family::Ipv6,
+            Backend::Nft,
+        ),
+        (
+            "# Generated by ip6tables-save v1.6.0 on Sat Mar  7 10:00:00 2016\n",
+            Family::Ipv6,
+            Backend::Legacy,
+        ),
         ("", Family::Ipv4, Backend::Unknown),
     ];
     for (header, family, backend) in cases {
@@ -159,7 +226,11 @@ fn headers_set_family_and_backend() {
 #[test]
 fn explicit_options_win_over_header_and_inference() {
     let text = "# Generated by iptables-save v1.8.10 (nf_tables) on x\n*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n";
-    let opts = ParseOptions { family: Some(Family::Ipv6), backend: Some(Backend::Legacy), lenient: false };
+    let opts = ParseOptions {
+        family: Some(Family::Ipv6),
+        backend: Some(Backend::Legacy),
+        lenient: false,
+    };
     let rs = parse_ruleset(text, &opts).unwrap();
     assert_eq!((rs.family, rs.backend), (Family::Ipv6, Backend::Legacy));
 }
@@ -206,15 +277,43 @@ fn incompatible_tables_are_surfaced() {
 #[test]
 fn ipv4_and_ipv6_only_rules_are_skipped_in_the_other_family() {
     let text = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -4 -s 10.0.0.1 -j ACCEPT\n-A INPUT -6 -j DROP\n-A INPUT -j LOG\nCOMMIT\n";
-    let v4 = parse_ruleset(text, &ParseOptions { family: Some(Family::Ipv4), ..Default::default() }).unwrap();
-    let targets: Vec<_> = v4.tables[0].chains[0].rules.iter().map(|r| r.spec.target_name().unwrap()).collect();
+    let v4 = parse_ruleset(
+        text,
+        &ParseOptions {
+            family: Some(Family::Ipv4),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let targets: Vec<_> = v4.tables[0].chains[0]
+        .rules
+        .iter()
+        .map(|r| r.spec.target_name().unwrap())
+        .collect();
     assert_eq!(targets, vec!["ACCEPT", "LOG"]);
     assert_eq!(v4.notices.len(), 1);
-    assert_eq!((v4.notices[0].line, &v4.notices[0].kind), (4, &NoticeKind::SkippedOtherFamily));
-    let v6 = parse_ruleset(text, &ParseOptions { family: Some(Family::Ipv6), ..Default::default() }).unwrap();
-    let targets: Vec<_> = v6.tables[0].chains[0].rules.iter().map(|r| r.spec.target_name().unwrap()).collect();
+    assert_eq!(
+        (v4.notices[0].line, &v4.notices[0].kind),
+        (4, &NoticeKind::SkippedOtherFamily)
+    );
+    let v6 = parse_ruleset(
+        text,
+        &ParseOptions {
+            family: Some(Family::Ipv6),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let targets: Vec<_> = v6.tables[0].chains[0]
+        .rules
+        .iter()
+        .map(|r| r.spec.target_name().unwrap())
+        .collect();
     assert_eq!(targets, vec!["DROP", "LOG"]);
-    assert_eq!(v6.tables[0].chains[0].rules[0].spec.only_family, Some(Family::Ipv6));
+    assert_eq!(
+        v6.tables[0].chains[0].rules[0].spec.only_family,
+        Some(Family::Ipv6)
+    );
 }
 
 #[test]
@@ -222,8 +321,17 @@ fn crlf_indentation_tabs_and_blank_lines_are_tolerated_in_strict_mode() {
     let text = "\t# Generated by iptables-save v1.8.7 on x\r\n\r\n  *filter\r\n\t:INPUT ACCEPT [1:2]  \r\n\n  -A INPUT\t-p tcp  --dport 22 -j ACCEPT \r\n   COMMIT\r\n";
     let rs = parse(text);
     let chain = &rs.tables[0].chains[0];
-    assert_eq!(chain.counters, Some(Counters { packets: 1, bytes: 2 }));
-    assert_eq!(render_rule_spec(&chain.rules[0].spec), "-p tcp -m tcp --dport 22 -j ACCEPT");
+    assert_eq!(
+        chain.counters,
+        Some(Counters {
+            packets: 1,
+            bytes: 2
+        })
+    );
+    assert_eq!(
+        render_rule_spec(&chain.rules[0].spec),
+        "-p tcp -m tcp --dport 22 -j ACCEPT"
+    );
     assert_eq!(chain.rules[0].line, 6);
 }
 
@@ -241,9 +349,16 @@ fn restore_input_order_is_canonicalised() {
 #[test]
 fn implicit_protocol_match_becomes_explicit() {
     let spec = one_rule("-p tcp --dport 80 -j ACCEPT");
-    assert_eq!(render_rule_spec(&spec), "-p tcp -m tcp --dport 80 -j ACCEPT");
-    let spec = one_rule(r#"-p udp -m comment --comment dns --dport 53 --sport 1024:65535 -j ACCEPT"#);
-    assert_eq!(render_rule_spec(&spec), "-p udp -m comment --comment dns -m udp --dport 53 --sport 1024:65535 -j ACCEPT");
+    assert_eq!(
+        render_rule_spec(&spec),
+        "-p tcp -m tcp --dport 80 -j ACCEPT"
+    );
+    let spec =
+        one_rule(r#"-p udp -m comment --comment dns --dport 53 --sport 1024:65535 -j ACCEPT"#);
+    assert_eq!(
+        render_rule_spec(&spec),
+        "-p udp -m comment --comment dns -m udp --dport 53 --sport 1024:65535 -j ACCEPT"
+    );
     let spec = one_rule("-p ipv6-icmp --icmpv6-type 133 -j ACCEPT");
     assert_eq!(spec.matches[0].module, "icmp6");
 }
@@ -294,7 +409,11 @@ fn intrapositioned_negation_is_accepted_with_a_notice() {
     let old_rs = parse(old);
     let new_rs = parse(new);
     assert_eq!(old_rs.tables, new_rs.tables);
-    let deprecated = old_rs.notices.iter().filter(|n| matches!(n.kind, NoticeKind::Deprecated { .. })).count();
+    let deprecated = old_rs
+        .notices
+        .iter()
+        .filter(|n| matches!(n.kind, NoticeKind::Deprecated { .. }))
+        .count();
     assert_eq!(deprecated, 2);
     assert!(new_rs.notices.is_empty());
 }
@@ -305,10 +424,20 @@ fn garbled_dnat_dump_parses() {
         r#"-p tcp -m comment --comment "kube-system/kube-dns:metrics" -m tcp -j DNAT --to-destination  --random --to-destination  --random --to-destination 0.0.0.0:0"#,
     );
     let target = spec.target.unwrap();
-    let names: Vec<_> = target.options.iter().map(|o| (o.name.as_str(), o.values.len())).collect();
+    let names: Vec<_> = target
+        .options
+        .iter()
+        .map(|o| (o.name.as_str(), o.values.len()))
+        .collect();
     assert_eq!(
         names,
-        vec![("to-destination", 0), ("random", 0), ("to-destination", 0), ("random", 0), ("to-destination", 1)]
+        vec![
+            ("to-destination", 0),
+            ("random", 0),
+            ("to-destination", 0),
+            ("random", 0),
+            ("to-destination", 1)
+        ]
     );
 }
 
@@ -322,16 +451,30 @@ fn address_lists_and_hostnames_are_errors() {
     let e = rule_err("-s 10.0.0.1,10.0.0.2 -j ACCEPT");
     assert_eq!((e.line, e.column), (3, 13));
     assert!(e.message.contains("address lists"), "{e}");
-    assert!(rule_err("-d example.com -j ACCEPT").message.contains("expected an IPv4 or IPv6 address"));
+    assert!(
+        rule_err("-d example.com -j ACCEPT")
+            .message
+            .contains("expected an IPv4 or IPv6 address")
+    );
 }
 
 #[test]
 fn undeclared_builtin_chain_is_created_without_policy() {
-    let rs = parse("*nat\n:KUBE-SERVICES - [0:0]\n-A PREROUTING -j KUBE-SERVICES\n-A OUTPUT -j KUBE-SERVICES\nCOMMIT\n");
-    let names: Vec<_> = rs.tables[0].chains.iter().map(|c| (c.name.as_str(), c.policy, c.counters)).collect();
+    let rs = parse(
+        "*nat\n:KUBE-SERVICES - [0:0]\n-A PREROUTING -j KUBE-SERVICES\n-A OUTPUT -j KUBE-SERVICES\nCOMMIT\n",
+    );
+    let names: Vec<_> = rs.tables[0]
+        .chains
+        .iter()
+        .map(|c| (c.name.as_str(), c.policy, c.counters))
+        .collect();
     assert_eq!(
         names,
-        vec![("PREROUTING", None, None), ("OUTPUT", None, None), ("KUBE-SERVICES", None, Some(Counters::default()))]
+        vec![
+            ("PREROUTING", None, None),
+            ("OUTPUT", None, None),
+            ("KUBE-SERVICES", None, Some(Counters::default()))
+        ]
     );
 }
 
@@ -339,7 +482,10 @@ fn undeclared_builtin_chain_is_created_without_policy() {
 fn undeclared_user_chain_is_an_error() {
     let e = parse_err("*filter\n:INPUT ACCEPT [0:0]\n-A KUBE-X -j ACCEPT\nCOMMIT\n");
     assert_eq!((e.line, e.column), (3, 4));
-    assert!(e.message.contains("chain `KUBE-X` used but not declared"), "{e}");
+    assert!(
+        e.message.contains("chain `KUBE-X` used but not declared"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -353,7 +499,11 @@ fn restore_commands_are_applied() {
     let names: Vec<_> = t.chains.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, vec!["POSTROUTING", "KUBE-A", "KUBE-B"]);
     assert_eq!(t.chains[0].policy, Some(Policy::Accept));
-    let a: Vec<_> = t.chains[1].rules.iter().map(|r| r.spec.target_name().unwrap()).collect();
+    let a: Vec<_> = t.chains[1]
+        .rules
+        .iter()
+        .map(|r| r.spec.target_name().unwrap())
+        .collect();
     assert_eq!(a, vec!["REJECT", "RETURN"]);
     assert!(t.chains[2].rules.is_empty());
 }
@@ -365,10 +515,18 @@ fn structural_errors_say_what_was_expected() {
     assert!(e.message.contains("outside a table"), "{e}");
     let e = parse_err("*filter\n:INPUT ACCEPT [0:0]\n");
     assert_eq!(e.line, 2);
-    assert!(e.message.contains("missing COMMIT at end of input for table filter"), "{e}");
+    assert!(
+        e.message
+            .contains("missing COMMIT at end of input for table filter"),
+        "{e}"
+    );
     let e = parse_err("*filter\nhello world\nCOMMIT\n");
     assert_eq!((e.line, e.column), (2, 1));
-    assert!(e.message.contains("expected `*table`, `:CHAIN`, `-A`, `COMMIT` or a comment"), "{e}");
+    assert!(
+        e.message
+            .contains("expected `*table`, `:CHAIN`, `-A`, `COMMIT` or a comment"),
+        "{e}"
+    );
     let e = parse_err("*filter\n:INPUT MAYBE [0:0]\nCOMMIT\n");
     assert_eq!((e.line, e.column), (2, 8));
 }
@@ -379,8 +537,12 @@ fn lenient_mode_skips_stray_lines_and_missing_commit_with_notices() {
                 root@host:~# echo\n-A INPUT -j ACCEPT\n";
     let rs = lenient(text);
     assert_eq!(rs.rule_count(), 1);
-    let ignored: Vec<usize> =
-        rs.notices.iter().filter(|n| matches!(n.kind, NoticeKind::IgnoredLine { .. })).map(|n| n.line).collect();
+    let ignored: Vec<usize> = rs
+        .notices
+        .iter()
+        .filter(|n| matches!(n.kind, NoticeKind::IgnoredLine { .. }))
+        .map(|n| n.line)
+        .collect();
     assert_eq!(ignored, vec![1, 2, 6, 7]);
     assert!(parse_ruleset(text, &ParseOptions::default()).is_err());
 }
@@ -388,7 +550,14 @@ fn lenient_mode_skips_stray_lines_and_missing_commit_with_notices() {
 #[test]
 fn lenient_mode_keeps_errors_inside_rules() {
     let text = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 1.2.3 -j ACCEPT\nCOMMIT\n";
-    let e = parse_ruleset(text, &ParseOptions { lenient: true, ..Default::default() }).unwrap_err();
+    let e = parse_ruleset(
+        text,
+        &ParseOptions {
+            lenient: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
     assert_eq!((e.line, e.column), (3, 13));
 }
 

@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use nfscope_ruleset::{
-    AddrMatch, Counters, Family, Match, Negatable, OptionArg, ParseOptions, RuleSpec, Target, TargetKind,
-    parse_ruleset, render_rule_spec, render_ruleset,
+    AddrMatch, Counters, Family, Match, Negatable, OptionArg, ParseOptions, RuleSpec, Target,
+    TargetKind, parse_ruleset, render_rule_spec, render_ruleset,
 };
 use proptest::prelude::*;
 
@@ -26,8 +26,21 @@ const KNOWN: &[(&str, &[&str])] = &[
 
 /// Base option long names: never generated as match or target option names.
 const BASE_LONG: &[&str] = &[
-    "source", "src", "destination", "dst", "in-interface", "out-interface", "protocol", "fragment",
-    "fragments", "ipv4", "ipv6", "set-counters", "match", "jump", "goto",
+    "source",
+    "src",
+    "destination",
+    "dst",
+    "in-interface",
+    "out-interface",
+    "protocol",
+    "fragment",
+    "fragments",
+    "ipv4",
+    "ipv6",
+    "set-counters",
+    "match",
+    "jump",
+    "goto",
 ];
 
 fn value() -> impl Strategy<Value = String> {
@@ -50,19 +63,28 @@ fn option_name() -> impl Strategy<Value = String> {
 }
 
 fn option_arg(name: impl Strategy<Value = String>) -> impl Strategy<Value = OptionArg> {
-    (any::<bool>(), name, values(3)).prop_map(|(negated, name, values)| OptionArg { negated, name, values })
+    (any::<bool>(), name, values(3)).prop_map(|(negated, name, values)| OptionArg {
+        negated,
+        name,
+        values,
+    })
 }
 
 fn known_match() -> impl Strategy<Value = Match> {
     prop::sample::select(KNOWN).prop_flat_map(|(module, opts)| {
         let name = prop::sample::select(opts).prop_map(str::to_owned);
-        prop::collection::vec(option_arg(name), 0..3)
-            .prop_map(move |options| Match { module: module.to_owned(), options })
+        prop::collection::vec(option_arg(name), 0..3).prop_map(move |options| Match {
+            module: module.to_owned(),
+            options,
+        })
     })
 }
 
 fn unknown_match() -> impl Strategy<Value = Match> {
-    ("x[a-z0-9_]{0,8}", prop::collection::vec(option_arg(option_name()), 0..3))
+    (
+        "x[a-z0-9_]{0,8}",
+        prop::collection::vec(option_arg(option_name()), 0..3),
+    )
         .prop_map(|(module, options)| Match { module, options })
 }
 
@@ -70,11 +92,17 @@ fn addr() -> impl Strategy<Value = AddrMatch> {
     prop_oneof![
         (any::<u32>(), 0u32..=32).prop_map(|(a, len)| {
             let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-            AddrMatch { addr: IpAddr::V4(Ipv4Addr::from(a & mask)), mask: IpAddr::V4(Ipv4Addr::from(mask)) }
+            AddrMatch {
+                addr: IpAddr::V4(Ipv4Addr::from(a & mask)),
+                mask: IpAddr::V4(Ipv4Addr::from(mask)),
+            }
         }),
         (any::<u128>(), 0u32..=128).prop_map(|(a, len)| {
             let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-            AddrMatch { addr: IpAddr::V6(Ipv6Addr::from(a & mask)), mask: IpAddr::V6(Ipv6Addr::from(mask)) }
+            AddrMatch {
+                addr: IpAddr::V6(Ipv6Addr::from(a & mask)),
+                mask: IpAddr::V6(Ipv6Addr::from(mask)),
+            }
         }),
         (any::<u32>(), any::<u32>()).prop_map(|(a, m)| AddrMatch {
             addr: IpAddr::V4(Ipv4Addr::from(a & m)),
@@ -83,20 +111,37 @@ fn addr() -> impl Strategy<Value = AddrMatch> {
     ]
 }
 
-fn negatable<T: std::fmt::Debug + Clone>(s: impl Strategy<Value = T>) -> impl Strategy<Value = Negatable<T>> {
+fn negatable<T: std::fmt::Debug + Clone>(
+    s: impl Strategy<Value = T>,
+) -> impl Strategy<Value = Negatable<T>> {
     (any::<bool>(), s).prop_map(|(negated, value)| Negatable { negated, value })
 }
 
 fn protocol() -> impl Strategy<Value = Negatable<String>> {
-    negatable(prop_oneof![Just("tcp".to_owned()), Just("udp".to_owned()), Just("47".to_owned()), value()])
-        .prop_filter("`-p all` is stored as no protocol", |p| p.negated || !p.value.eq_ignore_ascii_case("all"))
+    negatable(prop_oneof![
+        Just("tcp".to_owned()),
+        Just("udp".to_owned()),
+        Just("47".to_owned()),
+        value()
+    ])
+    .prop_filter("`-p all` is stored as no protocol", |p| {
+        p.negated || !p.value.eq_ignore_ascii_case("all")
+    })
 }
 
 fn target() -> impl Strategy<Value = Target> {
     let kind = prop_oneof![Just(TargetKind::Jump), Just(TargetKind::Goto)];
     let name = value().prop_filter("target names are not empty", |n| !n.is_empty());
-    let option = option_arg(prop_oneof![option_name(), Just("log-prefix".to_owned()), Just("comment".to_owned())]);
-    (kind, name, prop::collection::vec(option, 0..3)).prop_map(|(kind, name, options)| Target { kind, name, options })
+    let option = option_arg(prop_oneof![
+        option_name(),
+        Just("log-prefix".to_owned()),
+        Just("comment".to_owned())
+    ]);
+    (kind, name, prop::collection::vec(option, 0..3)).prop_map(|(kind, name, options)| Target {
+        kind,
+        name,
+        options,
+    })
 }
 
 prop_compose! {
@@ -117,11 +162,17 @@ prop_compose! {
 
 fn reparse(spec: &RuleSpec, counters: Option<Counters>) -> (String, RuleSpec, Option<Counters>) {
     let body = render_rule_spec(spec);
-    let prefix = counters.map(|c| format!("[{}:{}] ", c.packets, c.bytes)).unwrap_or_default();
+    let prefix = counters
+        .map(|c| format!("[{}:{}] ", c.packets, c.bytes))
+        .unwrap_or_default();
     let text = format!("*filter\n:INPUT ACCEPT [0:0]\n{prefix}-A INPUT {body}\nCOMMIT\n");
     let family = spec.only_family.unwrap_or(Family::Ipv4);
-    let opts = ParseOptions { family: Some(family), ..Default::default() };
-    let rs = parse_ruleset(&text, &opts).unwrap_or_else(|e| panic!("rendered rule does not parse: {e}\n{text}"));
+    let opts = ParseOptions {
+        family: Some(family),
+        ..Default::default()
+    };
+    let rs = parse_ruleset(&text, &opts)
+        .unwrap_or_else(|e| panic!("rendered rule does not parse: {e}\n{text}"));
     let rule = rs.tables[0].chains[0].rules[0].clone();
     (body, rule.spec, rule.counters)
 }
@@ -143,6 +194,11 @@ proptest! {
         let body = render_rule_spec(&spec);
         prop_assert!(!body.starts_with(' ') && !body.ends_with(' '), "{}", body);
     }
+
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn whole_ruleset_round_trips(specs in prop::collection::vec(rule_spec(), 0..6), v6 in any::<bool>()) {

@@ -112,7 +112,18 @@ impl<'a> Tracer<'a> {
         let chain_index = input
             .rulesets
             .iter()
-            .map(|rs| rs.tables.iter().map(|t| t.chains.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect()).collect())
+            .map(|rs| {
+                rs.tables
+                    .iter()
+                    .map(|t| {
+                        t.chains
+                            .iter()
+                            .enumerate()
+                            .map(|(i, c)| (c.name.as_str(), i))
+                            .collect()
+                    })
+                    .collect()
+            })
             .collect();
         let mut locals: HashSet<IpAddr> = input.local_addrs.iter().copied().collect();
         if let Some(routes) = &input.routes {
@@ -120,16 +131,27 @@ impl<'a> Tracer<'a> {
         }
         let mut backend_order: Vec<usize> = (0..input.rulesets.len()).collect();
         backend_order.sort_by_key(|&i| backend_rank(&input.rulesets[i]));
-        Self { input, chain_index, sets: SetIndex::new(input.ipsets.as_deref()), locals, backend_order }
+        Self {
+            input,
+            chain_index,
+            sets: SetIndex::new(input.ipsets.as_deref()),
+            locals,
+            backend_order,
+        }
     }
 
     /// Is `ip` an address of this node (given, from `local` routes, or loopback)?
     pub fn is_local(&self, ip: IpAddr) -> bool {
-        ip.is_loopback() || self.locals.contains(&ip) || self.input.routes.as_ref().is_some_and(|r| r.is_local(ip))
+        ip.is_loopback()
+            || self.locals.contains(&ip)
+            || self.input.routes.as_ref().is_some_and(|r| r.is_local(ip))
     }
 
     fn is_broadcast(&self, ip: IpAddr) -> bool {
-        self.input.routes.as_ref().is_some_and(|r| r.is_broadcast(ip))
+        self.input
+            .routes
+            .as_ref()
+            .is_some_and(|r| r.is_broadcast(ip))
     }
 
     /// Traces `packet` through every ruleset of its family.
@@ -138,7 +160,11 @@ impl<'a> Tracer<'a> {
         self.check_interfaces(packet)?;
         let mut pkt = PktState::from_packet(packet);
         let locally_generated = packet.in_iface.is_none();
-        let first_hook = if locally_generated { Hook::Output } else { Hook::Prerouting };
+        let first_hook = if locally_generated {
+            Hook::Output
+        } else {
+            Hook::Prerouting
+        };
         let mut notes = Vec::new();
         if locally_generated && pkt.out_iface.is_none() {
             pkt.out_iface = self.route_out(pkt.dst, &mut notes);
@@ -164,10 +190,15 @@ impl<'a> Tracer<'a> {
     }
 
     fn check_interfaces(&self, packet: &Packet) -> Result<(), TraceError> {
-        let Some(known) = &self.input.interfaces else { return Ok(()) };
+        let Some(known) = &self.input.interfaces else {
+            return Ok(());
+        };
         for name in [&packet.in_iface, &packet.out_iface].into_iter().flatten() {
             if !known.iter().any(|k| k == name) {
-                return Err(TraceError::Input(format!("unknown interface {name:?}; this node has: {}", known.join(", "))));
+                return Err(TraceError::Input(format!(
+                    "unknown interface {name:?}; this node has: {}",
+                    known.join(", ")
+                )));
             }
         }
         Ok(())
@@ -209,7 +240,9 @@ impl<'a> Tracer<'a> {
         loop {
             let Some(frame) = walk.stack.last().copied() else {
                 match self.next_stage(walk, family) {
-                    Some(verdict) => return (self.finish(walk, verdict.0, verdict.1), forks, capped),
+                    Some(verdict) => {
+                        return (self.finish(walk, verdict.0, verdict.1), forks, capped);
+                    }
                     None => continue,
                 }
             };
@@ -224,7 +257,12 @@ impl<'a> Tracer<'a> {
             if let Some(top) = walk.stack.last_mut() {
                 top.pos += 1;
             }
-            let at = RuleRef { ruleset: stage.ruleset, table: stage.table, chain: frame.chain, rule: Some(frame.pos) };
+            let at = RuleRef {
+                ruleset: stage.ruleset,
+                table: stage.table,
+                chain: frame.chain,
+                rule: Some(frame.pos),
+            };
             if rule.spec.only_family.is_some_and(|f| f != family) {
                 continue;
             }
@@ -238,10 +276,23 @@ impl<'a> Tracer<'a> {
                 }
                 Outcome::Maybe(why) => {
                     if has_no_effect(rule) {
-                        walk.steps.push(Step { hook: walk.hook, at: Some(at), effect: Effect::Continue(target_label(rule)), condition: Some(format!("may match: {why}")) });
+                        walk.steps.push(Step {
+                            hook: walk.hook,
+                            at: Some(at),
+                            effect: Effect::Continue(target_label(rule)),
+                            condition: Some(format!("may match: {why}")),
+                        });
                         continue;
                     }
-                    self.split(walk, &mut forks, &mut room, &mut capped, at, 1.0, Some(&why));
+                    self.split(
+                        walk,
+                        &mut forks,
+                        &mut room,
+                        &mut capped,
+                        at,
+                        1.0,
+                        Some(&why),
+                    );
                     Some(format!("assumed to match: {why}"))
                 }
             };
@@ -254,11 +305,23 @@ impl<'a> Tracer<'a> {
 
     /// Records an alternative where the rule does not match (probability `1 - p` or an assumption).
     #[allow(clippy::too_many_arguments)]
-    fn split(&self, walk: &mut Walk, forks: &mut Vec<Walk>, room: &mut usize, capped: &mut bool, at: RuleRef, p: f64, why: Option<&str>) {
+    fn split(
+        &self,
+        walk: &mut Walk,
+        forks: &mut Vec<Walk>,
+        room: &mut usize,
+        capped: &mut bool,
+        at: RuleRef,
+        p: f64,
+        why: Option<&str>,
+    ) {
         walk.first_fork.get_or_insert(at);
         if *room == 0 {
             *capped = true;
-            let what = why.map_or_else(|| "a random choice".to_owned(), |w| format!("an undetermined match ({w})"));
+            let what = why.map_or_else(
+                || "a random choice".to_owned(),
+                |w| format!("an undetermined match ({w})"),
+            );
             walk.notes.push(format!("branch cap reached: the case where this rule does not match was not explored ({what})"));
             if why.is_some() {
                 walk.assumptions.push("branch cap reached".into());
@@ -270,7 +333,12 @@ impl<'a> Tracer<'a> {
         match why {
             Some(why) => {
                 alt.assumptions.push(format!("assumed not to match: {why}"));
-                alt.steps.push(Step { hook: walk.hook, at: Some(at), effect: Effect::Continue("no match".into()), condition: Some(format!("assumed not to match: {why}")) });
+                alt.steps.push(Step {
+                    hook: walk.hook,
+                    at: Some(at),
+                    effect: Effect::Continue("no match".into()),
+                    condition: Some(format!("assumed not to match: {why}")),
+                });
                 walk.assumptions.push(format!("assumed to match: {why}"));
             }
             None => {
@@ -308,9 +376,20 @@ impl<'a> Tracer<'a> {
                 if ruleset.family != family {
                     continue;
                 }
-                let Some(table) = ruleset.tables.iter().position(|t| t.name == table_name(kind)) else { continue };
+                let Some(table) = ruleset
+                    .tables
+                    .iter()
+                    .position(|t| t.name == table_name(kind))
+                else {
+                    continue;
+                };
                 if let Some(&chain) = self.chain_index[rs][table].get(hook.chain()) {
-                    out.push(Stage { ruleset: rs, table, chain, kind });
+                    out.push(Stage {
+                        ruleset: rs,
+                        table,
+                        chain,
+                        kind,
+                    });
                 }
             }
         }
@@ -324,7 +403,11 @@ impl<'a> Tracer<'a> {
                 walk.stage += 1;
                 continue;
             }
-            walk.stack.push(Frame { chain: stage.chain, pos: 0, base: true });
+            walk.stack.push(Frame {
+                chain: stage.chain,
+                pos: 0,
+                base: true,
+            });
             return None;
         }
         let next = self.route_after(walk)?;
@@ -346,13 +429,20 @@ impl<'a> Tracer<'a> {
             match walk.pkt.ct_state {
                 CtState::New => None,
                 CtState::Untracked => Some("untracked packets skip nat"),
-                _ => Some("not a new connection: conntrack applies the NAT chosen by its first packet"),
+                _ => Some(
+                    "not a new connection: conntrack applies the NAT chosen by its first packet",
+                ),
             }
         };
         let Some(why) = why else { return true };
         if !walk.nat_skip_noted {
             walk.nat_skip_noted = true;
-            walk.steps.push(Step { hook: walk.hook, at: None, effect: Effect::NatSkipped(why.to_owned()), condition: None });
+            walk.steps.push(Step {
+                hook: walk.hook,
+                at: None,
+                effect: Effect::NatSkipped(why.to_owned()),
+                condition: None,
+            });
         }
         false
     }
@@ -369,7 +459,14 @@ impl<'a> Tracer<'a> {
                     if let Some(dev) = self.route_out(walk.pkt.dst, &mut notes) {
                         walk.pkt.out_iface = Some(dev);
                     }
-                    self.routed(walk, format!("rerouted after DNAT to {}: out {}", walk.pkt.dst, out_label(&walk.pkt.out_iface)));
+                    self.routed(
+                        walk,
+                        format!(
+                            "rerouted after DNAT to {}: out {}",
+                            walk.pkt.dst,
+                            out_label(&walk.pkt.out_iface)
+                        ),
+                    );
                 }
                 Ok(Hook::Postrouting)
             }
@@ -377,7 +474,10 @@ impl<'a> Tracer<'a> {
                 if walk.locally_generated && !walk.pkt.looped && self.is_local(walk.pkt.dst) {
                     walk.pkt.looped = true;
                     walk.pkt.in_iface = Some("lo".into());
-                    self.routed(walk, format!("{} is local: looped back through lo", walk.pkt.dst));
+                    self.routed(
+                        walk,
+                        format!("{} is local: looped back through lo", walk.pkt.dst),
+                    );
                     Ok(Hook::Prerouting)
                 } else {
                     Err(Verdict::Accept)
@@ -403,27 +503,60 @@ impl<'a> Tracer<'a> {
                 self.routed(walk, format!("no route to {dst}: dropped by routing"));
                 return Err(Verdict::Drop);
             }
-            Some(Some(r)) if matches!(r.kind, RouteKind::Blackhole | RouteKind::Unreachable | RouteKind::Prohibit) => {
-                self.routed(walk, format!("route to {dst} is {:?}: dropped by routing", r.kind).to_lowercase());
-                return Err(if r.kind == RouteKind::Blackhole { Verdict::Drop } else { Verdict::Reject });
+            Some(Some(r))
+                if matches!(
+                    r.kind,
+                    RouteKind::Blackhole | RouteKind::Unreachable | RouteKind::Prohibit
+                ) =>
+            {
+                self.routed(
+                    walk,
+                    format!("route to {dst} is {:?}: dropped by routing", r.kind).to_lowercase(),
+                );
+                return Err(if r.kind == RouteKind::Blackhole {
+                    Verdict::Drop
+                } else {
+                    Verdict::Reject
+                });
             }
             Some(Some(r)) if walk.pkt.out_iface.is_none() => walk.pkt.out_iface = r.dev.clone(),
             _ => {}
         }
-        self.routed(walk, format!("{dst} is not local: FORWARD, out {}", out_label(&walk.pkt.out_iface)));
+        self.routed(
+            walk,
+            format!(
+                "{dst} is not local: FORWARD, out {}",
+                out_label(&walk.pkt.out_iface)
+            ),
+        );
         Ok(Hook::Forward)
     }
 
     fn routed(&self, walk: &mut Walk, text: String) {
-        walk.steps.push(Step { hook: walk.hook, at: None, effect: Effect::Routed(text), condition: None });
+        walk.steps.push(Step {
+            hook: walk.hook,
+            at: None,
+            effect: Effect::Routed(text),
+            condition: None,
+        });
     }
 
     /// End of the current chain: return to the caller, or the policy of a built-in chain.
     fn chain_end(&self, walk: &mut Walk, stage: Stage) -> Option<(Verdict, Option<RuleRef>)> {
         let frame = walk.stack.pop()?;
         if !frame.base {
-            let at = RuleRef { ruleset: stage.ruleset, table: stage.table, chain: frame.chain, rule: None };
-            walk.steps.push(Step { hook: walk.hook, at: Some(at), effect: Effect::EndOfChain, condition: None });
+            let at = RuleRef {
+                ruleset: stage.ruleset,
+                table: stage.table,
+                chain: frame.chain,
+                rule: None,
+            };
+            walk.steps.push(Step {
+                hook: walk.hook,
+                at: Some(at),
+                effect: Effect::EndOfChain,
+                condition: None,
+            });
             return None;
         }
         self.policy(walk, stage)
@@ -432,10 +565,23 @@ impl<'a> Tracer<'a> {
     fn policy(&self, walk: &mut Walk, stage: Stage) -> Option<(Verdict, Option<RuleRef>)> {
         walk.stack.clear();
         let chain = self.chain(stage, stage.chain);
-        let at = RuleRef { ruleset: stage.ruleset, table: stage.table, chain: stage.chain, rule: None };
+        let at = RuleRef {
+            ruleset: stage.ruleset,
+            table: stage.table,
+            chain: stage.chain,
+            rule: None,
+        };
         let policy = chain.policy.unwrap_or(Policy::Accept);
-        let condition = chain.policy.is_none().then(|| "the dump does not state this policy: ACCEPT assumed".to_owned());
-        walk.steps.push(Step { hook: walk.hook, at: Some(at), effect: Effect::Policy(policy), condition });
+        let condition = chain
+            .policy
+            .is_none()
+            .then(|| "the dump does not state this policy: ACCEPT assumed".to_owned());
+        walk.steps.push(Step {
+            hook: walk.hook,
+            at: Some(at),
+            effect: Effect::Policy(policy),
+            condition,
+        });
         match policy {
             Policy::Drop => Some((Verdict::Drop, Some(at))),
             Policy::Accept | Policy::Return => {
@@ -453,7 +599,13 @@ impl<'a> Tracer<'a> {
         }
     }
 
-    fn follow(&self, walk: &mut Walk, stage: Stage, flow: Flow, at: RuleRef) -> Option<(Verdict, Option<RuleRef>)> {
+    fn follow(
+        &self,
+        walk: &mut Walk,
+        stage: Stage,
+        flow: Flow,
+        at: RuleRef,
+    ) -> Option<(Verdict, Option<RuleRef>)> {
         match flow {
             Flow::Next => None,
             Flow::EndTable => {
@@ -462,34 +614,74 @@ impl<'a> Tracer<'a> {
             }
             Flow::Final(verdict, by) => Some((verdict, by)),
             Flow::Enter { chain, goto } => {
-                let base = if goto { walk.stack.pop().is_some_and(|f| f.base) } else { false };
-                walk.stack.push(Frame { chain, pos: 0, base });
+                let base = if goto {
+                    walk.stack.pop().is_some_and(|f| f.base)
+                } else {
+                    false
+                };
+                walk.stack.push(Frame {
+                    chain,
+                    pos: 0,
+                    base,
+                });
                 None
             }
             Flow::Return => {
                 let frame = walk.stack.pop()?;
-                if frame.base { self.policy(walk, stage) } else { None }
+                if frame.base {
+                    self.policy(walk, stage)
+                } else {
+                    None
+                }
             }
         }
     }
 
     /// Applies the target of a matching rule.
-    fn apply(&self, rule: &Rule, walk: &mut Walk, stage: Stage, at: RuleRef, condition: Option<String>) -> Flow {
-        if stage.kind == TableKind::Nat && rule.spec.matches_named("set").any(|m| is_ipvs_set(m.value("match-set"))) {
+    fn apply(
+        &self,
+        rule: &Rule,
+        walk: &mut Walk,
+        stage: Stage,
+        at: RuleRef,
+        condition: Option<String>,
+    ) -> Flow {
+        if stage.kind == TableKind::Nat
+            && rule
+                .spec
+                .matches_named("set")
+                .any(|m| is_ipvs_set(m.value("match-set")))
+        {
             walk.ipvs = true;
         }
         let (effect, flow) = match &rule.spec.target {
             None => (Effect::Continue("counted (no target)".into()), Flow::Next),
             Some(target) => self.target_effect(target, walk, stage, at),
         };
-        walk.steps.push(Step { hook: walk.hook, at: Some(at), effect, condition });
+        walk.steps.push(Step {
+            hook: walk.hook,
+            at: Some(at),
+            effect,
+            condition,
+        });
         flow
     }
 
-    fn target_effect(&self, target: &Target, walk: &mut Walk, stage: Stage, at: RuleRef) -> (Effect, Flow) {
-        if let Some(&chain) = self.chain_index[stage.ruleset][stage.table].get(target.name.as_str()) {
+    fn target_effect(
+        &self,
+        target: &Target,
+        walk: &mut Walk,
+        stage: Stage,
+        at: RuleRef,
+    ) -> (Effect, Flow) {
+        if let Some(&chain) = self.chain_index[stage.ruleset][stage.table].get(target.name.as_str())
+        {
             let goto = target.kind == TargetKind::Goto;
-            let effect = if goto { Effect::Goto(target.name.clone()) } else { Effect::Jump(target.name.clone()) };
+            let effect = if goto {
+                Effect::Goto(target.name.clone())
+            } else {
+                Effect::Jump(target.name.clone())
+            };
             return (effect, Flow::Enter { chain, goto });
         }
         let pkt = &mut walk.pkt;
@@ -498,7 +690,10 @@ impl<'a> Tracer<'a> {
             "DROP" => (Effect::Drop, Flow::Final(Verdict::Drop, Some(at))),
             "REJECT" => (Effect::Reject, Flow::Final(Verdict::Reject, Some(at))),
             "RETURN" => (Effect::Return, Flow::Return),
-            "QUEUE" | "NFQUEUE" => (Effect::Queue(target.name.clone()), Flow::Final(Verdict::Undetermined, Some(at))),
+            "QUEUE" | "NFQUEUE" => (
+                Effect::Queue(target.name.clone()),
+                Flow::Final(Verdict::Undetermined, Some(at)),
+            ),
             "MARK" => {
                 let old = pkt.mark;
                 pkt.mark = mark_target(target, old);
@@ -509,10 +704,19 @@ impl<'a> Tracer<'a> {
             "CT" if target.options.iter().any(|o| o.name == "notrack") => notrack(pkt),
             "DNAT" | "REDIRECT" | "SNAT" | "MASQUERADE" | "NETMAP" => self.nat_target(target, walk),
             name if is_continue_target(name) => (Effect::Continue(name.to_owned()), Flow::Next),
-            name if target.kind == TargetKind::Goto || name.chars().any(|c| c.is_ascii_lowercase()) || name.starts_with("KUBE-") => {
-                (Effect::MissingChain(name.to_owned()), Flow::Final(Verdict::Undetermined, Some(at)))
+            name if target.kind == TargetKind::Goto
+                || name.chars().any(|c| c.is_ascii_lowercase())
+                || name.starts_with("KUBE-") =>
+            {
+                (
+                    Effect::MissingChain(name.to_owned()),
+                    Flow::Final(Verdict::Undetermined, Some(at)),
+                )
             }
-            name => (Effect::UnknownTarget(name.to_owned()), Flow::Final(Verdict::Undetermined, Some(at))),
+            name => (
+                Effect::UnknownTarget(name.to_owned()),
+                Flow::Final(Verdict::Undetermined, Some(at)),
+            ),
         }
     }
 
@@ -545,7 +749,11 @@ impl<'a> Tracer<'a> {
             "MASQUERADE" => {
                 let port = target.value("to-ports").and_then(first_port);
                 let dev = pkt.out_iface.clone().unwrap_or_default();
-                let src = self.input.routes.as_ref().and_then(|r| r.source_for_dev(&dev, pkt.src));
+                let src = self
+                    .input
+                    .routes
+                    .as_ref()
+                    .and_then(|r| r.source_for_dev(&dev, pkt.src));
                 let label = match src {
                     Some(ip) => {
                         pkt.src = ip;
@@ -563,12 +771,20 @@ impl<'a> Tracer<'a> {
     }
 
     fn redirect_address(&self, pkt: &PktState, hook: Hook) -> IpAddr {
-        let loopback = if pkt.dst.is_ipv4() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { IpAddr::V6(Ipv6Addr::LOCALHOST) };
+        let loopback = if pkt.dst.is_ipv4() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        };
         if hook == Hook::Output {
             return loopback;
         }
         let dev = pkt.in_iface.as_deref().unwrap_or("");
-        self.input.routes.as_ref().and_then(|r| r.source_for_dev(dev, pkt.dst)).unwrap_or(loopback)
+        self.input
+            .routes
+            .as_ref()
+            .and_then(|r| r.source_for_dev(dev, pkt.dst))
+            .unwrap_or(loopback)
     }
 
     fn finish(&self, walk: &mut Walk, verdict: Verdict, by: Option<RuleRef>) -> Branch {
@@ -611,7 +827,9 @@ fn summarize(branches: Vec<Branch>, capped: bool) -> TraceResult {
     let agree = branches.iter().all(|b| b.verdict == first);
     let verdict = if agree { first } else { Verdict::Undetermined };
     let must = agree && !capped && verdict != Verdict::Undetermined;
-    let same_rule = branches.iter().all(|b| b.decided_by == branches[0].decided_by);
+    let same_rule = branches
+        .iter()
+        .all(|b| b.decided_by == branches[0].decided_by);
     let decided_by = if verdict == Verdict::Undetermined && !agree {
         branches[0].first_fork
     } else if same_rule || agree {
@@ -619,14 +837,41 @@ fn summarize(branches: Vec<Branch>, capped: bool) -> TraceResult {
     } else {
         None
     };
-    TraceResult { verdict, must, decided_by, branches, capped }
+    TraceResult {
+        verdict,
+        must,
+        decided_by,
+        branches,
+        capped,
+    }
 }
 
 /// Targets that only observe or tweak things the verdict does not depend on.
 fn is_continue_target(name: &str) -> bool {
     matches!(
         name,
-        "LOG" | "NFLOG" | "ULOG" | "TRACE" | "CT" | "CHECKSUM" | "TCPMSS" | "AUDIT" | "CLASSIFY" | "DSCP" | "TOS" | "TTL" | "HL" | "ECN" | "SET" | "IDLETIMER" | "LED" | "CONNSECMARK" | "SECMARK" | "TEE" | "RATEEST" | "NFACCT"
+        "LOG"
+            | "NFLOG"
+            | "ULOG"
+            | "TRACE"
+            | "CT"
+            | "CHECKSUM"
+            | "TCPMSS"
+            | "AUDIT"
+            | "CLASSIFY"
+            | "DSCP"
+            | "TOS"
+            | "TTL"
+            | "HL"
+            | "ECN"
+            | "SET"
+            | "IDLETIMER"
+            | "LED"
+            | "CONNSECMARK"
+            | "SECMARK"
+            | "TEE"
+            | "RATEEST"
+            | "NFACCT"
     )
 }
 
@@ -634,17 +879,32 @@ fn is_continue_target(name: &str) -> bool {
 fn has_no_effect(rule: &Rule) -> bool {
     match &rule.spec.target {
         None => true,
-        Some(t) => t.kind == TargetKind::Jump && is_continue_target(&t.name) && !(t.name == "CT" && t.options.iter().any(|o| o.name == "notrack")),
+        Some(t) => {
+            t.kind == TargetKind::Jump
+                && is_continue_target(&t.name)
+                && !(t.name == "CT" && t.options.iter().any(|o| o.name == "notrack"))
+        }
     }
 }
 
 fn target_label(rule: &Rule) -> String {
-    rule.spec.target.as_ref().map_or_else(|| "counted (no target)".to_owned(), |t| t.name.clone())
+    rule.spec
+        .target
+        .as_ref()
+        .map_or_else(|| "counted (no target)".to_owned(), |t| t.name.clone())
 }
 
 fn is_ipvs_set(name: Option<&str>) -> bool {
-    matches!(name, Some("KUBE-CLUSTER-IP" | "KUBE-LOAD-BALANCER" | "KUBE-EXTERNAL-IP" | "KUBE-EXTERNAL-IP-LOCAL" | "KUBE-LOAD-BALANCER-LOCAL"))
-        || name.is_some_and(|n| n.starts_with("KUBE-NODE-PORT-"))
+    matches!(
+        name,
+        Some(
+            "KUBE-CLUSTER-IP"
+                | "KUBE-LOAD-BALANCER"
+                | "KUBE-EXTERNAL-IP"
+                | "KUBE-EXTERNAL-IP-LOCAL"
+                | "KUBE-LOAD-BALANCER-LOCAL"
+        )
+    ) || name.is_some_and(|n| n.starts_with("KUBE-NODE-PORT-"))
 }
 
 fn notrack(pkt: &mut PktState) -> (Effect, Flow) {
@@ -654,13 +914,22 @@ fn notrack(pkt: &mut PktState) -> (Effect, Flow) {
 
 /// MARK: `new = (old & !mask) ^ value`, with the option spellings mapped as libxt_MARK does.
 pub(crate) fn mark_target(target: &Target, old: u32) -> u32 {
-    let Some(opt) = target.options.first() else { return old };
+    let Some(opt) = target.options.first() else {
+        return old;
+    };
     let text = opt.values.first().map_or("", String::as_str);
     let (value, mask) = parse_mark(text).unwrap_or((0, 0));
     let explicit_mask = text.contains('/');
     let (v, m) = match opt.name.as_str() {
         "set-xmark" => (value, mask),
-        "set-mark" => (value, if explicit_mask { value | mask } else { u32::MAX }),
+        "set-mark" => (
+            value,
+            if explicit_mask {
+                value | mask
+            } else {
+                u32::MAX
+            },
+        ),
         "and-mark" => (0, !value),
         "or-mark" => (value, value),
         "xor-mark" => (value, 0),
@@ -672,24 +941,44 @@ pub(crate) fn mark_target(target: &Target, old: u32) -> u32 {
 fn connmark_target(target: &Target, walk: &mut Walk, stage: Stage) -> (Effect, Flow) {
     let pkt = &mut walk.pkt;
     if stage.kind == TableKind::Raw || pkt.ct_state == CtState::Untracked {
-        return (Effect::Continue("CONNMARK (no connection yet: no effect)".into()), Flow::Next);
+        return (
+            Effect::Continue("CONNMARK (no connection yet: no effect)".into()),
+            Flow::Next,
+        );
     }
-    let opt_mask = |name: &str| target.value(name).and_then(|v| parse_mark(v)).map(|(v, _)| v);
-    let Some(opt) = target.options.first() else { return (Effect::Continue("CONNMARK".into()), Flow::Next) };
+    let opt_mask = |name: &str| target.value(name).and_then(parse_mark).map(|(v, _)| v);
+    let Some(opt) = target.options.first() else {
+        return (Effect::Continue("CONNMARK".into()), Flow::Next);
+    };
     match opt.name.as_str() {
         "save-mark" => {
-            let nf = opt_mask("nfmask").or_else(|| opt_mask("mask")).unwrap_or(u32::MAX);
-            let ct = opt_mask("ctmask").or_else(|| opt_mask("mask")).unwrap_or(u32::MAX);
+            let nf = opt_mask("nfmask")
+                .or_else(|| opt_mask("mask"))
+                .unwrap_or(u32::MAX);
+            let ct = opt_mask("ctmask")
+                .or_else(|| opt_mask("mask"))
+                .unwrap_or(u32::MAX);
             let old = pkt.ct_mark;
             let base = if ct == u32::MAX { Some(0) } else { old };
             pkt.ct_mark = base.map(|o| (o & !ct) ^ (pkt.mark & nf));
-            (Effect::ConnMark { old, new: pkt.ct_mark }, Flow::Next)
+            (
+                Effect::ConnMark {
+                    old,
+                    new: pkt.ct_mark,
+                },
+                Flow::Next,
+            )
         }
         "restore-mark" => {
-            let nf = opt_mask("nfmask").or_else(|| opt_mask("mask")).unwrap_or(u32::MAX);
-            let ct = opt_mask("ctmask").or_else(|| opt_mask("mask")).unwrap_or(u32::MAX);
+            let nf = opt_mask("nfmask")
+                .or_else(|| opt_mask("mask"))
+                .unwrap_or(u32::MAX);
+            let ct = opt_mask("ctmask")
+                .or_else(|| opt_mask("mask"))
+                .unwrap_or(u32::MAX);
             let ctmark = pkt.ct_mark.unwrap_or_else(|| {
-                walk.assumptions.push("connection mark unknown: 0 assumed for --restore-mark".into());
+                walk.assumptions
+                    .push("connection mark unknown: 0 assumed for --restore-mark".into());
                 0
             });
             pkt.mark = (pkt.mark & !nf) ^ (ctmark & ct);
@@ -698,9 +987,15 @@ fn connmark_target(target: &Target, walk: &mut Walk, stage: Stage) -> (Effect, F
         _ => {
             let old = pkt.ct_mark;
             let (value, mask) = match opt.name.as_str() {
-                "set-xmark" => parse_mark(opt.values.first().map_or("", String::as_str)).unwrap_or((0, 0)),
+                "set-xmark" => {
+                    parse_mark(opt.values.first().map_or("", String::as_str)).unwrap_or((0, 0))
+                }
                 _ => {
-                    let as_mark = Target { kind: target.kind, name: "MARK".into(), options: vec![opt.clone()] };
+                    let as_mark = Target {
+                        kind: target.kind,
+                        name: "MARK".into(),
+                        options: vec![opt.clone()],
+                    };
                     let zero = mark_target(&as_mark, 0);
                     let ones = mark_target(&as_mark, u32::MAX);
                     // Recover (value, mask) from the two probes: bits kept from old are mask-free.
@@ -712,25 +1007,46 @@ fn connmark_target(target: &Target, walk: &mut Walk, stage: Stage) -> (Effect, F
                 None if mask == u32::MAX => Some(value),
                 None => None,
             };
-            (Effect::ConnMark { old, new: pkt.ct_mark }, Flow::Next)
+            (
+                Effect::ConnMark {
+                    old,
+                    new: pkt.ct_mark,
+                },
+                Flow::Next,
+            )
         }
     }
 }
 
-fn netmap(target: &Target, pkt: &mut PktState, dst_side: bool, snat_label: &mut Option<String>) -> Effect {
+fn netmap(
+    target: &Target,
+    pkt: &mut PktState,
+    dst_side: bool,
+    snat_label: &mut Option<String>,
+) -> Effect {
     let spec = target.value("to").unwrap_or("");
     let (net, len) = spec.split_once('/').unwrap_or((spec, ""));
-    let Ok(net) = net.parse::<IpAddr>() else { return Effect::UnknownTarget(format!("NETMAP --to {spec}")) };
+    let Ok(net) = net.parse::<IpAddr>() else {
+        return Effect::UnknownTarget(format!("NETMAP --to {spec}"));
+    };
     let width = if net.is_ipv4() { 32 } else { 128 };
     let len: u32 = len.parse().unwrap_or(width);
     let map = |old: IpAddr| -> IpAddr {
         match (old, net) {
             (IpAddr::V4(o), IpAddr::V4(n)) => {
-                let m = if len == 0 { 0 } else { u32::MAX << (32 - len.min(32)) };
+                let m = if len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - len.min(32))
+                };
                 IpAddr::V4(Ipv4Addr::from((u32::from(o) & !m) | (u32::from(n) & m)))
             }
             (IpAddr::V6(o), IpAddr::V6(n)) => {
-                let m = if len == 0 { 0 } else { u128::MAX << (128 - len.min(128)) };
+                let m = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len.min(128))
+                };
                 IpAddr::V6(Ipv6Addr::from((u128::from(o) & !m) | (u128::from(n) & m)))
             }
             _ => old,
@@ -755,10 +1071,8 @@ pub(crate) fn parse_nat_spec(spec: &str) -> (Option<IpAddr>, Option<u16>) {
         let ip = addr.split('-').next().and_then(|a| a.parse().ok());
         return (ip, after.strip_prefix(':').and_then(first_port));
     }
-    if let Ok(ip) = spec.split('-').next().unwrap_or("").parse::<IpAddr>() {
-        if ip.is_ipv6() {
-            return (Some(ip), None);
-        }
+    if let Ok(ip @ IpAddr::V6(_)) = spec.split('-').next().unwrap_or("").parse::<IpAddr>() {
+        return (Some(ip), None);
     }
     let (addr, port) = match spec.rsplit_once(':') {
         Some((a, p)) if !a.contains(':') => (a, Some(p)),

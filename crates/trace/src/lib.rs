@@ -76,7 +76,14 @@ pub struct TraceInput {
 impl TraceInput {
     /// Rulesets only; everything else unknown, default branch cap.
     pub fn new(rulesets: Vec<Ruleset>) -> Self {
-        Self { rulesets, ipsets: None, local_addrs: Vec::new(), routes: None, interfaces: None, max_branches: DEFAULT_MAX_BRANCHES }
+        Self {
+            rulesets,
+            ipsets: None,
+            local_addrs: Vec::new(),
+            routes: None,
+            interfaces: None,
+            max_branches: DEFAULT_MAX_BRANCHES,
+        }
     }
 }
 

@@ -48,12 +48,23 @@ pub struct Env<'a> {
 pub fn match_rule(spec: &RuleSpec, pkt: &PktState, env: &Env<'_>) -> Outcome {
     let mut acc = Acc::default();
     let base = [
-        spec.source.as_ref().map(|s| negate(s.negated, bool_outcome(s.value.contains(pkt.src)))),
-        spec.destination.as_ref().map(|d| negate(d.negated, bool_outcome(d.value.contains(pkt.dst)))),
-        spec.protocol.as_ref().map(|p| negate(p.negated, proto_outcome(&p.value, pkt.proto))),
-        spec.in_interface.as_ref().map(|i| iface_outcome(i, &pkt.in_view(env.hook), "incoming")),
-        spec.out_interface.as_ref().map(|o| iface_outcome(o, &pkt.out_view(env.hook), "outgoing")),
-        spec.fragment.map(|inverted| bool_outcome(inverted)),
+        spec.source
+            .as_ref()
+            .map(|s| negate(s.negated, bool_outcome(s.value.contains(pkt.src)))),
+        spec.destination
+            .as_ref()
+            .map(|d| negate(d.negated, bool_outcome(d.value.contains(pkt.dst)))),
+        spec.protocol
+            .as_ref()
+            .map(|p| negate(p.negated, proto_outcome(&p.value, pkt.proto))),
+        spec.in_interface
+            .as_ref()
+            .map(|i| iface_outcome(i, &pkt.in_view(env.hook), "incoming")),
+        spec.out_interface
+            .as_ref()
+            .map(|o| iface_outcome(o, &pkt.out_view(env.hook), "outgoing")),
+        // `-f` is stored as Some(false), `! -f` as Some(true); the traced packet is never a fragment.
+        spec.fragment.map(bool_outcome),
     ];
     for outcome in base.into_iter().flatten() {
         if !acc.add(outcome) {
@@ -137,7 +148,9 @@ fn proto_outcome(value: &str, proto: Proto) -> Outcome {
 /// `-i`/`-o` with the `+` wildcard.
 fn iface_outcome(rule: &Negatable<String>, view: &IfaceView, what: &str) -> Outcome {
     let name = match view {
-        IfaceView::Unknown => return Outcome::Maybe(format!("{what} interface unknown (give --out or --routes)")),
+        IfaceView::Unknown => {
+            return Outcome::Maybe(format!("{what} interface unknown (give --out or --routes)"));
+        }
         IfaceView::Empty => "",
         IfaceView::Name(n) => n.as_str(),
     };
@@ -169,7 +182,9 @@ fn match_module(m: &Match, pkt: &PktState, env: &Env<'_>) -> Outcome {
         "owner" => owner(m, pkt, env),
         "pkttype" => pkttype(m, pkt, env),
         "policy" => policy(m),
-        "limit" | "hashlimit" => Outcome::Maybe(format!("-m {} depends on the packet rate", m.module)),
+        "limit" | "hashlimit" => {
+            Outcome::Maybe(format!("-m {} depends on the packet rate", m.module))
+        }
         "recent" => Outcome::Maybe("-m recent depends on earlier packets".into()),
         other => Outcome::Maybe(format!("-m {other} is not modelled")),
     }
@@ -179,7 +194,9 @@ fn match_module(m: &Match, pkt: &PktState, env: &Env<'_>) -> Outcome {
 fn each_option(m: &Match, mut check: impl FnMut(&OptionArg) -> Option<Outcome>) -> Outcome {
     let mut acc = Acc::default();
     for opt in &m.options {
-        let outcome = check(opt).unwrap_or_else(|| Outcome::Maybe(format!("-m {} --{} is not modelled", m.module, opt.name)));
+        let outcome = check(opt).unwrap_or_else(|| {
+            Outcome::Maybe(format!("-m {} --{} is not modelled", m.module, opt.name))
+        });
         if !acc.add(negate(opt.negated, outcome)) {
             return Outcome::No;
         }
@@ -208,14 +225,20 @@ fn ports_module(m: &Match, pkt: &PktState) -> Outcome {
         "sport" | "source-port" => Some(port_outcome(first(opt), pkt.sport, "source")),
         "dport" | "destination-port" => Some(port_outcome(first(opt), pkt.dport, "destination")),
         "tcp-flags" => Some(tcp_flags_outcome(opt, pkt.tcp_flags)),
-        "syn" => Some(bool_outcome(pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::RST | tcp_flags::ACK | tcp_flags::FIN) == tcp_flags::SYN)),
+        "syn" => Some(bool_outcome(
+            pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::RST | tcp_flags::ACK | tcp_flags::FIN)
+                == tcp_flags::SYN,
+        )),
         _ => None,
     })
 }
 
 fn port_range(text: &str) -> Option<(u16, u16)> {
     match text.split_once(':') {
-        Some((a, b)) => Some((if a.is_empty() { 0 } else { a.parse().ok()? }, if b.is_empty() { 65535 } else { b.parse().ok()? })),
+        Some((a, b)) => Some((
+            if a.is_empty() { 0 } else { a.parse().ok()? },
+            if b.is_empty() { 65535 } else { b.parse().ok()? },
+        )),
         None => {
             let p = text.parse().ok()?;
             Some((p, p))
@@ -281,7 +304,9 @@ fn port_list(list: &str, ports: &[Option<u16>]) -> Outcome {
     for item in list.split(',') {
         match port_range(item) {
             Some(r) => ranges.push(r),
-            None => return Outcome::Maybe(format!("port {item:?} is a service name, not modelled")),
+            None => {
+                return Outcome::Maybe(format!("port {item:?} is a service name, not modelled"));
+            }
         }
     }
     let mut unknown = false;
@@ -292,11 +317,19 @@ fn port_list(list: &str, ports: &[Option<u16>]) -> Outcome {
             None => unknown = true,
         }
     }
-    if unknown { Outcome::Maybe("port unknown (give --sport/--dport)".into()) } else { Outcome::No }
+    if unknown {
+        Outcome::Maybe("port unknown (give --sport/--dport)".into())
+    } else {
+        Outcome::No
+    }
 }
 
 fn icmp_module(m: &Match, pkt: &PktState) -> Outcome {
-    let want = if m.module == "icmp" { Proto::Icmp } else { Proto::Icmpv6 };
+    let want = if m.module == "icmp" {
+        Proto::Icmp
+    } else {
+        Proto::Icmpv6
+    };
     if pkt.proto != want {
         return Outcome::No;
     }
@@ -311,8 +344,16 @@ fn icmp_type_outcome(spec: &str, (t, c): (u8, u8), proto: Proto) -> Outcome {
         return Outcome::Yes;
     }
     let parsed = match spec.split_once('/') {
-        Some((a, b)) => a.parse().ok().zip(b.parse().ok()).map(|(a, b)| (a, Some(b))),
-        None => spec.parse().ok().map(|a| (a, None)).or_else(|| icmp_name(spec, proto)),
+        Some((a, b)) => a
+            .parse()
+            .ok()
+            .zip(b.parse().ok())
+            .map(|(a, b)| (a, Some(b))),
+        None => spec
+            .parse()
+            .ok()
+            .map(|a| (a, None))
+            .or_else(|| icmp_name(spec, proto)),
     };
     match parsed {
         Some((want_t, want_c)) => bool_outcome(want_t == t && want_c.is_none_or(|wc| wc == c)),
@@ -365,7 +406,10 @@ fn icmp_name(name: &str, proto: Proto) -> Option<(u8, Option<u8>)> {
         ("redirect", 137, None),
     ];
     let table = if proto == Proto::Icmp { v4 } else { v6 };
-    table.iter().find(|(n, _, _)| *n == name).map(|(_, t, c)| (*t, *c))
+    table
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, t, c)| (*t, *c))
 }
 
 /// The conntrack states that hold for the packet, or `None` when it cannot be told.
@@ -389,7 +433,11 @@ fn ct_states(pkt: &PktState, env: &Env<'_>) -> Vec<&'static str> {
 fn conntrack(m: &Match, pkt: &PktState, env: &Env<'_>) -> Outcome {
     let tracked = env.ct_attached && pkt.ct_state != CtState::Untracked;
     let nat_known = pkt.ct_state == CtState::New;
-    if !tracked && m.options.iter().any(|o| !matches!(o.name.as_str(), "ctstate" | "state")) {
+    if !tracked
+        && m.options
+            .iter()
+            .any(|o| !matches!(o.name.as_str(), "ctstate" | "state"))
+    {
         // The kernel: without a conntrack entry only a pure state match can hold.
         return Outcome::No;
     }
@@ -400,7 +448,10 @@ fn conntrack(m: &Match, pkt: &PktState, env: &Env<'_>) -> Outcome {
                 let listed: Vec<&str> = first(opt).split(',').collect();
                 if listed.iter().any(|s| holds.contains(s)) {
                     Outcome::Yes
-                } else if !nat_known && tracked && listed.iter().any(|s| matches!(*s, "DNAT" | "SNAT")) {
+                } else if !nat_known
+                    && tracked
+                    && listed.iter().any(|s| matches!(*s, "DNAT" | "SNAT"))
+                {
                     Outcome::Maybe("whether an established connection was NATed is unknown".into())
                 } else {
                     Outcome::No
@@ -416,7 +467,9 @@ fn conntrack(m: &Match, pkt: &PktState, env: &Env<'_>) -> Outcome {
             "ctorigdstport" if nat_known => port_outcome(first(opt), pkt.orig.dport, "destination"),
             "ctreplsrcport" if nat_known => port_outcome(first(opt), pkt.dport, "destination"),
             "ctrepldstport" if nat_known => port_outcome(first(opt), pkt.sport, "source"),
-            name => Outcome::Maybe(format!("--{name} of an existing connection is not modelled")),
+            name => Outcome::Maybe(format!(
+                "--{name} of an existing connection is not modelled"
+            )),
         })
     })
 }
@@ -427,12 +480,20 @@ fn addr_outcome(spec: &str, ip: IpAddr) -> Outcome {
         return Outcome::Maybe(format!("address {spec:?} not understood"));
     };
     let width = if net.is_ipv4() { 32 } else { 128 };
-    let len: u32 = if len.is_empty() { width } else { len.parse().unwrap_or(width) };
+    let len: u32 = if len.is_empty() {
+        width
+    } else {
+        len.parse().unwrap_or(width)
+    };
     let bits = |ip: IpAddr| match ip {
         IpAddr::V4(v) => u128::from(u32::from(v)) << 96,
         IpAddr::V6(v) => u128::from(v),
     };
-    let mask = if len == 0 { 0 } else { u128::MAX << (128 - (len + 128 - width).min(128)) };
+    let mask = if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - (len + 128 - width).min(128))
+    };
     bool_outcome(net.is_ipv4() == ip.is_ipv4() && bits(net) & mask == bits(ip) & mask)
 }
 
@@ -441,7 +502,9 @@ fn mark_match(m: &Match, mark: Option<u32>, what: &str) -> Outcome {
     each_option(m, |opt| {
         (opt.name == "mark").then(|| match (parse_mark(first(opt)), mark) {
             (None, _) => Outcome::Maybe(format!("mark {:?} not understood", first(opt))),
-            (Some(_), None) => Outcome::Maybe(format!("{what} unknown (give --ct-mark or trace a new connection)")),
+            (Some(_), None) => Outcome::Maybe(format!(
+                "{what} unknown (give --ct-mark or trace a new connection)"
+            )),
             (Some((v, mask)), Some(mark)) => bool_outcome(mark & mask == v),
         })
     })
@@ -470,12 +533,23 @@ fn set_match(m: &Match, pkt: &PktState, env: &Env<'_>) -> Outcome {
     each_option(m, |opt| match opt.name.as_str() {
         "match-set" => {
             let name = first(opt);
-            let flags: Vec<&str> = opt.values.get(1).map_or(vec!["src"], |f| f.split(',').collect());
+            let flags: Vec<&str> = opt
+                .values
+                .get(1)
+                .map_or(vec!["src"], |f| f.split(',').collect());
             let in_view = pkt.in_view(env.hook);
             let out_view = pkt.out_view(env.hook);
             let query = SetQuery {
-                src: Field { addr: pkt.src, port: pkt.sport, iface: in_view.name() },
-                dst: Field { addr: pkt.dst, port: pkt.dport, iface: out_view.name() },
+                src: Field {
+                    addr: pkt.src,
+                    port: pkt.sport,
+                    iface: in_view.name(),
+                },
+                dst: Field {
+                    addr: pkt.dst,
+                    port: pkt.dport,
+                    iface: out_view.name(),
+                },
                 proto: pkt.proto,
                 icmp: pkt.icmp,
                 mark: pkt.mark,
@@ -515,12 +589,16 @@ fn addrtype(m: &Match, pkt: &PktState, env: &Env<'_>) -> Outcome {
             "src-type" => pkt.src,
             "dst-type" => pkt.dst,
             "limit-iface-in" | "limit-iface-out" => {
-                return Some(Outcome::Maybe("addrtype --limit-iface-* is not modelled".into()));
+                return Some(Outcome::Maybe(
+                    "addrtype --limit-iface-* is not modelled".into(),
+                ));
             }
             _ => return None,
         };
         let kind = addr_type(ip, env);
-        Some(bool_outcome(first(opt).split(',').any(|t| t.eq_ignore_ascii_case(kind))))
+        Some(bool_outcome(
+            first(opt).split(',').any(|t| t.eq_ignore_ascii_case(kind)),
+        ))
     })
 }
 
@@ -533,7 +611,9 @@ fn iprange(m: &Match, pkt: &PktState) -> Outcome {
         };
         let (lo, hi) = first(opt).split_once('-')?;
         let (lo, hi): (IpAddr, IpAddr) = (lo.parse().ok()?, hi.parse().ok()?);
-        Some(bool_outcome(ip.is_ipv4() == lo.is_ipv4() && lo <= ip && ip <= hi))
+        Some(bool_outcome(
+            ip.is_ipv4() == lo.is_ipv4() && lo <= ip && ip <= hi,
+        ))
     })
 }
 
@@ -551,7 +631,9 @@ fn statistic(m: &Match) -> Outcome {
         }),
         _ => None,
     };
-    acc.add(chance.unwrap_or_else(|| Outcome::Maybe(format!("statistic mode {mode} not understood"))));
+    acc.add(
+        chance.unwrap_or_else(|| Outcome::Maybe(format!("statistic mode {mode} not understood"))),
+    );
     match acc.finish() {
         Outcome::Chance(p) if p >= 1.0 => Outcome::Yes,
         Outcome::Chance(p) if p <= 0.0 => Outcome::No,
@@ -566,8 +648,13 @@ fn physdev(m: &Match, pkt: &PktState) -> Outcome {
     };
     each_option(m, |opt| {
         Some(match opt.name.as_str() {
-            "physdev-in" => bool_outcome(pin.as_deref().is_some_and(|p| iface_matches(first(opt), p))),
-            "physdev-out" => bool_outcome(pout.as_deref().is_some_and(|p| iface_matches(first(opt), p))),
+            "physdev-in" => {
+                bool_outcome(pin.as_deref().is_some_and(|p| iface_matches(first(opt), p)))
+            }
+            "physdev-out" => bool_outcome(
+                pout.as_deref()
+                    .is_some_and(|p| iface_matches(first(opt), p)),
+            ),
             "physdev-is-in" => bool_outcome(pin.is_some()),
             "physdev-is-out" => bool_outcome(pout.is_some()),
             "physdev-is-bridged" => Outcome::Yes,
@@ -577,7 +664,9 @@ fn physdev(m: &Match, pkt: &PktState) -> Outcome {
 }
 
 fn owner(m: &Match, pkt: &PktState, env: &Env<'_>) -> Outcome {
-    let has_socket = env.locally_generated && matches!(env.hook, Hook::Output | Hook::Postrouting) && !pkt.looped;
+    let has_socket = env.locally_generated
+        && matches!(env.hook, Hook::Output | Hook::Postrouting)
+        && !pkt.looped;
     if !has_socket {
         return bool_outcome(m.options.iter().all(|o| o.negated));
     }
@@ -585,10 +674,15 @@ fn owner(m: &Match, pkt: &PktState, env: &Env<'_>) -> Outcome {
         Some(match (opt.name.as_str(), pkt.uid) {
             ("socket-exists", _) => Outcome::Yes,
             ("uid-owner", Some(uid)) => {
-                let (lo, hi) = first(opt).split_once('-').unwrap_or((first(opt), first(opt)));
+                let (lo, hi) = first(opt)
+                    .split_once('-')
+                    .unwrap_or((first(opt), first(opt)));
                 match (lo.parse::<u32>(), hi.parse::<u32>()) {
                     (Ok(lo), Ok(hi)) => bool_outcome((lo..=hi).contains(&uid)),
-                    _ => Outcome::Maybe(format!("user name {:?} cannot be resolved offline", first(opt))),
+                    _ => Outcome::Maybe(format!(
+                        "user name {:?} cannot be resolved offline",
+                        first(opt)
+                    )),
                 }
             }
             ("uid-owner", None) => Outcome::Maybe("the sending socket's uid is unknown".into()),
@@ -603,7 +697,9 @@ fn pkttype(m: &Match, pkt: &PktState, env: &Env<'_>) -> Outcome {
         "BROADCAST" => "broadcast",
         _ => "unicast",
     };
-    each_option(m, |opt| (opt.name == "pkt-type").then(|| bool_outcome(first(opt).eq_ignore_ascii_case(kind))))
+    each_option(m, |opt| {
+        (opt.name == "pkt-type").then(|| bool_outcome(first(opt).eq_ignore_ascii_case(kind)))
+    })
 }
 
 fn policy(m: &Match) -> Outcome {

@@ -72,7 +72,9 @@ impl FromStr for Proto {
             "icmp" | "1" => Ok(Self::Icmp),
             "icmpv6" | "ipv6-icmp" | "icmp6" | "58" => Ok(Self::Icmpv6),
             "sctp" | "132" => Ok(Self::Sctp),
-            _ => Err(TraceError::Input(format!("unknown protocol {s:?}: expected tcp, udp, icmp, icmpv6 or sctp"))),
+            _ => Err(TraceError::Input(format!(
+                "unknown protocol {s:?}: expected tcp, udp, icmp, icmpv6 or sctp"
+            ))),
         }
     }
 }
@@ -194,7 +196,11 @@ impl Packet {
 
     /// IPv4 or IPv6 (from the source address; [`Packet::validate`] checks both agree).
     pub fn family(&self) -> Family {
-        if self.src.is_ipv4() { Family::Ipv4 } else { Family::Ipv6 }
+        if self.src.is_ipv4() {
+            Family::Ipv4
+        } else {
+            Family::Ipv6
+        }
     }
 
     /// Checks that the description is self-consistent.
@@ -207,15 +213,22 @@ impl Packet {
         }
         match (self.proto, self.family()) {
             (Proto::Icmp, Family::Ipv6) => {
-                return Err(TraceError::Input("icmp is IPv4 only: use --proto icmpv6 for IPv6".into()));
+                return Err(TraceError::Input(
+                    "icmp is IPv4 only: use --proto icmpv6 for IPv6".into(),
+                ));
             }
             (Proto::Icmpv6, Family::Ipv4) => {
-                return Err(TraceError::Input("icmpv6 is IPv6 only: use --proto icmp for IPv4".into()));
+                return Err(TraceError::Input(
+                    "icmpv6 is IPv6 only: use --proto icmp for IPv4".into(),
+                ));
             }
             _ => {}
         }
         if !self.proto.has_ports() && (self.sport.is_some() || self.dport.is_some()) {
-            return Err(TraceError::Input(format!("{} has no ports: drop --sport/--dport", self.proto)));
+            return Err(TraceError::Input(format!(
+                "{} has no ports: drop --sport/--dport",
+                self.proto
+            )));
         }
         for name in [&self.in_iface, &self.out_iface].into_iter().flatten() {
             validate_iface_name(name)?;
@@ -233,12 +246,17 @@ impl Packet {
 
     /// The TCP flags the packet carries (SYN for a new connection, ACK otherwise).
     pub fn effective_tcp_flags(&self) -> u8 {
-        self.tcp_flags.unwrap_or(if self.ct_state == CtState::New { tcp_flags::SYN } else { tcp_flags::ACK })
+        self.tcp_flags.unwrap_or(if self.ct_state == CtState::New {
+            tcp_flags::SYN
+        } else {
+            tcp_flags::ACK
+        })
     }
 
     /// The connection mark (0 for a new connection, unknown otherwise unless given).
     pub fn effective_ct_mark(&self) -> Option<u32> {
-        self.ct_mark.or((self.ct_state == CtState::New).then_some(0))
+        self.ct_mark
+            .or((self.ct_state == CtState::New).then_some(0))
     }
 }
 
@@ -248,7 +266,9 @@ pub fn validate_iface_name(name: &str) -> Result<(), TraceError> {
         || name.len() > 15
         || name == "."
         || name == ".."
-        || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace());
     if bad {
         return Err(TraceError::Input(format!(
             "{name:?} is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)"

@@ -113,13 +113,25 @@ pub struct BranchView {
 }
 
 /// Builds the report. `annotations[i]` belongs to `input.rulesets[i]` (pass an empty slice to skip meanings).
-pub fn build_report(input: &TraceInput, annotations: &[Annotations], packet: &Packet, result: &TraceResult) -> Report {
+pub fn build_report(
+    input: &TraceInput,
+    annotations: &[Annotations],
+    packet: &Packet,
+    result: &TraceResult,
+) -> Report {
     let ctx = Ctx { input, annotations };
     let main = result.main();
-    let branches = if result.branches.len() > 1 { result.branches.iter().map(|b| ctx.branch(b)).collect() } else { Vec::new() };
+    let branches = if result.branches.len() > 1 {
+        result.branches.iter().map(|b| ctx.branch(b)).collect()
+    } else {
+        Vec::new()
+    };
     let mut notes = main.notes.clone();
     if result.capped {
-        notes.push(format!("branch cap reached: {} branches explored, more were possible", result.branches.len()));
+        notes.push(format!(
+            "branch cap reached: {} branches explored, more were possible",
+            result.branches.len()
+        ));
     }
     Report {
         verdict: result.verdict,
@@ -145,8 +157,14 @@ impl Ctx<'_> {
         let table = &rs.tables[r.table];
         let chain = &table.chains[r.chain];
         let rule = match r.rule.and_then(|i| chain.rules.get(i)) {
-            Some(rule) => format!("-A {} {}", chain.name, render_rule_spec(&rule.spec)).trim_end().to_owned(),
-            None => format!("-P {} {}", chain.name, chain.policy.unwrap_or(Policy::Accept)),
+            Some(rule) => format!("-A {} {}", chain.name, render_rule_spec(&rule.spec))
+                .trim_end()
+                .to_owned(),
+            None => format!(
+                "-P {} {}",
+                chain.name,
+                chain.policy.unwrap_or(Policy::Accept)
+            ),
         };
         RuleView {
             family: rs.family.to_string(),
@@ -171,7 +189,9 @@ impl Ctx<'_> {
 
     fn meaning(&self, r: RuleRef) -> Option<&Meaning> {
         let ann = self.annotations.get(r.ruleset)?;
-        r.rule.and_then(|i| ann.rule(r.table, r.chain, i).meaning.as_ref()).or(ann.chain(r.table, r.chain).meaning.as_ref())
+        r.rule
+            .and_then(|i| ann.rule(r.table, r.chain, i).meaning.as_ref())
+            .or(ann.chain(r.table, r.chain).meaning.as_ref())
     }
 
     fn annotation(&self, r: RuleRef) -> Option<String> {
@@ -219,43 +239,90 @@ impl Ctx<'_> {
     fn explain(&self, packet: &Packet, result: &TraceResult) -> Option<String> {
         let main = result.main();
         let service = port_label(packet);
-        if main.notes.iter().any(|n| n.starts_with("handed to IPVS")) && main.verdict == Verdict::Accept {
-            return Some(format!("{} is an IPVS virtual service: kube-proxy (IPVS mode) load-balances it in the kernel, not in iptables", endpoint(packet.dst, packet.dport)));
+        if main.notes.iter().any(|n| n.starts_with("handed to IPVS"))
+            && main.verdict == Verdict::Accept
+        {
+            return Some(format!(
+                "{} is an IPVS virtual service: kube-proxy (IPVS mode) load-balances it in the kernel, not in iptables",
+                endpoint(packet.dst, packet.dport)
+            ));
         }
-        let by = result.decided_by?;
+        let Some(by) = result.decided_by else {
+            return main.steps.iter().rev().find_map(|s| match &s.effect {
+                Effect::Routed(text) if text.contains("dropped by routing") => {
+                    Some(format!("no rule decided: {text}"))
+                }
+                _ => None,
+            });
+        };
         let denied = matches!(result.verdict, Verdict::Drop | Verdict::Reject);
         match (self.meaning(by), denied) {
-            (Some(Meaning::KubeRouterPod { namespace, pod }), true) => {
-                Some(format!("no NetworkPolicy rule admits {} to pod {namespace}/{pod} on {service}", packet.src))
-            }
-            (Some(Meaning::KubeNoEndpoints { service: svc, local_only }), true) => Some(format!(
+            (Some(Meaning::KubeRouterPod { namespace, pod }), true) => Some(format!(
+                "no NetworkPolicy rule admits {} to pod {namespace}/{pod} on {service}",
+                packet.src
+            )),
+            (
+                Some(Meaning::KubeNoEndpoints {
+                    service: svc,
+                    local_only,
+                }),
+                true,
+            ) => Some(format!(
                 "service {svc} has no {}endpoints, so kube-proxy {} {}",
                 if *local_only { "local " } else { "" },
                 if *local_only { "drops" } else { "rejects" },
                 endpoint(packet.dst, packet.dport)
             )),
-            (Some(Meaning::CalicoWorkload { interface, direction }), true) => Some(format!(
+            (
+                Some(Meaning::CalicoWorkload {
+                    interface,
+                    direction,
+                }),
+                true,
+            ) => Some(format!(
                 "no Calico policy or profile admits {} {} workload {interface} on {service}",
                 packet.src,
-                if direction.to_string() == "ingress" { "to" } else { "from" }
+                if direction.to_string() == "ingress" {
+                    "to"
+                } else {
+                    "from"
+                }
             )),
-            (Some(Meaning::CalicoPolicy { policy, direction }), true) => {
-                Some(format!("Calico policy {policy} ({direction}) denies {} → {} on {service}", packet.src, packet.dst))
-            }
+            (Some(Meaning::CalicoPolicy { policy, direction }), true) => Some(format!(
+                "Calico policy {policy} ({direction}) denies {} → {} on {service}",
+                packet.src, packet.dst
+            )),
             _ => self.explain_generic(packet, result, by),
         }
     }
 
-    fn explain_generic(&self, packet: &Packet, result: &TraceResult, by: RuleRef) -> Option<String> {
+    fn explain_generic(
+        &self,
+        packet: &Packet,
+        result: &TraceResult,
+        by: RuleRef,
+    ) -> Option<String> {
         let view = self.rule(by);
         if result.verdict == Verdict::Undetermined {
-            return Some(format!("the outcome depends on {}/{} rule {}: see the branches", view.table, view.chain, view.rule_index.map_or("policy".into(), |i| i.to_string())));
+            return Some(format!(
+                "the outcome depends on {}/{} rule {}: see the branches",
+                view.table,
+                view.chain,
+                view.rule_index.map_or("policy".into(), |i| i.to_string())
+            ));
         }
         if let Some(endpoint_text) = self.endpoint_reached(result) {
             return Some(endpoint_text);
         }
         if by.rule.is_none() && result.verdict == Verdict::Drop {
-            return Some(format!("no rule in {} {} accepts {} → {} on {}: the chain's policy is DROP", view.table, view.chain, packet.src, packet.dst, port_label(packet)));
+            return Some(format!(
+                "no rule in {} {} accepts {} → {} on {}: the chain's policy is DROP",
+                view.table,
+                view.chain,
+                packet.src,
+                packet.dst,
+                port_label(packet)
+            ));
         }
         None
     }
@@ -263,11 +330,27 @@ impl Ctx<'_> {
     /// "service X → endpoint Y" from the DNAT step of each branch.
     fn endpoint_reached(&self, result: &TraceResult) -> Option<String> {
         let main = result.main();
-        let step = main.steps.iter().find(|s| matches!(s.effect, Effect::Dnat(_)))?;
-        let Some(Meaning::KubeEndpoint { service, endpoint }) = step.at.and_then(|r| self.meaning(r)) else { return None };
+        let step = main
+            .steps
+            .iter()
+            .find(|s| matches!(s.effect, Effect::Dnat(_)))?;
+        let Some(Meaning::KubeEndpoint { service, endpoint }) =
+            step.at.and_then(|r| self.meaning(r))
+        else {
+            return None;
+        };
         let n = result.branches.len();
-        let share = if n > 1 { format!(" (one of {n} endpoints, probability {})", fmt_prob(main.probability)) } else { String::new() };
-        Some(format!("service {service} sends it to endpoint {endpoint}{share}"))
+        let share = if n > 1 {
+            format!(
+                " (one of {n} endpoints, probability {})",
+                fmt_prob(main.probability)
+            )
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "service {service} sends it to endpoint {endpoint}{share}"
+        ))
     }
 }
 
@@ -279,7 +362,10 @@ fn port_label(packet: &Packet) -> String {
 }
 
 fn nat_view(b: &Branch) -> NatView {
-    NatView { dnat: b.dnat.map(|(ip, port)| endpoint(ip, port)), snat: b.snat.clone() }
+    NatView {
+        dnat: b.dnat.map(|(ip, port)| endpoint(ip, port)),
+        snat: b.snat.clone(),
+    }
 }
 
 fn effect_text(e: &Effect) -> String {
@@ -296,11 +382,17 @@ fn effect_text(e: &Effect) -> String {
         Effect::Dnat(to) => format!("DNAT to {to}"),
         Effect::Snat(to) => format!("SNAT to {to}"),
         Effect::Mark { old, new } => format!("mark {old:#x} -> {new:#x}"),
-        Effect::ConnMark { old, new } => format!("connmark {} -> {}", hex_or_unknown(*old), hex_or_unknown(*new)),
+        Effect::ConnMark { old, new } => format!(
+            "connmark {} -> {}",
+            hex_or_unknown(*old),
+            hex_or_unknown(*new)
+        ),
         Effect::RestoreMark { new } => format!("mark restored from connmark: {new:#x}"),
         Effect::Notrack => "NOTRACK: untracked from here on".into(),
         Effect::Continue(what) => format!("{what} (continue)"),
-        Effect::MissingChain(c) => format!("jump to {c}: no such chain in the dump, outcome undetermined"),
+        Effect::MissingChain(c) => {
+            format!("jump to {c}: no such chain in the dump, outcome undetermined")
+        }
         Effect::UnknownTarget(t) => format!("target {t} is not modelled, outcome undetermined"),
         Effect::NatSkipped(why) => format!("nat not consulted: {why}"),
         Effect::Routed(what) => format!("routing: {what}"),
@@ -315,26 +407,60 @@ fn hex_or_unknown(v: Option<u32>) -> String {
 /// The readable form: the path with meanings, the deciding rule marked `>>`, then branches.
 pub fn render_text(packet: &Packet, report: &Report) -> String {
     let mut out = String::new();
-    let origin = packet.in_iface.as_deref().map_or_else(|| "locally generated".to_owned(), |i| format!("in {i}"));
-    let _ = writeln!(out, "packet {} {} -> {} ({origin}, ct {})", packet.proto, endpoint(packet.src, packet.sport), endpoint(packet.dst, packet.dport), packet.ct_state.as_str());
-    let _ = writeln!(out, "verdict: {} ({})", report.verdict.as_str(), report.certainty);
+    let origin = packet
+        .in_iface
+        .as_deref()
+        .map_or_else(|| "locally generated".to_owned(), |i| format!("in {i}"));
+    let _ = writeln!(
+        out,
+        "packet {} {} -> {} ({origin}, ct {})",
+        packet.proto,
+        endpoint(packet.src, packet.sport),
+        endpoint(packet.dst, packet.dport),
+        packet.ct_state.as_str()
+    );
+    let _ = writeln!(
+        out,
+        "verdict: {} ({})",
+        report.verdict.as_str(),
+        report.certainty
+    );
     if let Some(text) = &report.explanation {
         let _ = writeln!(out, "why: {text}");
     }
     if let Some(by) = &report.decided_by {
-        let index = by.rule_index.map_or_else(|| "policy".to_owned(), |i| format!("rule {i}"));
-        let _ = writeln!(out, "decided by: {} {} {}/{} {index}: {}", by.family, by.backend, by.table, by.chain, by.rule);
+        let index = by
+            .rule_index
+            .map_or_else(|| "policy".to_owned(), |i| format!("rule {i}"));
+        let _ = writeln!(
+            out,
+            "decided by: {} {} {}/{} {index}: {}",
+            by.family, by.backend, by.table, by.chain, by.rule
+        );
         if let Some(a) = &by.annotation {
             let _ = writeln!(out, "            {a}");
         }
     }
     if report.nat.dnat.is_some() || report.nat.snat.is_some() {
-        let _ = writeln!(out, "nat: dnat {} snat {}", report.nat.dnat.as_deref().unwrap_or("-"), report.nat.snat.as_deref().unwrap_or("-"));
+        let _ = writeln!(
+            out,
+            "nat: dnat {} snat {}",
+            report.nat.dnat.as_deref().unwrap_or("-"),
+            report.nat.snat.as_deref().unwrap_or("-")
+        );
     }
     let _ = writeln!(out, "\npath:");
     write_path(&mut out, &report.path, report.decided_by.as_ref());
     for (i, b) in report.branches.iter().enumerate() {
-        let _ = writeln!(out, "\nbranch {} of {}: {} ({}), probability {}", i + 1, report.branches.len(), b.verdict.as_str(), b.certainty, fmt_prob(b.probability));
+        let _ = writeln!(
+            out,
+            "\nbranch {} of {}: {} ({}), probability {}",
+            i + 1,
+            report.branches.len(),
+            b.verdict.as_str(),
+            b.certainty,
+            fmt_prob(b.probability)
+        );
         if let Some(d) = &b.nat.dnat {
             let _ = writeln!(out, "  dnat {d}");
         }
@@ -342,11 +468,22 @@ pub fn render_text(packet: &Packet, report: &Report) -> String {
             let _ = writeln!(out, "  {a}");
         }
         if let Some(by) = &b.decided_by {
-            let _ = writeln!(out, "  decided by {}/{} {}: {}", by.table, by.chain, by.rule_index.map_or("policy".into(), |i| format!("rule {i}")), by.rule);
+            let _ = writeln!(
+                out,
+                "  decided by {}/{} {}: {}",
+                by.table,
+                by.chain,
+                by.rule_index
+                    .map_or("policy".into(), |i| format!("rule {i}")),
+                by.rule
+            );
         }
     }
     if report.branches_capped {
-        let _ = writeln!(out, "\n(branch cap reached: not every alternative was explored)");
+        let _ = writeln!(
+            out,
+            "\n(branch cap reached: not every alternative was explored)"
+        );
     }
     for n in &report.notes {
         let _ = writeln!(out, "note: {n}");
@@ -356,17 +493,23 @@ pub fn render_text(packet: &Packet, report: &Report) -> String {
 
 fn write_path(out: &mut String, path: &[StepView], decided: Option<&RuleView>) {
     for s in path {
-        let is_decider = decided.is_some_and(|d| Some(&d.table) == s.table.as_ref() && Some(&d.chain) == s.chain.as_ref() && d.rule_index == s.rule_index && Some(&d.rule) == s.rule.as_ref());
+        let is_decider = decided.is_some_and(|d| {
+            Some(&d.table) == s.table.as_ref()
+                && Some(&d.chain) == s.chain.as_ref()
+                && d.rule_index == s.rule_index
+                && Some(&d.rule) == s.rule.as_ref()
+        });
         let mark = if is_decider { ">>" } else { "  " };
         let place = match (&s.table, &s.chain) {
-            (Some(t), Some(c)) => format!("{t}/{c}{}", s.rule_index.map_or(String::new(), |i| format!(" #{i}"))),
+            (Some(t), Some(c)) => format!(
+                "{t}/{c}{}",
+                s.rule_index.map_or(String::new(), |i| format!(" #{i}"))
+            ),
             _ => String::new(),
         };
         let _ = writeln!(out, "{mark} {:<11} {place}  {}", s.hook, s.effect);
-        if let Some(rule) = &s.rule {
-            if s.rule_index.is_some() {
-                let _ = writeln!(out, "{mark}             {rule}");
-            }
+        if let (Some(rule), Some(_)) = (&s.rule, s.rule_index) {
+            let _ = writeln!(out, "{mark}             {rule}");
         }
         if let Some(a) = &s.annotation {
             let _ = writeln!(out, "               [{a}]");

@@ -53,15 +53,25 @@ pub struct Route {
 impl Route {
     fn contains(&self, ip: IpAddr) -> bool {
         match (self.dst, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(u128::from(u32::from(net)) << 96, u128::from(u32::from(ip)) << 96, self.prefix_len),
-            (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_eq(u128::from(net), u128::from(ip), self.prefix_len),
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(
+                u128::from(u32::from(net)) << 96,
+                u128::from(u32::from(ip)) << 96,
+                self.prefix_len,
+            ),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                prefix_eq(u128::from(net), u128::from(ip), self.prefix_len)
+            }
             _ => false,
         }
     }
 }
 
 fn prefix_eq(a: u128, b: u128, len: u8) -> bool {
-    let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len.min(128))) };
+    let mask = if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len.min(128)))
+    };
     a & mask == b & mask
 }
 
@@ -79,12 +89,16 @@ impl RouteTable {
         let local = self
             .routes
             .iter()
-            .filter(|r| matches!(r.kind, RouteKind::Local | RouteKind::Broadcast) && r.contains(dst))
+            .filter(|r| {
+                matches!(r.kind, RouteKind::Local | RouteKind::Broadcast) && r.contains(dst)
+            })
             .max_by_key(|r| r.prefix_len);
         local.or_else(|| {
             self.routes
                 .iter()
-                .filter(|r| !matches!(r.kind, RouteKind::Local | RouteKind::Broadcast) && r.contains(dst))
+                .filter(|r| {
+                    !matches!(r.kind, RouteKind::Local | RouteKind::Broadcast) && r.contains(dst)
+                })
                 .min_by_key(|r| (std::cmp::Reverse(r.prefix_len), r.metric))
         })
     }
@@ -93,18 +107,28 @@ impl RouteTable {
     pub fn local_addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
         self.routes
             .iter()
-            .filter(|r| r.kind == RouteKind::Local && matches!((r.dst, r.prefix_len), (IpAddr::V4(_), 32) | (IpAddr::V6(_), 128)))
+            .filter(|r| {
+                r.kind == RouteKind::Local
+                    && matches!(
+                        (r.dst, r.prefix_len),
+                        (IpAddr::V4(_), 32) | (IpAddr::V6(_), 128)
+                    )
+            })
             .map(|r| r.dst)
     }
 
     /// Is `ip` covered by a `local` entry (e.g. `local 127.0.0.0/8`)?
     pub fn is_local(&self, ip: IpAddr) -> bool {
-        self.routes.iter().any(|r| r.kind == RouteKind::Local && r.contains(ip))
+        self.routes
+            .iter()
+            .any(|r| r.kind == RouteKind::Local && r.contains(ip))
     }
 
     /// Is `ip` a broadcast address per a `broadcast` entry?
     pub fn is_broadcast(&self, ip: IpAddr) -> bool {
-        self.routes.iter().any(|r| r.kind == RouteKind::Broadcast && r.contains(ip))
+        self.routes
+            .iter()
+            .any(|r| r.kind == RouteKind::Broadcast && r.contains(ip))
     }
 
     /// The preferred source address of some route on `dev` (what MASQUERADE would pick).
@@ -116,6 +140,11 @@ impl RouteTable {
             .find(|s| s.is_ipv4() == family_of.is_ipv4())
     }
 
+    /// Adds the routes of `other` (e.g. the IPv6 table to the IPv4 one).
+    pub fn extend(&mut self, other: Self) {
+        self.routes.extend(other.routes);
+    }
+
     /// Every interface name the table mentions.
     pub fn interfaces(&self) -> impl Iterator<Item = &str> {
         self.routes.iter().filter_map(|r| r.dev.as_deref())
@@ -124,8 +153,12 @@ impl RouteTable {
 
 /// Parses `ip route` / `ip -6 route` / `ip route show table all` output. Lines of other tables
 /// than main and local are skipped; a line that cannot be read is an error with line:column.
+/// A `default` route without an address on its line belongs to IPv6 when the text has IPv6
+/// addresses and no IPv4 ones (`ip -6 route` output), else to IPv4. Parse the outputs of
+/// `ip route` and `ip -6 route` separately and [`RouteTable::extend`] one with the other.
 pub fn parse_routes(text: &str) -> Result<RouteTable, TraceError> {
     let mut table = RouteTable::default();
+    let v6_text = looks_v6(text);
     for (index, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -135,7 +168,7 @@ pub fn parse_routes(text: &str) -> Result<RouteTable, TraceError> {
             attach_nexthop(&mut table, line);
             continue;
         }
-        if let Some(route) = parse_route_line(index + 1, raw)? {
+        if let Some(route) = parse_route_line(index + 1, raw, v6_text)? {
             table.routes.push(route);
         }
     }
@@ -144,7 +177,9 @@ pub fn parse_routes(text: &str) -> Result<RouteTable, TraceError> {
 
 /// A multipath route's first `nexthop via … dev …` fills the previous entry's gaps.
 fn attach_nexthop(table: &mut RouteTable, line: &str) {
-    let Some(last) = table.routes.last_mut() else { return };
+    let Some(last) = table.routes.last_mut() else {
+        return;
+    };
     let words: Vec<&str> = line.split_whitespace().collect();
     for pair in words.windows(2) {
         match pair[0] {
@@ -155,7 +190,17 @@ fn attach_nexthop(table: &mut RouteTable, line: &str) {
     }
 }
 
-fn parse_route_line(line_no: usize, raw: &str) -> Result<Option<Route>, TraceError> {
+/// Does the text name IPv6 addresses and no IPv4 ones?
+fn looks_v6(text: &str) -> bool {
+    let words = || {
+        text.split_whitespace()
+            .map(|w| w.split('/').next().unwrap_or(w))
+            .filter_map(|w| w.parse::<IpAddr>().ok())
+    };
+    words().any(|ip| ip.is_ipv6()) && !words().any(|ip| ip.is_ipv4())
+}
+
+fn parse_route_line(line_no: usize, raw: &str, v6_text: bool) -> Result<Option<Route>, TraceError> {
     let words: Vec<(usize, &str)> = word_offsets(raw);
     let mut i = 0;
     let mut kind = RouteKind::Unicast;
@@ -164,11 +209,27 @@ fn parse_route_line(line_no: usize, raw: &str) -> Result<Option<Route>, TraceErr
         i = 1;
     }
     let Some(&(col, dst_word)) = words.get(i) else {
-        return Err(TraceError::Routes { line: line_no, column: 1, message: "missing destination".into() });
+        return Err(TraceError::Routes {
+            line: line_no,
+            column: 1,
+            message: "missing destination".into(),
+        });
     };
-    let (dst, prefix_len) = parse_destination(dst_word, &words)
-        .ok_or_else(|| TraceError::Routes { line: line_no, column: col + 1, message: format!("{dst_word:?} is not a route destination") })?;
-    let mut route = Route { kind, dst, prefix_len, via: None, dev: None, src: None, metric: 0 };
+    let (dst, prefix_len) =
+        parse_destination(dst_word, &words, v6_text).ok_or_else(|| TraceError::Routes {
+            line: line_no,
+            column: col + 1,
+            message: format!("{dst_word:?} is not a route destination"),
+        })?;
+    let mut route = Route {
+        kind,
+        dst,
+        prefix_len,
+        via: None,
+        dev: None,
+        src: None,
+        metric: 0,
+    };
     let mut table_name: Option<&str> = None;
     let mut j = i + 1;
     while j < words.len() {
@@ -176,7 +237,11 @@ fn parse_route_line(line_no: usize, raw: &str) -> Result<Option<Route>, TraceErr
         let value = words.get(j + 1).map(|(_, w)| *w);
         let consumed = apply_route_key(&mut route, key, value, &mut table_name);
         if consumed && value.is_none() {
-            return Err(TraceError::Routes { line: line_no, column: words[j].0 + 1, message: format!("{key} needs a value") });
+            return Err(TraceError::Routes {
+                line: line_no,
+                column: words[j].0 + 1,
+                message: format!("{key} needs a value"),
+            });
         }
         j += if consumed { 2 } else { 1 };
     }
@@ -185,17 +250,28 @@ fn parse_route_line(line_no: usize, raw: &str) -> Result<Option<Route>, TraceErr
 }
 
 /// Applies `key value`; returns whether the key takes a value.
-fn apply_route_key<'a>(route: &mut Route, key: &str, value: Option<&'a str>, table: &mut Option<&'a str>) -> bool {
+fn apply_route_key<'a>(
+    route: &mut Route,
+    key: &str,
+    value: Option<&'a str>,
+    table: &mut Option<&'a str>,
+) -> bool {
     match key {
         "via" => route.via = value.and_then(|v| v.trim_start_matches("inet6 ").parse().ok()),
         "dev" | "oif" => route.dev = value.map(str::to_owned),
         "src" => route.src = value.and_then(|v| v.parse().ok()),
         "metric" => route.metric = value.and_then(|v| v.parse().ok()).unwrap_or(0),
         "table" => *table = value,
-        "proto" | "scope" | "pref" | "mtu" | "advmss" | "realm" | "realms" | "expires" | "hoplimit" | "initcwnd" | "initrwnd" | "rto_min" | "tos" | "dsfield" | "nhid" | "weight" | "congctl" | "features" | "quickack" | "fastopen_no_cookie" | "window" | "rtt" | "rttvar" | "ssthresh" | "cwnd" | "reordering" | "encap" | "from" => {}
+        "proto" | "scope" | "pref" | "mtu" | "advmss" | "realm" | "realms" | "expires"
+        | "hoplimit" | "initcwnd" | "initrwnd" | "rto_min" | "tos" | "dsfield" | "nhid"
+        | "weight" | "congctl" | "features" | "quickack" | "fastopen_no_cookie" | "window"
+        | "rtt" | "rttvar" | "ssthresh" | "cwnd" | "reordering" | "encap" | "from" => {}
         _ => return false,
     }
-    !matches!(key, "onlink" | "linkdown" | "dead" | "pervasive" | "offload" | "trap")
+    !matches!(
+        key,
+        "onlink" | "linkdown" | "dead" | "pervasive" | "offload" | "trap"
+    )
 }
 
 fn route_kind(word: &str) -> Option<RouteKind> {
@@ -212,10 +288,18 @@ fn route_kind(word: &str) -> Option<RouteKind> {
     })
 }
 
-fn parse_destination(word: &str, words: &[(usize, &str)]) -> Option<(IpAddr, u8)> {
+fn parse_destination(word: &str, words: &[(usize, &str)], v6_text: bool) -> Option<(IpAddr, u8)> {
     if word == "default" {
-        let v6 = words.iter().any(|(_, w)| w.contains(':') && w.parse::<IpAddr>().is_ok());
-        let any: IpAddr = if v6 { "::".parse().ok()? } else { "0.0.0.0".parse().ok()? };
+        let addrs: Vec<IpAddr> = words
+            .iter()
+            .filter_map(|(_, w)| w.parse::<IpAddr>().ok())
+            .collect();
+        let v6 = addrs.first().map_or(v6_text, IpAddr::is_ipv6);
+        let any: IpAddr = if v6 {
+            "::".parse().ok()?
+        } else {
+            "0.0.0.0".parse().ok()?
+        };
         return Some((any, 0));
     }
     let (addr, len) = match word.split_once('/') {
@@ -275,30 +359,64 @@ broadcast 192.168.1.255 dev eth0 table local proto kernel scope link src 192.168
     #[test]
     fn local_table_entries_give_local_and_broadcast_addresses() {
         let t = parse_routes(SAMPLE).unwrap();
-        assert_eq!(t.local_addresses().collect::<Vec<_>>(), vec!["192.168.1.10".parse::<IpAddr>().unwrap()]);
-        assert_eq!(t.lookup("192.168.1.10".parse().unwrap()).unwrap().kind, RouteKind::Local);
+        assert_eq!(
+            t.local_addresses().collect::<Vec<_>>(),
+            vec!["192.168.1.10".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            t.lookup("192.168.1.10".parse().unwrap()).unwrap().kind,
+            RouteKind::Local
+        );
         assert!(t.is_broadcast("192.168.1.255".parse().unwrap()));
-        assert_eq!(t.lookup("10.99.3.3".parse().unwrap()).unwrap().kind, RouteKind::Blackhole);
+        assert_eq!(
+            t.lookup("10.99.3.3".parse().unwrap()).unwrap().kind,
+            RouteKind::Blackhole
+        );
     }
 
     #[test]
     fn other_tables_are_ignored_and_sources_found() {
         let t = parse_routes(SAMPLE).unwrap();
-        assert_eq!(t.lookup("10.200.1.1".parse().unwrap()).unwrap().dev.as_deref(), Some("eth0"));
-        assert_eq!(t.source_for_dev("cni0", "1.1.1.1".parse().unwrap()), Some("10.42.0.1".parse().unwrap()));
+        assert_eq!(
+            t.lookup("10.200.1.1".parse().unwrap())
+                .unwrap()
+                .dev
+                .as_deref(),
+            Some("eth0")
+        );
+        assert_eq!(
+            t.source_for_dev("cni0", "1.1.1.1".parse().unwrap()),
+            Some("10.42.0.1".parse().unwrap())
+        );
     }
 
     #[test]
     fn ipv6_routes_parse() {
         let t = parse_routes("fd00::/64 dev eth0 proto kernel metric 256 pref medium\ndefault via fe80::1 dev eth0 proto ra metric 1024 expires 1790sec hoplimit 64 pref medium\n").unwrap();
         assert_eq!(t.lookup("fd00::5".parse().unwrap()).unwrap().prefix_len, 64);
-        assert_eq!(t.lookup("2001:db8::1".parse().unwrap()).unwrap().via, Some("fe80::1".parse().unwrap()));
+        assert_eq!(
+            t.lookup("2001:db8::1".parse().unwrap()).unwrap().via,
+            Some("fe80::1".parse().unwrap())
+        );
         assert!(t.lookup("10.0.0.1".parse().unwrap()).is_none());
     }
 
     #[test]
+    fn bare_default_follows_the_family_of_the_text() {
+        let v6 = parse_routes("default dev wan0 metric 1024 pref medium\nlocal ::1 dev lo table local proto kernel metric 0 pref medium\n").unwrap();
+        assert!(v6.lookup("2001:db8::1".parse().unwrap()).is_some());
+        assert!(v6.lookup("8.8.8.8".parse().unwrap()).is_none());
+        let v4 = parse_routes("default dev wan0 scope link\n").unwrap();
+        assert!(v4.lookup("8.8.8.8".parse().unwrap()).is_some());
+    }
+
+    #[test]
     fn bad_lines_report_line_and_column() {
-        let err = parse_routes("default via 1.1.1.1 dev eth0\n  10.0.0.0/99 dev eth0\n").unwrap_err();
-        assert_eq!(err.to_string(), "routes 2:3: \"10.0.0.0/99\" is not a route destination");
+        let err =
+            parse_routes("default via 1.1.1.1 dev eth0\n  10.0.0.0/99 dev eth0\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "routes 2:3: \"10.0.0.0/99\" is not a route destination"
+        );
     }
 }

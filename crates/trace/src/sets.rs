@@ -107,19 +107,31 @@ impl SetIndex {
             match member_matches(member, flags, q) {
                 Some(true) => return Membership::In,
                 Some(false) => {}
-                None => unknown = Some(format!("set {name}: the packet lacks a field its members use (port or interface)")),
+                None => {
+                    unknown = Some(format!(
+                        "set {name}: the packet lacks a field its members use (port or interface)"
+                    ))
+                }
             }
         }
         unknown.map_or(Membership::Out, Membership::Unknown)
     }
 
-    fn test_list(&self, set: &PreparedSet, flags: &[&str], q: &SetQuery<'_>, depth: usize) -> Membership {
+    fn test_list(
+        &self,
+        set: &PreparedSet,
+        flags: &[&str],
+        q: &SetQuery<'_>,
+        depth: usize,
+    ) -> Membership {
         if depth > 8 {
             return Membership::Unknown("list:set nesting too deep".into());
         }
         let mut unknown = None;
         for member in &set.members {
-            let Some(Part::SetName(inner)) = member.first() else { continue };
+            let Some(Part::SetName(inner)) = member.first() else {
+                continue;
+            };
             match self.test_depth(inner, flags, q, depth + 1) {
                 Membership::In => return Membership::In,
                 Membership::Out => {}
@@ -131,17 +143,30 @@ impl SetIndex {
 }
 
 fn prepare(set: &IpSet) -> PreparedSet {
-    let mut prepared = PreparedSet { set_type: set.set_type.clone(), members: Vec::new(), unreadable: None };
+    let mut prepared = PreparedSet {
+        set_type: set.set_type.clone(),
+        members: Vec::new(),
+        unreadable: None,
+    };
     if set.members.is_empty() && set.entries > 0 {
-        prepared.unreadable = Some(format!("set {} has {} entries but its members were not listed", set.name, set.entries));
+        prepared.unreadable = Some(format!(
+            "set {} has {} entries but its members were not listed",
+            set.name, set.entries
+        ));
         return prepared;
     }
-    let dims: Vec<&str> = set.set_type.split_once(':').map_or(vec![], |(_, d)| d.split(',').collect());
+    let dims: Vec<&str> = set
+        .set_type
+        .split_once(':')
+        .map_or(vec![], |(_, d)| d.split(',').collect());
     for text in &set.members {
         match parse_member(text, &set.set_type, &dims) {
             Some(parts) => prepared.members.push(parts),
             None => {
-                prepared.unreadable = Some(format!("set {}: member {text:?} of type {} is not modelled", set.name, set.set_type));
+                prepared.unreadable = Some(format!(
+                    "set {}: member {text:?} of type {} is not modelled",
+                    set.name, set.set_type
+                ));
                 return prepared;
             }
         }
@@ -157,7 +182,10 @@ fn parse_member(text: &str, set_type: &str, dims: &[&str]) -> Option<Vec<Part>> 
     if pieces.len() != dims.len() {
         return None;
     }
-    dims.iter().zip(pieces).map(|(dim, piece)| parse_part(dim, piece)).collect()
+    dims.iter()
+        .zip(pieces)
+        .map(|(dim, piece)| parse_part(dim, piece))
+        .collect()
 }
 
 fn parse_part(dim: &str, piece: &str) -> Option<Part> {
@@ -201,8 +229,18 @@ fn parse_addr_part(piece: &str) -> Option<Part> {
         return None;
     }
     let host_bits = width - len;
-    let host_mask = if host_bits == 0 { 0 } else if host_bits >= 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
-    Some(Part::Addr { low: bits & !host_mask, high: bits | host_mask, v4 })
+    let host_mask = if host_bits == 0 {
+        0
+    } else if host_bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << host_bits) - 1
+    };
+    Some(Part::Addr {
+        low: bits & !host_mask,
+        high: bits | host_mask,
+        v4,
+    })
 }
 
 fn parse_port_part(piece: &str) -> Option<Part> {
@@ -220,7 +258,11 @@ fn parse_port_part(piece: &str) -> Option<Part> {
         let (t, c) = port.split_once('/').unwrap_or((port, "0"));
         let (t, c): (u8, u8) = (t.parse().ok()?, c.parse().ok()?);
         let code = (u16::from(t) << 8) | u16::from(c);
-        return Some(Part::Port { proto: proto_num, low: code, high: code });
+        return Some(Part::Port {
+            proto: proto_num,
+            low: code,
+            high: code,
+        });
     }
     let (low, high) = match port.split_once('-') {
         Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
@@ -229,7 +271,11 @@ fn parse_port_part(piece: &str) -> Option<Part> {
             (p, p)
         }
     };
-    Some(Part::Port { proto: proto_num, low, high })
+    Some(Part::Port {
+        proto: proto_num,
+        low,
+        high,
+    })
 }
 
 /// `Some(true/false)` when decidable, `None` when the packet lacks a needed field.
@@ -289,8 +335,16 @@ mod tests {
 
     fn query(src: &str, dst: &str, dport: Option<u16>) -> SetQuery<'static> {
         SetQuery {
-            src: Field { addr: src.parse().unwrap(), port: Some(40000), iface: Some("eth0") },
-            dst: Field { addr: dst.parse().unwrap(), port: dport, iface: None },
+            src: Field {
+                addr: src.parse().unwrap(),
+                port: Some(40000),
+                iface: Some("eth0"),
+            },
+            dst: Field {
+                addr: dst.parse().unwrap(),
+                port: dport,
+                iface: None,
+            },
             proto: Proto::Tcp,
             icmp: (8, 0),
             mark: 0,
@@ -301,25 +355,74 @@ mod tests {
     fn hash_net_and_ip_port_members() {
         let sets = vec![
             set("NETS", "hash:net", &["10.0.0.0/8", "192.168.1.5"]),
-            set("KUBE-CLUSTER-IP", "hash:ip,port", &["10.96.0.1,tcp:443", "10.96.0.10,udp:53"]),
+            set(
+                "KUBE-CLUSTER-IP",
+                "hash:ip,port",
+                &["10.96.0.1,tcp:443", "10.96.0.10,udp:53"],
+            ),
         ];
         let index = SetIndex::new(Some(&sets));
-        assert_eq!(index.test("NETS", &["src"], &query("10.3.4.5", "1.1.1.1", None)), Membership::In);
-        assert_eq!(index.test("NETS", &["dst"], &query("10.3.4.5", "1.1.1.1", None)), Membership::Out);
-        assert_eq!(index.test("KUBE-CLUSTER-IP", &["dst", "dst"], &query("1.1.1.1", "10.96.0.1", Some(443))), Membership::In);
-        assert_eq!(index.test("KUBE-CLUSTER-IP", &["dst", "dst"], &query("1.1.1.1", "10.96.0.1", Some(80))), Membership::Out);
+        assert_eq!(
+            index.test("NETS", &["src"], &query("10.3.4.5", "1.1.1.1", None)),
+            Membership::In
+        );
+        assert_eq!(
+            index.test("NETS", &["dst"], &query("10.3.4.5", "1.1.1.1", None)),
+            Membership::Out
+        );
+        assert_eq!(
+            index.test(
+                "KUBE-CLUSTER-IP",
+                &["dst", "dst"],
+                &query("1.1.1.1", "10.96.0.1", Some(443))
+            ),
+            Membership::In
+        );
+        assert_eq!(
+            index.test(
+                "KUBE-CLUSTER-IP",
+                &["dst", "dst"],
+                &query("1.1.1.1", "10.96.0.1", Some(80))
+            ),
+            Membership::Out
+        );
         // udp member never matches a tcp packet, even with the right port.
-        assert_eq!(index.test("KUBE-CLUSTER-IP", &["dst", "dst"], &query("1.1.1.1", "10.96.0.10", Some(53))), Membership::Out);
+        assert_eq!(
+            index.test(
+                "KUBE-CLUSTER-IP",
+                &["dst", "dst"],
+                &query("1.1.1.1", "10.96.0.10", Some(53))
+            ),
+            Membership::Out
+        );
     }
 
     #[test]
     fn missing_port_or_members_is_unknown_not_a_guess() {
-        let sets = vec![set("P", "hash:ip,port", &["10.96.0.1,tcp:443"]), IpSet { entries: 3, ..set("HDR", "hash:ip", &[]) }];
+        let sets = vec![
+            set("P", "hash:ip,port", &["10.96.0.1,tcp:443"]),
+            IpSet {
+                entries: 3,
+                ..set("HDR", "hash:ip", &[])
+            },
+        ];
         let index = SetIndex::new(Some(&sets));
-        assert!(matches!(index.test("P", &["dst", "dst"], &query("1.1.1.1", "10.96.0.1", None)), Membership::Unknown(_)));
-        assert!(matches!(index.test("HDR", &["dst"], &query("1.1.1.1", "10.96.0.1", None)), Membership::Unknown(_)));
-        assert!(matches!(index.test("NOPE", &["dst"], &query("1.1.1.1", "10.96.0.1", None)), Membership::Unknown(_)));
-        assert!(matches!(SetIndex::new(None).test("P", &["dst"], &query("1.1.1.1", "2.2.2.2", None)), Membership::Unknown(_)));
+        assert!(matches!(
+            index.test("P", &["dst", "dst"], &query("1.1.1.1", "10.96.0.1", None)),
+            Membership::Unknown(_)
+        ));
+        assert!(matches!(
+            index.test("HDR", &["dst"], &query("1.1.1.1", "10.96.0.1", None)),
+            Membership::Unknown(_)
+        ));
+        assert!(matches!(
+            index.test("NOPE", &["dst"], &query("1.1.1.1", "10.96.0.1", None)),
+            Membership::Unknown(_)
+        ));
+        assert!(matches!(
+            SetIndex::new(None).test("P", &["dst"], &query("1.1.1.1", "2.2.2.2", None)),
+            Membership::Unknown(_)
+        ));
     }
 
     #[test]
@@ -334,9 +437,29 @@ mod tests {
         let mut v6 = query("1.1.1.1", "1.1.1.1", None);
         v6.src.addr = "fd00::7".parse().unwrap();
         assert_eq!(index.test("inet6:V6", &["src"], &v6), Membership::In);
-        assert_eq!(index.test("inet6:V6", &["src"], &query("10.0.0.1", "1.1.1.1", None)), Membership::Out);
-        assert_eq!(index.test("L", &["dst"], &query("9.9.9.9", "10.0.0.1", None)), Membership::In);
-        assert_eq!(index.test("LB", &["dst", "dst", "src"], &query("10.0.0.1", "10.0.0.9", Some(80))), Membership::In);
-        assert_eq!(index.test("LB", &["dst", "dst", "src"], &query("10.0.0.2", "10.0.0.9", Some(80))), Membership::Out);
+        assert_eq!(
+            index.test("inet6:V6", &["src"], &query("10.0.0.1", "1.1.1.1", None)),
+            Membership::Out
+        );
+        assert_eq!(
+            index.test("L", &["dst"], &query("9.9.9.9", "10.0.0.1", None)),
+            Membership::In
+        );
+        assert_eq!(
+            index.test(
+                "LB",
+                &["dst", "dst", "src"],
+                &query("10.0.0.1", "10.0.0.9", Some(80))
+            ),
+            Membership::In
+        );
+        assert_eq!(
+            index.test(
+                "LB",
+                &["dst", "dst", "src"],
+                &query("10.0.0.2", "10.0.0.9", Some(80))
+            ),
+            Membership::Out
+        );
     }
 }

@@ -137,7 +137,12 @@ impl PktState {
             mark: p.mark,
             ct_mark: p.effective_ct_mark(),
             ct_state: p.ct_state,
-            orig: Tuple { src: p.src, dst: p.dst, sport: p.sport, dport: p.dport },
+            orig: Tuple {
+                src: p.src,
+                dst: p.dst,
+                sport: p.sport,
+                dport: p.dport,
+            },
             dnat_done: false,
             snat_done: false,
             physdev: p.physdev.clone(),
@@ -149,9 +154,10 @@ impl PktState {
     /// What `-i` sees in `hook`.
     pub fn in_view(&self, hook: Hook) -> IfaceView {
         match hook {
-            Hook::Prerouting | Hook::Input | Hook::Forward => {
-                self.in_iface.clone().map_or(IfaceView::Empty, IfaceView::Name)
-            }
+            Hook::Prerouting | Hook::Input | Hook::Forward => self
+                .in_iface
+                .clone()
+                .map_or(IfaceView::Empty, IfaceView::Name),
             Hook::Output | Hook::Postrouting => IfaceView::Empty,
         }
     }
@@ -159,9 +165,10 @@ impl PktState {
     /// What `-o` sees in `hook`.
     pub fn out_view(&self, hook: Hook) -> IfaceView {
         match hook {
-            Hook::Forward | Hook::Output | Hook::Postrouting => {
-                self.out_iface.clone().map_or(IfaceView::Unknown, IfaceView::Name)
-            }
+            Hook::Forward | Hook::Output | Hook::Postrouting => self
+                .out_iface
+                .clone()
+                .map_or(IfaceView::Unknown, IfaceView::Name),
             Hook::Prerouting | Hook::Input => IfaceView::Empty,
         }
     }

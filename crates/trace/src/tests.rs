@@ -8,7 +8,15 @@ use nfscope_ruleset::{Backend, Family, ParseOptions, Ruleset, parse_ruleset};
 use super::*;
 
 fn rules(text: &str) -> Ruleset {
-    parse_ruleset(text, &ParseOptions { family: Some(Family::Ipv4), backend: Some(Backend::Legacy), lenient: false }).unwrap()
+    parse_ruleset(
+        text,
+        &ParseOptions {
+            family: Some(Family::Ipv4),
+            backend: Some(Backend::Legacy),
+            lenient: false,
+        },
+    )
+    .unwrap()
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -26,7 +34,11 @@ fn incoming(src: &str, dst: &str, dport: u16, iface: &str) -> Packet {
 /// (table, chain, 1-based rule index or None for policy) of a rule reference.
 fn loc(input: &TraceInput, r: RuleRef) -> (String, String, Option<usize>) {
     let t = &input.rulesets[r.ruleset].tables[r.table];
-    (t.name.clone(), t.chains[r.chain].name.clone(), r.rule.map(|i| i + 1))
+    (
+        t.name.clone(),
+        t.chains[r.chain].name.clone(),
+        r.rule.map(|i| i + 1),
+    )
 }
 
 fn decided(input: &TraceInput, result: &TraceResult) -> (String, String, Option<usize>) {
@@ -46,15 +58,32 @@ COMMIT
 fn input_policy_drops_and_port_rule_accepts() {
     let mut input = TraceInput::new(vec![rules(FILTER_DROP_POLICY)]);
     input.local_addrs = vec![ip("192.168.1.10")];
-    let dropped = trace(&input, &incoming("192.168.1.50", "192.168.1.10", 80, "eth0")).unwrap();
+    let dropped = trace(
+        &input,
+        &incoming("192.168.1.50", "192.168.1.10", 80, "eth0"),
+    )
+    .unwrap();
     assert_eq!(dropped.verdict, Verdict::Drop);
     assert!(dropped.must);
-    assert_eq!(decided(&input, &dropped), ("filter".into(), "INPUT".into(), None));
-    let ssh = trace(&input, &incoming("192.168.1.50", "192.168.1.10", 22, "eth0")).unwrap();
+    assert_eq!(
+        decided(&input, &dropped),
+        ("filter".into(), "INPUT".into(), None)
+    );
+    let ssh = trace(
+        &input,
+        &incoming("192.168.1.50", "192.168.1.10", 22, "eth0"),
+    )
+    .unwrap();
     assert_eq!(ssh.verdict, Verdict::Accept);
-    assert_eq!(decided(&input, &ssh), ("filter".into(), "INPUT".into(), Some(1)));
+    assert_eq!(
+        decided(&input, &ssh),
+        ("filter".into(), "INPUT".into(), Some(1))
+    );
     let lan = trace(&input, &incoming("10.1.2.3", "192.168.1.10", 80, "eth0")).unwrap();
-    assert_eq!(decided(&input, &lan), ("filter".into(), "INPUT".into(), Some(2)));
+    assert_eq!(
+        decided(&input, &lan),
+        ("filter".into(), "INPUT".into(), Some(2))
+    );
 }
 
 #[test]
@@ -64,7 +93,10 @@ fn not_local_destination_goes_to_forward() {
     // Port 22 is accepted in INPUT only; a forwarded packet meets FORWARD's DROP policy.
     let fwd = trace(&input, &incoming("192.168.1.50", "10.42.0.5", 22, "eth0")).unwrap();
     assert_eq!(fwd.verdict, Verdict::Drop);
-    assert_eq!(decided(&input, &fwd), ("filter".into(), "FORWARD".into(), None));
+    assert_eq!(
+        decided(&input, &fwd),
+        ("filter".into(), "FORWARD".into(), None)
+    );
 }
 
 const KUBE_PROXY: &str = "*nat
@@ -109,13 +141,20 @@ fn service_dnat_yields_each_endpoint_with_its_probability() {
     input.local_addrs = vec![ip("192.168.1.10")];
     let result = trace(&input, &incoming("192.168.1.50", "10.96.0.10", 80, "eth0")).unwrap();
     assert_eq!(result.branches.len(), 2);
-    let dnats: Vec<_> = result.branches.iter().map(|b| (b.dnat, b.probability)).collect();
+    let dnats: Vec<_> = result
+        .branches
+        .iter()
+        .map(|b| (b.dnat, b.probability))
+        .collect();
     assert_eq!(dnats[0], (Some((ip("10.244.1.5"), Some(8080))), 0.25));
     assert_eq!(dnats[1], (Some((ip("10.244.2.7"), Some(8080))), 0.75));
     // Both accepted in FORWARD by the masquerade mark set in KUBE-SVC-A (source outside the pod CIDR).
     assert_eq!(result.verdict, Verdict::Accept);
     assert!(result.must);
-    assert_eq!(decided(&input, &result), ("filter".into(), "KUBE-FORWARD".into(), Some(1)));
+    assert_eq!(
+        decided(&input, &result),
+        ("filter".into(), "KUBE-FORWARD".into(), Some(1))
+    );
     // Masquerade happened on the way out, with the address unknown (no routes).
     assert_eq!(result.branches[0].snat.as_deref(), Some("MASQUERADE(?)"));
 }
@@ -131,7 +170,10 @@ fn pod_source_is_not_marked_and_endpoints_can_disagree() {
     let verdicts: Vec<_> = result.branches.iter().map(|b| b.verdict).collect();
     assert_eq!(verdicts, vec![Verdict::Accept, Verdict::Drop]);
     // The split happened at the statistic rule.
-    assert_eq!(decided(&input, &result), ("nat".into(), "KUBE-SVC-A".into(), Some(2)));
+    assert_eq!(
+        decided(&input, &result),
+        ("nat".into(), "KUBE-SVC-A".into(), Some(2))
+    );
 }
 
 #[test]
@@ -143,7 +185,13 @@ fn established_connections_skip_nat() {
     let result = trace(&input, &p).unwrap();
     assert_eq!(result.branches.len(), 1);
     assert_eq!(result.main().dnat, None);
-    assert!(result.main().steps.iter().any(|s| matches!(s.effect, Effect::NatSkipped(_))));
+    assert!(
+        result
+            .main()
+            .steps
+            .iter()
+            .any(|s| matches!(s.effect, Effect::NatSkipped(_)))
+    );
 }
 
 #[test]
@@ -166,7 +214,10 @@ COMMIT
     // B returns past A (goto) to INPUT rule 2, which drops tcp; A's ACCEPT is never reached.
     let result = trace(&input, &incoming("1.1.1.1", "127.0.0.1", 80, "eth0")).unwrap();
     assert_eq!(result.verdict, Verdict::Drop);
-    assert_eq!(decided(&input, &result), ("filter".into(), "INPUT".into(), Some(2)));
+    assert_eq!(
+        decided(&input, &result),
+        ("filter".into(), "INPUT".into(), Some(2))
+    );
 }
 
 #[test]
@@ -183,7 +234,10 @@ COMMIT
     let result = trace(&input, &incoming("1.1.1.1", "127.0.0.1", 80, "eth0")).unwrap();
     assert_eq!(result.branches.len(), 2);
     assert_eq!(result.verdict, Verdict::Undetermined);
-    assert_eq!(decided(&input, &result), ("filter".into(), "INPUT".into(), Some(2)));
+    assert_eq!(
+        decided(&input, &result),
+        ("filter".into(), "INPUT".into(), Some(2))
+    );
     assert_eq!(result.branches[0].verdict, Verdict::Drop);
     assert_eq!(result.branches[1].verdict, Verdict::Accept);
     assert!(result.branches.iter().all(|b| !b.is_certain()));
@@ -231,11 +285,19 @@ COMMIT
     p.mark = 0;
     let result = trace(&input, &p).unwrap();
     assert_eq!(result.verdict, Verdict::Accept);
-    assert_eq!(decided(&input, &result), ("filter".into(), "INPUT".into(), Some(1)));
-    let marks: Vec<_> = result.main().steps.iter().filter_map(|s| match s.effect {
-        Effect::Mark { old, new } => Some((old, new)),
-        _ => None,
-    }).collect();
+    assert_eq!(
+        decided(&input, &result),
+        ("filter".into(), "INPUT".into(), Some(1))
+    );
+    let marks: Vec<_> = result
+        .main()
+        .steps
+        .iter()
+        .filter_map(|s| match s.effect {
+            Effect::Mark { old, new } => Some((old, new)),
+            _ => None,
+        })
+        .collect();
     assert_eq!(marks, vec![(0, 0x10), (0x10, 0x11)]);
 }
 
@@ -251,7 +313,9 @@ COMMIT
     let input = TraceInput::new(vec![rules(text)]);
     let result = trace(&input, &incoming("1.1.1.1", "127.0.0.1", 80, "eth0")).unwrap();
     assert_eq!(result.verdict, Verdict::Undetermined);
-    assert!(matches!(&result.main().steps.last().unwrap().effect, Effect::MissingChain(c) if c == "cali-INPUT"));
+    assert!(
+        matches!(&result.main().steps.last().unwrap().effect, Effect::MissingChain(c) if c == "cali-INPUT")
+    );
 }
 
 #[test]
@@ -269,8 +333,17 @@ COMMIT
     p.dport = Some(9000);
     let result = trace(&input, &p).unwrap();
     assert_eq!(result.verdict, Verdict::Reject);
-    assert_eq!(decided(&input, &result), ("filter".into(), "INPUT".into(), Some(1)));
-    let hooks: Vec<Hook> = result.main().steps.iter().filter(|s| s.at.is_some()).map(|s| s.hook).collect();
+    assert_eq!(
+        decided(&input, &result),
+        ("filter".into(), "INPUT".into(), Some(1))
+    );
+    let hooks: Vec<Hook> = result
+        .main()
+        .steps
+        .iter()
+        .filter(|s| s.at.is_some())
+        .map(|s| s.hook)
+        .collect();
     assert_eq!(hooks, vec![Hook::Output, Hook::Input]);
 }
 
@@ -284,10 +357,22 @@ fn both_backends_run_and_a_drop_in_either_wins() {
 -A INPUT -p tcp -m tcp --dport 22 -j DROP
 COMMIT
 ";
-    let nft = parse_ruleset(nft_text, &ParseOptions { family: Some(Family::Ipv4), backend: Some(Backend::Nft), lenient: false }).unwrap();
+    let nft = parse_ruleset(
+        nft_text,
+        &ParseOptions {
+            family: Some(Family::Ipv4),
+            backend: Some(Backend::Nft),
+            lenient: false,
+        },
+    )
+    .unwrap();
     let mut input = TraceInput::new(vec![nft, legacy]);
     input.local_addrs = vec![ip("192.168.1.10")];
-    let result = trace(&input, &incoming("192.168.1.50", "192.168.1.10", 22, "eth0")).unwrap();
+    let result = trace(
+        &input,
+        &incoming("192.168.1.50", "192.168.1.10", 22, "eth0"),
+    )
+    .unwrap();
     assert_eq!(result.verdict, Verdict::Drop);
     let by = result.decided_by.unwrap();
     assert_eq!(input.rulesets[by.ruleset].backend, Backend::Nft);
@@ -303,15 +388,21 @@ fn bad_packets_are_errors_not_panics() {
     assert!(trace(&input, &icmp_port).is_err());
     input.interfaces = Some(vec!["lo".into(), "eth0".into()]);
     let err = trace(&input, &incoming("1.1.1.1", "10.0.0.1", 1, "eth7")).unwrap_err();
-    assert!(err.to_string().contains("unknown interface \"eth7\""), "{err}");
+    assert!(
+        err.to_string().contains("unknown interface \"eth7\""),
+        "{err}"
+    );
     assert!(validate_iface_name("a/b").is_err());
 }
 
 #[test]
 fn branch_cap_bounds_exploration() {
-    let mut text = String::from("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+    let mut text =
+        String::from("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
     for i in 0..20 {
-        text.push_str(&format!("-A INPUT -m recent --rcheck --name r{i} -j MARK --set-xmark 0x{i:x}/0xff\n"));
+        text.push_str(&format!(
+            "-A INPUT -m recent --rcheck --name r{i} -j MARK --set-xmark 0x{i:x}/0xff\n"
+        ));
     }
     text.push_str("COMMIT\n");
     let mut input = TraceInput::new(vec![rules(&text)]);
@@ -325,9 +416,18 @@ fn branch_cap_bounds_exploration() {
 #[test]
 fn nat_specs_parse() {
     use crate::engine::parse_nat_spec;
-    assert_eq!(parse_nat_spec("10.0.0.1:80"), (Some(ip("10.0.0.1")), Some(80)));
-    assert_eq!(parse_nat_spec("10.0.0.1-10.0.0.9:80-90"), (Some(ip("10.0.0.1")), Some(80)));
-    assert_eq!(parse_nat_spec("[fd00::1]:8080"), (Some(ip("fd00::1")), Some(8080)));
+    assert_eq!(
+        parse_nat_spec("10.0.0.1:80"),
+        (Some(ip("10.0.0.1")), Some(80))
+    );
+    assert_eq!(
+        parse_nat_spec("10.0.0.1-10.0.0.9:80-90"),
+        (Some(ip("10.0.0.1")), Some(80))
+    );
+    assert_eq!(
+        parse_nat_spec("[fd00::1]:8080"),
+        (Some(ip("fd00::1")), Some(8080))
+    );
     assert_eq!(parse_nat_spec("fd00::1"), (Some(ip("fd00::1")), None));
     assert_eq!(parse_nat_spec(":8080"), (None, Some(8080)));
 }

@@ -323,7 +323,11 @@ pub fn remove_netns(name: &str) -> anyhow::Result<()> {
             .stderr(Stdio::null())
             .status();
     }
-    run("ip", &["netns", "del", name])
+    match run("ip", &["netns", "del", name]) {
+        // Someone else (another demo's stale cleanup) removed it first: that is fine.
+        Err(_) if !Path::new("/run/netns").join(name).exists() => Ok(()),
+        result => result,
+    }
 }
 
 /// Namespaces with the demo prefix, as `ip netns list` shows them.

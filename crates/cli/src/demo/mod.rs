@@ -56,13 +56,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         return roles::run_role(Role::from_arg(role)?, parent).await;
     }
     ensure_root()?;
-    let stale = tokio::task::spawn_blocking(lab::remove_stale_netns).await??;
-    for name in &stale {
-        println!("removed stale namespace {name}");
-    }
+    let stale = tokio::task::spawn_blocking(lab::remove_stale_netns).await?;
     if args.cleanup_stale {
+        let stale = stale?;
+        stale
+            .iter()
+            .for_each(|name| println!("removed stale namespace {name}"));
         println!("{} stale demo namespace(s) removed", stale.len());
         return Ok(());
+    }
+    // Leftovers of crashed demos are removed on the way; failing to do so is not fatal.
+    match stale {
+        Ok(names) => names
+            .iter()
+            .for_each(|name| println!("removed stale namespace {name}")),
+        Err(e) => eprintln!("nfscope demo: warning: stale namespaces not removed: {e:#}"),
     }
     // Handlers first, so a signal during setup is noticed (and cleaned up) afterwards.
     let sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -163,6 +171,19 @@ async fn teardown(mut lab: Lab, topo: &Topology) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A ready-to-run `nfscope trace` command line for a trace example.
+fn trace_command(topo: &Topology, ex: &topology::TraceExample) -> Option<String> {
+    let src = topo.origin_address(&ex.origin, ex.target.ipv6)?;
+    let dst: SocketAddr = topo.target_address(&ex.target)?.parse().ok()?;
+    let iface = topo.origin_interface(&ex.origin)?;
+    Some(format!(
+        "nfscope trace --netns {} --src {src} --dst {} --proto tcp --dport {} --in {iface}",
+        topo.node_netns(),
+        dst.ip(),
+        dst.port()
+    ))
+}
+
 /// The demo creates namespaces and loads rules, which needs root.
 fn ensure_root() -> anyhow::Result<()> {
     if effective_uid() == Some(0) {
@@ -247,6 +268,10 @@ fn print_summary(topo: &Topology, args: &DemoArgs) {
     }
     println!("  sudo nfscope rules --netns {node}");
     println!("  sudo ip netns exec {node} iptables-save -c");
-    println!("  sudo nfscope trace --netns {node} …   (once the tracer lands)");
+    for ex in &topo.trace_examples {
+        if let Some(cmd) = trace_command(topo, ex) {
+            println!("  sudo {cmd}\n      # {}", ex.expect);
+        }
+    }
     println!("\nCtrl-C removes everything.");
 }

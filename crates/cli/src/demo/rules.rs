@@ -53,7 +53,7 @@ fn ipv4_rules(topo: &Topology) -> String {
     calico_hooks(topo, &mut t);
     kube_router_hooks(topo, &mut t);
     kube_proxy(topo, Family::V4, &mut t);
-    kube_router_accept_hooks(&mut t);
+    kube_router_accept_hooks(topo, &mut t);
     kube_router_chains(topo, &mut t);
     calico_chains(topo, &mut t);
     t.render()
@@ -400,8 +400,8 @@ fn kube_router_hooks(topo: &Topology, t: &mut Tables) {
     }
 }
 
-fn kube_router_accept_hooks(t: &mut Tables) {
-    if !t.filter.chains.iter().any(|c| c == "KUBE-ROUTER-FORWARD") {
+fn kube_router_accept_hooks(topo: &Topology, t: &mut Tables) {
+    if topo.network_policies.is_empty() {
         return;
     }
     let text =

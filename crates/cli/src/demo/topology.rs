@@ -28,6 +28,8 @@ pub struct Topology {
     pub calico_workloads: Vec<CalicoWorkload>,
     /// Background connection loops that make counters move.
     pub traffic: Vec<TrafficLoop>,
+    /// Packets worth tracing, printed as ready-to-run `nfscope trace` commands.
+    pub trace_examples: Vec<TraceExample>,
 }
 
 /// Addresses of the node namespace.
@@ -117,6 +119,14 @@ pub struct TrafficLoop {
     pub interval_ms: u64,
 }
 
+/// A new TCP connection from `origin` to `target`, and what should happen to it.
+#[derive(Debug, Clone)]
+pub struct TraceExample {
+    pub origin: Origin,
+    pub target: Target,
+    pub expect: String,
+}
+
 /// A service and address family to connect to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -146,6 +156,7 @@ impl Topology {
                 allowed_sources: vec!["192.168.50.10/32".into(), "10.244.1.0/28".into()],
             }],
             traffic: standard_traffic(),
+            trace_examples: standard_trace_examples(),
         }
     }
 
@@ -191,6 +202,27 @@ impl Topology {
     /// The pods a service (or policy) selects, in declaration order.
     pub fn pods_with_app<'a>(&'a self, app: &'a str) -> impl Iterator<Item = &'a Pod> + 'a {
         self.pods.iter().filter(move |p| p.app == app)
+    }
+
+    /// Source address of an origin in the given family.
+    pub fn origin_address(&self, origin: &Origin, ipv6: bool) -> Option<IpAddr> {
+        let (v4, v6) = match origin {
+            Origin::Client(name) => self.client(name).map(|c| (c.ipv4, c.ipv6))?,
+            Origin::Pod(name) => self.pod(name).map(|p| (p.ipv4, p.ipv6))?,
+        };
+        if ipv6 {
+            v6.map(IpAddr::from)
+        } else {
+            Some(v4.into())
+        }
+    }
+
+    /// The node-side interface an origin's packets arrive on.
+    pub fn origin_interface(&self, origin: &Origin) -> Option<String> {
+        match origin {
+            Origin::Client(name) => self.client(name).map(|_| self.node.lan_bridge.to_owned()),
+            Origin::Pod(name) => self.pod(name).map(Pod::host_veth),
+        }
     }
 
     /// `ip:port` (IPv6 as `[ip]:port`) a traffic target connects to, if the service has that family.
@@ -335,6 +367,33 @@ fn standard_traffic() -> Vec<TrafficLoop> {
     ]
 }
 
+fn trace(origin: Origin, service: &str, expect: &str) -> TraceExample {
+    TraceExample {
+        origin,
+        target: target(service, false),
+        expect: expect.into(),
+    }
+}
+
+fn standard_trace_examples() -> Vec<TraceExample> {
+    let lan = || Origin::Client("lan".into());
+    let rogue = || Origin::Client("rogue".into());
+    vec![
+        trace(lan(), "web", "DNAT to one of three web pods"),
+        trace(
+            rogue(),
+            "db",
+            "REJECTed by kube-router's pod firewall of db-0",
+        ),
+        trace(
+            Origin::Pod("web-1".into()),
+            "db",
+            "allowed by NetworkPolicy db-allow-web",
+        ),
+        trace(lan(), "legacy", "REJECTed: the service has no endpoints"),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,6 +421,14 @@ mod tests {
             for t in &lp.targets {
                 assert!(topo.target_address(t).is_some(), "{t:?}");
             }
+        }
+        for ex in &topo.trace_examples {
+            assert!(
+                topo.origin_address(&ex.origin, ex.target.ipv6).is_some(),
+                "{ex:?}"
+            );
+            assert!(topo.origin_interface(&ex.origin).is_some(), "{ex:?}");
+            assert!(topo.target_address(&ex.target).is_some(), "{ex:?}");
         }
         for w in &topo.calico_workloads {
             assert!(topo.pod(&w.pod).is_some());

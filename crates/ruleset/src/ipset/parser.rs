@@ -15,7 +15,14 @@ use crate::parse::{ParseError, trim_blanks};
 use super::IpSet;
 
 /// Header options that are flags (no value follows them).
-const FLAG_OPTIONS: &[&str] = &["counters", "comment", "skbinfo", "forceadd", "nomatch", "bucketsize-auto"];
+const FLAG_OPTIONS: &[&str] = &[
+    "counters",
+    "comment",
+    "skbinfo",
+    "forceadd",
+    "nomatch",
+    "bucketsize-auto",
+];
 
 /// Parses `ipset save`, `ipset list` or `ipset list -t` output (the formats may even be mixed).
 pub fn parse_ipsets(text: &str) -> Result<Vec<IpSet>, ParseError> {
@@ -60,7 +67,10 @@ fn new_set(name: &str) -> IpSet {
 /// Whitespace-separated words of `raw[from..]` with byte offsets.
 fn words(raw: &str, from: usize) -> impl Iterator<Item = (usize, &str)> {
     let base = raw.as_ptr() as usize;
-    raw[from..].split([' ', '\t']).filter(|w| !w.is_empty()).map(move |w| (w.as_ptr() as usize - base, w))
+    raw[from..]
+        .split([' ', '\t'])
+        .filter(|w| !w.is_empty())
+        .map(move |w| (w.as_ptr() as usize - base, w))
 }
 
 impl IpsetParser {
@@ -75,12 +85,17 @@ impl IpsetParser {
         if self.list == ListState::Members && !body.starts_with("Name:") {
             return self.member(no, raw, start);
         }
-        if let Some((key, value)) = body.split_once(':') {
-            if self.list != ListState::Outside || key == "Name" {
-                let value_at = start + key.len() + 1 + (value.len() - value.trim_start().len());
-                return self.list_field(no, raw, key, value.trim(), value_at);
-            }
+        let save_line =
+            body.starts_with("create ") || body.starts_with("add ") || body.starts_with('#');
+        let in_block = self.list != ListState::Outside;
+        let field = body
+            .split_once(':')
+            .filter(|(key, _)| !save_line && (in_block || *key == "Name"));
+        if let Some((key, value)) = field {
+            let value_at = start + key.len() + 1 + (value.len() - value.trim_start().len());
+            return self.list_field(no, raw, key, value.trim(), value_at);
         }
+        self.list = ListState::Outside;
         let mut it = words(raw, start);
         match it.next() {
             Some((_, "create")) => self.create(no, raw, it),
@@ -95,9 +110,20 @@ impl IpsetParser {
         }
     }
 
-    fn push_set(&mut self, no: usize, raw: &str, at: usize, set: IpSet) -> Result<usize, ParseError> {
+    fn push_set(
+        &mut self,
+        no: usize,
+        raw: &str,
+        at: usize,
+        set: IpSet,
+    ) -> Result<usize, ParseError> {
         if self.by_name.contains_key(&set.name) {
-            return Err(ParseError::at_byte(no, raw, at, format!("set `{}` is listed twice", set.name)));
+            return Err(ParseError::at_byte(
+                no,
+                raw,
+                at,
+                format!("set `{}` is listed twice", set.name),
+            ));
         }
         self.by_name.insert(set.name.clone(), self.sets.len());
         self.sets.push(set);
@@ -105,24 +131,45 @@ impl IpsetParser {
         Ok(self.sets.len() - 1)
     }
 
-    fn create<'r>(&mut self, no: usize, raw: &'r str, mut it: impl Iterator<Item = (usize, &'r str)>) -> Result<(), ParseError> {
-        let (name_at, name) = it.next().ok_or_else(|| ParseError::at_byte(no, raw, raw.len(), "expected a set name after `create`"))?;
-        let (_, set_type) = it.next().ok_or_else(|| ParseError::at_byte(no, raw, raw.len(), "expected a set type after the set name"))?;
+    fn create<'r>(
+        &mut self,
+        no: usize,
+        raw: &'r str,
+        mut it: impl Iterator<Item = (usize, &'r str)>,
+    ) -> Result<(), ParseError> {
+        let (name_at, name) = it.next().ok_or_else(|| {
+            ParseError::at_byte(no, raw, raw.len(), "expected a set name after `create`")
+        })?;
+        let (_, set_type) = it.next().ok_or_else(|| {
+            ParseError::at_byte(no, raw, raw.len(), "expected a set type after the set name")
+        })?;
         let mut set = new_set(name);
         set.set_type = set_type.to_owned();
         apply_header(&mut set, it.map(|(_, w)| w));
         self.push_set(no, raw, name_at, set)?;
-        self.list = ListState::Outside;
         Ok(())
     }
 
-    fn add<'r>(&mut self, no: usize, raw: &'r str, mut it: impl Iterator<Item = (usize, &'r str)>) -> Result<(), ParseError> {
-        let (name_at, name) = it.next().ok_or_else(|| ParseError::at_byte(no, raw, raw.len(), "expected a set name after `add`"))?;
-        let idx = *self
-            .by_name
-            .get(name)
-            .ok_or_else(|| ParseError::at_byte(no, raw, name_at, format!("set `{name}` used before its `create` line")))?;
-        let (_, member) = it.next().ok_or_else(|| ParseError::at_byte(no, raw, raw.len(), "expected a member after the set name"))?;
+    fn add<'r>(
+        &mut self,
+        no: usize,
+        raw: &'r str,
+        mut it: impl Iterator<Item = (usize, &'r str)>,
+    ) -> Result<(), ParseError> {
+        let (name_at, name) = it.next().ok_or_else(|| {
+            ParseError::at_byte(no, raw, raw.len(), "expected a set name after `add`")
+        })?;
+        let idx = *self.by_name.get(name).ok_or_else(|| {
+            ParseError::at_byte(
+                no,
+                raw,
+                name_at,
+                format!("set `{name}` used before its `create` line"),
+            )
+        })?;
+        let (_, member) = it.next().ok_or_else(|| {
+            ParseError::at_byte(no, raw, raw.len(), "expected a member after the set name")
+        })?;
         let set = &mut self.sets[idx];
         set.members.push(member.to_owned());
         set.entries = set.members.len() as u64;
@@ -131,19 +178,42 @@ impl IpsetParser {
 
     fn current(&mut self, no: usize, raw: &str, at: usize, key: &str) -> Result<usize, ParseError> {
         match self.list {
-            ListState::Outside => Err(ParseError::at_byte(no, raw, at, format!("`{key}:` outside a `Name:` block"))),
+            ListState::Outside => Err(ParseError::at_byte(
+                no,
+                raw,
+                at,
+                format!("`{key}:` outside a `Name:` block"),
+            )),
             _ => Ok(self.sets.len() - 1),
         }
     }
 
-    fn list_field(&mut self, no: usize, raw: &str, key: &str, value: &str, value_at: usize) -> Result<(), ParseError> {
+    fn list_field(
+        &mut self,
+        no: usize,
+        raw: &str,
+        key: &str,
+        value: &str,
+        value_at: usize,
+    ) -> Result<(), ParseError> {
         let number = |v: &str| {
-            v.parse::<u64>()
-                .map_err(|_| ParseError::at_byte(no, raw, value_at, format!("expected a number after `{key}:`, got `{v}`")))
+            v.parse::<u64>().map_err(|_| {
+                ParseError::at_byte(
+                    no,
+                    raw,
+                    value_at,
+                    format!("expected a number after `{key}:`, got `{v}`"),
+                )
+            })
         };
         if key == "Name" {
             if value.is_empty() {
-                return Err(ParseError::at_byte(no, raw, value_at, "expected a set name after `Name:`"));
+                return Err(ParseError::at_byte(
+                    no,
+                    raw,
+                    value_at,
+                    "expected a set name after `Name:`",
+                ));
             }
             self.push_set(no, raw, value_at, new_set(value))?;
             self.list = ListState::Headers;
@@ -185,7 +255,11 @@ impl IpsetParser {
 /// Reads `family inet hashsize 1024 comment …` into the set's family and header pairs.
 fn apply_header<'w>(set: &mut IpSet, mut words: impl Iterator<Item = &'w str>) {
     while let Some(key) = words.next() {
-        let value = if FLAG_OPTIONS.contains(&key) { "" } else { words.next().unwrap_or("") };
+        let value = if FLAG_OPTIONS.contains(&key) {
+            ""
+        } else {
+            words.next().unwrap_or("")
+        };
         if key == "family" {
             set.family = match value {
                 "inet" => Some(Family::Ipv4),

@@ -387,7 +387,11 @@ impl<'t, 'a> RuleParser<'t, 'a> {
         let name = &tok.as_str()[2..];
         let mut values = Vec::new();
         if takes_verbatim_argument(name) {
-            if let Some(first) = self.toks.get(self.pos).filter(|t| !t.is_bang() && !is_rule_option(t)) {
+            if let Some(first) = self
+                .toks
+                .get(self.pos)
+                .filter(|t| !t.is_bang() && !is_rule_option(t))
+            {
                 values.push(first.as_str().to_owned());
                 self.pos += 1;
             }

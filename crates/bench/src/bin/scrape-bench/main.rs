@@ -98,12 +98,14 @@ fn main() -> Result<()> {
     for &services in &args.services {
         for backend in &args.backends {
             rows.extend(bench_one(&args, services, backend, ticks)?);
+            // Rewrite after every combination, so an interrupted run still leaves its results.
+            if let Some(doc) = &args.write_doc {
+                write_doc(doc, &render_table(&rows), &args)?;
+            }
         }
     }
-    let table = render_table(&rows);
-    println!("{table}");
+    println!("{}", render_table(&rows));
     if let Some(doc) = &args.write_doc {
-        write_doc(doc, &table, &args)?;
         eprintln!("wrote {}", doc.display());
     }
     Ok(())

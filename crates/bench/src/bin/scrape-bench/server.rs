@@ -35,6 +35,7 @@ impl Server {
                 "--timeout",
                 &timeout_s.to_string(),
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)

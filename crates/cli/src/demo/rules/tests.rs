@@ -216,6 +216,26 @@ fn db_pod_firewall_rejects_all_but_the_policy() {
 }
 
 #[test]
+fn builtin_hooks_run_calico_then_kube_router_then_kube_proxy() {
+    let (_, rules) = lab();
+    let filter = table_text(&rules.iptables, "filter");
+    let forward = rules_of(&filter, "FORWARD");
+    let position = |needle: &str| forward.iter().position(|r| r.contains(needle));
+    let calico = position("-j cali-FORWARD").expect("Calico hook");
+    let router = position("-j KUBE-ROUTER-FORWARD").expect("kube-router hook");
+    let proxy = position("-j KUBE-FORWARD").expect("kube-proxy hook");
+    assert!(calico < router && router < proxy, "{forward:#?}");
+    // kube-router's explicit ACCEPT of policy-compliant traffic closes every built-in chain.
+    for builtin in ["INPUT", "FORWARD", "OUTPUT"] {
+        let last = *rules_of(&filter, builtin).last().expect("hooks");
+        assert!(
+            last.ends_with("-m mark --mark 0x20000/0x20000 -j ACCEPT"),
+            "{builtin}: {last}"
+        );
+    }
+}
+
+#[test]
 fn calico_workload_chains_carry_cali_ids() {
     let (topo, rules) = lab();
     let iface = topo.pod("api-1").expect("api-1").host_veth();

@@ -1,0 +1,168 @@
+//! `nfscope lint`: what is broken in the rules, from saved dumps or the live node; and the
+//! `nfscope_lint_findings` metric family the server appends to `/metrics`.
+//!
+//! Owns the command-line flags, reading the input (through `rules_cmd`, so file errors and parse
+//! errors look and exit the same as for `nfscope rules`), the text/JSON choice and the exit status:
+//! 1 when a finding reaches `--fail-on`, 2 for unusable input, else 0. The checks themselves are
+//! `nfscope-lint`.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
+
+use clap::{Args, ValueEnum};
+use nfscope_lint::{Finding, LintCache, LintInput, Severity, Summary};
+use nfscope_ruleset::{Snapshot, SourceKind};
+
+use crate::cli::{BackendArg, FamilyArg, Format, RulesArgs};
+use crate::exit::Failure;
+use crate::output::print_stdout;
+use crate::rules_cmd;
+
+const LINT_EXAMPLES: &str = "\
+Examples:
+  nfscope lint                                    # live: both families, both backends
+  nfscope lint --netns blue --fail-on warning     # live, in `ip netns` namespace `blue`
+  nfscope lint --rules node.rules --ipsets node.ipset --format json
+  iptables-save | nfscope lint --rules -
+
+Exit status: 0 no finding reaches --fail-on, 1 one does, 2 unusable input (unreadable file, parse error).";
+
+/// `nfscope lint`.
+#[derive(Debug, Args)]
+#[command(after_help = LINT_EXAMPLES)]
+pub struct LintArgs {
+    /// Lint an `iptables-save`/`ip6tables-save` dump (or restore input) from FILE instead of the
+    /// live kernel; `-` is stdin. Repeat for several dumps (IPv4 and IPv6, nft and legacy). [default: live]
+    #[arg(long = "rules", value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+    /// `ipset save`/`ipset list` output: also report rules matching ipsets that do not exist
+    /// (only with --rules; live linting reads the node's ipsets). [default: none]
+    #[arg(long, value_name = "FILE", requires = "rules")]
+    pub ipsets: Option<PathBuf>,
+    /// Only this address family; with --rules, the family of dumps that do not say. [default: both]
+    #[arg(long, value_enum)]
+    pub family: Option<FamilyArg>,
+    /// Only this backend; with --rules, the backend of dumps without a header. [default: both]
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
+    /// Output format: text for people, json = {"findings": [...], "summary": {...}}.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Exit with status 1 when a finding of this severity or worse exists.
+    #[arg(long, value_enum, default_value_t = FailOn::Error)]
+    pub fail_on: FailOn,
+    /// Skip lines that are not understood instead of failing; each becomes a `garbled-rule`
+    /// warning. [default: strict]
+    #[arg(long)]
+    pub lenient: bool,
+    /// Lint the rules of the named network namespace (`ip netns` name). [default: current namespace]
+    #[arg(long, value_name = "NAME", conflicts_with = "rules")]
+    pub netns: Option<String>,
+    /// Per-tool timeout for live collection, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub timeout: f64,
+    /// Look up the save tools only in DIR instead of `PATH` and the sbin folders.
+    #[arg(long, value_name = "DIR", conflicts_with = "rules")]
+    pub tool_dir: Option<PathBuf>,
+}
+
+/// `--fail-on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// Only `error` findings fail.
+    Error,
+    /// `warning` and `error` findings fail.
+    Warning,
+    /// Any finding fails.
+    Info,
+}
+
+impl From<FailOn> for Severity {
+    fn from(value: FailOn) -> Self {
+        match value {
+            FailOn::Error => Self::Error,
+            FailOn::Warning => Self::Warning,
+            FailOn::Info => Self::Info,
+        }
+    }
+}
+
+impl LintArgs {
+    /// The same input flags as `nfscope rules`, so reading behaves identically.
+    fn as_rules_args(&self) -> RulesArgs {
+        RulesArgs {
+            rules: self.rules.clone(),
+            ipsets: self.ipsets.clone(),
+            family: self.family,
+            backend: self.backend,
+            format: self.format,
+            lenient: self.lenient,
+            netns: self.netns.clone(),
+            timeout: self.timeout,
+            tool_dir: self.tool_dir.clone(),
+        }
+    }
+}
+
+/// Runs the command.
+pub fn run(args: &LintArgs) -> Result<(), Failure> {
+    let input = args.as_rules_args();
+    let snapshot = if args.rules.is_empty() {
+        rules_cmd::live(&input)?
+    } else {
+        rules_cmd::from_files(&input)?
+    };
+    let findings = lint_snapshot(&snapshot);
+    print_stdout(&render(&findings, &snapshot, args.format))?;
+    check_threshold(&findings, args.fail_on.into())
+}
+
+/// Lints a snapshot.
+pub fn lint_snapshot(snapshot: &Snapshot) -> Vec<Finding> {
+    nfscope_lint::lint(&lint_input(snapshot))
+}
+
+/// The snapshot's rulesets, and its ipsets when they were read (an ipset dump or `ipset list`
+/// that worked): without them `missing-ipset` is not judged.
+fn lint_input(snapshot: &Snapshot) -> LintInput<'_> {
+    let ipsets_read = snapshot
+        .sources
+        .iter()
+        .any(|s| s.kind == SourceKind::Ipsets && s.error.is_none());
+    LintInput {
+        rulesets: &snapshot.rulesets,
+        ipsets: ipsets_read.then_some(snapshot.ipsets.as_slice()),
+    }
+}
+
+/// The text or JSON report.
+pub fn render(findings: &[Finding], snapshot: &Snapshot, format: Format) -> String {
+    let rules = snapshot.rulesets.iter().map(|r| r.rule_count()).sum();
+    let summary = Summary::new(findings, snapshot.rulesets.len(), rules);
+    match format {
+        Format::Text => nfscope_lint::render_text(findings, &summary),
+        Format::Json => nfscope_lint::render_json(findings, &summary),
+    }
+}
+
+/// Exit status 1 (with a one-line reason) when a finding reaches `threshold`.
+pub fn check_threshold(findings: &[Finding], threshold: Severity) -> Result<(), Failure> {
+    let reaching = findings.iter().filter(|f| f.severity >= threshold).count();
+    if reaching == 0 {
+        return Ok(());
+    }
+    Err(Failure::Other(anyhow::anyhow!(
+        "{reaching} finding(s) at or above {threshold} (--fail-on {threshold})"
+    )))
+}
+
+/// The server's lint cache: findings are recomputed only when the rules changed.
+static METRICS_CACHE: Mutex<Option<LintCache>> = Mutex::new(None);
+
+/// Appends `nfscope_lint_findings{id, severity}` for the snapshot's rulesets to a `/metrics` body,
+/// linting only when the rules differ from the previous call's.
+pub fn append_lint_metrics(body: &mut String, snapshot: &Snapshot) {
+    let mut cache = METRICS_CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    let cache = cache.get_or_insert_with(LintCache::default);
+    nfscope_lint::encode_finding_metrics(cache.findings(&lint_input(snapshot)), body);
+}

@@ -1,0 +1,200 @@
+//! The checks, one module per theme, and the per-ruleset context they share.
+//!
+//! [`lint_ruleset`] runs every per-ruleset check over one [`Ruleset`]; [`cross::check`] looks at
+//! several rulesets together (backends of one family). Each check only *adds* findings; ordering
+//! and summaries are done by the caller ([`crate::lint`]).
+
+pub mod cross;
+pub mod integrity;
+pub mod kube;
+pub mod order;
+pub mod structure;
+
+use nfscope_annotate::{Annotation, Annotations, Owner, annotate};
+use nfscope_ruleset::{IpSet, Ruleset, Target, TargetKind};
+
+use crate::finding::{Finding, FindingId, KubeContext, Location, Related, Severity};
+
+/// One ruleset, its annotations, and where findings go.
+pub struct Ctx<'a> {
+    /// The ruleset being linted.
+    pub ruleset: &'a Ruleset,
+    /// Its Kubernetes annotations.
+    pub annotations: Annotations,
+    /// ipsets known to exist, when the caller has an ipset dump.
+    pub ipsets: Option<&'a [IpSet]>,
+    /// Findings so far.
+    pub findings: Vec<Finding>,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context with no findings yet.
+    pub fn new(ruleset: &'a Ruleset, ipsets: Option<&'a [IpSet]>) -> Self {
+        Self {
+            ruleset,
+            annotations: annotate(ruleset),
+            ipsets,
+            findings: Vec::new(),
+        }
+    }
+
+    /// The location of table `t`, chain `c` and (0-based) rule `r`.
+    pub fn location(&self, t: usize, c: Option<usize>, r: Option<usize>) -> Location {
+        let table = self.ruleset.tables.get(t);
+        let chain = c.and_then(|c| table?.chains.get(c));
+        let rule = r.and_then(|r| chain?.rules.get(r));
+        let line = rule
+            .map(|r| r.line)
+            .or(chain.map(|c| c.line))
+            .or(table.map(|t| t.line))
+            .filter(|&l| l > 0);
+        Location {
+            table: table.map(|t| t.name.clone()),
+            chain: chain.map(|c| c.name.clone()),
+            rule_index: r.filter(|_| chain.is_some()).map(|r| r + 1),
+            line,
+        }
+    }
+
+    /// A related location in this ruleset.
+    pub fn related(&self, t: usize, c: usize, r: Option<usize>, note: &str) -> Related {
+        Related {
+            family: self.ruleset.family,
+            backend: self.ruleset.backend,
+            location: self.location(t, Some(c), r),
+            note: note.to_owned(),
+        }
+    }
+
+    /// Records a finding at table `t`, chain `c`, rule `r` (0-based), with its Kubernetes context.
+    pub fn report(
+        &mut self,
+        id: FindingId,
+        severity: Severity,
+        at: (usize, Option<usize>, Option<usize>),
+        message: String,
+        related: Vec<Related>,
+    ) {
+        let (t, c, r) = at;
+        let kube = c.and_then(|c| {
+            let annotation = match r {
+                Some(r) => self.annotations.rule(t, c, r),
+                None => self.annotations.chain(t, c),
+            };
+            kube_context(annotation)
+        });
+        self.findings.push(Finding {
+            id,
+            severity,
+            family: self.ruleset.family,
+            backend: self.ruleset.backend,
+            location: self.location(t, c, r),
+            message,
+            related,
+            kube,
+        });
+    }
+}
+
+/// Runs every per-ruleset check.
+pub fn lint_ruleset(ruleset: &Ruleset, ipsets: Option<&[IpSet]>) -> Vec<Finding> {
+    let mut ctx = Ctx::new(ruleset, ipsets);
+    integrity::check(&mut ctx);
+    structure::check(&mut ctx);
+    order::check(&mut ctx);
+    kube::check(&mut ctx);
+    ctx.findings
+}
+
+fn kube_context(annotation: &Annotation) -> Option<KubeContext> {
+    if annotation.owner == Owner::Other && annotation.meaning.is_none() {
+        return None;
+    }
+    Some(KubeContext {
+        owner: annotation.owner.as_str().to_owned(),
+        meaning: annotation.meaning.as_ref().map(|m| m.summary()),
+    })
+}
+
+/// Targets provided by iptables extensions (never user chains).
+const EXTENSION_TARGETS: &[&str] = &[
+    "ACCEPT",
+    "DROP",
+    "RETURN",
+    "QUEUE",
+    "NFQUEUE",
+    "REJECT",
+    "DNAT",
+    "SNAT",
+    "MASQUERADE",
+    "REDIRECT",
+    "NETMAP",
+    "TPROXY",
+    "SYNPROXY",
+    "MARK",
+    "CONNMARK",
+    "CONNSECMARK",
+    "SECMARK",
+    "LOG",
+    "NFLOG",
+    "ULOG",
+    "TRACE",
+    "CT",
+    "NOTRACK",
+    "CHECKSUM",
+    "TCPMSS",
+    "TCPOPTSTRIP",
+    "TOS",
+    "DSCP",
+    "ECN",
+    "TTL",
+    "HL",
+    "CLASSIFY",
+    "SET",
+    "TEE",
+    "CLUSTERIP",
+    "AUDIT",
+    "LED",
+    "IDLETIMER",
+    "RATEEST",
+    "HMARK",
+    "MIRROR",
+    "SAME",
+    "DNPT",
+    "SNPT",
+];
+
+/// Is `target` an extension target rather than a jump to a user chain?
+pub fn is_extension_target(target: &Target) -> bool {
+    target.kind == TargetKind::Jump
+        && (EXTENSION_TARGETS.contains(&target.name.as_str()) || !target.options.is_empty())
+}
+
+/// Does this target end the chain for the packets it gets (they never reach the next rule)?
+pub fn is_terminal(target: Option<&Target>) -> bool {
+    let Some(target) = target else { return false };
+    target.kind == TargetKind::Goto
+        || matches!(
+            target.name.as_str(),
+            "ACCEPT"
+                | "DROP"
+                | "REJECT"
+                | "RETURN"
+                | "QUEUE"
+                | "NFQUEUE"
+                | "DNAT"
+                | "SNAT"
+                | "MASQUERADE"
+                | "REDIRECT"
+                | "NETMAP"
+                | "TPROXY"
+                | "SYNPROXY"
+        )
+}
+
+/// The user chain a rule jumps or goes to, if any.
+pub fn chain_target(target: Option<&Target>) -> Option<&str> {
+    target
+        .filter(|t| !is_extension_target(t))
+        .map(|t| t.name.as_str())
+}

@@ -1,0 +1,149 @@
+//! The chain graph of each table: jumps to chains that do not exist, user chains nothing jumps to,
+//! referenced chains without rules, and `-m set` matches on ipsets the ipset dump lacks.
+//!
+//! Kubernetes chains (`KUBE-*`) that nothing references are left to [`super::kube`], which says
+//! *why* they are there. Whether a jump is ever *taken* is not judged here (see [`super::order`]).
+
+use std::collections::HashMap;
+
+use nfscope_ruleset::{Table, TargetKind};
+
+use super::{Ctx, chain_target, kube};
+use crate::finding::{FindingId, Severity};
+
+/// Runs the structure checks of one ruleset.
+pub fn check(ctx: &mut Ctx<'_>) {
+    let ruleset = ctx.ruleset;
+    for (t, table) in ruleset.tables.iter().enumerate() {
+        missing_targets(ctx, t, table);
+        let refs = references(table);
+        for (c, chain) in table.chains.iter().enumerate() {
+            if chain.is_builtin()
+                || kube::is_per_object_chain(&chain.name)
+                || kube::UNREFERENCED_ON_PURPOSE.contains(&chain.name.as_str())
+            {
+                continue;
+            }
+            match refs.get(chain.name.as_str()) {
+                None if kube::shows_hooks(table) => unreferenced(ctx, t, c),
+                None => {}
+                Some(_) if chain.rules.is_empty() => {
+                    let message = format!(
+                        "chain {} has no rules: every jump to it returns at once and does nothing",
+                        chain.name
+                    );
+                    ctx.report(
+                        FindingId::EmptyChain,
+                        Severity::Info,
+                        (t, Some(c), None),
+                        message,
+                        vec![],
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        missing_ipsets(ctx, t, table);
+    }
+}
+
+/// For each user chain, the (chain, rule) indices of the rules in *other* chains that jump or go to it.
+pub fn references(table: &Table) -> HashMap<&str, Vec<(usize, usize)>> {
+    let mut refs: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+    for (c, chain) in table.chains.iter().enumerate() {
+        for (r, rule) in chain.rules.iter().enumerate() {
+            if let Some(name) = chain_target(rule.spec.target.as_ref()).filter(|n| *n != chain.name)
+            {
+                refs.entry(name).or_default().push((c, r));
+            }
+        }
+    }
+    refs
+}
+
+fn unreferenced(ctx: &mut Ctx<'_>, t: usize, c: usize) {
+    let chain = &ctx.ruleset.tables[t].chains[c];
+    let (severity, message) = if chain.rules.is_empty() {
+        (
+            Severity::Info,
+            format!(
+                "chain {} is empty and nothing jumps to it: a leftover, harmless",
+                chain.name
+            ),
+        )
+    } else {
+        (
+            Severity::Warning,
+            format!(
+                "nothing jumps to chain {}, so its {} rule(s) never run; a leftover from a tool that \
+                 was removed or reconfigured, or a missing hook rule",
+                chain.name,
+                chain.rules.len()
+            ),
+        )
+    };
+    ctx.report(
+        FindingId::UnreferencedChain,
+        severity,
+        (t, Some(c), None),
+        message,
+        vec![],
+    );
+}
+
+fn missing_targets(ctx: &mut Ctx<'_>, t: usize, table: &Table) {
+    for (c, chain) in table.chains.iter().enumerate() {
+        for (r, rule) in chain.rules.iter().enumerate() {
+            let Some(target) = chain_target(rule.spec.target.as_ref()) else {
+                continue;
+            };
+            if table.chain(target).is_some() {
+                continue;
+            }
+            let verb = match rule.spec.target.as_ref().map(|t| t.kind) {
+                Some(TargetKind::Goto) => "goes (-g) to",
+                _ => "jumps to",
+            };
+            let message = format!(
+                "rule {verb} chain {target}, which table {} does not have: iptables-restore rejects \
+                 the whole table (\"Couldn't load target\"), so none of its rules would load from this dump",
+                table.name
+            );
+            ctx.report(
+                FindingId::MissingJumpTarget,
+                Severity::Error,
+                (t, Some(c), Some(r)),
+                message,
+                vec![],
+            );
+        }
+    }
+}
+
+fn missing_ipsets(ctx: &mut Ctx<'_>, t: usize, table: &Table) {
+    let Some(ipsets) = ctx.ipsets else { return };
+    for (c, chain) in table.chains.iter().enumerate() {
+        for (r, rule) in chain.rules.iter().enumerate() {
+            let sets = rule
+                .spec
+                .matches_named("set")
+                .filter_map(|m| m.value("match-set"));
+            for name in sets {
+                if ipsets.iter().any(|s| s.name == name) {
+                    continue;
+                }
+                let message = format!(
+                    "rule matches ipset {name}, which the ipset dump does not have: iptables-restore \
+                     fails (\"Set {name} doesn't exist\") and the rule cannot be loaded"
+                );
+                ctx.report(
+                    FindingId::MissingIpset,
+                    Severity::Error,
+                    (t, Some(c), Some(r)),
+                    message,
+                    vec![],
+                );
+            }
+        }
+    }
+}

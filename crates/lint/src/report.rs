@@ -1,0 +1,143 @@
+//! Rendering findings: the terminal listing, the JSON document of `nfscope lint --format json`,
+//! and the `nfscope_lint_findings` Prometheus family.
+//!
+//! It does not decide what is a finding (see [`crate::checks`]).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::finding::{Finding, FindingId, Location, Severity, Summary};
+use crate::node::NodeCheck;
+
+/// The JSON document: `{"findings": [...], "summary": {...}}`.
+#[derive(Debug, Serialize)]
+struct Document<'a> {
+    findings: &'a [Finding],
+    summary: &'a Summary,
+}
+
+/// Pretty JSON with a trailing newline.
+pub fn render_json(findings: &[Finding], summary: &Summary) -> String {
+    let mut text = serde_json::to_string_pretty(&Document { findings, summary })
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    text.push('\n');
+    text
+}
+
+/// One block per finding (`severity id family/backend table chain #rule (line N)`, the message,
+/// then related places and Kubernetes context indented), then a summary line.
+pub fn render_text(findings: &[Finding], summary: &Summary) -> String {
+    let mut out = String::new();
+    for f in findings {
+        let _ = writeln!(
+            out,
+            "{:<7} {} {}/{}{}",
+            f.severity.as_str(),
+            f.id,
+            f.family,
+            f.backend,
+            place(&f.location)
+        );
+        let _ = writeln!(out, "        {}", f.message);
+        if let Some(kube) = &f.kube {
+            let meaning = kube
+                .meaning
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            let _ = writeln!(out, "        kubernetes: {}{meaning}", kube.owner);
+        }
+        for r in &f.related {
+            let _ = writeln!(
+                out,
+                "        related: {}{} ({})",
+                r.family,
+                place(&r.location),
+                r.note
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{} finding(s): {} error(s), {} warning(s), {} info; {} ruleset(s), {} rule(s) checked",
+        summary.total,
+        summary.errors,
+        summary.warnings,
+        summary.infos,
+        summary.rulesets,
+        summary.rules
+    );
+    out
+}
+
+fn place(location: &Location) -> String {
+    let mut text = String::new();
+    if let Some(table) = &location.table {
+        let _ = write!(text, " {table}");
+    }
+    if let Some(chain) = &location.chain {
+        let _ = write!(text, " {chain}");
+    }
+    if let Some(rule) = location.rule_index {
+        let _ = write!(text, " #{rule}");
+    }
+    if let Some(line) = location.line {
+        let _ = write!(text, " (line {line})");
+    }
+    text
+}
+
+/// Appends the `nfscope_lint_findings{id, severity}` gauge (HELP and TYPE included). Every id is
+/// written at each severity it can have, zero when absent, so alerts can compare against 0
+/// instead of relying on `absent()`.
+pub fn encode_finding_metrics(findings: &[Finding], out: &mut String) {
+    let mut counts: BTreeMap<(FindingId, Severity), u64> = BTreeMap::new();
+    for id in FindingId::ALL {
+        for &severity in id.severities() {
+            counts.insert((id, severity), 0);
+        }
+    }
+    for f in findings {
+        *counts.entry((f.id, f.severity)).or_default() += 1;
+    }
+    out.push_str(
+        "# HELP nfscope_lint_findings Lint findings in the node's current rulesets, by finding id and severity.\n\
+         # TYPE nfscope_lint_findings gauge\n",
+    );
+    for ((id, severity), count) in counts {
+        let _ = writeln!(
+            out,
+            "nfscope_lint_findings{{id=\"{id}\",severity=\"{severity}\"}} {count}"
+        );
+    }
+}
+
+/// The `nfscope doctor` JSON document: `{"checks": [...], "findings": [...], "summary": {...}}`.
+pub fn render_doctor_json(checks: &[NodeCheck], findings: &[Finding], summary: &Summary) -> String {
+    #[derive(Serialize)]
+    struct Doctor<'a> {
+        checks: &'a [NodeCheck],
+        findings: &'a [Finding],
+        summary: &'a Summary,
+    }
+    let mut text = serde_json::to_string_pretty(&Doctor { checks, findings, summary })
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    text.push('\n');
+    text
+}
+
+/// The `nfscope doctor` listing: one line per node check with its evidence, then the lint.
+pub fn render_doctor_text(checks: &[NodeCheck], findings: &[Finding], summary: &Summary) -> String {
+    let mut out = String::from("node checks:\n");
+    for c in checks {
+        let _ = writeln!(out, "{:<5} {:<24} {}", c.status.as_str(), c.id, c.summary);
+        for e in &c.evidence {
+            let _ = writeln!(out, "      {e}");
+        }
+    }
+    out.push_str("\nrules:\n");
+    out.push_str(&render_text(findings, summary));
+    out
+}
