@@ -156,12 +156,21 @@ fn rules_from_two_files_show_both_families_with_counters() {
     let (v4, v6) = (dir.path().join("v4.rules"), dir.path().join("v6.rules"));
     std::fs::write(&v4, V4_DUMP).unwrap();
     std::fs::write(&v6, V6_DUMP).unwrap();
+    let sets = dir.path().join("node.ipset");
+    std::fs::write(
+        &sets,
+        "create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 65536\n\
+         add KUBE-CLUSTER-IP 10.96.0.1,tcp:443\nadd KUBE-CLUSTER-IP 10.96.0.10,udp:53\n",
+    )
+    .unwrap();
     let args = [
         "rules",
         "--rules",
         v4.to_str().unwrap(),
         "--rules",
         v6.to_str().unwrap(),
+        "--ipsets",
+        sets.to_str().unwrap(),
         "--format",
         "json",
     ];
@@ -174,6 +183,8 @@ fn rules_from_two_files_show_both_families_with_counters() {
         .filter_map(|r| r["family"].as_str())
         .collect();
     assert_eq!(families, ["ipv4", "ipv6"]);
+    let set = &json["ipsets"][0];
+    assert_eq!((set["name"].as_str(), set["entries"].as_u64()), (Some("KUBE-CLUSTER-IP"), Some(2)), "{set}");
     let dump = serde_json::to_string(&json).unwrap();
     assert!(dump.contains("block incoming localnet connections"));
     assert!(

@@ -16,10 +16,13 @@ use std::time::Duration;
 
 use nfscope_kernel::testns::{TestNetns, root_or_skip};
 use nfscope_kernel::{CollectOptions, collect};
-use nfscope_ruleset::{Backend, Family, Ruleset};
+use nfscope_ruleset::{Backend, Family, ParseOptions, RuleSpec, Ruleset, parse_ruleset};
 use nfscope_trace::{
     Effect, Packet, Proto, TraceInput, TraceResult, Tracer, Verdict, parse_routes,
 };
+
+#[path = "support/xtrace.rs"]
+mod xtrace;
 
 struct Addrs {
     family: Family,
@@ -673,13 +676,23 @@ fn key(input: &TraceInput, r: nfscope_trace::RuleRef) -> Key {
 
 /// Rules and policies a branch says the packet matched for sure.
 fn claimed(input: &TraceInput, branch: &nfscope_trace::Branch) -> HashSet<Key> {
+    walked(input, branch)
+        .into_iter()
+        .filter(|(_, certain)| *certain)
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// Rules and policies a branch says the packet matched, in order, each with `true` when sure
+/// and `false` for a `may match` step (a rule without effect the tracer cannot decide).
+fn walked(input: &TraceInput, branch: &nfscope_trace::Branch) -> Vec<(Key, bool)> {
     branch
         .steps
         .iter()
         .filter(|s| {
             !s.condition
                 .as_deref()
-                .is_some_and(|c| c.starts_with("may match") || c.starts_with("assumed not"))
+                .is_some_and(|c| c.starts_with("assumed not"))
         })
         .filter(|s| {
             !matches!(
@@ -687,11 +700,24 @@ fn claimed(input: &TraceInput, branch: &nfscope_trace::Branch) -> HashSet<Key> {
                 Effect::EndOfChain | Effect::Routed(_) | Effect::NatSkipped(_)
             )
         })
-        .filter_map(|s| s.at.map(|r| key(input, r)))
+        .filter_map(|s| {
+            let certain = !s
+                .condition
+                .as_deref()
+                .is_some_and(|c| c.starts_with("may match"));
+            s.at.map(|r| (key(input, r), certain))
+        })
         .collect()
 }
 
-fn run_case(lab: &Lab, a: &Addrs, case: &Case) -> Result<(), String> {
+/// The tracer's answer for a case, computed on the rules as they were before its packet.
+struct Traced {
+    dst: String,
+    input: TraceInput,
+    result: TraceResult,
+}
+
+fn trace_case(lab: &Lab, a: &Addrs, case: &Case) -> Result<Traced, String> {
     let dst = (case.dst)(a);
     let proto = if case.proto == Proto::Icmp && a.family == Family::Ipv6 {
         Proto::Icmpv6
@@ -705,11 +731,18 @@ fn run_case(lab: &Lab, a: &Addrs, case: &Case) -> Result<(), String> {
     );
     packet.dport = case.dport;
     packet.in_iface = in_iface(case.from);
-    let before = snapshot(lab);
-    let input = tracer_input(lab, before.clone());
+    let input = tracer_input(lab, snapshot(lab));
     let result: TraceResult = Tracer::new(&input)
         .trace(&packet)
         .map_err(|e| e.to_string())?;
+    Ok(Traced { dst, input, result })
+}
+
+/// The counters ground truth: one packet, `iptables-save -c` before and after.
+fn counters_check(lab: &Lab, a: &Addrs, case: &Case, traced: &Traced) -> Result<(), String> {
+    let Traced { dst, input, result } = traced;
+    let dst = dst.as_str();
+    let before = &input.rulesets;
     // The sender's own namespace may receive a REJECT reply: it is not a receiver.
     let sender = ns(lab, case.from).name();
     let receivers: Vec<(To, &TestNetns)> = [
@@ -724,7 +757,7 @@ fn run_case(lab: &Lab, a: &Addrs, case: &Case) -> Result<(), String> {
         .iter()
         .map(|(_, n)| witness(n, a.family))
         .collect();
-    send(lab, case, &dst);
+    send(lab, case, dst);
     let after = snapshot(lab);
     let seen_after: Vec<u64> = receivers
         .iter()
@@ -736,7 +769,7 @@ fn run_case(lab: &Lab, a: &Addrs, case: &Case) -> Result<(), String> {
         .filter(|(_, (b, a))| a > b)
         .map(|((t, _), _)| *t)
         .collect();
-    let kernel: HashSet<Key> = moved(&before, &after)
+    let kernel: HashSet<Key> = moved(before, &after)
         .into_iter()
         .filter(|k| k.0 == a.family)
         .collect();
@@ -745,14 +778,14 @@ fn run_case(lab: &Lab, a: &Addrs, case: &Case) -> Result<(), String> {
     let branch = result
         .branches
         .iter()
-        .find(|b| claimed(&input, b).is_subset(&kernel))
+        .find(|b| claimed(input, b).is_subset(&kernel))
         .ok_or_else(|| {
             format!(
                 "no branch agrees with the kernel; kernel moved {kernel:?}; branches claim {:?}",
                 result
                     .branches
                     .iter()
-                    .map(|b| claimed(&input, b))
+                    .map(|b| claimed(input, b))
                     .collect::<Vec<_>>()
             )
         })?;
@@ -787,7 +820,7 @@ fn run_case(lab: &Lab, a: &Addrs, case: &Case) -> Result<(), String> {
     )?;
     let decided = branch
         .decided_by
-        .map(|r| key(&input, r))
+        .map(|r| key(input, r))
         .ok_or("tracer names no deciding rule")?;
     check(
         decided.3 == case.chain,
@@ -798,7 +831,7 @@ fn run_case(lab: &Lab, a: &Addrs, case: &Case) -> Result<(), String> {
         format!("the deciding rule {decided:?} did not count the packet; kernel moved {kernel:?}"),
     )?;
     if a.family == Family::Ipv4 && case.verdict != Verdict::Reject {
-        let claimed = claimed(&input, branch);
+        let claimed = claimed(input, branch);
         let may: HashSet<Key> = branch
             .steps
             .iter()
@@ -807,7 +840,7 @@ fn run_case(lab: &Lab, a: &Addrs, case: &Case) -> Result<(), String> {
                     .as_deref()
                     .is_some_and(|c| c.starts_with("may match"))
             })
-            .filter_map(|s| s.at.map(|r| key(&input, r)))
+            .filter_map(|s| s.at.map(|r| key(input, r)))
             .collect();
         let extra: Vec<_> = kernel
             .difference(&claimed)
@@ -819,6 +852,234 @@ fn run_case(lab: &Lab, a: &Addrs, case: &Case) -> Result<(), String> {
         )?;
     }
     Ok(())
+}
+
+/// The raw-table rule that marks this case's packet for tracing, matched narrowly (source,
+/// destination, protocol, port) so nothing else in the namespace is traced.
+fn packet_trace_rule(a: &Addrs, case: &Case, dst: &str) -> xtrace::TraceRule {
+    let v6 = a.family == Family::Ipv6;
+    let mut spec: Vec<String> = vec!["-s".into(), src_addr(a, case.from).into()];
+    spec.extend(["-d".into(), dst.to_owned()]);
+    let port = case.dport.unwrap_or(0).to_string();
+    let tail: [&str; 4] = match case.proto {
+        Proto::Tcp => ["-p", "tcp", "--dport", &port],
+        Proto::Udp => ["-p", "udp", "--dport", &port],
+        _ if v6 => ["-p", "ipv6-icmp", "--icmpv6-type", "echo-request"],
+        _ => ["-p", "icmp", "--icmp-type", "echo-request"],
+    };
+    spec.extend(tail.map(str::to_owned));
+    xtrace::TraceRule {
+        tool: if v6 { "ip6tables-nft" } else { "iptables-nft" },
+        chain: if case.from == Origin::Node {
+            "OUTPUT"
+        } else {
+            "PREROUTING"
+        },
+        spec,
+    }
+}
+
+/// The kernel's trace ground truth (nft backend): the case's packet is sent a second time with a
+/// raw-table TRACE rule in place, after the counters check (so the TRACE rule never sits in the
+/// rules the counters compare) and removed before the next case. The kernel's path (matched
+/// rules and policies, TRACE rule left out) must be one of the tracer's branches, and that
+/// branch's verdict and deciding rule must be the kernel's.
+fn xtrace_check(lab: &Lab, a: &Addrs, case: &Case, traced: &Traced) -> Result<(), String> {
+    let Traced { dst, input, result } = traced;
+    let capture = xtrace::trace_one(
+        lab.node.name(),
+        packet_trace_rule(a, case, dst),
+        src_addr(a, case.from),
+        || send(lab, case, dst),
+    )?;
+    let both = || {
+        format!(
+            "\n  kernel trace (xtables-monitor):\n    {}\n  tracer branches:\n{}",
+            capture.lines.join("\n    "),
+            describe_branches(input, result)
+        )
+    };
+    let (verdict, by) = xtrace::decision(&capture.events).map_err(|e| format!("{e}{}", both()))?;
+    let path: Vec<Key> = capture
+        .events
+        .iter()
+        .map(|e| event_key(input, a.family, e))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{e}{}", both()))?
+        .into_iter()
+        .flatten()
+        .collect();
+    let decider = event_key(input, a.family, by)?
+        .ok_or_else(|| format!("decided outside the dump: {}{}", by.describe(), both()))?;
+    let branch = result
+        .branches
+        .iter()
+        .find(|b| follows(&walked(input, b), &path))
+        .ok_or_else(|| format!("no tracer branch walks the kernel's path{}", both()))?;
+    let expected = match verdict {
+        xtrace::KernelVerdict::Accept => Verdict::Accept,
+        xtrace::KernelVerdict::Drop => Verdict::Drop,
+        xtrace::KernelVerdict::Reject => Verdict::Reject,
+    };
+    check(
+        branch.verdict == expected,
+        format!(
+            "kernel says {expected:?}, tracer {:?}{}",
+            branch.verdict,
+            both()
+        ),
+    )?;
+    let decided = branch.decided_by.map(|r| key(input, r));
+    check(
+        decided.as_ref() == Some(&decider),
+        format!(
+            "kernel decided at {} ({}), tracer at {}{}",
+            show_key(&decider),
+            by.describe(),
+            decided.as_ref().map_or("nothing".into(), show_key),
+            both()
+        ),
+    )
+}
+
+/// Does the tracer's walk equal the kernel's path, allowing `may match` steps to be absent?
+fn follows(walk: &[(Key, bool)], kernel: &[Key]) -> bool {
+    let mut rest = kernel.iter().peekable();
+    for (key, certain) in walk {
+        if rest.peek() == Some(&key) {
+            rest.next();
+        } else if *certain {
+            return false;
+        }
+    }
+    rest.next().is_none()
+}
+
+/// The dump position of a kernel trace event: `None` for what is not part of the case's rules
+/// (the TRACE rule itself, raw chains created only to hold it, returns from user chains).
+fn event_key(
+    input: &TraceInput,
+    family: Family,
+    event: &xtrace::Event,
+) -> Result<Option<Key>, String> {
+    let text = match &event.kind {
+        xtrace::EventKind::Return => return Ok(None),
+        xtrace::EventKind::Rule { text, .. } if text.ends_with("-j TRACE") => return Ok(None),
+        xtrace::EventKind::Rule { text, .. } => Some(text),
+        xtrace::EventKind::Policy(_) => None,
+    };
+    let chain = input
+        .rulesets
+        .iter()
+        .find(|r| r.family == family && r.backend == Backend::Nft)
+        .and_then(|r| r.table(&event.table))
+        .and_then(|t| t.chain(&event.chain));
+    let Some(chain) = chain else {
+        return if event.table == "raw" {
+            Ok(None)
+        } else {
+            Err(format!(
+                "the kernel went through a chain the dump lacks: {}",
+                event.describe()
+            ))
+        };
+    };
+    let at = |rule| {
+        Some((
+            family,
+            Backend::Nft,
+            event.table.clone(),
+            event.chain.clone(),
+            rule,
+        ))
+    };
+    let Some(text) = text else {
+        return Ok(at(None));
+    };
+    let spec = parse_trace_rule(text, family, &event.table)?;
+    let same: Vec<usize> = chain
+        .rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.spec == spec)
+        .map(|(i, _)| i)
+        .collect();
+    match same[..] {
+        [i] => Ok(at(Some(i))),
+        _ => Err(format!(
+            "{} rules of the dump equal the traced rule {}",
+            same.len(),
+            event.describe()
+        )),
+    }
+}
+
+/// Parses the rule text of a trace event (`-4 -t TABLE -A CHAIN …`) with the dump parser.
+fn parse_trace_rule(text: &str, family: Family, table: &str) -> Result<RuleSpec, String> {
+    let bad = || format!("unexpected rule text {text:?}");
+    let text = text
+        .strip_prefix("-4 ")
+        .or_else(|| text.strip_prefix("-6 "))
+        .unwrap_or(text);
+    let append = text.strip_prefix(&format!("-t {table} ")).ok_or_else(bad)?;
+    let chain = append
+        .strip_prefix("-A ")
+        .and_then(|r| r.split_whitespace().next())
+        .ok_or_else(bad)?;
+    let dump = format!("*{table}\n:{chain} - [0:0]\n{append}\nCOMMIT\n");
+    let options = ParseOptions {
+        family: Some(family),
+        backend: Some(Backend::Nft),
+        ..Default::default()
+    };
+    let parsed = parse_ruleset(&dump, &options).map_err(|e| format!("{}: {e}", bad()))?;
+    parsed
+        .tables
+        .first()
+        .and_then(|t| t.chains.iter().find_map(|c| c.rules.first()))
+        .map(|r| r.spec.clone())
+        .ok_or_else(bad)
+}
+
+fn show_key(k: &Key) -> String {
+    match k.4 {
+        Some(i) => format!("{}:{}#{}", k.2, k.3, i + 1),
+        None => format!("{}:{}:policy", k.2, k.3),
+    }
+}
+
+fn describe_branches(input: &TraceInput, result: &TraceResult) -> String {
+    result
+        .branches
+        .iter()
+        .map(|b| {
+            let walk: Vec<String> = walked(input, b)
+                .iter()
+                .map(|(k, certain)| format!("{}{}", show_key(k), if *certain { "" } else { "?" }))
+                .collect();
+            format!(
+                "    {:?} decided by {}: {}",
+                b.verdict,
+                b.decided_by
+                    .map_or("nothing".into(), |r| show_key(&key(input, r))),
+                walk.join(" ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Is xtables-monitor there? Missing, the kernel-trace check is skipped, except under `CI=true`.
+fn xtables_monitor_or_skip() -> bool {
+    if xtrace::available() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "xtables-monitor is missing (Debian package iptables) and CI=true forbids skipping the kernel-trace check"
+    );
+    eprintln!("xtables-monitor missing: kernel-trace check skipped");
+    false
 }
 
 fn check(ok: bool, message: String) -> Result<(), String> {
@@ -843,8 +1104,9 @@ fn tracer_agrees_with_the_kernel() {
     if !root_or_skip("tracer_agrees_with_the_kernel") {
         return;
     }
+    let with_xtrace = xtables_monitor_or_skip();
     let mut failures = Vec::new();
-    let mut count = 0;
+    let (mut count, mut xtraced) = (0, 0);
     for style in [Style::KubeProxy, Style::KubeRouter, Style::Calico] {
         for backend in [Backend::Nft, Backend::Legacy] {
             let lab = build_lab(style, backend);
@@ -852,17 +1114,33 @@ fn tracer_agrees_with_the_kernel() {
             for a in [&V4, &V6] {
                 for case in cases(style) {
                     count += 1;
-                    if let Err(e) = run_case(&lab, a, &case) {
-                        failures.push(format!(
-                            "{style:?}/{backend}/{}: {}: {e}",
-                            a.family, case.name
-                        ));
+                    let label = format!("{style:?}/{backend}/{}: {}", a.family, case.name);
+                    let traced = match trace_case(&lab, a, &case) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            failures.push(format!("{label}: {e}"));
+                            continue;
+                        }
+                    };
+                    if let Err(e) = counters_check(&lab, a, &case, &traced) {
+                        failures.push(format!("{label}: {e}"));
+                    }
+                    if with_xtrace && backend == Backend::Nft {
+                        xtraced += 1;
+                        if let Err(e) = xtrace_check(&lab, a, &case, &traced) {
+                            failures.push(format!("{label} [xtables-monitor]: {e}"));
+                        }
                     }
                 }
             }
         }
     }
     assert!(count >= 30, "only {count} cases");
+    assert!(
+        !with_xtrace || xtraced >= 30,
+        "only {xtraced} cases traced by the kernel"
+    );
+    eprintln!("{count} cases against counters, {xtraced} also against xtables-monitor --trace");
     assert!(
         failures.is_empty(),
         "{} of {count} cases disagree:\n{}",

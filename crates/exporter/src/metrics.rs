@@ -257,7 +257,7 @@ where
 {
     pub(crate) fn new() -> Self {
         Self {
-            index: HashMap::new(),
+            index: HashMap::default(),
             rows: Vec::new(),
         }
     }

@@ -63,61 +63,62 @@ fn thread_cpu() -> std::time::Duration {
     std::time::Duration::from_millis(ticks * 10)
 }
 
+/// Wall and CPU time of `f` (CPU matters on a loaded build machine).
+fn timed<T>(f: impl FnOnce() -> T) -> (T, String) {
+    let (wall, cpu) = (Instant::now(), thread_cpu());
+    let out = f();
+    (
+        out,
+        format!("{:?} wall / {:?} cpu", wall.elapsed(), thread_cpu() - cpu),
+    )
+}
+
 #[test]
 #[ignore = "timing; run in release"]
 fn encode_300k_rules() {
-    let text = kube_dump(20_000, 5);
-    let ruleset = parse("scale", &text);
+    let ruleset = parse("scale", &kube_dump(20_000, 5));
     let rules = ruleset.rule_count();
-    let t = Instant::now();
-    let annotations = vec![nfscope_annotate::annotate(&ruleset)];
-    let annotate = t.elapsed();
+    let (annotations, annotate) = timed(|| vec![nfscope_annotate::annotate(&ruleset)]);
     let snapshot = snapshot_of(ruleset);
-    let t = Instant::now();
-    let labels = vec![RuleLabels::new(&snapshot.rulesets[0])];
-    let prepare = t.elapsed();
-    let t = Instant::now();
-    let fits = labels[0].fits(&snapshot.rulesets[0]);
-    let check = t.elapsed();
+    let (labels, prepare) = timed(|| vec![RuleLabels::new(&snapshot.rulesets[0])]);
+    let (fits, check) = timed(|| labels[0].fits(&snapshot.rulesets[0]));
     assert!(fits);
-    let opts = ExportOptions::default();
     let self_metrics = SelfMetrics::default();
-    let time = |annotations: &[nfscope_exporter::Annotations], opts: &ExportOptions| {
-        let t = Instant::now();
-        let body =
-            encode_metrics_with_labels(&snapshot, annotations, &labels, &self_metrics, opts).body;
-        (t.elapsed(), body)
+    let encode = |annotations: &[nfscope_exporter::Annotations], opts: ExportOptions| {
+        timed(|| encode_metrics_with_labels(&snapshot, annotations, &labels, &self_metrics, &opts))
     };
-    let (encode, _) = time(&annotations, &opts);
-    let (encode_again, _) = time(&annotations, &opts);
-    let (no_kube, _) = time(&[], &opts);
-    let no_text_opts = ExportOptions {
-        rule_label: RuleLabel::None,
-        ..ExportOptions::default()
-    };
-    let (no_text, _) = time(&annotations, &no_text_opts);
-    let no_rules_opts = ExportOptions {
-        max_rule_series: 0,
-        ..ExportOptions::default()
-    };
-    let (no_rules, _) = time(&annotations, &no_rules_opts);
-    println!("max_rule_series=0: {no_rules:?}");
-    println!(
-        "encode CPU {encode:?} / {encode_again:?}; without annotations {no_kube:?}; rule_label=None {no_text:?}"
+    let (encoded, full) = encode(&annotations, ExportOptions::default());
+    let (_, again) = encode(&annotations, ExportOptions::default());
+    let (_, no_kube) = encode(&[], ExportOptions::default());
+    let (lean, no_text) = encode(
+        &annotations,
+        ExportOptions {
+            rule_label: RuleLabel::None,
+            ..ExportOptions::default()
+        },
     );
-    let encoded =
-        encode_metrics_with_labels(&snapshot, &annotations, &labels, &self_metrics, &opts);
-    let t = Instant::now();
-    let json = nfscope_exporter::rules_json_string(&snapshot, &annotations);
-    let json_time = t.elapsed();
-    let json_mb = json.len() / 1_000_000;
-    drop(json);
-    println!(
-        "{rules} rules: annotate {annotate:?}, RuleLabels::new {prepare:?}, fits {check:?}, encode (cached labels) {encode:?}, \
-         body {} MB, rules_json_string {json_time:?} ({} MB)",
-        encoded.body.len() / 1_000_000,
-        json_mb
+    let (_, no_rules) = encode(
+        &annotations,
+        ExportOptions {
+            max_rule_series: 0,
+            ..ExportOptions::default()
+        },
     );
+    let (json, json_time) = timed(|| nfscope_exporter::rules_json_string(&snapshot, &annotations));
+    println!("{rules} rules: annotate {annotate}; RuleLabels::new {prepare}; fits {check}");
+    println!(
+        "encode {full} (again {again}), {} MB",
+        encoded.body.len() / 1_000_000
+    );
+    println!(
+        "  without annotations {no_kube}; rule_label=None {no_text}, {} MB; max_rule_series=0 {no_rules}",
+        lean.body.len() / 1_000_000
+    );
+    println!(
+        "rules_json_string {json_time}, {} MB",
+        json.len() / 1_000_000
+    );
+
     let samples = parse_exposition(&encoded.body);
     assert_eq!(
         samples
@@ -130,30 +131,5 @@ fn encode_300k_rules() {
         .iter()
         .filter(|s| s.name == "nfscope_kube_endpoint_new_connections_total")
         .count();
-    println!("endpoint series: {endpoints}");
-}
-
-#[test]
-#[ignore = "profiling aid"]
-fn profile_encode_without_rule_series() {
-    let ruleset = parse("scale", &kube_dump(20_000, 5));
-    let annotations = vec![nfscope_annotate::annotate(&ruleset)];
-    let snapshot = snapshot_of(ruleset);
-    let labels = vec![RuleLabels::new(&snapshot.rulesets[0])];
-    let opts = ExportOptions {
-        max_rule_series: 0,
-        ..ExportOptions::default()
-    };
-    let t = thread_cpu();
-    for _ in 0..5 {
-        let e = encode_metrics_with_labels(
-            &snapshot,
-            &annotations,
-            &labels,
-            &SelfMetrics::default(),
-            &opts,
-        );
-        std::hint::black_box(e.body.len());
-    }
-    println!("5 encodes without rule series: {:?}", thread_cpu() - t);
+    assert_eq!(endpoints, 100_000, "one series per KUBE-SEP DNAT rule");
 }

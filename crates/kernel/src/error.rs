@@ -73,6 +73,9 @@ pub enum KernelError {
     /// Reading or parsing panicked (a bug); the collection went on without this source.
     #[error("panicked: {0}")]
     Panicked(String),
+    /// A netlink/getsockopt read problem, as text (kept with a usable result).
+    #[error("{0}")]
+    Netlink(String),
     /// There is no save tool for this backend (`Backend::Unknown`).
     #[error("no save tool for backend {0}")]
     UnknownBackend(nfscope_ruleset::Backend),

@@ -32,6 +32,7 @@ mod error;
 mod exec;
 pub mod host;
 mod ipsets;
+mod netlink;
 mod netns;
 pub mod node;
 mod rules;
@@ -50,6 +51,7 @@ pub use error::KernelError;
 pub use exec::find_tool;
 pub use ipsets::read_ipsets;
 use ipsets::read_ipsets_from;
+pub use netlink::Reader;
 pub use netns::run_in_netns;
 pub use rules::{read_ruleset, save_tool};
 
@@ -70,10 +72,36 @@ pub struct CollectOptions {
     pub conntrack: bool,
     /// Look up tools only in this folder instead of `PATH` + sbin (tests, pinned installs).
     pub tool_dir: Option<PathBuf>,
+    /// How rule counters are read: netlink/getsockopt (default) or by forking the save tools.
+    pub source: RuleSource,
+    /// With [`RuleSource::Netlink`]: also read native nftables rules, named counters and sets.
+    pub native_nftables: bool,
+}
+
+/// How rules and their counters are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum RuleSource {
+    /// Counters over nf_tables netlink and x_tables `getsockopt`; the save tools run only when
+    /// the ruleset changed (see [`Reader`]).
+    #[default]
+    Netlink,
+    /// Fork `ip[6]tables-{nft,legacy}-save -c` on every collection.
+    Exec,
+}
+
+impl RuleSource {
+    /// `netlink` or `exec`, as the command line and the metrics spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Netlink => "netlink",
+            Self::Exec => "exec",
+        }
+    }
 }
 
 impl Default for CollectOptions {
-    /// Both families, both backends, ipsets and conntrack, 10 s per tool, our own namespace.
+    /// Both families, both backends, ipsets and conntrack, 10 s per tool, our own namespace,
+    /// netlink source with native nftables.
     fn default() -> Self {
         Self {
             netns: None,
@@ -83,6 +111,8 @@ impl Default for CollectOptions {
             ipsets: true,
             conntrack: true,
             tool_dir: None,
+            source: RuleSource::Netlink,
+            native_nftables: true,
         }
     }
 }
@@ -93,11 +123,32 @@ impl Default for CollectOptions {
 /// `rulesets` holds one entry per (family, backend) that has tables, in the order of
 /// `opts.families` × `opts.backends`; `sources` has one report per source tried, in the same
 /// order, then ipsets, then conntrack.
+///
+/// With [`RuleSource::Netlink`] this reads the rule text every time (a fresh [`Reader`]); keep a
+/// [`Reader`] and call [`Reader::collect`] to re-read text only when the ruleset changed.
 pub fn collect(opts: &CollectOptions) -> Snapshot {
+    match opts.source {
+        RuleSource::Exec => collect_in_netns(opts, None),
+        RuleSource::Netlink => Reader::new().collect(opts),
+    }
+}
+
+impl Reader {
+    /// [`collect`] with this reader's cached rule text: the save tools run only when the
+    /// ruleset changed since the previous call. With [`RuleSource::Exec`] the cache is unused.
+    pub fn collect(&mut self, opts: &CollectOptions) -> Snapshot {
+        match opts.source {
+            RuleSource::Exec => collect_in_netns(opts, None),
+            RuleSource::Netlink => collect_in_netns(opts, Some(self)),
+        }
+    }
+}
+
+fn collect_in_netns(opts: &CollectOptions, reader: Option<&mut Reader>) -> Snapshot {
     let Some(name) = opts.netns.as_deref() else {
-        return collect_here(opts);
+        return collect_here(opts, reader);
     };
-    run_in_netns(Some(name), || collect_here(opts))
+    run_in_netns(Some(name), || collect_here(opts, reader))
         .unwrap_or_else(|e| unreachable_namespace(opts, &format!("network namespace {name}: {e}")))
 }
 
@@ -145,28 +196,49 @@ fn joined<T>(handle: ScopedJoinHandle<'_, Timed<T>>) -> Timed<T> {
     })
 }
 
-fn collect_here(opts: &CollectOptions) -> Snapshot {
+fn collect_here(opts: &CollectOptions, reader: Option<&mut Reader>) -> Snapshot {
     let mut snapshot = Snapshot::default();
     let rule_sources = rule_sources(opts);
+    let netlink = reader.is_some();
     let (rule_results, ipsets, conntrack) = thread::scope(|scope| {
-        let rules: Vec<_> = rule_sources
-            .iter()
-            .map(|&(family, backend)| {
-                scope.spawn(move || timed_with_problem(|| read_rules(opts, family, backend)))
-            })
-            .collect();
+        let rules: Vec<_> = match reader {
+            Some(reader) => {
+                let sources = &rule_sources;
+                let read = scope.spawn(move || read_netlink(reader, opts, sources));
+                match read.join() {
+                    Ok((timed, extras)) => {
+                        snapshot.nftables = extras.nftables;
+                        snapshot.retries = extras.retries;
+                        timed
+                    }
+                    Err(payload) => std::panic::resume_unwind(payload),
+                }
+            }
+            None => rule_sources
+                .iter()
+                .map(|&(family, backend)| {
+                    scope.spawn(move || timed_with_problem(|| read_rules(opts, family, backend)))
+                })
+                .map(joined)
+                .collect(),
+        };
         let ipsets = opts.ipsets.then(|| {
             scope.spawn(|| timed(|| read_ipsets_from(opts.timeout, opts.tool_dir.as_deref())))
         });
         let conntrack = opts
             .conntrack
             .then(|| scope.spawn(|| timed(read_conntrack_stats)));
-        let rules: Vec<_> = rules.into_iter().map(joined).collect();
         (rules, ipsets.map(joined), conntrack.map(joined))
     });
+    snapshot.rule_source = if netlink { "netlink" } else { "exec" }.to_owned();
     for (&(family, backend), timed) in rule_sources.iter().zip(rule_results) {
         let kind = SourceKind::Rules { family, backend };
-        let value = record(&mut snapshot, kind, rules::method(family, backend), timed);
+        let method = if netlink {
+            netlink::method(family, backend)
+        } else {
+            rules::method(family, backend)
+        };
+        let value = record(&mut snapshot, kind, method, timed);
         snapshot.rulesets.extend(value.flatten());
     }
     if let Some(timed) = ipsets {
@@ -187,6 +259,33 @@ fn collect_here(opts: &CollectOptions) -> Snapshot {
         );
     }
     snapshot
+}
+
+/// Reads every rule source through the netlink reader; the time of the whole read is shared
+/// out evenly, as the sources are read together.
+fn read_netlink(
+    reader: &mut Reader,
+    opts: &CollectOptions,
+    sources: &[(Family, Backend)],
+) -> (Vec<Timed<Option<Ruleset>>>, netlink::Extras) {
+    let started = Instant::now();
+    let (results, extras) = reader.read_rules(opts, sources);
+    let seconds = started.elapsed().as_secs_f64() / results.len().max(1) as f64;
+    let timed = results
+        .into_iter()
+        .map(|result| {
+            let (result, problem) = match result {
+                Ok((ruleset, problem)) => (Ok(ruleset), problem.map(KernelError::Netlink)),
+                Err(e) => (Err(e), None),
+            };
+            Timed {
+                result,
+                problem,
+                seconds,
+            }
+        })
+        .collect();
+    (timed, extras)
 }
 
 /// The (family, backend) pairs to read, without duplicates or `Backend::Unknown`.

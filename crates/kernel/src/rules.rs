@@ -70,9 +70,34 @@ pub(crate) fn read_ruleset_tolerant(
     let Some((tool, output)) = run_save_tool(family, backend, timeout, tool_dir)? else {
         return Ok((None, None));
     };
-    match to_ruleset(tool, &output, family, backend, false) {
+    parse_tolerant(tool, &output, family, backend)
+}
+
+/// Runs the save tool of (family, backend) with `args` (no legacy-emptiness check) and returns
+/// its name and output; the netlink reader uses this to re-read rule text after a change.
+pub(crate) fn run_save(
+    family: Family,
+    backend: Backend,
+    args: &[&str],
+    timeout: Duration,
+    tool_dir: Option<&Path>,
+) -> Result<(&'static str, ToolOutput), KernelError> {
+    let tool = save_tool(family, backend).ok_or(KernelError::UnknownBackend(backend))?;
+    let path = find_tool(tool, tool_dir)?;
+    Ok((tool, run_tool(tool, &path, args, timeout)?))
+}
+
+/// Parses a save tool's output strictly, falling back to a lenient parse (whose strict error
+/// comes back alongside), as [`read_ruleset_tolerant`] does.
+pub(crate) fn parse_tolerant(
+    tool: &str,
+    output: &ToolOutput,
+    family: Family,
+    backend: Backend,
+) -> Result<(Option<Ruleset>, Option<KernelError>), KernelError> {
+    match to_ruleset(tool, output, family, backend, false) {
         Ok(ruleset) => Ok((ruleset, None)),
-        Err(strict) => match to_ruleset(tool, &output, family, backend, true) {
+        Err(strict) => match to_ruleset(tool, output, family, backend, true) {
             Ok(ruleset) => Ok((ruleset, Some(strict))),
             Err(_) => Err(strict),
         },
@@ -102,7 +127,7 @@ fn run_save_tool(
 /// `/proc/thread-self`, because `/proc/net` follows the main thread's namespace. When the file
 /// cannot be read (0440 root, no CAP_DAC_READ_SEARCH) the answer is "don't know" (`false`), and the
 /// tool runs and reports the real error.
-fn legacy_holds_nothing(family: Family) -> bool {
+pub(crate) fn legacy_holds_nothing(family: Family) -> bool {
     let file = match family {
         Family::Ipv4 => "/proc/thread-self/net/ip_tables_names",
         Family::Ipv6 => "/proc/thread-self/net/ip6_tables_names",

@@ -1,8 +1,10 @@
-//! The crate's only `unsafe` code: two raw system calls that std does not wrap.
+//! The crate's only `unsafe` code: the raw system calls that std does not wrap.
 //!
 //! `setns(2)` moves the calling thread into another network namespace; `kill(2)` with a negative
-//! pid stops a whole process group (a hung save tool and anything it forked). Everything else in
-//! the crate is safe Rust on top of these.
+//! pid stops a whole process group (a hung save tool and anything it forked); netlink sockets
+//! (`socket`, `bind`, `sendto`, `recv`) carry the nfnetlink dumps; raw IP sockets and
+//! `getsockopt` read iptables-legacy tables. Each call works on byte slices; everything else in the
+//! crate is safe Rust on top of these.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -36,4 +38,131 @@ pub(crate) fn kill_process_group(pgid: u32) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// An `AF_NETLINK` / `NETLINK_NETFILTER` socket, bound with a kernel-assigned port id.
+pub(crate) fn netfilter_socket() -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: socket(2) takes no pointers; a non-negative result is a fresh descriptor we own.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_NETFILTER,
+        )
+    };
+    let fd = owned(fd)?;
+    // SAFETY: sockaddr_nl is plain old data; all-zero is a valid value (pid 0 = kernel assigns).
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    let len = size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+    // SAFETY: `addr` is a valid sockaddr_nl of `len` bytes that outlives the call.
+    let rc = unsafe { libc::bind(fd.as_raw_fd(), (&raw const addr).cast(), len) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// A raw IP socket of `domain` (`AF_INET` / `AF_INET6`), the handle x_tables' get-sockopts need.
+pub(crate) fn raw_ip_socket(domain: libc::c_int) -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: socket(2) takes no pointers; a non-negative result is a fresh descriptor we own.
+    let fd = unsafe { libc::socket(domain, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_RAW) };
+    owned(fd)
+}
+
+fn owned(fd: libc::c_int) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket(2), is open, and nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sends one datagram to the kernel (netlink port 0).
+pub(crate) fn send_to_kernel(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<()> {
+    // SAFETY: sockaddr_nl is plain old data; all-zero addresses the kernel.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    let len = size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+    // SAFETY: `bytes` is valid for reads of its length and `addr` of `len` bytes, for the call.
+    let rc = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            0,
+            (&raw const addr).cast(),
+            len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Receives one datagram into `buf`; returns its full length (larger than `buf` when truncated).
+pub(crate) fn recv_truncating(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is valid for writes of its length for the duration of the call.
+        let rc = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_TRUNC,
+            )
+        };
+        if rc >= 0 {
+            return Ok(rc as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Sets an `int`-valued socket option (best effort sizing such as `SO_RCVBUF`).
+pub(crate) fn set_int_option(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    let len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` is a valid c_int of `len` bytes that outlives the call.
+    let rc = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, (&raw const value).cast(), len) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `getsockopt(level, name)` with `buf` as both input (the kernel reads the request from it, as
+/// x_tables' `*_SO_GET_INFO` / `*_SO_GET_ENTRIES` do) and output; returns the length written.
+pub(crate) fn get_option_in_out(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    let mut len = libc::socklen_t::try_from(buf.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "option buffer too large"))?;
+    // SAFETY: `buf` is valid for reads and writes of `len` bytes and `len` for a write of a
+    // socklen_t, both for the duration of the call; the kernel writes at most `len` bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            buf.as_mut_ptr().cast(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(len as usize)
 }

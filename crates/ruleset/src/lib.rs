@@ -21,4 +21,7 @@ pub use ipset::parse_ipsets;
 pub use model::*;
 pub use parse::{ParseError, ParseOptions, parse_ruleset};
 pub use render::{render_rule_spec, render_ruleset};
-pub use snapshot::{ConntrackStats, Snapshot, SourceKind, SourceReport};
+pub use snapshot::{
+    ConntrackStats, NftNamedCounter, NftRule, NftSet, NftablesState, Snapshot, SourceKind,
+    SourceReport,
+};

@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use crate::ipset::IpSet;
-use crate::model::{Backend, Family, Ruleset};
+use crate::model::{Backend, Counters, Family, Ruleset};
 
 /// Everything one collection read, plus how each source fared.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -21,6 +21,75 @@ pub struct Snapshot {
     pub conntrack: Option<ConntrackStats>,
     /// One report per source that was tried, failed or not.
     pub sources: Vec<SourceReport>,
+    /// Native nftables state (rules that are not iptables-nft rules, named counters, sets); only
+    /// the netlink source fills it.
+    #[serde(skip_serializing_if = "NftablesState::is_empty")]
+    pub nftables: NftablesState,
+    /// How the rules were read: `netlink` or `exec` (empty when unknown, e.g. a file).
+    pub rule_source: String,
+    /// Times this collection started over because the ruleset changed while it was being read.
+    pub retries: u64,
+}
+
+/// Native nftables state read over netlink: what `nft list ruleset` shows beyond iptables-nft.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NftablesState {
+    /// Rules with a `counter` statement in tables iptables-nft does not manage.
+    pub rules: Vec<NftRule>,
+    /// Named counter objects (`nft add counter …`), in every table.
+    pub counters: Vec<NftNamedCounter>,
+    /// Named sets and maps with their element counts, in every table.
+    pub sets: Vec<NftSet>,
+}
+
+impl NftablesState {
+    /// True when nothing was found (or nothing was read).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty() && self.counters.is_empty() && self.sets.is_empty()
+    }
+}
+
+/// One native nftables rule with a counter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NftRule {
+    /// nft family name: `ip`, `ip6`, `inet`, `arp`, `bridge`, `netdev`.
+    pub family: String,
+    /// Table name.
+    pub table: String,
+    /// Chain name.
+    pub chain: String,
+    /// The rule's handle (stable while the rule exists).
+    pub handle: u64,
+    /// The rule's comment, if it has one.
+    pub comment: Option<String>,
+    /// Its first counter statement's values.
+    pub counters: Counters,
+}
+
+/// A named nftables counter object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NftNamedCounter {
+    /// nft family name.
+    pub family: String,
+    /// Table name.
+    pub table: String,
+    /// Counter name.
+    pub name: String,
+    /// Its values.
+    pub counters: Counters,
+}
+
+/// A named nftables set or map and its size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NftSet {
+    /// nft family name.
+    pub family: String,
+    /// Table name.
+    pub table: String,
+    /// Set name.
+    pub name: String,
+    /// Elements the kernel holds (interval sets count each range's end marker too).
+    pub elements: u64,
 }
 
 /// Which source a [`SourceReport`] is about.

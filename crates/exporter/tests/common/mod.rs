@@ -79,6 +79,7 @@ pub fn snapshot_of(ruleset: Ruleset) -> Snapshot {
             error: None,
             duration_seconds: 0.0125,
         }],
+        ..Snapshot::default()
     }
 }
 

@@ -1,0 +1,169 @@
+//! TCP control packets (SYN, FIN, RST) as the table consumes them, and a parser from the bytes an
+//! `AF_PACKET`/`SOCK_DGRAM` socket delivers (starting at the IPv4 or IPv6 header).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::Tuple;
+
+/// The TCP flag bits the table looks at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    /// FIN.
+    pub const FIN: u8 = 0x01;
+    /// SYN.
+    pub const SYN: u8 = 0x02;
+    /// RST.
+    pub const RST: u8 = 0x04;
+    /// ACK.
+    pub const ACK: u8 = 0x10;
+
+    /// Is `bit` set?
+    pub fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+}
+
+/// One TCP packet's header facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketMeta {
+    /// Interface it was seen on (0 when unknown).
+    pub ifindex: u32,
+    /// Addresses and ports.
+    pub tuple: Tuple,
+    /// Flags.
+    pub flags: TcpFlags,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number (meaningful only with ACK).
+    pub ack: u32,
+    /// TCP payload length.
+    pub payload_len: u32,
+}
+
+/// Parses an IPv4 or IPv6 packet carrying TCP; `None` for anything else or a truncated header.
+/// IPv6 extension headers are not followed (the capture filter does not pass them either).
+pub fn parse_ip_tcp(bytes: &[u8], ifindex: u32) -> Option<PacketMeta> {
+    match bytes.first()? >> 4 {
+        4 => parse_v4(bytes, ifindex),
+        6 => parse_v6(bytes, ifindex),
+        _ => None,
+    }
+}
+
+fn parse_v4(bytes: &[u8], ifindex: u32) -> Option<PacketMeta> {
+    let ihl = usize::from(bytes.first()? & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?]));
+    let fragment = u16::from_be_bytes([*bytes.get(6)?, *bytes.get(7)?]) & 0x1fff;
+    if *bytes.get(9)? != 6 || ihl < 20 || fragment != 0 {
+        return None;
+    }
+    let src = IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(bytes.get(12..16)?).ok()?));
+    let dst = IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(bytes.get(16..20)?).ok()?));
+    let l4_len = total.checked_sub(ihl)?;
+    parse_tcp(bytes.get(ihl..)?, src, dst, l4_len, ifindex)
+}
+
+fn parse_v6(bytes: &[u8], ifindex: u32) -> Option<PacketMeta> {
+    let payload = usize::from(u16::from_be_bytes([*bytes.get(4)?, *bytes.get(5)?]));
+    if *bytes.get(6)? != 6 {
+        return None;
+    }
+    let src = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(bytes.get(8..24)?).ok()?));
+    let dst = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(bytes.get(24..40)?).ok()?));
+    parse_tcp(bytes.get(40..)?, src, dst, payload, ifindex)
+}
+
+fn parse_tcp(
+    tcp: &[u8],
+    src: IpAddr,
+    dst: IpAddr,
+    l4_len: usize,
+    ifindex: u32,
+) -> Option<PacketMeta> {
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(tcp.get(at..at + 4)?.try_into().ok()?))
+    };
+    let sport = u16::from_be_bytes([*tcp.first()?, *tcp.get(1)?]);
+    let dport = u16::from_be_bytes([*tcp.get(2)?, *tcp.get(3)?]);
+    let data_offset = usize::from(tcp.get(12)? >> 4) * 4;
+    if data_offset < 20 {
+        return None;
+    }
+    Some(PacketMeta {
+        ifindex,
+        tuple: Tuple {
+            src,
+            dst,
+            sport,
+            dport,
+        },
+        flags: TcpFlags(*tcp.get(13)?),
+        seq: word(4)?,
+        ack: word(8)?,
+        payload_len: u32::try_from(l4_len.saturating_sub(data_offset)).unwrap_or(u32::MAX),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4_syn() -> Vec<u8> {
+        let mut p = vec![0u8; 40 + 5];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&45u16.to_be_bytes());
+        p[9] = 6;
+        p[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        p[16..20].copy_from_slice(&[10, 96, 0, 10]);
+        p[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        p[22..24].copy_from_slice(&80u16.to_be_bytes());
+        p[24..28].copy_from_slice(&1000u32.to_be_bytes());
+        p[32] = 5 << 4;
+        p[33] = TcpFlags::SYN | TcpFlags::FIN;
+        p
+    }
+
+    #[test]
+    fn parses_a_v4_tcp_header_with_payload_length() {
+        let meta = parse_ip_tcp(&v4_syn(), 3).expect("parses");
+        assert_eq!(meta.tuple.src, "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(meta.tuple.dport, 80);
+        assert_eq!(meta.seq, 1000);
+        assert_eq!(meta.payload_len, 5);
+        assert!(meta.flags.has(TcpFlags::SYN) && !meta.flags.has(TcpFlags::RST));
+        assert_eq!(meta.ifindex, 3);
+    }
+
+    #[test]
+    fn rejects_truncated_fragments_and_other_protocols() {
+        let p = v4_syn();
+        for cut in 0..40 {
+            assert!(parse_ip_tcp(&p[..cut], 0).is_none(), "cut at {cut}");
+        }
+        let mut udp = p.clone();
+        udp[9] = 17;
+        assert!(parse_ip_tcp(&udp, 0).is_none());
+        let mut fragment = p;
+        fragment[7] = 1;
+        assert!(parse_ip_tcp(&fragment, 0).is_none());
+    }
+
+    #[test]
+    fn parses_v6() {
+        let mut p = vec![0u8; 60];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&20u16.to_be_bytes());
+        p[6] = 6;
+        p[23] = 1;
+        p[39] = 2;
+        p[40 + 12] = 5 << 4;
+        p[40 + 13] = TcpFlags::RST;
+        let meta = parse_ip_tcp(&p, 0).expect("parses");
+        assert_eq!(meta.tuple.src, "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(meta.tuple.dst, "::2".parse::<IpAddr>().unwrap());
+        assert!(meta.flags.has(TcpFlags::RST));
+        assert_eq!(meta.payload_len, 0);
+    }
+}

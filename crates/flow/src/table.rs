@@ -1,0 +1,726 @@
+//! The connection table: a pure state machine over conntrack events and TCP control packets.
+//!
+//! A connection is keyed by every directional tuple it can be seen with: the client's original
+//! tuple (client → Service VIP), its reverse, and, once conntrack reports the NAT translation,
+//! the translated tuple (client → pod that served it) and its reverse. So the same SYN seen on the
+//! client's veth (before DNAT) and on the pod's veth (after DNAT) lands on one connection, and
+//! whichever source reports first (conntrack or the packet ring) creates it.
+//!
+//! Bytes: conntrack accounting gives IP-layer bytes and packets (headers included) when
+//! `nf_conntrack_acct` is on; sequence numbers of the SYN, FIN and RST packets give exact TCP
+//! payload bytes each way (valid below 4 GiB per direction, the sequence space).
+//!
+//! Bounds: at most `max_live` live connections (the oldest is evicted and counted), a ring of the
+//! last `closed_capacity` closed ones, and tombstones so late conntrack updates of a closed
+//! connection do not resurrect it. Time is passed in; nothing here reads a clock.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::aggregate::Aggregates;
+use crate::event::{CtCounters, CtEvent, CtKind, TcpState, Tuple};
+use crate::names::Names;
+use crate::packet::{PacketMeta, TcpFlags};
+use crate::Time;
+
+/// Limits and timeouts of the table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowConfig {
+    /// Live connections kept at most; inserting beyond evicts the oldest.
+    pub max_live: usize,
+    /// Closed connections kept for `/api/flows`.
+    pub closed_capacity: usize,
+    /// A SYN not answered within this long ends the connection as a timeout (packet-only).
+    pub handshake_timeout: Duration,
+    /// A connection known only from packets (no conntrack entry) with no control packet for this
+    /// long ends as a timeout.
+    pub packet_idle_timeout: Duration,
+    /// A connection with a FIN from one side only, and no conntrack entry, closes after this.
+    pub half_close_timeout: Duration,
+    /// How long a closed connection's conntrack tuple is remembered (TIME_WAIT is 120 s).
+    pub tombstone_ttl: Duration,
+    /// Distinct (source, destination) workload pairs the aggregates keep; the rest count as `other`.
+    pub max_pairs: usize,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        Self {
+            max_live: 100_000,
+            closed_capacity: 1_000,
+            handshake_timeout: Duration::from_secs(30),
+            packet_idle_timeout: Duration::from_secs(600),
+            half_close_timeout: Duration::from_secs(60),
+            tombstone_ttl: Duration::from_secs(150),
+            max_pairs: 2_000,
+        }
+    }
+}
+
+/// Which end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// The side that sent the SYN.
+    Client,
+    /// The side that answered it.
+    Server,
+}
+
+/// How a connection ended (or that it has not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum End {
+    /// Still open.
+    Open,
+    /// Closed with FIN.
+    Fin,
+    /// Reset by the client.
+    RstClient,
+    /// Reset by the server.
+    RstServer,
+    /// Reset, side unknown (conntrack saw it, the capture did not).
+    Rst,
+    /// No close seen: handshake unanswered, idle, or conntrack timed it out.
+    Timeout,
+}
+
+impl End {
+    /// Every variant, in label order.
+    pub const ALL: [Self; 6] = [
+        Self::Open,
+        Self::Fin,
+        Self::RstClient,
+        Self::RstServer,
+        Self::Rst,
+        Self::Timeout,
+    ];
+
+    /// The metric label / JSON value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Fin => "fin",
+            Self::RstClient => "rst_client",
+            Self::RstServer => "rst_server",
+            Self::Rst => "rst",
+            Self::Timeout => "timeout",
+        }
+    }
+
+    /// Any reset?
+    pub fn is_reset(self) -> bool {
+        matches!(self, Self::RstClient | Self::RstServer | Self::Rst)
+    }
+}
+
+/// Sequence-number state of one side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct SeqSide {
+    isn: Option<u32>,
+    fin_seq: Option<u32>,
+    bytes: Option<u64>,
+}
+
+impl SeqSide {
+    /// Records that this side sent everything up to (not including) `end_seq`.
+    fn sent_up_to(&mut self, end_seq: u32) {
+        if let Some(isn) = self.isn {
+            let bytes = u64::from(end_seq.wrapping_sub(isn.wrapping_add(1)));
+            if bytes < 1 << 31 {
+                self.bytes = Some(self.bytes.map_or(bytes, |b| b.max(bytes)));
+            }
+        }
+    }
+
+    /// Records an acknowledgement `ack` the other side sent for this side's data.
+    fn acked_up_to(&mut self, ack: u32) {
+        let end = match self.fin_seq {
+            Some(fin) if ack == fin.wrapping_add(1) => fin,
+            _ => ack,
+        };
+        self.sent_up_to(end);
+    }
+}
+
+/// One connection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Conn {
+    /// The table's id (unique for the table's life).
+    pub id: u64,
+    /// Conntrack's id, once conntrack reported the connection.
+    pub ct_id: Option<u32>,
+    /// As the client sent it: client → the address it dialled (e.g. a Service VIP).
+    pub orig: Tuple,
+    /// After NAT, as conntrack reports it: client (after SNAT) → the pod that served it.
+    /// `None` until conntrack reported the connection; equal to `orig` without NAT.
+    pub translated: Option<Tuple>,
+    /// First sight (SYN, or the conntrack event when the SYN was not seen).
+    pub start: Time,
+    /// When the client's SYN was seen.
+    pub syn_at: Option<Time>,
+    /// When the server's SYN/ACK was seen.
+    pub synack_at: Option<Time>,
+    /// When conntrack moved it to ESTABLISHED (the handshake's final ACK).
+    pub established_at: Option<Time>,
+    /// Last packet or event.
+    pub last_seen: Time,
+    /// How it ended.
+    pub end: End,
+    /// When it ended.
+    pub end_at: Option<Time>,
+    /// Conntrack accounting, client → server.
+    pub ct_orig: Option<CtCounters>,
+    /// Conntrack accounting, server → client.
+    pub ct_reply: Option<CtCounters>,
+    #[serde(skip)]
+    client: SeqSide,
+    #[serde(skip)]
+    server: SeqSide,
+    #[serde(skip)]
+    ct_close_hint: Option<End>,
+    #[serde(skip)]
+    handshake_recorded: bool,
+}
+
+impl Conn {
+    fn new(id: u64, orig: Tuple, now: Time) -> Self {
+        Self {
+            id,
+            ct_id: None,
+            orig,
+            translated: None,
+            start: now,
+            syn_at: None,
+            synack_at: None,
+            established_at: None,
+            last_seen: now,
+            end: End::Open,
+            end_at: None,
+            ct_orig: None,
+            ct_reply: None,
+            client: SeqSide::default(),
+            server: SeqSide::default(),
+            ct_close_hint: None,
+            handshake_recorded: false,
+        }
+    }
+
+    /// The server that actually answered: the translated destination when known.
+    pub fn server(&self) -> Tuple {
+        self.translated
+            .map_or(self.orig, |t| Tuple { src: self.orig.src, sport: self.orig.sport, ..t })
+    }
+
+    /// SYN → final ACK when conntrack reported ESTABLISHED, else SYN → SYN/ACK.
+    pub fn handshake(&self) -> Option<Duration> {
+        let syn = self.syn_at?;
+        let done = match (self.established_at, self.synack_at) {
+            (Some(est), Some(synack)) => est.max(synack),
+            (Some(est), None) => est,
+            (None, Some(synack)) => synack,
+            (None, None) => return None,
+        };
+        done.checked_sub(syn)
+    }
+
+    /// SYN → SYN/ACK, as seen where the capture runs.
+    pub fn syn_to_synack(&self) -> Option<Duration> {
+        self.synack_at?.checked_sub(self.syn_at?)
+    }
+
+    /// From start to end (or to `now` while open).
+    pub fn duration(&self, now: Time) -> Duration {
+        self.end_at.unwrap_or(now).saturating_sub(self.start)
+    }
+
+    /// TCP payload bytes client → server from sequence numbers, once a FIN or RST showed them.
+    pub fn payload_client(&self) -> Option<u64> {
+        self.client.bytes
+    }
+
+    /// TCP payload bytes server → client from sequence numbers.
+    pub fn payload_server(&self) -> Option<u64> {
+        self.server.bytes
+    }
+
+    /// Best byte count client → server: payload bytes, else conntrack's IP-layer bytes.
+    pub fn bytes_client(&self) -> Option<u64> {
+        self.client.bytes.or(self.ct_orig.map(|c| c.bytes))
+    }
+
+    /// Best byte count server → client.
+    pub fn bytes_server(&self) -> Option<u64> {
+        self.server.bytes.or(self.ct_reply.map(|c| c.bytes))
+    }
+
+    fn seq_mut(&mut self, side: Side) -> (&mut SeqSide, &mut SeqSide) {
+        match side {
+            Side::Client => (&mut self.client, &mut self.server),
+            Side::Server => (&mut self.server, &mut self.client),
+        }
+    }
+
+    /// Folds `other` (the same connection seen first through another tuple) into this one.
+    fn absorb(&mut self, other: Self) {
+        self.start = self.start.min(other.start);
+        self.syn_at = min_opt(self.syn_at, other.syn_at);
+        self.synack_at = min_opt(self.synack_at, other.synack_at);
+        self.established_at = min_opt(self.established_at, other.established_at);
+        self.last_seen = self.last_seen.max(other.last_seen);
+        self.ct_id = self.ct_id.or(other.ct_id);
+        self.translated = self.translated.or(other.translated);
+        for (mine, theirs) in [(&mut self.client, other.client), (&mut self.server, other.server)] {
+            mine.isn = mine.isn.or(theirs.isn);
+            mine.fin_seq = mine.fin_seq.or(theirs.fin_seq);
+            mine.bytes = mine.bytes.max(theirs.bytes);
+        }
+    }
+}
+
+fn min_opt(a: Option<Time>, b: Option<Time>) -> Option<Time> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The table's own counters (self-metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FlowStats {
+    /// Connections created.
+    pub connections_seen: u64,
+    /// Connections that ended (moved to the closed ring).
+    pub connections_closed: u64,
+    /// Live connections evicted because the table was full.
+    pub evictions: u64,
+    /// Live connections right now.
+    pub live: u64,
+    /// Packets given to the table.
+    pub packets: u64,
+    /// Packets that matched no connection and could not start one.
+    pub packets_unmatched: u64,
+    /// Conntrack events given to the table.
+    pub ct_events: u64,
+    /// Conntrack events for other protocols than TCP.
+    pub ct_events_ignored: u64,
+    /// Conntrack events the kernel dropped (ENOBUFS), as reported by the reader.
+    pub ct_events_lost: u64,
+    /// Packets the capture ring dropped (`PACKET_STATISTICS`), as reported by the reader.
+    pub capture_drops: u64,
+    /// Packets the capture delivered (`PACKET_STATISTICS`), as reported by the reader.
+    pub capture_packets: u64,
+}
+
+/// A copy of the table for outputs.
+#[derive(Debug, Clone)]
+pub struct TableSnapshot {
+    /// When it was taken.
+    pub now: Time,
+    /// Live connections (oldest first).
+    pub live: Vec<Conn>,
+    /// Recently closed connections (oldest first).
+    pub closed: Vec<Conn>,
+    /// Counters.
+    pub stats: FlowStats,
+}
+
+/// The connection table.
+#[derive(Debug)]
+pub struct FlowTable {
+    config: FlowConfig,
+    names: Names,
+    live: HashMap<u64, Conn>,
+    index: HashMap<Tuple, (u64, Side)>,
+    /// Live ids in creation order (lazily cleaned), for eviction.
+    order: VecDeque<u64>,
+    closed: VecDeque<Conn>,
+    tombstones: HashMap<Tuple, Time>,
+    tombstone_order: VecDeque<(Time, Tuple)>,
+    next_id: u64,
+    stats: FlowStats,
+    aggregates: Aggregates,
+}
+
+impl FlowTable {
+    /// An empty table naming endpoints with `names`.
+    pub fn new(config: FlowConfig, names: Names) -> Self {
+        let aggregates = Aggregates::new(config.max_pairs);
+        Self {
+            config,
+            names,
+            live: HashMap::new(),
+            index: HashMap::new(),
+            order: VecDeque::new(),
+            closed: VecDeque::new(),
+            tombstones: HashMap::new(),
+            tombstone_order: VecDeque::new(),
+            next_id: 1,
+            stats: FlowStats::default(),
+            aggregates,
+        }
+    }
+
+    /// One TCP control packet (SYN, FIN or RST; others are harmless).
+    pub fn on_packet(&mut self, now: Time, packet: PacketMeta) {
+        self.stats.packets += 1;
+        let flags = packet.flags;
+        let pure_syn = flags.has(TcpFlags::SYN) && !flags.has(TcpFlags::ACK);
+        let found = self.index.get(&packet.tuple).copied();
+        let (id, side) = match found {
+            Some((id, side)) if self.is_port_reuse(id, side, &packet) => {
+                self.close(id, now, End::Timeout);
+                (self.insert_from_packet(now, packet.tuple), Side::Client)
+            }
+            Some(found) => found,
+            None if pure_syn => (self.insert_from_packet(now, packet.tuple), Side::Client),
+            None => {
+                self.stats.packets_unmatched += 1;
+                return;
+            }
+        };
+        if let Some(end) = self.apply_packet(id, side, now, &packet) {
+            self.close(id, now, end);
+        }
+    }
+
+    /// A new SYN with another initial sequence number on a tuple whose connection is closing.
+    fn is_port_reuse(&self, id: u64, side: Side, packet: &PacketMeta) -> bool {
+        let flags = packet.flags;
+        if side != Side::Client || !flags.has(TcpFlags::SYN) || flags.has(TcpFlags::ACK) {
+            return false;
+        }
+        self.live
+            .get(&id)
+            .and_then(|c| c.client.isn)
+            .is_some_and(|isn| isn != packet.seq)
+    }
+
+    /// Updates the connection; returns how it ended when this packet ended it.
+    fn apply_packet(&mut self, id: u64, side: Side, now: Time, p: &PacketMeta) -> Option<End> {
+        let conn = self.live.get_mut(&id)?;
+        conn.last_seen = conn.last_seen.max(now);
+        let flags = p.flags;
+        if flags.has(TcpFlags::SYN) {
+            match (side, flags.has(TcpFlags::ACK)) {
+                (Side::Client, false) => {
+                    conn.client.isn.get_or_insert(p.seq);
+                    conn.syn_at = min_opt(conn.syn_at, Some(now));
+                    conn.start = conn.start.min(now);
+                }
+                (Side::Server, true) => {
+                    conn.server.isn.get_or_insert(p.seq);
+                    conn.synack_at = min_opt(conn.synack_at, Some(now));
+                }
+                _ => {}
+            }
+        }
+        let end_seq = p.seq.wrapping_add(p.payload_len);
+        let (mine, theirs) = conn.seq_mut(side);
+        if flags.has(TcpFlags::ACK) && !flags.has(TcpFlags::SYN) {
+            theirs.acked_up_to(p.ack);
+        }
+        if flags.has(TcpFlags::RST) {
+            mine.sent_up_to(end_seq);
+            return Some(match side {
+                Side::Client => End::RstClient,
+                Side::Server => End::RstServer,
+            });
+        }
+        if flags.has(TcpFlags::FIN) {
+            mine.fin_seq.get_or_insert(end_seq);
+            mine.sent_up_to(end_seq);
+            if conn.client.fin_seq.is_some() && conn.server.fin_seq.is_some() {
+                return Some(End::Fin);
+            }
+        }
+        self.record_handshake_if_done(id);
+        None
+    }
+
+    /// One conntrack event.
+    pub fn on_conntrack_event(&mut self, now: Time, event: CtEvent) {
+        self.stats.ct_events += 1;
+        if event.proto != 6 {
+            self.stats.ct_events_ignored += 1;
+            return;
+        }
+        if event.kind == CtKind::New {
+            self.tombstones.remove(&event.orig);
+        } else if self.tombstones.contains_key(&event.orig) {
+            if event.kind == CtKind::Destroy {
+                self.tombstones.remove(&event.orig);
+            }
+            return;
+        }
+        let translated = event.reply.reversed();
+        let tuples = [
+            (event.orig, Side::Client),
+            (event.orig.reversed(), Side::Server),
+            (translated, Side::Client),
+            (event.reply, Side::Server),
+        ];
+        let mut ids: Vec<u64> = tuples
+            .iter()
+            .filter_map(|(t, _)| self.index.get(t).map(|&(id, _)| id))
+            .collect();
+        let mut seen = Vec::with_capacity(ids.len());
+        ids.retain(|id| {
+            let fresh = !seen.contains(id);
+            seen.push(*id);
+            fresh
+        });
+        if ids.is_empty() && event.kind == CtKind::Destroy {
+            return;
+        }
+        let id = match ids.split_first() {
+            Some((&keep, rest)) => {
+                for &other in rest {
+                    self.merge_into(keep, other);
+                }
+                keep
+            }
+            None => self.insert_conn(now, event.orig),
+        };
+        for (tuple, side) in tuples {
+            self.index.insert(tuple, (id, side));
+        }
+        if let Some(end) = self.apply_ct(id, now, &event) {
+            self.close(id, now, end);
+        }
+    }
+
+    fn apply_ct(&mut self, id: u64, now: Time, event: &CtEvent) -> Option<End> {
+        let conn = self.live.get_mut(&id)?;
+        conn.last_seen = conn.last_seen.max(now);
+        conn.ct_id = event.id.or(conn.ct_id);
+        conn.orig = event.orig;
+        conn.translated = Some(event.reply.reversed());
+        conn.ct_orig = event.counters_orig.or(conn.ct_orig);
+        conn.ct_reply = event.counters_reply.or(conn.ct_reply);
+        match event.tcp_state {
+            Some(TcpState::Established) if conn.established_at.is_none() => {
+                conn.established_at = Some(now);
+            }
+            Some(TcpState::Closing) => conn.ct_close_hint = Some(End::Fin),
+            Some(TcpState::Close) if conn.ct_close_hint.is_none() => {
+                conn.ct_close_hint = Some(End::Rst);
+            }
+            _ => {}
+        }
+        if event.kind == CtKind::Destroy {
+            let seen_fin = conn.client.fin_seq.is_some() || conn.server.fin_seq.is_some();
+            return Some(if seen_fin { End::Fin } else { conn.ct_close_hint.unwrap_or(End::Timeout) });
+        }
+        self.record_handshake_if_done(id);
+        None
+    }
+
+    /// Ends connections whose time is up; call about once a second.
+    pub fn expire(&mut self, now: Time) {
+        let config = &self.config;
+        let due: Vec<u64> = self
+            .live
+            .values()
+            .filter(|c| {
+                let idle = now.saturating_sub(c.last_seen);
+                let packet_only = c.ct_id.is_none() && c.translated.is_none();
+                let half_closed = c.client.fin_seq.is_some() || c.server.fin_seq.is_some();
+                let unanswered = c.synack_at.is_none() && c.established_at.is_none();
+                packet_only
+                    && (idle >= config.packet_idle_timeout
+                        || (unanswered && idle >= config.handshake_timeout)
+                        || (half_closed && idle >= config.half_close_timeout))
+            })
+            .map(|c| c.id)
+            .collect();
+        for id in due {
+            let half_closed = self
+                .live
+                .get(&id)
+                .is_some_and(|c| c.client.fin_seq.is_some() || c.server.fin_seq.is_some());
+            self.close(id, now, if half_closed { End::Fin } else { End::Timeout });
+        }
+        while let Some(&(at, tuple)) = self.tombstone_order.front() {
+            if now.saturating_sub(at) < self.config.tombstone_ttl {
+                break;
+            }
+            self.tombstone_order.pop_front();
+            if self.tombstones.get(&tuple) == Some(&at) {
+                self.tombstones.remove(&tuple);
+            }
+        }
+    }
+
+    /// Adds what a reader reports that the table cannot see itself.
+    pub fn add_reader_losses(&mut self, ct_events_lost: u64, capture_drops: u64, capture_packets: u64) {
+        self.stats.ct_events_lost += ct_events_lost;
+        self.stats.capture_drops += capture_drops;
+        self.stats.capture_packets += capture_packets;
+    }
+
+    /// Replaces the names (e.g. the names file was re-read).
+    pub fn set_names(&mut self, names: Names) {
+        self.names = names;
+    }
+
+    /// The names in use.
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    /// Live connections, in no particular order.
+    pub fn live(&self) -> impl Iterator<Item = &Conn> {
+        self.live.values()
+    }
+
+    /// Recently closed connections, oldest first.
+    pub fn closed(&self) -> impl Iterator<Item = &Conn> {
+        self.closed.iter()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> FlowStats {
+        FlowStats {
+            live: self.live.len() as u64,
+            ..self.stats
+        }
+    }
+
+    /// Per workload pair totals.
+    pub fn aggregates(&self) -> &Aggregates {
+        &self.aggregates
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FlowConfig {
+        &self.config
+    }
+
+    /// A copy of everything, live connections oldest first.
+    pub fn snapshot(&self, now: Time) -> TableSnapshot {
+        let mut live: Vec<Conn> = self.live.values().cloned().collect();
+        live.sort_by_key(|c| (c.start, c.id));
+        TableSnapshot {
+            now,
+            live,
+            closed: self.closed.iter().cloned().collect(),
+            stats: self.stats(),
+        }
+    }
+
+    fn insert_from_packet(&mut self, now: Time, tuple: Tuple) -> u64 {
+        let id = self.insert_conn(now, tuple);
+        self.index.insert(tuple, (id, Side::Client));
+        self.index.insert(tuple.reversed(), (id, Side::Server));
+        id
+    }
+
+    fn insert_conn(&mut self, now: Time, orig: Tuple) -> u64 {
+        while self.live.len() >= self.config.max_live.max(1) {
+            self.evict_oldest();
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.live.insert(id, Conn::new(id, orig, now));
+        self.order.push_back(id);
+        if self.order.len() > 2 * self.config.max_live.max(16) {
+            let live = &self.live;
+            self.order.retain(|id| live.contains_key(id));
+        }
+        self.stats.connections_seen += 1;
+        id
+    }
+
+    fn evict_oldest(&mut self) {
+        while let Some(id) = self.order.pop_front() {
+            if let Some(conn) = self.live.remove(&id) {
+                self.unindex(&conn);
+                self.stats.evictions += 1;
+                return;
+            }
+        }
+    }
+
+    fn merge_into(&mut self, keep: u64, other: u64) {
+        if keep == other {
+            return;
+        }
+        let Some(absorbed) = self.live.remove(&other) else {
+            return;
+        };
+        let mut tuples = vec![(absorbed.orig, Side::Client), (absorbed.orig.reversed(), Side::Server)];
+        if let Some(t) = absorbed.translated {
+            tuples.extend([(t, Side::Client), (t.reversed(), Side::Server)]);
+        }
+        for (tuple, side) in tuples {
+            if self.index.get(&tuple).is_some_and(|&(id, _)| id == other) {
+                self.index.insert(tuple, (keep, side));
+            }
+        }
+        if let Some(conn) = self.live.get_mut(&keep) {
+            conn.absorb(absorbed);
+        }
+    }
+
+    fn record_handshake_if_done(&mut self, id: u64) {
+        let Some(conn) = self.live.get_mut(&id) else {
+            return;
+        };
+        if conn.handshake_recorded || conn.established_at.is_none() || conn.syn_at.is_none() {
+            return;
+        }
+        conn.handshake_recorded = true;
+        let conn = conn.clone();
+        self.aggregates.record_handshake(&conn, &self.names);
+    }
+
+    fn close(&mut self, id: u64, now: Time, end: End) {
+        let Some(mut conn) = self.live.remove(&id) else {
+            return;
+        };
+        self.unindex(&conn);
+        conn.end = end;
+        conn.end_at = Some(now.max(conn.start));
+        if conn.ct_id.is_some() || conn.translated.is_some() {
+            self.tombstones.insert(conn.orig, now);
+            self.tombstone_order.push_back((now, conn.orig));
+            while self.tombstone_order.len() > self.config.max_live.max(16) {
+                if let Some((at, tuple)) = self.tombstone_order.pop_front() {
+                    if self.tombstones.get(&tuple) == Some(&at) {
+                        self.tombstones.remove(&tuple);
+                    }
+                }
+            }
+        }
+        if !conn.handshake_recorded && conn.handshake().is_some() {
+            conn.handshake_recorded = true;
+            self.aggregates.record_handshake(&conn, &self.names);
+        }
+        self.aggregates.record_close(&conn, &self.names);
+        self.stats.connections_closed += 1;
+        if self.closed.len() >= self.config.closed_capacity {
+            self.closed.pop_front();
+        }
+        if self.config.closed_capacity > 0 {
+            self.closed.push_back(conn);
+        }
+    }
+
+    fn unindex(&mut self, conn: &Conn) {
+        let mut tuples = vec![conn.orig, conn.orig.reversed()];
+        if let Some(t) = conn.translated {
+            tuples.extend([t, t.reversed()]);
+        }
+        for tuple in tuples {
+            if self.index.get(&tuple).is_some_and(|&(id, _)| id == conn.id) {
+                self.index.remove(&tuple);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,575 @@
+//! The fast read path: rule counters straight from the kernel, rule text only when it changed.
+//!
+//! Owns [`Reader`], the stateful reader a server keeps across scrapes. Per scrape it reads
+//! counters over nf_tables netlink (nft backend, native nftables) and `getsockopt` (legacy
+//! backend) — no fork. Rule *text* (`ip[6]tables-*-save`, parsed by `nfscope-ruleset`) is re-read
+//! only when the ruleset changed: for nf_tables when the generation id (`NFT_MSG_GETGEN`) moved,
+//! for legacy when a table's fingerprint (its entries without counters) did. Counters are attributed
+//! to parsed rules by (family, table, chain, position) and checked against each rule's comment
+//! (and, for legacy, its verdict or jump); the generation (or fingerprint) is checked again after
+//! the counter read. Any mismatch means the ruleset moved underneath: the read starts over and the
+//! retry is counted ([`nfscope_ruleset::Snapshot::retries`]), so a counter can never land on the
+//! wrong rule. It does not read ipsets or conntrack (they stay on `ipset` / `/proc`).
+
+mod legacy;
+mod nft;
+mod socket;
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+
+use nfscope_ruleset::{
+    Backend, Counters, Family, NftNamedCounter, NftRule, NftSet, NftablesState, Ruleset,
+};
+
+use crate::CollectOptions;
+use crate::error::KernelError;
+use crate::rules::{legacy_holds_nothing, parse_tolerant, run_save};
+use legacy::{STANDARD_TABLES, XtSocket, XtTable};
+use nft::Count;
+use socket::NfSocket;
+
+/// Attempts per scrape before giving up on a ruleset that keeps changing.
+const MAX_ATTEMPTS: u32 = 25;
+
+/// How a source is read by the netlink path, for `SourceReport::method`.
+pub(crate) fn method(family: Family, backend: Backend) -> String {
+    match (family, backend) {
+        (_, Backend::Nft) => "netlink nf_tables".to_owned(),
+        (Family::Ipv4, Backend::Legacy) => "getsockopt IPT_SO_GET_ENTRIES".to_owned(),
+        (Family::Ipv6, Backend::Legacy) => "getsockopt IP6T_SO_GET_ENTRIES".to_owned(),
+        (_, Backend::Unknown) => "none".to_owned(),
+    }
+}
+
+/// Parsed rule text kept between scrapes, with the index that places counters.
+struct CachedText {
+    ruleset: Option<Ruleset>,
+    /// Strict-parse problem when a lenient parse was kept.
+    problem: Option<String>,
+    /// table → chain → (table index, chain index).
+    index: HashMap<String, HashMap<String, (usize, usize)>>,
+}
+
+impl CachedText {
+    fn new(ruleset: Option<Ruleset>, problem: Option<KernelError>) -> Self {
+        let mut index: HashMap<String, HashMap<String, (usize, usize)>> = HashMap::new();
+        for (t, table) in ruleset.iter().flat_map(|r| r.tables.iter().enumerate()) {
+            let chains = index.entry(table.name.clone()).or_default();
+            for (c, chain) in table.chains.iter().enumerate() {
+                chains.insert(chain.name.clone(), (t, c));
+            }
+        }
+        Self {
+            ruleset,
+            problem: problem.map(|p| format!("{p} (kept a lenient parse)")),
+            index,
+        }
+    }
+
+    fn has_table(&self, table: &str) -> bool {
+        self.index.contains_key(table)
+    }
+
+    fn chain(&self, table: &str, chain: &str) -> Option<(usize, usize)> {
+        self.index.get(table)?.get(chain).copied()
+    }
+}
+
+/// The result of reading one (family, backend): its ruleset (`None`: no tables) and a problem
+/// worth reporting although the read worked.
+pub(crate) type RulesRead = Result<(Option<Ruleset>, Option<String>), KernelError>;
+
+/// A reader that remembers parsed rule text between scrapes (see the module docs).
+#[derive(Default)]
+pub struct Reader {
+    nft: HashMap<Family, (u32, CachedText)>,
+    legacy: HashMap<Family, (Vec<u64>, CachedText)>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("nft_families", &self.nft.len())
+            .field("legacy_families", &self.legacy.len())
+            .finish()
+    }
+}
+
+/// What one netlink read produced besides the per-source results.
+#[derive(Default)]
+pub(crate) struct Extras {
+    pub nftables: NftablesState,
+    pub retries: u64,
+}
+
+impl Reader {
+    /// A reader with nothing cached: its first scrape reads the rule text.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads every requested (family, backend) in the calling thread's namespace.
+    pub(crate) fn read_rules(
+        &mut self,
+        opts: &CollectOptions,
+        sources: &[(Family, Backend)],
+    ) -> (Vec<RulesRead>, Extras) {
+        let mut extras = Extras::default();
+        let nft_families: Vec<Family> = sources
+            .iter()
+            .filter(|(_, b)| *b == Backend::Nft)
+            .map(|(f, _)| *f)
+            .collect();
+        let nft = (!nft_families.is_empty() || opts.native_nftables)
+            .then(|| self.read_nft(opts, &nft_families, &mut extras));
+        let mut results = Vec::new();
+        for &(family, backend) in sources {
+            let result = match backend {
+                Backend::Nft => match nft.as_ref().expect("read when nft is requested") {
+                    Ok(rulesets) => Ok(rulesets
+                        .iter()
+                        .find(|(f, ..)| *f == family)
+                        .map(|(_, r, p)| (r.clone(), p.clone()))
+                        .unwrap_or((None, None))),
+                    Err(e) => Err(KernelError::Io {
+                        what: "nf_tables netlink".to_owned(),
+                        source: io::Error::new(e.kind(), e.to_string()),
+                    }),
+                },
+                Backend::Legacy => self.read_legacy(opts, family, &mut extras.retries),
+                Backend::Unknown => Err(KernelError::UnknownBackend(backend)),
+            };
+            results.push(result);
+        }
+        (results, extras)
+    }
+
+    /// Reads the nft backend's families and native nftables state; retries until the generation
+    /// is the same before the text, after the text, before and after the counter dump.
+    #[allow(clippy::type_complexity)]
+    fn read_nft(
+        &mut self,
+        opts: &CollectOptions,
+        families: &[Family],
+        extras: &mut Extras,
+    ) -> io::Result<Vec<(Family, Option<Ruleset>, Option<String>)>> {
+        let mut sock = NfSocket::open()?;
+        let mut last_problem = String::new();
+        for _ in 0..MAX_ATTEMPTS {
+            match self.try_read_nft(&mut sock, opts, families, extras)? {
+                Ok(done) => return Ok(done),
+                Err(problem) => {
+                    extras.retries += 1;
+                    last_problem = problem;
+                }
+            }
+        }
+        Err(io::Error::other(format!(
+            "the ruleset kept changing during {MAX_ATTEMPTS} reads: {last_problem}"
+        )))
+    }
+
+    /// One attempt; `Ok(Err(why))` means "the ruleset moved, try again".
+    #[allow(clippy::type_complexity)]
+    fn try_read_nft(
+        &mut self,
+        sock: &mut NfSocket,
+        opts: &CollectOptions,
+        families: &[Family],
+        extras: &mut Extras,
+    ) -> io::Result<Result<Vec<(Family, Option<Ruleset>, Option<String>)>, String>> {
+        let generation = nft::generation(sock)?;
+        for &family in families {
+            if self.nft.get(&family).is_some_and(|(g, _)| *g == generation) {
+                continue;
+            }
+            let text = read_text(opts, family, Backend::Nft, &[])?;
+            if nft::generation(sock)? != generation {
+                return Ok(Err("generation moved while reading rule text".to_owned()));
+            }
+            self.nft.insert(family, (generation, text));
+        }
+        let mut placer = Placer::new(families, &mut self.nft);
+        let mut native = NftablesState::default();
+        let dump_family = match families {
+            [Family::Ipv4] if !opts.native_nftables => nft::FAMILY_IP,
+            [Family::Ipv6] if !opts.native_nftables => nft::FAMILY_IP6,
+            _ => nft::FAMILY_ALL,
+        };
+        let mut interrupted = nft::dump_rules(sock, dump_family, |rule| {
+            if !placer.place_rule(rule) && opts.native_nftables {
+                native_rule(rule, &mut native);
+            }
+            Ok(())
+        })?;
+        interrupted |= nft::dump_chains(sock, dump_family, |chain| placer.place_chain(chain))?;
+        let mismatch = placer.finish();
+        if nft::generation(sock)? != generation || interrupted {
+            return Ok(Err("generation moved during the counter dump".to_owned()));
+        }
+        if let Some(why) = mismatch {
+            // The text no longer describes the kernel's rules: read it again.
+            self.nft.clear();
+            return Ok(Err(why));
+        }
+        if opts.native_nftables {
+            native.counters = named_counters(sock)?;
+            native.sets = set_sizes(sock)?;
+            extras.nftables = native;
+        }
+        let done = families
+            .iter()
+            .map(|f| {
+                let (_, text) = &self.nft[f];
+                (*f, text.ruleset.clone(), text.problem.clone())
+            })
+            .collect();
+        Ok(Ok(done))
+    }
+
+    /// Reads one family's legacy tables; retries until the tables' fingerprints are the same
+    /// when the text is read and when the counters are.
+    fn read_legacy(&mut self, opts: &CollectOptions, family: Family, retries: &mut u64) -> RulesRead {
+        if legacy_holds_nothing(family) {
+            return Ok((None, None));
+        }
+        let io_error = |source: io::Error| KernelError::Io {
+            what: method(family, Backend::Legacy),
+            source,
+        };
+        let sock = XtSocket::open(family).map_err(io_error)?;
+        let mut last_problem = String::new();
+        for _ in 0..MAX_ATTEMPTS {
+            match self.try_read_legacy(&sock, opts, family) {
+                Ok(Ok(done)) => return Ok(done),
+                Ok(Err(problem)) => {
+                    *retries += 1;
+                    last_problem = problem;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(KernelError::Format {
+            what: method(family, Backend::Legacy),
+            detail: format!("the tables kept changing during {MAX_ATTEMPTS} reads: {last_problem}"),
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn try_read_legacy(
+        &mut self,
+        sock: &XtSocket,
+        opts: &CollectOptions,
+        family: Family,
+    ) -> Result<Result<(Option<Ruleset>, Option<String>), String>, KernelError> {
+        let io_error = |source: io::Error| KernelError::Io {
+            what: method(family, Backend::Legacy),
+            source,
+        };
+        let names = legacy_table_names(sock, family).map_err(io_error)?;
+        let Some(tables) = read_tables(sock, &names).map_err(io_error)? else {
+            return Ok(Err("a table was replaced while it was read".to_owned()));
+        };
+        if tables.is_empty() {
+            self.legacy.remove(&family);
+            return Ok(Ok((None, None)));
+        }
+        let prints: Vec<u64> = tables.iter().map(XtTable::fingerprint).collect();
+        let tables = if self.legacy.get(&family).is_some_and(|(p, _)| *p == prints) {
+            tables
+        } else {
+            let args: Vec<Vec<&str>> = names.iter().map(|n| vec!["-t", n.as_str()]).collect();
+            let text = read_text_multi(opts, family, Backend::Legacy, &args)?;
+            let Some(again) = read_tables(sock, &names).map_err(io_error)? else {
+                return Ok(Err("a table was replaced while it was read".to_owned()));
+            };
+            if again.iter().map(XtTable::fingerprint).collect::<Vec<_>>() != prints {
+                return Ok(Err("a table changed while its text was read".to_owned()));
+            }
+            self.legacy.insert(family, (prints, text));
+            again
+        };
+        let (_, text) = self.legacy.get_mut(&family).expect("inserted above");
+        if let Err(why) = place_legacy(text, &tables) {
+            self.legacy.remove(&family);
+            return Ok(Err(why));
+        }
+        Ok(Ok((text.ruleset.clone(), text.problem.clone())))
+    }
+}
+
+fn read_text(
+    opts: &CollectOptions,
+    family: Family,
+    backend: Backend,
+    args: &[&str],
+) -> io::Result<CachedText> {
+    let to_io = |e: KernelError| io::Error::other(e.to_string());
+    let (tool, output) = run_save(family, backend, args, opts.timeout, opts.tool_dir.as_deref())
+        .map_err(to_io)?;
+    let (ruleset, problem) = parse_tolerant(tool, &output, family, backend).map_err(to_io)?;
+    Ok(CachedText::new(ruleset, problem))
+}
+
+/// Runs the save tool once per argument list and parses the concatenated output.
+fn read_text_multi(
+    opts: &CollectOptions,
+    family: Family,
+    backend: Backend,
+    runs: &[Vec<&str>],
+) -> Result<CachedText, KernelError> {
+    let mut joined: Option<(&'static str, crate::exec::ToolOutput)> = None;
+    for args in runs {
+        let (tool, output) = run_save(family, backend, args, opts.timeout, opts.tool_dir.as_deref())?;
+        match &mut joined {
+            Some((_, all)) => {
+                all.stdout.push_str(&output.stdout);
+                all.stderr.push_str(&output.stderr);
+            }
+            None => joined = Some((tool, output)),
+        }
+    }
+    let Some((tool, output)) = joined else {
+        return Ok(CachedText::new(None, None));
+    };
+    let (ruleset, problem) = parse_tolerant(tool, &output, family, backend)?;
+    Ok(CachedText::new(ruleset, problem))
+}
+
+/// The family's legacy table names: `/proc/thread-self/net/ip*_tables_names` when readable
+/// (root or CAP_DAC_READ_SEARCH), otherwise the standard names that answer `*_SO_GET_INFO`.
+fn legacy_table_names(sock: &XtSocket, family: Family) -> io::Result<Vec<String>> {
+    let file = match family {
+        Family::Ipv4 => "/proc/thread-self/net/ip_tables_names",
+        Family::Ipv6 => "/proc/thread-self/net/ip6_tables_names",
+    };
+    if let Ok(text) = fs::read_to_string(file) {
+        let mut names: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+        names.sort_by_key(|n| STANDARD_TABLES.iter().position(|s| s == n).unwrap_or(usize::MAX));
+        return Ok(names);
+    }
+    let mut names = Vec::new();
+    for name in STANDARD_TABLES {
+        if sock.info(name)?.is_some() {
+            names.push(name.to_owned());
+        }
+    }
+    Ok(names)
+}
+
+/// Reads every named table; `None` when one changed between its header and entries reads.
+/// A table that vanished since the names were listed is left out.
+fn read_tables(sock: &XtSocket, names: &[String]) -> io::Result<Option<Vec<XtTable>>> {
+    let mut tables = Vec::with_capacity(names.len());
+    for name in names {
+        match sock.read_table(name) {
+            Ok(Some(table)) => tables.push(table),
+            Ok(None) if sock.info(name)?.is_none() => {}
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(tables))
+}
+
+/// Puts each legacy table's counters on the parsed rules, checking comments and verdicts.
+fn place_legacy(text: &mut CachedText, tables: &[XtTable]) -> Result<(), String> {
+    let mut placed_chains = 0usize;
+    for table in tables {
+        let chains = table.chains().map_err(|e| e.to_string())?;
+        for chain in chains {
+            let (t, c) = text
+                .chain(&table.name, chain.name)
+                .ok_or_else(|| format!("{}/{}: chain not in the text", table.name, chain.name))?;
+            let ruleset = text.ruleset.as_mut().ok_or("no text")?;
+            let parsed = &mut ruleset.tables[t].chains[c];
+            if parsed.rules.len() != chain.rules.len() {
+                return Err(format!(
+                    "{}/{}: {} rules in the kernel, {} in the text",
+                    table.name,
+                    chain.name,
+                    chain.rules.len(),
+                    parsed.rules.len()
+                ));
+            }
+            if let Some(policy) = chain.policy {
+                parsed.counters = Some(counters(policy));
+            }
+            for (i, (kernel, rule)) in chain.rules.iter().zip(&mut parsed.rules).enumerate() {
+                let comment_ok = kernel.comment.is_none_or(|k| rule.spec.comments().any(|c| c == k));
+                let target_ok = kernel.standard_target.is_none_or(|k| {
+                    rule.spec.target_name().unwrap_or("") == k
+                });
+                if !comment_ok || !target_ok {
+                    return Err(format!(
+                        "{}/{} rule {}: kernel rule ({:?}, {:?}) differs from the text",
+                        table.name,
+                        chain.name,
+                        i + 1,
+                        kernel.comment,
+                        kernel.standard_target
+                    ));
+                }
+                rule.counters = Some(counters(kernel.count));
+            }
+            placed_chains += 1;
+        }
+    }
+    let text_chains: usize = text.index.values().map(HashMap::len).sum();
+    if placed_chains != text_chains {
+        return Err(format!(
+            "{placed_chains} chains in the kernel, {text_chains} in the text"
+        ));
+    }
+    Ok(())
+}
+
+fn counters(count: Count) -> Counters {
+    Counters {
+        packets: count.packets,
+        bytes: count.bytes,
+    }
+}
+
+/// Places nf_tables dump rows on the cached parsed rules of the nft backend.
+struct Placer<'a> {
+    texts: Vec<(u8, &'a mut CachedText)>,
+    /// Per text: rules placed so far per (table index, chain index).
+    next: Vec<HashMap<(usize, usize), usize>>,
+    mismatch: Option<String>,
+}
+
+impl<'a> Placer<'a> {
+    fn new(families: &[Family], cache: &'a mut HashMap<Family, (u32, CachedText)>) -> Self {
+        let texts: Vec<(u8, &mut CachedText)> = cache
+            .iter_mut()
+            .filter(|(f, _)| families.contains(f))
+            .map(|(f, (_, text))| (nfproto(*f), text))
+            .collect();
+        let next = texts.iter().map(|_| HashMap::new()).collect();
+        Self {
+            texts,
+            next,
+            mismatch: None,
+        }
+    }
+
+    fn text_for(&mut self, family: u8, table: &str) -> Option<usize> {
+        self.texts
+            .iter()
+            .position(|(f, text)| *f == family && text.has_table(table))
+    }
+
+    /// Places one rule; false when it does not belong to an iptables-nft table we read.
+    fn place_rule(&mut self, rule: &nft::RuleView<'_>) -> bool {
+        let Some(i) = self.text_for(rule.family, rule.table) else {
+            return false;
+        };
+        if self.mismatch.is_some() {
+            return true;
+        }
+        let text = &mut self.texts[i].1;
+        let Some((t, c)) = text.chain(rule.table, rule.chain) else {
+            self.mismatch = Some(format!("{}/{}: chain not in the text", rule.table, rule.chain));
+            return true;
+        };
+        let position = self.next[i].entry((t, c)).or_insert(0);
+        let ruleset = text.ruleset.as_mut().expect("indexed tables come from a ruleset");
+        let Some(parsed) = ruleset.tables[t].chains[c].rules.get_mut(*position) else {
+            self.mismatch = Some(format!("{}/{}: more rules in the kernel", rule.table, rule.chain));
+            return true;
+        };
+        *position += 1;
+        if let Some(comment) = rule.comment
+            && !parsed.spec.comments().any(|c| c == comment)
+        {
+            self.mismatch = Some(format!(
+                "{}/{} rule {}: kernel comment {comment:?} is not the text's",
+                rule.table, rule.chain, position
+            ));
+        }
+        parsed.counters = rule.counter.map(counters);
+        true
+    }
+
+    fn place_chain(&mut self, chain: &nft::ChainView<'_>) {
+        let Some(i) = self.text_for(chain.family, chain.table) else {
+            return;
+        };
+        let text = &mut self.texts[i].1;
+        if let (Some((t, c)), Some(count)) = (text.chain(chain.table, chain.name), chain.counters)
+            && let Some(ruleset) = text.ruleset.as_mut()
+        {
+            ruleset.tables[t].chains[c].counters = Some(counters(count));
+        }
+    }
+
+    /// The first mismatch, including chains whose rule count differs from the text's.
+    fn finish(self) -> Option<String> {
+        if self.mismatch.is_some() {
+            return self.mismatch;
+        }
+        for ((_, text), next) in self.texts.iter().zip(&self.next) {
+            let Some(ruleset) = &text.ruleset else { continue };
+            for (t, table) in ruleset.tables.iter().enumerate() {
+                for (c, chain) in table.chains.iter().enumerate() {
+                    let placed = next.get(&(t, c)).copied().unwrap_or(0);
+                    if placed != chain.rules.len() {
+                        return Some(format!(
+                            "{}/{}: {placed} rules in the kernel, {} in the text",
+                            table.name,
+                            chain.name,
+                            chain.rules.len()
+                        ));
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+fn nfproto(family: Family) -> u8 {
+    match family {
+        Family::Ipv4 => nft::FAMILY_IP,
+        Family::Ipv6 => nft::FAMILY_IP6,
+    }
+}
+
+fn native_rule(rule: &nft::RuleView<'_>, native: &mut NftablesState) {
+    let Some(count) = rule.counter else { return };
+    native.rules.push(NftRule {
+        family: nft::family_name(rule.family).to_owned(),
+        table: rule.table.to_owned(),
+        chain: rule.chain.to_owned(),
+        handle: rule.handle,
+        comment: rule.comment.map(str::to_owned),
+        counters: counters(count),
+    });
+}
+
+fn named_counters(sock: &mut NfSocket) -> io::Result<Vec<NftNamedCounter>> {
+    Ok(nft::dump_named_counters(sock)?
+        .into_iter()
+        .map(|c| NftNamedCounter {
+            family: nft::family_name(c.family).to_owned(),
+            table: c.table,
+            name: c.name,
+            counters: counters(c.count),
+        })
+        .collect())
+}
+
+fn set_sizes(sock: &mut NfSocket) -> io::Result<Vec<NftSet>> {
+    Ok(nft::dump_set_sizes(sock)?
+        .into_iter()
+        .map(|s| NftSet {
+            family: nft::family_name(s.family).to_owned(),
+            table: s.table,
+            name: s.name,
+            elements: s.elements,
+        })
+        .collect())
+}

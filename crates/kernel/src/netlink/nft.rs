@@ -1,0 +1,352 @@
+//! nf_tables over netlink: the generation id, and rule, chain, named-counter and set dumps,
+//! decoded in place.
+//!
+//! Owns the nf_tables message and attribute numbers and turning each dump message into a small
+//! borrowed view ([`RuleView`], [`ChainView`]) handed to a callback, so a 300,000-rule dump never
+//! materialises an expression tree. It does not decide which rules belong to iptables-nft or how
+//! counters are attributed (`attribution` does).
+
+use std::io;
+
+use super::socket::{
+    Message, NLM_F_DUMP, NfSocket, attrs, be_u32, be_u64, c_str, put_str,
+};
+
+const SUBSYS_NFTABLES: u16 = 10 << 8;
+const MSG_GETCHAIN: u16 = SUBSYS_NFTABLES | 4;
+const MSG_GETRULE: u16 = SUBSYS_NFTABLES | 7;
+const MSG_GETSET: u16 = SUBSYS_NFTABLES | 10;
+const MSG_GETSETELEM: u16 = SUBSYS_NFTABLES | 13;
+const MSG_GETGEN: u16 = SUBSYS_NFTABLES | 16;
+const MSG_GETOBJ: u16 = SUBSYS_NFTABLES | 19;
+
+/// `NFPROTO_UNSPEC`: every family in one dump.
+pub(crate) const FAMILY_ALL: u8 = 0;
+/// `NFPROTO_IPV4`.
+pub(crate) const FAMILY_IP: u8 = 2;
+/// `NFPROTO_IPV6`.
+pub(crate) const FAMILY_IP6: u8 = 10;
+
+/// nft's name of an `NFPROTO_*` family (`ip`, `ip6`, `inet`, …).
+pub(crate) fn family_name(family: u8) -> &'static str {
+    match family {
+        1 => "inet",
+        2 => "ip",
+        3 => "arp",
+        5 => "netdev",
+        7 => "bridge",
+        10 => "ip6",
+        _ => "unknown",
+    }
+}
+
+/// A packet and byte count pair as the kernel reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Count {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// One rule of a `NFT_MSG_GETRULE` dump, borrowed from the receive buffer.
+#[derive(Debug, Default)]
+pub(crate) struct RuleView<'a> {
+    pub family: u8,
+    pub table: &'a str,
+    pub chain: &'a str,
+    pub handle: u64,
+    /// The first `counter` expression's values, if the rule has one.
+    pub counter: Option<Count>,
+    /// The comment: userdata `NFTNL_UDATA_RULE_COMMENT`, or an `xt` `comment` match's text.
+    pub comment: Option<&'a str>,
+}
+
+/// One chain of a `NFT_MSG_GETCHAIN` dump.
+#[derive(Debug, Default)]
+pub(crate) struct ChainView<'a> {
+    pub family: u8,
+    pub table: &'a str,
+    pub name: &'a str,
+    /// Base-chain policy counters (`NFTA_CHAIN_COUNTERS`).
+    pub counters: Option<Count>,
+}
+
+/// The ruleset generation: every committed transaction increments it.
+pub(crate) fn generation(sock: &mut NfSocket) -> io::Result<u32> {
+    let mut generation = None;
+    sock.request(MSG_GETGEN, 0, FAMILY_ALL, &[], |msg| {
+        generation = attrs(msg.attrs)
+            .find(|&(kind, _)| kind == 1)
+            .and_then(|(_, p)| be_u32(p));
+        Ok(())
+    })?;
+    generation.ok_or_else(|| io::Error::other("NFT_MSG_GETGEN reply without a generation id"))
+}
+
+/// Dumps every rule of `family` (or of all families) and calls `each` per rule. Returns whether
+/// the kernel flagged the dump as interrupted by a ruleset change.
+pub(crate) fn dump_rules(
+    sock: &mut NfSocket,
+    family: u8,
+    mut each: impl FnMut(&RuleView<'_>) -> io::Result<()>,
+) -> io::Result<bool> {
+    let end = sock.request(MSG_GETRULE, NLM_F_DUMP, family, &[], |msg| {
+        each(&decode_rule(msg))
+    })?;
+    Ok(end.interrupted)
+}
+
+fn decode_rule<'a>(msg: &Message<'a>) -> RuleView<'a> {
+    let mut view = RuleView {
+        family: msg.family,
+        ..RuleView::default()
+    };
+    for (kind, payload) in attrs(msg.attrs) {
+        match kind {
+            1 => view.table = c_str(payload),
+            2 => view.chain = c_str(payload),
+            3 => view.handle = be_u64(payload).unwrap_or(0),
+            4 => decode_expressions(payload, &mut view),
+            7 => {
+                if let Some(comment) = userdata_comment(payload) {
+                    view.comment = Some(comment);
+                }
+            }
+            _ => {}
+        }
+    }
+    view
+}
+
+/// Walks `NFTA_RULE_EXPRESSIONS`, keeping the first counter and an `xt` comment match.
+fn decode_expressions<'a>(list: &'a [u8], view: &mut RuleView<'a>) {
+    for (_, elem) in attrs(list) {
+        let mut name = "";
+        let mut data: &[u8] = &[];
+        for (kind, payload) in attrs(elem) {
+            match kind {
+                1 => name = c_str(payload),
+                2 => data = payload,
+                _ => {}
+            }
+        }
+        match name {
+            "counter" if view.counter.is_none() => view.counter = Some(counter(data)),
+            "match" if view.comment.is_none() => view.comment = xt_comment(data),
+            _ => {}
+        }
+    }
+}
+
+/// `NFTA_COUNTER_BYTES` (1) and `NFTA_COUNTER_PACKETS` (2).
+fn counter(data: &[u8]) -> Count {
+    let mut count = Count::default();
+    for (kind, payload) in attrs(data) {
+        match kind {
+            1 => count.bytes = be_u64(payload).unwrap_or(0),
+            2 => count.packets = be_u64(payload).unwrap_or(0),
+            _ => {}
+        }
+    }
+    count
+}
+
+/// The text of an `xt` match expression when it is the `comment` match (`xt_comment_info`).
+fn xt_comment(data: &[u8]) -> Option<&str> {
+    let mut is_comment = false;
+    let mut info: &[u8] = &[];
+    for (kind, payload) in attrs(data) {
+        match kind {
+            1 => is_comment = c_str(payload) == "comment",
+            3 => info = payload,
+            _ => {}
+        }
+    }
+    is_comment.then(|| c_str(info))
+}
+
+/// The comment TLV (type 0) in rule userdata: `u8 type, u8 len, value` records.
+fn userdata_comment(mut udata: &[u8]) -> Option<&str> {
+    while udata.len() >= 2 {
+        let (kind, len) = (udata[0], usize::from(udata[1]));
+        let value = udata.get(2..2 + len)?;
+        if kind == 0 {
+            return Some(c_str(value));
+        }
+        udata = &udata[2 + len..];
+    }
+    None
+}
+
+/// Dumps every chain of `family` (or all families).
+pub(crate) fn dump_chains(
+    sock: &mut NfSocket,
+    family: u8,
+    mut each: impl FnMut(&ChainView<'_>),
+) -> io::Result<bool> {
+    let end = sock.request(MSG_GETCHAIN, NLM_F_DUMP, family, &[], |msg| {
+        let mut view = ChainView {
+            family: msg.family,
+            ..ChainView::default()
+        };
+        for (kind, payload) in attrs(msg.attrs) {
+            match kind {
+                1 => view.table = c_str(payload),
+                3 => view.name = c_str(payload),
+                8 => view.counters = Some(counter(payload)),
+                _ => {}
+            }
+        }
+        each(&view);
+        Ok(())
+    })?;
+    Ok(end.interrupted)
+}
+
+/// A named counter object (`nft add counter …`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NamedCounter {
+    pub family: u8,
+    pub table: String,
+    pub name: String,
+    pub count: Count,
+}
+
+/// Dumps the named counter objects of every family.
+pub(crate) fn dump_named_counters(sock: &mut NfSocket) -> io::Result<Vec<NamedCounter>> {
+    const NFT_OBJECT_COUNTER: u32 = 1;
+    let mut out = Vec::new();
+    sock.request(MSG_GETOBJ, NLM_F_DUMP, FAMILY_ALL, &[], |msg| {
+        let (mut table, mut name, mut kind, mut count) = ("", "", 0, Count::default());
+        for (attr, payload) in attrs(msg.attrs) {
+            match attr {
+                1 => table = c_str(payload),
+                2 => name = c_str(payload),
+                3 => kind = be_u32(payload).unwrap_or(0),
+                4 => count = counter(payload),
+                _ => {}
+            }
+        }
+        if kind == NFT_OBJECT_COUNTER {
+            out.push(NamedCounter {
+                family: msg.family,
+                table: table.to_owned(),
+                name: name.to_owned(),
+                count,
+            });
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// A set or map and how many elements the kernel holds for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SetSize {
+    pub family: u8,
+    pub table: String,
+    pub name: String,
+    /// Kernel elements; interval sets count each range's end marker too, as the kernel stores it.
+    pub elements: u64,
+}
+
+/// Lists every set of every family with its element count (one element dump per set).
+pub(crate) fn dump_set_sizes(sock: &mut NfSocket) -> io::Result<Vec<SetSize>> {
+    let mut sets = Vec::new();
+    sock.request(MSG_GETSET, NLM_F_DUMP, FAMILY_ALL, &[], |msg| {
+        let (mut table, mut name) = ("", "");
+        for (kind, payload) in attrs(msg.attrs) {
+            match kind {
+                1 => table = c_str(payload),
+                2 => name = c_str(payload),
+                _ => {}
+            }
+        }
+        // Anonymous sets (`__set%d`) belong to single rules; they are not named state.
+        if !name.starts_with("__") {
+            sets.push(SetSize {
+                family: msg.family,
+                table: table.to_owned(),
+                name: name.to_owned(),
+                elements: 0,
+            });
+        }
+        Ok(())
+    })?;
+    for set in &mut sets {
+        set.elements = count_elements(sock, set)?;
+    }
+    Ok(sets)
+}
+
+fn count_elements(sock: &mut NfSocket, set: &SetSize) -> io::Result<u64> {
+    let mut request = Vec::new();
+    put_str(&mut request, 1, &set.table); // NFTA_SET_ELEM_LIST_TABLE
+    put_str(&mut request, 2, &set.name); // NFTA_SET_ELEM_LIST_SET
+    let mut elements = 0u64;
+    sock.request(MSG_GETSETELEM, NLM_F_DUMP, set.family, &request, |msg| {
+        for (kind, list) in attrs(msg.attrs) {
+            if kind == 3 {
+                elements += attrs(list).count() as u64; // NFTA_SET_ELEM_LIST_ELEMENTS
+            }
+        }
+        Ok(())
+    })?;
+    Ok(elements)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::socket::put_attr;
+    use super::*;
+
+    fn nested(kind: u16, parts: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_attr(&mut out, 0x8000 | kind, &parts.concat());
+        out
+    }
+
+    fn expr(name: &str, data: Vec<u8>) -> Vec<u8> {
+        let mut inner = Vec::new();
+        put_str(&mut inner, 1, name);
+        put_attr(&mut inner, 0x8000 | 2, &data);
+        let mut out = Vec::new();
+        put_attr(&mut out, 0x8000 | 1, &inner);
+        out
+    }
+
+    #[test]
+    fn a_rule_message_yields_table_chain_handle_counter_and_xt_comment() {
+        let mut counter_data = Vec::new();
+        put_attr(&mut counter_data, 1, &600u64.to_be_bytes());
+        put_attr(&mut counter_data, 2, &7u64.to_be_bytes());
+        let mut comment = Vec::new();
+        put_str(&mut comment, 1, "comment");
+        let mut info = b"ns/svc:http".to_vec();
+        info.resize(256, 0);
+        put_attr(&mut comment, 3, &info);
+        let mut body = Vec::new();
+        put_str(&mut body, 1, "nat");
+        put_str(&mut body, 2, "KUBE-SERVICES");
+        put_attr(&mut body, 3, &42u64.to_be_bytes());
+        body.extend(nested(
+            4,
+            &[expr("match", comment), expr("counter", counter_data)],
+        ));
+        let msg = Message {
+            family: FAMILY_IP,
+            attrs: &body,
+        };
+        let rule = decode_rule(&msg);
+        assert_eq!((rule.table, rule.chain, rule.handle), ("nat", "KUBE-SERVICES", 42));
+        assert_eq!(rule.counter, Some(Count { packets: 7, bytes: 600 }));
+        assert_eq!(rule.comment, Some("ns/svc:http"));
+    }
+
+    #[test]
+    fn userdata_comments_are_found_among_other_records_and_bad_lengths_stop_the_walk() {
+        let udata = [1, 2, 0xaa, 0xbb, 0, 4, b'h', b'i', b'!', 0];
+        assert_eq!(userdata_comment(&udata), Some("hi!"));
+        assert_eq!(userdata_comment(&[0, 9, b'x']), None);
+        assert_eq!(family_name(FAMILY_IP6), "ip6");
+    }
+}

@@ -1,0 +1,1 @@
+//! Kubernetes names for nfscope.
