@@ -68,6 +68,8 @@ pub enum Command {
     Lint(crate::lint_cmd::LintArgs),
     /// Check this node: the lint plus forwarding, rp_filter, bridge netfilter, conntrack, tunnels, MTU.
     Doctor(crate::doctor_cmd::DoctorArgs),
+    /// Watch TCP connections: who talks to whom, bytes, handshake time, how they ended.
+    Flows(crate::flows_cmd::FlowsArgs),
 }
 
 /// `nfscope rules`.
@@ -111,6 +113,10 @@ pub struct RulesArgs {
 #[derive(Debug, Args)]
 #[command(after_help = SERVE_EXAMPLES)]
 pub struct ServeArgs {
+    /// Name pod, workload, Service and node IPs from the Kubernetes API: `auto` watches it when an
+    /// in-cluster config or a kubeconfig exists (else runs without), `off` never contacts it.
+    #[arg(long, value_enum, default_value_t = crate::kube_glue::KubeMode::Auto)]
+    pub kube: crate::kube_glue::KubeMode,
     /// Address and port to listen on.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9455")]
     pub listen: SocketAddr,
@@ -137,6 +143,38 @@ pub struct ServeArgs {
     /// and the sbin folders. [default: PATH, then /usr/sbin, /sbin, /usr/local/sbin]
     #[arg(long, value_name = "DIR")]
     pub tool_dir: Option<PathBuf>,
+    /// How rule counters are read: `netlink` (nf_tables netlink + x_tables getsockopt, the save
+    /// tools run only when the ruleset changed) or `exec` (fork `iptables-save -c` every scrape).
+    #[arg(long, value_enum, default_value_t = SourceArg::Netlink)]
+    pub source: SourceArg,
+    /// Also run the TCP flow monitor (conntrack events + packet capture): adds `/api/flows`,
+    /// `/api/health`, `/api/graph/*` (Grafana Node Graph) and `nfscope_tcp_*` metrics.
+    #[arg(long)]
+    pub flows: bool,
+    /// With --flows: name endpoints from FILE (`IP[/LEN] [namespace/]name` per line).
+    #[arg(long, value_name = "FILE", requires = "flows")]
+    pub names: Option<PathBuf>,
+    /// With --flows: live connections kept at most (the oldest are evicted and counted).
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub max_connections: usize,
+}
+
+/// `--source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceArg {
+    /// Read counters from the kernel directly; no fork per scrape.
+    Netlink,
+    /// Fork the save tools on every collection.
+    Exec,
+}
+
+impl From<SourceArg> for nfscope_kernel::RuleSource {
+    fn from(arg: SourceArg) -> Self {
+        match arg {
+            SourceArg::Netlink => Self::Netlink,
+            SourceArg::Exec => Self::Exec,
+        }
+    }
 }
 
 /// `--family`.
@@ -210,6 +248,7 @@ impl ServeArgs {
         collect.netns = self.netns;
         collect.timeout = timeout;
         collect.tool_dir = self.tool_dir;
+        collect.source = self.source.into();
         let export = crate::serve::export_options(self.rule_label, self.max_rule_series);
         Ok(ServeConfig {
             listen: self.listen,
@@ -217,6 +256,10 @@ impl ServeArgs {
             export,
             cache: seconds("--cache-seconds", self.cache_seconds)?,
             deadline: timeout + crate::serve::DEADLINE_GRACE,
+            flows: self.flows.then_some(crate::flow_api::FlowOptions {
+                names_file: self.names,
+                max_connections: self.max_connections,
+            }),
         })
     }
 }

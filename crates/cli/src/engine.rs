@@ -38,6 +38,8 @@ pub struct Counters {
     pub scrapes: AtomicU64,
     /// Rules left without series by the cardinality budget, summed over scrapes.
     pub rule_series_dropped: AtomicU64,
+    /// Collections that started over because the ruleset changed while it was read.
+    pub retries: AtomicU64,
 }
 
 impl Counters {
@@ -118,10 +120,18 @@ pub fn collector(
     counters: Arc<Counters>,
 ) -> impl Fn() -> Collected + Send + Sync + 'static {
     let cache = Mutex::new(PreparedCache::default());
+    // Keeps the parsed rule text between collections: re-read only when the ruleset changed.
+    let reader = Mutex::new(nfscope_kernel::Reader::new());
     move || {
         let started = Instant::now();
-        let snapshot = nfscope_kernel::collect(&options);
+        let snapshot = reader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .collect(&options);
         counters.collections.fetch_add(1, Ordering::Relaxed);
+        counters
+            .retries
+            .fetch_add(snapshot.retries, Ordering::Relaxed);
         counters.record_errors(&snapshot);
         for report in snapshot.sources.iter().filter(|r| r.error.is_some()) {
             let error = report.error.as_deref().unwrap_or_default();
@@ -203,7 +213,10 @@ pub fn metrics_text(
         .fetch_add(encoded.rule_series_dropped, Ordering::Relaxed);
     let mut body = encoded.body;
     append_server_metrics(&mut body, stats);
+    append_source_metrics(&mut body, &collected.snapshot, counters);
+    nfscope_exporter::append_nftables_metrics(&mut body, &collected.snapshot);
     crate::lint_cmd::append_lint_metrics(&mut body, &collected.snapshot);
+    crate::flow_api::append_metrics(&mut body);
     body
 }
 
@@ -227,9 +240,33 @@ fn append_server_metrics(body: &mut String, stats: &SelfStats) {
     );
 }
 
+/// Which source served this collection and how often collections had to start over.
+fn append_source_metrics(body: &mut String, snapshot: &Snapshot, counters: &Counters) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        body,
+        "# HELP nfscope_scrape_source How the rules behind this response were read (netlink or exec).\n\
+         # TYPE nfscope_scrape_source gauge\n\
+         nfscope_scrape_source{{source=\"{}\"}} 1\n\
+         # HELP nfscope_collection_retries_total Collections that started over because the ruleset changed while it was read.\n\
+         # TYPE nfscope_collection_retries_total counter\n\
+         nfscope_collection_retries_total {}",
+        snapshot.rule_source,
+        counters.retries.load(Ordering::Relaxed)
+    );
+}
+
 /// The JSON view (`/api/rules`, `rules --format json`).
 pub fn rules_json(collected: &Collected) -> anyhow::Result<String> {
-    let value = nfscope_exporter::rules_json(&collected.snapshot, &collected.annotations);
+    let mut value = nfscope_exporter::rules_json(&collected.snapshot, &collected.annotations);
+    if let Some(object) = value.as_object_mut()
+        && !collected.snapshot.rule_source.is_empty()
+    {
+        object.insert(
+            "source".to_owned(),
+            collected.snapshot.rule_source.clone().into(),
+        );
+    }
     let mut text = serde_json::to_string_pretty(&value)?;
     text.push('\n');
     Ok(text)

@@ -35,3 +35,13 @@ impl From<anyhow::Error> for Failure {
         Self::Other(error)
     }
 }
+
+/// Fails with exit code 2 when `--netns NAME` names a namespace that cannot be entered, so the
+/// user gets one clear line instead of one error per source.
+pub fn check_netns(netns: Option<&str>) -> Result<(), Failure> {
+    match netns {
+        Some(name) => nfscope_kernel::run_in_netns(Some(name), || ())
+            .map_err(|e| Failure::Input(format!("network namespace {name}: {e}"))),
+        None => Ok(()),
+    }
+}

@@ -12,6 +12,9 @@ mod demo;
 mod doctor_cmd;
 mod engine;
 mod exit;
+mod kube_glue;
+mod flow_api;
+mod flows_cmd;
 mod lint_cmd;
 mod output;
 mod rules_cmd;
@@ -39,13 +42,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Rules(args) => rules_cmd::run(&args),
         Command::Serve(args) => {
+            let kube = args.kube;
             let config = args.into_config().map_err(Failure::Input)?;
-            block_on(serve::run_server(config, serve::shutdown_signal()))
+            exit::check_netns(config.collect.netns.as_deref())?;
+            block_on(async move {
+                kube_glue::start(kube).await;
+                serve::run_server(config, serve::shutdown_signal()).await
+            })
         }
         Command::Demo(args) => block_on(demo::run(args)),
         Command::Trace(args) => trace_cmd::run(&args),
         Command::Lint(args) => lint_cmd::run(&args),
         Command::Doctor(args) => doctor_cmd::run(&args),
+        Command::Flows(args) => flows_cmd::run(&args),
     }
 }
 

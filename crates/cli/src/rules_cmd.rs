@@ -33,6 +33,7 @@ pub fn run(args: &RulesArgs) -> Result<(), Failure> {
 
 pub(crate) fn live(args: &RulesArgs) -> Result<Snapshot, Failure> {
     let mut options = crate::serve::default_collect_options();
+    crate::exit::check_netns(args.netns.as_deref())?;
     options.netns = args.netns.clone();
     options.timeout = seconds("--timeout", args.timeout).map_err(Failure::Input)?;
     options.tool_dir = args.tool_dir.clone();

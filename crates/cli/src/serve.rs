@@ -45,6 +45,8 @@ pub struct ServeConfig {
     pub cache: Duration,
     /// How long a request waits for a collection before answering 503.
     pub deadline: Duration,
+    /// `--flows`: run the flow monitor in the collection's namespace and serve its routes.
+    pub flows: Option<crate::flow_api::FlowOptions>,
 }
 
 impl ServeConfig {
@@ -57,6 +59,7 @@ impl ServeConfig {
         Self {
             listen,
             deadline: collect.timeout + DEADLINE_GRACE,
+            flows: None,
             collect,
             export: ExportOptions::default(),
             cache: Duration::ZERO,
@@ -82,7 +85,18 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
+    let flows = match &config.flows {
+        Some(options) => Some(crate::flow_api::start_routes(
+            config.collect.netns.as_deref(),
+            options,
+        )?),
+        None => None,
+    };
     let app = router(Arc::new(App::new(config)));
+    let app = match flows {
+        Some(flows) => app.merge(flows),
+        None => app,
+    };
     // Not println!: a closed stdout must not take the server down.
     let _ = writeln!(std::io::stdout(), "listening on http://{addr}");
     tracing::info!(%addr, "listening");
@@ -232,7 +246,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let app = Arc::clone(&app);
     let body = tokio::task::spawn_blocking(move || {
         let collected = done.value.as_ref().expect("checked by collection()");
-        engine::metrics_text(collected, &app.export, &app.counters, &stats)
+        let mut body = engine::metrics_text(collected, &app.export, &app.counters, &stats);
+        crate::kube_glue::append_metrics(&mut body);
+        body
     })
     .await;
     match body {

@@ -184,7 +184,11 @@ fn rules_from_two_files_show_both_families_with_counters() {
         .collect();
     assert_eq!(families, ["ipv4", "ipv6"]);
     let set = &json["ipsets"][0];
-    assert_eq!((set["name"].as_str(), set["entries"].as_u64()), (Some("KUBE-CLUSTER-IP"), Some(2)), "{set}");
+    assert_eq!(
+        (set["name"].as_str(), set["entries"].as_u64()),
+        (Some("KUBE-CLUSTER-IP"), Some(2)),
+        "{set}"
+    );
     let dump = serde_json::to_string(&json).unwrap();
     assert!(dump.contains("block incoming localnet connections"));
     assert!(
@@ -432,6 +436,14 @@ fn unusable_option_values_exit_2() {
         &["serve", "--listen", "not-an-address"],
         &["rules", "--format", "yaml"],
         &["rules", "--ipsets", "x.ipset"], // --ipsets needs --rules
+        &["rules", "--netns", "nfscope-test-no-such-netns"],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--netns",
+            "nfscope-test-no-such-netns",
+        ],
     ] {
         let out = nfscope(args);
         assert_eq!(

@@ -855,19 +855,21 @@ fn counters_check(lab: &Lab, a: &Addrs, case: &Case, traced: &Traced) -> Result<
 }
 
 /// The raw-table rule that marks this case's packet for tracing, matched narrowly (source,
-/// destination, protocol, port) so nothing else in the namespace is traced.
+/// destination, and for IPv4 protocol and port) so nothing else in the namespace is traced.
+/// IPv6 rules stay without `-p`: xtables-monitor 1.8.9 cannot print IPv6 rules with protocol
+/// matches (see [`xtrace::cannot_print_rule`]), and it must print the TRACE rule itself.
 fn packet_trace_rule(a: &Addrs, case: &Case, dst: &str) -> xtrace::TraceRule {
     let v6 = a.family == Family::Ipv6;
     let mut spec: Vec<String> = vec!["-s".into(), src_addr(a, case.from).into()];
     spec.extend(["-d".into(), dst.to_owned()]);
     let port = case.dport.unwrap_or(0).to_string();
-    let tail: [&str; 4] = match case.proto {
-        Proto::Tcp => ["-p", "tcp", "--dport", &port],
-        Proto::Udp => ["-p", "udp", "--dport", &port],
-        _ if v6 => ["-p", "ipv6-icmp", "--icmpv6-type", "echo-request"],
-        _ => ["-p", "icmp", "--icmp-type", "echo-request"],
+    let tail: &[&str] = match case.proto {
+        _ if v6 => &[],
+        Proto::Tcp => &["-p", "tcp", "--dport", &port],
+        Proto::Udp => &["-p", "udp", "--dport", &port],
+        _ => &["-p", "icmp", "--icmp-type", "echo-request"],
     };
-    spec.extend(tail.map(str::to_owned));
+    spec.extend(tail.iter().map(|s| (*s).to_owned()));
     xtrace::TraceRule {
         tool: if v6 { "ip6tables-nft" } else { "iptables-nft" },
         chain: if case.from == Origin::Node {
@@ -879,19 +881,38 @@ fn packet_trace_rule(a: &Addrs, case: &Case, dst: &str) -> xtrace::TraceRule {
     }
 }
 
-/// The kernel's trace ground truth (nft backend): the case's packet is sent a second time with a
-/// raw-table TRACE rule in place, after the counters check (so the TRACE rule never sits in the
-/// rules the counters compare) and removed before the next case. The kernel's path (matched
-/// rules and policies, TRACE rule left out) must be one of the tracer's branches, and that
-/// branch's verdict and deciding rule must be the kernel's.
-fn xtrace_check(lab: &Lab, a: &Addrs, case: &Case, traced: &Traced) -> Result<(), String> {
+/// What the kernel-trace check concluded for one case.
+enum XtraceOutcome {
+    /// The kernel's path, verdict and deciding rule equal one tracer branch.
+    Agrees,
+    /// xtables-monitor could not print a rule on the IPv6 path (a bug of iptables 1.8.9).
+    Unprintable,
+}
+
+/// The kernel's trace ground truth (nft backend). The case's packet is sent again with a
+/// raw-table TRACE rule in place, in a phase after all counters checks of the lab (so no TRACE
+/// rule, nor the raw chains it creates, is ever in the rules the counters compare); each TRACE
+/// rule is removed before the next case. The kernel's path (matched rules and policies; the
+/// TRACE rule and raw chains absent from the dump left out) must be one of the tracer's
+/// branches, and that branch's verdict and deciding rule must be the kernel's.
+fn xtrace_check(
+    lab: &Lab,
+    a: &Addrs,
+    case: &Case,
+    traced: &Traced,
+) -> Result<XtraceOutcome, String> {
     let Traced { dst, input, result } = traced;
-    let capture = xtrace::trace_one(
+    let capture = match xtrace::trace_one(
         lab.node.name(),
         packet_trace_rule(a, case, dst),
         src_addr(a, case.from),
         || send(lab, case, dst),
-    )?;
+    ) {
+        Err(e) if a.family == Family::Ipv6 && xtrace::cannot_print_rule(&e) => {
+            return Ok(XtraceOutcome::Unprintable);
+        }
+        other => other?,
+    };
     let both = || {
         format!(
             "\n  kernel trace (xtables-monitor):\n    {}\n  tracer branches:\n{}",
@@ -939,7 +960,8 @@ fn xtrace_check(lab: &Lab, a: &Addrs, case: &Case, traced: &Traced) -> Result<()
             decided.as_ref().map_or("nothing".into(), show_key),
             both()
         ),
-    )
+    )?;
+    Ok(XtraceOutcome::Agrees)
 }
 
 /// Does the tracer's walk equal the kernel's path, allowing `may match` steps to be absent?
@@ -1001,7 +1023,7 @@ fn event_key(
         .rules
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.spec == spec)
+        .filter(|(_, r)| same_rule(&r.spec, &spec))
         .map(|(i, _)| i)
         .collect();
     match same[..] {
@@ -1012,6 +1034,35 @@ fn event_key(
             event.describe()
         )),
     }
+}
+
+/// Is the traced rule this rule of the dump? Exact, except that a target option the monitor
+/// printed as `(null)` is left out on both sides: xtables-monitor 1.8.9 prints an IPv6 REJECT
+/// as `--reject-with (null)` (it knows only the IPv4 reject types).
+fn same_rule(dump: &RuleSpec, traced: &RuleSpec) -> bool {
+    if dump == traced {
+        return true;
+    }
+    let Some(target) = &traced.target else {
+        return false;
+    };
+    let unknown: Vec<&str> = target
+        .options
+        .iter()
+        .filter(|o| o.values.iter().any(|v| v == "(null)"))
+        .map(|o| o.name.as_str())
+        .collect();
+    if unknown.is_empty() {
+        return false;
+    }
+    let without = |spec: &RuleSpec| {
+        let mut spec = spec.clone();
+        if let Some(t) = &mut spec.target {
+            t.options.retain(|o| !unknown.contains(&o.name.as_str()));
+        }
+        spec
+    };
+    without(dump) == without(traced)
 }
 
 /// Parses the rule text of a trace event (`-4 -t TABLE -A CHAIN …`) with the dump parser.
@@ -1099,52 +1150,84 @@ fn warm_neighbours(lab: &Lab) {
     }
 }
 
+/// Tallies of one run, for the final assertions and summary.
+#[derive(Default)]
+struct Tally {
+    cases: usize,
+    xtraced: Vec<Family>,
+    unprintable: Vec<String>,
+    failures: Vec<String>,
+}
+
+/// All cases of one lab: first every counters check, then (nft) every kernel-trace check.
+fn run_lab(style: Style, backend: Backend, with_xtrace: bool, tally: &mut Tally) {
+    let lab = build_lab(style, backend);
+    warm_neighbours(&lab);
+    let mut traced = Vec::new();
+    for a in [&V4, &V6] {
+        for case in cases(style) {
+            tally.cases += 1;
+            let label = format!("{style:?}/{backend}/{}: {}", a.family, case.name);
+            match trace_case(&lab, a, &case) {
+                Ok(t) => {
+                    if let Err(e) = counters_check(&lab, a, &case, &t) {
+                        tally.failures.push(format!("{label}: {e}"));
+                    }
+                    traced.push((a, case, t, label));
+                }
+                Err(e) => tally.failures.push(format!("{label}: {e}")),
+            }
+        }
+    }
+    if !with_xtrace || backend != Backend::Nft {
+        return;
+    }
+    for (a, case, t, label) in traced {
+        match xtrace_check(&lab, a, &case, &t) {
+            Ok(XtraceOutcome::Agrees) => tally.xtraced.push(a.family),
+            Ok(XtraceOutcome::Unprintable) => tally.unprintable.push(label),
+            Err(e) => tally
+                .failures
+                .push(format!("{label} [xtables-monitor]: {e}")),
+        }
+    }
+}
+
 #[test]
 fn tracer_agrees_with_the_kernel() {
     if !root_or_skip("tracer_agrees_with_the_kernel") {
         return;
     }
     let with_xtrace = xtables_monitor_or_skip();
-    let mut failures = Vec::new();
-    let (mut count, mut xtraced) = (0, 0);
+    let mut tally = Tally::default();
     for style in [Style::KubeProxy, Style::KubeRouter, Style::Calico] {
         for backend in [Backend::Nft, Backend::Legacy] {
-            let lab = build_lab(style, backend);
-            warm_neighbours(&lab);
-            for a in [&V4, &V6] {
-                for case in cases(style) {
-                    count += 1;
-                    let label = format!("{style:?}/{backend}/{}: {}", a.family, case.name);
-                    let traced = match trace_case(&lab, a, &case) {
-                        Ok(t) => t,
-                        Err(e) => {
-                            failures.push(format!("{label}: {e}"));
-                            continue;
-                        }
-                    };
-                    if let Err(e) = counters_check(&lab, a, &case, &traced) {
-                        failures.push(format!("{label}: {e}"));
-                    }
-                    if with_xtrace && backend == Backend::Nft {
-                        xtraced += 1;
-                        if let Err(e) = xtrace_check(&lab, a, &case, &traced) {
-                            failures.push(format!("{label} [xtables-monitor]: {e}"));
-                        }
-                    }
-                }
-            }
+            run_lab(style, backend, with_xtrace, &mut tally);
         }
     }
-    assert!(count >= 30, "only {count} cases");
-    assert!(
-        !with_xtrace || xtraced >= 30,
-        "only {xtraced} cases traced by the kernel"
+    let count = tally.cases;
+    let v6 = tally.xtraced.iter().filter(|f| **f == Family::Ipv6).count();
+    eprintln!(
+        "{count} cases checked against counters; {} (IPv4 {}, IPv6 {v6}) also against xtables-monitor --trace; \
+         {} IPv6 cases skipped because xtables-monitor cannot print a rule on their path:\n  {}",
+        tally.xtraced.len(),
+        tally.xtraced.len() - v6,
+        tally.unprintable.len(),
+        tally.unprintable.join("\n  ")
     );
-    eprintln!("{count} cases against counters, {xtraced} also against xtables-monitor --trace");
+    assert!(count >= 30, "only {count} cases");
+    let failures = &tally.failures;
     assert!(
         failures.is_empty(),
-        "{} of {count} cases disagree:\n{}",
+        "{} failures in {count} cases:\n{}",
         failures.len(),
         failures.join("\n")
     );
+    if with_xtrace {
+        assert!(
+            tally.xtraced.len() - v6 >= 17 && v6 >= 8,
+            "too few cases traced by the kernel: {} IPv4, {v6} IPv6",
+            tally.xtraced.len() - v6
+        );
+    }
 }

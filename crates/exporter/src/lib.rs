@@ -21,6 +21,7 @@ mod json;
 mod kube;
 mod labels;
 mod metrics;
+mod nftables;
 mod text;
 
 use nfscope_ruleset::SourceKind;
@@ -29,6 +30,7 @@ pub use json::{rules_json, rules_json_string};
 pub use labels::{RuleIds, RuleLabels, rule_ids};
 pub use metrics::{Encoded, encode_metrics, encode_metrics_with_labels};
 pub use nfscope_annotate::Annotations;
+pub use nftables::append_nftables_metrics;
 pub use text::rules_text;
 
 #[doc(no_inline)]

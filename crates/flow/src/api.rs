@@ -5,10 +5,10 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::Time;
 use crate::event::CtCounters;
 use crate::names::{Name, Names};
 use crate::table::{Conn, End, FlowStats, TableSnapshot};
-use crate::Time;
 
 /// Which connections to list. Every given filter must match (any endpoint may match each).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,10 +107,7 @@ fn endpoint(ip: IpAddr, port: u16, names: &Names) -> EndpointJson {
     }
 }
 
-fn directions(
-    a: Option<u64>,
-    b: Option<u64>,
-) -> Directions {
+fn directions(a: Option<u64>, b: Option<u64>) -> Directions {
     Directions {
         client_to_server: a,
         server_to_client: b,
@@ -137,14 +134,22 @@ pub fn flow_json(conn: &Conn, names: &Names, now: Time) -> FlowJson {
         end: conn.end,
         bytes: directions(conn.bytes_client(), conn.bytes_server()),
         payload_bytes: directions(conn.payload_client(), conn.payload_server()),
-        ip_bytes: directions(counters(conn.ct_orig, |c| c.bytes), counters(conn.ct_reply, |c| c.bytes)),
-        packets: directions(counters(conn.ct_orig, |c| c.packets), counters(conn.ct_reply, |c| c.packets)),
+        ip_bytes: directions(
+            counters(conn.ct_orig, |c| c.bytes),
+            counters(conn.ct_reply, |c| c.bytes),
+        ),
+        packets: directions(
+            counters(conn.ct_orig, |c| c.packets),
+            counters(conn.ct_reply, |c| c.packets),
+        ),
     }
 }
 
 impl FlowFilter {
     /// From query parameters `namespace`, `name`, `ip`; an unparsable `ip` is an error message.
-    pub fn from_params<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, String> {
+    pub fn from_params<'a>(
+        params: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, String> {
         let mut filter = Self::default();
         for (key, value) in params {
             if value.is_empty() {
@@ -154,7 +159,11 @@ impl FlowFilter {
                 "namespace" => filter.namespace = Some(value.to_owned()),
                 "name" => filter.name = Some(value.to_owned()),
                 "ip" => {
-                    filter.ip = Some(value.parse().map_err(|_| format!("ip={value:?} is not an IP address"))?);
+                    filter.ip = Some(
+                        value
+                            .parse()
+                            .map_err(|_| format!("ip={value:?} is not an IP address"))?,
+                    );
                 }
                 _ => {}
             }
@@ -165,11 +174,13 @@ impl FlowFilter {
     /// Does `flow` pass?
     pub fn keeps(&self, flow: &FlowJson) -> bool {
         let ends = [&flow.client, &flow.dialled, &flow.server];
-        let ns_ok = self.namespace.as_deref().is_none_or(|ns| {
-            ends.iter().any(|e| e.namespace.as_deref() == Some(ns))
-        });
+        let ns_ok = self
+            .namespace
+            .as_deref()
+            .is_none_or(|ns| ends.iter().any(|e| e.namespace.as_deref() == Some(ns)));
         let name_ok = self.name.as_deref().is_none_or(|name| {
-            ends.iter().any(|e| e.name == name || e.name.rsplit('/').next() == Some(name))
+            ends.iter()
+                .any(|e| e.name == name || e.name.rsplit('/').next() == Some(name))
         });
         let ip_ok = self.ip.is_none_or(|ip| ends.iter().any(|e| e.ip == ip));
         ns_ok && name_ok && ip_ok

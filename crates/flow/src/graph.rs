@@ -51,8 +51,11 @@ impl GraphQuery {
 
     fn keeps(&self, key: &PairKey) -> bool {
         let in_ns = |n: &Name| n.namespace.as_deref() == self.namespace.as_deref();
-        let contains = |text: &str| key.src.display().contains(text) || key.dst.display().contains(text);
-        self.namespace.as_ref().is_none_or(|_| in_ns(&key.src) || in_ns(&key.dst))
+        let contains =
+            |text: &str| key.src.display().contains(text) || key.dst.display().contains(text);
+        self.namespace
+            .as_ref()
+            .is_none_or(|_| in_ns(&key.src) || in_ns(&key.dst))
             && self.include.as_deref().is_none_or(contains)
             && !self.exclude.as_deref().is_some_and(contains)
     }
@@ -135,7 +138,8 @@ fn edges(table: &FlowTable, query: &GraphQuery) -> BTreeMap<PairKey, Tally> {
     for (key, stats) in table.aggregates().pairs().filter(|(k, _)| query.keeps(k)) {
         let tally = edges.entry(key.clone()).or_default();
         tally.ok += stats.ended(End::Fin);
-        tally.reset += stats.ended(End::RstClient) + stats.ended(End::RstServer) + stats.ended(End::Rst);
+        tally.reset +=
+            stats.ended(End::RstClient) + stats.ended(End::RstServer) + stats.ended(End::Rst);
         tally.timeout += stats.ended(End::Timeout);
         tally.bytes += stats.bytes_client + stats.bytes_server;
         tally.handshake_sum += stats.handshake.sum;
@@ -153,7 +157,11 @@ fn edges(table: &FlowTable, query: &GraphQuery) -> BTreeMap<PairKey, Tally> {
 fn stats_text(tally: &Tally, bytes_mode: bool) -> (String, String) {
     let conns = format!("{} conns", tally.connections());
     let bytes = format!("{} B", tally.bytes);
-    if bytes_mode { (bytes, conns) } else { (conns, bytes) }
+    if bytes_mode {
+        (bytes, conns)
+    } else {
+        (conns, bytes)
+    }
 }
 
 /// `/api/graph/data`.

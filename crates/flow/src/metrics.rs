@@ -50,46 +50,94 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 
 fn render_pairs(table: &FlowTable, out: &mut String) {
     let pairs: Vec<_> = table.aggregates().pairs().collect();
-    header(out, "nfscope_tcp_connections_total", "counter",
-        "TCP connections that ended, by client and server workload and how they ended.");
+    header(
+        out,
+        "nfscope_tcp_connections_total",
+        "counter",
+        "TCP connections that ended, by client and server workload and how they ended.",
+    );
     for (key, stats) in &pairs {
         for end in End::ALL.into_iter().filter(|&e| e != End::Open) {
             let n = stats.ended(end);
             if n > 0 {
-                let _ = writeln!(out, "nfscope_tcp_connections_total{{{},end=\"{}\"}} {n}", labels(key), end.label());
+                let _ = writeln!(
+                    out,
+                    "nfscope_tcp_connections_total{{{},end=\"{}\"}} {n}",
+                    labels(key),
+                    end.label()
+                );
             }
         }
     }
-    header(out, "nfscope_tcp_bytes_total", "counter",
-        "TCP payload bytes of ended connections (IP bytes where sequence numbers were not seen), by direction.");
+    header(
+        out,
+        "nfscope_tcp_bytes_total",
+        "counter",
+        "TCP payload bytes of ended connections (IP bytes where sequence numbers were not seen), by direction.",
+    );
     for (key, stats) in &pairs {
         let l = labels(key);
-        let _ = writeln!(out, "nfscope_tcp_bytes_total{{{l},direction=\"client_to_server\"}} {}", stats.bytes_client);
-        let _ = writeln!(out, "nfscope_tcp_bytes_total{{{l},direction=\"server_to_client\"}} {}", stats.bytes_server);
+        let _ = writeln!(
+            out,
+            "nfscope_tcp_bytes_total{{{l},direction=\"client_to_server\"}} {}",
+            stats.bytes_client
+        );
+        let _ = writeln!(
+            out,
+            "nfscope_tcp_bytes_total{{{l},direction=\"server_to_client\"}} {}",
+            stats.bytes_server
+        );
     }
-    header(out, "nfscope_tcp_resets_total", "counter",
-        "TCP connections ended by a reset, by the side that sent it (unknown when only conntrack saw it).");
+    header(
+        out,
+        "nfscope_tcp_resets_total",
+        "counter",
+        "TCP connections ended by a reset, by the side that sent it (unknown when only conntrack saw it).",
+    );
     for (key, stats) in &pairs {
-        for (end, side) in [(End::RstClient, "client"), (End::RstServer, "server"), (End::Rst, "unknown")] {
+        for (end, side) in [
+            (End::RstClient, "client"),
+            (End::RstServer, "server"),
+            (End::Rst, "unknown"),
+        ] {
             let n = stats.ended(end);
             if n > 0 {
-                let _ = writeln!(out, "nfscope_tcp_resets_total{{{},side=\"{side}\"}} {n}", labels(key));
+                let _ = writeln!(
+                    out,
+                    "nfscope_tcp_resets_total{{{},side=\"{side}\"}} {n}",
+                    labels(key)
+                );
             }
         }
     }
-    header(out, "nfscope_tcp_handshake_seconds", "histogram",
-        "TCP handshake time in seconds: SYN to the final ACK (SYN to SYN/ACK when the ACK was not reported).");
+    header(
+        out,
+        "nfscope_tcp_handshake_seconds",
+        "histogram",
+        "TCP handshake time in seconds: SYN to the final ACK (SYN to SYN/ACK when the ACK was not reported).",
+    );
     for (key, stats) in pairs.iter().filter(|(_, s)| s.handshake.count > 0) {
         let l = labels(key);
         let mut cumulative = 0;
         for (bound, n) in HANDSHAKE_BUCKETS.iter().zip(stats.handshake.buckets) {
             cumulative += n;
-            let _ = writeln!(out, "nfscope_tcp_handshake_seconds_bucket{{{l},le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "nfscope_tcp_handshake_seconds_bucket{{{l},le=\"{bound}\"}} {cumulative}"
+            );
         }
         let h = &stats.handshake;
-        let _ = writeln!(out, "nfscope_tcp_handshake_seconds_bucket{{{l},le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(
+            out,
+            "nfscope_tcp_handshake_seconds_bucket{{{l},le=\"+Inf\"}} {}",
+            h.count
+        );
         let _ = writeln!(out, "nfscope_tcp_handshake_seconds_sum{{{l}}} {}", h.sum);
-        let _ = writeln!(out, "nfscope_tcp_handshake_seconds_count{{{l}}} {}", h.count);
+        let _ = writeln!(
+            out,
+            "nfscope_tcp_handshake_seconds_count{{{l}}} {}",
+            h.count
+        );
     }
 }
 
@@ -99,8 +147,12 @@ fn render_open(table: &FlowTable, out: &mut String) {
     for conn in table.live() {
         *open.entry(PairKey::of(conn, names)).or_default() += 1;
     }
-    header(out, "nfscope_tcp_connections_open", "gauge",
-        "TCP connections open now, by client and server workload.");
+    header(
+        out,
+        "nfscope_tcp_connections_open",
+        "gauge",
+        "TCP connections open now, by client and server workload.",
+    );
     let limit = table.config().max_pairs;
     let mut other = 0;
     for (i, (key, n)) in open.iter().enumerate() {
@@ -111,31 +163,93 @@ fn render_open(table: &FlowTable, out: &mut String) {
         }
     }
     if other > 0 {
-        let _ = writeln!(out, "nfscope_tcp_connections_open{{src_namespace=\"\",src_workload=\"other\",dst_namespace=\"\",dst_workload=\"other\"}} {other}");
+        let _ = writeln!(
+            out,
+            "nfscope_tcp_connections_open{{src_namespace=\"\",src_workload=\"other\",dst_namespace=\"\",dst_workload=\"other\"}} {other}"
+        );
     }
 }
 
 fn render_self(table: &FlowTable, info: SourceInfo, out: &mut String) {
     let s = table.stats();
     let rows: [(&str, &str, &str, u64); 11] = [
-        ("nfscope_flow_connections_live", "gauge", "Connections in the flow table now.", s.live),
-        ("nfscope_flow_table_capacity", "gauge", "Live connections the flow table holds at most.", table.config().max_live as u64),
-        ("nfscope_flow_table_evictions_total", "counter", "Live connections evicted because the flow table was full.", s.evictions),
-        ("nfscope_flow_connections_seen_total", "counter", "Connections the flow table created.", s.connections_seen),
-        ("nfscope_flow_conntrack_events_total", "counter", "Conntrack events received.", s.ct_events),
-        ("nfscope_flow_conntrack_events_lost_total", "counter", "Conntrack events the kernel dropped because the socket buffer was full (ENOBUFS).", s.ct_events_lost),
-        ("nfscope_flow_capture_packets_total", "counter", "TCP control packets the capture ring received (PACKET_STATISTICS).", s.capture_packets),
-        ("nfscope_flow_capture_drops_total", "counter", "TCP control packets the capture ring dropped (PACKET_STATISTICS).", s.capture_drops),
-        ("nfscope_flow_packets_unmatched_total", "counter", "Captured packets that belonged to no known connection.", s.packets_unmatched),
-        ("nfscope_flow_pairs_overflow_total", "counter", "Observations counted under other/other because the workload pair limit was reached.", table.aggregates().overflowed),
-        ("nfscope_flow_sources_up", "gauge", "Flow sources running: 2 = conntrack events and capture, 1 = one of them, 0 = none.", u64::from(info.conntrack_up) + u64::from(info.capture_up)),
+        (
+            "nfscope_flow_connections_live",
+            "gauge",
+            "Connections in the flow table now.",
+            s.live,
+        ),
+        (
+            "nfscope_flow_table_capacity",
+            "gauge",
+            "Live connections the flow table holds at most.",
+            table.config().max_live as u64,
+        ),
+        (
+            "nfscope_flow_table_evictions_total",
+            "counter",
+            "Live connections evicted because the flow table was full.",
+            s.evictions,
+        ),
+        (
+            "nfscope_flow_connections_seen_total",
+            "counter",
+            "Connections the flow table created.",
+            s.connections_seen,
+        ),
+        (
+            "nfscope_flow_conntrack_events_total",
+            "counter",
+            "Conntrack events received.",
+            s.ct_events,
+        ),
+        (
+            "nfscope_flow_conntrack_events_lost_total",
+            "counter",
+            "Times the kernel dropped conntrack events because the socket buffer was full (ENOBUFS; one or more events each).",
+            s.ct_events_lost,
+        ),
+        (
+            "nfscope_flow_capture_packets_total",
+            "counter",
+            "TCP control packets the capture ring received (PACKET_STATISTICS).",
+            s.capture_packets,
+        ),
+        (
+            "nfscope_flow_capture_drops_total",
+            "counter",
+            "TCP control packets the capture ring dropped (PACKET_STATISTICS).",
+            s.capture_drops,
+        ),
+        (
+            "nfscope_flow_packets_unmatched_total",
+            "counter",
+            "Captured packets that belonged to no known connection.",
+            s.packets_unmatched,
+        ),
+        (
+            "nfscope_flow_pairs_overflow_total",
+            "counter",
+            "Observations counted under other/other because the workload pair limit was reached.",
+            table.aggregates().overflowed,
+        ),
+        (
+            "nfscope_flow_sources_up",
+            "gauge",
+            "Flow sources running: 2 = conntrack events and capture, 1 = one of them, 0 = none.",
+            u64::from(info.conntrack_up) + u64::from(info.capture_up),
+        ),
     ];
     for (name, kind, help, value) in rows {
         header(out, name, kind, help);
         let _ = writeln!(out, "{name} {value}");
     }
-    header(out, "nfscope_conntrack_accounting_enabled", "gauge",
-        "1 when nf_conntrack_acct is on (conntrack counts bytes per connection), 0 when off; absent when unknown. nfscope never turns it on.");
+    header(
+        out,
+        "nfscope_conntrack_accounting_enabled",
+        "gauge",
+        "1 when nf_conntrack_acct is on (conntrack counts bytes per connection), 0 when off; absent when unknown. nfscope never turns it on.",
+    );
     if let Some(on) = info.accounting {
         let _ = writeln!(out, "nfscope_conntrack_accounting_enabled {}", u8::from(on));
     }

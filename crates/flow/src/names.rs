@@ -94,7 +94,10 @@ impl Names {
             };
             let (network, len) = parse_prefix(addr).map_err(|m| error(addr_col, m))?;
             let Some((_, name)) = fields.next() else {
-                return Err(error(addr_col + addr.chars().count(), "a name must follow the address".into()));
+                return Err(error(
+                    addr_col + addr.chars().count(),
+                    "a name must follow the address".into(),
+                ));
             };
             if let Some((col, extra)) = fields.next() {
                 return Err(error(col, format!("unexpected {extra:?} after the name")));
@@ -112,9 +115,10 @@ impl Names {
             return;
         }
         let network = mask(network, len);
-        self.prefixes.retain(|p| !(p.network == network && p.len == len));
+        self.prefixes
+            .retain(|p| !(p.network == network && p.len == len));
         self.prefixes.push(Prefix { network, len, name });
-        self.prefixes.sort_by(|a, b| b.len.cmp(&a.len));
+        self.prefixes.sort_by_key(|p| std::cmp::Reverse(p.len));
     }
 
     /// Names `addr` unless the file already does (the node's own interface addresses).
@@ -199,12 +203,20 @@ fn mask(addr: IpAddr, len: u8) -> IpAddr {
     match addr {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4);
-            let keep = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len.min(32))) };
+            let keep = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len.min(32)))
+            };
             IpAddr::V4((bits & keep).into())
         }
         IpAddr::V6(v6) => {
             let bits = u128::from(v6);
-            let keep = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len.min(128))) };
+            let keep = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len.min(128)))
+            };
             IpAddr::V6((bits & keep).into())
         }
     }
@@ -224,8 +236,14 @@ mod tests {
             "# pods\n10.244.0.0/16 cluster\n10.244.2.0/24 shop/db\n10.244.2.9 shop/web # one pod\n\nfd00::/8 v6\n",
         )
         .unwrap();
-        assert_eq!(names.lookup(ip("10.244.2.9")).unwrap().display(), "shop/web");
-        assert_eq!(names.lookup(ip("10.244.2.10")).unwrap().display(), "shop/db");
+        assert_eq!(
+            names.lookup(ip("10.244.2.9")).unwrap().display(),
+            "shop/web"
+        );
+        assert_eq!(
+            names.lookup(ip("10.244.2.10")).unwrap().display(),
+            "shop/db"
+        );
         assert_eq!(names.lookup(ip("10.244.3.1")).unwrap().display(), "cluster");
         assert_eq!(names.lookup(ip("fd12::1")).unwrap().name, "v6");
         assert!(names.lookup(ip("192.168.0.1")).is_none());

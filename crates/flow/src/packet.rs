@@ -59,8 +59,12 @@ fn parse_v4(bytes: &[u8], ifindex: u32) -> Option<PacketMeta> {
     if *bytes.get(9)? != 6 || ihl < 20 || fragment != 0 {
         return None;
     }
-    let src = IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(bytes.get(12..16)?).ok()?));
-    let dst = IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(bytes.get(16..20)?).ok()?));
+    let src = IpAddr::V4(Ipv4Addr::from(
+        <[u8; 4]>::try_from(bytes.get(12..16)?).ok()?,
+    ));
+    let dst = IpAddr::V4(Ipv4Addr::from(
+        <[u8; 4]>::try_from(bytes.get(16..20)?).ok()?,
+    ));
     let l4_len = total.checked_sub(ihl)?;
     parse_tcp(bytes.get(ihl..)?, src, dst, l4_len, ifindex)
 }
@@ -70,8 +74,12 @@ fn parse_v6(bytes: &[u8], ifindex: u32) -> Option<PacketMeta> {
     if *bytes.get(6)? != 6 {
         return None;
     }
-    let src = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(bytes.get(8..24)?).ok()?));
-    let dst = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(bytes.get(24..40)?).ok()?));
+    let src = IpAddr::V6(Ipv6Addr::from(
+        <[u8; 16]>::try_from(bytes.get(8..24)?).ok()?,
+    ));
+    let dst = IpAddr::V6(Ipv6Addr::from(
+        <[u8; 16]>::try_from(bytes.get(24..40)?).ok()?,
+    ));
     parse_tcp(bytes.get(40..)?, src, dst, payload, ifindex)
 }
 
@@ -88,7 +96,7 @@ fn parse_tcp(
     let sport = u16::from_be_bytes([*tcp.first()?, *tcp.get(1)?]);
     let dport = u16::from_be_bytes([*tcp.get(2)?, *tcp.get(3)?]);
     let data_offset = usize::from(tcp.get(12)? >> 4) * 4;
-    if data_offset < 20 {
+    if data_offset < 20 || tcp.len() < 20 {
         return None;
     }
     Some(PacketMeta {

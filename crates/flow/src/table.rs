@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::Time;
 use crate::aggregate::Aggregates;
 use crate::event::{CtCounters, CtEvent, CtKind, TcpState, Tuple};
 use crate::names::Names;
 use crate::packet::{PacketMeta, TcpFlags};
-use crate::Time;
 
 /// Limits and timeouts of the table.
 #[derive(Debug, Clone, PartialEq)]
@@ -210,8 +210,11 @@ impl Conn {
 
     /// The server that actually answered: the translated destination when known.
     pub fn server(&self) -> Tuple {
-        self.translated
-            .map_or(self.orig, |t| Tuple { src: self.orig.src, sport: self.orig.sport, ..t })
+        self.translated.map_or(self.orig, |t| Tuple {
+            src: self.orig.src,
+            sport: self.orig.sport,
+            ..t
+        })
     }
 
     /// SYN → final ACK when conntrack reported ESTABLISHED, else SYN → SYN/ACK.
@@ -272,7 +275,10 @@ impl Conn {
         self.last_seen = self.last_seen.max(other.last_seen);
         self.ct_id = self.ct_id.or(other.ct_id);
         self.translated = self.translated.or(other.translated);
-        for (mine, theirs) in [(&mut self.client, other.client), (&mut self.server, other.server)] {
+        for (mine, theirs) in [
+            (&mut self.client, other.client),
+            (&mut self.server, other.server),
+        ] {
             mine.isn = mine.isn.or(theirs.isn);
             mine.fin_seq = mine.fin_seq.or(theirs.fin_seq);
             mine.bytes = mine.bytes.max(theirs.bytes);
@@ -512,7 +518,11 @@ impl FlowTable {
         }
         if event.kind == CtKind::Destroy {
             let seen_fin = conn.client.fin_seq.is_some() || conn.server.fin_seq.is_some();
-            return Some(if seen_fin { End::Fin } else { conn.ct_close_hint.unwrap_or(End::Timeout) });
+            return Some(if seen_fin {
+                End::Fin
+            } else {
+                conn.ct_close_hint.unwrap_or(End::Timeout)
+            });
         }
         self.record_handshake_if_done(id);
         None
@@ -555,7 +565,12 @@ impl FlowTable {
     }
 
     /// Adds what a reader reports that the table cannot see itself.
-    pub fn add_reader_losses(&mut self, ct_events_lost: u64, capture_drops: u64, capture_packets: u64) {
+    pub fn add_reader_losses(
+        &mut self,
+        ct_events_lost: u64,
+        capture_drops: u64,
+        capture_packets: u64,
+    ) {
         self.stats.ct_events_lost += ct_events_lost;
         self.stats.capture_drops += capture_drops;
         self.stats.capture_packets += capture_packets;
@@ -651,7 +666,10 @@ impl FlowTable {
         let Some(absorbed) = self.live.remove(&other) else {
             return;
         };
-        let mut tuples = vec![(absorbed.orig, Side::Client), (absorbed.orig.reversed(), Side::Server)];
+        let mut tuples = vec![
+            (absorbed.orig, Side::Client),
+            (absorbed.orig.reversed(), Side::Server),
+        ];
         if let Some(t) = absorbed.translated {
             tuples.extend([(t, Side::Client), (t.reversed(), Side::Server)]);
         }
@@ -688,10 +706,10 @@ impl FlowTable {
             self.tombstones.insert(conn.orig, now);
             self.tombstone_order.push_back((now, conn.orig));
             while self.tombstone_order.len() > self.config.max_live.max(16) {
-                if let Some((at, tuple)) = self.tombstone_order.pop_front() {
-                    if self.tombstones.get(&tuple) == Some(&at) {
-                        self.tombstones.remove(&tuple);
-                    }
+                if let Some((at, tuple)) = self.tombstone_order.pop_front()
+                    && self.tombstones.get(&tuple) == Some(&at)
+                {
+                    self.tombstones.remove(&tuple);
                 }
             }
         }

@@ -34,6 +34,7 @@ pub mod host;
 mod ipsets;
 mod netlink;
 mod netns;
+pub mod flow;
 pub mod node;
 mod rules;
 mod sys;
@@ -76,6 +77,10 @@ pub struct CollectOptions {
     pub source: RuleSource,
     /// With [`RuleSource::Netlink`]: also read native nftables rules, named counters and sets.
     pub native_nftables: bool,
+    /// With [`RuleSource::Netlink`], when `/proc/net/ip*_tables_names` cannot be read (no
+    /// CAP_DAC_READ_SEARCH): find legacy tables by asking for each standard name. Off by default
+    /// because the kernel creates a table it is asked about (an empty, all-accepting one).
+    pub probe_legacy_tables: bool,
 }
 
 /// How rules and their counters are read.
@@ -113,6 +118,7 @@ impl Default for CollectOptions {
             tool_dir: None,
             source: RuleSource::Netlink,
             native_nftables: true,
+            probe_legacy_tables: false,
         }
     }
 }

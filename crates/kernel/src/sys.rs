@@ -66,7 +66,13 @@ pub(crate) fn netfilter_socket() -> io::Result<std::os::fd::OwnedFd> {
 /// A raw IP socket of `domain` (`AF_INET` / `AF_INET6`), the handle x_tables' get-sockopts need.
 pub(crate) fn raw_ip_socket(domain: libc::c_int) -> io::Result<std::os::fd::OwnedFd> {
     // SAFETY: socket(2) takes no pointers; a non-negative result is a fresh descriptor we own.
-    let fd = unsafe { libc::socket(domain, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_RAW) };
+    let fd = unsafe {
+        libc::socket(
+            domain,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_RAW,
+        )
+    };
     owned(fd)
 }
 
@@ -133,7 +139,8 @@ pub(crate) fn set_int_option(
 ) -> io::Result<()> {
     let len = size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `value` is a valid c_int of `len` bytes that outlives the call.
-    let rc = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, (&raw const value).cast(), len) };
+    let rc =
+        unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, (&raw const value).cast(), len) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }

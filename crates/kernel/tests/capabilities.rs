@@ -7,18 +7,27 @@ mod common;
 use std::process::Command;
 
 use common::{TestNetns, legacy_or_skip, restore_in, root_or_skip};
-use nfscope_kernel::{CollectOptions, collect};
+use nfscope_kernel::{CollectOptions, RuleSource, collect};
 use serde_json::Value;
 
 /// Set in the re-run child: collect here and print the source reports as JSON.
 const CHILD_ENV: &str = "NFSCOPE_KERNEL_CAPS_CHILD";
+/// The child's rule source: `exec` or `netlink`.
+const SOURCE_ENV: &str = "NFSCOPE_KERNEL_CAPS_SOURCE";
 
 #[test]
 fn child_collects_and_prints_reports() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return;
     }
-    let snapshot = collect(&CollectOptions::default());
+    let source = match std::env::var(SOURCE_ENV).as_deref() {
+        Ok("exec") => RuleSource::Exec,
+        _ => RuleSource::Netlink,
+    };
+    let snapshot = collect(&CollectOptions {
+        source,
+        ..CollectOptions::default()
+    });
     let pairs: Vec<String> = snapshot
         .rulesets
         .iter()
@@ -33,6 +42,7 @@ fn child_collects_and_prints_reports() {
 fn collect_as_nobody(
     netns: &TestNetns,
     caps: &str,
+    source: &str,
 ) -> (Vec<(String, Option<String>)>, Vec<String>) {
     let me = std::env::current_exe().unwrap();
     let mut setpriv = vec![
@@ -57,6 +67,7 @@ fn collect_as_nobody(
             "--test-threads=1",
         ])
         .env(CHILD_ENV, "1")
+        .env(SOURCE_ENV, source)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -96,7 +107,7 @@ fn failing(sources: &[(String, Option<String>)]) -> Vec<&str> {
 }
 
 #[test]
-fn nobody_needs_net_admin_net_raw_and_dac_read_search() {
+fn exec_as_nobody_needs_net_admin_net_raw_and_dac_read_search() {
     if !root_or_skip("nobody_needs_net_admin") || !legacy_or_skip("nobody_needs_net_admin") {
         return;
     }
@@ -113,25 +124,25 @@ fn nobody_needs_net_admin_net_raw_and_dac_read_search() {
     );
     node.sh_ok("ipset create nfscope-caps hash:ip");
 
-    let (sources, rulesets) = collect_as_nobody(&node, "+net_admin,+net_raw,+dac_read_search");
+    let (sources, rulesets) = collect_as_nobody(&node, "+net_admin,+net_raw,+dac_read_search", "exec");
     assert_eq!(failing(&sources), Vec::<&str>::new(), "{sources:?}");
     assert_eq!(rulesets, ["ipv4-nft", "ipv4-legacy"]);
 
     // Without CAP_DAC_READ_SEARCH the table lists cannot be read, so even the empty IPv6 legacy
     // backend cannot be seen to hold nothing: its tool runs and fails.
-    let (sources, _) = collect_as_nobody(&node, "+net_admin,+net_raw");
+    let (sources, _) = collect_as_nobody(&node, "+net_admin,+net_raw", "exec");
     assert_eq!(
         failing(&sources),
         ["rules-ipv4-legacy", "rules-ipv6-legacy"],
         "{sources:?}"
     );
 
-    let (sources, _) = collect_as_nobody(&node, "+net_admin,+dac_read_search");
+    let (sources, _) = collect_as_nobody(&node, "+net_admin,+dac_read_search", "exec");
     assert_eq!(failing(&sources), ["rules-ipv4-legacy"], "{sources:?}");
     let legacy_error = sources[1].1.as_deref().unwrap_or_default();
     assert!(legacy_error.contains("Permission denied"), "{legacy_error}");
 
-    let (sources, _) = collect_as_nobody(&node, "");
+    let (sources, _) = collect_as_nobody(&node, "", "exec");
     let all_but_conntrack = [
         "rules-ipv4-nft",
         "rules-ipv4-legacy",
@@ -140,4 +151,53 @@ fn nobody_needs_net_admin_net_raw_and_dac_read_search() {
         "ipsets",
     ];
     assert_eq!(failing(&sources), all_but_conntrack, "{sources:?}");
+}
+
+#[test]
+fn netlink_as_nobody_reads_nft_with_net_admin_and_legacy_with_net_raw_and_dac_read_search() {
+    let test = "netlink_as_nobody";
+    if !root_or_skip(test) || !legacy_or_skip(test) {
+        return;
+    }
+    let node = TestNetns::new("kernel-nlcaps").unwrap();
+    restore_in(
+        &node,
+        "iptables-nft-restore",
+        "*filter\n-A INPUT -p tcp --dport 22 -j ACCEPT\nCOMMIT\n",
+    );
+    restore_in(
+        &node,
+        "iptables-legacy-restore",
+        "*filter\n-A INPUT -p tcp --dport 23 -j ACCEPT\nCOMMIT\n",
+    );
+
+    let (sources, rulesets) =
+        collect_as_nobody(&node, "+net_admin,+net_raw,+dac_read_search", "netlink");
+    assert_eq!(failing(&sources), Vec::<&str>::new(), "{sources:?}");
+    assert_eq!(rulesets, ["ipv4-nft", "ipv4-legacy"]);
+
+    // NET_ADMIN + NET_RAW: nf_tables (netlink) and ipsets work; legacy tables cannot be listed
+    // without reading the 0440 table-name files (probing by name is opt-in, it creates tables).
+    let (sources, rulesets) = collect_as_nobody(&node, "+net_admin,+net_raw", "netlink");
+    assert_eq!(
+        failing(&sources),
+        ["rules-ipv4-legacy", "rules-ipv6-legacy"],
+        "{sources:?}"
+    );
+    assert_eq!(rulesets, ["ipv4-nft"]);
+    let names_before = node.sh_ok("cat /proc/net/ip_tables_names /proc/net/ip6_tables_names");
+    assert_eq!(names_before.trim(), "filter", "reading created no table");
+
+    let (sources, _) = collect_as_nobody(&node, "", "netlink");
+    assert_eq!(
+        failing(&sources),
+        [
+            "rules-ipv4-nft",
+            "rules-ipv4-legacy",
+            "rules-ipv6-nft",
+            "rules-ipv6-legacy",
+            "ipsets"
+        ],
+        "{sources:?}"
+    );
 }

@@ -112,7 +112,8 @@ async fn serve_until_stopped(
 ) -> anyhow::Result<&'static str> {
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = listener.map(|listener| {
-        let config = ServeConfig::new(args.listen, Some(topo.node_netns()));
+        let mut config = ServeConfig::new(args.listen, Some(topo.node_netns()));
+        config.flows = Some(crate::flow_api::FlowOptions::default()); // the clients keep the graph alive
         tokio::spawn(serve_on(listener, config, async move {
             let _ = server_stopped.await;
         }))

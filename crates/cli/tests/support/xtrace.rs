@@ -46,6 +46,14 @@ pub fn available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Did the monitor die because it could not turn a traced rule back into iptables syntax?
+/// xtables-monitor 1.8.9 initialises its extensions for IPv4 only, so printing an IPv6 rule with
+/// a protocol match fails ("unsupported layer 4 protocol value", "match extension not found")
+/// and the monitor exits.
+pub fn cannot_print_rule(error: &str) -> bool {
+    error.contains("Parsing nftables rule failed")
+}
+
 /// One `-j TRACE` rule for the raw table: `TOOL -t raw -I CHAIN 1 SPEC… -j TRACE`.
 #[derive(Debug, Clone)]
 pub struct TraceRule {

@@ -21,7 +21,12 @@ fn t(ms: u64) -> Time {
 }
 
 fn tuple(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
-    Tuple { src: ip(src), dst: ip(dst), sport, dport }
+    Tuple {
+        src: ip(src),
+        dst: ip(dst),
+        sport,
+        dport,
+    }
 }
 
 fn dialled(sport: u16) -> Tuple {
@@ -33,7 +38,14 @@ fn served(sport: u16) -> Tuple {
 }
 
 fn packet(tuple: Tuple, flags: u8, seq: u32, ack: u32, payload_len: u32) -> PacketMeta {
-    PacketMeta { ifindex: 2, tuple, flags: TcpFlags(flags), seq, ack, payload_len }
+    PacketMeta {
+        ifindex: 2,
+        tuple,
+        flags: TcpFlags(flags),
+        seq,
+        ack,
+        payload_len,
+    }
 }
 
 fn ct(kind: CtKind, sport: u16, state: Option<TcpState>) -> CtEvent {
@@ -43,8 +55,14 @@ fn ct(kind: CtKind, sport: u16, state: Option<TcpState>) -> CtEvent {
         proto: 6,
         orig: dialled(sport),
         reply: served(sport).reversed(),
-        counters_orig: Some(CtCounters { packets: 5, bytes: 400 }),
-        counters_reply: Some(CtCounters { packets: 4, bytes: 2300 }),
+        counters_orig: Some(CtCounters {
+            packets: 5,
+            bytes: 400,
+        }),
+        counters_reply: Some(CtCounters {
+            packets: 4,
+            bytes: 2300,
+        }),
         status: 0,
         tcp_state: state,
     }
@@ -70,14 +88,44 @@ fn run_fin_connection(table: &mut FlowTable, sport: u16, up: u32, down: u32) {
     table.on_conntrack_event(t(1), ct(CtKind::New, sport, Some(TcpState::Handshake)));
     table.on_packet(t(0), packet(dialled(sport), SYN, cisn, 0, 0));
     table.on_packet(t(0), packet(served(sport), SYN, cisn, 0, 0));
-    table.on_packet(t(2), packet(served(sport).reversed(), SYNACK, sisn, cisn + 1, 0));
-    table.on_packet(t(2), packet(dialled(sport).reversed(), SYNACK, sisn, cisn + 1, 0));
+    table.on_packet(
+        t(2),
+        packet(served(sport).reversed(), SYNACK, sisn, cisn + 1, 0),
+    );
+    table.on_packet(
+        t(2),
+        packet(dialled(sport).reversed(), SYNACK, sisn, cisn + 1, 0),
+    );
     table.on_conntrack_event(t(3), ct(CtKind::Update, sport, Some(TcpState::Established)));
     // Client FIN after sending `up` bytes; server acks everything and sends its own FIN.
-    table.on_packet(t(50), packet(dialled(sport), FINACK, cisn + 1 + up, sisn + 1 + down, 0));
-    table.on_packet(t(50), packet(served(sport), FINACK, cisn + 1 + up, sisn + 1 + down, 0));
-    table.on_packet(t(51), packet(served(sport).reversed(), FINACK, sisn + 1 + down, cisn + 2 + up, 0));
-    table.on_packet(t(51), packet(dialled(sport).reversed(), FINACK, sisn + 1 + down, cisn + 2 + up, 0));
+    table.on_packet(
+        t(50),
+        packet(dialled(sport), FINACK, cisn + 1 + up, sisn + 1 + down, 0),
+    );
+    table.on_packet(
+        t(50),
+        packet(served(sport), FINACK, cisn + 1 + up, sisn + 1 + down, 0),
+    );
+    table.on_packet(
+        t(51),
+        packet(
+            served(sport).reversed(),
+            FINACK,
+            sisn + 1 + down,
+            cisn + 2 + up,
+            0,
+        ),
+    );
+    table.on_packet(
+        t(51),
+        packet(
+            dialled(sport).reversed(),
+            FINACK,
+            sisn + 1 + down,
+            cisn + 2 + up,
+            0,
+        ),
+    );
     // Conntrack keeps reporting TIME_WAIT etc.; the closed connection must not come back.
     table.on_conntrack_event(t(52), ct(CtKind::Update, sport, Some(TcpState::Closing)));
 }
@@ -87,7 +135,11 @@ fn a_connection_through_a_vip_is_one_connection_with_exact_bytes_and_the_serving
     let mut table = table();
     run_fin_connection(&mut table, 40000, 100, 2000);
     assert_eq!(table.live().count(), 0, "closed by the two FINs");
-    let conn = table.closed().next().expect("one closed connection").clone();
+    let conn = table
+        .closed()
+        .next()
+        .expect("one closed connection")
+        .clone();
     assert_eq!(table.closed().count(), 1);
     assert_eq!(conn.end, End::Fin);
     assert_eq!(conn.orig, dialled(40000));
@@ -95,7 +147,11 @@ fn a_connection_through_a_vip_is_one_connection_with_exact_bytes_and_the_serving
     assert_eq!(conn.payload_client(), Some(100));
     assert_eq!(conn.payload_server(), Some(2000));
     assert_eq!(conn.ct_reply.unwrap().bytes, 2300);
-    assert_eq!(conn.start, t(0), "the SYN's time, not the later conntrack event");
+    assert_eq!(
+        conn.start,
+        t(0),
+        "the SYN's time, not the later conntrack event"
+    );
     assert_eq!(conn.handshake(), Some(Duration::from_millis(3)));
     assert_eq!(conn.syn_to_synack(), Some(Duration::from_millis(2)));
     assert_eq!(conn.duration(t(999)), Duration::from_millis(51));
@@ -105,10 +161,17 @@ fn a_connection_through_a_vip_is_one_connection_with_exact_bytes_and_the_serving
     assert_eq!(pair.0.dst.display(), "shop/web");
     assert_eq!((pair.1.bytes_client, pair.1.bytes_server), (100, 2000));
     assert_eq!(pair.1.ended(End::Fin), 1);
-    assert_eq!(pair.1.handshake.count, 1, "observed once although both sides were seen");
+    assert_eq!(
+        pair.1.handshake.count, 1,
+        "observed once although both sides were seen"
+    );
 
     table.on_conntrack_event(t(60_000), ct(CtKind::Destroy, 40000, None));
-    assert_eq!(table.live().count(), 0, "destroy of a closed connection is ignored");
+    assert_eq!(
+        table.live().count(),
+        0,
+        "destroy of a closed connection is ignored"
+    );
     assert_eq!(table.stats().connections_seen, 1);
 }
 
@@ -117,7 +180,11 @@ fn syns_seen_on_both_sides_before_conntrack_merge_into_one_connection() {
     let mut table = table();
     table.on_packet(t(0), packet(dialled(1), SYN, 7, 0, 0));
     table.on_packet(t(1), packet(served(1), SYN, 7, 0, 0));
-    assert_eq!(table.live().count(), 2, "two tuples, not yet known to be one connection");
+    assert_eq!(
+        table.live().count(),
+        2,
+        "two tuples, not yet known to be one connection"
+    );
     table.on_conntrack_event(t(2), ct(CtKind::New, 1, None));
     assert_eq!(table.live().count(), 1);
     let conn = table.live().next().unwrap();
@@ -132,12 +199,24 @@ fn a_server_reset_counts_the_client_bytes_from_its_ack() {
     table.on_conntrack_event(t(0), ct(CtKind::New, 2, None));
     table.on_packet(t(0), packet(served(2), SYN, 100, 0, 0));
     table.on_packet(t(1), packet(served(2).reversed(), SYNACK, 900, 101, 0));
-    table.on_packet(t(9), packet(served(2).reversed(), RSTACK, 901, 101 + 333, 0));
+    table.on_packet(
+        t(9),
+        packet(served(2).reversed(), RSTACK, 901, 101 + 333, 0),
+    );
     let conn = table.closed().next().unwrap();
     assert_eq!(conn.end, End::RstServer);
     assert_eq!(conn.payload_client(), Some(333));
     assert_eq!(conn.payload_server(), Some(0));
-    assert_eq!(table.aggregates().pairs().next().unwrap().1.ended(End::RstServer), 1);
+    assert_eq!(
+        table
+            .aggregates()
+            .pairs()
+            .next()
+            .unwrap()
+            .1
+            .ended(End::RstServer),
+        1
+    );
 }
 
 #[test]
@@ -148,7 +227,10 @@ fn a_client_reset_is_the_clients() {
     table.on_packet(t(2), packet(dialled(3), RSTACK, 6 + 12, 11 + 40, 0));
     let conn = table.closed().next().unwrap();
     assert_eq!(conn.end, End::RstClient);
-    assert_eq!((conn.payload_client(), conn.payload_server()), (Some(12), Some(40)));
+    assert_eq!(
+        (conn.payload_client(), conn.payload_server()),
+        (Some(12), Some(40))
+    );
 }
 
 #[test]
@@ -156,7 +238,11 @@ fn open_connections_stay_open_until_conntrack_destroys_them() {
     let mut table = table();
     table.on_conntrack_event(t(0), ct(CtKind::New, 4, None));
     table.expire(t(3_600_000));
-    assert_eq!(table.live().count(), 1, "conntrack-backed connections do not idle out");
+    assert_eq!(
+        table.live().count(),
+        1,
+        "conntrack-backed connections do not idle out"
+    );
     table.on_conntrack_event(t(3_600_001), ct(CtKind::Destroy, 4, None));
     let conn = table.closed().next().unwrap();
     assert_eq!(conn.end, End::Timeout);
@@ -200,7 +286,11 @@ fn stray_packets_do_not_create_connections() {
 
 #[test]
 fn a_full_table_evicts_the_oldest_and_counts_it() {
-    let config = FlowConfig { max_live: 3, closed_capacity: 2, ..FlowConfig::default() };
+    let config = FlowConfig {
+        max_live: 3,
+        closed_capacity: 2,
+        ..FlowConfig::default()
+    };
     let mut table = FlowTable::new(config, Names::default());
     for port in 0..10 {
         table.on_packet(t(u64::from(port)), packet(dialled(port), SYN, 1, 0, 0));
@@ -239,7 +329,10 @@ fn node_graph_arcs_add_up_to_one_and_edges_point_at_the_pod() {
     table.on_conntrack_event(t(2), ct(CtKind::New, 10, None));
     let data = graph::data(&table, &GraphQuery::default());
     let edges = data["edges"].as_array().unwrap();
-    let targets: Vec<&str> = edges.iter().map(|e| e["target"].as_str().unwrap()).collect();
+    let targets: Vec<&str> = edges
+        .iter()
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
     assert!(targets.contains(&"shop/web"), "{targets:?}");
     for node in data["nodes"].as_array().unwrap() {
         let sum: f64 = ["arc__ok", "arc__reset", "arc__timeout"]
@@ -257,7 +350,10 @@ fn node_graph_arcs_add_up_to_one_and_edges_point_at_the_pod() {
         .collect();
     for node in data["nodes"].as_array().unwrap() {
         for key in node.as_object().unwrap().keys() {
-            assert!(declared.contains(&key.as_str()), "undeclared node field {key}");
+            assert!(
+                declared.contains(&key.as_str()),
+                "undeclared node field {key}"
+            );
         }
     }
     let filtered = graph::data(&table, &GraphQuery::from_params([("namespace", "nope")]));
@@ -269,26 +365,59 @@ fn metrics_are_in_seconds_and_labelled_by_workload() {
     let mut table = table();
     run_fin_connection(&mut table, 40000, 10, 20);
     let mut text = String::new();
-    metrics::render(&table, SourceInfo { accounting: Some(false), ..SourceInfo::default() }, &mut text);
+    metrics::render(
+        &table,
+        SourceInfo {
+            accounting: Some(false),
+            ..SourceInfo::default()
+        },
+        &mut text,
+    );
     let labels = "src_namespace=\"shop\",src_workload=\"client\",dst_namespace=\"shop\",dst_workload=\"web\"";
-    assert!(text.contains(&format!("nfscope_tcp_connections_total{{{labels},end=\"fin\"}} 1")), "{text}");
-    assert!(text.contains(&format!("nfscope_tcp_bytes_total{{{labels},direction=\"server_to_client\"}} 20")));
-    assert!(text.contains(&format!("nfscope_tcp_handshake_seconds_sum{{{labels}}} 0.003")), "{text}");
-    assert!(text.contains(&format!("nfscope_tcp_handshake_seconds_bucket{{{labels},le=\"0.0025\"}} 0")));
-    assert!(text.contains(&format!("nfscope_tcp_handshake_seconds_bucket{{{labels},le=\"0.005\"}} 1")));
+    assert!(
+        text.contains(&format!(
+            "nfscope_tcp_connections_total{{{labels},end=\"fin\"}} 1"
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!(
+        "nfscope_tcp_bytes_total{{{labels},direction=\"server_to_client\"}} 20"
+    )));
+    assert!(
+        text.contains(&format!(
+            "nfscope_tcp_handshake_seconds_sum{{{labels}}} 0.003"
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!(
+        "nfscope_tcp_handshake_seconds_bucket{{{labels},le=\"0.0025\"}} 0"
+    )));
+    assert!(text.contains(&format!(
+        "nfscope_tcp_handshake_seconds_bucket{{{labels},le=\"0.005\"}} 1"
+    )));
     assert!(text.contains("nfscope_conntrack_accounting_enabled 0"));
     assert!(!text.contains("40000"), "no ports in labels");
 }
 
 #[test]
 fn the_pair_limit_bounds_cardinality() {
-    let config = FlowConfig { max_pairs: 2, ..FlowConfig::default() };
+    let config = FlowConfig {
+        max_pairs: 2,
+        ..FlowConfig::default()
+    };
     let mut table = FlowTable::new(config, Names::default());
     for i in 0..5u8 {
-        let tuple = Tuple { src: IpAddr::from([10, 0, 0, i]), ..dialled(1) };
+        let tuple = Tuple {
+            src: IpAddr::from([10, 0, 0, i]),
+            ..dialled(1)
+        };
         table.on_packet(t(0), packet(tuple, SYN, 1, 0, 0));
         table.on_packet(t(1), packet(tuple, RSTACK, 2, 0, 0));
     }
-    assert_eq!(table.aggregates().pairs().count(), 3, "two pairs plus other");
+    assert_eq!(
+        table.aggregates().pairs().count(),
+        3,
+        "two pairs plus other"
+    );
     assert_eq!(table.aggregates().overflowed, 3);
 }

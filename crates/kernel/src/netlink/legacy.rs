@@ -119,7 +119,10 @@ impl XtSocket {
 
 fn put_name(buf: &mut [u8], table: &str) -> io::Result<()> {
     if table.len() >= TABLE_NAME_LEN || table.contains('\0') {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad table name"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "bad table name",
+        ));
     }
     buf[..table.len()].copy_from_slice(table.as_bytes());
     Ok(())
@@ -137,7 +140,8 @@ pub(crate) struct TableInfo {
 
 impl TableInfo {
     fn decode(buf: &[u8; GETINFO_LEN]) -> Self {
-        let word = |i: usize| u32::from_ne_bytes(buf[32 + 4 * i..36 + 4 * i].try_into().expect("4"));
+        let word =
+            |i: usize| u32::from_ne_bytes(buf[32 + 4 * i..36 + 4 * i].try_into().expect("4"));
         Self {
             valid_hooks: word(0),
             hook_entry: [word(1), word(2), word(3), word(4), word(5)],
@@ -195,9 +199,16 @@ impl XtTable {
     fn entry(&self, off: usize) -> Option<Entry<'_>> {
         let l = self.layout;
         let head = self.entries.get(off..off + l.entry_size)?;
-        let target_offset = usize::from(u16::from_ne_bytes([head[l.target_offset], head[l.target_offset + 1]]));
-        let next_offset = usize::from(u16::from_ne_bytes([head[l.next_offset], head[l.next_offset + 1]]));
-        if next_offset < l.entry_size || target_offset < l.entry_size || target_offset > next_offset {
+        let target_offset = usize::from(u16::from_ne_bytes([
+            head[l.target_offset],
+            head[l.target_offset + 1],
+        ]));
+        let next_offset = usize::from(u16::from_ne_bytes([
+            head[l.next_offset],
+            head[l.next_offset + 1],
+        ]));
+        if next_offset < l.entry_size || target_offset < l.entry_size || target_offset > next_offset
+        {
             return None;
         }
         let bytes = self.entries.get(off..off + next_offset)?;
@@ -242,7 +253,9 @@ impl XtTable {
                 open = false;
                 continue;
             }
-            let closes_user_chain = entries.get(i + 1).is_none_or(|(_, e)| e.error_name().is_some());
+            let closes_user_chain = entries
+                .get(i + 1)
+                .is_none_or(|(_, e)| e.error_name().is_some());
             if closes_user_chain && chain.policy.is_none() && !HOOK_NAMES.contains(&chain.name) {
                 open = false; // the implicit RETURN of a user chain
                 continue;
@@ -279,11 +292,15 @@ impl XtTable {
     }
 
     fn hook_at(&self, off: usize) -> Option<usize> {
-        (0..5).find(|&h| self.info.valid_hooks & (1 << h) != 0 && self.info.hook_entry[h] as usize == off)
+        (0..5).find(|&h| {
+            self.info.valid_hooks & (1 << h) != 0 && self.info.hook_entry[h] as usize == off
+        })
     }
 
     fn is_underflow(&self, off: usize) -> bool {
-        (0..5).any(|h| self.info.valid_hooks & (1 << h) != 0 && self.info.underflow[h] as usize == off)
+        (0..5).any(|h| {
+            self.info.valid_hooks & (1 << h) != 0 && self.info.underflow[h] as usize == off
+        })
     }
 }
 
@@ -316,7 +333,11 @@ impl<'a> Entry<'a> {
         (name == "ERROR").then(|| nul_str(data))
     }
 
-    fn standard_target(&self, next: usize, chain_starts: &HashMap<usize, &'a str>) -> Option<&'a str> {
+    fn standard_target(
+        &self,
+        next: usize,
+        chain_starts: &HashMap<usize, &'a str>,
+    ) -> Option<&'a str> {
         let (name, data) = self.target();
         if !name.is_empty() {
             return None;

@@ -231,7 +231,12 @@ impl Reader {
 
     /// Reads one family's legacy tables; retries until the tables' fingerprints are the same
     /// when the text is read and when the counters are.
-    fn read_legacy(&mut self, opts: &CollectOptions, family: Family, retries: &mut u64) -> RulesRead {
+    fn read_legacy(
+        &mut self,
+        opts: &CollectOptions,
+        family: Family,
+        retries: &mut u64,
+    ) -> RulesRead {
         if legacy_holds_nothing(family) {
             return Ok((None, None));
         }
@@ -268,7 +273,7 @@ impl Reader {
             what: method(family, Backend::Legacy),
             source,
         };
-        let names = legacy_table_names(sock, family).map_err(io_error)?;
+        let names = legacy_table_names(sock, family, opts.probe_legacy_tables).map_err(io_error)?;
         let Some(tables) = read_tables(sock, &names).map_err(io_error)? else {
             return Ok(Err("a table was replaced while it was read".to_owned()));
         };
@@ -307,8 +312,14 @@ fn read_text(
     args: &[&str],
 ) -> io::Result<CachedText> {
     let to_io = |e: KernelError| io::Error::other(e.to_string());
-    let (tool, output) = run_save(family, backend, args, opts.timeout, opts.tool_dir.as_deref())
-        .map_err(to_io)?;
+    let (tool, output) = run_save(
+        family,
+        backend,
+        args,
+        opts.timeout,
+        opts.tool_dir.as_deref(),
+    )
+    .map_err(to_io)?;
     let (ruleset, problem) = parse_tolerant(tool, &output, family, backend).map_err(to_io)?;
     Ok(CachedText::new(ruleset, problem))
 }
@@ -322,7 +333,13 @@ fn read_text_multi(
 ) -> Result<CachedText, KernelError> {
     let mut joined: Option<(&'static str, crate::exec::ToolOutput)> = None;
     for args in runs {
-        let (tool, output) = run_save(family, backend, args, opts.timeout, opts.tool_dir.as_deref())?;
+        let (tool, output) = run_save(
+            family,
+            backend,
+            args,
+            opts.timeout,
+            opts.tool_dir.as_deref(),
+        )?;
         match &mut joined {
             Some((_, all)) => {
                 all.stdout.push_str(&output.stdout);
@@ -338,18 +355,34 @@ fn read_text_multi(
     Ok(CachedText::new(ruleset, problem))
 }
 
-/// The family's legacy table names: `/proc/thread-self/net/ip*_tables_names` when readable
-/// (root or CAP_DAC_READ_SEARCH), otherwise the standard names that answer `*_SO_GET_INFO`.
-fn legacy_table_names(sock: &XtSocket, family: Family) -> io::Result<Vec<String>> {
+/// The family's legacy table names from `/proc/thread-self/net/ip*_tables_names` (root or
+/// CAP_DAC_READ_SEARCH: the file is 0440 root).
+///
+/// When it cannot be read and `probe` is set, the standard names that answer `*_SO_GET_INFO` are
+/// used instead. Probing has a side effect, which is why it is opt-in: the kernel *creates* a
+/// table on first use when its module is built in or loaded (measured: probing an empty
+/// namespace instantiated all five tables), i.e. empty tables whose built-in chains accept. That
+/// changes no verdict, but it adds hooks and makes iptables-nft warn about legacy tables.
+fn legacy_table_names(sock: &XtSocket, family: Family, probe: bool) -> io::Result<Vec<String>> {
     let file = match family {
         Family::Ipv4 => "/proc/thread-self/net/ip_tables_names",
         Family::Ipv6 => "/proc/thread-self/net/ip6_tables_names",
     };
-    if let Ok(text) = fs::read_to_string(file) {
-        let mut names: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
-        names.sort_by_key(|n| STANDARD_TABLES.iter().position(|s| s == n).unwrap_or(usize::MAX));
-        return Ok(names);
-    }
+    let text = match fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if !probe => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("{file}: {e} (grant CAP_DAC_READ_SEARCH, or allow probing table names)"),
+            ));
+        }
+        Err(_) => return probe_table_names(sock),
+    };
+    // In the file's order, which is the order `iptables-legacy-save` prints.
+    Ok(text.split_whitespace().map(str::to_owned).collect())
+}
+
+fn probe_table_names(sock: &XtSocket) -> io::Result<Vec<String>> {
     let mut names = Vec::new();
     for name in STANDARD_TABLES {
         if sock.info(name)?.is_some() {
@@ -398,10 +431,12 @@ fn place_legacy(text: &mut CachedText, tables: &[XtTable]) -> Result<(), String>
                 parsed.counters = Some(counters(policy));
             }
             for (i, (kernel, rule)) in chain.rules.iter().zip(&mut parsed.rules).enumerate() {
-                let comment_ok = kernel.comment.is_none_or(|k| rule.spec.comments().any(|c| c == k));
-                let target_ok = kernel.standard_target.is_none_or(|k| {
-                    rule.spec.target_name().unwrap_or("") == k
-                });
+                let comment_ok = kernel
+                    .comment
+                    .is_none_or(|k| rule.spec.comments().any(|c| c == k));
+                let target_ok = kernel
+                    .standard_target
+                    .is_none_or(|k| rule.spec.target_name().unwrap_or("") == k);
                 if !comment_ok || !target_ok {
                     return Err(format!(
                         "{}/{} rule {}: kernel rule ({:?}, {:?}) differs from the text",
@@ -472,13 +507,22 @@ impl<'a> Placer<'a> {
         }
         let text = &mut self.texts[i].1;
         let Some((t, c)) = text.chain(rule.table, rule.chain) else {
-            self.mismatch = Some(format!("{}/{}: chain not in the text", rule.table, rule.chain));
+            self.mismatch = Some(format!(
+                "{}/{}: chain not in the text",
+                rule.table, rule.chain
+            ));
             return true;
         };
         let position = self.next[i].entry((t, c)).or_insert(0);
-        let ruleset = text.ruleset.as_mut().expect("indexed tables come from a ruleset");
+        let ruleset = text
+            .ruleset
+            .as_mut()
+            .expect("indexed tables come from a ruleset");
         let Some(parsed) = ruleset.tables[t].chains[c].rules.get_mut(*position) else {
-            self.mismatch = Some(format!("{}/{}: more rules in the kernel", rule.table, rule.chain));
+            self.mismatch = Some(format!(
+                "{}/{}: more rules in the kernel",
+                rule.table, rule.chain
+            ));
             return true;
         };
         *position += 1;
@@ -512,7 +556,9 @@ impl<'a> Placer<'a> {
             return self.mismatch;
         }
         for ((_, text), next) in self.texts.iter().zip(&self.next) {
-            let Some(ruleset) = &text.ruleset else { continue };
+            let Some(ruleset) = &text.ruleset else {
+                continue;
+            };
             for (t, table) in ruleset.tables.iter().enumerate() {
                 for (c, chain) in table.chains.iter().enumerate() {
                     let placed = next.get(&(t, c)).copied().unwrap_or(0);

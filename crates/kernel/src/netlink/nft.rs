@@ -8,9 +8,7 @@
 
 use std::io;
 
-use super::socket::{
-    Message, NLM_F_DUMP, NfSocket, attrs, be_u32, be_u64, c_str, put_str,
-};
+use super::socket::{Message, NLM_F_DUMP, NfSocket, attrs, be_u32, be_u64, c_str, put_str};
 
 const SUBSYS_NFTABLES: u16 = 10 << 8;
 const MSG_GETCHAIN: u16 = SUBSYS_NFTABLES | 4;
@@ -337,8 +335,17 @@ mod tests {
             attrs: &body,
         };
         let rule = decode_rule(&msg);
-        assert_eq!((rule.table, rule.chain, rule.handle), ("nat", "KUBE-SERVICES", 42));
-        assert_eq!(rule.counter, Some(Count { packets: 7, bytes: 600 }));
+        assert_eq!(
+            (rule.table, rule.chain, rule.handle),
+            ("nat", "KUBE-SERVICES", 42)
+        );
+        assert_eq!(
+            rule.counter,
+            Some(Count {
+                packets: 7,
+                bytes: 600
+            })
+        );
         assert_eq!(rule.comment, Some("ns/svc:http"));
     }
 

@@ -226,7 +226,10 @@ pub(crate) fn be_u32(payload: &[u8]) -> Option<u32> {
 
 /// A NUL-terminated string payload, without the NUL (lossy: invalid UTF-8 is replaced).
 pub(crate) fn c_str(payload: &[u8]) -> &str {
-    let end = payload.iter().position(|&b| b == 0).unwrap_or(payload.len());
+    let end = payload
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(payload.len());
     std::str::from_utf8(&payload[..end]).unwrap_or("")
 }
 

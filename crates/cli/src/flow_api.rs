@@ -1,0 +1,315 @@
+//! The flow monitor in the binary: the reader threads that feed `nfscope-flow`'s table from
+//! `nfscope-kernel`'s sources, and its HTTP routes (`/api/flows`, `/api/health`,
+//! `/api/graph/fields`, `/api/graph/data`) and metrics.
+//!
+//! Two threads: one reads conntrack events, one reads the packet ring and, about once a second,
+//! expires connections and collects the ring's drop counters. Both lock the table briefly per
+//! batch. A source that cannot be opened is logged and reported in `nfscope_flow_sources_up`; the
+//! other keeps working. Interfaces coming and going need nothing: the capture is bound to all.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use nfscope_flow::api::{FlowFilter, flows_json};
+use nfscope_flow::graph::{self, GraphQuery};
+use nfscope_flow::metrics::SourceInfo;
+use nfscope_flow::{FlowConfig, FlowTable, Names, Time, parse_ip_tcp};
+use nfscope_kernel::flow::{ConntrackEvents, PacketCapture, open_sources};
+
+/// What `--flows` (and `nfscope flows`) configure.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlowOptions {
+    /// `--names FILE`: IP or CIDR → name.
+    pub names_file: Option<PathBuf>,
+    /// Live connections kept at most (0 = the default, 100,000).
+    pub max_connections: usize,
+}
+
+/// A running flow monitor; its threads stop when it is dropped.
+pub struct FlowMonitor {
+    table: Arc<Mutex<FlowTable>>,
+    info: SourceInfo,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for FlowMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowMonitor")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Wall-clock time as the table wants it.
+pub fn wall_now() -> Time {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// Reads and parses `--names FILE`.
+pub fn read_names(path: Option<&std::path::Path>) -> anyhow::Result<Names> {
+    let Some(path) = path else {
+        return Ok(Names::default());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Names::parse(&text).map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))
+}
+
+impl FlowMonitor {
+    /// Opens the sources in `netns` and starts the reader threads.
+    pub fn start(netns: Option<&str>, options: &FlowOptions) -> anyhow::Result<Self> {
+        let mut names = read_names(options.names_file.as_deref())?;
+        let sources = open_sources(netns, Duration::from_millis(200)).with_context(|| {
+            format!(
+                "entering network namespace {}",
+                netns.unwrap_or("(current)")
+            )
+        })?;
+        for (ip, _ifname) in &sources.local_addresses {
+            if !ip.is_loopback() {
+                names.add_local(*ip, "node");
+            }
+        }
+        let mut config = FlowConfig::default();
+        if options.max_connections > 0 {
+            config.max_live = options.max_connections;
+        }
+        let table = Arc::new(Mutex::new(FlowTable::new(config, names)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut info = SourceInfo {
+            accounting: sources.accounting,
+            ..SourceInfo::default()
+        };
+        match sources.conntrack {
+            Ok(events) => {
+                info.conntrack_up = true;
+                spawn(
+                    "nfscope-conntrack",
+                    read_conntrack(events, Arc::clone(&table), Arc::clone(&stop)),
+                )?;
+            }
+            Err(e) => tracing::warn!(error = %e, "flow monitor: conntrack events unavailable"),
+        }
+        match sources.capture {
+            Ok(capture) => {
+                info.capture_up = true;
+                spawn(
+                    "nfscope-capture",
+                    read_capture(capture, Arc::clone(&table), Arc::clone(&stop)),
+                )?;
+            }
+            Err(e) => tracing::warn!(error = %e, "flow monitor: packet capture unavailable"),
+        }
+        if info.accounting == Some(false) {
+            tracing::info!(
+                "nf_conntrack_acct is off: bytes come from TCP sequence numbers only (not switching it on)"
+            );
+        }
+        if !info.conntrack_up && !info.capture_up {
+            anyhow::bail!(
+                "flow monitor: neither conntrack events nor packet capture could be opened (needs CAP_NET_ADMIN and CAP_NET_RAW)"
+            );
+        }
+        Ok(Self { table, info, stop })
+    }
+
+    /// The table, locked.
+    pub fn table(&self) -> MutexGuard<'_, FlowTable> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What the sources are doing.
+    pub fn info(&self) -> SourceInfo {
+        self.info
+    }
+}
+
+impl Drop for FlowMonitor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn spawn(name: &str, job: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(job)
+        .map(|_| ())
+        .context("starting a flow monitor thread")
+}
+
+fn lock(table: &Mutex<FlowTable>) -> MutexGuard<'_, FlowTable> {
+    table.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read_conntrack(
+    mut events: ConntrackEvents,
+    table: Arc<Mutex<FlowTable>>,
+    stop: Arc<AtomicBool>,
+) -> impl FnOnce() + Send {
+    move || {
+        let mut batch = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            if let Err(e) = events.recv(|event| batch.push(event)) {
+                tracing::warn!(error = %e, "conntrack events: receive failed");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let lost = events.take_overruns();
+            if batch.is_empty() && lost == 0 {
+                continue;
+            }
+            let now = wall_now();
+            let mut table = lock(&table);
+            for event in batch.drain(..) {
+                table.on_conntrack_event(now, event);
+            }
+            table.add_reader_losses(lost, 0, 0);
+        }
+    }
+}
+
+/// The packet's kernel timestamp, unless it is far from the wall clock (some egress paths stamp
+/// with the monotonic clock); then the time it was read.
+fn packet_time(sec: u32, nsec: u32, now: Time) -> Time {
+    let stamped = Duration::new(u64::from(sec), nsec.min(999_999_999));
+    let skew = stamped.abs_diff(now);
+    if skew > Duration::from_secs(10) {
+        now
+    } else {
+        stamped
+    }
+}
+
+fn read_capture(
+    mut capture: PacketCapture,
+    table: Arc<Mutex<FlowTable>>,
+    stop: Arc<AtomicBool>,
+) -> impl FnOnce() + Send {
+    move || {
+        let mut batch = Vec::new();
+        let mut last_housekeeping = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let now = wall_now();
+            let polled = capture.poll(Duration::from_millis(200), |sec, nsec, ifindex, bytes| {
+                if let Some(meta) = parse_ip_tcp(bytes, ifindex) {
+                    batch.push((packet_time(sec, nsec, now), meta));
+                }
+            });
+            if let Err(e) = polled {
+                tracing::warn!(error = %e, "packet capture: poll failed");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let housekeeping = last_housekeeping.elapsed() >= Duration::from_secs(1);
+            if batch.is_empty() && !housekeeping {
+                continue;
+            }
+            let stats = if housekeeping {
+                capture.statistics().ok()
+            } else {
+                None
+            };
+            let mut table = lock(&table);
+            for (at, meta) in batch.drain(..) {
+                table.on_packet(at, meta);
+            }
+            if housekeeping {
+                last_housekeeping = Instant::now();
+                table.expire(wall_now());
+                if let Some(s) = stats {
+                    table.add_reader_losses(0, s.drops, s.packets);
+                }
+            }
+        }
+    }
+}
+
+static MONITOR: OnceLock<Arc<FlowMonitor>> = OnceLock::new();
+
+/// Starts the monitor for the server, registers it for `/metrics`, and returns its routes.
+pub fn start_routes(netns: Option<&str>, options: &FlowOptions) -> anyhow::Result<Router> {
+    let monitor = Arc::new(FlowMonitor::start(netns, options)?);
+    let _ = MONITOR.set(Arc::clone(&monitor));
+    Ok(routes(monitor))
+}
+
+/// The flow routes over `monitor`.
+pub fn routes(monitor: Arc<FlowMonitor>) -> Router {
+    Router::new()
+        .route("/api/flows", get(api_flows))
+        .route("/api/health", get(api_health))
+        .route("/api/graph/fields", get(api_graph_fields))
+        .route("/api/graph/data", get(api_graph_data))
+        .with_state(monitor)
+}
+
+/// Appends the flow metrics when a monitor runs in this process (`serve --flows`).
+pub fn append_metrics(body: &mut String) {
+    if let Some(monitor) = MONITOR.get() {
+        let info = monitor.info();
+        nfscope_flow::metrics::render(&monitor.table(), info, body);
+    }
+}
+
+fn json_response(value: &impl serde::Serialize) -> Response {
+    match serde_json::to_string(value) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding failed: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+type Params = Query<HashMap<String, String>>;
+
+fn pairs(params: &HashMap<String, String>) -> impl Iterator<Item = (&str, &str)> {
+    params.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+}
+
+async fn api_flows(State(monitor): State<Arc<FlowMonitor>>, Query(params): Params) -> Response {
+    let filter = match FlowFilter::from_params(pairs(&params)) {
+        Ok(filter) => filter,
+        Err(message) => return (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response(),
+    };
+    let doc = {
+        let table = monitor.table();
+        let snapshot = table.snapshot(wall_now());
+        flows_json(&snapshot, table.names(), &filter)
+    };
+    json_response(&doc)
+}
+
+async fn api_health(State(monitor): State<Arc<FlowMonitor>>) -> Response {
+    let info = monitor.info();
+    json_response(&serde_json::json!({
+        "status": "ok",
+        "conntrack_events": info.conntrack_up,
+        "packet_capture": info.capture_up,
+        "conntrack_accounting": info.accounting,
+    }))
+}
+
+async fn api_graph_fields(Query(params): Params) -> Response {
+    json_response(&graph::fields(&GraphQuery::from_params(pairs(&params))))
+}
+
+async fn api_graph_data(
+    State(monitor): State<Arc<FlowMonitor>>,
+    Query(params): Params,
+) -> Response {
+    let query = GraphQuery::from_params(pairs(&params));
+    let doc = graph::data(&monitor.table(), &query);
+    json_response(&doc)
+}

@@ -1,0 +1,550 @@
+//! Root tests of the flow monitor (`nfscope serve --flows`) with real TCP through a Service VIP.
+//!
+//! Topology, all in namespaces this test creates: `client` ─veth─ `node` ─veth─ `pod`. The node
+//! forwards and DNATs the VIP 10.96.77.10:80 to the pod's 10.77.2.2:8080, and nfscope watches the
+//! node namespace. Each connection's payload sizes are known, so `/api/flows` and the metrics
+//! must report exact bytes, the pod (not the VIP), a positive handshake and the right end.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nfscope_kernel::run_in_netns;
+use nfscope_kernel::testns::{TestNetns, root_or_skip};
+use serde_json::Value;
+use support::{Sample, Server};
+
+const VIP: &str = "10.96.77.10";
+const POD: &str = "10.77.2.2";
+
+struct Lab {
+    client: TestNetns,
+    node: TestNetns,
+    pod: TestNetns,
+    stop: Arc<AtomicBool>,
+    names: tempfile_path::Path,
+}
+
+/// A names file that is removed on drop (no tempfile crate: a pid-named file in the temp dir).
+mod tempfile_path {
+    pub struct Path(pub std::path::PathBuf);
+    impl Drop for Path {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+impl Lab {
+    fn new(tag: &str) -> Self {
+        let client = TestNetns::new(&format!("{tag}c")).expect("client netns");
+        let node = TestNetns::new(&format!("{tag}n")).expect("node netns");
+        let pod = TestNetns::new(&format!("{tag}p")).expect("pod netns");
+        client
+            .veth_to(&node, &["10.77.1.2/24"], &["10.77.1.1/24"])
+            .expect("client veth");
+        pod.veth_to(&node, &["10.77.2.2/24"], &["10.77.2.1/24"])
+            .expect("pod veth");
+        client.sh_ok("ip route add default via 10.77.1.1");
+        pod.sh_ok("ip route add default via 10.77.2.1");
+        node.sh_ok(&format!(
+            "sysctl -qw net.ipv4.ip_forward=1 && \
+             iptables -t nat -A PREROUTING -d {VIP} -p tcp --dport 80 -j DNAT --to-destination {POD}:8080"
+        ));
+        let path =
+            std::env::temp_dir().join(format!("nfscope-flow-names-{}-{tag}", std::process::id()));
+        std::fs::write(
+            &path,
+            format!("10.77.1.0/24 shop/client\n{POD} shop/web\n{VIP} shop/web-svc\n"),
+        )
+        .unwrap();
+        let lab = Self {
+            client,
+            node,
+            pod,
+            stop: Arc::new(AtomicBool::new(false)),
+            names: tempfile_path::Path(path),
+        };
+        lab.start_pod_server();
+        lab
+    }
+
+    fn names_file(&self) -> &str {
+        self.names.0.to_str().unwrap()
+    }
+
+    /// The pod's server: reads a 9-byte header (mode, client bytes, server bytes), then
+    /// `F`: reads the rest, answers, closes (FIN); `R`: closes with data unread (RST);
+    /// `O`: reads the rest, answers, stays open.
+    fn start_pod_server(&self) {
+        let listener = run_in_netns(Some(self.pod.name()), || TcpListener::bind("0.0.0.0:8080"))
+            .expect("enter pod netns")
+            .expect("bind in pod");
+        let stop = Arc::clone(&self.stop);
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            for stream in listener.incoming() {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(mut stream) = stream else { continue };
+                let mut header = [0u8; 9];
+                if stream.read_exact(&mut header).is_err() {
+                    continue;
+                }
+                let up = u32::from_be_bytes(header[1..5].try_into().unwrap()) as usize;
+                let down = u32::from_be_bytes(header[5..9].try_into().unwrap()) as usize;
+                match header[0] {
+                    b'R' => {
+                        std::thread::spawn(move || {
+                            std::thread::sleep(Duration::from_millis(300));
+                            drop(stream);
+                        });
+                    }
+                    mode => {
+                        let mut rest = vec![0u8; up - 9];
+                        if stream.read_exact(&mut rest).is_err() {
+                            continue;
+                        }
+                        let _ = stream.write_all(&vec![b'x'; down]);
+                        if mode == b'O' {
+                            kept.push(stream);
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// One connection from the client namespace to the VIP; returns (client port, stream if open).
+    fn connect(&self, mode: u8, up: u32, down: u32) -> (u16, Option<TcpStream>) {
+        run_in_netns(Some(self.client.name()), move || {
+            let mut stream = TcpStream::connect_timeout(
+                &format!("{VIP}:80").parse().unwrap(),
+                Duration::from_secs(5),
+            )
+            .expect("connect to the VIP");
+            let port = stream.local_addr().unwrap().port();
+            let mut payload = vec![b'a'; up as usize];
+            payload[0] = mode;
+            payload[1..5].copy_from_slice(&up.to_be_bytes());
+            payload[5..9].copy_from_slice(&down.to_be_bytes());
+            stream.write_all(&payload).unwrap();
+            match mode {
+                b'F' => {
+                    let mut answer = Vec::new();
+                    stream.read_to_end(&mut answer).unwrap();
+                    assert_eq!(answer.len(), down as usize);
+                    (port, None)
+                }
+                b'O' => {
+                    let mut answer = vec![0u8; down as usize];
+                    stream.read_exact(&mut answer).unwrap();
+                    (port, Some(stream))
+                }
+                _ => {
+                    let mut sink = Vec::new();
+                    let _ = stream.read_to_end(&mut sink); // ends with ECONNRESET
+                    (port, None)
+                }
+            }
+        })
+        .expect("enter client netns")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn flows(server: &Server) -> Value {
+    let (status, body) = server.get("/api/flows");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("/api/flows is JSON")
+}
+
+fn by_client_port(doc: &Value, list: &str) -> BTreeMap<u16, Value> {
+    doc[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["dialled"]["port"] == 80)
+        .map(|f| (f["client"]["port"].as_u64().unwrap() as u16, f.clone()))
+        .collect()
+}
+
+/// Polls until `done(doc)` or 15 s.
+fn wait_for(server: &Server, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let doc = flows(server);
+        if done(&doc) {
+            return doc;
+        }
+        assert!(
+            Instant::now() < until,
+            "timed out waiting for {what}: {doc:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == *v))
+        .map(|s| s.value)
+        .sum()
+}
+
+fn serve(lab: &Lab, extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--flows",
+        "--netns",
+        lab.node.name(),
+        "--names",
+        lab.names_file(),
+    ];
+    args.extend_from_slice(extra);
+    let server = Server::start(&args);
+    std::thread::sleep(Duration::from_millis(300)); // sockets are open before the address is printed; settle
+    server
+}
+
+#[test]
+fn connections_through_a_vip_report_exact_bytes_the_serving_pod_handshake_and_end() {
+    if !root_or_skip(
+        "connections_through_a_vip_report_exact_bytes_the_serving_pod_handshake_and_end",
+    ) {
+        return;
+    }
+    let lab = Lab::new("flw");
+    let server = serve(&lab, &[]);
+    let mut expected = BTreeMap::new(); // port → (end, up, down)
+    let mut open_streams = Vec::new();
+    for i in 0..4u32 {
+        let (up, down) = (100 + 37 * i, 1000 + 1111 * i);
+        let (port, _) = lab.connect(b'F', up, down);
+        expected.insert(port, ("fin", up, Some(down)));
+        let (port, _) = lab.connect(b'R', 500 + i, 0);
+        expected.insert(port, ("rst_server", 500 + i, Some(0)));
+        let (port, stream) = lab.connect(b'O', 20 + i, 30 + i);
+        expected.insert(port, ("open", 20 + i, None));
+        open_streams.push(stream);
+    }
+    let doc = wait_for(&server, "all connections", |doc| {
+        let closed = by_client_port(doc, "closed");
+        let live = by_client_port(doc, "live");
+        expected.iter().all(|(port, (end, ..))| {
+            let list = if *end == "open" { &live } else { &closed };
+            list.get(port).is_some_and(|f| {
+                f["end"] == *end && (*end == "open" || !f["handshake_seconds"].is_null())
+            })
+        })
+    });
+    let closed = by_client_port(&doc, "closed");
+    let live = by_client_port(&doc, "live");
+    for (port, (end, up, down)) in &expected {
+        let flow = if *end == "open" {
+            &live[port]
+        } else {
+            &closed[port]
+        };
+        assert_eq!(
+            flow["server"]["ip"], POD,
+            "served by the pod, not the VIP: {flow:#}"
+        );
+        assert_eq!(flow["server"]["port"], 8080);
+        assert_eq!(flow["dialled"]["ip"], VIP);
+        assert_eq!(flow["server"]["name"], "shop/web");
+        assert_eq!(flow["client"]["name"], "shop/client");
+        let handshake = flow["handshake_seconds"].as_f64().expect("handshake known");
+        assert!(
+            handshake > 0.0 && handshake < 1.0,
+            "handshake {handshake}: {flow:#}"
+        );
+        if *end != "open" {
+            assert_eq!(flow["payload_bytes"]["client_to_server"], *up, "{flow:#}");
+            assert_eq!(
+                flow["payload_bytes"]["server_to_client"],
+                down.unwrap(),
+                "{flow:#}"
+            );
+        }
+    }
+    // Filters.
+    let (_, body) = server.get(&format!("/api/flows?ip={POD}&namespace=shop"));
+    let filtered: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(by_client_port(&filtered, "closed").len(), 8);
+    let (_, body) = server.get("/api/flows?namespace=elsewhere");
+    let filtered: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        filtered["live"].as_array().unwrap().is_empty()
+            && filtered["closed"].as_array().unwrap().is_empty()
+    );
+    assert_eq!(server.get("/api/flows?ip=banana").0, 400);
+
+    // Metrics: by workload, exact byte sums, resets by side, handshake histogram in seconds.
+    let (_, samples) = server.metrics();
+    let pair = [
+        ("src_workload", "client"),
+        ("dst_workload", "web"),
+        ("dst_namespace", "shop"),
+    ];
+    fn with(
+        pair: &[(&'static str, &'static str)],
+        extra: (&'static str, &'static str),
+    ) -> Vec<(&'static str, &'static str)> {
+        pair.iter().copied().chain([extra]).collect()
+    }
+    assert_eq!(
+        metric(
+            &samples,
+            "nfscope_tcp_connections_total",
+            &with(&pair, ("end", "fin"))
+        ),
+        4.0
+    );
+    assert_eq!(
+        metric(
+            &samples,
+            "nfscope_tcp_connections_total",
+            &with(&pair, ("end", "rst_server"))
+        ),
+        4.0
+    );
+    assert_eq!(
+        metric(
+            &samples,
+            "nfscope_tcp_resets_total",
+            &with(&pair, ("side", "server"))
+        ),
+        4.0
+    );
+    let up: u32 = expected
+        .values()
+        .filter(|e| e.0 != "open")
+        .map(|e| e.1)
+        .sum();
+    let down: u32 = expected.values().filter_map(|e| e.2).sum();
+    assert_eq!(
+        metric(
+            &samples,
+            "nfscope_tcp_bytes_total",
+            &with(&pair, ("direction", "client_to_server"))
+        ),
+        f64::from(up)
+    );
+    assert_eq!(
+        metric(
+            &samples,
+            "nfscope_tcp_bytes_total",
+            &with(&pair, ("direction", "server_to_client"))
+        ),
+        f64::from(down)
+    );
+    assert_eq!(metric(&samples, "nfscope_tcp_connections_open", &pair), 4.0);
+    let count = metric(&samples, "nfscope_tcp_handshake_seconds_count", &pair);
+    assert_eq!(count, 12.0, "every handshake observed once");
+    let sum = metric(&samples, "nfscope_tcp_handshake_seconds_sum", &pair);
+    assert!(
+        sum > 0.0 && sum / count < 0.5,
+        "seconds, not milliseconds: mean {}",
+        sum / count
+    );
+    let accounting = lab
+        .node
+        .sh_ok("cat /proc/sys/net/netfilter/nf_conntrack_acct")
+        .trim()
+        != "0";
+    assert_eq!(
+        metric(&samples, "nfscope_conntrack_accounting_enabled", &[]),
+        f64::from(u8::from(accounting))
+    );
+    assert_eq!(metric(&samples, "nfscope_flow_sources_up", &[]), 2.0);
+    drop(open_streams);
+}
+
+#[test]
+fn node_graph_endpoints_satisfy_the_plugin_contract() {
+    if !root_or_skip("node_graph_endpoints_satisfy_the_plugin_contract") {
+        return;
+    }
+    let lab = Lab::new("flg");
+    let server = serve(&lab, &[]);
+    assert_eq!(server.get("/api/health").0, 200);
+    lab.connect(b'F', 50, 60);
+    lab.connect(b'R', 70, 0);
+    wait_for(&server, "two closed", |doc| {
+        by_client_port(doc, "closed").len() == 2
+    });
+    let query = "?namespace=shop&include=&exclude=&stats-type=connection&from=0&to=9999999999999";
+    let (status, body) = server.get(&format!("/api/graph/fields{query}"));
+    assert_eq!(status, 200);
+    let fields: Value = serde_json::from_str(&body).unwrap();
+    let (status, body) = server.get(&format!("/api/graph/data{query}"));
+    assert_eq!(status, 200);
+    let data: Value = serde_json::from_str(&body).unwrap();
+    for (frame, required) in [
+        ("nodes", &["id"][..]),
+        ("edges", &["id", "source", "target"][..]),
+    ] {
+        let declared: BTreeMap<String, String> = fields[format!("{frame}_fields")]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["field_name"].as_str().unwrap().to_owned(),
+                    f["type"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        for name in required {
+            assert_eq!(
+                declared.get(*name).map(String::as_str),
+                Some("string"),
+                "{frame}.{name}"
+            );
+        }
+        let rows = data[frame].as_array().unwrap();
+        assert!(!rows.is_empty(), "{frame} empty: {data:#}");
+        for row in rows {
+            for (key, value) in row.as_object().unwrap() {
+                let kind = declared
+                    .get(key)
+                    .unwrap_or_else(|| panic!("undeclared {frame} field {key}"));
+                assert_eq!(
+                    kind == "number",
+                    value.is_number(),
+                    "{frame}.{key} = {value}"
+                );
+            }
+        }
+    }
+    let ids: Vec<&str> = data["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    for edge in data["edges"].as_array().unwrap() {
+        assert!(
+            ids.contains(&edge["source"].as_str().unwrap())
+                && ids.contains(&edge["target"].as_str().unwrap())
+        );
+    }
+    assert!(
+        data["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["source"] == "shop/client" && e["target"] == "shop/web")
+    );
+    for node in data["nodes"].as_array().unwrap() {
+        let arcs: f64 = node
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with("arc__"))
+            .map(|(_, v)| v.as_f64().unwrap())
+            .sum();
+        assert!((arcs - 1.0).abs() < 1e-9, "arcs of {node} sum to {arcs}");
+    }
+    let web = data["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "shop/web")
+        .unwrap();
+    assert!(
+        (web["arc__reset"].as_f64().unwrap() - 0.5).abs() < 1e-9,
+        "one of two reset: {web}"
+    );
+}
+
+#[test]
+fn interface_churn_and_down_interfaces_lose_no_connections() {
+    if !root_or_skip("interface_churn_and_down_interfaces_lose_no_connections") {
+        return;
+    }
+    let lab = Lab::new("flc");
+    // A down interface named like the tunnel k8spacket crash-looped on (no dummy/ipip modules here).
+    lab.node
+        .sh_ok("ip link add tunl0 type veth peer name tunl0peer");
+    let mut server = serve(&lab, &[]);
+    let churner = {
+        let node = lab.node.name().to_owned();
+        std::thread::spawn(move || {
+            for round in 0..8 {
+                let script = format!(
+                    "ip link add chv{round}a type veth peer name chv{round}b && ip link set chv{round}a up && \
+                     ip link set chv{round}b up && ip addr add 10.99.{round}.1/24 dev chv{round}a && \
+                     sleep 0.05 && ip link del chv{round}a"
+                );
+                let status = std::process::Command::new("ip")
+                    .args(["netns", "exec", &node, "sh", "-c", &script])
+                    .status();
+                assert!(status.is_ok_and(|s| s.success()), "churn round {round}");
+            }
+        })
+    };
+    let mut ports = Vec::new();
+    while ports.len() < 30 || !churner.is_finished() {
+        let i = ports.len() as u32;
+        ports.push(lab.connect(b'F', 100 + i, 200).0);
+    }
+    churner.join().expect("churn rounds succeeded");
+    let doc = wait_for(&server, "every connection closed", |doc| {
+        let closed = by_client_port(doc, "closed");
+        ports
+            .iter()
+            .all(|p| closed.get(p).is_some_and(|f| f["end"] == "fin"))
+    });
+    let closed = by_client_port(&doc, "closed");
+    for (i, port) in ports.iter().enumerate() {
+        assert_eq!(
+            closed[port]["payload_bytes"]["client_to_server"],
+            100 + i as u64
+        );
+    }
+    assert!(server.running(), "the server survived the churn");
+    let (_, samples) = server.metrics();
+    assert_eq!(
+        metric(&samples, "nfscope_flow_capture_drops_total", &[]),
+        0.0
+    );
+}
+
+#[test]
+fn more_connections_than_the_table_holds_are_evicted_and_counted() {
+    if !root_or_skip("more_connections_than_the_table_holds_are_evicted_and_counted") {
+        return;
+    }
+    let lab = Lab::new("flo");
+    let server = serve(&lab, &["--max-connections", "20"]);
+    let streams: Vec<_> = (0..60).map(|i| lab.connect(b'O', 10 + i, 5).1).collect();
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, samples) = server.metrics();
+        let live = metric(&samples, "nfscope_flow_connections_live", &[]);
+        let evicted = metric(&samples, "nfscope_flow_table_evictions_total", &[]);
+        assert!(live <= 20.0, "live {live} above the limit");
+        assert_eq!(metric(&samples, "nfscope_flow_table_capacity", &[]), 20.0);
+        if evicted >= 40.0 {
+            break;
+        }
+        assert!(Instant::now() < until, "evictions {evicted}, live {live}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let doc = flows(&server);
+    assert!(doc["live"].as_array().unwrap().len() <= 20);
+    drop(streams);
+}

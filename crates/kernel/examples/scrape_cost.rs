@@ -1,0 +1,74 @@
+//! Scrape cost of the two rule sources in a namespace: `scrape_cost NETNS SOURCE N`.
+//! Prints median and p99 wall time, CPU seconds per scrape (this process plus its children,
+//! from /proc/self/stat and /proc/self/stat's cumulative child times) and peak RSS.
+
+use std::time::Instant;
+
+use nfscope_kernel::{CollectOptions, Reader, RuleSource};
+
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<f64> = after.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect();
+    // utime, stime, cutime, cstime are fields 14..17 (1-based); `after` starts at field 3.
+    fields[11..15].iter().sum::<f64>() / 100.0
+}
+
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let netns = args.next();
+    let source = match args.next().as_deref() {
+        Some("exec") => RuleSource::Exec,
+        _ => RuleSource::Netlink,
+    };
+    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
+    let options = CollectOptions {
+        netns,
+        source,
+        ipsets: false,
+        conntrack: false,
+        ..CollectOptions::default()
+    };
+    let mut reader = Reader::new();
+    let first = reader.collect(&options); // fills the text cache
+    let rules: usize = first
+        .rulesets
+        .iter()
+        .flat_map(|r| &r.tables)
+        .flat_map(|t| &t.chains)
+        .map(|c| c.rules.len())
+        .sum();
+    drop(first);
+    let cpu_before = cpu_seconds();
+    let mut walls = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let snapshot = reader.collect(&options);
+        walls.push(started.elapsed().as_secs_f64());
+        for s in &snapshot.sources {
+            if let Some(e) = &s.error {
+                eprintln!("{}: {e}", s.method);
+            }
+        }
+    }
+    let cpu = (cpu_seconds() - cpu_before) / n as f64;
+    walls.sort_by(f64::total_cmp);
+    let p99 = walls[((n as f64 * 0.99).ceil() as usize).saturating_sub(1).min(n - 1)];
+    println!(
+        "source={} rules={rules} median_ms={:.1} p99_ms={:.1} cpu_ms_per_scrape={:.1} peak_rss_mib={:.1}",
+        source.as_str(),
+        walls[n / 2] * 1e3,
+        p99 * 1e3,
+        cpu * 1e3,
+        peak_rss_kib() as f64 / 1024.0
+    );
+}
