@@ -11,8 +11,8 @@ use std::net::IpAddr;
 use std::sync::OnceLock;
 
 use clap::ValueEnum;
-pub use nfscope_kube::{NameIp, Named};
 use nfscope_kube::{DirectoryConfig, SharedDirectory};
+pub use nfscope_kube::{NameIp, Named};
 
 /// `--kube`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -52,7 +52,10 @@ pub fn directory() -> Option<&'static SharedDirectory> {
 }
 
 /// What `ip` is in the cluster (pod with its workload, Service, node), when the watcher runs.
-#[allow(dead_code, reason = "the entry point the tracer and flow monitor name IPs through")]
+#[allow(
+    dead_code,
+    reason = "the entry point the tracer and flow monitor name IPs through"
+)]
 pub fn name_ip(ip: IpAddr) -> Option<Named> {
     directory()?.name_ip(ip)
 }

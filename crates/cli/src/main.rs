@@ -7,6 +7,7 @@
 //!
 //! Exit codes: 0 success, 2 unusable input (unreadable file, parse error), 1 any other failure.
 
+mod ambient_caps;
 mod cli;
 mod demo;
 mod doctor_cmd;
@@ -32,6 +33,7 @@ use crate::exit::Failure;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    ambient_caps::pass_on_to_children();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => failure.report(),

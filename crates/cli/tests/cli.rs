@@ -255,7 +255,12 @@ fn fake_tools(tag: &str, delay: &str, dump: &str) -> TempDir {
 #[test]
 fn healthz_answers_while_a_collection_is_slow() {
     let tools = fake_tools("slow", "3", V4_DUMP);
-    let server = Server::start(&["--tool-dir", tools.path().to_str().unwrap()]);
+    let server = Server::start(&[
+        "--source",
+        "exec",
+        "--tool-dir",
+        tools.path().to_str().unwrap(),
+    ]);
     let addr = server.addr;
     let scrape =
         std::thread::spawn(move || support::http_get(addr, "/metrics", Duration::from_secs(30)));
@@ -280,7 +285,12 @@ fn healthz_answers_while_a_collection_is_slow() {
 fn concurrent_scrapes_share_one_collection() {
     const N: usize = 8;
     let tools = fake_tools("flight", "1", V4_DUMP);
-    let server = Server::start(&["--tool-dir", tools.path().to_str().unwrap()]);
+    let server = Server::start(&[
+        "--source",
+        "exec",
+        "--tool-dir",
+        tools.path().to_str().unwrap(),
+    ]);
     let start = Arc::new(Barrier::new(N));
     let scrapes: Vec<_> = (0..N)
         .map(|_| {
@@ -319,7 +329,12 @@ fn a_hostile_comment_survives_into_valid_exposition_and_failures_are_visible() {
     let escaped = comment.replace('\\', "\\\\").replace('"', "\\\"");
     let dump = V4_DUMP.replace("block incoming localnet connections", &escaped);
     let tools = fake_tools("hostile", "0", &dump);
-    let server = Server::start(&["--tool-dir", tools.path().to_str().unwrap()]);
+    let server = Server::start(&[
+        "--source",
+        "exec",
+        "--tool-dir",
+        tools.path().to_str().unwrap(),
+    ]);
     let (body, samples) = server.metrics();
     let (ok, report) = promtool_check(&body);
     assert!(
@@ -354,7 +369,12 @@ fn a_hostile_comment_survives_into_valid_exposition_and_failures_are_visible() {
 #[test]
 fn server_endpoints_and_graceful_shutdown() {
     let tools = fake_tools("endpoints", "0", V4_DUMP);
-    let mut server = Server::start(&["--tool-dir", tools.path().to_str().unwrap()]);
+    let mut server = Server::start(&[
+        "--source",
+        "exec",
+        "--tool-dir",
+        tools.path().to_str().unwrap(),
+    ]);
     let (status, index) = server.get("/");
     assert_eq!(status, 200);
     for endpoint in ["/metrics", "/api/rules", "/healthz"] {
@@ -384,6 +404,8 @@ fn server_endpoints_and_graceful_shutdown() {
 fn the_cache_window_reuses_one_collection() {
     let tools = fake_tools("cache", "0", V4_DUMP);
     let server = Server::start(&[
+        "--source",
+        "exec",
         "--tool-dir",
         tools.path().to_str().unwrap(),
         "--cache-seconds",

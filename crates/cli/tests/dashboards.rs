@@ -87,7 +87,10 @@ fn dashboard_exprs() -> Vec<Expr> {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
-    assert!(files.len() >= 5, "expected five dashboards, found {files:?}");
+    assert!(
+        files.len() >= 5,
+        "expected five dashboards, found {files:?}"
+    );
     let mut out = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).expect("read dashboard");
@@ -229,8 +232,11 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 
 /// Result of one instant query: Ok(number of series or samples) or Err(Prometheus' error).
 fn query(port: u16, promql: &str) -> Result<usize, String> {
-    let (code, body) = http_get(port, &format!("/api/v1/query?query={}", percent_encode(promql)))
-        .ok_or("Prometheus did not answer")?;
+    let (code, body) = http_get(
+        port,
+        &format!("/api/v1/query?query={}", percent_encode(promql)),
+    )
+    .ok_or("Prometheus did not answer")?;
     let json: Value = serde_json::from_str(&body).map_err(|e| format!("HTTP {code}: {e}"))?;
     if json["status"] != "success" {
         return Err(format!("{}: {}", json["errorType"], json["error"]));
@@ -264,7 +270,10 @@ fn start_prometheus(dir: &Path, demo_port: u16, port: u16) -> Child {
     .expect("write prometheus.yml");
     Command::new(PROMETHEUS)
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -293,7 +302,12 @@ fn substitution_and_variable_queries() {
     let exprs = dashboard_exprs();
     assert!(exprs.len() > 30, "only {} expressions found", exprs.len());
     for e in &exprs {
-        assert!(!e.query.contains('$'), "{}: unsubstituted {}", e.origin, e.query);
+        assert!(
+            !e.query.contains('$'),
+            "{}: unsubstituted {}",
+            e.origin,
+            e.query
+        );
     }
 }
 
@@ -301,7 +315,11 @@ fn substitution_and_variable_queries() {
 fn every_dashboard_expression_returns_data_from_the_demo() {
     let test = "every_dashboard_expression_returns_data_from_the_demo";
     if !must_run(test, is_root(), "needs root")
-        || !must_run(test, Path::new(PROMETHEUS).exists(), "no /usr/bin/prometheus")
+        || !must_run(
+            test,
+            Path::new(PROMETHEUS).exists(),
+            "no /usr/bin/prometheus",
+        )
     {
         return;
     }

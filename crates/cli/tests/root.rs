@@ -294,19 +294,13 @@ fn strip_dates(saves: &[String]) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn metrics_equal_save_counters_for_both_backends_and_families() {
-    if !root_or_skip("metrics_equal_save_counters_for_both_backends_and_families") {
-        return;
-    }
-    let lab = Lab::new("cnt");
-    lab.traffic();
-    let server = Server::start(&["--netns", lab.node.name(), "--timeout", "20"]);
-    let (saves, body, samples) = quiet_scrape(&lab, &server);
+/// One quiet scrape of `server` compared with the namespace's own save output, counter by counter.
+fn check_counters_match(lab: &Lab, server: &Server, source: &str) {
+    let (saves, body, samples) = quiet_scrape(lab, server);
 
     let expected = counters_from_saves(&saves);
     let got = counters_from_metrics(&samples);
-    assert_eq!(got, expected, "metrics vs save -c\n{body}");
+    assert_eq!(got, expected, "{source}: metrics vs save -c\n{body}");
     for (family, backend, _, _) in BACKENDS {
         let moved = expected
             .iter()
@@ -331,6 +325,27 @@ fn metrics_equal_save_counters_for_both_backends_and_families() {
         ok && report.trim().is_empty(),
         "promtool check metrics:\n{report}"
     );
+}
+
+#[test]
+fn metrics_equal_save_counters_for_both_backends_and_families() {
+    if !root_or_skip("metrics_equal_save_counters_for_both_backends_and_families") {
+        return;
+    }
+    let lab = Lab::new("cnt");
+    lab.traffic();
+    for source in ["netlink", "exec"] {
+        let server = Server::start(&[
+            "--netns",
+            lab.node.name(),
+            "--timeout",
+            "20",
+            "--source",
+            source,
+        ]);
+        check_counters_match(&lab, &server, source);
+        lab.traffic(); // the second source sees counters the first one never did
+    }
 
     // The same namespace through `nfscope rules --netns` shows our chain with the ping counter.
     let out = Command::new(NFSCOPE)

@@ -9,6 +9,14 @@
 //! reached (or did not reach) its destination as the verdict says, and for IPv4 without REJECT
 //! replies the set of moved rules is exactly the tracer's path. The receivers drop everything
 //! silently (an `INPUT -j DROP` witness rule), so no reply packets blur the counters.
+//!
+//! On the nft backend a second ground truth follows, in a separate phase after all counters
+//! checks of the lab: each case's packet is sent again with a narrow raw-table `-j TRACE` rule
+//! and read back with `xtables-monitor --trace` (`support/xtrace.rs`). The kernel's path must be
+//! one tracer branch, with the kernel's verdict and deciding rule. xtables-monitor 1.8.9 dies on
+//! IPv6 rules with protocol matches; such IPv6 cases are listed and skipped, and a minimum of
+//! kernel-traced cases is asserted. A missing xtables-monitor skips this check, but not under
+//! `CI=true`.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -1225,7 +1233,7 @@ fn tracer_agrees_with_the_kernel() {
     );
     if with_xtrace {
         assert!(
-            tally.xtraced.len() - v6 >= 17 && v6 >= 8,
+            tally.xtraced.len() - v6 >= 17 && v6 >= 12,
             "too few cases traced by the kernel: {} IPv4, {v6} IPv6",
             tally.xtraced.len() - v6
         );

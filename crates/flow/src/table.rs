@@ -25,6 +25,9 @@ use crate::event::{CtCounters, CtEvent, CtKind, TcpState, Tuple};
 use crate::names::Names;
 use crate::packet::{PacketMeta, TcpFlags};
 
+mod store;
+use store::{ConnStore, Slot};
+
 /// Limits and timeouts of the table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlowConfig {
@@ -266,7 +269,8 @@ impl Conn {
         }
     }
 
-    /// Folds `other` (the same connection seen first through another tuple) into this one.
+    /// Folds `other` (the same connection seen first through another tuple) into this one; the
+    /// tuples stay (the store owns them, see [`ConnStore::set_tuples`]).
     fn absorb(&mut self, other: Self) {
         self.start = self.start.min(other.start);
         self.syn_at = min_opt(self.syn_at, other.syn_at);
@@ -274,7 +278,6 @@ impl Conn {
         self.established_at = min_opt(self.established_at, other.established_at);
         self.last_seen = self.last_seen.max(other.last_seen);
         self.ct_id = self.ct_id.or(other.ct_id);
-        self.translated = self.translated.or(other.translated);
         for (mine, theirs) in [
             (&mut self.client, other.client),
             (&mut self.server, other.server),
@@ -338,10 +341,9 @@ pub struct TableSnapshot {
 pub struct FlowTable {
     config: FlowConfig,
     names: Names,
-    live: HashMap<u64, Conn>,
-    index: HashMap<Tuple, (u64, Side)>,
-    /// Live ids in creation order (lazily cleaned), for eviction.
-    order: VecDeque<u64>,
+    conns: ConnStore,
+    /// Live slots and ids in creation order (lazily cleaned), for eviction.
+    order: VecDeque<(Slot, u64)>,
     closed: VecDeque<Conn>,
     tombstones: HashMap<Tuple, Time>,
     tombstone_order: VecDeque<(Time, Tuple)>,
@@ -355,10 +357,9 @@ impl FlowTable {
     pub fn new(config: FlowConfig, names: Names) -> Self {
         let aggregates = Aggregates::new(config.max_pairs);
         Self {
+            conns: ConnStore::with_capacity(config.max_live),
             config,
             names,
-            live: HashMap::new(),
-            index: HashMap::new(),
             order: VecDeque::new(),
             closed: VecDeque::new(),
             tombstones: HashMap::new(),
@@ -374,39 +375,42 @@ impl FlowTable {
         self.stats.packets += 1;
         let flags = packet.flags;
         let pure_syn = flags.has(TcpFlags::SYN) && !flags.has(TcpFlags::ACK);
-        let found = self.index.get(&packet.tuple).copied();
-        let (id, side) = match found {
-            Some((id, side)) if self.is_port_reuse(id, side, &packet) => {
-                self.close(id, now, End::Timeout);
+        let found = self.conns.find(&packet.tuple);
+        let (slot, side) = match found {
+            Some((slot, side)) if self.is_port_reuse(slot, side, &packet) => {
+                self.close(slot, now, End::Timeout);
                 (self.insert_from_packet(now, packet.tuple), Side::Client)
             }
-            Some(found) => found,
+            Some((slot, side)) => (Some(slot), side),
             None if pure_syn => (self.insert_from_packet(now, packet.tuple), Side::Client),
             None => {
                 self.stats.packets_unmatched += 1;
                 return;
             }
         };
-        if let Some(end) = self.apply_packet(id, side, now, &packet) {
-            self.close(id, now, end);
+        let Some(slot) = slot else {
+            return; // the slab is full beyond any sane max_live
+        };
+        if let Some(end) = self.apply_packet(slot, side, now, &packet) {
+            self.close(slot, now, end);
         }
     }
 
     /// A new SYN with another initial sequence number on a tuple whose connection is closing.
-    fn is_port_reuse(&self, id: u64, side: Side, packet: &PacketMeta) -> bool {
+    fn is_port_reuse(&self, slot: Slot, side: Side, packet: &PacketMeta) -> bool {
         let flags = packet.flags;
         if side != Side::Client || !flags.has(TcpFlags::SYN) || flags.has(TcpFlags::ACK) {
             return false;
         }
-        self.live
-            .get(&id)
+        self.conns
+            .get(slot)
             .and_then(|c| c.client.isn)
             .is_some_and(|isn| isn != packet.seq)
     }
 
     /// Updates the connection; returns how it ended when this packet ended it.
-    fn apply_packet(&mut self, id: u64, side: Side, now: Time, p: &PacketMeta) -> Option<End> {
-        let conn = self.live.get_mut(&id)?;
+    fn apply_packet(&mut self, slot: Slot, side: Side, now: Time, p: &PacketMeta) -> Option<End> {
+        let conn = self.conns.get_mut(slot)?;
         conn.last_seen = conn.last_seen.max(now);
         let flags = p.flags;
         if flags.has(TcpFlags::SYN) {
@@ -442,7 +446,7 @@ impl FlowTable {
                 return Some(End::Fin);
             }
         }
-        self.record_handshake_if_done(id);
+        self.record_handshake_if_done(slot);
         None
     }
 
@@ -462,48 +466,39 @@ impl FlowTable {
             return;
         }
         let translated = event.reply.reversed();
-        let tuples = [
-            (event.orig, Side::Client),
-            (event.orig.reversed(), Side::Server),
-            (translated, Side::Client),
-            (event.reply, Side::Server),
-        ];
-        let mut ids: Vec<u64> = tuples
-            .iter()
-            .filter_map(|(t, _)| self.index.get(t).map(|&(id, _)| id))
-            .collect();
-        let mut seen = Vec::with_capacity(ids.len());
-        ids.retain(|id| {
-            let fresh = !seen.contains(id);
-            seen.push(*id);
-            fresh
-        });
-        if ids.is_empty() && event.kind == CtKind::Destroy {
+        let mut found: Vec<Slot> = Vec::with_capacity(4);
+        for tuple in [event.orig, event.orig.reversed(), translated, event.reply] {
+            if let Some((slot, _)) = self.conns.find(&tuple)
+                && !found.contains(&slot)
+            {
+                found.push(slot);
+            }
+        }
+        if found.is_empty() && event.kind == CtKind::Destroy {
             return;
         }
-        let id = match ids.split_first() {
+        let slot = match found.split_first() {
             Some((&keep, rest)) => {
                 for &other in rest {
                     self.merge_into(keep, other);
                 }
                 keep
             }
-            None => self.insert_conn(now, event.orig),
+            None => match self.insert_conn(now, event.orig) {
+                Some(slot) => slot,
+                None => return,
+            },
         };
-        for (tuple, side) in tuples {
-            self.index.insert(tuple, (id, side));
-        }
-        if let Some(end) = self.apply_ct(id, now, &event) {
-            self.close(id, now, end);
+        self.conns.set_tuples(slot, event.orig, Some(translated));
+        if let Some(end) = self.apply_ct(slot, now, &event) {
+            self.close(slot, now, end);
         }
     }
 
-    fn apply_ct(&mut self, id: u64, now: Time, event: &CtEvent) -> Option<End> {
-        let conn = self.live.get_mut(&id)?;
+    fn apply_ct(&mut self, slot: Slot, now: Time, event: &CtEvent) -> Option<End> {
+        let conn = self.conns.get_mut(slot)?;
         conn.last_seen = conn.last_seen.max(now);
         conn.ct_id = event.id.or(conn.ct_id);
-        conn.orig = event.orig;
-        conn.translated = Some(event.reply.reversed());
         conn.ct_orig = event.counters_orig.or(conn.ct_orig);
         conn.ct_reply = event.counters_reply.or(conn.ct_reply);
         match event.tcp_state {
@@ -524,17 +519,17 @@ impl FlowTable {
                 conn.ct_close_hint.unwrap_or(End::Timeout)
             });
         }
-        self.record_handshake_if_done(id);
+        self.record_handshake_if_done(slot);
         None
     }
 
     /// Ends connections whose time is up; call about once a second.
     pub fn expire(&mut self, now: Time) {
         let config = &self.config;
-        let due: Vec<u64> = self
-            .live
-            .values()
-            .filter(|c| {
+        let due: Vec<Slot> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
                 let idle = now.saturating_sub(c.last_seen);
                 let packet_only = c.ct_id.is_none() && c.translated.is_none();
                 let half_closed = c.client.fin_seq.is_some() || c.server.fin_seq.is_some();
@@ -544,14 +539,14 @@ impl FlowTable {
                         || (unanswered && idle >= config.handshake_timeout)
                         || (half_closed && idle >= config.half_close_timeout))
             })
-            .map(|c| c.id)
+            .map(|(slot, _)| slot)
             .collect();
-        for id in due {
+        for slot in due {
             let half_closed = self
-                .live
-                .get(&id)
+                .conns
+                .get(slot)
                 .is_some_and(|c| c.client.fin_seq.is_some() || c.server.fin_seq.is_some());
-            self.close(id, now, if half_closed { End::Fin } else { End::Timeout });
+            self.close(slot, now, if half_closed { End::Fin } else { End::Timeout });
         }
         while let Some(&(at, tuple)) = self.tombstone_order.front() {
             if now.saturating_sub(at) < self.config.tombstone_ttl {
@@ -588,7 +583,7 @@ impl FlowTable {
 
     /// Live connections, in no particular order.
     pub fn live(&self) -> impl Iterator<Item = &Conn> {
-        self.live.values()
+        self.conns.iter().map(|(_, conn)| conn)
     }
 
     /// Recently closed connections, oldest first.
@@ -599,7 +594,7 @@ impl FlowTable {
     /// Counters.
     pub fn stats(&self) -> FlowStats {
         FlowStats {
-            live: self.live.len() as u64,
+            live: self.conns.len() as u64,
             ..self.stats
         }
     }
@@ -616,7 +611,7 @@ impl FlowTable {
 
     /// A copy of everything, live connections oldest first.
     pub fn snapshot(&self, now: Time) -> TableSnapshot {
-        let mut live: Vec<Conn> = self.live.values().cloned().collect();
+        let mut live: Vec<Conn> = self.live().cloned().collect();
         live.sort_by_key(|c| (c.start, c.id));
         TableSnapshot {
             now,
@@ -626,65 +621,57 @@ impl FlowTable {
         }
     }
 
-    fn insert_from_packet(&mut self, now: Time, tuple: Tuple) -> u64 {
-        let id = self.insert_conn(now, tuple);
-        self.index.insert(tuple, (id, Side::Client));
-        self.index.insert(tuple.reversed(), (id, Side::Server));
-        id
+    fn insert_from_packet(&mut self, now: Time, tuple: Tuple) -> Option<Slot> {
+        self.insert_conn(now, tuple)
     }
 
-    fn insert_conn(&mut self, now: Time, orig: Tuple) -> u64 {
-        while self.live.len() >= self.config.max_live.max(1) {
-            self.evict_oldest();
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        self.live.insert(id, Conn::new(id, orig, now));
-        self.order.push_back(id);
-        if self.order.len() > 2 * self.config.max_live.max(16) {
-            let live = &self.live;
-            self.order.retain(|id| live.contains_key(id));
-        }
-        self.stats.connections_seen += 1;
-        id
-    }
-
-    fn evict_oldest(&mut self) {
-        while let Some(id) = self.order.pop_front() {
-            if let Some(conn) = self.live.remove(&id) {
-                self.unindex(&conn);
-                self.stats.evictions += 1;
-                return;
+    /// A new connection known by `orig` (and its reverse); evicts the oldest when full.
+    fn insert_conn(&mut self, now: Time, orig: Tuple) -> Option<Slot> {
+        while self.conns.len() >= self.config.max_live.max(1) {
+            if !self.evict_oldest() {
+                break;
             }
         }
+        let id = self.next_id;
+        let slot = self.conns.insert(Conn::new(id, orig, now))?;
+        self.next_id += 1;
+        self.order.push_back((slot, id));
+        if self.order.len() > 2 * self.config.max_live.max(16) {
+            let conns = &self.conns;
+            self.order
+                .retain(|&(slot, id)| conns.get(slot).is_some_and(|c| c.id == id));
+        }
+        self.stats.connections_seen += 1;
+        Some(slot)
     }
 
-    fn merge_into(&mut self, keep: u64, other: u64) {
+    /// Evicts the oldest live connection; `false` when there is none.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((slot, id)) = self.order.pop_front() {
+            if self.conns.get(slot).is_some_and(|c| c.id == id) {
+                self.conns.remove(slot);
+                self.stats.evictions += 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Folds the connection in `other` into `keep`; the caller then sets `keep`'s tuples.
+    fn merge_into(&mut self, keep: Slot, other: Slot) {
         if keep == other {
             return;
         }
-        let Some(absorbed) = self.live.remove(&other) else {
+        let Some(absorbed) = self.conns.remove(other) else {
             return;
         };
-        let mut tuples = vec![
-            (absorbed.orig, Side::Client),
-            (absorbed.orig.reversed(), Side::Server),
-        ];
-        if let Some(t) = absorbed.translated {
-            tuples.extend([(t, Side::Client), (t.reversed(), Side::Server)]);
-        }
-        for (tuple, side) in tuples {
-            if self.index.get(&tuple).is_some_and(|&(id, _)| id == other) {
-                self.index.insert(tuple, (keep, side));
-            }
-        }
-        if let Some(conn) = self.live.get_mut(&keep) {
+        if let Some(conn) = self.conns.get_mut(keep) {
             conn.absorb(absorbed);
         }
     }
 
-    fn record_handshake_if_done(&mut self, id: u64) {
-        let Some(conn) = self.live.get_mut(&id) else {
+    fn record_handshake_if_done(&mut self, slot: Slot) {
+        let Some(conn) = self.conns.get_mut(slot) else {
             return;
         };
         if conn.handshake_recorded || conn.established_at.is_none() || conn.syn_at.is_none() {
@@ -695,11 +682,10 @@ impl FlowTable {
         self.aggregates.record_handshake(&conn, &self.names);
     }
 
-    fn close(&mut self, id: u64, now: Time, end: End) {
-        let Some(mut conn) = self.live.remove(&id) else {
+    fn close(&mut self, slot: Slot, now: Time, end: End) {
+        let Some(mut conn) = self.conns.remove(slot) else {
             return;
         };
-        self.unindex(&conn);
         conn.end = end;
         conn.end_at = Some(now.max(conn.start));
         if conn.ct_id.is_some() || conn.translated.is_some() {
@@ -724,18 +710,6 @@ impl FlowTable {
         }
         if self.config.closed_capacity > 0 {
             self.closed.push_back(conn);
-        }
-    }
-
-    fn unindex(&mut self, conn: &Conn) {
-        let mut tuples = vec![conn.orig, conn.orig.reversed()];
-        if let Some(t) = conn.translated {
-            tuples.extend([t, t.reversed()]);
-        }
-        for tuple in tuples {
-            if self.index.get(&tuple).is_some_and(|&(id, _)| id == conn.id) {
-                self.index.remove(&tuple);
-            }
         }
     }
 }

@@ -331,7 +331,10 @@ impl IpDirectory {
         let expired: Vec<Key> = self
             .entries
             .iter()
-            .filter(|(_, e)| e.deleted_at.is_some_and(|at| now.saturating_sub(at) >= grace))
+            .filter(|(_, e)| {
+                e.deleted_at
+                    .is_some_and(|at| now.saturating_sub(at) >= grace)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for key in expired {
@@ -344,7 +347,11 @@ impl IpDirectory {
         if let Some(named) = self.by_ip.get(&ip).and_then(|k| self.named(k)) {
             return Some(named);
         }
-        if let Some(named) = self.by_endpoint.get(&ip).and_then(|k| self.endpoint_pod(k, ip)) {
+        if let Some(named) = self
+            .by_endpoint
+            .get(&ip)
+            .and_then(|k| self.endpoint_pod(k, ip))
+        {
             return Some(named);
         }
         self.by_vip.get(&ip).and_then(|k| self.named(k))
@@ -436,7 +443,11 @@ impl IpDirectory {
             let Some((key, generation)) = self.order.pop_front() else {
                 return;
             };
-            if self.entries.get(&key).is_some_and(|e| e.generation == generation) {
+            if self
+                .entries
+                .get(&key)
+                .is_some_and(|e| e.generation == generation)
+            {
                 self.remove(&key);
                 self.stats.evictions_total += 1;
             }
@@ -546,6 +557,9 @@ fn indexed_ips(object: &Object) -> (IndexKind, Vec<IpAddr>) {
         Object::Pod(p) => (IndexKind::Ip, p.ips.clone()),
         Object::Node(n) => (IndexKind::Ip, n.ips.clone()),
         Object::Service(s) => (IndexKind::Vip, s.cluster_ips.clone()),
-        Object::Slice(s) => (IndexKind::Endpoint, s.endpoints.iter().map(|e| e.ip).collect()),
+        Object::Slice(s) => (
+            IndexKind::Endpoint,
+            s.endpoints.iter().map(|e| e.ip).collect(),
+        ),
     }
 }

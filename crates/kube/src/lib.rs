@@ -60,11 +60,15 @@ impl SharedDirectory {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, IpDirectory> {
-        self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, IpDirectory> {
-        self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Applies one watch event now.
@@ -118,7 +122,10 @@ impl SharedDirectory {
             ),
         ];
         for (name, kind, help, value) in families {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         }
         let name = "nfscope_kube_watch_errors_total";
         let _ = writeln!(
@@ -127,7 +134,11 @@ impl SharedDirectory {
         );
         for resource in RESOURCES {
             let n = self.errors[resource_index(resource)].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}{{resource=\"{}\"}} {n}", resource_label(resource));
+            let _ = writeln!(
+                out,
+                "{name}{{resource=\"{}\"}} {n}",
+                resource_label(resource)
+            );
         }
     }
 

@@ -13,15 +13,15 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt as _;
+use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
+use crate::SharedDirectory;
 use crate::convert::{node_info, pod_info, service_info, slice_info};
 use crate::directory::{Change, Object, Resource};
-use crate::SharedDirectory;
 
 /// How often deleted objects past their grace period are dropped.
 pub const EXPIRY_TICK: Duration = Duration::from_secs(10);
@@ -52,12 +52,18 @@ pub async fn connect_auto() -> Option<Client> {
 /// Starts the four watchers and the expiry tick; they run until the tasks are aborted.
 pub fn spawn(client: Client, directory: SharedDirectory) -> Vec<JoinHandle<()>> {
     vec![
-        spawn_one(Api::<Pod>::all(client.clone()), Resource::Pods, &directory, |p| {
-            Object::Pod(pod_info(p))
-        }),
-        spawn_one(Api::<Service>::all(client.clone()), Resource::Services, &directory, |s| {
-            Object::Service(service_info(s))
-        }),
+        spawn_one(
+            Api::<Pod>::all(client.clone()),
+            Resource::Pods,
+            &directory,
+            |p| Object::Pod(pod_info(p)),
+        ),
+        spawn_one(
+            Api::<Service>::all(client.clone()),
+            Resource::Services,
+            &directory,
+            |s| Object::Service(service_info(s)),
+        ),
         spawn_one(
             Api::<EndpointSlice>::all(client.clone()),
             Resource::EndpointSlices,
@@ -109,9 +115,7 @@ pub async fn watch_resource<K>(
     }
 }
 
-fn watcher<K>(
-    api: Api<K>,
-) -> impl futures::Stream<Item = Result<Event<K>, watcher::Error>> + Send
+fn watcher<K>(api: Api<K>) -> impl futures::Stream<Item = Result<Event<K>, watcher::Error>> + Send
 where
     K: kube::Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {

@@ -23,7 +23,9 @@ fn python_ready() -> bool {
             std::env::var("CI").as_deref() != Ok("true"),
             "python3 with kubernetes-validate is required under CI=true (run scripts/install-deps)"
         );
-        eprintln!("skipped: python3 -c 'import kubernetes_validate' failed (run scripts/install-deps)");
+        eprintln!(
+            "skipped: python3 -c 'import kubernetes_validate' failed (run scripts/install-deps)"
+        );
     }
     ok
 }
@@ -55,7 +57,7 @@ fn dockerfile_runs_non_root_with_file_capabilities() {
     let last_user = text
         .lines()
         .filter_map(|l| l.trim().strip_prefix("USER "))
-        .last()
+        .next_back()
         .expect("Dockerfile sets USER");
     assert!(
         !matches!(last_user.trim(), "root" | "0" | "0:0"),

@@ -80,7 +80,10 @@ fn pods_services_nodes_and_endpoints_are_named() {
     let p = d.lookup(ip("10.244.1.5")).expect("pod");
     assert_eq!((p.kind, p.name.as_str()), (NamedKind::Pod, "web-1"));
     assert_eq!(p.workload_or_name(), "web");
-    assert_eq!(d.lookup(ip("fd00:10:96::20")).unwrap().kind, NamedKind::Service);
+    assert_eq!(
+        d.lookup(ip("fd00:10:96::20")).unwrap().kind,
+        NamedKind::Service
+    );
     assert_eq!(d.lookup(ip("192.168.1.10")).unwrap().name, "node-a");
     // A pod known only through its EndpointSlice.
     let e = d.lookup(ip("10.244.2.9")).expect("endpoint pod");
@@ -90,7 +93,10 @@ fn pods_services_nodes_and_endpoints_are_named() {
         Some(("shop".into(), "web".into()))
     );
     let hit = d.service(ip("10.96.0.20"), 80).expect("service");
-    assert_eq!((hit.name.as_str(), hit.port_name.as_deref()), ("web", Some("http")));
+    assert_eq!(
+        (hit.name.as_str(), hit.port_name.as_deref()),
+        ("web", Some("http"))
+    );
     assert_eq!(d.service(ip("10.96.0.20"), 81).unwrap().port_name, None);
     assert_eq!(d.lookup(ip("10.0.0.1")), None);
     assert_eq!(d.stats().entries, 4);
@@ -128,7 +134,10 @@ fn a_relist_drops_objects_it_no_longer_contains() {
     d.apply(Change::Synced(Resource::Pods), secs(0));
     // The watch broke (410 Gone); web-1 was deleted meanwhile; the relist has only web-2.
     d.apply(Change::Resync(Resource::Pods), secs(100));
-    d.apply(Change::Upsert(pod("shop", "web-2", "10.244.1.6")), secs(100));
+    d.apply(
+        Change::Upsert(pod("shop", "web-2", "10.244.1.6")),
+        secs(100),
+    );
     d.apply(Change::Synced(Resource::Pods), secs(100));
     d.expire(secs(161));
     assert_eq!(d.lookup(ip("10.244.1.5")), None, "web-1 should be gone");

@@ -8,9 +8,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nfscope_kube::{
-    DirectoryConfig, NameIp, NamedKind, SharedDirectory, WorkloadKind, watch,
-};
+use nfscope_kube::{DirectoryConfig, NameIp, NamedKind, SharedDirectory, WorkloadKind, watch};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -37,7 +35,9 @@ enum Reply {
 impl FakeApi {
     fn reply(&self, target: &str) -> Reply {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        let watching = query.split('&').any(|p| p == "watch=true" || p == "watch=1");
+        let watching = query
+            .split('&')
+            .any(|p| p == "watch=true" || p == "watch=1");
         let mut log = self.requests.lock().unwrap();
         log.push(target.to_owned());
         let earlier = |prefix: &str| {
@@ -175,35 +175,59 @@ async fn watcher_names_ips_and_resyncs_after_410_gone() {
     .await;
     // From the watch (ADDED then MODIFIED with an IP), then the 410 and the relist, which no
     // longer has db-0 and shows the backup Job's pod Succeeded.
-    eventually("the watch events and the relist after 410", &directory, || {
-        directory.name_ip(ip("10.244.1.21")).is_some()
-            && directory.name_ip(ip("10.244.2.31")).is_none()
-            && directory.name_ip(ip("10.244.1.40")).is_none()
-    })
+    eventually(
+        "the watch events and the relist after 410",
+        &directory,
+        || {
+            directory.name_ip(ip("10.244.1.21")).is_some()
+                && directory.name_ip(ip("10.244.2.31")).is_none()
+                && directory.name_ip(ip("10.244.1.40")).is_none()
+        },
+    )
     .await;
 
-    let web = directory.name_ip(ip("fd00:10:244:1::b")).expect("web pod (IPv6)");
-    assert_eq!((web.kind, web.name.as_str()), (NamedKind::Pod, "web-7d4b9c8f6d-x2x9k"));
+    let web = directory
+        .name_ip(ip("fd00:10:244:1::b"))
+        .expect("web pod (IPv6)");
+    assert_eq!(
+        (web.kind, web.name.as_str()),
+        (NamedKind::Pod, "web-7d4b9c8f6d-x2x9k")
+    );
     let workload = web.workload.expect("workload");
-    assert_eq!((workload.kind, workload.name.as_str()), (WorkloadKind::Deployment, "web"));
+    assert_eq!(
+        (workload.kind, workload.name.as_str()),
+        (WorkloadKind::Deployment, "web")
+    );
     let api_pod = directory.name_ip(ip("10.244.1.21")).unwrap();
     assert_eq!(api_pod.workload_or_name(), "api");
-    assert_eq!(directory.name_ip(ip("192.168.1.10")).unwrap().kind, NamedKind::Node);
+    assert_eq!(
+        directory.name_ip(ip("192.168.1.10")).unwrap().kind,
+        NamedKind::Node
+    );
     let vip = directory.name_ip(ip("fd00:10:96::20")).unwrap();
     assert_eq!((vip.kind, vip.name.as_str()), (NamedKind::Service, "web"));
     let hit = directory.service(ip("10.96.0.20"), 80).unwrap();
     assert_eq!(hit.port_name.as_deref(), Some("http"));
     let remote = directory.name_ip(ip("10.244.3.12")).unwrap();
-    assert_eq!(remote.name, "web-7d4b9c8f6d-remote", "pod known from its EndpointSlice");
+    assert_eq!(
+        remote.name, "web-7d4b9c8f6d-remote",
+        "pod known from its EndpointSlice"
+    );
 
     let text = metrics(&directory);
     assert!(
         text.contains("nfscope_kube_watch_errors_total{resource=\"pods\"} 1"),
         "the 410 is counted once:\n{text}"
     );
-    assert!(text.contains("nfscope_kube_watch_errors_total{resource=\"nodes\"} 0"), "{text}");
+    assert!(
+        text.contains("nfscope_kube_watch_errors_total{resource=\"nodes\"} 0"),
+        "{text}"
+    );
     let stats = directory.stats();
-    assert!(stats.resyncs_total >= 5, "4 initial lists + the pods relist: {stats:?}");
+    assert!(
+        stats.resyncs_total >= 5,
+        "4 initial lists + the pods relist: {stats:?}"
+    );
 
     let requests = api.requests.lock().unwrap().clone();
     let pod_lists = requests
@@ -212,15 +236,20 @@ async fn watcher_names_ips_and_resyncs_after_410_gone() {
         .count();
     assert_eq!(pod_lists, 2, "listed again after 410: {requests:#?}");
     assert!(
-        requests
-            .iter()
-            .any(|r| r.starts_with("/api/v1/pods?") && r.contains("watch=true") && r.contains("resourceVersion=1000")),
+        requests.iter().any(|r| r.starts_with("/api/v1/pods?")
+            && r.contains("watch=true")
+            && r.contains("resourceVersion=1000")),
         "the first watch resumes from the list's resourceVersion: {requests:#?}"
     );
 
     let mut info = String::new();
     directory.render_endpoint_info(
-        ["10.244.1.11:8080", "[fd00:10:244:1::b]:8080", "10.9.9.9:80", "10.244.1.11:8080"],
+        [
+            "10.244.1.11:8080",
+            "[fd00:10:244:1::b]:8080",
+            "10.9.9.9:80",
+            "10.244.1.11:8080",
+        ],
         &mut info,
     );
     let series: Vec<&str> = info.lines().filter(|l| !l.starts_with('#')).collect();

@@ -1,0 +1,181 @@
+//! Where live connections are kept: a slab of [`Conn`]s plus one hash index from every
+//! directional tuple a connection can be seen with to its slot.
+//!
+//! The index stores no tuples: an entry is a 4-byte code (slot and which of the connection's four
+//! tuples), and lookups compare against the tuple in the slab. So a connection with NAT costs its
+//! slab entry plus four codes (about 5 bytes each with the table's control bytes), instead of a
+//! cloned 38-byte key per tuple and a second map keyed by id. The price is one rule: a
+//! connection's tuples (`orig`, `translated`) change only through [`ConnStore::set_tuples`], so the
+//! index never holds a code whose tuple moved.
+//!
+//! This module owns memory layout only; what the tuples mean and when connections end belong to
+//! the table.
+
+use std::hash::{BuildHasher, RandomState};
+
+use hashbrown::HashTable;
+
+use super::{Conn, Side};
+use crate::event::Tuple;
+
+/// A connection's place in the slab.
+pub(super) type Slot = u32;
+
+/// Slots above this cannot be encoded with the two tuple bits.
+const MAX_SLOTS: usize = 1 << 30;
+
+/// The slab and its tuple index.
+#[derive(Debug)]
+pub(super) struct ConnStore {
+    slots: Vec<Option<Conn>>,
+    free: Vec<Slot>,
+    len: usize,
+    /// `slot << 2 | k`, `k` as in [`nth_tuple`].
+    index: HashTable<u32>,
+    hasher: RandomState,
+}
+
+/// The `k`-th tuple of a connection: 0 original, 1 its reverse, 2 translated, 3 its reverse.
+fn nth_tuple(conn: &Conn, k: u32) -> Option<Tuple> {
+    match k {
+        0 => Some(conn.orig),
+        1 => Some(conn.orig.reversed()),
+        2 => conn.translated,
+        _ => conn.translated.map(Tuple::reversed),
+    }
+}
+
+/// The tuple an index code stands for.
+fn tuple_of(slots: &[Option<Conn>], code: u32) -> Option<Tuple> {
+    let conn = slots.get((code >> 2) as usize)?.as_ref()?;
+    nth_tuple(conn, code & 3)
+}
+
+impl ConnStore {
+    /// Empty, with room for `capacity` connections in the index before it grows.
+    pub(super) fn with_capacity(capacity: usize) -> Self {
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+            index: HashTable::with_capacity(capacity.min(MAX_SLOTS).saturating_mul(4)),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// Live connections.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The connection in `slot`.
+    pub(super) fn get(&self, slot: Slot) -> Option<&Conn> {
+        self.slots.get(slot as usize)?.as_ref()
+    }
+
+    /// The connection in `slot`, to change anything but its tuples (see [`Self::set_tuples`]).
+    pub(super) fn get_mut(&mut self, slot: Slot) -> Option<&mut Conn> {
+        self.slots.get_mut(slot as usize)?.as_mut()
+    }
+
+    /// All live connections with their slots.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (Slot, &Conn)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, conn)| Some((slot as Slot, conn.as_ref()?)))
+    }
+
+    /// The connection seen with `tuple`, and which side sent it.
+    pub(super) fn find(&self, tuple: &Tuple) -> Option<(Slot, Side)> {
+        let slots = &self.slots;
+        let code = *self
+            .index
+            .find(self.hasher.hash_one(tuple), |&c| {
+                tuple_of(slots, c).as_ref() == Some(tuple)
+            })?;
+        let side = if code & 1 == 0 {
+            Side::Client
+        } else {
+            Side::Server
+        };
+        Some((code >> 2, side))
+    }
+
+    /// Stores `conn` and indexes its tuples (taking them over from any other connection).
+    /// `None` when the slab is full (over 2^30 connections).
+    pub(super) fn insert(&mut self, conn: Conn) -> Option<Slot> {
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(conn);
+                slot
+            }
+            None if self.slots.len() < MAX_SLOTS => {
+                self.slots.push(Some(conn));
+                (self.slots.len() - 1) as Slot
+            }
+            None => return None,
+        };
+        self.len += 1;
+        self.index_slot(slot);
+        Some(slot)
+    }
+
+    /// Takes the connection out of `slot` and out of the index.
+    pub(super) fn remove(&mut self, slot: Slot) -> Option<Conn> {
+        self.get(slot)?;
+        self.unindex_slot(slot);
+        let conn = self.slots.get_mut(slot as usize)?.take()?;
+        self.free.push(slot);
+        self.len -= 1;
+        Some(conn)
+    }
+
+    /// Sets a connection's tuples and re-indexes it.
+    pub(super) fn set_tuples(&mut self, slot: Slot, orig: Tuple, translated: Option<Tuple>) {
+        if self.get(slot).is_none() {
+            return;
+        }
+        self.unindex_slot(slot);
+        if let Some(conn) = self.get_mut(slot) {
+            conn.orig = orig;
+            conn.translated = translated;
+        }
+        self.index_slot(slot);
+    }
+
+    fn index_slot(&mut self, slot: Slot) {
+        for k in 0..4 {
+            let Some(tuple) = self.get(slot).and_then(|c| nth_tuple(c, k)) else {
+                continue;
+            };
+            let hash = self.hasher.hash_one(tuple);
+            let slots = &self.slots;
+            if let Ok(taken) = self
+                .index
+                .find_entry(hash, |&c| tuple_of(slots, c) == Some(tuple))
+            {
+                taken.remove();
+            }
+            let hasher = &self.hasher;
+            self.index.insert_unique(hash, slot << 2 | k, |&c| {
+                tuple_of(slots, c).map_or(0, |t| hasher.hash_one(t))
+            });
+        }
+    }
+
+    fn unindex_slot(&mut self, slot: Slot) {
+        for k in 0..4 {
+            let Some(tuple) = self.get(slot).and_then(|c| nth_tuple(c, k)) else {
+                continue;
+            };
+            let slots = &self.slots;
+            let found = self.index.find_entry(self.hasher.hash_one(tuple), |&c| {
+                c >> 2 == slot && tuple_of(slots, c) == Some(tuple)
+            });
+            if let Ok(entry) = found {
+                entry.remove();
+            }
+        }
+    }
+}
