@@ -22,7 +22,7 @@ const PROMETHEUS: &str = "/usr/bin/prometheus";
 const NOT_IN_DEMO: &[(&str, &str)] = &[
     (
         "nfscope_tcp_",
-        "flow monitor: not served by `nfscope demo`/`serve` yet",
+        "flow series the demo traffic may not produce (resets, timeouts)",
     ),
     (
         "nfscope_kube_endpoint_info",

@@ -159,7 +159,13 @@ fn serve_exposes_lint_findings_as_gauges() {
         &tools.path().join("iptables-nft-save"),
         &format!("cat '{data}'"),
     );
-    let server = Server::start(&["--tool-dir", tools.path().to_str().unwrap()]);
+    // The fake tool only stands in for the exec source; the netlink default would not run it.
+    let server = Server::start(&[
+        "--source",
+        "exec",
+        "--tool-dir",
+        tools.path().to_str().unwrap(),
+    ]);
     for _ in 0..2 {
         let (status, body) = server.get("/metrics");
         assert_eq!(status, 200);

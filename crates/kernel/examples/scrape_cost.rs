@@ -9,7 +9,10 @@ use nfscope_kernel::{CollectOptions, Reader, RuleSource};
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<f64> = after.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect();
+    let fields: Vec<f64> = after
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
     // utime, stime, cutime, cstime are fields 14..17 (1-based); `after` starts at field 3.
     fields[11..15].iter().sum::<f64>() / 100.0
 }
@@ -62,7 +65,9 @@ fn main() {
     }
     let cpu = (cpu_seconds() - cpu_before) / n as f64;
     walls.sort_by(f64::total_cmp);
-    let p99 = walls[((n as f64 * 0.99).ceil() as usize).saturating_sub(1).min(n - 1)];
+    let p99 = walls[((n as f64 * 0.99).ceil() as usize)
+        .saturating_sub(1)
+        .min(n - 1)];
     println!(
         "source={} rules={rules} median_ms={:.1} p99_ms={:.1} cpu_ms_per_scrape={:.1} peak_rss_mib={:.1}",
         source.as_str(),

@@ -30,11 +30,11 @@
 mod conntrack;
 mod error;
 mod exec;
+pub mod flow;
 pub mod host;
 mod ipsets;
 mod netlink;
 mod netns;
-pub mod flow;
 pub mod node;
 mod rules;
 mod sys;
@@ -207,33 +207,31 @@ fn collect_here(opts: &CollectOptions, reader: Option<&mut Reader>) -> Snapshot 
     let rule_sources = rule_sources(opts);
     let netlink = reader.is_some();
     let (rule_results, ipsets, conntrack) = thread::scope(|scope| {
-        let rules: Vec<_> = match reader {
-            Some(reader) => {
-                let sources = &rule_sources;
-                let read = scope.spawn(move || read_netlink(reader, opts, sources));
-                match read.join() {
-                    Ok((timed, extras)) => {
-                        snapshot.nftables = extras.nftables;
-                        snapshot.retries = extras.retries;
-                        timed
-                    }
-                    Err(payload) => std::panic::resume_unwind(payload),
-                }
-            }
-            None => rule_sources
-                .iter()
-                .map(|&(family, backend)| {
-                    scope.spawn(move || timed_with_problem(|| read_rules(opts, family, backend)))
-                })
-                .map(joined)
-                .collect(),
-        };
         let ipsets = opts.ipsets.then(|| {
             scope.spawn(|| timed(|| read_ipsets_from(opts.timeout, opts.tool_dir.as_deref())))
         });
         let conntrack = opts
             .conntrack
             .then(|| scope.spawn(|| timed(read_conntrack_stats)));
+        let rules: Vec<_> = match reader {
+            Some(reader) => {
+                // On this thread: the reader is borrowed mutably and the sources share a socket.
+                let (timed, extras) = read_netlink(reader, opts, &rule_sources);
+                snapshot.nftables = extras.nftables;
+                snapshot.retries = extras.retries;
+                timed
+            }
+            None => {
+                let spawned: Vec<_> = rule_sources
+                    .iter()
+                    .map(|&(family, backend)| {
+                        scope
+                            .spawn(move || timed_with_problem(|| read_rules(opts, family, backend)))
+                    })
+                    .collect();
+                spawned.into_iter().map(joined).collect()
+            }
+        };
         (rules, ipsets.map(joined), conntrack.map(joined))
     });
     snapshot.rule_source = if netlink { "netlink" } else { "exec" }.to_owned();

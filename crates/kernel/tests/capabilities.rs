@@ -124,7 +124,8 @@ fn exec_as_nobody_needs_net_admin_net_raw_and_dac_read_search() {
     );
     node.sh_ok("ipset create nfscope-caps hash:ip");
 
-    let (sources, rulesets) = collect_as_nobody(&node, "+net_admin,+net_raw,+dac_read_search", "exec");
+    let (sources, rulesets) =
+        collect_as_nobody(&node, "+net_admin,+net_raw,+dac_read_search", "exec");
     assert_eq!(failing(&sources), Vec::<&str>::new(), "{sources:?}");
     assert_eq!(rulesets, ["ipv4-nft", "ipv4-legacy"]);
 

@@ -25,7 +25,12 @@ fn rows(ruleset: &Ruleset) -> Vec<Row> {
     for table in &ruleset.tables {
         for chain in &table.chains {
             let counters = chain.counters.map(|c| (c.packets, c.bytes));
-            rows.push((table.name.clone(), chain.name.clone(), "policy".into(), counters));
+            rows.push((
+                table.name.clone(),
+                chain.name.clone(),
+                "policy".into(),
+                counters,
+            ));
             for rule in &chain.rules {
                 let counters = rule.counters.map(|c| (c.packets, c.bytes));
                 let spec = nfscope_ruleset::render_rule_spec(&rule.spec);
@@ -36,7 +41,12 @@ fn rows(ruleset: &Ruleset) -> Vec<Row> {
     rows
 }
 
-fn options(netns: &TestNetns, family: Family, backend: Backend, source: RuleSource) -> CollectOptions {
+fn options(
+    netns: &TestNetns,
+    family: Family,
+    backend: Backend,
+    source: RuleSource,
+) -> CollectOptions {
     CollectOptions {
         netns: Some(netns.name().to_owned()),
         families: vec![family],
@@ -63,7 +73,9 @@ fn with_counters(text: &str) -> String {
     for (i, line) in text.lines().enumerate() {
         // Existing `[p:b] ` prefixes are replaced: many dumps carry `[0:0]`.
         let line = match line.split_once("] -A ") {
-            Some((head, rest)) if head.starts_with('[') => &line[head.len() + 2..line.len() - rest.len() + rest.len()],
+            Some((head, rest)) if head.starts_with('[') => {
+                &line[head.len() + 2..line.len() - rest.len() + rest.len()]
+            }
             _ => line,
         };
         if line.starts_with("-A ") {
@@ -98,14 +110,18 @@ fn load(text: &str, family: Family, backend: Backend) -> Option<TestNetns> {
 /// Reads with both sources and asserts equal rows; returns the number of rules compared.
 fn assert_sources_agree(netns: &TestNetns, family: Family, backend: Backend, what: &str) -> usize {
     let mut reader = Reader::new();
-    let netlink = the_ruleset(&reader.collect(&options(netns, family, backend, RuleSource::Netlink)));
+    let netlink =
+        the_ruleset(&reader.collect(&options(netns, family, backend, RuleSource::Netlink)));
     let exec = the_ruleset(&reader.collect(&options(netns, family, backend, RuleSource::Exec)));
     let (netlink, exec) = (rows(&netlink), rows(&exec));
     assert_eq!(netlink.len(), exec.len(), "{what}");
     for (n, e) in netlink.iter().zip(&exec) {
         assert_eq!(n, e, "{what} {family} {backend}");
     }
-    let counted = netlink.iter().filter(|r| r.3.is_some_and(|c| c.0 > 0)).count();
+    let counted = netlink
+        .iter()
+        .filter(|r| r.3.is_some_and(|c| c.0 > 0))
+        .count();
     // ip6tables-nft-restore 1.8.9 drops `[p:b]` prefixes (measured), so IPv6 nft counters are 0.
     let restore_keeps_counters = !(family == Family::Ipv6 && backend == Backend::Nft);
     assert!(
@@ -122,7 +138,10 @@ fn netlink_counters_equal_the_save_tools_on_the_corpus() {
         return;
     }
     let Ok(dir) = fs::read_dir(CORPUS) else {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{CORPUS} missing");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{CORPUS} missing"
+        );
         eprintln!("{test}: skipped (no corpus)");
         return;
     };
@@ -134,7 +153,11 @@ fn netlink_counters_equal_the_save_tools_on_the_corpus() {
     let (mut loaded, mut rejected) = (Vec::new(), Vec::new());
     for path in &files {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let family = if name.contains(".ip6.") { Family::Ipv6 } else { Family::Ipv4 };
+        let family = if name.contains(".ip6.") {
+            Family::Ipv6
+        } else {
+            Family::Ipv4
+        };
         let text = with_counters(&fs::read_to_string(path).unwrap());
         for backend in [Backend::Nft, Backend::Legacy] {
             match load(&text, family, backend) {
@@ -147,7 +170,10 @@ fn netlink_counters_equal_the_save_tools_on_the_corpus() {
         }
     }
     eprintln!("loaded and equal: {loaded:#?}\nrejected by the restore tool here: {rejected:#?}");
-    assert!(loaded.len() >= 10, "too few corpus rulesets loaded: {loaded:?}");
+    assert!(
+        loaded.len() >= 10,
+        "too few corpus rulesets loaded: {loaded:?}"
+    );
 }
 
 #[test]
@@ -164,8 +190,9 @@ fn netlink_counters_equal_the_save_tools_on_75k_generated_rules() {
         };
         let text = kube_proxy_ruleset(5000, 3, &opts);
         for backend in [Backend::Nft, Backend::Legacy] {
-            let netns = load(&text, family, backend)
-                .unwrap_or_else(|| panic!("{family} {backend}: the generated ruleset did not load"));
+            let netns = load(&text, family, backend).unwrap_or_else(|| {
+                panic!("{family} {backend}: the generated ruleset did not load")
+            });
             let rules = assert_sources_agree(&netns, family, backend, "generated");
             assert!(rules >= 70_000, "{family} {backend}: only {rules} rules");
         }
@@ -175,7 +202,9 @@ fn netlink_counters_equal_the_save_tools_on_75k_generated_rules() {
 /// KUBE-SERVICES variants: variant `v` has `10 + v % 4` rules; rule `r` carries comment
 /// `id v/r` and counters `[v*1000+r+1 : 7*(v*1000+r+1)]`, so a counter on the wrong rule shows.
 fn churn_variant(v: usize) -> String {
-    let mut out = String::from("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-MARK - [0:0]\n");
+    let mut out = String::from(
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-MARK - [0:0]\n",
+    );
     for r in 0..10 + v % 4 {
         let packets = v * 1000 + r + 1;
         let _ = writeln!(
@@ -191,8 +220,16 @@ fn churn_variant(v: usize) -> String {
 
 /// Checks every KUBE-SERVICES rule's counters against the identity in its comment.
 fn assert_attribution(ruleset: &Ruleset) -> usize {
-    let nat = ruleset.tables.iter().find(|t| t.name == "nat").expect("nat table");
-    let chain = nat.chains.iter().find(|c| c.name == "KUBE-SERVICES").expect("chain");
+    let nat = ruleset
+        .tables
+        .iter()
+        .find(|t| t.name == "nat")
+        .expect("nat table");
+    let chain = nat
+        .chains
+        .iter()
+        .find(|c| c.name == "KUBE-SERVICES")
+        .expect("chain");
     for rule in &chain.rules {
         let comment = rule.spec.comments().next().expect("comment");
         let (v, r) = comment
@@ -201,7 +238,11 @@ fn assert_attribution(ruleset: &Ruleset) -> usize {
             .expect("id comment");
         let packets = v.parse::<u64>().unwrap() * 1000 + r.parse::<u64>().unwrap() + 1;
         let counters = rule.counters.expect("counters");
-        assert_eq!((counters.packets, counters.bytes), (packets, packets * 7), "{comment}");
+        assert_eq!(
+            (counters.packets, counters.bytes),
+            (packets, packets * 7),
+            "{comment}"
+        );
     }
     chain.rules.len()
 }
@@ -244,7 +285,10 @@ fn churn(backend: Backend) {
     let _ = fs::remove_dir_all(&dir);
     eprintln!("{backend}: {scrapes} scrapes, {retries} retries, rule counts seen {variants:?}");
     assert!(scrapes >= 250, "{backend}: only {scrapes} scrapes in 30 s");
-    assert!(variants.len() >= 3, "{backend}: the ruleset did not churn: {variants:?}");
+    assert!(
+        variants.len() >= 3,
+        "{backend}: the ruleset did not churn: {variants:?}"
+    );
 }
 
 #[test]

@@ -52,6 +52,8 @@ impl FakeTools {
             conntrack: false,
             timeout: Duration::from_secs(5),
             tool_dir: Some(self.dir.clone()),
+            // These fake tools stand in for the save tools the exec source forks every time.
+            source: nfscope_kernel::RuleSource::Exec,
             ..CollectOptions::default()
         }
     }

@@ -89,11 +89,9 @@ impl ConnStore {
     /// The connection seen with `tuple`, and which side sent it.
     pub(super) fn find(&self, tuple: &Tuple) -> Option<(Slot, Side)> {
         let slots = &self.slots;
-        let code = *self
-            .index
-            .find(self.hasher.hash_one(tuple), |&c| {
-                tuple_of(slots, c).as_ref() == Some(tuple)
-            })?;
+        let code = *self.index.find(self.hasher.hash_one(tuple), |&c| {
+            tuple_of(slots, c).as_ref() == Some(tuple)
+        })?;
         let side = if code & 1 == 0 {
             Side::Client
         } else {
@@ -177,5 +175,77 @@ impl ConnStore {
                 entry.remove();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn tuple(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Tuple {
+        Tuple {
+            src: IpAddr::from(src),
+            dst: IpAddr::from(dst),
+            sport,
+            dport,
+        }
+    }
+
+    #[test]
+    fn tuples_follow_set_tuples_and_vanish_on_remove() {
+        let mut store = ConnStore::with_capacity(4);
+        let orig = tuple([10, 0, 0, 1], [10, 96, 0, 1], 40000, 80);
+        let pod = tuple([10, 0, 0, 1], [10, 244, 0, 7], 40000, 8080);
+        let slot = store
+            .insert(Conn::new(1, orig, Duration::ZERO))
+            .expect("room");
+        assert_eq!(store.find(&orig), Some((slot, Side::Client)));
+        assert_eq!(store.find(&orig.reversed()), Some((slot, Side::Server)));
+        assert_eq!(store.find(&pod), None);
+        assert_eq!(store.index.len(), 2);
+
+        store.set_tuples(slot, orig, Some(pod));
+        assert_eq!(store.find(&pod.reversed()), Some((slot, Side::Server)));
+        assert_eq!(store.index.len(), 4);
+
+        let conn = store.remove(slot).expect("was live");
+        assert_eq!(conn.id, 1);
+        assert_eq!((store.len(), store.index.len()), (0, 0));
+        assert_eq!(store.find(&orig), None);
+
+        let other = tuple([10, 0, 0, 2], [10, 96, 0, 1], 40001, 80);
+        let reused = store
+            .insert(Conn::new(2, other, Duration::ZERO))
+            .expect("room");
+        assert_eq!(reused, slot, "the freed slot is reused");
+        assert_eq!(
+            store.find(&pod),
+            None,
+            "no stale tuple points at the reused slot"
+        );
+        assert_eq!(store.find(&other), Some((slot, Side::Client)));
+    }
+
+    #[test]
+    fn a_tuple_taken_over_by_another_connection_stays_with_it() {
+        let mut store = ConnStore::with_capacity(4);
+        let shared = tuple([10, 0, 0, 1], [10, 0, 0, 2], 1000, 80);
+        let first = store
+            .insert(Conn::new(1, shared, Duration::ZERO))
+            .expect("room");
+        let second = store
+            .insert(Conn::new(2, shared, Duration::ZERO))
+            .expect("room");
+        assert_eq!(store.find(&shared), Some((second, Side::Client)));
+        store.remove(first);
+        assert_eq!(
+            store.find(&shared),
+            Some((second, Side::Client)),
+            "removing the first connection keeps the second's entry"
+        );
+        assert_eq!(store.index.len(), 2);
     }
 }

@@ -198,13 +198,20 @@ impl Reader {
             [Family::Ipv6] if !opts.native_nftables => nft::FAMILY_IP6,
             _ => nft::FAMILY_ALL,
         };
-        let mut interrupted = nft::dump_rules(sock, dump_family, |rule| {
-            if !placer.place_rule(rule) && opts.native_nftables {
-                native_rule(rule, &mut native);
+        let mut chains: Vec<(u8, String, String)> = Vec::new();
+        let mut interrupted = nft::dump_chains(sock, dump_family, |chain| {
+            if placer.place_chain(chain) || opts.native_nftables {
+                chains.push((chain.family, chain.table.to_owned(), chain.name.to_owned()));
             }
-            Ok(())
         })?;
-        interrupted |= nft::dump_chains(sock, dump_family, |chain| placer.place_chain(chain))?;
+        for (family, table, chain) in &chains {
+            interrupted |= nft::dump_chain_rules(sock, *family, table, chain, |rule| {
+                if !placer.place_rule(rule) && opts.native_nftables {
+                    native_rule(rule, &mut native);
+                }
+                Ok(())
+            })?;
+        }
         let mismatch = placer.finish();
         if nft::generation(sock)? != generation || interrupted {
             return Ok(Err("generation moved during the counter dump".to_owned()));
@@ -538,9 +545,11 @@ impl<'a> Placer<'a> {
         true
     }
 
-    fn place_chain(&mut self, chain: &nft::ChainView<'_>) {
+    /// Places a base chain's policy counters; false when the chain is not in an iptables-nft
+    /// table we read.
+    fn place_chain(&mut self, chain: &nft::ChainView<'_>) -> bool {
         let Some(i) = self.text_for(chain.family, chain.table) else {
-            return;
+            return false;
         };
         let text = &mut self.texts[i].1;
         if let (Some((t, c)), Some(count)) = (text.chain(chain.table, chain.name), chain.counters)
@@ -548,6 +557,7 @@ impl<'a> Placer<'a> {
         {
             ruleset.tables[t].chains[c].counters = Some(counters(count));
         }
+        true
     }
 
     /// The first mismatch, including chains whose rule count differs from the text's.

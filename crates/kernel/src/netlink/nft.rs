@@ -80,14 +80,24 @@ pub(crate) fn generation(sock: &mut NfSocket) -> io::Result<u32> {
     generation.ok_or_else(|| io::Error::other("NFT_MSG_GETGEN reply without a generation id"))
 }
 
-/// Dumps every rule of `family` (or of all families) and calls `each` per rule. Returns whether
-/// the kernel flagged the dump as interrupted by a ruleset change.
-pub(crate) fn dump_rules(
+/// Dumps the rules of one chain and calls `each` per rule. Returns whether the kernel flagged
+/// the dump as interrupted by a ruleset change.
+///
+/// One dump per chain on purpose: the kernel resumes a whole-ruleset dump by walking every rule
+/// before the resume point again for each 32 KiB message, which is quadratic (measured: 38% of
+/// a 15k-rule scrape in `__nf_tables_dump_rules`); a dump naming table and chain finds the chain
+/// by hash and walks only its rules.
+pub(crate) fn dump_chain_rules(
     sock: &mut NfSocket,
     family: u8,
+    table: &str,
+    chain: &str,
     mut each: impl FnMut(&RuleView<'_>) -> io::Result<()>,
 ) -> io::Result<bool> {
-    let end = sock.request(MSG_GETRULE, NLM_F_DUMP, family, &[], |msg| {
+    let mut request = Vec::with_capacity(table.len() + chain.len() + 16);
+    put_str(&mut request, 1, table); // NFTA_RULE_TABLE
+    put_str(&mut request, 2, chain); // NFTA_RULE_CHAIN
+    let end = sock.request(MSG_GETRULE, NLM_F_DUMP, family, &request, |msg| {
         each(&decode_rule(msg))
     })?;
     Ok(end.interrupted)

@@ -1,0 +1,432 @@
+//! `flow-load`: the flow monitor's load benchmark (issue 6). Builds `client ─ node ─ server`
+//! network namespaces with a DNAT VIP on the node, starts `nfscope serve --flows` inside the node
+//! namespace, opens and closes short TCP connections through the VIP at a target rate for a
+//! bounded time, and prints what nfscope cost (CPU from `/proc/<pid>/stat`, RSS) and whether it
+//! counted every connection (generator's count vs its metrics).
+//!
+//! ```text
+//! cargo build --release -p nfscope -p nfscope-bench
+//! sudo target/release/flow-load run --nfscope target/release/nfscope --rate 5000 --seconds 60
+//! ```
+//!
+//! `client` and `server` are the halves it runs inside the namespaces (via `ip netns exec`).
+//! All traffic stays inside the namespaces it creates; they are deleted on exit (guards).
+
+use std::collections::BTreeMap;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+const VIP: &str = "10.96.77.10";
+const SERVER_IP: &str = "10.77.2.2";
+/// Bytes the client sends, and the server answers, per connection.
+const REQUEST: usize = 100;
+const RESPONSE: usize = 200;
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Load benchmark of nfscope's flow monitor, inside namespaces it creates"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// The whole benchmark: namespaces, server, nfscope, client, report.
+    Run {
+        /// The nfscope binary to measure.
+        #[arg(long, default_value = "target/release/nfscope")]
+        nfscope: String,
+        /// Target new connections per second.
+        #[arg(long, default_value_t = 5000)]
+        rate: u64,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Client threads.
+        #[arg(long, default_value_t = 8)]
+        workers: u64,
+        /// Turn conntrack accounting on in the node namespace (`nf_conntrack_acct=1`).
+        #[arg(long)]
+        acct: bool,
+    },
+    /// Accepts, reads the request, answers, closes first; exits after `seconds`.
+    Server {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        seconds: u64,
+        #[arg(long, default_value_t = 4)]
+        threads: u64,
+    },
+    /// Opens connections to `target` at `rate` per second for `seconds`; prints counts as JSON.
+    Client {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long)]
+        rate: u64,
+        #[arg(long)]
+        seconds: u64,
+        #[arg(long)]
+        workers: u64,
+    },
+}
+
+fn main() -> Result<()> {
+    match Args::parse().command {
+        Cmd::Run {
+            nfscope,
+            rate,
+            seconds,
+            workers,
+            acct,
+        } => run(&nfscope, rate, seconds, workers, acct),
+        Cmd::Server {
+            listen,
+            seconds,
+            threads,
+        } => server(listen, seconds, threads),
+        Cmd::Client {
+            target,
+            rate,
+            seconds,
+            workers,
+        } => client(target, rate, seconds, workers),
+    }
+}
+
+// ---- the namespaces ----
+
+/// A namespace `nfscope-flowload-<pid>-<tag>`, deleted on drop.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn create(tag: &str) -> Result<Self> {
+        let name = format!("nfscope-flowload-{}-{tag}", std::process::id());
+        sh(&format!("ip netns add {name}"))?;
+        let ns = Self { name };
+        ns.exec("ip link set lo up")?;
+        Ok(ns)
+    }
+
+    fn exec(&self, script: &str) -> Result<()> {
+        sh(&format!("ip netns exec {} sh -ec '{script}'", self.name))
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, program]);
+        cmd
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A child process killed (by its pid) and reaped on drop.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sh(script: &str) -> Result<()> {
+    let out = Command::new("sh")
+        .args(["-ec", script])
+        .output()
+        .context("running sh")?;
+    if !out.status.success() {
+        bail!(
+            "`{script}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Links `a` (address `a_ip`) and `b` (address `b_ip`) with a veth pair.
+fn veth(a: &Netns, a_ip: &str, b: &Netns, b_ip: &str, tag: &str) -> Result<()> {
+    let (va, vb) = (
+        format!("fl{}{tag}a", std::process::id() % 100_000),
+        format!("fl{}{tag}b", std::process::id() % 100_000),
+    );
+    sh(&format!(
+        "ip link add {va} netns {} type veth peer name {vb} netns {}",
+        a.name, b.name
+    ))?;
+    a.exec(&format!("ip addr add {a_ip} dev {va}; ip link set {va} up"))?;
+    b.exec(&format!("ip addr add {b_ip} dev {vb}; ip link set {vb} up"))
+}
+
+struct Lab {
+    client: Netns,
+    node: Netns,
+    server: Netns,
+}
+
+fn lab(acct: bool) -> Result<Lab> {
+    let lab = Lab {
+        client: Netns::create("c")?,
+        node: Netns::create("n")?,
+        server: Netns::create("s")?,
+    };
+    veth(&lab.client, "10.77.1.2/24", &lab.node, "10.77.1.1/24", "c")?;
+    veth(&lab.server, "10.77.2.2/24", &lab.node, "10.77.2.1/24", "s")?;
+    lab.client.exec(
+        "ip route add default via 10.77.1.1; sysctl -qw net.ipv4.ip_local_port_range=\"1024 65000\"",
+    )?;
+    lab.server.exec("ip route add default via 10.77.2.1")?;
+    lab.node.exec(&format!(
+        "sysctl -qw net.ipv4.ip_forward=1; \
+         iptables -t nat -A PREROUTING -d {VIP} -p tcp --dport 80 -j DNAT --to-destination {SERVER_IP}:8080; \
+         sysctl -qw net.netfilter.nf_conntrack_acct={}",
+        u8::from(acct)
+    ))?;
+    Ok(lab)
+}
+
+// ---- the orchestrator ----
+
+fn run(nfscope: &str, rate: u64, seconds: u64, workers: u64, acct: bool) -> Result<()> {
+    let me = std::env::current_exe().context("locating flow-load")?;
+    let me = me.to_str().context("path")?;
+    let lab = lab(acct)?;
+    let _server = ChildGuard(
+        lab.server
+            .command(me)
+            .args(["server", "--listen", "0.0.0.0:8080"])
+            .args(["--seconds", &(seconds + 30).to_string()])
+            .spawn()
+            .context("starting the server")?,
+    );
+    let listen = "127.0.0.1:9466";
+    let monitor = ChildGuard(
+        lab.node
+            .command(nfscope)
+            .args(["serve", "--flows", "--listen", listen])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nfscope")?,
+    );
+    let pid = monitor.0.id().to_string();
+    std::thread::sleep(Duration::from_secs(3));
+    let idle_rss = status_kib(&pid, "VmRSS")?;
+    let (cpu0, wall0) = (cpu_seconds(&pid)?, Instant::now());
+    let out = lab
+        .client
+        .command(me)
+        .args(["client", "--target", &format!("{VIP}:80")])
+        .args([
+            "--rate",
+            &rate.to_string(),
+            "--seconds",
+            &seconds.to_string(),
+        ])
+        .args(["--workers", &workers.to_string()])
+        .output()
+        .context("running the client")?;
+    let (cpu1, wall1) = (cpu_seconds(&pid)?, wall0.elapsed());
+    let load_rss = status_kib(&pid, "VmRSS")?;
+    if !out.status.success() {
+        bail!("client failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let client: serde_json::Value = serde_json::from_slice(&out.stdout).context("client output")?;
+    std::thread::sleep(Duration::from_secs(5)); // let the last FINs and events arrive
+    let metrics = scrape(&lab.node, listen)?;
+    let hwm = status_kib(&pid, "VmHWM")?;
+    let closed: f64 = sum(&metrics, "nfscope_tcp_connections_total");
+    let report = serde_json::json!({
+        "target_rate": rate,
+        "seconds": seconds,
+        "conntrack_accounting": acct,
+        "client": client,
+        "nfscope": {
+            "cpu_percent_of_one_core": 100.0 * (cpu1 - cpu0) / wall1.as_secs_f64(),
+            "cpu_seconds": cpu1 - cpu0,
+            "wall_seconds": wall1.as_secs_f64(),
+            "rss_idle_kib": idle_rss,
+            "rss_after_load_kib": load_rss,
+            "rss_peak_kib": hwm,
+            "connections_closed": closed,
+            "connections_by_end": by_label(&metrics, "nfscope_tcp_connections_total", "end"),
+            "connections_live": sum(&metrics, "nfscope_flow_connections_live"),
+            "connections_seen": sum(&metrics, "nfscope_flow_connections_seen_total"),
+            "evictions": sum(&metrics, "nfscope_flow_table_evictions_total"),
+            "conntrack_events": sum(&metrics, "nfscope_flow_conntrack_events_total"),
+            "conntrack_events_lost": sum(&metrics, "nfscope_flow_conntrack_events_lost_total"),
+            "capture_packets": sum(&metrics, "nfscope_flow_capture_packets_total"),
+            "capture_drops": sum(&metrics, "nfscope_flow_capture_drops_total"),
+            "packets_unmatched": sum(&metrics, "nfscope_flow_packets_unmatched_total"),
+        },
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+fn cpu_seconds(pid: &str) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_comm = stat.rsplit_once(')').context("stat")?.1;
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // fields[0] is field 3 (state): utime is field 14, stime 15.
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    let hz = Command::new("getconf").arg("CLK_TCK").output()?;
+    let hz: f64 = String::from_utf8_lossy(&hz.stdout).trim().parse()?;
+    Ok(ticks as f64 / hz)
+}
+
+fn status_kib(pid: &str, field: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("{field} in /proc/{pid}/status"))
+}
+
+fn scrape(node: &Netns, listen: &str) -> Result<String> {
+    let out = node
+        .command("curl")
+        .args(["-sf", &format!("http://{listen}/metrics")])
+        .output()?;
+    if !out.status.success() {
+        bail!("scraping nfscope failed");
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Sum of every sample of `family` (exact name, any labels).
+fn sum(metrics: &str, family: &str) -> f64 {
+    samples(metrics, family).map(|(_, v)| v).sum()
+}
+
+fn samples<'a>(metrics: &'a str, family: &'a str) -> impl Iterator<Item = (&'a str, f64)> {
+    metrics.lines().filter_map(move |line| {
+        let rest = line.strip_prefix(family)?;
+        let (labels, value) = match rest.strip_prefix('{') {
+            Some(r) => r.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
+        Some((labels, value.trim().parse().ok()?))
+    })
+}
+
+fn by_label(metrics: &str, family: &str, label: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let key = format!("{label}=\"");
+    for (labels, value) in samples(metrics, family) {
+        if let Some(v) = labels.split(&key).nth(1).and_then(|r| r.split('"').next()) {
+            *out.entry(v.to_owned()).or_insert(0.0) += value;
+        }
+    }
+    out
+}
+
+// ---- the halves inside the namespaces ----
+
+fn server(listen: SocketAddr, seconds: u64, threads: u64) -> Result<()> {
+    let listener = Arc::new(TcpListener::bind(listen).context("binding")?);
+    for _ in 0..threads.max(1) {
+        let listener = Arc::clone(&listener);
+        std::thread::spawn(move || {
+            let response = [b'y'; RESPONSE];
+            loop {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    continue;
+                };
+                let mut request = [0u8; REQUEST];
+                if stream.read_exact(&mut request).is_ok() {
+                    let _ = stream.write_all(&response);
+                }
+            } // dropped: the server closes first, so TIME_WAIT stays here
+        });
+    }
+    std::thread::sleep(Duration::from_secs(seconds));
+    Ok(())
+}
+
+#[derive(Default)]
+struct Counts {
+    attempted: AtomicU64,
+    completed: AtomicU64,
+    connect_failed: AtomicU64,
+    io_failed: AtomicU64,
+}
+
+fn client(target: SocketAddr, rate: u64, seconds: u64, workers: u64) -> Result<()> {
+    let counts = Arc::new(Counts::default());
+    let workers = workers.max(1);
+    let interval = Duration::from_secs_f64(workers as f64 / rate.max(1) as f64);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(seconds);
+    let handles: Vec<_> = (0..workers)
+        .map(|w| {
+            let counts = Arc::clone(&counts);
+            std::thread::spawn(move || {
+                let mut next = start + interval.mul_f64(w as f64 / workers as f64);
+                while next < deadline {
+                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    next += interval;
+                    counts.attempted.fetch_add(1, Ordering::Relaxed);
+                    one_connection(target, &counts);
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        let _ = handle.join();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let completed = counts.completed.load(Ordering::Relaxed);
+    println!(
+        "{}",
+        serde_json::json!({
+            "attempted": counts.attempted.load(Ordering::Relaxed),
+            "completed": completed,
+            "connect_failed": counts.connect_failed.load(Ordering::Relaxed),
+            "io_failed": counts.io_failed.load(Ordering::Relaxed),
+            "elapsed_seconds": elapsed,
+            "achieved_rate": completed as f64 / elapsed,
+        })
+    );
+    Ok(())
+}
+
+fn one_connection(target: SocketAddr, counts: &Counts) {
+    let Ok(mut stream) = TcpStream::connect_timeout(&target, Duration::from_secs(2)) else {
+        counts.connect_failed.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut response = Vec::with_capacity(RESPONSE);
+    let ok = stream.write_all(&[b'x'; REQUEST]).is_ok()
+        && stream.read_to_end(&mut response).is_ok()
+        && response.len() == RESPONSE;
+    let counter = if ok {
+        &counts.completed
+    } else {
+        &counts.io_failed
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
