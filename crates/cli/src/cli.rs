@@ -259,6 +259,7 @@ impl ServeArgs {
             flows: self.flows.then_some(crate::flow_api::FlowOptions {
                 names_file: self.names,
                 max_connections: self.max_connections,
+                ..Default::default()
             }),
         })
     }

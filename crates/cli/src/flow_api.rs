@@ -30,9 +30,15 @@ use nfscope_kernel::flow::{ConntrackEvents, PacketCapture, open_sources};
 pub struct FlowOptions {
     /// `--names FILE`: IP or CIDR → name.
     pub names_file: Option<PathBuf>,
+    /// Names known in-process (e.g. the demo's topology); `names_file` entries replace these.
+    pub names: Names,
     /// Live connections kept at most (0 = the default, 100,000).
     pub max_connections: usize,
 }
+
+/// How long a connection the capture saw end waits for its conntrack NEW event (which brings
+/// the NAT translation) before it is closed without it.
+const CONNTRACK_GRACE: Duration = Duration::from_secs(2);
 
 /// A running flow monitor; its threads stop when it is dropped.
 pub struct FlowMonitor {
@@ -69,7 +75,8 @@ pub fn read_names(path: Option<&std::path::Path>) -> anyhow::Result<Names> {
 impl FlowMonitor {
     /// Opens the sources in `netns` and starts the reader threads.
     pub fn start(netns: Option<&str>, options: &FlowOptions) -> anyhow::Result<Self> {
-        let mut names = read_names(options.names_file.as_deref())?;
+        let mut names = options.names.clone();
+        names.merge(&read_names(options.names_file.as_deref())?);
         let sources = open_sources(netns, Duration::from_millis(200)).with_context(|| {
             format!(
                 "entering network namespace {}",
@@ -84,6 +91,10 @@ impl FlowMonitor {
         let mut config = FlowConfig::default();
         if options.max_connections > 0 {
             config.max_live = options.max_connections;
+        }
+        if sources.conntrack.is_ok() {
+            // Conntrack events lag the capture under load; wait for them before closing.
+            config.conntrack_grace = CONNTRACK_GRACE;
         }
         let table = Arc::new(Mutex::new(FlowTable::new(config, names)));
         let stop = Arc::new(AtomicBool::new(false));

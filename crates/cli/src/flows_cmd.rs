@@ -77,6 +77,7 @@ pub fn run(args: &FlowsArgs) -> Result<(), Failure> {
     let options = FlowOptions {
         names_file: args.names.clone(),
         max_connections: args.max_connections,
+        ..FlowOptions::default()
     };
     let monitor = FlowMonitor::start(args.netns.as_deref(), &options).map_err(Failure::Other)?;
     if args.format == FlowsFormat::Json {

@@ -202,6 +202,34 @@ fn demo_lab_serves_moving_metrics_and_cleans_up_on_sigterm() {
     );
     assert!(!netns_with_prefix(&guard.prefix).is_empty());
 
+    // The flow monitor names the graph from the topology: workloads, not pod IPs.
+    let graph_has_named_web = |body: &str| {
+        let graph: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        let has_node = |id: &str| {
+            graph["nodes"]
+                .as_array()
+                .is_some_and(|n| n.iter().any(|n| n["id"] == id))
+        };
+        let busy_edge = graph["edges"].as_array().is_some_and(|edges| {
+            edges.iter().any(|e| {
+                e["source"] == "lan-client"
+                    && e["target"] == "demo/web"
+                    && e["mainStat"].as_str().is_some_and(|s| !s.starts_with("0 "))
+            })
+        });
+        has_node("demo/web") && has_node("lan-client") && busy_edge
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut graph = String::new();
+    while Instant::now() < deadline && !graph_has_named_web(&graph) {
+        std::thread::sleep(Duration::from_millis(500));
+        graph = http_get(port, "/api/graph/data").unwrap_or_default();
+    }
+    assert!(
+        graph_has_named_web(&graph),
+        "no lan-client -> demo/web edge with traffic: {graph}"
+    );
+
     // SIGTERM: clean exit, nothing left.
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])

@@ -62,7 +62,7 @@ pub struct NameError {
     pub message: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Prefix {
     network: IpAddr,
     len: u8,
@@ -70,7 +70,7 @@ struct Prefix {
 }
 
 /// IP → name, longest prefix wins; exact addresses are a hash lookup.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Names {
     exact: HashMap<IpAddr, Name>,
     /// Sorted longest prefix first.
@@ -119,6 +119,17 @@ impl Names {
             .retain(|p| !(p.network == network && p.len == len));
         self.prefixes.push(Prefix { network, len, name });
         self.prefixes.sort_by_key(|p| std::cmp::Reverse(p.len));
+    }
+
+    /// Adds every entry of `other`, replacing entries of this one for the same address or
+    /// prefix (e.g. a names file over names built in).
+    pub fn merge(&mut self, other: &Self) {
+        for (addr, name) in &other.exact {
+            self.exact.insert(*addr, name.clone());
+        }
+        for prefix in &other.prefixes {
+            self.insert(prefix.network, prefix.len, prefix.name.clone());
+        }
     }
 
     /// Names `addr` unless the file already does (the node's own interface addresses).
@@ -262,6 +273,23 @@ mod tests {
         let err = Names::parse("10.0.0.1 a b\n").unwrap_err();
         assert_eq!((err.line, err.column), (1, 12));
         assert!(err.to_string().starts_with("1:12: "));
+    }
+
+    #[test]
+    fn merged_entries_replace_same_prefixes_and_keep_the_rest() {
+        let mut names = Names::parse("10.0.0.1 built/in\n10.1.0.0/16 built/range\n").unwrap();
+        let file = Names::parse("10.0.0.1 file/web\n10.2.0.0/16 file/range\n").unwrap();
+        names.merge(&file);
+        assert_eq!(names.lookup(ip("10.0.0.1")).unwrap().display(), "file/web");
+        assert_eq!(
+            names.lookup(ip("10.1.2.3")).unwrap().display(),
+            "built/range"
+        );
+        assert_eq!(
+            names.lookup(ip("10.2.2.3")).unwrap().display(),
+            "file/range"
+        );
+        assert_eq!(names.len(), 3);
     }
 
     #[test]

@@ -44,6 +44,12 @@ pub struct FlowConfig {
     pub half_close_timeout: Duration,
     /// How long a closed connection's conntrack tuple is remembered (TIME_WAIT is 120 s).
     pub tombstone_ttl: Duration,
+    /// How long a connection the packets saw end waits for conntrack to report it, when
+    /// conntrack has not yet (its events can lag the capture under load). Without the wait, a
+    /// late NEW event would start a second connection, and the first would count against the
+    /// Service VIP instead of the pod that served it. Zero (the default) closes at once: right
+    /// when no conntrack events are read.
+    pub conntrack_grace: Duration,
     /// Distinct (source, destination) workload pairs the aggregates keep; the rest count as `other`.
     pub max_pairs: usize,
 }
@@ -57,6 +63,7 @@ impl Default for FlowConfig {
             packet_idle_timeout: Duration::from_secs(600),
             half_close_timeout: Duration::from_secs(60),
             tombstone_ttl: Duration::from_secs(150),
+            conntrack_grace: Duration::ZERO,
             max_pairs: 2_000,
         }
     }
@@ -186,6 +193,9 @@ pub struct Conn {
     ct_close_hint: Option<End>,
     #[serde(skip)]
     handshake_recorded: bool,
+    /// How and when the packets ended it, while it waits for conntrack (`conntrack_grace`).
+    #[serde(skip)]
+    pending_end: Option<(End, Time)>,
 }
 
 impl Conn {
@@ -208,6 +218,7 @@ impl Conn {
             server: SeqSide::default(),
             ct_close_hint: None,
             handshake_recorded: false,
+            pending_end: None,
         }
     }
 
@@ -392,7 +403,7 @@ impl FlowTable {
             return; // the slab is full beyond any sane max_live
         };
         if let Some(end) = self.apply_packet(slot, side, now, &packet) {
-            self.close(slot, now, end);
+            self.close_or_await_conntrack(slot, now, end);
         }
     }
 
@@ -490,8 +501,11 @@ impl FlowTable {
             },
         };
         self.conns.set_tuples(slot, event.orig, Some(translated));
-        if let Some(end) = self.apply_ct(slot, now, &event) {
-            self.close(slot, now, end);
+        let pending = self.conns.get(slot).and_then(|c| c.pending_end);
+        match (self.apply_ct(slot, now, &event), pending) {
+            (_, Some((end, at))) => self.close(slot, at, end),
+            (Some(end), None) => self.close(slot, now, end),
+            (None, None) => {}
         }
     }
 
@@ -541,6 +555,18 @@ impl FlowTable {
             })
             .map(|(slot, _)| slot)
             .collect();
+        let grace = config.conntrack_grace;
+        let awaited: Vec<(Slot, End, Time)> = self
+            .conns
+            .iter()
+            .filter_map(|(slot, c)| {
+                let (end, at) = c.pending_end?;
+                (now.saturating_sub(at) >= grace).then_some((slot, end, at))
+            })
+            .collect();
+        for (slot, end, at) in awaited {
+            self.close(slot, at, end);
+        }
         for slot in due {
             let half_closed = self
                 .conns
@@ -682,10 +708,24 @@ impl FlowTable {
         self.aggregates.record_handshake(&conn, &self.names);
     }
 
+    /// Closes a connection the packets saw end, unless conntrack has not reported it yet and
+    /// the configuration says to wait for it (see [`FlowConfig::conntrack_grace`]).
+    fn close_or_await_conntrack(&mut self, slot: Slot, now: Time, end: End) {
+        let grace = self.config.conntrack_grace;
+        match self.conns.get_mut(slot) {
+            Some(conn) if !grace.is_zero() && conn.ct_id.is_none() && conn.translated.is_none() => {
+                conn.pending_end.get_or_insert((end, now));
+            }
+            _ => self.close(slot, now, end),
+        }
+    }
+
+    /// Ends a connection; one the packets already saw end ends as they saw it.
     fn close(&mut self, slot: Slot, now: Time, end: End) {
         let Some(mut conn) = self.conns.remove(slot) else {
             return;
         };
+        let (end, now) = conn.pending_end.take().unwrap_or((end, now));
         conn.end = end;
         conn.end_at = Some(now.max(conn.start));
         if conn.ct_id.is_some() || conn.translated.is_some() {

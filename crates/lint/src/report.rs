@@ -122,8 +122,12 @@ pub fn render_doctor_json(checks: &[NodeCheck], findings: &[Finding], summary: &
         findings: &'a [Finding],
         summary: &'a Summary,
     }
-    let mut text = serde_json::to_string_pretty(&Doctor { checks, findings, summary })
-        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let mut text = serde_json::to_string_pretty(&Doctor {
+        checks,
+        findings,
+        summary,
+    })
+    .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     text.push('\n');
     text
 }

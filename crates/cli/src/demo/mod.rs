@@ -113,7 +113,10 @@ async fn serve_until_stopped(
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = listener.map(|listener| {
         let mut config = ServeConfig::new(args.listen, Some(topo.node_netns()));
-        config.flows = Some(crate::flow_api::FlowOptions::default()); // the clients keep the graph alive
+        config.flows = Some(crate::flow_api::FlowOptions {
+            names: topo.flow_names(), // pods by workload, clients, Service VIPs
+            ..Default::default()
+        }); // the clients keep the graph alive
         tokio::spawn(serve_on(listener, config, async move {
             let _ = server_stopped.await;
         }))

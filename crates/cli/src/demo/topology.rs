@@ -237,6 +237,47 @@ impl Topology {
     }
 }
 
+impl Topology {
+    /// What the flow monitor calls the lab's addresses: pods by workload (`demo/web` for every
+    /// `web-N`), Service ClusterIPs as `demo/<service>-svc`, LAN machines as `<client>-client`.
+    /// The node's own addresses are named by the monitor itself.
+    pub fn flow_names(&self) -> nfscope_flow::Names {
+        use nfscope_flow::{Name, Names};
+        let mut names = Names::default();
+        let mut add = |ip: IpAddr, name: Name| {
+            let full = if ip.is_ipv4() { 32 } else { 128 };
+            names.insert(ip, full, name);
+        };
+        let in_demo = |name: String| Name {
+            namespace: Some(K8S_NAMESPACE.to_owned()),
+            name,
+        };
+        for pod in &self.pods {
+            add(pod.ipv4.into(), in_demo(pod.app.clone()));
+            if let Some(v6) = pod.ipv6 {
+                add(v6.into(), in_demo(pod.app.clone()));
+            }
+        }
+        for service in &self.services {
+            add(
+                service.cluster_ip.into(),
+                in_demo(format!("{}-svc", service.name)),
+            );
+            if let Some(v6) = service.cluster_ip_v6 {
+                add(v6.into(), in_demo(format!("{}-svc", service.name)));
+            }
+        }
+        for client in &self.clients {
+            let name = Name::parse(&format!("{}-client", client.name));
+            add(client.ipv4.into(), name.clone());
+            if let Some(v6) = client.ipv6 {
+                add(v6.into(), name);
+            }
+        }
+        names
+    }
+}
+
 impl Pod {
     /// Node-side veth name, Calico style: `cali` + 11 hex characters derived from `ns.pod`.
     pub fn host_veth(&self) -> String {
@@ -435,6 +476,35 @@ mod tests {
         }
         assert_eq!(topo.pods_with_app("web").count(), 3);
         assert_eq!(topo.pods_with_app("legacy").count(), 0);
+    }
+
+    #[test]
+    fn flow_names_group_pods_by_workload() {
+        let topo = Topology::standard(1);
+        let names = topo.flow_names();
+        let name = |ip: &str| names.lookup(ip.parse().unwrap()).map(|n| n.display());
+        assert_eq!(name("10.244.1.12").as_deref(), Some("demo/web"), "web-2");
+        assert_eq!(
+            name("fd00:10:244:1::13").as_deref(),
+            Some("demo/web"),
+            "web-3 v6"
+        );
+        assert_eq!(name("10.244.1.31").as_deref(), Some("demo/db"));
+        assert_eq!(name("10.96.0.20").as_deref(), Some("demo/api-svc"));
+        assert_eq!(name("192.168.50.10").as_deref(), Some("lan-client"));
+        assert_eq!(name("fd00:192:168:50::10").as_deref(), Some("lan-client"));
+        assert_eq!(name("192.168.50.66").as_deref(), Some("rogue-client"));
+        assert_eq!(name("10.244.1.99"), None, "no pod there");
+        let workloads: std::collections::BTreeSet<String> = topo
+            .pods
+            .iter()
+            .filter_map(|p| names.lookup(p.ipv4.into()).map(|n| n.display()))
+            .collect();
+        assert_eq!(
+            workloads.len(),
+            3,
+            "six pods, three workloads: {workloads:?}"
+        );
     }
 
     #[test]

@@ -421,3 +421,68 @@ fn the_pair_limit_bounds_cardinality() {
     );
     assert_eq!(table.aggregates().overflowed, 3);
 }
+
+#[test]
+fn a_conntrack_event_later_than_the_fins_completes_the_connection_instead_of_starting_one() {
+    let config = FlowConfig {
+        conntrack_grace: Duration::from_secs(2),
+        ..FlowConfig::default()
+    };
+    let mut table = FlowTable::new(config, Names::default());
+    // The whole connection as the capture sees it on the client side, before any event.
+    table.on_packet(t(0), packet(dialled(4000), TcpFlags::SYN, 100, 0, 0));
+    table.on_packet(
+        t(1),
+        packet(
+            dialled(4000).reversed(),
+            TcpFlags::SYN | TcpFlags::ACK,
+            500,
+            101,
+            0,
+        ),
+    );
+    table.on_packet(
+        t(5),
+        packet(
+            dialled(4000).reversed(),
+            TcpFlags::FIN | TcpFlags::ACK,
+            501,
+            111,
+            0,
+        ),
+    );
+    table.on_packet(
+        t(6),
+        packet(dialled(4000), TcpFlags::FIN | TcpFlags::ACK, 111, 502, 0),
+    );
+    assert_eq!(table.live().count(), 1, "waits for conntrack");
+    // The lagging events: NEW, an update, and (much later) DESTROY.
+    table.on_conntrack_event(t(50), ct(CtKind::New, 4000, Some(TcpState::Handshake)));
+    table.on_conntrack_event(t(51), ct(CtKind::Update, 4000, Some(TcpState::Closing)));
+    table.on_conntrack_event(t(9000), ct(CtKind::Destroy, 4000, Some(TcpState::Closing)));
+    let stats = table.stats();
+    assert_eq!(
+        (stats.connections_seen, stats.connections_closed, stats.live),
+        (1, 1, 0),
+        "one connection, closed once"
+    );
+    let conn = table.closed().next().unwrap();
+    assert_eq!(conn.end, End::Fin);
+    assert_eq!(conn.end_at, Some(t(6)), "ended when the packets showed it");
+    assert_eq!(
+        conn.server().dst,
+        ip(POD),
+        "counted against the pod, not the VIP"
+    );
+    assert_eq!(conn.payload_client(), Some(10));
+
+    // Without any conntrack event, the grace ends it as the packets saw it.
+    table.on_packet(t(10_000), packet(dialled(4001), TcpFlags::SYN, 7, 0, 0));
+    table.on_packet(t(10_001), packet(dialled(4001), TcpFlags::RST, 8, 0, 0));
+    table.expire(t(11_000));
+    assert_eq!(table.live().count(), 1, "still within the grace");
+    table.expire(t(12_001));
+    assert_eq!(table.live().count(), 0);
+    let conn = table.closed().last().unwrap();
+    assert_eq!((conn.end, conn.end_at), (End::RstClient, Some(t(10_001))));
+}
