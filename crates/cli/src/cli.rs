@@ -216,9 +216,9 @@ impl From<BackendArg> for Backend {
 /// `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// Human-readable, one rule per line with counters and meaning.
+    /// For people: aligned, annotated, readable in a terminal.
     Text,
-    /// The same JSON `/api/rules` serves.
+    /// For programs: the documented JSON of each command (`rules` prints what `/api/rules` serves).
     Json,
 }
 
