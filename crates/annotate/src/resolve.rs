@@ -20,7 +20,7 @@ use crate::comments::{self, KubeComment};
 use crate::hash::service_chain_hash;
 use crate::owner::{chain_owner, owner_from_comments, owner_from_interfaces};
 use crate::types::{
-    Annotation, Direction, Meaning, Owner, ServiceKind, ServicePort, ServicePortRef,
+    Annotation, Direction, Meaning, Owner, PolicyVerdict, ServiceKind, ServicePort, ServicePortRef,
 };
 use crate::verdict::rule_verdict;
 
@@ -265,12 +265,13 @@ pub fn annotate_table(table: &Table) -> TableAnnotations {
                 chain_idx: ci,
             };
             let owner = chain_owner(&table.name, &chain.name);
-            let rules = chain
+            let mut rules: Vec<Annotation> = chain
                 .rules
                 .iter()
                 .zip(&evidence[ci])
                 .map(|(r, ev)| ctx.rule_annotation(owner, &r.spec, *ev))
                 .collect();
+            name_calico_accepting_policies(&mut rules);
             let annotation = Annotation {
                 owner,
                 meaning: meanings[ci].clone(),
@@ -284,6 +285,29 @@ pub fn annotate_table(table: &Table) -> TableAnnotations {
         })
         .collect();
     TableAnnotations { chains }
+}
+
+/// In a Calico endpoint chain, "Return if policy accepted" follows the jump into the policy (or
+/// profile) chain that set the accept mark. That rule is where the accept becomes final, so it
+/// carries the `Accept` verdict; give it the meaning of the policy it returns for, so accepts are
+/// counted per policy exactly once (the policy chain's own mark rule has no verdict).
+fn name_calico_accepting_policies(rules: &mut [Annotation]) {
+    let mut last_policy: Option<Meaning> = None;
+    for rule in rules.iter_mut() {
+        match &rule.meaning {
+            Some(m @ (Meaning::CalicoPolicy { .. } | Meaning::CalicoProfile { .. })) => {
+                last_policy = Some(m.clone());
+            }
+            Some(Meaning::CalicoWorkload { .. })
+                if rule.policy_verdict == Some(PolicyVerdict::Accept) =>
+            {
+                if let Some(policy) = last_policy.take() {
+                    rule.meaning = Some(policy);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// What a chain's own rules say.

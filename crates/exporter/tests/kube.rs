@@ -241,16 +241,27 @@ fn calico_policy_drop_is_counted_per_policy_and_direction() {
     let (text, samples) = encode(&ruleset);
     assert_promtool_clean("calico", &text);
     let calico = samples_named(&samples, "nfscope_calico_policy_packets_total");
-    let drop = calico
-        .iter()
-        .find(|s| {
-            s.label("name")
-                .is_some_and(|n| n.contains("iIL2GVSReX3hYOgY4sn"))
-        })
-        .unwrap_or_else(|| panic!("no series for the cali-po- DROP rule: {calico:?}"));
+    let find = |name: &str, verdict: &str| {
+        calico
+            .iter()
+            .find(|s| {
+                s.label("name").is_some_and(|n| n.contains(name))
+                    && s.label("verdict") == Some(verdict)
+            })
+            .unwrap_or_else(|| panic!("no {verdict} series for {name}: {calico:?}"))
+    };
+    let drop = find("iIL2GVSReX3hYOgY4sn", "deny");
     assert_eq!(
         labels(drop, &["kind", "direction", "verdict"]),
         ["policy", "egress", "deny"]
     );
     assert_eq!(drop.value_u64(), 1_127_764);
+    // Accepts are counted at the endpoint chain's "Return if policy accepted", named after the
+    // policy whose jump precedes it (the fragment's ingress policy accepted 3 packets).
+    let accept = find("hvIhg5e42MGXRa9paIF", "accept");
+    assert_eq!(
+        labels(accept, &["kind", "direction", "verdict"]),
+        ["policy", "ingress", "accept"]
+    );
+    assert_eq!(accept.value_u64(), 3);
 }
