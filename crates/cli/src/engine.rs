@@ -5,7 +5,6 @@
 //! `nfscope-kernel`, `nfscope-annotate` and `nfscope-exporter` goes through here, so the commands
 //! and the HTTP layer never depend on those crates' exact shapes.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -21,10 +20,10 @@ use nfscope_ruleset::{Backend, Family, ParseError, ParseOptions, Ruleset, Snapsh
 pub struct Collected {
     /// What was read.
     pub snapshot: Snapshot,
-    /// Kubernetes meaning per ruleset.
-    pub annotations: Vec<Annotations>,
-    /// Rule ids, canonical texts and comments per ruleset.
-    pub labels: Vec<RuleLabels>,
+    /// Kubernetes meaning per ruleset (shared with the server's cache while the rules are unchanged).
+    pub annotations: Arc<Vec<Annotations>>,
+    /// Rule ids, canonical texts and comments per ruleset (shared like `annotations`).
+    pub labels: Arc<Vec<RuleLabels>>,
 }
 
 /// The server's running totals, updated by every collection.
@@ -109,8 +108,8 @@ pub fn prepare(snapshot: Snapshot) -> Collected {
     let labels = snapshot.rulesets.iter().map(RuleLabels::new).collect();
     Collected {
         snapshot,
-        annotations,
-        labels,
+        annotations: Arc::new(annotations),
+        labels: Arc::new(labels),
     }
 }
 
@@ -141,46 +140,66 @@ pub fn collector(
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .prepare(snapshot);
+        // The dump text, kernel tables and parse temporaries are gone now: give their pages back.
+        nfscope_kernel::release_free_memory();
         tracing::debug!(elapsed = ?started.elapsed(), "collection done");
         collected
     }
 }
 
-/// Per (family, backend): the labels and annotations of the last ruleset seen, reused while its
-/// rules are unchanged (`RuleLabels::fits`).
+/// Per (family, backend): the labels and annotations of the last rulesets seen, reused while
+/// their rules are unchanged (`RuleLabels::fits`). They are shared (`Arc`) with every
+/// [`Collected`] built from them, so a scrape whose rules did not change copies nothing.
 #[derive(Default)]
 struct PreparedCache {
-    entries: HashMap<(Family, Backend), (RuleLabels, Annotations)>,
+    keys: Vec<(Family, Backend)>,
+    labels: Arc<Vec<RuleLabels>>,
+    annotations: Arc<Vec<Annotations>>,
 }
 
 impl PreparedCache {
     fn prepare(&mut self, snapshot: Snapshot) -> Collected {
-        let mut annotations = Vec::with_capacity(snapshot.rulesets.len());
-        let mut labels = Vec::with_capacity(snapshot.rulesets.len());
-        let mut seen = Vec::new();
-        for ruleset in &snapshot.rulesets {
-            let key = (ruleset.family, ruleset.backend);
-            seen.push(key);
-            let entry = match self.entries.get(&key) {
-                Some(entry) if entry.0.fits(ruleset) => entry.clone(),
-                _ => {
-                    let fresh = (
-                        RuleLabels::new(ruleset),
-                        nfscope_annotate::annotate(ruleset),
-                    );
-                    self.entries.insert(key, fresh.clone());
-                    fresh
-                }
-            };
-            labels.push(entry.0);
-            annotations.push(entry.1);
+        let keys: Vec<(Family, Backend)> = snapshot
+            .rulesets
+            .iter()
+            .map(|r| (r.family, r.backend))
+            .collect();
+        let unchanged = keys == self.keys
+            && self
+                .labels
+                .iter()
+                .zip(&snapshot.rulesets)
+                .all(|(labels, ruleset)| labels.fits(ruleset));
+        if !unchanged {
+            self.rebuild(keys, &snapshot);
         }
-        self.entries.retain(|key, _| seen.contains(key));
         Collected {
             snapshot,
-            annotations,
-            labels,
+            annotations: Arc::clone(&self.annotations),
+            labels: Arc::clone(&self.labels),
         }
+    }
+
+    /// New entries for `snapshot`, reusing (copying) those of rulesets whose rules still fit.
+    fn rebuild(&mut self, keys: Vec<(Family, Backend)>, snapshot: &Snapshot) {
+        let mut labels = Vec::with_capacity(keys.len());
+        let mut annotations = Vec::with_capacity(keys.len());
+        for (key, ruleset) in keys.iter().zip(&snapshot.rulesets) {
+            let old = self.keys.iter().position(|k| k == key);
+            match old.filter(|&i| self.labels[i].fits(ruleset)) {
+                Some(i) => {
+                    labels.push(self.labels[i].clone());
+                    annotations.push(self.annotations[i].clone());
+                }
+                None => {
+                    labels.push(RuleLabels::new(ruleset));
+                    annotations.push(nfscope_annotate::annotate(ruleset));
+                }
+            }
+        }
+        self.keys = keys;
+        self.labels = Arc::new(labels);
+        self.annotations = Arc::new(annotations);
     }
 }
 
@@ -300,6 +319,11 @@ mod tests {
         let first = cache.prepare(snapshot(TWO_RULES));
         let counters_moved = cache.prepare(snapshot(&TWO_RULES.replace("[1:60]", "[9:540]")));
         assert_eq!(first.labels, counters_moved.labels);
+        assert!(
+            Arc::ptr_eq(&first.labels, &counters_moved.labels)
+                && Arc::ptr_eq(&first.annotations, &counters_moved.annotations),
+            "unchanged rules share the cached labels and annotations instead of copying them"
+        );
         assert_eq!(
             counters_moved.snapshot.rulesets[0].tables[0].chains[0].rules[0]
                 .counters
@@ -329,9 +353,9 @@ mod tests {
     fn rulesets_that_disappear_leave_the_cache() {
         let mut cache = PreparedCache::default();
         cache.prepare(snapshot(TWO_RULES));
-        assert_eq!(cache.entries.len(), 1);
+        assert_eq!(cache.keys.len(), 1);
         cache.prepare(Snapshot::default());
-        assert!(cache.entries.is_empty());
+        assert!(cache.keys.is_empty() && cache.labels.is_empty());
     }
 
     #[test]

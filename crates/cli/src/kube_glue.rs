@@ -1,6 +1,7 @@
 //! Glue between `nfscope serve` and the Kubernetes watcher (`nfscope-kube`).
 //!
-//! Owns `--kube auto|off`, starting the watcher once per process, and what its names add to the
+//! Owns `--kube auto|off`, starting the watcher once per process (or [`install`]ing a directory
+//! fed by someone else, as `nfscope demo` does), and what its names add to the
 //! exposition: the directory's own series and `nfscope_kube_endpoint_info{endpoint, pod,
 //! workload, namespace}` for the endpoints the exporter already emits (so the info series adds
 //! no cardinality of its own). The tracer and the flow monitor name IPs through [`name_ip`] (or a
@@ -44,6 +45,13 @@ pub async fn start(mode: KubeMode) -> bool {
         drop(nfscope_kube::watch::spawn(client, directory));
     }
     true
+}
+
+/// Uses `directory` as this process's Kubernetes names instead of a watcher (`nfscope demo`
+/// feeds it the lab's synthesized objects). Returns false, changing nothing, when a directory is
+/// already in place.
+pub fn install(directory: SharedDirectory) -> bool {
+    DIRECTORY.set(directory).is_ok()
 }
 
 /// The shared directory, when the watcher runs.

@@ -72,6 +72,8 @@ pub async fn run_server(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Before the blocking pool starts its threads: they then share two malloc arenas.
+    nfscope_kernel::tune_allocator();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -184,12 +186,12 @@ impl App {
         }
     }
 
-    fn timed_out(&self, timed_out: &TimedOut<Collected>) -> Response {
+    fn timed_out(&self, timed_out: &TimedOut) -> Response {
         self.timeouts.fetch_add(1, Ordering::Relaxed);
-        let previous = match &timed_out.previous {
-            Some(p) => format!(
+        let previous = match timed_out.previous_finished {
+            Some(finished) => format!(
                 "; last completed collection finished {:.1} s ago",
-                p.finished.elapsed().as_secs_f64()
+                finished.elapsed().as_secs_f64()
             ),
             None => String::new(),
         };

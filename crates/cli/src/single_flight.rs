@@ -26,17 +26,21 @@ pub struct Finished<T> {
 
 /// Why a caller got no result.
 #[derive(Debug)]
-pub struct TimedOut<T> {
+pub struct TimedOut {
     /// How long the caller waited.
     pub waited: Duration,
-    /// The last run that did finish, if any.
-    pub previous: Option<Arc<Finished<T>>>,
+    /// When the last run that did finish ended, if any.
+    pub previous_finished: Option<Instant>,
 }
 
 type Slot<T> = Option<Arc<Finished<T>>>;
 
 struct State<T> {
+    /// The last finished run; kept only while a cache window can serve it (`max_age` > 0), so
+    /// without a cache a result lives no longer than the requests that use it.
     latest: Slot<T>,
+    /// When the last run finished (kept in any case, for the timeout message).
+    last_finished: Option<Instant>,
     in_flight: Option<watch::Receiver<Slot<T>>>,
     runs_started: u64,
 }
@@ -53,6 +57,7 @@ impl<T: Send + Sync + 'static> SingleFlight<T> {
     pub fn new(job: impl Fn() -> T + Send + Sync + 'static, max_age: Duration) -> Self {
         let state = State {
             latest: None,
+            last_finished: None,
             in_flight: None,
             runs_started: 0,
         };
@@ -63,9 +68,9 @@ impl<T: Send + Sync + 'static> SingleFlight<T> {
         }
     }
 
-    /// The last finished run, without waiting or starting anything.
-    pub fn latest(&self) -> Slot<T> {
-        self.lock().latest.clone()
+    /// When the last run finished, without waiting or starting anything.
+    pub fn last_finished(&self) -> Option<Instant> {
+        self.lock().last_finished
     }
 
     /// How many runs were started so far.
@@ -76,7 +81,7 @@ impl<T: Send + Sync + 'static> SingleFlight<T> {
 
     /// A result at most `max_age` old, or the one of the run in flight, or of a new run;
     /// waits at most `deadline` for it. Must be called within a tokio runtime.
-    pub async fn get(&self, deadline: Duration) -> Result<Arc<Finished<T>>, TimedOut<T>> {
+    pub async fn get(&self, deadline: Duration) -> Result<Arc<Finished<T>>, TimedOut> {
         let arrived = Instant::now();
         let mut receiver = match self.cached_or_join(arrived) {
             Ok(fresh) => return Ok(fresh),
@@ -96,7 +101,7 @@ impl<T: Send + Sync + 'static> SingleFlight<T> {
             Ok(Some(done)) => Ok(done),
             Ok(None) | Err(_) => Err(TimedOut {
                 waited: arrived.elapsed(),
-                previous: self.latest(),
+                previous_finished: self.last_finished(),
             }),
         }
     }
@@ -125,6 +130,7 @@ impl<T: Send + Sync + 'static> SingleFlight<T> {
         state.in_flight = Some(receiver.clone());
         let job = Arc::clone(&self.job);
         let shared = Arc::clone(&self.state);
+        let keep = !self.max_age.is_zero();
         tokio::spawn(async move {
             let started = Instant::now();
             let value = tokio::task::spawn_blocking(move || job())
@@ -138,7 +144,8 @@ impl<T: Send + Sync + 'static> SingleFlight<T> {
             });
             {
                 let mut state = shared.lock().unwrap_or_else(PoisonError::into_inner);
-                state.latest = Some(Arc::clone(&done));
+                state.latest = keep.then(|| Arc::clone(&done));
+                state.last_finished = Some(done.finished);
                 state.in_flight = None;
             }
             let _ = sender.send(Some(done)); // nobody waiting is fine
@@ -216,7 +223,7 @@ mod tests {
         let (calls, job) = counting_job(Duration::from_millis(600));
         let flight = SingleFlight::new(job, Duration::ZERO);
         let first = flight.get(Duration::from_millis(50)).await.unwrap_err();
-        assert!(first.previous.is_none());
+        assert!(first.previous_finished.is_none());
         let second = flight.get(Duration::from_millis(50)).await.unwrap_err();
         assert!(second.waited >= Duration::from_millis(50));
         assert_eq!(
@@ -227,6 +234,19 @@ mod tests {
         let done = flight.get(Duration::from_secs(5)).await.unwrap();
         assert_eq!(done.run, 1);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn without_a_cache_window_a_result_lives_only_as_long_as_its_callers() {
+        let (_, job) = counting_job(Duration::ZERO);
+        let flight = SingleFlight::new(job, Duration::ZERO);
+        let done = flight.get(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(Arc::strong_count(&done), 1, "the flight kept a reference");
+        assert!(flight.last_finished().is_some_and(|t| t == done.finished));
+
+        let cached = SingleFlight::new(counting_job(Duration::ZERO).1, Duration::from_secs(60));
+        let done = cached.get(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(Arc::strong_count(&done), 2, "a cache window keeps the result");
     }
 
     #[tokio::test]

@@ -14,9 +14,10 @@
 //! last `closed_capacity` closed ones, and tombstones so late conntrack updates of a closed
 //! connection do not resurrect it. Time is passed in; nothing here reads a clock.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
+use hashbrown::HashMap;
 use serde::Serialize;
 
 use crate::Time;
@@ -310,7 +311,8 @@ fn min_opt(a: Option<Time>, b: Option<Time>) -> Option<Time> {
 /// The table's own counters (self-metrics).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct FlowStats {
-    /// Connections created.
+    /// Connections created (sightings merged into one count once), so at any time
+    /// `connections_seen == connections_closed + live + evictions`.
     pub connections_seen: u64,
     /// Connections that ended (moved to the closed ring).
     pub connections_closed: u64,
@@ -478,14 +480,19 @@ impl FlowTable {
         }
         let translated = event.reply.reversed();
         let mut found: Vec<Slot> = Vec::with_capacity(4);
+        let mut hits = 0;
         for tuple in [event.orig, event.orig.reversed(), translated, event.reply] {
-            if let Some((slot, _)) = self.conns.find(&tuple)
-                && !found.contains(&slot)
-            {
-                found.push(slot);
+            if let Some((slot, _)) = self.conns.find(&tuple) {
+                hits += 1;
+                if !found.contains(&slot) {
+                    found.push(slot);
+                }
             }
         }
         if found.is_empty() && event.kind == CtKind::Destroy {
+            return;
+        }
+        if event.kind != CtKind::New && self.belongs_to_a_predecessor(&found, &event) {
             return;
         }
         let slot = match found.split_first() {
@@ -500,13 +507,32 @@ impl FlowTable {
                 None => return,
             },
         };
-        self.conns.set_tuples(slot, event.orig, Some(translated));
+        // Most events are updates of a connection already indexed under exactly these tuples.
+        let indexed = hits == 4
+            && found.len() == 1
+            && self
+                .conns
+                .get(slot)
+                .is_some_and(|c| c.orig == event.orig && c.translated == Some(translated));
+        if !indexed {
+            self.conns.set_tuples(slot, event.orig, Some(translated));
+        }
         let pending = self.conns.get(slot).and_then(|c| c.pending_end);
         match (self.apply_ct(slot, now, &event), pending) {
             (_, Some((end, at))) => self.close(slot, at, end),
             (Some(end), None) => self.close(slot, now, end),
             (None, None) => {}
         }
+    }
+
+    /// An update or destroy of another conntrack entry than the connection found by the tuple
+    /// has: a late event of the previous connection on a reused port.
+    fn belongs_to_a_predecessor(&self, found: &[Slot], event: &CtEvent) -> bool {
+        let [slot] = found else {
+            return false;
+        };
+        let known = self.conns.get(*slot).and_then(|c| c.ct_id);
+        matches!((known, event.id), (Some(a), Some(b)) if a != b)
     }
 
     fn apply_ct(&mut self, slot: Slot, now: Time, event: &CtEvent) -> Option<End> {
@@ -694,6 +720,8 @@ impl FlowTable {
         if let Some(conn) = self.conns.get_mut(keep) {
             conn.absorb(absorbed);
         }
+        // Two sightings of one connection: count it once.
+        self.stats.connections_seen = self.stats.connections_seen.saturating_sub(1);
     }
 
     fn record_handshake_if_done(&mut self, slot: Slot) {

@@ -56,6 +56,19 @@ pub use netlink::Reader;
 pub use netns::run_in_netns;
 pub use rules::{read_ruleset, save_tool};
 
+/// Tunes the process's allocator for a long-running server that builds and drops large
+/// rulesets on many threads: at most two glibc malloc arenas, and freed memory returned to the
+/// kernel above 8 MiB of free heap top. Call it once at start-up, before spawning threads.
+pub fn tune_allocator() {
+    sys::tune_allocator();
+}
+
+/// Hands the allocator's free pages back to the kernel (`malloc_trim`); worth calling after a
+/// collection or an encoding dropped tens of MiB, so the idle server's RSS shrinks.
+pub fn release_free_memory() {
+    sys::release_free_memory();
+}
+
 /// What [`collect`] reads and where.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollectOptions {

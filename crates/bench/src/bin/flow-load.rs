@@ -58,6 +58,9 @@ enum Cmd {
         /// Turn conntrack accounting on in the node namespace (`nf_conntrack_acct=1`).
         #[arg(long)]
         acct: bool,
+        /// Also write nfscope's `/api/flows` document after the run to this file.
+        #[arg(long)]
+        dump_flows: Option<String>,
     },
     /// Accepts, reads the request, answers, closes first; exits after `seconds`.
     Server {
@@ -89,7 +92,15 @@ fn main() -> Result<()> {
             seconds,
             workers,
             acct,
-        } => run(&nfscope, rate, seconds, workers, acct),
+            dump_flows,
+        } => run(
+            &nfscope,
+            rate,
+            seconds,
+            workers,
+            acct,
+            dump_flows.as_deref(),
+        ),
         Cmd::Server {
             listen,
             seconds,
@@ -206,7 +217,14 @@ fn lab(acct: bool) -> Result<Lab> {
 
 // ---- the orchestrator ----
 
-fn run(nfscope: &str, rate: u64, seconds: u64, workers: u64, acct: bool) -> Result<()> {
+fn run(
+    nfscope: &str,
+    rate: u64,
+    seconds: u64,
+    workers: u64,
+    acct: bool,
+    dump_flows: Option<&str>,
+) -> Result<()> {
     let me = std::env::current_exe().context("locating flow-load")?;
     let me = me.to_str().context("path")?;
     let lab = lab(acct)?;
@@ -252,7 +270,10 @@ fn run(nfscope: &str, rate: u64, seconds: u64, workers: u64, acct: bool) -> Resu
     }
     let client: serde_json::Value = serde_json::from_slice(&out.stdout).context("client output")?;
     std::thread::sleep(Duration::from_secs(5)); // let the last FINs and events arrive
-    let metrics = scrape(&lab.node, listen)?;
+    let metrics = scrape(&lab.node, listen, "/metrics")?;
+    if let Some(path) = dump_flows {
+        std::fs::write(path, scrape(&lab.node, listen, "/api/flows")?)?;
+    }
     let hwm = status_kib(&pid, "VmHWM")?;
     let closed: f64 = sum(&metrics, "nfscope_tcp_connections_total");
     let report = serde_json::json!({
@@ -303,10 +324,10 @@ fn status_kib(pid: &str, field: &str) -> Result<u64> {
         .with_context(|| format!("{field} in /proc/{pid}/status"))
 }
 
-fn scrape(node: &Netns, listen: &str) -> Result<String> {
+fn scrape(node: &Netns, listen: &str, path: &str) -> Result<String> {
     let out = node
         .command("curl")
-        .args(["-sf", &format!("http://{listen}/metrics")])
+        .args(["-sf", &format!("http://{listen}{path}")])
         .output()?;
     if !out.status.success() {
         bail!("scraping nfscope failed");

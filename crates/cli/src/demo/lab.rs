@@ -78,6 +78,7 @@ impl Lab {
                 &Role::Traffic {
                     targets,
                     interval_ms: lp.interval_ms,
+                    reset_on_close: lp.reset_on_close,
                 },
             )?;
         }

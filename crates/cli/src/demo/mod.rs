@@ -4,9 +4,11 @@
 //! Layout: [`topology`] describes the lab as data, [`hashes`] and [`rules`] turn it into the
 //! exact rule text real components would write (pure, unit-tested), [`lab`] creates and removes the
 //! namespaces (root, I/O), [`roles`] are the helper processes (pod servers, traffic loops) that run
-//! inside them. This module wires them together with the metrics server and signal handling. It
+//! inside them, [`cluster`] synthesizes the Kubernetes objects the names come from (no API
+//! server). This module wires them together with the metrics server and signal handling. It
 //! does not own collecting or the metric schema (`serve`, `nfscope-kernel`, `nfscope-exporter`).
 
+pub mod cluster;
 pub mod hashes;
 pub mod lab;
 pub mod roles;
@@ -87,6 +89,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
 
     let topo = Topology::standard(std::process::id());
+    install_cluster_directory(&topo);
     let lab = build_lab(&topo).await?;
     print_summary(&topo, &args);
 
@@ -140,6 +143,16 @@ async fn serve_until_stopped(
         let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     }
     outcome
+}
+
+/// The lab's synthesized pods, Services, EndpointSlices and node become this process's
+/// Kubernetes names, fed to the IP directory as a watcher's initial list (there is no API server).
+fn install_cluster_directory(topo: &Topology) {
+    let directory = nfscope_kube::SharedDirectory::new(nfscope_kube::DirectoryConfig::default());
+    cluster::initial_list(topo)
+        .into_iter()
+        .for_each(|change| directory.apply(change));
+    crate::kube_glue::install(directory);
 }
 
 /// Builds namespaces and rules on a blocking thread, then starts the helpers.
@@ -229,6 +242,13 @@ fn print_summary(topo: &Topology, args: &DemoArgs) {
             svc.port
         );
     }
+    println!(
+        "  (synthesized cluster objects: {} pods, {} Services, their EndpointSlices and node {} \
+         feed the Kubernetes IP directory as watch events would; there is no API server)",
+        topo.pods.len(),
+        topo.services.len(),
+        cluster::NODE_NAME
+    );
     println!("clients:");
     for c in &topo.clients {
         println!(
@@ -250,7 +270,16 @@ fn print_summary(topo: &Topology, args: &DemoArgs) {
             .iter()
             .filter_map(|t| topo.target_address(t))
             .collect();
-        println!("  {from} -> {} every {} ms", to.join(", "), lp.interval_ms);
+        let close = if lp.reset_on_close {
+            ", closing with RST"
+        } else {
+            ""
+        };
+        println!(
+            "  {from} -> {} every {} ms{close}",
+            to.join(", "),
+            lp.interval_ms
+        );
     }
     let lan = topo
         .clients

@@ -21,10 +21,13 @@ use tokio::net::{TcpListener, TcpStream};
 pub enum Role {
     /// Answer every TCP connection on `port` (IPv4 and IPv6) with a tiny HTTP response naming the pod.
     PodServer { pod: String, port: u16 },
-    /// Connect to every target every `interval_ms`, send a GET and read the answer.
+    /// Connect to every target every `interval_ms`, send a GET and read the answer; then close
+    /// with a FIN, or with a RST (`SO_LINGER` 0) when `reset_on_close`.
     Traffic {
         targets: Vec<SocketAddr>,
         interval_ms: u64,
+        #[serde(default)]
+        reset_on_close: bool,
     },
 }
 
@@ -49,7 +52,8 @@ pub async fn run_role(role: Role, parent: u32) -> anyhow::Result<()> {
             Role::Traffic {
                 targets,
                 interval_ms,
-            } => traffic_loop(targets, Duration::from_millis(interval_ms)).await,
+                reset_on_close,
+            } => traffic_loop(targets, Duration::from_millis(interval_ms), reset_on_close).await,
         }
     };
     tokio::select! {
@@ -102,21 +106,27 @@ async fn answer(mut stream: TcpStream, body: &str) -> std::io::Result<()> {
     stream.shutdown().await
 }
 
-async fn traffic_loop(targets: Vec<SocketAddr>, interval: Duration) -> anyhow::Result<()> {
+async fn traffic_loop(
+    targets: Vec<SocketAddr>,
+    interval: Duration,
+    reset_on_close: bool,
+) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         for &target in &targets {
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(CONNECT_TIMEOUT * 2, one_request(target)).await;
+                let request = one_request(target, reset_on_close);
+                let _ = tokio::time::timeout(CONNECT_TIMEOUT * 2, request).await;
             });
         }
     }
 }
 
 /// One short HTTP exchange; failures (REJECT, DROP) are the point of some targets, so ignored.
-async fn one_request(target: SocketAddr) -> std::io::Result<()> {
+/// With `reset_on_close` the socket is closed abortively: the kernel sends a RST, not a FIN.
+async fn one_request(target: SocketAddr, reset_on_close: bool) -> std::io::Result<()> {
     let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
@@ -125,6 +135,9 @@ async fn one_request(target: SocketAddr) -> std::io::Result<()> {
         .await?;
     let mut sink = Vec::new();
     stream.read_to_end(&mut sink).await?;
+    if reset_on_close {
+        stream.set_zero_linger()?;
+    }
     Ok(())
 }
 
@@ -145,6 +158,7 @@ mod tests {
                     "[fd00::1]:80".parse().unwrap(),
                 ],
                 interval_ms: 500,
+                reset_on_close: true,
             },
         ];
         for role in roles {
@@ -168,5 +182,38 @@ mod tests {
         server.await.unwrap();
         assert!(reply.starts_with("HTTP/1.0 200 OK\r\n"), "{reply}");
         assert!(reply.ends_with("\r\n\r\nweb-9\n"), "{reply}");
+    }
+
+    /// What the server sees after answering: a clean end of stream, or a reset.
+    async fn server_sees_after_answer(reset_on_close: bool) -> std::io::ErrorKind {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 256];
+            let _ = stream.read(&mut request).await.unwrap();
+            stream.write_all(b"HTTP/1.0 200 OK\r\n\r\n").await.unwrap();
+            stream.shutdown().await.unwrap();
+            let mut rest = [0u8; 16];
+            match stream.read(&mut rest).await {
+                Ok(0) => std::io::ErrorKind::UnexpectedEof,
+                Ok(_) => std::io::ErrorKind::InvalidData,
+                Err(e) => e.kind(),
+            }
+        });
+        one_request(addr, reset_on_close).await.unwrap();
+        server.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn clients_close_with_fin_or_with_reset() {
+        assert_eq!(
+            server_sees_after_answer(false).await,
+            std::io::ErrorKind::UnexpectedEof
+        );
+        assert_eq!(
+            server_sees_after_answer(true).await,
+            std::io::ErrorKind::ConnectionReset
+        );
     }
 }

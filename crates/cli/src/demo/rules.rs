@@ -772,6 +772,10 @@ fn calico_workload(
         ),
     );
     cali_rule(f, &policy, "", "-m mark --mark 0x10000/0x10000 -j RETURN");
+    // An explicit Deny rule: felix renders it as a plain DROP in the policy chain.
+    for cidr in &w.denied_sources {
+        cali_rule(f, &policy, &format!("-s {cidr}"), "-j DROP");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -95,13 +95,16 @@ pub struct NetworkPolicy {
     pub port: u16,
 }
 
-/// A pod guarded by Calico-style workload chains: ingress to `port` only from `allowed_sources`.
+/// A pod guarded by Calico-style workload chains: ingress to `port` only from `allowed_sources`;
+/// `denied_sources` hit the policy's explicit Deny rule (felix renders it as a DROP in the policy
+/// chain), anything else the endpoint chain's "Drop if no policies passed packet".
 #[derive(Debug, Clone)]
 pub struct CalicoWorkload {
     pub pod: String,
     pub policy_name: String,
     pub port: u16,
     pub allowed_sources: Vec<String>,
+    pub denied_sources: Vec<String>,
 }
 
 /// Where a traffic loop runs.
@@ -117,6 +120,9 @@ pub struct TrafficLoop {
     pub origin: Origin,
     pub targets: Vec<Target>,
     pub interval_ms: u64,
+    /// End each connection with a RST (`SO_LINGER` 0) instead of a FIN, like a client that
+    /// gives up abruptly: the flow monitor's resets.
+    pub reset_on_close: bool,
 }
 
 /// A new TCP connection from `origin` to `target`, and what should happen to it.
@@ -154,6 +160,7 @@ impl Topology {
                 policy_name: "demo.api-allow-lan-and-web".into(),
                 port: 9090,
                 allowed_sources: vec!["192.168.50.10/32".into(), "10.244.1.0/28".into()],
+                denied_sources: vec!["192.168.50.66/32".into()],
             }],
             traffic: standard_traffic(),
             trace_examples: standard_trace_examples(),
@@ -390,6 +397,7 @@ fn standard_traffic() -> Vec<TrafficLoop> {
                 target("legacy", false),
             ],
             interval_ms: 500,
+            reset_on_close: false,
         },
         TrafficLoop {
             origin: Origin::Client("rogue".into()),
@@ -399,11 +407,19 @@ fn standard_traffic() -> Vec<TrafficLoop> {
                 target("web", false),
             ],
             interval_ms: 500,
+            reset_on_close: false,
         },
         TrafficLoop {
             origin: Origin::Pod("web-1".into()),
             targets: vec![target("db", false), target("api", false)],
             interval_ms: 1000,
+            reset_on_close: false,
+        },
+        TrafficLoop {
+            origin: Origin::Pod("api-2".into()),
+            targets: vec![target("web", false)],
+            interval_ms: 1000,
+            reset_on_close: true,
         },
     ]
 }

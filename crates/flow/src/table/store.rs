@@ -11,9 +11,9 @@
 //! This module owns memory layout only; what the tuples mean and when connections end belong to
 //! the table.
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher as _;
 
-use hashbrown::HashTable;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use super::{Conn, Side};
 use crate::event::Tuple;
@@ -32,7 +32,7 @@ pub(super) struct ConnStore {
     len: usize,
     /// `slot << 2 | k`, `k` as in [`nth_tuple`].
     index: HashTable<u32>,
-    hasher: RandomState,
+    hasher: DefaultHashBuilder,
 }
 
 /// The `k`-th tuple of a connection: 0 original, 1 its reverse, 2 translated, 3 its reverse.
@@ -59,7 +59,7 @@ impl ConnStore {
             free: Vec::new(),
             len: 0,
             index: HashTable::with_capacity(capacity.min(MAX_SLOTS).saturating_mul(4)),
-            hasher: RandomState::new(),
+            hasher: DefaultHashBuilder::default(),
         }
     }
 

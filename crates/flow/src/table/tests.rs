@@ -190,7 +190,11 @@ fn syns_seen_on_both_sides_before_conntrack_merge_into_one_connection() {
     let conn = table.live().next().unwrap();
     assert_eq!(conn.syn_at, Some(t(0)));
     assert_eq!(conn.translated, Some(served(1)));
-    assert_eq!(table.stats().connections_seen, 2);
+    assert_eq!(
+        table.stats().connections_seen,
+        1,
+        "one connection once merged (seen = closed + live + evicted)"
+    );
 }
 
 #[test]
@@ -485,4 +489,20 @@ fn a_conntrack_event_later_than_the_fins_completes_the_connection_instead_of_sta
     assert_eq!(table.live().count(), 0);
     let conn = table.closed().last().unwrap();
     assert_eq!((conn.end, conn.end_at), (End::RstClient, Some(t(10_001))));
+}
+
+#[test]
+fn a_late_destroy_of_the_previous_entry_on_a_reused_port_is_ignored() {
+    let mut table = table();
+    let mut new = ct(CtKind::New, 4100, Some(TcpState::Handshake));
+    new.id = Some(2);
+    table.on_conntrack_event(t(0), new);
+    let mut old_destroy = ct(CtKind::Destroy, 4100, Some(TcpState::Closing));
+    old_destroy.id = Some(1);
+    table.on_conntrack_event(t(1), old_destroy);
+    assert_eq!(table.live().count(), 1, "entry 2 is still open");
+    let mut destroy = ct(CtKind::Destroy, 4100, Some(TcpState::Closing));
+    destroy.id = Some(2);
+    table.on_conntrack_event(t(2), destroy);
+    assert_eq!(table.live().count(), 0);
 }

@@ -185,6 +185,7 @@ impl Reader {
             if self.nft.get(&family).is_some_and(|(g, _)| *g == generation) {
                 continue;
             }
+            self.nft.remove(&family); // stale: let it go before the new text is parsed
             let text = read_text(opts, family, Backend::Nft, &[])?;
             if nft::generation(sock)? != generation {
                 return Ok(Err("generation moved while reading rule text".to_owned()));
@@ -292,6 +293,8 @@ impl Reader {
         let tables = if self.legacy.get(&family).is_some_and(|(p, _)| *p == prints) {
             tables
         } else {
+            drop(tables); // read again below; no need to hold both copies meanwhile
+            self.legacy.remove(&family); // stale: let it go before the new text is parsed
             let args: Vec<Vec<&str>> = names.iter().map(|n| vec!["-t", n.as_str()]).collect();
             let text = read_text_multi(opts, family, Backend::Legacy, &args)?;
             let Some(again) = read_tables(sock, &names).map_err(io_error)? else {
@@ -304,7 +307,10 @@ impl Reader {
             again
         };
         let (_, text) = self.legacy.get_mut(&family).expect("inserted above");
-        if let Err(why) = place_legacy(text, &tables) {
+        let placed = place_legacy(text, &tables);
+        // The kernel's entries (tens of MiB at 70k rules) go before the ruleset is copied out.
+        drop(tables);
+        if let Err(why) = placed {
             self.legacy.remove(&family);
             return Ok(Err(why));
         }

@@ -262,7 +262,7 @@ fn calico_workload_chains_carry_cali_ids() {
 // The generated text through nfscope's own parser and annotator.
 
 mod through_the_annotator {
-    use nfscope_annotate::{Direction, HashCheck, Meaning, annotate};
+    use nfscope_annotate::{Direction, HashCheck, Meaning, PolicyVerdict, annotate};
     use nfscope_ruleset::{ParseOptions, Ruleset, parse_ruleset};
 
     use super::lab;
@@ -359,6 +359,52 @@ mod through_the_annotator {
                 "no Calico {direction} workload chain for {api_iface}"
             );
         }
+    }
+
+    /// Calico's verdicts as the exporter counts them: the policy's explicit Deny (a DROP in the
+    /// policy chain) names the policy; the workload chain's "Return if policy accepted" accepts.
+    #[test]
+    fn calico_policy_chain_denies_and_the_workload_chain_accepts() {
+        let (topo, rules) = lab();
+        let ruleset = parse(&rules.iptables);
+        let notes = annotate(&ruleset);
+        let (t, filter) = ruleset
+            .tables
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.name == "filter")
+            .expect("filter table");
+        let verdicts = |prefix: &str| -> Vec<(Option<Meaning>, PolicyVerdict)> {
+            filter
+                .chains
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.name.starts_with(prefix))
+                .flat_map(|(c, chain)| (0..chain.rules.len()).map(move |r| (c, r)))
+                .filter_map(|(c, r)| {
+                    let note = notes.rule(t, c, r);
+                    Some((note.meaning.clone(), note.policy_verdict?))
+                })
+                .collect()
+        };
+        let policy = &topo.calico_workloads[0].policy_name;
+        assert_eq!(
+            verdicts("cali-pi-"),
+            [(
+                Some(Meaning::CalicoPolicy {
+                    policy: policy.clone(),
+                    direction: Direction::Ingress
+                }),
+                PolicyVerdict::Deny
+            )],
+            "one explicit Deny rule per denied source"
+        );
+        let tw = verdicts("cali-tw-");
+        assert!(
+            tw.iter().any(|(_, v)| *v == PolicyVerdict::Accept)
+                && tw.iter().any(|(_, v)| *v == PolicyVerdict::Deny),
+            "{tw:?}"
+        );
     }
 
     #[test]
