@@ -11,6 +11,7 @@
 //! metrics (`nfscope-exporter`). It does no I/O and never panics on odd input: unknown chains are
 //! owned by [`Owner::Other`] and have no meaning. The work is linear in the number of rules.
 
+#![forbid(unsafe_code)]
 pub mod comments;
 pub mod hash;
 pub mod owner;

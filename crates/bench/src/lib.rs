@@ -13,6 +13,7 @@
 //! This crate does not own nfscope's real parser (`nfscope-ruleset`) or metric schema
 //! (`nfscope-exporter`); it only feeds and measures them.
 
+#![forbid(unsafe_code)]
 pub mod naive;
 
 use std::collections::BTreeMap;

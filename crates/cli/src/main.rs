@@ -7,6 +7,7 @@
 //!
 //! Exit codes: 0 success, 2 unusable input (unreadable file, parse error), 1 any other failure.
 
+#![forbid(unsafe_code)]
 mod ambient_caps;
 mod cli;
 mod demo;

@@ -246,7 +246,11 @@ mod tests {
 
         let cached = SingleFlight::new(counting_job(Duration::ZERO).1, Duration::from_secs(60));
         let done = cached.get(Duration::from_secs(5)).await.unwrap();
-        assert_eq!(Arc::strong_count(&done), 2, "a cache window keeps the result");
+        assert_eq!(
+            Arc::strong_count(&done),
+            2,
+            "a cache window keeps the result"
+        );
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@
 //! says the rules are unchanged, and call [`encode_metrics_with_labels`]. [`encode_metrics`]
 //! builds them on the fly.
 
+#![forbid(unsafe_code)]
 mod expo;
 mod json;
 mod kube;

@@ -10,6 +10,7 @@
 //! It does no I/O and reads no clock: opening sockets, parsing netlink messages and reading the
 //! packet ring belong to `nfscope-kernel`; threads, HTTP and the terminal to the binary. That is
 //! what lets the unit tests drive a connection's whole life with synthetic times.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod aggregate;

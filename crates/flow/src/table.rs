@@ -526,13 +526,22 @@ impl FlowTable {
     }
 
     /// An update or destroy of another conntrack entry than the connection found by the tuple
-    /// has: a late event of the previous connection on a reused port.
+    /// has: a late event of the previous connection on a reused port (e.g. conntrack destroying
+    /// the old entry in TIME_WAIT when the new SYN arrives). Either the connection knows another
+    /// entry id, or it started with a SYN the capture saw and its own NEW has not come yet
+    /// (events of one entry arrive in order, NEW first).
     fn belongs_to_a_predecessor(&self, found: &[Slot], event: &CtEvent) -> bool {
         let [slot] = found else {
             return false;
         };
-        let known = self.conns.get(*slot).and_then(|c| c.ct_id);
-        matches!((known, event.id), (Some(a), Some(b)) if a != b)
+        let Some(conn) = self.conns.get(*slot) else {
+            return false;
+        };
+        match (conn.ct_id, event.id) {
+            (Some(known), Some(id)) => known != id,
+            (None, _) => conn.syn_at.is_some(),
+            (Some(_), None) => false,
+        }
     }
 
     fn apply_ct(&mut self, slot: Slot, now: Time, event: &CtEvent) -> Option<End> {

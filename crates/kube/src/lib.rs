@@ -8,6 +8,7 @@
 //! flow monitor name IPs through. It does not decide how names appear in metrics or output
 //! (the binary's glue does), and without a cluster nothing here runs.
 
+#![forbid(unsafe_code)]
 pub mod convert;
 pub mod directory;
 pub mod watch;

@@ -13,6 +13,7 @@
 //! It does no I/O: reading dumps and the node is the caller's job (`nfscope-kernel`, the CLI). It
 //! does not parse (`nfscope-ruleset`) nor decide Kubernetes meaning (`nfscope-annotate`).
 
+#![forbid(unsafe_code)]
 pub mod canon;
 pub mod checks;
 pub mod cover;

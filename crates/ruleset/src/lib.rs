@@ -8,6 +8,7 @@
 //!
 //! It does not know about Kubernetes (see `nfscope-annotate`), the kernel (`nfscope-kernel`) or
 //! metrics (`nfscope-exporter`).
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod ipset;

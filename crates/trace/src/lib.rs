@@ -16,6 +16,7 @@
 //! policy routing and tables other than main/local are ignored; `statistic --mode nth` is
 //! treated as probability 1/every.
 
+#![forbid(unsafe_code)]
 mod engine;
 mod matcher;
 mod packet;

@@ -506,3 +506,17 @@ fn a_late_destroy_of_the_previous_entry_on_a_reused_port_is_ignored() {
     table.on_conntrack_event(t(2), destroy);
     assert_eq!(table.live().count(), 0);
 }
+
+#[test]
+fn the_destroy_of_the_time_wait_entry_a_new_syn_replaced_does_not_end_the_new_connection() {
+    let mut table = table();
+    // The old connection's tombstone is long gone; the client reuses the port.
+    table.on_packet(t(0), packet(dialled(4200), SYN, 900, 0, 0));
+    table.on_conntrack_event(t(1), ct(CtKind::Destroy, 4200, Some(TcpState::Closing)));
+    assert_eq!(table.live().count(), 1, "the new connection is still open");
+    table.on_conntrack_event(t(2), ct(CtKind::New, 4200, Some(TcpState::Handshake)));
+    let stats = table.stats();
+    assert_eq!((stats.connections_seen, stats.live), (1, 1));
+    let conn = table.live().next().unwrap();
+    assert_eq!(conn.server().dst, ip(POD));
+}
