@@ -6,7 +6,8 @@
 //! and the HTTP layer never depend on those crates' exact shapes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use nfscope_annotate::Annotations;
@@ -24,6 +25,18 @@ pub struct Collected {
     pub annotations: Arc<Vec<Annotations>>,
     /// Rule ids, canonical texts and comments per ruleset (shared like `annotations`).
     pub labels: Arc<Vec<RuleLabels>>,
+    /// Where the snapshot goes when this is dropped: back to the server's kernel reader, which
+    /// lent it its parsed rulesets (`nfscope_kernel::Reader::lending`) instead of copying them.
+    give_back: Option<Sender<Snapshot>>,
+}
+
+impl Drop for Collected {
+    fn drop(&mut self) {
+        if let Some(reader) = self.give_back.take() {
+            // The reader may be gone (server shutting down): then the snapshot just drops.
+            let _ = reader.send(std::mem::take(&mut self.snapshot));
+        }
+    }
 }
 
 /// The server's running totals, updated by every collection.
@@ -110,6 +123,7 @@ pub fn prepare(snapshot: Snapshot) -> Collected {
         snapshot,
         annotations: Arc::new(annotations),
         labels: Arc::new(labels),
+        give_back: None,
     }
 }
 
@@ -120,13 +134,18 @@ pub fn collector(
 ) -> impl Fn() -> Collected + Send + Sync + 'static {
     let cache = Mutex::new(PreparedCache::default());
     // Keeps the parsed rule text between collections: re-read only when the ruleset changed.
-    let reader = Mutex::new(nfscope_kernel::Reader::new());
+    // It lends its parsed rulesets to each snapshot; a dropped `Collected` sends them back.
+    let reader = Mutex::new(nfscope_kernel::Reader::lending());
+    let (give_back, returned) = mpsc::channel::<Snapshot>();
+    let returned = Mutex::new(returned);
     move || {
         let started = Instant::now();
-        let snapshot = reader
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .collect(&options);
+        let snapshot = {
+            let mut reader = reader.lock().unwrap_or_else(PoisonError::into_inner);
+            let returned = returned.lock().unwrap_or_else(PoisonError::into_inner);
+            take_back_lent_rulesets(&mut reader, &returned);
+            reader.collect(&options)
+        };
         counters.collections.fetch_add(1, Ordering::Relaxed);
         counters
             .retries
@@ -136,14 +155,35 @@ pub fn collector(
             let error = report.error.as_deref().unwrap_or_default();
             tracing::warn!(method = %report.method, %error, "collection source failed");
         }
-        let collected = cache
+        let mut collected = cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .prepare(snapshot);
+        collected.give_back = Some(give_back.clone());
         // The dump text, kernel tables and parse temporaries are gone now: give their pages back.
         nfscope_kernel::release_free_memory();
         tracing::debug!(elapsed = ?started.elapsed(), "collection done");
         collected
+    }
+}
+
+/// How long a collection waits for the previous snapshot to come back (a request may still be
+/// encoding it) before it re-reads the rule text instead.
+const GIVE_BACK_WAIT: Duration = Duration::from_secs(2);
+
+/// Hands every returned snapshot back to the reader; when rulesets are still out (a concurrent
+/// request holds the previous collection), waits up to [`GIVE_BACK_WAIT`] for them.
+fn take_back_lent_rulesets(reader: &mut nfscope_kernel::Reader, returned: &Receiver<Snapshot>) {
+    while let Ok(snapshot) = returned.try_recv() {
+        reader.give_back(snapshot);
+    }
+    let deadline = Instant::now() + GIVE_BACK_WAIT;
+    while reader.has_lent_rulesets() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match returned.recv_timeout(left) {
+            Ok(snapshot) => reader.give_back(snapshot),
+            Err(_) => break,
+        }
     }
 }
 
@@ -177,6 +217,7 @@ impl PreparedCache {
             snapshot,
             annotations: Arc::clone(&self.annotations),
             labels: Arc::clone(&self.labels),
+            give_back: None,
         }
     }
 

@@ -125,6 +125,8 @@ impl<T: Send + Sync + 'static> SingleFlight<T> {
 
     fn start(&self, state: &mut State<T>) -> watch::Receiver<Slot<T>> {
         state.runs_started += 1;
+        // An expired result is of no use any more; let it go before the new run needs its memory.
+        state.latest = None;
         let run = state.runs_started;
         let (sender, receiver) = watch::channel(None);
         state.in_flight = Some(receiver.clone());

@@ -550,7 +550,7 @@ fn conntrack_accounting(facts: &NodeFacts) -> NodeCheck {
             "conntrack accounting is on: per-flow byte and packet counts are available to the flow monitor"
         }
         Some(_) => {
-            "conntrack accounting is off: the flow monitor needs net.netfilter.nf_conntrack_acct=1 for per-flow bytes"
+            "conntrack accounting is off: flow byte counts come only from TCP sequence numbers (nfscope never switches it on)"
         }
         None => "conntrack accounting could not be read (nf_conntrack not loaded)",
     };
@@ -817,6 +817,24 @@ mod tests {
         assert_eq!(conntrack_fill(&with(100, 3)).status, Status::Warn);
         assert_eq!(conntrack_fill(&with(800, 0)).status, Status::Warn);
         assert_eq!(conntrack_fill(&with(950, 0)).status, Status::Fail);
+    }
+
+    #[test]
+    fn conntrack_accounting_off_names_the_sysctl_and_the_consequence() {
+        let off = conntrack_accounting(&facts(&[("net.netfilter.nf_conntrack_acct", "0")], vec![]));
+        assert_eq!(off.id, "conntrack-accounting");
+        assert!(
+            off.summary.contains("only from TCP sequence numbers"),
+            "{off:?}"
+        );
+        assert!(
+            off.evidence
+                .iter()
+                .any(|e| e.contains("net.netfilter.nf_conntrack_acct = 0")),
+            "{off:?}"
+        );
+        let on = conntrack_accounting(&facts(&[("net.netfilter.nf_conntrack_acct", "1")], vec![]));
+        assert!(on.summary.contains("is on"), "{on:?}");
     }
 
     #[test]

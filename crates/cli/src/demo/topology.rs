@@ -501,7 +501,7 @@ mod tests {
         let name = |ip: &str| names.lookup(ip.parse().unwrap()).map(|n| n.display());
         assert_eq!(name("10.244.1.12").as_deref(), Some("demo/web"), "web-2");
         assert_eq!(
-            name("fd00:10:244:1::13").as_deref(),
+            name("fd00:10:244:1::d").as_deref(),
             Some("demo/web"),
             "web-3 v6"
         );

@@ -20,7 +20,7 @@ use std::fs;
 use std::io;
 
 use nfscope_ruleset::{
-    Backend, Counters, Family, NftNamedCounter, NftRule, NftSet, NftablesState, Ruleset,
+    Backend, Counters, Family, NftNamedCounter, NftRule, NftSet, NftablesState, Ruleset, Snapshot,
 };
 
 use crate::CollectOptions;
@@ -45,7 +45,10 @@ pub(crate) fn method(family: Family, backend: Backend) -> String {
 
 /// Parsed rule text kept between scrapes, with the index that places counters.
 struct CachedText {
+    /// `None` while lent out (see [`Reader::lending`]) or when the text held no tables.
     ruleset: Option<Ruleset>,
+    /// The ruleset was moved into a snapshot and has not come back yet ([`Reader::give_back`]).
+    lent: bool,
     /// Strict-parse problem when a lenient parse was kept.
     problem: Option<String>,
     /// table → chain → (table index, chain index).
@@ -63,9 +66,51 @@ impl CachedText {
         }
         Self {
             ruleset,
+            lent: false,
             problem: problem.map(|p| format!("{p} (kept a lenient parse)")),
             index,
         }
+    }
+
+    /// True when the cached text can place counters (it is not lent out).
+    fn usable(&self) -> bool {
+        !self.lent
+    }
+
+    /// The ruleset for a snapshot: moved out when lending (the cache keeps only its index until
+    /// it is given back), copied otherwise.
+    fn hand_out(&mut self, lend: bool) -> Option<Ruleset> {
+        if lend && self.ruleset.is_some() {
+            self.lent = true;
+            self.ruleset.take()
+        } else {
+            self.ruleset.clone()
+        }
+    }
+
+    /// Takes a lent ruleset back if it has the tables and chains, at the places, that the index
+    /// was built from (rule counts, comments and verdicts are checked again when counters are
+    /// placed, so a ruleset edited meanwhile causes a re-read, never a misplaced counter).
+    fn take_back(&mut self, ruleset: Ruleset) {
+        if !self.lent || !self.indexes(&ruleset) {
+            return;
+        }
+        self.ruleset = Some(ruleset);
+        self.lent = false;
+    }
+
+    fn indexes(&self, ruleset: &Ruleset) -> bool {
+        let chains: usize = self.index.values().map(HashMap::len).sum();
+        let their_chains: usize = ruleset.tables.iter().map(|t| t.chains.len()).sum();
+        chains == their_chains
+            && self.index.len() == ruleset.tables.len()
+            && ruleset.tables.iter().enumerate().all(|(t, table)| {
+                table
+                    .chains
+                    .iter()
+                    .enumerate()
+                    .all(|(c, chain)| self.chain(&table.name, &chain.name) == Some((t, c)))
+            })
     }
 
     fn has_table(&self, table: &str) -> bool {
@@ -86,6 +131,8 @@ pub(crate) type RulesRead = Result<(Option<Ruleset>, Option<String>), KernelErro
 pub struct Reader {
     nft: HashMap<Family, (u32, CachedText)>,
     legacy: HashMap<Family, (Vec<u64>, CachedText)>,
+    /// Move cached rulesets into snapshots instead of copying them ([`Reader::lending`]).
+    lend: bool,
 }
 
 impl std::fmt::Debug for Reader {
@@ -108,6 +155,41 @@ impl Reader {
     /// A reader with nothing cached: its first scrape reads the rule text.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A reader that *moves* its cached parsed rulesets into the snapshots it returns instead of
+    /// copying them (at 70k rules the copy is ~80 MiB and a fifth of a scrape's CPU). Hand each
+    /// snapshot back with [`Reader::give_back`] once it is no longer needed; a ruleset that has
+    /// not come back by the next collection is read and parsed again from the save tool's text,
+    /// which is correct but costs what a cache miss costs.
+    pub fn lending() -> Self {
+        Self {
+            lend: true,
+            ..Self::default()
+        }
+    }
+
+    /// Returns a snapshot's rulesets to the cache they were lent from (see [`Reader::lending`]).
+    /// Rulesets the reader did not lend, or whose rule text was re-read since, are dropped.
+    pub fn give_back(&mut self, snapshot: Snapshot) {
+        for ruleset in snapshot.rulesets {
+            let cached = match ruleset.backend {
+                Backend::Nft => self.nft.get_mut(&ruleset.family).map(|(_, text)| text),
+                Backend::Legacy => self.legacy.get_mut(&ruleset.family).map(|(_, text)| text),
+                Backend::Unknown => None,
+            };
+            if let Some(text) = cached {
+                text.take_back(ruleset);
+            }
+        }
+    }
+
+    /// True while some cached ruleset is lent out and has not been given back.
+    pub fn has_lent_rulesets(&self) -> bool {
+        let texts = self.nft.values().map(|(_, t)| t);
+        texts
+            .chain(self.legacy.values().map(|(_, t)| t))
+            .any(|t| t.lent)
     }
 
     /// Reads every requested (family, backend) in the calling thread's namespace.
@@ -182,7 +264,11 @@ impl Reader {
     ) -> io::Result<Result<Vec<(Family, Option<Ruleset>, Option<String>)>, String>> {
         let generation = nft::generation(sock)?;
         for &family in families {
-            if self.nft.get(&family).is_some_and(|(g, _)| *g == generation) {
+            if self
+                .nft
+                .get(&family)
+                .is_some_and(|(g, text)| *g == generation && text.usable())
+            {
                 continue;
             }
             self.nft.remove(&family); // stale: let it go before the new text is parsed
@@ -227,11 +313,12 @@ impl Reader {
             native.sets = set_sizes(sock)?;
             extras.nftables = native;
         }
+        let lend = self.lend;
         let done = families
             .iter()
             .map(|f| {
-                let (_, text) = &self.nft[f];
-                (*f, text.ruleset.clone(), text.problem.clone())
+                let (_, text) = self.nft.get_mut(f).expect("read above");
+                (*f, text.hand_out(lend), text.problem.clone())
             })
             .collect();
         Ok(Ok(done))
@@ -290,7 +377,8 @@ impl Reader {
             return Ok(Ok((None, None)));
         }
         let prints: Vec<u64> = tables.iter().map(XtTable::fingerprint).collect();
-        let tables = if self.legacy.get(&family).is_some_and(|(p, _)| *p == prints) {
+        let cached = self.legacy.get(&family);
+        let tables = if cached.is_some_and(|(p, text)| *p == prints && text.usable()) {
             tables
         } else {
             drop(tables); // read again below; no need to hold both copies meanwhile
@@ -314,7 +402,7 @@ impl Reader {
             self.legacy.remove(&family);
             return Ok(Err(why));
         }
-        Ok(Ok((text.ruleset.clone(), text.problem.clone())))
+        Ok(Ok((text.hand_out(self.lend), text.problem.clone())))
     }
 }
 
@@ -634,4 +722,63 @@ fn set_sizes(sock: &mut NfSocket) -> io::Result<Vec<NftSet>> {
             elements: s.elements,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use nfscope_ruleset::{ParseOptions, parse_ruleset};
+
+    use super::*;
+
+    const DUMP: &str = "*filter\n:INPUT ACCEPT [0:0]\n:KUBE-A - [0:0]\n\
+        [1:60] -A INPUT -j KUBE-A\n[2:120] -A KUBE-A -p tcp -j ACCEPT\nCOMMIT\n";
+
+    fn parsed(dump: &str) -> Ruleset {
+        parse_ruleset(dump, &ParseOptions::default()).expect("test dump parses")
+    }
+
+    #[test]
+    fn a_lent_ruleset_leaves_the_cache_until_the_same_shape_comes_back() {
+        let mut text = CachedText::new(Some(parsed(DUMP)), None);
+        let copied = text.hand_out(false).expect("a ruleset");
+        assert!(text.usable() && text.ruleset.is_some(), "copying keeps the cache");
+
+        let lent = text.hand_out(true).expect("a ruleset");
+        assert_eq!(lent, copied);
+        assert!(!text.usable() && text.ruleset.is_none(), "lending moves it out");
+
+        let renamed = parsed(&DUMP.replace("KUBE-A", "KUBE-B"));
+        text.take_back(renamed);
+        assert!(!text.usable(), "a ruleset with other chains is not taken back");
+
+        text.take_back(lent);
+        assert!(text.usable());
+        assert_eq!(text.ruleset.as_ref(), Some(&copied));
+        text.take_back(copied);
+        assert!(text.usable(), "a second give-back of a ruleset not lent is ignored");
+    }
+
+    #[test]
+    fn give_back_returns_rulesets_to_their_family_and_backend() {
+        let mut reader = Reader::lending();
+        let mut text = CachedText::new(Some(parsed(DUMP)), None);
+        let mut ruleset = text.hand_out(true).expect("a ruleset");
+        reader.legacy.insert(Family::Ipv4, (vec![1], text));
+        assert!(reader.has_lent_rulesets());
+
+        ruleset.backend = Backend::Nft;
+        let wrong_backend = Snapshot {
+            rulesets: vec![ruleset.clone()],
+            ..Snapshot::default()
+        };
+        reader.give_back(wrong_backend);
+        assert!(reader.has_lent_rulesets(), "an nft ruleset is not the legacy one");
+
+        ruleset.backend = Backend::Legacy;
+        reader.give_back(Snapshot {
+            rulesets: vec![ruleset],
+            ..Snapshot::default()
+        });
+        assert!(!reader.has_lent_rulesets());
+    }
 }
