@@ -741,21 +741,33 @@ mod tests {
     fn a_lent_ruleset_leaves_the_cache_until_the_same_shape_comes_back() {
         let mut text = CachedText::new(Some(parsed(DUMP)), None);
         let copied = text.hand_out(false).expect("a ruleset");
-        assert!(text.usable() && text.ruleset.is_some(), "copying keeps the cache");
+        assert!(
+            text.usable() && text.ruleset.is_some(),
+            "copying keeps the cache"
+        );
 
         let lent = text.hand_out(true).expect("a ruleset");
         assert_eq!(lent, copied);
-        assert!(!text.usable() && text.ruleset.is_none(), "lending moves it out");
+        assert!(
+            !text.usable() && text.ruleset.is_none(),
+            "lending moves it out"
+        );
 
         let renamed = parsed(&DUMP.replace("KUBE-A", "KUBE-B"));
         text.take_back(renamed);
-        assert!(!text.usable(), "a ruleset with other chains is not taken back");
+        assert!(
+            !text.usable(),
+            "a ruleset with other chains is not taken back"
+        );
 
         text.take_back(lent);
         assert!(text.usable());
         assert_eq!(text.ruleset.as_ref(), Some(&copied));
         text.take_back(copied);
-        assert!(text.usable(), "a second give-back of a ruleset not lent is ignored");
+        assert!(
+            text.usable(),
+            "a second give-back of a ruleset not lent is ignored"
+        );
     }
 
     #[test]
@@ -772,7 +784,10 @@ mod tests {
             ..Snapshot::default()
         };
         reader.give_back(wrong_backend);
-        assert!(reader.has_lent_rulesets(), "an nft ruleset is not the legacy one");
+        assert!(
+            reader.has_lent_rulesets(),
+            "an nft ruleset is not the legacy one"
+        );
 
         ruleset.backend = Backend::Legacy;
         reader.give_back(Snapshot {
