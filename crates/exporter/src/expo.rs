@@ -74,6 +74,16 @@ impl Exposition {
         }
     }
 
+    /// Continues writing after `out` (which already holds whole families).
+    pub(crate) fn appending_to(out: String) -> Self {
+        let end = out.len();
+        Self {
+            out,
+            family_start: end,
+            header_end: end,
+        }
+    }
+
     /// Starts a metric family: writes `# HELP` and `# TYPE`.
     pub(crate) fn family(&mut self, name: &str, kind: Kind, help: &str) {
         self.family_start = self.out.len();

@@ -4,101 +4,89 @@
 //! Owns the `nftables_*` metric names and labels. It does not read anything: the kernel crate
 //! fills [`Snapshot::nftables`] (netlink source only; empty otherwise, and then nothing is written).
 
-use std::fmt::Write;
+use nfscope_ruleset::{Counters, Snapshot};
 
-use nfscope_ruleset::Snapshot;
-
-use crate::expo::push_escaped_label_value;
+use crate::expo::{Exposition, Kind};
 
 /// Appends the `nftables_*` families for `snapshot.nftables` to `out` (Prometheus text format).
+/// Families without samples leave nothing behind.
 pub fn append_nftables_metrics(out: &mut String, snapshot: &Snapshot) {
     let state = &snapshot.nftables;
-    if !state.rules.is_empty() {
-        for (name, help, bytes) in [
-            (
-                "nftables_rule_packets_total",
-                "Packets matched by a native nftables rule's counter.",
-                false,
-            ),
-            (
-                "nftables_rule_bytes_total",
-                "Bytes matched by a native nftables rule's counter.",
-                true,
-            ),
-        ] {
-            header(out, name, help, "counter");
-            for rule in &state.rules {
-                let value = if bytes {
-                    rule.counters.bytes
-                } else {
-                    rule.counters.packets
-                };
-                out.push_str(name);
-                label(out, '{', "family", &rule.family);
-                label(out, ',', "table", &rule.table);
-                label(out, ',', "chain", &rule.chain);
-                let _ = write!(out, ",handle=\"{}\"", rule.handle);
-                label(out, ',', "comment", rule.comment.as_deref().unwrap_or(""));
-                let _ = writeln!(out, "}} {value}");
-            }
+    let mut expo = Exposition::appending_to(std::mem::take(out));
+    for (name, help, pick) in [
+        (
+            "nftables_rule_packets_total",
+            "Packets matched by a native nftables rule's counter.",
+            packets as fn(&Counters) -> u64,
+        ),
+        (
+            "nftables_rule_bytes_total",
+            "Bytes matched by a native nftables rule's counter.",
+            bytes,
+        ),
+    ] {
+        expo.family(name, Kind::Counter, help);
+        for rule in &state.rules {
+            let handle = rule.handle.to_string();
+            let comment = rule.comment.as_deref().unwrap_or("");
+            let labels = [
+                ("family", rule.family.as_str()),
+                ("table", &rule.table),
+                ("chain", &rule.chain),
+                ("handle", &handle),
+                ("comment", comment),
+            ];
+            expo.sample(name, &labels, pick(&rule.counters));
         }
+        expo.end_family();
     }
-    if !state.counters.is_empty() {
-        for (name, help, bytes) in [
-            (
-                "nftables_counter_packets_total",
-                "Packets of a named nftables counter.",
-                false,
-            ),
-            (
-                "nftables_counter_bytes_total",
-                "Bytes of a named nftables counter.",
-                true,
-            ),
-        ] {
-            header(out, name, help, "counter");
-            for counter in &state.counters {
-                let value = if bytes {
-                    counter.counters.bytes
-                } else {
-                    counter.counters.packets
-                };
-                out.push_str(name);
-                label(out, '{', "family", &counter.family);
-                label(out, ',', "table", &counter.table);
-                label(out, ',', "name", &counter.name);
-                let _ = writeln!(out, "}} {value}");
-            }
+    for (name, help, pick) in [
+        (
+            "nftables_counter_packets_total",
+            "Packets of a named nftables counter.",
+            packets as fn(&Counters) -> u64,
+        ),
+        (
+            "nftables_counter_bytes_total",
+            "Bytes of a named nftables counter.",
+            bytes,
+        ),
+    ] {
+        expo.family(name, Kind::Counter, help);
+        for counter in &state.counters {
+            let labels = [
+                ("family", counter.family.as_str()),
+                ("table", &counter.table),
+                ("name", &counter.name),
+            ];
+            expo.sample(name, &labels, pick(&counter.counters));
         }
+        expo.end_family();
     }
-    if !state.sets.is_empty() {
-        let name = "nftables_set_elements";
-        header(
-            out,
-            name,
-            "Elements in a named nftables set or map.",
-            "gauge",
-        );
-        for set in &state.sets {
-            out.push_str(name);
-            label(out, '{', "family", &set.family);
-            label(out, ',', "table", &set.table);
-            label(out, ',', "set", &set.name);
-            let _ = writeln!(out, "}} {}", set.elements);
-        }
+    let name = "nftables_set_elements";
+    expo.family(
+        name,
+        Kind::Gauge,
+        "Elements in a named nftables set or map.",
+    );
+    for set in &state.sets {
+        let labels = [
+            ("family", set.family.as_str()),
+            ("table", &set.table),
+            ("set", &set.name),
+        ];
+        expo.sample(name, &labels, set.elements);
     }
+    expo.end_family();
+    *out = expo.into_string();
 }
 
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+fn packets(counters: &Counters) -> u64 {
+    counters.packets
 }
 
-fn label(out: &mut String, sep: char, name: &str, value: &str) {
-    out.push(sep);
-    out.push_str(name);
-    out.push_str("=\"");
-    push_escaped_label_value(out, value);
-    out.push('"');
+fn bytes(counters: &Counters) -> u64 {
+    counters.bytes
 }
 
 #[cfg(test)]
