@@ -1,7 +1,7 @@
 //! The seam between the binary and the library crates: collecting, preparing and rendering.
 //!
-//! Owns the per-(family, backend) cache of rule labels and annotations the server reuses while the
-//! rules are unchanged (only counters moved), and the server's own counters. Every call into
+//! Owns the per-(family, backend) cache of rule labels, annotations and lint findings the server
+//! reuses while the rules are unchanged (only counters moved), and the server's own counters. Every call into
 //! `nfscope-kernel`, `nfscope-annotate` and `nfscope-exporter` goes through here, so the commands
 //! and the HTTP layer never depend on those crates' exact shapes.
 
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use nfscope_annotate::Annotations;
 use nfscope_exporter::{ExportOptions, RuleLabel, RuleLabels, SelfMetrics};
 use nfscope_kernel::CollectOptions;
+use nfscope_lint::Finding;
 use nfscope_ruleset::{Backend, Family, ParseError, ParseOptions, Ruleset, Snapshot, SourceKind};
 
 /// A snapshot with everything derived from it that outputs need: annotations and rule labels,
@@ -25,6 +26,9 @@ pub struct Collected {
     pub annotations: Arc<Vec<Annotations>>,
     /// Rule ids, canonical texts and comments per ruleset (shared like `annotations`).
     pub labels: Arc<Vec<RuleLabels>>,
+    /// Lint findings for the snapshot's rules (server only: recomputed when the rules or the ipset
+    /// names change; empty from the one-shot [`prepare`]).
+    pub findings: Arc<Vec<Finding>>,
     /// Where the snapshot goes when this is dropped: back to the server's kernel reader, which
     /// lent it its parsed rulesets (`nfscope_kernel::Reader::lending`) instead of copying them.
     give_back: Option<Sender<Snapshot>>,
@@ -123,6 +127,7 @@ pub fn prepare(snapshot: Snapshot) -> Collected {
         snapshot,
         annotations: Arc::new(annotations),
         labels: Arc::new(labels),
+        findings: Arc::default(),
         give_back: None,
     }
 }
@@ -195,6 +200,12 @@ struct PreparedCache {
     keys: Vec<(Family, Backend)>,
     labels: Arc<Vec<RuleLabels>>,
     annotations: Arc<Vec<Annotations>>,
+    /// Bumped by every [`Self::rebuild`]: the rules changed.
+    rebuilds: u64,
+    /// What `findings` were linted for: the rebuild count and the ipset names (`None` when the
+    /// ipsets could not be read). `None` before the first lint.
+    linted_for: Option<(u64, Option<Vec<String>>)>,
+    findings: Arc<Vec<Finding>>,
 }
 
 impl PreparedCache {
@@ -213,11 +224,27 @@ impl PreparedCache {
         if !unchanged {
             self.rebuild(keys, &snapshot);
         }
+        self.lint_if_changed(&snapshot);
         Collected {
             snapshot,
             annotations: Arc::clone(&self.annotations),
             labels: Arc::clone(&self.labels),
+            findings: Arc::clone(&self.findings),
             give_back: None,
+        }
+    }
+
+    /// Re-lints only when the rules changed (a rebuild) or the set of ipset names did, so the
+    /// scrape path does not hash every rule a second time to find that out.
+    fn lint_if_changed(&mut self, snapshot: &Snapshot) {
+        let input = crate::lint_cmd::lint_input(snapshot);
+        let ipset_names = input
+            .ipsets
+            .map(|sets| sets.iter().map(|s| s.name.clone()).collect());
+        let key = (self.rebuilds, ipset_names);
+        if self.linted_for.as_ref() != Some(&key) {
+            self.findings = Arc::new(nfscope_lint::lint(&input));
+            self.linted_for = Some(key);
         }
     }
 
@@ -241,6 +268,7 @@ impl PreparedCache {
         self.keys = keys;
         self.labels = Arc::new(labels);
         self.annotations = Arc::new(annotations);
+        self.rebuilds += 1;
     }
 }
 
@@ -275,7 +303,7 @@ pub fn metrics_text(
     append_server_metrics(&mut body, stats);
     append_source_metrics(&mut body, &collected.snapshot, counters);
     nfscope_exporter::append_nftables_metrics(&mut body, &collected.snapshot);
-    crate::lint_cmd::append_lint_metrics(&mut body, &collected.snapshot);
+    nfscope_lint::encode_finding_metrics(&collected.findings, &mut body);
     crate::flow_api::append_metrics(&mut body);
     body
 }
@@ -388,6 +416,40 @@ mod tests {
             after_removal.labels[0],
             RuleLabels::new(&after_removal.snapshot.rulesets[0])
         );
+    }
+
+    #[test]
+    fn lint_runs_again_only_when_rules_or_ipset_names_change() {
+        const DANGLING: &str =
+            "*filter\n:INPUT ACCEPT [0:0]\n:OLD - [0:0]\n[1:60] -A INPUT -j ACCEPT\nCOMMIT\n";
+        let mut cache = PreparedCache::default();
+        let first = cache.prepare(snapshot(DANGLING));
+        assert!(
+            first
+                .findings
+                .iter()
+                .any(|f| f.id.as_str() == "unreferenced-chain"),
+            "{:?}",
+            first.findings
+        );
+        let counters_moved = cache.prepare(snapshot(&DANGLING.replace("[1:60]", "[5:300]")));
+        assert!(Arc::ptr_eq(&first.findings, &counters_moved.findings));
+        let fixed = cache.prepare(snapshot(&DANGLING.replace(":OLD - [0:0]\n", "")));
+        assert!(
+            !fixed
+                .findings
+                .iter()
+                .any(|f| f.id.as_str() == "unreferenced-chain")
+        );
+        let mut with_sets = snapshot(&DANGLING.replace(":OLD - [0:0]\n", ""));
+        with_sets.sources.push(nfscope_ruleset::SourceReport {
+            kind: SourceKind::Ipsets,
+            method: "test".into(),
+            error: None,
+            duration_seconds: 0.0,
+        });
+        let relinted = cache.prepare(with_sets);
+        assert!(!Arc::ptr_eq(&fixed.findings, &relinted.findings));
     }
 
     #[test]

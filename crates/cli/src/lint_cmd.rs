@@ -7,10 +7,9 @@
 //! `nfscope-lint`.
 
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
 
 use clap::{Args, ValueEnum};
-use nfscope_lint::{Finding, LintCache, LintInput, Severity, Summary};
+use nfscope_lint::{Finding, LintInput, Severity, Summary};
 use nfscope_ruleset::{Snapshot, SourceKind};
 
 use crate::cli::{BackendArg, FamilyArg, Format, RulesArgs};
@@ -124,7 +123,7 @@ pub fn lint_snapshot(snapshot: &Snapshot) -> Vec<Finding> {
 
 /// The snapshot's rulesets, and its ipsets when they were read (an ipset dump or `ipset list`
 /// that worked): without them `missing-ipset` is not judged.
-fn lint_input(snapshot: &Snapshot) -> LintInput<'_> {
+pub(crate) fn lint_input(snapshot: &Snapshot) -> LintInput<'_> {
     let ipsets_read = snapshot
         .sources
         .iter()
@@ -154,15 +153,4 @@ pub fn check_threshold(findings: &[Finding], threshold: Severity) -> Result<(), 
     Err(Failure::Other(anyhow::anyhow!(
         "{reaching} finding(s) at or above {threshold} (--fail-on {threshold})"
     )))
-}
-
-/// The server's lint cache: findings are recomputed only when the rules changed.
-static METRICS_CACHE: Mutex<Option<LintCache>> = Mutex::new(None);
-
-/// Appends `nfscope_lint_findings{id, severity}` for the snapshot's rulesets to a `/metrics` body,
-/// linting only when the rules differ from the previous call's.
-pub fn append_lint_metrics(body: &mut String, snapshot: &Snapshot) {
-    let mut cache = METRICS_CACHE.lock().unwrap_or_else(PoisonError::into_inner);
-    let cache = cache.get_or_insert_with(LintCache::default);
-    nfscope_lint::encode_finding_metrics(cache.findings(&lint_input(snapshot)), body);
 }
