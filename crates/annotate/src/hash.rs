@@ -22,8 +22,9 @@ pub const SERVICE_CHAIN_PREFIXES: [&str; 5] = [
 /// Prefix of endpoint chains, whose hash input also includes the endpoint.
 pub const ENDPOINT_CHAIN_PREFIX: &str = "KUBE-SEP-";
 
-/// First 16 characters of base32(sha256(input)).
-fn hash16(input: &str) -> String {
+/// First 16 characters of base32(sha256(input)) (RFC 4648 alphabet, as Go's `base32.StdEncoding`):
+/// the suffix of every hashed kube-proxy and kube-router chain and ipset name.
+pub fn hash16(input: &str) -> String {
     let digest = Sha256::digest(input.as_bytes());
     let mut encoded = BASE32.encode(&digest);
     encoded.truncate(16);

@@ -20,9 +20,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use data_encoding::BASE32;
-use sha2::{Digest, Sha256};
-
 /// Knobs of [`kube_proxy_ruleset`]. `Default` gives the mix the benchmarks use: every service has a
 /// NodePort, half of them a LoadBalancer IP, all have endpoints, IPv4, no counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,27 +91,18 @@ pub fn kube_proxy_ruleset(
 /// base32(sha256(servicePortName + protocol)), servicePortName being `ns/name:port` and protocol
 /// lowercase (`servicePortPolicyClusterChain` in kube-proxy's `proxier.go`).
 pub fn service_chain_name(service_port_name: &str, protocol: &str) -> String {
-    format!(
-        "KUBE-SVC-{}",
-        port_proto_hash(&[service_port_name, protocol])
-    )
+    nfscope_annotate::kube_chain_hash("KUBE-SVC-", service_port_name, protocol)
 }
 
 /// `KUBE-EXT-` + the same hash as [`service_chain_name`] (`serviceExternalChainName`).
 pub fn external_chain_name(service_port_name: &str, protocol: &str) -> String {
-    format!(
-        "KUBE-EXT-{}",
-        port_proto_hash(&[service_port_name, protocol])
-    )
+    nfscope_annotate::kube_chain_hash("KUBE-EXT-", service_port_name, protocol)
 }
 
 /// `KUBE-SEP-` + base32(sha256(servicePortName + protocol + endpoint))[..16], endpoint being
 /// `ip:port` (`[ip]:port` for IPv6), as in kube-proxy's `servicePortEndpointChainName`.
 pub fn endpoint_chain_name(service_port_name: &str, protocol: &str, endpoint: &str) -> String {
-    format!(
-        "KUBE-SEP-{}",
-        port_proto_hash(&[service_port_name, protocol, endpoint])
-    )
+    nfscope_annotate::kube_endpoint_chain_hash(service_port_name, protocol, endpoint)
 }
 
 /// Counts the rules (`-A` lines, with or without a `[p:b]` prefix) of save-syntax text.
@@ -122,16 +110,6 @@ pub fn count_rules(text: &str) -> usize {
     text.lines()
         .filter(|line| naive::rule_body(line).is_some())
         .count()
-}
-
-fn port_proto_hash(parts: &[&str]) -> String {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update(part.as_bytes());
-    }
-    let mut encoded = BASE32.encode(&hasher.finalize());
-    encoded.truncate(16);
-    encoded
 }
 
 /// Address plan of one family: service VIPs, pod (endpoint) addresses and load balancer IPs.

@@ -8,15 +8,7 @@
 //! `networkPolicyChainName`, `policyIndexedSourcePodIPSetName` and `policyDestinationPodIPSetName`
 //! (pkg/controllers/netpol) live here, since only the lab needs to produce them.
 
-use sha2::{Digest, Sha256};
-
-/// First 16 characters of base32(sha256(input)), the suffix every kube-proxy / kube-router name uses.
-pub fn hash16(input: &str) -> String {
-    let digest = Sha256::digest(input.as_bytes());
-    let mut encoded = data_encoding::BASE32.encode(&digest);
-    encoded.truncate(16);
-    encoded
-}
+pub use nfscope_annotate::hash::hash16;
 
 /// `KUBE-SVC-…` for a service port, e.g. (`default/kubernetes:https`, `tcp`).
 pub fn kube_svc_chain(service_port_name: &str, protocol: &str) -> String {
