@@ -48,8 +48,10 @@ pub struct FlowConfig {
     /// How long a connection the packets saw end waits for conntrack to report it, when
     /// conntrack has not yet (its events can lag the capture under load). Without the wait, a
     /// late NEW event would start a second connection, and the first would count against the
-    /// Service VIP instead of the pod that served it. Zero (the default) closes at once: right
-    /// when no conntrack events are read.
+    /// Service VIP instead of the pod that served it. The other way round too: a connection
+    /// conntrack destroyed waits this long for its packets (the capture can lag the events), so
+    /// that they do not land on the next connection of a quickly reused port. Zero (the
+    /// default) closes at once: right when no conntrack events are read.
     pub conntrack_grace: Duration,
     /// Distinct (source, destination) workload pairs the aggregates keep; the rest count as `other`.
     pub max_pairs: usize,
@@ -197,6 +199,18 @@ pub struct Conn {
     /// How and when the packets ended it, while it waits for conntrack (`conntrack_grace`).
     #[serde(skip)]
     pending_end: Option<(End, Time)>,
+    /// How and when conntrack ended it (DESTROY), while it waits for its packets, which the
+    /// capture can deliver after the events (`conntrack_grace`).
+    #[serde(skip)]
+    ct_end: Option<(End, Time)>,
+    /// The next connection on the same tuples (its conntrack NEW came while this one waits for
+    /// its packets): kept out of the tuple index until this one closes, so this one's packets
+    /// still find this one. Slot and id.
+    #[serde(skip)]
+    successor: Option<(Slot, u64)>,
+    /// Not in the tuple index (a successor, see above).
+    #[serde(skip)]
+    hidden: bool,
 }
 
 impl Conn {
@@ -220,6 +234,9 @@ impl Conn {
             ct_close_hint: None,
             handshake_recorded: false,
             pending_end: None,
+            ct_end: None,
+            successor: None,
+            hidden: false,
         }
     }
 
@@ -391,8 +408,16 @@ impl FlowTable {
         let found = self.conns.find(&packet.tuple);
         let (slot, side) = match found {
             Some((slot, side)) if self.is_port_reuse(slot, side, &packet) => {
-                self.close(slot, now, End::Timeout);
-                (self.insert_from_packet(now, packet.tuple), Side::Client)
+                self.close_superseded(slot, now);
+                // Its successor (from conntrack, not yet seen by the capture) now has the tuple.
+                match self.conns.find(&packet.tuple) {
+                    Some((next, Side::Client))
+                        if self.conns.get(next).is_some_and(|c| c.syn_at.is_none()) =>
+                    {
+                        (Some(next), Side::Client)
+                    }
+                    _ => (self.insert_from_packet(now, packet.tuple), Side::Client),
+                }
             }
             Some((slot, side)) => (Some(slot), side),
             None if pure_syn => (self.insert_from_packet(now, packet.tuple), Side::Client),
@@ -492,6 +517,9 @@ impl FlowTable {
         if found.is_empty() && event.kind == CtKind::Destroy {
             return;
         }
+        if !self.hand_over_to_successors(now, &mut found, &event) {
+            return;
+        }
         if event.kind != CtKind::New && self.belongs_to_a_predecessor(&found, &event) {
             return;
         }
@@ -517,31 +545,101 @@ impl FlowTable {
         if !indexed {
             self.conns.set_tuples(slot, event.orig, Some(translated));
         }
+        self.apply_ct_and_close(slot, now, &event);
+    }
+
+    /// Applies a conntrack event to `slot`; a DESTROY closes the connection, unless its packets
+    /// may still come (the capture can lag the events): then it waits up to the grace for them.
+    fn apply_ct_and_close(&mut self, slot: Slot, now: Time, event: &CtEvent) {
         let pending = self.conns.get(slot).and_then(|c| c.pending_end);
-        match (self.apply_ct(slot, now, &event), pending) {
+        match (self.apply_ct(slot, now, event), pending) {
             (_, Some((end, at))) => self.close(slot, at, end),
+            (Some(end), None) if !self.config.conntrack_grace.is_zero() => {
+                if let Some(conn) = self.conns.get_mut(slot) {
+                    conn.ct_end.get_or_insert((end, now));
+                }
+            }
             (Some(end), None) => self.close(slot, now, end),
             (None, None) => {}
         }
     }
 
-    /// An update or destroy of another conntrack entry than the connection found by the tuple
-    /// has: a late event of the previous connection on a reused port (e.g. conntrack destroying
-    /// the old entry in TIME_WAIT when the new SYN arrives). Either the connection knows another
-    /// entry id, or it started with a SYN the capture saw and its own NEW has not come yet
-    /// (events of one entry arrive in order, NEW first).
-    fn belongs_to_a_predecessor(&self, found: &[Slot], event: &CtEvent) -> bool {
-        let [slot] = found else {
-            return false;
+    /// Connections found whose conntrack entry is already destroyed (waiting for their packets)
+    /// get no more events: they go to the next connection on the same tuples. A NEW for such a
+    /// connection starts that next one, kept out of the index until the waiting one closes.
+    /// Returns whether the event still needs handling with `found`.
+    fn hand_over_to_successors(
+        &mut self,
+        now: Time,
+        found: &mut Vec<Slot>,
+        event: &CtEvent,
+    ) -> bool {
+        let Some(&gone) = found.iter().find(|&&s| self.ct_gone(s)) else {
+            return true;
         };
-        let Some(conn) = self.conns.get(*slot) else {
-            return false;
-        };
-        match (conn.ct_id, event.id) {
-            (Some(known), Some(id)) => known != id,
-            (None, _) => conn.syn_at.is_some(),
-            (Some(_), None) => false,
+        let mut last = gone;
+        while let Some(next) = self.successor_of(last) {
+            last = next;
         }
+        found.retain(|&s| !self.ct_gone(s));
+        if !self.ct_gone(last) {
+            if !found.contains(&last) {
+                found.insert(0, last);
+            }
+            return true;
+        }
+        if event.kind == CtKind::New
+            && let Some(next) = self.insert_hidden(now, event)
+        {
+            let id = self.conns.get(next).map_or(0, |c| c.id);
+            if let Some(conn) = self.conns.get_mut(last) {
+                conn.successor = Some((next, id));
+            }
+            self.apply_ct_and_close(next, now, event);
+        }
+        false
+    }
+
+    fn ct_gone(&self, slot: Slot) -> bool {
+        self.conns.get(slot).is_some_and(|c| c.ct_end.is_some())
+    }
+
+    /// The live successor of `slot`, if any.
+    fn successor_of(&self, slot: Slot) -> Option<Slot> {
+        let (next, id) = self.conns.get(slot)?.successor?;
+        self.conns
+            .get(next)
+            .is_some_and(|c| c.id == id)
+            .then_some(next)
+    }
+
+    /// A connection for a NEW event, kept out of the tuple index (see [`Conn::successor`]).
+    fn insert_hidden(&mut self, now: Time, event: &CtEvent) -> Option<Slot> {
+        let mut conn = Conn::new(self.next_id, event.orig, now);
+        conn.translated = Some(event.reply.reversed());
+        conn.hidden = true;
+        self.insert_new(conn)
+    }
+
+    /// An update or destroy of another conntrack entry than the connections found by the tuples
+    /// have: a late event of the previous connection on a reused port (e.g. conntrack destroying
+    /// the old entry in TIME_WAIT when the new SYN arrives). It is one when every connection found
+    /// either knows another entry id, or started with a SYN the capture saw and has not had its
+    /// own NEW yet (events of one entry arrive in order, NEW first). The id alone cannot tell:
+    /// the kernel derives it from the entry's address and tuples, so the entry that replaces a
+    /// TIME_WAIT one on the same tuple often gets the same id. And the capture can have seen the
+    /// new connection twice (before and after DNAT: two connections until NEW joins them).
+    fn belongs_to_a_predecessor(&self, found: &[Slot], event: &CtEvent) -> bool {
+        !found.is_empty()
+            && found.iter().all(|&slot| {
+                self.conns
+                    .get(slot)
+                    .is_some_and(|conn| match (conn.ct_id, event.id) {
+                        (Some(known), Some(id)) => known != id,
+                        (None, _) => conn.syn_at.is_some(),
+                        (Some(_), None) => false,
+                    })
+            })
     }
 
     fn apply_ct(&mut self, slot: Slot, now: Time, event: &CtEvent) -> Option<End> {
@@ -599,7 +697,15 @@ impl FlowTable {
                 (now.saturating_sub(at) >= grace).then_some((slot, end, at))
             })
             .collect();
-        for (slot, end, at) in awaited {
+        let gone: Vec<(Slot, End, Time)> = self
+            .conns
+            .iter()
+            .filter_map(|(slot, c)| {
+                let (end, at) = c.ct_end?;
+                (now.saturating_sub(at) >= grace).then_some((slot, end, at))
+            })
+            .collect();
+        for (slot, end, at) in awaited.into_iter().chain(gone) {
             self.close(slot, at, end);
         }
         for slot in due {
@@ -688,13 +794,17 @@ impl FlowTable {
 
     /// A new connection known by `orig` (and its reverse); evicts the oldest when full.
     fn insert_conn(&mut self, now: Time, orig: Tuple) -> Option<Slot> {
+        self.insert_new(Conn::new(self.next_id, orig, now))
+    }
+
+    fn insert_new(&mut self, conn: Conn) -> Option<Slot> {
         while self.conns.len() >= self.config.max_live.max(1) {
             if !self.evict_oldest() {
                 break;
             }
         }
         let id = self.next_id;
-        let slot = self.conns.insert(Conn::new(id, orig, now))?;
+        let slot = self.conns.insert(conn)?;
         self.next_id += 1;
         self.order.push_back((slot, id));
         if self.order.len() > 2 * self.config.max_live.max(16) {
@@ -710,7 +820,7 @@ impl FlowTable {
     fn evict_oldest(&mut self) -> bool {
         while let Some((slot, id)) = self.order.pop_front() {
             if self.conns.get(slot).is_some_and(|c| c.id == id) {
-                self.conns.remove(slot);
+                self.take_out(slot);
                 self.stats.evictions += 1;
                 return true;
             }
@@ -757,15 +867,34 @@ impl FlowTable {
         }
     }
 
+    /// Removes a connection; its successor, if any, takes over its tuples in the index.
+    fn take_out(&mut self, slot: Slot) -> Option<Conn> {
+        let successor = self.successor_of(slot);
+        let conn = self.conns.remove(slot)?;
+        if let Some(next) = successor {
+            self.conns.reveal(next);
+        }
+        Some(conn)
+    }
+
+    /// Ends a connection a new one on the same tuple replaced: as the packets or conntrack saw
+    /// it end, else as a timeout.
+    fn close_superseded(&mut self, slot: Slot, now: Time) {
+        let ended = self.conns.get(slot).and_then(|c| c.ct_end);
+        let (end, at) = ended.unwrap_or((End::Timeout, now));
+        self.close(slot, at, end);
+    }
+
     /// Ends a connection; one the packets already saw end ends as they saw it.
     fn close(&mut self, slot: Slot, now: Time, end: End) {
-        let Some(mut conn) = self.conns.remove(slot) else {
+        let Some(mut conn) = self.take_out(slot) else {
             return;
         };
         let (end, now) = conn.pending_end.take().unwrap_or((end, now));
         conn.end = end;
         conn.end_at = Some(now.max(conn.start));
-        if conn.ct_id.is_some() || conn.translated.is_some() {
+        // With a successor, the tuples' later events are the successor's: no tombstone.
+        if conn.successor.is_none() && (conn.ct_id.is_some() || conn.translated.is_some()) {
             self.tombstones.insert(conn.orig, now);
             self.tombstone_order.push_back((now, conn.orig));
             while self.tombstone_order.len() > self.config.max_live.max(16) {

@@ -9,7 +9,16 @@
 //! sudo target/release/flow-load run --nfscope target/release/nfscope --rate 5000 --seconds 60
 //! ```
 //!
-//! `client` and `server` are the halves it runs inside the namespaces (via `ip netns exec`).
+//! `hold` measures memory instead: it opens `--connections` (default 100,000) connections through
+//! two VIPs (a client port range holds about 64,000 per destination), keeps them open, and prints
+//! nfscope's RSS and live-connection count while they are.
+//!
+//! ```text
+//! sudo target/release/flow-load hold --nfscope target/release/nfscope --connections 100000
+//! ```
+//!
+//! `client`, `client-hold` and `server` are the halves it runs inside the namespaces (via
+//! `ip netns exec`).
 //! All traffic stays inside the namespaces it creates; they are deleted on exit (guards).
 
 use std::collections::BTreeMap;
@@ -24,6 +33,8 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
 const VIP: &str = "10.96.77.10";
+/// A second VIP, DNATed to the server's second port, for `hold` (more than one port range).
+const VIP2: &str = "10.96.77.11";
 const SERVER_IP: &str = "10.77.2.2";
 /// Bytes the client sends, and the server answers, per connection.
 const REQUEST: usize = 100;
@@ -62,14 +73,36 @@ enum Cmd {
         #[arg(long)]
         dump_flows: Option<String>,
     },
-    /// Accepts, reads the request, answers, closes first; exits after `seconds`.
+    /// Memory with many live connections: opens them, holds them, reports nfscope's RSS.
+    Hold {
+        /// The nfscope binary to measure.
+        #[arg(long, default_value = "target/release/nfscope")]
+        nfscope: String,
+        /// Connections to hold open.
+        #[arg(long, default_value_t = 100_000)]
+        connections: u64,
+    },
+    /// Accepts, reads the request, answers, closes first; exits after `seconds`. With `--hold`,
+    /// accepts and keeps every connection open instead.
     Server {
         #[arg(long)]
-        listen: SocketAddr,
+        listen: Vec<SocketAddr>,
         #[arg(long)]
         seconds: u64,
         #[arg(long, default_value_t = 4)]
         threads: u64,
+        #[arg(long)]
+        hold: bool,
+    },
+    /// Opens `connections` to the `target`s (split evenly), prints one JSON line once they are
+    /// open, and holds them for `seconds`.
+    ClientHold {
+        #[arg(long)]
+        target: Vec<SocketAddr>,
+        #[arg(long)]
+        connections: u64,
+        #[arg(long)]
+        seconds: u64,
     },
     /// Opens connections to `target` at `rate` per second for `seconds`; prints counts as JSON.
     Client {
@@ -101,11 +134,21 @@ fn main() -> Result<()> {
             acct,
             dump_flows.as_deref(),
         ),
+        Cmd::Hold {
+            nfscope,
+            connections,
+        } => hold(&nfscope, connections),
         Cmd::Server {
             listen,
             seconds,
             threads,
-        } => server(listen, seconds, threads),
+            hold,
+        } => server(&listen, seconds, threads, hold),
+        Cmd::ClientHold {
+            target,
+            connections,
+            seconds,
+        } => client_hold(&target, connections, seconds),
         Cmd::Client {
             target,
             rate,
@@ -209,6 +252,7 @@ fn lab(acct: bool) -> Result<Lab> {
     lab.node.exec(&format!(
         "sysctl -qw net.ipv4.ip_forward=1; \
          iptables -t nat -A PREROUTING -d {VIP} -p tcp --dport 80 -j DNAT --to-destination {SERVER_IP}:8080; \
+         iptables -t nat -A PREROUTING -d {VIP2} -p tcp --dport 80 -j DNAT --to-destination {SERVER_IP}:8081; \
          sysctl -qw net.netfilter.nf_conntrack_acct={}",
         u8::from(acct)
     ))?;
@@ -304,6 +348,100 @@ fn run(
     Ok(())
 }
 
+/// Connections one `client-hold` process opens at most (a process may open 20,000 files here).
+const CONNECTIONS_PER_PROCESS: u64 = 17_000;
+
+fn hold(nfscope: &str, connections: u64) -> Result<()> {
+    use std::io::BufRead as _;
+    let me = std::env::current_exe().context("locating flow-load")?;
+    let me = me.to_str().context("path")?;
+    let lab = lab(false)?;
+    // The server never accepts: the connections wait, established, in two listen queues as
+    // deep as the namespace allows, so it needs no descriptor per connection (std's listener
+    // has a backlog of 128, so a python3 one-liner listens). Clients hold a descriptor each:
+    // several processes, each under the 20,000 files a process may open here.
+    lab.server.exec("sysctl -qw net.core.somaxconn=1000000")?;
+    let listen_forever = "import socket, time\n\
+        held = []\n\
+        for port in (8080, 8081):\n\
+        \x20   s = socket.socket()\n\
+        \x20   s.bind(('0.0.0.0', port))\n\
+        \x20   s.listen(1000000)\n\
+        \x20   held.append(s)\n\
+        time.sleep(600)\n";
+    let _server = ChildGuard(
+        lab.server
+            .command("python3")
+            .args(["-c", listen_forever])
+            .spawn()
+            .context("starting the server (python3)")?,
+    );
+    let listen = "127.0.0.1:9466";
+    let monitor = ChildGuard(
+        lab.node
+            .command(nfscope)
+            .args(["serve", "--flows", "--listen", listen])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nfscope")?,
+    );
+    let pid = monitor.0.id().to_string();
+    std::thread::sleep(Duration::from_secs(3));
+    let idle_rss = status_kib(&pid, "VmRSS")?;
+    let started = Instant::now();
+    let processes = connections.div_ceil(CONNECTIONS_PER_PROCESS);
+    let mut clients = Vec::new();
+    for p in 0..processes {
+        let share = CONNECTIONS_PER_PROCESS.min(connections - p * CONNECTIONS_PER_PROCESS);
+        let mut child = ChildGuard(
+            lab.client
+                .command(me)
+                .args(["client-hold", "--seconds", "600"])
+                .args([
+                    "--target",
+                    &format!("{VIP}:80"),
+                    "--target",
+                    &format!("{VIP2}:80"),
+                ])
+                .args(["--connections", &share.to_string()])
+                .stdout(Stdio::piped())
+                .spawn()
+                .context("starting a client")?,
+        );
+        let stdout = child.0.stdout.take().context("client stdout")?;
+        clients.push((child, std::io::BufReader::new(stdout)));
+    }
+    let (mut opened, mut failed) = (0, 0);
+    for (_, stdout) in &mut clients {
+        let mut line = String::new();
+        stdout.read_line(&mut line)?;
+        let counts: serde_json::Value = serde_json::from_str(&line).context("client output")?;
+        opened += counts["opened"].as_u64().unwrap_or(0);
+        failed += counts["failed"].as_u64().unwrap_or(0);
+    }
+    let opened = serde_json::json!({ "opened": opened, "failed": failed, "processes": processes });
+    let open_seconds = started.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(10)); // let the events and the capture catch up
+    let metrics = scrape(&lab.node, listen, "/metrics")?;
+    let report = serde_json::json!({
+        "client": opened,
+        "seconds_to_open": open_seconds,
+        "nfscope": {
+            "rss_idle_kib": idle_rss,
+            "rss_holding_kib": status_kib(&pid, "VmRSS")?,
+            "rss_peak_kib": status_kib(&pid, "VmHWM")?,
+            "connections_live": sum(&metrics, "nfscope_flow_connections_live"),
+            "connections_seen": sum(&metrics, "nfscope_flow_connections_seen_total"),
+            "evictions": sum(&metrics, "nfscope_flow_table_evictions_total"),
+            "conntrack_events_lost": sum(&metrics, "nfscope_flow_conntrack_events_lost_total"),
+            "capture_drops": sum(&metrics, "nfscope_flow_capture_drops_total"),
+        },
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
 fn cpu_seconds(pid: &str) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after_comm = stat.rsplit_once(')').context("stat")?.1;
@@ -364,10 +502,23 @@ fn by_label(metrics: &str, family: &str, label: &str) -> BTreeMap<String, f64> {
 
 // ---- the halves inside the namespaces ----
 
-fn server(listen: SocketAddr, seconds: u64, threads: u64) -> Result<()> {
-    let listener = Arc::new(TcpListener::bind(listen).context("binding")?);
+fn server(listen: &[SocketAddr], seconds: u64, threads: u64, hold: bool) -> Result<()> {
+    for &address in listen {
+        let listener = Arc::new(TcpListener::bind(address).context("binding")?);
+        if hold {
+            // Never accepts: established connections wait in the listen queue.
+            std::mem::forget(listener);
+        } else {
+            serve_and_close(&listener, threads);
+        }
+    }
+    std::thread::sleep(Duration::from_secs(seconds));
+    Ok(())
+}
+
+fn serve_and_close(listener: &Arc<TcpListener>, threads: u64) {
     for _ in 0..threads.max(1) {
-        let listener = Arc::clone(&listener);
+        let listener = Arc::clone(listener);
         std::thread::spawn(move || {
             let response = [b'y'; RESPONSE];
             loop {
@@ -381,6 +532,22 @@ fn server(listen: SocketAddr, seconds: u64, threads: u64) -> Result<()> {
             } // dropped: the server closes first, so TIME_WAIT stays here
         });
     }
+}
+
+fn client_hold(targets: &[SocketAddr], connections: u64, seconds: u64) -> Result<()> {
+    let (mut held, mut failed) = (Vec::new(), 0u64);
+    for i in 0..connections {
+        let target = targets[(i % targets.len().max(1) as u64) as usize];
+        match TcpStream::connect_timeout(&target, Duration::from_secs(2)) {
+            Ok(stream) => held.push(stream),
+            Err(_) => failed += 1,
+        }
+    }
+    println!(
+        "{}",
+        serde_json::json!({ "opened": held.len(), "failed": failed })
+    );
+    std::io::stdout().flush()?;
     std::thread::sleep(Duration::from_secs(seconds));
     Ok(())
 }

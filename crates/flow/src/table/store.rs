@@ -100,7 +100,8 @@ impl ConnStore {
         Some((code >> 2, side))
     }
 
-    /// Stores `conn` and indexes its tuples (taking them over from any other connection).
+    /// Stores `conn` and indexes its tuples (taking them over from any other connection), unless
+    /// it is marked hidden (then see [`Self::reveal`]).
     /// `None` when the slab is full (over 2^30 connections).
     pub(super) fn insert(&mut self, conn: Conn) -> Option<Slot> {
         let slot = match self.free.pop() {
@@ -142,7 +143,18 @@ impl ConnStore {
         self.index_slot(slot);
     }
 
+    /// Puts a connection stored hidden (kept out of the index) into the index.
+    pub(super) fn reveal(&mut self, slot: Slot) {
+        if let Some(conn) = self.get_mut(slot) {
+            conn.hidden = false;
+        }
+        self.index_slot(slot);
+    }
+
     fn index_slot(&mut self, slot: Slot) {
+        if self.get(slot).is_none_or(|c| c.hidden) {
+            return;
+        }
         for k in 0..4 {
             let Some(tuple) = self.get(slot).and_then(|c| nth_tuple(c, k)) else {
                 continue;

@@ -520,3 +520,161 @@ fn the_destroy_of_the_time_wait_entry_a_new_syn_replaced_does_not_end_the_new_co
     let conn = table.live().next().unwrap();
     assert_eq!(conn.server().dst, ip(POD));
 }
+
+/// The whole connection as the capture sees it on both veths (before and after DNAT), SYN to
+/// both FINs, before conntrack reports any of it: two sightings until NEW joins them.
+fn capture_whole_connection(table: &mut FlowTable, sport: u16, cisn: u32, ms: u64) {
+    let sisn = 70_000;
+    for tuple in [dialled(sport), served(sport)] {
+        table.on_packet(t(ms), packet(tuple, SYN, cisn, 0, 0));
+    }
+    for tuple in [served(sport).reversed(), dialled(sport).reversed()] {
+        table.on_packet(t(ms + 1), packet(tuple, SYNACK, sisn, cisn + 1, 0));
+        table.on_packet(t(ms + 2), packet(tuple, FINACK, sisn + 201, cisn + 101, 0));
+    }
+    for tuple in [dialled(sport), served(sport)] {
+        table.on_packet(t(ms + 3), packet(tuple, FINACK, cisn + 101, sisn + 202, 0));
+    }
+}
+
+#[test]
+fn the_predecessors_destroy_with_the_same_id_does_not_close_a_connection_seen_twice() {
+    // Seen in `flow-load`: the port is reused after the old entry's tombstone is gone, the new
+    // entry gets the old one's id, and the capture is ahead of the events. The old entry's
+    // DESTROY used to join and close the two sightings of the new connection; the new entry's
+    // own NEW then started a conntrack-only connection, counted again at its DESTROY.
+    let config = FlowConfig {
+        conntrack_grace: Duration::from_secs(2),
+        ..FlowConfig::default()
+    };
+    let mut table = FlowTable::new(config, Names::default());
+    let sport = 4300;
+    capture_whole_connection(&mut table, sport, 1_000, 0);
+    assert_eq!(table.live().count(), 2, "two sightings wait for conntrack");
+    // The kernel's events for the reused port: DESTROY of the TIME_WAIT entry, then the new
+    // entry (same id) through its states.
+    table.on_conntrack_event(t(10), ct(CtKind::Destroy, sport, Some(TcpState::Closing)));
+    assert_eq!(
+        table.stats().connections_closed,
+        0,
+        "not this connection's end"
+    );
+    for (kind, state) in [
+        (CtKind::New, TcpState::Handshake),
+        (CtKind::Update, TcpState::Handshake),
+        (CtKind::Update, TcpState::Established),
+        (CtKind::Update, TcpState::Closing),
+    ] {
+        table.on_conntrack_event(t(11), ct(kind, sport, Some(state)));
+    }
+    let stats = table.stats();
+    assert_eq!(
+        (stats.connections_seen, stats.connections_closed, stats.live),
+        (1, 1, 0),
+        "one connection, closed once when its NEW came"
+    );
+    let conn = table.closed().next().unwrap();
+    assert_eq!((conn.end, conn.end_at), (End::Fin, Some(t(3))));
+    assert_eq!(conn.server().dst, ip(POD));
+    assert_eq!(
+        (conn.payload_client(), conn.payload_server()),
+        (Some(100), Some(200))
+    );
+
+    // The next reuse of the port: its DESTROY is the tombstone's, no second count.
+    capture_whole_connection(&mut table, sport, 9_000, 20_000);
+    table.on_conntrack_event(
+        t(20_010),
+        ct(CtKind::Destroy, sport, Some(TcpState::Closing)),
+    );
+    table.on_conntrack_event(t(20_011), ct(CtKind::New, sport, Some(TcpState::Handshake)));
+    let stats = table.stats();
+    assert_eq!(
+        (stats.connections_seen, stats.connections_closed, stats.live),
+        (2, 2, 0)
+    );
+}
+
+#[test]
+fn a_port_reused_before_the_capture_caught_up_gives_each_connection_its_own_packets() {
+    // Seen in `flow-load`: the client reuses a port within a millisecond, and the events of
+    // both connections (the first one's DESTROY included: the new SYN replaced its TIME_WAIT
+    // entry) come before the capture delivers the first one's packets. The destroyed entry used
+    // to close at once; the second entry then got the first one's packets, and the second one's
+    // packets started two more connections (before and after DNAT) that never met conntrack.
+    for same_id in [false, true] {
+        let config = FlowConfig {
+            conntrack_grace: Duration::from_secs(2),
+            ..FlowConfig::default()
+        };
+        let mut table = FlowTable::new(config, Names::default());
+        let sport = 4400;
+        let event = |kind, id, state| CtEvent {
+            id: Some(id),
+            ..ct(kind, sport, Some(state))
+        };
+        let (first, second) = (7, if same_id { 7 } else { 8 });
+        for e in [
+            event(CtKind::New, first, TcpState::Handshake),
+            event(CtKind::Update, first, TcpState::Established),
+            event(CtKind::Destroy, first, TcpState::Closing),
+            event(CtKind::New, second, TcpState::Handshake),
+            event(CtKind::Update, second, TcpState::Established),
+        ] {
+            table.on_conntrack_event(t(5), e);
+        }
+        assert_eq!(
+            table.stats().connections_closed,
+            0,
+            "the first waits for its packets"
+        );
+        capture_whole_connection(&mut table, sport, 1_000, 0);
+        assert_eq!(
+            table.stats().connections_closed,
+            1,
+            "the first closed by its FINs"
+        );
+        capture_whole_connection(&mut table, sport, 5_000, 1);
+        table.expire(t(10_000));
+        let stats = table.stats();
+        assert_eq!(
+            (stats.connections_seen, stats.connections_closed, stats.live),
+            (2, 2, 0),
+            "two connections, each counted once (same id: {same_id})"
+        );
+        let closed: Vec<&Conn> = table.closed().collect();
+        assert_eq!(
+            closed
+                .iter()
+                .map(|c| (c.ct_id, c.syn_at))
+                .collect::<Vec<_>>(),
+            [(Some(first), Some(t(0))), (Some(second), Some(t(1)))],
+            "each entry with its own SYN"
+        );
+        for conn in closed {
+            assert_eq!((conn.end, conn.server().dst), (End::Fin, ip(POD)));
+            assert_eq!(
+                (conn.payload_client(), conn.payload_server()),
+                (Some(100), Some(200))
+            );
+        }
+    }
+}
+
+#[test]
+fn a_destroyed_entry_whose_packets_never_come_closes_after_the_grace_as_conntrack_saw_it() {
+    let config = FlowConfig {
+        conntrack_grace: Duration::from_secs(2),
+        ..FlowConfig::default()
+    };
+    let mut table = FlowTable::new(config, Names::default());
+    table.on_conntrack_event(t(0), ct(CtKind::New, 4500, Some(TcpState::Handshake)));
+    table.on_conntrack_event(t(100), ct(CtKind::Destroy, 4500, Some(TcpState::Close)));
+    table.expire(t(1_000));
+    assert_eq!(table.live().count(), 1, "still within the grace");
+    table.expire(t(2_100));
+    let stats = table.stats();
+    assert_eq!((stats.connections_closed, stats.live), (1, 0));
+    let conn = table.closed().next().unwrap();
+    assert_eq!((conn.end, conn.end_at), (End::Rst, Some(t(100))));
+}

@@ -5,6 +5,14 @@
 //!
 //! Listening changes nothing on the host. When the socket buffer overflows the kernel drops events
 //! and the next `recv` fails with `ENOBUFS`; that is counted as an overrun, never an error.
+//!
+//! Cost: a busy node sends several events per TCP connection (NEW, one UPDATE per state change:
+//! SYN_RECV, ESTABLISHED, FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, then DESTROY), one datagram
+//! each. A classic-BPF filter on the socket ([`filter_program`]) drops, inside the kernel and
+//! before they are queued, the UPDATEs the flow table does nothing with: all but the ones that
+//! report ESTABLISHED (the handshake's final ACK) or CLOSE (a reset). Destroy events carry the
+//! final TCP state themselves. What passes is read up to [`DATAGRAMS_PER_CALL`] datagrams per
+//! `recvmmsg` call.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -27,6 +35,177 @@ const CTA_PROTOINFO: u16 = 4;
 const CTA_COUNTERS_ORIG: u16 = 9;
 const CTA_COUNTERS_REPLY: u16 = 10;
 const CTA_ID: u16 = 12;
+/// `CTA_PROTOINFO_TCP` inside `CTA_PROTOINFO`, and `CTA_PROTOINFO_TCP_STATE` inside that.
+const CTA_PROTOINFO_TCP: u16 = 1;
+const CTA_PROTOINFO_TCP_STATE: u16 = 1;
+/// `enum tcp_conntrack` values the filter lets through in UPDATE events.
+const TCP_CONNTRACK_ESTABLISHED: u32 = 3;
+const TCP_CONNTRACK_CLOSE: u32 = 8;
+
+/// Datagrams (one event each) read per `recvmmsg` call at most.
+pub const DATAGRAMS_PER_CALL: usize = 64;
+/// Room for one datagram: conntrack event messages are a few hundred bytes.
+const DATAGRAM_ROOM: usize = 4096;
+
+/// Where the low and high bytes of a host-order `u16` field at `field` sit (the BPF filter
+/// loads single bytes).
+const fn low_byte_at(field: u32) -> u32 {
+    if cfg!(target_endian = "little") {
+        field
+    } else {
+        field + 1
+    }
+}
+
+const fn high_byte_at(field: u32) -> u32 {
+    if cfg!(target_endian = "little") {
+        field + 1
+    } else {
+        field
+    }
+}
+
+/// Top-level attributes the filter looks through for `CTA_PROTOINFO`: an UPDATE has the two
+/// tuples, zone, id, status and timeout before it.
+const ATTRS_SEARCHED: usize = 10;
+
+/// Where a filter jump goes.
+#[derive(Clone, Copy, PartialEq)]
+enum To {
+    Next,
+    Found,
+    Drop,
+    Accept,
+}
+
+/// The socket filter: keeps every message but conntrack UPDATEs (`IPCTNL_MSG_CT_NEW` without
+/// `NLM_F_CREATE`), and of those only the ones whose TCP state is ESTABLISHED or CLOSE.
+///
+/// It walks the top-level attributes itself (unrolled: classic BPF has no backward jumps) for
+/// `CTA_PROTOINFO`, whose first nested attribute is `CTA_PROTOINFO_TCP` and that one's first is
+/// `CTA_PROTOINFO_TCP_STATE` (the order `tcp_to_nlattr` writes). The kernel's `SKF_AD_NLATTR`
+/// extension would find attributes by itself, but returns nothing for these messages on the
+/// kernels tried (6.18), so it is not used.
+pub fn filter_program() -> Vec<libc::sock_filter> {
+    const LD_B_ABS: u16 = 0x30;
+    const LD_B_IND: u16 = 0x50;
+    const LDX_IMM: u16 = 0x01;
+    const LDX_MEM: u16 = 0x61;
+    const ST: u16 = 0x02;
+    const STX: u16 = 0x03;
+    const TAX: u16 = 0x07;
+    const LSH_K: u16 = 0x64;
+    const OR_X: u16 = 0x4c;
+    const ADD_K: u16 = 0x04;
+    const ADD_X: u16 = 0x0c;
+    const AND_K: u16 = 0x54;
+    const JEQ_K: u16 = 0x15;
+    const JSET_K: u16 = 0x45;
+    const RET_K: u16 = 0x06;
+    const ATTRS_AT: u32 = 20; // nlmsghdr + nfgenmsg
+    type Code = Vec<(u16, To, To, u32)>;
+    let jump = |code: &mut Code, c: u16, k: u32, yes: To, no: To| code.push((c, yes, no, k));
+    let plain = |code: &mut Code, c: u16, k: u32| code.push((c, To::Next, To::Next, k));
+    let mut code = Code::new();
+    plain(&mut code, LD_B_ABS, high_byte_at(4)); // A = subsystem
+    jump(
+        &mut code,
+        JEQ_K,
+        u32::from(NFNL_SUBSYS_CTNETLINK),
+        To::Next,
+        To::Accept,
+    );
+    plain(&mut code, LD_B_ABS, low_byte_at(4)); // A = message type
+    jump(
+        &mut code,
+        JEQ_K,
+        u32::from(IPCTNL_MSG_CT_NEW),
+        To::Next,
+        To::Accept,
+    ); // DESTROY passes
+    plain(&mut code, LD_B_ABS, high_byte_at(6)); // A = flags >> 8
+    jump(
+        &mut code,
+        JSET_K,
+        u32::from(NLM_F_CREATE >> 8),
+        To::Accept,
+        To::Next,
+    ); // NEW passes
+    // An UPDATE: X = offset of the current attribute; step over the ones that are not
+    // CTA_PROTOINFO. M[0] = length's high byte << 8, M[1] = saved X.
+    plain(&mut code, LDX_IMM, ATTRS_AT);
+    for _ in 0..ATTRS_SEARCHED {
+        plain(&mut code, LD_B_IND, low_byte_at(2)); // type (below 256; flag bits are high)
+        jump(
+            &mut code,
+            JEQ_K,
+            u32::from(CTA_PROTOINFO),
+            To::Found,
+            To::Next,
+        );
+        plain(&mut code, LD_B_IND, high_byte_at(0));
+        plain(&mut code, LSH_K, 8);
+        plain(&mut code, ST, 0);
+        plain(&mut code, LD_B_IND, low_byte_at(0));
+        plain(&mut code, STX, 1);
+        plain(&mut code, LDX_MEM, 0);
+        plain(&mut code, OR_X, 0); // A = length
+        plain(&mut code, ADD_K, 3);
+        plain(&mut code, AND_K, !3);
+        plain(&mut code, LDX_MEM, 1);
+        plain(&mut code, ADD_X, 0);
+        plain(&mut code, TAX, 0); // X = next attribute
+    }
+    plain(&mut code, RET_K, 0); // not found: drop
+    let found = code.len();
+    plain(&mut code, LD_B_IND, 4 + low_byte_at(2));
+    jump(
+        &mut code,
+        JEQ_K,
+        u32::from(CTA_PROTOINFO_TCP),
+        To::Next,
+        To::Drop,
+    );
+    plain(&mut code, LD_B_IND, 8 + low_byte_at(2));
+    jump(
+        &mut code,
+        JEQ_K,
+        u32::from(CTA_PROTOINFO_TCP_STATE),
+        To::Next,
+        To::Drop,
+    );
+    plain(&mut code, LD_B_IND, 12); // the state byte
+    jump(
+        &mut code,
+        JEQ_K,
+        TCP_CONNTRACK_ESTABLISHED,
+        To::Accept,
+        To::Next,
+    );
+    jump(&mut code, JEQ_K, TCP_CONNTRACK_CLOSE, To::Accept, To::Drop);
+    let drop_at = code.len();
+    plain(&mut code, RET_K, 0);
+    let accept_at = code.len();
+    plain(&mut code, RET_K, u32::MAX);
+    let offset = |from: usize, to: To| -> u8 {
+        let target = match to {
+            To::Next => from + 1,
+            To::Found => found,
+            To::Drop => drop_at,
+            To::Accept => accept_at,
+        };
+        u8::try_from(target - from - 1).expect("filter jump within 255")
+    };
+    code.iter()
+        .enumerate()
+        .map(|(at, &(c, yes, no, k))| libc::sock_filter {
+            code: c,
+            jt: offset(at, yes),
+            jf: offset(at, no),
+            k,
+        })
+        .collect()
+}
 
 /// A subscription to conntrack events in the namespace it was opened in.
 #[derive(Debug)]
@@ -37,8 +216,8 @@ pub struct ConntrackEvents {
 }
 
 impl ConntrackEvents {
-    /// Opens the socket (needs CAP_NET_ADMIN) with an 8 MiB receive buffer where allowed and a
-    /// `timeout` on each receive.
+    /// Opens the socket (needs CAP_NET_ADMIN) with an 8 MiB receive buffer where allowed, the
+    /// [`filter_program`] attached, and a `timeout` on each receive.
     pub fn open(timeout: Duration) -> io::Result<Self> {
         // SAFETY: plain socket(2) call; the result is checked before use.
         let raw = unsafe {
@@ -58,6 +237,12 @@ impl ConntrackEvents {
             super::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &size)?;
         }
         super::set_receive_timeout(&fd, timeout)?;
+        let mut program = filter_program();
+        let fprog = libc::sock_fprog {
+            len: u16::try_from(program.len()).unwrap_or(u16::MAX),
+            filter: program.as_mut_ptr(),
+        };
+        super::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)?;
         // SAFETY: sockaddr_nl is plain old data; all-zero is a valid value.
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
@@ -75,15 +260,16 @@ impl ConntrackEvents {
         }
         Ok(Self {
             fd,
-            buf: vec![0; 256 * 1024],
+            buf: vec![0; DATAGRAMS_PER_CALL * DATAGRAM_ROOM],
             overruns: 0,
         })
     }
 
-    /// Waits (at most the timeout) for one datagram and passes each TCP or other event in it to
+    /// Waits (at most the timeout) for a datagram, takes it and any others already queued (up to
+    /// [`DATAGRAMS_PER_CALL`], one `recvmmsg`), and passes each TCP or other event in them to
     /// `each`. Returns the number of events; a timeout or an overrun returns 0.
     pub fn recv(&mut self, each: impl FnMut(CtEvent)) -> io::Result<usize> {
-        self.recv_flags(0, each)
+        self.recv_flags(libc::MSG_WAITFORONE, each)
     }
 
     /// Like [`Self::recv`] but never waits: returns 0 at once when nothing is queued. Lets a
@@ -97,33 +283,70 @@ impl ConntrackEvents {
         flags: libc::c_int,
         mut each: impl FnMut(CtEvent),
     ) -> io::Result<usize> {
-        // SAFETY: the buffer is valid for writes of its full length.
+        let lengths = match self.recv_datagrams(flags) {
+            Ok(lengths) => lengths,
+            Err(err) => {
+                return match err.raw_os_error() {
+                    Some(libc::ENOBUFS) => {
+                        self.overruns += 1;
+                        Ok(0)
+                    }
+                    Some(libc::EAGAIN | libc::EINTR) => Ok(0),
+                    _ => Err(err),
+                };
+            }
+        };
+        let mut count = 0;
+        for (slot, len) in self.buf.chunks(DATAGRAM_ROOM).zip(lengths) {
+            parse_messages(&slot[..len], |event| {
+                count += 1;
+                each(event);
+            });
+        }
+        Ok(count)
+    }
+
+    /// One `recvmmsg` into the buffer's slots; the length of each datagram received (0 for one
+    /// that did not fit its slot, which is skipped).
+    fn recv_datagrams(
+        &mut self,
+        flags: libc::c_int,
+    ) -> io::Result<impl Iterator<Item = usize> + use<>> {
+        let base: *mut u8 = self.buf.as_mut_ptr();
+        let mut iovecs: [libc::iovec; DATAGRAMS_PER_CALL] =
+            std::array::from_fn(|slot| libc::iovec {
+                // The buffer holds DATAGRAMS_PER_CALL slots of DATAGRAM_ROOM bytes.
+                iov_base: base.wrapping_add(slot * DATAGRAM_ROOM).cast(),
+                iov_len: DATAGRAM_ROOM,
+            });
+        // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
+        let mut headers: [libc::mmsghdr; DATAGRAMS_PER_CALL] = unsafe { std::mem::zeroed() };
+        for (header, iov) in headers.iter_mut().zip(iovecs.iter_mut()) {
+            header.msg_hdr.msg_iov = iov;
+            header.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every header points at one live iovec, each covering a distinct slot inside
+        // `self.buf` (exclusively borrowed); all outlive the call; the count is the array's.
         let n = unsafe {
-            libc::recv(
+            libc::recvmmsg(
                 self.fd.as_raw_fd(),
-                self.buf.as_mut_ptr().cast(),
-                self.buf.len(),
+                headers.as_mut_ptr(),
+                DATAGRAMS_PER_CALL as libc::c_uint,
                 flags,
+                std::ptr::null_mut(),
             )
         };
         if n < 0 {
-            let err = io::Error::last_os_error();
-            return match err.raw_os_error() {
-                Some(libc::ENOBUFS) => {
-                    self.overruns += 1;
-                    Ok(0)
-                }
-                Some(libc::EAGAIN | libc::EINTR) => Ok(0),
-                _ => Err(err),
-            };
+            return Err(io::Error::last_os_error());
         }
-        let len = usize::try_from(n).unwrap_or(0).min(self.buf.len());
-        let mut count = 0;
-        parse_messages(&self.buf[..len], |event| {
-            count += 1;
-            each(event);
-        });
-        Ok(count)
+        let received = usize::try_from(n).unwrap_or(0).min(DATAGRAMS_PER_CALL);
+        Ok(headers.into_iter().take(received).map(|h| {
+            if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                0
+            } else {
+                (h.msg_len as usize).min(DATAGRAM_ROOM)
+            }
+        }))
     }
 
     /// Overruns (`ENOBUFS`: the kernel dropped one or more events) since the last call.
@@ -399,6 +622,202 @@ mod tests {
         assert_eq!(e.counters_reply, None);
         assert_eq!(e.tcp_state, Some(TcpState::Established));
         assert_eq!(events[1].kind, CtKind::New);
+    }
+
+    /// Runs a classic-BPF program over `packet` as the kernel would (only the instructions
+    /// [`filter_program`] uses); returns the verdict (bytes kept, 0 = dropped). A load past the
+    /// end drops, as in the kernel.
+    fn run_filter(program: &[libc::sock_filter], packet: &[u8]) -> u32 {
+        let (mut a, mut x, mut pc, mut mem) = (0u32, 0u32, 0usize, [0u32; 16]);
+        loop {
+            let op = program[pc];
+            pc += 1;
+            let byte = |at: u32| packet.get(at as usize).map(|&b| u32::from(b));
+            match op.code {
+                0x30 | 0x50 => {
+                    let at = if op.code == 0x50 { x + op.k } else { op.k };
+                    match byte(at) {
+                        Some(v) => a = v,
+                        None => return 0,
+                    }
+                }
+                0x01 => x = op.k,
+                0x61 => x = mem[op.k as usize],
+                0x02 => mem[op.k as usize] = a,
+                0x03 => mem[op.k as usize] = x,
+                0x07 => x = a,
+                0x64 => a <<= op.k,
+                0x4c => a |= x,
+                0x04 => a = a.wrapping_add(op.k),
+                0x0c => a = a.wrapping_add(x),
+                0x54 => a &= op.k,
+                0x15 | 0x45 => {
+                    let taken = if op.code == 0x15 {
+                        a == op.k
+                    } else {
+                        a & op.k != 0
+                    };
+                    pc += usize::from(if taken { op.jt } else { op.jf });
+                }
+                0x06 => return op.k,
+                other => panic!("instruction {other:#x} not modelled"),
+            }
+        }
+    }
+
+    fn update(state: Option<u8>) -> Vec<u8> {
+        let mut attrs = vec![
+            tuple(CTA_TUPLE_ORIG, [10, 0, 1, 2], [10, 96, 0, 10], 40000, 80),
+            tuple(CTA_TUPLE_REPLY, [10, 0, 2, 7], [10, 0, 1, 2], 8080, 40000),
+            attr(CTA_STATUS, &0x18eu32.to_be_bytes()),
+            attr(7, &120u32.to_be_bytes()), // CTA_TIMEOUT
+        ];
+        if let Some(state) = state {
+            // CTA_PROTOINFO_TCP: state, then the window scales and flags the kernel adds.
+            attrs.push(nested(
+                CTA_PROTOINFO,
+                &[nested(
+                    CTA_PROTOINFO_TCP,
+                    &[
+                        attr(CTA_PROTOINFO_TCP_STATE, &[state]),
+                        attr(2, &[7]),
+                        attr(3, &[7]),
+                        attr(4, &[0x23, 0]),
+                    ],
+                )],
+            ));
+        }
+        attrs.push(attr(CTA_ID, &9u32.to_be_bytes()));
+        message(IPCTNL_MSG_CT_NEW, 0, &attrs)
+    }
+
+    #[test]
+    fn the_filter_keeps_new_destroy_and_the_updates_the_table_uses() {
+        let program = filter_program();
+        let kept = |msg: &[u8]| run_filter(&program, msg) != 0;
+        let new = message(
+            IPCTNL_MSG_CT_NEW,
+            NLM_F_CREATE | 0x200,
+            &[
+                tuple(CTA_TUPLE_ORIG, [1, 1, 1, 1], [2, 2, 2, 2], 1, 2),
+                tuple(CTA_TUPLE_REPLY, [2, 2, 2, 2], [1, 1, 1, 1], 2, 1),
+            ],
+        );
+        assert!(kept(&new), "NEW");
+        assert!(kept(&message(IPCTNL_MSG_CT_DELETE, 0, &[])), "DESTROY");
+        let mut other_subsystem = new.clone();
+        other_subsystem[usize::try_from(high_byte_at(4)).unwrap()] = 2;
+        assert!(
+            kept(&other_subsystem),
+            "not conntrack: not the filter's business"
+        );
+        // Every TCP state an UPDATE can report: kept exactly when the decoder says the table
+        // gets ESTABLISHED or CLOSE from it.
+        for state in 0..=10u8 {
+            let msg = update(Some(state));
+            let mut decoded = Vec::new();
+            parse_messages(&msg, |e| decoded.push(e.tcp_state));
+            let wanted = matches!(
+                decoded.as_slice(),
+                [Some(TcpState::Established | TcpState::Close)]
+            );
+            assert_eq!(kept(&msg), wanted, "UPDATE in state {state}");
+        }
+        assert!(!kept(&update(None)), "an UPDATE without TCP state");
+        assert!(!kept(&update(Some(3))[..40]), "truncated");
+    }
+
+    /// A namespace for the root test, deleted on drop.
+    struct Netns(String);
+
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+
+    fn sh_in(netns: &str, script: &str) {
+        let status = std::process::Command::new("ip")
+            .args(["netns", "exec", netns, "sh", "-ec", script])
+            .status()
+            .expect("ip netns exec");
+        assert!(status.success(), "`{script}` failed in {netns}");
+    }
+
+    fn is_root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            return true;
+        }
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "needs root, and CI=true forbids skipping"
+        );
+        eprintln!("skipped: needs root");
+        false
+    }
+
+    #[test]
+    fn the_kernel_delivers_new_established_and_destroy_but_not_the_other_updates() {
+        use std::io::{Read as _, Write as _};
+        if !is_root() {
+            return;
+        }
+        let netns = Netns(format!("nfscope-ctfilter-{}", std::process::id()));
+        let status = std::process::Command::new("ip")
+            .args(["netns", "add", &netns.0])
+            .status()
+            .expect("ip netns add");
+        assert!(status.success());
+        // Anything using conntrack in the namespace makes it track connections there.
+        sh_in(
+            &netns.0,
+            "ip link set lo up; iptables -A OUTPUT -p tcp -m conntrack --ctstate NEW -j ACCEPT",
+        );
+        let events = crate::run_in_netns(Some(&netns.0), || {
+            let mut events = ConntrackEvents::open(Duration::from_millis(100)).expect("open");
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+            let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (mut server, _) = listener.accept().unwrap();
+            client.write_all(b"ping").unwrap();
+            let mut got = [0; 4];
+            server.read_exact(&mut got).unwrap();
+            drop(client); // FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT: all filtered out
+            drop(server);
+            std::thread::sleep(Duration::from_millis(100));
+            sh_in(&netns.0, "conntrack -F 2>/dev/null"); // DESTROY
+            let mut seen = Vec::new();
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            while std::time::Instant::now() < deadline
+                && !seen.iter().any(|&(kind, _)| kind == CtKind::Destroy)
+            {
+                events
+                    .recv(|e| seen.push((e.kind, e.tcp_state)))
+                    .expect("recv");
+            }
+            seen
+        })
+        .expect("enter the namespace");
+        assert_eq!(
+            events.first(),
+            Some(&(CtKind::New, Some(TcpState::Handshake)))
+        );
+        let updates: Vec<_> = events
+            .iter()
+            .filter(|(kind, _)| *kind == CtKind::Update)
+            .collect();
+        assert_eq!(
+            updates,
+            [&(CtKind::Update, Some(TcpState::Established))],
+            "only the ESTABLISHED update passes: {events:?}"
+        );
+        assert_eq!(
+            events.last(),
+            Some(&(CtKind::Destroy, Some(TcpState::Closing))),
+            "the DESTROY, with the TIME_WAIT state: {events:?}"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 pub use capture::{CaptureStats, PacketCapture};
-pub use conntrack_events::{ConntrackEvents, parse_messages};
+pub use conntrack_events::{ConntrackEvents, DATAGRAMS_PER_CALL, parse_messages};
 
 use crate::run_in_netns;
 
