@@ -276,6 +276,7 @@ pub fn annotate_table(table: &Table) -> TableAnnotations {
                 owner,
                 meaning: meanings[ci].clone(),
                 policy_verdict: None,
+                counts_endpoint_connections: false,
             };
             ChainAnnotations {
                 annotation,
@@ -518,10 +519,15 @@ impl RuleContext<'_> {
             .own_meaning(spec, evidence)
             .or_else(|| self.target_meaning(spec).cloned())
             .or_else(|| self.meanings[self.chain_idx].clone());
+        let counts_endpoint_connections = matches!(meaning, Some(Meaning::KubeEndpoint { .. }))
+            && self.table.name == "nat"
+            && self.chain_name().starts_with("KUBE-SEP-")
+            && spec.target_name() == Some("DNAT");
         Annotation {
             owner,
             meaning,
             policy_verdict: rule_verdict(self.chain_name(), spec),
+            counts_endpoint_connections,
         }
     }
 

@@ -423,6 +423,12 @@ pub struct Annotation {
     pub meaning: Option<Meaning>,
     /// For rules: the network-policy decision its counter measures.
     pub policy_verdict: Option<PolicyVerdict>,
+    /// For rules: the DNAT of a kube-proxy endpoint chain (`KUBE-SEP-*` in `nat`), whose packet
+    /// counter counts the new connections sent to that endpoint (only a connection's first
+    /// packet traverses `nat`). Decided from the rule's spec, so outputs that keep only
+    /// counters need not keep the spec.
+    #[serde(skip)]
+    pub counts_endpoint_connections: bool,
 }
 
 impl Annotation {
@@ -432,6 +438,7 @@ impl Annotation {
             owner,
             meaning: None,
             policy_verdict: None,
+            counts_endpoint_connections: false,
         }
     }
 }

@@ -85,6 +85,11 @@ fn old_kube_proxy_without_comments_gets_meaning_from_jumps_and_hash_siblings() {
         rule(&a, &r, "nat", "KUBE-SEP-QAX236RR3UXXQODE", 0).meaning,
         Some(endpoint)
     );
+    // Only the endpoint's DNAT counts its new connections (not the hairpin MASQ, not the jump).
+    let counts = |chain: &str, i: usize| rule(&a, &r, "nat", chain, i).counts_endpoint_connections;
+    assert!(counts("KUBE-SEP-QAX236RR3UXXQODE", 1));
+    assert!(!counts("KUBE-SEP-QAX236RR3UXXQODE", 0));
+    assert!(!counts("KUBE-SVC-NPX46M4PTMTKRN6Y", 0));
     let (ti, ci) = find(&r, "nat", "KUBE-SEP-QAX236RR3UXXQODE");
     assert_eq!(
         a.hash_check(ti, ci, "KUBE-SEP-QAX236RR3UXXQODE"),

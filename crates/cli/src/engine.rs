@@ -11,9 +11,8 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use nfscope_annotate::Annotations;
-use nfscope_exporter::{ExportOptions, RuleLabel, RuleLabels, SelfMetrics};
+use nfscope_exporter::{ChunkSink, ExportOptions, RuleLabel, RuleLabels, SelfMetrics, SinkClosed};
 use nfscope_kernel::CollectOptions;
-use nfscope_lint::Finding;
 use nfscope_ruleset::{Backend, Family, ParseError, ParseOptions, Ruleset, Snapshot, SourceKind};
 
 /// A snapshot with everything derived from it that outputs need: annotations and rule labels,
@@ -26,9 +25,10 @@ pub struct Collected {
     pub annotations: Arc<Vec<Annotations>>,
     /// Rule ids, canonical texts and comments per ruleset (shared like `annotations`).
     pub labels: Arc<Vec<RuleLabels>>,
-    /// Lint findings for the snapshot's rules (server only: recomputed when the rules or the ipset
-    /// names change; empty from the one-shot [`prepare`]).
-    pub findings: Arc<Vec<Finding>>,
+    /// The `nfscope_lint_findings` family for the snapshot's rules (server only: recomputed when
+    /// the rules or the ipset names change; empty from the one-shot [`prepare`]). Only these
+    /// counts are kept: at 70k rules the findings themselves are ~12 MiB.
+    pub lint_metrics: Arc<String>,
     /// Where the snapshot goes when this is dropped: back to the server's kernel reader, which
     /// lent it its parsed rulesets (`nfscope_kernel::Reader::lending`) instead of copying them.
     give_back: Option<Sender<Snapshot>>,
@@ -127,7 +127,7 @@ pub fn prepare(snapshot: Snapshot) -> Collected {
         snapshot,
         annotations: Arc::new(annotations),
         labels: Arc::new(labels),
-        findings: Arc::default(),
+        lint_metrics: Arc::default(),
         give_back: None,
     }
 }
@@ -165,7 +165,16 @@ pub fn collector(
             .unwrap_or_else(PoisonError::into_inner)
             .prepare(snapshot);
         collected.give_back = Some(give_back.clone());
-        // The dump text, kernel tables and parse temporaries are gone now: give their pages back.
+        // Labels, annotations and lint findings are computed: from here on only names, positions
+        // and counters are needed, so the specs (most of a parsed ruleset's memory) can go. The
+        // reader gets the skeleton back and places the next counters on it.
+        for ruleset in &mut collected.snapshot.rulesets {
+            if !ruleset.rule_specs_dropped {
+                ruleset.drop_rule_specs();
+            }
+        }
+        // The dump text, kernel tables, specs and parse temporaries are gone now: give their
+        // pages back.
         nfscope_kernel::release_free_memory();
         tracing::debug!(elapsed = ?started.elapsed(), "collection done");
         collected
@@ -193,19 +202,22 @@ fn take_back_lent_rulesets(reader: &mut nfscope_kernel::Reader, returned: &Recei
 }
 
 /// Per (family, backend): the labels and annotations of the last rulesets seen, reused while
-/// their rules are unchanged (`RuleLabels::fits`). They are shared (`Arc`) with every
+/// their rules are unchanged: the reader says so (`Snapshot::rule_text_ids` equal to those the
+/// entries were built or last checked for), or else `RuleLabels::fits` does. They are shared (`Arc`) with every
 /// [`Collected`] built from them, so a scrape whose rules did not change copies nothing.
 #[derive(Default)]
 struct PreparedCache {
     keys: Vec<(Family, Backend)>,
+    /// The reader's rule text id per entry of `keys` (0 = unknown), from the last snapshot.
+    text_ids: Vec<u64>,
     labels: Arc<Vec<RuleLabels>>,
     annotations: Arc<Vec<Annotations>>,
     /// Bumped by every [`Self::rebuild`]: the rules changed.
     rebuilds: u64,
-    /// What `findings` were linted for: the rebuild count and the ipset names (`None` when the
+    /// What `lint_metrics` were linted for: the rebuild count and the ipset names (`None` when the
     /// ipsets could not be read). `None` before the first lint.
     linted_for: Option<(u64, Option<Vec<String>>)>,
-    findings: Arc<Vec<Finding>>,
+    lint_metrics: Arc<String>,
 }
 
 impl PreparedCache {
@@ -215,23 +227,29 @@ impl PreparedCache {
             .iter()
             .map(|r| (r.family, r.backend))
             .collect();
+        let text_ids = text_ids(&snapshot);
         let unchanged = keys == self.keys
-            && self
-                .labels
-                .iter()
-                .zip(&snapshot.rulesets)
-                .all(|(labels, ruleset)| labels.fits(ruleset));
+            && (0..keys.len()).all(|i| self.still_fits(i, text_ids[i], &snapshot.rulesets[i]));
         if !unchanged {
-            self.rebuild(keys, &snapshot);
+            self.rebuild(keys, &snapshot, &text_ids);
         }
+        self.text_ids = text_ids;
         self.lint_if_changed(&snapshot);
         Collected {
             snapshot,
             annotations: Arc::clone(&self.annotations),
             labels: Arc::clone(&self.labels),
-            findings: Arc::clone(&self.findings),
+            lint_metrics: Arc::clone(&self.lint_metrics),
             give_back: None,
         }
+    }
+
+    /// Do the cached entry `i`'s labels still describe `ruleset`, whose text id is `text_id`? A
+    /// known id equal to the cached one says so without looking at a rule.
+    fn still_fits(&self, i: usize, text_id: u64, ruleset: &Ruleset) -> bool {
+        let same_text = text_id != 0 && self.text_ids.get(i) == Some(&text_id);
+        // A ruleset without specs fits nothing but the text it came from.
+        same_text || (!ruleset.rule_specs_dropped && self.labels[i].fits(ruleset))
     }
 
     /// Re-lints only when the rules changed (a rebuild) or the set of ipset names did, so the
@@ -243,23 +261,34 @@ impl PreparedCache {
             .map(|sets| sets.iter().map(|s| s.name.clone()).collect());
         let key = (self.rebuilds, ipset_names);
         if self.linted_for.as_ref() != Some(&key) {
-            self.findings = Arc::new(nfscope_lint::lint(&input));
+            let mut metrics = String::new();
+            nfscope_lint::encode_finding_metrics(&nfscope_lint::lint(&input), &mut metrics);
+            self.lint_metrics = Arc::new(metrics);
             self.linted_for = Some(key);
         }
     }
 
     /// New entries for `snapshot`, reusing (copying) those of rulesets whose rules still fit.
-    fn rebuild(&mut self, keys: Vec<(Family, Backend)>, snapshot: &Snapshot) {
+    fn rebuild(&mut self, keys: Vec<(Family, Backend)>, snapshot: &Snapshot, text_ids: &[u64]) {
         let mut labels = Vec::with_capacity(keys.len());
         let mut annotations = Vec::with_capacity(keys.len());
-        for (key, ruleset) in keys.iter().zip(&snapshot.rulesets) {
+        for ((key, ruleset), &text_id) in keys.iter().zip(&snapshot.rulesets).zip(text_ids) {
             let old = self.keys.iter().position(|k| k == key);
-            match old.filter(|&i| self.labels[i].fits(ruleset)) {
+            match old.filter(|&i| self.still_fits(i, text_id, ruleset)) {
                 Some(i) => {
                     labels.push(self.labels[i].clone());
                     annotations.push(self.annotations[i].clone());
                 }
                 None => {
+                    if ruleset.rule_specs_dropped {
+                        // Cannot happen with the lending reader (a skeleton always comes back
+                        // under the text id it left with); say so rather than mislabel quietly.
+                        tracing::error!(
+                            family = %ruleset.family.as_str(),
+                            backend = %ruleset.backend.as_str(),
+                            "rule labels rebuilt from a ruleset without specs: rule texts are empty until the rules change"
+                        );
+                    }
                     labels.push(RuleLabels::new(ruleset));
                     annotations.push(nfscope_annotate::annotate(ruleset));
                 }
@@ -272,13 +301,25 @@ impl PreparedCache {
     }
 }
 
-/// The `/metrics` body: the exporter's exposition plus the server's own collection counters.
-pub fn metrics_text(
+/// The reader's rule text id per ruleset of `snapshot`, 0 where it gave none.
+fn text_ids(snapshot: &Snapshot) -> Vec<u64> {
+    (0..snapshot.rulesets.len())
+        .map(|i| snapshot.rule_text_ids.get(i).copied().unwrap_or(0))
+        .collect()
+}
+
+/// The `/metrics` body: the exporter's exposition plus the server's own collection counters,
+/// streamed. The big rule families go to `sink` in chunks of about `chunk_bytes` as they are
+/// encoded; the returned string holds the rest (send it last). Stops with [`SinkClosed`] as soon
+/// as the sink refuses a chunk (the client went away).
+pub fn stream_metrics(
     collected: &Collected,
     export: &ExportOptions,
     counters: &Counters,
     stats: &SelfStats,
-) -> String {
+    chunk_bytes: usize,
+    sink: &mut dyn ChunkSink,
+) -> Result<String, SinkClosed> {
     let self_metrics = SelfMetrics {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         scrapes_total: counters.scrapes.fetch_add(1, Ordering::Relaxed) + 1,
@@ -289,23 +330,25 @@ pub fn metrics_text(
             .unwrap_or_else(PoisonError::into_inner)
             .clone(),
     };
-    let encoded = nfscope_exporter::encode_metrics_with_labels(
+    let streamed = nfscope_exporter::encode_metrics_streaming(
         &collected.snapshot,
         &collected.annotations,
         &collected.labels,
         &self_metrics,
         export,
-    );
+        chunk_bytes,
+        sink,
+    )?;
     counters
         .rule_series_dropped
-        .fetch_add(encoded.rule_series_dropped, Ordering::Relaxed);
-    let mut body = encoded.body;
-    append_server_metrics(&mut body, stats);
-    append_source_metrics(&mut body, &collected.snapshot, counters);
-    nfscope_exporter::append_nftables_metrics(&mut body, &collected.snapshot);
-    nfscope_lint::encode_finding_metrics(&collected.findings, &mut body);
-    crate::flow_api::append_metrics(&mut body);
-    body
+        .fetch_add(streamed.rule_series_dropped, Ordering::Relaxed);
+    let mut tail = streamed.tail;
+    append_server_metrics(&mut tail, stats);
+    append_source_metrics(&mut tail, &collected.snapshot, counters);
+    nfscope_exporter::append_nftables_metrics(&mut tail, &collected.snapshot);
+    tail.push_str(&collected.lint_metrics);
+    crate::flow_api::append_metrics(&mut tail);
+    Ok(tail)
 }
 
 /// Server-side families the exporter's `SelfMetrics` does not carry (yet).
@@ -418,29 +461,72 @@ mod tests {
         );
     }
 
+    fn with_text_id(mut snapshot: Snapshot, id: u64) -> Snapshot {
+        snapshot.rule_text_ids = vec![id];
+        snapshot
+    }
+
+    #[test]
+    fn a_known_unchanged_text_id_skips_the_rule_check_and_an_unknown_one_does_not() {
+        let mut cache = PreparedCache::default();
+        let first = cache.prepare(with_text_id(snapshot(TWO_RULES), 7));
+        // Same id: the reader vouches for the text, so even different specs (which a real reader
+        // never reports under one id) keep the cached labels; proof that no rule was compared.
+        let edited = TWO_RULES.replace("--dport 80", "--dport 8080");
+        let trusted = cache.prepare(with_text_id(snapshot(&edited), 7));
+        assert!(Arc::ptr_eq(&first.labels, &trusted.labels));
+        // A new id or no id at all: the rules are compared, and the edit is seen.
+        let new_id = cache.prepare(with_text_id(snapshot(&edited), 8));
+        assert!(!Arc::ptr_eq(&first.labels, &new_id.labels));
+        assert_eq!(
+            new_id.labels[0].rule_text(0, 0, 1),
+            "-p tcp -m tcp --dport 8080 -j ACCEPT"
+        );
+        let unknown = cache.prepare(with_text_id(snapshot(TWO_RULES), 0));
+        assert_eq!(
+            unknown.labels[0].rule_text(0, 0, 1),
+            "-p tcp -m tcp --dport 80 -j ACCEPT"
+        );
+        let no_ids = cache.prepare(snapshot(&edited));
+        assert_eq!(
+            no_ids.labels[0].rule_text(0, 0, 1),
+            "-p tcp -m tcp --dport 8080 -j ACCEPT"
+        );
+        // A new id for the same text: labels kept (they still fit), and the id is remembered.
+        let same_text = cache.prepare(with_text_id(snapshot(&edited), 9));
+        assert!(Arc::ptr_eq(&no_ids.labels, &same_text.labels));
+        assert_eq!(cache.text_ids, [9]);
+    }
+
     #[test]
     fn lint_runs_again_only_when_rules_or_ipset_names_change() {
         const DANGLING: &str =
             "*filter\n:INPUT ACCEPT [0:0]\n:OLD - [0:0]\n[1:60] -A INPUT -j ACCEPT\nCOMMIT\n";
         let mut cache = PreparedCache::default();
+        // The sum of the `nfscope_lint_findings` samples of one finding id.
+        let count = |metrics: &str, id: &str| -> u64 {
+            let label = format!("id=\"{id}\"");
+            metrics
+                .lines()
+                .filter(|l| l.starts_with("nfscope_lint_findings{") && l.contains(&label))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum()
+        };
         let first = cache.prepare(snapshot(DANGLING));
-        assert!(
-            first
-                .findings
-                .iter()
-                .any(|f| f.id.as_str() == "unreferenced-chain"),
-            "{:?}",
-            first.findings
+        assert_eq!(
+            count(&first.lint_metrics, "unreferenced-chain"),
+            1,
+            "{}",
+            first.lint_metrics
         );
         let counters_moved = cache.prepare(snapshot(&DANGLING.replace("[1:60]", "[5:300]")));
-        assert!(Arc::ptr_eq(&first.findings, &counters_moved.findings));
+        assert!(Arc::ptr_eq(
+            &first.lint_metrics,
+            &counters_moved.lint_metrics
+        ));
         let fixed = cache.prepare(snapshot(&DANGLING.replace(":OLD - [0:0]\n", "")));
-        assert!(
-            !fixed
-                .findings
-                .iter()
-                .any(|f| f.id.as_str() == "unreferenced-chain")
-        );
+        assert_eq!(count(&fixed.lint_metrics, "unreferenced-chain"), 0);
+        assert!(fixed.lint_metrics.contains("nfscope_lint_findings{"));
         let mut with_sets = snapshot(&DANGLING.replace(":OLD - [0:0]\n", ""));
         with_sets.sources.push(nfscope_ruleset::SourceReport {
             kind: SourceKind::Ipsets,
@@ -449,7 +535,7 @@ mod tests {
             duration_seconds: 0.0,
         });
         let relinted = cache.prepare(with_sets);
-        assert!(!Arc::ptr_eq(&fixed.findings, &relinted.findings));
+        assert!(!Arc::ptr_eq(&fixed.lint_metrics, &relinted.lint_metrics));
     }
 
     #[test]

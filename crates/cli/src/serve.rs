@@ -150,12 +150,15 @@ struct App {
     deadline: Duration,
     timeouts: AtomicU64,
     netns: Option<String>,
+    /// For `/api/rules`, which reads on its own (see [`api_rules`]).
+    collect: CollectOptions,
 }
 
 impl App {
     fn new(config: ServeConfig) -> Self {
         let counters = Arc::new(Counters::default());
         let netns = config.collect.netns.clone();
+        let collect = config.collect.clone();
         let job = engine::collector(config.collect, Arc::clone(&counters));
         Self {
             flight: SingleFlight::new(job, config.cache),
@@ -164,6 +167,7 @@ impl App {
             deadline: config.deadline,
             timeouts: AtomicU64::new(0),
             netns,
+            collect,
         }
     }
 
@@ -227,7 +231,7 @@ fn router(app: Arc<App>) -> Router {
 
 const INDEX: &str = "nfscope exporter\n\n\
 /metrics    Prometheus text exposition of rule, chain, ipset and conntrack counters\n\
-/api/rules  the same collection as JSON (parsed, annotated rules with counters)\n\
+/api/rules  a fresh collection as JSON (parsed, annotated rules with counters)\n\
 /api/trace  which rule decides a packet's fate, e.g. /api/trace?src=10.0.0.1&dst=10.96.0.10&proto=tcp&dport=80\n\
 /healthz    liveness: answers \"ok\" without waiting for a collection\n";
 
@@ -239,41 +243,103 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Bytes of exposition per streamed chunk: big enough that per-chunk costs vanish, small enough
+/// to stay under glibc's mmap threshold (128 KiB), so chunk buffers come from and go back to the
+/// heap instead of being mapped and faulted in each time.
+const METRICS_CHUNK_BYTES: usize = 112 * 1024;
+
+/// Chunks queued between the encoder and the connection; with the one being written and the one
+/// hyper is sending, a response holds about this many + 2 chunks at a time.
+const METRICS_CHUNKS_QUEUED: usize = 4;
+
+type Chunk = Result<String, std::io::Error>;
+
+/// `/metrics`: the encoder runs on the blocking pool and streams the body to the client through a
+/// small bounded channel, so at most a few chunks of it exist at a time. It stops when the
+/// client goes away (the channel closes). A failure before the first chunk gives 500; one after
+/// it aborts the response, so a client never takes a truncated body for a whole one.
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let done = match app.collection().await {
         Ok(done) => done,
         Err(response) => return response,
     };
     let stats = app.stats(&done);
-    let app = Arc::clone(&app);
-    let body = tokio::task::spawn_blocking(move || {
-        let collected = done.value.as_ref().expect("checked by collection()");
-        let mut body = engine::metrics_text(collected, &app.export, &app.counters, &stats);
-        crate::kube_glue::append_metrics(&mut body);
-        body
-    })
-    .await;
-    match body {
-        Ok(body) => (
-            [(header::CONTENT_TYPE, nfscope_exporter::CONTENT_TYPE)],
-            body,
-        )
-            .into_response(),
-        Err(e) => plain(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("encoding failed: {e}\n"),
-        ),
+    let (sender, mut chunks) = tokio::sync::mpsc::channel::<Chunk>(METRICS_CHUNKS_QUEUED);
+    let encoder = {
+        let sender = sender.clone();
+        tokio::task::spawn_blocking(move || {
+            let collected = done.value.as_ref().expect("checked by collection()");
+            encode_metrics_into(collected, &app, &stats, &sender);
+        })
+    };
+    tokio::spawn(async move {
+        if let Err(e) = encoder.await {
+            tracing::error!(error = %e, "encoding /metrics failed");
+            let _ = sender
+                .send(Err(std::io::Error::other(format!("encoding failed: {e}"))))
+                .await;
+        }
+    });
+    let first = match chunks.recv().await {
+        Some(Ok(first)) => first,
+        Some(Err(e)) => {
+            return plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
+        }
+        None => {
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "encoding failed: no output\n".to_owned(),
+            );
+        }
+    };
+    let rest = futures::stream::poll_fn(move |cx| chunks.poll_recv(cx));
+    let body = futures::StreamExt::chain(futures::stream::once(async { Ok(first) }), rest);
+    (
+        [(header::CONTENT_TYPE, nfscope_exporter::CONTENT_TYPE)],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// Runs the streaming encoder (blocking), sending chunks, then the tail, to `sender`.
+fn encode_metrics_into(
+    collected: &Collected,
+    app: &App,
+    stats: &engine::SelfStats,
+    sender: &tokio::sync::mpsc::Sender<Chunk>,
+) {
+    let mut sink = |chunk: String| {
+        sender
+            .blocking_send(Ok(chunk))
+            .map_err(|_| nfscope_exporter::SinkClosed)
+    };
+    let streamed = engine::stream_metrics(
+        collected,
+        &app.export,
+        &app.counters,
+        stats,
+        METRICS_CHUNK_BYTES,
+        &mut sink,
+    );
+    match streamed {
+        Ok(mut tail) => {
+            crate::kube_glue::append_metrics(&mut tail);
+            let _ = sink(tail);
+        }
+        Err(nfscope_exporter::SinkClosed) => {
+            tracing::debug!("client went away during /metrics; encoding stopped");
+        }
     }
 }
 
+/// The whole parsed ruleset as JSON. It collects on its own instead of sharing `/metrics`'s
+/// collection: the server keeps rules without their specs between scrapes
+/// (`Ruleset::drop_rule_specs`), and this endpoint is for people, not for every scrape.
 async fn api_rules(State(app): State<Arc<App>>) -> Response {
-    let done = match app.collection().await {
-        Ok(done) => done,
-        Err(response) => return response,
-    };
+    let options = app.collect.clone();
     let body = tokio::task::spawn_blocking(move || {
-        let collected = done.value.as_ref().expect("checked by collection()");
-        engine::rules_json(collected)
+        let collected = engine::prepare(nfscope_kernel::collect(&options));
+        engine::rules_json(&collected)
     })
     .await;
     match body {

@@ -1096,7 +1096,7 @@ fn parse_trace_rule(text: &str, family: Family, table: &str) -> Result<RuleSpec,
         .tables
         .first()
         .and_then(|t| t.chains.iter().find_map(|c| c.rules.first()))
-        .map(|r| r.spec.clone())
+        .map(|r| (*r.spec).clone())
         .ok_or_else(bad)
 }
 

@@ -2,9 +2,11 @@
 //!
 //! Owns the byte-exact details of the format: `# HELP` / `# TYPE` headers, label-value escaping
 //! (`\` → `\\`, `"` → `\"`, newline → `\n`), HELP escaping (`\` and newline), and number formatting
-//! (`+Inf`, `-Inf`, `NaN`). It knows nothing about netfilter: the metric schema lives in
-//! [`crate::metrics`].
+//! (`+Inf`, `-Inf`, `NaN`), and cutting the text into line-aligned chunks for a [`ChunkSink`] when
+//! a body is streamed. It knows nothing about netfilter: the metric schema lives in
+//! [`crate::metrics`]. It does no I/O: the sink decides where chunks go.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// The metric type written after `# TYPE`.
@@ -54,23 +56,73 @@ impl From<bool> for Value {
     }
 }
 
-/// Appends exposition text to one growing `String`.
+/// Why a streaming encoding stopped early: the [`ChunkSink`] would take no more (the client of a
+/// streamed response went away).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the receiver of the exposition went away")]
+pub struct SinkClosed;
+
+/// Takes the exposition in chunks of whole lines, in order, as a streaming encoding produces them.
+pub trait ChunkSink {
+    /// Takes one chunk. An error stops the encoding: nothing more is written or sent.
+    fn send_chunk(&mut self, chunk: String) -> Result<(), SinkClosed>;
+}
+
+impl<F: FnMut(String) -> Result<(), SinkClosed>> ChunkSink for F {
+    fn send_chunk(&mut self, chunk: String) -> Result<(), SinkClosed> {
+        self(chunk)
+    }
+}
+
+/// Largest chunk a streaming exposition buffers before sending.
+const MAX_CHUNK: usize = 64 << 20;
+
+/// Room left in a chunk buffer beyond its flush size, so a typical last line fits without
+/// growing it (longer lines just grow it).
+const CHUNK_SLACK: usize = 8 * 1024;
+
+/// Where full chunks go.
+struct Stream<'s> {
+    sink: &'s mut dyn ChunkSink,
+    chunk_bytes: usize,
+    closed: bool,
+}
+
+/// Appends exposition text to a `String`, optionally handing it to a [`ChunkSink`] in chunks.
 ///
 /// A family is opened with [`Exposition::family`]; its header is removed again by
-/// [`Exposition::end_family`] when no sample followed, so empty families leave no trace.
-#[derive(Debug, Default)]
-pub(crate) struct Exposition {
+/// [`Exposition::end_family`] when no sample followed, so empty families leave no trace. A
+/// streaming exposition sends its buffer after a sample once it holds `chunk_bytes` (so chunks
+/// always end at a line end, and a header is never sent without a sample after it); once the
+/// sink refuses a chunk, everything later is discarded and [`Exposition::is_closed`] says so.
+#[derive(Default)]
+pub(crate) struct Exposition<'s> {
     out: String,
     family_start: usize,
     header_end: usize,
+    stream: Option<Stream<'s>>,
 }
 
-impl Exposition {
+impl<'s> Exposition<'s> {
     pub(crate) fn with_capacity(bytes: usize) -> Self {
         Self {
             out: String::with_capacity(bytes),
+            ..Self::default()
+        }
+    }
+
+    /// Sends every `chunk_bytes` (at line ends; at most 64 MiB) to `sink`.
+    pub(crate) fn streaming(sink: &'s mut dyn ChunkSink, chunk_bytes: usize) -> Self {
+        let chunk_bytes = chunk_bytes.clamp(1, MAX_CHUNK);
+        Self {
+            out: String::with_capacity(chunk_bytes.saturating_add(CHUNK_SLACK)),
             family_start: 0,
             header_end: 0,
+            stream: Some(Stream {
+                sink,
+                chunk_bytes,
+                closed: false,
+            }),
         }
     }
 
@@ -81,6 +133,7 @@ impl Exposition {
             out,
             family_start: end,
             header_end: end,
+            stream: None,
         }
     }
 
@@ -126,6 +179,50 @@ impl Exposition {
         self.out.push(' ');
         push_value(&mut self.out, value.into());
         self.out.push('\n');
+        self.sample_written();
+    }
+
+    /// Writes one sample line from pieces that are already valid exposition text (name, `{`,
+    /// escaped labels, `} ` — everything before the value), then the value and the line end.
+    pub(crate) fn raw_sample(&mut self, pieces: &[&str], value: u64) {
+        for piece in pieces {
+            self.out.push_str(piece);
+        }
+        push_u64(&mut self.out, value);
+        self.out.push('\n');
+        self.sample_written();
+    }
+
+    /// Sends the buffer when a streaming exposition has a chunk's worth.
+    fn sample_written(&mut self) {
+        if let Some(stream) = &self.stream
+            && self.out.len() >= stream.chunk_bytes
+        {
+            self.flush();
+        }
+    }
+
+    /// Sends what is buffered (if anything) to the sink of a streaming exposition.
+    pub(crate) fn flush(&mut self) {
+        let Some(stream) = &mut self.stream else {
+            return;
+        };
+        let capacity = stream.chunk_bytes + CHUNK_SLACK;
+        let chunk = std::mem::take(&mut self.out);
+        self.family_start = 0;
+        self.header_end = 0;
+        if stream.closed || chunk.is_empty() {
+            return;
+        }
+        match stream.sink.send_chunk(chunk) {
+            Ok(()) => self.out.reserve(capacity),
+            Err(SinkClosed) => stream.closed = true,
+        }
+    }
+
+    /// Did the sink refuse a chunk? Writers of long families check this to stop early.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.stream.as_ref().is_some_and(|s| s.closed)
     }
 
     pub(crate) fn into_string(self) -> String {
@@ -133,10 +230,63 @@ impl Exposition {
     }
 }
 
+/// Appends the decimal digits of `value`.
+pub(crate) fn push_u64(out: &mut String, value: u64) {
+    out.push_str(itoa::Buffer::new().format(value));
+}
+
 /// Escapes a label value: `\` → `\\`, `"` → `\"`, line feed → `\n`. Everything else (including
 /// other control characters and any Unicode) is valid UTF-8 and passes through.
 pub(crate) fn push_escaped_label_value(out: &mut String, value: &str) {
+    if !has_label_special(value.as_bytes()) {
+        out.push_str(value); // the common case: names, namespaces, ports
+        return;
+    }
     push_escaped(out, value, |b| matches!(b, b'\\' | b'"' | b'\n'));
+}
+
+/// Does `bytes` hold a `\`, `"` or line feed? Eight bytes at a time.
+fn has_label_special(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has_byte = |word: u64, b: u8| {
+        let x = word ^ (ONES * u64::from(b));
+        x.wrapping_sub(ONES) & !x & HIGHS != 0
+    };
+    let mut words = bytes.chunks_exact(8);
+    for chunk in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_ne_bytes(word);
+        if has_byte(word, b'\\') || has_byte(word, b'"') || has_byte(word, b'\n') {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|&b| matches!(b, b'\\' | b'"' | b'\n'))
+}
+
+/// Reverses [`push_escaped_label_value`]; borrows when there is nothing to decode.
+pub(crate) fn unescape_label_value(value: &str) -> Cow<'_, str> {
+    if !value.contains('\\') {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Escapes HELP text: `\` → `\\`, line feed → `\n` (quotes are legal there).
@@ -165,9 +315,7 @@ fn push_escaped(out: &mut String, value: &str, special: impl Fn(u8) -> bool) {
 
 fn push_value(out: &mut String, value: Value) {
     match value {
-        Value::Int(v) => {
-            let _ = write!(out, "{v}");
-        }
+        Value::Int(v) => push_u64(out, v),
         Value::Float(v) if v.is_nan() => out.push_str("NaN"),
         Value::Float(v) if v == f64::INFINITY => out.push_str("+Inf"),
         Value::Float(v) if v == f64::NEG_INFINITY => out.push_str("-Inf"),
@@ -203,6 +351,30 @@ mod tests {
         assert_eq!(label(r#"a\b"c"#), r#"a\\b\"c"#);
         assert_eq!(label("x\ny"), "x\\ny");
         assert_eq!(label("tab\there é ☃"), "tab\there é ☃");
+    }
+
+    #[test]
+    fn unescape_reverses_escape() {
+        for v in [r#"a\b"c"#, "x\ny", "plain", "", "\\\\\"\n\"", "tail\\"] {
+            assert_eq!(unescape_label_value(&label(v)), v);
+        }
+        assert!(matches!(unescape_label_value("plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn special_bytes_are_found_at_every_position() {
+        for len in 0..20 {
+            let plain = "a".repeat(len);
+            assert!(!has_label_special(plain.as_bytes()));
+            for at in 0..len {
+                for special in ['\\', '"', '\n'] {
+                    let mut s = plain.clone();
+                    s.replace_range(at..=at, &special.to_string());
+                    assert!(has_label_special(s.as_bytes()), "{s:?}");
+                }
+            }
+        }
+        assert!(!has_label_special("é☃\t\r#{}".as_bytes()));
     }
 
     #[test]

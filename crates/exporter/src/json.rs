@@ -7,6 +7,8 @@
 //! allocates little; [`rules_json`] gives a `serde_json::Value` for callers that want to edit it.
 //! It does not own the meaning itself (`nfscope-annotate`) or the rule ids (see [`crate::labels`]).
 
+use std::borrow::Cow;
+
 use nfscope_annotate::{Annotation, Annotations, Meaning, PolicyVerdict};
 use nfscope_ruleset::{
     Chain, ConntrackStats, Counters, IpSet, Notice, Rule, Ruleset, Snapshot, SourceReport, Table,
@@ -71,8 +73,8 @@ struct ChainDoc<'a> {
 struct RuleDoc<'a> {
     index: usize,
     rule_id: &'a str,
-    rule: &'a str,
-    comment: &'a str,
+    rule: Cow<'a, str>,
+    comment: Cow<'a, str>,
     packets: Option<u64>,
     bytes: Option<u64>,
     target: Option<&'a str>,

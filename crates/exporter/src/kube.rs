@@ -5,7 +5,7 @@
 //! same labels are summed). It does not decide what a rule means (`nfscope-annotate`).
 
 use nfscope_annotate::{Annotation, Direction, Meaning, PolicyVerdict};
-use nfscope_ruleset::{Counters, Rule};
+use nfscope_ruleset::Counters;
 
 use crate::expo::{Exposition, Kind};
 use crate::metrics::{Count, Prepared, Summed};
@@ -27,7 +27,7 @@ struct KubeSeries<'a> {
     calico: Summed<&'a str, 6, Count>,
 }
 
-pub(crate) fn write_kube_series(out: &mut Exposition, prepared: &[Prepared<'_>]) {
+pub(crate) fn write_kube_series(out: &mut Exposition<'_>, prepared: &[Prepared<'_>]) {
     let mut series = KubeSeries {
         endpoints: Summed::new(),
         no_endpoints: Summed::new(),
@@ -38,19 +38,19 @@ pub(crate) fn write_kube_series(out: &mut Exposition, prepared: &[Prepared<'_>])
         let Some(annotations) = p.annotations else {
             continue;
         };
+        let place = Place {
+            family: p.family(),
+            backend: p.backend(),
+        };
+        // Counters and annotations only: the rules' specs may have been dropped
+        // (`Ruleset::drop_rule_specs`) once the annotations were computed.
         for (t, table) in p.ruleset.tables.iter().enumerate() {
             for (c, chain) in table.chains.iter().enumerate() {
                 for (r0, rule) in chain.rules.iter().enumerate() {
                     let Some(counters) = rule.counters else {
                         continue;
                     };
-                    let place = Place {
-                        family: p.family(),
-                        backend: p.backend(),
-                        table: &table.name,
-                        chain: &chain.name,
-                    };
-                    series.add(&place, rule, counters, annotations.rule(t, c, r0));
+                    series.add(&place, counters, annotations.rule(t, c, r0));
                 }
             }
         }
@@ -58,16 +58,14 @@ pub(crate) fn write_kube_series(out: &mut Exposition, prepared: &[Prepared<'_>])
     series.write(out);
 }
 
-/// Where a rule sits.
-struct Place<'a> {
+/// Which ruleset a rule belongs to.
+struct Place {
     family: &'static str,
     backend: &'static str,
-    table: &'a str,
-    chain: &'a str,
 }
 
 impl<'a> KubeSeries<'a> {
-    fn add(&mut self, at: &Place<'_>, rule: &Rule, counters: Counters, ann: &'a Annotation) {
+    fn add(&mut self, at: &Place, counters: Counters, ann: &'a Annotation) {
         let Some(meaning) = &ann.meaning else { return };
         let packets = Count(counters.packets);
         let (f, b) = (at.family, at.backend);
@@ -78,7 +76,7 @@ impl<'a> KubeSeries<'a> {
                     endpoint,
                 },
                 _,
-            ) if is_endpoint_dnat(at, rule) => {
+            ) if ann.counts_endpoint_connections => {
                 self.endpoints
                     .add([f, b, &s.namespace, &s.name, &s.port, endpoint], packets);
             }
@@ -138,7 +136,7 @@ impl<'a> KubeSeries<'a> {
         }
     }
 
-    fn write(&self, out: &mut Exposition) {
+    fn write(&self, out: &mut Exposition<'_>) {
         self.endpoints.write(
             out,
             "nfscope_kube_endpoint_new_connections_total",
@@ -182,13 +180,6 @@ impl<'a> KubeSeries<'a> {
             ["family", "backend", "kind", "name", "direction", "verdict"],
         );
     }
-}
-
-/// The one rule of a KUBE-SEP chain that counts connections: its DNAT in table nat.
-fn is_endpoint_dnat(at: &Place<'_>, rule: &Rule) -> bool {
-    at.table == "nat"
-        && at.chain.starts_with("KUBE-SEP-")
-        && rule.spec.target_name() == Some("DNAT")
 }
 
 fn direction_str(d: Direction) -> &'static str {

@@ -8,13 +8,18 @@
 //! and a rule's id does not move when unrelated rules are inserted or removed.
 //!
 //! Computing these strings is the expensive part of an encoding (rendering and hashing every
-//! rule); [`RuleLabels`] is the cacheable result. It does not own the exposition format.
+//! rule); [`RuleLabels`] is the cacheable result. Rule texts and comments are stored already
+//! escaped as exposition label values (see [`crate::expo`]), so writing a series copies them as
+//! they are; the accessors decode them again for the JSON and text views.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use nfscope_ruleset::{RuleSpec, Ruleset};
 use sha2::{Digest, Sha256};
+
+use crate::expo::{push_escaped_label_value, unescape_label_value};
 
 /// Many short strings in one buffer, addressed by position.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,6 +32,12 @@ impl StrTable {
     fn push(&mut self, s: &str) {
         self.buf.push_str(s);
         self.ends.push(self.buf.len());
+    }
+
+    /// Drops the spare capacity growth left (kept for the life of a ruleset).
+    fn shrink(&mut self) {
+        self.buf.shrink_to_fit();
+        self.ends.shrink_to_fit();
     }
 
     fn get(&self, i: usize) -> Option<&str> {
@@ -121,7 +132,7 @@ pub fn rule_ids(ruleset: &Ruleset) -> RuleIds {
 }
 
 /// Everything per rule that an encoding needs besides counters and annotations: id, canonical
-/// text, decoded comment. Build it once per ruleset *change* and reuse it across scrapes whose
+/// text, decoded comment (text and comment held escaped for the exposition). Build it once per ruleset *change* and reuse it across scrapes whose
 /// rule specs are unchanged (counters may differ): see [`RuleLabels::fits`] and
 /// [`crate::encode_metrics_with_labels`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -142,21 +153,25 @@ impl RuleLabels {
         let mut seen: HashMap<[u8; 8], u32> = HashMap::with_capacity(ruleset.rule_count());
         let mut text = String::new();
         let mut comment = String::new();
+        let mut escaped = String::new();
         for table in &ruleset.tables {
             for chain in &table.chains {
                 let prefix = chain_hasher(ruleset, &table.name, &chain.name);
                 for rule in &chain.rules {
                     text.clear();
                     text.push_str(&nfscope_ruleset::render_rule_spec(&rule.spec));
-                    texts.push(&text);
+                    push_escaped(&mut texts, &mut escaped, &text);
                     join_comments(&rule.spec, &mut comment);
-                    comments.push(&comment);
+                    push_escaped(&mut comments, &mut escaped, &comment);
                     let digest = short_digest(prefix.clone(), &text);
                     let count = seen.entry(digest).or_insert(0);
                     *count += 1;
                     ids.push(&format_id(digest, *count));
                 }
             }
+        }
+        for table in [&mut ids, &mut texts, &mut comments] {
+            table.shrink();
         }
         Self {
             ids: RuleIds { index, ids },
@@ -189,13 +204,28 @@ impl RuleLabels {
     }
 
     /// Canonical rule text (the part after `-A CHAIN `); empty when out of range.
-    pub fn rule_text(&self, t: usize, c: usize, r0: usize) -> &str {
-        self.lookup(&self.texts, t, c, r0)
+    pub fn rule_text(&self, t: usize, c: usize, r0: usize) -> Cow<'_, str> {
+        unescape_label_value(self.lookup(&self.texts, t, c, r0))
     }
 
     /// Decoded comments joined with `; `; empty when the rule has none or is out of range.
-    pub fn comment(&self, t: usize, c: usize, r0: usize) -> &str {
-        self.lookup(&self.comments, t, c, r0)
+    pub fn comment(&self, t: usize, c: usize, r0: usize) -> Cow<'_, str> {
+        unescape_label_value(self.lookup(&self.comments, t, c, r0))
+    }
+
+    /// Flat position of the first rule of chain `c` of table `t` and the chain's rule count.
+    pub(crate) fn chain_span(&self, t: usize, c: usize) -> Option<(usize, usize)> {
+        self.ids.index.chains.get(t)?.get(c).copied()
+    }
+
+    /// Id, escaped rule text and escaped comment of the rule at flat position `i` (empty
+    /// strings when out of range).
+    pub(crate) fn escaped(&self, i: usize) -> (&str, &str, &str) {
+        (
+            self.ids.ids.get(i).unwrap_or(""),
+            self.texts.get(i).unwrap_or(""),
+            self.comments.get(i).unwrap_or(""),
+        )
     }
 
     fn lookup<'a>(&self, table: &'a StrTable, t: usize, c: usize, r0: usize) -> &'a str {
@@ -205,6 +235,13 @@ impl RuleLabels {
             .and_then(|i| table.get(i))
             .unwrap_or("")
     }
+}
+
+/// Appends `value` escaped as a label value to `table` (`scratch` is a reusable buffer).
+fn push_escaped(table: &mut StrTable, scratch: &mut String, value: &str) {
+    scratch.clear();
+    push_escaped_label_value(scratch, value);
+    table.push(scratch);
 }
 
 fn chain_hasher(ruleset: &Ruleset, table: &str, chain: &str) -> Sha256 {

@@ -1,7 +1,8 @@
 //! The metric schema of nfscope and the JSON / text views of a [`Snapshot`].
 //!
 //! This crate owns *what* nfscope exports: the Prometheus text exposition (format 0.0.4, written
-//! by hand into one `String`; see [`encode_metrics`]), the stable `rule_id` of every rule
+//! by hand into one `String`, see [`encode_metrics`], or streamed in chunks to a [`ChunkSink`],
+//! see [`encode_metrics_streaming`]; both take the same path and give the same bytes), the stable `rule_id` of every rule
 //! ([`rule_ids`], [`RuleLabels`]), the JSON behind `/api/rules` and `nfscope rules --format json`
 //! ([`rules_json`], [`rules_json_string`]) and the terminal listing of `nfscope rules --format text` ([`rules_text`]).
 //!
@@ -13,8 +14,9 @@
 //! Rendering and hashing every rule is the costly part of an encoding. [`RuleLabels`] holds those
 //! strings for one ruleset and depends only on the rules' specs, not their counters, so a server
 //! can keep one per ruleset, reuse it while [`RuleLabels::fits`] (or its own generation check)
-//! says the rules are unchanged, and call [`encode_metrics_with_labels`]. [`encode_metrics`]
-//! builds them on the fly.
+//! says the rules are unchanged, and call [`encode_metrics_with_labels`] or
+//! [`encode_metrics_streaming`]. [`encode_metrics`] builds them on the fly. The labels hold rule
+//! texts and comments already escaped, so a rule series is written by copying its pieces.
 
 #![forbid(unsafe_code)]
 mod expo;
@@ -27,9 +29,12 @@ mod text;
 
 use nfscope_ruleset::SourceKind;
 
+pub use expo::{ChunkSink, SinkClosed};
 pub use json::{rules_json, rules_json_string};
 pub use labels::{RuleIds, RuleLabels, rule_ids};
-pub use metrics::{Encoded, encode_metrics, encode_metrics_with_labels};
+pub use metrics::{
+    Encoded, Streamed, encode_metrics, encode_metrics_streaming, encode_metrics_with_labels,
+};
 pub use nfscope_annotate::Annotations;
 pub use nftables::append_nftables_metrics;
 pub use text::rules_text;

@@ -6,6 +6,7 @@
 //! [`Summed`], which adds up samples with identical labels. It does not own escaping (see
 //! [`crate::expo`]) or Kubernetes aggregation rules (see [`crate::kube`]).
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hash};
 use std::ops::Add;
@@ -13,7 +14,9 @@ use std::ops::Add;
 use nfscope_annotate::Annotations;
 use nfscope_ruleset::{Backend, Family, Ruleset, Snapshot};
 
-use crate::expo::{Exposition, Kind, Value, sanitize_name};
+use crate::expo::{
+    ChunkSink, Exposition, Kind, SinkClosed, Value, push_escaped_label_value, sanitize_name,
+};
 use crate::labels::{FxHasher, RuleLabels};
 use crate::{ExportOptions, RuleLabel, SelfMetrics, kube, source_labels};
 
@@ -26,6 +29,18 @@ pub struct Encoded {
     /// `max_rule_series`; add it to [`SelfMetrics::rule_series_dropped_total`].
     pub rule_series_dropped: u64,
     /// Rules that did get series (one packets and one bytes series each).
+    pub rule_series: u64,
+}
+
+/// The result of a streaming encoding ([`encode_metrics_streaming`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Streamed {
+    /// The last families, not sent to the sink: Kubernetes series, ipsets, conntrack and
+    /// nfscope's own. Whatever the caller appends comes after them; send it last.
+    pub tail: String,
+    /// As [`Encoded::rule_series_dropped`].
+    pub rule_series_dropped: u64,
+    /// As [`Encoded::rule_series`].
     pub rule_series: u64,
 }
 
@@ -55,44 +70,130 @@ pub fn encode_metrics_with_labels(
     self_metrics: &SelfMetrics,
     opts: &ExportOptions,
 ) -> Encoded {
-    let rulesets = unique_rulesets(&snapshot.rulesets);
-    let cached = |i: usize| {
-        labels
-            .get(i)
-            .filter(|l| l.same_shape(&snapshot.rulesets[i]))
-    };
-    let fresh: Vec<Option<RuleLabels>> = rulesets
-        .iter()
-        .map(|&i| {
-            cached(i)
-                .is_none()
-                .then(|| RuleLabels::new(&snapshot.rulesets[i]))
-        })
-        .collect();
-    let prepared: Vec<Prepared<'_>> = rulesets
-        .iter()
-        .zip(&fresh)
-        .filter_map(|(&i, fresh)| {
-            Some(Prepared {
-                ruleset: &snapshot.rulesets[i],
-                annotations: annotations.get(i),
-                labels: fresh.as_ref().or_else(|| cached(i))?,
-            })
-        })
-        .collect();
-
-    let mut out = Exposition::with_capacity(estimate_bytes(&prepared, opts));
-    let (rule_series, dropped) = write_rule_counters(&mut out, &prepared, opts);
-    write_chain_series(&mut out, &prepared);
-    write_sources(&mut out, snapshot);
-    kube::write_kube_series(&mut out, &prepared);
-    write_ipsets(&mut out, snapshot);
-    write_conntrack(&mut out, snapshot);
-    write_self(&mut out, self_metrics, dropped);
+    let input = Input::new(snapshot, annotations, labels);
+    let prepared = input.prepared();
+    let mut head = Exposition::with_capacity(estimate_bytes(&prepared, opts));
+    let (tail, (rule_series, dropped)) =
+        encode_parts(&mut head, &prepared, snapshot, self_metrics, opts);
+    let mut body = head.into_string();
+    body.push_str(&tail);
     Encoded {
-        body: out.into_string(),
+        body,
         rule_series_dropped: dropped,
         rule_series,
+    }
+}
+
+/// The same exposition as [`encode_metrics_with_labels`], sent to `sink` in chunks of about
+/// `chunk_bytes` (whole lines) as it is written, so the rule series (tens of MiB at kube-proxy
+/// scale) never exist as one string. The last, small families come back as
+/// [`Streamed::tail`] instead; chunks followed by the tail are byte for byte the body
+/// [`encode_metrics_with_labels`] returns.
+///
+/// Stops as soon as the sink refuses a chunk (the reader went away) and returns that error.
+pub fn encode_metrics_streaming(
+    snapshot: &Snapshot,
+    annotations: &[Annotations],
+    labels: &[RuleLabels],
+    self_metrics: &SelfMetrics,
+    opts: &ExportOptions,
+    chunk_bytes: usize,
+    sink: &mut dyn ChunkSink,
+) -> Result<Streamed, SinkClosed> {
+    let input = Input::new(snapshot, annotations, labels);
+    let prepared = input.prepared();
+    let mut head = Exposition::streaming(sink, chunk_bytes);
+    let (tail, (rule_series, dropped)) =
+        encode_parts(&mut head, &prepared, snapshot, self_metrics, opts);
+    head.flush();
+    if head.is_closed() {
+        return Err(SinkClosed);
+    }
+    Ok(Streamed {
+        tail,
+        rule_series_dropped: dropped,
+        rule_series,
+    })
+}
+
+/// The one encoding path: the big families into `head`, the rest returned as a string (empty
+/// when `head`'s sink closed). Returns (rules exported, rules dropped by the limit) too.
+fn encode_parts(
+    head: &mut Exposition<'_>,
+    prepared: &[Prepared<'_>],
+    snapshot: &Snapshot,
+    self_metrics: &SelfMetrics,
+    opts: &ExportOptions,
+) -> (String, (u64, u64)) {
+    let counts = write_rule_counters(head, prepared, opts);
+    if head.is_closed() {
+        return (String::new(), counts);
+    }
+    write_chain_series(head, prepared);
+    write_sources(head, snapshot);
+    let mut tail = Exposition::default();
+    kube::write_kube_series(&mut tail, prepared);
+    write_ipsets(&mut tail, snapshot);
+    write_conntrack(&mut tail, snapshot);
+    write_self(&mut tail, self_metrics, counts.1);
+    (tail.into_string(), counts)
+}
+
+/// The inputs of an encoding with the rule labels that had to be computed on the spot.
+struct Input<'a> {
+    snapshot: &'a Snapshot,
+    annotations: &'a [Annotations],
+    cached: &'a [RuleLabels],
+    rulesets: Vec<usize>,
+    fresh: Vec<Option<RuleLabels>>,
+}
+
+impl<'a> Input<'a> {
+    fn new(
+        snapshot: &'a Snapshot,
+        annotations: &'a [Annotations],
+        cached: &'a [RuleLabels],
+    ) -> Self {
+        let rulesets = unique_rulesets(&snapshot.rulesets);
+        let mut input = Self {
+            snapshot,
+            annotations,
+            cached,
+            fresh: Vec::new(),
+            rulesets,
+        };
+        input.fresh = input
+            .rulesets
+            .iter()
+            .map(|&i| {
+                input
+                    .cached(i)
+                    .is_none()
+                    .then(|| RuleLabels::new(&snapshot.rulesets[i]))
+            })
+            .collect();
+        input
+    }
+
+    /// The cached labels of ruleset `i`, if they have its shape.
+    fn cached(&self, i: usize) -> Option<&'a RuleLabels> {
+        self.cached
+            .get(i)
+            .filter(|l| l.same_shape(&self.snapshot.rulesets[i]))
+    }
+
+    fn prepared(&self) -> Vec<Prepared<'_>> {
+        self.rulesets
+            .iter()
+            .zip(&self.fresh)
+            .filter_map(|(&i, fresh)| {
+                Some(Prepared {
+                    ruleset: &self.snapshot.rulesets[i],
+                    annotations: self.annotations.get(i),
+                    labels: fresh.as_ref().or_else(|| self.cached(i))?,
+                })
+            })
+            .collect()
     }
 }
 
@@ -148,7 +249,7 @@ labels as for iptables_rule_packets_total.";
 
 /// Writes both rule counter families; returns (rules exported, rules dropped by the limit).
 fn write_rule_counters(
-    out: &mut Exposition,
+    out: &mut Exposition<'_>,
     prepared: &[Prepared<'_>],
     opts: &ExportOptions,
 ) -> (u64, u64) {
@@ -178,7 +279,7 @@ fn rules_with_counters(ruleset: &Ruleset) -> u64 {
 }
 
 fn write_rule_family(
-    out: &mut Exposition,
+    out: &mut Exposition<'_>,
     name: &str,
     prepared: &[Prepared<'_>],
     opts: &ExportOptions,
@@ -186,9 +287,24 @@ fn write_rule_family(
 ) -> u64 {
     let mut budget = opts.max_rule_series as u64;
     let mut written = 0;
+    let mut prefix = String::new();
     for p in prepared {
         for (t, table) in p.ruleset.tables.iter().enumerate() {
             for (c, chain) in table.chains.iter().enumerate() {
+                if out.is_closed() {
+                    return written;
+                }
+                let Some((first, _)) = p.labels.chain_span(t, c) else {
+                    continue;
+                };
+                series_prefix(
+                    &mut prefix,
+                    name,
+                    p,
+                    &table.name,
+                    &chain.name,
+                    opts.rule_label,
+                );
                 for (r0, rule) in chain.rules.iter().enumerate() {
                     let Some(counters) = rule.counters else {
                         continue;
@@ -203,38 +319,22 @@ fn write_rule_family(
                     } else {
                         counters.bytes
                     };
-                    let id = p.labels.ids().get(t, c, r0);
-                    let comment = p.labels.comment(t, c, r0);
-                    let base = [
-                        ("family", p.family()),
-                        ("backend", p.backend()),
-                        ("table", table.name.as_str()),
-                        ("chain", chain.name.as_str()),
-                    ];
+                    let (id, text, comment) = p.labels.escaped(first + r0);
                     match opts.rule_label {
-                        RuleLabel::Full => {
-                            let text = p.labels.rule_text(t, c, r0);
-                            let labels = [
-                                base[0],
-                                base[1],
-                                base[2],
-                                base[3],
-                                ("rule", text),
-                                ("rule_id", id),
-                                ("comment", comment),
-                            ];
-                            out.sample(name, &labels, value);
-                        }
+                        RuleLabel::Full => out.raw_sample(
+                            &[
+                                &prefix,
+                                text,
+                                "\",rule_id=\"",
+                                id,
+                                "\",comment=\"",
+                                comment,
+                                "\"} ",
+                            ],
+                            value,
+                        ),
                         RuleLabel::None => {
-                            let labels = [
-                                base[0],
-                                base[1],
-                                base[2],
-                                base[3],
-                                ("rule_id", id),
-                                ("comment", comment),
-                            ];
-                            out.sample(name, &labels, value);
+                            out.raw_sample(&[&prefix, id, "\",comment=\"", comment, "\"} "], value)
                         }
                     }
                 }
@@ -244,47 +344,92 @@ fn write_rule_family(
     written
 }
 
+/// `name{family="…",backend="…",table="…",chain="…",rule="` (or `…,rule_id="` without the
+/// rule label) into `out`: everything of a rule series before its first per-rule value.
+fn series_prefix(
+    out: &mut String,
+    name: &str,
+    p: &Prepared<'_>,
+    table: &str,
+    chain: &str,
+    rule_label: RuleLabel,
+) {
+    out.clear();
+    out.push_str(name);
+    for (i, (key, value)) in [
+        ("family", p.family()),
+        ("backend", p.backend()),
+        ("table", table),
+        ("chain", chain),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        out.push_str(if i == 0 { "{" } else { "\"," });
+        out.push_str(key);
+        out.push_str("=\"");
+        push_escaped_label_value(out, value);
+    }
+    out.push_str(match rule_label {
+        RuleLabel::Full => "\",rule=\"",
+        RuleLabel::None => "\",rule_id=\"",
+    });
+}
+
 /// Samples with identical label values are added up; first-seen order is kept.
+///
+/// Adding only appends; the merge happens once, when the rows are read, with a hash table sized
+/// for all of them (tens of thousands of rows at kube-proxy scale: no rehashing, one hash each).
 pub(crate) struct Summed<S, const N: usize, V> {
-    index: HashMap<[S; N], usize, BuildHasherDefault<FxHasher>>,
     rows: Vec<([S; N], V)>,
 }
 
 impl<S, const N: usize, V> Summed<S, N, V>
 where
-    S: AsRef<str> + Hash + Eq + Clone,
+    S: AsRef<str> + Hash + Eq,
     V: Copy + Add<Output = V> + Into<Value>,
 {
     pub(crate) fn new() -> Self {
-        Self {
-            index: HashMap::default(),
-            rows: Vec::new(),
-        }
+        Self { rows: Vec::new() }
     }
 
     pub(crate) fn add(&mut self, key: [S; N], value: V) {
-        match self.index.get(&key) {
-            Some(&i) => self.rows[i].1 = self.rows[i].1 + value,
-            None => {
-                self.index.insert(key.clone(), self.rows.len());
-                self.rows.push((key, value));
+        self.rows.push((key, value));
+    }
+
+    /// One row per distinct label set, values added up, in first-seen order.
+    pub(crate) fn merged(&self) -> Vec<(&[S; N], V)> {
+        let mut index: HashMap<&[S; N], usize, BuildHasherDefault<FxHasher>> =
+            HashMap::with_capacity_and_hasher(self.rows.len(), BuildHasherDefault::default());
+        let mut merged: Vec<(&[S; N], V)> = Vec::with_capacity(self.rows.len());
+        for (key, value) in &self.rows {
+            match index.entry(key) {
+                Entry::Occupied(at) => {
+                    let row = &mut merged[*at.get()];
+                    row.1 = row.1 + *value;
+                }
+                Entry::Vacant(at) => {
+                    at.insert(merged.len());
+                    merged.push((key, *value));
+                }
             }
         }
+        merged
     }
 
     /// Writes one family: header, one sample per distinct label set, end.
     pub(crate) fn write(
         &self,
-        out: &mut Exposition,
+        out: &mut Exposition<'_>,
         name: &str,
         kind: Kind,
         help: &str,
         names: [&str; N],
     ) {
         out.family(name, kind, help);
-        for (key, value) in &self.rows {
+        for (key, value) in self.merged() {
             let labels: [(&str, &str); N] = std::array::from_fn(|i| (names[i], key[i].as_ref()));
-            out.sample(name, &labels, *value);
+            out.sample(name, &labels, value);
         }
         out.end_family();
     }
@@ -307,7 +452,7 @@ impl From<Count> for Value {
     }
 }
 
-fn write_chain_series(out: &mut Exposition, prepared: &[Prepared<'_>]) {
+fn write_chain_series(out: &mut Exposition<'_>, prepared: &[Prepared<'_>]) {
     let mut default_packets = Summed::<&str, 5, Count>::new();
     let mut default_bytes = Summed::<&str, 5, Count>::new();
     let mut rules = Summed::<&str, 4, Count>::new();
@@ -368,7 +513,7 @@ fn write_chain_series(out: &mut Exposition, prepared: &[Prepared<'_>]) {
     );
 }
 
-fn write_sources(out: &mut Exposition, snapshot: &Snapshot) {
+fn write_sources(out: &mut Exposition<'_>, snapshot: &Snapshot) {
     let mut up = HashMap::new();
     let mut order = Vec::new();
     let mut duration = Summed::<&str, 3, f64>::new();
@@ -394,9 +539,9 @@ fn write_sources(out: &mut Exposition, snapshot: &Snapshot) {
             success.add([key[1], key[2]], ok);
         }
     }
-    for (key, secs) in &duration.rows {
+    for (key, secs) in duration.merged() {
         if key[0] == "rules" {
-            scrape_duration.add([key[1], key[2]], *secs);
+            scrape_duration.add([key[1], key[2]], secs);
         }
     }
     success.write(
@@ -429,7 +574,7 @@ fn write_sources(out: &mut Exposition, snapshot: &Snapshot) {
     );
 }
 
-fn write_ipsets(out: &mut Exposition, snapshot: &Snapshot) {
+fn write_ipsets(out: &mut Exposition<'_>, snapshot: &Snapshot) {
     let mut seen = HashSet::new();
     let sets: Vec<_> = snapshot
         .ipsets
@@ -469,7 +614,7 @@ fn write_ipsets(out: &mut Exposition, snapshot: &Snapshot) {
     out.end_family();
 }
 
-fn write_conntrack(out: &mut Exposition, snapshot: &Snapshot) {
+fn write_conntrack(out: &mut Exposition<'_>, snapshot: &Snapshot) {
     let Some(ct) = &snapshot.conntrack else {
         return;
     };
@@ -515,7 +660,7 @@ fn conntrack_stats(stats: &[(String, u64)]) -> Vec<(String, u64)> {
     merged
 }
 
-fn write_self(out: &mut Exposition, m: &SelfMetrics, dropped_now: u64) {
+fn write_self(out: &mut Exposition<'_>, m: &SelfMetrics, dropped_now: u64) {
     out.family(
         "nfscope_build_info",
         Kind::Gauge,

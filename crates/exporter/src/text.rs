@@ -146,7 +146,7 @@ fn write_rule(
         }
     }
     out.push_str("  ");
-    out.push_str(labels.rule_text(t, c, r0));
+    out.push_str(&labels.rule_text(t, c, r0));
     let meaning = ann.and_then(|a| a.rule(t, c, r0).meaning.as_ref());
     let chain_meaning = chain_ann.and_then(|a| a.meaning.as_ref());
     if let Some(meaning) = meaning.filter(|m| Some(*m) != chain_meaning) {

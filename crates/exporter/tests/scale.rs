@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use common::{parse, parse_exposition, snapshot_of};
 use nfscope_exporter::{
-    ExportOptions, RuleLabel, RuleLabels, SelfMetrics, encode_metrics_with_labels,
+    ExportOptions, RuleLabel, RuleLabels, SelfMetrics, encode_metrics_streaming,
+    encode_metrics_with_labels,
 };
 
 /// A kube-proxy-shaped nat table: per service a SVC chain jumping to SEP chains with DNAT rules.
@@ -104,12 +105,34 @@ fn encode_300k_rules() {
             ..ExportOptions::default()
         },
     );
+    let (streamed_bytes, streamed) = timed(|| {
+        let mut bytes = 0;
+        let mut sink = |chunk: String| {
+            bytes += chunk.len();
+            Ok(())
+        };
+        let opts = ExportOptions::default();
+        let tail = encode_metrics_streaming(
+            &snapshot,
+            &annotations,
+            &labels,
+            &self_metrics,
+            &opts,
+            112 * 1024,
+            &mut sink,
+        )
+        .expect("sink stays open")
+        .tail;
+        bytes + tail.len()
+    });
+    assert_eq!(streamed_bytes, encoded.body.len());
     let (json, json_time) = timed(|| nfscope_exporter::rules_json_string(&snapshot, &annotations));
     println!("{rules} rules: annotate {annotate}; RuleLabels::new {prepare}; fits {check}");
     println!(
         "encode {full} (again {again}), {} MB",
         encoded.body.len() / 1_000_000
     );
+    println!("encode_metrics_streaming (112 KiB chunks) {streamed}");
     println!(
         "  without annotations {no_kube}; rule_label=None {no_text}, {} MB; max_rule_series=0 {no_rules}",
         lean.body.len() / 1_000_000

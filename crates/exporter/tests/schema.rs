@@ -61,8 +61,9 @@ fn hostile_comment_round_trips_through_the_exposition() {
     );
     // Save output cannot carry a newline, but a model built another way can: it must be escaped.
     let with_newline = "line1\nline2 \"q\" \\ ☃\r\ttab";
-    ruleset.tables[0].chains[0].rules[0].spec.matches[0].options[0].values[0] =
-        with_newline.to_owned();
+    std::sync::Arc::make_mut(&mut ruleset.tables[0].chains[0].rules[0].spec).matches[0].options
+        [0]
+    .values[0] = with_newline.to_owned();
     let spec = ruleset.tables[0].chains[0].rules[0].spec.clone();
 
     let (text, samples) = encode_ruleset(ruleset);

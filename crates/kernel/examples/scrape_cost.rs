@@ -1,4 +1,4 @@
-//! Scrape cost of the two rule sources in a namespace: `scrape_cost NETNS SOURCE N`.
+//! Scrape cost of the two rule sources in a namespace: `scrape_cost NETNS SOURCE N [TIMEOUT_SECS]`.
 //! Prints median and p99 wall time, CPU seconds per scrape (this process plus its children,
 //! from /proc/self/stat and /proc/self/stat's cumulative child times) and peak RSS.
 
@@ -34,14 +34,18 @@ fn main() {
         _ => RuleSource::Netlink,
     };
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
+    let timeout_secs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
     let options = CollectOptions {
+        timeout: std::time::Duration::from_secs(timeout_secs),
         netns,
         source,
         ipsets: false,
         conntrack: false,
         ..CollectOptions::default()
     };
-    let mut reader = Reader::new();
+    // Like the server: the reader lends its parsed rulesets and gets them back after each scrape.
+    let mut reader = Reader::lending();
+    nfscope_kernel::tune_allocator();
     let first = reader.collect(&options); // fills the text cache
     let rules: usize = first
         .rulesets
@@ -50,7 +54,7 @@ fn main() {
         .flat_map(|t| &t.chains)
         .map(|c| c.rules.len())
         .sum();
-    drop(first);
+    reader.give_back(first);
     let cpu_before = cpu_seconds();
     let mut walls = Vec::with_capacity(n);
     for _ in 0..n {
@@ -62,6 +66,8 @@ fn main() {
                 eprintln!("{}: {e}", s.method);
             }
         }
+        reader.give_back(snapshot);
+        nfscope_kernel::release_free_memory();
     }
     let cpu = (cpu_seconds() - cpu_before) / n as f64;
     walls.sort_by(f64::total_cmp);

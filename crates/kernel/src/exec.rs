@@ -62,6 +62,10 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// Soft stack limit the tools inherit (see `sys::raise_stack_soft_limit`): enough for
+/// `iptables-nft-save` on a 300k-rule ruleset, still a bound.
+const TOOL_STACK_BYTES: u64 = 1 << 30;
+
 /// Runs `path args…` (reported as `tool`) and returns its output, or an error when it cannot be
 /// started, exits non-zero, or is still running after `timeout`.
 pub(crate) fn run_tool(
@@ -71,6 +75,8 @@ pub(crate) fn run_tool(
     timeout: Duration,
 ) -> Result<ToolOutput, KernelError> {
     let deadline = Instant::now() + timeout;
+    static STACK: std::sync::Once = std::sync::Once::new();
+    STACK.call_once(|| sys::raise_stack_soft_limit(TOOL_STACK_BYTES));
     let mut child = Command::new(path)
         .args(args)
         .env("LC_ALL", "C")
@@ -185,6 +191,26 @@ fn spawn_reader<R: Read + Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tools_inherit_a_stack_limit_large_enough_for_big_saves() {
+        let out = run_tool(
+            "sh",
+            Path::new("/bin/sh"),
+            &["-c", "ulimit -s; ulimit -Hs"],
+            Duration::from_secs(10),
+        )
+        .expect("sh runs");
+        let mut lines = out.stdout.lines();
+        let kib = |v: Option<&str>| match v {
+            Some("unlimited") => u64::MAX,
+            Some(n) => n.parse::<u64>().expect("a number of KiB"),
+            None => panic!("no output"),
+        };
+        let (soft, hard) = (kib(lines.next()), kib(lines.next()));
+        let wanted = (TOOL_STACK_BYTES / 1024).min(hard);
+        assert!(soft >= wanted, "soft stack limit {soft} KiB < {wanted} KiB");
+    }
 
     #[test]
     fn first_line_skips_blank_lines_and_trims() {

@@ -197,3 +197,25 @@ pub(crate) fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// Raises this process's soft stack limit to `bytes` (never above the hard limit, never
+/// lowering it), so tools started afterwards inherit it. `iptables-nft-save` 1.8.9 recurses
+/// deeply enough on ~290k-rule rulesets to die of SIGSEGV with the usual 8 MiB stack (measured:
+/// the same save succeeds with a larger one). Failures are ignored: the tools then run as before.
+pub(crate) fn raise_stack_soft_limit(bytes: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only the struct we pass; setrlimit only reads it.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_STACK, &mut limit) != 0 {
+            return;
+        }
+        let wanted = bytes.min(limit.rlim_max);
+        if limit.rlim_cur != libc::RLIM_INFINITY && limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted;
+            libc::setrlimit(libc::RLIMIT_STACK, &limit);
+        }
+    }
+}

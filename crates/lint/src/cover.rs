@@ -323,7 +323,7 @@ mod tests {
         let text = format!("*filter\n:X - [0:0]\n-A X {a}\n-A X {b}\nCOMMIT\n");
         let rs = parse_ruleset(&text, &ParseOptions::default()).unwrap();
         let rules = &rs.tables[0].chain("X").unwrap().rules;
-        (rules[0].spec.clone(), rules[1].spec.clone())
+        ((*rules[0].spec).clone(), (*rules[1].spec).clone())
     }
 
     fn check(a: &str, b: &str) -> Tri {

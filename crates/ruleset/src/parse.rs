@@ -394,6 +394,7 @@ impl<'o, 'a> Parser<'o, 'a> {
             backend,
             tables: self.tables,
             notices: self.notices,
+            rule_specs_dropped: false,
         };
         drop_other_family_rules(&mut ruleset);
         ruleset.notices.sort_by_key(|n| n.line);

@@ -29,7 +29,7 @@ fn one_rule(rule: &str) -> RuleSpec {
     let rs = parse(&format!(
         "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT {rule}\nCOMMIT\n"
     ));
-    rs.tables[0].chains[0].rules[0].spec.clone()
+    (*rs.tables[0].chains[0].rules[0].spec).clone()
 }
 
 fn rule_err(rule: &str) -> ParseError {

@@ -174,7 +174,7 @@ fn reparse(spec: &RuleSpec, counters: Option<Counters>) -> (String, RuleSpec, Op
     let rs = parse_ruleset(&text, &opts)
         .unwrap_or_else(|e| panic!("rendered rule does not parse: {e}\n{text}"));
     let rule = rs.tables[0].chains[0].rules[0].clone();
-    (body, rule.spec, rule.counters)
+    (body, (*rule.spec).clone(), rule.counters)
 }
 
 proptest! {
@@ -207,7 +207,7 @@ proptest! {
         let rules = specs
             .into_iter()
             .filter(|s| s.only_family.is_none_or(|f| f == family))
-            .map(|spec| nfscope_ruleset::Rule { counters: None, spec, line: 0 })
+            .map(|spec| nfscope_ruleset::Rule { counters: None, spec: spec.into(), line: 0 })
             .collect();
         rs.tables.push(nfscope_ruleset::Table {
             name: "filter".into(),

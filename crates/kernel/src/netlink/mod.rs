@@ -18,6 +18,7 @@ mod socket;
 use std::collections::HashMap;
 use std::fs;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nfscope_ruleset::{
     Backend, Counters, Family, NftNamedCounter, NftRule, NftSet, NftablesState, Ruleset, Snapshot,
@@ -26,7 +27,7 @@ use nfscope_ruleset::{
 use crate::CollectOptions;
 use crate::error::KernelError;
 use crate::rules::{legacy_holds_nothing, parse_tolerant, run_save};
-use legacy::{STANDARD_TABLES, XtSocket, XtTable};
+use legacy::{STANDARD_TABLES, WordHash, XtSocket, XtTable};
 use nft::Count;
 use socket::NfSocket;
 
@@ -53,10 +54,76 @@ struct CachedText {
     problem: Option<String>,
     /// table → chain → (table index, chain index).
     index: HashMap<String, HashMap<String, (usize, usize)>>,
+    /// This text's identity ([`Snapshot::rule_text_ids`]): new for every parse.
+    id: u64,
+    /// What placing counters checks per rule, so a ruleset that comes back without its specs
+    /// ([`Ruleset::drop_rule_specs`]) can still be checked.
+    checks: RuleChecks,
 }
+
+/// Per parsed rule, what the kernel's view must agree with: hashes of its comments and of its
+/// target's name, addressed by (table index, chain index, position).
+#[derive(Default)]
+struct RuleChecks {
+    /// `chain_start[t][c]`: index into `rules` of that chain's first rule.
+    chain_start: Vec<Vec<usize>>,
+    /// (first index into `comments`, number of comments, target-name hash).
+    rules: Vec<(u32, u32, u64)>,
+    comments: Vec<u64>,
+}
+
+impl RuleChecks {
+    fn of(ruleset: Option<&Ruleset>) -> Self {
+        let mut checks = Self::default();
+        for table in ruleset.iter().flat_map(|r| &r.tables) {
+            let mut starts = Vec::with_capacity(table.chains.len());
+            for chain in &table.chains {
+                starts.push(checks.rules.len());
+                for rule in &chain.rules {
+                    let first = checks.comments.len() as u32;
+                    checks
+                        .comments
+                        .extend(rule.spec.comments().map(WordHash::of));
+                    let count = checks.comments.len() as u32 - first;
+                    let target = WordHash::of(rule.spec.target_name().unwrap_or(""));
+                    checks.rules.push((first, count, target));
+                }
+            }
+            checks.chain_start.push(starts);
+        }
+        checks
+    }
+
+    fn rule(&self, t: usize, c: usize, r0: usize) -> Option<(u32, u32, u64)> {
+        let start = *self.chain_start.get(t)?.get(c)?;
+        self.rules.get(start + r0).copied()
+    }
+
+    /// Does rule `r0` of chain (t, c) carry this comment among its comments?
+    fn has_comment(&self, t: usize, c: usize, r0: usize, comment: &str) -> bool {
+        let Some((first, count, _)) = self.rule(t, c, r0) else {
+            return false;
+        };
+        let wanted = WordHash::of(comment);
+        let range = first as usize..(first + count) as usize;
+        self.comments
+            .get(range)
+            .is_some_and(|h| h.contains(&wanted))
+    }
+
+    /// Is rule `r0`'s target (`""` for none) named `target`?
+    fn has_target(&self, t: usize, c: usize, r0: usize, target: &str) -> bool {
+        self.rule(t, c, r0)
+            .is_some_and(|(_, _, hash)| hash == WordHash::of(target))
+    }
+}
+
+/// The next [`CachedText::id`]; ids start at 1 (0 means "unknown" to nobody, but stays unused).
+static NEXT_TEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl CachedText {
     fn new(ruleset: Option<Ruleset>, problem: Option<KernelError>) -> Self {
+        let checks = RuleChecks::of(ruleset.as_ref());
         let mut index: HashMap<String, HashMap<String, (usize, usize)>> = HashMap::new();
         for (t, table) in ruleset.iter().flat_map(|r| r.tables.iter().enumerate()) {
             let chains = index.entry(table.name.clone()).or_default();
@@ -69,6 +136,8 @@ impl CachedText {
             lent: false,
             problem: problem.map(|p| format!("{p} (kept a lenient parse)")),
             index,
+            id: NEXT_TEXT_ID.fetch_add(1, Ordering::Relaxed),
+            checks,
         }
     }
 
@@ -91,19 +160,31 @@ impl CachedText {
     /// Takes a lent ruleset back if it has the tables and chains, at the places, that the index
     /// was built from (rule counts, comments and verdicts are checked again when counters are
     /// placed, so a ruleset edited meanwhile causes a re-read, never a misplaced counter).
-    fn take_back(&mut self, ruleset: Ruleset) {
-        if !self.lent || !self.indexes(&ruleset) {
+    ///
+    /// `text_id` is the id the snapshot carried for it: when it is this text's, only the table
+    /// and chain counts are compared (the full name check hashes every chain name, a visible
+    /// share of a 25k-chain scrape).
+    fn take_back(&mut self, ruleset: Ruleset, text_id: Option<u64>) {
+        let fits = if text_id == Some(self.id) {
+            self.same_counts(&ruleset)
+        } else {
+            self.indexes(&ruleset)
+        };
+        if !self.lent || !fits {
             return;
         }
         self.ruleset = Some(ruleset);
         self.lent = false;
     }
 
-    fn indexes(&self, ruleset: &Ruleset) -> bool {
+    fn same_counts(&self, ruleset: &Ruleset) -> bool {
         let chains: usize = self.index.values().map(HashMap::len).sum();
         let their_chains: usize = ruleset.tables.iter().map(|t| t.chains.len()).sum();
-        chains == their_chains
-            && self.index.len() == ruleset.tables.len()
+        chains == their_chains && self.index.len() == ruleset.tables.len()
+    }
+
+    fn indexes(&self, ruleset: &Ruleset) -> bool {
+        self.same_counts(ruleset)
             && ruleset.tables.iter().enumerate().all(|(t, table)| {
                 table
                     .chains
@@ -122,9 +203,29 @@ impl CachedText {
     }
 }
 
-/// The result of reading one (family, backend): its ruleset (`None`: no tables) and a problem
-/// worth reporting although the read worked.
-pub(crate) type RulesRead = Result<(Option<Ruleset>, Option<String>), KernelError>;
+/// What reading one (family, backend) produced.
+#[derive(Default)]
+pub(crate) struct TextRead {
+    /// `None`: no tables.
+    pub ruleset: Option<Ruleset>,
+    /// A problem worth reporting although the read worked.
+    pub problem: Option<String>,
+    /// The identity of the parsed text ([`Snapshot::rule_text_ids`]); 0 when there is none.
+    pub text_id: u64,
+}
+
+impl TextRead {
+    fn handed_out(text: &mut CachedText, lend: bool) -> Self {
+        Self {
+            ruleset: text.hand_out(lend),
+            problem: text.problem.clone(),
+            text_id: text.id,
+        }
+    }
+}
+
+/// The result of reading one (family, backend).
+pub(crate) type RulesRead = Result<TextRead, KernelError>;
 
 /// A reader that remembers parsed rule text between scrapes (see the module docs).
 #[derive(Default)]
@@ -172,14 +273,15 @@ impl Reader {
     /// Returns a snapshot's rulesets to the cache they were lent from (see [`Reader::lending`]).
     /// Rulesets the reader did not lend, or whose rule text was re-read since, are dropped.
     pub fn give_back(&mut self, snapshot: Snapshot) {
-        for ruleset in snapshot.rulesets {
+        let ids = snapshot.rule_text_ids;
+        for (i, ruleset) in snapshot.rulesets.into_iter().enumerate() {
             let cached = match ruleset.backend {
                 Backend::Nft => self.nft.get_mut(&ruleset.family).map(|(_, text)| text),
                 Backend::Legacy => self.legacy.get_mut(&ruleset.family).map(|(_, text)| text),
                 Backend::Unknown => None,
             };
             if let Some(text) = cached {
-                text.take_back(ruleset);
+                text.take_back(ruleset, ids.get(i).copied());
             }
         }
     }
@@ -204,17 +306,18 @@ impl Reader {
             .filter(|(_, b)| *b == Backend::Nft)
             .map(|(f, _)| *f)
             .collect();
-        let nft = (!nft_families.is_empty() || opts.native_nftables)
+        let mut nft = (!nft_families.is_empty() || opts.native_nftables)
             .then(|| self.read_nft(opts, &nft_families, &mut extras));
         let mut results = Vec::new();
         for &(family, backend) in sources {
             let result = match backend {
-                Backend::Nft => match nft.as_ref().expect("read when nft is requested") {
-                    Ok(rulesets) => Ok(rulesets
-                        .iter()
-                        .find(|(f, ..)| *f == family)
-                        .map(|(_, r, p)| (r.clone(), p.clone()))
-                        .unwrap_or((None, None))),
+                Backend::Nft => match nft.as_mut().expect("read when nft is requested") {
+                    // Moved out, not cloned: each family appears once in `sources`.
+                    Ok(reads) => Ok(reads
+                        .iter_mut()
+                        .find(|(f, _)| *f == family)
+                        .map(|(_, read)| std::mem::take(read))
+                        .unwrap_or_default()),
                     Err(e) => Err(KernelError::Io {
                         what: "nf_tables netlink".to_owned(),
                         source: io::Error::new(e.kind(), e.to_string()),
@@ -236,7 +339,7 @@ impl Reader {
         opts: &CollectOptions,
         families: &[Family],
         extras: &mut Extras,
-    ) -> io::Result<Vec<(Family, Option<Ruleset>, Option<String>)>> {
+    ) -> io::Result<Vec<(Family, TextRead)>> {
         let mut sock = NfSocket::open()?;
         let mut last_problem = String::new();
         for _ in 0..MAX_ATTEMPTS {
@@ -261,7 +364,7 @@ impl Reader {
         opts: &CollectOptions,
         families: &[Family],
         extras: &mut Extras,
-    ) -> io::Result<Result<Vec<(Family, Option<Ruleset>, Option<String>)>, String>> {
+    ) -> io::Result<Result<Vec<(Family, TextRead)>, String>> {
         let generation = nft::generation(sock)?;
         for &family in families {
             if self
@@ -318,7 +421,7 @@ impl Reader {
             .iter()
             .map(|f| {
                 let (_, text) = self.nft.get_mut(f).expect("read above");
-                (*f, text.hand_out(lend), text.problem.clone())
+                (*f, TextRead::handed_out(text, lend))
             })
             .collect();
         Ok(Ok(done))
@@ -333,7 +436,7 @@ impl Reader {
         retries: &mut u64,
     ) -> RulesRead {
         if legacy_holds_nothing(family) {
-            return Ok((None, None));
+            return Ok(TextRead::default());
         }
         let io_error = |source: io::Error| KernelError::Io {
             what: method(family, Backend::Legacy),
@@ -363,7 +466,7 @@ impl Reader {
         sock: &XtSocket,
         opts: &CollectOptions,
         family: Family,
-    ) -> Result<Result<(Option<Ruleset>, Option<String>), String>, KernelError> {
+    ) -> Result<Result<TextRead, String>, KernelError> {
         let io_error = |source: io::Error| KernelError::Io {
             what: method(family, Backend::Legacy),
             source,
@@ -374,7 +477,7 @@ impl Reader {
         };
         if tables.is_empty() {
             self.legacy.remove(&family);
-            return Ok(Ok((None, None)));
+            return Ok(Ok(TextRead::default()));
         }
         let prints: Vec<u64> = tables.iter().map(XtTable::fingerprint).collect();
         let cached = self.legacy.get(&family);
@@ -402,7 +505,7 @@ impl Reader {
             self.legacy.remove(&family);
             return Ok(Err(why));
         }
-        Ok(Ok((text.hand_out(self.lend), text.problem.clone())))
+        Ok(Ok(TextRead::handed_out(text, self.lend)))
     }
 }
 
@@ -417,7 +520,7 @@ fn read_text(
         family,
         backend,
         args,
-        opts.timeout,
+        opts.text_timeout.max(opts.timeout),
         opts.tool_dir.as_deref(),
     )
     .map_err(to_io)?;
@@ -438,7 +541,7 @@ fn read_text_multi(
             family,
             backend,
             args,
-            opts.timeout,
+            opts.text_timeout.max(opts.timeout),
             opts.tool_dir.as_deref(),
         )?;
         match &mut joined {
@@ -531,13 +634,14 @@ fn place_legacy(text: &mut CachedText, tables: &[XtTable]) -> Result<(), String>
             if let Some(policy) = chain.policy {
                 parsed.counters = Some(counters(policy));
             }
+            let checks = &text.checks;
             for (i, (kernel, rule)) in chain.rules.iter().zip(&mut parsed.rules).enumerate() {
                 let comment_ok = kernel
                     .comment
-                    .is_none_or(|k| rule.spec.comments().any(|c| c == k));
+                    .is_none_or(|k| checks.has_comment(t, c, i, k));
                 let target_ok = kernel
                     .standard_target
-                    .is_none_or(|k| rule.spec.target_name().unwrap_or("") == k);
+                    .is_none_or(|k| checks.has_target(t, c, i, k));
                 if !comment_ok || !target_ok {
                     return Err(format!(
                         "{}/{} rule {}: kernel rule ({:?}, {:?}) differs from the text",
@@ -626,9 +730,10 @@ impl<'a> Placer<'a> {
             ));
             return true;
         };
+        let r0 = *position;
         *position += 1;
         if let Some(comment) = rule.comment
-            && !parsed.spec.comments().any(|c| c == comment)
+            && !text.checks.has_comment(t, c, r0, comment)
         {
             self.mismatch = Some(format!(
                 "{}/{} rule {}: kernel comment {comment:?} is not the text's",
@@ -754,20 +859,63 @@ mod tests {
         );
 
         let renamed = parsed(&DUMP.replace("KUBE-A", "KUBE-B"));
-        text.take_back(renamed);
+        let other_id = text.id + 1;
+        text.take_back(renamed, Some(other_id));
         assert!(
             !text.usable(),
             "a ruleset with other chains is not taken back"
         );
 
-        text.take_back(lent);
+        text.take_back(lent, None);
         assert!(text.usable());
         assert_eq!(text.ruleset.as_ref(), Some(&copied));
-        text.take_back(copied);
+        text.take_back(copied, None);
         assert!(
             text.usable(),
             "a second give-back of a ruleset not lent is ignored"
         );
+    }
+
+    #[test]
+    fn rule_checks_answer_from_the_text_even_after_its_specs_are_dropped() {
+        let dump = "*filter\n:INPUT ACCEPT [0:0]\n:KUBE-A - [0:0]\n\
+            -A INPUT -m comment --comment one -m comment --comment two -j KUBE-A\n\
+            -A KUBE-A -p tcp\n-A KUBE-A -j RETURN\nCOMMIT\n";
+        let mut text = CachedText::new(Some(parsed(dump)), None);
+        let mut lent = text.hand_out(true).expect("a ruleset");
+        lent.drop_rule_specs();
+        text.take_back(lent, Some(text.id));
+        assert!(text.usable(), "a skeleton of the same text comes back");
+        let checks = &text.checks;
+        assert!(checks.has_comment(0, 0, 0, "one") && checks.has_comment(0, 0, 0, "two"));
+        assert!(!checks.has_comment(0, 0, 0, "three"));
+        assert!(checks.has_target(0, 0, 0, "KUBE-A") && !checks.has_target(0, 0, 0, "ACCEPT"));
+        assert!(checks.has_target(0, 1, 0, ""), "a rule without a target");
+        assert!(checks.has_target(0, 1, 1, "RETURN"));
+        assert!(
+            !checks.has_comment(0, 1, 2, ""),
+            "out of range is never a match"
+        );
+        assert!(!checks.has_target(0, 2, 0, ""), "no such chain");
+    }
+
+    #[test]
+    fn a_ruleset_carrying_the_texts_id_comes_back_on_counts_alone() {
+        let mut text = CachedText::new(Some(parsed(DUMP)), None);
+        let other = CachedText::new(Some(parsed(DUMP)), None);
+        assert_ne!(text.id, other.id, "every parsed text gets its own id");
+        let lent = text.hand_out(true).expect("a ruleset");
+        let mut extra_chain = lent.clone();
+        let copy = extra_chain.tables[0].chains[1].clone();
+        extra_chain.tables[0].chains.push(copy);
+        let id = text.id;
+        text.take_back(extra_chain, Some(id));
+        assert!(
+            !text.usable(),
+            "other chain counts are refused even with the id"
+        );
+        text.take_back(lent, Some(id));
+        assert!(text.usable());
     }
 
     #[test]

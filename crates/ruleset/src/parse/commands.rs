@@ -3,6 +3,8 @@
 //! Owns what each command does to the table being built (rules parsed by `rule`, chains kept by
 //! `table`). It does not read lines or headers.
 
+use std::sync::Arc;
+
 use crate::model::{Chain, Counters, Notice, NoticeKind, Rule};
 
 use super::lexer::Token;
@@ -123,7 +125,7 @@ impl CommandContext<'_, '_, '_> {
         }
         Ok(Rule {
             counters: self.prefix.or(parsed.counters),
-            spec: parsed.spec,
+            spec: Arc::new(parsed.spec),
             line: self.no,
         })
     }

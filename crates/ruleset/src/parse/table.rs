@@ -127,7 +127,7 @@ impl OpenTable {
     /// `-D CHAIN RULESPEC`: removes the first rule with this spec.
     pub(crate) fn delete_matching(&mut self, idx: usize, spec: &RuleSpec) -> bool {
         let rules = &mut self.table.chains[idx].rules;
-        match rules.iter().position(|r| &r.spec == spec) {
+        match rules.iter().position(|r| *r.spec == *spec) {
             Some(i) => {
                 rules.remove(i);
                 true

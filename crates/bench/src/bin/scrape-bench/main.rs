@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand};
 use nfscope_bench::{GenOptions, count_rules, kube_proxy_ruleset};
 
 use crate::netns::BenchNetns;
-use crate::stats::{Summary, median, percentile, sorted};
+use crate::stats::{SteadyRss, Summary, median, percentile, sorted};
 
 /// Scrape cost of nfscope against a fork-and-split baseline and `nft -j`, per ruleset size and backend.
 #[derive(Debug, Parser)]
@@ -173,6 +173,8 @@ fn measure_nfscope(
     let first = Instant::now();
     let body = server::scrape(server.addr)?;
     let first_ms = first.elapsed().as_secs_f64() * 1e3;
+    let first_peak_kib = procfs::peak_rss_kib(&pid)?;
+    procfs::reset_peak_rss(&pid)?;
     let cpu_before = procfs::cpu_ticks(&pid)?;
     let mut latencies = Vec::with_capacity(k);
     for _ in 0..k {
@@ -181,14 +183,19 @@ fn measure_nfscope(
         latencies.push(start.elapsed().as_secs_f64() * 1e3);
     }
     let cpu_ticks = procfs::cpu_ticks(&pid)? - cpu_before;
-    let peak_rss_kib = procfs::peak_rss_kib(&pid)?;
-    Ok(summarize(
+    let steady = SteadyRss {
+        peak_mib: procfs::peak_rss_kib(&pid)? as f64 / 1024.0,
+        after_mib: procfs::rss_kib(&pid)? as f64 / 1024.0,
+    };
+    let mut summary = summarize(
         first_ms,
         latencies,
         cpu_ticks as f64 / ticks / k as f64,
-        peak_rss_kib,
+        first_peak_kib.max(procfs::peak_rss_kib(&pid)?),
         body,
-    ))
+    );
+    summary.steady = Some(steady);
+    Ok(summary)
 }
 
 fn measure_baseline(
@@ -247,20 +254,21 @@ fn summarize(
         p99_ms: percentile(&latencies, 0.99),
         cpu_s_per_scrape: cpu_s,
         peak_rss_mib: peak_rss_kib as f64 / 1024.0,
+        steady: None,
         body_mib: body as f64 / (1024.0 * 1024.0),
     }
 }
 
 fn render_table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| services | rules | backend | tool | median ms | p99 ms (= max) | first ms | CPU s/scrape | peak RSS MiB | body MiB |\n\
-         |---:|---:|---|---|---:|---:|---:|---:|---:|---:|\n",
+        "| services | rules | backend | tool | median ms | p99 ms (= max) | first ms | CPU s/scrape | peak RSS MiB | scrape peak / RSS after MiB | body MiB |\n\
+         |---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let s = &r.summary;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.3} | {:.1} | {:.1} |",
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.3} | {:.1} | {} | {:.1} |",
             r.services,
             r.rules,
             r.backend,
@@ -270,6 +278,10 @@ fn render_table(rows: &[Row]) -> String {
             s.first_ms,
             s.cpu_s_per_scrape,
             s.peak_rss_mib,
+            s.steady.map_or("—".to_owned(), |m| format!(
+                "{:.1} / {:.1}",
+                m.peak_mib, m.after_mib
+            )),
             s.body_mib
         );
     }

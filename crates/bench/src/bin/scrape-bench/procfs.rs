@@ -39,11 +39,27 @@ pub fn cpu_ticks(pid: &str) -> Result<u64> {
 
 /// Peak resident set size (`VmHWM`) of `pid`, in KiB.
 pub fn peak_rss_kib(pid: &str) -> Result<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// Current resident set size (`VmRSS`) of `pid`, in KiB.
+pub fn rss_kib(pid: &str) -> Result<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// Resets `pid`'s `VmHWM` to its current RSS (`echo 5 > /proc/PID/clear_refs`, Linux ≥ 4.0), so a
+/// later [`peak_rss_kib`] tells the peak of what happened since.
+pub fn reset_peak_rss(pid: &str) -> Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+        .with_context(|| format!("resetting the peak RSS of {pid}"))
+}
+
+fn status_kib(pid: &str, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in status")
+        .with_context(|| format!("no {field} in status"))
 }

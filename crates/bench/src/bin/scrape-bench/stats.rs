@@ -9,7 +9,17 @@ pub struct Summary {
     pub p99_ms: f64,
     pub cpu_s_per_scrape: f64,
     pub peak_rss_mib: f64,
+    /// Servers only: peak RSS during the K scrapes after the warm-up (`VmHWM` reset before them),
+    /// and RSS after them.
+    pub steady: Option<SteadyRss>,
     pub body_mib: f64,
+}
+
+/// A long-running exporter's memory once its first collection is done.
+#[derive(Debug, Clone, Copy)]
+pub struct SteadyRss {
+    pub peak_mib: f64,
+    pub after_mib: f64,
 }
 
 /// Median of the samples (mean of the middle two for an even count).
