@@ -1,7 +1,8 @@
 //! The seam between the binary and the library crates: collecting, preparing and rendering.
 //!
-//! Owns the per-(family, backend) cache of rule labels, annotations and lint findings the server
-//! reuses while the rules are unchanged (only counters moved), and the server's own counters. Every call into
+//! Owns the per-(family, backend) cache of rule labels (with their Kubernetes series plan) and
+//! lint counts the server reuses while the rules are unchanged (only counters moved), and the
+//! server's own counters. Every call into
 //! `nfscope-kernel`, `nfscope-annotate` and `nfscope-exporter` goes through here, so the commands
 //! and the HTTP layer never depend on those crates' exact shapes.
 
@@ -21,9 +22,11 @@ use nfscope_ruleset::{Backend, Family, ParseError, ParseOptions, Ruleset, Snapsh
 pub struct Collected {
     /// What was read.
     pub snapshot: Snapshot,
-    /// Kubernetes meaning per ruleset (shared with the server's cache while the rules are unchanged).
+    /// Kubernetes meaning per ruleset (one-shot [`prepare`] only: the server keeps the labels'
+    /// Kubernetes series plan instead, see [`RuleLabels::attach_kube_plan`]).
     pub annotations: Arc<Vec<Annotations>>,
-    /// Rule ids, canonical texts and comments per ruleset (shared like `annotations`).
+    /// Rule ids, canonical texts and comments per ruleset (the server's are shared with its
+    /// cache while the rules are unchanged).
     pub labels: Arc<Vec<RuleLabels>>,
     /// The `nfscope_lint_findings` family for the snapshot's rules (server only: recomputed when
     /// the rules or the ipset names change; empty from the one-shot [`prepare`]). Only these
@@ -201,7 +204,8 @@ fn take_back_lent_rulesets(reader: &mut nfscope_kernel::Reader, returned: &Recei
     }
 }
 
-/// Per (family, backend): the labels and annotations of the last rulesets seen, reused while
+/// Per (family, backend): the labels (with the Kubernetes series plan built from the
+/// annotations, which are not kept) of the last rulesets seen, reused while
 /// their rules are unchanged: the reader says so (`Snapshot::rule_text_ids` equal to those the
 /// entries were built or last checked for), or else `RuleLabels::fits` does. They are shared (`Arc`) with every
 /// [`Collected`] built from them, so a scrape whose rules did not change copies nothing.
@@ -211,7 +215,6 @@ struct PreparedCache {
     /// The reader's rule text id per entry of `keys` (0 = unknown), from the last snapshot.
     text_ids: Vec<u64>,
     labels: Arc<Vec<RuleLabels>>,
-    annotations: Arc<Vec<Annotations>>,
     /// Bumped by every [`Self::rebuild`]: the rules changed.
     rebuilds: u64,
     /// What `lint_metrics` were linted for: the rebuild count and the ipset names (`None` when the
@@ -237,7 +240,7 @@ impl PreparedCache {
         self.lint_if_changed(&snapshot);
         Collected {
             snapshot,
-            annotations: Arc::clone(&self.annotations),
+            annotations: Arc::default(),
             labels: Arc::clone(&self.labels),
             lint_metrics: Arc::clone(&self.lint_metrics),
             give_back: None,
@@ -271,14 +274,10 @@ impl PreparedCache {
     /// New entries for `snapshot`, reusing (copying) those of rulesets whose rules still fit.
     fn rebuild(&mut self, keys: Vec<(Family, Backend)>, snapshot: &Snapshot, text_ids: &[u64]) {
         let mut labels = Vec::with_capacity(keys.len());
-        let mut annotations = Vec::with_capacity(keys.len());
         for ((key, ruleset), &text_id) in keys.iter().zip(&snapshot.rulesets).zip(text_ids) {
             let old = self.keys.iter().position(|k| k == key);
             match old.filter(|&i| self.still_fits(i, text_id, ruleset)) {
-                Some(i) => {
-                    labels.push(self.labels[i].clone());
-                    annotations.push(self.annotations[i].clone());
-                }
+                Some(i) => labels.push(self.labels[i].clone()),
                 None => {
                     if ruleset.rule_specs_dropped {
                         // Cannot happen with the lending reader (a skeleton always comes back
@@ -289,14 +288,14 @@ impl PreparedCache {
                             "rule labels rebuilt from a ruleset without specs: rule texts are empty until the rules change"
                         );
                     }
-                    labels.push(RuleLabels::new(ruleset));
-                    annotations.push(nfscope_annotate::annotate(ruleset));
+                    let mut new = RuleLabels::new(ruleset);
+                    new.attach_kube_plan(ruleset, &nfscope_annotate::annotate(ruleset));
+                    labels.push(new);
                 }
             }
         }
         self.keys = keys;
         self.labels = Arc::new(labels);
-        self.annotations = Arc::new(annotations);
         self.rebuilds += 1;
     }
 }
@@ -432,9 +431,8 @@ mod tests {
         let counters_moved = cache.prepare(snapshot(&TWO_RULES.replace("[1:60]", "[9:540]")));
         assert_eq!(first.labels, counters_moved.labels);
         assert!(
-            Arc::ptr_eq(&first.labels, &counters_moved.labels)
-                && Arc::ptr_eq(&first.annotations, &counters_moved.annotations),
-            "unchanged rules share the cached labels and annotations instead of copying them"
+            Arc::ptr_eq(&first.labels, &counters_moved.labels),
+            "unchanged rules share the cached labels instead of copying them"
         );
         assert_eq!(
             counters_moved.snapshot.rulesets[0].tables[0].chains[0].rules[0]

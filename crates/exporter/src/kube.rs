@@ -1,11 +1,14 @@
 //! Kubernetes series derived from rule annotations: traffic per Service endpoint, rejected
 //! traffic per Service without endpoints, per kube-router pod firewall and per Calico policy.
 //!
-//! Owns which annotated rules feed which series and how they aggregate (rules mapping to the
-//! same labels are summed). It does not decide what a rule means (`nfscope-annotate`).
+//! Owns which annotated rules feed which series ([`KubePlan`], computed once per rules change
+//! from the annotations, so a scrape needs only counters) and how they aggregate (rules mapping
+//! to the same labels are summed). It does not decide what a rule means (`nfscope-annotate`).
 
-use nfscope_annotate::{Annotation, Direction, Meaning, PolicyVerdict};
-use nfscope_ruleset::Counters;
+use std::collections::HashMap;
+
+use nfscope_annotate::{Annotation, Annotations, Direction, Meaning, PolicyVerdict};
+use nfscope_ruleset::Ruleset;
 
 use crate::expo::{Exposition, Kind};
 use crate::metrics::{Count, Prepared, Summed};
@@ -19,7 +22,116 @@ chains that drop or reject).";
 const CALICO_HELP: &str = "Packets a Calico policy or profile rule accepted or denied (kind: policy or profile; \
 direction: ingress or egress; verdict: accept or deny).";
 
-/// Accumulates the four Kubernetes families over all rulesets. Keys borrow from the annotations.
+/// The four families, in the order they are written.
+const ENDPOINTS: usize = 0;
+const NO_ENDPOINTS: usize = 1;
+const ROUTER_PODS: usize = 2;
+const CALICO: usize = 3;
+
+/// Label values of one series after `family` and `backend` (unused trailing slots are empty).
+type Key = [Box<str>; 4];
+
+/// Which rules of one ruleset feed which Kubernetes series, and those series' label values:
+/// everything the Kubernetes families need besides counters. Build it when the rules change
+/// ([`crate::RuleLabels::attach_kube_plan`]); it holds one entry per distinct series instead of a
+/// meaning per rule, so a server need not keep the annotations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KubePlan {
+    /// (flat rule position in table/chain/rule order, family, key index in that family).
+    feeds: Vec<(u32, u8, u32)>,
+    /// Distinct keys per family, in first-seen order.
+    keys: [Vec<Key>; 4],
+}
+
+impl KubePlan {
+    /// The plan for `ruleset` annotated as `annotations`.
+    pub fn new(ruleset: &Ruleset, annotations: &Annotations) -> Self {
+        let mut plan = Self::default();
+        let mut index: HashMap<(u8, Key), u32> = HashMap::new();
+        let mut flat = 0u32;
+        for (t, table) in ruleset.tables.iter().enumerate() {
+            for (c, chain) in table.chains.iter().enumerate() {
+                for r0 in 0..chain.rules.len() {
+                    if let Some((family, key)) = series_of(annotations.rule(t, c, r0)) {
+                        let keys = &mut plan.keys[family];
+                        let next = keys.len() as u32;
+                        let at = *index.entry((family as u8, key.clone())).or_insert_with(|| {
+                            keys.push(key);
+                            next
+                        });
+                        plan.feeds.push((flat, family as u8, at));
+                    }
+                    flat += 1;
+                }
+            }
+        }
+        plan.feeds.shrink_to_fit();
+        plan
+    }
+}
+
+/// The family and label values the rule with this annotation feeds, if any.
+fn series_of(ann: &Annotation) -> Option<(usize, Key)> {
+    let key =
+        |a: &str, b: &str, c: &str, d: &str| -> Key { [a.into(), b.into(), c.into(), d.into()] };
+    match (ann.meaning.as_ref()?, ann.policy_verdict) {
+        (
+            Meaning::KubeEndpoint {
+                service: s,
+                endpoint,
+            },
+            _,
+        ) if ann.counts_endpoint_connections => {
+            Some((ENDPOINTS, key(&s.namespace, &s.name, &s.port, endpoint)))
+        }
+        (
+            Meaning::KubeNoEndpoints {
+                service: s,
+                local_only,
+            },
+            _,
+        ) => {
+            let local = if *local_only { "true" } else { "false" };
+            Some((NO_ENDPOINTS, key(&s.namespace, &s.name, &s.port, local)))
+        }
+        (Meaning::KubeRouterPod { namespace, pod }, Some(PolicyVerdict::Deny)) => {
+            Some((ROUTER_PODS, key(namespace, pod, "", "")))
+        }
+        (
+            Meaning::CalicoPolicy {
+                policy: name,
+                direction,
+            },
+            Some(verdict),
+        ) => Some((
+            CALICO,
+            key(
+                "policy",
+                name,
+                direction_str(*direction),
+                verdict_str(verdict),
+            ),
+        )),
+        (
+            Meaning::CalicoProfile {
+                profile: name,
+                direction,
+            },
+            Some(verdict),
+        ) => Some((
+            CALICO,
+            key(
+                "profile",
+                name,
+                direction_str(*direction),
+                verdict_str(verdict),
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// Accumulates the four Kubernetes families over all rulesets. Keys borrow from the plans.
 struct KubeSeries<'a> {
     endpoints: Summed<&'a str, 6, Count>,
     no_endpoints: Summed<&'a str, 6, Count>,
@@ -28,111 +140,52 @@ struct KubeSeries<'a> {
 }
 
 pub(crate) fn write_kube_series(out: &mut Exposition<'_>, prepared: &[Prepared<'_>]) {
+    // Rulesets whose labels carry no plan get one built here from their annotations.
+    let built: Vec<Option<KubePlan>> = prepared
+        .iter()
+        .map(|p| match (p.labels.kube_plan(), p.annotations) {
+            (None, Some(annotations)) => Some(KubePlan::new(p.ruleset, annotations)),
+            _ => None,
+        })
+        .collect();
     let mut series = KubeSeries {
         endpoints: Summed::new(),
         no_endpoints: Summed::new(),
         router_pods: Summed::new(),
         calico: Summed::new(),
     };
-    for p in prepared {
-        let Some(annotations) = p.annotations else {
+    for (p, built) in prepared.iter().zip(&built) {
+        let Some(plan) = p.labels.kube_plan().or(built.as_ref()) else {
             continue;
         };
-        let place = Place {
-            family: p.family(),
-            backend: p.backend(),
-        };
-        // Counters and annotations only: the rules' specs may have been dropped
-        // (`Ruleset::drop_rule_specs`) once the annotations were computed.
-        for (t, table) in p.ruleset.tables.iter().enumerate() {
-            for (c, chain) in table.chains.iter().enumerate() {
-                for (r0, rule) in chain.rules.iter().enumerate() {
-                    let Some(counters) = rule.counters else {
-                        continue;
-                    };
-                    series.add(&place, counters, annotations.rule(t, c, r0));
-                }
-            }
+        // Packets per flat rule position; the rules' specs may have been dropped
+        // (`Ruleset::drop_rule_specs`): only positions and counters are read.
+        let packets: Vec<Option<u64>> = p
+            .ruleset
+            .tables
+            .iter()
+            .flat_map(|t| &t.chains)
+            .flat_map(|c| &c.rules)
+            .map(|r| r.counters.map(|c| c.packets))
+            .collect();
+        for &(flat, family, key) in &plan.feeds {
+            let Some(Some(value)) = packets.get(flat as usize) else {
+                continue;
+            };
+            let k = &plan.keys[family as usize][key as usize];
+            series.add(p.family(), p.backend(), family as usize, k, Count(*value));
         }
     }
     series.write(out);
 }
 
-/// Which ruleset a rule belongs to.
-struct Place {
-    family: &'static str,
-    backend: &'static str,
-}
-
 impl<'a> KubeSeries<'a> {
-    fn add(&mut self, at: &Place, counters: Counters, ann: &'a Annotation) {
-        let Some(meaning) = &ann.meaning else { return };
-        let packets = Count(counters.packets);
-        let (f, b) = (at.family, at.backend);
-        match (meaning, ann.policy_verdict) {
-            (
-                Meaning::KubeEndpoint {
-                    service: s,
-                    endpoint,
-                },
-                _,
-            ) if ann.counts_endpoint_connections => {
-                self.endpoints
-                    .add([f, b, &s.namespace, &s.name, &s.port, endpoint], packets);
-            }
-            (
-                Meaning::KubeNoEndpoints {
-                    service: s,
-                    local_only,
-                },
-                _,
-            ) => {
-                let local = if *local_only { "true" } else { "false" };
-                self.no_endpoints
-                    .add([f, b, &s.namespace, &s.name, &s.port, local], packets);
-            }
-            (Meaning::KubeRouterPod { namespace, pod }, Some(PolicyVerdict::Deny)) => {
-                self.router_pods.add([f, b, namespace, pod], packets);
-            }
-            (
-                Meaning::CalicoPolicy {
-                    policy: name,
-                    direction,
-                },
-                Some(verdict),
-            ) => {
-                self.calico.add(
-                    [
-                        f,
-                        b,
-                        "policy",
-                        name,
-                        direction_str(*direction),
-                        verdict_str(verdict),
-                    ],
-                    packets,
-                );
-            }
-            (
-                Meaning::CalicoProfile {
-                    profile: name,
-                    direction,
-                },
-                Some(verdict),
-            ) => {
-                self.calico.add(
-                    [
-                        f,
-                        b,
-                        "profile",
-                        name,
-                        direction_str(*direction),
-                        verdict_str(verdict),
-                    ],
-                    packets,
-                );
-            }
-            _ => {}
+    fn add(&mut self, f: &'static str, b: &'static str, family: usize, k: &'a Key, n: Count) {
+        match family {
+            ENDPOINTS => self.endpoints.add([f, b, &k[0], &k[1], &k[2], &k[3]], n),
+            NO_ENDPOINTS => self.no_endpoints.add([f, b, &k[0], &k[1], &k[2], &k[3]], n),
+            ROUTER_PODS => self.router_pods.add([f, b, &k[0], &k[1]], n),
+            _ => self.calico.add([f, b, &k[0], &k[1], &k[2], &k[3]], n),
         }
     }
 

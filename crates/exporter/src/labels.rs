@@ -19,7 +19,10 @@ use std::hash::{Hash, Hasher};
 use nfscope_ruleset::{RuleSpec, Ruleset};
 use sha2::{Digest, Sha256};
 
+use nfscope_annotate::Annotations;
+
 use crate::expo::{push_escaped_label_value, unescape_label_value};
+use crate::kube::KubePlan;
 
 /// Many short strings in one buffer, addressed by position.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -141,6 +144,8 @@ pub struct RuleLabels {
     texts: StrTable,
     comments: StrTable,
     fingerprint: u64,
+    /// Which rules feed which Kubernetes series, when attached ([`Self::attach_kube_plan`]).
+    kube: Option<KubePlan>,
 }
 
 impl RuleLabels {
@@ -178,7 +183,19 @@ impl RuleLabels {
             texts,
             comments,
             fingerprint: fingerprint(ruleset),
+            kube: None,
         }
+    }
+
+    /// Also keeps which of `ruleset`'s rules feed which Kubernetes series, so encodings need
+    /// neither the annotations nor the rules' specs for those families (a server can drop both).
+    pub fn attach_kube_plan(&mut self, ruleset: &Ruleset, annotations: &Annotations) {
+        self.kube = Some(KubePlan::new(ruleset, annotations));
+    }
+
+    /// The attached Kubernetes plan, if any.
+    pub(crate) fn kube_plan(&self) -> Option<&KubePlan> {
+        self.kube.as_ref()
     }
 
     /// Were these labels built from a ruleset with exactly the same family, backend, tables,

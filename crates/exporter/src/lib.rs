@@ -31,6 +31,7 @@ use nfscope_ruleset::SourceKind;
 
 pub use expo::{ChunkSink, SinkClosed};
 pub use json::{rules_json, rules_json_string};
+pub use kube::KubePlan;
 pub use labels::{RuleIds, RuleLabels, rule_ids};
 pub use metrics::{
     Encoded, Streamed, encode_metrics, encode_metrics_streaming, encode_metrics_with_labels,
