@@ -9,7 +9,10 @@
 //! (and, for legacy, its verdict or jump); the generation (or fingerprint) is checked again after
 //! the counter read. Any mismatch means the ruleset moved underneath: the read starts over and the
 //! retry is counted ([`nfscope_ruleset::Snapshot::retries`]), so a counter can never land on the
-//! wrong rule. It does not read ipsets or conntrack (they stay on `ipset` / `/proc`).
+//! wrong rule. The checks use hashes taken when the text was parsed, so a ruleset lent out and
+//! given back without its specs (`Ruleset::drop_rule_specs`) is checked just the same; each parsed
+//! text has an id ([`nfscope_ruleset::Snapshot::rule_text_ids`]) that tells consumers "same rules".
+//! It does not read ipsets or conntrack (they stay on `ipset` / `/proc`).
 
 mod legacy;
 mod nft;
@@ -118,7 +121,8 @@ impl RuleChecks {
     }
 }
 
-/// The next [`CachedText::id`]; ids start at 1 (0 means "unknown" to nobody, but stays unused).
+/// The next [`CachedText::id`]; ids start at 1 because 0 means "unknown" in
+/// [`Snapshot::rule_text_ids`].
 static NEXT_TEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl CachedText {
