@@ -38,7 +38,7 @@ mod netns;
 pub mod node;
 mod rules;
 mod sys;
-#[cfg(feature = "test-support")]
+#[cfg(any(test, feature = "test-support"))]
 pub mod testns;
 
 use std::path::PathBuf;

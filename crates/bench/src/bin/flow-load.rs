@@ -280,18 +280,8 @@ fn run(
             .spawn()
             .context("starting the server")?,
     );
-    let listen = "127.0.0.1:9466";
-    let monitor = ChildGuard(
-        lab.node
-            .command(nfscope)
-            .args(["serve", "--flows", "--listen", listen])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting nfscope")?,
-    );
+    let (monitor, listen) = start_monitor(&lab, nfscope)?;
     let pid = monitor.0.id().to_string();
-    std::thread::sleep(Duration::from_secs(3));
     let idle_rss = status_kib(&pid, "VmRSS")?;
     let (cpu0, wall0) = (cpu_seconds(&pid)?, Instant::now());
     let out = lab
@@ -376,18 +366,8 @@ fn hold(nfscope: &str, connections: u64) -> Result<()> {
             .spawn()
             .context("starting the server (python3)")?,
     );
-    let listen = "127.0.0.1:9466";
-    let monitor = ChildGuard(
-        lab.node
-            .command(nfscope)
-            .args(["serve", "--flows", "--listen", listen])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting nfscope")?,
-    );
+    let (monitor, listen) = start_monitor(&lab, nfscope)?;
     let pid = monitor.0.id().to_string();
-    std::thread::sleep(Duration::from_secs(3));
     let idle_rss = status_kib(&pid, "VmRSS")?;
     let started = Instant::now();
     let processes = connections.div_ceil(CONNECTIONS_PER_PROCESS);
@@ -440,6 +420,23 @@ fn hold(nfscope: &str, connections: u64) -> Result<()> {
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
+}
+
+/// Starts `nfscope serve --flows` in the lab's node namespace and gives it 3 s to settle;
+/// returns its guard and the address it listens on.
+fn start_monitor(lab: &Lab, nfscope: &str) -> Result<(ChildGuard, &'static str)> {
+    let listen = "127.0.0.1:9466";
+    let monitor = ChildGuard(
+        lab.node
+            .command(nfscope)
+            .args(["serve", "--flows", "--listen", listen])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nfscope")?,
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    Ok((monitor, listen))
 }
 
 fn cpu_seconds(pid: &str) -> Result<f64> {

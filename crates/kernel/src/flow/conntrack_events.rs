@@ -727,56 +727,16 @@ mod tests {
         assert!(!kept(&update(Some(3))[..40]), "truncated");
     }
 
-    /// A namespace for the root test, deleted on drop.
-    struct Netns(String);
-
-    impl Drop for Netns {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &self.0])
-                .status();
-        }
-    }
-
-    fn sh_in(netns: &str, script: &str) {
-        let status = std::process::Command::new("ip")
-            .args(["netns", "exec", netns, "sh", "-ec", script])
-            .status()
-            .expect("ip netns exec");
-        assert!(status.success(), "`{script}` failed in {netns}");
-    }
-
-    fn is_root() -> bool {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            return true;
-        }
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "needs root, and CI=true forbids skipping"
-        );
-        eprintln!("skipped: needs root");
-        false
-    }
-
     #[test]
     fn the_kernel_delivers_new_established_and_destroy_but_not_the_other_updates() {
         use std::io::{Read as _, Write as _};
-        if !is_root() {
+        if !crate::testns::root_or_skip("conntrack event filter") {
             return;
         }
-        let netns = Netns(format!("nfscope-ctfilter-{}", std::process::id()));
-        let status = std::process::Command::new("ip")
-            .args(["netns", "add", &netns.0])
-            .status()
-            .expect("ip netns add");
-        assert!(status.success());
+        let netns = crate::testns::TestNetns::new("ctfilter").expect("a test namespace");
         // Anything using conntrack in the namespace makes it track connections there.
-        sh_in(
-            &netns.0,
-            "ip link set lo up; iptables -A OUTPUT -p tcp -m conntrack --ctstate NEW -j ACCEPT",
-        );
-        let events = crate::run_in_netns(Some(&netns.0), || {
+        netns.sh_ok("iptables -A OUTPUT -p tcp -m conntrack --ctstate NEW -j ACCEPT");
+        let events = crate::run_in_netns(Some(netns.name()), || {
             let mut events = ConntrackEvents::open(Duration::from_millis(100)).expect("open");
             let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
             let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
@@ -787,7 +747,7 @@ mod tests {
             drop(client); // FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT: all filtered out
             drop(server);
             std::thread::sleep(Duration::from_millis(100));
-            sh_in(&netns.0, "conntrack -F 2>/dev/null"); // DESTROY
+            netns.sh_ok("conntrack -F 2>/dev/null"); // DESTROY
             let mut seen = Vec::new();
             let deadline = std::time::Instant::now() + Duration::from_secs(2);
             while std::time::Instant::now() < deadline
