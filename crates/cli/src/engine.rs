@@ -453,10 +453,10 @@ mod tests {
             after_removal.labels[0].rule_text(0, 0, 0),
             "-p tcp -m tcp --dport 80 -j ACCEPT"
         );
-        assert_eq!(
-            after_removal.labels[0],
-            RuleLabels::new(&after_removal.snapshot.rulesets[0])
-        );
+        let ruleset = &after_removal.snapshot.rulesets[0];
+        let mut expected = RuleLabels::new(ruleset);
+        expected.attach_kube_plan(ruleset, &nfscope_annotate::annotate(ruleset));
+        assert_eq!(after_removal.labels[0], expected);
     }
 
     fn with_text_id(mut snapshot: Snapshot, id: u64) -> Snapshot {
