@@ -8,12 +8,15 @@
 //! names, a client loop closes with RST, its Calico policy has an explicit Deny rule).
 
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::free_port;
+
+mod support;
 
 const NFSCOPE: &str = env!("CARGO_BIN_EXE_nfscope");
 const PROMETHEUS: &str = "/usr/bin/prometheus";
@@ -28,23 +31,6 @@ fn must_run(test: &str, ok: bool, why: &str) -> bool {
     );
     eprintln!("skipping {test}: {why}");
     false
-}
-
-fn is_root() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2));
-    euid == Some("0")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 fn dashboards_dir() -> PathBuf {
@@ -287,7 +273,7 @@ fn substitution_and_variable_queries() {
 #[test]
 fn every_dashboard_expression_returns_data_from_the_demo() {
     let test = "every_dashboard_expression_returns_data_from_the_demo";
-    if !must_run(test, is_root(), "needs root")
+    if !nfscope_kernel::testns::root_or_skip(test)
         || !must_run(
             test,
             Path::new(PROMETHEUS).exists(),

@@ -2,38 +2,18 @@
 //! every namespace it created. Skips when not root, fails instead under `CI=true`.
 
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use nfscope_kernel::testns::root_or_skip;
+use support::free_port;
+
+mod support;
 
 const NFSCOPE: &str = env!("CARGO_BIN_EXE_nfscope");
 
 /// True when the test can run; panics under `CI=true` when it cannot.
-fn root_or_skip(test: &str) -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2));
-    if euid == Some("0") {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test} needs root and CI=true forbids skipping"
-    );
-    eprintln!("skipping {test}: needs root");
-    false
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 fn netns_with_prefix(prefix: &str) -> Vec<String> {
     let out = Command::new("ip")
         .args(["netns", "list"])

@@ -11,15 +11,6 @@ use std::time::{Duration, Instant};
 
 const NFSCOPE: &str = env!("CARGO_BIN_EXE_nfscope");
 
-fn is_root() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2));
-    euid == Some("0")
-}
-
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../kube/tests/fixtures")
 }
@@ -130,12 +121,7 @@ fn metrics(port: u16) -> Option<String> {
 
 #[test]
 fn serve_names_endpoint_pods_from_the_kubernetes_api() {
-    if !is_root() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "needs root and CI=true forbids skipping"
-        );
-        eprintln!("skipping: needs root");
+    if !nfscope_kernel::testns::root_or_skip("serve_names_endpoint_pods_from_the_kubernetes_api") {
         return;
     }
     let pid = std::process::id();
