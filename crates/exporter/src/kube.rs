@@ -158,6 +158,9 @@ pub(crate) fn write_kube_series(out: &mut Exposition<'_>, prepared: &[Prepared<'
         let Some(plan) = p.labels.kube_plan().or(built.as_ref()) else {
             continue;
         };
+        if plan.feeds.is_empty() {
+            continue; // no Kubernetes rules here: no need to walk the counters
+        }
         // Packets per flat rule position; the rules' specs may have been dropped
         // (`Ruleset::drop_rule_specs`): only positions and counters are read.
         let packets: Vec<Option<u64>> = p
