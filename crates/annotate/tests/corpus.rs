@@ -1,8 +1,7 @@
-//! Annotations of the Kubernetes dumps in the shared corpus, as reviewable snapshots, plus
+//! Annotations of the Kubernetes dumps in the test corpus (`testdata/corpus`), as reviewable snapshots, plus
 //! properties that must hold on every dump (hash agreement, verdict placement, no panics).
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use nfscope_annotate::{
     Annotation, Annotations, HashCheck, Meaning, Owner, PolicyVerdict, annotate,
@@ -35,20 +34,8 @@ const FRAGMENTS: [(&str, &str); 2] = [
     ("fragments/multus-cni-hostport-dnat-duplicates.rules", "nat"),
 ];
 
-fn corpus_dir() -> PathBuf {
-    std::env::var_os("NFSCOPE_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/corpus"
-            ))
-        })
-}
-
 fn load(file: &str) -> Ruleset {
-    let path = corpus_dir().join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = nfscope_test_support::corpus_file(file);
     let wrapped = FRAGMENTS
         .iter()
         .find(|(f, _)| *f == file)

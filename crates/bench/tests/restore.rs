@@ -3,77 +3,21 @@
 //! and for IPv4 the same counters). Skips when not root, fails instead under `CI=true`.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use nfscope_bench::{GenOptions, count_rules, kube_proxy_ruleset};
+use nfscope_test_support::{TestNetns, root_or_skip};
 
-/// A network namespace this test created; deleted on drop, also when the test panics.
-struct TestNetns {
-    name: String,
-}
-
-impl TestNetns {
-    fn create(tag: &str) -> Self {
-        let name = format!("nfscope-benchtest-{tag}-{}", std::process::id());
-        let status = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .expect("run ip netns add");
-        assert!(status.success(), "ip netns add {name} failed");
-        Self { name }
-    }
-
-    fn run(&self, program: &str, args: &[&str], stdin: Option<&str>) -> String {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.name, program])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
-        let mut pipe = child.stdin.take().expect("stdin is piped");
-        if let Some(input) = stdin {
-            pipe.write_all(input.as_bytes())
-                .expect("write restore input");
-        }
-        drop(pipe);
-        let out = child.wait_with_output().expect("wait for child");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{program} {args:?} failed: {stderr}");
-        String::from_utf8(out.stdout).expect("utf-8 output")
-    }
-}
-
-impl Drop for TestNetns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn is_root() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        .is_some_and(|euid| euid == "0")
-}
-
-/// True when the test may run; panics under `CI=true` when it cannot.
-fn root_available() -> bool {
-    if is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "root test cannot run: not root (CI=true)"
-    );
-    eprintln!("skipping: needs root");
-    false
+/// Runs `program ARGS…` in the namespace (with `stdin` as its input, if any) and returns its
+/// output; panics unless it succeeds.
+fn run(ns: &TestNetns, program: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let argv: Vec<&str> = std::iter::once(program)
+        .chain(args.iter().copied())
+        .collect();
+    let out = ns.exec_input(&argv, stdin.unwrap_or(""));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{program} {args:?} failed: {stderr}");
+    String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
 /// Table name → its chain declarations and rules in order, with or without counters.
@@ -102,7 +46,7 @@ fn tables(text: &str, keep_counters: bool) -> BTreeMap<String, Vec<String>> {
 }
 
 fn round_trip(backend: &str, ipv6: bool) {
-    if !root_available() {
+    if !root_or_skip("bench restore round trip") {
         return;
     }
     if backend == "legacy" {
@@ -119,13 +63,15 @@ fn round_trip(backend: &str, ipv6: bool) {
     };
     let generated = kube_proxy_ruleset(120, 3, &opts);
     let family = if ipv6 { "ip6tables" } else { "iptables" };
-    let ns = TestNetns::create(&format!("{backend}{}", if ipv6 { 6 } else { 4 }));
-    ns.run(
+    let ns = TestNetns::new(&format!("benchtest-{backend}{}", if ipv6 { 6 } else { 4 }))
+        .expect("create a test namespace");
+    run(
+        &ns,
         &format!("{family}-{backend}-restore"),
         &["--counters"],
         Some(&generated),
     );
-    let saved = ns.run(&format!("{family}-{backend}-save"), &["-c"], None);
+    let saved = run(&ns, &format!("{family}-{backend}-save"), &["-c"], None);
 
     assert_eq!(count_rules(&saved), count_rules(&generated));
     assert_eq!(

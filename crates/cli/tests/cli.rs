@@ -8,9 +8,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use support::{
-    NFSCOPE, Server, TempDir, named, parse_exposition, promtool_check, value_of, write_script,
-};
+use nfscope_test_support::{named, parse_samples, promtool_check, value_of};
+use support::{NFSCOPE, Server, TempDir, write_script};
 
 fn nfscope(args: &[&str]) -> std::process::Output {
     Command::new(NFSCOPE)
@@ -273,7 +272,7 @@ fn healthz_answers_while_a_collection_is_slow() {
     );
     let (status, body) = scrape.join().unwrap().unwrap();
     assert_eq!(status, 200);
-    let samples = parse_exposition(&body);
+    let samples = parse_samples(&body);
     assert_eq!(
         named(&samples, "iptables_rule_packets_total").len(),
         3,
@@ -305,10 +304,8 @@ fn concurrent_scrapes_share_one_collection() {
     for scrape in scrapes {
         let (status, body) = scrape.join().unwrap();
         assert_eq!(status, 200, "{body}");
-        max_collections = max_collections.max(value_of(
-            &parse_exposition(&body),
-            "nfscope_collections_total",
-        ));
+        max_collections =
+            max_collections.max(value_of(&parse_samples(&body), "nfscope_collections_total"));
     }
     assert!(max_collections >= 1.0);
     assert!(
@@ -336,32 +333,32 @@ fn a_hostile_comment_survives_into_valid_exposition_and_failures_are_visible() {
         tools.path().to_str().unwrap(),
     ]);
     let (body, samples) = server.metrics();
-    let (ok, report) = promtool_check(&body);
+    let (ok, report) = promtool_check(&body).expect("promtool installed");
     assert!(
         ok && report.trim().is_empty(),
         "promtool check metrics:\n{report}"
     );
     let rules = named(&samples, "iptables_rule_packets_total");
     assert!(
-        rules.iter().any(|s| s.label("comment") == comment),
+        rules.iter().any(|s| s.label_str("comment") == comment),
         "comment lost: {rules:#?}"
     );
     // ip6tables-nft-save is missing from the tool folder: that source failed, visibly.
     let v6 = named(&samples, "iptables_scrape_success")
         .into_iter()
-        .find(|s| s.label("family") == "ipv6" && s.label("backend") == "nft")
+        .find(|s| s.label_str("family") == "ipv6" && s.label_str("backend") == "nft")
         .expect("a scrape_success series for ipv6/nft");
     assert_eq!(v6.value, 0.0);
     let errors = named(&samples, "nfscope_collection_errors_total");
     assert!(
         errors
             .iter()
-            .any(|s| s.label("family") == "ipv6" && s.value >= 1.0),
+            .any(|s| s.label_str("family") == "ipv6" && s.value >= 1.0),
         "{errors:?}"
     );
     let v4 = named(&samples, "iptables_scrape_success")
         .into_iter()
-        .find(|s| s.label("family") == "ipv4" && s.label("backend") == "nft")
+        .find(|s| s.label_str("family") == "ipv4" && s.label_str("backend") == "nft")
         .expect("ipv4/nft success");
     assert_eq!(v4.value, 1.0);
 }

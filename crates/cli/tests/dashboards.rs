@@ -13,25 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nfscope_test_support::{free_port, root_or_skip, skip_unless};
 use serde_json::Value;
-use support::free_port;
-
-mod support;
 
 const NFSCOPE: &str = env!("CARGO_BIN_EXE_nfscope");
 const PROMETHEUS: &str = "/usr/bin/prometheus";
-
-fn must_run(test: &str, ok: bool, why: &str) -> bool {
-    if ok {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test}: {why}, and CI=true forbids skipping"
-    );
-    eprintln!("skipping {test}: {why}");
-    false
-}
 
 fn dashboards_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dashboards")
@@ -273,8 +259,8 @@ fn substitution_and_variable_queries() {
 #[test]
 fn every_dashboard_expression_returns_data_from_the_demo() {
     let test = "every_dashboard_expression_returns_data_from_the_demo";
-    if !nfscope_kernel::testns::root_or_skip(test)
-        || !must_run(
+    if !root_or_skip(test)
+        || !skip_unless(
             test,
             Path::new(PROMETHEUS).exists(),
             "no /usr/bin/prometheus",

@@ -6,10 +6,8 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nfscope_kernel::testns::root_or_skip;
-use support::free_port;
-
-mod support;
+use nfscope_test_support::free_port;
+use nfscope_test_support::root_or_skip;
 
 const NFSCOPE: &str = env!("CARGO_BIN_EXE_nfscope");
 

@@ -7,7 +7,7 @@ mod support;
 
 use std::process::{Command, Stdio};
 
-use nfscope_kernel::testns::{TestNetns, root_or_skip};
+use nfscope_test_support::{TestNetns, root_or_skip};
 use support::NFSCOPE;
 
 fn doctor(netns: &str) -> (Option<i32>, serde_json::Value) {

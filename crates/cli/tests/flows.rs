@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nfscope_kernel::run_in_netns;
-use nfscope_kernel::testns::{TestNetns, root_or_skip};
+use nfscope_test_support::Sample;
+use nfscope_test_support::{TestNetns, root_or_skip};
 use serde_json::Value;
-use support::{Sample, Server};
+use support::Server;
 
 const VIP: &str = "10.96.77.10";
 const POD: &str = "10.77.2.2";
@@ -199,7 +200,7 @@ fn wait_for(server: &Server, what: &str, done: impl Fn(&Value) -> bool) -> Value
 fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
     samples
         .iter()
-        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == *v))
+        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.label_str(k) == *v))
         .map(|s| s.value)
         .sum()
 }

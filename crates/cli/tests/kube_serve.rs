@@ -121,7 +121,7 @@ fn metrics(port: u16) -> Option<String> {
 
 #[test]
 fn serve_names_endpoint_pods_from_the_kubernetes_api() {
-    if !nfscope_kernel::testns::root_or_skip("serve_names_endpoint_pods_from_the_kubernetes_api") {
+    if !nfscope_test_support::root_or_skip("serve_names_endpoint_pods_from_the_kubernetes_api") {
         return;
     }
     let pid = std::process::id();
@@ -149,11 +149,7 @@ fn serve_names_endpoint_pods_from_the_kubernetes_api() {
         ),
     )
     .unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = nfscope_test_support::free_port();
     guard.child = Some(
         Command::new(NFSCOPE)
             .args(["serve", "--netns", &guard.netns])

@@ -6,7 +6,8 @@ mod support;
 
 use std::process::{Command, Output, Stdio};
 
-use support::{NFSCOPE, Server, TempDir, named, parse_exposition, promtool_check, write_script};
+use nfscope_test_support::{named, parse_samples, promtool_check};
+use support::{NFSCOPE, Server, TempDir, write_script};
 
 fn nfscope(args: &[&str]) -> Output {
     Command::new(NFSCOPE)
@@ -17,10 +18,9 @@ fn nfscope(args: &[&str]) -> Output {
 }
 
 fn corpus(file: &str) -> String {
-    let dir = std::env::var("NFSCOPE_CORPUS").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus").to_owned()
-    });
-    format!("{dir}/{file}")
+    nfscope_test_support::corpus_path(file)
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// A dump with one unreferenced chain (a warning) and nothing worse.
@@ -169,24 +169,24 @@ fn serve_exposes_lint_findings_as_gauges() {
     for _ in 0..2 {
         let (status, body) = server.get("/metrics");
         assert_eq!(status, 200);
-        let samples = parse_exposition(&body);
+        let samples = parse_samples(&body);
         let lint = named(&samples, "nfscope_lint_findings");
         let value = |id: &str, severity: &str| {
             lint.iter()
-                .find(|s| s.label("id") == id && s.label("severity") == severity)
+                .find(|s| s.label_str("id") == id && s.label_str("severity") == severity)
                 .map(|s| s.value)
                 .unwrap_or_else(|| panic!("no series for {id}/{severity}"))
         };
         assert_eq!(value("unreferenced-chain", "warning"), 1.0);
         assert_eq!(value("missing-jump-target", "error"), 0.0);
-        let (ok, report) = promtool_check(&body);
+        let (ok, report) = promtool_check(&body).expect("promtool installed");
         assert!(ok, "{report}");
     }
 }
 
 #[test]
 fn live_lint_in_a_namespace_finds_duplicates_and_orphans() {
-    use nfscope_kernel::testns::{TestNetns, root_or_skip};
+    use nfscope_test_support::{TestNetns, root_or_skip};
     if !root_or_skip("live_lint_in_a_namespace_finds_duplicates_and_orphans") {
         return;
     }

@@ -12,10 +12,9 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nfscope_kernel::testns::{TestNetns, root_or_skip};
-use support::{
-    KillOnDrop, NFSCOPE, Sample, Server, TempDir, free_port, http_get, named, promtool_check,
-};
+use nfscope_test_support::{Sample, free_port, named, promtool_check};
+use nfscope_test_support::{TestNetns, root_or_skip};
+use support::{KillOnDrop, NFSCOPE, Server, TempDir, http_get};
 
 const HOSTILE_COMMENT: &str = r#"say "hi" \ back\\slash ünïcödé ☃ {x="y"}"#;
 
@@ -216,7 +215,7 @@ fn policy_line(line: &str) -> Option<(String, String, u64, u64)> {
 
 fn counters_from_metrics(samples: &[Sample]) -> CounterMap {
     let key = |s: &Sample| {
-        let l = |n: &str| s.label(n).to_owned();
+        let l = |n: &str| s.label_str(n).to_owned();
         (
             l("family"),
             l("backend"),
@@ -241,7 +240,7 @@ fn counters_from_metrics(samples: &[Sample]) -> CounterMap {
             .push((sample.value as u64, b as u64));
     }
     let key = |s: &Sample| {
-        let l = |n: &str| s.label(n).to_owned();
+        let l = |n: &str| s.label_str(n).to_owned();
         (
             l("family"),
             l("backend"),
@@ -311,16 +310,16 @@ fn check_counters_match(lab: &Lab, server: &Server, source: &str) {
         );
         let success = named(&samples, "iptables_scrape_success")
             .into_iter()
-            .find(|s| s.label("family") == family && s.label("backend") == backend)
+            .find(|s| s.label_str("family") == family && s.label_str("backend") == backend)
             .unwrap_or_else(|| panic!("iptables_scrape_success for {family}/{backend}"));
         assert_eq!(success.value, 1.0);
     }
     assert!(
         named(&samples, "iptables_rule_packets_total")
             .iter()
-            .any(|s| s.label("comment") == HOSTILE_COMMENT)
+            .any(|s| s.label_str("comment") == HOSTILE_COMMENT)
     );
-    let (ok, report) = promtool_check(&body);
+    let (ok, report) = promtool_check(&body).expect("promtool installed");
     assert!(
         ok && report.trim().is_empty(),
         "promtool check metrics:\n{report}"
@@ -373,7 +372,8 @@ fn removed_rules_vanish_and_duplicates_get_distinct_ids() {
     }
     let lab = Lab::new("del");
     let server = Server::start(&["--netns", lab.node.name()]);
-    let is_v4_nft = |s: &&Sample| s.label("family") == "ipv4" && s.label("backend") == "nft";
+    let is_v4_nft =
+        |s: &&Sample| s.label_str("family") == "ipv4" && s.label_str("backend") == "nft";
 
     let (_, samples) = server.metrics();
     let rules: Vec<&Sample> = named(&samples, "iptables_rule_packets_total")
@@ -382,8 +382,8 @@ fn removed_rules_vanish_and_duplicates_get_distinct_ids() {
         .collect();
     let dport: Vec<&str> = rules
         .iter()
-        .filter(|s| s.label("rule").contains("--dport 8080"))
-        .map(|s| s.label("rule_id"))
+        .filter(|s| s.label_str("rule").contains("--dport 8080"))
+        .map(|s| s.label_str("rule_id"))
         .collect();
     assert_eq!(
         dport.len(),
@@ -394,7 +394,7 @@ fn removed_rules_vanish_and_duplicates_get_distinct_ids() {
     assert_eq!(
         rules
             .iter()
-            .filter(|s| s.label("comment") == "remove me")
+            .filter(|s| s.label_str("comment") == "remove me")
             .count(),
         1
     );
@@ -405,7 +405,7 @@ fn removed_rules_vanish_and_duplicates_get_distinct_ids() {
     let (_, samples) = server.metrics();
     let all = named(&samples, "iptables_rule_packets_total");
     assert!(
-        all.iter().all(|s| s.label("comment") != "remove me"),
+        all.iter().all(|s| s.label_str("comment") != "remove me"),
         "the deleted rule's series is gone"
     );
     assert_eq!(all.len(), total_before - 1, "and nothing else changed");

@@ -1,4 +1,4 @@
-//! `nfscope trace` offline: traces over the Kubernetes dumps of the shared corpus (JSON checked
+//! `nfscope trace` offline: traces over the Kubernetes dumps of the test corpus (JSON checked
 //! against what the dumps say, read by hand), and bad input (malformed addresses, bad interface
 //! names, a jump to a chain the dump lacks) giving clear errors or a marked undetermined step.
 
@@ -8,15 +8,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn corpus(file: &str) -> PathBuf {
-    std::env::var_os("NFSCOPE_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/corpus"
-            ))
-        })
-        .join(file)
+    nfscope_test_support::corpus_path(file)
 }
 
 fn nfscope(args: &[&str]) -> Output {

@@ -12,7 +12,7 @@
 //!
 //! On the nft backend a second ground truth follows, in a separate phase after all counters
 //! checks of the lab: each case's packet is sent again with a narrow raw-table `-j TRACE` rule
-//! and read back with `xtables-monitor --trace` (`support/xtrace.rs`). The kernel's path must be
+//! and read back with `xtables-monitor --trace` (`nfscope_test_support::xtrace`). The kernel's path must be
 //! one tracer branch, with the kernel's verdict and deciding rule. xtables-monitor 1.8.9 dies on
 //! IPv6 rules with protocol matches; such IPv6 cases are listed and skipped, and a minimum of
 //! kernel-traced cases is asserted. A missing xtables-monitor skips this check, but not under
@@ -22,15 +22,12 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use nfscope_kernel::testns::{TestNetns, root_or_skip};
 use nfscope_kernel::{CollectOptions, collect};
 use nfscope_ruleset::{Backend, Family, ParseOptions, RuleSpec, Ruleset, parse_ruleset};
+use nfscope_test_support::{TestNetns, root_or_skip, xtrace};
 use nfscope_trace::{
     Effect, Packet, Proto, TraceInput, TraceResult, Tracer, Verdict, parse_routes,
 };
-
-#[path = "support/xtrace.rs"]
-mod xtrace;
 
 struct Addrs {
     family: Family,

@@ -3,10 +3,9 @@
 
 mod common;
 
-use common::{
-    add_counters, assert_promtool_clean, corpus_rules, parse, parse_exposition, snapshot_of,
-};
+use common::{add_counters, parse, snapshot_of};
 use nfscope_exporter::{ExportOptions, RuleLabel, SelfMetrics, encode_metrics};
+use nfscope_test_support::{assert_promtool_clean, corpus_rules, parse_exposition};
 
 fn self_metrics() -> SelfMetrics {
     SelfMetrics {

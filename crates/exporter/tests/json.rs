@@ -2,8 +2,9 @@
 
 mod common;
 
-use common::{corpus_file, parse, snapshot_of};
+use common::{parse, snapshot_of};
 use nfscope_exporter::{rule_ids, rules_json, rules_json_string};
+use nfscope_test_support::corpus_file;
 use serde_json::Value;
 
 #[test]

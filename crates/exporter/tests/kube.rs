@@ -5,12 +5,10 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{
-    Sample, add_counters, assert_promtool_clean, corpus_file, parse, parse_exposition,
-    samples_named, snapshot_of,
-};
+use common::{add_counters, parse, snapshot_of};
 use nfscope_exporter::{ExportOptions, SelfMetrics, encode_metrics};
 use nfscope_ruleset::Ruleset;
+use nfscope_test_support::{Sample, assert_promtool_clean, corpus_file, named, parse_exposition};
 
 fn encode(ruleset: &Ruleset) -> (String, Vec<Sample>) {
     let annotations = vec![nfscope_annotate::annotate(ruleset)];
@@ -81,7 +79,7 @@ fn endpoint_series_match_kube_sep_dnat_rules() {
     let (text, samples) = encode(&ruleset);
     assert_promtool_clean("endpoints", &text);
     let got: BTreeMap<Vec<String>, u64> =
-        samples_named(&samples, "nfscope_kube_endpoint_new_connections_total")
+        named(&samples, "nfscope_kube_endpoint_new_connections_total")
             .into_iter()
             .map(|s| {
                 (
@@ -100,13 +98,13 @@ fn k3s_dump_with_real_counters_has_the_kubernetes_endpoint_and_no_endpoint_servi
         &corpus_file("k3s-node-iptables-save-c-counters-2022.rules"),
     );
     let (_, samples) = encode(&ruleset);
-    let endpoints = samples_named(&samples, "nfscope_kube_endpoint_new_connections_total");
+    let endpoints = named(&samples, "nfscope_kube_endpoint_new_connections_total");
     assert_eq!(endpoints.len(), 1);
     assert_eq!(
         labels(endpoints[0], &["namespace", "service", "port", "endpoint"]),
         ["default", "kubernetes", "https", "10.0.20.5:6443"]
     );
-    let no_ep = samples_named(
+    let no_ep = named(
         &samples,
         "nfscope_kube_service_no_endpoints_rejected_packets_total",
     );
@@ -152,7 +150,7 @@ fn no_endpoint_series_carry_the_reject_rule_counters() {
         }
     }
     let (_, samples) = encode(&ruleset);
-    let got: BTreeMap<String, u64> = samples_named(
+    let got: BTreeMap<String, u64> = named(
         &samples,
         "nfscope_kube_service_no_endpoints_rejected_packets_total",
     )
@@ -199,7 +197,7 @@ fn kube_router_pod_rejects_are_summed_per_pod() {
     let (text, samples) = encode(&ruleset);
     assert_promtool_clean("kube-router", &text);
     let got: BTreeMap<(String, String), u64> =
-        samples_named(&samples, "nfscope_kube_router_pod_rejected_packets_total")
+        named(&samples, "nfscope_kube_router_pod_rejected_packets_total")
             .into_iter()
             .map(|s| {
                 (
@@ -240,7 +238,7 @@ fn calico_policy_drop_is_counted_per_policy_and_direction() {
     let ruleset = parse("calico", &text);
     let (text, samples) = encode(&ruleset);
     assert_promtool_clean("calico", &text);
-    let calico = samples_named(&samples, "nfscope_calico_policy_packets_total");
+    let calico = named(&samples, "nfscope_calico_policy_packets_total");
     let find = |name: &str, verdict: &str| {
         calico
             .iter()

@@ -5,8 +5,9 @@
 
 mod common;
 
-use common::{add_counters, corpus_rules, parse, snapshot_of};
+use common::{add_counters, parse, snapshot_of};
 use nfscope_exporter::{ExportOptions, RuleLabels, SelfMetrics, encode_metrics_with_labels};
+use nfscope_test_support::corpus_rules;
 
 #[test]
 fn skeletons_with_planned_labels_encode_like_annotated_rulesets() {

@@ -5,11 +5,12 @@ mod common;
 
 use std::time::Instant;
 
-use common::{parse, parse_exposition, snapshot_of};
+use common::{parse, snapshot_of};
 use nfscope_exporter::{
     ExportOptions, RuleLabel, RuleLabels, SelfMetrics, encode_metrics_streaming,
     encode_metrics_with_labels,
 };
+use nfscope_test_support::parse_exposition;
 
 /// A kube-proxy-shaped nat table: per service a SVC chain jumping to SEP chains with DNAT rules.
 fn kube_dump(services: usize, endpoints: usize) -> String {

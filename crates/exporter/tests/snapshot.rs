@@ -2,8 +2,9 @@
 
 mod common;
 
-use common::{corpus_file, parse, snapshot_of};
+use common::{parse, snapshot_of};
 use nfscope_exporter::{ExportOptions, SelfMetrics, encode_metrics, rules_text};
+use nfscope_test_support::corpus_file;
 
 fn k3s() -> (
     nfscope_ruleset::Snapshot,

@@ -4,12 +4,13 @@
 
 mod common;
 
-use common::{add_counters, corpus_rules, parse, snapshot_of};
+use common::{add_counters, parse, snapshot_of};
 use nfscope_exporter::{
     ExportOptions, RuleLabel, RuleLabels, SelfMetrics, SinkClosed, Snapshot,
     encode_metrics_streaming, encode_metrics_with_labels, rule_ids,
 };
 use nfscope_ruleset::Ruleset;
+use nfscope_test_support::corpus_rules;
 
 fn self_metrics() -> SelfMetrics {
     SelfMetrics {

@@ -38,8 +38,11 @@ mod netns;
 pub mod node;
 mod rules;
 mod sys;
-#[cfg(any(test, feature = "test-support"))]
-pub mod testns;
+/// The workspace's test helpers, under the path this crate's unit tests use.
+#[cfg(test)]
+mod testns {
+    pub use nfscope_test_support::{TestNetns, root_or_skip};
+}
 
 use std::path::PathBuf;
 use std::thread::{self, ScopedJoinHandle};

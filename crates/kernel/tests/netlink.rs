@@ -15,8 +15,6 @@ use nfscope_bench::{GenOptions, kube_proxy_ruleset};
 use nfscope_kernel::{CollectOptions, Reader, RuleSource};
 use nfscope_ruleset::{Backend, Family, Ruleset, Snapshot};
 
-const CORPUS: &str = "/work/shared/corpus";
-
 /// One chain or rule with its counters, as compared between the two sources.
 type Row = (String, String, String, Option<(u64, u64)>);
 
@@ -137,28 +135,14 @@ fn netlink_counters_equal_the_save_tools_on_the_corpus() {
     if !root_or_skip(test) || !legacy_or_skip(test) {
         return;
     }
-    let Ok(dir) = fs::read_dir(CORPUS) else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{CORPUS} missing"
-        );
-        eprintln!("{test}: skipped (no corpus)");
-        return;
-    };
-    let mut files: Vec<_> = dir
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "rules"))
-        .collect();
-    files.sort();
     let (mut loaded, mut rejected) = (Vec::new(), Vec::new());
-    for path in &files {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    for (name, text) in nfscope_test_support::corpus_rules() {
         let family = if name.contains(".ip6.") {
             Family::Ipv6
         } else {
             Family::Ipv4
         };
-        let text = with_counters(&fs::read_to_string(path).unwrap());
+        let text = with_counters(&text);
         for backend in [Backend::Nft, Backend::Legacy] {
             match load(&text, family, backend) {
                 Some(netns) => {

@@ -20,25 +20,13 @@
 //! IPVS and Cilium dumps really carry unreferenced KUBE-SVC/SEP chains from iptables mode; the
 //! getchainlines test dump's `KUBE-SVC-1111…` names are placeholders, hence the hash mismatches.
 
-use std::path::PathBuf;
+use nfscope_test_support::{corpus_file, corpus_files};
 
 use nfscope_lint::{Finding, FindingId, LintInput, Severity, Summary, lint, render_text};
 use nfscope_ruleset::{ParseOptions, Ruleset, parse_ruleset};
 
-fn corpus_dir() -> PathBuf {
-    std::env::var_os("NFSCOPE_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/corpus"
-            ))
-        })
-}
-
 fn read(file: &str) -> String {
-    let path = corpus_dir().join(file);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    corpus_file(file)
 }
 
 fn parse(text: &str, file: &str) -> Ruleset {
@@ -51,13 +39,10 @@ fn parse(text: &str, file: &str) -> Ruleset {
 
 /// Every complete dump in the corpus (not fragments, not ipset files).
 fn dumps() -> Vec<String> {
-    let mut files: Vec<String> = std::fs::read_dir(corpus_dir())
-        .expect("corpus folder")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|name| name.ends_with(".rules"))
-        .collect();
-    files.sort();
-    files
+    corpus_files("rules")
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
 }
 
 fn lint_file(file: &str) -> Vec<Finding> {

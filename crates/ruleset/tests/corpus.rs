@@ -1,9 +1,10 @@
-//! Every complete ruleset in the shared corpus parses, and render → parse gives the same model.
+//! Every complete ruleset in the test corpus parses, and render → parse gives the same model.
 
 mod common;
 
-use common::{corpus_files, without_lines};
+use common::without_lines;
 use nfscope_ruleset::{ParseOptions, parse_ruleset, render_ruleset};
+use nfscope_test_support::corpus_files;
 
 #[test]
 fn every_corpus_ruleset_parses_strictly() {

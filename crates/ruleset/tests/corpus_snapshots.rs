@@ -5,8 +5,8 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::corpus_files;
 use nfscope_ruleset::{NoticeKind, ParseOptions, Ruleset, parse_ruleset};
+use nfscope_test_support::corpus_files;
 use serde::Serialize;
 
 #[derive(Serialize)]

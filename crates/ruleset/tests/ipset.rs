@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::corpus_files;
 use nfscope_ruleset::{Family, IpSet, parse_ipsets};
+use nfscope_test_support::corpus_files;
 
 fn fixture(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

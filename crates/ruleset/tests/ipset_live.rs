@@ -2,52 +2,22 @@
 //! that `ipset save`, `ipset list` and `ipset list -t` of the same sets parse to agreeing results.
 //! Skips when not root or when `ip`/`ipset` are missing, except under `CI=true`, where it fails.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use nfscope_ruleset::{Family, parse_ipsets};
+use nfscope_test_support::{TestNetns, root_or_skip, skip_unless};
 
-/// Deletes the namespace when dropped, even if the test panics.
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
+const TEST: &str = "live_ipset_outputs_parse_and_agree";
 
 fn skip_or_fail(why: &str) {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("cannot run under CI=true: {why}");
-    }
-    eprintln!("skipping: {why}");
+    skip_unless(TEST, false, why);
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
-fn in_ns(ns: &Netns, args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.0])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ip netns exec");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
+fn in_ns(ns: &TestNetns, args: &[&str], stdin: Option<&str>) -> String {
+    let out = match stdin {
+        Some(text) => ns.exec_input(args, text),
+        None => ns.exec(args),
+    };
     assert!(
         out.status.success(),
         "{args:?}: {}",
@@ -68,14 +38,12 @@ add KUBE-LIST KUBE-CLUSTER-IP\n";
 
 #[test]
 fn live_ipset_outputs_parse_and_agree() {
-    if !is_root() {
-        return skip_or_fail("not root");
+    if !root_or_skip(TEST) {
+        return;
     }
-    let ns = Netns(format!("nfscope-ruleset-ipset-{}", std::process::id()));
-    match Command::new("ip").args(["netns", "add", &ns.0]).status() {
-        Ok(s) if s.success() => {}
-        _ => return skip_or_fail("cannot create a network namespace"),
-    }
+    let Ok(ns) = TestNetns::new("ruleset-ipset") else {
+        return skip_or_fail("cannot create a network namespace");
+    };
     if Command::new("ipset").arg("--version").output().is_err() {
         return skip_or_fail("ipset not installed");
     }

@@ -1,14 +1,16 @@
-//! Helpers shared by the binary's integration tests: running `nfscope serve` as a child process,
-//! a tiny blocking HTTP client, and a parser for the Prometheus text exposition.
+//! Helpers of the binary's integration tests: running `nfscope serve` as a child process, a tiny
+//! blocking HTTP client, scripts and temporary folders. The exposition parser, promtool, the root
+//! check and namespaces come from the workspace's test support (`nfscope_test_support`).
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use nfscope_test_support::{Sample, parse_samples};
 
 pub const NFSCOPE: &str = env!("CARGO_BIN_EXE_nfscope");
 
@@ -63,7 +65,7 @@ impl Server {
     pub fn metrics(&self) -> (String, Vec<Sample>) {
         let (status, body) = self.get("/metrics");
         assert_eq!(status, 200, "/metrics: {body}");
-        let samples = parse_exposition(&body);
+        let samples = parse_samples(&body);
         (body, samples)
     }
 
@@ -105,14 +107,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (for programs that cannot report the port they bound).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// A minimal HTTP/1.0 GET: returns (status, body). HTTP/1.0 keeps servers from chunking.
 pub fn http_get(
     addr: SocketAddr,
@@ -152,114 +146,6 @@ pub fn http_header(addr: SocketAddr, path: &str, name: &str) -> Option<String> {
             .eq_ignore_ascii_case(name)
             .then(|| v.trim().to_owned())
     })
-}
-
-/// One sample line of a text exposition.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    pub value: f64,
-}
-
-impl Sample {
-    pub fn label(&self, name: &str) -> &str {
-        self.labels.get(name).map_or("", String::as_str)
-    }
-}
-
-/// Parses the text exposition (0.0.4), unescaping label values; panics on malformed lines so a
-/// broken exposition fails the test that reads it.
-pub fn parse_exposition(body: &str) -> Vec<Sample> {
-    body.lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| parse_sample(l).unwrap_or_else(|| panic!("malformed sample line {l:?}")))
-        .collect()
-}
-
-fn parse_sample(line: &str) -> Option<Sample> {
-    let name_end = line.find(['{', ' '])?;
-    let name = line[..name_end].to_owned();
-    let mut labels = BTreeMap::new();
-    let mut rest = &line[name_end..];
-    if let Some(mut s) = rest.strip_prefix('{') {
-        loop {
-            s = s.trim_start_matches(',');
-            if let Some(after) = s.strip_prefix('}') {
-                rest = after;
-                break;
-            }
-            let (key, after_eq) = s.split_once('=')?;
-            let quoted = after_eq.strip_prefix('"')?;
-            let (value, used) = unescape_until_quote(quoted)?;
-            labels.insert(key.to_owned(), value);
-            s = &quoted[used..];
-        }
-    }
-    let value = match rest.split_whitespace().next()? {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        v => v.parse().ok()?,
-    };
-    Some(Sample {
-        name,
-        labels,
-        value,
-    })
-}
-
-/// Decodes a label value up to its closing quote; returns it and the bytes consumed (quote included).
-fn unescape_until_quote(s: &str) -> Option<(String, usize)> {
-    let mut value = String::new();
-    let mut chars = s.char_indices();
-    loop {
-        match chars.next()? {
-            (i, '"') => return Some((value, i + 1)),
-            (_, '\\') => match chars.next()?.1 {
-                'n' => value.push('\n'),
-                '\\' => value.push('\\'),
-                '"' => value.push('"'),
-                _ => return None,
-            },
-            (_, other) => value.push(other),
-        }
-    }
-}
-
-/// Samples of one metric name.
-pub fn named<'a>(samples: &'a [Sample], name: &str) -> Vec<&'a Sample> {
-    samples.iter().filter(|s| s.name == name).collect()
-}
-
-/// The single value of an unlabelled (or only) sample of `name`.
-pub fn value_of(samples: &[Sample], name: &str) -> f64 {
-    let found = named(samples, name);
-    assert_eq!(found.len(), 1, "expected one {name} sample, got {found:?}");
-    found[0].value
-}
-
-/// Runs `promtool check metrics` on `body`; returns (success, combined output).
-pub fn promtool_check(body: &str) -> (bool, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(body.as_bytes())
-        .expect("write to promtool");
-    let out = child.wait_with_output().expect("promtool output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 /// Writes an executable shell script.

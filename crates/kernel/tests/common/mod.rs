@@ -1,15 +1,12 @@
-//! Shared helpers for this crate's integration tests: the `testns` module of the crate (also
-//! published behind the `test-support` feature) plus a few checks of the test machine.
+//! Helpers for this crate's integration tests: the workspace's test support (namespaces, the
+//! root check) plus a few checks of the test machine and save-tool round trips of this crate.
 #![allow(dead_code)]
-
-#[path = "../../src/testns.rs"]
-mod testns;
 
 use std::path::Path;
 use std::process::Command;
 
 use nfscope_ruleset::{Backend, Family, ParseOptions, Ruleset, parse_ruleset};
-pub use testns::{TestNetns, root_or_skip};
+pub use nfscope_test_support::{TestNetns, root_or_skip};
 
 /// True when legacy iptables (x_tables for both families) can be used here, loading `ip_tables`
 /// and `ip6_tables` with modprobe if needed (a host change accepted for tests). Under `CI=true`

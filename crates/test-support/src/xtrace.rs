@@ -22,7 +22,6 @@
 //!  TRACE: 2 dfcd6ede filter:INPUT:policy:DROP
 //! ```
 //! REJECT shows as verdict `DROP` (nft's reject ends in NF_DROP); the rule text tells them apart.
-#![allow(dead_code)] // not every helper is used by every caller
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};

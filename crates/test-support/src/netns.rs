@@ -1,16 +1,12 @@
-//! Throw-away network namespaces for root tests (cargo feature `test-support`).
+//! Throw-away network namespaces for root tests.
 //!
 //! [`TestNetns::new`] creates `nfscope-<tag>-<pid>-<n>` with `ip netns add` and brings `lo` up;
 //! dropping the guard kills what still runs inside and deletes it (a veth pair dies with either
 //! end). Commands run through `ip netns exec`, so nothing here touches the initial namespace.
-//! [`root_or_skip`] implements the house rule: skip without root, but fail under `CI=true`.
-//!
-//! This file is std-only so the crate's own integration tests can include it by path.
+//! Root tests check [`crate::root_or_skip`] first.
 
-use std::fs;
-use std::io;
-use std::os::unix::fs::MetadataExt;
-use std::process::{Command, Output};
+use std::io::{self, Write as _};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
@@ -53,6 +49,29 @@ impl TestNetns {
             .args(argv)
             .output()
             .unwrap_or_else(|e| panic!("ip netns exec {} {argv:?}: {e}", self.name))
+    }
+
+    /// Runs `argv` inside the namespace with `input` on its standard input.
+    pub fn exec_input(&self, argv: &[&str], input: &str) -> Output {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(argv)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("ip netns exec {} {argv:?}: {e}", self.name));
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let owned = input.to_owned();
+        let writer = std::thread::spawn(move || stdin.write_all(owned.as_bytes()));
+        let out = child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("wait for {argv:?}: {e}"));
+        writer
+            .join()
+            .expect("writer thread")
+            .unwrap_or_else(|e| panic!("write to {argv:?}: {e}"));
+        out
     }
 
     /// Runs a `sh -c` script inside the namespace.
@@ -132,21 +151,4 @@ fn run_checked(cmd: &mut Command) -> io::Result<()> {
         out.status,
         stderr.trim()
     )))
-}
-
-/// True when the test may run root-only steps; otherwise prints why it skips and returns false.
-/// Panics instead of skipping when `CI=true`.
-pub fn root_or_skip(test: &str) -> bool {
-    let euid = fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX);
-    if euid == 0 {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test}: needs root, and CI=true forbids skipping"
-    );
-    eprintln!("{test}: skipped (needs root)");
-    false
 }

@@ -1,0 +1,59 @@
+//! The test corpus: real `iptables-save`/`ipset save` dumps committed under `testdata/corpus/` at
+//! the repository root, with their origin and licence in `testdata/corpus/SOURCES.md`.
+//!
+//! Found relative to this crate's `CARGO_MANIFEST_DIR`, so a fresh clone has everything its
+//! tests read. Every reader panics with the path when a file is missing, so no test can pass
+//! vacuously on an empty corpus.
+
+use std::path::{Path, PathBuf};
+
+/// `testdata/corpus/` of this repository.
+pub fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/corpus")
+}
+
+/// The path of one corpus file (`name` may be `fragments/…`).
+pub fn corpus_path(name: &str) -> PathBuf {
+    corpus_dir().join(name)
+}
+
+/// The text of one corpus file (`name` may be `fragments/…`).
+pub fn corpus_file(name: &str) -> String {
+    let path = corpus_path(name);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read corpus file {}: {e}", path.display()))
+}
+
+/// `(file name, text)` of every top-level corpus file (not `fragments/`) with this extension,
+/// sorted by name. Panics when there is none.
+pub fn corpus_files(ext: &str) -> Vec<(String, String)> {
+    let dir = corpus_dir();
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus not found at {} ({e})", dir.display()));
+    let mut files: Vec<(String, String)> = entries
+        .map(|e| e.expect("corpus dir entry").path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == ext))
+        .map(|p| {
+            let name = p.file_name().expect("name").to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&p)
+                .unwrap_or_else(|e| panic!("read corpus file {}: {e}", p.display()));
+            (name, text)
+        })
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no *.{ext} files in {}", dir.display());
+    files
+}
+
+/// Every complete ruleset of the corpus (`*.rules` at top level; `fragments/` skipped), sorted.
+/// Panics unless at least 20 are there.
+pub fn corpus_rules() -> Vec<(String, String)> {
+    let files = corpus_files("rules");
+    assert!(
+        files.len() >= 20,
+        "expected the corpus at {}, found {} rulesets",
+        corpus_dir().display(),
+        files.len()
+    );
+    files
+}

@@ -1,0 +1,61 @@
+//! Helpers shared by the workspace's tests, in one place instead of a copy per crate.
+//!
+//! Owns: locating and reading the test corpus committed under `testdata/corpus/` at the
+//! repository root ([`corpus`]); one parser of the Prometheus text exposition and one
+//! `promtool check metrics` wrapper ([`prom`]); the house rule for tests that need something the
+//! machine may lack ([`skip_unless`], [`root_or_skip`]: skip with a note, but fail under
+//! `CI=true`); throw-away network namespaces for root tests ([`TestNetns`]); a free loopback port
+//! ([`free_port`]); and the `xtables-monitor --trace` reader used as a second oracle by the
+//! tracer's root tests ([`xtrace`]).
+//!
+//! It does not know nfscope's types: it is std-only and depends on no nfscope crate, so every
+//! crate, the ruleset model and the kernel reader included, can take it as a dev-dependency
+//! without a cycle. Helpers that need a crate's own types stay in that crate's `tests/`.
+
+pub mod corpus;
+pub mod netns;
+pub mod prom;
+pub mod xtrace;
+
+pub use corpus::{corpus_dir, corpus_file, corpus_files, corpus_path, corpus_rules};
+pub use netns::TestNetns;
+pub use prom::{
+    Sample, assert_promtool_clean, named, parse_exposition, parse_samples, promtool_check, value_of,
+};
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
+
+/// True when `ok`; otherwise prints why `test` skips and returns false. Panics instead of
+/// skipping when `CI=true`, where every test must run.
+pub fn skip_unless(test: &str, ok: bool, why: &str) -> bool {
+    if ok {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test}: {why}, and CI=true forbids skipping"
+    );
+    eprintln!("{test}: skipped ({why})");
+    false
+}
+
+/// Is the effective user root?
+pub fn is_root() -> bool {
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// True when the test may run root-only steps; otherwise prints why it skips and returns false.
+/// Panics instead of skipping when `CI=true`.
+pub fn root_or_skip(test: &str) -> bool {
+    skip_unless(test, is_root(), "needs root")
+}
+
+/// A free TCP port on 127.0.0.1 (for programs that cannot report the port they bound).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
