@@ -6,12 +6,10 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nfscope_test_support::free_port;
-use nfscope_test_support::root_or_skip;
+use nfscope_test_support::{free_port, root_or_skip};
 
 const NFSCOPE: &str = env!("CARGO_BIN_EXE_nfscope");
 
-/// True when the test can run; panics under `CI=true` when it cannot.
 fn netns_with_prefix(prefix: &str) -> Vec<String> {
     let out = Command::new("ip")
         .args(["netns", "list"])
@@ -231,6 +229,163 @@ fn demo_lab_serves_moving_metrics_and_cleans_up_on_sigterm() {
         netns_with_prefix(&guard.prefix),
         Vec::<String>::new(),
         "namespaces left behind"
+    );
+}
+
+/// Starts `nfscope demo` serving on a free port; the guard stops it and removes its namespaces.
+fn start_demo() -> (u16, DemoGuard) {
+    let port = free_port();
+    let child = Command::new(NFSCOPE)
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start nfscope demo");
+    let prefix = format!("nfsd-{}-", child.id());
+    (
+        port,
+        DemoGuard {
+            child: Some(child),
+            prefix,
+        },
+    )
+}
+
+/// The metric families of an exposition: the names of its `# TYPE` lines.
+fn families(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every `code span` of the README that looks like a metric name; `<x>` stands for any name part
+/// (as in `conntrack_stat_<name>_total`).
+fn readme_names(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with("```"))
+        .flat_map(|l| l.split('`').skip(1).step_by(2))
+        .filter(|t| {
+            !t.is_empty()
+                && t.contains('_')
+                && t.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_<>".contains(c))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Does the documented `pattern` (a name, or one with `<x>` parts) name `family`?
+fn names(pattern: &str, family: &str) -> bool {
+    let mut parts = pattern.split('<');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = family.strip_prefix(first) else {
+        return false;
+    };
+    let mut any = false;
+    for part in parts {
+        let Some((_, literal)) = part.split_once('>') else {
+            return false;
+        };
+        // `<x>` matches a non-empty run of name characters up to the next literal part.
+        let Some(at) = (1..=rest.len())
+            .rev()
+            .find(|&i| rest[i..].starts_with(literal) && (!literal.is_empty() || i == rest.len()))
+        else {
+            return false;
+        };
+        rest = &rest[at + literal.len()..];
+        any = true;
+    }
+    rest.is_empty() && (any || first == family)
+}
+
+/// The metric names in the first column of the README's main metrics table (under `## Metrics`).
+fn main_table_names(readme: &str) -> Vec<String> {
+    let section = readme
+        .split("\n## Metrics\n")
+        .nth(1)
+        .expect("README has a ## Metrics section");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    section
+        .lines()
+        .skip_while(|l| !l.starts_with("| metric |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .flat_map(|row| readme_names(row.split('|').nth(1).unwrap_or_default()))
+        .collect()
+}
+
+#[test]
+fn readme_documents_every_metric_family_the_demo_serves() {
+    if !root_or_skip("readme_documents_every_metric_family_the_demo_serves") {
+        return;
+    }
+    let readme_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+    let readme = std::fs::read_to_string(readme_path).expect("read README.md");
+    let documented = readme_names(&readme);
+    let table = main_table_names(&readme);
+    assert!(table.len() >= 20, "main metrics table not found: {table:?}");
+
+    let (port, _guard) = start_demo();
+    // Wait for every kind of series: rules, Kubernetes meaning, rejects, lint, flows.
+    let body = scrape_until(
+        port,
+        Duration::from_secs(90),
+        "rule, Kubernetes, lint and flow families",
+        |body| {
+            let fams = families(body);
+            sum(&samples(body, ENDPOINTS, WEB_V4)) > 0.0
+                && sum(&samples(body, ROUTER_REJECTS, &["pod=\"db-0\""])) > 0.0
+                && ["nfscope_lint_findings", "nfscope_tcp_connections_total"]
+                    .iter()
+                    .all(|f| fams.iter().any(|x| x == f))
+        },
+    );
+    let served = families(&body);
+
+    let undocumented: Vec<&String> = served
+        .iter()
+        .filter(|f| !documented.iter().any(|d| names(d, f)))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "metric families served by the demo but not documented in README.md: {undocumented:?}"
+    );
+
+    // The main table names only families the demo serves; flow and native nftables families are
+    // documented in their own sections. A family with no sample writes nothing, and the README
+    // says when these have none.
+    const ONLY_AFTER_A_FAILURE: &[&str] = &["nfscope_collection_errors_total"];
+    let missing: Vec<&String> = table
+        .iter()
+        .filter(|d| !ONLY_AFTER_A_FAILURE.contains(&d.as_str()))
+        .filter(|d| !served.iter().any(|f| names(d, f)))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README's metrics table names families the demo does not serve: {missing:?}\nserved: {served:?}"
+    );
+}
+
+#[test]
+fn documented_name_patterns_match_as_intended() {
+    assert!(names(
+        "conntrack_stat_<name>_total",
+        "conntrack_stat_insert_failed_total"
+    ));
+    assert!(names("iptables_rules", "iptables_rules"));
+    assert!(!names("iptables_rules", "iptables_rules_total"));
+    assert!(!names(
+        "conntrack_stat_<name>_total",
+        "conntrack_stat__total"
+    ));
+    assert!(!names("conntrack_stat_<name>_total", "conntrack_entries"));
+    let readme = "x `conntrack_stat_<name>_total` y `iptables_rules`, `Ctrl-C` `a b`";
+    assert_eq!(
+        readme_names(readme),
+        ["conntrack_stat_<name>_total", "iptables_rules"]
     );
 }
 

@@ -188,13 +188,14 @@ async fn teardown(mut lab: Lab, topo: &Topology) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A ready-to-run `nfscope trace` command line for a trace example.
-fn trace_command(topo: &Topology, ex: &topology::TraceExample) -> Option<String> {
+/// A ready-to-run `nfscope trace` command line for a trace example; `nfscope` is the path of the
+/// running binary, so the line works in a shell whose PATH lacks it.
+fn trace_command(nfscope: &str, topo: &Topology, ex: &topology::TraceExample) -> Option<String> {
     let src = topo.origin_address(&ex.origin, ex.target.ipv6)?;
     let dst: SocketAddr = topo.target_address(&ex.target)?.parse().ok()?;
     let iface = topo.origin_interface(&ex.origin)?;
     Some(format!(
-        "nfscope trace --netns {} --src {src} --dst {} --proto tcp --dport {} --in {iface}",
+        "{nfscope} trace --netns {} --src {src} --dst {} --proto tcp --dport {} --in {iface}",
         topo.node_netns(),
         dst.ip(),
         dst.port()
@@ -286,7 +287,12 @@ fn print_summary(topo: &Topology, args: &DemoArgs) {
         .first()
         .map(|c| topo.client_netns(c))
         .unwrap_or_default();
-    println!("\ntry:");
+    // The demo runs as root (`ensure_root`), so the lines need no sudo; they name this binary by
+    // its path because it need not be on PATH.
+    let nfscope = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "nfscope".to_owned());
+    println!("\ntry (as root):");
     if !args.no_server {
         println!(
             "  curl -s http://{}/metrics | grep '^nfscope_kube'",
@@ -294,16 +300,13 @@ fn print_summary(topo: &Topology, args: &DemoArgs) {
         );
     }
     if let Some(web) = topo.service("web") {
-        println!(
-            "  sudo ip netns exec {lan} curl -s http://{}/",
-            web.cluster_ip
-        );
+        println!("  ip netns exec {lan} curl -s http://{}/", web.cluster_ip);
     }
-    println!("  sudo nfscope rules --netns {node}");
-    println!("  sudo ip netns exec {node} iptables-save -c");
+    println!("  {nfscope} rules --netns {node}");
+    println!("  ip netns exec {node} iptables-save -c");
     for ex in &topo.trace_examples {
-        if let Some(cmd) = trace_command(topo, ex) {
-            println!("  sudo {cmd}\n      # {}", ex.expect);
+        if let Some(cmd) = trace_command(&nfscope, topo, ex) {
+            println!("  {cmd}\n      # {}", ex.expect);
         }
     }
     println!("\nCtrl-C removes everything.");
