@@ -11,6 +11,7 @@
 //! It does not know nfscope's types: it is std-only and depends on no nfscope crate, so every
 //! crate, the ruleset model and the kernel reader included, can take it as a dev-dependency
 //! without a cycle. Helpers that need a crate's own types stay in that crate's `tests/`.
+#![forbid(unsafe_code)]
 
 pub mod corpus;
 pub mod netns;
