@@ -2,9 +2,9 @@
 //! namespaces: counters must equal the namespace's own `ip[6]tables-{nft,legacy}-save -c`, removed
 //! rules must vanish, duplicates must stay apart, and a real Prometheus must scrape the server.
 //!
-//! Every test builds its own namespaces (`nfscope_kernel::testns`) and runs the server as a child
-//! on the host's loopback with `--netns`; nothing is changed in the initial namespace. Without root
-//! the tests skip, unless `CI=true`, where they fail.
+//! Every test builds its own namespaces (`nfscope_test_support::TestNetns`) and runs the server as
+//! a child on the host's loopback with `--netns`; nothing is changed in the initial namespace.
+//! Without root the tests skip, unless `CI=true`, where they fail.
 
 mod support;
 
