@@ -163,6 +163,15 @@ pub struct ServeArgs {
     /// With --flows: live connections kept at most (the oldest are evicted and counted).
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     pub max_connections: usize,
+    /// HTTP client connections open at most (lowered to fit the descriptor limit). At the cap the
+    /// longest-idle keep-alive connection is closed to admit a new one; when all are busy a small
+    /// reserve still answers /healthz and gives 503 to the rest.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub http_max_connections: usize,
+    /// Seconds a client may take to send a request's headers, counted from the connection's start
+    /// or the previous response: slow, silent and idle keep-alive connections are closed after it.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub http_header_timeout: f64,
 }
 
 /// `--source`.
@@ -268,6 +277,11 @@ impl ServeArgs {
                 max_connections: self.max_connections,
                 ..Default::default()
             }),
+            http: crate::http::HttpLimits {
+                max_connections: self.http_max_connections,
+                header_timeout: seconds("--http-header-timeout", self.http_header_timeout)?,
+                ..Default::default()
+            },
         })
     }
 }

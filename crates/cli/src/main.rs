@@ -16,6 +16,7 @@ mod engine;
 mod exit;
 mod flow_api;
 mod flows_cmd;
+mod http;
 mod kube_glue;
 mod lint_cmd;
 mod output;

@@ -26,6 +26,7 @@ use nfscope_exporter::ExportOptions;
 use nfscope_kernel::CollectOptions;
 
 use crate::engine::{self, Collected, Counters};
+use crate::http::{EndpointFamily, FamilyLimit, HttpLimits, HttpStats};
 use crate::single_flight::{Finished, SingleFlight, TimedOut};
 
 /// Extra time a whole collection gets beyond the per-tool timeout before requests give up.
@@ -47,6 +48,8 @@ pub struct ServeConfig {
     pub deadline: Duration,
     /// `--flows`: run the flow monitor in the collection's namespace and serve its routes.
     pub flows: Option<crate::flow_api::FlowOptions>,
+    /// Connection and request limits of the listener.
+    pub http: HttpLimits,
 }
 
 impl ServeConfig {
@@ -63,6 +66,7 @@ impl ServeConfig {
             collect,
             export: ExportOptions::default(),
             cache: Duration::ZERO,
+            http: HttpLimits::default(),
         }
     }
 }
@@ -94,17 +98,23 @@ pub async fn serve_on(
         )?),
         None => None,
     };
-    let app = router(Arc::new(App::new(config)));
+    let limits = config.http.clone();
+    let stats = Arc::new(HttpStats::default());
+    let app = router(
+        Arc::new(App::new(config, Arc::clone(&stats))),
+        &limits,
+        &stats,
+    );
     let app = match flows {
-        Some(flows) => app.merge(flows),
+        Some(flows) => app.merge(
+            FamilyLimit::new(EndpointFamily::Flows, &limits, Arc::clone(&stats)).apply(flows),
+        ),
         None => app,
     };
     // Not println!: a closed stdout must not take the server down.
     let _ = writeln!(std::io::stdout(), "listening on http://{addr}");
     tracing::info!(%addr, "listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    crate::http::serve(listener, app, limits, stats, shutdown).await?;
     tracing::info!("shut down");
     Ok(())
 }
@@ -152,10 +162,12 @@ struct App {
     netns: Option<String>,
     /// For `/api/rules`, which reads on its own (see [`api_rules`]).
     collect: CollectOptions,
+    /// The listener's counters, published in `/metrics`.
+    http: Arc<HttpStats>,
 }
 
 impl App {
-    fn new(config: ServeConfig) -> Self {
+    fn new(config: ServeConfig, http: Arc<HttpStats>) -> Self {
         let counters = Arc::new(Counters::default());
         let netns = config.collect.netns.clone();
         let collect = config.collect.clone();
@@ -168,6 +180,7 @@ impl App {
             timeouts: AtomicU64::new(0),
             netns,
             collect,
+            http,
         }
     }
 
@@ -219,13 +232,25 @@ impl App {
     }
 }
 
-fn router(app: Arc<App>) -> Router {
+fn router(app: Arc<App>, limits: &HttpLimits, stats: &Arc<HttpStats>) -> Router {
+    let limited = |family, routes: Router<Arc<App>>| {
+        FamilyLimit::new(family, limits, Arc::clone(stats)).apply(routes)
+    };
     Router::new()
         .route("/", get(index))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/api/rules", get(api_rules))
-        .route("/api/trace", get(api_trace))
+        .merge(limited(
+            EndpointFamily::Metrics,
+            Router::new().route("/metrics", get(metrics)),
+        ))
+        .merge(limited(
+            EndpointFamily::Rules,
+            Router::new().route("/api/rules", get(api_rules)),
+        ))
+        .merge(limited(
+            EndpointFamily::Trace,
+            Router::new().route("/api/trace", get(api_trace)),
+        ))
         .with_state(app)
 }
 
@@ -324,6 +349,7 @@ fn encode_metrics_into(
     match streamed {
         Ok(mut tail) => {
             crate::kube_glue::append_metrics(&mut tail);
+            app.http.render(&mut tail);
             let _ = sink(tail);
         }
         Err(nfscope_exporter::SinkClosed) => {

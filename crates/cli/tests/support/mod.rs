@@ -23,7 +23,20 @@ pub struct Server {
 impl Server {
     /// Starts `nfscope serve --listen 127.0.0.1:0 ARGS…` and waits until it prints its address.
     pub fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(NFSCOPE)
+        Self::start_under(&[], args)
+    }
+
+    /// Like [`Server::start`], run through `wrapper` (e.g. `["prlimit", "--nofile=1024:1024", "--"]`).
+    pub fn start_under(wrapper: &[&str], args: &[&str]) -> Self {
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(NFSCOPE);
+                c
+            }
+            None => Command::new(NFSCOPE),
+        };
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "warn")
