@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = render_rule_spec(&rule.spec);
         }
         let rendered = render_ruleset(&rs);
-        let again = ParseOptions { family: Some(rs.family), backend: Some(rs.backend), lenient: false };
+        let again = ParseOptions { family: Some(rs.family), backend: Some(rs.backend), ..Default::default() };
         let back = parse_ruleset(&rendered, &again)
             .unwrap_or_else(|e| panic!("rendered text does not parse: {e}\n--- input\n{text}\n--- rendered\n{rendered}"));
         assert_eq!(render_ruleset(&back), rendered, "rendering is not a fixed point");
