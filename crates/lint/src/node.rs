@@ -437,12 +437,24 @@ fn target_module(name: &str, v6: bool) -> Option<&'static str> {
 fn kernel_modules(facts: &NodeFacts, rulesets: &[Ruleset]) -> NodeCheck {
     let needed = needed_modules(rulesets);
     let Some(loaded) = &facts.modules else {
-        return check(
-            "kernel-modules",
-            Status::Info,
-            "loaded modules could not be read".to_owned(),
-            needed,
-        );
+        // Say what the list is: the modules the rules need, which could not be checked.
+        let summary = if needed.is_empty() {
+            "loaded modules could not be read (the rules in use need no extra module)".to_owned()
+        } else {
+            format!(
+                "loaded modules could not be read, so the {} module(s) the rules in use need were not checked",
+                needed.len()
+            )
+        };
+        let evidence = if needed.is_empty() {
+            Vec::new()
+        } else {
+            vec![format!(
+                "needed by the rules in use (not checked): {}",
+                needed.join(" ")
+            )]
+        };
+        return check("kernel-modules", Status::Info, summary, evidence);
     };
     let present = |m: &String| loaded.contains(m) || facts.builtin_modules.contains(m);
     let missing: Vec<String> = needed.iter().filter(|m| !present(m)).cloned().collect();
@@ -835,6 +847,25 @@ mod tests {
         );
         let on = conntrack_accounting(&facts(&[("net.netfilter.nf_conntrack_acct", "1")], vec![]));
         assert!(on.summary.contains("is on"), "{on:?}");
+    }
+
+    #[test]
+    fn unreadable_modules_say_what_the_list_is() {
+        let text = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m conntrack --ctstate INVALID -j DROP\nCOMMIT\n";
+        let rs = nfscope_ruleset::parse_ruleset(text, &Default::default()).unwrap();
+        let unknown = NodeFacts {
+            modules: None,
+            ..NodeFacts::default()
+        };
+        let c = kernel_modules(&unknown, &[rs]);
+        assert_eq!(c.status, Status::Info);
+        assert!(c.summary.contains("were not checked"), "{c:?}");
+        assert_eq!(c.evidence.len(), 1, "{c:?}");
+        assert!(
+            c.evidence[0].starts_with("needed by the rules in use (not checked): ")
+                && c.evidence[0].contains("xt_conntrack"),
+            "{c:?}"
+        );
     }
 
     #[test]

@@ -86,6 +86,8 @@ struct Walk {
     snat_label: Option<String>,
     nat_skip_noted: bool,
     locally_generated: bool,
+    /// A fork that ends at once with this verdict (the alternative of a TPROXY without socket).
+    forced_end: Option<(Verdict, Option<RuleRef>)>,
 }
 
 /// How a rule's target leaves the walk.
@@ -185,8 +187,22 @@ impl<'a> Tracer<'a> {
             snat_label: None,
             nat_skip_noted: false,
             locally_generated,
+            forced_end: None,
         };
-        Ok(self.explore(walk, packet.family()))
+        let result = self.explore(walk, packet.family());
+        Ok(self.account_unread(result, packet.family()))
+    }
+
+    /// Rules that could decide the packet were not read: the answer of the rules that were
+    /// read is kept aside and the result becomes UNDETERMINED (MAY).
+    fn account_unread(&self, mut result: TraceResult, family: Family) -> TraceResult {
+        if self.input.unread.iter().any(|u| u.could_decide(family)) {
+            result.read_rules_said = Some((result.verdict, result.must));
+            result.verdict = Verdict::Undetermined;
+            result.must = false;
+            result.decided_by = None;
+        }
+        result
     }
 
     fn check_interfaces(&self, packet: &Packet) -> Result<(), TraceError> {
@@ -237,6 +253,9 @@ impl<'a> Tracer<'a> {
         let mut forks = Vec::new();
         let mut capped = false;
         walk.stages = self.stages(walk.hook, family);
+        if let Some((verdict, by)) = walk.forced_end.take() {
+            return (self.finish(walk, verdict, by), forks, capped);
+        }
         loop {
             let Some(frame) = walk.stack.last().copied() else {
                 match self.next_stage(walk, family) {
@@ -296,6 +315,9 @@ impl<'a> Tracer<'a> {
                     Some(format!("assumed to match: {why}"))
                 }
             };
+            if is_tproxy(rule) && walk.hook == Hook::Prerouting {
+                self.split_tproxy(walk, &mut forks, &mut room, &mut capped, at, rule);
+            }
             let flow = self.apply(rule, walk, stage, at, condition);
             if let Some((v, by)) = self.follow(walk, stage, flow, at) {
                 return (self.finish(walk, v, by), forks, capped);
@@ -347,6 +369,82 @@ impl<'a> Tracer<'a> {
             }
         }
         forks.push(alt);
+    }
+
+    /// TPROXY hands the packet to a transparent socket at the proxy address; the kernel drops it
+    /// when no such socket exists, which the rules do not say: that case is a second branch.
+    #[allow(clippy::too_many_arguments)]
+    fn split_tproxy(
+        &self,
+        walk: &mut Walk,
+        forks: &mut Vec<Walk>,
+        room: &mut usize,
+        capped: &mut bool,
+        at: RuleRef,
+        rule: &Rule,
+    ) {
+        let Some(target) = &rule.spec.target else {
+            return;
+        };
+        let (proxy, _, _) = self.tproxy_spec(target, &walk.pkt);
+        let why = format!("a transparent socket listens on {proxy}");
+        walk.first_fork.get_or_insert(at);
+        if *room == 0 {
+            *capped = true;
+            walk.notes.push(format!(
+                "branch cap reached: the case where no socket listens on {proxy} (the kernel drops) was not explored"
+            ));
+            walk.assumptions.push("branch cap reached".into());
+            return;
+        }
+        *room -= 1;
+        let mut alt = walk.clone();
+        alt.assumptions
+            .push(format!("assumed: no transparent socket listens on {proxy}"));
+        alt.steps.push(Step {
+            hook: walk.hook,
+            at: Some(at),
+            effect: Effect::Drop,
+            condition: Some(format!(
+                "TPROXY finds no transparent socket on {proxy}: the kernel drops the packet"
+            )),
+        });
+        alt.forced_end = Some((Verdict::Drop, Some(at)));
+        walk.assumptions.push(format!("assumed: {why}"));
+        forks.push(alt);
+    }
+
+    /// TPROXY's proxy address (`ip:port`, or `TPROXY(iface):port` when the incoming interface's
+    /// primary address is unknown), port and mark `(value, mask)`.
+    fn tproxy_spec(&self, target: &Target, pkt: &PktState) -> (String, Option<u16>, (u32, u32)) {
+        const OPTS: &[&str] = &["on-port", "on-ip", "tproxy-mark"];
+        let port = option_value(target, "on-port", OPTS)
+            .and_then(|p| p.parse::<u16>().ok())
+            .filter(|&p| p != 0)
+            .or(pkt.dport);
+        let ip = option_value(target, "on-ip", OPTS)
+            .and_then(|a| a.parse::<IpAddr>().ok())
+            .filter(|a| !a.is_unspecified());
+        let mark = option_value(target, "tproxy-mark", OPTS)
+            .and_then(parse_mark)
+            .unwrap_or((0, 0));
+        let dev = pkt.in_iface.as_deref().unwrap_or("");
+        let label = match ip.or_else(|| self.primary_address(dev, pkt.dst)) {
+            Some(ip) => endpoint(ip, port),
+            None => {
+                let placeholder = format!("TPROXY({dev})");
+                port.map_or(placeholder.clone(), |p| format!("{placeholder}:{p}"))
+            }
+        };
+        (label, port, mark)
+    }
+
+    /// The primary address of `dev` in `like`'s family, when the routes say.
+    fn primary_address(&self, dev: &str, like: IpAddr) -> Option<IpAddr> {
+        self.input
+            .routes
+            .as_ref()
+            .and_then(|r| r.source_for_dev(dev, like))
     }
 
     fn evaluate(&self, rule: &Rule, walk: &Walk, stage: Stage) -> Outcome {
@@ -489,6 +587,33 @@ impl<'a> Tracer<'a> {
 
     fn route_incoming(&self, walk: &mut Walk) -> Result<Hook, Verdict> {
         let dst = walk.pkt.dst;
+        if let Some(proxy) = walk.pkt.tproxy.clone() {
+            walk.pkt.out_iface = None;
+            self.routed(
+                walk,
+                format!(
+                    "TPROXY: delivered locally to the proxy socket {proxy}: INPUT (assumes the policy routing TPROXY set-ups add for the mark: `ip rule add fwmark M lookup T` with `local default dev lo table T`)"
+                ),
+            );
+            return Ok(Hook::Input);
+        }
+        if let Some(placeholder) = walk.pkt.dst_unknown.clone() {
+            walk.pkt.out_iface = None;
+            self.routed(walk, format!("{placeholder} is a local address: INPUT"));
+            return Ok(Hook::Input);
+        }
+        if let Some(what) = self.local_delivery_class(dst) {
+            walk.pkt.out_iface = None;
+            let text = format!("{dst} is {what}: delivered locally, INPUT");
+            self.routed(walk, text);
+            if dst.is_multicast() && !always_joined(dst) {
+                walk.notes.push(format!(
+                    "multicast {dst}: the kernel delivers it locally only when a socket on {} joined the group (otherwise routing drops it before INPUT); multicast routing is not modelled",
+                    walk.pkt.in_iface.as_deref().unwrap_or("the incoming interface")
+                ));
+            }
+            return Ok(Hook::Input);
+        }
         if self.is_local(dst) {
             walk.pkt.out_iface = None;
             self.routed(walk, format!("{dst} is a local address: INPUT"));
@@ -530,6 +655,18 @@ impl<'a> Tracer<'a> {
             ),
         );
         Ok(Hook::Forward)
+    }
+
+    /// Destinations the kernel's input routing delivers locally although they are not an
+    /// address of the node: limited broadcast, the broadcast address of a local subnet
+    /// (`broadcast` entries of the local table) and multicast groups.
+    fn local_delivery_class(&self, dst: IpAddr) -> Option<&'static str> {
+        match dst {
+            IpAddr::V4(v4) if v4.is_broadcast() => Some("the limited broadcast address"),
+            _ if dst.is_multicast() => Some("a multicast group"),
+            _ if self.is_broadcast(dst) => Some("the broadcast address of a local subnet"),
+            _ => None,
+        }
     }
 
     fn routed(&self, walk: &mut Walk, text: String) {
@@ -703,6 +840,21 @@ impl<'a> Tracer<'a> {
             "NOTRACK" => notrack(pkt),
             "CT" if target.options.iter().any(|o| o.name == "notrack") => notrack(pkt),
             "DNAT" | "REDIRECT" | "SNAT" | "MASQUERADE" | "NETMAP" => self.nat_target(target, walk),
+            "TPROXY" if walk.hook == Hook::Prerouting => {
+                let (proxy, _, (value, mask)) = self.tproxy_spec(target, &walk.pkt);
+                let pkt = &mut walk.pkt;
+                let old = pkt.mark;
+                pkt.mark = (old & !mask) ^ value;
+                pkt.tproxy = Some(proxy.clone());
+                (
+                    Effect::Tproxy {
+                        to: proxy,
+                        old_mark: old,
+                        new_mark: pkt.mark,
+                    },
+                    Flow::EndTable,
+                )
+            }
             name if is_continue_target(name) => (Effect::Continue(name.to_owned()), Flow::Next),
             name if target.kind == TargetKind::Goto
                 || name.chars().any(|c| c.is_ascii_lowercase())
@@ -724,6 +876,7 @@ impl<'a> Tracer<'a> {
         let hook = walk.hook;
         let dst_side = matches!(hook, Hook::Prerouting | Hook::Output);
         let pkt = &mut walk.pkt;
+        let mut redirect_note = None;
         let effect = match target.name.as_str() {
             "DNAT" => {
                 let (ip, port) = parse_nat_spec(target.value("to-destination").unwrap_or(""));
@@ -733,10 +886,29 @@ impl<'a> Tracer<'a> {
                 Effect::Dnat(endpoint(pkt.dst, pkt.dport))
             }
             "REDIRECT" => {
-                pkt.dst = self.redirect_address(pkt, hook);
-                pkt.dport = target.value("to-ports").and_then(first_port).or(pkt.dport);
+                pkt.dport = option_value(target, "to-ports", &["to-ports", "random"])
+                    .and_then(first_port)
+                    .or(pkt.dport);
                 pkt.dnat_done = true;
-                Effect::Dnat(endpoint(pkt.dst, pkt.dport))
+                match self.redirect_address(pkt, hook) {
+                    Some(ip) => {
+                        pkt.dst = ip;
+                        pkt.dst_unknown = None;
+                        Effect::Dnat(endpoint(pkt.dst, pkt.dport))
+                    }
+                    None => {
+                        let dev = pkt.in_iface.clone().unwrap_or_default();
+                        let placeholder = format!("REDIRECT({dev})");
+                        pkt.dst_unknown = Some(placeholder.clone());
+                        redirect_note = Some(format!(
+                            "REDIRECT sends the packet to the primary address of {dev}, which is not known (give --routes, or --local-ip does not say which interface an address is on); rules on the destination address after it are undetermined"
+                        ));
+                        Effect::Dnat(
+                            pkt.dport
+                                .map_or(placeholder.clone(), |p| format!("{placeholder}:{p}")),
+                        )
+                    }
+                }
             }
             "SNAT" => {
                 let (ip, port) = parse_nat_spec(target.value("to-source").unwrap_or(""));
@@ -747,7 +919,9 @@ impl<'a> Tracer<'a> {
                 Effect::Snat(endpoint(pkt.src, port))
             }
             "MASQUERADE" => {
-                let port = target.value("to-ports").and_then(first_port);
+                let port =
+                    option_value(target, "to-ports", &["to-ports", "random", "random-fully"])
+                        .and_then(first_port);
                 let dev = pkt.out_iface.clone().unwrap_or_default();
                 let src = self
                     .input
@@ -767,24 +941,31 @@ impl<'a> Tracer<'a> {
             }
             _ => netmap(target, pkt, dst_side, &mut walk.snat_label),
         };
+        walk.notes.extend(redirect_note);
         (effect, Flow::EndTable)
     }
 
-    fn redirect_address(&self, pkt: &PktState, hook: Hook) -> IpAddr {
-        let loopback = if pkt.dst.is_ipv4() {
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        } else {
-            IpAddr::V6(Ipv6Addr::LOCALHOST)
-        };
+    /// Where REDIRECT sends the packet: loopback for locally generated packets, else the
+    /// primary address of the incoming interface (as `nf_nat_redirect` does); `None` when that
+    /// address is not known (offline without routes).
+    fn redirect_address(&self, pkt: &PktState, hook: Hook) -> Option<IpAddr> {
         if hook == Hook::Output {
-            return loopback;
+            return Some(if pkt.dst.is_ipv4() {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            } else {
+                IpAddr::V6(Ipv6Addr::LOCALHOST)
+            });
         }
         let dev = pkt.in_iface.as_deref().unwrap_or("");
-        self.input
-            .routes
-            .as_ref()
-            .and_then(|r| r.source_for_dev(dev, pkt.dst))
-            .unwrap_or(loopback)
+        if dev == "lo" {
+            // Looped back from this node: lo's primary address is loopback.
+            return Some(if pkt.dst.is_ipv4() {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            } else {
+                IpAddr::V6(Ipv6Addr::LOCALHOST)
+            });
+        }
+        self.primary_address(dev, pkt.dst)
     }
 
     fn finish(&self, walk: &mut Walk, verdict: Verdict, by: Option<RuleRef>) -> Branch {
@@ -792,7 +973,18 @@ impl<'a> Tracer<'a> {
             Verdict::Accept => walk.filter_accept,
             _ => by,
         };
-        let dnat = walk.pkt.dnat_done.then_some((walk.pkt.dst, walk.pkt.dport));
+        let dnat_label = walk
+            .pkt
+            .dst_unknown
+            .as_ref()
+            .filter(|_| walk.pkt.dnat_done)
+            .map(|p| {
+                walk.pkt
+                    .dport
+                    .map_or(p.clone(), |port| format!("{p}:{port}"))
+            });
+        let dnat =
+            (walk.pkt.dnat_done && dnat_label.is_none()).then_some((walk.pkt.dst, walk.pkt.dport));
         let mut notes = std::mem::take(&mut walk.notes);
         if walk.ipvs {
             notes.push(format!(
@@ -808,6 +1000,7 @@ impl<'a> Tracer<'a> {
             decided_by,
             first_fork: walk.first_fork,
             dnat,
+            dnat_label,
             snat: walk.snat_label.take(),
             notes,
         }
@@ -843,6 +1036,7 @@ fn summarize(branches: Vec<Branch>, capped: bool) -> TraceResult {
         decided_by,
         branches,
         capped,
+        read_rules_said: None,
     }
 }
 
@@ -905,6 +1099,44 @@ fn is_ipvs_set(name: Option<&str>) -> bool {
                 | "KUBE-LOAD-BALANCER-LOCAL"
         )
     ) || name.is_some_and(|n| n.starts_with("KUBE-NODE-PORT-"))
+}
+
+/// Groups every interface is a member of: all-hosts (224.0.0.1, ff01::1, ff02::1).
+fn always_joined(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4 == Ipv4Addr::new(224, 0, 0, 1),
+        IpAddr::V6(v6) => matches!(v6.segments(), [0xff01 | 0xff02, 0, 0, 0, 0, 0, 0, 1]),
+    }
+}
+
+fn is_tproxy(rule: &Rule) -> bool {
+    rule.spec
+        .target
+        .as_ref()
+        .is_some_and(|t| t.kind == TargetKind::Jump && t.name == "TPROXY")
+}
+
+/// The value of a target option given in full or abbreviated as getopt_long allows
+/// (`REDIRECT --to-port 15001` is `--to-ports`): a prefix of `full` that is the prefix of no
+/// other option of the target (`siblings`, which include `full`).
+pub(crate) fn option_value<'t>(
+    target: &'t Target,
+    full: &str,
+    siblings: &[&str],
+) -> Option<&'t str> {
+    target
+        .options
+        .iter()
+        .find(|o| {
+            o.name == full
+                || (!o.name.is_empty()
+                    && full.starts_with(o.name.as_str())
+                    && siblings
+                        .iter()
+                        .all(|s| *s == full || !s.starts_with(o.name.as_str())))
+        })
+        .and_then(|o| o.values.first())
+        .map(String::as_str)
 }
 
 fn notrack(pkt: &mut PktState) -> (Effect, Flow) {

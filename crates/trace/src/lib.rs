@@ -28,7 +28,7 @@ mod state;
 
 use std::net::IpAddr;
 
-use nfscope_ruleset::{IpSet, Ruleset};
+use nfscope_ruleset::{Backend, Family, IpSet, Ruleset};
 
 pub use engine::{Tracer, endpoint};
 pub use packet::{CtState, Packet, Proto, validate_iface_name};
@@ -72,6 +72,48 @@ pub struct TraceInput {
     pub interfaces: Option<Vec<String>>,
     /// Cap on explored branches.
     pub max_branches: usize,
+    /// Sources of the node the caller could not read (a save tool timed out, a capability is
+    /// missing, …). Unread rules of the packet's family (or of an unknown family) could decide
+    /// its fate, so the verdict is then UNDETERMINED; each is named in the report.
+    pub unread: Vec<Unread>,
+}
+
+/// A source the caller could not read, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Unread {
+    /// What it holds: `rules`, `ipsets`, `routes`, `addresses`, …
+    pub source: String,
+    /// How it was read, e.g. `getsockopt IPT_SO_GET_ENTRIES` or `exec iptables-nft-save -c`.
+    pub method: String,
+    /// The family of the rules it holds; `None` when unknown (then it could hold either).
+    pub family: Option<Family>,
+    /// The backend of the rules it holds; `None` when unknown or not a ruleset.
+    pub backend: Option<Backend>,
+    /// Why it could not be read (the error).
+    pub reason: String,
+}
+
+impl Unread {
+    /// Could this unread source change the fate of a packet of `family`? Unread rules of that
+    /// family (or of an unknown one) could hold a table at any hook the packet crosses, so yes;
+    /// rules of the other family cannot. Other sources (ipsets, routes) lower certainty where
+    /// they are used (a set match, the routing decision), not here.
+    pub fn could_decide(&self, family: Family) -> bool {
+        self.source == "rules" && self.family.is_none_or(|f| f == family)
+    }
+
+    /// `ipv4 legacy rules (getsockopt …)`, for messages.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(f) = self.family {
+            parts.push(f.as_str().to_owned());
+        }
+        if let Some(b) = self.backend {
+            parts.push(b.as_str().to_owned());
+        }
+        parts.push(self.source.clone());
+        format!("{} ({})", parts.join(" "), self.method)
+    }
 }
 
 impl TraceInput {
@@ -84,6 +126,7 @@ impl TraceInput {
             routes: None,
             interfaces: None,
             max_branches: DEFAULT_MAX_BRANCHES,
+            unread: Vec::new(),
         }
     }
 }
@@ -95,3 +138,6 @@ pub fn trace(input: &TraceInput, packet: &Packet) -> Result<TraceResult, TraceEr
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fidelity_tests;

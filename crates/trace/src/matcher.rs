@@ -51,9 +51,10 @@ pub fn match_rule(spec: &RuleSpec, pkt: &PktState, env: &Env<'_>) -> Outcome {
         spec.source
             .as_ref()
             .map(|s| negate(s.negated, bool_outcome(s.value.contains(pkt.src)))),
-        spec.destination
-            .as_ref()
-            .map(|d| negate(d.negated, bool_outcome(d.value.contains(pkt.dst)))),
+        spec.destination.as_ref().map(|d| match &pkt.dst_unknown {
+            Some(placeholder) => unknown_dst(placeholder),
+            None => negate(d.negated, bool_outcome(d.value.contains(pkt.dst))),
+        }),
         spec.protocol
             .as_ref()
             .map(|p| negate(p.negated, proto_outcome(&p.value, pkt.proto))),
@@ -109,6 +110,13 @@ impl Acc {
             (None, None) => Outcome::Yes,
         }
     }
+}
+
+/// A match on a destination address the tracer does not know (REDIRECT without routes).
+fn unknown_dst(placeholder: &str) -> Outcome {
+    Outcome::Maybe(format!(
+        "the destination is {placeholder}, the primary address of that interface, which is not known (give --routes)"
+    ))
 }
 
 fn bool_outcome(b: bool) -> Outcome {
@@ -537,6 +545,11 @@ fn set_match(m: &Match, pkt: &PktState, env: &Env<'_>) -> Outcome {
                 .values
                 .get(1)
                 .map_or(vec!["src"], |f| f.split(',').collect());
+            if let Some(placeholder) = &pkt.dst_unknown
+                && flags.contains(&"dst")
+            {
+                return Some(unknown_dst(placeholder));
+            }
             let in_view = pkt.in_view(env.hook);
             let out_view = pkt.out_view(env.hook);
             let query = SetQuery {
@@ -595,7 +608,12 @@ fn addrtype(m: &Match, pkt: &PktState, env: &Env<'_>) -> Outcome {
             }
             _ => return None,
         };
-        let kind = addr_type(ip, env);
+        let kind = if opt.name == "dst-type" && pkt.dst_unknown.is_some() {
+            // REDIRECT's target is an address of the incoming interface.
+            "LOCAL"
+        } else {
+            addr_type(ip, env)
+        };
         Some(bool_outcome(
             first(opt).split(',').any(|t| t.eq_ignore_ascii_case(kind)),
         ))
@@ -606,7 +624,10 @@ fn iprange(m: &Match, pkt: &PktState) -> Outcome {
     each_option(m, |opt| {
         let ip = match opt.name.as_str() {
             "src-range" => pkt.src,
-            "dst-range" => pkt.dst,
+            "dst-range" => match &pkt.dst_unknown {
+                Some(placeholder) => return Some(unknown_dst(placeholder)),
+                None => pkt.dst,
+            },
             _ => return None,
         };
         let (lo, hi) = first(opt).split_once('-')?;

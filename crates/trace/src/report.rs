@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::engine::{endpoint, fmt_prob};
 use crate::result::{Branch, Effect, RuleRef, Step, TraceResult, Verdict};
-use crate::{Packet, TraceInput};
+use crate::{Packet, TraceInput, Unread};
 
 /// The JSON contract (documented in the README).
 #[derive(Debug, Clone, Serialize)]
@@ -38,6 +38,8 @@ pub struct Report {
     pub explanation: Option<String>,
     /// IPVS hand-off, approximations, routing remarks.
     pub notes: Vec<String>,
+    /// Sources of the node that could not be read, and why (empty when everything was read).
+    pub unread: Vec<Unread>,
 }
 
 /// A rule (or policy) with where it lives and what it means.
@@ -127,6 +129,24 @@ pub fn build_report(
         Vec::new()
     };
     let mut notes = main.notes.clone();
+    let family = packet.family();
+    for u in &input.unread {
+        notes.push(if u.could_decide(family) {
+            format!(
+                "{} could not be read ({}): those rules could decide this packet",
+                u.describe(),
+                u.reason
+            )
+        } else if u.source == "rules" {
+            format!(
+                "{} could not be read ({}); they cannot decide a {family} packet",
+                u.describe(),
+                u.reason
+            )
+        } else {
+            format!("{} could not be read ({})", u.describe(), u.reason)
+        });
+    }
     if result.capped {
         notes.push(format!(
             "branch cap reached: {} branches explored, more were possible",
@@ -143,6 +163,7 @@ pub fn build_report(
         branches_capped: result.capped,
         explanation: ctx.explain(packet, result),
         notes,
+        unread: input.unread.clone(),
     }
 }
 
@@ -238,6 +259,33 @@ impl Ctx<'_> {
     /// One line for the patterns we recognise.
     fn explain(&self, packet: &Packet, result: &TraceResult) -> Option<String> {
         let main = result.main();
+        if let Some((verdict, must)) = result.read_rules_said {
+            let unread: Vec<String> = self
+                .input
+                .unread
+                .iter()
+                .filter(|u| u.could_decide(packet.family()))
+                .map(Unread::describe)
+                .collect();
+            return Some(format!(
+                "not every ruleset could be read ({}): the rules that were read say {} ({}), the unread ones could decide otherwise",
+                unread.join(", "),
+                verdict.as_str(),
+                if must { "MUST" } else { "MAY" }
+            ));
+        }
+        if result.verdict == Verdict::Undetermined
+            && let Some(Effect::Tproxy { to, .. }) = main
+                .steps
+                .iter()
+                .map(|s| &s.effect)
+                .find(|e| matches!(e, Effect::Tproxy { .. }))
+        {
+            return Some(format!(
+                "TPROXY hands {} to the transparent proxy socket {to}; the kernel drops it when no such socket exists",
+                endpoint(packet.dst, packet.dport)
+            ));
+        }
         let service = port_label(packet);
         if main.notes.iter().any(|n| n.starts_with("handed to IPVS"))
             && main.verdict == Verdict::Accept
@@ -363,7 +411,10 @@ fn port_label(packet: &Packet) -> String {
 
 fn nat_view(b: &Branch) -> NatView {
     NatView {
-        dnat: b.dnat.map(|(ip, port)| endpoint(ip, port)),
+        dnat: b
+            .dnat_label
+            .clone()
+            .or_else(|| b.dnat.map(|(ip, port)| endpoint(ip, port))),
         snat: b.snat.clone(),
     }
 }
@@ -397,6 +448,11 @@ fn effect_text(e: &Effect) -> String {
         Effect::NatSkipped(why) => format!("nat not consulted: {why}"),
         Effect::Routed(what) => format!("routing: {what}"),
         Effect::Ipvs(what) => format!("handed to IPVS: {what}"),
+        Effect::Tproxy {
+            to,
+            old_mark,
+            new_mark,
+        } => format!("TPROXY to {to}, mark {old_mark:#x} -> {new_mark:#x}"),
     }
 }
 
@@ -427,6 +483,9 @@ pub fn render_text(packet: &Packet, report: &Report) -> String {
     );
     if let Some(text) = &report.explanation {
         let _ = writeln!(out, "why: {text}");
+    }
+    for u in &report.unread {
+        let _ = writeln!(out, "not read: {}: {}", u.describe(), u.reason);
     }
     if let Some(by) = &report.decided_by {
         let index = by

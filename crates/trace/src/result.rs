@@ -95,6 +95,16 @@ pub enum Effect {
     Routed(String),
     /// The packet was handed to IPVS (kube-proxy IPVS mode).
     Ipvs(String),
+    /// TPROXY: handed to the transparent proxy socket `to` (`ip:port`), packet mark changed;
+    /// delivered locally, the destination unchanged.
+    Tproxy {
+        /// The proxy socket.
+        to: String,
+        /// Mark before.
+        old_mark: u32,
+        /// Mark after (`--tproxy-mark`).
+        new_mark: u32,
+    },
 }
 
 /// One step of a path.
@@ -125,8 +135,11 @@ pub struct Branch {
     pub decided_by: Option<RuleRef>,
     /// The first rule where exploration split, if any.
     pub first_fork: Option<RuleRef>,
-    /// Destination after DNAT, when rewritten.
+    /// Destination after DNAT, when rewritten to a known address.
     pub dnat: Option<(IpAddr, Option<u16>)>,
+    /// Destination after a rewrite to an address the tracer does not know (REDIRECT outside
+    /// OUTPUT without routes): `REDIRECT(iface):port`, the primary address of `iface`.
+    pub dnat_label: Option<String>,
     /// Source after SNAT/MASQUERADE, when rewritten (`ip[:port]`, or `MASQUERADE(iface)` when the address is unknown).
     pub snat: Option<String>,
     /// Things worth saying (IPVS hand-off, approximations).
@@ -154,6 +167,10 @@ pub struct TraceResult {
     pub branches: Vec<Branch>,
     /// Exploration stopped at the branch cap.
     pub capped: bool,
+    /// Set when rules that could decide this packet were not read (`TraceInput::unread`): the
+    /// verdict and certainty (`true` = MUST) the rules that were read gave on their own. The
+    /// result itself is then UNDETERMINED (MAY).
+    pub read_rules_said: Option<(Verdict, bool)>,
 }
 
 impl TraceResult {

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Mutex;
 
 use nfscope_ruleset::IpSet;
 
@@ -71,25 +72,82 @@ struct PreparedSet {
     unreadable: Option<String>,
 }
 
-/// All known sets, members parsed once.
+/// Cap on remembered answers (set, flags, packet tuple); beyond it answers are recomputed.
+const MEMO_LIMIT: usize = 4096;
+
+/// The packet tuple and flags an answer depends on: the memo's key.
+type MemoKey = (String, String, String);
+
+/// All known sets, members parsed once; answers remembered per (set, flags, tuple).
 #[derive(Default)]
 pub struct SetIndex {
     sets: Option<HashMap<String, PreparedSet>>,
+    memo: Mutex<HashMap<MemoKey, Membership>>,
 }
 
 impl SetIndex {
     /// Builds the index; `None` means "no ipset contents available at all".
     pub fn new(sets: Option<&[IpSet]>) -> Self {
         let sets = sets.map(|sets| sets.iter().map(|s| (s.name.clone(), prepare(s))).collect());
-        Self { sets }
+        Self {
+            sets,
+            memo: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Tests the tuple selected by `flags` (e.g. `["dst", "dst"]`) against set `name`.
     pub fn test(&self, name: &str, flags: &[&str], q: &SetQuery<'_>) -> Membership {
-        self.test_depth(name, flags, q, 0)
+        self.test_counted(name, flags, q).0
     }
 
-    fn test_depth(&self, name: &str, flags: &[&str], q: &SetQuery<'_>, depth: usize) -> Membership {
+    /// [`Self::test`], also returning how many sets were examined to answer (each set at most
+    /// once per query, however often `list:set`s name it).
+    pub fn test_counted(
+        &self,
+        name: &str,
+        flags: &[&str],
+        q: &SetQuery<'_>,
+    ) -> (Membership, usize) {
+        let key = (name.to_owned(), flags.join(","), format!("{q:?}"));
+        if let Some(known) = self.memo.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return (known, 0);
+        }
+        let mut seen = HashMap::new();
+        let answer = self.test_depth(name, flags, q, 0, &mut seen);
+        if let Ok(mut memo) = self.memo.lock()
+            && memo.len() < MEMO_LIMIT
+        {
+            memo.insert(key, answer.clone());
+        }
+        (answer, seen.len())
+    }
+
+    fn test_depth(
+        &self,
+        name: &str,
+        flags: &[&str],
+        q: &SetQuery<'_>,
+        depth: usize,
+        seen: &mut HashMap<String, Membership>,
+    ) -> Membership {
+        if let Some(known) = seen.get(name) {
+            return known.clone();
+        }
+        // A set reached again while being examined (a cycle) adds nothing: Out for now.
+        seen.insert(name.to_owned(), Membership::Out);
+        let answer = self.test_uncached(name, flags, q, depth, seen);
+        seen.insert(name.to_owned(), answer.clone());
+        answer
+    }
+
+    fn test_uncached(
+        &self,
+        name: &str,
+        flags: &[&str],
+        q: &SetQuery<'_>,
+        depth: usize,
+        seen: &mut HashMap<String, Membership>,
+    ) -> Membership {
         let Some(sets) = &self.sets else {
             return Membership::Unknown(format!("no ipset contents given (set {name})"));
         };
@@ -100,7 +158,7 @@ impl SetIndex {
             return Membership::Unknown(why.clone());
         }
         if set.set_type == "list:set" {
-            return self.test_list(set, flags, q, depth);
+            return self.test_list(set, flags, q, depth, seen);
         }
         let mut unknown = None;
         for member in &set.members {
@@ -123,6 +181,7 @@ impl SetIndex {
         flags: &[&str],
         q: &SetQuery<'_>,
         depth: usize,
+        seen: &mut HashMap<String, Membership>,
     ) -> Membership {
         if depth > 8 {
             return Membership::Unknown("list:set nesting too deep".into());
@@ -132,7 +191,7 @@ impl SetIndex {
             let Some(Part::SetName(inner)) = member.first() else {
                 continue;
             };
-            match self.test_depth(inner, flags, q, depth + 1) {
+            match self.test_depth(inner, flags, q, depth + 1, seen) {
                 Membership::In => return Membership::In,
                 Membership::Out => {}
                 Membership::Unknown(why) => unknown = Some(why),
@@ -423,6 +482,41 @@ mod tests {
             SetIndex::new(None).test("P", &["dst"], &query("1.1.1.1", "2.2.2.2", None)),
             Membership::Unknown(_)
         ));
+    }
+
+    /// 12 levels of 12 `list:set`s, each naming all 12 of the next level: without memoising,
+    /// answering for the top set examines 12^9 sets; with it, each set once.
+    #[test]
+    fn nested_list_sets_are_examined_once_per_set() {
+        let mut sets = Vec::new();
+        for level in 0..9 {
+            for i in 0..12 {
+                let members: Vec<String> = (0..12).map(|j| format!("L{}_{j}", level + 1)).collect();
+                let refs: Vec<&str> = members.iter().map(String::as_str).collect();
+                sets.push(set(&format!("L{level}_{i}"), "list:set", &refs));
+            }
+        }
+        for i in 0..12 {
+            let ip = if i == 11 { "10.0.0.9" } else { "10.0.0.1" };
+            sets.push(set(&format!("L9_{i}"), "hash:ip", &[ip]));
+        }
+        let index = SetIndex::new(Some(&sets));
+        let (hit, visited) =
+            index.test_counted("L0_0", &["dst"], &query("1.1.1.1", "10.0.0.9", None));
+        assert_eq!(hit, Membership::In);
+        assert!(visited <= 12 * 10 + 1, "{visited} sets examined");
+        let (shallow, visited) =
+            index.test_counted("L2_0", &["dst"], &query("1.1.1.1", "10.0.0.9", None));
+        assert_eq!(shallow, Membership::In);
+        assert!(visited <= 12 * 8 + 1, "{visited} sets examined");
+        let (miss, visited) =
+            index.test_counted("L2_3", &["dst"], &query("1.1.1.1", "10.0.0.7", None));
+        assert_eq!(miss, Membership::Out);
+        assert!(visited <= 12 * 8 + 1, "{visited} sets examined");
+        // Asked again for the same tuple: remembered, nothing examined.
+        let (again, visited) =
+            index.test_counted("L2_3", &["dst"], &query("1.1.1.1", "10.0.0.7", None));
+        assert_eq!((again, visited), (Membership::Out, 0));
     }
 
     #[test]

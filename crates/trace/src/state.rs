@@ -119,6 +119,11 @@ pub struct PktState {
     pub uid: Option<u32>,
     /// Locally generated and looped back through `lo` to a local address.
     pub looped: bool,
+    /// The destination is a local address the tracer does not know (REDIRECT outside OUTPUT
+    /// without routes): its placeholder, e.g. `REDIRECT(eth0)`; matches on it are undetermined.
+    pub dst_unknown: Option<String>,
+    /// TPROXY handed the packet to a local proxy socket (`ip:port`): delivered locally.
+    pub tproxy: Option<String>,
 }
 
 impl PktState {
@@ -148,6 +153,8 @@ impl PktState {
             physdev: p.physdev.clone(),
             uid: p.uid,
             looped: false,
+            dst_unknown: None,
+            tproxy: None,
         }
     }
 
