@@ -15,6 +15,7 @@ use nfscope_lint::node::{
     parse_routes,
 };
 use nfscope_lint::{Severity, Summary};
+use nfscope_trace::Unread;
 
 use crate::cli::{Format, RulesArgs, seconds};
 use crate::exit::Failure;
@@ -64,28 +65,60 @@ pub fn run(args: &DoctorArgs) -> Result<(), Failure> {
         timeout: args.timeout,
         tool_dir: args.tool_dir.clone(),
     };
-    let snapshot = rules_cmd::live(&rules_args).or_else(|failure| match failure {
-        // A node without any iptables tool still gets its node checks.
-        Failure::Other(error) => {
-            tracing::warn!(%error, "rules could not be read; node checks only");
-            Ok(nfscope_ruleset::Snapshot::default())
-        }
-        input => Err(input),
-    })?;
+    // A node whose rules cannot be read still gets its node checks; what was not read is
+    // named in the backends check (a failure when no ruleset at all could be read).
+    let snapshot = rules_cmd::live_snapshot(&rules_args)?;
+    let unread = rules_cmd::unread_sources(&snapshot);
+    let nothing_read = rules_cmd::nothing_read(&snapshot);
     let timeout = seconds("--timeout", args.timeout).map_err(Failure::Input)?;
     let readings = read_node(args.netns.as_deref(), timeout, args.tool_dir.as_deref())
         .map_err(|e| Failure::Other(anyhow::Error::new(e)))?;
-    let checks = check_node(&facts(readings), &snapshot.rulesets);
+    let mut checks = check_node(&facts(readings), &snapshot.rulesets);
+    mark_unread(&mut checks, &unread, nothing_read);
     let findings = lint_snapshot(&snapshot);
     let rules = snapshot.rulesets.iter().map(|r| r.rule_count()).sum();
     let summary = Summary::new(&findings, snapshot.rulesets.len(), rules);
     let text = match args.format {
         Format::Text => nfscope_lint::render_doctor_text(&checks, &findings, &summary),
-        Format::Json => nfscope_lint::render_doctor_json(&checks, &findings, &summary),
+        Format::Json => rules_cmd::splice_unread(
+            nfscope_lint::render_doctor_json(&checks, &findings, &summary),
+            &unread,
+        ),
     };
     print_stdout(&text)?;
     failed_checks(&checks)?;
     check_threshold(&findings, Severity::from(args.fail_on))
+}
+
+/// The backends check judged only the rules that were read: say which were not, and why
+/// (warn; fail when no ruleset could be read at all).
+fn mark_unread(checks: &mut [NodeCheck], unread: &[Unread], nothing_read: bool) {
+    let rules: Vec<&Unread> = unread.iter().filter(|u| u.source == "rules").collect();
+    let Some(check) = checks.iter_mut().find(|c| c.id == "backends") else {
+        return;
+    };
+    if rules.is_empty() {
+        return;
+    }
+    check.status = if nothing_read {
+        Status::Fail
+    } else {
+        Status::Warn
+    };
+    check.summary = format!(
+        "{} ruleset(s) could not be read, so which backends hold rules is not known: {}",
+        rules.len(),
+        rules
+            .iter()
+            .map(|u| u.describe())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for u in rules {
+        check
+            .evidence
+            .push(format!("not read: {}: {}", u.describe(), u.reason));
+    }
 }
 
 fn failed_checks(checks: &[NodeCheck]) -> Result<(), Failure> {

@@ -135,12 +135,18 @@ pub(crate) fn lint_input(snapshot: &Snapshot) -> LintInput<'_> {
 }
 
 /// The text or JSON report.
+/// Sources that could not be read are named after the findings (text) or as `"unread"` (JSON).
 pub fn render(findings: &[Finding], snapshot: &Snapshot, format: Format) -> String {
     let rules = snapshot.rulesets.iter().map(|r| r.rule_count()).sum();
     let summary = Summary::new(findings, snapshot.rulesets.len(), rules);
+    let unread = rules_cmd::unread_sources(snapshot);
     match format {
-        Format::Text => nfscope_lint::render_text(findings, &summary),
-        Format::Json => nfscope_lint::render_json(findings, &summary),
+        Format::Text => {
+            nfscope_lint::render_text(findings, &summary) + &rules_cmd::unread_text(&unread)
+        }
+        Format::Json => {
+            rules_cmd::splice_unread(nfscope_lint::render_json(findings, &summary), &unread)
+        }
     }
 }
 

@@ -10,6 +10,8 @@ use nfscope_ruleset::{
     Backend, Family, ParseError, ParseOptions, Snapshot, SourceKind, SourceReport,
 };
 
+use nfscope_trace::Unread;
+
 use crate::cli::{Format, RulesArgs, seconds};
 use crate::engine;
 use crate::exit::Failure;
@@ -22,16 +24,91 @@ pub fn run(args: &RulesArgs) -> Result<(), Failure> {
     } else {
         from_files(args)?
     };
+    let unread = unread_sources(&snapshot);
     let collected = engine::prepare(snapshot);
     let text = match args.format {
-        Format::Text => engine::rules_text(&collected),
-        Format::Json => engine::rules_json(&collected)?,
+        Format::Text => engine::rules_text(&collected) + &unread_text(&unread),
+        Format::Json => splice_unread(engine::rules_json(&collected)?, &unread),
     };
     print_stdout(&text)?;
     Ok(())
 }
 
+/// The live rules; fails (exit 1, naming each source and why) when nothing could be read.
 pub(crate) fn live(args: &RulesArgs) -> Result<Snapshot, Failure> {
+    let snapshot = live_snapshot(args)?;
+    if nothing_read(&snapshot) {
+        return Err(Failure::Other(anyhow::anyhow!(
+            "no ruleset could be read: {}",
+            unread_sources(&snapshot)
+                .iter()
+                .map(|u| format!("{}: {}", u.describe(), u.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )));
+    }
+    Ok(snapshot)
+}
+
+/// Every source of `snapshot` that could not be read (rules and ipsets), with why.
+pub(crate) fn unread_sources(snapshot: &Snapshot) -> Vec<Unread> {
+    snapshot
+        .sources
+        .iter()
+        .filter_map(|s| {
+            let reason = s.error.clone()?;
+            let (source, family, backend) = match s.kind {
+                SourceKind::Rules { family, backend } => ("rules", Some(family), Some(backend)),
+                SourceKind::Ipsets => ("ipsets", None, None),
+                SourceKind::Conntrack => return None,
+            };
+            Some(Unread {
+                source: source.to_owned(),
+                method: s.method.clone(),
+                family,
+                backend,
+                reason,
+            })
+        })
+        .collect()
+}
+
+/// No ruleset came back and at least one rules source failed: nothing to answer from.
+pub(crate) fn nothing_read(snapshot: &Snapshot) -> bool {
+    snapshot.rulesets.is_empty()
+        && snapshot
+            .sources
+            .iter()
+            .any(|s| matches!(s.kind, SourceKind::Rules { .. }) && s.error.is_some())
+}
+
+/// `not read: ipv4 legacy rules (getsockopt …): why` lines for text output (empty when all read).
+pub(crate) fn unread_text(unread: &[Unread]) -> String {
+    let mut out = String::new();
+    if !unread.is_empty() {
+        out.push('\n');
+    }
+    for u in unread {
+        out.push_str(&format!("not read: {}: {}\n", u.describe(), u.reason));
+    }
+    out
+}
+
+/// Adds `"unread": [{"source", "method", "family", "backend", "reason"}, …]` to a JSON object
+/// document (the output of `rules`, `lint`, `doctor`).
+pub(crate) fn splice_unread(json: String, unread: &[Unread]) -> String {
+    let trimmed = json.trim_end();
+    let Some(body) = trimmed.strip_suffix('}') else {
+        return json;
+    };
+    let list = serde_json::to_string(unread).unwrap_or_else(|_| "[]".to_owned());
+    let body = body.trim_end();
+    let sep = if body.ends_with('{') { "" } else { "," };
+    format!("{body}{sep}\n  \"unread\": {list}\n}}\n")
+}
+
+/// The live rules as read, whatever failed (each source says in `Snapshot::sources`).
+pub(crate) fn live_snapshot(args: &RulesArgs) -> Result<Snapshot, Failure> {
     let mut options = crate::serve::default_collect_options();
     crate::exit::check_netns(args.netns.as_deref())?;
     options.netns = args.netns.clone();
@@ -44,16 +121,6 @@ pub(crate) fn live(args: &RulesArgs) -> Result<Snapshot, Failure> {
     );
     let snapshot = nfscope_kernel::collect(&options);
     warn_failed_sources(&snapshot.sources);
-    let rule_sources: Vec<_> = snapshot
-        .sources
-        .iter()
-        .filter(|s| matches!(s.kind, SourceKind::Rules { .. }))
-        .collect();
-    if !rule_sources.is_empty() && rule_sources.iter().all(|s| s.error.is_some()) {
-        return Err(Failure::Other(anyhow::anyhow!(
-            "no ruleset could be read (see the warnings above)"
-        )));
-    }
     Ok(snapshot)
 }
 

@@ -124,6 +124,24 @@ pub fn run(args: &TraceArgs) -> Result<(), Failure> {
     let packet = args.packet();
     let text = trace_to_text(&input, &packet, args.format)?;
     print_stdout(&text)?;
+    nothing_read(&input)
+}
+
+/// Exit status 1 when no ruleset could be read at all (the report, printed first, says which
+/// sources failed and why; its verdict is UNDETERMINED).
+fn nothing_read(input: &TraceInput) -> Result<(), Failure> {
+    let failed: Vec<String> = input
+        .unread
+        .iter()
+        .filter(|u| u.source == "rules")
+        .map(|u| format!("{}: {}", u.describe(), u.reason))
+        .collect();
+    if input.rulesets.is_empty() && !failed.is_empty() {
+        return Err(Failure::Other(anyhow::anyhow!(
+            "no ruleset could be read: {}",
+            failed.join("; ")
+        )));
+    }
     Ok(())
 }
 
@@ -217,13 +235,23 @@ pub fn live_input(netns: Option<&str>, timeout_seconds: f64) -> Result<TraceInpu
             tracing::warn!(method = %source.method, %error, "source failed");
         }
     }
+    // Each source that could not be read is named in the report and lowers its certainty.
+    let unread = crate::rules_cmd::unread_sources(&snapshot);
     let host = nfscope_kernel::host::read_host(netns, timeout, None)
         .map_err(|e| Failure::Other(anyhow::Error::new(e)))?;
     let mut input = TraceInput::new(snapshot.rulesets);
+    input.unread = unread;
     input.ipsets = match host.ipsets {
         Some(Ok(sets)) => Some(sets),
         Some(Err(error)) => {
             tracing::warn!(%error, "ipset contents unavailable: set matches will be undetermined");
+            input.unread.push(nfscope_trace::Unread {
+                source: "ipsets".to_owned(),
+                method: "exec ipset save".to_owned(),
+                family: None,
+                backend: None,
+                reason: error.to_string(),
+            });
             None
         }
         None => None,

@@ -4,8 +4,11 @@
 //! filter → security → nat(src)), each backend's table in turn (legacy before nft at equal
 //! priority: an approximation, the kernel uses registration order), jumps, gotos, RETURN,
 //! fall-through, policies, and the effect of each target on the packet (NAT only on a new
-//! connection, MARK/CONNMARK arithmetic, NOTRACK). The routing decision between hooks uses the
-//! local addresses and the route table. Exploration is a worklist of cloned branches, capped.
+//! connection, MARK/CONNMARK arithmetic, NOTRACK, REDIRECT to the incoming interface's primary
+//! address, TPROXY with its no-socket DROP as a second branch). The routing decision between
+//! hooks uses the local addresses and the route table (broadcast and multicast destinations are
+//! delivered locally). Exploration is a worklist of cloned branches, capped. Rules the caller
+//! could not read (`TraceInput::unread`) turn a verdict they could change into UNDETERMINED.
 //! It does not decide single matches (see `matcher`) or render anything (see `report`).
 
 use std::collections::{HashMap, HashSet};

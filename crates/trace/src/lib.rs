@@ -7,7 +7,8 @@
 //! policies, NAT on new connections, MARK/CONNMARK, conntrack state) and returns every possible
 //! outcome as [`Branch`]es with the deciding rule. What it cannot know (rate limits, `recent`,
 //! modules it does not model, missing chains) is explored both ways and reported as MAY rather
-//! than guessed. [`report`] renders results as text or the stable JSON contract, with the
+//! than guessed; so are rules the caller could not read ([`Unread`]), which make the verdict
+//! UNDETERMINED. [`report`] renders results as text or the stable JSON contract, with the
 //! Kubernetes meaning from `nfscope-annotate`.
 //!
 //! It does no I/O and reads no clock: reading the live node (rules, ipset members, addresses,

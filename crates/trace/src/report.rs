@@ -129,24 +129,6 @@ pub fn build_report(
         Vec::new()
     };
     let mut notes = main.notes.clone();
-    let family = packet.family();
-    for u in &input.unread {
-        notes.push(if u.could_decide(family) {
-            format!(
-                "{} could not be read ({}): those rules could decide this packet",
-                u.describe(),
-                u.reason
-            )
-        } else if u.source == "rules" {
-            format!(
-                "{} could not be read ({}); they cannot decide a {family} packet",
-                u.describe(),
-                u.reason
-            )
-        } else {
-            format!("{} could not be read ({})", u.describe(), u.reason)
-        });
-    }
     if result.capped {
         notes.push(format!(
             "branch cap reached: {} branches explored, more were possible",
@@ -485,7 +467,13 @@ pub fn render_text(packet: &Packet, report: &Report) -> String {
         let _ = writeln!(out, "why: {text}");
     }
     for u in &report.unread {
-        let _ = writeln!(out, "not read: {}: {}", u.describe(), u.reason);
+        let family = packet.family();
+        let aside = if u.source == "rules" && !u.could_decide(family) {
+            format!(" (cannot decide an {family} packet)")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(out, "not read: {}: {}{aside}", u.describe(), u.reason);
     }
     if let Some(by) = &report.decided_by {
         let index = by
