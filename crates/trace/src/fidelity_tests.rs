@@ -9,15 +9,12 @@ use nfscope_ruleset::{Backend, Family, IpSet, ParseOptions, Ruleset, parse_rules
 use super::*;
 
 fn rules(text: &str, family: Family) -> Ruleset {
-    parse_ruleset(
-        text,
-        &ParseOptions {
-            family: Some(family),
-            backend: Some(Backend::Nft),
-            lenient: false,
-        },
-    )
-    .unwrap()
+    let options = ParseOptions {
+        family: Some(family),
+        backend: Some(Backend::Nft),
+        ..ParseOptions::default()
+    };
+    parse_ruleset(text, &options).unwrap()
 }
 
 fn ip(s: &str) -> IpAddr {
