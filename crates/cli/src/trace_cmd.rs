@@ -257,6 +257,16 @@ pub fn live_input(netns: Option<&str>, timeout_seconds: f64) -> Result<TraceInpu
         None => None,
     };
     input.local_addrs = host.local_addrs;
+    match read_multicast_groups(netns) {
+        Ok(groups) => input.multicast_groups = Some(groups),
+        Err(reason) => input.unread.push(nfscope_trace::Unread {
+            source: "multicast groups".to_owned(),
+            method: "procfs net/igmp, net/igmp6".to_owned(),
+            family: None,
+            backend: None,
+            reason,
+        }),
+    }
     let routes_error =
         |e: nfscope_trace::TraceError| Failure::Other(anyhow::anyhow!("ip route output: {e}"));
     let mut routes = parse_routes(&host.routes_v4).map_err(routes_error)?;
@@ -264,6 +274,20 @@ pub fn live_input(netns: Option<&str>, timeout_seconds: f64) -> Result<TraceInpu
     input.routes = Some(routes);
     input.interfaces = Some(host.interfaces);
     Ok(input)
+}
+
+/// The multicast groups joined per interface in `netns` (`/proc/net/igmp`, `igmp6`; a kernel
+/// without IPv6 has no `igmp6`).
+fn read_multicast_groups(netns: Option<&str>) -> Result<Vec<(String, IpAddr)>, String> {
+    let read = || {
+        let v4 = std::fs::read_to_string("/proc/thread-self/net/igmp")
+            .map_err(|e| format!("/proc/net/igmp: {e}"))?;
+        let v6 = std::fs::read_to_string("/proc/thread-self/net/igmp6").unwrap_or_default();
+        nfscope_trace::parse_multicast_groups(&v4, &v6).map_err(|e| e.to_string())
+    };
+    nfscope_kernel::run_in_netns(netns, read)
+        .map_err(|e| format!("network namespace: {e}"))
+        .and_then(|r| r)
 }
 
 /// `GET /api/trace?src=…&dst=…&proto=…&sport=…&dport=…&in=…&out=…&ct_state=…&mark=…`: the JSON

@@ -606,13 +606,29 @@ impl<'a> Tracer<'a> {
             return Ok(Hook::Input);
         }
         if let Some(what) = self.local_delivery_class(dst) {
+            let dev = walk.pkt.in_iface.clone().unwrap_or_default();
+            let joined = (dst.is_multicast() && !always_joined(dst)).then(|| {
+                self.input
+                    .multicast_groups
+                    .as_ref()
+                    .map(|groups| groups.iter().any(|(d, g)| *g == dst && *d == dev))
+            });
+            if joined == Some(Some(false)) {
+                self.routed(
+                    walk,
+                    format!(
+                        "no socket on {dev} joined multicast group {dst}: dropped by routing (multicast routing is not modelled)"
+                    ),
+                );
+                return Err(Verdict::Drop);
+            }
             walk.pkt.out_iface = None;
             let text = format!("{dst} is {what}: delivered locally, INPUT");
             self.routed(walk, text);
-            if dst.is_multicast() && !always_joined(dst) {
+            if joined == Some(None) {
                 walk.notes.push(format!(
-                    "multicast {dst}: the kernel delivers it locally only when a socket on {} joined the group (otherwise routing drops it before INPUT); multicast routing is not modelled",
-                    walk.pkt.in_iface.as_deref().unwrap_or("the incoming interface")
+                    "multicast {dst}: the kernel delivers it locally only when a socket on {} joined the group (otherwise routing drops it before INPUT); group memberships are not known offline, and multicast routing is not modelled",
+                    if dev.is_empty() { "the incoming interface" } else { &dev }
                 ));
             }
             return Ok(Hook::Input);

@@ -377,3 +377,46 @@ fn list_set_fan_out_is_bounded() {
     assert_eq!((miss.verdict, miss.must), (Verdict::Accept, true));
     assert_eq!(miss.branches.len(), 1);
 }
+
+#[test]
+fn multicast_is_delivered_only_to_groups_joined_on_the_incoming_interface() {
+    let igmp = "Idx\tDevice    : Count Querier\tGroup    Users Timer\tReporter\n\
+                1\tlo        :     1      V3\n\t\t\t\t010000E0     1 0:00000000\t\t0\n\
+                2\twlan0     :     2      V3\n\t\t\t\tFB0000E0     1 0:00000000\t\t0\n\
+                \t\t\t\t010000E0     1 0:00000000\t\t0\n";
+    let igmp6 = "2    wlan0           ff0200000000000000000000000000fb     1 00000004 0\n";
+    let groups = parse_multicast_groups(igmp, igmp6).unwrap();
+    assert!(
+        groups.contains(&("wlan0".to_owned(), ip("224.0.0.251"))),
+        "{groups:?}"
+    );
+    assert!(
+        groups.contains(&("lo".to_owned(), ip("224.0.0.1"))),
+        "{groups:?}"
+    );
+    assert!(
+        groups.contains(&("wlan0".to_owned(), ip("ff02::fb"))),
+        "{groups:?}"
+    );
+    assert!(parse_multicast_groups("1\tlo :\n\t\tXYZ 1\n", "").is_err());
+
+    let mut input = TraceInput::new(vec![rules(STOCK_UFW_LIKE, Family::Ipv4)]);
+    input.multicast_groups = Some(groups);
+    let mdns = packet(Proto::Udp, "192.168.1.1", "224.0.0.251", 5353, "wlan0");
+    let result = trace(&input, &mdns).unwrap();
+    assert_eq!((result.verdict, result.must), (Verdict::Accept, true));
+    // SSDP: nobody joined 239.255.255.250 here, so routing drops it before INPUT.
+    let ssdp = packet(Proto::Udp, "192.168.1.1", "239.255.255.250", 1900, "wlan0");
+    let result = trace(&input, &ssdp).unwrap();
+    assert_eq!((result.verdict, result.must), (Verdict::Drop, true));
+    assert!(
+        result
+            .main()
+            .steps
+            .iter()
+            .all(|s| s.hook == Hook::Prerouting)
+    );
+    // Joined on another interface only: not delivered from this one.
+    let other = packet(Proto::Udp, "192.168.1.1", "224.0.0.251", 5353, "eth1");
+    assert_eq!(trace(&input, &other).unwrap().verdict, Verdict::Drop);
+}

@@ -34,7 +34,7 @@ use nfscope_ruleset::{Backend, Family, IpSet, Ruleset};
 pub use engine::{Tracer, endpoint};
 pub use packet::{CtState, Packet, Proto, validate_iface_name};
 pub use result::{Branch, Effect, RuleRef, Step, TraceResult, Verdict};
-pub use routes::{RouteTable, parse_routes};
+pub use routes::{RouteTable, parse_multicast_groups, parse_routes};
 pub use state::Hook;
 
 /// Default cap on explored branches.
@@ -73,6 +73,10 @@ pub struct TraceInput {
     pub interfaces: Option<Vec<String>>,
     /// Cap on explored branches.
     pub max_branches: usize,
+    /// Multicast groups joined per interface (`/proc/net/igmp`, `igmp6`): the kernel delivers a
+    /// multicast packet locally only to a group joined on its incoming interface. `None` =
+    /// unknown (offline): delivered locally, with a note saying what that assumes.
+    pub multicast_groups: Option<Vec<(String, IpAddr)>>,
     /// Sources of the node the caller could not read (a save tool timed out, a capability is
     /// missing, …). Unread rules of the packet's family (or of an unknown family) could decide
     /// its fate, so the verdict is then UNDETERMINED; each is named in the report.
@@ -127,6 +131,7 @@ impl TraceInput {
             routes: None,
             interfaces: None,
             max_branches: DEFAULT_MAX_BRANCHES,
+            multicast_groups: None,
             unread: Vec::new(),
         }
     }

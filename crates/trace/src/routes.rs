@@ -330,6 +330,75 @@ fn word_offsets(raw: &str) -> Vec<(usize, &str)> {
     out
 }
 
+/// Multicast group memberships per interface from `/proc/net/igmp` (IPv4) and
+/// `/proc/net/igmp6` (IPv6) text: `(interface, group)`. A line that cannot be read is an error
+/// with its line and column (`igmp` or `igmp6` in the message says which text).
+pub fn parse_multicast_groups(
+    igmp: &str,
+    igmp6: &str,
+) -> Result<Vec<(String, IpAddr)>, TraceError> {
+    let mut groups = Vec::new();
+    let bad = |which: &str, line: usize, column: usize, what: &str| TraceError::Routes {
+        line,
+        column,
+        message: format!("{which}: {what}"),
+    };
+    // IPv4: a device line `IDX\tDEV : COUNT QUERIER`, then one tab-indented line per group whose
+    // first word is the group as the kernel's native-endian hex of the network-order address.
+    let mut device: Option<String> = None;
+    for (i, raw) in igmp.lines().enumerate() {
+        if i == 0 && raw.starts_with("Idx") || raw.trim().is_empty() {
+            continue;
+        }
+        if raw.starts_with(char::is_whitespace) {
+            let word = raw.split_whitespace().next().unwrap_or("");
+            let column = raw.len() - raw.trim_start().len() + 1;
+            let value = u32::from_str_radix(word, 16)
+                .map_err(|_| bad("igmp", i + 1, column, "expected a hex group address"))?;
+            let dev = device
+                .clone()
+                .ok_or_else(|| bad("igmp", i + 1, 1, "a group before any device line"))?;
+            groups.push((
+                dev,
+                IpAddr::V4(std::net::Ipv4Addr::from(u32::from_be(value))),
+            ));
+        } else {
+            let name = raw
+                .split_whitespace()
+                .nth(1)
+                .ok_or_else(|| bad("igmp", i + 1, 1, "expected `INDEX DEVICE : …`"))?;
+            device = Some(name.trim_end_matches(':').to_owned());
+        }
+    }
+    // IPv6: `IDX DEV GROUP(32 hex) USERS FLAGS TIMER`.
+    for (i, raw) in igmp6.lines().enumerate() {
+        let words: Vec<&str> = raw.split_whitespace().collect();
+        if words.is_empty() {
+            continue;
+        }
+        let (Some(dev), Some(hex)) = (words.get(1), words.get(2)) else {
+            return Err(bad("igmp6", i + 1, 1, "expected `INDEX DEVICE GROUP …`"));
+        };
+        let value = (hex.len() == 32)
+            .then(|| u128::from_str_radix(hex, 16).ok())
+            .flatten()
+            .ok_or_else(|| {
+                let column = raw.find(hex).map_or(1, |c| c + 1);
+                bad(
+                    "igmp6",
+                    i + 1,
+                    column,
+                    "expected a 32-digit hex group address",
+                )
+            })?;
+        groups.push((
+            (*dev).to_owned(),
+            IpAddr::V6(std::net::Ipv6Addr::from(value)),
+        ));
+    }
+    Ok(groups)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
