@@ -239,73 +239,95 @@ fn redirect_goes_to_the_primary_address_of_the_incoming_interface() {
         return;
     }
     let (node, client) = lab("redir");
+    client.sh_ok("ip -6 route add default via fd70::1");
     // Istio writes the abbreviation; iptables-restore accepts it.
-    node.sh_ok(
-        "iptables-nft-restore <<'EOF'\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
-         -A PREROUTING -i lan0 -p tcp --dport 8080 -j REDIRECT --to-port 15001\nCOMMIT\nEOF",
-    );
-    let listener = Command::new("ip")
-        .args(["netns", "exec", node.name()])
-        .args(["socat", "TCP-LISTEN:15001,reuseaddr,fork", "SYSTEM:echo ok"])
-        .spawn()
-        .expect("socat listens");
-    let _kill = KillOnDrop(listener);
+    for tool in ["iptables-nft-restore", "ip6tables-nft-restore"] {
+        node.sh_ok(&format!(
+            "{tool} <<'EOF'\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+             -A PREROUTING -i lan0 -p tcp --dport 8080 -j REDIRECT --to-port 15001\nCOMMIT\nEOF"
+        ));
+    }
+    let mut listeners = Vec::new();
+    for spec in [
+        "TCP4-LISTEN:15001,reuseaddr,fork",
+        "TCP6-LISTEN:15001,ipv6only=1,reuseaddr,fork",
+    ] {
+        let child = Command::new("ip")
+            .args(["netns", "exec", node.name()])
+            .args(["socat", spec, "SYSTEM:echo ok"])
+            .spawn()
+            .expect("socat listens");
+        listeners.push(KillOnDrop(child));
+    }
     std::thread::sleep(Duration::from_millis(300));
-    // To the secondary address: the kernel rewrites to the primary one, 192.168.70.1.
-    let reply = client.sh_ok("timeout 3 socat -u TCP:192.168.70.100:8080 - ; true");
-    assert_eq!(reply.trim(), "ok", "the redirected connection was accepted");
-    let ct = node.sh_ok("conntrack -L -p tcp --orig-port-dst 8080 2>/dev/null");
-    let kernel_dst = ct
-        .lines()
-        .find_map(|l| {
-            let fields: Vec<&str> = l.split_whitespace().collect();
-            // The second src= is the reply tuple's source: where the kernel sent the packet.
-            let reply_src = fields.iter().filter(|f| f.starts_with("src=")).nth(1)?;
-            let reply_sport = fields.iter().filter(|f| f.starts_with("sport=")).nth(1)?;
-            Some(format!(
-                "{}:{}",
-                reply_src.trim_start_matches("src="),
-                reply_sport.trim_start_matches("sport=")
-            ))
-        })
-        .unwrap_or_else(|| panic!("no conntrack entry: {ct}"));
-    assert_eq!(kernel_dst, "192.168.70.1:15001", "{ct}");
-
-    let args = [
-        "trace",
-        "--src",
-        "192.168.70.2",
-        "--dst",
-        "192.168.70.100",
-        "--proto",
-        "tcp",
-        "--sport",
-        "40000",
-        "--dport",
-        "8080",
-        "--in",
-        "lan0",
-        "--format",
-        "json",
+    // (family, client's source, destination, socat address, where the kernel should send it)
+    // IPv4: to the secondary address of lan0, rewritten to the primary one. IPv6: to an address
+    // routed through the node, rewritten to lan0's one global address.
+    let cases = [
+        (
+            "ipv4",
+            "192.168.70.2",
+            "192.168.70.100",
+            "TCP4:192.168.70.100:8080",
+            "192.168.70.1:15001",
+        ),
+        (
+            "ipv6",
+            "fd70::2",
+            "fd99::9",
+            "TCP6:[fd99::9]:8080",
+            "[fd70::1]:15001",
+        ),
     ];
-    let live = nfscope_in(&node, &[], &args);
-    assert!(live.status.success(), "{}", text(&live));
-    let report = json_of(&live);
-    assert_eq!(report["nat"]["dnat"], kernel_dst.as_str(), "{report}");
+    let dump = node.sh_ok("iptables-nft-save && ip6tables-nft-save");
+    for (family, src, dst, connect, expected) in cases {
+        let reply = client.sh_ok(&format!("timeout 3 socat -u {connect} - ; true"));
+        assert_eq!(
+            reply.trim(),
+            "ok",
+            "{family}: the redirected connection was accepted"
+        );
+        let ct = node.sh_ok(&format!(
+            "conntrack -L -f {family} -p tcp --orig-port-dst 8080 2>/dev/null"
+        ));
+        let kernel_dst = ct
+            .lines()
+            .find_map(|l| {
+                let fields: Vec<&str> = l.split_whitespace().collect();
+                // The second src= is the reply tuple's source: where the kernel sent the packet.
+                let reply_src = fields.iter().filter(|f| f.starts_with("src=")).nth(1)?;
+                let reply_sport = fields.iter().filter(|f| f.starts_with("sport=")).nth(1)?;
+                let ip: std::net::IpAddr = reply_src.trim_start_matches("src=").parse().ok()?;
+                let port: u16 = reply_sport.trim_start_matches("sport=").parse().ok()?;
+                Some(std::net::SocketAddr::new(ip, port).to_string())
+            })
+            .unwrap_or_else(|| panic!("{family}: no conntrack entry: {ct}"));
+        assert_eq!(kernel_dst, expected, "{ct}");
 
-    // Offline from the dump without routes: the address is not known, and the report says so.
-    let dump = node.sh_ok("iptables-nft-save");
-    let dir = std::env::temp_dir().join(format!("nfscope-redir-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("node.rules");
-    std::fs::write(&file, dump).unwrap();
-    let mut offline_args = args.to_vec();
-    offline_args.extend(["--rules", file.to_str().unwrap()]);
-    let offline = Command::new(NFSCOPE).args(&offline_args).output().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(offline.status.success(), "{}", text(&offline));
-    let report = json_of(&offline);
-    assert_eq!(report["nat"]["dnat"], "REDIRECT(lan0):15001", "{report}");
+        let args = [
+            "trace", "--src", src, "--dst", dst, "--proto", "tcp", "--sport", "40000", "--dport",
+            "8080", "--in", "lan0", "--format", "json",
+        ];
+        let live = nfscope_in(&node, &[], &args);
+        assert!(live.status.success(), "{}", text(&live));
+        let report = json_of(&live);
+        assert_eq!(report["nat"]["dnat"], kernel_dst.as_str(), "{report}");
+
+        // Offline from the dump without routes: the address is not known, and the report says so.
+        let dir = std::env::temp_dir().join(format!("nfscope-redir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("node.rules");
+        let v4 = dump.split("# Generated by ip6tables").next().unwrap_or("");
+        let v6 = &dump[v4.len()..];
+        std::fs::write(&file, if family == "ipv4" { v4 } else { v6 }).unwrap();
+        let mut offline_args = args.to_vec();
+        offline_args.extend(["--rules", file.to_str().unwrap()]);
+        let offline = Command::new(NFSCOPE).args(&offline_args).output().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(offline.status.success(), "{}", text(&offline));
+        let report = json_of(&offline);
+        assert_eq!(report["nat"]["dnat"], "REDIRECT(lan0):15001", "{report}");
+    }
 }
 
 struct KillOnDrop(std::process::Child);

@@ -447,7 +447,7 @@ impl<'a> Tracer<'a> {
         self.input
             .routes
             .as_ref()
-            .and_then(|r| r.source_for_dev(dev, like))
+            .and_then(|r| r.primary_address(dev, like))
     }
 
     fn evaluate(&self, rule: &Rule, walk: &Walk, stage: Stage) -> Outcome {

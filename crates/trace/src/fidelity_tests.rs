@@ -420,3 +420,24 @@ fn multicast_is_delivered_only_to_groups_joined_on_the_incoming_interface() {
     let other = packet(Proto::Udp, "192.168.1.1", "224.0.0.251", 5353, "eth1");
     assert_eq!(trace(&input, &other).unwrap().verdict, Verdict::Drop);
 }
+
+#[test]
+fn ipv6_primary_address_from_the_local_table() {
+    let routes = parse_routes(
+        "fd70::/64 dev lan0 proto kernel metric 256 pref medium\n\
+         fe80::/64 dev lan0 proto kernel metric 256 pref medium\n\
+         local fd70::1 dev lan0 table local proto kernel metric 0 pref medium\n\
+         local fe80::1 dev lan0 table local proto kernel metric 0 pref medium\n\
+         multicast ff00::/8 dev lan0 table local proto kernel metric 256 pref medium\n",
+    )
+    .unwrap();
+    assert_eq!(
+        routes.primary_address("lan0", ip("fd99::9")),
+        Some(ip("fd70::1"))
+    );
+    assert_eq!(
+        routes.primary_address("lan0", ip("fe80::9")),
+        Some(ip("fe80::1"))
+    );
+    assert_eq!(routes.primary_address("eth0", ip("fd99::9")), None);
+}

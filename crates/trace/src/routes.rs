@@ -140,6 +140,32 @@ impl RouteTable {
             .find(|s| s.is_ipv4() == family_of.is_ipv4())
     }
 
+    /// The address REDIRECT/TPROXY use on `dev` for a packet to `dst`: the preferred source of
+    /// its routes, else (IPv6 routes carry no `src`) the one local address of `dev` in `dst`'s
+    /// scope (link-local or not). `None` when unknown or when several could be first.
+    pub fn primary_address(&self, dev: &str, dst: IpAddr) -> Option<IpAddr> {
+        if let Some(src) = self.source_for_dev(dev, dst) {
+            return Some(src);
+        }
+        let link_local =
+            |ip: IpAddr| matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
+        let candidates: std::collections::BTreeSet<IpAddr> = self
+            .routes
+            .iter()
+            .filter(|r| {
+                r.kind == RouteKind::Local
+                    && r.dev.as_deref() == Some(dev)
+                    && r.dst.is_ipv4() == dst.is_ipv4()
+                    && r.prefix_len == if r.dst.is_ipv4() { 32 } else { 128 }
+                    && link_local(r.dst) == link_local(dst)
+            })
+            .map(|r| r.dst)
+            .collect();
+        let mut candidates = candidates.into_iter();
+        let first = candidates.next()?;
+        candidates.next().is_none().then_some(first)
+    }
+
     /// Adds the routes of `other` (e.g. the IPv6 table to the IPv4 one).
     pub fn extend(&mut self, other: Self) {
         self.routes.extend(other.routes);
