@@ -8,7 +8,9 @@
 //!   the incoming interface: the conntrack entry's reply tuple says where the kernel sent it;
 //! - broadcast and multicast UDP is delivered locally: the INPUT rule the tracer names is the
 //!   one whose counter moved, and FORWARD's counters stay still; multicast to a group no socket
-//!   joined moves no counter at all, and the tracer says routing dropped it.
+//!   joined moves no counter at all, and the tracer says routing dropped it;
+//! - TPROXY: with a transparent socket the connection is accepted through INPUT (the tracer's
+//!   first branch), without one the kernel drops it at the TPROXY rule (its second branch).
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -230,6 +232,7 @@ fn lab(tag: &str) -> (TestNetns, TestNetns) {
         "ip addr add 192.168.70.2/24 dev eth0 && ip addr add fd70::2/64 dev eth0 nodad && \
          ip link set eth0 up && ip route add default via 192.168.70.1",
     );
+    client.sh_ok("ip -6 route add default via fd70::1");
     (node, client)
 }
 
@@ -239,7 +242,6 @@ fn redirect_goes_to_the_primary_address_of_the_incoming_interface() {
         return;
     }
     let (node, client) = lab("redir");
-    client.sh_ok("ip -6 route add default via fd70::1");
     // Istio writes the abbreviation; iptables-restore accepts it.
     for tool in ["iptables-nft-restore", "ip6tables-nft-restore"] {
         node.sh_ok(&format!(
@@ -496,4 +498,80 @@ fn broadcast_and_multicast_are_delivered_to_input_as_the_kernel_does() {
             "{dst}: {report}"
         );
     }
+}
+
+/// TPROXY hands the packet to a transparent socket (the mark routes it locally) or, with no
+/// socket there, the kernel drops it: the tracer's two branches, each checked by counters.
+#[test]
+fn tproxy_delivers_to_the_proxy_socket_or_drops_without_one() {
+    if !root_or_skip("tproxy_delivers_to_the_proxy_socket_or_drops_without_one") {
+        return;
+    }
+    let (node, client) = lab("tproxy");
+    node.sh_ok(
+        "ip rule add fwmark 0x1/0x1 lookup 100 && ip route add local 0.0.0.0/0 dev lo table 100 && \
+         iptables-legacy -t mangle -A PREROUTING -i lan0 -p tcp --dport 80 -j TPROXY --on-port 15001 --on-ip 127.0.0.1 --tproxy-mark 0x1/0x1 && \
+         iptables-legacy -P INPUT DROP && iptables-legacy -P FORWARD DROP && \
+         iptables-legacy -A INPUT -m mark --mark 0x1/0x1 -j ACCEPT && \
+         iptables-legacy -A FORWARD -p tcp -j DROP",
+    );
+    let trace = [
+        "trace",
+        "--src",
+        "192.168.70.2",
+        "--dst",
+        "10.99.99.9",
+        "--proto",
+        "tcp",
+        "--sport",
+        "40000",
+        "--dport",
+        "80",
+        "--in",
+        "lan0",
+        "--format",
+        "json",
+    ];
+    let out = nfscope_in(&node, &[], &trace);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = json_of(&out);
+    assert_eq!(report["verdict"], "UNDETERMINED", "{report}");
+    let branches = report["branches"].as_array().unwrap();
+    assert_eq!(branches.len(), 2, "{report}");
+    let (delivered, dropped) = (&branches[0], &branches[1]);
+    assert_eq!(delivered["verdict"], "ACCEPT", "{report}");
+    assert_eq!(delivered["decided_by"]["chain"], "INPUT", "{report}");
+    assert_eq!(delivered["decided_by"]["rule_index"], 1, "{report}");
+    assert_eq!(dropped["verdict"], "DROP", "{report}");
+    assert_eq!(dropped["decided_by"]["table"], "mangle", "{report}");
+
+    // No socket yet: the kernel drops at the TPROXY rule, INPUT never sees it.
+    let input_before = counters(&node, "iptables-legacy", "INPUT");
+    client.sh_ok("timeout 1 socat -u TCP:10.99.99.9:80,connect-timeout=0.5 - ; true");
+    let input_after = counters(&node, "iptables-legacy", "INPUT");
+    assert!(
+        moved(&input_before, &input_after).is_empty(),
+        "INPUT moved without a proxy socket"
+    );
+    let (mangle, _) = counters(&node, "iptables-legacy -t mangle", "PREROUTING");
+    assert!(mangle[0] > 0, "the TPROXY rule saw the packet");
+
+    // With a transparent socket on 127.0.0.1:15001 the connection is accepted through INPUT's
+    // mark rule, which is the first branch's deciding rule.
+    let listener = Command::new("ip")
+        .args(["netns", "exec", node.name()])
+        .args([
+            "socat",
+            "TCP4-LISTEN:15001,bind=127.0.0.1,ip-transparent,reuseaddr,fork",
+            "SYSTEM:echo ok",
+        ])
+        .spawn()
+        .expect("socat listens");
+    let _kill = KillOnDrop(listener);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = counters(&node, "iptables-legacy", "INPUT");
+    let reply = client.sh_ok("timeout 3 socat -u TCP:10.99.99.9:80 - ; true");
+    assert_eq!(reply.trim(), "ok", "the proxy accepted the connection");
+    let after = counters(&node, "iptables-legacy", "INPUT");
+    assert_eq!(moved(&before, &after), vec![Some(1)]);
 }
