@@ -575,3 +575,50 @@ fn tproxy_delivers_to_the_proxy_socket_or_drops_without_one() {
     let after = counters(&node, "iptables-legacy", "INPUT");
     assert_eq!(moved(&before, &after), vec![Some(1)]);
 }
+
+/// `-m addrtype` on the node's own address: IPv4 says LOCAL only, IPv6 says UNICAST and LOCAL.
+/// The INPUT rules the tracer says matched are exactly the ones whose counters moved.
+#[test]
+fn addrtype_matches_what_the_kernel_counts() {
+    if !root_or_skip("addrtype_matches_what_the_kernel_counts") {
+        return;
+    }
+    let (node, _client) = lab("addrtype");
+    for tool in ["iptables-legacy", "ip6tables-legacy"] {
+        node.sh_ok(&format!(
+            "{tool} -A INPUT -m addrtype --dst-type UNICAST && \
+             {tool} -A INPUT -m addrtype --dst-type LOCAL && \
+             {tool} -A INPUT -m addrtype --dst-type MULTICAST"
+        ));
+    }
+    for (tool, addr, proto) in [
+        ("iptables-legacy", "192.168.70.1", "icmp"),
+        ("ip6tables-legacy", "fd70::1", "icmpv6"),
+    ] {
+        let before = counters(&node, tool, "INPUT");
+        node.sh_ok(&format!("ping -c 1 -W 1 {addr} >/dev/null"));
+        let after = counters(&node, tool, "INPUT");
+        // The rules have no target: the packet goes on to the policy, whose counter moves too.
+        let kernel: Vec<Option<usize>> = moved(&before, &after)
+            .into_iter()
+            .filter(Option::is_some)
+            .collect();
+        let out = nfscope_in(
+            &node,
+            &[],
+            &[
+                "trace", "--src", addr, "--dst", addr, "--proto", proto, "--format", "json",
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        let report = json_of(&out);
+        let traced: Vec<Option<usize>> = report["path"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["hook"] == "INPUT" && s["table"] == "filter" && s["rule_index"].is_u64())
+            .map(|s| s["rule_index"].as_u64().map(|i| i as usize))
+            .collect();
+        assert_eq!(traced, kernel, "{tool}: {report}");
+    }
+}

@@ -920,7 +920,7 @@ impl<'a> Tracer<'a> {
                         let placeholder = format!("REDIRECT({dev})");
                         pkt.dst_unknown = Some(placeholder.clone());
                         redirect_note = Some(format!(
-                            "REDIRECT sends the packet to the primary address of {dev}, which is not known (give --routes, or --local-ip does not say which interface an address is on); rules on the destination address after it are undetermined"
+                            "REDIRECT sends the packet to the primary address of {dev}, which the routes do not tell (offline, give --routes with `ip route show table all`; --local-ip does not say which interface an address is on); rules on the destination address after it are undetermined"
                         ));
                         Effect::Dnat(
                             pkt.dport

@@ -441,3 +441,27 @@ fn ipv6_primary_address_from_the_local_table() {
     );
     assert_eq!(routes.primary_address("eth0", ip("fd99::9")), None);
 }
+
+/// `-m addrtype` as the kernel classifies: IPv4 gives one type per address, IPv6 tests each
+/// type, so the node's own IPv6 address is UNICAST as well as LOCAL.
+#[test]
+fn addrtype_classifies_like_the_kernel() {
+    let v4 = "*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m addrtype --dst-type UNICAST -j REJECT
+-A INPUT -m addrtype --dst-type LOCAL -j ACCEPT
+COMMIT
+";
+    let mut input = TraceInput::new(vec![rules(v4, Family::Ipv4)]);
+    input.local_addrs = vec![ip("10.0.0.5")];
+    let p = packet(Proto::Tcp, "10.0.0.9", "10.0.0.5", 22, "eth0");
+    let result = trace(&input, &p).unwrap();
+    assert_eq!(result.verdict, Verdict::Accept, "IPv4 local is LOCAL only");
+    let mut input = TraceInput::new(vec![rules(v4, Family::Ipv6)]);
+    input.local_addrs = vec![ip("fd00::5")];
+    let p = packet(Proto::Tcp, "fd00::9", "fd00::5", 22, "eth0");
+    let result = trace(&input, &p).unwrap();
+    assert_eq!(result.verdict, Verdict::Reject, "IPv6 local is UNICAST too");
+}

@@ -579,20 +579,27 @@ fn set_match(m: &Match, pkt: &PktState, env: &Env<'_>) -> Outcome {
 }
 
 fn addr_type(ip: IpAddr, env: &Env<'_>) -> &'static str {
-    let unspecified_or_limited = match ip {
-        IpAddr::V4(v) => v.octets()[0] == 0 || v.is_broadcast(),
-        IpAddr::V6(_) => false,
-    };
-    if unspecified_or_limited {
-        "BROADCAST"
-    } else if ip.is_multicast() {
-        "MULTICAST"
-    } else if (env.is_local)(ip) {
-        "LOCAL"
-    } else if (env.is_broadcast)(ip) {
-        "BROADCAST"
-    } else {
-        "UNICAST"
+    addr_types(ip, false, env)[0]
+}
+
+/// The `-m addrtype` types `ip` has, as the kernel classifies them. IPv4 (`inet_addr_type`)
+/// gives one: 0.0.0.0/8 and 255.255.255.255 BROADCAST, 224/4 MULTICAST, then the local table
+/// (LOCAL, subnet BROADCAST), else UNICAST. IPv6 (`match_type6`) tests each type on its own, so
+/// an address of the node is both UNICAST and LOCAL; `::` is UNSPEC, ff00::/8 MULTICAST.
+/// `redirected`: the address is REDIRECT's unknown local one.
+fn addr_types(ip: IpAddr, redirected: bool, env: &Env<'_>) -> &'static [&'static str] {
+    match ip {
+        IpAddr::V4(_) if redirected => &["LOCAL"],
+        IpAddr::V4(v) if v.octets()[0] == 0 || v.is_broadcast() => &["BROADCAST"],
+        IpAddr::V4(v) if v.is_multicast() => &["MULTICAST"],
+        IpAddr::V4(_) if (env.is_local)(ip) => &["LOCAL"],
+        IpAddr::V4(_) if (env.is_broadcast)(ip) => &["BROADCAST"],
+        IpAddr::V4(_) => &["UNICAST"],
+        IpAddr::V6(_) if redirected => &["UNICAST", "LOCAL"],
+        IpAddr::V6(v) if v.is_multicast() => &["MULTICAST"],
+        IpAddr::V6(v) if v.is_unspecified() => &["UNSPEC"],
+        IpAddr::V6(_) if (env.is_local)(ip) => &["UNICAST", "LOCAL"],
+        IpAddr::V6(_) => &["UNICAST"],
     }
 }
 
@@ -608,14 +615,13 @@ fn addrtype(m: &Match, pkt: &PktState, env: &Env<'_>) -> Outcome {
             }
             _ => return None,
         };
-        let kind = if opt.name == "dst-type" && pkt.dst_unknown.is_some() {
-            // REDIRECT's target is an address of the incoming interface.
-            "LOCAL"
-        } else {
-            addr_type(ip, env)
-        };
+        // REDIRECT's unknown target is an address of the incoming interface.
+        let redirected = opt.name == "dst-type" && pkt.dst_unknown.is_some();
+        let kinds = addr_types(ip, redirected, env);
         Some(bool_outcome(
-            first(opt).split(',').any(|t| t.eq_ignore_ascii_case(kind)),
+            first(opt)
+                .split(',')
+                .any(|t| kinds.iter().any(|k| t.eq_ignore_ascii_case(k))),
         ))
     })
 }
