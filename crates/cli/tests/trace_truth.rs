@@ -15,7 +15,7 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use nfscope_kernel::testns::{TestNetns, root_or_skip};
+use nfscope_test_support::{TestNetns, root_or_skip};
 use serde_json::Value;
 
 const NFSCOPE: &str = env!("CARGO_BIN_EXE_nfscope");
