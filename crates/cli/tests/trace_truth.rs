@@ -355,8 +355,8 @@ fn broadcast_and_multicast_are_delivered_to_input_as_the_kernel_does() {
          iptables-legacy -A INPUT -p udp --dport 137 -m addrtype --dst-type BROADCAST -j ACCEPT && \
          iptables-legacy -A FORWARD -p udp -j DROP && \
          ip6tables-legacy -P INPUT DROP && ip6tables-legacy -P FORWARD DROP && \
-         ip6tables-legacy -A INPUT -p ipv6-icmp -j ACCEPT && \
          ip6tables-legacy -A INPUT -p udp --dport 5353 -m addrtype --dst-type MULTICAST -j ACCEPT && \
+         ip6tables-legacy -A INPUT -p ipv6-icmp -j ACCEPT && \
          ip6tables-legacy -A FORWARD -p udp -j DROP",
     );
     // Members of the groups, as avahi and an SSDP client are.
@@ -446,7 +446,11 @@ fn broadcast_and_multicast_are_delivered_to_input_as_the_kernel_does() {
             counters(&node, tool, "INPUT"),
             counters(&node, tool, "FORWARD"),
         );
-        let input_moved = moved(&before.0, &after.0);
+        // Neighbour discovery and MLD (IPv6 rule 2) come and go on their own: not ours.
+        let input_moved: Vec<Option<usize>> = moved(&before.0, &after.0)
+            .into_iter()
+            .filter(|&r| !(family == "ipv6" && r == Some(2)))
+            .collect();
         let forward_moved = moved(&before.1, &after.1);
         assert!(forward_moved.is_empty(), "{dst}: FORWARD moved");
         assert_eq!(
@@ -584,11 +588,18 @@ fn addrtype_matches_what_the_kernel_counts() {
         return;
     }
     let (node, _client) = lab("addrtype");
-    for tool in ["iptables-legacy", "ip6tables-legacy"] {
+    // Echo requests only: neighbour discovery and MLD arrive on their own and would blur counters.
+    for (tool, echo) in [
+        ("iptables-legacy", "-p icmp --icmp-type echo-request"),
+        (
+            "ip6tables-legacy",
+            "-p ipv6-icmp --icmpv6-type echo-request",
+        ),
+    ] {
         node.sh_ok(&format!(
-            "{tool} -A INPUT -m addrtype --dst-type UNICAST && \
-             {tool} -A INPUT -m addrtype --dst-type LOCAL && \
-             {tool} -A INPUT -m addrtype --dst-type MULTICAST"
+            "{tool} -A INPUT {echo} -m addrtype --dst-type UNICAST && \
+             {tool} -A INPUT {echo} -m addrtype --dst-type LOCAL && \
+             {tool} -A INPUT {echo} -m addrtype --dst-type MULTICAST"
         ));
     }
     for (tool, addr, proto) in [
