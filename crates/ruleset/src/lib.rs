@@ -13,13 +13,16 @@
 
 pub mod ipset;
 pub mod model;
+pub mod nft;
 pub mod parse;
 pub mod render;
 pub mod snapshot;
+pub mod typed;
 
 pub use ipset::IpSet;
 pub use ipset::parse_ipsets;
 pub use model::*;
+pub use nft::{Format, NftLimits, detect_format, parse_nft_json, parse_nft_text, render_nft};
 pub use parse::{ParseError, ParseOptions, parse_ruleset};
 pub use render::{render_rule_spec, render_ruleset};
 pub use snapshot::{

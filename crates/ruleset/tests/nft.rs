@@ -1,0 +1,1115 @@
+//! Native nftables: every `nft list ruleset` file of the corpus parses and survives parse →
+//! render → parse; the JSON of the same rulesets gives the same model and the element counts
+//! nft itself reports; kube-proxy's nftables mode lands in the expected typed forms; broken input
+//! fails at `line:col`; what the model does not type is kept as `Unmodelled`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use common::{nft_corpus_dir, nft_corpus_files};
+use nfscope_ruleset::typed::*;
+use nfscope_ruleset::{NftLimits, parse_nft_json, parse_nft_text, render_nft};
+
+fn text(t: &str) -> NftRuleset {
+    parse_nft_text(t, &NftLimits::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn rule_of(body: &str) -> TypedRule {
+    let rs = text(&format!(
+        "table ip t {{\n\tchain c {{\n\t\t{body}\n\t}}\n}}\n"
+    ));
+    rs.tables[0].chains[0].rules[0].clone()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn every_nft_file_parses_and_round_trips_through_render() {
+    let files = nft_corpus_files(".nft");
+    assert!(files.len() >= 20, "corpus shrank: {} files", files.len());
+    for (name, t) in files {
+        let a = parse_nft_text(&t, &NftLimits::default()).unwrap_or_else(|e| panic!("{name}:{e}"));
+        assert!(!a.tables.is_empty(), "{name}: no tables");
+        let rendered = render_nft(&a);
+        let b = parse_nft_text(&rendered, &NftLimits::default())
+            .unwrap_or_else(|e| panic!("{name} (rendered):{e}\n{rendered}"));
+        // Same model apart from source lines (the rendering lays lines out anew).
+        assert_same(
+            &strip_lines(&a),
+            &strip_lines(&b),
+            &format!("{name}: parse → render → parse"),
+        );
+        assert_eq!(
+            rendered,
+            render_nft(&b),
+            "{name}: rendering is not a fixed point"
+        );
+        for (_, c, r) in a.rules() {
+            assert_eq!(
+                r.position,
+                c.rules.iter().position(|x| std::ptr::eq(x, r)).unwrap() + 1
+            );
+            assert!(r.line > 0, "{name}: rule without a source line");
+        }
+    }
+}
+
+/// Equality with a readable report: the first differing line of the two pretty-printed models.
+fn assert_same(a: &NftRuleset, b: &NftRuleset, what: &str) {
+    if a == b {
+        return;
+    }
+    let (da, db) = (format!("{a:#?}"), format!("{b:#?}"));
+    let (la, lb): (Vec<&str>, Vec<&str>) = (da.lines().collect(), db.lines().collect());
+    let i = la
+        .iter()
+        .zip(&lb)
+        .position(|(x, y)| x != y)
+        .unwrap_or(la.len().min(lb.len()));
+    let ctx = |l: &[&str]| l[i.saturating_sub(8)..(i + 3).min(l.len())].join("\n");
+    panic!(
+        "{what}: models differ at line {i}:\n--- left\n{}\n--- right\n{}",
+        ctx(&la),
+        ctx(&lb)
+    );
+}
+
+/// Clears line numbers only (symbolic priorities must survive rendering).
+fn strip_lines(rs: &NftRuleset) -> NftRuleset {
+    let mut n = rs.normalised();
+    for (t, o) in n.tables.iter_mut().zip(&rs.tables) {
+        for (c, oc) in t.chains.iter_mut().zip(&o.chains) {
+            if let (Some(b), Some(ob)) = (c.base.as_mut(), oc.base.as_ref()) {
+                b.priority_text.clone_from(&ob.priority_text);
+            }
+        }
+    }
+    n
+}
+
+/// Element counts per (table, set) straight from nft's own JSON, the oracle for "as `nft list`
+/// shows them".
+fn json_element_counts(json: &str) -> BTreeMap<(String, String), usize> {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    let mut out = BTreeMap::new();
+    for item in v["nftables"].as_array().unwrap() {
+        for kind in ["set", "map"] {
+            if let Some(s) = item.get(kind) {
+                let n = s.get("elem").and_then(|e| e.as_array()).map_or(0, Vec::len);
+                out.insert(
+                    (
+                        s["table"].as_str().unwrap().to_string(),
+                        s["name"].as_str().unwrap().to_string(),
+                    ),
+                    n,
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn json_and_text_of_the_same_ruleset_give_the_same_model() {
+    let mut compared_rules = 0;
+    let mut pairs = 0;
+    for (name, json) in nft_corpus_files(".json") {
+        let stem = name.trim_end_matches(".json");
+        let Ok(t) = std::fs::read_to_string(nft_corpus_dir().join(format!("{stem}.nft"))) else {
+            continue;
+        };
+        pairs += 1;
+        let from_text = text(&t).normalised();
+        let from_json = parse_nft_json(&json, &NftLimits::default())
+            .unwrap_or_else(|e| panic!("{name}:{e}"))
+            .normalised();
+
+        // Element counts: ours from the text listing == nft's JSON, set by set.
+        let counts = json_element_counts(&json);
+        let mut ours = BTreeMap::new();
+        for tb in &from_text.tables {
+            for s in &tb.sets {
+                ours.insert((tb.name.clone(), s.name.clone()), s.elements.len());
+            }
+        }
+        assert_eq!(ours, counts, "{name}: set element counts differ from nft's");
+
+        assert_eq!(from_text.tables.len(), from_json.tables.len(), "{name}");
+        for (a, b) in from_text.tables.iter().zip(&from_json.tables) {
+            assert_eq!((a.family, &a.name), (b.family, &b.name), "{name}");
+            assert_eq!(a.chains.len(), b.chains.len(), "{name} {}", a.name);
+            for (ca, cb) in a.chains.iter().zip(&b.chains) {
+                assert_eq!(ca.name, cb.name, "{name}");
+                assert_eq!(ca.base, cb.base, "{name} chain {}", ca.name);
+                assert_eq!(ca.rules.len(), cb.rules.len(), "{name} chain {}", ca.name);
+                for (ra, rb) in ca.rules.iter().zip(&cb.rules) {
+                    assert_eq!(ra.comment, rb.comment, "{name} {}", ra.text);
+                    assert_eq!(ra.position, rb.position);
+                    if ra.fully_modelled() && rb.fully_modelled() {
+                        // Counter values differ between two dumps taken at different times
+                        // (the moby listing shows none); everything else must agree.
+                        assert_eq!(
+                            without_counter_values(&ra.exprs),
+                            without_counter_values(&rb.exprs),
+                            "{name} chain {}: {}",
+                            ca.name,
+                            ra.text
+                        );
+                        compared_rules += 1;
+                    } else {
+                        // Both must say the rule holds something unmodelled.
+                        assert_eq!(
+                            ra.fully_modelled(),
+                            rb.fully_modelled(),
+                            "{name}: {}",
+                            ra.text
+                        );
+                    }
+                }
+            }
+            for (sa, sb) in a.sets.iter().zip(&b.sets) {
+                assert_eq!(sa.name, sb.name, "{name}");
+                assert_eq!(
+                    sa.elements.len(),
+                    sb.elements.len(),
+                    "{name} set {}",
+                    sa.name
+                );
+            }
+        }
+    }
+    assert!(pairs >= 15, "only {pairs} text/JSON pairs");
+    assert!(
+        compared_rules >= 400,
+        "only {compared_rules} rules compared"
+    );
+}
+
+fn without_counter_values(exprs: &[Expr]) -> Vec<Expr> {
+    exprs
+        .iter()
+        .map(|e| match e {
+            Expr::Counter { name, .. } => Expr::Counter {
+                counters: None,
+                name: name.clone(),
+            },
+            e => e.clone(),
+        })
+        .collect()
+}
+
+#[test]
+fn kube_proxy_json_equals_text_exactly() {
+    // Everything kube-proxy writes is modelled, so the two dumps must agree completely.
+    for stem in [
+        "nftparse-kube-proxy-overall",
+        "nftparse-moby-usernet-portmap",
+    ] {
+        let dir = nft_corpus_dir();
+        let t = std::fs::read_to_string(dir.join(format!("{stem}.nft"))).unwrap();
+        let j = std::fs::read_to_string(dir.join(format!("{stem}.json"))).unwrap();
+        let mut a = text(&t).normalised();
+        // nft 1.0.6's JSON has no table or chain comments and drops the `dynamic` set flag (both fixed
+        // in later versions; NFTABLES.md §3.2).
+        for tb in &mut a.tables {
+            tb.comment = None;
+            tb.chains.iter_mut().for_each(|c| c.comment = None);
+            for s in &mut tb.sets {
+                s.flags.retain(|f| f != "dynamic");
+            }
+        }
+        let mut b = parse_nft_json(&j, &NftLimits::default())
+            .unwrap()
+            .normalised();
+        // The text files carry no handles; the JSON does.
+        for tb in &mut b.tables {
+            tb.handle = None;
+            for s in &mut tb.sets {
+                s.handle = None;
+            }
+            for c in &mut tb.chains {
+                c.handle = None;
+                for r in &mut c.rules {
+                    r.handle = None;
+                }
+            }
+        }
+        if stem.contains("moby") {
+            // The moby listing has no counter values (it was loaded for the JSON), and nft 1.0.6
+            // could not load `priority dstnat` on output (see SOURCES).
+            for (_, c, r) in a.rules() {
+                assert!(r.fully_modelled(), "{}: {}", c.name, r.text);
+            }
+            assert_eq!(a.rule_count(), b.rule_count());
+            continue;
+        }
+        assert_same(&a, &b, stem);
+    }
+}
+
+#[test]
+fn handles_are_read_from_dash_a_listings() {
+    let dir = nft_corpus_dir();
+    let with = text(
+        &std::fs::read_to_string(dir.join("nftparse-kube-proxy-overall-handles.nft")).unwrap(),
+    );
+    let without =
+        text(&std::fs::read_to_string(dir.join("nftparse-kube-proxy-overall.nft")).unwrap());
+    assert_eq!(with.tables[0].handle, Some(1));
+    let mut handles = Vec::new();
+    for (_, c, r) in with.rules() {
+        handles.push(r.handle.expect("every rule has a handle"));
+        assert!(c.handle.is_some());
+    }
+    handles.sort_unstable();
+    handles.dedup();
+    assert_eq!(handles.len(), with.rule_count(), "handles are unique");
+    for s in &with.tables[0].sets {
+        assert!(s.handle.is_some(), "set {}", s.name);
+    }
+    // Apart from handles, the same model.
+    let strip = |rs: &NftRuleset| {
+        let mut rs = rs.normalised();
+        for t in &mut rs.tables {
+            t.handle = None;
+            t.sets.iter_mut().for_each(|s| s.handle = None);
+            for c in &mut t.chains {
+                c.handle = None;
+                c.rules.iter_mut().for_each(|r| r.handle = None);
+            }
+        }
+        rs
+    };
+    assert_eq!(strip(&with), strip(&without));
+}
+
+#[test]
+fn kube_proxy_nftables_mode_in_typed_forms() {
+    let t =
+        std::fs::read_to_string(nft_corpus_dir().join("nftparse-kube-proxy-overall.nft")).unwrap();
+    let rs = text(&t);
+    let kp = rs
+        .table(NftFamily::Ip, "kube-proxy")
+        .expect("ip kube-proxy");
+    assert_eq!(kp.comment.as_deref(), Some("rules for kube-proxy"));
+
+    // service-ips: a verdict map keyed by a concatenation, 9 elements as nft lists them.
+    let sips = kp.set("service-ips").unwrap();
+    assert!(sips.is_map && sips.is_verdict_map());
+    assert_eq!(
+        sips.key,
+        SetType::Types(vec![
+            "ipv4_addr".into(),
+            "inet_proto".into(),
+            "inet_service".into()
+        ])
+    );
+    assert_eq!(sips.elements.len(), 9);
+    let e = sips
+        .elements
+        .iter()
+        .find(|e| {
+            e.key
+                == Value::Concat(vec![
+                    Value::Addr(ip("172.30.0.41")),
+                    Value::Sym("tcp".into()),
+                    Value::Int(80),
+                ])
+        })
+        .expect("svc1's element");
+    assert_eq!(
+        e.data,
+        Some(MapData::Verdict(Verdict::Goto(
+            "service-ULMVA6XW-ns1/svc1/tcp/p80".into()
+        )))
+    );
+    let noep = kp.set("no-endpoint-services").unwrap();
+    assert_eq!(noep.elements.len(), 3);
+    let svc6 = noep
+        .elements
+        .iter()
+        .find(|e| e.comment.as_deref() == Some("ns6/svc6:p80"))
+        .unwrap();
+    assert_eq!(
+        svc6.data,
+        Some(MapData::Verdict(Verdict::Goto("reject-chain".into())))
+    );
+    assert_eq!(kp.set("cluster-ips").unwrap().elements.len(), 6);
+    let aff = kp
+        .set("affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80")
+        .unwrap();
+    assert!(aff.is_dynamic());
+    assert_eq!(aff.timeout.as_deref(), Some("3h"));
+
+    // The services chain: ip daddr . meta l4proto . th dport vmap @service-ips.
+    let services = kp.chain("services").unwrap();
+    assert_eq!(
+        services.rules[0].exprs,
+        vec![Expr::Vmap {
+            key: Key::Concat(vec![
+                Key::Addr {
+                    v6: false,
+                    dir: Dir::Dst
+                },
+                Key::L4Proto {
+                    via: ProtoVia::Meta
+                },
+                Key::Port {
+                    proto: None,
+                    dir: Dir::Dst
+                },
+            ]),
+            map: MapRef::Named("service-ips".into()),
+        }]
+    );
+    assert_eq!(services.rules[1].position, 2);
+
+    // numgen endpoint selection: uniform over two endpoints.
+    let svc4 = kp.chain("service-LAUZTJTB-ns4/svc4/tcp/p80").unwrap();
+    let Expr::Vmap {
+        key:
+            Key::Numgen {
+                random: true,
+                modulus: 2,
+                offset: 0,
+            },
+        map: MapRef::Anon(elems),
+    } = &svc4.rules[1].exprs[0]
+    else {
+        panic!("expected numgen vmap, got {:?}", svc4.rules[1].exprs);
+    };
+    assert_eq!(elems.len(), 2);
+    assert_eq!(elems[0].key, Value::Int(0));
+    assert_eq!(
+        elems[1].data,
+        Some(MapData::Verdict(Verdict::Goto(
+            "endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80".into()
+        )))
+    );
+    // ... and the masquerade-marking rule before it: a negated prefix.
+    assert_eq!(
+        svc4.rules[0].exprs[1],
+        Expr::Match(Match {
+            key: Key::Addr {
+                v6: false,
+                dir: Dir::Src
+            },
+            op: Op::Ne,
+            rhs: Rhs::Values(vec![Value::Prefix(ip("10.0.0.0"), 8)]),
+        })
+    );
+
+    // The endpoint chain's DNAT.
+    let ep = kp
+        .chain("endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80")
+        .unwrap();
+    assert_eq!(
+        ep.rules[1].exprs,
+        vec![
+            Expr::Match(Match {
+                key: Key::L4Proto {
+                    via: ProtoVia::Meta
+                },
+                op: Op::Eq,
+                rhs: Rhs::Values(vec![Value::Sym("tcp".into())]),
+            }),
+            Expr::Nat(Nat {
+                kind: NatKind::Dnat,
+                family: None,
+                addr: Some(NatAddr::Value(Value::Addr(ip("10.180.0.5")))),
+                port: Some(Value::Int(80)),
+                flags: vec![],
+            }),
+        ]
+    );
+
+    // The reject chain and the ClusterIP checks.
+    let reject = kp.chain("reject-chain").unwrap();
+    assert_eq!(
+        reject.comment.as_deref(),
+        Some("helper for @no-endpoint-services / @no-endpoint-nodeports")
+    );
+    assert_eq!(
+        reject.rules[0].exprs,
+        vec![Expr::Verdict(Verdict::Reject { with: None })]
+    );
+    let cic = kp.chain("cluster-ips-check").unwrap();
+    assert_eq!(
+        cic.rules[0].comment.as_deref(),
+        Some("Reject traffic to invalid ports of ClusterIPs")
+    );
+    assert_eq!(
+        cic.rules[0].exprs[0],
+        Expr::Match(Match {
+            key: Key::Addr {
+                v6: false,
+                dir: Dir::Dst
+            },
+            op: Op::Eq,
+            rhs: Rhs::SetRef("cluster-ips".into()),
+        })
+    );
+
+    // Marks and masquerade.
+    let masq = kp.chain("masquerading").unwrap();
+    assert_eq!(
+        masq.rules[0].exprs,
+        vec![
+            Expr::Match(Match {
+                key: Key::Masked {
+                    key: Box::new(Key::Meta(MetaKey::Mark)),
+                    op: BitOp::And,
+                    value: 0x4000
+                },
+                op: Op::Eq,
+                rhs: Rhs::Values(vec![Value::Int(0)]),
+            }),
+            Expr::Verdict(Verdict::Return),
+        ]
+    );
+    assert_eq!(
+        masq.rules[1].exprs,
+        vec![Expr::SetMark {
+            target: MarkTarget::Meta,
+            value: MarkValue::Xor(0x4000)
+        }]
+    );
+    assert_eq!(
+        masq.rules[2].exprs,
+        vec![Expr::Nat(Nat {
+            kind: NatKind::Masquerade,
+            family: None,
+            addr: None,
+            port: None,
+            flags: vec!["fully-random".into()],
+        })]
+    );
+
+    // Base chains: symbolic priorities resolved per hook, numbers kept.
+    let pre = kp
+        .chain("filter-prerouting-pre-dnat")
+        .unwrap()
+        .base
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (pre.kind, pre.hook, pre.priority),
+        (ChainType::Filter, Hook::Prerouting, -110)
+    );
+    assert_eq!(pre.priority_text.as_deref(), Some("dstnat - 10"));
+    assert_eq!(pre.policy, Some(Policy::Accept));
+    let out = kp
+        .chain("filter-output-pre-dnat")
+        .unwrap()
+        .base
+        .clone()
+        .unwrap();
+    assert_eq!((out.priority, out.priority_text), (-110, None));
+    let post = kp.chain("nat-postrouting").unwrap().base.clone().unwrap();
+    assert_eq!((post.kind, post.priority), (ChainType::Nat, 100));
+
+    // ct state new jump …: a bitmask test, not equality.
+    let fwd = kp.chain("filter-forward").unwrap();
+    assert_eq!(
+        fwd.rules[0].exprs[0],
+        Expr::Match(Match {
+            key: Key::Ct {
+                dir: None,
+                key: CtKey::State
+            },
+            op: Op::Implicit,
+            rhs: Rhs::Values(vec![Value::Sym("new".into())]),
+        })
+    );
+    // Affinity: a packet-path set update.
+    let aff_ep = kp
+        .chain("endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80")
+        .unwrap();
+    assert!(matches!(
+        &aff_ep.rules[1].exprs[0],
+        Expr::SetUpdate { op, key: Key::Addr { v6: false, dir: Dir::Src }, .. } if op == "update"
+    ));
+    // Every kube-proxy rule is fully modelled.
+    for (_, c, r) in rs.rules() {
+        assert!(r.fully_modelled(), "{}: {}", c.name, r.text);
+    }
+}
+
+#[test]
+fn docker_layout_in_typed_forms() {
+    let t = std::fs::read_to_string(nft_corpus_dir().join("nftparse-moby-usernet-portmap.nft"))
+        .unwrap();
+    let rs = text(&t);
+    let tb = rs.table(NftFamily::Ip, "docker-bridges").unwrap();
+    let m = tb.set("filter-forward-in-jumps").unwrap();
+    assert_eq!(m.key, SetType::Types(vec!["ifname".into()]));
+    assert_eq!(m.elements[0].key, Value::Str("docker0".into()));
+    let dnat = &tb.chain("nat-prerouting-and-output").unwrap().rules[0];
+    assert_eq!(dnat.comment.as_deref(), Some("DNAT"));
+    assert_eq!(
+        dnat.exprs[0],
+        Expr::Match(Match {
+            key: Key::Iface {
+                dir: IfaceDir::In,
+                by_name: true
+            },
+            op: Op::Ne,
+            rhs: Rhs::Values(vec![Value::Str("bridge1".into())]),
+        })
+    );
+    assert_eq!(
+        dnat.exprs[1],
+        Expr::Match(Match {
+            key: Key::Port {
+                proto: Some(L4Proto::Tcp),
+                dir: Dir::Dst
+            },
+            op: Op::Eq,
+            rhs: Rhs::Values(vec![Value::Int(8080)]),
+        })
+    );
+    assert_eq!(
+        dnat.exprs[2],
+        Expr::Counter {
+            counters: None,
+            name: None
+        }
+    );
+    let out = tb.chain("nat-OUTPUT").unwrap();
+    let b = out.base.as_ref().unwrap();
+    assert_eq!(
+        (b.priority, b.priority_text.as_deref()),
+        (-100, Some("dstnat"))
+    );
+    assert_eq!(
+        out.rules[0].exprs[1],
+        Expr::Match(Match {
+            key: Key::Fib {
+                flags: vec!["daddr".into()],
+                result: "type".into()
+            },
+            op: Op::Eq,
+            rhs: Rhs::Values(vec![Value::Sym("local".into())]),
+        })
+    );
+    let raw = tb.chain("raw-PREROUTING").unwrap().base.clone().unwrap();
+    assert_eq!(raw.priority, -300);
+    assert!(
+        tb.chain("nat-postrouting-in__docker0")
+            .unwrap()
+            .rules
+            .is_empty()
+    );
+}
+
+#[test]
+fn symbolic_priorities_resolve_per_family_and_hook() {
+    let rs = text(
+        "table bridge b {\n\tchain p {\n\t\ttype filter hook prerouting priority dstnat; policy accept;\n\t}\n\tchain f {\n\t\ttype filter hook forward priority filter + 5; policy drop;\n\t}\n}\ntable inet i {\n\tchain s {\n\t\ttype nat hook postrouting priority srcnat + 10; policy accept;\n\t}\n\tchain m {\n\t\ttype route hook output priority mangle; policy accept;\n\t}\n}\n",
+    );
+    let prio = |t: usize, c: usize| rs.tables[t].chains[c].base.as_ref().unwrap().priority;
+    assert_eq!(prio(0, 0), -300);
+    assert_eq!(prio(0, 1), -195);
+    assert_eq!(
+        rs.tables[0].chains[1].base.as_ref().unwrap().policy,
+        Some(Policy::Drop)
+    );
+    assert_eq!(prio(1, 0), 110);
+    assert_eq!(prio(1, 1), -150);
+    assert_eq!(
+        rs.tables[1].chains[1].base.as_ref().unwrap().kind,
+        ChainType::Route
+    );
+    // A name not valid in that family is an error at the priority.
+    let e = parse_nft_text(
+        "table bridge b {\n\tchain p {\n\t\ttype filter hook input priority mangle;\n\t}\n}\n",
+        &NftLimits::default(),
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.column), (3, 35), "{e}");
+    assert!(e.message.contains("expected a priority"), "{e}");
+}
+
+#[test]
+fn broken_input_fails_at_line_and_column() {
+    let cases: &[(&str, usize, usize, &str)] = &[
+        ("tabel ip t {\n}\n", 1, 1, "expected `table`, found `tabel`"),
+        (
+            "table ip t {\n\tchain c {\n\t\tip saddr 1.2.3.4 accept\n",
+            4,
+            1,
+            "expected `}` closing the chain",
+        ),
+        (
+            "table ip t {\n\tchain c {\n\t\ttype filter hook sideways priority 0;\n\t}\n}\n",
+            3,
+            20,
+            "expected a hook",
+        ),
+        (
+            "table ip t {\n\tchain c {\n\t\ttype filter priority 0;\n\t}\n}\n",
+            3,
+            15,
+            "expected `hook`",
+        ),
+        (
+            "table ip t {\n\tset s {\n\t\ttype ipv4_addr\n\t\telements = { 1.2.3.4 2.3.4.5 }\n\t}\n}\n",
+            4,
+            14,
+            "expected set elements",
+        ),
+        (
+            "table ip t {\n\tchain c {\n\t\tcomment \"unterminated\n\t}\n}\n",
+            3,
+            11,
+            "unterminated string",
+        ),
+        (
+            "table ip t {\n\tchain c {\n\t\tpolicy drop;\n\t}\n}\n",
+            3,
+            3,
+            "a policy needs a base chain",
+        ),
+        (
+            "table ip t {\n\tchain c {\n\t\tip daddr { 1.2.3.4\n",
+            3,
+            3,
+            "unclosed `{`",
+        ),
+        (
+            "table ip t {\n\tchain c {\n\t\tip daddr { 1.2.3.4\n\t}\n}\n",
+            6,
+            1,
+            "expected `}` closing the table",
+        ),
+        (
+            "table ip t {\n\tset s {\n\t\telements = 1\n\t}\n}\n",
+            3,
+            14,
+            "expected `{`",
+        ),
+    ];
+    for (input, line, col, what) in cases {
+        let e = parse_nft_text(input, &NftLimits::default()).expect_err(input);
+        assert_eq!((e.line, e.column), (*line, *col), "{input:?}: {e}");
+        assert!(e.message.contains(what), "{input:?}: {e}");
+    }
+    // Control characters in what was found are escaped in the message.
+    let e = parse_nft_text(
+        "table ip t {\n\tchain c {\n\t\ttype \u{1b}[31m hook input priority 0;\n\t}\n}\n",
+        &NftLimits::default(),
+    )
+    .unwrap_err();
+    assert!(e.message.contains("\\u{1b}"), "{e}");
+    assert!(!e.to_string().contains('\u{1b}'));
+    // Limits are enforced with a clear message.
+    let lim = NftLimits {
+        max_rules: 1,
+        ..NftLimits::default()
+    };
+    let e = parse_nft_text(
+        "table ip t {\n\tchain c {\n\t\taccept\n\t\tdrop\n\t}\n}\n",
+        &lim,
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.column), (4, 3));
+    assert!(e.message.contains("more than 1 rules"), "{e}");
+    // JSON: syntax errors keep the reader's position, structure errors name the item.
+    let e = parse_nft_json(
+        "{\"nftables\": [\n  {\"table\": }\n]}",
+        &NftLimits::default(),
+    )
+    .unwrap_err();
+    assert_eq!(e.line, 2, "{e}");
+    let e = parse_nft_json(
+        "{\"nftables\": [{\"chain\": {\"family\": \"ip\", \"table\": \"nope\", \"name\": \"c\"}}]}",
+        &NftLimits::default(),
+    )
+    .unwrap_err();
+    assert!(
+        e.message.contains("item 0") && e.message.contains("`nope`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_expressions_become_unmodelled_and_the_rest_stays_typed() {
+    let r = rule_of("rt type 0 counter packets 0 bytes 0 drop");
+    assert_eq!(
+        r.exprs,
+        vec![
+            Expr::Unmodelled {
+                text: "rt type 0".into()
+            },
+            Expr::Counter {
+                counters: Some(nfscope_ruleset::Counters {
+                    packets: 0,
+                    bytes: 0
+                }),
+                name: None
+            },
+            Expr::Verdict(Verdict::Drop),
+        ]
+    );
+    assert!(!r.fully_modelled());
+    // A concatenation with an unknown part is unmodelled as a whole: its `iifname` must not be
+    // read as a vmap key of its own.
+    let r = rule_of("ipsec in reqid . iifname vmap @m5");
+    assert_eq!(
+        r.exprs,
+        vec![Expr::Unmodelled {
+            text: "ipsec in reqid . iifname vmap @m5".into()
+        }]
+    );
+    // An anonymous chain is kept whole, braces and all.
+    let r = rule_of("ip daddr 192.168.2.20 jump { tcp dport { 80, 443 } accept }");
+    assert_eq!(r.exprs.len(), 2);
+    assert_eq!(
+        r.exprs[1],
+        Expr::Unmodelled {
+            text: "jump { tcp dport { 80, 443 } accept }".into()
+        }
+    );
+    assert_eq!(
+        r.text,
+        "ip daddr 192.168.2.20 jump { tcp dport { 80, 443 } accept }"
+    );
+    // Raw payloads, options and shifts.
+    for body in [
+        "@th,160,128 0x1 drop",
+        "tcp option maxseg size set rt mtu",
+        "ip saddr . \"lo\" @s counter",
+    ] {
+        let r = rule_of(body);
+        assert!(
+            r.exprs.iter().any(|e| matches!(e, Expr::Unmodelled { .. })),
+            "{body}: {:?}",
+            r.exprs
+        );
+        let again = rule_of(&r.text);
+        assert_eq!(again.exprs, r.exprs, "{body}");
+    }
+    // limit/quota are modelled as state nfscope cannot know (MAY), not as pass or fail.
+    let r = rule_of("limit rate over 10/second burst 5 packets drop");
+    assert_eq!(
+        r.exprs[0],
+        Expr::Stateful {
+            kind: "limit".into(),
+            text: "limit rate over 10/second burst 5 packets".into()
+        }
+    );
+    assert_eq!(r.exprs[1], Expr::Verdict(Verdict::Drop));
+    assert!(!r.fully_modelled());
+    // JSON: an xt statement (iptables-nft's opaque blob) is kept as its JSON.
+    let rs = parse_nft_json(
+        r#"{"nftables": [{"table": {"family": "ip", "name": "nat", "handle": 1}},
+            {"chain": {"family": "ip", "table": "nat", "name": "POSTROUTING", "handle": 1, "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}},
+            {"rule": {"family": "ip", "table": "nat", "chain": "POSTROUTING", "handle": 2, "expr": [
+                {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "eth0"}},
+                {"counter": {"packets": 3, "bytes": 180}},
+                {"xt": {"type": "target", "name": "MASQUERADE"}}]}}]}"#,
+        &NftLimits::default(),
+    )
+    .unwrap();
+    let r = &rs.tables[0].chains[0].rules[0];
+    assert_eq!(r.handle, Some(2));
+    assert_eq!(
+        r.exprs[0],
+        Expr::Match(Match {
+            key: Key::Iface {
+                dir: IfaceDir::Out,
+                by_name: true
+            },
+            op: Op::Eq,
+            rhs: Rhs::Values(vec![Value::Str("eth0".into())]),
+        })
+    );
+    assert!(
+        matches!(&r.exprs[2], Expr::Unmodelled { text } if text.contains("MASQUERADE")),
+        "{:?}",
+        r.exprs
+    );
+}
+
+#[test]
+fn statements_in_typed_forms() {
+    let cases: Vec<(&str, Vec<Expr>)> = vec![
+        (
+            "iifname \"veth*\" oif 3 accept",
+            vec![
+                Expr::Match(Match {
+                    key: Key::Iface {
+                        dir: IfaceDir::In,
+                        by_name: true,
+                    },
+                    op: Op::Eq,
+                    rhs: Rhs::Values(vec![Value::Str("veth*".into())]),
+                }),
+                Expr::Match(Match {
+                    key: Key::Iface {
+                        dir: IfaceDir::Out,
+                        by_name: false,
+                    },
+                    op: Op::Eq,
+                    rhs: Rhs::Values(vec![Value::Int(3)]),
+                }),
+                Expr::Verdict(Verdict::Accept),
+            ],
+        ),
+        (
+            "tcp dport { 80, 1000-2000 } ct state established,related ct mark set meta mark & 0x0000ff00",
+            vec![
+                Expr::Match(Match {
+                    key: Key::Port {
+                        proto: Some(L4Proto::Tcp),
+                        dir: Dir::Dst,
+                    },
+                    op: Op::Eq,
+                    rhs: Rhs::Anon(vec![
+                        SetElem {
+                            key: Value::Int(80),
+                            data: None,
+                            comment: None,
+                            options: vec![],
+                        },
+                        SetElem {
+                            key: Value::Range(
+                                Box::new(Value::Int(1000)),
+                                Box::new(Value::Int(2000)),
+                            ),
+                            data: None,
+                            comment: None,
+                            options: vec![],
+                        },
+                    ]),
+                }),
+                Expr::Match(Match {
+                    key: Key::Ct {
+                        dir: None,
+                        key: CtKey::State,
+                    },
+                    op: Op::Implicit,
+                    rhs: Rhs::Values(vec![
+                        Value::Sym("established".into()),
+                        Value::Sym("related".into()),
+                    ]),
+                }),
+                Expr::SetMark {
+                    target: MarkTarget::Ct,
+                    value: MarkValue::From {
+                        key: Key::Masked {
+                            key: Box::new(Key::Meta(MetaKey::Mark)),
+                            op: BitOp::And,
+                            value: 0xff00,
+                        },
+                    },
+                },
+            ],
+        ),
+        (
+            "ct original ip daddr 10.96.0.1 meta skuid 0 meta pkttype host notrack",
+            vec![
+                Expr::Match(Match {
+                    key: Key::Ct {
+                        dir: Some(CtDir::Original),
+                        key: CtKey::Addr {
+                            v6: Some(false),
+                            dir: Dir::Dst,
+                        },
+                    },
+                    op: Op::Eq,
+                    rhs: Rhs::Values(vec![Value::Addr(ip("10.96.0.1"))]),
+                }),
+                Expr::Match(Match {
+                    key: Key::Meta(MetaKey::Skuid),
+                    op: Op::Eq,
+                    rhs: Rhs::Values(vec![Value::Int(0)]),
+                }),
+                Expr::Match(Match {
+                    key: Key::Meta(MetaKey::Pkttype),
+                    op: Op::Eq,
+                    rhs: Rhs::Values(vec![Value::Sym("host".into())]),
+                }),
+                Expr::Notrack,
+            ],
+        ),
+        (
+            "dnat ip to numgen inc mod 2 map { 0 : 10.0.0.1, 1 : 10.0.0.2 }",
+            vec![Expr::Nat(Nat {
+                kind: NatKind::Dnat,
+                family: Some(false),
+                addr: Some(NatAddr::Map {
+                    key: Key::Numgen {
+                        random: false,
+                        modulus: 2,
+                        offset: 0,
+                    },
+                    map: MapRef::Anon(vec![
+                        SetElem {
+                            key: Value::Int(0),
+                            data: Some(MapData::Value(Value::Addr(ip("10.0.0.1")))),
+                            comment: None,
+                            options: vec![],
+                        },
+                        SetElem {
+                            key: Value::Int(1),
+                            data: Some(MapData::Value(Value::Addr(ip("10.0.0.2")))),
+                            comment: None,
+                            options: vec![],
+                        },
+                    ]),
+                }),
+                port: None,
+                flags: vec![],
+            })],
+        ),
+        (
+            "dnat ip6 to [fd10:88:a::1]:53 snat to 192.168.3.2-192.168.3.4:8080-8999 redirect to :15001 tproxy ip to 127.0.0.1:3129",
+            vec![
+                Expr::Nat(Nat {
+                    kind: NatKind::Dnat,
+                    family: Some(true),
+                    addr: Some(NatAddr::Value(Value::Addr(ip("fd10:88:a::1")))),
+                    port: Some(Value::Int(53)),
+                    flags: vec![],
+                }),
+                Expr::Nat(Nat {
+                    kind: NatKind::Snat,
+                    family: None,
+                    addr: Some(NatAddr::Value(Value::Range(
+                        Box::new(Value::Addr(ip("192.168.3.2"))),
+                        Box::new(Value::Addr(ip("192.168.3.4"))),
+                    ))),
+                    port: Some(Value::Range(
+                        Box::new(Value::Int(8080)),
+                        Box::new(Value::Int(8999)),
+                    )),
+                    flags: vec![],
+                }),
+                Expr::Nat(Nat {
+                    kind: NatKind::Redirect,
+                    family: None,
+                    addr: None,
+                    port: Some(Value::Int(15001)),
+                    flags: vec![],
+                }),
+                Expr::Nat(Nat {
+                    kind: NatKind::Tproxy,
+                    family: Some(false),
+                    addr: Some(NatAddr::Value(Value::Addr(ip("127.0.0.1")))),
+                    port: Some(Value::Int(3129)),
+                    flags: vec![],
+                }),
+            ],
+        ),
+        (
+            "log prefix \"drop: \" group 2 reject with tcp reset",
+            vec![
+                Expr::Log {
+                    prefix: Some("drop: ".into()),
+                    group: Some(2),
+                    options: vec![],
+                },
+                Expr::Verdict(Verdict::Reject {
+                    with: Some("tcp reset".into()),
+                }),
+            ],
+        ),
+        (
+            "fib saddr . iif oif missing icmpv6 type { nd-neighbor-solicit, nd-router-advert } queue flags bypass to 0-3",
+            vec![
+                Expr::Match(Match {
+                    key: Key::Fib {
+                        flags: vec!["saddr".into(), "iif".into()],
+                        result: "oif".into(),
+                    },
+                    op: Op::Eq,
+                    rhs: Rhs::Values(vec![Value::Sym("missing".into())]),
+                }),
+                Expr::Match(Match {
+                    key: Key::Icmp {
+                        v6: true,
+                        is_type: true,
+                    },
+                    op: Op::Eq,
+                    rhs: Rhs::Anon(vec![
+                        SetElem {
+                            key: Value::Sym("nd-neighbor-solicit".into()),
+                            data: None,
+                            comment: None,
+                            options: vec![],
+                        },
+                        SetElem {
+                            key: Value::Sym("nd-router-advert".into()),
+                            data: None,
+                            comment: None,
+                            options: vec![],
+                        },
+                    ]),
+                }),
+                Expr::Verdict(Verdict::Queue {
+                    options: "flags bypass to 0-3".into(),
+                }),
+            ],
+        ),
+        (
+            "meta mark set 0x00000010 ct zone set 3 meta nfproto ipv6 goto other",
+            vec![
+                Expr::SetMark {
+                    target: MarkTarget::Meta,
+                    value: MarkValue::Set(0x10),
+                },
+                Expr::Mangle {
+                    key: Key::Ct {
+                        dir: None,
+                        key: CtKey::Zone,
+                    },
+                    value: "3".into(),
+                },
+                Expr::Match(Match {
+                    key: Key::NfProto,
+                    op: Op::Eq,
+                    rhs: Rhs::Values(vec![Value::Sym("ipv6".into())]),
+                }),
+                Expr::Verdict(Verdict::Goto("other".into())),
+            ],
+        ),
+    ];
+    for (body, want) in cases {
+        let r = rule_of(body);
+        assert_eq!(r.exprs, want, "{body}");
+        assert_eq!(rule_of(&r.text).exprs, want, "{body} → {}", r.text);
+    }
+}
+
+#[test]
+fn interval_and_concatenated_set_elements_count_as_listed() {
+    let rs = text(
+        "table ip t {\n\tset s {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = { 1.2.3.4, 10.0.0.0/8,\n\t\t\t     192.168.1.1-192.168.1.9 }\n\t}\n\tset c {\n\t\ttype ipv4_addr . inet_service\n\t\tflags interval\n\t\telements = { 10.0.0.0/24 . 80-90 comment \"a\", 10.1.0.1 . 443 timeout 1h expires 59m counter packets 4 bytes 336 }\n\t}\n}\n",
+    );
+    let s = &rs.tables[0].sets[0];
+    assert_eq!(
+        s.elements.len(),
+        3,
+        "the kernel's 7 boundaries are 3 listed elements"
+    );
+    assert_eq!(s.flags, vec!["interval".to_string()]);
+    assert_eq!(
+        s.elements[2].key,
+        Value::Range(
+            Box::new(Value::Addr(ip("192.168.1.1"))),
+            Box::new(Value::Addr(ip("192.168.1.9")))
+        )
+    );
+    let c = &rs.tables[0].sets[1];
+    assert_eq!(c.elements.len(), 2);
+    assert_eq!(c.elements[0].comment.as_deref(), Some("a"));
+    assert_eq!(
+        c.elements[1].options,
+        vec!["timeout 1h", "expires 59m", "counter packets 4 bytes 336"]
+    );
+}
