@@ -443,12 +443,20 @@ pub struct TypedRule {
 }
 
 impl TypedRule {
-    /// True when every expression is modelled (an evaluator can be certain).
+    /// True when every expression is modelled (an evaluator can be certain): no
+    /// [`Expr::Unmodelled`], no [`Expr::Stateful`], no mark set to a value nfscope cannot compute.
     pub fn fully_modelled(&self) -> bool {
-        !self
-            .exprs
-            .iter()
-            .any(|e| matches!(e, Expr::Unmodelled { .. } | Expr::Stateful { .. }))
+        !self.exprs.iter().any(|e| {
+            matches!(
+                e,
+                Expr::Unmodelled { .. }
+                    | Expr::Stateful { .. }
+                    | Expr::SetMark {
+                        value: MarkValue::Other(_),
+                        ..
+                    }
+            )
+        })
     }
 
     /// The rule's terminal verdict, if its last statement is one.

@@ -684,7 +684,7 @@ fn keyed(c: &mut Cur) -> Option<Expr> {
         c.p += 1;
         Rhs::SetRef(name.to_string())
     } else if c.is_punct('{') {
-        Rhs::Anon(elements(c)?)
+        super::canon_rhs(Rhs::Anon(elements(c)?))
     } else {
         let mut vals = vec![value(c)?];
         if is_bitmask(&k) {

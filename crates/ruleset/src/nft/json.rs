@@ -250,7 +250,12 @@ pub(crate) fn duration(secs: u64) -> String {
 
 fn set_type(v: &J) -> Option<SetType> {
     match v {
-        J::String(s) => Some(SetType::Types(vec![s.clone()])),
+        J::String(s) => Some(SetType::Types(
+            s.trim_start_matches("interval ")
+                .split(" . ")
+                .map(str::to_string)
+                .collect(),
+        )),
         J::Array(a) => Some(SetType::Types(
             a.iter().filter_map(J::as_str).map(str::to_string).collect(),
         )),
@@ -315,6 +320,13 @@ fn set_def(b: &J, is_map: bool, i: usize) -> Result<NftSetDef, ParseError> {
     if let Some(p) = str_of(b, "policy") {
         extra.push(format!("policy {p}"));
     }
+    // Statements every element gets (`counter` in the set's declaration).
+    for st in b.get("stmt").and_then(J::as_array).into_iter().flatten() {
+        match st.as_object().and_then(|o| o.iter().next()) {
+            Some((k, J::Null)) => extra.push(k.clone()),
+            _ => extra.push(st.to_string()),
+        }
+    }
     if let Some(g) = b.get("gc-interval").and_then(J::as_u64) {
         extra.push(format!("gc-interval {}", duration(g)));
     }
@@ -323,8 +335,11 @@ fn set_def(b: &J, is_map: bool, i: usize) -> Result<NftSetDef, ParseError> {
         is_map,
         handle: b.get("handle").and_then(J::as_u64),
         key: key_t,
+        data_interval: b
+            .get("map")
+            .and_then(J::as_str)
+            .is_some_and(|m| m.starts_with("interval ")),
         data,
-        data_interval: false,
         flags: strs(b.get("flags")),
         timeout: b.get("timeout").and_then(J::as_u64).map(duration),
         size: b.get("size").and_then(J::as_u64),
@@ -623,7 +638,9 @@ fn typed_stmt(s: &J, family: NftFamily) -> Option<Expr> {
             let strpos = key_string_positions(&key);
             let rhs = match right {
                 J::String(s) if s.starts_with('@') => Rhs::SetRef(s[1..].to_string()),
-                J::Object(o) if o.contains_key("set") => Rhs::Anon(anon(right, &strpos)?),
+                J::Object(o) if o.contains_key("set") => {
+                    super::canon_rhs(Rhs::Anon(anon(right, &strpos)?))
+                }
                 // A negated bitmask list: `ct state != established,related`.
                 J::Object(o) if o.len() == 1 && o.contains_key("|") => Rhs::Values(
                     o["|"]
@@ -715,17 +732,19 @@ fn typed_stmt(s: &J, family: NftFamily) -> Option<Expr> {
                     target: t,
                     value: match val {
                         J::Number(n) => MarkValue::Set(n.as_u64()?),
-                        v => match key(v)? {
-                            Key::Masked {
+                        v => match key(v) {
+                            Some(Key::Masked {
                                 key: inner,
                                 op,
                                 value,
-                            } if *inner == target => match op {
+                            }) if *inner == target => match op {
                                 BitOp::Or => MarkValue::Or(value),
                                 BitOp::And => MarkValue::And(value),
                                 BitOp::Xor => MarkValue::Xor(value),
                             },
-                            k => MarkValue::From { key: k },
+                            Some(k) => MarkValue::From { key: k },
+                            // Maps, shifts, …: a mark nfscope cannot compute.
+                            None => MarkValue::Other(v.to_string()),
                         },
                     },
                 },

@@ -81,6 +81,23 @@ impl Default for NftLimits {
     }
 }
 
+/// One form per meaning: a one-element anonymous set (`ip daddr { 10.0.0.0/8 }`) is the element
+/// itself, as newer nft lists it.
+pub(crate) fn canon_rhs(rhs: crate::typed::Rhs) -> crate::typed::Rhs {
+    use crate::typed::Rhs;
+    match rhs {
+        Rhs::Anon(mut v)
+            if v.len() == 1
+                && v[0].data.is_none()
+                && v[0].comment.is_none()
+                && v[0].options.is_empty() =>
+        {
+            Rhs::Values(vec![v.pop().expect("one").key])
+        }
+        r => r,
+    }
+}
+
 /// Escapes control characters (and backslashes) for an error message.
 pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
