@@ -677,8 +677,14 @@ fn broken_input_fails_at_line_and_column() {
         (
             "table ip t {\n\tchain c {\n\t\tip daddr { 1.2.3.4\n",
             3,
+            12,
+            "unclosed `{` in this rule",
+        ),
+        (
+            "table ip t {\n\tchain c {\n\t\ttcp flags & (syn | ack } drop\n\t}\n}\n",
             3,
-            "unclosed `{`",
+            26,
+            "expected `)`, found `}`",
         ),
         (
             "table ip t {\n\tchain c {\n\t\tip daddr { 1.2.3.4\n\t}\n}\n",
@@ -1084,6 +1090,27 @@ fn statements_in_typed_forms() {
         assert_eq!(r.exprs, want, "{body}");
         assert_eq!(rule_of(&r.text).exprs, want, "{body} → {}", r.text);
     }
+}
+
+#[test]
+fn line_continuations_comments_and_semicolons() {
+    let a = text(
+        "# a ruleset\ntable inet f { # handle 3\n\tchain c { # handle 1\n\t\ttype filter hook input priority 0; policy drop;\n\t\tip saddr 10.0.0.1\\\n\t\t  tcp dport 22 accept; udp dport 53 accept # handle 7\n\t}\n}\n",
+    );
+    let c = &a.tables[0].chains[0];
+    assert_eq!(a.tables[0].handle, Some(3));
+    assert_eq!(c.handle, Some(1));
+    assert_eq!(c.rules.len(), 2);
+    assert_eq!(c.rules[0].text, "ip saddr 10.0.0.1 tcp dport 22 accept");
+    assert_eq!((c.rules[0].line, c.rules[0].handle), (5, None));
+    assert_eq!((c.rules[1].position, c.rules[1].handle), (2, Some(7)));
+    // A backslash that does not end a line is refused where it stands.
+    let e = parse_nft_text(
+        "table ip t {\n\tchain c {\n\t\tip saddr 1.2.3.4\\ accept\n\t}\n}\n",
+        &NftLimits::default(),
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.column), (3, 19), "{e}");
 }
 
 #[test]

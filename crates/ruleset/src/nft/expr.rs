@@ -1101,9 +1101,8 @@ pub(crate) fn rule_exprs(toks: &[Token], src: &str) -> Vec<Expr> {
     let mut unmod: Option<usize> = None;
     let flush = |out: &mut Vec<Expr>, unmod: &mut Option<usize>, end: usize| {
         if let Some(s) = unmod.take() {
-            let text = src[toks[s].start..toks[end - 1].end].to_string();
             out.push(Expr::Unmodelled {
-                text: normalise_ws(&text),
+                text: source_text(src, &toks[s..end]),
             });
         }
     };
@@ -1154,6 +1153,19 @@ pub(crate) fn rule_exprs(toks: &[Token], src: &str) -> Vec<Expr> {
     }
     flush(&mut out, &mut unmod, toks.len());
     out
+}
+
+/// The tokens' source text, as written (`@th,160,128` stays glued), with whatever separated
+/// two tokens (blanks, line breaks, `#` comments) reduced to one space.
+pub(crate) fn source_text(src: &str, toks: &[Token]) -> String {
+    let mut s = String::new();
+    for (i, t) in toks.iter().enumerate() {
+        if i > 0 && t.start > toks[i - 1].end {
+            s.push(' ');
+        }
+        s.push_str(&src[t.start..t.end]);
+    }
+    s
 }
 
 /// Collapses runs of whitespace (line continuations of listed elements) to one space.

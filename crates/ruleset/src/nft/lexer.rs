@@ -159,11 +159,21 @@ pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
             _ => {
                 let mut end = text.len();
                 while let Some(&(j, c)) = it.peek() {
-                    if is_sep(c) {
+                    let continuation = c == '\\'
+                        && (text[j + 1..].starts_with('\n') || text[j + 1..].starts_with("\r\n"));
+                    if is_sep(c) || continuation {
                         end = j;
                         break;
                     }
                     it.next();
+                }
+                if text[i..end].ends_with('\\') {
+                    return Err(ParseError {
+                        line,
+                        column: col_of(line_start, end - 1),
+                        message: "unexpected `\\`: a backslash only continues a line at its end"
+                            .to_string(),
+                    });
                 }
                 out.push(Token {
                     tok: Tok::Word(text[i..end].to_string()),

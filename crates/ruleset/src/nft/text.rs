@@ -291,6 +291,12 @@ impl P<'_> {
                 return Err(self.err_at(self.p, "expected `}` closing the set"));
             };
             if tok.is_punct('}') {
+                if matches!(&s.key, SetType::Types(t) if t.is_empty()) {
+                    return Err(self.err_at(
+                        self.p,
+                        &format!("expected `type` or `typeof` in set `{}`", escape(&s.name)),
+                    ));
+                }
                 self.p += 1;
                 return Ok(s);
             }
@@ -590,20 +596,26 @@ impl P<'_> {
     fn rule(&mut self, position: usize) -> Result<TypedRule, ParseError> {
         let first = self.p;
         let line = self.toks[first].line;
-        let mut depth = 0usize;
+        let mut open: Vec<(char, usize)> = Vec::new();
         let mut handle = None;
         let mut body = Vec::new();
         while let Some(t) = self.peek() {
             match &t.tok {
-                Tok::Punct('{') | Tok::Punct('(') => {
-                    depth += 1;
-                    if depth > self.limits.max_depth {
+                Tok::Punct(c @ ('{' | '(')) => {
+                    open.push((if *c == '{' { '}' } else { ')' }, self.p));
+                    if open.len() > self.limits.max_depth {
                         return Err(self.err_at(self.p, "braces nested too deeply"));
                     }
                 }
-                Tok::Punct('}') | Tok::Punct(')') if depth == 0 => break,
-                Tok::Punct('}') | Tok::Punct(')') => depth -= 1,
-                Tok::Newline | Tok::Punct(';') if depth == 0 => {
+                Tok::Punct('}') if open.is_empty() => break,
+                Tok::Punct(c @ ('}' | ')')) => match open.pop() {
+                    Some((want, _)) if want == *c => {}
+                    Some((want, _)) => {
+                        return Err(self.err_at(self.p, &format!("expected `{want}`")));
+                    }
+                    None => return Err(self.err_at(self.p, "unbalanced `)`")),
+                },
+                Tok::Newline | Tok::Punct(';') if open.is_empty() => {
                     self.p += 1;
                     break;
                 }
@@ -623,8 +635,14 @@ impl P<'_> {
             body.push(t.clone());
             self.p += 1;
         }
-        if depth > 0 {
-            return Err(self.err_at(first, "unclosed `{` in this rule"));
+        if let Some(&(want, at)) = open.last() {
+            let opener = if want == '}' { '{' } else { '(' };
+            let t = &self.toks[at];
+            return Err(ParseError {
+                line: t.line,
+                column: t.col,
+                message: format!("unclosed `{opener}` in this rule: expected a matching `{want}`"),
+            });
         }
         self.rules += 1;
         if self.rules > self.limits.max_rules {
