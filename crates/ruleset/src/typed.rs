@@ -26,7 +26,7 @@
 //! | `-m mark --mark 0x4000/0x4000` | `meta mark & 0x4000 == 0x4000` | `Key::Masked { key: Meta(Mark), op: And, value: 0x4000 }`, `Op::Eq` |
 //! | `-m set --match-set S dst,dst` | `ip daddr . tcp dport @S` | `Key::Concat([...])`, `Rhs::SetRef("S")` |
 //! | `-m addrtype --dst-type LOCAL` | `fib daddr type local` | `Key::Fib { flags: [daddr], result: Type }` |
-//! | `-m statistic --mode random --probability p` | `numgen random mod N vmap {…}` | `Key::Numgen { .. }` in [`Expr::Vmap`]; a statistic rule lowers to `Match { key: Numgen { mode: Random, modulus, .. }, .. }` with the probability as a range of the modulus |
+//! | `-m statistic --mode random --probability p` | `numgen random mod N vmap {…}` | `Key::Numgen` in [`Expr::Vmap`] (branch chances from [`numgen_branches`]); a statistic rule lowers to `Match { key: Numgen { random: true, modulus: 2^31, offset: 0 }, op: Lt, rhs: [Int(p·2^31)] }`, nft's own translation `meta random & 0x7fffffff < T` |
 //! | `-j MARK --or-mark 0x4000` | `meta mark set meta mark \| 0x4000` | [`Expr::SetMark`] `{ target: Meta, value: Or(0x4000) }` |
 //! | `-j DNAT --to-destination A:P` | `dnat to A:P` | [`Expr::Nat`] `{ kind: Dnat, addr, port }` |
 //! | `-j MASQUERADE --random-fully` | `masquerade fully-random` | [`Expr::Nat`] `{ kind: Masquerade, flags: ["fully-random"] }` |
@@ -1002,4 +1002,41 @@ pub enum NatAddr {
         /// The map.
         map: MapRef,
     },
+}
+
+/// The branches of a `numgen … vmap { … }` / `numgen … map { … }` lookup: each element's data
+/// with the probability that a draw lands on it (`numgen random|inc mod N offset K` yields
+/// K..K+N-1, uniformly for `random`, round-robin for `inc`). Probabilities sum to at most 1; the
+/// rest is "no element" (the rule does not match). `None` when `key` is not `numgen` or an element
+/// key is not a number or range of numbers.
+pub fn numgen_branches<'a>(key: &Key, elems: &'a [SetElem]) -> Option<Vec<(f64, &'a MapData)>> {
+    let Key::Numgen {
+        modulus, offset, ..
+    } = key
+    else {
+        return None;
+    };
+    if *modulus == 0 {
+        return Some(Vec::new());
+    }
+    let (lo, hi) = (
+        u64::from(*offset),
+        u64::from(*offset) + u64::from(*modulus) - 1,
+    );
+    let mut out = Vec::new();
+    for e in elems {
+        let (a, b) = match &e.key {
+            Value::Int(v) => (*v, *v),
+            Value::Range(a, b) => match (&**a, &**b) {
+                (Value::Int(a), Value::Int(b)) => (*a, *b),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let hits = b.min(hi).saturating_add(1).saturating_sub(a.max(lo));
+        if let Some(d) = &e.data {
+            out.push((hits as f64 / f64::from(*modulus), d));
+        }
+    }
+    Some(out)
 }

@@ -384,6 +384,20 @@ fn kube_proxy_nftables_mode_in_typed_forms() {
     };
     assert_eq!(elems.len(), 2);
     assert_eq!(elems[0].key, Value::Int(0));
+    let branches = numgen_branches(
+        &Key::Numgen {
+            random: true,
+            modulus: 2,
+            offset: 0,
+        },
+        elems,
+    )
+    .expect("numeric keys");
+    assert_eq!(branches.len(), 2);
+    assert!(
+        branches.iter().all(|(p, _)| (*p - 0.5).abs() < 1e-9),
+        "{branches:?}"
+    );
     assert_eq!(
         elems[1].data,
         Some(MapData::Verdict(Verdict::Goto(
@@ -1085,11 +1099,58 @@ fn statements_in_typed_forms() {
             ],
         ),
     ];
+    let syn_of_four = Key::Masked {
+        key: Box::new(Key::TcpFlags),
+        op: BitOp::And,
+        value: 0x17,
+    };
+    let cases = cases.into_iter().chain([
+        (
+            "tcp flags & (fin | syn | rst | ack) != syn drop",
+            vec![
+                Expr::Match(Match {
+                    key: syn_of_four.clone(),
+                    op: Op::Ne,
+                    rhs: Rhs::Values(vec![Value::Sym("syn".into())]),
+                }),
+                Expr::Verdict(Verdict::Drop),
+            ],
+        ),
+        (
+            // nft ≥ 1.0.x spelling of the same test.
+            "tcp flags syn / fin,syn,rst,ack accept",
+            vec![
+                Expr::Match(Match {
+                    key: syn_of_four,
+                    op: Op::Eq,
+                    rhs: Rhs::Values(vec![Value::Sym("syn".into())]),
+                }),
+                Expr::Verdict(Verdict::Accept),
+            ],
+        ),
+    ]);
     for (body, want) in cases {
         let r = rule_of(body);
         assert_eq!(r.exprs, want, "{body}");
         assert_eq!(rule_of(&r.text).exprs, want, "{body} → {}", r.text);
     }
+}
+
+#[test]
+fn numgen_branch_probabilities() {
+    let r = rule_of("numgen inc mod 4 offset 10 vmap { 10-12 : goto a, 13 : goto b, 99 : drop }");
+    let Expr::Vmap {
+        key,
+        map: MapRef::Anon(elems),
+    } = &r.exprs[0]
+    else {
+        panic!("{:?}", r.exprs);
+    };
+    let b = numgen_branches(key, elems).unwrap();
+    let p: Vec<f64> = b.iter().map(|(p, _)| *p).collect();
+    assert_eq!(p, vec![0.75, 0.25, 0.0]);
+    assert_eq!(b[1].1, &MapData::Verdict(Verdict::Goto("b".into())));
+    assert!(numgen_branches(&Key::TcpFlags, elems).is_none());
 }
 
 #[test]

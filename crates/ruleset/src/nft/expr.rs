@@ -533,22 +533,56 @@ pub(crate) fn key(c: &mut Cur) -> Option<Key> {
         Key::Concat(keys)
     };
     while let Some(op) = c.word().and_then(bitop) {
-        match c.peek_at(1).and_then(Token::word).and_then(parse_int) {
+        c.p += 1;
+        let v = match c.word().and_then(parse_int) {
             Some(v) => {
-                c.p += 2;
-                k = Key::Masked {
-                    key: Box::new(k),
-                    op,
-                    value: v,
-                };
+                c.p += 1;
+                Some(v)
             }
-            None => {
-                c.p = save;
-                return None;
-            }
-        }
+            None if k == Key::TcpFlags => tcp_flag_mask(c),
+            None => None,
+        };
+        let Some(v) = v else {
+            c.p = save;
+            return None;
+        };
+        k = Key::Masked {
+            key: Box::new(k),
+            op,
+            value: v,
+        };
     }
     Some(k)
+}
+
+/// TCP flag names and bits, in header order.
+pub(crate) const TCP_FLAGS: [(&str, u64); 8] = [
+    ("fin", 0x01),
+    ("syn", 0x02),
+    ("rst", 0x04),
+    ("psh", 0x08),
+    ("ack", 0x10),
+    ("urg", 0x20),
+    ("ecn", 0x40),
+    ("cwr", 0x80),
+];
+
+pub(crate) fn tcp_flag(name: &str) -> Option<u64> {
+    TCP_FLAGS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+}
+
+/// `syn`, `(fin | syn | rst | ack)` or `syn,ack` → the OR of the bits.
+fn tcp_flag_mask(c: &mut Cur) -> Option<u64> {
+    let paren = c.eat_punct('(');
+    let mut v = tcp_flag(c.next_word()?)?;
+    while c.is("|") || c.is_punct(',') {
+        c.p += 1;
+        v |= tcp_flag(c.next_word()?)?;
+    }
+    if paren && !c.eat_punct(')') {
+        return None;
+    }
+    Some(v)
 }
 
 fn bitop(w: &str) -> Option<BitOp> {
@@ -561,14 +595,15 @@ fn bitop(w: &str) -> Option<BitOp> {
 }
 
 fn is_bitmask(k: &Key) -> bool {
-    matches!(
-        k,
+    match k {
         Key::TcpFlags
-            | Key::Ct {
-                key: CtKey::State | CtKey::Status,
-                ..
-            }
-    )
+        | Key::Ct {
+            key: CtKey::State | CtKey::Status,
+            ..
+        } => true,
+        Key::Masked { key, .. } => **key == Key::TcpFlags,
+        _ => false,
+    }
 }
 
 /// `{ elem, elem, … }` (the `{` not yet eaten). Elements end at `,` or `}`.
@@ -692,6 +727,20 @@ fn keyed(c: &mut Cur) -> Option<Expr> {
                 c.p += 1;
                 vals.push(value(c)?);
             }
+        }
+        // `tcp flags syn / syn,ack` is `tcp flags & (syn | ack) == syn`.
+        if k == Key::TcpFlags && matches!(explicit, None | Some(Op::Eq | Op::Ne)) && c.is("/") {
+            c.p += 1;
+            let mask = tcp_flag_mask(c)?;
+            return Some(Expr::Match(Match {
+                key: Key::Masked {
+                    key: Box::new(k),
+                    op: BitOp::And,
+                    value: mask,
+                },
+                op: explicit.unwrap_or(Op::Eq),
+                rhs: Rhs::Values(vals),
+            }));
         }
         Rhs::Values(vals)
     };

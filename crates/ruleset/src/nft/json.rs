@@ -557,14 +557,21 @@ fn key(v: &J) -> Option<Key> {
             if a.len() != 2 {
                 return None;
             }
+            let inner = key(&a[0])?;
+            let value = match &a[1] {
+                J::Number(n) => n.as_u64()?,
+                // `tcp flags & (fin | syn)`: flag names, one or OR'ed.
+                v if inner == Key::TcpFlags => tcp_flags_value(v)?,
+                _ => return None,
+            };
             Key::Masked {
-                key: Box::new(key(&a[0])?),
+                key: Box::new(inner),
                 op: match k.as_str() {
                     "&" => BitOp::And,
                     "|" => BitOp::Or,
                     _ => BitOp::Xor,
                 },
-                value: a[1].as_u64()?,
+                value,
             }
         }
         _ => return None,
@@ -593,15 +600,27 @@ fn hash_text(v: &J) -> Option<String> {
     Some(s)
 }
 
+fn tcp_flags_value(v: &J) -> Option<u64> {
+    match v {
+        J::String(s) => super::expr::tcp_flag(s),
+        J::Array(a) => a
+            .iter()
+            .try_fold(0, |acc, x| Some(acc | tcp_flags_value(x)?)),
+        J::Object(o) if o.len() == 1 => tcp_flags_value(o.get("|")?),
+        _ => None,
+    }
+}
+
 fn is_bitmask(k: &Key) -> bool {
-    matches!(
-        k,
+    match k {
         Key::TcpFlags
-            | Key::Ct {
-                key: CtKey::State | CtKey::Status,
-                ..
-            }
-    )
+        | Key::Ct {
+            key: CtKey::State | CtKey::Status,
+            ..
+        } => true,
+        Key::Masked { key, .. } => **key == Key::TcpFlags,
+        _ => false,
+    }
 }
 
 fn anon(v: &J, strpos: &[bool]) -> Option<Vec<SetElem>> {

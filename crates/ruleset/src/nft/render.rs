@@ -343,6 +343,14 @@ pub fn render_key(k: &Key) -> String {
         }
         Key::Hash(t) => t.clone(),
         Key::Payload { proto, field } => format!("{proto} {field}"),
+        Key::Masked { key, op, value } if **key == Key::TcpFlags => {
+            let names: Vec<&str> = super::expr::TCP_FLAGS
+                .iter()
+                .filter(|(_, b)| value & b != 0)
+                .map(|(n, _)| *n)
+                .collect();
+            format!("tcp flags {} ({})", op.as_str(), names.join(" | "))
+        }
         Key::Masked { key, op, value } => {
             let v = if is_mark(key) {
                 format!("0x{value:08x}")
@@ -386,7 +394,11 @@ pub fn render_expr(e: &Expr) -> String {
                     &vs.iter()
                         .map(|v| render_value(v, Some(&m.key)))
                         .collect::<Vec<_>>()
-                        .join(","),
+                        .join(if matches!(m.key, Key::Masked { .. }) {
+                            " | "
+                        } else {
+                            ","
+                        }),
                 ),
             }
             s
