@@ -47,6 +47,9 @@ use crate::model::Counters;
 pub struct NftRuleset {
     /// Tables in the order the listing shows them.
     pub tables: Vec<NftTable>,
+    /// `#` comment lines outside tables, e.g. nft's `# Warning: table ip filter is managed by
+    /// iptables-nft, do not touch!` when it was captured with the listing: never dropped.
+    pub notices: Vec<String>,
 }
 
 impl NftRuleset {
@@ -68,11 +71,12 @@ impl NftRuleset {
         })
     }
 
-    /// The parts every dump format carries: source lines cleared and symbolic priorities
-    /// forgotten (JSON prints numbers only), so a text dump and a JSON dump of one ruleset
-    /// compare equal.
+    /// The parts every dump format carries: source lines and notices cleared, symbolic
+    /// priorities forgotten (JSON prints numbers only), so a text dump and a JSON dump of one
+    /// ruleset compare equal.
     pub fn normalised(&self) -> Self {
         let mut rs = self.clone();
+        rs.notices.clear();
         for t in &mut rs.tables {
             t.line = 0;
             for s in &mut t.sets {

@@ -1137,6 +1137,41 @@ fn statements_in_typed_forms() {
 }
 
 #[test]
+fn iptables_nft_tables_as_nft_lists_them() {
+    // nft 1.0.6 listing of a namespace with three iptables-nft rules (with its stderr warnings
+    // appended): `-m recent` has no translation, `-m statistic` has, `-m comment` is dropped.
+    let rs = text(
+        "table ip nat {\n\tchain POSTROUTING {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\toifname \"eth0\"  counter packets 0 bytes 0 masquerade fully-random\n\t}\n}\ntable ip filter {\n\tchain INPUT {\n\t\ttype filter hook input priority filter; policy accept;\n\t\ttcp dport 22 ct state new xt match recent counter packets 0 bytes 0 accept\n\t\tmeta random & 2147483647 < 536870912 counter packets 0 bytes 0 drop\n\t}\n}\n# Warning: table ip nat is managed by iptables-nft, do not touch!\n# Warning: table ip filter is managed by iptables-nft, do not touch!\n",
+    );
+    assert_eq!(rs.notices.len(), 2);
+    assert!(rs.notices[0].contains("managed by iptables-nft"));
+    let input = &rs.tables[1].chains[0];
+    assert_eq!(
+        input.rules[0].exprs[2],
+        Expr::Unmodelled {
+            text: "xt match recent".into()
+        }
+    );
+    assert_eq!(input.rules[0].exprs[4], Expr::Verdict(Verdict::Accept));
+    // -m statistic --probability 0.25, as nft translates it: one numgen form.
+    assert_eq!(
+        input.rules[1].exprs[0],
+        Expr::Match(Match {
+            key: Key::Numgen {
+                random: true,
+                modulus: 1 << 31,
+                offset: 0
+            },
+            op: Op::Lt,
+            rhs: Rhs::Values(vec![Value::Int(536_870_912)]),
+        })
+    );
+    let again = text(&render_nft(&rs));
+    assert_eq!(again.notices, rs.notices);
+    assert_eq!(strip_lines(&again), strip_lines(&rs));
+}
+
+#[test]
 fn numgen_branch_probabilities() {
     let r = rule_of("numgen inc mod 4 offset 10 vmap { 10-12 : goto a, 13 : goto b, 99 : drop }");
     let Expr::Vmap {

@@ -702,7 +702,7 @@ fn op(c: &mut Cur) -> Option<Op> {
 
 /// An expression that starts with a key: match, vmap, or `set` statement.
 fn keyed(c: &mut Cur) -> Option<Expr> {
-    let k = key(c)?;
+    let k = super::canon_key(key(c)?);
     if c.eat("vmap") {
         return Some(Expr::Vmap {
             key: k,

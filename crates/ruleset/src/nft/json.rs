@@ -652,7 +652,7 @@ fn typed_stmt(s: &J, family: NftFamily) -> Option<Expr> {
     }
     Some(match k.as_str() {
         "match" => {
-            let key = key(b.get("left")?)?;
+            let key = super::canon_key(key(b.get("left")?)?);
             let right = b.get("right")?;
             let strpos = key_string_positions(&key);
             let rhs = match right {

@@ -98,6 +98,24 @@ pub(crate) fn canon_rhs(rhs: crate::typed::Rhs) -> crate::typed::Rhs {
     }
 }
 
+/// One form per meaning for keys: `meta random & 0x7fffffff` (nft's translation of iptables'
+/// `-m statistic --mode random`) is `numgen random mod 2^31`, so a probability is read one way.
+pub(crate) fn canon_key(k: crate::typed::Key) -> crate::typed::Key {
+    use crate::typed::{BitOp, Key, MetaKey};
+    match k {
+        Key::Masked {
+            key,
+            op: BitOp::And,
+            value: 0x7fff_ffff,
+        } if matches!(&*key, Key::Meta(MetaKey::Other(o)) if o == "random") => Key::Numgen {
+            random: true,
+            modulus: 1 << 31,
+            offset: 0,
+        },
+        k => k,
+    }
+}
+
 /// Escapes control characters (and backslashes) for an error message.
 pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -8,6 +8,9 @@ use crate::typed::*;
 /// The whole ruleset as nft text (valid `nft -f` input for what the model types).
 pub fn render_nft(rs: &NftRuleset) -> String {
     let mut out = String::new();
+    for n in &rs.notices {
+        let _ = writeln!(out, "# {n}");
+    }
     for t in &rs.tables {
         let _ = writeln!(
             out,

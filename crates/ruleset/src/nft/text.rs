@@ -41,7 +41,18 @@ pub fn parse_nft_text(text: &str, limits: &NftLimits) -> Result<NftRuleset, Pars
     };
     let mut rs = NftRuleset::default();
     loop {
-        p.skip_blank();
+        while let Some(t) = p.peek() {
+            match &t.tok {
+                Tok::Comment(c) => {
+                    if !c.is_empty() {
+                        rs.notices.push(c.clone());
+                    }
+                    p.p += 1;
+                }
+                Tok::Newline | Tok::Punct(';') => p.p += 1,
+                _ => break,
+            }
+        }
         let Some(t) = p.peek() else { break };
         if t.is_word("table") {
             let table = p.table()?;
