@@ -1216,8 +1216,3 @@ pub(crate) fn source_text(src: &str, toks: &[Token]) -> String {
     }
     s
 }
-
-/// Collapses runs of whitespace (line continuations of listed elements) to one space.
-pub(crate) fn normalise_ws(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}

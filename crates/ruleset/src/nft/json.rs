@@ -43,10 +43,15 @@ pub fn parse_nft_json(text: &str, limits: &NftLimits) -> Result<NftRuleset, Pars
                 .get("family")
                 .and_then(J::as_str)
                 .and_then(NftFamily::parse)
-                .ok_or_else(|| err(format!("item {i} ({kind}): expected a known `family`")))?;
+                .ok_or_else(|| {
+                    err(format!(
+                        "item {i} ({}): expected a known `family`",
+                        escape(kind)
+                    ))
+                })?;
             let key = if kind == "table" { "name" } else { "table" };
             let t = str_of(body, key)
-                .ok_or_else(|| err(format!("item {i} ({kind}): expected `{key}`")))?;
+                .ok_or_else(|| err(format!("item {i} ({}): expected `{key}`", escape(kind))))?;
             Ok((fam, t))
         };
         match kind.as_str() {

@@ -3,7 +3,7 @@
 use crate::parse::ParseError;
 use crate::typed::*;
 
-use super::expr::{self, Cur, join, normalise_ws};
+use super::expr::{self, Cur, join};
 use super::lexer::{Tok, Token, tokenize};
 use super::{NftLimits, escape, render};
 
@@ -724,14 +724,5 @@ pub(crate) fn resolve_priority(
             Some((v, Some(format!("{name} {sign} {d}"))))
         }
         _ => None,
-    }
-}
-
-/// Normalised text of a token run (for messages and objects).
-#[allow(dead_code)]
-pub(crate) fn text_of(src: &str, toks: &[Token]) -> String {
-    match (toks.first(), toks.last()) {
-        (Some(a), Some(b)) => normalise_ws(&escape(&src[a.start..b.end])),
-        _ => String::new(),
     }
 }
