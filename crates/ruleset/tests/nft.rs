@@ -1311,6 +1311,36 @@ fn line_continuations_comments_and_semicolons() {
 }
 
 #[test]
+fn one_line_input_as_people_write_it() {
+    // The one-rule table, written on one line as `nft -f` accepts it.
+    let rs = text(
+        "table ip s { chain i { type filter hook input priority 0; tcp dport 5555 drop } }\ntable inet f { set b { type ipv4_addr; flags interval; elements = { 10.0.0.0/8, 1.2.3.4 } }; chain o { type filter hook output priority 0; policy drop; ip daddr @b accept; } }\n",
+    );
+    let i = rs.tables[0].chain("i").unwrap();
+    assert_eq!(i.base.as_ref().unwrap().hook, Hook::Input);
+    assert_eq!(
+        i.rules[0].exprs,
+        vec![
+            Expr::Match(Match {
+                key: Key::Port {
+                    proto: Some(L4Proto::Tcp),
+                    dir: Dir::Dst
+                },
+                op: Op::Eq,
+                rhs: Rhs::Values(vec![Value::Int(5555)]),
+            }),
+            Expr::Verdict(Verdict::Drop),
+        ]
+    );
+    let f = &rs.tables[1];
+    assert_eq!(f.set("b").unwrap().elements.len(), 2);
+    let o = f.chain("o").unwrap();
+    assert_eq!(o.base.as_ref().unwrap().policy, Some(Policy::Drop));
+    assert_eq!(o.rules.len(), 1);
+    assert_eq!(o.rules[0].text, "ip daddr @b accept");
+}
+
+#[test]
 fn interval_and_concatenated_set_elements_count_as_listed() {
     let rs = text(
         "table ip t {\n\tset s {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = { 1.2.3.4, 10.0.0.0/8,\n\t\t\t     192.168.1.1-192.168.1.9 }\n\t}\n\tset c {\n\t\ttype ipv4_addr . inet_service\n\t\tflags interval\n\t\telements = { 10.0.0.0/24 . 80-90 comment \"a\", 10.1.0.1 . 443 timeout 1h expires 59m counter packets 4 bytes 336 }\n\t}\n}\n",

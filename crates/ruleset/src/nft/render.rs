@@ -233,7 +233,6 @@ fn is_mark(k: &Key) -> bool {
 /// A value; marks print as nft does (`0x00004000`).
 pub fn render_value(v: &Value, key: Option<&Key>) -> String {
     match v {
-        Value::Addr(a @ std::net::IpAddr::V6(_)) if key.is_none_or(|_| true) => a.to_string(),
         Value::Addr(a) => a.to_string(),
         Value::Prefix(a, l) => format!("{a}/{l}"),
         Value::Int(i) if key.is_some_and(is_mark) => format!("0x{i:08x}"),

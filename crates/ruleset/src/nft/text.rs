@@ -103,8 +103,9 @@ impl P<'_> {
         }
     }
 
-    /// Skips to the end of the line, returning a `# handle N` found there.
-    fn end_of_line(&mut self) -> Result<Option<u64>, ParseError> {
+    /// After an opening `{`: a `# handle N` up to the end of the line (listings), or nothing when
+    /// the body goes on on the same line (`table ip t { chain c { … } }`, hand-written input).
+    fn end_of_line(&mut self) -> Option<u64> {
         let mut handle = None;
         while let Some(t) = self.peek() {
             match &t.tok {
@@ -119,10 +120,10 @@ impl P<'_> {
                     self.p += 1;
                 }
                 Tok::Punct(';') => self.p += 1,
-                _ => return Err(self.err_at(self.p, "expected end of line")),
+                _ => break,
             }
         }
-        Ok(handle)
+        handle
     }
 
     fn name(&mut self, what: &str) -> Result<String, ParseError> {
@@ -167,7 +168,7 @@ impl P<'_> {
             _ => (NftFamily::Ip, first),
         };
         self.expect_punct('{', "expected `{` after the table name")?;
-        let handle = self.end_of_line()?;
+        let handle = self.end_of_line();
         let mut t = NftTable {
             family,
             name,
@@ -280,7 +281,7 @@ impl P<'_> {
         self.p += 1;
         let name = self.name("expected a set name")?;
         self.expect_punct('{', "expected `{` after the set name")?;
-        let handle = self.end_of_line()?;
+        let handle = self.end_of_line();
         let mut s = NftSetDef {
             name,
             is_map,
@@ -453,7 +454,7 @@ impl P<'_> {
         self.p += 1;
         let name = self.name("expected a chain name")?;
         self.expect_punct('{', "expected `{` after the chain name")?;
-        let handle = self.end_of_line()?;
+        let handle = self.end_of_line();
         let mut c = NftChain {
             name,
             handle,
