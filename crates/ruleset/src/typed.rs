@@ -1044,3 +1044,62 @@ pub fn numgen_branches<'a>(key: &Key, elems: &'a [SetElem]) -> Option<Vec<(f64, 
     }
     Some(out)
 }
+
+/// Whether an interface name matches an `iifname`/`oifname` value as the kernel compares them: a
+/// trailing `*` matches every name with that prefix (iptables' `+`), `\\*` is a literal star, anything
+/// else must be equal.
+pub fn iface_name_matches(pattern: &str, name: &str) -> bool {
+    if let Some(lit) = pattern.strip_suffix("\\*") {
+        return name.strip_suffix('*') == Some(lit);
+    }
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_wildcards() {
+        assert!(iface_name_matches("veth*", "veth1234"));
+        assert!(iface_name_matches("veth*", "veth"));
+        assert!(!iface_name_matches("veth*", "eth0"));
+        assert!(iface_name_matches("*", "anything"));
+        assert!(iface_name_matches("eth0", "eth0"));
+        assert!(!iface_name_matches("eth0", "eth01"));
+        assert!(iface_name_matches("a\\*", "a*"));
+        assert!(!iface_name_matches("a\\*", "ab"));
+    }
+
+    #[test]
+    fn standard_priorities_follow_nft() {
+        assert_eq!(
+            standard_priority(NftFamily::Ip, Hook::Prerouting, "dstnat"),
+            Some(-100)
+        );
+        assert_eq!(
+            standard_priority(NftFamily::Inet, Hook::Postrouting, "srcnat"),
+            Some(100)
+        );
+        assert_eq!(
+            standard_priority(NftFamily::Ip6, Hook::Input, "security"),
+            Some(50)
+        );
+        assert_eq!(
+            standard_priority(NftFamily::Bridge, Hook::Forward, "filter"),
+            Some(-200)
+        );
+        assert_eq!(
+            standard_priority(NftFamily::Bridge, Hook::Output, "out"),
+            Some(100)
+        );
+        assert_eq!(
+            standard_priority(NftFamily::Bridge, Hook::Input, "dstnat"),
+            None
+        );
+        assert_eq!(standard_priority(NftFamily::Ip, Hook::Input, "nope"), None);
+    }
+}
