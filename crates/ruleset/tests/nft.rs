@@ -554,6 +554,72 @@ fn kube_proxy_nftables_mode_in_typed_forms() {
 }
 
 #[test]
+fn kube_proxy_ipv6_in_typed_forms() {
+    // kube-proxy ≤ 1.33 layout (filter chains at -110, filter-output-post-dnat at -90), IPv6.
+    let t =
+        std::fs::read_to_string(nft_corpus_dir().join("nftparse-kube-proxy-ipv6-knftables.nft"))
+            .unwrap();
+    let rs = text(&t);
+    let kp = rs.table(NftFamily::Ip6, "kube-proxy").unwrap();
+    let prio = |c: &str| kp.chain(c).unwrap().base.as_ref().unwrap().priority;
+    assert_eq!(prio("filter-forward"), -110);
+    assert_eq!(prio("filter-output-post-dnat"), -90);
+    let ep = kp
+        .chain("endpoint-ZVRFLKHO-ns1/svc1/tcp/p80__fd00.10.180..1/80")
+        .unwrap();
+    assert_eq!(
+        ep.rules[1].exprs[1],
+        Expr::Nat(Nat {
+            kind: NatKind::Dnat,
+            family: None,
+            addr: Some(NatAddr::Value(Value::Addr(ip("fd00:10:180::1")))),
+            port: Some(Value::Int(80)),
+            flags: vec![],
+        })
+    );
+    assert_eq!(
+        ep.rules[1].text,
+        "meta l4proto tcp dnat to [fd00:10:180::1]:80"
+    );
+    let svc = kp.chain("service-ULMVA6XW-ns1/svc1/tcp/p80").unwrap();
+    assert_eq!(
+        svc.rules[0].exprs[..3],
+        [
+            Expr::Match(Match {
+                key: Key::Addr {
+                    v6: true,
+                    dir: Dir::Dst
+                },
+                op: Op::Eq,
+                rhs: Rhs::Values(vec![Value::Addr(ip("fd00:172:30::41"))]),
+            }),
+            Expr::Match(Match {
+                key: Key::Port {
+                    proto: Some(L4Proto::Tcp),
+                    dir: Dir::Dst
+                },
+                op: Op::Eq,
+                rhs: Rhs::Values(vec![Value::Int(80)]),
+            }),
+            Expr::Match(Match {
+                key: Key::Addr {
+                    v6: true,
+                    dir: Dir::Src
+                },
+                op: Op::Ne,
+                rhs: Rhs::Values(vec![Value::Prefix(ip("fd00:10::"), 64)]),
+            }),
+        ]
+    );
+    let np = kp.set("nodeport-ips").unwrap();
+    assert_eq!(np.elements.len(), 2);
+    assert_eq!(np.elements[0].comment.as_deref(), Some("test comment"));
+    for (_, c, r) in rs.rules() {
+        assert!(r.fully_modelled(), "{}: {}", c.name, r.text);
+    }
+}
+
+#[test]
 fn docker_layout_in_typed_forms() {
     let t = std::fs::read_to_string(nft_corpus_dir().join("nftparse-moby-usernet-portmap.nft"))
         .unwrap();
