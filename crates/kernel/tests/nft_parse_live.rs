@@ -273,6 +273,33 @@ fn kube_proxy_commands_load_to_the_committed_listing() {
     let from_json = parse_nft_json(&json, &lim).unwrap().normalised();
     align_with_json(&mut from_text, &from_json);
     assert_same(&from_text, &from_json, "kube-proxy text vs JSON");
+
+    // The IPv6 transaction likewise gives the committed IPv6 listing (handles aside).
+    let (text, json) = load_and_dump(&corpus().join("nftparse-kube-proxy-ipv6-knftables.commands"))
+        .expect("kube-proxy's IPv6 commands load");
+    let committed =
+        std::fs::read_to_string(corpus().join("nftparse-kube-proxy-ipv6-knftables.nft")).unwrap();
+    let mut live = parse_nft_text(&text, &lim).unwrap().normalised();
+    let mut from_json = parse_nft_json(&json, &lim).unwrap().normalised();
+    align_with_json(&mut live, &from_json);
+    assert_same(&live, &from_json, "kube-proxy IPv6 text vs JSON");
+    for rs in [&mut live, &mut from_json] {
+        for t in &mut rs.tables {
+            t.handle = None;
+            t.sets.iter_mut().for_each(|s| s.handle = None);
+            for c in &mut t.chains {
+                c.handle = None;
+                c.rules.iter_mut().for_each(|r| r.handle = None);
+            }
+        }
+    }
+    let mut committed = parse_nft_text(&committed, &lim).unwrap().normalised();
+    align_with_json(&mut committed, &from_json);
+    assert_same(
+        &live,
+        &committed,
+        "kube-proxy IPv6 live vs committed listing",
+    );
 }
 
 /// Equality with a readable report: the first differing line of the pretty-printed models.
