@@ -17,7 +17,7 @@
 //!
 //! | iptables | nft | typed form |
 //! |---|---|---|
-//! | `-p tcp --dport 80` | `tcp dport 80` | `Match { key: Port { proto: Some(Tcp), dir: Dst }, op: Eq, rhs: [Int(80)] }` (the implied protocol is part of the key) |
+//! | `-p tcp --dport 80` | `tcp dport 80` | one `Match { key: Port { proto: Some(Tcp), dir: Dst }, op: Eq, rhs: [Int(80)] }`: the protocol the port needs is part of the key, so `-p tcp` is not lowered separately when a tcp port match follows (nft lists its own dependency the same way) |
 //! | `-p tcp -m multiport --dports 80,443` | `tcp dport { 80, 443 }` | same key, `rhs: Anon([80, 443])` |
 //! | `-p udp` | `meta l4proto udp` / `ip protocol udp` | `Key::L4Proto { via }`, `rhs: [Sym("udp")]` |
 //! | `-s 10.0.0.0/8`, `! -d 1.2.3.4` | `ip saddr 10.0.0.0/8`, `ip daddr != 1.2.3.4` | `Key::Addr { v6: false, dir }`, `Op::Ne` for `!` |
@@ -25,7 +25,7 @@
 //! | `-m conntrack --ctstate NEW` | `ct state new` | `Key::Ct { dir: None, key: State }`, `Op::Implicit` (bitmask membership) |
 //! | `-m mark --mark 0x4000/0x4000` | `meta mark & 0x4000 == 0x4000` | `Key::Masked { key: Meta(Mark), op: And, value: 0x4000 }`, `Op::Eq` |
 //! | `-m set --match-set S dst,dst` | `ip daddr . tcp dport @S` | `Key::Concat([...])`, `Rhs::SetRef("S")` |
-//! | `-m addrtype --dst-type LOCAL` | `fib daddr type local` | `Key::Fib { flags: [daddr], result: Type }` |
+//! | `-m addrtype --dst-type LOCAL` | `fib daddr type local` | `Key::Fib { flags: ["daddr"], result: "type" }`, `rhs: [Sym("local")]` |
 //! | `-m statistic --mode random --probability p` | `numgen random mod N vmap {…}` | `Key::Numgen` in [`Expr::Vmap`] (branch chances from [`numgen_branches`]); a statistic rule lowers to `Match { key: Numgen { random: true, modulus: 2^31, offset: 0 }, op: Lt, rhs: [Int(p·2^31)] }`, nft's own translation `meta random & 0x7fffffff < T` |
 //! | `-j MARK --or-mark 0x4000` | `meta mark set meta mark \| 0x4000` | [`Expr::SetMark`] `{ target: Meta, value: Or(0x4000) }` |
 //! | `-j DNAT --to-destination A:P` | `dnat to A:P` | [`Expr::Nat`] `{ kind: Dnat, addr, port }` |
@@ -34,6 +34,19 @@
 //! | `-j ACCEPT/DROP/RETURN`, `-j CHAIN`, `-g CHAIN` | `accept`/`drop`/`return`/`jump`/`goto` | [`Verdict`] |
 //! | `-m limit`, `-m quota`, `-m connlimit` | `limit`, `quota`, `ct count` | [`Expr::Stateful`] (not modelled: MAY) |
 //! | `-j NOTRACK`, `-j CT --notrack` | `notrack` | [`Expr::Notrack`] |
+//!
+//! # Reading the model (for evaluators)
+//! - Expressions run left to right; a [`Expr::Match`] that fails ends the rule (next rule).
+//!   [`Op::Ne`] negates a value or set membership; [`Op::Implicit`] is a bitmask "any of".
+//! - [`Expr::Vmap`] with no matching element does nothing (the rule goes on); `numgen` keys pick a
+//!   branch with the chances [`numgen_branches`] gives. `@name` refers to a set or map of the
+//!   same table ([`NftTable::set`]); a dynamic set ([`NftSetDef::is_dynamic`]) is a snapshot, so
+//!   its lookups are MAY.
+//! - Interface names compare with [`iface_name_matches`] (`*` suffix wildcard).
+//! - [`Expr::Stateful`], [`Expr::Unmodelled`] and marks set to values nfscope cannot compute make
+//!   [`TypedRule::fully_modelled`] false: such a rule's outcome is MAY, never a pass or a fail.
+//! - Base chains run per hook in [`BaseChain::priority`] order (lower first); NAT chains only for a
+//!   connection's first packet (NFTABLES.md §1).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -598,9 +611,13 @@ impl Op {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rhs {
-    /// One value, or a comma list for bitmask keys (`established,related`).
+    /// One value (an address, prefix, range, number, name, …), or several for bitmask keys
+    /// (`ct state`, `ct status`, `tcp flags`): with [`Op::Implicit`] the test holds when any of
+    /// the listed bits is set (`established,related`); with `==`/`!=` the values are OR'ed into
+    /// one mask (`tcp flags & (syn | ack) == syn | ack`).
     Values(Vec<Value>),
-    /// An anonymous set `{ a, b, 10.0.0.0/8, 1-5 }`.
+    /// An anonymous set `{ a, b, 10.0.0.0/8, 1-5 }`: membership (`!=`: not a member). A
+    /// one-element set is stored as [`Rhs::Values`], as newer nft lists it.
     Anon(Vec<SetElem>),
     /// A named set `@name`.
     SetRef(String),
