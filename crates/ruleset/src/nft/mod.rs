@@ -4,7 +4,7 @@
 //! Owns turning those dumps into the typed model of [`crate::typed`] ([`parse_nft_text`],
 //! [`parse_nft_json`]), telling the dump formats apart ([`detect_format`]), and printing a model
 //! as canonical nft text ([`render_nft`], [`render_rule`]) such that parse → render → parse gives
-//! the same model. Errors are the crate's [`ParseError`] at `line:col`, naming what was expected;
+//! the same model. Errors are the crate's [`ParseError`](crate::ParseError) at `line:col`, naming what was expected;
 //! control characters in messages are escaped. Expressions the model does not type become
 //! [`crate::typed::Expr::Unmodelled`] with their text, never dropped. Input is bounded by
 //! [`NftLimits`]. It does no I/O and does not evaluate rules (the tracer's job).
