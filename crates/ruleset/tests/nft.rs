@@ -3,14 +3,12 @@
 //! nft itself reports; kube-proxy's nftables mode lands in the expected typed forms; broken input
 //! fails at `line:col`; what the model does not type is kept as `Unmodelled`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use common::{nft_corpus_dir, nft_corpus_files};
 use nfscope_ruleset::typed::*;
 use nfscope_ruleset::{NftLimits, parse_nft_json, parse_nft_text, render_nft};
+use nfscope_test_support::{nft_corpus_dir, nft_corpus_files};
 
 fn text(t: &str) -> NftRuleset {
     parse_nft_text(t, &NftLimits::default()).unwrap_or_else(|e| panic!("{e}"))

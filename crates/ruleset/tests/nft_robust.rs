@@ -2,10 +2,8 @@
 //! pieces cut out, and arbitrary token soups either parse (and then render to a fixed point) or
 //! fail with a `line:col` inside the input.
 
-mod common;
-
-use common::nft_corpus_files;
 use nfscope_ruleset::{NftLimits, parse_nft_json, parse_nft_text, render_nft};
+use nfscope_test_support::nft_corpus_files;
 use proptest::prelude::*;
 
 /// Parses `text`; when it parses, rendering must re-parse to the same rendering; when it fails,

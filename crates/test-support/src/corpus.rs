@@ -57,3 +57,30 @@ pub fn corpus_rules() -> Vec<(String, String)> {
     );
     files
 }
+
+/// `testdata/corpus/nft/`: native nftables listings (`*.nft`), their `nft -j` JSON (`*.json`) and
+/// the commands some were loaded from, with their origin in the folder's `SOURCES*.md`.
+pub fn nft_corpus_dir() -> PathBuf {
+    corpus_dir().join("nft")
+}
+
+/// `(file name, text)` of every file in `testdata/corpus/nft/` whose name ends with `suffix`
+/// (`.nft`, `.json`), sorted by name. Panics when there is none.
+pub fn nft_corpus_files(suffix: &str) -> Vec<(String, String)> {
+    let dir = nft_corpus_dir();
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("nft corpus not found at {} ({e})", dir.display()));
+    let mut files: Vec<(String, String)> = entries
+        .map(|e| e.expect("corpus dir entry").path())
+        .filter(|p| p.is_file() && p.to_string_lossy().ends_with(suffix))
+        .map(|p| {
+            let name = p.file_name().expect("name").to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&p)
+                .unwrap_or_else(|e| panic!("read corpus file {}: {e}", p.display()));
+            (name, text)
+        })
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no *{suffix} files in {}", dir.display());
+    files
+}

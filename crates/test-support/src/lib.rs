@@ -18,7 +18,10 @@ pub mod netns;
 pub mod prom;
 pub mod xtrace;
 
-pub use corpus::{corpus_dir, corpus_file, corpus_files, corpus_path, corpus_rules};
+pub use corpus::{
+    corpus_dir, corpus_file, corpus_files, corpus_path, corpus_rules, nft_corpus_dir,
+    nft_corpus_files,
+};
 pub use netns::TestNetns;
 pub use prom::{
     Sample, assert_promtool_clean, named, parse_exposition, parse_samples, promtool_check, value_of,
