@@ -1253,6 +1253,86 @@ fn statements_in_typed_forms() {
     };
     let cases = cases.into_iter().chain([
         (
+            // Service names as older nft prints them are the port numbers.
+            "udp dport { domain, ntp } tcp sport ssh accept",
+            vec![
+                Expr::Match(Match {
+                    key: Key::Port {
+                        proto: Some(L4Proto::Udp),
+                        dir: Dir::Dst,
+                    },
+                    op: Op::Eq,
+                    rhs: Rhs::Anon(vec![
+                        SetElem {
+                            key: Value::Int(53),
+                            data: None,
+                            comment: None,
+                            options: vec![],
+                        },
+                        SetElem {
+                            key: Value::Int(123),
+                            data: None,
+                            comment: None,
+                            options: vec![],
+                        },
+                    ]),
+                }),
+                Expr::Match(Match {
+                    key: Key::Port {
+                        proto: Some(L4Proto::Tcp),
+                        dir: Dir::Src,
+                    },
+                    op: Op::Eq,
+                    rhs: Rhs::Values(vec![Value::Int(22)]),
+                }),
+                Expr::Verdict(Verdict::Accept),
+            ],
+        ),
+        (
+            // iptables-nft's `-p udp --dport 53`: the explicit protocol check is the port key's.
+            "meta l4proto udp udp dport 53 accept",
+            vec![
+                Expr::Match(Match {
+                    key: Key::Port {
+                        proto: Some(L4Proto::Udp),
+                        dir: Dir::Dst,
+                    },
+                    op: Op::Eq,
+                    rhs: Rhs::Values(vec![Value::Int(53)]),
+                }),
+                Expr::Verdict(Verdict::Accept),
+            ],
+        ),
+        (
+            // ... but not when it guards something else, nor `ip protocol` (IPv4-only in inet).
+            "meta l4proto tcp ip protocol tcp tcp dport 22 accept",
+            vec![
+                Expr::Match(Match {
+                    key: Key::L4Proto {
+                        via: ProtoVia::Meta,
+                    },
+                    op: Op::Eq,
+                    rhs: Rhs::Values(vec![Value::Sym("tcp".into())]),
+                }),
+                Expr::Match(Match {
+                    key: Key::L4Proto {
+                        via: ProtoVia::IpProtocol,
+                    },
+                    op: Op::Eq,
+                    rhs: Rhs::Values(vec![Value::Sym("tcp".into())]),
+                }),
+                Expr::Match(Match {
+                    key: Key::Port {
+                        proto: Some(L4Proto::Tcp),
+                        dir: Dir::Dst,
+                    },
+                    op: Op::Eq,
+                    rhs: Rhs::Values(vec![Value::Int(22)]),
+                }),
+                Expr::Verdict(Verdict::Accept),
+            ],
+        ),
+        (
             "tcp flags & (fin | syn | rst | ack) != syn drop",
             vec![
                 Expr::Match(Match {

@@ -135,7 +135,7 @@ pub fn parse_nft_json(text: &str, limits: &NftLimits) -> Result<NftRuleset, Pars
                 let exprs: Vec<Expr> = body
                     .get("expr")
                     .and_then(J::as_array)
-                    .map(|a| a.iter().map(|s| stmt(s, family)).collect())
+                    .map(|a| super::canon_exprs(a.iter().map(|s| stmt(s, family)).collect()))
                     .unwrap_or_default();
                 elements += exprs.iter().map(anon_len).sum::<usize>();
                 let mut rule = TypedRule {

@@ -116,6 +116,210 @@ pub(crate) fn canon_key(k: crate::typed::Key) -> crate::typed::Key {
     }
 }
 
+/// One form per meaning for a rule: `meta l4proto udp udp dport 53` (iptables-nft's translation of
+/// `-p udp --dport 53`) is `udp dport 53`, whose key already carries the protocol check that nft
+/// adds as a dependency; the explicit check is dropped when a match of that protocol's header
+/// follows at once. (`ip protocol` is kept: in `inet` tables it also means IPv4.)
+pub(crate) fn canon_exprs(exprs: Vec<crate::typed::Expr>) -> Vec<crate::typed::Expr> {
+    use crate::typed::{Expr, Key, L4Proto, Match, Op, ProtoVia, Rhs, Value};
+    let proto_of = |e: &Expr| match e {
+        Expr::Match(Match {
+            key: Key::L4Proto {
+                via: ProtoVia::Meta,
+            },
+            op: Op::Eq,
+            rhs: Rhs::Values(v),
+        }) if v.len() == 1 => match &v[0] {
+            Value::Sym(s) => L4Proto::parse(s),
+            Value::Int(n) => [
+                L4Proto::Tcp,
+                L4Proto::Udp,
+                L4Proto::Sctp,
+                L4Proto::Dccp,
+                L4Proto::Udplite,
+            ]
+            .into_iter()
+            .find(|p| u64::from(p.number()) == *n),
+            _ => None,
+        },
+        _ => None,
+    };
+    let header_of = |e: &Expr| match e {
+        Expr::Match(Match {
+            key: Key::Port { proto, .. },
+            ..
+        }) => *proto,
+        Expr::Match(Match {
+            key: Key::TcpFlags, ..
+        }) => Some(L4Proto::Tcp),
+        Expr::Match(Match {
+            key: Key::Masked { key, .. },
+            ..
+        }) if **key == Key::TcpFlags => Some(L4Proto::Tcp),
+        _ => None,
+    };
+    let mut out: Vec<Expr> = Vec::with_capacity(exprs.len());
+    let mut it = exprs
+        .into_iter()
+        .map(sort_bits)
+        .map(service_numbers)
+        .peekable();
+    while let Some(e) = it.next() {
+        if let (Some(p), Some(next)) = (proto_of(&e), it.peek())
+            && header_of(next) == Some(p)
+        {
+            continue;
+        }
+        out.push(e);
+    }
+    out
+}
+
+/// Well-known service names (IANA, as `/etc/services` has them) that older nft versions print for
+/// ports; a name not listed here stays a symbol (an evaluator treats it as unknown).
+const SERVICES: &[(&str, u64)] = &[
+    ("ftp-data", 20),
+    ("ftp", 21),
+    ("ssh", 22),
+    ("telnet", 23),
+    ("smtp", 25),
+    ("domain", 53),
+    ("bootps", 67),
+    ("bootpc", 68),
+    ("tftp", 69),
+    ("http", 80),
+    ("kerberos", 88),
+    ("pop3", 110),
+    ("sunrpc", 111),
+    ("ntp", 123),
+    ("netbios-ns", 137),
+    ("netbios-dgm", 138),
+    ("netbios-ssn", 139),
+    ("imap2", 143),
+    ("imap", 143),
+    ("snmp", 161),
+    ("snmp-trap", 162),
+    ("bgp", 179),
+    ("ldap", 389),
+    ("https", 443),
+    ("microsoft-ds", 445),
+    ("submissions", 465),
+    ("isakmp", 500),
+    ("syslog", 514),
+    ("printer", 515),
+    ("dhcpv6-client", 546),
+    ("dhcpv6-server", 547),
+    ("submission", 587),
+    ("ipp", 631),
+    ("ldaps", 636),
+    ("rsync", 873),
+    ("imaps", 993),
+    ("pop3s", 995),
+    ("openvpn", 1194),
+    ("nfs", 2049),
+    ("mysql", 3306),
+    ("ms-wbt-server", 3389),
+    ("ipsec-nat-t", 4500),
+    ("sip", 5060),
+    ("postgresql", 5432),
+    ("mdns", 5353),
+    ("http-alt", 8080),
+];
+
+/// Port names as numbers, so `tcp dport ssh` and `tcp dport 22` are one form.
+fn service_numbers(e: crate::typed::Expr) -> crate::typed::Expr {
+    use crate::typed::{Expr, Key, Match, Rhs, Value};
+    fn num(v: Value) -> Value {
+        match v {
+            Value::Sym(s) => match SERVICES.iter().find(|(n, _)| *n == s) {
+                Some((_, p)) => Value::Int(*p),
+                None => Value::Sym(s),
+            },
+            Value::Range(a, b) => Value::Range(Box::new(num(*a)), Box::new(num(*b))),
+            v => v,
+        }
+    }
+    match e {
+        Expr::Match(Match {
+            key: key @ Key::Port { .. },
+            op,
+            rhs,
+        }) => {
+            let rhs = match rhs {
+                Rhs::Values(v) => Rhs::Values(v.into_iter().map(num).collect()),
+                Rhs::Anon(es) => Rhs::Anon(
+                    es.into_iter()
+                        .map(|mut e| {
+                            e.key = num(e.key);
+                            e
+                        })
+                        .collect(),
+                ),
+                r => r,
+            };
+            Expr::Match(Match { key, op, rhs })
+        }
+        e => e,
+    }
+}
+
+/// Bit lists in bit order (`ct state related,established` is `established,related`): a bitmask
+/// test does not depend on how its names were listed.
+fn sort_bits(e: crate::typed::Expr) -> crate::typed::Expr {
+    use crate::typed::{CtKey, Expr, Key, Match, Rhs, Value};
+    const CT_STATE: [&str; 5] = ["invalid", "established", "related", "new", "untracked"];
+    const CT_STATUS: [&str; 10] = [
+        "expected",
+        "seen-reply",
+        "assured",
+        "confirmed",
+        "snat",
+        "dnat",
+        "snat-done",
+        "dnat-done",
+        "dying",
+        "fixed-timeout",
+    ];
+    let Expr::Match(Match {
+        key,
+        op,
+        rhs: Rhs::Values(mut vals),
+    }) = e
+    else {
+        return e;
+    };
+    let order: Option<Vec<&str>> = match &key {
+        Key::Ct {
+            key: CtKey::State, ..
+        } => Some(CT_STATE.to_vec()),
+        Key::Ct {
+            key: CtKey::Status, ..
+        } => Some(CT_STATUS.to_vec()),
+        Key::TcpFlags => Some(expr::TCP_FLAGS.iter().map(|(n, _)| *n).collect()),
+        Key::Masked { key: inner, .. } if **inner == Key::TcpFlags => {
+            Some(expr::TCP_FLAGS.iter().map(|(n, _)| *n).collect())
+        }
+        _ => None,
+    };
+    if let Some(order) = order
+        && vals.len() > 1
+    {
+        let rank = |v: &Value| match v {
+            Value::Sym(s) => (
+                order.iter().position(|o| o == s).unwrap_or(order.len()),
+                s.clone(),
+            ),
+            other => (order.len() + 1, format!("{other:?}")),
+        };
+        vals.sort_by_key(rank);
+    }
+    Expr::Match(Match {
+        key,
+        op,
+        rhs: Rhs::Values(vals),
+    })
+}
+
 /// Escapes control characters (and backslashes) for an error message.
 pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

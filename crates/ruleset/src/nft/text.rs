@@ -671,7 +671,7 @@ impl P<'_> {
             comment = Some(s.clone());
             body.truncate(body.len() - 2);
         }
-        let exprs = expr::rule_exprs(&body, self.src);
+        let exprs = super::canon_exprs(expr::rule_exprs(&body, self.src));
         let n_elems: usize = exprs.iter().map(anon_elements).sum();
         self.count_elements(n_elems, first)?;
         let mut rule = TypedRule {
