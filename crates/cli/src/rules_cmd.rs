@@ -137,6 +137,7 @@ pub(crate) fn from_files(args: &RulesArgs) -> Result<Snapshot, Failure> {
         family: args.family.map(Family::from),
         backend: args.backend.map(Backend::from),
         lenient: args.lenient,
+        ..Default::default()
     };
     let mut snapshot = Snapshot::default();
     for path in &args.rules {

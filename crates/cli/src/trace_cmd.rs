@@ -178,6 +178,7 @@ fn offline_input(args: &TraceArgs) -> Result<TraceInput, Failure> {
         family: None,
         backend: None,
         lenient: args.lenient,
+        ..Default::default()
     };
     let mut rulesets: Vec<Ruleset> = Vec::new();
     for path in &args.rules {

@@ -152,6 +152,7 @@ fn to_ruleset(
         family: Some(family),
         backend: Some(backend),
         lenient,
+        ..Default::default()
     };
     let mut ruleset =
         parse_ruleset(&output.stdout, &options).map_err(|error| KernelError::Parse {

@@ -6,7 +6,7 @@ use crate::model::Family;
 
 mod parser;
 
-pub use parser::parse_ipsets;
+pub use parser::{parse_ipsets, parse_ipsets_with};
 
 /// One ipset as `ipset save` or `ipset list` describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

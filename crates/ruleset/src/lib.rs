@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod escape;
 pub mod ipset;
 pub mod model;
 pub mod nft;
@@ -20,10 +21,11 @@ pub mod snapshot;
 pub mod typed;
 
 pub use ipset::IpSet;
-pub use ipset::parse_ipsets;
+pub use ipset::{parse_ipsets, parse_ipsets_with};
 pub use model::*;
+pub use escape::escape_control;
 pub use nft::{Format, NftLimits, detect_format, parse_nft_json, parse_nft_text, render_nft};
-pub use parse::{ParseError, ParseOptions, parse_ruleset};
+pub use parse::{Limits, ParseError, ParseOptions, parse_ruleset};
 pub use render::{render_rule_spec, render_ruleset};
 pub use snapshot::{
     ConntrackStats, NftNamedCounter, NftRule, NftSet, NftablesState, Snapshot, SourceKind,

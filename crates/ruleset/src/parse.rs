@@ -14,8 +14,12 @@ mod lexer;
 mod modules;
 mod rule;
 mod table;
+mod values;
 
-use crate::model::{Backend, Chain, Counters, Family, Notice, NoticeKind, Policy, Ruleset, Table};
+use crate::escape::escape_control;
+use crate::model::{
+    Backend, Chain, Counters, Family, Notice, NoticeKind, Policy, Ruleset, Table, builtin_chains,
+};
 
 use commands::{Command, CommandContext};
 pub(crate) use lexer::{Token, tokenize};
@@ -33,11 +37,87 @@ pub struct ParseOptions {
     /// Skip lines that are not part of a dump (prompts, markdown) with a notice instead of failing,
     /// and accept a missing final `COMMIT`. Errors inside a rule stay errors.
     pub lenient: bool,
+    /// Caps on the input and on what it may create; beyond one, parsing fails naming the cap.
+    pub limits: Limits,
+}
+
+/// Caps on offline input, so that a hostile or broken file costs bounded memory and time. The
+/// defaults hold the largest real rulesets with room to spare (a 20,000-service kube-proxy node is
+/// 290k rules, 100k chains, 46 MB); raise a cap by setting the field in [`ParseOptions::limits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of input text (default 256 MiB).
+    pub max_input_bytes: usize,
+    /// Rules added by `-A`/`-I`/`-R` lines, all tables together (default 2,000,000).
+    pub max_rules: usize,
+    /// Chains declared, all tables together (default 500,000).
+    pub max_chains: usize,
+    /// ipsets in an ipset dump (default 65,536; the kernel's own limit is 65,534).
+    pub max_sets: usize,
+    /// ipset members, all sets together (default 10,000,000).
+    pub max_set_members: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_input_bytes: 256 << 20,
+            max_rules: 2_000_000,
+            max_chains: 500_000,
+            max_sets: 65_536,
+            max_set_members: 10_000_000,
+        }
+    }
+}
+
+impl Limits {
+    /// No caps at all (for callers that have already bounded their input).
+    pub fn unlimited() -> Self {
+        Self {
+            max_input_bytes: usize::MAX,
+            max_rules: usize::MAX,
+            max_chains: usize::MAX,
+            max_sets: usize::MAX,
+            max_set_members: usize::MAX,
+        }
+    }
+
+    /// The error for input longer than [`Limits::max_input_bytes`], at the line where it is crossed.
+    pub(crate) fn check_input(&self, text: &str) -> Result<(), ParseError> {
+        if text.len() <= self.max_input_bytes {
+            return Ok(());
+        }
+        let line = text.as_bytes()[..self.max_input_bytes]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        Err(ParseError {
+            line,
+            column: 1,
+            message: over_limit(
+                "input",
+                "bytes",
+                text.len(),
+                self.max_input_bytes,
+                "max_input_bytes",
+            ),
+        })
+    }
+}
+
+/// The message for a cap that was hit: what, how many, the cap, and the field that raises it.
+pub(crate) fn over_limit(what: &str, unit: &str, count: usize, cap: usize, field: &str) -> String {
+    format!(
+        "{what} exceeds the limit of {cap} {unit} (at least {count}): refusing to read further; \
+         raise `{field}` in the parser's limits (ParseOptions::limits) if this input is genuine"
+    )
 }
 
 /// A parse failure at a 1-based line and column (the column points at the offending token).
+/// Displayed as `LINE:COL: message`, with control characters from the input escaped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{line}:{column}: {message}")]
+#[error("{line}:{column}: {}", escape_control(.message))]
 pub struct ParseError {
     /// 1-based line.
     pub line: usize,
@@ -66,6 +146,7 @@ impl ParseError {
 
 /// Parses a whole `iptables-save` / `ip6tables-save` dump or `iptables-restore` input.
 pub fn parse_ruleset(text: &str, opts: &ParseOptions) -> Result<Ruleset, ParseError> {
+    opts.limits.check_input(text)?;
     let mut parser = Parser::new(opts);
     let mut last_line = (0, "");
     for (i, raw) in text.lines().enumerate() {
@@ -91,6 +172,9 @@ struct Parser<'o, 'a> {
     header: Option<(Family, Backend)>,
     saw_ipv6: bool,
     tokens: Vec<Token<'a>>,
+    /// Chains declared and rules added so far (for [`Limits`]).
+    chains_seen: usize,
+    rules_seen: usize,
 }
 
 impl<'o, 'a> Parser<'o, 'a> {
@@ -103,7 +187,65 @@ impl<'o, 'a> Parser<'o, 'a> {
             header: None,
             saw_ipv6: false,
             tokens: Vec::new(),
+            chains_seen: 0,
+            rules_seen: 0,
         }
+    }
+
+    /// Counts one more chain or rule against its cap.
+    fn count(&mut self, no: usize, raw: &str, at: usize, chain: bool) -> Result<(), ParseError> {
+        let limits = &self.opts.limits;
+        let (seen, cap, what, field) = if chain {
+            self.chains_seen += 1;
+            (self.chains_seen, limits.max_chains, "chains", "max_chains")
+        } else {
+            self.rules_seen += 1;
+            (self.rules_seen, limits.max_rules, "rules", "max_rules")
+        };
+        if seen > cap {
+            let message = over_limit(&format!("number of {what}"), what, seen, cap, field);
+            return Err(ParseError::at_byte(no, raw, at, message));
+        }
+        Ok(())
+    }
+
+    /// A table is complete (`COMMIT`, or the next `*table` / end of input in lenient mode): refuse
+    /// jump loops the kernel would refuse, and let a repeated table replace the earlier one as
+    /// `iptables-restore` (without `--noflush`) does: it flushes the table at each `*table` line.
+    fn close_table(&mut self, open: OpenTable, no: usize) -> Result<(), ParseError> {
+        let table = open.finish();
+        if let Some(found) = table.jump_loop().filter(|l| l.reachable) {
+            let at = found.jumps.iter().map(|j| j.line).max().unwrap_or(no);
+            let message = format!(
+                "jump loop in table {}: {found}; the kernel refuses to load a table whose jumps \
+                 or gotos form a loop (\"Too many links\")",
+                table.name
+            );
+            let line = if at > 0 { at } else { no };
+            return Err(ParseError {
+                line,
+                column: 1,
+                message,
+            });
+        }
+        if let Some(earlier) = self.tables.iter_mut().find(|t| t.name == table.name) {
+            let text = format!(
+                "table {} is given again on line {}: iptables-restore flushes it there, so the \
+                 section from line {} is replaced",
+                table.name, table.line, earlier.line
+            );
+            let first_line = earlier.line;
+            *earlier = table;
+            let kind = NoticeKind::TableReplaced {
+                table: earlier.name.clone(),
+                first_line,
+            };
+            let line = earlier.line;
+            self.notice(line, kind, &text);
+        } else {
+            self.tables.push(table);
+        }
+        Ok(())
     }
 
     fn notice(&mut self, line: usize, kind: NoticeKind, text: &str) {
@@ -204,6 +346,16 @@ impl<'o, 'a> Parser<'o, 'a> {
                 "expected a table name after `*` (e.g. `*filter`)",
             ));
         }
+        if !is_known_table(name) {
+            return Err(ParseError::at_byte(
+                no,
+                raw,
+                start + 1,
+                format!(
+                    "unknown table `{name}`: iptables-restore knows raw, mangle, nat, filter and security"
+                ),
+            ));
+        }
         if let Some(open) = self.open.take() {
             let message = format!(
                 "missing COMMIT for table {} before `*{name}`",
@@ -213,7 +365,7 @@ impl<'o, 'a> Parser<'o, 'a> {
                 return Err(ParseError::at_byte(no, raw, start, message));
             }
             self.notice(no, NoticeKind::IgnoredLine { reason: message }, body);
-            self.tables.push(open.finish());
+            self.close_table(open, no)?;
         }
         self.open = Some(OpenTable::new(name, no));
         Ok(())
@@ -221,10 +373,7 @@ impl<'o, 'a> Parser<'o, 'a> {
 
     fn commit(&mut self, no: usize, raw: &str, start: usize) -> Result<(), ParseError> {
         match self.open.take() {
-            Some(open) => {
-                self.tables.push(open.finish());
-                Ok(())
-            }
+            Some(open) => self.close_table(open, no),
             None => self.unrecognised(no, raw, start, "COMMIT", "COMMIT without an open `*table`"),
         }
     }
@@ -283,7 +432,11 @@ impl<'o, 'a> Parser<'o, 'a> {
             rules: Vec::new(),
             line: no,
         };
+        self.count(no, raw, name_at, true)?;
         let open = self.open_table(no, raw, start, "chain declaration")?;
+        if policy.is_some() {
+            check_policy_chain(&open.table.name, name).map_err(|m| err(policy_at, &m))?;
+        }
         open.declare(chain).map_err(|m| err(name_at, &m))
     }
 
@@ -343,6 +496,13 @@ impl<'o, 'a> Parser<'o, 'a> {
                 "expected `*table`, `:CHAIN`, `-A`, `COMMIT` or a comment",
             );
         };
+        match kind {
+            Command::Append | Command::Insert | Command::Replace => {
+                self.count(no, raw, cmd.offset, false)?;
+            }
+            Command::NewChain => self.count(no, raw, cmd.offset, true)?,
+            _ => {}
+        }
         let mut ctx = CommandContext {
             no,
             raw,
@@ -373,7 +533,7 @@ impl<'o, 'a> Parser<'o, 'a> {
                 ));
             }
             self.notice(last_no, NoticeKind::IgnoredLine { reason: message }, "");
-            self.tables.push(open.finish());
+            self.close_table(open, last_no)?;
         }
         let family = self
             .opts
@@ -384,14 +544,17 @@ impl<'o, 'a> Parser<'o, 'a> {
             } else {
                 Family::Ipv4
             });
-        let backend = self
-            .opts
-            .backend
-            .or(self.header.map(|h| h.1))
-            .unwrap_or(Backend::Unknown);
+        let (backend, backend_guessed) = match self.opts.backend.or(self.header.map(|h| h.1)) {
+            Some(backend) => (backend, false),
+            None => match guess_backend(&self.tables, &self.notices) {
+                Some(backend) => (backend, true),
+                None => (Backend::Unknown, false),
+            },
+        };
         let mut ruleset = Ruleset {
             family,
             backend,
+            backend_guessed,
             tables: self.tables,
             notices: self.notices,
             rule_specs_dropped: false,
@@ -417,6 +580,54 @@ fn drop_other_family_rules(ruleset: &mut Ruleset) {
             }
             _ => true,
         });
+    }
+}
+
+/// The five tables `iptables-restore` can load (`*bogus` fails with "Table does not exist").
+fn is_known_table(name: &str) -> bool {
+    !builtin_chains(name).is_empty()
+}
+
+/// Only a built-in chain of the table has a policy; `iptables-restore` refuses one on any other
+/// chain ("Can't set policy … Bad built-in chain name").
+pub(crate) fn check_policy_chain(table: &str, chain: &str) -> Result<(), String> {
+    if builtin_chains(table).contains(&chain) {
+        Ok(())
+    } else {
+        Err(format!(
+            "chain `{chain}` is not a built-in chain of table {table}: only built-in chains have a \
+             policy (declare a user chain as `:{chain} - [0:0]`)"
+        ))
+    }
+}
+
+/// The backend of a dump without a `# Generated by` header, from what only one backend prints:
+/// the `legacy tables present` warning and ``Table `x' is incompatible`` lines come from
+/// iptables-nft-save only; iptables-nft before 1.8.9 listed nat's built-in chains in the
+/// order it created them (PREROUTING, INPUT, POSTROUTING, OUTPUT), legacy always in hook order
+/// (PREROUTING, INPUT, OUTPUT, POSTROUTING; kernels before 2.6.36 had no nat INPUT and
+/// listed PREROUTING, POSTROUTING, OUTPUT — legacy too, nf_tables did not exist).
+fn guess_backend(tables: &[Table], notices: &[Notice]) -> Option<Backend> {
+    let nft_only_notice = notices.iter().any(|n| {
+        matches!(
+            n.kind,
+            NoticeKind::LegacyTablesPresent | NoticeKind::IncompatibleTable { .. }
+        )
+    });
+    if nft_only_notice {
+        return Some(Backend::Nft);
+    }
+    let nat = tables.iter().find(|t| t.name == "nat")?;
+    let declared = |name: &str| {
+        nat.chains
+            .iter()
+            .position(|c| c.name == name && c.line > 0 && c.policy.is_some())
+    };
+    let (input, output, postrouting) = (declared("INPUT"), declared("OUTPUT"), declared("POSTROUTING"));
+    match (input, output, postrouting) {
+        (Some(_), Some(o), Some(p)) if p < o => Some(Backend::Nft),
+        (None, Some(o), Some(p)) if p < o => Some(Backend::Legacy),
+        _ => None,
     }
 }
 

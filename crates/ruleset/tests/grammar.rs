@@ -230,6 +230,7 @@ fn explicit_options_win_over_header_and_inference() {
         family: Some(Family::Ipv6),
         backend: Some(Backend::Legacy),
         lenient: false,
+        ..Default::default()
     };
     let rs = parse_ruleset(text, &opts).unwrap();
     assert_eq!((rs.family, rs.backend), (Family::Ipv6, Backend::Legacy));

@@ -1,5 +1,7 @@
 //! Property: any rule the parser can produce renders to text that parses back to the same rule,
-//! and rendering is a fixed point. Values are arbitrary (quotes, backslashes, `!`, unicode, blanks).
+//! and rendering is a fixed point. Free-text values are arbitrary (quotes, backslashes, `!`,
+//! unicode, blanks); values whose syntax the parser checks (ports, marks, states, interfaces,
+//! protocols) are generated valid, since the parser cannot produce anything else.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -70,10 +72,67 @@ fn option_arg(name: impl Strategy<Value = String>) -> impl Strategy<Value = Opti
     })
 }
 
+fn port() -> BoxedStrategy<String> {
+    prop_oneof![
+        (0u32..=65535).prop_map(|p| p.to_string()),
+        (0u32..=65535, 0u32..=65535).prop_map(|(a, b)| format!("{a}:{b}")),
+        Just("http".to_owned()),
+    ]
+    .boxed()
+}
+
+/// Valid values for an option of a known module (the parser checks their syntax).
+fn known_values(module: &str, option: &str) -> BoxedStrategy<Vec<String>> {
+    let one = |s: BoxedStrategy<String>| s.prop_map(|v| vec![v]).boxed();
+    let list = |words: &'static [&'static str]| {
+        prop::sample::subsequence(words, 1..=words.len())
+            .prop_map(|w| w.join(","))
+            .boxed()
+    };
+    match (module, option) {
+        ("comment", _) | ("recent", "name") => {
+            one(value().prop_filter("comments hold at most 255 bytes", |v| v.len() <= 255).boxed())
+        }
+        (_, "dport" | "sport") => one(port()),
+        ("multiport", _) => one(
+            prop::collection::vec(port(), 1..=7)
+                .prop_map(|p| p.join(","))
+                .boxed(),
+        ),
+        ("tcp", "tcp-flags") => {
+            let flags: &'static [&'static str] = &["SYN", "ACK", "FIN", "RST", "URG", "PSH"];
+            (list(flags), list(flags)).prop_map(|(a, b)| vec![a, b]).boxed()
+        }
+        ("conntrack", "ctstate") => one(list(&["NEW", "ESTABLISHED", "RELATED", "INVALID", "DNAT"])),
+        ("conntrack", "ctstatus") => one(list(&["EXPECTED", "SEEN_REPLY", "ASSURED", "CONFIRMED"])),
+        ("set", "match-set") => (value(), list(&["src", "dst"]))
+            .prop_map(|(name, dirs)| vec![name, dirs])
+            .boxed(),
+        ("mark", _) => one(
+            (any::<u32>(), prop::option::of(any::<u32>()))
+                .prop_map(|(v, m)| match m {
+                    Some(m) => format!("{v:#x}/{m:#x}"),
+                    None => v.to_string(),
+                })
+                .boxed(),
+        ),
+        ("recent", "mask") => one(addr().prop_map(|a| a.addr.to_string()).boxed()),
+        _ => Just(Vec::new()).boxed(), // flags: syn, return-nomatch, rcheck, rsource
+    }
+}
+
 fn known_match() -> impl Strategy<Value = Match> {
     prop::sample::select(KNOWN).prop_flat_map(|(module, opts)| {
-        let name = prop::sample::select(opts).prop_map(str::to_owned);
-        prop::collection::vec(option_arg(name), 0..3).prop_map(move |options| Match {
+        let option = prop::sample::select(opts).prop_flat_map(move |name| {
+            (any::<bool>(), known_values(module, name)).prop_map(move |(negated, values)| {
+                OptionArg {
+                    negated,
+                    name: name.to_owned(),
+                    values,
+                }
+            })
+        });
+        prop::collection::vec(option, 0..3).prop_map(move |options| Match {
             module: module.to_owned(),
             options,
         })
@@ -117,12 +176,19 @@ fn negatable<T: std::fmt::Debug + Clone>(
     (any::<bool>(), s).prop_map(|(negated, value)| Negatable { negated, value })
 }
 
+/// Interface names hold 1 to 15 bytes (IFNAMSIZ); anything else inside.
+fn interface() -> impl Strategy<Value = String> {
+    value().prop_filter("1 to 15 bytes", |v| (1..=15).contains(&v.len()))
+}
+
 fn protocol() -> impl Strategy<Value = Negatable<String>> {
     negatable(prop_oneof![
         Just("tcp".to_owned()),
         Just("udp".to_owned()),
         Just("47".to_owned()),
-        value()
+        Just("ipv6-icmp".to_owned()),
+        Just("ALL".to_owned()),
+        (0u32..=255).prop_map(|p| p.to_string()),
     ])
     .prop_filter("`-p all` is stored as no protocol", |p| {
         p.negated || !p.value.eq_ignore_ascii_case("all")
@@ -149,8 +215,8 @@ prop_compose! {
         only_family in prop::option::of(prop_oneof![Just(Family::Ipv4), Just(Family::Ipv6)]),
         source in prop::option::of(negatable(addr())),
         destination in prop::option::of(negatable(addr())),
-        in_interface in prop::option::of(negatable(value())),
-        out_interface in prop::option::of(negatable(value())),
+        in_interface in prop::option::of(negatable(interface())),
+        out_interface in prop::option::of(negatable(interface())),
         protocol in prop::option::of(protocol()),
         fragment in prop::option::of(any::<bool>()),
         matches in prop::collection::vec(prop_oneof![known_match(), unknown_match()], 0..5),

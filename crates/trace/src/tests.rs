@@ -14,6 +14,7 @@ fn rules(text: &str) -> Ruleset {
             family: Some(Family::Ipv4),
             backend: Some(Backend::Legacy),
             lenient: false,
+            ..Default::default()
         },
     )
     .unwrap()
@@ -363,6 +364,7 @@ COMMIT
             family: Some(Family::Ipv4),
             backend: Some(Backend::Nft),
             lenient: false,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -38,6 +38,7 @@ pub fn parse(text: &str, family: Family, backend: Backend) -> Ruleset {
         family: Some(family),
         backend: Some(backend),
         lenient: false,
+        ..Default::default()
     };
     parse_ruleset(text, &options).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }

@@ -8,9 +8,10 @@
 //! It does no I/O and does not decide what a set means.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use crate::model::Family;
-use crate::parse::{ParseError, trim_blanks};
+use crate::parse::{Limits, ParseError, over_limit, trim_blanks};
 
 use super::IpSet;
 
@@ -24,9 +25,19 @@ const FLAG_OPTIONS: &[&str] = &[
     "bucketsize-auto",
 ];
 
-/// Parses `ipset save`, `ipset list` or `ipset list -t` output (the formats may even be mixed).
+/// Parses `ipset save`, `ipset list` or `ipset list -t` output (the formats may even be mixed),
+/// within the default [`Limits`].
 pub fn parse_ipsets(text: &str) -> Result<Vec<IpSet>, ParseError> {
-    let mut parser = IpsetParser::default();
+    parse_ipsets_with(text, &Limits::default())
+}
+
+/// [`parse_ipsets`] with explicit caps on input bytes, sets and members.
+pub fn parse_ipsets_with(text: &str, limits: &Limits) -> Result<Vec<IpSet>, ParseError> {
+    limits.check_input(text)?;
+    let mut parser = IpsetParser {
+        limits: *limits,
+        ..IpsetParser::default()
+    };
     for (i, raw) in text.lines().enumerate() {
         parser.line(i + 1, raw)?;
     }
@@ -49,6 +60,8 @@ struct IpsetParser {
     /// Indices of sets from list output that stated `Number of entries:`.
     counted: Vec<bool>,
     list: ListState,
+    limits: Limits,
+    members_seen: usize,
 }
 
 fn new_set(name: &str) -> IpSet {
@@ -117,6 +130,16 @@ impl IpsetParser {
         at: usize,
         set: IpSet,
     ) -> Result<usize, ParseError> {
+        if self.sets.len() >= self.limits.max_sets {
+            let message = over_limit(
+                "number of sets",
+                "sets",
+                self.sets.len() + 1,
+                self.limits.max_sets,
+                "max_sets",
+            );
+            return Err(ParseError::at_byte(no, raw, at, message));
+        }
         if self.by_name.contains_key(&set.name) {
             return Err(ParseError::at_byte(
                 no,
@@ -145,7 +168,7 @@ impl IpsetParser {
         })?;
         let mut set = new_set(name);
         set.set_type = set_type.to_owned();
-        apply_header(&mut set, it.map(|(_, w)| w));
+        apply_header(&mut set, it).map_err(|(at, m)| ParseError::at_byte(no, raw, at, m))?;
         self.push_set(no, raw, name_at, set)?;
         Ok(())
     }
@@ -167,10 +190,12 @@ impl IpsetParser {
                 format!("set `{name}` used before its `create` line"),
             )
         })?;
-        let (_, member) = it.next().ok_or_else(|| {
+        let (member_at, member) = it.next().ok_or_else(|| {
             ParseError::at_byte(no, raw, raw.len(), "expected a member after the set name")
         })?;
+        self.count_member(no, raw, member_at)?;
         let set = &mut self.sets[idx];
+        check_member(set, member).map_err(|m| ParseError::at_byte(no, raw, member_at, m))?;
         set.members.push(member.to_owned());
         set.entries = set.members.len() as u64;
         Ok(())
@@ -223,7 +248,10 @@ impl IpsetParser {
         let set = &mut self.sets[idx];
         match key {
             "Type" => set.set_type = value.to_owned(),
-            "Header" => apply_header(set, value.split_ascii_whitespace()),
+            "Header" => {
+                let words = words(raw, value_at);
+                apply_header(set, words).map_err(|(at, m)| ParseError::at_byte(no, raw, at, m))?;
+            }
             "Size in memory" => set.memory_bytes = Some(number(value)?),
             "References" => set.references = Some(number(value)?),
             "Number of entries" => {
@@ -238,11 +266,28 @@ impl IpsetParser {
 
     fn member(&mut self, no: usize, raw: &str, start: usize) -> Result<(), ParseError> {
         let idx = self.current(no, raw, start, "Members")?;
-        let member = words(raw, start).next().map_or("", |(_, w)| w);
+        let (member_at, member) = words(raw, start).next().unwrap_or((start, ""));
+        self.count_member(no, raw, member_at)?;
         let set = &mut self.sets[idx];
+        check_member(set, member).map_err(|m| ParseError::at_byte(no, raw, member_at, m))?;
         set.members.push(member.to_owned());
         if !self.counted[idx] {
             set.entries = set.members.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn count_member(&mut self, no: usize, raw: &str, at: usize) -> Result<(), ParseError> {
+        self.members_seen += 1;
+        if self.members_seen > self.limits.max_set_members {
+            let message = over_limit(
+                "number of set members",
+                "members",
+                self.members_seen,
+                self.limits.max_set_members,
+                "max_set_members",
+            );
+            return Err(ParseError::at_byte(no, raw, at, message));
         }
         Ok(())
     }
@@ -252,14 +297,19 @@ impl IpsetParser {
     }
 }
 
-/// Reads `family inet hashsize 1024 comment …` into the set's family and header pairs.
-fn apply_header<'w>(set: &mut IpSet, mut words: impl Iterator<Item = &'w str>) {
-    while let Some(key) = words.next() {
-        let value = if FLAG_OPTIONS.contains(&key) {
-            ""
+/// Reads `family inet hashsize 1024 comment …` into the set's family and header pairs, checking
+/// the numbers the kernel checks. Errors carry the byte offset of the offending word.
+fn apply_header<'w>(
+    set: &mut IpSet,
+    mut words: impl Iterator<Item = (usize, &'w str)>,
+) -> Result<(), (usize, String)> {
+    while let Some((key_at, key)) = words.next() {
+        let (value_at, value) = if FLAG_OPTIONS.contains(&key) {
+            (key_at, "")
         } else {
-            words.next().unwrap_or("")
+            words.next().unwrap_or((key_at, ""))
         };
+        check_header_value(key, value).map_err(|m| (value_at, m))?;
         if key == "family" {
             set.family = match value {
                 "inet" => Some(Family::Ipv4),
@@ -269,4 +319,86 @@ fn apply_header<'w>(set: &mut IpSet, mut words: impl Iterator<Item = &'w str>) {
         }
         set.header.push((key.to_owned(), value.to_owned()));
     }
+    Ok(())
+}
+
+/// The header numbers ipset and the kernel bound: `hashsize` is rounded up to a power of two of
+/// at most 2^31 buckets, `maxelem` and `timeout` are 32-bit, `family` is `inet` or `inet6`.
+fn check_header_value(key: &str, value: &str) -> Result<(), String> {
+    let number = || value.parse::<u64>().ok();
+    match key {
+        "hashsize" => match number() {
+            Some(n) if (1..=1 << 31).contains(&n) => Ok(()),
+            _ => Err(format!(
+                "invalid hashsize `{value}`: expected a number from 1 to 2147483648"
+            )),
+        },
+        "maxelem" => match number() {
+            Some(n) if (1..=u64::from(u32::MAX)).contains(&n) => Ok(()),
+            _ => Err(format!(
+                "invalid maxelem `{value}`: expected a number from 1 to 4294967295"
+            )),
+        },
+        "timeout" | "bucketsize" | "size" => match number() {
+            Some(n) if n <= u64::from(u32::MAX) => Ok(()),
+            _ => Err(format!(
+                "invalid {key} `{value}`: expected an unsigned 32-bit number"
+            )),
+        },
+        "family" => match value {
+            "inet" | "inet6" => Ok(()),
+            _ => Err(format!("invalid family `{value}`: expected inet or inet6")),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// The address parts of a member (`hash:ip`, `hash:net`, `hash:ip,port`, `hash:net,iface`,
+/// `bitmap:ip`, …) must be addresses: ipset refuses `999.1.1.1`. (The family is not compared:
+/// `ipset list` output is read as printed, and the tracer matches by family anyway.)
+fn check_member(set: &IpSet, member: &str) -> Result<(), String> {
+    let Some(dims) = set.set_type.split_once(':').map(|(_, d)| d) else {
+        return Ok(());
+    };
+    if member.is_empty() {
+        return Err("expected a member".to_owned());
+    }
+    for (dim, part) in dims.split(',').zip(member.split(',')) {
+        if matches!(dim, "ip" | "net") {
+            check_member_address(part)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_member_address(part: &str) -> Result<(), String> {
+    let bad = || {
+        format!(
+            "invalid address `{part}` in set member: expected an IPv4 or IPv6 address, \
+             `ADDR/PREFIX` or `FIRST-LAST`"
+        )
+    };
+    let (addr, rest) = match part.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (part, None),
+    };
+    let addrs: Vec<&str> = match addr.split_once('-') {
+        Some((a, b)) if !addr.contains(':') || b.contains(':') => vec![a, b],
+        _ => vec![addr],
+    };
+    for a in addrs {
+        a.parse::<IpAddr>().map_err(|_| bad())?;
+    }
+    if let Some(prefix) = rest {
+        let width = if addr.contains(':') { 128 } else { 32 };
+        match prefix.parse::<u32>() {
+            Ok(p) if p <= width => {}
+            _ => {
+                return Err(format!(
+                    "invalid prefix length `{prefix}` in set member `{part}`: expected 0 to {width}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }

@@ -10,7 +10,7 @@ use crate::model::{Chain, Counters, Notice, NoticeKind, Rule};
 use super::lexer::Token;
 use super::rule::parse_rule_spec;
 use super::table::OpenTable;
-use super::{ParseError, check_chain_name, parse_policy, trim_blanks};
+use super::{ParseError, check_chain_name, check_policy_chain, parse_policy, trim_blanks};
 
 /// The restore commands this parser applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +230,8 @@ impl CommandContext<'_, '_, '_> {
         let policy = parse_policy(tok.as_str())
             .ok_or_else(|| self.err(tok.offset, "expected a policy: ACCEPT, DROP or RETURN"))?;
         self.expect_end(3)?;
+        check_policy_chain(&open.table.name, self.tokens[1].as_str())
+            .map_err(|m| self.err(self.tokens[1].offset, m))?;
         open.set_policy(chain, policy);
         Ok(())
     }

@@ -12,6 +12,7 @@ use super::lexer::Token;
 use super::modules::{
     implicit_protocol_module, module_has, module_options, takes_verbatim_argument,
 };
+use super::values::{check_match_option, check_target_option, interface_name, protocol};
 
 /// An error at a byte offset of the line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +180,9 @@ impl<'t, 'a> RuleParser<'t, 'a> {
             self.pos += 1;
             value = toks.get(self.pos).ok_or_else(missing)?;
         }
+        if value.is_option() {
+            return Err(missing());
+        }
         self.pos += 1;
         Ok(value)
     }
@@ -235,7 +239,9 @@ impl<'t, 'a> RuleParser<'t, 'a> {
         if slot_taken {
             return Err(Self::duplicate(tok));
         }
-        let value = self.base_value(tok, &mut negated)?.as_str().to_owned();
+        let value = self.base_value(tok, &mut negated)?;
+        interface_name(value.as_str()).map_err(|m| Located::new(value.offset, m))?;
+        let value = value.as_str().to_owned();
         let entry = Some(Negatable { negated, value });
         if input {
             self.out.spec.in_interface = entry;
@@ -250,7 +256,9 @@ impl<'t, 'a> RuleParser<'t, 'a> {
             return Err(Self::duplicate(tok));
         }
         self.seen_protocol = true;
-        let value = self.base_value(tok, &mut negated)?.as_str();
+        let value = self.base_value(tok, &mut negated)?;
+        protocol(value.as_str()).map_err(|m| Located::new(value.offset, m))?;
+        let value = value.as_str();
         if negated || !value.eq_ignore_ascii_case("all") {
             self.out.spec.protocol = Some(Negatable {
                 negated,
@@ -386,6 +394,7 @@ impl<'t, 'a> RuleParser<'t, 'a> {
     fn long_option(&mut self, tok: &Token<'a>, mut negated: bool) -> Result<(), Located> {
         let name = &tok.as_str()[2..];
         let mut values = Vec::new();
+        let mut offsets = Vec::new();
         if takes_verbatim_argument(name) {
             if let Some(first) = self
                 .toks
@@ -393,6 +402,7 @@ impl<'t, 'a> RuleParser<'t, 'a> {
                 .filter(|t| !t.is_bang() && !is_rule_option(t))
             {
                 values.push(first.as_str().to_owned());
+                offsets.push(first.offset);
                 self.pos += 1;
             }
         } else if self.intrapositioned_bang() {
@@ -408,6 +418,7 @@ impl<'t, 'a> RuleParser<'t, 'a> {
                 break;
             }
             values.push(v.as_str().to_owned());
+            offsets.push(v.offset);
             self.pos += 1;
         }
         let arg = OptionArg {
@@ -415,7 +426,13 @@ impl<'t, 'a> RuleParser<'t, 'a> {
             name: name.to_owned(),
             values,
         };
-        self.bind(tok, arg)
+        // Where a missing value was expected: the next token, else just after the option.
+        let end = self
+            .toks
+            .get(self.pos)
+            .map_or(tok.offset + tok.as_str().len() + 1, |t| t.offset);
+        offsets.push(end);
+        self.bind(tok, arg, &offsets)
     }
 
     /// `--opt ! value`: a `!` right after the option name, followed by a value (not an option).
@@ -428,17 +445,49 @@ impl<'t, 'a> RuleParser<'t, 'a> {
         is_bang && value_follows
     }
 
-    /// Attaches an option to the match or target it belongs to.
-    fn bind(&mut self, tok: &Token<'a>, arg: OptionArg) -> Result<(), Located> {
+    /// Attaches an option to the match or target it belongs to, after checking its values
+    /// against what that module or target takes (`offsets`: each value's byte offset, then
+    /// where a missing value would be).
+    fn bind(&mut self, tok: &Token<'a>, arg: OptionArg, offsets: &[usize]) -> Result<(), Located> {
+        let place = self.destination(tok, &arg)?;
+        let at = |(i, message): (usize, String)| {
+            let offset = offsets.get(i).copied().unwrap_or(tok.offset);
+            Located::new(offset, message)
+        };
         let matches = &mut self.out.spec.matches;
+        match place {
+            Place::Match(i) => {
+                check_match_option(&matches[i].module, &arg.name, &arg.values).map_err(at)?;
+                matches[i].options.push(arg);
+            }
+            Place::Implicit(module) => {
+                check_match_option(module, &arg.name, &arg.values).map_err(at)?;
+                matches.push(Match {
+                    module: module.to_owned(),
+                    options: vec![arg],
+                });
+                self.context = Context::Match(matches.len() - 1);
+            }
+            Place::Target => {
+                if let Some(t) = self.out.spec.target.as_mut() {
+                    check_target_option(&t.name, &arg.name, &arg.values).map_err(at)?;
+                    t.options.push(arg);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Which match or target an option belongs to.
+    fn destination(&self, tok: &Token<'a>, arg: &OptionArg) -> Result<Place, Located> {
+        let matches = &self.out.spec.matches;
         match self.context {
-            Context::Target => return push_target_option(&mut self.out.spec.target, arg),
+            Context::Target => return Ok(Place::Target),
             Context::Match(i)
                 if module_options(&matches[i].module).is_none()
                     || module_has(&matches[i].module, &arg.name) =>
             {
-                matches[i].options.push(arg);
-                return Ok(());
+                return Ok(Place::Match(i));
             }
             _ => {}
         }
@@ -446,25 +495,16 @@ impl<'t, 'a> RuleParser<'t, 'a> {
             .iter()
             .rposition(|m| module_has(&m.module, &arg.name))
         {
-            matches[j].options.push(arg);
-            return Ok(());
+            return Ok(Place::Match(j));
         }
         if let Some(module) = self.implicit_module.filter(|m| module_has(m, &arg.name)) {
-            matches.push(Match {
-                module: module.to_owned(),
-                options: vec![arg],
-            });
-            self.context = Context::Match(matches.len() - 1);
-            return Ok(());
+            return Ok(Place::Implicit(module));
         }
         if self.out.spec.target.is_some() {
-            return push_target_option(&mut self.out.spec.target, arg);
+            return Ok(Place::Target);
         }
         match self.context {
-            Context::Match(i) => {
-                matches[i].options.push(arg);
-                Ok(())
-            }
+            Context::Match(i) => Ok(Place::Match(i)),
             _ => Err(Located::new(
                 tok.offset,
                 format!(
@@ -476,6 +516,13 @@ impl<'t, 'a> RuleParser<'t, 'a> {
     }
 }
 
+/// Where [`RuleParser::destination`] puts an option.
+enum Place {
+    Match(usize),
+    Implicit(&'static str),
+    Target,
+}
+
 /// An option the rule grammar itself knows (`--anything` or a base short option such as `-j`):
 /// a free-text argument like `--comment -x` never swallows one of these.
 fn is_rule_option(tok: &Token<'_>) -> bool {
@@ -485,11 +532,4 @@ fn is_rule_option(tok: &Token<'_>) -> bool {
                 tok.as_str(),
                 "-s" | "-d" | "-i" | "-o" | "-p" | "-f" | "-4" | "-6" | "-c" | "-m" | "-j" | "-g"
             ))
-}
-
-fn push_target_option(target: &mut Option<Target>, arg: OptionArg) -> Result<(), Located> {
-    if let Some(t) = target.as_mut() {
-        t.options.push(arg);
-    }
-    Ok(())
 }
