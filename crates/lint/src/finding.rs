@@ -44,6 +44,9 @@ impl fmt::Display for Severity {
 pub enum FindingId {
     /// A jump or goto to a chain the table does not have: iptables-restore rejects the dump.
     MissingJumpTarget,
+    /// Jumps or gotos that form a loop (A→A, A→B→A): the kernel refuses the table when a
+    /// built-in chain reaches the loop (error), and refuses any later hook jump into it (warning).
+    JumpLoop,
     /// The same rule twice (after canonicalising option order), or the same match leading to
     /// sibling chains (stale CNI port mappings).
     DuplicateRule,
@@ -73,8 +76,9 @@ pub enum FindingId {
 
 impl FindingId {
     /// Every id, in documentation order.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::MissingJumpTarget,
+        Self::JumpLoop,
         Self::DuplicateRule,
         Self::ShadowedRule,
         Self::UnreachableAfterCatchAll,
@@ -93,6 +97,7 @@ impl FindingId {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::MissingJumpTarget => "missing-jump-target",
+            Self::JumpLoop => "jump-loop",
             Self::DuplicateRule => "duplicate-rule",
             Self::ShadowedRule => "shadowed-rule",
             Self::UnreachableAfterCatchAll => "unreachable-after-catch-all",
@@ -115,7 +120,9 @@ impl FindingId {
             | Self::UnreachableAfterCatchAll
             | Self::IncompatibleTable
             | Self::MissingIpset => &[Severity::Error],
-            Self::GarbledRule | Self::MixedBackends => &[Severity::Warning, Severity::Error],
+            Self::GarbledRule | Self::MixedBackends | Self::JumpLoop => {
+                &[Severity::Warning, Severity::Error]
+            }
             Self::DuplicateRule | Self::KubeStaleChain | Self::KubeNodeportsNotLast => {
                 &[Severity::Warning]
             }

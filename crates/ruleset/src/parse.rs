@@ -406,14 +406,14 @@ impl<'o, 'a> Parser<'o, 'a> {
         let Some(&(policy_at, policy_text)) = fields.get(1) else {
             return Err(err(
                 raw.len(),
-                "expected a policy (ACCEPT, DROP, RETURN or `-`) after the chain name",
+                "expected a policy (ACCEPT, DROP or `-`) after the chain name",
             ));
         };
         let policy =
             match policy_text {
                 "-" => None,
                 p => Some(parse_policy(p).ok_or_else(|| {
-                    err(policy_at, "expected a policy: ACCEPT, DROP, RETURN or `-`")
+                    err(policy_at, "expected a policy: ACCEPT, DROP or `-`")
                 })?),
             };
         let counters = match fields.get(2) {
@@ -655,7 +655,7 @@ fn parse_policy(text: &str) -> Option<Policy> {
     match text {
         "ACCEPT" => Some(Policy::Accept),
         "DROP" => Some(Policy::Drop),
-        "RETURN" => Some(Policy::Return),
+        // `RETURN` is refused as a policy by both iptables-restore backends ("Bad policy name").
         _ => None,
     }
 }

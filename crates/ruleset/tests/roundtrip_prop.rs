@@ -75,7 +75,7 @@ fn option_arg(name: impl Strategy<Value = String>) -> impl Strategy<Value = Opti
 fn port() -> BoxedStrategy<String> {
     prop_oneof![
         (0u32..=65535).prop_map(|p| p.to_string()),
-        (0u32..=65535, 0u32..=65535).prop_map(|(a, b)| format!("{a}:{b}")),
+        (0u32..=65535, 0u32..=65535).prop_map(|(a, b)| format!("{}:{}", a.min(b), a.max(b))),
         Just("http".to_owned()),
     ]
     .boxed()

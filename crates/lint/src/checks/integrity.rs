@@ -96,6 +96,15 @@ fn notices(ctx: &mut Ctx<'_>) {
                     notice.text
                 ),
             ),
+            NoticeKind::TableReplaced { table, first_line } => (
+                FindingId::GarbledRule,
+                Severity::Warning,
+                format!(
+                    "line {line}: table {table} is given a second time; iptables-restore flushes it \
+                     there, so the section from line {first_line} never takes effect and only this \
+                     one is linted"
+                ),
+            ),
             NoticeKind::Deprecated { .. } | NoticeKind::SkippedOtherFamily => continue,
         };
         let mut finding_at = (usize::MAX, None, None);

@@ -56,12 +56,14 @@ pub fn is_per_object_chain(name: &str) -> bool {
 }
 
 /// Does the dump show the table's hook rules? kube-proxy's restore input leaves the built-in
-/// chains out, so there "nothing jumps to it" says nothing.
+/// chains out, so there "nothing jumps to it" says nothing. A saved table declares its built-in
+/// chains with their policies even when no rule is in them: then it is complete, and an empty
+/// hook really means nothing jumps to its user chains.
 pub fn shows_hooks(table: &Table) -> bool {
     table
         .chains
         .iter()
-        .any(|c| c.is_builtin() && !c.rules.is_empty())
+        .any(|c| c.is_builtin() && (!c.rules.is_empty() || (c.line > 0 && c.policy.is_some())))
 }
 
 /// Runs the Kubernetes checks of one ruleset.
@@ -182,11 +184,12 @@ fn service_chains_without_endpoints(ctx: &mut Ctx<'_>, t: usize, table: &Table) 
 
 fn stale_chains(ctx: &mut Ctx<'_>, t: usize, table: &Table, ipvs: bool) {
     let refs = references(table);
+    let complete = shows_hooks(table);
     for (c, chain) in table.chains.iter().enumerate() {
         if !is_per_object_chain(&chain.name) {
             continue;
         }
-        if !refs.contains_key(chain.name.as_str()) && shows_hooks(table) {
+        if !refs.contains_key(chain.name.as_str()) && complete {
             let per_service =
                 chain.name.starts_with("KUBE-SVC-") || chain.name.starts_with("KUBE-SEP-");
             let why = if ipvs && per_service {

@@ -1,12 +1,14 @@
-//! The chain graph of each table: jumps to chains that do not exist, user chains nothing jumps to,
-//! referenced chains without rules, and `-m set` matches on ipsets the ipset dump lacks.
+//! The chain graph of each table: jumps to chains that do not exist, jumps that loop, user chains
+//! nothing jumps to, referenced chains without rules, and `-m set` matches on ipsets the ipset
+//! dump lacks. Chains are looked up through one [`nfscope_ruleset::ChainIndex`] per table, so the
+//! checks stay linear in chains plus rules.
 //!
 //! Kubernetes chains (`KUBE-*`) that nothing references are left to [`super::kube`], which says
 //! *why* they are there. Whether a jump is ever *taken* is not judged here (see [`super::order`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use nfscope_ruleset::{Table, TargetKind};
+use nfscope_ruleset::{ChainIndex, Table, TargetKind};
 
 use super::{Ctx, chain_target, kube};
 use crate::finding::{FindingId, Severity};
@@ -15,8 +17,11 @@ use crate::finding::{FindingId, Severity};
 pub fn check(ctx: &mut Ctx<'_>) {
     let ruleset = ctx.ruleset;
     for (t, table) in ruleset.tables.iter().enumerate() {
-        missing_targets(ctx, t, table);
+        let index = table.chain_index();
+        missing_targets(ctx, t, table, &index);
+        jump_loop(ctx, t, table, &index);
         let refs = references(table);
+        let complete = kube::shows_hooks(table);
         for (c, chain) in table.chains.iter().enumerate() {
             if chain.is_builtin()
                 || kube::is_per_object_chain(&chain.name)
@@ -25,7 +30,7 @@ pub fn check(ctx: &mut Ctx<'_>) {
                 continue;
             }
             match refs.get(chain.name.as_str()) {
-                None if kube::shows_hooks(table) => unreferenced(ctx, t, c),
+                None if complete => unreferenced(ctx, t, c),
                 None => {}
                 Some(_) if chain.rules.is_empty() => {
                     let message = format!(
@@ -91,13 +96,46 @@ fn unreferenced(ctx: &mut Ctx<'_>, t: usize, c: usize) {
     );
 }
 
-fn missing_targets(ctx: &mut Ctx<'_>, t: usize, table: &Table) {
+/// The table's jump loop, if any: an error when a built-in chain reaches it (the kernel refuses
+/// the table; the parser refuses such a dump, so this comes from rulesets built otherwise), a
+/// warning when nothing reaches it (loaded, but any jump into it from a hook will be refused).
+fn jump_loop(ctx: &mut Ctx<'_>, t: usize, table: &Table, index: &ChainIndex<'_>) {
+    let Some(found) = table.jump_loop() else {
+        return;
+    };
+    let place = |jump: &nfscope_ruleset::LoopJump| index.get(&jump.chain).map(|c| (c, jump.rule_index - 1));
+    let Some((c, r)) = found.jumps.first().and_then(place) else {
+        return;
+    };
+    let (severity, consequence) = if found.reachable {
+        (
+            Severity::Error,
+            "a built-in chain reaches it, so the kernel refuses to load this table (\"Too many links\")",
+        )
+    } else {
+        (
+            Severity::Warning,
+            "no built-in chain reaches it yet, but the kernel will refuse any rule that jumps into it from a hook",
+        )
+    };
+    let message = format!("jumps form a loop: {found}; {consequence}");
+    let related = found
+        .jumps
+        .iter()
+        .skip(1)
+        .filter_map(place)
+        .map(|(c, r)| ctx.related(t, c, Some(r), "jump in the loop"))
+        .collect();
+    ctx.report(FindingId::JumpLoop, severity, (t, Some(c), Some(r)), message, related);
+}
+
+fn missing_targets(ctx: &mut Ctx<'_>, t: usize, table: &Table, index: &ChainIndex<'_>) {
     for (c, chain) in table.chains.iter().enumerate() {
         for (r, rule) in chain.rules.iter().enumerate() {
             let Some(target) = chain_target(rule.spec.target.as_ref()) else {
                 continue;
             };
-            if table.chain(target).is_some() {
+            if index.contains(target) {
                 continue;
             }
             let verb = match rule.spec.target.as_ref().map(|t| t.kind) {
@@ -122,6 +160,7 @@ fn missing_targets(ctx: &mut Ctx<'_>, t: usize, table: &Table) {
 
 fn missing_ipsets(ctx: &mut Ctx<'_>, t: usize, table: &Table) {
     let Some(ipsets) = ctx.ipsets else { return };
+    let known: HashSet<&str> = ipsets.iter().map(|s| s.name.as_str()).collect();
     for (c, chain) in table.chains.iter().enumerate() {
         for (r, rule) in chain.rules.iter().enumerate() {
             let sets = rule
@@ -129,7 +168,7 @@ fn missing_ipsets(ctx: &mut Ctx<'_>, t: usize, table: &Table) {
                 .matches_named("set")
                 .filter_map(|m| m.value("match-set"));
             for name in sets {
-                if ipsets.iter().any(|s| s.name == name) {
+                if known.contains(name) {
                     continue;
                 }
                 let message = format!(

@@ -228,7 +228,7 @@ impl CommandContext<'_, '_, '_> {
             )
         })?;
         let policy = parse_policy(tok.as_str())
-            .ok_or_else(|| self.err(tok.offset, "expected a policy: ACCEPT, DROP or RETURN"))?;
+            .ok_or_else(|| self.err(tok.offset, "expected a policy: ACCEPT or DROP"))?;
         self.expect_end(3)?;
         check_policy_chain(&open.table.name, self.tokens[1].as_str())
             .map_err(|m| self.err(self.tokens[1].offset, m))?;

@@ -430,7 +430,7 @@ impl<'t, 'a> RuleParser<'t, 'a> {
         let end = self
             .toks
             .get(self.pos)
-            .map_or(tok.offset + tok.as_str().len() + 1, |t| t.offset);
+            .map_or(tok.offset + tok.as_str().len(), |t| t.offset);
         offsets.push(end);
         self.bind(tok, arg, &offsets)
     }

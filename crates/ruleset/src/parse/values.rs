@@ -375,14 +375,20 @@ fn port(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'+' | b'/'))
 }
 
-/// `ITEM` or `[ITEM]SEP[ITEM]`, each present item valid.
+/// `ITEM` or `[ITEM]SEP[ITEM]`, each present item valid, and a numeric range not reversed
+/// (iptables refuses `90:80`).
 fn range(v: &str, sep: char, item: impl Fn(&str) -> bool) -> bool {
     match v.split_once(sep) {
         Some((a, b)) => {
+            let ordered = match (decimal(a), decimal(b)) {
+                (Some(a), Some(b)) => a <= b,
+                _ => true,
+            };
             (!a.is_empty() || !b.is_empty())
                 && (a.is_empty() || item(a))
                 && (b.is_empty() || item(b))
                 && !b.contains(sep)
+                && ordered
         }
         None => item(v),
     }
@@ -397,7 +403,7 @@ fn port_list(v: &str) -> bool {
     for item in v.split(',') {
         match item.split_once(':') {
             Some((a, b)) => {
-                if !port(a) || !port(b) {
+                if !port(a) || !port(b) || decimal(a) > decimal(b) {
                     return false;
                 }
                 ports += 2;
@@ -513,7 +519,7 @@ mod tests {
         for good in ["80", "0", "65535", "1000:2000", ":1023", "1024:", "http", "ssh"] {
             assert!(ok("tcp", "dport", &[good]), "{good}");
         }
-        for bad in ["65536", "1:2:3", ":", "80-90", "-", "8o80x!", ""] {
+        for bad in ["65536", "1:2:3", ":", "80-90", "90:80", "-", "8o80x!", ""] {
             assert!(!ok("tcp", "dport", &[bad]), "{bad}");
         }
         assert!(!ok("tcp", "dport", &[]));
