@@ -493,3 +493,78 @@ fn cache_reruns_only_when_rules_change() {
     assert_eq!(cache.runs(), 2);
     assert_ne!(after, first);
 }
+
+#[test]
+fn jump_loop_unreachable_is_a_warning_reachable_an_error() {
+    // The kernel loads a loop no hook reaches (the parser does too); the lint warns about it.
+    let text = filter(
+        ":A - [0:0]\n:B - [0:0]\n:C - [0:0]\n",
+        "-A INPUT -j C\n-A C -j ACCEPT\n-A A -j B\n-A B -g A\n",
+    );
+    let findings = run(&text);
+    let loops = with_id(&findings, FindingId::JumpLoop);
+    assert_eq!(loops.len(), 1, "{findings:#?}");
+    assert_eq!(loops[0].severity, Severity::Warning);
+    assert_eq!(
+        (loops[0].location.chain.as_deref(), loops[0].location.rule_index),
+        (Some("A"), Some(1))
+    );
+    assert!(loops[0].message.contains("A → B → A"), "{}", loops[0].message);
+    assert_eq!(loops[0].related.len(), 1);
+    assert_eq!(loops[0].related[0].location.chain.as_deref(), Some("B"));
+    // No loop: no finding.
+    let acyclic = filter(":A - [0:0]\n:B - [0:0]\n", "-A INPUT -j A\n-A A -j B\n-A B -j ACCEPT\n");
+    assert!(places(&acyclic, FindingId::JumpLoop).is_empty());
+
+    // A ruleset built in code (the parser refuses such a dump) where INPUT reaches the loop.
+    let mut ruleset = parse(&text);
+    let table = &mut ruleset.tables[0];
+    let hook_jump = table.chain("C").unwrap().rules[0].clone(); // `-j ACCEPT` as a template
+    let input = table.chains.iter().position(|c| c.name == "INPUT").unwrap();
+    let mut spec = (*hook_jump.spec).clone();
+    spec.target.as_mut().unwrap().name = "A".to_owned();
+    table.chains[input].rules.push(nfscope_ruleset::Rule {
+        spec: spec.into(),
+        ..hook_jump
+    });
+    let findings = lint(&LintInput {
+        rulesets: &[ruleset],
+        ipsets: None,
+    });
+    let loops = with_id(&findings, FindingId::JumpLoop);
+    assert_eq!(loops.len(), 1);
+    assert_eq!(loops[0].severity, Severity::Error);
+    assert!(loops[0].message.contains("refuses to load"), "{}", loops[0].message);
+}
+
+#[test]
+fn a_table_without_rules_still_gets_its_chain_checks() {
+    // Declared hooks, no rules at all: the user chains are unhooked, and that is worth saying.
+    let text = filter(":ORPHAN - [0:0]\n:KUBE-SVC-AAAAAAAAAAAAAAAA - [0:0]\n", "");
+    let findings = run(&text);
+    assert_eq!(
+        places(&text, FindingId::UnreferencedChain),
+        vec![("ORPHAN".to_owned(), None)],
+        "{findings:#?}"
+    );
+    assert_eq!(
+        places(&text, FindingId::KubeStaleChain),
+        vec![("KUBE-SVC-AAAAAAAAAAAAAAAA".to_owned(), None)]
+    );
+    // kube-proxy's restore input declares no built-in chains: there nothing can be said.
+    let restore_input = "*filter\n:ORPHAN - [0:0]\n:KUBE-SVC-AAAAAAAAAAAAAAAA - [0:0]\nCOMMIT\n";
+    assert!(places(restore_input, FindingId::UnreferencedChain).is_empty());
+    assert!(places(restore_input, FindingId::KubeStaleChain).is_empty());
+}
+
+#[test]
+fn a_replaced_table_is_reported() {
+    let text = format!(
+        "{HEADER}*filter\n:INPUT DROP [0:0]\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n"
+    );
+    let findings = run(&text);
+    let garbled = with_id(&findings, FindingId::GarbledRule);
+    assert_eq!(garbled.len(), 1, "{findings:#?}");
+    assert_eq!(garbled[0].location.line, Some(5));
+    assert!(garbled[0].message.contains("second time"), "{}", garbled[0].message);
+}

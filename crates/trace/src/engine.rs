@@ -109,6 +109,8 @@ pub struct Tracer<'a> {
     sets: SetIndex,
     locals: HashSet<IpAddr>,
     backend_order: Vec<usize>,
+    /// A jump loop a hook reaches: the kernel would not have loaded it, and walking it never ends.
+    refused: Option<TraceError>,
 }
 
 impl<'a> Tracer<'a> {
@@ -142,6 +144,7 @@ impl<'a> Tracer<'a> {
             sets: SetIndex::new(input.ipsets.as_deref()),
             locals,
             backend_order,
+            refused: crate::jump_loop_error(&input.rulesets),
         }
     }
 
@@ -161,6 +164,9 @@ impl<'a> Tracer<'a> {
 
     /// Traces `packet` through every ruleset of its family.
     pub fn trace(&self, packet: &Packet) -> Result<TraceResult, TraceError> {
+        if let Some(refused) = &self.refused {
+            return Err(refused.clone());
+        }
         packet.validate()?;
         self.check_interfaces(packet)?;
         let mut pkt = PktState::from_packet(packet);

@@ -137,6 +137,21 @@ impl TraceInput {
     }
 }
 
+/// The error for rulesets with a jump/goto loop that a built-in chain reaches. The parser refuses
+/// such dumps (the kernel does), but rulesets built otherwise are checked here too: walking a
+/// loop never ends.
+fn jump_loop_error(rulesets: &[Ruleset]) -> Option<TraceError> {
+    rulesets.iter().find_map(|rs| {
+        rs.tables.iter().find_map(|table| {
+            let found = table.jump_loop().filter(|l| l.reachable)?;
+            Some(TraceError::Input(format!(
+                "{} {} table {} has a jump loop: {found}; the kernel refuses such a table, so it cannot be traced",
+                rs.family, rs.backend, table.name
+            )))
+        })
+    })
+}
+
 /// Traces `packet` through `input` (indexes the input first; use [`Tracer`] to trace many packets).
 pub fn trace(input: &TraceInput, packet: &Packet) -> Result<TraceResult, TraceError> {
     Tracer::new(input).trace(packet)
