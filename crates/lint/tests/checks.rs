@@ -506,14 +506,24 @@ fn jump_loop_unreachable_is_a_warning_reachable_an_error() {
     assert_eq!(loops.len(), 1, "{findings:#?}");
     assert_eq!(loops[0].severity, Severity::Warning);
     assert_eq!(
-        (loops[0].location.chain.as_deref(), loops[0].location.rule_index),
+        (
+            loops[0].location.chain.as_deref(),
+            loops[0].location.rule_index
+        ),
         (Some("A"), Some(1))
     );
-    assert!(loops[0].message.contains("A → B → A"), "{}", loops[0].message);
+    assert!(
+        loops[0].message.contains("A → B → A"),
+        "{}",
+        loops[0].message
+    );
     assert_eq!(loops[0].related.len(), 1);
     assert_eq!(loops[0].related[0].location.chain.as_deref(), Some("B"));
     // No loop: no finding.
-    let acyclic = filter(":A - [0:0]\n:B - [0:0]\n", "-A INPUT -j A\n-A A -j B\n-A B -j ACCEPT\n");
+    let acyclic = filter(
+        ":A - [0:0]\n:B - [0:0]\n",
+        "-A INPUT -j A\n-A A -j B\n-A B -j ACCEPT\n",
+    );
     assert!(places(&acyclic, FindingId::JumpLoop).is_empty());
 
     // A ruleset built in code (the parser refuses such a dump) where INPUT reaches the loop.
@@ -534,7 +544,11 @@ fn jump_loop_unreachable_is_a_warning_reachable_an_error() {
     let loops = with_id(&findings, FindingId::JumpLoop);
     assert_eq!(loops.len(), 1);
     assert_eq!(loops[0].severity, Severity::Error);
-    assert!(loops[0].message.contains("refuses to load"), "{}", loops[0].message);
+    assert!(
+        loops[0].message.contains("refuses to load"),
+        "{}",
+        loops[0].message
+    );
 }
 
 #[test]
@@ -566,5 +580,9 @@ fn a_replaced_table_is_reported() {
     let garbled = with_id(&findings, FindingId::GarbledRule);
     assert_eq!(garbled.len(), 1, "{findings:#?}");
     assert_eq!(garbled[0].location.line, Some(5));
-    assert!(garbled[0].message.contains("second time"), "{}", garbled[0].message);
+    assert!(
+        garbled[0].message.contains("second time"),
+        "{}",
+        garbled[0].message
+    );
 }

@@ -20,10 +20,10 @@ pub mod render;
 pub mod snapshot;
 pub mod typed;
 
+pub use escape::escape_control;
 pub use ipset::IpSet;
 pub use ipset::{parse_ipsets, parse_ipsets_with};
 pub use model::*;
-pub use escape::escape_control;
 pub use nft::{Format, NftLimits, detect_format, parse_nft_json, parse_nft_text, render_nft};
 pub use parse::{Limits, ParseError, ParseOptions, parse_ruleset};
 pub use render::{render_rule_spec, render_ruleset};

@@ -409,13 +409,13 @@ impl<'o, 'a> Parser<'o, 'a> {
                 "expected a policy (ACCEPT, DROP or `-`) after the chain name",
             ));
         };
-        let policy =
-            match policy_text {
-                "-" => None,
-                p => Some(parse_policy(p).ok_or_else(|| {
-                    err(policy_at, "expected a policy: ACCEPT, DROP or `-`")
-                })?),
-            };
+        let policy = match policy_text {
+            "-" => None,
+            p => Some(
+                parse_policy(p)
+                    .ok_or_else(|| err(policy_at, "expected a policy: ACCEPT, DROP or `-`"))?,
+            ),
+        };
         let counters = match fields.get(2) {
             None => None,
             Some(&(at, text)) => {
@@ -623,7 +623,11 @@ fn guess_backend(tables: &[Table], notices: &[Notice]) -> Option<Backend> {
             .iter()
             .position(|c| c.name == name && c.line > 0 && c.policy.is_some())
     };
-    let (input, output, postrouting) = (declared("INPUT"), declared("OUTPUT"), declared("POSTROUTING"));
+    let (input, output, postrouting) = (
+        declared("INPUT"),
+        declared("OUTPUT"),
+        declared("POSTROUTING"),
+    );
     match (input, output, postrouting) {
         (Some(_), Some(o), Some(p)) if p < o => Some(Backend::Nft),
         (None, Some(o), Some(p)) if p < o => Some(Backend::Legacy),

@@ -90,32 +90,32 @@ fn known_values(module: &str, option: &str) -> BoxedStrategy<Vec<String>> {
             .boxed()
     };
     match (module, option) {
-        ("comment", _) | ("recent", "name") => {
-            one(value().prop_filter("comments hold at most 255 bytes", |v| v.len() <= 255).boxed())
-        }
+        ("comment", _) | ("recent", "name") => one(value()
+            .prop_filter("comments hold at most 255 bytes", |v| v.len() <= 255)
+            .boxed()),
         (_, "dport" | "sport") => one(port()),
-        ("multiport", _) => one(
-            prop::collection::vec(port(), 1..=7)
-                .prop_map(|p| p.join(","))
-                .boxed(),
-        ),
+        ("multiport", _) => one(prop::collection::vec(port(), 1..=7)
+            .prop_map(|p| p.join(","))
+            .boxed()),
         ("tcp", "tcp-flags") => {
             let flags: &'static [&'static str] = &["SYN", "ACK", "FIN", "RST", "URG", "PSH"];
-            (list(flags), list(flags)).prop_map(|(a, b)| vec![a, b]).boxed()
+            (list(flags), list(flags))
+                .prop_map(|(a, b)| vec![a, b])
+                .boxed()
         }
-        ("conntrack", "ctstate") => one(list(&["NEW", "ESTABLISHED", "RELATED", "INVALID", "DNAT"])),
+        ("conntrack", "ctstate") => {
+            one(list(&["NEW", "ESTABLISHED", "RELATED", "INVALID", "DNAT"]))
+        }
         ("conntrack", "ctstatus") => one(list(&["EXPECTED", "SEEN_REPLY", "ASSURED", "CONFIRMED"])),
         ("set", "match-set") => (value(), list(&["src", "dst"]))
             .prop_map(|(name, dirs)| vec![name, dirs])
             .boxed(),
-        ("mark", _) => one(
-            (any::<u32>(), prop::option::of(any::<u32>()))
-                .prop_map(|(v, m)| match m {
-                    Some(m) => format!("{v:#x}/{m:#x}"),
-                    None => v.to_string(),
-                })
-                .boxed(),
-        ),
+        ("mark", _) => one((any::<u32>(), prop::option::of(any::<u32>()))
+            .prop_map(|(v, m)| match m {
+                Some(m) => format!("{v:#x}/{m:#x}"),
+                None => v.to_string(),
+            })
+            .boxed()),
         ("recent", "mask") => one(addr().prop_map(|a| a.addr.to_string()).boxed()),
         _ => Just(Vec::new()).boxed(), // flags: syn, return-nomatch, rcheck, rsource
     }

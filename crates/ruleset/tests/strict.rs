@@ -11,75 +11,11 @@ use nfscope_ruleset::{
 };
 
 mod common;
+use common::strict_cases::{BAD_RULES, GOOD_RULES, filter_with};
 
 fn parse(text: &str) -> Result<Ruleset, ParseError> {
     parse_ruleset(text, &ParseOptions::default())
 }
-
-fn filter_with(body: &str) -> String {
-    format!(
-        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:U - [0:0]\n{body}\nCOMMIT\n"
-    )
-}
-
-/// `(rule line, expected 1-based column, words the message must contain)`: each is refused by
-/// iptables-restore (both backends, checked in `restore_oracle.rs`) and must be refused here.
-pub const BAD_RULES: &[(&str, usize, &[&str])] = &[
-    ("-A INPUT -p tcp --dport -j ACCEPT", 25, &["--dport", "needs a value", "port"]),
-    ("-A INPUT -p tcp --dport 80-90 -j ACCEPT", 25, &["80-90", "FIRST:LAST"]),
-    ("-A INPUT -p tcp --dport 90:80 -j ACCEPT", 25, &["90:80"]),
-    ("-A INPUT -p tcp --dport 65536 -j ACCEPT", 25, &["65536", "0-65535"]),
-    ("-A INPUT -p bogus -j ACCEPT", 13, &["unknown protocol `bogus`"]),
-    ("-A INPUT -p 256 -j ACCEPT", 13, &["0-255"]),
-    ("-A INPUT -s 999.1.1.1 -j ACCEPT", 13, &["999.1.1.1"]),
-    ("-A INPUT -s 10.0.0.1/33 -j ACCEPT", 13, &["33"]),
-    ("-A INPUT -i abcdefghijklmnop -j ACCEPT", 13, &["interface", "15"]),
-    ("-A INPUT -m mark --mark 0x1ffffffff -j ACCEPT", 25, &["0x1ffffffff", "32-bit"]),
-    ("-A INPUT -m mark --mark -j ACCEPT", 25, &["--mark", "needs a value"]),
-    ("-A INPUT -m conntrack --ctstate NEW,BOGUS -j ACCEPT", 33, &["NEW,BOGUS", "ESTABLISHED"]),
-    (
-        "-A INPUT -p tcp -m multiport --dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16 -j ACCEPT",
-        39,
-        &["15 ports"],
-    ),
-    ("-A INPUT -p tcp -m multiport --dports 22,,80 -j ACCEPT", 39, &["22,,80"]),
-    ("-A INPUT -m limit --limit 5/fortnight -j ACCEPT", 27, &["5/fortnight", "N/second"]),
-    ("-A INPUT -m limit --limit 0/sec -j ACCEPT", 27, &["0/sec"]),
-    ("-A INPUT -p tcp --tcp-flags SYN -j ACCEPT", 33, &["--tcp-flags", "needs a value"]),
-    ("-A INPUT -p tcp --syn 80 -j ACCEPT", 23, &["--syn", "takes no value"]),
-    (
-        "-A INPUT -m statistic --mode random --probability 1.5 -j ACCEPT",
-        51,
-        &["1.5", "probability"],
-    ),
-    ("-A INPUT -m set --match-set s -j ACCEPT", 31, &["--match-set", "needs a value"]),
-    ("-A INPUT -j MARK --set-xmark", 29, &["--set-xmark", "needs a value"]),
-    ("-A INPUT -m comment --comment -j ACCEPT", 31, &["--comment", "needs a value"]),
-    ("-A INPUT -m addrtype --dst-type LOCAL,BOGUS -j ACCEPT", 33, &["LOCAL,BOGUS"]),
-    ("-A INPUT -p icmp --icmp-type 300 -j ACCEPT", 30, &["300"]),
-    ("-A INPUT -m length --length 70000 -j ACCEPT", 29, &["70000"]),
-    ("-P U DROP", 4, &["`U` is not a built-in chain", "policy"]),
-];
-
-/// Lines both backends accept, and so must nfscope.
-pub const GOOD_RULES: &[&str] = &[
-    "-A INPUT -p tcp --dport 80 -j ACCEPT",
-    "-A INPUT -p tcp --dport :80 -j ACCEPT",
-    "-A INPUT -p tcp --dport ssh -j ACCEPT",
-    "-A INPUT -p gre -j ACCEPT",
-    "-A INPUT -i abcdefghijklmno -j ACCEPT",
-    "-A INPUT -m mark --mark 0x4000/0x4000 -j ACCEPT",
-    "-A INPUT -m conntrack --ctstate new,established -j ACCEPT",
-    "-A INPUT -m state --state NEW -j ACCEPT",
-    "-A INPUT -p tcp -m multiport --dports 22,80,443,8000:8100 -j ACCEPT",
-    "-A INPUT -m limit --limit 5/sec --limit-burst 10 -j ACCEPT",
-    "-A INPUT -m pkttype --pkt-type unicast -j ACCEPT",
-    "-A INPUT -m iprange --src-range 10.0.0.1-10.0.0.9 -j ACCEPT",
-    "-A INPUT -p tcp --tcp-flags FIN,SYN,RST,ACK SYN -j ACCEPT",
-    "-A INPUT -m set --match-set s src,dst -j ACCEPT",
-    "-A INPUT -j MARK --set-xmark 0x4000/0x4000",
-    "-A INPUT -p udp -m statistic --mode random --probability 0.50000000000 -j U",
-];
 
 #[test]
 fn every_bad_rule_is_refused_at_the_offending_token() {
@@ -95,7 +31,10 @@ fn every_bad_rule_is_refused_at_the_offending_token() {
             lenient: true,
             ..Default::default()
         };
-        assert!(parse_ruleset(&text, &lenient).is_err(), "lenient accepted {rule}");
+        assert!(
+            parse_ruleset(&text, &lenient).is_err(),
+            "lenient accepted {rule}"
+        );
     }
 }
 
@@ -114,7 +53,10 @@ fn unknown_tables_and_policies_on_user_chains_are_refused() {
 
     let e = parse("*filter\n:INPUT ACCEPT [0:0]\n:U ACCEPT [0:0]\nCOMMIT\n").unwrap_err();
     assert_eq!((e.line, e.column), (3, 4), "{e}");
-    assert!(e.message.contains("only built-in chains have a policy"), "{e}");
+    assert!(
+        e.message.contains("only built-in chains have a policy"),
+        "{e}"
+    );
 
     // INPUT is not a built-in chain of raw.
     let e = parse("*raw\n:INPUT ACCEPT [0:0]\nCOMMIT\n").unwrap_err();
@@ -200,16 +142,28 @@ fn caps_on_input_chains_rules_sets_and_members_name_the_limit() {
     };
     let e = parse_ruleset(&filter_with(":V - [0:0]"), &small).unwrap_err();
     assert_eq!((e.line, e.column), (5, 2), "{e}");
-    assert!(e.message.contains("limit of 3 chains") && e.message.contains("max_chains"), "{e}");
+    assert!(
+        e.message.contains("limit of 3 chains") && e.message.contains("max_chains"),
+        "{e}"
+    );
 
     let few_chains = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT\n-A INPUT\n-A INPUT\nCOMMIT\n";
     let e = parse_ruleset(few_chains, &small).unwrap_err();
     assert_eq!((e.line, e.column), (5, 1), "{e}");
-    assert!(e.message.contains("limit of 2 rules") && e.message.contains("max_rules"), "{e}");
+    assert!(
+        e.message.contains("limit of 2 rules") && e.message.contains("max_rules"),
+        "{e}"
+    );
 
-    let long = format!("*filter\n{}COMMIT\n", "# padding comment line\n".repeat(100));
+    let long = format!(
+        "*filter\n{}COMMIT\n",
+        "# padding comment line\n".repeat(100)
+    );
     let e = parse_ruleset(&long, &small).unwrap_err();
-    assert!(e.message.contains("1000 bytes") && e.message.contains("max_input_bytes"), "{e}");
+    assert!(
+        e.message.contains("1000 bytes") && e.message.contains("max_input_bytes"),
+        "{e}"
+    );
     assert_eq!(e.line, 1000 / 23 + 1 + 1, "{e}");
 
     let sets = "create a hash:ip family inet\nadd a 10.0.0.1\nadd a 10.0.0.2\nadd a 10.0.0.3\n";
@@ -246,8 +200,9 @@ fn ipset_members_and_sizes_are_checked_with_line_and_column() {
     let e = parse_ipsets("Name: s\nType: hash:ip\nHeader: family inet hashsize -1\nMembers:\n")
         .unwrap_err();
     assert_eq!((e.line, e.column), (3, 30), "{e}");
-    let e = parse_ipsets("Name: s\nType: hash:ip,port\nMembers:\n10.0.0.1,tcp:80\n10.0.0.300,tcp:80\n")
-        .unwrap_err();
+    let e =
+        parse_ipsets("Name: s\nType: hash:ip,port\nMembers:\n10.0.0.1,tcp:80\n10.0.0.300,tcp:80\n")
+            .unwrap_err();
     assert_eq!((e.line, e.column), (5, 1), "{e}");
     // Valid sets of several types still parse.
     let ok = "create a hash:ip,port family inet hashsize 1024 maxelem 65536\nadd a 10.0.0.1,tcp:80\n\
@@ -264,7 +219,9 @@ fn control_characters_from_the_input_are_escaped_in_errors() {
     assert!(shown.contains("\\u{1b}[2J"), "{shown}");
     let shown = parse("*\x1b[31mfilter\nCOMMIT\n").unwrap_err().to_string();
     assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
-    let shown = parse_ipsets("create s hash:ip\nadd s \u{9b}31m\n").unwrap_err().to_string();
+    let shown = parse_ipsets("create s hash:ip\nadd s \u{9b}31m\n")
+        .unwrap_err()
+        .to_string();
     assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
 }
 
@@ -295,7 +252,7 @@ fn a_headerless_dump_gets_a_guessed_backend_from_nft_tells() {
 #[test]
 fn corpus_dumps_without_their_header_get_the_right_guess() {
     let strip = |name: &str| {
-        let text = std::fs::read_to_string(common::corpus_dir().join(name)).unwrap();
+        let text = nfscope_test_support::corpus_file(name);
         text.lines()
             .filter(|l| !l.contains("Generated by"))
             .map(|l| format!("{l}\n"))
@@ -314,17 +271,29 @@ fn corpus_dumps_without_their_header_get_the_right_guess() {
     assert_eq!((nft.backend, nft.backend_guessed), (Backend::Nft, true));
     // A pre-2.6.36 kernel's nat table (no INPUT; POSTROUTING before OUTPUT): legacy only.
     let legacy = parse_ruleset(&strip("fffuu-ugent.rules"), &lenient).unwrap();
-    assert_eq!((legacy.backend, legacy.backend_guessed), (Backend::Legacy, true));
+    assert_eq!(
+        (legacy.backend, legacy.backend_guessed),
+        (Backend::Legacy, true)
+    );
     // A legacy dump in hook order says nothing either way.
-    let unknown = parse_ruleset(&strip("k3s-node-iptables-save-c-counters-2022.rules"), &lenient)
-        .unwrap();
-    assert_eq!((unknown.backend, unknown.backend_guessed), (Backend::Unknown, false));
+    let unknown = parse_ruleset(
+        &strip("k3s-node-iptables-save-c-counters-2022.rules"),
+        &lenient,
+    )
+    .unwrap();
+    assert_eq!(
+        (unknown.backend, unknown.backend_guessed),
+        (Backend::Unknown, false)
+    );
     // With their headers they are statements, not guesses.
     for (name, backend) in [
-        ("debian10-xtables-save-1.8.2-nft-with-legacy-warning.rules", Backend::Nft),
+        (
+            "debian10-xtables-save-1.8.2-nft-with-legacy-warning.rules",
+            Backend::Nft,
+        ),
         ("fffuu-ugent.rules", Backend::Legacy),
     ] {
-        let text = std::fs::read_to_string(common::corpus_dir().join(name)).unwrap();
+        let text = nfscope_test_support::corpus_file(name);
         let rs = parse_ruleset(&text, &lenient).unwrap();
         assert_eq!((rs.backend, rs.backend_guessed), (backend, false), "{name}");
     }

@@ -39,5 +39,8 @@ fn a_reachable_jump_loop_is_refused_not_walked() {
     };
     assert!(message.contains("jump loop"), "{message}");
     assert!(message.contains("A → B → A"), "{message}");
-    assert!(message.contains("line 6") && message.contains("line 7"), "{message}");
+    assert!(
+        message.contains("line 6") && message.contains("line 7"),
+        "{message}"
+    );
 }

@@ -103,7 +103,8 @@ fn jump_loop(ctx: &mut Ctx<'_>, t: usize, table: &Table, index: &ChainIndex<'_>)
     let Some(found) = table.jump_loop() else {
         return;
     };
-    let place = |jump: &nfscope_ruleset::LoopJump| index.get(&jump.chain).map(|c| (c, jump.rule_index - 1));
+    let place =
+        |jump: &nfscope_ruleset::LoopJump| index.get(&jump.chain).map(|c| (c, jump.rule_index - 1));
     let Some((c, r)) = found.jumps.first().and_then(place) else {
         return;
     };
@@ -126,7 +127,13 @@ fn jump_loop(ctx: &mut Ctx<'_>, t: usize, table: &Table, index: &ChainIndex<'_>)
         .filter_map(place)
         .map(|(c, r)| ctx.related(t, c, Some(r), "jump in the loop"))
         .collect();
-    ctx.report(FindingId::JumpLoop, severity, (t, Some(c), Some(r)), message, related);
+    ctx.report(
+        FindingId::JumpLoop,
+        severity,
+        (t, Some(c), Some(r)),
+        message,
+        related,
+    );
 }
 
 fn missing_targets(ctx: &mut Ctx<'_>, t: usize, table: &Table, index: &ChainIndex<'_>) {

@@ -100,7 +100,10 @@ fn match_spec(module: &str, option: &str) -> Option<Spec> {
         ("set", "match-set" | "set") => &[Any, SetDirs],
         (
             "set",
-            "return-nomatch" | "update-counters" | "update-subcounters" | "no-update-counters"
+            "return-nomatch"
+            | "update-counters"
+            | "update-subcounters"
+            | "no-update-counters"
             | "no-update-subcounters",
         ) => FLAG,
         ("addrtype", "src-type" | "dst-type") => &[AddrTypes],
@@ -122,9 +125,10 @@ fn match_spec(module: &str, option: &str) -> Option<Spec> {
         ("mac", "mac-source") => ONE_ANY,
         ("recent", "name") => ONE_ANY,
         ("recent", "seconds" | "hitcount") => &[U32],
-        ("recent", "set" | "rcheck" | "update" | "remove" | "rsource" | "rdest" | "rttl" | "reap") => {
-            FLAG
-        }
+        (
+            "recent",
+            "set" | "rcheck" | "update" | "remove" | "rsource" | "rdest" | "rttl" | "reap",
+        ) => FLAG,
         ("recent", "mask") => &[Addr],
         ("helper", "helper") => ONE_ANY,
         _ => return None,
@@ -182,7 +186,10 @@ pub(crate) fn check_target_option(
     // An empty `--to-destination` is what old iptables-save prints for a DNAT it cannot render
     // (corpus: cilium-ipvs-…-garbled-dnat); it is read so that the lint reports the rule as
     // `garbled-rule` instead of the whole dump failing. A value, when there is one, is checked.
-    if matches!((target, option), ("DNAT", "to-destination") | ("SNAT", "to-source")) {
+    if matches!(
+        (target, option),
+        ("DNAT", "to-destination") | ("SNAT", "to-source")
+    ) {
         return match values {
             [] => Ok(()),
             _ => check(&[Value::NatRange], option, values),
@@ -199,7 +206,10 @@ fn check(spec: Spec, option: &str, values: &[String]) -> Result<(), (usize, Stri
         let what: Vec<&str> = spec[values.len()..].iter().map(|v| describe(*v)).collect();
         return Err((
             values.len(),
-            format!("option `--{option}` needs a value: expected {}", what.join(" and ")),
+            format!(
+                "option `--{option}` needs a value: expected {}",
+                what.join(" and ")
+            ),
         ));
     }
     if values.len() > spec.len() {
@@ -300,7 +310,10 @@ fn valid(kind: Value, v: &str) -> bool {
                 "DNAT",
             ],
         ),
-        Value::States => list_of(v, &["INVALID", "NEW", "ESTABLISHED", "RELATED", "UNTRACKED"]),
+        Value::States => list_of(
+            v,
+            &["INVALID", "NEW", "ESTABLISHED", "RELATED", "UNTRACKED"],
+        ),
         Value::CtStatus => list_of(
             v,
             &["NONE", "EXPECTED", "SEEN_REPLY", "ASSURED", "CONFIRMED"],
@@ -460,10 +473,7 @@ fn nat_range(v: &str) -> bool {
         }
     };
     let addrs_ok = addrs.is_empty()
-        || addrs
-            .split('-')
-            .all(|a| a.parse::<IpAddr>().is_ok())
-            && addrs.split('-').count() <= 2;
+        || addrs.split('-').all(|a| a.parse::<IpAddr>().is_ok()) && addrs.split('-').count() <= 2;
     let ports_ok = ports.is_none_or(|p| port_range(p, '-'));
     addrs_ok && ports_ok && !v.is_empty()
 }
@@ -480,12 +490,66 @@ pub(crate) fn interface_name(v: &str) -> Result<(), String> {
 
 /// Protocols iptables knows by name (its built-in table plus `/etc/protocols` on common systems).
 const PROTOCOL_NAMES: &[&str] = &[
-    "all", "tcp", "udp", "udplite", "icmp", "icmpv6", "ipv6-icmp", "esp", "ah", "sctp", "mh",
-    "dccp", "gre", "igmp", "ipip", "ipencap", "ipv6", "ipv6-route", "ipv6-frag", "ipv6-nonxt",
-    "ipv6-opts", "hopopt", "ip", "ggp", "st", "egp", "igp", "pup", "hmp", "xns-idp", "rdp",
-    "iso-tp4", "xtp", "ddp", "idpr-cmtp", "idrp", "rsvp", "skip", "rspf", "vmtp", "eigrp", "ospf",
-    "ax.25", "etherip", "encap", "pim", "ipcomp", "vrrp", "l2tp", "isis", "fc", "mobility-header",
-    "mpls-in-ip", "manet", "hip", "shim6", "wesp", "rohc", "ethernet", "mptcp",
+    "all",
+    "tcp",
+    "udp",
+    "udplite",
+    "icmp",
+    "icmpv6",
+    "ipv6-icmp",
+    "esp",
+    "ah",
+    "sctp",
+    "mh",
+    "dccp",
+    "gre",
+    "igmp",
+    "ipip",
+    "ipencap",
+    "ipv6",
+    "ipv6-route",
+    "ipv6-frag",
+    "ipv6-nonxt",
+    "ipv6-opts",
+    "hopopt",
+    "ip",
+    "ggp",
+    "st",
+    "egp",
+    "igp",
+    "pup",
+    "hmp",
+    "xns-idp",
+    "rdp",
+    "iso-tp4",
+    "xtp",
+    "ddp",
+    "idpr-cmtp",
+    "idrp",
+    "rsvp",
+    "skip",
+    "rspf",
+    "vmtp",
+    "eigrp",
+    "ospf",
+    "ax.25",
+    "etherip",
+    "encap",
+    "pim",
+    "ipcomp",
+    "vrrp",
+    "l2tp",
+    "isis",
+    "fc",
+    "mobility-header",
+    "mpls-in-ip",
+    "manet",
+    "hip",
+    "shim6",
+    "wesp",
+    "rohc",
+    "ethernet",
+    "mptcp",
 ];
 
 /// `-p` / `--ctproto`: a protocol name iptables resolves, or a number 0–255.
@@ -516,7 +580,16 @@ mod tests {
 
     #[test]
     fn ports_and_ranges() {
-        for good in ["80", "0", "65535", "1000:2000", ":1023", "1024:", "http", "ssh"] {
+        for good in [
+            "80",
+            "0",
+            "65535",
+            "1000:2000",
+            ":1023",
+            "1024:",
+            "http",
+            "ssh",
+        ] {
             assert!(ok("tcp", "dport", &[good]), "{good}");
         }
         for bad in ["65536", "1:2:3", ":", "80-90", "90:80", "-", "8o80x!", ""] {
@@ -525,7 +598,11 @@ mod tests {
         assert!(!ok("tcp", "dport", &[]));
         assert!(!ok("tcp", "dport", &["80", "81"]));
         assert!(ok("multiport", "dports", &["22,80,443,8000:8100"]));
-        assert!(!ok("multiport", "dports", &["1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16"]));
+        assert!(!ok(
+            "multiport",
+            "dports",
+            &["1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16"]
+        ));
         assert!(!ok("multiport", "dports", &["22,,80"]));
     }
 
@@ -552,7 +629,11 @@ mod tests {
         assert!(!ok("statistic", "probability", &["1.5"]));
         assert!(ok("iprange", "src-range", &["10.0.0.1-10.0.0.9"]));
         assert!(!ok("iprange", "src-range", &["10.0.0.1-fd00::1"]));
-        assert!(!ok("physdev", "physdev-in", &["a-very-long-interface-name"]));
+        assert!(!ok(
+            "physdev",
+            "physdev-in",
+            &["a-very-long-interface-name"]
+        ));
         assert!(ok("unknown-module", "whatever", &[]));
     }
 

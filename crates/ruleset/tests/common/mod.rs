@@ -2,6 +2,8 @@
 //! and comparing models.
 #![allow(dead_code)]
 
+pub mod strict_cases;
+
 use nfscope_ruleset::{Ruleset, Table};
 
 /// The ruleset with every `line` field zeroed and notices dropped, for round-trip comparison.
