@@ -48,6 +48,8 @@ struct Document<'a> {
 struct RulesetDoc<'a> {
     family: &'static str,
     backend: &'static str,
+    /// The dump had no header: `backend` was inferred from what it holds.
+    backend_guessed: bool,
     notices: &'a [Notice],
     tables: Vec<TableDoc<'a>>,
 }
@@ -131,6 +133,7 @@ fn ruleset_doc<'a>(
     RulesetDoc {
         family: rs.family.as_str(),
         backend: rs.backend.as_str(),
+        backend_guessed: rs.backend_guessed,
         notices: &rs.notices,
         tables: rs
             .tables

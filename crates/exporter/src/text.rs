@@ -58,9 +58,14 @@ impl Columns {
 fn write_ruleset(out: &mut String, rs: &Ruleset, ann: Option<&Annotations>, labels: &RuleLabels) {
     let _ = writeln!(
         out,
-        "=== {} {} ({} tables, {} rules) ===",
+        "=== {} {}{} ({} tables, {} rules) ===",
         rs.family,
         rs.backend,
+        if rs.backend_guessed {
+            " (guessed: the dump has no header)"
+        } else {
+            ""
+        },
         rs.tables.len(),
         rs.rule_count()
     );

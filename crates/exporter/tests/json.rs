@@ -97,3 +97,22 @@ fn rules_json_has_the_documented_shape_and_values() {
         .expect("a rule without meaning");
     assert!(plain.get("summary").is_some_and(Value::is_null));
 }
+
+#[test]
+fn a_guessed_backend_says_so_in_json_and_text() {
+    // No header; nat's built-in chains in the order only iptables-nft (before 1.8.9) prints.
+    let text = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
+                :OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+    let guessed = parse("headerless", text);
+    let with_header = parse("k3s", &corpus_file("k3s-node-iptables-save-c-counters-2022.rules"));
+    for (ruleset, backend, is_guess) in [(guessed, "nft", true), (with_header, "legacy", false)] {
+        let annotations = vec![nfscope_annotate::annotate(&ruleset)];
+        let snapshot = snapshot_of(ruleset);
+        let doc = rules_json(&snapshot, &annotations);
+        let rs = &doc["rulesets"][0];
+        assert_eq!(rs["backend"], backend);
+        assert_eq!(rs["backend_guessed"], is_guess);
+        let listing = nfscope_exporter::rules_text(&snapshot, &annotations);
+        assert_eq!(listing.contains("(guessed: the dump has no header)"), is_guess, "{listing}");
+    }
+}
