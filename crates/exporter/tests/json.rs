@@ -104,7 +104,10 @@ fn a_guessed_backend_says_so_in_json_and_text() {
     let text = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n\
                 :OUTPUT ACCEPT [0:0]\nCOMMIT\n";
     let guessed = parse("headerless", text);
-    let with_header = parse("k3s", &corpus_file("k3s-node-iptables-save-c-counters-2022.rules"));
+    let with_header = parse(
+        "k3s",
+        &corpus_file("k3s-node-iptables-save-c-counters-2022.rules"),
+    );
     for (ruleset, backend, is_guess) in [(guessed, "nft", true), (with_header, "legacy", false)] {
         let annotations = vec![nfscope_annotate::annotate(&ruleset)];
         let snapshot = snapshot_of(ruleset);
@@ -113,6 +116,10 @@ fn a_guessed_backend_says_so_in_json_and_text() {
         assert_eq!(rs["backend"], backend);
         assert_eq!(rs["backend_guessed"], is_guess);
         let listing = nfscope_exporter::rules_text(&snapshot, &annotations);
-        assert_eq!(listing.contains("(guessed: the dump has no header)"), is_guess, "{listing}");
+        assert_eq!(
+            listing.contains("(guessed: the dump has no header)"),
+            is_guess,
+            "{listing}"
+        );
     }
 }
