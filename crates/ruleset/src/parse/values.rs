@@ -67,6 +67,10 @@ enum Value {
     IcmpType,
     /// `[ADDR[-ADDR]][:PORT[-PORT]]` (DNAT / SNAT), IPv6 addresses in brackets.
     NatRange,
+    /// One of these words (case-insensitive).
+    OneOf(&'static [&'static str]),
+    /// `N[:M]` of 32-bit numbers.
+    U32Range,
 }
 
 /// The values an option takes, one entry per value; empty for a flag.
@@ -95,6 +99,22 @@ fn match_spec(module: &str, option: &str) -> Option<Spec> {
         }
         ("conntrack", "ctstatus") => &[CtStatus],
         ("conntrack", "ctdir") => &[CtDir],
+        ("conntrack", "ctexpire") => &[U32Range],
+        ("owner", "uid-owner" | "gid-owner") => ONE_ANY,
+        ("owner", "socket-exists" | "suppl-groups") => FLAG,
+        ("policy", "dir") => &[OneOf(&["in", "out"])],
+        ("policy", "pol") => &[OneOf(&["none", "ipsec"])],
+        ("policy", "strict" | "next") => FLAG,
+        (
+            "hashlimit",
+            "hashlimit" | "hashlimit-upto" | "hashlimit-above" | "hashlimit-burst" | "hashlimit-mode"
+            | "hashlimit-name",
+        ) => ONE_ANY,
+        (
+            "hashlimit",
+            "hashlimit-srcmask" | "hashlimit-dstmask" | "hashlimit-htable-size"
+            | "hashlimit-htable-max" | "hashlimit-htable-expire" | "hashlimit-htable-gcinterval",
+        ) => &[U32],
         ("state", "state") => &[States],
         ("mark" | "connmark", "mark") => &[Mark],
         ("set", "match-set" | "set") => &[Any, SetDirs],
@@ -160,6 +180,7 @@ fn target_spec(target: &str, option: &str) -> Option<Spec> {
         ("TCPMSS", "set-mss") => &[U32],
         ("TCPMSS", "clamp-mss-to-pmtu") => FLAG,
         ("CT", "notrack") => FLAG,
+        ("NETMAP", "to") => &[Addr],
         _ => return None,
     })
 }
@@ -271,6 +292,12 @@ fn describe(kind: Value) -> &'static str {
         Value::PktType => "unicast, broadcast, multicast, host, otherhost, outgoing or loopback",
         Value::IcmpType => "an ICMP type name, `TYPE` or `TYPE/CODE`",
         Value::NatRange => "`[ADDR[-ADDR]][:PORT[-PORT]]`",
+        Value::OneOf(words) => match words {
+            ["in", "out"] => "`in` or `out`",
+            ["none", "ipsec"] => "`none` or `ipsec`",
+            _ => "one of the documented words",
+        },
+        Value::U32Range => "an unsigned 32-bit number or a range `MIN:MAX`",
     }
 }
 
@@ -353,6 +380,8 @@ fn valid(kind: Value, v: &str) -> bool {
         ),
         Value::IcmpType => icmp_type(v),
         Value::NatRange => nat_range(v),
+        Value::OneOf(words) => words.iter().any(|w| w.eq_ignore_ascii_case(v)),
+        Value::U32Range => range(v, ':', |p| decimal(p).is_some_and(|n| n <= u64::from(u32::MAX))),
     }
 }
 
@@ -635,6 +664,10 @@ mod tests {
             &["a-very-long-interface-name"]
         ));
         assert!(ok("unknown-module", "whatever", &[]));
+        assert!(ok("policy", "dir", &["in"]));
+        assert!(!ok("policy", "dir", &["sideways"]));
+        assert!(ok("conntrack", "ctexpire", &["10:100"]));
+        assert!(!ok("conntrack", "ctexpire", &["100:10"]));
     }
 
     #[test]
