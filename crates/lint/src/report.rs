@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use nfscope_ruleset::escape_control;
 use serde::Serialize;
 
 use crate::finding::{Finding, FindingId, Location, Severity, Summary};
@@ -27,7 +28,8 @@ pub fn render_json(findings: &[Finding], summary: &Summary) -> String {
 }
 
 /// One block per finding (`severity id family/backend table chain #rule (line N)`, the message,
-/// then related places and Kubernetes context indented), then a summary line.
+/// then related places and Kubernetes context indented), then a summary line. Text that came
+/// from the dump (chain names, comments in messages) has its control characters escaped.
 pub fn render_text(findings: &[Finding], summary: &Summary) -> String {
     let mut out = String::new();
     for f in findings {
@@ -38,23 +40,28 @@ pub fn render_text(findings: &[Finding], summary: &Summary) -> String {
             f.id,
             f.family,
             f.backend,
-            place(&f.location)
+            escape_control(&place(&f.location))
         );
-        let _ = writeln!(out, "        {}", f.message);
+        let _ = writeln!(out, "        {}", escape_control(&f.message));
         if let Some(kube) = &f.kube {
             let meaning = kube
                 .meaning
                 .as_deref()
                 .map(|m| format!(": {m}"))
                 .unwrap_or_default();
-            let _ = writeln!(out, "        kubernetes: {}{meaning}", kube.owner);
+            let _ = writeln!(
+                out,
+                "        kubernetes: {}{}",
+                kube.owner,
+                escape_control(&meaning)
+            );
         }
         for r in &f.related {
             let _ = writeln!(
                 out,
                 "        related: {}{} ({})",
                 r.family,
-                place(&r.location),
+                escape_control(&place(&r.location)),
                 r.note
             );
         }

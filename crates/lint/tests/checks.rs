@@ -586,3 +586,17 @@ fn a_replaced_table_is_reported() {
         garbled[0].message
     );
 }
+
+#[test]
+fn text_output_escapes_control_characters_from_the_dump() {
+    // A chain name may hold an ESC (only blanks and quotes are refused): it must not reach the terminal raw.
+    let text = filter(":EVIL\x1b[2J - [0:0]\n", "-A EVIL\x1b[2J -j ACCEPT\n");
+    let findings = run(&text);
+    assert!(!findings.is_empty());
+    let shown = nfscope_lint::render_text(&findings, &Summary::new(&findings, 1, 1));
+    assert!(
+        !shown.chars().any(|c| c.is_control() && c != '\n'),
+        "{shown:?}"
+    );
+    assert!(shown.contains("EVIL\\u{1b}[2J"), "{shown}");
+}

@@ -44,10 +44,10 @@ pub const DEFAULT_MAX_BRANCHES: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TraceError {
     /// The packet description is inconsistent or names something unknown.
-    #[error("{0}")]
+    #[error("{}", nfscope_ruleset::escape_control(.0))]
     Input(String),
     /// A line of `ip route` output could not be read.
-    #[error("routes {line}:{column}: {message}")]
+    #[error("routes {line}:{column}: {}", nfscope_ruleset::escape_control(.message))]
     Routes {
         /// 1-based line.
         line: usize,

@@ -44,3 +44,14 @@ fn a_reachable_jump_loop_is_refused_not_walked() {
         "{message}"
     );
 }
+
+/// Error texts quote what they were given (interface names, route lines): never raw control bytes.
+#[test]
+fn trace_errors_escape_control_characters() {
+    let shown = TraceError::Input("unknown interface `eth\x1b]0;x\x07`".into()).to_string();
+    assert_eq!(shown, "unknown interface `eth\\u{1b}]0;x\\u{7}`");
+    let shown = nfscope_trace::parse_routes("default via \x1b[31m dev eth0\n")
+        .map(|_| String::new())
+        .unwrap_or_else(|e| e.to_string());
+    assert!(!shown.chars().any(char::is_control), "{shown:?}");
+}

@@ -107,13 +107,17 @@ fn match_spec(module: &str, option: &str) -> Option<Spec> {
         ("policy", "strict" | "next") => FLAG,
         (
             "hashlimit",
-            "hashlimit" | "hashlimit-upto" | "hashlimit-above" | "hashlimit-burst" | "hashlimit-mode"
-            | "hashlimit-name",
+            "hashlimit" | "hashlimit-upto" | "hashlimit-above" | "hashlimit-burst"
+            | "hashlimit-mode" | "hashlimit-name",
         ) => ONE_ANY,
         (
             "hashlimit",
-            "hashlimit-srcmask" | "hashlimit-dstmask" | "hashlimit-htable-size"
-            | "hashlimit-htable-max" | "hashlimit-htable-expire" | "hashlimit-htable-gcinterval",
+            "hashlimit-srcmask"
+            | "hashlimit-dstmask"
+            | "hashlimit-htable-size"
+            | "hashlimit-htable-max"
+            | "hashlimit-htable-expire"
+            | "hashlimit-htable-gcinterval",
         ) => &[U32],
         ("state", "state") => &[States],
         ("mark" | "connmark", "mark") => &[Mark],
@@ -381,7 +385,9 @@ fn valid(kind: Value, v: &str) -> bool {
         Value::IcmpType => icmp_type(v),
         Value::NatRange => nat_range(v),
         Value::OneOf(words) => words.iter().any(|w| w.eq_ignore_ascii_case(v)),
-        Value::U32Range => range(v, ':', |p| decimal(p).is_some_and(|n| n <= u64::from(u32::MAX))),
+        Value::U32Range => range(v, ':', |p| {
+            decimal(p).is_some_and(|n| n <= u64::from(u32::MAX))
+        }),
     }
 }
 
