@@ -3,7 +3,7 @@
 //! [`lint`] reads parsed rulesets (one per family and backend, from dumps or the live node) and
 //! returns [`Finding`]s, each with a stable id ([`FindingId`]), a [`Severity`], where it is, a
 //! message saying the consequence in plain words, related places and the Kubernetes meaning of the
-//! place. The checks: jumps to missing chains, duplicate and shadowed rules (three-valued coverage,
+//! place. The checks: jumps to missing chains, jump loops, duplicate and shadowed rules (three-valued coverage,
 //! see [`cover`]), rules after a catch-all, unreferenced and empty chains, kube-proxy services
 //! without endpoints, stale kube-proxy chains, the NodePort rule order, garbled dumps, mixed
 //! backends and incompatible tables. [`report`] renders them as text, JSON or Prometheus metrics,

@@ -4,7 +4,10 @@
 //! `-c`), kube-proxy's `iptables-restore` input, and `ipset save` / `ipset list` output *mean* as
 //! data, how to turn that data back into canonical save syntax, and the [`Snapshot`] that carries a
 //! node's collected state to the outputs. It does no I/O and reads no clock: callers hand it text
-//! and get a [`Ruleset`] or a [`ParseError`] with line and column.
+//! and get a [`Ruleset`] or a [`ParseError`] with line and column. It refuses what
+//! `iptables-restore` and `ipset restore` refuse (malformed option values, unknown tables, jump
+//! loops a hook reaches, …), bounds what one input may create ([`Limits`]), and escapes control
+//! characters of the input in every message ([`escape_control`]).
 //!
 //! It does not know about Kubernetes (see `nfscope-annotate`), the kernel (`nfscope-kernel`) or
 //! metrics (`nfscope-exporter`).
