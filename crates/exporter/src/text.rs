@@ -8,12 +8,13 @@
 use std::fmt::Write as _;
 
 use nfscope_annotate::{Annotation, Annotations, Owner};
-use nfscope_ruleset::{Chain, Counters, Ruleset, Snapshot};
+use nfscope_ruleset::{Chain, Counters, Ruleset, Snapshot, escape_control};
 
 use crate::labels::RuleLabels;
 
 /// A readable listing of every ruleset in the snapshot. `annotations` is parallel to
-/// `snapshot.rulesets`.
+/// `snapshot.rulesets`. Control characters that came from the dump (in chain names, comments,
+/// notices) are escaped, so the listing cannot drive the terminal.
 pub fn rules_text(snapshot: &Snapshot, annotations: &[Annotations]) -> String {
     let mut out = String::new();
     for (i, rs) in snapshot.rulesets.iter().enumerate() {
@@ -24,6 +25,15 @@ pub fn rules_text(snapshot: &Snapshot, annotations: &[Annotations]) -> String {
     }
     if snapshot.rulesets.is_empty() {
         out.push_str("no rulesets\n");
+    }
+    if out.chars().any(|c| c.is_control() && c != '\n') {
+        out = out
+            .split_inclusive('\n')
+            .map(|line| match line.strip_suffix('\n') {
+                Some(body) => escape_control(body).into_owned() + "\n",
+                None => escape_control(line).into_owned(),
+            })
+            .collect();
     }
     out
 }

@@ -123,3 +123,17 @@ fn a_guessed_backend_says_so_in_json_and_text() {
         );
     }
 }
+
+#[test]
+fn the_text_listing_escapes_control_characters_from_the_dump() {
+    let text = "*filter\n:INPUT ACCEPT [0:0]\n:EVIL\x1b[2J - [0:0]\n\
+                -A INPUT -m comment --comment \"bell\x07\" -j EVIL\x1b[2J\nCOMMIT\n";
+    let ruleset = parse("evil", text);
+    let annotations = vec![nfscope_annotate::annotate(&ruleset)];
+    let listing = nfscope_exporter::rules_text(&snapshot_of(ruleset), &annotations);
+    assert!(
+        !listing.chars().any(|c| c.is_control() && c != '\n'),
+        "{listing:?}"
+    );
+    assert!(listing.contains("EVIL\\u{1b}[2J"), "{listing}");
+}
