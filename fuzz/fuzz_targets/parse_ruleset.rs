@@ -5,9 +5,11 @@
 use libfuzzer_sys::fuzz_target;
 use nfscope_ruleset::{ParseOptions, Ruleset, parse_ruleset, render_rule_spec, render_ruleset};
 
-/// The model without `line` fields and notices, which rendering does not preserve.
+/// The model without `line` fields, notices and whether the backend was a guess (the reparse is
+/// told the backend), which rendering does not preserve.
 fn comparable(mut rs: Ruleset) -> Ruleset {
     rs.notices.clear();
+    rs.backend_guessed = false;
     for t in &mut rs.tables {
         t.line = 0;
         for c in &mut t.chains {
