@@ -243,11 +243,8 @@ fn verdict(c: &mut Cur) -> Option<Verdict> {
 pub(crate) fn join(toks: &[Token]) -> String {
     let mut s = String::new();
     for t in toks {
-        let piece = match &t.tok {
-            Tok::Word(w) => w.clone(),
-            Tok::Str(q) => format!("\"{q}\""),
-            Tok::Punct(p) => p.to_string(),
-            Tok::Newline | Tok::Comment(_) => continue,
+        let Some(piece) = t.source_form() else {
+            continue;
         };
         if !s.is_empty() && !t.is_punct(',') && !s.ends_with(',') && !s.ends_with('(') {
             s.push(' ');

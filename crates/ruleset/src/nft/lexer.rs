@@ -34,6 +34,28 @@ pub(crate) struct Token {
 }
 
 impl Token {
+    /// The token as nft text that lexes back to the same token (strings quoted, `"` and `\\`
+    /// escaped); `None` for line ends and comments.
+    pub(crate) fn source_form(&self) -> Option<String> {
+        match &self.tok {
+            Tok::Word(w) => Some(w.clone()),
+            Tok::Str(q) => {
+                let mut s = String::with_capacity(q.len() + 2);
+                s.push('"');
+                for c in q.chars() {
+                    if matches!(c, '"' | '\\') {
+                        s.push('\\');
+                    }
+                    s.push(c);
+                }
+                s.push('"');
+                Some(s)
+            }
+            Tok::Punct(p) => Some(p.to_string()),
+            Tok::Newline | Tok::Comment(_) => None,
+        }
+    }
+
     pub(crate) fn word(&self) -> Option<&str> {
         match &self.tok {
             Tok::Word(w) => Some(w),

@@ -228,22 +228,27 @@ impl P<'_> {
     /// A member kept as text: `KIND [KIND2] NAME { … }`.
     fn object(&mut self) -> Result<NftObject, ParseError> {
         let start = self.p;
+        // KIND words in source form; NAME (the last word) as its value: rendering quotes it.
         let mut words = Vec::new();
+        let mut last: Option<(String, String)> = None;
         while let Some(t) = self.peek() {
             if t.is_punct('{') {
                 break;
             }
             match &t.tok {
-                Tok::Word(w) => words.push(w.clone()),
-                Tok::Str(s) => words.push(s.clone()),
+                Tok::Word(w) | Tok::Str(w) => {
+                    let form = t.source_form().unwrap_or_default();
+                    if let Some((_, previous)) = last.replace((w.clone(), form)) {
+                        words.push(previous);
+                    }
+                }
                 _ => return Err(self.err_at(self.p, "expected `set`, `map`, `chain` or an object")),
             }
             self.p += 1;
         }
-        if words.len() < 2 {
+        let Some((name, _)) = last.filter(|_| !words.is_empty()) else {
             return Err(self.err_at(start, "expected `set`, `map`, `chain` or an object"));
-        }
-        let name = words.pop().expect("two");
+        };
         let body_start = self.p;
         self.braced_block()?;
         let body = join(&self.toks[body_start..self.p]);
