@@ -8,10 +8,12 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{Ordering, fence};
 use std::time::Duration;
+
+use crate::sys;
 
 const BLOCK_SIZE: u32 = 1 << 20;
 const BLOCK_COUNT: u32 = 8;
@@ -94,13 +96,13 @@ impl PacketCapture {
         }
         // SAFETY: `raw` is a fresh descriptor we own exclusively.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut program = filter_program();
-        let fprog = libc::sock_fprog {
-            len: program.len() as u16,
-            filter: program.as_mut_ptr(),
-        };
-        super::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)?;
-        super::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &TPACKET_V3)?;
+        sys::attach_filter(fd.as_fd(), &mut filter_program())?;
+        sys::set_option(
+            fd.as_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_VERSION,
+            &TPACKET_V3,
+        )?;
         let req = libc::tpacket_req3 {
             tp_block_size: BLOCK_SIZE,
             tp_block_nr: BLOCK_COUNT,
@@ -110,7 +112,7 @@ impl PacketCapture {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        super::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
+        sys::set_option(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
         let len = (BLOCK_SIZE * BLOCK_COUNT) as usize;
         // SAFETY: maps the ring the kernel just allocated for this socket; checked below.
         let ptr = unsafe {

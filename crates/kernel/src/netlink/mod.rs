@@ -16,7 +16,7 @@
 
 mod legacy;
 mod nft;
-mod socket;
+pub(crate) mod socket;
 
 use std::collections::HashMap;
 use std::fs;
