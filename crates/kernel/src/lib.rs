@@ -27,6 +27,8 @@
 //! Only the private `sys` module holds `unsafe` code (`setns(2)` and `kill(2)` on a process group).
 #![warn(missing_docs)]
 
+#[cfg(test)]
+mod captured;
 mod conntrack;
 mod error;
 mod exec;

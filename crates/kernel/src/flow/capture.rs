@@ -220,6 +220,38 @@ impl PacketCapture {
         Ok(count)
     }
 
+    /// Test captures: waits up to `timeout` for the next retired block and returns its bytes
+    /// (the block descriptor's `blk_len` of them), handing the block back to the kernel.
+    #[cfg(test)]
+    pub(crate) fn take_block(&mut self, timeout: Duration) -> Option<Vec<u8>> {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.block_ready(self.next_block) {
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: as in `walk_block`: the block is ours until its status is handed back.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                self.ring
+                    .as_ptr()
+                    .add((self.next_block * BLOCK_SIZE) as usize),
+                BLOCK_SIZE as usize,
+            )
+        };
+        let used = u32_at(bytes, 20).map_or(0, |n| n as usize).min(bytes.len());
+        let copy = bytes[..used].to_vec();
+        fence(Ordering::Release);
+        // SAFETY: hands the block back, as `poll` does.
+        unsafe {
+            self.block_status(self.next_block)
+                .write_volatile(libc::TP_STATUS_KERNEL)
+        };
+        self.next_block = (self.next_block + 1) % BLOCK_COUNT;
+        Some(copy)
+    }
+
     fn block_ready(&self, block: u32) -> bool {
         // SAFETY: aligned pointer into the mapping; volatile because the kernel writes it.
         let status = unsafe { self.block_status(block).read_volatile() };
@@ -284,7 +316,7 @@ fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
 }
 
 /// Walks one retired block (`tpacket_block_desc` + `tpacket3_hdr`s); bounds-checked throughout.
-fn walk_block_bytes(block: &[u8], each: &mut impl FnMut(u32, u32, u32, &[u8])) -> usize {
+pub(crate) fn walk_block_bytes(block: &[u8], each: &mut impl FnMut(u32, u32, u32, &[u8])) -> usize {
     let num_pkts = u32_at(block, 12).unwrap_or(0);
     let mut at = u32_at(block, 16).unwrap_or(0) as usize;
     let mut count = 0;

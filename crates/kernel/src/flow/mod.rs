@@ -6,7 +6,7 @@
 //! qdisc or BPF map is created. Together they need CAP_NET_ADMIN and CAP_NET_RAW. Decoding the
 //! connection state is not done here: events and packets go to `nfscope-flow`'s table.
 
-mod capture;
+pub(crate) mod capture;
 mod conntrack_events;
 
 use std::io;

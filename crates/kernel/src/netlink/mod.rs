@@ -14,8 +14,8 @@
 //! text has an id ([`nfscope_ruleset::Snapshot::rule_text_ids`]) that tells consumers "same rules".
 //! It does not read ipsets or conntrack (they stay on `ipset` / `/proc`).
 
-mod legacy;
-mod nft;
+pub(crate) mod legacy;
+pub(crate) mod nft;
 pub(crate) mod socket;
 
 use std::collections::HashMap;
