@@ -302,19 +302,17 @@ fn collect_here(opts: &CollectOptions, reader: Option<&mut Reader>) -> Snapshot 
 /// A ruleset and the id of the text it was parsed from ([`Snapshot::rule_text_ids`]; 0: unknown).
 type TextRuleset = (Ruleset, u64);
 
-/// Reads every rule source through the netlink reader; the time of the whole read is shared
-/// out evenly, as the sources are read together.
+/// Reads every rule source through the netlink reader; each source reports the time spent on
+/// its own ruleset (the nf_tables families' common reads are shared out between them).
 fn read_netlink(
     reader: &mut Reader,
     opts: &CollectOptions,
     sources: &[(Family, Backend)],
 ) -> (Vec<Timed<Option<TextRuleset>>>, netlink::Extras) {
-    let started = Instant::now();
     let (results, extras) = reader.read_rules(opts, sources);
-    let seconds = started.elapsed().as_secs_f64() / results.len().max(1) as f64;
     let timed = results
         .into_iter()
-        .map(|result| {
+        .map(|(result, seconds)| {
             let (result, problem) = match result {
                 Ok(read) => (
                     Ok(read.ruleset.map(|r| (r, read.text_id))),
