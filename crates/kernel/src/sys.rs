@@ -187,9 +187,12 @@ pub(crate) fn attach_filter(
     set_option(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
 }
 
-/// Receives up to `lengths.len()` datagrams with one `recvmmsg`, datagram `i` into
-/// `buf[i * slot..(i + 1) * slot]`; `lengths[i]` becomes its length, or `None` when it did not
-/// fit its slot. Returns how many were received. `EINTR` is returned as an error.
+/// Most datagrams [`recv_batch`] takes per call (its headers live on the stack).
+pub(crate) const BATCH_MAX: usize = 64;
+
+/// Receives up to `lengths.len()` (at most [`BATCH_MAX`]) datagrams with one `recvmmsg`,
+/// datagram `i` into `buf[i * slot..(i + 1) * slot]`; `lengths[i]` becomes its length, or `None`
+/// when it did not fit its slot. Returns how many were received. `EINTR` is returned as an error.
 pub(crate) fn recv_batch(
     fd: BorrowedFd<'_>,
     buf: &mut [u8],
@@ -197,27 +200,21 @@ pub(crate) fn recv_batch(
     flags: libc::c_int,
     lengths: &mut [Option<usize>],
 ) -> io::Result<usize> {
-    let count = lengths.len().min(buf.len() / slot.max(1));
+    let count = lengths.len().min(buf.len() / slot.max(1)).min(BATCH_MAX);
     let base: *mut u8 = buf.as_mut_ptr();
-    let mut iovecs: Vec<libc::iovec> = (0..count)
-        .map(|i| libc::iovec {
-            // In bounds: i < count <= buf.len() / slot.
-            iov_base: base.wrapping_add(i * slot).cast(),
-            iov_len: slot,
-        })
-        .collect();
-    let mut headers: Vec<libc::mmsghdr> = iovecs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
-            let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            header.msg_hdr.msg_iov = iov;
-            header.msg_hdr.msg_iovlen = 1;
-            header
-        })
-        .collect();
-    // SAFETY: every header points at one live iovec, each covering a distinct `slot`-byte part
-    // of `buf` (exclusively borrowed); all outlive the call; the count is the vector's length.
+    let mut iovecs: [libc::iovec; BATCH_MAX] = std::array::from_fn(|i| libc::iovec {
+        // In bounds for i < count <= buf.len() / slot; the others are never handed over.
+        iov_base: base.wrapping_add(i * slot).cast(),
+        iov_len: slot,
+    });
+    // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
+    let mut headers: [libc::mmsghdr; BATCH_MAX] = unsafe { std::mem::zeroed() };
+    for (header, iov) in headers.iter_mut().zip(iovecs.iter_mut()) {
+        header.msg_hdr.msg_iov = iov;
+        header.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: the first `count` headers each point at one live iovec covering a distinct
+    // `slot`-byte part of `buf` (exclusively borrowed); all outlive the call.
     let n = unsafe {
         libc::recvmmsg(
             fd.as_raw_fd(),

@@ -221,6 +221,12 @@ impl Subscription {
         slots: usize,
         slot: usize,
     ) -> io::Result<Self> {
+        if slots > sys::BATCH_MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("at most {} datagrams per call", sys::BATCH_MAX),
+            ));
+        }
         let fd = sys::netfilter_socket_unbound()?;
         let sock = fd.as_fd();
         if sys::set_option(sock, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &rcvbuf).is_err() {
