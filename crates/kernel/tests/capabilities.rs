@@ -255,6 +255,10 @@ fn netlink_as_nobody_reads_nft_with_net_admin_and_legacy_with_net_raw_and_dac_re
     assert_eq!(names_before.trim(), "filter", "reading created no table");
 
     let (sources, _) = collect_as_nobody(&node, "", "netlink");
+    let nft_error = sources[0].1.as_deref().unwrap_or_default();
+    assert!(nft_error.contains("needs CAP_NET_ADMIN"), "{nft_error}");
+    let legacy_error = sources[1].1.as_deref().unwrap_or_default();
+    assert!(legacy_error.contains("needs CAP_NET_RAW"), "{legacy_error}");
     assert_eq!(
         failing(&sources),
         [

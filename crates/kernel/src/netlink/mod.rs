@@ -370,7 +370,10 @@ impl Reader {
                         .unwrap_or_default()),
                     Err(e) => Err(KernelError::Io {
                         what: "nf_tables netlink".to_owned(),
-                        source: io::Error::new(e.kind(), e.to_string()),
+                        source: needs(
+                            io::Error::new(e.kind(), e.to_string()),
+                            "CAP_NET_ADMIN: nfnetlink has no read-only capability",
+                        ),
                     }),
                 },
                 Backend::Legacy => self.read_legacy(opts, family, &mut extras.retries),
