@@ -473,14 +473,18 @@ impl Reader {
                 }
                 Ok(())
             })?;
-            // ip and ip6 chains are iptables-nft's (or native ones of those families, read
-            // with them); inet, arp, bridge and netdev chains are native nftables only.
-            let slot = match *family {
-                nft::FAMILY_IP => Some(ReadTimes::slot(Family::Ipv4)),
-                nft::FAMILY_IP6 => Some(ReadTimes::slot(Family::Ipv6)),
-                _ => Some(ReadTimes::NATIVE),
+            // ip and ip6 chains of a family read here count for it (iptables-nft's, or native
+            // ones read with them); inet, arp, bridge and netdev chains, and ip/ip6 chains of a
+            // family not asked for, are native nftables only.
+            let family = match *family {
+                nft::FAMILY_IP => Some(Family::Ipv4),
+                nft::FAMILY_IP6 => Some(Family::Ipv6),
+                _ => None,
             };
-            lap(times, slot);
+            let slot = family
+                .filter(|f| families.contains(f))
+                .map_or(ReadTimes::NATIVE, ReadTimes::slot);
+            lap(times, Some(slot));
         }
         let mismatch = placer.finish();
         let moved = nft::generation(sock)? != generation;
