@@ -1,5 +1,5 @@
 //! Tests of the binary decoders over bytes captured from the kernel, committed in
-//! `crates/kernel/testdata/` (how each file was made: `testdata/SOURCES.md`). They run without
+//! `testdata/kernel/` at the repository root (how each file was made: its `SOURCES.md`). They run without
 //! root: the x_tables entry walker (`IPT_SO_GET_ENTRIES` / `IP6T_SO_GET_ENTRIES` replies), the
 //! nf_tables message decoders with the netlink framing they go through, and the `TPACKET_V3`
 //! block walker. Every expected value is what the capture loaded or sent, worked out by hand.
@@ -20,12 +20,12 @@ use crate::netlink::socket::{DumpEnd, Frame, Message, NLM_F_DUMP, frames, reply_
 
 fn path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata")
+        .join("../../testdata/kernel")
         .join(name)
 }
 
 fn read(name: &str) -> Vec<u8> {
-    fs::read(path(name)).unwrap_or_else(|e| panic!("testdata/{name}: {e}"))
+    fs::read(path(name)).unwrap_or_else(|e| panic!("testdata/kernel/{name}: {e}"))
 }
 
 /// A file of records, each a little-endian `u32` length and that many bytes (datagrams or
@@ -446,13 +446,13 @@ fn write_records(name: &str, records: &[Vec<u8>]) {
         out.extend_from_slice(&(record.len() as u32).to_le_bytes());
         out.extend_from_slice(record);
     }
-    fs::write(path(name), out).unwrap_or_else(|e| panic!("write testdata/{name}: {e}"));
+    fs::write(path(name), out).unwrap_or_else(|e| panic!("write testdata/kernel/{name}: {e}"));
 }
 
 /// Writes every file the tests above read. Run as root:
 /// `cargo test -p nfscope-kernel --lib captured::capture_testdata -- --ignored`.
 #[test]
-#[ignore = "root; rewrites crates/kernel/testdata (see SOURCES.md)"]
+#[ignore = "root; rewrites testdata/kernel (see its SOURCES.md)"]
 fn capture_testdata() {
     assert!(
         crate::testns::root_or_skip("capture_testdata"),
