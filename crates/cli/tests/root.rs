@@ -497,7 +497,9 @@ fn a_namespace_without_legacy_tables_reports_legacy_read_not_failed() {
             for backend in ["nft", "legacy"] {
                 let success = named(&samples, "iptables_scrape_success")
                     .into_iter()
-                    .find(|s| s.label("family") == family && s.label("backend") == backend)
+                    .find(|s| {
+                        s.label("family") == Some(family) && s.label("backend") == Some(backend)
+                    })
                     .unwrap_or_else(|| panic!("{source}: success for {family}/{backend}\n{body}"));
                 assert_eq!(
                     success.value, 1.0,
@@ -508,7 +510,7 @@ fn a_namespace_without_legacy_tables_reports_legacy_read_not_failed() {
         assert!(
             !named(&samples, "iptables_chains")
                 .iter()
-                .any(|s| s.label("backend") == "legacy"),
+                .any(|s| s.label("backend") == Some("legacy")),
             "{source}: no legacy tables were invented"
         );
     }
