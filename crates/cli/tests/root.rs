@@ -482,3 +482,38 @@ fn a_real_prometheus_scrapes_the_server() {
     }
     panic!("prometheus never saw up == 1 and our rule series; last answers: {last:?}");
 }
+
+#[test]
+fn a_namespace_without_legacy_tables_reports_legacy_read_not_failed() {
+    if !root_or_skip("a_namespace_without_legacy_tables_reports_legacy_read_not_failed") {
+        return;
+    }
+    let node = TestNetns::new("nolegacy").expect("create netns");
+    node.sh_ok("iptables-nft-restore <<'EOF'\n*filter\n-A INPUT -p icmp -j ACCEPT\nCOMMIT\nEOF");
+    for source in ["netlink", "exec"] {
+        let server = Server::start(&["--netns", node.name(), "--source", source]);
+        let (body, samples) = server.metrics();
+        for family in ["ipv4", "ipv6"] {
+            for backend in ["nft", "legacy"] {
+                let success = named(&samples, "iptables_scrape_success")
+                    .into_iter()
+                    .find(|s| {
+                        s.label("family") == Some(family) && s.label("backend") == Some(backend)
+                    })
+                    .unwrap_or_else(|| panic!("{source}: success for {family}/{backend}\n{body}"));
+                assert_eq!(
+                    success.value, 1.0,
+                    "{source}: no tables is not a failure ({family}/{backend})"
+                );
+            }
+        }
+        assert!(
+            !named(&samples, "iptables_chains")
+                .iter()
+                .any(|s| s.label("backend") == Some("legacy")),
+            "{source}: no legacy tables were invented"
+        );
+    }
+    let names = node.sh_ok("cat /proc/net/ip_tables_names /proc/net/ip6_tables_names");
+    assert_eq!(names.trim(), "", "reading created no legacy table");
+}

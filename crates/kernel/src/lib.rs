@@ -1,32 +1,50 @@
 //! Reading the live node's netfilter state: the only nfscope crate that does system I/O.
 //!
-//! This crate owns *getting* the text and numbers out of the kernel: forking
-//! `iptables-save -c` / `ip6tables-save -c` for the nft and legacy backends, `ipset list -t`,
-//! reading the conntrack statistics in `/proc`, and entering a named network namespace to do all
-//! of that there. [`collect`] runs every source (the four rule sources concurrently) and returns a
-//! [`Snapshot`] with one [`SourceReport`] per source; it never fails as a whole. It does not parse
-//! the text (it calls `nfscope-ruleset`), and it never modifies the firewall or, where it can tell,
-//! loads kernel modules.
+//! This crate owns *getting* rules, counters and statistics out of the kernel. By default
+//! ([`RuleSource::Netlink`]) rule counters come over nf_tables netlink (nft backend and native
+//! nftables) and x_tables `getsockopt` (legacy backend) with no fork, and the rule *text* comes
+//! from `ip[6]tables-{nft,legacy}-save` only when the ruleset changed ([`Reader`] keeps it between
+//! collections); [`RuleSource::Exec`] forks the save tools on every collection instead. It also
+//! reads ipset headers (`ipset list -t`), the conntrack statistics in `/proc`, conntrack events
+//! and TCP control packets for the flow monitor ([`flow`]), node facts for the doctor ([`node`],
+//! [`host`]), and enters a named network namespace to do any of that there. [`collect`] reads
+//! ipsets and conntrack on their own threads beside the rules (the netlink reader reads the rule
+//! sources one after the other on the calling thread; the exec source forks the four save tools
+//! concurrently) and returns a [`Snapshot`] with one [`SourceReport`] per source, each with its
+//! own read time; it never fails as a whole. It does not parse rule text (it calls
+//! `nfscope-ruleset`), and it never modifies the firewall or, where it can tell, loads kernel
+//! modules.
+//!
+//! All netlink traffic — the nf_tables dumps and the conntrack event subscription — goes through
+//! one stack (`netlink::socket`: sockets, message framing, attribute walking); the raw system
+//! calls and socket options are in `sys`.
 //!
 //! # Capabilities
 //!
-//! Measured with `setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps … --ambient-caps …`
-//! inside a network namespace. Forked tools only get capabilities that are in the *ambient* set.
+//! Measured with `setpriv --reuid 65534 --regid 65534 … --inh-caps … --ambient-caps …` inside a
+//! network namespace (`tests/capabilities.rs`). Forked tools only get capabilities that are in the
+//! *ambient* set.
 //!
 //! | read | needs |
 //! |---|---|
-//! | `iptables-nft-save`, `ip6tables-nft-save` | CAP_NET_ADMIN |
-//! | `iptables-legacy-save`, `ip6tables-legacy-save` | CAP_NET_ADMIN + CAP_NET_RAW, and CAP_DAC_READ_SEARCH for a non-root uid (`/proc/net/ip_tables_names` is 0440 root) |
-//! | `ipset list -t` | CAP_NET_ADMIN |
-//! | conntrack (`/proc`) | nothing |
+//! | nft backend and native nftables (netlink, or `ip[6]tables-nft-save`) | CAP_NET_ADMIN |
+//! | legacy backend (`getsockopt`, or `ip[6]tables-legacy-save`) | CAP_NET_ADMIN + CAP_NET_RAW, and for a non-root uid *listing* the tables: `/proc/net/ip*_tables_names` is 0440 root:root, so supplementary group 0 or CAP_DAC_READ_SEARCH |
+//! | `ipset list -t`, conntrack events | CAP_NET_ADMIN |
+//! | packet capture | CAP_NET_RAW |
+//! | conntrack statistics (`/proc`) | nothing |
 //! | entering another namespace ([`CollectOptions::netns`]) | CAP_SYS_ADMIN |
 //!
-//! So a non-root exporter on the host network namespace needs
-//! `net_admin,net_raw,dac_read_search` as ambient capabilities.
+//! There is no read-only way around the table list: asking the kernel for a standard table name
+//! (`IPT_SO_GET_INFO`) creates that table when it is not there, so that is only done when asked
+//! for ([`CollectOptions::probe_legacy_tables`]). Without the list the legacy sources fail with an
+//! error saying what is missing; nothing is left out silently.
 //!
-//! Only the private `sys` module holds `unsafe` code (`setns(2)` and `kill(2)` on a process group).
+//! `unsafe` code lives in `sys` (the system calls std does not wrap, behind safe functions) and
+//! in `flow` (the `AF_PACKET` ring mapping and `getifaddrs`), each block with a `SAFETY` note.
 #![warn(missing_docs)]
 
+#[cfg(test)]
+mod captured;
 mod conntrack;
 mod error;
 mod exec;
@@ -99,9 +117,10 @@ pub struct CollectOptions {
     pub source: RuleSource,
     /// With [`RuleSource::Netlink`]: also read native nftables rules, named counters and sets.
     pub native_nftables: bool,
-    /// With [`RuleSource::Netlink`], when `/proc/net/ip*_tables_names` cannot be read (no
-    /// CAP_DAC_READ_SEARCH): find legacy tables by asking for each standard name. Off by default
-    /// because the kernel creates a table it is asked about (an empty, all-accepting one).
+    /// With [`RuleSource::Netlink`], when `/proc/net/ip*_tables_names` cannot be read (neither
+    /// group 0 nor CAP_DAC_READ_SEARCH): find legacy tables by asking for each standard name. Off
+    /// by default because the kernel creates a table it is asked about (an empty, all-accepting
+    /// one; measured on Linux 6.18, and kept measured by `tests/capabilities.rs`).
     pub probe_legacy_tables: bool,
 }
 
@@ -300,19 +319,17 @@ fn collect_here(opts: &CollectOptions, reader: Option<&mut Reader>) -> Snapshot 
 /// A ruleset and the id of the text it was parsed from ([`Snapshot::rule_text_ids`]; 0: unknown).
 type TextRuleset = (Ruleset, u64);
 
-/// Reads every rule source through the netlink reader; the time of the whole read is shared
-/// out evenly, as the sources are read together.
+/// Reads every rule source through the netlink reader; each source reports the time spent on
+/// its own ruleset (the nf_tables families' common reads are shared out between them).
 fn read_netlink(
     reader: &mut Reader,
     opts: &CollectOptions,
     sources: &[(Family, Backend)],
 ) -> (Vec<Timed<Option<TextRuleset>>>, netlink::Extras) {
-    let started = Instant::now();
     let (results, extras) = reader.read_rules(opts, sources);
-    let seconds = started.elapsed().as_secs_f64() / results.len().max(1) as f64;
     let timed = results
         .into_iter()
-        .map(|result| {
+        .map(|(result, seconds)| {
             let (result, problem) = match result {
                 Ok(read) => (
                     Ok(read.ruleset.map(|r| (r, read.text_id))),

@@ -113,29 +113,67 @@ fn run_save_tool(
     tool_dir: Option<&Path>,
 ) -> Result<Option<(&'static str, ToolOutput)>, KernelError> {
     let tool = save_tool(family, backend).ok_or(KernelError::UnknownBackend(backend))?;
-    if backend == Backend::Legacy && legacy_holds_nothing(family) {
-        return Ok(None);
+    if backend == Backend::Legacy {
+        match legacy_table_names(family) {
+            Ok(names) if names.is_empty() => return Ok(None),
+            // The tool would fail on the same file, saying less.
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                return Err(KernelError::Io {
+                    what: method(family, backend),
+                    source: e,
+                });
+            }
+            _ => {}
+        }
     }
     let path = find_tool(tool, tool_dir)?;
     Ok(Some((tool, run_tool(tool, &path, &["-c"], timeout)?)))
 }
 
+/// The file listing a family's legacy tables in this thread's namespace (`/proc/net` follows
+/// the main thread's namespace, `/proc/thread-self/net` this thread's).
+fn legacy_names_file(family: Family) -> &'static str {
+    match family {
+        Family::Ipv4 => "/proc/thread-self/net/ip_tables_names",
+        Family::Ipv6 => "/proc/thread-self/net/ip6_tables_names",
+    }
+}
+
+/// The family's legacy table names, in the kernel's order (the order `iptables-legacy-save`
+/// prints); empty when x_tables for the family is not loaded (no file).
+///
+/// The file is mode 0440 root:root, so a non-root reader needs supplementary group 0 or
+/// CAP_DAC_READ_SEARCH; without either the error says so. There is no other read-only way to
+/// learn the names: `*_SO_GET_INFO` on a standard name *creates* that table when it is not
+/// there (measured on Linux 6.18: asking an empty namespace for the five standard names
+/// instantiated all five), so it is only done when asked for
+/// ([`crate::CollectOptions::probe_legacy_tables`]).
+pub(crate) fn legacy_table_names(family: Family) -> std::io::Result<Vec<String>> {
+    let file = legacy_names_file(family);
+    match fs::read_to_string(file) {
+        Ok(text) => Ok(text.split_whitespace().map(str::to_owned).collect()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => Err(std::io::Error::new(
+            e.kind(),
+            format!("{file}: {e}: {LEGACY_NAMES_HINT}"),
+        )),
+        Err(e) => Err(std::io::Error::new(e.kind(), format!("{file}: {e}"))),
+    }
+}
+
+/// What an unreadable legacy table list needs, for error messages.
+pub(crate) const LEGACY_NAMES_HINT: &str = "legacy tables cannot be listed: the file is mode \
+    0440 root:root, so reading it needs supplementary group 0 (root; no capability) or \
+    CAP_DAC_READ_SEARCH; nfscope does not ask for each standard table instead, because asking \
+    creates the tables that are not there";
+
 /// True when the kernel shows no legacy table for `family` in this thread's namespace: the
 /// `ip[6]_tables_names` file is missing (x_tables for that family not loaded) or empty.
 ///
-/// Running the save tool anyway could load `ip_tables` as a side effect. The file is read through
-/// `/proc/thread-self`, because `/proc/net` follows the main thread's namespace. When the file
-/// cannot be read (0440 root, no CAP_DAC_READ_SEARCH) the answer is "don't know" (`false`), and the
-/// tool runs and reports the real error.
+/// Running the save tool anyway could load `ip_tables` as a side effect. When the file cannot be
+/// read the answer is "don't know" (`false`).
 pub(crate) fn legacy_holds_nothing(family: Family) -> bool {
-    let file = match family {
-        Family::Ipv4 => "/proc/thread-self/net/ip_tables_names",
-        Family::Ipv6 => "/proc/thread-self/net/ip6_tables_names",
-    };
-    match fs::read_to_string(file) {
-        Ok(names) => names.trim().is_empty(),
-        Err(e) => e.kind() == ErrorKind::NotFound,
-    }
+    legacy_table_names(family).is_ok_and(|names| names.is_empty())
 }
 
 fn to_ruleset(

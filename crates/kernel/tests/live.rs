@@ -135,9 +135,28 @@ fn collect_reads_exactly_the_backends_that_hold_rules_with_the_tools_counters() 
         return;
     }
     let lab = Lab::new();
+    let started = std::time::Instant::now();
     let snapshot = collect(&lab.options());
+    let elapsed = started.elapsed().as_secs_f64();
 
     assert_no_source_errors(&snapshot);
+    // Each ruleset reports its own read time (the netlink reader reads them one after the
+    // other on the collecting thread): not one value copied or divided over all four, and
+    // together never more than the collection took.
+    let seconds: Vec<f64> = snapshot
+        .sources
+        .iter()
+        .filter(|s| matches!(s.kind, SourceKind::Rules { .. }))
+        .map(|s| s.duration_seconds)
+        .collect();
+    assert!(
+        seconds.iter().sum::<f64>() <= elapsed,
+        "{seconds:?} within {elapsed}"
+    );
+    assert!(
+        seconds.iter().any(|&s| s != seconds[0]),
+        "measured per ruleset: {seconds:?}"
+    );
     let pairs: BTreeSet<(Family, Backend)> = snapshot
         .rulesets
         .iter()

@@ -8,10 +8,12 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{Ordering, fence};
 use std::time::Duration;
+
+use crate::sys;
 
 const BLOCK_SIZE: u32 = 1 << 20;
 const BLOCK_COUNT: u32 = 8;
@@ -94,13 +96,13 @@ impl PacketCapture {
         }
         // SAFETY: `raw` is a fresh descriptor we own exclusively.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut program = filter_program();
-        let fprog = libc::sock_fprog {
-            len: program.len() as u16,
-            filter: program.as_mut_ptr(),
-        };
-        super::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)?;
-        super::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &TPACKET_V3)?;
+        sys::attach_filter(fd.as_fd(), &mut filter_program())?;
+        sys::set_option(
+            fd.as_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_VERSION,
+            &TPACKET_V3,
+        )?;
         let req = libc::tpacket_req3 {
             tp_block_size: BLOCK_SIZE,
             tp_block_nr: BLOCK_COUNT,
@@ -110,7 +112,7 @@ impl PacketCapture {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        super::setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
+        sys::set_option(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
         let len = (BLOCK_SIZE * BLOCK_COUNT) as usize;
         // SAFETY: maps the ring the kernel just allocated for this socket; checked below.
         let ptr = unsafe {
@@ -218,6 +220,38 @@ impl PacketCapture {
         Ok(count)
     }
 
+    /// Test captures: waits up to `timeout` for the next retired block and returns its bytes
+    /// (the block descriptor's `blk_len` of them), handing the block back to the kernel.
+    #[cfg(test)]
+    pub(crate) fn take_block(&mut self, timeout: Duration) -> Option<Vec<u8>> {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.block_ready(self.next_block) {
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: as in `walk_block`: the block is ours until its status is handed back.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                self.ring
+                    .as_ptr()
+                    .add((self.next_block * BLOCK_SIZE) as usize),
+                BLOCK_SIZE as usize,
+            )
+        };
+        let used = u32_at(bytes, 20).map_or(0, |n| n as usize).min(bytes.len());
+        let copy = bytes[..used].to_vec();
+        fence(Ordering::Release);
+        // SAFETY: hands the block back, as `poll` does.
+        unsafe {
+            self.block_status(self.next_block)
+                .write_volatile(libc::TP_STATUS_KERNEL)
+        };
+        self.next_block = (self.next_block + 1) % BLOCK_COUNT;
+        Some(copy)
+    }
+
     fn block_ready(&self, block: u32) -> bool {
         // SAFETY: aligned pointer into the mapping; volatile because the kernel writes it.
         let status = unsafe { self.block_status(block).read_volatile() };
@@ -282,7 +316,7 @@ fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
 }
 
 /// Walks one retired block (`tpacket_block_desc` + `tpacket3_hdr`s); bounds-checked throughout.
-fn walk_block_bytes(block: &[u8], each: &mut impl FnMut(u32, u32, u32, &[u8])) -> usize {
+pub(crate) fn walk_block_bytes(block: &[u8], each: &mut impl FnMut(u32, u32, u32, &[u8])) -> usize {
     let num_pkts = u32_at(block, 12).unwrap_or(0);
     let mut at = u32_at(block, 16).unwrap_or(0) as usize;
     let mut count = 0;

@@ -13,19 +13,23 @@
 //! report ESTABLISHED (the handshake's final ACK) or CLOSE (a reset). Destroy events carry the
 //! final TCP state themselves. What passes is read up to [`DATAGRAMS_PER_CALL`] datagrams per
 //! `recvmmsg` call.
-#![allow(unsafe_code)]
+//!
+//! The socket, the batching and the framing are the crate's one netlink stack
+//! (`crate::netlink::socket`); this module owns the filter program and the decoder.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use nfscope_flow::{CtCounters, CtEvent, CtKind, TcpState, Tuple};
 
+use crate::netlink::socket::{
+    NFNL_ATTRS_AT, NLM_F_CREATE, Subscription, attrs, be_u16, be_u32, be_u64, frames,
+};
+
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_NEW: u16 = 0;
 const IPCTNL_MSG_CT_DELETE: u16 = 2;
-const NLM_F_CREATE: u16 = 0x400;
 const GROUPS: u32 = 0b111; // NFNLGRP_CONNTRACK_NEW | _UPDATE | _DESTROY
 
 const CTA_TUPLE_ORIG: u16 = 1;
@@ -102,7 +106,7 @@ pub fn filter_program() -> Vec<libc::sock_filter> {
     const JEQ_K: u16 = 0x15;
     const JSET_K: u16 = 0x45;
     const RET_K: u16 = 0x06;
-    const ATTRS_AT: u32 = 20; // nlmsghdr + nfgenmsg
+    const ATTRS_AT: u32 = NFNL_ATTRS_AT as u32;
     type Code = Vec<(u16, To, To, u32)>;
     let jump = |code: &mut Code, c: u16, k: u32, yes: To, no: To| code.push((c, yes, no, k));
     let plain = |code: &mut Code, c: u16, k: u32| code.push((c, To::Next, To::Next, k));
@@ -210,8 +214,7 @@ pub fn filter_program() -> Vec<libc::sock_filter> {
 /// A subscription to conntrack events in the namespace it was opened in.
 #[derive(Debug)]
 pub struct ConntrackEvents {
-    fd: OwnedFd,
-    buf: Vec<u8>,
+    socket: Subscription,
     overruns: u64,
 }
 
@@ -219,48 +222,16 @@ impl ConntrackEvents {
     /// Opens the socket (needs CAP_NET_ADMIN) with an 8 MiB receive buffer where allowed, the
     /// [`filter_program`] attached, and a `timeout` on each receive.
     pub fn open(timeout: Duration) -> io::Result<Self> {
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_NETFILTER,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh descriptor we own exclusively.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let size: libc::c_int = 8 << 20;
-        if super::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size).is_err() {
-            super::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &size)?;
-        }
-        super::set_receive_timeout(&fd, timeout)?;
-        let mut program = filter_program();
-        let fprog = libc::sock_fprog {
-            len: u16::try_from(program.len()).unwrap_or(u16::MAX),
-            filter: program.as_mut_ptr(),
-        };
-        super::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)?;
-        // SAFETY: sockaddr_nl is plain old data; all-zero is a valid value.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        addr.nl_groups = GROUPS;
-        // SAFETY: `addr` is a valid sockaddr_nl and the length matches its type.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&raw const addr).cast(),
-                size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let socket = Subscription::open(
+            GROUPS,
+            &mut filter_program(),
+            8 << 20,
+            timeout,
+            DATAGRAMS_PER_CALL,
+            DATAGRAM_ROOM,
+        )?;
         Ok(Self {
-            fd,
-            buf: vec![0; DATAGRAMS_PER_CALL * DATAGRAM_ROOM],
+            socket,
             overruns: 0,
         })
     }
@@ -283,70 +254,24 @@ impl ConntrackEvents {
         flags: libc::c_int,
         mut each: impl FnMut(CtEvent),
     ) -> io::Result<usize> {
-        let lengths = match self.recv_datagrams(flags) {
-            Ok(lengths) => lengths,
-            Err(err) => {
-                return match err.raw_os_error() {
-                    Some(libc::ENOBUFS) => {
-                        self.overruns += 1;
-                        Ok(0)
-                    }
-                    Some(libc::EAGAIN | libc::EINTR) => Ok(0),
-                    _ => Err(err),
-                };
-            }
-        };
         let mut count = 0;
-        for (slot, len) in self.buf.chunks(DATAGRAM_ROOM).zip(lengths) {
-            parse_messages(&slot[..len], |event| {
+        let received = self.socket.recv_batch(flags, |datagram| {
+            parse_messages(datagram, |event| {
                 count += 1;
                 each(event);
             });
+        });
+        if let Err(err) = received {
+            return match err.raw_os_error() {
+                Some(libc::ENOBUFS) => {
+                    self.overruns += 1;
+                    Ok(0)
+                }
+                Some(libc::EAGAIN | libc::EINTR) => Ok(0),
+                _ => Err(err),
+            };
         }
         Ok(count)
-    }
-
-    /// One `recvmmsg` into the buffer's slots; the length of each datagram received (0 for one
-    /// that did not fit its slot, which is skipped).
-    fn recv_datagrams(
-        &mut self,
-        flags: libc::c_int,
-    ) -> io::Result<impl Iterator<Item = usize> + use<>> {
-        let base: *mut u8 = self.buf.as_mut_ptr();
-        let mut iovecs: [libc::iovec; DATAGRAMS_PER_CALL] =
-            std::array::from_fn(|slot| libc::iovec {
-                // The buffer holds DATAGRAMS_PER_CALL slots of DATAGRAM_ROOM bytes.
-                iov_base: base.wrapping_add(slot * DATAGRAM_ROOM).cast(),
-                iov_len: DATAGRAM_ROOM,
-            });
-        // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
-        let mut headers: [libc::mmsghdr; DATAGRAMS_PER_CALL] = unsafe { std::mem::zeroed() };
-        for (header, iov) in headers.iter_mut().zip(iovecs.iter_mut()) {
-            header.msg_hdr.msg_iov = iov;
-            header.msg_hdr.msg_iovlen = 1;
-        }
-        // SAFETY: every header points at one live iovec, each covering a distinct slot inside
-        // `self.buf` (exclusively borrowed); all outlive the call; the count is the array's.
-        let n = unsafe {
-            libc::recvmmsg(
-                self.fd.as_raw_fd(),
-                headers.as_mut_ptr(),
-                DATAGRAMS_PER_CALL as libc::c_uint,
-                flags,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let received = usize::try_from(n).unwrap_or(0).min(DATAGRAMS_PER_CALL);
-        Ok(headers.into_iter().take(received).map(|h| {
-            if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
-                0
-            } else {
-                (h.msg_len as usize).min(DATAGRAM_ROOM)
-            }
-        }))
     }
 
     /// Overruns (`ENOBUFS`: the kernel dropped one or more events) since the last call.
@@ -355,68 +280,26 @@ impl ConntrackEvents {
     }
 }
 
-/// Decodes every conntrack message in one netlink datagram; anything else is skipped.
-pub fn parse_messages(mut buf: &[u8], mut each: impl FnMut(CtEvent)) {
-    while buf.len() >= 16 {
-        let len = u32_ne(buf, 0) as usize;
-        if len < 16 || len > buf.len() {
-            return;
+/// Decodes every conntrack message in one netlink datagram; anything else is skipped, and a
+/// malformed message ends the datagram.
+pub fn parse_messages(buf: &[u8], mut each: impl FnMut(CtEvent)) {
+    for frame in frames(buf).map_while(Result::ok) {
+        if frame.kind >> 8 != NFNL_SUBSYS_CTNETLINK {
+            continue;
         }
-        let kind = u16::from_ne_bytes([buf[4], buf[5]]);
-        let flags = u16::from_ne_bytes([buf[6], buf[7]]);
-        if kind >> 8 == NFNL_SUBSYS_CTNETLINK {
-            let ct_kind = match (kind & 0xff, flags & NLM_F_CREATE != 0) {
-                (IPCTNL_MSG_CT_NEW, true) => Some(CtKind::New),
-                (IPCTNL_MSG_CT_NEW, false) => Some(CtKind::Update),
-                (IPCTNL_MSG_CT_DELETE, _) => Some(CtKind::Destroy),
-                _ => None,
-            };
-            // 16 bytes nlmsghdr + 4 bytes nfgenmsg.
-            if let (Some(ct_kind), Some(attrs)) = (ct_kind, buf.get(20..len))
-                && let Some(event) = parse_event(ct_kind, attrs)
-            {
-                each(event);
-            }
+        let ct_kind = match (frame.kind & 0xff, frame.flags & NLM_F_CREATE != 0) {
+            (IPCTNL_MSG_CT_NEW, true) => Some(CtKind::New),
+            (IPCTNL_MSG_CT_NEW, false) => Some(CtKind::Update),
+            (IPCTNL_MSG_CT_DELETE, _) => Some(CtKind::Destroy),
+            _ => None,
+        };
+        // The body starts with the 4-byte nfgenmsg.
+        if let (Some(ct_kind), Some(attrs)) = (ct_kind, frame.body.get(4..))
+            && let Some(event) = parse_event(ct_kind, attrs)
+        {
+            each(event);
         }
-        buf = buf.get(align4(len)..).unwrap_or_default();
     }
-}
-
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-fn u32_ne(buf: &[u8], at: usize) -> u32 {
-    u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
-}
-
-/// (type without flag bits, payload) of each attribute.
-fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        if buf.len() < 4 {
-            return None;
-        }
-        let len = usize::from(u16::from_ne_bytes([buf[0], buf[1]]));
-        let kind = u16::from_ne_bytes([buf[2], buf[3]]) & 0x3fff;
-        if len < 4 || len > buf.len() {
-            return None;
-        }
-        let payload = &buf[4..len];
-        buf = buf.get(align4(len)..).unwrap_or_default();
-        Some((kind, payload))
-    })
-}
-
-fn be16(p: &[u8]) -> Option<u16> {
-    Some(u16::from_be_bytes(p.get(..2)?.try_into().ok()?))
-}
-
-fn be32(p: &[u8]) -> Option<u32> {
-    Some(u32::from_be_bytes(p.get(..4)?.try_into().ok()?))
-}
-
-fn be64(p: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(p.get(..8)?.try_into().ok()?))
 }
 
 fn parse_event(kind: CtKind, buf: &[u8]) -> Option<CtEvent> {
@@ -437,8 +320,8 @@ fn parse_event(kind: CtKind, buf: &[u8]) -> Option<CtEvent> {
         match attr {
             CTA_TUPLE_ORIG => orig = parse_tuple(payload),
             CTA_TUPLE_REPLY => reply = parse_tuple(payload),
-            CTA_STATUS => event.status = be32(payload).unwrap_or(0),
-            CTA_ID => event.id = be32(payload),
+            CTA_STATUS => event.status = be_u32(payload).unwrap_or(0),
+            CTA_ID => event.id = be_u32(payload),
             CTA_COUNTERS_ORIG => event.counters_orig = parse_counters(payload),
             CTA_COUNTERS_REPLY => event.counters_reply = parse_counters(payload),
             CTA_PROTOINFO => event.tcp_state = parse_tcp_state(payload),
@@ -488,8 +371,8 @@ fn parse_tuple(buf: &[u8]) -> Option<(u8, Tuple)> {
                 for (kind, value) in attrs(payload) {
                     match kind {
                         1 => proto = value.first().copied().unwrap_or(0),
-                        2 => sport = be16(value).unwrap_or(0),
-                        3 => dport = be16(value).unwrap_or(0),
+                        2 => sport = be_u16(value).unwrap_or(0),
+                        3 => dport = be_u16(value).unwrap_or(0),
                         _ => {}
                     }
                 }
@@ -512,10 +395,10 @@ fn parse_counters(buf: &[u8]) -> Option<CtCounters> {
     let mut counters = CtCounters::default();
     for (attr, value) in attrs(buf) {
         match attr {
-            1 => counters.packets = be64(value)?,
-            2 => counters.bytes = be64(value)?,
-            3 => counters.packets = u64::from(be32(value)?),
-            4 => counters.bytes = u64::from(be32(value)?),
+            1 => counters.packets = be_u64(value)?,
+            2 => counters.bytes = be_u64(value)?,
+            3 => counters.packets = u64::from(be_u32(value)?),
+            4 => counters.bytes = u64::from(be_u32(value)?),
             _ => {}
         }
     }
@@ -538,7 +421,7 @@ mod tests {
         out.extend_from_slice(&u16::try_from(4 + payload.len()).unwrap().to_ne_bytes());
         out.extend_from_slice(&kind.to_ne_bytes());
         out.extend_from_slice(payload);
-        out.resize(align4(out.len()), 0);
+        out.resize((out.len() + 3) & !3, 0);
         out
     }
 

@@ -6,12 +6,11 @@
 //! qdisc or BPF map is created. Together they need CAP_NET_ADMIN and CAP_NET_RAW. Decoding the
 //! connection state is not done here: events and packets go to `nfscope-flow`'s table.
 
-mod capture;
+pub(crate) mod capture;
 mod conntrack_events;
 
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 pub use capture::{CaptureStats, PacketCapture};
@@ -104,31 +103,4 @@ fn sockaddr_ip(addr: *const libc::sockaddr) -> Option<IpAddr> {
             _ => None,
         }
     }
-}
-
-#[allow(unsafe_code)]
-fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` points to a live `T` and the length passed is exactly its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (value as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-fn set_receive_timeout(fd: &OwnedFd, timeout: Duration) -> io::Result<()> {
-    let tv = libc::timeval {
-        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_usec: libc::suseconds_t::from(timeout.subsec_micros() as i32),
-    };
-    setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)
 }

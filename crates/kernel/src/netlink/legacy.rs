@@ -18,7 +18,7 @@ use crate::sys;
 const SO_GET_INFO: libc::c_int = 64;
 const SO_GET_ENTRIES: libc::c_int = 65;
 const TABLE_NAME_LEN: usize = 32;
-const GETINFO_LEN: usize = 84;
+pub(crate) const GETINFO_LEN: usize = 84;
 const GET_ENTRIES_HEADER: usize = 40;
 const HOOK_NAMES: [&str; 5] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
 /// The tables iptables knows; probed when `/proc/net/ip_tables_names` cannot be read.
@@ -80,11 +80,19 @@ impl XtSocket {
     }
 
     /// The table's header; `Ok(None)` when the kernel has no such table (`ENOENT`).
+    ///
+    /// Asking creates the table when the kernel has it as a template (built in, or its module
+    /// loaded) but not yet in this namespace: see `super::legacy_table_names`.
     pub(crate) fn info(&self, table: &str) -> io::Result<Option<TableInfo>> {
+        Ok(self.info_bytes(table)?.map(|buf| TableInfo::decode(&buf)))
+    }
+
+    /// The raw `ipt_getinfo` reply (what [`TableInfo`] is decoded from).
+    pub(crate) fn info_bytes(&self, table: &str) -> io::Result<Option<[u8; GETINFO_LEN]>> {
         let mut buf = [0u8; GETINFO_LEN];
         put_name(&mut buf, table)?;
         match sys::get_option_in_out(self.fd.as_fd(), self.level(), SO_GET_INFO, &mut buf) {
-            Ok(_) => Ok(Some(TableInfo::decode(&buf))),
+            Ok(_) => Ok(Some(buf)),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
             Err(e) => Err(e),
         }
@@ -93,9 +101,10 @@ impl XtSocket {
     /// Reads a whole table: header and entries, both from the same table revision when the sizes
     /// agree (otherwise the table was replaced in between and the read says so with `Ok(None)`).
     pub(crate) fn read_table(&self, table: &str) -> io::Result<Option<XtTable>> {
-        let Some(info) = self.info(table)? else {
+        let Some(info_bytes) = self.info_bytes(table)? else {
             return Ok(None);
         };
+        let info = TableInfo::decode(&info_bytes);
         let mut buf = vec![0u8; GET_ENTRIES_HEADER + info.size];
         put_name(&mut buf, table)?;
         buf[TABLE_NAME_LEN..TABLE_NAME_LEN + 4].copy_from_slice(&(info.size as u32).to_ne_bytes());
@@ -107,13 +116,7 @@ impl XtSocket {
         }
         // The header stays in front: moving 40 MiB of entries down by 40 bytes costs more than
         // an offset.
-        let table = XtTable {
-            name: table.to_owned(),
-            layout: layout(self.family),
-            info,
-            blob: buf,
-        };
-        Ok(Some(table))
+        XtTable::from_replies(table, self.family, &info_bytes, buf).map(Some)
     }
 }
 
@@ -159,6 +162,45 @@ pub(crate) struct XtTable {
     info: TableInfo,
     /// The `ipt_get_entries` reply: a [`GET_ENTRIES_HEADER`]-byte header, then the entries.
     blob: Vec<u8>,
+}
+
+impl XtTable {
+    /// A table from the bytes the kernel returned: the `*_SO_GET_INFO` reply and the
+    /// `*_SO_GET_ENTRIES` reply (header and entries), as [`XtSocket::read_table`] reads them
+    /// (tests replay captured bytes through this).
+    pub(crate) fn from_replies(
+        name: &str,
+        family: Family,
+        info: &[u8; GETINFO_LEN],
+        entries_reply: Vec<u8>,
+    ) -> io::Result<Self> {
+        if entries_reply.len() < GET_ENTRIES_HEADER {
+            return Err(io::Error::other(format!(
+                "{name}: entries reply of {} bytes, shorter than its header",
+                entries_reply.len()
+            )));
+        }
+        let info = TableInfo::decode(info);
+        let entries = entries_reply.len() - GET_ENTRIES_HEADER;
+        if entries != info.size {
+            return Err(io::Error::other(format!(
+                "{name}: {entries} bytes of entries, the table header says {}",
+                info.size
+            )));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            layout: layout(family),
+            info,
+            blob: entries_reply,
+        })
+    }
+
+    /// The raw `*_SO_GET_ENTRIES` reply, for test captures.
+    #[cfg(test)]
+    pub(crate) fn entries_reply(&self) -> &[u8] {
+        &self.blob
+    }
 }
 
 /// One rule of a walked table, borrowed from the entries blob.

@@ -14,14 +14,14 @@
 //! text has an id ([`nfscope_ruleset::Snapshot::rule_text_ids`]) that tells consumers "same rules".
 //! It does not read ipsets or conntrack (they stay on `ipset` / `/proc`).
 
-mod legacy;
-mod nft;
-mod socket;
+pub(crate) mod legacy;
+pub(crate) mod nft;
+pub(crate) mod socket;
 
 use std::collections::HashMap;
-use std::fs;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use nfscope_ruleset::{
     Backend, Counters, Family, NftNamedCounter, NftRule, NftSet, NftablesState, Ruleset, Snapshot,
@@ -231,6 +231,48 @@ impl TextRead {
 /// The result of reading one (family, backend).
 pub(crate) type RulesRead = Result<TextRead, KernelError>;
 
+/// Where the time of one nf_tables read went, so each ruleset reports its own: the save tool's
+/// text and the rule dumps of a family's chains count for that family; the generation checks
+/// and the chain list are read once for all families and shared out evenly between them; native
+/// nftables (inet and other families' chains, named counters, sets) count for no ruleset.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct ReadTimes {
+    /// Seconds per [`ReadTimes::slot`]: IPv4, IPv6, native nftables.
+    own: [f64; 3],
+    /// Seconds of the parts read once for every family.
+    shared: f64,
+}
+
+impl ReadTimes {
+    const NATIVE: usize = 2;
+
+    fn slot(family: Family) -> usize {
+        match family {
+            Family::Ipv4 => 0,
+            Family::Ipv6 => 1,
+        }
+    }
+
+    /// Adds `seconds` to a slot, or to the shared part (`None`).
+    fn add(&mut self, slot: Option<usize>, seconds: f64) {
+        match slot {
+            Some(slot) => self.own[slot] += seconds,
+            None => self.shared += seconds,
+        }
+    }
+
+    /// Seconds per family slot (IPv4, IPv6): its own time plus its share of the shared part
+    /// among the `families` read together.
+    fn per_family(&self, families: &[Family]) -> [f64; 2] {
+        let share = self.shared / families.len().max(1) as f64;
+        let mut out = [self.own[0], self.own[1]];
+        for &family in families {
+            out[Self::slot(family)] += share;
+        }
+        out
+    }
+}
+
 /// A reader that remembers parsed rule text between scrapes (see the module docs).
 #[derive(Default)]
 pub struct Reader {
@@ -298,22 +340,26 @@ impl Reader {
             .any(|t| t.lent)
     }
 
-    /// Reads every requested (family, backend) in the calling thread's namespace.
+    /// Reads every requested (family, backend) in the calling thread's namespace; each result
+    /// comes with the seconds spent on that ruleset alone (see [`ReadTimes`]).
     pub(crate) fn read_rules(
         &mut self,
         opts: &CollectOptions,
         sources: &[(Family, Backend)],
-    ) -> (Vec<RulesRead>, Extras) {
+    ) -> (Vec<(RulesRead, f64)>, Extras) {
         let mut extras = Extras::default();
         let nft_families: Vec<Family> = sources
             .iter()
             .filter(|(_, b)| *b == Backend::Nft)
             .map(|(f, _)| *f)
             .collect();
+        let mut times = ReadTimes::default();
         let mut nft = (!nft_families.is_empty() || opts.native_nftables)
-            .then(|| self.read_nft(opts, &nft_families, &mut extras));
+            .then(|| self.read_nft(opts, &nft_families, &mut extras, &mut times));
+        let nft_seconds = times.per_family(&nft_families);
         let mut results = Vec::new();
         for &(family, backend) in sources {
+            let started = Instant::now();
             let result = match backend {
                 Backend::Nft => match nft.as_mut().expect("read when nft is requested") {
                     // Moved out, not cloned: each family appears once in `sources`.
@@ -324,13 +370,20 @@ impl Reader {
                         .unwrap_or_default()),
                     Err(e) => Err(KernelError::Io {
                         what: "nf_tables netlink".to_owned(),
-                        source: io::Error::new(e.kind(), e.to_string()),
+                        source: needs(
+                            io::Error::new(e.kind(), e.to_string()),
+                            "CAP_NET_ADMIN: nfnetlink has no read-only capability",
+                        ),
                     }),
                 },
                 Backend::Legacy => self.read_legacy(opts, family, &mut extras.retries),
                 Backend::Unknown => Err(KernelError::UnknownBackend(backend)),
             };
-            results.push(result);
+            let seconds = match backend {
+                Backend::Nft => nft_seconds[ReadTimes::slot(family)],
+                _ => started.elapsed().as_secs_f64(),
+            };
+            results.push((result, seconds));
         }
         (results, extras)
     }
@@ -343,11 +396,14 @@ impl Reader {
         opts: &CollectOptions,
         families: &[Family],
         extras: &mut Extras,
+        times: &mut ReadTimes,
     ) -> io::Result<Vec<(Family, TextRead)>> {
+        let started = Instant::now();
         let mut sock = NfSocket::open()?;
+        times.shared += started.elapsed().as_secs_f64();
         let mut last_problem = String::new();
         for _ in 0..MAX_ATTEMPTS {
-            match self.try_read_nft(&mut sock, opts, families, extras)? {
+            match self.try_read_nft(&mut sock, opts, families, extras, times)? {
                 Ok(done) => return Ok(done),
                 Err(problem) => {
                     extras.retries += 1;
@@ -368,8 +424,17 @@ impl Reader {
         opts: &CollectOptions,
         families: &[Family],
         extras: &mut Extras,
+        times: &mut ReadTimes,
     ) -> io::Result<Result<Vec<(Family, TextRead)>, String>> {
+        let mut clock = Instant::now();
+        // Seconds since the previous lap, added to `slot`.
+        let mut lap = |times: &mut ReadTimes, slot: Option<usize>| {
+            let now = Instant::now();
+            times.add(slot, (now - clock).as_secs_f64());
+            clock = now;
+        };
         let generation = nft::generation(sock)?;
+        lap(times, None);
         for &family in families {
             if self
                 .nft
@@ -380,10 +445,12 @@ impl Reader {
             }
             self.nft.remove(&family); // stale: let it go before the new text is parsed
             let text = read_text(opts, family, Backend::Nft, &[])?;
+            lap(times, Some(ReadTimes::slot(family)));
             if nft::generation(sock)? != generation {
                 return Ok(Err("generation moved while reading rule text".to_owned()));
             }
             self.nft.insert(family, (generation, text));
+            lap(times, None);
         }
         let mut placer = Placer::new(families, &mut self.nft);
         let mut native = NftablesState::default();
@@ -398,6 +465,7 @@ impl Reader {
                 chains.push((chain.family, chain.table.to_owned(), chain.name.to_owned()));
             }
         })?;
+        lap(times, None);
         for (family, table, chain) in &chains {
             interrupted |= nft::dump_chain_rules(sock, *family, table, chain, |rule| {
                 if !placer.place_rule(rule) && opts.native_nftables {
@@ -405,9 +473,23 @@ impl Reader {
                 }
                 Ok(())
             })?;
+            // ip and ip6 chains of a family read here count for it (iptables-nft's, or native
+            // ones read with them); inet, arp, bridge and netdev chains, and ip/ip6 chains of a
+            // family not asked for, are native nftables only.
+            let family = match *family {
+                nft::FAMILY_IP => Some(Family::Ipv4),
+                nft::FAMILY_IP6 => Some(Family::Ipv6),
+                _ => None,
+            };
+            let slot = family
+                .filter(|f| families.contains(f))
+                .map_or(ReadTimes::NATIVE, ReadTimes::slot);
+            lap(times, Some(slot));
         }
         let mismatch = placer.finish();
-        if nft::generation(sock)? != generation || interrupted {
+        let moved = nft::generation(sock)? != generation;
+        lap(times, None);
+        if moved || interrupted {
             return Ok(Err("generation moved during the counter dump".to_owned()));
         }
         if let Some(why) = mismatch {
@@ -419,6 +501,7 @@ impl Reader {
             native.counters = named_counters(sock)?;
             native.sets = set_sizes(sock)?;
             extras.nftables = native;
+            lap(times, Some(ReadTimes::NATIVE));
         }
         let lend = self.lend;
         let done = families
@@ -446,7 +529,9 @@ impl Reader {
             what: method(family, Backend::Legacy),
             source,
         };
-        let sock = XtSocket::open(family).map_err(io_error)?;
+        let sock = XtSocket::open(family)
+            .map_err(|e| needs(e, "CAP_NET_RAW to open a raw socket"))
+            .map_err(io_error)?;
         let mut last_problem = String::new();
         for _ in 0..MAX_ATTEMPTS {
             match self.try_read_legacy(&sock, opts, family) {
@@ -476,7 +561,10 @@ impl Reader {
             source,
         };
         let names = legacy_table_names(sock, family, opts.probe_legacy_tables).map_err(io_error)?;
-        let Some(tables) = read_tables(sock, &names).map_err(io_error)? else {
+        let Some(tables) = read_tables(sock, &names)
+            .map_err(|e| needs(e, "CAP_NET_ADMIN for the x_tables get-sockopts"))
+            .map_err(io_error)?
+        else {
             return Ok(Err("a table was replaced while it was read".to_owned()));
         };
         if tables.is_empty() {
@@ -563,31 +651,28 @@ fn read_text_multi(
     Ok(CachedText::new(ruleset, problem))
 }
 
-/// The family's legacy table names from `/proc/thread-self/net/ip*_tables_names` (root or
-/// CAP_DAC_READ_SEARCH: the file is 0440 root).
+/// The family's legacy table names ([`crate::rules::legacy_table_names`]); when that file
+/// cannot be read and `probe` is set, the standard names that answer `*_SO_GET_INFO` instead.
 ///
-/// When it cannot be read and `probe` is set, the standard names that answer `*_SO_GET_INFO` are
-/// used instead. Probing has a side effect, which is why it is opt-in: the kernel *creates* a
-/// table on first use when its module is built in or loaded (measured: probing an empty
-/// namespace instantiated all five tables), i.e. empty tables whose built-in chains accept. That
-/// changes no verdict, but it adds hooks and makes iptables-nft warn about legacy tables.
+/// Probing has a side effect, which is why it is opt-in: the kernel *creates* a table it is
+/// asked about when the table's code is built in or its module loaded (measured on 6.18: probing
+/// an empty namespace instantiated all five tables; `tests/capabilities.rs` keeps measuring it),
+/// i.e. empty tables whose built-in chains accept. That changes no verdict, but it adds hooks
+/// and makes iptables-nft warn about legacy tables.
 fn legacy_table_names(sock: &XtSocket, family: Family, probe: bool) -> io::Result<Vec<String>> {
-    let file = match family {
-        Family::Ipv4 => "/proc/thread-self/net/ip_tables_names",
-        Family::Ipv6 => "/proc/thread-self/net/ip6_tables_names",
-    };
-    let text = match fs::read_to_string(file) {
-        Ok(text) => text,
-        Err(e) if !probe => {
-            return Err(io::Error::new(
-                e.kind(),
-                format!("{file}: {e} (grant CAP_DAC_READ_SEARCH, or allow probing table names)"),
-            ));
-        }
-        Err(_) => return probe_table_names(sock),
-    };
-    // In the file's order, which is the order `iptables-legacy-save` prints.
-    Ok(text.split_whitespace().map(str::to_owned).collect())
+    match crate::rules::legacy_table_names(family) {
+        Err(e) if probe && e.kind() == io::ErrorKind::PermissionDenied => probe_table_names(sock),
+        read => read,
+    }
+}
+
+/// `e`, saying which capability is missing when the kernel refused with `EPERM`.
+fn needs(e: io::Error, what: &str) -> io::Error {
+    if e.kind() == io::ErrorKind::PermissionDenied {
+        io::Error::new(e.kind(), format!("{e} (needs {what})"))
+    } else {
+        e
+    }
 }
 
 fn probe_table_names(sock: &XtSocket) -> io::Result<Vec<String>> {
@@ -920,6 +1005,24 @@ mod tests {
         );
         text.take_back(lent, Some(id));
         assert!(text.usable());
+    }
+
+    #[test]
+    fn each_family_gets_its_own_time_and_a_share_of_the_common_reads() {
+        let mut times = ReadTimes::default();
+        times.add(Some(ReadTimes::slot(Family::Ipv4)), 3.0); // its text and rule dumps
+        times.add(Some(ReadTimes::slot(Family::Ipv6)), 0.5);
+        times.add(Some(ReadTimes::NATIVE), 7.0); // inet chains, sets: nobody's ruleset
+        times.add(None, 1.0); // generation checks and the chain list
+        assert_eq!(times.per_family(&[Family::Ipv4, Family::Ipv6]), [3.5, 1.0]);
+        // One family read alone carries the whole common part; the other reports its own
+        // (here nothing: it was not read).
+        assert_eq!(times.per_family(&[Family::Ipv6]), [3.0, 1.5]);
+        let both = times.per_family(&[Family::Ipv4, Family::Ipv6]);
+        assert!(
+            both.iter().sum::<f64>() <= 3.0 + 0.5 + 7.0 + 1.0,
+            "never more than was spent"
+        );
     }
 
     #[test]

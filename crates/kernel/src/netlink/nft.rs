@@ -4,7 +4,8 @@
 //! Owns the nf_tables message and attribute numbers and turning each dump message into a small
 //! borrowed view ([`RuleView`], [`ChainView`]) handed to a callback, so a 300,000-rule dump never
 //! materialises an expression tree. It does not decide which rules belong to iptables-nft or how
-//! counters are attributed (`attribution` does).
+//! counters are attributed (the [`super::Reader`]'s `Placer` does), and it has no socket code of
+//! its own (requests go through `super::socket`, the crate's one netlink stack).
 
 use std::io;
 
@@ -72,12 +73,17 @@ pub(crate) struct ChainView<'a> {
 pub(crate) fn generation(sock: &mut NfSocket) -> io::Result<u32> {
     let mut generation = None;
     sock.request(MSG_GETGEN, 0, FAMILY_ALL, &[], |msg| {
-        generation = attrs(msg.attrs)
-            .find(|&(kind, _)| kind == 1)
-            .and_then(|(_, p)| be_u32(p));
+        generation = decode_generation(msg);
         Ok(())
     })?;
     generation.ok_or_else(|| io::Error::other("NFT_MSG_GETGEN reply without a generation id"))
+}
+
+/// `NFTA_GEN_ID` of a `NFT_MSG_NEWGEN` reply.
+pub(crate) fn decode_generation(msg: &Message<'_>) -> Option<u32> {
+    attrs(msg.attrs)
+        .find(|&(kind, _)| kind == 1)
+        .and_then(|(_, p)| be_u32(p))
 }
 
 /// Dumps the rules of one chain and calls `each` per rule. Returns whether the kernel flagged
@@ -103,7 +109,7 @@ pub(crate) fn dump_chain_rules(
     Ok(end.interrupted)
 }
 
-fn decode_rule<'a>(msg: &Message<'a>) -> RuleView<'a> {
+pub(crate) fn decode_rule<'a>(msg: &Message<'a>) -> RuleView<'a> {
     let mut view = RuleView {
         family: msg.family,
         ..RuleView::default()
@@ -192,22 +198,26 @@ pub(crate) fn dump_chains(
     mut each: impl FnMut(&ChainView<'_>),
 ) -> io::Result<bool> {
     let end = sock.request(MSG_GETCHAIN, NLM_F_DUMP, family, &[], |msg| {
-        let mut view = ChainView {
-            family: msg.family,
-            ..ChainView::default()
-        };
-        for (kind, payload) in attrs(msg.attrs) {
-            match kind {
-                1 => view.table = c_str(payload),
-                3 => view.name = c_str(payload),
-                8 => view.counters = Some(counter(payload)),
-                _ => {}
-            }
-        }
-        each(&view);
+        each(&decode_chain(msg));
         Ok(())
     })?;
     Ok(end.interrupted)
+}
+
+pub(crate) fn decode_chain<'a>(msg: &Message<'a>) -> ChainView<'a> {
+    let mut view = ChainView {
+        family: msg.family,
+        ..ChainView::default()
+    };
+    for (kind, payload) in attrs(msg.attrs) {
+        match kind {
+            1 => view.table = c_str(payload),
+            3 => view.name = c_str(payload),
+            8 => view.counters = Some(counter(payload)),
+            _ => {}
+        }
+    }
+    view
 }
 
 /// A named counter object (`nft add counter …`).
@@ -221,30 +231,33 @@ pub(crate) struct NamedCounter {
 
 /// Dumps the named counter objects of every family.
 pub(crate) fn dump_named_counters(sock: &mut NfSocket) -> io::Result<Vec<NamedCounter>> {
-    const NFT_OBJECT_COUNTER: u32 = 1;
     let mut out = Vec::new();
     sock.request(MSG_GETOBJ, NLM_F_DUMP, FAMILY_ALL, &[], |msg| {
-        let (mut table, mut name, mut kind, mut count) = ("", "", 0, Count::default());
-        for (attr, payload) in attrs(msg.attrs) {
-            match attr {
-                1 => table = c_str(payload),
-                2 => name = c_str(payload),
-                3 => kind = be_u32(payload).unwrap_or(0),
-                4 => count = counter(payload),
-                _ => {}
-            }
-        }
-        if kind == NFT_OBJECT_COUNTER {
-            out.push(NamedCounter {
-                family: msg.family,
-                table: table.to_owned(),
-                name: name.to_owned(),
-                count,
-            });
-        }
+        out.extend(decode_named_counter(msg));
         Ok(())
     })?;
     Ok(out)
+}
+
+/// A `NFT_MSG_NEWOBJ` message when it is a counter object.
+pub(crate) fn decode_named_counter(msg: &Message<'_>) -> Option<NamedCounter> {
+    const NFT_OBJECT_COUNTER: u32 = 1;
+    let (mut table, mut name, mut kind, mut count) = ("", "", 0, Count::default());
+    for (attr, payload) in attrs(msg.attrs) {
+        match attr {
+            1 => table = c_str(payload),
+            2 => name = c_str(payload),
+            3 => kind = be_u32(payload).unwrap_or(0),
+            4 => count = counter(payload),
+            _ => {}
+        }
+    }
+    (kind == NFT_OBJECT_COUNTER).then(|| NamedCounter {
+        family: msg.family,
+        table: table.to_owned(),
+        name: name.to_owned(),
+        count,
+    })
 }
 
 /// A set or map and how many elements the kernel holds for it.
@@ -261,23 +274,7 @@ pub(crate) struct SetSize {
 pub(crate) fn dump_set_sizes(sock: &mut NfSocket) -> io::Result<Vec<SetSize>> {
     let mut sets = Vec::new();
     sock.request(MSG_GETSET, NLM_F_DUMP, FAMILY_ALL, &[], |msg| {
-        let (mut table, mut name) = ("", "");
-        for (kind, payload) in attrs(msg.attrs) {
-            match kind {
-                1 => table = c_str(payload),
-                2 => name = c_str(payload),
-                _ => {}
-            }
-        }
-        // Anonymous sets (`__set%d`) belong to single rules; they are not named state.
-        if !name.starts_with("__") {
-            sets.push(SetSize {
-                family: msg.family,
-                table: table.to_owned(),
-                name: name.to_owned(),
-                elements: 0,
-            });
-        }
+        sets.extend(decode_named_set(msg));
         Ok(())
     })?;
     for set in &mut sets {
@@ -286,17 +283,40 @@ pub(crate) fn dump_set_sizes(sock: &mut NfSocket) -> io::Result<Vec<SetSize>> {
     Ok(sets)
 }
 
+/// A `NFT_MSG_NEWSET` message when it is a named set (elements not yet counted).
+pub(crate) fn decode_named_set(msg: &Message<'_>) -> Option<SetSize> {
+    let (mut table, mut name) = ("", "");
+    for (kind, payload) in attrs(msg.attrs) {
+        match kind {
+            1 => table = c_str(payload),
+            2 => name = c_str(payload),
+            _ => {}
+        }
+    }
+    // Anonymous sets (`__set%d`) belong to single rules; they are not named state.
+    (!name.starts_with("__")).then(|| SetSize {
+        family: msg.family,
+        table: table.to_owned(),
+        name: name.to_owned(),
+        elements: 0,
+    })
+}
+
+/// Elements in one `NFT_MSG_NEWSETELEM` message.
+pub(crate) fn count_elements_in(msg: &Message<'_>) -> u64 {
+    attrs(msg.attrs)
+        .filter(|&(kind, _)| kind == 3) // NFTA_SET_ELEM_LIST_ELEMENTS
+        .map(|(_, list)| attrs(list).count() as u64)
+        .sum()
+}
+
 fn count_elements(sock: &mut NfSocket, set: &SetSize) -> io::Result<u64> {
     let mut request = Vec::new();
     put_str(&mut request, 1, &set.table); // NFTA_SET_ELEM_LIST_TABLE
     put_str(&mut request, 2, &set.name); // NFTA_SET_ELEM_LIST_SET
     let mut elements = 0u64;
     sock.request(MSG_GETSETELEM, NLM_F_DUMP, set.family, &request, |msg| {
-        for (kind, list) in attrs(msg.attrs) {
-            if kind == 3 {
-                elements += attrs(list).count() as u64; // NFTA_SET_ELEM_LIST_ELEMENTS
-            }
-        }
+        elements += count_elements_in(msg);
         Ok(())
     })?;
     Ok(elements)

@@ -1,16 +1,23 @@
-//! nfnetlink framing: requests out, borrowed messages and attributes in.
+//! The crate's one netlink stack: sockets, message framing, attribute walking.
 //!
-//! Owns the `NETLINK_NETFILTER` socket, building a request (`nlmsghdr` + `nfgenmsg` + attributes),
-//! reading a dump to `NLMSG_DONE` while handing each message's payload to a callback *without
-//! copying or decoding it*, and a borrowed attribute iterator. It does not know what the messages
-//! mean (`nft`, `ipset`, `conntrack` do).
+//! Owns the `NETLINK_NETFILTER` sockets — [`NfSocket`] for request/dump exchanges (nf_tables)
+//! and [`Subscription`] for multicast groups read in `recvmmsg` batches (conntrack events) —
+//! building a request (`nlmsghdr` + `nfgenmsg` + attributes), splitting a datagram into messages
+//! ([`frames`]), reading a dump to `NLMSG_DONE` while handing each message's payload to a callback
+//! *without copying or decoding it*, a borrowed attribute iterator ([`attrs`]) and the payload
+//! readers (`be_u16`/`be_u32`/`be_u64`/[`c_str`]). The raw system calls and socket options behind
+//! it are in `crate::sys`. It does not know what the messages mean (`nft` and
+//! `flow::conntrack_events` do).
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
 
 use crate::sys;
 
 const NLMSG_HDRLEN: usize = 16;
+/// `nlmsghdr` + `nfgenmsg`: where a netfilter message's attributes start.
+pub(crate) const NFNL_ATTRS_AT: usize = NLMSG_HDRLEN + NFGENMSG_LEN;
 const NFGENMSG_LEN: usize = 4;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
@@ -20,6 +27,8 @@ pub(crate) const NLM_F_ACK: u16 = 0x4;
 pub(crate) const NLM_F_DUMP: u16 = 0x300;
 /// Set by the kernel on dump messages when the object set changed during the dump.
 const NLM_F_DUMP_INTR: u16 = 0x10;
+/// `NLM_F_CREATE`: on a conntrack `IPCTNL_MSG_CT_NEW` event, "new" rather than "update".
+pub(crate) const NLM_F_CREATE: u16 = 0x400;
 const NLA_TYPE_MASK: u16 = 0x3fff;
 /// Receive buffer: the kernel's dump skbs are at most 32 KiB (64 KiB with large pages).
 const RECV_BUF: usize = 256 * 1024;
@@ -46,18 +55,23 @@ pub(crate) struct NfSocket {
     fd: OwnedFd,
     buf: Vec<u8>,
     seq: u32,
+    /// Test captures: every datagram received is also copied here when set.
+    #[cfg(test)]
+    pub tap: Option<Vec<Vec<u8>>>,
 }
 
 impl NfSocket {
     /// Opens and binds the socket (needs CAP_NET_ADMIN for the nf_tables and ipset dumps).
     pub(crate) fn open() -> io::Result<Self> {
-        let fd = sys::netfilter_socket()?;
+        let fd = sys::netfilter_socket(0)?;
         // Best effort: a bigger socket buffer only avoids ENOBUFS under load.
-        let _ = sys::set_int_option(fd.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 1 << 20);
+        let _ = sys::set_option(fd.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, &(1 << 20));
         Ok(Self {
             fd,
             buf: vec![0; RECV_BUF],
             seq: 0,
+            #[cfg(test)]
+            tap: None,
         })
     }
 
@@ -84,59 +98,172 @@ impl NfSocket {
                     "netlink message of {len} bytes truncated"
                 )));
             }
-            let mut rest = &self.buf[..len];
-            while rest.len() >= NLMSG_HDRLEN {
-                let header = Header::read(rest)?;
-                let body = &rest[NLMSG_HDRLEN..header.len];
-                rest = &rest[align4(header.len).min(rest.len())..];
-                if header.seq != seq {
-                    continue; // a stale reply to an abandoned request
-                }
-                end.interrupted |= header.flags & NLM_F_DUMP_INTR != 0;
-                match header.kind {
-                    NLMSG_DONE => return Ok(end),
-                    NLMSG_ERROR => {
-                        let errno = body
-                            .get(..4)
-                            .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-                        if errno == 0 {
-                            return Ok(end); // an ACK
-                        }
-                        return Err(io::Error::from_raw_os_error(-errno));
-                    }
-                    _ => {
-                        each(&parse_message(body)?)?;
-                        if header.flags & NLM_F_MULTI == 0 && flags & NLM_F_ACK == 0 {
-                            return Ok(end);
-                        }
-                    }
-                }
+            #[cfg(test)]
+            if let Some(tap) = &mut self.tap {
+                tap.push(self.buf[..len].to_vec());
+            }
+            if reply_datagram(&self.buf[..len], seq, flags, &mut end, &mut each)? {
+                return Ok(end);
             }
         }
     }
 }
 
-struct Header {
-    len: usize,
-    kind: u16,
-    flags: u16,
+/// Handles one datagram of the reply to request `seq` (sent with `flags`): every message of
+/// that sequence goes to `each`. Returns true when the reply is complete (`NLMSG_DONE`, an ACK,
+/// or the single message of a plain request); a netlink error becomes the kernel's errno.
+pub(crate) fn reply_datagram(
+    datagram: &[u8],
     seq: u32,
+    flags: u16,
+    end: &mut DumpEnd,
+    each: &mut impl FnMut(&Message<'_>) -> io::Result<()>,
+) -> io::Result<bool> {
+    for frame in frames(datagram) {
+        let frame = frame?;
+        if frame.seq != seq {
+            continue; // a stale reply to an abandoned request
+        }
+        end.interrupted |= frame.flags & NLM_F_DUMP_INTR != 0;
+        match frame.kind {
+            NLMSG_DONE => return Ok(true),
+            NLMSG_ERROR => {
+                let errno = frame
+                    .body
+                    .get(..4)
+                    .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                if errno == 0 {
+                    return Ok(true); // an ACK
+                }
+                return Err(io::Error::from_raw_os_error(-errno));
+            }
+            _ => {
+                each(&parse_message(frame.body)?)?;
+                if frame.flags & NLM_F_MULTI == 0 && flags & NLM_F_ACK == 0 {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    Ok(false)
 }
 
-impl Header {
-    fn read(bytes: &[u8]) -> io::Result<Self> {
-        let len = u32::from_ne_bytes(bytes[0..4].try_into().expect("4 bytes")) as usize;
-        if len < NLMSG_HDRLEN || len > bytes.len() {
-            return Err(io::Error::other(format!(
-                "netlink message length {len} out of range"
-            )));
+/// One netlink message of a datagram: its header fields and the bytes after the header.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Frame<'a> {
+    /// `nlmsg_type`.
+    pub kind: u16,
+    /// `nlmsg_flags`.
+    pub flags: u16,
+    /// `nlmsg_seq`.
+    pub seq: u32,
+    /// Everything after the 16-byte header, up to `nlmsg_len`.
+    pub body: &'a [u8],
+}
+
+/// The messages of one datagram, in order. A header whose length is out of range yields one
+/// error and ends the walk; a tail shorter than a header is ignored.
+pub(crate) fn frames(datagram: &[u8]) -> Frames<'_> {
+    Frames { rest: datagram }
+}
+
+/// Iterator over a datagram's messages, see [`frames`].
+pub(crate) struct Frames<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = io::Result<Frame<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.rest;
+        if rest.len() < NLMSG_HDRLEN {
+            return None;
         }
+        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if len < NLMSG_HDRLEN || len > rest.len() {
+            self.rest = &[];
+            return Some(Err(io::Error::other(format!(
+                "netlink message length {len} out of range"
+            ))));
+        }
+        self.rest = &rest[align4(len).min(rest.len())..];
+        Some(Ok(Frame {
+            kind: u16::from_ne_bytes([rest[4], rest[5]]),
+            flags: u16::from_ne_bytes([rest[6], rest[7]]),
+            seq: u32::from_ne_bytes([rest[8], rest[9], rest[10], rest[11]]),
+            body: &rest[NLMSG_HDRLEN..len],
+        }))
+    }
+}
+
+/// A `NETLINK_NETFILTER` socket joined to multicast `groups` (e.g. conntrack events), read a
+/// batch of datagrams per `recvmmsg` call into fixed slots of one buffer.
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+    slot: usize,
+    /// Per slot, the length of the datagram the last call put there (`None`: truncated).
+    lengths: Vec<Option<usize>>,
+}
+
+impl Subscription {
+    /// Opens the socket with `filter` (classic BPF) attached *before* joining the groups, so no
+    /// unfiltered message is ever queued; a receive buffer of `rcvbuf` bytes (forced where
+    /// CAP_NET_ADMIN allows, else as large as `net.core.rmem_max` lets), and a `timeout` on each
+    /// wait. `slots` datagrams of at most `slot` bytes are read per call.
+    pub(crate) fn open(
+        groups: u32,
+        filter: &mut [libc::sock_filter],
+        rcvbuf: libc::c_int,
+        timeout: Duration,
+        slots: usize,
+        slot: usize,
+    ) -> io::Result<Self> {
+        if slots > sys::BATCH_MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("at most {} datagrams per call", sys::BATCH_MAX),
+            ));
+        }
+        let fd = sys::netfilter_socket_unbound()?;
+        let sock = fd.as_fd();
+        if sys::set_option(sock, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &rcvbuf).is_err() {
+            sys::set_option(sock, libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf)?;
+        }
+        sys::set_receive_timeout(sock, timeout)?;
+        sys::attach_filter(sock, filter)?;
+        sys::bind_netlink(sock, groups)?;
         Ok(Self {
-            len,
-            kind: u16::from_ne_bytes([bytes[4], bytes[5]]),
-            flags: u16::from_ne_bytes([bytes[6], bytes[7]]),
-            seq: u32::from_ne_bytes(bytes[8..12].try_into().expect("4 bytes")),
+            fd,
+            buf: vec![0; slots * slot],
+            slot,
+            lengths: vec![None; slots],
         })
+    }
+
+    /// One `recvmmsg` with `flags` (`MSG_WAITFORONE` waits up to the timeout for the first,
+    /// `MSG_DONTWAIT` never waits); `each` gets every datagram received whole (a truncated one
+    /// is skipped). Errors are the kernel's (`ENOBUFS`: events were dropped; `EAGAIN`: none).
+    pub(crate) fn recv_batch(
+        &mut self,
+        flags: libc::c_int,
+        mut each: impl FnMut(&[u8]),
+    ) -> io::Result<usize> {
+        let received = sys::recv_batch(
+            self.fd.as_fd(),
+            &mut self.buf,
+            self.slot,
+            flags,
+            &mut self.lengths,
+        )?;
+        for (slot, len) in self.buf.chunks(self.slot).zip(&self.lengths[..received]) {
+            if let Some(len) = *len {
+                each(&slot[..len]);
+            }
+        }
+        Ok(received)
     }
 }
 
@@ -212,6 +339,11 @@ impl<'a> Iterator for Attrs<'a> {
         self.rest = &self.rest[align4(len).min(self.rest.len())..];
         Some((kind, payload))
     }
+}
+
+/// A big-endian u16 attribute payload (ports); `None` if it is shorter than 2 bytes.
+pub(crate) fn be_u16(payload: &[u8]) -> Option<u16> {
+    Some(u16::from_be_bytes(payload.get(..2)?.try_into().ok()?))
 }
 
 /// A big-endian u64 attribute payload (counters, handles); `None` if it is not 8 bytes.
