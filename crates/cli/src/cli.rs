@@ -282,6 +282,7 @@ impl ServeArgs {
                 header_timeout: seconds("--http-header-timeout", self.http_header_timeout)?,
                 ..Default::default()
             },
+            kube: None,
         })
     }
 }

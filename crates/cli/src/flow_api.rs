@@ -1,6 +1,7 @@
 //! The flow monitor in the binary: the reader threads that feed `nfscope-flow`'s table from
 //! `nfscope-kernel`'s sources, and its HTTP routes (`/api/flows`, `/api/health`,
-//! `/api/graph/fields`, `/api/graph/data`) and metrics.
+//! `/api/graph/fields`, `/api/graph/data`). Its metrics are `nfscope-flow`'s families; the
+//! monitor is handed to the server as one of its sources of families.
 //!
 //! Two threads: one reads conntrack events, one reads the packet ring and, about once a second,
 //! expires connections and collects the ring's drop counters. Both lock the table briefly per
@@ -10,7 +11,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -21,9 +22,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use nfscope_flow::api::{FlowFilter, flows_json};
 use nfscope_flow::graph::{self, GraphQuery};
-use nfscope_flow::metrics::SourceInfo;
+use nfscope_flow::metrics::{FlowFamilies, SourceInfo};
 use nfscope_flow::{FlowConfig, FlowTable, Names, Time, parse_ip_tcp};
 use nfscope_kernel::flow::{ConntrackEvents, PacketCapture, open_sources};
+use nfscope_server::{MetricFamilies, ScrapeFacts};
 
 /// What `--flows` (and `nfscope flows`) configure.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -260,13 +262,25 @@ fn read_capture(
     }
 }
 
-static MONITOR: OnceLock<Arc<FlowMonitor>> = OnceLock::new();
+impl MetricFamilies for FlowMonitor {
+    /// The flow families of the table as it is now.
+    fn encode(&self, facts: &ScrapeFacts<'_>, out: &mut nfscope_server::Exposition<'_>) {
+        let table = self.table();
+        FlowFamilies {
+            table: &table,
+            info: self.info,
+        }
+        .encode(facts, out);
+    }
+}
 
-/// Starts the monitor for the server, registers it for `/metrics`, and returns its routes.
-pub fn start_routes(netns: Option<&str>, options: &FlowOptions) -> anyhow::Result<Router> {
+/// Starts the monitor for the server; returns it (for `/metrics`) and its routes.
+pub fn start_routes(
+    netns: Option<&str>,
+    options: &FlowOptions,
+) -> anyhow::Result<(Arc<FlowMonitor>, Router)> {
     let monitor = Arc::new(FlowMonitor::start(netns, options)?);
-    let _ = MONITOR.set(Arc::clone(&monitor));
-    Ok(routes(monitor))
+    Ok((Arc::clone(&monitor), routes(monitor)))
 }
 
 /// The flow routes over `monitor`.
@@ -277,14 +291,6 @@ pub fn routes(monitor: Arc<FlowMonitor>) -> Router {
         .route("/api/graph/fields", get(api_graph_fields))
         .route("/api/graph/data", get(api_graph_data))
         .with_state(monitor)
-}
-
-/// Appends the flow metrics when a monitor runs in this process (`serve --flows`).
-pub fn append_metrics(body: &mut String) {
-    if let Some(monitor) = MONITOR.get() {
-        let info = monitor.info();
-        nfscope_flow::metrics::render(&monitor.table(), info, body);
-    }
 }
 
 fn json_response(value: &impl serde::Serialize) -> Response {

@@ -19,6 +19,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use nfscope_server::{Exposition, Kind, MetricFamilies, ScrapeFacts};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -179,45 +180,58 @@ impl HttpStats {
     }
 
     /// Appends the `nfscope_http_*` families in Prometheus text format.
+    #[cfg(test)]
     pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
+        let mut expo = Exposition::appending_to(std::mem::take(out));
+        self.encode(&ScrapeFacts::default(), &mut expo);
+        *out = expo.into_string();
+    }
+}
+
+impl MetricFamilies for HttpStats {
+    /// The `nfscope_http_*` families.
+    fn encode(&self, _: &ScrapeFacts<'_>, out: &mut Exposition<'_>) {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let _ = write!(
-            out,
-            "# HELP nfscope_http_connections_open Client connections open now.\n\
-             # TYPE nfscope_http_connections_open gauge\n\
-             nfscope_http_connections_open {}\n\
-             # HELP nfscope_http_connections_limit Client connections served at most (fitted under the descriptor limit).\n\
-             # TYPE nfscope_http_connections_limit gauge\n\
-             nfscope_http_connections_limit {}\n\
-             # HELP nfscope_http_connections_accepted_total Client connections accepted.\n\
-             # TYPE nfscope_http_connections_accepted_total counter\n\
-             nfscope_http_connections_accepted_total {}\n\
-             # HELP nfscope_http_connections_closed_total Connections the server closed or refused, by reason.\n\
-             # TYPE nfscope_http_connections_closed_total counter\n",
-            load(&self.open),
-            load(&self.limit),
-            load(&self.accepted),
+        for (name, kind, help, value) in [
+            (
+                "nfscope_http_connections_open",
+                Kind::Gauge,
+                "Client connections open now.",
+                load(&self.open),
+            ),
+            (
+                "nfscope_http_connections_limit",
+                Kind::Gauge,
+                "Client connections served at most (fitted under the descriptor limit).",
+                load(&self.limit),
+            ),
+            (
+                "nfscope_http_connections_accepted_total",
+                Kind::Counter,
+                "Client connections accepted.",
+                load(&self.accepted),
+            ),
+        ] {
+            out.family(name, kind, help);
+            out.sample(name, &[], value);
+        }
+        let name = "nfscope_http_connections_closed_total";
+        out.family(
+            name,
+            Kind::Counter,
+            "Connections the server closed or refused, by reason.",
         );
         for (reason, count) in CloseReason::ALL.iter().zip(&self.closed) {
-            let _ = writeln!(
-                out,
-                "nfscope_http_connections_closed_total{{reason=\"{}\"}} {}",
-                reason.label(),
-                load(count)
-            );
+            out.sample(name, &[("reason", reason.label())], load(count));
         }
-        out.push_str(
-            "# HELP nfscope_http_requests_rejected_total Requests answered 503 because their endpoint family was at its concurrency limit.\n\
-             # TYPE nfscope_http_requests_rejected_total counter\n",
+        let name = "nfscope_http_requests_rejected_total";
+        out.family(
+            name,
+            Kind::Counter,
+            "Requests answered 503 because their endpoint family was at its concurrency limit.",
         );
         for (family, count) in EndpointFamily::ALL.iter().zip(&self.busy) {
-            let _ = writeln!(
-                out,
-                "nfscope_http_requests_rejected_total{{endpoint=\"{}\"}} {}",
-                family.label(),
-                load(count)
-            );
+            out.sample(name, &[("endpoint", family.label())], load(count));
         }
     }
 }

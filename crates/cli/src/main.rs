@@ -1,6 +1,7 @@
 //! `nfscope`: the binary. Owns the command line (clap), the HTTP server (axum), process exit codes
 //! and logging setup, and wires the library crates together: `nfscope-kernel` collects,
-//! `nfscope-ruleset` parses, `nfscope-annotate` explains, `nfscope-exporter` renders.
+//! `nfscope-ruleset` parses, `nfscope-annotate` explains, `nfscope-exporter` renders,
+//! `nfscope-server` runs the scrape pipeline behind `serve`.
 //!
 //! It deliberately holds no netfilter logic of its own: anything that can be tested without I/O
 //! lives in the library crates.
@@ -12,7 +13,6 @@ mod ambient_caps;
 mod cli;
 mod demo;
 mod doctor_cmd;
-mod engine;
 mod exit;
 mod flow_api;
 mod flows_cmd;
@@ -22,7 +22,6 @@ mod lint_cmd;
 mod output;
 mod rules_cmd;
 mod serve;
-mod single_flight;
 mod trace_cmd;
 
 use std::process::ExitCode;
@@ -50,7 +49,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let config = args.into_config().map_err(Failure::Input)?;
             exit::check_netns(config.collect.netns.as_deref())?;
             block_on(async move {
-                kube_glue::start(kube).await;
+                let mut config = config;
+                config.kube = kube_glue::start(kube).await;
                 serve::run_server(config, serve::shutdown_signal()).await
             })
         }

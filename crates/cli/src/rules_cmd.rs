@@ -11,9 +11,9 @@ use nfscope_ruleset::{
 };
 
 use nfscope_trace::Unread;
+use nfscope_server::oneshot;
 
 use crate::cli::{Format, RulesArgs, seconds};
-use crate::engine;
 use crate::exit::Failure;
 use crate::output::print_stdout;
 
@@ -25,10 +25,13 @@ pub fn run(args: &RulesArgs) -> Result<(), Failure> {
         from_files(args)?
     };
     let unread = unread_sources(&snapshot);
-    let collected = engine::prepare(snapshot);
+    let annotated = oneshot::annotate(snapshot);
     let text = match args.format {
-        Format::Text => engine::rules_text(&collected) + &unread_text(&unread),
-        Format::Json => splice_unread(engine::rules_json(&collected)?, &unread),
+        Format::Text => oneshot::rules_text(&annotated) + &unread_text(&unread),
+        Format::Json => splice_unread(
+            oneshot::rules_json(&annotated).map_err(anyhow::Error::from)?,
+            &unread,
+        ),
     };
     print_stdout(&text)?;
     Ok(())
@@ -114,7 +117,7 @@ pub(crate) fn live_snapshot(args: &RulesArgs) -> Result<Snapshot, Failure> {
     options.netns = args.netns.clone();
     options.timeout = seconds("--timeout", args.timeout).map_err(Failure::Input)?;
     options.tool_dir = args.tool_dir.clone();
-    engine::restrict(
+    oneshot::restrict(
         &mut options,
         args.family.map(Family::from),
         args.backend.map(Backend::from),
@@ -142,7 +145,8 @@ pub(crate) fn from_files(args: &RulesArgs) -> Result<Snapshot, Failure> {
     let mut snapshot = Snapshot::default();
     for path in &args.rules {
         let text = read_input(path)?;
-        let ruleset = engine::parse_ruleset(&text, &options).map_err(|e| located(path, &e))?;
+        let ruleset =
+            nfscope_ruleset::parse_ruleset(&text, &options).map_err(|e| located(path, &e))?;
         snapshot.sources.push(SourceReport {
             kind: SourceKind::Rules {
                 family: ruleset.family,

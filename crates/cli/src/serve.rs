@@ -1,8 +1,11 @@
-//! `nfscope serve`: the HTTP server (axum) in front of the collector.
+//! `nfscope serve`: the HTTP server (axum) in front of the scrape pipeline (`nfscope-server`).
 //!
-//! Owns the routes (`/metrics`, `/api/rules`, `/healthz`, `/`), the single-flight collection
-//! shared by concurrent requests, the overall deadline and the server's own counters. It does not
-//! own the metric schema (`nfscope-exporter`) nor how the kernel is read (`nfscope-kernel`).
+//! Owns the routes (`/`, `/metrics`, `/healthz`, `/api/rules`, `/api/trace`, and with `--flows`
+//! the flow monitor's `/api/flows`, `/api/health`, `/api/graph/fields`, `/api/graph/data`), the
+//! overall deadline and what a request gets when it passes, and the wiring: which sources of
+//! metric families (flow monitor, Kubernetes directory) the server is handed. It does not own the
+//! scrape cache, single flight or the `/metrics` encoding (`nfscope-server`), the metric schema
+//! (`nfscope-exporter`) nor how the kernel is read (`nfscope-kernel`).
 //!
 //! Deadline policy: a request waits at most `ServeConfig::deadline` for a collection. Past that it
 //! gets **503** with a one-line plain-text reason, so Prometheus records `up == 0` rather than
@@ -24,10 +27,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use nfscope_exporter::ExportOptions;
 use nfscope_kernel::CollectOptions;
+use nfscope_kube::SharedDirectory;
+use nfscope_server::{
+    Counters, Finished, MetricsEncoder, Scrape, SelfStats, SharedFamilies, SingleFlight, TimedOut,
+    oneshot,
+};
 
-use crate::engine::{self, Collected, Counters};
 use crate::http::{EndpointFamily, FamilyLimit, HttpLimits, HttpStats};
-use crate::single_flight::{Finished, SingleFlight, TimedOut};
 
 /// Extra time a whole collection gets beyond the per-tool timeout before requests give up.
 pub const DEADLINE_GRACE: Duration = Duration::from_secs(2);
@@ -50,6 +56,8 @@ pub struct ServeConfig {
     pub flows: Option<crate::flow_api::FlowOptions>,
     /// Connection and request limits of the listener.
     pub http: HttpLimits,
+    /// Kubernetes names for `/metrics` (the watcher's directory, or the demo's).
+    pub kube: Option<SharedDirectory>,
 }
 
 impl ServeConfig {
@@ -63,6 +71,7 @@ impl ServeConfig {
             listen,
             deadline: collect.timeout + DEADLINE_GRACE,
             flows: None,
+            kube: None,
             collect,
             export: ExportOptions::default(),
             cache: Duration::ZERO,
@@ -91,19 +100,29 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
+    // The sources of families `/metrics` appends after its own, in this order.
+    let mut families: Vec<SharedFamilies> = Vec::new();
     let flows = match &config.flows {
-        Some(options) => Some(crate::flow_api::start_routes(
-            config.collect.netns.as_deref(),
-            options,
-        )?),
+        Some(options) => {
+            let (monitor, routes) =
+                crate::flow_api::start_routes(config.collect.netns.as_deref(), options)?;
+            families.push(monitor);
+            Some(routes)
+        }
         None => None,
     };
+    if let Some(directory) = &config.kube {
+        families.push(Arc::new(directory.clone()));
+    }
     let limits = config.http.clone();
     let stats = Arc::new(HttpStats::default());
+    // Last in the body, as before the families were handed in.
+    families.push(Arc::clone(&stats) as SharedFamilies);
     let app = router(
-        Arc::new(App::new(config, Arc::clone(&stats))),
+        Arc::new(App::new(config, families)),
         &limits,
         &stats,
+        flows.is_some(),
     );
     let app = match flows {
         Some(flows) => app.merge(
@@ -147,45 +166,40 @@ pub fn export_options(
     rule_label: crate::cli::RuleLabelArg,
     max_rule_series: usize,
 ) -> ExportOptions {
-    engine::export_options(
+    oneshot::export_options(
         rule_label == crate::cli::RuleLabelArg::Full,
         max_rule_series,
     )
 }
 
 struct App {
-    flight: SingleFlight<Collected>,
-    counters: Arc<Counters>,
-    export: ExportOptions,
+    flight: SingleFlight<Scrape>,
+    encoder: MetricsEncoder,
     deadline: Duration,
     timeouts: AtomicU64,
     netns: Option<String>,
     /// For `/api/rules`, which reads on its own (see [`api_rules`]).
     collect: CollectOptions,
-    /// The listener's counters, published in `/metrics`.
-    http: Arc<HttpStats>,
 }
 
 impl App {
-    fn new(config: ServeConfig, http: Arc<HttpStats>) -> Self {
+    fn new(config: ServeConfig, families: Vec<SharedFamilies>) -> Self {
         let counters = Arc::new(Counters::default());
         let netns = config.collect.netns.clone();
         let collect = config.collect.clone();
-        let job = engine::collector(config.collect, Arc::clone(&counters));
+        let job = nfscope_server::collector(config.collect, Arc::clone(&counters));
         Self {
             flight: SingleFlight::new(job, config.cache),
-            counters,
-            export: config.export,
+            encoder: MetricsEncoder::new(config.export, counters, families),
             deadline: config.deadline,
             timeouts: AtomicU64::new(0),
             netns,
             collect,
-            http,
         }
     }
 
     /// The shared collection, or a ready-made error response.
-    async fn collection(&self) -> Result<Arc<Finished<Collected>>, Response> {
+    async fn collection(&self) -> Result<Arc<Finished<Scrape>>, Response> {
         match self.flight.get(self.deadline).await {
             Ok(done) if done.value.is_ok() => {
                 tracing::debug!(run = done.run, "serving collection");
@@ -223,21 +237,22 @@ impl App {
         )
     }
 
-    fn stats(&self, done: &Finished<Collected>) -> engine::SelfStats {
-        engine::SelfStats {
-            collections: self.counters.collections.load(Ordering::Relaxed),
+    fn stats(&self, done: &Finished<Scrape>) -> SelfStats {
+        SelfStats {
+            collections: self.encoder.counters().collections.load(Ordering::Relaxed),
             deadline_exceeded: self.timeouts.load(Ordering::Relaxed),
             duration: done.finished.saturating_duration_since(done.started),
         }
     }
 }
 
-fn router(app: Arc<App>, limits: &HttpLimits, stats: &Arc<HttpStats>) -> Router {
+fn router(app: Arc<App>, limits: &HttpLimits, stats: &Arc<HttpStats>, flows: bool) -> Router {
+    let index = index_text(flows);
     let limited = |family, routes: Router<Arc<App>>| {
         FamilyLimit::new(family, limits, Arc::clone(stats)).apply(routes)
     };
     Router::new()
-        .route("/", get(index))
+        .route("/", get(move || async move { index }))
         .route("/healthz", get(healthz))
         .merge(limited(
             EndpointFamily::Metrics,
@@ -255,13 +270,26 @@ fn router(app: Arc<App>, limits: &HttpLimits, stats: &Arc<HttpStats>) -> Router 
 }
 
 const INDEX: &str = "nfscope exporter\n\n\
-/metrics    Prometheus text exposition of rule, chain, ipset and conntrack counters\n\
-/api/rules  a fresh collection as JSON (parsed, annotated rules with counters)\n\
-/api/trace  which rule decides a packet's fate, e.g. /api/trace?src=10.0.0.1&dst=10.96.0.10&proto=tcp&dport=80\n\
-/healthz    liveness: answers \"ok\" without waiting for a collection\n";
+/metrics           Prometheus text exposition of rule, chain, ipset and conntrack counters\n\
+/healthz           liveness: answers \"ok\" without waiting for a collection\n\
+/api/rules         a fresh collection as JSON (parsed, annotated rules with counters)\n\
+/api/trace         which rule decides a packet's fate, e.g. /api/trace?src=10.0.0.1&dst=10.96.0.10&proto=tcp&dport=80\n";
 
-async fn index() -> &'static str {
-    INDEX
+/// The index's lines for the flow monitor's routes (`serve --flows`).
+const FLOW_INDEX: &str = "/api/flows         live and recent TCP connections as JSON (filters: src, dst, port, state, limit)\n\
+/api/health        the flow monitor's sources: conntrack events, packet capture, accounting\n\
+/api/graph/fields  Grafana Node Graph field definitions\n\
+/api/graph/data    Grafana Node Graph nodes and edges of the workload pairs\n";
+
+/// The `/` page: every route this server answers.
+fn index_text(flows: bool) -> String {
+    let mut text = INDEX.to_owned();
+    if flows {
+        text.push_str(FLOW_INDEX);
+    } else {
+        text.push_str("(start with --flows for /api/flows, /api/health, /api/graph/fields, /api/graph/data)\n");
+    }
+    text
 }
 
 async fn healthz() -> &'static str {
@@ -293,8 +321,8 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let encoder = {
         let sender = sender.clone();
         tokio::task::spawn_blocking(move || {
-            let collected = done.value.as_ref().expect("checked by collection()");
-            encode_metrics_into(collected, &app, &stats, &sender);
+            let scrape = done.value.as_ref().expect("checked by collection()");
+            encode_metrics_into(scrape, &app, &stats, &sender);
         })
     };
     tokio::spawn(async move {
@@ -328,9 +356,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 
 /// Runs the streaming encoder (blocking), sending chunks, then the tail, to `sender`.
 fn encode_metrics_into(
-    collected: &Collected,
+    scrape: &Scrape,
     app: &App,
-    stats: &engine::SelfStats,
+    stats: &SelfStats,
     sender: &tokio::sync::mpsc::Sender<Chunk>,
 ) {
     let mut sink = |chunk: String| {
@@ -338,18 +366,11 @@ fn encode_metrics_into(
             .blocking_send(Ok(chunk))
             .map_err(|_| nfscope_exporter::SinkClosed)
     };
-    let streamed = engine::stream_metrics(
-        collected,
-        &app.export,
-        &app.counters,
-        stats,
-        METRICS_CHUNK_BYTES,
-        &mut sink,
-    );
-    match streamed {
-        Ok(mut tail) => {
-            crate::kube_glue::append_metrics(&mut tail);
-            app.http.render(&mut tail);
+    match app
+        .encoder
+        .stream(scrape, stats, METRICS_CHUNK_BYTES, &mut sink)
+    {
+        Ok(tail) => {
             let _ = sink(tail);
         }
         Err(nfscope_exporter::SinkClosed) => {
@@ -359,13 +380,13 @@ fn encode_metrics_into(
 }
 
 /// The whole parsed ruleset as JSON. It collects on its own instead of sharing `/metrics`'s
-/// collection: the server keeps rules without their specs between scrapes
-/// (`Ruleset::drop_rule_specs`), and this endpoint is for people, not for every scrape.
+/// collection: the server keeps only counters between scrapes (`RulesetCounters`), and this
+/// endpoint is for people, not for every scrape.
 async fn api_rules(State(app): State<Arc<App>>) -> Response {
     let options = app.collect.clone();
     let body = tokio::task::spawn_blocking(move || {
-        let collected = engine::prepare(nfscope_kernel::collect(&options));
-        engine::rules_json(&collected)
+        let annotated = oneshot::annotate(nfscope_kernel::collect(&options));
+        oneshot::rules_json(&annotated)
     })
     .await;
     match body {

@@ -5,7 +5,7 @@
 //! from the annotations, so a scrape needs only counters) and how they aggregate (rules mapping
 //! to the same labels are summed). It does not decide what a rule means (`nfscope-annotate`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use nfscope_annotate::{Annotation, Annotations, Direction, Meaning, PolicyVerdict};
 use nfscope_ruleset::Ruleset;
@@ -139,37 +139,33 @@ struct KubeSeries<'a> {
     calico: Summed<&'a str, 6, Count>,
 }
 
-pub(crate) fn write_kube_series(out: &mut Exposition<'_>, prepared: &[Prepared<'_>]) {
-    // Rulesets whose labels carry no plan get one built here from their annotations.
-    let built: Vec<Option<KubePlan>> = prepared
-        .iter()
-        .map(|p| match (p.labels.kube_plan(), p.annotations) {
-            (None, Some(annotations)) => Some(KubePlan::new(p.ruleset, annotations)),
-            _ => None,
-        })
-        .collect();
+/// Writes the four Kubernetes families; returns the endpoint label values of the endpoint
+/// series written, in order (see [`crate::Streamed::kube_endpoints`]).
+pub(crate) fn write_kube_series(
+    out: &mut Exposition<'_>,
+    prepared: &[Prepared<'_>],
+) -> Vec<String> {
     let mut series = KubeSeries {
         endpoints: Summed::new(),
         no_endpoints: Summed::new(),
         router_pods: Summed::new(),
         calico: Summed::new(),
     };
-    for (p, built) in prepared.iter().zip(&built) {
-        let Some(plan) = p.labels.kube_plan().or(built.as_ref()) else {
+    for p in prepared {
+        let Some(plan) = p.plan else {
             continue;
         };
         if plan.feeds.is_empty() {
             continue; // no Kubernetes rules here: no need to walk the counters
         }
-        // Packets per flat rule position; the rules' specs may have been dropped
-        // (`Ruleset::drop_rule_specs`): only positions and counters are read.
+        // Packets per flat rule position: only positions and counters are read.
         let packets: Vec<Option<u64>> = p
-            .ruleset
+            .counters
             .tables
             .iter()
             .flat_map(|t| &t.chains)
             .flat_map(|c| &c.rules)
-            .map(|r| r.counters.map(|c| c.packets))
+            .map(|r| r.map(|c| c.packets))
             .collect();
         for &(flat, family, key) in &plan.feeds {
             let Some(Some(value)) = packets.get(flat as usize) else {
@@ -180,6 +176,15 @@ pub(crate) fn write_kube_series(out: &mut Exposition<'_>, prepared: &[Prepared<'
         }
     }
     series.write(out);
+    let mut seen = HashSet::new();
+    series
+        .endpoints
+        .merged()
+        .into_iter()
+        .map(|(key, _)| key[5])
+        .filter(|endpoint| seen.insert(*endpoint))
+        .map(str::to_owned)
+        .collect()
 }
 
 impl<'a> KubeSeries<'a> {

@@ -12,12 +12,10 @@
 //! escaped as exposition label values (see [`crate::expo`]), so writing a series copies them as
 //! they are; the accessors decode them again for the JSON and text views.
 
+use nfscope_ruleset::{RuleSpec, Ruleset, RulesetCounters};
+use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-
-use nfscope_ruleset::{RuleSpec, Ruleset};
-use sha2::{Digest, Sha256};
 
 use nfscope_annotate::Annotations;
 
@@ -82,13 +80,13 @@ impl ChainIndex {
         (r0 < len).then_some(start + r0)
     }
 
-    /// Same tables, chains and rule counts as `ruleset`?
-    fn same_shape(&self, ruleset: &Ruleset) -> bool {
-        self.chains.len() == ruleset.tables.len()
+    /// Same tables, chains and rule counts as `counters`?
+    fn same_shape(&self, counters: &RulesetCounters) -> bool {
+        self.chains.len() == counters.tables.len()
             && self
                 .chains
                 .iter()
-                .zip(&ruleset.tables)
+                .zip(&counters.tables)
                 .all(|(chains, table)| {
                     chains.len() == table.chains.len()
                         && chains
@@ -135,15 +133,14 @@ pub fn rule_ids(ruleset: &Ruleset) -> RuleIds {
 }
 
 /// Everything per rule that an encoding needs besides counters and annotations: id, canonical
-/// text, decoded comment (text and comment held escaped for the exposition). Build it once per ruleset *change* and reuse it across scrapes whose
-/// rule specs are unchanged (counters may differ): see [`RuleLabels::fits`] and
-/// [`crate::encode_metrics_with_labels`].
+/// text, decoded comment (text and comment held escaped for the exposition). Build it once per
+/// ruleset *change* (`Ruleset::rules_id`) and reuse it across scrapes whose rules are unchanged
+/// (counters may differ): see [`crate::encode_counters_streaming`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuleLabels {
     ids: RuleIds,
     texts: StrTable,
     comments: StrTable,
-    fingerprint: u64,
     /// Which rules feed which Kubernetes series, when attached ([`Self::attach_kube_plan`]).
     kube: Option<KubePlan>,
 }
@@ -182,7 +179,6 @@ impl RuleLabels {
             ids: RuleIds { index, ids },
             texts,
             comments,
-            fingerprint: fingerprint(ruleset),
             kube: None,
         }
     }
@@ -198,16 +194,10 @@ impl RuleLabels {
         self.kube.as_ref()
     }
 
-    /// Were these labels built from a ruleset with exactly the same family, backend, tables,
-    /// chains and rule specs as `ruleset` (counters aside)? Costs one pass of hashing, far less
-    /// than [`RuleLabels::new`].
-    pub fn fits(&self, ruleset: &Ruleset) -> bool {
-        self.ids.index.same_shape(ruleset) && self.fingerprint == fingerprint(ruleset)
-    }
-
-    /// Same tables, chains and rule counts as `ruleset` (a cheap sanity check, not [`Self::fits`]).
-    pub(crate) fn same_shape(&self, ruleset: &Ruleset) -> bool {
-        self.ids.index.same_shape(ruleset)
+    /// Same tables, chains and rule counts as `counters` (a sanity check: whether the rules
+    /// are the same is `Ruleset::rules_id`'s to say).
+    pub fn same_shape(&self, counters: &RulesetCounters) -> bool {
+        self.ids.index.same_shape(counters)
     }
 
     /// Bytes of all rule texts and comments: sizes the exposition buffer.
@@ -305,72 +295,6 @@ pub(crate) fn join_comments(spec: &RuleSpec, out: &mut String) {
             out.push_str("; ");
         }
         out.push_str(c);
-    }
-}
-
-/// In-process fingerprint of everything but counters and line numbers. Never persisted or
-/// compared across processes, so a fast non-cryptographic hasher is enough.
-fn fingerprint(ruleset: &Ruleset) -> u64 {
-    let mut h = FxHasher::default();
-    ruleset.family.hash(&mut h);
-    ruleset.backend.hash(&mut h);
-    for table in &ruleset.tables {
-        table.name.hash(&mut h);
-        for chain in &table.chains {
-            chain.name.hash(&mut h);
-            chain.rules.len().hash(&mut h);
-            for rule in &chain.rules {
-                rule.spec.hash(&mut h);
-            }
-        }
-    }
-    h.finish()
-}
-
-/// The multiply-rotate hasher of rustc (`FxHasher`): word at a time, no allocation.
-#[derive(Default)]
-pub(crate) struct FxHasher {
-    hash: u64,
-}
-
-impl FxHasher {
-    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 56));
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.hash
     }
 }
 

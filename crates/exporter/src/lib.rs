@@ -13,13 +13,15 @@
 //! # Caching
 //! Rendering and hashing every rule is the costly part of an encoding. [`RuleLabels`] holds those
 //! strings for one ruleset and depends only on the rules' specs, not their counters, so a server
-//! can keep one per ruleset, reuse it while [`RuleLabels::fits`] (or its own generation check)
-//! says the rules are unchanged, and call [`encode_metrics_with_labels`] or
-//! [`encode_metrics_streaming`]. [`encode_metrics`] builds them on the fly. The labels hold rule
-//! texts and comments already escaped, so a rule series is written by copying its pieces.
+//! can keep one per ruleset, reuse it while `Ruleset::rules_id` says the rules are unchanged, and
+//! call [`encode_counters_streaming`] with only the rules' counters (`RulesetCounters`).
+//! [`encode_metrics`] builds them on the fly. The labels hold rule texts and comments already
+//! escaped, so a rule series is written by copying its pieces. Every family is written through
+//! `nfscope-expo`'s writer and its one label-value escape.
 
 #![forbid(unsafe_code)]
-mod expo;
+use nfscope_expo as expo;
+
 mod json;
 mod kube;
 mod labels;
@@ -29,15 +31,16 @@ mod text;
 
 use nfscope_ruleset::SourceKind;
 
-pub use expo::{ChunkSink, SinkClosed};
 pub use json::{rules_json, rules_json_string};
 pub use kube::KubePlan;
 pub use labels::{RuleIds, RuleLabels, rule_ids};
 pub use metrics::{
-    Encoded, Streamed, encode_metrics, encode_metrics_streaming, encode_metrics_with_labels,
+    CountedRules, Encoded, Streamed, encode_counters_streaming, encode_metrics,
+    encode_metrics_streaming, encode_metrics_with_labels,
 };
 pub use nfscope_annotate::Annotations;
-pub use nftables::append_nftables_metrics;
+pub use nfscope_expo::{ChunkSink, Exposition, MetricFamilies, ScrapeFacts, SinkClosed};
+pub use nftables::{NftablesFamilies, append_nftables_metrics};
 pub use text::rules_text;
 
 #[doc(no_inline)]

@@ -12,12 +12,13 @@ use std::hash::{BuildHasherDefault, Hash};
 use std::ops::Add;
 
 use nfscope_annotate::Annotations;
-use nfscope_ruleset::{Backend, Family, Ruleset, Snapshot};
+use nfscope_ruleset::{Backend, Family, FxHasher, RulesetCounters, Snapshot};
 
 use crate::expo::{
     ChunkSink, Exposition, Kind, SinkClosed, Value, push_escaped_label_value, sanitize_name,
 };
-use crate::labels::{FxHasher, RuleLabels};
+use crate::kube::KubePlan;
+use crate::labels::RuleLabels;
 use crate::{ExportOptions, RuleLabel, SelfMetrics, kube, source_labels};
 
 /// The result of an encoding.
@@ -42,13 +43,27 @@ pub struct Streamed {
     pub rule_series_dropped: u64,
     /// As [`Encoded::rule_series`].
     pub rule_series: u64,
+    /// The `endpoint` label values of the `nfscope_kube_endpoint_new_connections_total` series
+    /// written, in order, without duplicates (what `nfscope_kube_endpoint_info` may describe).
+    pub kube_endpoints: Vec<String>,
+}
+
+/// One ruleset as a server keeps it between rule changes: its counters and the labels (with the
+/// Kubernetes plan, [`RuleLabels::attach_kube_plan`]) built from the rules they count.
+#[derive(Debug, Clone, Copy)]
+pub struct CountedRules<'a> {
+    /// Names, positions and counters.
+    pub counters: &'a RulesetCounters,
+    /// Built from the rules `counters` belong to; a ruleset whose labels do not have the
+    /// counters' shape is left out rather than mislabelled.
+    pub labels: &'a RuleLabels,
 }
 
 /// Encodes a snapshot as Prometheus text exposition 0.0.4.
 ///
 /// `annotations` is parallel to `snapshot.rulesets` (missing entries mean "no Kubernetes
 /// meaning"). Renders and hashes every rule; servers that scrape often should keep
-/// [`RuleLabels`] and call [`encode_metrics_with_labels`].
+/// [`RuleLabels`] and call [`encode_counters_streaming`].
 pub fn encode_metrics(
     snapshot: &Snapshot,
     annotations: &[Annotations],
@@ -60,9 +75,9 @@ pub fn encode_metrics(
 
 /// Like [`encode_metrics`], with precomputed [`RuleLabels`] parallel to `snapshot.rulesets`.
 ///
-/// Each entry must have been built from a ruleset with the same rule specs (check with
-/// [`RuleLabels::fits`]); an entry that is missing or whose table/chain/rule counts differ is
-/// recomputed here, so a stale cache can mislabel a rule but never panic or drop it.
+/// Each entry must have been built from a ruleset with the same rule specs; an entry that is
+/// missing or whose table/chain/rule counts differ is recomputed here, so a stale cache can
+/// mislabel a rule but never panic or drop it.
 pub fn encode_metrics_with_labels(
     snapshot: &Snapshot,
     annotations: &[Annotations],
@@ -73,14 +88,13 @@ pub fn encode_metrics_with_labels(
     let input = Input::new(snapshot, annotations, labels);
     let prepared = input.prepared();
     let mut head = Exposition::with_capacity(estimate_bytes(&prepared, opts));
-    let (tail, (rule_series, dropped)) =
-        encode_parts(&mut head, &prepared, snapshot, self_metrics, opts);
+    let parts = encode_parts(&mut head, &prepared, snapshot, self_metrics, opts);
     let mut body = head.into_string();
-    body.push_str(&tail);
+    body.push_str(&parts.tail);
     Encoded {
         body,
-        rule_series_dropped: dropped,
-        rule_series,
+        rule_series_dropped: parts.rule_series_dropped,
+        rule_series: parts.rule_series,
     }
 }
 
@@ -102,50 +116,88 @@ pub fn encode_metrics_streaming(
 ) -> Result<Streamed, SinkClosed> {
     let input = Input::new(snapshot, annotations, labels);
     let prepared = input.prepared();
+    stream(&prepared, snapshot, self_metrics, opts, chunk_bytes, sink)
+}
+
+/// The server's encoding: [`encode_metrics_streaming`] from counters and cached labels instead
+/// of parsed rulesets. `rest` gives the sources, ipsets and conntrack (its `rulesets` are not
+/// read). Rulesets of a (family, backend) already seen are skipped, as in a snapshot.
+pub fn encode_counters_streaming(
+    rules: &[CountedRules<'_>],
+    rest: &Snapshot,
+    self_metrics: &SelfMetrics,
+    opts: &ExportOptions,
+    chunk_bytes: usize,
+    sink: &mut dyn ChunkSink,
+) -> Result<Streamed, SinkClosed> {
+    let mut seen: HashSet<(Family, Backend)> = HashSet::new();
+    let prepared: Vec<Prepared<'_>> = rules
+        .iter()
+        .filter(|r| seen.insert((r.counters.family, r.counters.backend)))
+        .filter(|r| r.labels.same_shape(r.counters))
+        .map(|r| Prepared {
+            counters: r.counters,
+            labels: r.labels,
+            plan: r.labels.kube_plan(),
+        })
+        .collect();
+    stream(&prepared, rest, self_metrics, opts, chunk_bytes, sink)
+}
+
+fn stream(
+    prepared: &[Prepared<'_>],
+    rest: &Snapshot,
+    self_metrics: &SelfMetrics,
+    opts: &ExportOptions,
+    chunk_bytes: usize,
+    sink: &mut dyn ChunkSink,
+) -> Result<Streamed, SinkClosed> {
     let mut head = Exposition::streaming(sink, chunk_bytes);
-    let (tail, (rule_series, dropped)) =
-        encode_parts(&mut head, &prepared, snapshot, self_metrics, opts);
+    let parts = encode_parts(&mut head, prepared, rest, self_metrics, opts);
     head.flush();
     if head.is_closed() {
         return Err(SinkClosed);
     }
-    Ok(Streamed {
-        tail,
-        rule_series_dropped: dropped,
-        rule_series,
-    })
+    Ok(parts)
 }
 
-/// The one encoding path: the big families into `head`, the rest returned as a string (empty
-/// when `head`'s sink closed). Returns (rules exported, rules dropped by the limit) too.
+/// The one encoding path: the big families into `head`, the rest returned as
+/// [`Streamed::tail`] (empty when `head`'s sink closed).
 fn encode_parts(
     head: &mut Exposition<'_>,
     prepared: &[Prepared<'_>],
     snapshot: &Snapshot,
     self_metrics: &SelfMetrics,
     opts: &ExportOptions,
-) -> (String, (u64, u64)) {
-    let counts = write_rule_counters(head, prepared, opts);
+) -> Streamed {
+    let (rule_series, dropped) = write_rule_counters(head, prepared, opts);
+    let mut parts = Streamed {
+        tail: String::new(),
+        rule_series_dropped: dropped,
+        rule_series,
+        kube_endpoints: Vec::new(),
+    };
     if head.is_closed() {
-        return (String::new(), counts);
+        return parts;
     }
     write_chain_series(head, prepared);
     write_sources(head, snapshot);
     let mut tail = Exposition::default();
-    kube::write_kube_series(&mut tail, prepared);
+    parts.kube_endpoints = kube::write_kube_series(&mut tail, prepared);
     write_ipsets(&mut tail, snapshot);
     write_conntrack(&mut tail, snapshot);
-    write_self(&mut tail, self_metrics, counts.1);
-    (tail.into_string(), counts)
+    write_self(&mut tail, self_metrics, dropped);
+    parts.tail = tail.into_string();
+    parts
 }
 
-/// The inputs of an encoding with the rule labels that had to be computed on the spot.
+/// The inputs of a snapshot's encoding with what had to be computed on the spot: counters,
+/// rule labels and Kubernetes plans.
 struct Input<'a> {
-    snapshot: &'a Snapshot,
-    annotations: &'a [Annotations],
-    cached: &'a [RuleLabels],
-    rulesets: Vec<usize>,
+    cached: Vec<Option<&'a RuleLabels>>,
+    counters: Vec<RulesetCounters>,
     fresh: Vec<Option<RuleLabels>>,
+    plans: Vec<Option<KubePlan>>,
 }
 
 impl<'a> Input<'a> {
@@ -154,43 +206,39 @@ impl<'a> Input<'a> {
         annotations: &'a [Annotations],
         cached: &'a [RuleLabels],
     ) -> Self {
-        let rulesets = unique_rulesets(&snapshot.rulesets);
+        let rulesets = unique_rulesets(snapshot);
         let mut input = Self {
-            snapshot,
-            annotations,
-            cached,
+            cached: Vec::new(),
+            counters: Vec::new(),
             fresh: Vec::new(),
-            rulesets,
+            plans: Vec::new(),
         };
-        input.fresh = input
-            .rulesets
-            .iter()
-            .map(|&i| {
-                input
-                    .cached(i)
-                    .is_none()
-                    .then(|| RuleLabels::new(&snapshot.rulesets[i]))
-            })
-            .collect();
+        for i in rulesets {
+            let ruleset = &snapshot.rulesets[i];
+            let counters = RulesetCounters::of(ruleset);
+            let labels = cached.get(i).filter(|l| l.same_shape(&counters));
+            let fresh = labels.is_none().then(|| RuleLabels::new(ruleset));
+            let has_plan = labels.or(fresh.as_ref()).and_then(RuleLabels::kube_plan);
+            let plan = match (has_plan, annotations.get(i)) {
+                (None, Some(annotations)) => Some(KubePlan::new(ruleset, annotations)),
+                _ => None,
+            };
+            input.cached.push(labels);
+            input.counters.push(counters);
+            input.fresh.push(fresh);
+            input.plans.push(plan);
+        }
         input
     }
 
-    /// The cached labels of ruleset `i`, if they have its shape.
-    fn cached(&self, i: usize) -> Option<&'a RuleLabels> {
-        self.cached
-            .get(i)
-            .filter(|l| l.same_shape(&self.snapshot.rulesets[i]))
-    }
-
     fn prepared(&self) -> Vec<Prepared<'_>> {
-        self.rulesets
-            .iter()
-            .zip(&self.fresh)
-            .filter_map(|(&i, fresh)| {
+        (0..self.counters.len())
+            .filter_map(|i| {
+                let labels = self.fresh[i].as_ref().or(self.cached[i])?;
                 Some(Prepared {
-                    ruleset: &self.snapshot.rulesets[i],
-                    annotations: self.annotations.get(i),
-                    labels: fresh.as_ref().or_else(|| self.cached(i))?,
+                    counters: &self.counters[i],
+                    labels,
+                    plan: labels.kube_plan().or(self.plans[i].as_ref()),
                 })
             })
             .collect()
@@ -199,25 +247,26 @@ impl<'a> Input<'a> {
 
 /// One ruleset with everything needed to encode it.
 pub(crate) struct Prepared<'a> {
-    pub(crate) ruleset: &'a Ruleset,
-    pub(crate) annotations: Option<&'a Annotations>,
+    pub(crate) counters: &'a RulesetCounters,
     pub(crate) labels: &'a RuleLabels,
+    pub(crate) plan: Option<&'a KubePlan>,
 }
 
 impl Prepared<'_> {
     pub(crate) fn family(&self) -> &'static str {
-        self.ruleset.family.as_str()
+        self.counters.family.as_str()
     }
 
     pub(crate) fn backend(&self) -> &'static str {
-        self.ruleset.backend.as_str()
+        self.counters.backend.as_str()
     }
 }
 
 /// Indices of rulesets to encode: the first of each (family, backend). Two rulesets of the same
 /// family and backend cannot come from one collection; if they ever did, the later one is
 /// skipped rather than emitting duplicate series.
-fn unique_rulesets(rulesets: &[Ruleset]) -> Vec<usize> {
+fn unique_rulesets(snapshot: &Snapshot) -> Vec<usize> {
+    let rulesets = &snapshot.rulesets;
     let mut seen: HashSet<(Family, Backend)> = HashSet::new();
     (0..rulesets.len())
         .filter(|&i| seen.insert((rulesets[i].family, rulesets[i].backend)))
@@ -229,7 +278,7 @@ fn estimate_bytes(prepared: &[Prepared<'_>], opts: &ExportOptions) -> usize {
     let mut bytes = 64 * 1024;
     for p in prepared {
         let (texts, comments) = p.labels.text_bytes();
-        let rules = p.ruleset.rule_count().min(opts.max_rule_series);
+        let rules = p.counters.rule_count().min(opts.max_rule_series);
         let texts = if opts.rule_label == RuleLabel::Full {
             texts
         } else {
@@ -264,18 +313,18 @@ fn write_rule_counters(
     }
     let with_counters: u64 = prepared
         .iter()
-        .map(|p| rules_with_counters(p.ruleset))
+        .map(|p| rules_with_counters(p.counters))
         .sum();
     (exported, with_counters - exported)
 }
 
-fn rules_with_counters(ruleset: &Ruleset) -> u64 {
-    let counted = ruleset
+fn rules_with_counters(counters: &RulesetCounters) -> u64 {
+    let counted = counters
         .tables
         .iter()
         .flat_map(|t| &t.chains)
         .flat_map(|c| &c.rules);
-    counted.filter(|r| r.counters.is_some()).count() as u64
+    counted.filter(|r| r.is_some()).count() as u64
 }
 
 fn write_rule_family(
@@ -289,7 +338,7 @@ fn write_rule_family(
     let mut written = 0;
     let mut prefix = String::new();
     for p in prepared {
-        for (t, table) in p.ruleset.tables.iter().enumerate() {
+        for (t, table) in p.counters.tables.iter().enumerate() {
             for (c, chain) in table.chains.iter().enumerate() {
                 if out.is_closed() {
                     return written;
@@ -306,7 +355,7 @@ fn write_rule_family(
                     opts.rule_label,
                 );
                 for (r0, rule) in chain.rules.iter().enumerate() {
-                    let Some(counters) = rule.counters else {
+                    let Some(counters) = *rule else {
                         continue;
                     };
                     if budget == 0 {
@@ -458,7 +507,7 @@ fn write_chain_series(out: &mut Exposition<'_>, prepared: &[Prepared<'_>]) {
     let mut rules = Summed::<&str, 4, Count>::new();
     let mut chains = Summed::<&str, 3, Count>::new();
     for p in prepared {
-        for table in &p.ruleset.tables {
+        for table in &p.counters.tables {
             chains.add(
                 [p.family(), p.backend(), &table.name],
                 Count(table.chains.len() as u64),

@@ -4,15 +4,29 @@
 //! Owns the `nftables_*` metric names and labels. It does not read anything: the kernel crate
 //! fills [`Snapshot::nftables`] (netlink source only; empty otherwise, and then nothing is written).
 
-use nfscope_ruleset::{Counters, Snapshot};
+use nfscope_ruleset::{Counters, NftablesState, Snapshot};
 
-use crate::expo::{Exposition, Kind};
+use crate::expo::{Exposition, Kind, MetricFamilies, ScrapeFacts};
 
 /// Appends the `nftables_*` families for `snapshot.nftables` to `out` (Prometheus text format).
 /// Families without samples leave nothing behind.
 pub fn append_nftables_metrics(out: &mut String, snapshot: &Snapshot) {
-    let state = &snapshot.nftables;
     let mut expo = Exposition::appending_to(std::mem::take(out));
+    NftablesFamilies(&snapshot.nftables).encode(&ScrapeFacts::default(), &mut expo);
+    *out = expo.into_string();
+}
+
+/// The `nftables_*` families of one collection's native nftables state.
+#[derive(Debug, Clone, Copy)]
+pub struct NftablesFamilies<'a>(pub &'a NftablesState);
+
+impl MetricFamilies for NftablesFamilies<'_> {
+    fn encode(&self, _: &ScrapeFacts<'_>, expo: &mut Exposition<'_>) {
+        write_nftables(expo, self.0);
+    }
+}
+
+fn write_nftables(expo: &mut Exposition<'_>, state: &NftablesState) {
     for (name, help, pick) in [
         (
             "nftables_rule_packets_total",
@@ -78,7 +92,6 @@ pub fn append_nftables_metrics(out: &mut String, snapshot: &Snapshot) {
         expo.sample(name, &labels, set.elements);
     }
     expo.end_family();
-    *out = expo.into_string();
 }
 
 fn packets(counters: &Counters) -> u64 {

@@ -171,7 +171,11 @@ fn ids_and_exposition_are_identical_across_encodings_and_parses() {
     );
     assert_eq!(ea, eb);
     let labels = [RuleLabels::new(&sa.rulesets[0])];
-    assert!(labels[0].fits(&sb.rulesets[0]));
+    assert_eq!(
+        sa.rulesets[0].rules_id(),
+        sb.rulesets[0].rules_id(),
+        "same rules, same id"
+    );
     let cached = encode_metrics_with_labels(
         &sa,
         &annotations(&sa),

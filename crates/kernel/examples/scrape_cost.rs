@@ -43,30 +43,24 @@ fn main() {
         conntrack: false,
         ..CollectOptions::default()
     };
-    // Like the server: the reader lends its parsed rulesets and gets them back after each scrape.
-    let mut reader = Reader::lending();
+    // Like the server: the reader hands out the parsed rules once and keeps only counters.
+    let mut reader = Reader::counters_only();
     nfscope_kernel::tune_allocator();
-    let first = reader.collect(&options); // fills the text cache
-    let rules: usize = first
-        .rulesets
-        .iter()
-        .flat_map(|r| &r.tables)
-        .flat_map(|t| &t.chains)
-        .map(|c| c.rules.len())
-        .sum();
-    reader.give_back(first);
+    let first = reader.read(&options); // fills the text cache
+    let rules: usize = first.rulesets.iter().map(|r| r.counters.rule_count()).sum();
+    drop(first);
     let cpu_before = cpu_seconds();
     let mut walls = Vec::with_capacity(n);
     for _ in 0..n {
         let started = Instant::now();
-        let snapshot = reader.collect(&options);
+        let reading = reader.read(&options);
         walls.push(started.elapsed().as_secs_f64());
-        for s in &snapshot.sources {
+        for s in &reading.snapshot.sources {
             if let Some(e) = &s.error {
                 eprintln!("{}: {e}", s.method);
             }
         }
-        reader.give_back(snapshot);
+        drop(reading);
         nfscope_kernel::release_free_memory();
     }
     let cpu = (cpu_seconds() - cpu_before) / n as f64;

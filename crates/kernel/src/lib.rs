@@ -63,10 +63,13 @@ mod testns {
 }
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::{self, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
-use nfscope_ruleset::{Backend, Family, Ruleset, Snapshot, SourceKind, SourceReport};
+use nfscope_ruleset::{
+    Backend, Family, Ruleset, RulesetCounters, Snapshot, SourceKind, SourceReport,
+};
 
 pub use conntrack::{parse_stat_table, read_conntrack_stats};
 pub use error::KernelError;
@@ -173,18 +176,65 @@ impl Default for CollectOptions {
 /// order, then ipsets, then conntrack.
 ///
 /// With [`RuleSource::Netlink`] this reads the rule text every time (a fresh [`Reader`]); keep a
-/// [`Reader`] and call [`Reader::collect`] to re-read text only when the ruleset changed.
+/// [`Reader`] and call [`Reader::read`] or [`Reader::collect`] to re-read text only when the
+/// ruleset changed.
 pub fn collect(opts: &CollectOptions) -> Snapshot {
-    match opts.source {
-        RuleSource::Exec => collect_in_netns(opts, None),
-        RuleSource::Netlink => Reader::new().collect(opts),
+    Reader::new().collect(opts)
+}
+
+/// One (family, backend) ruleset of a [`Reading`].
+#[derive(Debug, Clone)]
+pub struct RulesetRead {
+    /// Tables, chains, rule positions and the counters just read.
+    pub counters: Arc<RulesetCounters>,
+    /// The parsed rules, when this read parsed their text (always with [`RuleSource::Exec`] and
+    /// a text-keeping [`Reader::new`]; with a [`Reader::counters_only`], only when the rules
+    /// changed since the previous read). Their counters are those of the text, not `counters`.
+    pub parsed: Option<Ruleset>,
+    /// [`Ruleset::rules_id`] of the rules `counters` belong to: equal ids, equal rules.
+    pub rules_id: u64,
+}
+
+/// What [`Reader::read`] returns: the rulesets as counters (and parsed rules where the text was
+/// read), and everything else of a [`Snapshot`].
+#[derive(Debug, Clone, Default)]
+pub struct Reading {
+    /// Sources, ipsets, conntrack, native nftables state, retries and rule source; its
+    /// `rulesets` are empty (they are in [`Reading::rulesets`]).
+    pub snapshot: Snapshot,
+    /// One entry per (family, backend) that has tables, in the order [`collect`] gives.
+    pub rulesets: Vec<RulesetRead>,
+}
+
+impl Reading {
+    /// The snapshot with the parsed rulesets (carrying the counters just read). Only whole when
+    /// every ruleset came with its parsed rules, as from a text-keeping reader.
+    fn into_snapshot(self) -> Snapshot {
+        let mut snapshot = self.snapshot;
+        for read in self.rulesets {
+            if let Some(mut ruleset) = read.parsed {
+                read.counters.apply_to(&mut ruleset);
+                snapshot.rulesets.push(ruleset);
+            }
+        }
+        snapshot
     }
 }
 
 impl Reader {
     /// [`collect`] with this reader's cached rule text: the save tools run only when the
-    /// ruleset changed since the previous call. With [`RuleSource::Exec`] the cache is unused.
+    /// ruleset changed since the previous call (a [`Reader::counters_only`], which keeps no
+    /// text, reads it every time). With [`RuleSource::Exec`] the cache is unused.
     pub fn collect(&mut self, opts: &CollectOptions) -> Snapshot {
+        if !self.keeps_text() {
+            self.forget_texts();
+        }
+        self.read(opts).into_snapshot()
+    }
+
+    /// Reads everything `opts` asks for, as [`collect`] does, giving rulesets as counters plus
+    /// the parsed rules of those whose text was read ([`RulesetRead::parsed`]).
+    pub fn read(&mut self, opts: &CollectOptions) -> Reading {
         match opts.source {
             RuleSource::Exec => collect_in_netns(opts, None),
             RuleSource::Netlink => collect_in_netns(opts, Some(self)),
@@ -192,7 +242,7 @@ impl Reader {
     }
 }
 
-fn collect_in_netns(opts: &CollectOptions, reader: Option<&mut Reader>) -> Snapshot {
+fn collect_in_netns(opts: &CollectOptions, reader: Option<&mut Reader>) -> Reading {
     let Some(name) = opts.netns.as_deref() else {
         return collect_here(opts, reader);
     };
@@ -244,8 +294,9 @@ fn joined<T>(handle: ScopedJoinHandle<'_, Timed<T>>) -> Timed<T> {
     })
 }
 
-fn collect_here(opts: &CollectOptions, reader: Option<&mut Reader>) -> Snapshot {
+fn collect_here(opts: &CollectOptions, reader: Option<&mut Reader>) -> Reading {
     let mut snapshot = Snapshot::default();
+    let mut rulesets = Vec::new();
     let rule_sources = rule_sources(opts);
     let netlink = reader.is_some();
     let (rule_results, ipsets, conntrack) = thread::scope(|scope| {
@@ -270,7 +321,7 @@ fn collect_here(opts: &CollectOptions, reader: Option<&mut Reader>) -> Snapshot 
                         scope.spawn(move || {
                             timed_with_problem(|| {
                                 let (ruleset, problem) = read_rules(opts, family, backend)?;
-                                Ok((ruleset.map(|r| (r, 0)), problem))
+                                Ok((ruleset.map(parsed_read), problem))
                             })
                         })
                     })
@@ -288,13 +339,9 @@ fn collect_here(opts: &CollectOptions, reader: Option<&mut Reader>) -> Snapshot 
         } else {
             rules::method(family, backend)
         };
-        if let Some((ruleset, text_id)) = record(&mut snapshot, kind, method, timed).flatten() {
-            snapshot.rulesets.push(ruleset);
-            snapshot.rule_text_ids.push(text_id);
+        if let Some(read) = record(&mut snapshot, kind, method, timed).flatten() {
+            rulesets.push(read);
         }
-    }
-    if !netlink {
-        snapshot.rule_text_ids.clear(); // forked tools: nothing is known about the text
     }
     if let Some(timed) = ipsets {
         snapshot.ipsets = record(
@@ -313,11 +360,17 @@ fn collect_here(opts: &CollectOptions, reader: Option<&mut Reader>) -> Snapshot 
             timed,
         );
     }
-    snapshot
+    Reading { snapshot, rulesets }
 }
 
-/// A ruleset and the id of the text it was parsed from ([`Snapshot::rule_text_ids`]; 0: unknown).
-type TextRuleset = (Ruleset, u64);
+/// A ruleset just parsed with its counters, as a [`RulesetRead`].
+fn parsed_read(ruleset: Ruleset) -> RulesetRead {
+    RulesetRead {
+        counters: Arc::new(RulesetCounters::of(&ruleset)),
+        rules_id: ruleset.rules_id(),
+        parsed: Some(ruleset),
+    }
+}
 
 /// Reads every rule source through the netlink reader; each source reports the time spent on
 /// its own ruleset (the nf_tables families' common reads are shared out between them).
@@ -325,14 +378,18 @@ fn read_netlink(
     reader: &mut Reader,
     opts: &CollectOptions,
     sources: &[(Family, Backend)],
-) -> (Vec<Timed<Option<TextRuleset>>>, netlink::Extras) {
+) -> (Vec<Timed<Option<RulesetRead>>>, netlink::Extras) {
     let (results, extras) = reader.read_rules(opts, sources);
     let timed = results
         .into_iter()
         .map(|(result, seconds)| {
             let (result, problem) = match result {
                 Ok(read) => (
-                    Ok(read.ruleset.map(|r| (r, read.text_id))),
+                    Ok(read.counters.map(|counters| RulesetRead {
+                        counters,
+                        parsed: read.ruleset,
+                        rules_id: read.rules_id,
+                    })),
                     read.problem.map(KernelError::Netlink),
                 ),
                 Err(e) => (Err(e), None),
@@ -394,7 +451,7 @@ fn record<T>(
 }
 
 /// The snapshot when the namespace could not be entered: every requested source fails with `error`.
-fn unreachable_namespace(opts: &CollectOptions, error: &str) -> Snapshot {
+fn unreachable_namespace(opts: &CollectOptions, error: &str) -> Reading {
     let mut sources: Vec<(SourceKind, String)> = rule_sources(opts)
         .into_iter()
         .map(|(family, backend)| {
@@ -416,8 +473,11 @@ fn unreachable_namespace(opts: &CollectOptions, error: &str) -> Snapshot {
         error: Some(error.to_owned()),
         duration_seconds: 0.0,
     });
-    Snapshot {
-        sources: reports.collect(),
-        ..Snapshot::default()
+    Reading {
+        snapshot: Snapshot {
+            sources: reports.collect(),
+            ..Snapshot::default()
+        },
+        rulesets: Vec::new(),
     }
 }

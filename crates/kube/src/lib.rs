@@ -4,20 +4,25 @@
 //! Services, EndpointSlices and nodes, cluster-wide, reconnecting and relisting on its own), the
 //! pure [`IpDirectory`] those events maintain ([`directory`], time passed in, bounded by an entry
 //! cap with an eviction count) and the decoding of API objects ([`convert`]). [`SharedDirectory`]
-//! is the handle the binary holds; [`NameIp`] is the small interface the exporter, tracer and
-//! flow monitor name IPs through. It does not decide how names appear in metrics or output
-//! (the binary's glue does), and without a cluster nothing here runs.
+//! is the handle the binary holds and hands to the server, whose `/metrics` it adds to through
+//! `nfscope-expo`'s [`MetricFamilies`]: the directory's own series and
+//! `nfscope_kube_endpoint_info` for the endpoints the exporter's Kubernetes series name.
+//! [`NameIp`] is the small lookup interface it implements; today only that info family names
+//! IPs (the tracer does not, and the flow monitor names workloads from its own `Names`). It does
+//! not decide which endpoints appear in metrics (the exporter's Kubernetes plan does), and
+//! without a cluster nothing here runs.
 
 #![forbid(unsafe_code)]
 pub mod convert;
 pub mod directory;
 pub mod watch;
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
+
+use nfscope_expo::{Exposition, Kind, MetricFamilies, ScrapeFacts};
 
 pub use directory::{
     Change, DirectoryConfig, DirectoryStats, IpDirectory, Named, NamedKind, Object, Resource,
@@ -101,46 +106,9 @@ impl SharedDirectory {
 
     /// Appends the directory's own families (Prometheus text 0.0.4).
     pub fn render_metrics(&self, out: &mut String) {
-        let stats = self.stats();
-        let families: [(&str, &str, &str, u64); 3] = [
-            (
-                "nfscope_kube_directory_entries",
-                "gauge",
-                "Kubernetes objects (pods, Services, EndpointSlices, nodes) the IP directory holds.",
-                stats.entries as u64,
-            ),
-            (
-                "nfscope_kube_directory_evictions_total",
-                "counter",
-                "Objects dropped from the IP directory because its entry cap was reached.",
-                stats.evictions_total,
-            ),
-            (
-                "nfscope_kube_resyncs_total",
-                "counter",
-                "Complete lists of a watched resource (startup, reconnects, 410 Gone).",
-                stats.resyncs_total,
-            ),
-        ];
-        for (name, kind, help, value) in families {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        }
-        let name = "nfscope_kube_watch_errors_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Failed Kubernetes list/watch requests, by resource.\n# TYPE {name} counter"
-        );
-        for resource in RESOURCES {
-            let n = self.errors[resource_index(resource)].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "{name}{{resource=\"{}\"}} {n}",
-                resource_label(resource)
-            );
-        }
+        let mut expo = Exposition::appending_to(std::mem::take(out));
+        self.write_directory(&mut expo);
+        *out = expo.into_string();
     }
 
     /// Appends `nfscope_kube_endpoint_info{endpoint, pod, workload, namespace} 1` for each
@@ -151,10 +119,59 @@ impl SharedDirectory {
         endpoints: impl IntoIterator<Item = &'a str>,
         out: &mut String,
     ) {
+        let mut expo = Exposition::appending_to(std::mem::take(out));
+        self.write_endpoint_info(endpoints, &mut expo);
+        *out = expo.into_string();
+    }
+
+    fn write_directory(&self, out: &mut Exposition<'_>) {
+        let stats = self.stats();
+        let families: [(&str, Kind, &str, u64); 3] = [
+            (
+                "nfscope_kube_directory_entries",
+                Kind::Gauge,
+                "Kubernetes objects (pods, Services, EndpointSlices, nodes) the IP directory holds.",
+                stats.entries as u64,
+            ),
+            (
+                "nfscope_kube_directory_evictions_total",
+                Kind::Counter,
+                "Objects dropped from the IP directory because its entry cap was reached.",
+                stats.evictions_total,
+            ),
+            (
+                "nfscope_kube_resyncs_total",
+                Kind::Counter,
+                "Complete lists of a watched resource (startup, reconnects, 410 Gone).",
+                stats.resyncs_total,
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            out.family(name, kind, help);
+            out.sample(name, &[], value);
+        }
+        let name = "nfscope_kube_watch_errors_total";
+        out.family(
+            name,
+            Kind::Counter,
+            "Failed Kubernetes list/watch requests, by resource.",
+        );
+        for resource in RESOURCES {
+            let n = self.errors[resource_index(resource)].load(Ordering::Relaxed);
+            out.sample(name, &[("resource", resource_label(resource))], n);
+        }
+    }
+
+    fn write_endpoint_info<'a>(
+        &self,
+        endpoints: impl IntoIterator<Item = &'a str>,
+        out: &mut Exposition<'_>,
+    ) {
         let name = "nfscope_kube_endpoint_info";
-        let _ = writeln!(
-            out,
-            "# HELP {name} The pod and workload behind a Service endpoint of nfscope_kube_endpoint_new_connections_total (always 1).\n# TYPE {name} gauge"
+        out.family(
+            name,
+            Kind::Gauge,
+            "The pod and workload behind a Service endpoint of nfscope_kube_endpoint_new_connections_total (always 1).",
         );
         let directory = self.read();
         let mut seen = std::collections::HashSet::new();
@@ -169,15 +186,23 @@ impl SharedDirectory {
                 continue;
             };
             let workload = named.workload.as_ref().map_or("", |w| w.name.as_str());
-            let _ = writeln!(
-                out,
-                "{name}{{endpoint=\"{}\",pod=\"{}\",workload=\"{}\",namespace=\"{}\"}} 1",
-                escape(endpoint),
-                escape(&named.name),
-                escape(workload),
-                escape(named.namespace.as_deref().unwrap_or("")),
-            );
+            let labels = [
+                ("endpoint", endpoint),
+                ("pod", named.name.as_str()),
+                ("workload", workload),
+                ("namespace", named.namespace.as_deref().unwrap_or("")),
+            ];
+            out.sample(name, &labels, 1u64);
         }
+    }
+}
+
+impl MetricFamilies for SharedDirectory {
+    /// The directory's own families, then `nfscope_kube_endpoint_info` for the endpoints of
+    /// this scrape's endpoint series ([`ScrapeFacts::kube_endpoints`]).
+    fn encode(&self, facts: &ScrapeFacts<'_>, out: &mut Exposition<'_>) {
+        self.write_directory(out);
+        self.write_endpoint_info(facts.kube_endpoints.iter().map(String::as_str), out);
     }
 }
 
@@ -213,11 +238,4 @@ pub fn endpoint_ip(endpoint: &str) -> Option<IpAddr> {
         .map(|s| s.ip())
         .or_else(|_| endpoint.parse::<IpAddr>())
         .ok()
-}
-
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }

@@ -6,9 +6,10 @@
 //! place. The checks: jumps to missing chains, jump loops, duplicate and shadowed rules (three-valued coverage,
 //! see [`cover`]), rules after a catch-all, unreferenced and empty chains, kube-proxy services
 //! without endpoints, stale kube-proxy chains, the NodePort rule order, garbled dumps, mixed
-//! backends and incompatible tables. [`report`] renders them as text, JSON or Prometheus metrics,
-//! and [`LintCache`] reruns the lint only when the rules changed. [`node`] judges node facts
-//! (sysctls, interfaces, routes, conntrack) for `nfscope doctor`.
+//! backends and incompatible tables. [`report`] renders them as text, JSON or Prometheus metrics
+//! ([`FindingCounts`]; when to lint again is the server's business, keyed by
+//! `Ruleset::rules_id`). [`node`] judges node facts (sysctls, interfaces, routes, conntrack) for
+//! `nfscope doctor`.
 //!
 //! It does no I/O: reading dumps and the node is the caller's job (`nfscope-kernel`, the CLI). It
 //! does not parse (`nfscope-ruleset`) nor decide Kubernetes meaning (`nfscope-annotate`).
@@ -21,13 +22,13 @@ pub mod finding;
 pub mod node;
 pub mod report;
 
-use std::hash::{DefaultHasher, Hash, Hasher};
-
 use nfscope_ruleset::{IpSet, Ruleset};
 
+pub use checks::cross::RulesetFacts;
 pub use finding::{Finding, FindingId, KubeContext, Location, Related, Severity, Summary};
 pub use report::{
-    encode_finding_metrics, render_doctor_json, render_doctor_text, render_json, render_text,
+    FindingCounts, encode_finding_metrics, render_doctor_json, render_doctor_text, render_json,
+    render_text,
 };
 
 /// What to lint.
@@ -39,13 +40,24 @@ pub struct LintInput<'a> {
     pub ipsets: Option<&'a [IpSet]>,
 }
 
+/// Lints one ruleset on its own: [`lint`] without the cross-ruleset checks (for those, see
+/// [`lint_across`]), in the same order.
+pub fn lint_one(ruleset: &Ruleset, ipsets: Option<&[IpSet]>) -> Vec<Finding> {
+    sorted(checks::lint_ruleset(ruleset, ipsets), ruleset)
+}
+
+/// The cross-ruleset checks of [`lint`], over what they read of each ruleset.
+pub fn lint_across(rulesets: &[RulesetFacts]) -> Vec<Finding> {
+    checks::cross::check_facts(rulesets)
+}
+
 /// Lints every ruleset and the rulesets together. Findings come in ruleset order, then table,
 /// chain and rule order, cross-ruleset findings last.
 pub fn lint(input: &LintInput<'_>) -> Vec<Finding> {
     let mut findings: Vec<Finding> = input
         .rulesets
         .iter()
-        .flat_map(|ruleset| sorted(checks::lint_ruleset(ruleset, input.ipsets), ruleset))
+        .flat_map(|ruleset| lint_one(ruleset, input.ipsets))
         .collect();
     findings.extend(checks::cross::check(input.rulesets));
     findings
@@ -76,55 +88,4 @@ fn sorted(mut findings: Vec<Finding>, ruleset: &Ruleset) -> Vec<Finding> {
 /// Does any finding reach `threshold`?
 pub fn reaches(findings: &[Finding], threshold: Severity) -> bool {
     findings.iter().any(|f| f.severity >= threshold)
-}
-
-/// An in-process identity of rulesets and ipset names: everything the lint reads except counters
-/// and line numbers. Equal fingerprints mean the lint would give the same findings (std's hasher
-/// is deterministic within a process; the value is never persisted).
-pub fn fingerprint(input: &LintInput<'_>) -> u64 {
-    let mut h = DefaultHasher::new();
-    for ruleset in input.rulesets {
-        (ruleset.family, ruleset.backend).hash(&mut h);
-        for notice in &ruleset.notices {
-            format!("{:?}", notice.kind).hash(&mut h);
-        }
-        for table in &ruleset.tables {
-            table.name.hash(&mut h);
-            for chain in &table.chains {
-                (&chain.name, chain.policy, chain.rules.len()).hash(&mut h);
-                chain.rules.iter().for_each(|r| r.spec.hash(&mut h));
-            }
-        }
-    }
-    if let Some(ipsets) = input.ipsets {
-        ipsets.iter().for_each(|s| s.name.hash(&mut h));
-    }
-    h.finish()
-}
-
-/// The last lint's findings, recomputed only when the [`fingerprint`] changes (counters moving
-/// does not count as a change). For a server that lints on every scrape.
-#[derive(Debug, Default)]
-pub struct LintCache {
-    key: Option<u64>,
-    findings: Vec<Finding>,
-    runs: u64,
-}
-
-impl LintCache {
-    /// The findings for `input`, from the cache when its rules are unchanged.
-    pub fn findings(&mut self, input: &LintInput<'_>) -> &[Finding] {
-        let key = fingerprint(input);
-        if self.key != Some(key) {
-            self.findings = lint(input);
-            self.key = Some(key);
-            self.runs += 1;
-        }
-        &self.findings
-    }
-
-    /// How many times the lint actually ran.
-    pub fn runs(&self) -> u64 {
-        self.runs
-    }
 }

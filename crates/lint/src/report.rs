@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use nfscope_ruleset::escape_control;
+use nfscope_expo::{Exposition, Kind, MetricFamilies, ScrapeFacts};
 use serde::Serialize;
 
 use crate::finding::{Finding, FindingId, Location, Severity, Summary};
@@ -100,24 +101,63 @@ fn place(location: &Location) -> String {
 /// written at each severity it can have, zero when absent, so alerts can compare against 0
 /// instead of relying on `absent()`.
 pub fn encode_finding_metrics(findings: &[Finding], out: &mut String) {
-    let mut counts: BTreeMap<(FindingId, Severity), u64> = BTreeMap::new();
-    for id in FindingId::ALL {
-        for &severity in id.severities() {
-            counts.insert((id, severity), 0);
+    let mut expo = Exposition::appending_to(std::mem::take(out));
+    FindingCounts::of(findings).encode(&ScrapeFacts::default(), &mut expo);
+    *out = expo.into_string();
+}
+
+/// Findings counted by id and severity: all a server keeps of a lint (at 70k rules the findings
+/// themselves are ~12 MiB). Counts of separate lints (one per ruleset, the cross-ruleset checks)
+/// add up to the counts of one lint over everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FindingCounts(BTreeMap<(FindingId, Severity), u64>);
+
+impl FindingCounts {
+    /// Counts `findings`.
+    pub fn of(findings: &[Finding]) -> Self {
+        let mut counts = BTreeMap::new();
+        for f in findings {
+            *counts.entry((f.id, f.severity)).or_default() += 1;
+        }
+        Self(counts)
+    }
+
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &Self) {
+        for (key, n) in &other.0 {
+            *self.0.entry(*key).or_default() += n;
         }
     }
-    for f in findings {
-        *counts.entry((f.id, f.severity)).or_default() += 1;
+
+    /// The count of one id at one severity.
+    pub fn get(&self, id: FindingId, severity: Severity) -> u64 {
+        self.0.get(&(id, severity)).copied().unwrap_or(0)
     }
-    out.push_str(
-        "# HELP nfscope_lint_findings Lint findings in the node's current rulesets, by finding id and severity.\n\
-         # TYPE nfscope_lint_findings gauge\n",
-    );
-    for ((id, severity), count) in counts {
-        let _ = writeln!(
-            out,
-            "nfscope_lint_findings{{id=\"{id}\",severity=\"{severity}\"}} {count}"
+}
+
+impl MetricFamilies for FindingCounts {
+    /// The `nfscope_lint_findings` gauge, with a zero for every id and severity not found.
+    fn encode(&self, _: &ScrapeFacts<'_>, out: &mut Exposition<'_>) {
+        let mut counts: BTreeMap<(FindingId, Severity), u64> = BTreeMap::new();
+        for id in FindingId::ALL {
+            for &severity in id.severities() {
+                counts.insert((id, severity), 0);
+            }
+        }
+        for (key, n) in &self.0 {
+            *counts.entry(*key).or_default() += n;
+        }
+        let name = "nfscope_lint_findings";
+        out.family(
+            name,
+            Kind::Gauge,
+            "Lint findings in the node's current rulesets, by finding id and severity.",
         );
+        for ((id, severity), count) in counts {
+            let (id, severity) = (id.to_string(), severity.to_string());
+            out.sample(name, &[("id", &id), ("severity", &severity)], count);
+        }
+        out.end_family();
     }
 }
 

@@ -3,8 +3,8 @@
 
 use nfscope_annotate::{kube_chain_hash, kube_endpoint_chain_hash};
 use nfscope_lint::{
-    Finding, FindingId, LintCache, LintInput, Severity, Summary, encode_finding_metrics, lint,
-    reaches, render_json,
+    Finding, FindingId, LintInput, Severity, Summary, encode_finding_metrics, lint, reaches,
+    render_json,
 };
 use nfscope_ruleset::{Backend, Family, IpSet, ParseOptions, Ruleset, parse_ruleset};
 
@@ -458,40 +458,6 @@ fn metrics_count_findings_per_id_and_severity_with_zeros() {
     let series = out.lines().filter(|l| !l.starts_with('#')).count();
     let expected: usize = FindingId::ALL.iter().map(|id| id.severities().len()).sum();
     assert_eq!(series, expected);
-}
-
-#[test]
-fn cache_reruns_only_when_rules_change() {
-    let text = filter(
-        ":ORPHAN - [0:0]\n",
-        "[5:300] -A INPUT -j ACCEPT\n-A ORPHAN -j DROP\n",
-    );
-    let mut cache = LintCache::default();
-    let first = cache
-        .findings(&LintInput {
-            rulesets: &[parse(&text)],
-            ipsets: None,
-        })
-        .to_vec();
-    // Counters moved: same rules, no rerun.
-    let moved = parse(&text.replace("[5:300]", "[9:900]"));
-    assert_eq!(
-        cache.findings(&LintInput {
-            rulesets: &[moved],
-            ipsets: None
-        }),
-        first.as_slice()
-    );
-    assert_eq!(cache.runs(), 1);
-    let changed = parse(&text.replace("-A ORPHAN -j DROP\n", ""));
-    let after = cache
-        .findings(&LintInput {
-            rulesets: &[changed],
-            ipsets: None,
-        })
-        .to_vec();
-    assert_eq!(cache.runs(), 2);
-    assert_ne!(after, first);
 }
 
 #[test]

@@ -14,7 +14,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod counters;
 pub mod escape;
+pub mod hash;
 pub mod ipset;
 pub mod model;
 pub mod nft;
@@ -23,7 +25,9 @@ pub mod render;
 pub mod snapshot;
 pub mod typed;
 
+pub use counters::{ChainCounters, RulesetCounters, TableCounters};
 pub use escape::escape_control;
+pub use hash::FxHasher;
 pub use ipset::IpSet;
 pub use ipset::{parse_ipsets, parse_ipsets_with};
 pub use model::*;

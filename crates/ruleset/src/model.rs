@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -95,11 +95,6 @@ pub struct Ruleset {
     /// Lines that are not rules but say something about the dump: warnings, incompatible tables,
     /// lines that were ignored. Never dropped silently.
     pub notices: Vec<Notice>,
-    /// `true` after [`Ruleset::drop_rule_specs`]: tables, chains, policies and counters are
-    /// real, every rule's spec is empty. Anything that reads what rules *say* (labels, lint,
-    /// trace, JSON) must not be given such a ruleset.
-    #[serde(skip)]
-    pub rule_specs_dropped: bool,
 }
 
 impl Ruleset {
@@ -111,50 +106,7 @@ impl Ruleset {
             backend_guessed: false,
             tables: Vec::new(),
             notices: Vec::new(),
-            rule_specs_dropped: false,
         }
-    }
-
-    /// Replaces every rule's spec with one shared empty spec, keeping tables, chains, rule
-    /// positions and counters: the skeleton a server needs to place and export counters once
-    /// everything derived from the specs (labels, annotations, lint) has been computed. At 70k
-    /// kube-proxy rules the specs are ~80 MiB of the ruleset's memory; the skeleton is ~3 MiB.
-    ///
-    /// The skeleton is built as a new copy *before* the old tables are freed: its small
-    /// allocations then come out of fresh, contiguous memory instead of staying scattered among
-    /// the freed specs, where each would pin a page (measured: keeping the parsed `Vec<Rule>`s
-    /// in place left ~100 MiB of mostly-free heap resident at 25k chains).
-    pub fn drop_rule_specs(&mut self) {
-        static EMPTY: LazyLock<Arc<RuleSpec>> = LazyLock::new(|| Arc::new(RuleSpec::default()));
-        let skeleton = self
-            .tables
-            .iter()
-            .map(|table| Table {
-                name: table.name.clone(),
-                chains: table
-                    .chains
-                    .iter()
-                    .map(|chain| Chain {
-                        name: chain.name.clone(),
-                        policy: chain.policy,
-                        counters: chain.counters,
-                        rules: chain
-                            .rules
-                            .iter()
-                            .map(|rule| Rule {
-                                counters: rule.counters,
-                                spec: Arc::clone(&EMPTY),
-                                line: rule.line,
-                            })
-                            .collect(),
-                        line: chain.line,
-                    })
-                    .collect(),
-                line: table.line,
-            })
-            .collect();
-        self.tables = skeleton;
-        self.rule_specs_dropped = true;
     }
 
     /// The table with this name, if the dump has it.
@@ -405,8 +357,8 @@ pub fn builtin_chains(table: &str) -> &'static [&'static str] {
 pub struct Rule {
     /// `[p:b]` prefix or `-c p b` option; `None` when the dump has no counters.
     pub counters: Option<Counters>,
-    /// What the rule matches and does. Shared (`Arc`): copying a ruleset copies no specs, and a
-    /// server that keeps only counters can let go of them ([`Ruleset::drop_rule_specs`]).
+    /// What the rule matches and does. Shared (`Arc`): copying a ruleset copies no specs (a
+    /// server that keeps only counters keeps a [`crate::RulesetCounters`] instead).
     pub spec: Arc<RuleSpec>,
     /// 1-based line in the dump (0 when built in code).
     #[serde(skip)]

@@ -557,7 +557,6 @@ impl<'o, 'a> Parser<'o, 'a> {
             backend_guessed,
             tables: self.tables,
             notices: self.notices,
-            rule_specs_dropped: false,
         };
         drop_other_family_rules(&mut ruleset);
         ruleset.notices.sort_by_key(|n| n.line);

@@ -29,13 +29,6 @@ pub struct Snapshot {
     pub rule_source: String,
     /// Times this collection started over because the ruleset changed while it was being read.
     pub retries: u64,
-    /// Identity of the rule text behind each entry of `rulesets` (parallel to it; empty when the
-    /// source does not know, e.g. `exec` or a file). The netlink reader gives every text it parses
-    /// a new nonzero id and keeps it while the kernel reports the same ruleset, so two
-    /// collections whose ids match for a (family, backend) hold the same tables, chains and rule
-    /// specs; only counters may differ. Lets consumers skip re-checking every rule.
-    #[serde(skip)]
-    pub rule_text_ids: Vec<u64>,
 }
 
 /// Native nftables state read over netlink: what `nft list ruleset` shows beyond iptables-nft.

@@ -4,7 +4,8 @@
 //! `nfscope demo` has no API server, so it feeds these into the same IP directory `serve --kube`
 //! fills from real watches; `/metrics` then carries the `nfscope_kube_directory_*` and
 //! `nfscope_kube_endpoint_info` series exactly as on a cluster. Pure: it only builds the events.
-//! It does not own the directory or its metrics (`nfscope-kube`, `kube_glue`).
+//! It does not own the directory or its metrics (`nfscope-kube`), nor serving them (the server
+//! is handed the directory).
 
 use std::net::IpAddr;
 

@@ -89,11 +89,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
 
     let topo = Topology::standard(std::process::id());
-    install_cluster_directory(&topo);
+    let directory = cluster_directory(&topo);
     let lab = build_lab(&topo).await?;
     print_summary(&topo, &args);
 
-    let outcome = serve_until_stopped(listener, &topo, &args, Signals { sigint, sigterm }).await;
+    let signals = Signals { sigint, sigterm };
+    let outcome = serve_until_stopped(listener, &topo, &args, directory, signals).await;
     let reason = outcome?;
     println!("\n{reason}: removing the lab…");
     teardown(lab, &topo).await
@@ -111,6 +112,7 @@ async fn serve_until_stopped(
     listener: Option<tokio::net::TcpListener>,
     topo: &Topology,
     args: &DemoArgs,
+    directory: nfscope_kube::SharedDirectory,
     mut signals: Signals,
 ) -> anyhow::Result<&'static str> {
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -120,6 +122,7 @@ async fn serve_until_stopped(
             names: topo.flow_names(), // pods by workload, clients, Service VIPs
             ..Default::default()
         }); // the clients keep the graph alive
+        config.kube = Some(directory);
         tokio::spawn(serve_on(listener, config, async move {
             let _ = server_stopped.await;
         }))
@@ -145,14 +148,14 @@ async fn serve_until_stopped(
     outcome
 }
 
-/// The lab's synthesized pods, Services, EndpointSlices and node become this process's
-/// Kubernetes names, fed to the IP directory as a watcher's initial list (there is no API server).
-fn install_cluster_directory(topo: &Topology) {
+/// The lab's synthesized pods, Services, EndpointSlices and node as the server's Kubernetes
+/// names: an IP directory fed a watcher's initial list (there is no API server).
+fn cluster_directory(topo: &Topology) -> nfscope_kube::SharedDirectory {
     let directory = nfscope_kube::SharedDirectory::new(nfscope_kube::DirectoryConfig::default());
     cluster::initial_list(topo)
         .into_iter()
         .for_each(|change| directory.apply(change));
-    crate::kube_glue::install(directory);
+    directory
 }
 
 /// Builds namespaces and rules on a blocking thread, then starts the helpers.

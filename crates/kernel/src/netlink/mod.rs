@@ -9,9 +9,10 @@
 //! (and, for legacy, its verdict or jump); the generation (or fingerprint) is checked again after
 //! the counter read. Any mismatch means the ruleset moved underneath: the read starts over and the
 //! retry is counted ([`nfscope_ruleset::Snapshot::retries`]), so a counter can never land on the
-//! wrong rule. The checks use hashes taken when the text was parsed, so a ruleset lent out and
-//! given back without its specs (`Ruleset::drop_rule_specs`) is checked just the same; each parsed
-//! text has an id ([`nfscope_ruleset::Snapshot::rule_text_ids`]) that tells consumers "same rules".
+//! wrong rule. Counters are placed on a [`RulesetCounters`] (names, positions, counters) and
+//! checked against hashes taken when the text was parsed, so a reader that handed its parsed
+//! rules out ([`Reader::counters_only`]) checks just the same; each parsed text carries its
+//! [`Ruleset::rules_id`], which tells consumers "same rules".
 //! It does not read ipsets or conntrack (they stay on `ipset` / `/proc`).
 
 pub(crate) mod legacy;
@@ -20,11 +21,12 @@ pub(crate) mod socket;
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use nfscope_ruleset::{
-    Backend, Counters, Family, NftNamedCounter, NftRule, NftSet, NftablesState, Ruleset, Snapshot,
+    Backend, Counters, Family, NftNamedCounter, NftRule, NftSet, NftablesState, Ruleset,
+    RulesetCounters,
 };
 
 use crate::CollectOptions;
@@ -49,18 +51,20 @@ pub(crate) fn method(family: Family, backend: Backend) -> String {
 
 /// Parsed rule text kept between scrapes, with the index that places counters.
 struct CachedText {
-    /// `None` while lent out (see [`Reader::lending`]) or when the text held no tables.
+    /// The parsed rules: kept by a reader that keeps text ([`Reader::new`]); handed out once,
+    /// with the read that parsed them, by a [`Reader::counters_only`]. `None` then, or when the
+    /// text held no tables.
     ruleset: Option<Ruleset>,
-    /// The ruleset was moved into a snapshot and has not come back yet ([`Reader::give_back`]).
-    lent: bool,
+    /// Where counters are placed; shared with the readings handed out (copied on write when a
+    /// reading still holds the previous counters). `None` when the text held no tables.
+    counters: Option<Arc<RulesetCounters>>,
     /// Strict-parse problem when a lenient parse was kept.
     problem: Option<String>,
     /// table → chain → (table index, chain index).
     index: HashMap<String, HashMap<String, (usize, usize)>>,
-    /// This text's identity ([`Snapshot::rule_text_ids`]): new for every parse.
+    /// [`Ruleset::rules_id`] of the parsed text.
     id: u64,
-    /// What placing counters checks per rule, so a ruleset that comes back without its specs
-    /// ([`Ruleset::drop_rule_specs`]) can still be checked.
+    /// What placing counters checks per rule, from the text (the reader may not keep its specs).
     checks: RuleChecks,
 }
 
@@ -121,10 +125,6 @@ impl RuleChecks {
     }
 }
 
-/// The next [`CachedText::id`]; ids start at 1 because 0 means "unknown" in
-/// [`Snapshot::rule_text_ids`].
-static NEXT_TEXT_ID: AtomicU64 = AtomicU64::new(1);
-
 impl CachedText {
     fn new(ruleset: Option<Ruleset>, problem: Option<KernelError>) -> Self {
         let checks = RuleChecks::of(ruleset.as_ref());
@@ -136,66 +136,31 @@ impl CachedText {
             }
         }
         Self {
+            counters: ruleset.as_ref().map(|r| Arc::new(RulesetCounters::of(r))),
+            id: ruleset.as_ref().map_or(0, Ruleset::rules_id),
             ruleset,
-            lent: false,
             problem: problem.map(|p| format!("{p} (kept a lenient parse)")),
             index,
-            id: NEXT_TEXT_ID.fetch_add(1, Ordering::Relaxed),
             checks,
         }
     }
 
-    /// True when the cached text can place counters (it is not lent out).
-    fn usable(&self) -> bool {
-        !self.lent
+    /// The counters to place on, unshared first if a reading still holds them.
+    fn counters_mut(&mut self) -> Option<&mut RulesetCounters> {
+        self.counters.as_mut().map(Arc::make_mut)
     }
 
-    /// The ruleset for a snapshot: moved out when lending (the cache keeps only its index until
-    /// it is given back), copied otherwise.
-    fn hand_out(&mut self, lend: bool) -> Option<Ruleset> {
-        if lend && self.ruleset.is_some() {
-            self.lent = true;
-            self.ruleset.take()
-        } else {
-            self.ruleset.clone()
+    /// The parsed rules for a reading: moved out by a counters-only reader (only the read that
+    /// parsed them hands them out), copied with the current counters otherwise.
+    fn hand_out(&mut self, keep_text: bool) -> Option<Ruleset> {
+        if !keep_text {
+            return self.ruleset.take();
         }
-    }
-
-    /// Takes a lent ruleset back if it has the tables and chains, at the places, that the index
-    /// was built from (rule counts, comments and verdicts are checked again when counters are
-    /// placed, so a ruleset edited meanwhile causes a re-read, never a misplaced counter).
-    ///
-    /// `text_id` is the id the snapshot carried for it: when it is this text's, only the table
-    /// and chain counts are compared (the full name check hashes every chain name, a visible
-    /// share of a 25k-chain scrape).
-    fn take_back(&mut self, ruleset: Ruleset, text_id: Option<u64>) {
-        let fits = if text_id == Some(self.id) {
-            self.same_counts(&ruleset)
-        } else {
-            self.indexes(&ruleset)
-        };
-        if !self.lent || !fits {
-            return;
+        let mut ruleset = self.ruleset.clone()?;
+        if let Some(counters) = &self.counters {
+            counters.apply_to(&mut ruleset);
         }
-        self.ruleset = Some(ruleset);
-        self.lent = false;
-    }
-
-    fn same_counts(&self, ruleset: &Ruleset) -> bool {
-        let chains: usize = self.index.values().map(HashMap::len).sum();
-        let their_chains: usize = ruleset.tables.iter().map(|t| t.chains.len()).sum();
-        chains == their_chains && self.index.len() == ruleset.tables.len()
-    }
-
-    fn indexes(&self, ruleset: &Ruleset) -> bool {
-        self.same_counts(ruleset)
-            && ruleset.tables.iter().enumerate().all(|(t, table)| {
-                table
-                    .chains
-                    .iter()
-                    .enumerate()
-                    .all(|(c, chain)| self.chain(&table.name, &chain.name) == Some((t, c)))
-            })
+        Some(ruleset)
     }
 
     fn has_table(&self, table: &str) -> bool {
@@ -210,20 +175,23 @@ impl CachedText {
 /// What reading one (family, backend) produced.
 #[derive(Default)]
 pub(crate) struct TextRead {
-    /// `None`: no tables.
+    /// The parsed rules with their counters (see [`CachedText::hand_out`]).
     pub ruleset: Option<Ruleset>,
+    /// The counters; `None`: no tables.
+    pub counters: Option<Arc<RulesetCounters>>,
     /// A problem worth reporting although the read worked.
     pub problem: Option<String>,
-    /// The identity of the parsed text ([`Snapshot::rule_text_ids`]); 0 when there is none.
-    pub text_id: u64,
+    /// [`Ruleset::rules_id`] of the text the counters belong to; 0 when there is none.
+    pub rules_id: u64,
 }
 
 impl TextRead {
-    fn handed_out(text: &mut CachedText, lend: bool) -> Self {
+    fn handed_out(text: &mut CachedText, keep_text: bool) -> Self {
         Self {
-            ruleset: text.hand_out(lend),
+            ruleset: text.hand_out(keep_text),
+            counters: text.counters.clone(),
             problem: text.problem.clone(),
-            text_id: text.id,
+            rules_id: text.id,
         }
     }
 }
@@ -274,12 +242,12 @@ impl ReadTimes {
 }
 
 /// A reader that remembers parsed rule text between scrapes (see the module docs).
-#[derive(Default)]
 pub struct Reader {
     nft: HashMap<Family, (u32, CachedText)>,
     legacy: HashMap<Family, (Vec<u64>, CachedText)>,
-    /// Move cached rulesets into snapshots instead of copying them ([`Reader::lending`]).
-    lend: bool,
+    /// Keep the parsed rules and copy them into every reading ([`Reader::new`]), or hand them
+    /// out once ([`Reader::counters_only`]).
+    keep_text: bool,
 }
 
 impl std::fmt::Debug for Reader {
@@ -291,6 +259,13 @@ impl std::fmt::Debug for Reader {
     }
 }
 
+impl Default for Reader {
+    /// [`Reader::new`].
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// What one netlink read produced besides the per-source results.
 #[derive(Default)]
 pub(crate) struct Extras {
@@ -299,45 +274,38 @@ pub(crate) struct Extras {
 }
 
 impl Reader {
-    /// A reader with nothing cached: its first scrape reads the rule text.
+    /// A reader with nothing cached: its first scrape reads the rule text. It keeps the parsed
+    /// rules and copies them, with current counters, into every reading.
     pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// A reader that *moves* its cached parsed rulesets into the snapshots it returns instead of
-    /// copying them (at 70k rules the copy is ~80 MiB and a fifth of a scrape's CPU). Hand each
-    /// snapshot back with [`Reader::give_back`] once it is no longer needed; a ruleset that has
-    /// not come back by the next collection is read and parsed again from the save tool's text,
-    /// which is correct but costs what a cache miss costs.
-    pub fn lending() -> Self {
         Self {
-            lend: true,
-            ..Self::default()
+            keep_text: true,
+            ..Self::counters_only()
         }
     }
 
-    /// Returns a snapshot's rulesets to the cache they were lent from (see [`Reader::lending`]).
-    /// Rulesets the reader did not lend, or whose rule text was re-read since, are dropped.
-    pub fn give_back(&mut self, snapshot: Snapshot) {
-        let ids = snapshot.rule_text_ids;
-        for (i, ruleset) in snapshot.rulesets.into_iter().enumerate() {
-            let cached = match ruleset.backend {
-                Backend::Nft => self.nft.get_mut(&ruleset.family).map(|(_, text)| text),
-                Backend::Legacy => self.legacy.get_mut(&ruleset.family).map(|(_, text)| text),
-                Backend::Unknown => None,
-            };
-            if let Some(text) = cached {
-                text.take_back(ruleset, ids.get(i).copied());
-            }
+    /// A reader that keeps only names, positions and counters between scrapes: the parsed rules
+    /// are *moved* into the reading whose read parsed them ([`crate::RulesetRead::parsed`]) and
+    /// never copied (at 70k rules a copy is ~80 MiB and a fifth of a scrape's CPU). Readings of
+    /// unchanged rules carry counters only. For a server that keeps what it derives from the
+    /// rules per [`Ruleset::rules_id`].
+    pub fn counters_only() -> Self {
+        Self {
+            nft: HashMap::new(),
+            legacy: HashMap::new(),
+            keep_text: false,
         }
     }
 
-    /// True while some cached ruleset is lent out and has not been given back.
-    pub fn has_lent_rulesets(&self) -> bool {
-        let texts = self.nft.values().map(|(_, t)| t);
-        texts
-            .chain(self.legacy.values().map(|(_, t)| t))
-            .any(|t| t.lent)
+    /// Does this reader keep the parsed rules ([`Reader::new`])?
+    pub fn keeps_text(&self) -> bool {
+        self.keep_text
+    }
+
+    /// Forgets every cached text: the next read runs the save tools and parses again (and so
+    /// hands the parsed rules out again).
+    pub fn forget_texts(&mut self) {
+        self.nft.clear();
+        self.legacy.clear();
     }
 
     /// Reads every requested (family, backend) in the calling thread's namespace; each result
@@ -436,11 +404,7 @@ impl Reader {
         let generation = nft::generation(sock)?;
         lap(times, None);
         for &family in families {
-            if self
-                .nft
-                .get(&family)
-                .is_some_and(|(g, text)| *g == generation && text.usable())
-            {
+            if self.nft.get(&family).is_some_and(|(g, _)| *g == generation) {
                 continue;
             }
             self.nft.remove(&family); // stale: let it go before the new text is parsed
@@ -503,12 +467,12 @@ impl Reader {
             extras.nftables = native;
             lap(times, Some(ReadTimes::NATIVE));
         }
-        let lend = self.lend;
+        let keep_text = self.keep_text;
         let done = families
             .iter()
             .map(|f| {
                 let (_, text) = self.nft.get_mut(f).expect("read above");
-                (*f, TextRead::handed_out(text, lend))
+                (*f, TextRead::handed_out(text, keep_text))
             })
             .collect();
         Ok(Ok(done))
@@ -573,7 +537,7 @@ impl Reader {
         }
         let prints: Vec<u64> = tables.iter().map(XtTable::fingerprint).collect();
         let cached = self.legacy.get(&family);
-        let tables = if cached.is_some_and(|(p, text)| *p == prints && text.usable()) {
+        let tables = if cached.is_some_and(|(p, _)| *p == prints) {
             tables
         } else {
             drop(tables); // read again below; no need to hold both copies meanwhile
@@ -597,7 +561,7 @@ impl Reader {
             self.legacy.remove(&family);
             return Ok(Err(why));
         }
-        Ok(Ok(TextRead::handed_out(text, self.lend)))
+        Ok(Ok(TextRead::handed_out(text, self.keep_text)))
     }
 }
 
@@ -709,8 +673,9 @@ fn place_legacy(text: &mut CachedText, tables: &[XtTable]) -> Result<(), String>
             let (t, c) = text
                 .chain(&table.name, chain.name)
                 .ok_or_else(|| format!("{}/{}: chain not in the text", table.name, chain.name))?;
-            let ruleset = text.ruleset.as_mut().ok_or("no text")?;
-            let parsed = &mut ruleset.tables[t].chains[c];
+            let checks = &text.checks;
+            let counters = text.counters.as_mut().map(Arc::make_mut).ok_or("no text")?;
+            let parsed = &mut counters.tables[t].chains[c];
             if parsed.rules.len() != chain.rules.len() {
                 return Err(format!(
                     "{}/{}: {} rules in the kernel, {} in the text",
@@ -721,9 +686,8 @@ fn place_legacy(text: &mut CachedText, tables: &[XtTable]) -> Result<(), String>
                 ));
             }
             if let Some(policy) = chain.policy {
-                parsed.counters = Some(counters(policy));
+                parsed.counters = Some(to_counters(policy));
             }
-            let checks = &text.checks;
             for (i, (kernel, rule)) in chain.rules.iter().zip(&mut parsed.rules).enumerate() {
                 let comment_ok = kernel
                     .comment
@@ -741,7 +705,7 @@ fn place_legacy(text: &mut CachedText, tables: &[XtTable]) -> Result<(), String>
                         kernel.standard_target
                     ));
                 }
-                rule.counters = Some(counters(kernel.count));
+                *rule = Some(to_counters(kernel.count));
             }
             placed_chains += 1;
         }
@@ -755,7 +719,7 @@ fn place_legacy(text: &mut CachedText, tables: &[XtTable]) -> Result<(), String>
     Ok(())
 }
 
-fn counters(count: Count) -> Counters {
+fn to_counters(count: Count) -> Counters {
     Counters {
         packets: count.packets,
         bytes: count.bytes,
@@ -808,11 +772,13 @@ impl<'a> Placer<'a> {
             return true;
         };
         let position = self.next[i].entry((t, c)).or_insert(0);
-        let ruleset = text
-            .ruleset
+        let checks = &text.checks;
+        let counters = text
+            .counters
             .as_mut()
+            .map(Arc::make_mut)
             .expect("indexed tables come from a ruleset");
-        let Some(parsed) = ruleset.tables[t].chains[c].rules.get_mut(*position) else {
+        let Some(parsed) = counters.tables[t].chains[c].rules.get_mut(*position) else {
             self.mismatch = Some(format!(
                 "{}/{}: more rules in the kernel",
                 rule.table, rule.chain
@@ -822,14 +788,14 @@ impl<'a> Placer<'a> {
         let r0 = *position;
         *position += 1;
         if let Some(comment) = rule.comment
-            && !text.checks.has_comment(t, c, r0, comment)
+            && !checks.has_comment(t, c, r0, comment)
         {
             self.mismatch = Some(format!(
                 "{}/{} rule {}: kernel comment {comment:?} is not the text's",
                 rule.table, rule.chain, position
             ));
         }
-        parsed.counters = rule.counter.map(counters);
+        *parsed = rule.counter.map(to_counters);
         true
     }
 
@@ -841,9 +807,9 @@ impl<'a> Placer<'a> {
         };
         let text = &mut self.texts[i].1;
         if let (Some((t, c)), Some(count)) = (text.chain(chain.table, chain.name), chain.counters)
-            && let Some(ruleset) = text.ruleset.as_mut()
+            && let Some(counters) = text.counters_mut()
         {
-            ruleset.tables[t].chains[c].counters = Some(counters(count));
+            counters.tables[t].chains[c].counters = Some(to_counters(count));
         }
         true
     }
@@ -854,10 +820,10 @@ impl<'a> Placer<'a> {
             return self.mismatch;
         }
         for ((_, text), next) in self.texts.iter().zip(&self.next) {
-            let Some(ruleset) = &text.ruleset else {
+            let Some(counters) = &text.counters else {
                 continue;
             };
-            for (t, table) in ruleset.tables.iter().enumerate() {
+            for (t, table) in counters.tables.iter().enumerate() {
                 for (c, chain) in table.chains.iter().enumerate() {
                     let placed = next.get(&(t, c)).copied().unwrap_or(0);
                     if placed != chain.rules.len() {
@@ -890,7 +856,7 @@ fn native_rule(rule: &nft::RuleView<'_>, native: &mut NftablesState) {
         chain: rule.chain.to_owned(),
         handle: rule.handle,
         comment: rule.comment.map(str::to_owned),
-        counters: counters(count),
+        counters: to_counters(count),
     });
 }
 
@@ -901,7 +867,7 @@ fn named_counters(sock: &mut NfSocket) -> io::Result<Vec<NftNamedCounter>> {
             family: nft::family_name(c.family).to_owned(),
             table: c.table,
             name: c.name,
-            counters: counters(c.count),
+            counters: to_counters(c.count),
         })
         .collect())
 }
@@ -932,49 +898,53 @@ mod tests {
     }
 
     #[test]
-    fn a_lent_ruleset_leaves_the_cache_until_the_same_shape_comes_back() {
+    fn a_counters_only_text_hands_its_rules_out_once_and_keeps_the_counters() {
         let mut text = CachedText::new(Some(parsed(DUMP)), None);
-        let copied = text.hand_out(false).expect("a ruleset");
-        assert!(
-            text.usable() && text.ruleset.is_some(),
-            "copying keeps the cache"
-        );
+        assert_eq!(text.id, parsed(DUMP).rules_id());
+        let copied = text.hand_out(true).expect("a ruleset");
+        assert_eq!(copied, parsed(DUMP), "a text-keeping reader copies");
+        let moved = text.hand_out(false).expect("a ruleset");
+        assert_eq!(moved, copied);
+        assert_eq!(text.hand_out(false), None, "handed out once");
+        assert_eq!(text.hand_out(true), None);
+        let counters = text.counters.clone().expect("counters stay");
+        assert!(counters.same_shape(&moved));
+    }
 
-        let lent = text.hand_out(true).expect("a ruleset");
-        assert_eq!(lent, copied);
-        assert!(
-            !text.usable() && text.ruleset.is_none(),
-            "lending moves it out"
+    #[test]
+    fn placing_counters_while_a_reading_holds_them_copies_instead_of_changing_that_reading() {
+        let mut text = CachedText::new(Some(parsed(DUMP)), None);
+        let held = text.counters.clone().expect("counters");
+        text.counters_mut().expect("counters").tables[0].chains[1].rules[0] = Some(Counters {
+            packets: 9,
+            bytes: 540,
+        });
+        assert_eq!(
+            held.tables[0].chains[1].rules[0],
+            Some(Counters {
+                packets: 2,
+                bytes: 120
+            })
         );
-
-        let renamed = parsed(&DUMP.replace("KUBE-A", "KUBE-B"));
-        let other_id = text.id + 1;
-        text.take_back(renamed, Some(other_id));
-        assert!(
-            !text.usable(),
-            "a ruleset with other chains is not taken back"
-        );
-
-        text.take_back(lent, None);
-        assert!(text.usable());
-        assert_eq!(text.ruleset.as_ref(), Some(&copied));
-        text.take_back(copied, None);
-        assert!(
-            text.usable(),
-            "a second give-back of a ruleset not lent is ignored"
+        let now = text.counters.as_ref().expect("counters");
+        assert_eq!(now.tables[0].chains[1].rules[0].map(|c| c.packets), Some(9));
+        let copy = text.hand_out(true).expect("a ruleset");
+        assert_eq!(
+            copy.tables[0].chains[1].rules[0]
+                .counters
+                .map(|c| c.packets),
+            Some(9),
+            "a text-keeping reader hands out the current counters"
         );
     }
 
     #[test]
-    fn rule_checks_answer_from_the_text_even_after_its_specs_are_dropped() {
+    fn rule_checks_answer_from_the_text_even_after_it_was_handed_out() {
         let dump = "*filter\n:INPUT ACCEPT [0:0]\n:KUBE-A - [0:0]\n\
             -A INPUT -m comment --comment one -m comment --comment two -j KUBE-A\n\
             -A KUBE-A -p tcp\n-A KUBE-A -j RETURN\nCOMMIT\n";
         let mut text = CachedText::new(Some(parsed(dump)), None);
-        let mut lent = text.hand_out(true).expect("a ruleset");
-        lent.drop_rule_specs();
-        text.take_back(lent, Some(text.id));
-        assert!(text.usable(), "a skeleton of the same text comes back");
+        drop(text.hand_out(false));
         let checks = &text.checks;
         assert!(checks.has_comment(0, 0, 0, "one") && checks.has_comment(0, 0, 0, "two"));
         assert!(!checks.has_comment(0, 0, 0, "three"));
@@ -989,22 +959,15 @@ mod tests {
     }
 
     #[test]
-    fn a_ruleset_carrying_the_texts_id_comes_back_on_counts_alone() {
-        let mut text = CachedText::new(Some(parsed(DUMP)), None);
-        let other = CachedText::new(Some(parsed(DUMP)), None);
-        assert_ne!(text.id, other.id, "every parsed text gets its own id");
-        let lent = text.hand_out(true).expect("a ruleset");
-        let mut extra_chain = lent.clone();
-        let copy = extra_chain.tables[0].chains[1].clone();
-        extra_chain.tables[0].chains.push(copy);
-        let id = text.id;
-        text.take_back(extra_chain, Some(id));
-        assert!(
-            !text.usable(),
-            "other chain counts are refused even with the id"
+    fn forgetting_texts_makes_the_next_read_parse_again() {
+        let mut reader = Reader::counters_only();
+        assert!(!reader.keeps_text() && Reader::new().keeps_text());
+        reader.legacy.insert(
+            Family::Ipv4,
+            (vec![1], CachedText::new(Some(parsed(DUMP)), None)),
         );
-        text.take_back(lent, Some(id));
-        assert!(text.usable());
+        reader.forget_texts();
+        assert!(reader.legacy.is_empty() && reader.nft.is_empty());
     }
 
     #[test]
@@ -1023,32 +986,5 @@ mod tests {
             both.iter().sum::<f64>() <= 3.0 + 0.5 + 7.0 + 1.0,
             "never more than was spent"
         );
-    }
-
-    #[test]
-    fn give_back_returns_rulesets_to_their_family_and_backend() {
-        let mut reader = Reader::lending();
-        let mut text = CachedText::new(Some(parsed(DUMP)), None);
-        let mut ruleset = text.hand_out(true).expect("a ruleset");
-        reader.legacy.insert(Family::Ipv4, (vec![1], text));
-        assert!(reader.has_lent_rulesets());
-
-        ruleset.backend = Backend::Nft;
-        let wrong_backend = Snapshot {
-            rulesets: vec![ruleset.clone()],
-            ..Snapshot::default()
-        };
-        reader.give_back(wrong_backend);
-        assert!(
-            reader.has_lent_rulesets(),
-            "an nft ruleset is not the legacy one"
-        );
-
-        ruleset.backend = Backend::Legacy;
-        reader.give_back(Snapshot {
-            rulesets: vec![ruleset],
-            ..Snapshot::default()
-        });
-        assert!(!reader.has_lent_rulesets());
     }
 }

@@ -9,20 +9,52 @@ use nfscope_ruleset::{Backend, Family, Ruleset};
 use super::kube::is_kube_chain;
 use crate::finding::{Finding, FindingId, Location, Related, Severity};
 
+/// What the cross-ruleset checks read of one ruleset: small enough for a server to keep per
+/// ruleset after it let go of the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RulesetFacts {
+    /// The ruleset's family.
+    pub family: Family,
+    /// The ruleset's backend.
+    pub backend: Backend,
+    /// Rules in all its tables.
+    pub rules: usize,
+    /// Rules in its Kubernetes (`KUBE-*`) chains.
+    pub kube_rules: usize,
+}
+
+impl RulesetFacts {
+    /// The facts of `ruleset`.
+    pub fn of(ruleset: &Ruleset) -> Self {
+        Self {
+            family: ruleset.family,
+            backend: ruleset.backend,
+            rules: ruleset.rule_count(),
+            kube_rules: kube_rule_count(ruleset),
+        }
+    }
+}
+
 /// Reports each family whose nft and legacy rulesets both hold rules.
 pub fn check(rulesets: &[Ruleset]) -> Vec<Finding> {
+    let facts: Vec<RulesetFacts> = rulesets.iter().map(RulesetFacts::of).collect();
+    check_facts(&facts)
+}
+
+/// [`check`] over the facts of each ruleset.
+pub fn check_facts(rulesets: &[RulesetFacts]) -> Vec<Finding> {
     let mut findings = Vec::new();
     for family in [Family::Ipv4, Family::Ipv6] {
         let with_rules = |backend: Backend| {
             rulesets
                 .iter()
-                .find(|r| r.family == family && r.backend == backend && r.rule_count() > 0)
+                .find(|r| r.family == family && r.backend == backend && r.rules > 0)
         };
         let (Some(nft), Some(legacy)) = (with_rules(Backend::Nft), with_rules(Backend::Legacy))
         else {
             continue;
         };
-        let both_kube = kube_rule_count(nft) > 0 && kube_rule_count(legacy) > 0;
+        let both_kube = nft.kube_rules > 0 && legacy.kube_rules > 0;
         let (severity, what) = if both_kube {
             (
                 Severity::Error,
@@ -39,8 +71,7 @@ pub fn check(rulesets: &[Ruleset]) -> Vec<Finding> {
         };
         let message = format!(
             "{family} rules exist in iptables-nft ({} rules) and iptables-legacy ({} rules): {what}",
-            nft.rule_count(),
-            legacy.rule_count()
+            nft.rules, legacy.rules
         );
         findings.push(Finding {
             id: FindingId::MixedBackends,

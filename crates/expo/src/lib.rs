@@ -1,19 +1,28 @@
-//! Low-level writer for the Prometheus text exposition format 0.0.4.
+//! The Prometheus text exposition format 0.0.4, and the one interface every part of nfscope
+//! writes metrics through ([`MetricFamilies`]).
 //!
-//! Owns the byte-exact details of the format: `# HELP` / `# TYPE` headers, label-value escaping
-//! (`\` → `\\`, `"` → `\"`, newline → `\n`), HELP escaping (`\` and newline), and number formatting
-//! (`+Inf`, `-Inf`, `NaN`), and cutting the text into line-aligned chunks for a [`ChunkSink`] when
-//! a body is streamed. It knows nothing about netfilter: the metric schema lives in
-//! [`crate::metrics`]. It does no I/O: the sink decides where chunks go.
+//! Owns the byte-exact details of the format: `# HELP` / `# TYPE` headers, the one label-value
+//! escaping of the workspace ([`push_escaped_label_value`]: `\` → `\\`, `"` → `\"`, newline →
+//! `\n`), HELP escaping (`\` and newline), number formatting (`+Inf`, `-Inf`, `NaN`), and cutting
+//! the text into line-aligned chunks for a [`ChunkSink`] when a body is streamed. It knows
+//! nothing about netfilter, flows or Kubernetes: the metric schemas live in `nfscope-exporter`,
+//! `nfscope-flow`, `nfscope-lint`, `nfscope-kube` and `nfscope-server`, each implementing
+//! [`MetricFamilies`]. It does no I/O: the sink decides where chunks go.
+
+#![forbid(unsafe_code)]
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// The metric type written after `# TYPE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
+    /// `counter`.
     Counter,
+    /// `gauge`.
     Gauge,
+    /// `histogram` (samples `_bucket`, `_sum`, `_count` written by the family's owner).
+    Histogram,
 }
 
 impl Kind {
@@ -21,14 +30,17 @@ impl Kind {
         match self {
             Self::Counter => "counter",
             Self::Gauge => "gauge",
+            Self::Histogram => "histogram",
         }
     }
 }
 
 /// A sample value: integers are written exactly, floats in Prometheus spelling.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Value {
+pub enum Value {
+    /// Written exactly.
     Int(u64),
+    /// Written in Prometheus spelling.
     Float(f64),
 }
 
@@ -88,6 +100,24 @@ struct Stream<'s> {
     closed: bool,
 }
 
+/// What a scrape knows that sources of families may describe further: the Kubernetes endpoints
+/// (`ip:port`) whose `nfscope_kube_endpoint_new_connections_total` series this body carries,
+/// in the order they appear, without duplicates.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScrapeFacts<'a> {
+    /// The endpoint label values of the endpoint series in this body.
+    pub kube_endpoints: &'a [String],
+}
+
+/// Anything that contributes whole metric families to a `/metrics` body: the exporter's rule,
+/// chain and source families, the flow monitor, lint, the Kubernetes directory and the server's
+/// own counters. Families are written through `out`, so every label value is escaped by the one
+/// function of this crate.
+pub trait MetricFamilies {
+    /// Writes this source's families (HELP, TYPE and samples) to `out`.
+    fn encode(&self, facts: &ScrapeFacts<'_>, out: &mut Exposition<'_>);
+}
+
 /// Appends exposition text to a `String`, optionally handing it to a [`ChunkSink`] in chunks.
 ///
 /// A family is opened with [`Exposition::family`]; its header is removed again by
@@ -96,7 +126,7 @@ struct Stream<'s> {
 /// always end at a line end, and a header is never sent without a sample after it); once the
 /// sink refuses a chunk, everything later is discarded and [`Exposition::is_closed`] says so.
 #[derive(Default)]
-pub(crate) struct Exposition<'s> {
+pub struct Exposition<'s> {
     out: String,
     family_start: usize,
     header_end: usize,
@@ -104,7 +134,8 @@ pub(crate) struct Exposition<'s> {
 }
 
 impl<'s> Exposition<'s> {
-    pub(crate) fn with_capacity(bytes: usize) -> Self {
+    /// A non-streaming exposition with room for `bytes`.
+    pub fn with_capacity(bytes: usize) -> Self {
         Self {
             out: String::with_capacity(bytes),
             ..Self::default()
@@ -112,7 +143,7 @@ impl<'s> Exposition<'s> {
     }
 
     /// Sends every `chunk_bytes` (at line ends; at most 64 MiB) to `sink`.
-    pub(crate) fn streaming(sink: &'s mut dyn ChunkSink, chunk_bytes: usize) -> Self {
+    pub fn streaming(sink: &'s mut dyn ChunkSink, chunk_bytes: usize) -> Self {
         let chunk_bytes = chunk_bytes.clamp(1, MAX_CHUNK);
         Self {
             out: String::with_capacity(chunk_bytes.saturating_add(CHUNK_SLACK)),
@@ -127,7 +158,7 @@ impl<'s> Exposition<'s> {
     }
 
     /// Continues writing after `out` (which already holds whole families).
-    pub(crate) fn appending_to(out: String) -> Self {
+    pub fn appending_to(out: String) -> Self {
         let end = out.len();
         Self {
             out,
@@ -138,7 +169,7 @@ impl<'s> Exposition<'s> {
     }
 
     /// Starts a metric family: writes `# HELP` and `# TYPE`.
-    pub(crate) fn family(&mut self, name: &str, kind: Kind, help: &str) {
+    pub fn family(&mut self, name: &str, kind: Kind, help: &str) {
         self.family_start = self.out.len();
         self.out.push_str("# HELP ");
         self.out.push_str(name);
@@ -152,8 +183,9 @@ impl<'s> Exposition<'s> {
         self.header_end = self.out.len();
     }
 
-    /// Ends the current family, dropping its header when it has no samples.
-    pub(crate) fn end_family(&mut self) {
+    /// Ends the current family, dropping its header when it has no samples. A family that is
+    /// not ended keeps its header even without samples.
+    pub fn end_family(&mut self) {
         if self.out.len() == self.header_end {
             self.out.truncate(self.family_start);
         }
@@ -161,7 +193,7 @@ impl<'s> Exposition<'s> {
 
     /// Writes one sample line. Label names must be valid (they are fixed by the schema);
     /// label values are escaped.
-    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Into<Value>) {
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Into<Value>) {
         self.out.push_str(name);
         if !labels.is_empty() {
             self.out.push('{');
@@ -184,7 +216,7 @@ impl<'s> Exposition<'s> {
 
     /// Writes one sample line from pieces that are already valid exposition text (name, `{`,
     /// escaped labels, `} ` — everything before the value), then the value and the line end.
-    pub(crate) fn raw_sample(&mut self, pieces: &[&str], value: u64) {
+    pub fn raw_sample(&mut self, pieces: &[&str], value: u64) {
         for piece in pieces {
             self.out.push_str(piece);
         }
@@ -203,7 +235,7 @@ impl<'s> Exposition<'s> {
     }
 
     /// Sends what is buffered (if anything) to the sink of a streaming exposition.
-    pub(crate) fn flush(&mut self) {
+    pub fn flush(&mut self) {
         let Some(stream) = &mut self.stream else {
             return;
         };
@@ -221,23 +253,24 @@ impl<'s> Exposition<'s> {
     }
 
     /// Did the sink refuse a chunk? Writers of long families check this to stop early.
-    pub(crate) fn is_closed(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.stream.as_ref().is_some_and(|s| s.closed)
     }
 
-    pub(crate) fn into_string(self) -> String {
+    /// The text written (and not sent to a sink).
+    pub fn into_string(self) -> String {
         self.out
     }
 }
 
 /// Appends the decimal digits of `value`.
-pub(crate) fn push_u64(out: &mut String, value: u64) {
+pub fn push_u64(out: &mut String, value: u64) {
     out.push_str(itoa::Buffer::new().format(value));
 }
 
 /// Escapes a label value: `\` → `\\`, `"` → `\"`, line feed → `\n`. Everything else (including
 /// other control characters and any Unicode) is valid UTF-8 and passes through.
-pub(crate) fn push_escaped_label_value(out: &mut String, value: &str) {
+pub fn push_escaped_label_value(out: &mut String, value: &str) {
     if !has_label_special(value.as_bytes()) {
         out.push_str(value); // the common case: names, namespaces, ports
         return;
@@ -269,7 +302,7 @@ fn has_label_special(bytes: &[u8]) -> bool {
 }
 
 /// Reverses [`push_escaped_label_value`]; borrows when there is nothing to decode.
-pub(crate) fn unescape_label_value(value: &str) -> Cow<'_, str> {
+pub fn unescape_label_value(value: &str) -> Cow<'_, str> {
     if !value.contains('\\') {
         return Cow::Borrowed(value);
     }
@@ -290,7 +323,7 @@ pub(crate) fn unescape_label_value(value: &str) -> Cow<'_, str> {
 }
 
 /// Escapes HELP text: `\` → `\\`, line feed → `\n` (quotes are legal there).
-pub(crate) fn push_escaped_help(out: &mut String, value: &str) {
+pub fn push_escaped_help(out: &mut String, value: &str) {
     push_escaped(out, value, |b| matches!(b, b'\\' | b'\n'));
 }
 
@@ -327,7 +360,7 @@ fn push_value(out: &mut String, value: Value) {
 
 /// Turns an arbitrary statistic name into a metric-name fragment of `[a-z0-9_]`
 /// (upper case folded, anything else → `_`).
-pub(crate) fn sanitize_name(name: &str) -> String {
+pub fn sanitize_name(name: &str) -> String {
     name.chars()
         .map(|c| match c.to_ascii_lowercase() {
             c @ ('a'..='z' | '0'..='9' | '_') => c,

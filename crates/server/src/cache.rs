@@ -1,0 +1,309 @@
+//! The scrape cache: the kernel reader and one [`PreparedRuleset`] per (family, backend).
+//!
+//! A node whose rules did not change costs a counter read and an encoding: the reader
+//! (`Reader::counters_only`) places counters on its [`RulesetCounters`] and hands the parsed
+//! rules out only from the read that parsed them; the cache builds labels and the Kubernetes
+//! plan from those parsed rules once per `rules_id` (the one "did the rules change?" test),
+//! queues them for the background lint, and lets them go. [`Preparer`] is the pure part (no I/O,
+//! readings in, scrapes out); [`ScrapeCache`] adds the reader.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use nfscope_exporter::RuleLabels;
+use nfscope_kernel::{CollectOptions, Reader, Reading};
+use nfscope_lint::{FindingCounts, RulesetFacts};
+use nfscope_ruleset::{Backend, Family, IpSet, Ruleset, RulesetCounters, Snapshot, SourceKind};
+
+use crate::lint::{LintJob, Linter};
+use crate::metrics::Counters;
+
+/// Everything the server derives from one ruleset's rules, built once per change of them and
+/// shared by every scrape until they change again.
+#[derive(Debug)]
+pub struct PreparedRuleset {
+    /// The ruleset's family.
+    pub family: Family,
+    /// The ruleset's backend.
+    pub backend: Backend,
+    /// `Ruleset::rules_id` of the rules this was built from.
+    pub rules_id: u64,
+    /// Rule ids, escaped texts and comments, with the Kubernetes plan attached (which rules
+    /// feed which Kubernetes series).
+    pub labels: RuleLabels,
+    /// What the cross-ruleset lint checks need.
+    pub facts: RulesetFacts,
+    /// Lint counts of these rules alone, once the background lint is done; until then those of
+    /// the rules before them (or none).
+    lint: Mutex<Option<Arc<FindingCounts>>>,
+}
+
+impl PreparedRuleset {
+    /// Labels, plan and facts of `ruleset` (lint counts come later, [`Self::lint`]).
+    fn new(ruleset: &Ruleset, rules_id: u64, previous_lint: Option<Arc<FindingCounts>>) -> Self {
+        let mut labels = RuleLabels::new(ruleset);
+        labels.attach_kube_plan(ruleset, &nfscope_annotate::annotate(ruleset));
+        Self {
+            family: ruleset.family,
+            backend: ruleset.backend,
+            rules_id,
+            labels,
+            facts: RulesetFacts::of(ruleset),
+            lint: Mutex::new(previous_lint),
+        }
+    }
+
+    /// The lint counts served for this ruleset: its own once linted, before that those of the
+    /// rules it replaced, `None` when there are none yet.
+    pub fn lint(&self) -> Option<Arc<FindingCounts>> {
+        self.lint
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_lint(&self, counts: FindingCounts) {
+        *self.lint.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(counts));
+    }
+}
+
+/// One ruleset of a [`Scrape`]: the counters just read and what was prepared from its rules.
+#[derive(Debug, Clone)]
+pub struct ScrapedRuleset {
+    /// Names, positions and counters.
+    pub counters: Arc<RulesetCounters>,
+    /// Labels, Kubernetes plan, rules id and lint counts of the rules the counters belong to.
+    pub prepared: Arc<PreparedRuleset>,
+}
+
+/// What one collection gives `/metrics`.
+#[derive(Debug, Default)]
+pub struct Scrape {
+    /// Sources, ipsets, conntrack, native nftables state, retries and rule source (its
+    /// `rulesets` are empty: the rulesets are [`Scrape::rulesets`]).
+    pub snapshot: Snapshot,
+    /// One entry per (family, backend) read, in the reader's order.
+    pub rulesets: Vec<ScrapedRuleset>,
+}
+
+impl Scrape {
+    /// The `nfscope_lint_findings` counts: each ruleset's plus the cross-ruleset checks; `None`
+    /// while some ruleset has no counts yet (its first lint still runs), so a partial count is
+    /// never served as the node's.
+    pub fn lint_counts(&self) -> Option<FindingCounts> {
+        let facts: Vec<RulesetFacts> = self.rulesets.iter().map(|r| r.prepared.facts).collect();
+        let mut total = FindingCounts::of(&nfscope_lint::lint_across(&facts));
+        for ruleset in &self.rulesets {
+            total.add(ruleset.prepared.lint()?.as_ref());
+        }
+        Some(total)
+    }
+}
+
+type Key = (Family, Backend);
+
+/// The pure part of the scrape cache: turns readings into scrapes, keeping one
+/// [`PreparedRuleset`] per (family, backend) while its `rules_id` stays, and queues lint jobs.
+#[derive(Default)]
+pub struct Preparer {
+    entries: HashMap<Key, Arc<PreparedRuleset>>,
+    /// The ipset names the rules were (or are being) linted against; `None` before the first
+    /// reading, `Some(None)` when the ipsets could not be read.
+    ipset_names: Option<Option<Vec<String>>>,
+    /// Rulesets to lint again when their parsed rules come next (the ipset names changed).
+    relint: Vec<Key>,
+    /// A reading had counters for rules the cache has no entry for and no parsed rules.
+    missing_rules: bool,
+    linter: Linter,
+}
+
+impl std::fmt::Debug for Preparer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Preparer")
+            .field("entries", &self.entries.len())
+            .field("relint", &self.relint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Preparer {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The scrape for `reading`: cached entries for rules whose `rules_id` is unchanged, new
+    /// ones (and a lint job) for parsed rules that are new. Rulesets the reading does not have
+    /// leave the cache.
+    pub fn prepare(&mut self, reading: Reading) -> Scrape {
+        let ipsets = read_ipsets(&reading.snapshot).map(|sets| Arc::new(sets.to_vec()));
+        let names: Option<Vec<String>> = ipsets
+            .as_deref()
+            .map(|sets| sets.iter().map(|s| s.name.clone()).collect());
+        if self.ipset_names.as_ref().is_some_and(|seen| *seen != names) {
+            // `missing-ipset` may change: every ruleset is linted again, from its parsed rules.
+            self.relint = self.entries.keys().copied().collect();
+        }
+        self.ipset_names = Some(names);
+        self.missing_rules = false;
+        let mut entries = HashMap::with_capacity(reading.rulesets.len());
+        let mut rulesets = Vec::with_capacity(reading.rulesets.len());
+        for read in reading.rulesets {
+            let key = (read.counters.family, read.counters.backend);
+            if entries.contains_key(&key) {
+                continue; // one collection never has two; never serve duplicate series
+            }
+            let cached = self
+                .entries
+                .get(&key)
+                .filter(|e| e.rules_id == read.rules_id)
+                .cloned();
+            let entry = match (cached, read.parsed) {
+                (Some(entry), None) => entry,
+                (Some(entry), Some(parsed)) => {
+                    if let Some(at) = self.relint.iter().position(|k| *k == key) {
+                        self.relint.swap_remove(at);
+                        self.lint_later(&entry, parsed, ipsets.clone());
+                    }
+                    entry
+                }
+                (None, Some(parsed)) => {
+                    let previous = self.entries.get(&key).and_then(|e| e.lint());
+                    let entry = Arc::new(PreparedRuleset::new(&parsed, read.rules_id, previous));
+                    self.relint.retain(|k| *k != key);
+                    self.lint_later(&entry, parsed, ipsets.clone());
+                    entry
+                }
+                (None, None) => {
+                    tracing::warn!(
+                        family = %key.0,
+                        backend = %key.1,
+                        "counters for rules the cache has not seen: reading the rule text again"
+                    );
+                    self.missing_rules = true;
+                    continue;
+                }
+            };
+            entries.insert(key, Arc::clone(&entry));
+            rulesets.push(ScrapedRuleset {
+                counters: read.counters,
+                prepared: entry,
+            });
+        }
+        self.relint.retain(|k| entries.contains_key(k));
+        self.entries = entries;
+        Scrape {
+            snapshot: reading.snapshot,
+            rulesets,
+        }
+    }
+
+    /// Does the next reading need the parsed rules of every ruleset (a reader that keeps no
+    /// text must read it again)? After a reading whose counters the cache could not place, or
+    /// when the ipset names changed and rulesets wait to be linted again.
+    pub fn needs_rules(&self) -> bool {
+        self.missing_rules || !self.relint.is_empty()
+    }
+
+    /// Blocks until the background lint has nothing left to do (tests, benchmarks).
+    pub fn wait_for_lint(&self) {
+        self.linter.wait_idle();
+    }
+
+    /// Lints run so far.
+    pub fn lint_runs(&self) -> u64 {
+        self.linter.runs()
+    }
+
+    fn lint_later(
+        &mut self,
+        entry: &Arc<PreparedRuleset>,
+        ruleset: Ruleset,
+        ipsets: Option<Arc<Vec<IpSet>>>,
+    ) {
+        self.linter.submit(LintJob {
+            entry: Arc::clone(entry),
+            ruleset,
+            ipsets,
+        });
+    }
+}
+
+/// The node's ipsets, when they were read without error.
+fn read_ipsets(snapshot: &Snapshot) -> Option<&[IpSet]> {
+    let read = snapshot
+        .sources
+        .iter()
+        .any(|s| s.kind == SourceKind::Ipsets && s.error.is_none());
+    read.then_some(snapshot.ipsets.as_slice())
+}
+
+/// The scrape cache: a counters-only kernel reader and a [`Preparer`], and the server's running
+/// totals they update.
+#[derive(Debug)]
+pub struct ScrapeCache {
+    reader: Reader,
+    options: CollectOptions,
+    preparer: Preparer,
+    counters: Arc<Counters>,
+}
+
+impl ScrapeCache {
+    /// A cache reading with `options`, counting into `counters`.
+    pub fn new(options: CollectOptions, counters: Arc<Counters>) -> Self {
+        Self {
+            reader: Reader::counters_only(),
+            options,
+            preparer: Preparer::new(),
+            counters,
+        }
+    }
+
+    /// Reads the node and prepares the scrape. When the cache needs parsed rules it does not
+    /// have (see [`Preparer::needs_rules`]), the reader reads the rule text again.
+    pub fn collect(&mut self) -> Scrape {
+        let started = Instant::now();
+        if self.preparer.needs_rules() {
+            self.reader.forget_texts();
+        }
+        let mut scrape = self.read_and_prepare();
+        if self.preparer.missing_rules {
+            self.reader.forget_texts();
+            scrape = self.read_and_prepare();
+        }
+        // The dump text, kernel tables, parsed specs and parse temporaries are gone now: give
+        // their pages back.
+        nfscope_kernel::release_free_memory();
+        tracing::debug!(elapsed = ?started.elapsed(), "collection done");
+        scrape
+    }
+
+    /// The pure part (tests, benchmarks).
+    pub fn preparer(&self) -> &Preparer {
+        &self.preparer
+    }
+
+    fn read_and_prepare(&mut self) -> Scrape {
+        let reading = self.reader.read(&self.options);
+        self.counters.record(&reading.snapshot);
+        self.preparer.prepare(reading)
+    }
+}
+
+/// The blocking job a server runs per collection: [`ScrapeCache::collect`] behind a lock.
+pub fn collector(
+    options: CollectOptions,
+    counters: Arc<Counters>,
+) -> impl Fn() -> Scrape + Send + Sync + 'static {
+    let cache = Mutex::new(ScrapeCache::new(options, counters));
+    move || {
+        cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

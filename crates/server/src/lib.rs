@@ -1,0 +1,36 @@
+//! The scrape pipeline of `nfscope serve`, as a library: everything between the kernel reader and
+//! the bytes of a `/metrics` body, without HTTP.
+//!
+//! It owns:
+//! - the **scrape cache** ([`ScrapeCache`], its pure part [`Preparer`]): it owns the kernel
+//!   reader (`nfscope_kernel::Reader::counters_only`), which hands each parsed ruleset out once
+//!   and then reads only counters, and keeps one [`PreparedRuleset`] per (family, backend):
+//!   rule labels, Kubernetes plan, rules id and lint counts, built when the rules change
+//!   (`Ruleset::rules_id`, the one change test) and shared by every scrape until they change
+//!   again. A scrape ([`Scrape`]) is counters ([`nfscope_ruleset::RulesetCounters`]) plus those
+//!   entries: nothing that reads rule specs can be handed counters, by type.
+//! - **lint off the scrape path**: a background worker lints the rules a collection brought
+//!   and fills the entry's counts; until it is done the previous counts (or none) are served.
+//! - **single flight** ([`SingleFlight`]): concurrent requests share one collection.
+//! - the **`/metrics` encoding** ([`MetricsEncoder`]): the exporter's families from counters and
+//!   cached labels, streamed in chunks, then the server's own counters, native nftables, lint,
+//!   and the sources of families handed in at construction (flow monitor, Kubernetes
+//!   directory), all through `nfscope-expo`'s one interface ([`MetricFamilies`]).
+//! - the one-shot views the `rules` command and `/api/rules` use ([`oneshot`]).
+//!
+//! It does not own HTTP (routes, status codes, deadlines: the binary), how the kernel is read
+//! (`nfscope-kernel`), the metric schema (`nfscope-exporter`) or what lint finds
+//! (`nfscope-lint`). It keeps no process globals: whatever it serves is handed to it.
+
+#![forbid(unsafe_code)]
+
+mod cache;
+mod lint;
+mod metrics;
+pub mod oneshot;
+mod single_flight;
+
+pub use cache::{PreparedRuleset, Preparer, Scrape, ScrapeCache, ScrapedRuleset, collector};
+pub use metrics::{Counters, MetricsEncoder, SelfStats, SharedFamilies};
+pub use nfscope_expo::{ChunkSink, Exposition, Kind, MetricFamilies, ScrapeFacts, SinkClosed};
+pub use single_flight::{Finished, SingleFlight, TimedOut};

@@ -1,0 +1,151 @@
+//! Lint off the scrape path: one worker thread lints the rules a collection brought and stores
+//! the counts in their [`PreparedRuleset`]; scrapes never wait for it.
+//!
+//! Bounded: at most one job runs and one waits per (family, backend); a newer job for the same
+//! ruleset replaces the waiting one (its rules are newer), so rules that change faster than they
+//! can be linted never pile up parsed rulesets in memory.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use nfscope_lint::FindingCounts;
+use nfscope_ruleset::{IpSet, Ruleset};
+
+use crate::cache::PreparedRuleset;
+
+/// One ruleset to lint, and where its counts go.
+pub(crate) struct LintJob {
+    /// Gets the counts.
+    pub entry: Arc<PreparedRuleset>,
+    /// The parsed rules (only the job keeps them; they go when it is done).
+    pub ruleset: Ruleset,
+    /// The node's ipsets, when they were read.
+    pub ipsets: Option<Arc<Vec<IpSet>>>,
+}
+
+#[derive(Default)]
+struct State {
+    pending: Vec<LintJob>,
+    running: bool,
+    stop: bool,
+    runs: u64,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The background linter (see the module docs). Its thread stops when this is dropped, after
+/// the job it is running.
+#[derive(Default)]
+pub(crate) struct Linter {
+    shared: Arc<Shared>,
+    started: bool,
+}
+
+impl Linter {
+    /// Queues `job`, replacing a waiting job for the same (family, backend).
+    pub fn submit(&mut self, job: LintJob) {
+        let key = (job.entry.family, job.entry.backend);
+        {
+            let mut state = self.shared.lock();
+            state
+                .pending
+                .retain(|j| (j.entry.family, j.entry.backend) != key);
+            state.pending.push(job);
+        }
+        self.shared.changed.notify_all();
+        if !self.started {
+            self.started = true;
+            let shared = Arc::clone(&self.shared);
+            let spawned = std::thread::Builder::new()
+                .name("nfscope-lint".to_owned())
+                .spawn(move || work(&shared));
+            if let Err(error) = spawned {
+                tracing::error!(%error, "cannot start the lint thread: linting on the scrape path");
+                self.started = false;
+                run_pending(&self.shared);
+            }
+        }
+    }
+
+    /// Blocks until no job is waiting or running.
+    pub fn wait_idle(&self) {
+        let mut state = self.shared.lock();
+        while !state.pending.is_empty() || state.running {
+            state = self
+                .shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Lints run so far.
+    pub fn runs(&self) -> u64 {
+        self.shared.lock().runs
+    }
+}
+
+impl Drop for Linter {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.changed.notify_all();
+    }
+}
+
+fn work(shared: &Shared) {
+    let mut state = shared.lock();
+    loop {
+        if state.stop {
+            return;
+        }
+        if state.pending.is_empty() {
+            state = shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            continue;
+        }
+        let job = state.pending.remove(0);
+        state.running = true;
+        drop(state);
+        run(job);
+        state = shared.lock();
+        state.running = false;
+        state.runs += 1;
+        shared.changed.notify_all();
+    }
+}
+
+/// Runs every waiting job on this thread (when no worker could be started).
+fn run_pending(shared: &Shared) {
+    let jobs = std::mem::take(&mut shared.lock().pending);
+    let ran = jobs.len() as u64;
+    jobs.into_iter().for_each(run);
+    shared.lock().runs += ran;
+    shared.changed.notify_all();
+}
+
+fn run(job: LintJob) {
+    let ipsets = job.ipsets.as_deref().map(Vec::as_slice);
+    let findings = nfscope_lint::lint_one(&job.ruleset, ipsets);
+    job.entry.set_lint(FindingCounts::of(&findings));
+    tracing::debug!(
+        family = %job.entry.family,
+        backend = %job.entry.backend,
+        findings = findings.len(),
+        "lint done"
+    );
+    drop(findings);
+    drop(job);
+    // The parsed rules and the findings (tens of MiB at kube-proxy scale) are gone now.
+    nfscope_kernel::release_free_memory();
+}

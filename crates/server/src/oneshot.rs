@@ -1,0 +1,88 @@
+//! One-shot views of a collection or a dump: the `rules` command and `/api/rules`.
+//!
+//! Annotates a whole [`Snapshot`] (parsed rules with their counters) and renders it as JSON or
+//! as the terminal listing. No cache: every call reads what it is given from scratch.
+
+use nfscope_annotate::Annotations;
+use nfscope_exporter::{ExportOptions, RuleLabel};
+use nfscope_kernel::CollectOptions;
+use nfscope_ruleset::{Backend, Family, Snapshot};
+
+/// A snapshot with the Kubernetes meaning of its rulesets (parallel to `snapshot.rulesets`).
+#[derive(Debug)]
+pub struct Annotated {
+    /// What was read.
+    pub snapshot: Snapshot,
+    /// Kubernetes meaning per ruleset.
+    pub annotations: Vec<Annotations>,
+}
+
+/// Annotates every ruleset of `snapshot`.
+pub fn annotate(snapshot: Snapshot) -> Annotated {
+    let annotations = snapshot
+        .rulesets
+        .iter()
+        .map(nfscope_annotate::annotate)
+        .collect();
+    Annotated {
+        snapshot,
+        annotations,
+    }
+}
+
+/// The JSON view (`/api/rules`, `rules --format json`), with the rule source when known.
+pub fn rules_json(annotated: &Annotated) -> Result<String, serde_json::Error> {
+    let snapshot = &annotated.snapshot;
+    let mut value = nfscope_exporter::rules_json(snapshot, &annotated.annotations);
+    if let Some(object) = value.as_object_mut()
+        && !snapshot.rule_source.is_empty()
+    {
+        object.insert("source".to_owned(), snapshot.rule_source.clone().into());
+    }
+    let mut text = serde_json::to_string_pretty(&value)?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// The terminal listing (`rules --format text`).
+pub fn rules_text(annotated: &Annotated) -> String {
+    nfscope_exporter::rules_text(&annotated.snapshot, &annotated.annotations)
+}
+
+/// Limits a live collection to one family and/or backend.
+pub fn restrict(options: &mut CollectOptions, family: Option<Family>, backend: Option<Backend>) {
+    if let Some(family) = family {
+        options.families = vec![family];
+    }
+    if let Some(backend) = backend {
+        options.backends = vec![backend];
+    }
+}
+
+/// Export options from `--rule-label` and `--max-rule-series` (0 = no limit).
+pub fn export_options(full_rule_label: bool, max_rule_series: usize) -> ExportOptions {
+    ExportOptions {
+        rule_label: if full_rule_label {
+            RuleLabel::Full
+        } else {
+            RuleLabel::None
+        },
+        max_rule_series: if max_rule_series == 0 {
+            usize::MAX
+        } else {
+            max_rule_series
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_means_no_series_limit() {
+        assert_eq!(export_options(false, 0).max_rule_series, usize::MAX);
+        assert_eq!(export_options(true, 7).max_rule_series, 7);
+        assert_eq!(export_options(true, 7).rule_label, RuleLabel::Full);
+    }
+}
