@@ -39,10 +39,23 @@ Examples:
   nfscope serve --rule-label full --max-rule-series 50000
   nfscope serve --cache-seconds 5                 # scrapes within 5 s reuse one collection
 
-Endpoints: /metrics (Prometheus text), /api/rules (JSON), /healthz (liveness, never waits for a
-collection), / (index). Concurrent scrapes always share one collection. A collection that does not
-finish within --timeout plus a small grace answers 503 with a plain-text reason (Prometheus then
-records up=0); the stuck collection keeps running and later scrapes join it instead of piling up.";
+Endpoints:
+  /                  index of these endpoints
+  /metrics           Prometheus text exposition
+  /healthz           liveness; never waits for a collection
+  /api/rules         a fresh collection as JSON (parsed, annotated rules with counters)
+  /api/trace         which rule decides a packet's fate (?src=&dst=&proto=&dport=…)
+  with --flows also:
+  /api/flows         live and recent TCP connections as JSON
+  /api/health        the flow monitor's sources
+  /api/graph/fields  Grafana Node Graph field definitions
+  /api/graph/data    Grafana Node Graph nodes and edges
+
+Concurrent scrapes always share one collection. A collection that does not finish within --timeout
+plus a small grace answers 503 with a plain-text reason (Prometheus then records up=0); the stuck
+collection keeps running and later scrapes join it instead of piling up. Lint findings
+(nfscope_lint_findings) are computed in the background after the rules change; a scrape never
+waits for them and shows the previous counts meanwhile (none before the first lint is done).";
 
 /// Netfilter observability for Kubernetes nodes.
 #[derive(Debug, Parser)]

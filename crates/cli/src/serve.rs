@@ -276,7 +276,7 @@ const INDEX: &str = "nfscope exporter\n\n\
 /api/trace         which rule decides a packet's fate, e.g. /api/trace?src=10.0.0.1&dst=10.96.0.10&proto=tcp&dport=80\n";
 
 /// The index's lines for the flow monitor's routes (`serve --flows`).
-const FLOW_INDEX: &str = "/api/flows         live and recent TCP connections as JSON (filters: src, dst, port, state, limit)\n\
+const FLOW_INDEX: &str = "/api/flows         live and recent TCP connections as JSON (filters: ip, namespace, name)\n\
 /api/health        the flow monitor's sources: conntrack events, packet capture, accounting\n\
 /api/graph/fields  Grafana Node Graph field definitions\n\
 /api/graph/data    Grafana Node Graph nodes and edges of the workload pairs\n";
@@ -430,4 +430,59 @@ fn plain(status: StatusCode, body: String) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_lists_every_route_the_server_answers() {
+        let routes = ["/metrics", "/healthz", "/api/rules", "/api/trace"];
+        let flow_routes = [
+            "/api/flows",
+            "/api/health",
+            "/api/graph/fields",
+            "/api/graph/data",
+        ];
+        let with_flows = index_text(true);
+        for route in routes.iter().chain(&flow_routes) {
+            assert!(
+                with_flows
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{route} "))),
+                "{route}: {with_flows}"
+            );
+        }
+        let without = index_text(false);
+        for route in routes {
+            assert!(without.lines().any(|l| l.starts_with(&format!("{route} "))));
+        }
+        for route in flow_routes {
+            assert!(
+                !without.lines().any(|l| l.starts_with(&format!("{route} "))),
+                "{route} is not served without --flows"
+            );
+        }
+    }
+
+    #[test]
+    fn serve_help_lists_every_route() {
+        use clap::CommandFactory;
+        let mut command = crate::cli::Cli::command();
+        let serve = command.find_subcommand_mut("serve").expect("serve");
+        let help = serve.render_long_help().to_string();
+        for route in [
+            "/metrics",
+            "/healthz",
+            "/api/rules",
+            "/api/trace",
+            "/api/flows",
+            "/api/health",
+            "/api/graph/fields",
+            "/api/graph/data",
+        ] {
+            assert!(help.contains(route), "{route}: {help}");
+        }
+    }
 }

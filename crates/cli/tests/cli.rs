@@ -374,7 +374,7 @@ fn server_endpoints_and_graceful_shutdown() {
     ]);
     let (status, index) = server.get("/");
     assert_eq!(status, 200);
-    for endpoint in ["/metrics", "/api/rules", "/healthz"] {
+    for endpoint in ["/metrics", "/api/rules", "/healthz", "/api/trace"] {
         assert!(index.contains(endpoint), "index lists {endpoint}: {index}");
     }
     let content_type = support::http_header(server.addr, "/metrics", "content-type").unwrap();

@@ -166,6 +166,20 @@ fn serve_exposes_lint_findings_as_gauges() {
         "--tool-dir",
         tools.path().to_str().unwrap(),
     ]);
+    // Lint runs in the background after the rules are read, never delaying a scrape: the
+    // family appears once it is done.
+    let started = std::time::Instant::now();
+    while !server
+        .get("/metrics")
+        .1
+        .contains("\nnfscope_lint_findings{")
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "no lint findings after 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     for _ in 0..2 {
         let (status, body) = server.get("/metrics");
         assert_eq!(status, 200);
