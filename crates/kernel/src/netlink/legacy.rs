@@ -7,10 +7,11 @@
 //! not parse rule text nor decide how counters meet parsed rules (`super` does).
 
 use std::collections::HashMap;
+use std::hash::Hasher as _;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
-use nfscope_ruleset::Family;
+use nfscope_ruleset::{Family, FxHasher};
 
 use super::nft::Count;
 use crate::sys;
@@ -233,14 +234,14 @@ impl XtTable {
     /// and rule-count checks). A word-at-a-time multiply-rotate hash: at 70k rules the blob is
     /// 40 MiB, read on every scrape, so SipHash's cost showed in profiles.
     pub(crate) fn fingerprint(&self) -> u64 {
-        let mut hash = WordHash::default();
-        hash.bytes(self.name.as_bytes());
-        hash.word(u64::from(self.info.valid_hooks));
-        hash.word(self.entries().len() as u64);
+        let mut hash = FxHasher::default();
+        hash.write(self.name.as_bytes());
+        hash.add(u64::from(self.info.valid_hooks));
+        hash.add(self.entries().len() as u64);
         let mut off = 0;
         while let Some(entry) = self.entry(off) {
-            hash.bytes(&entry.bytes[..self.layout.counters]);
-            hash.bytes(&entry.bytes[self.layout.counters + 16..]);
+            hash.write(&entry.bytes[..self.layout.counters]);
+            hash.write(&entry.bytes[self.layout.counters + 16..]);
             off += entry.bytes.len();
         }
         hash.finish()
@@ -420,43 +421,6 @@ impl<'a> Entry<'a> {
             off += size;
         }
         None
-    }
-}
-
-/// A fast non-cryptographic 64-bit hash over 8-byte words (FxHash-style multiply-rotate with a
-/// final avalanche), for change detection only.
-#[derive(Default)]
-pub(super) struct WordHash(u64);
-
-impl WordHash {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-
-    /// The hash of one string.
-    pub(super) fn of(text: &str) -> u64 {
-        let mut hash = Self::default();
-        hash.bytes(text.as_bytes());
-        hash.finish()
-    }
-
-    fn word(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(Self::K);
-    }
-
-    fn bytes(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for w in &mut words {
-            self.word(u64::from_ne_bytes(w.try_into().expect("8 bytes")));
-        }
-        let mut tail = [0u8; 8];
-        tail[..words.remainder().len()].copy_from_slice(words.remainder());
-        self.word(u64::from_ne_bytes(tail) ^ ((bytes.len() as u64) << 56));
-    }
-
-    fn finish(&self) -> u64 {
-        let mut h = self.0;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^ (h >> 33)
     }
 }
 

@@ -25,14 +25,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use nfscope_ruleset::{
-    Backend, Counters, Family, NftNamedCounter, NftRule, NftSet, NftablesState, Ruleset,
+    Backend, Counters, Family, FxHasher, NftNamedCounter, NftRule, NftSet, NftablesState, Ruleset,
     RulesetCounters,
 };
 
 use crate::CollectOptions;
 use crate::error::KernelError;
 use crate::rules::{legacy_holds_nothing, parse_tolerant, run_save};
-use legacy::{STANDARD_TABLES, WordHash, XtSocket, XtTable};
+use legacy::{STANDARD_TABLES, XtSocket, XtTable};
 use nft::Count;
 use socket::NfSocket;
 
@@ -90,9 +90,9 @@ impl RuleChecks {
                     let first = checks.comments.len() as u32;
                     checks
                         .comments
-                        .extend(rule.spec.comments().map(WordHash::of));
+                        .extend(rule.spec.comments().map(FxHasher::of));
                     let count = checks.comments.len() as u32 - first;
-                    let target = WordHash::of(rule.spec.target_name().unwrap_or(""));
+                    let target = FxHasher::of(rule.spec.target_name().unwrap_or(""));
                     checks.rules.push((first, count, target));
                 }
             }
@@ -111,7 +111,7 @@ impl RuleChecks {
         let Some((first, count, _)) = self.rule(t, c, r0) else {
             return false;
         };
-        let wanted = WordHash::of(comment);
+        let wanted = FxHasher::of(comment);
         let range = first as usize..(first + count) as usize;
         self.comments
             .get(range)
@@ -121,7 +121,7 @@ impl RuleChecks {
     /// Is rule `r0`'s target (`""` for none) named `target`?
     fn has_target(&self, t: usize, c: usize, r0: usize, target: &str) -> bool {
         self.rule(t, c, r0)
-            .is_some_and(|(_, _, hash)| hash == WordHash::of(target))
+            .is_some_and(|(_, _, hash)| hash == FxHasher::of(target))
     }
 }
 
