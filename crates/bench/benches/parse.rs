@@ -10,9 +10,10 @@ use divan::counter::{BytesCount, ItemsCount};
 use nfscope_annotate::annotate;
 use nfscope_bench::{GenOptions, count_rules, kube_proxy_ruleset};
 use nfscope_exporter::{
-    Annotations, ExportOptions, RuleLabels, SelfMetrics, encode_metrics, encode_metrics_with_labels,
+    Annotations, CountedRules, ExportOptions, RuleLabels, SelfMetrics, encode_counters_streaming,
+    encode_metrics,
 };
-use nfscope_ruleset::{ParseOptions, Ruleset, Snapshot, parse_ruleset};
+use nfscope_ruleset::{ParseOptions, Ruleset, RulesetCounters, Snapshot, parse_ruleset};
 
 const SIZES: [usize; 3] = [1_000, 5_000, 20_000];
 
@@ -81,22 +82,40 @@ fn encode_fresh_labels(bencher: Bencher, services: usize) {
         .bench(|| encode_metrics(&snapshot, &annotations, &SelfMetrics::default(), &opts));
 }
 
-/// The steady state: rules unchanged since the last scrape, labels reused, only counters written.
+/// The steady state of a server: rules unchanged since the last scrape, labels (with the
+/// Kubernetes plan) reused, only counters (`RulesetCounters`) written, streamed in the server's
+/// 112 KiB chunks.
 #[divan::bench(args = SIZES, sample_count = 10, sample_size = 1)]
 fn encode_cached_labels(bencher: Bencher, services: usize) {
     let (snapshot, annotations) = snapshot_and_annotations(services);
-    let labels = vec![RuleLabels::new(&snapshot.rulesets[0])];
+    let ruleset = &snapshot.rulesets[0];
+    let mut labels = RuleLabels::new(ruleset);
+    labels.attach_kube_plan(ruleset, &annotations[0]);
+    let counters = RulesetCounters::of(ruleset);
+    let rest = Snapshot::default();
     let opts = ExportOptions::default();
     bencher
         .counter(ItemsCount::new(count_rules(text(services))))
         .bench(|| {
-            encode_metrics_with_labels(
-                &snapshot,
-                &annotations,
-                &labels,
+            let rules = [CountedRules {
+                counters: &counters,
+                labels: &labels,
+            }];
+            let mut bytes = 0;
+            let mut sink = |chunk: String| {
+                bytes += chunk.len();
+                Ok(())
+            };
+            let streamed = encode_counters_streaming(
+                &rules,
+                &rest,
                 &SelfMetrics::default(),
                 &opts,
+                112 * 1024,
+                &mut sink,
             )
+            .expect("the sink stays open");
+            bytes + streamed.tail.len()
         });
 }
 
