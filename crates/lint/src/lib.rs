@@ -22,6 +22,8 @@ pub mod finding;
 pub mod node;
 pub mod report;
 
+use std::collections::HashMap;
+
 use nfscope_ruleset::{IpSet, Ruleset};
 
 pub use checks::cross::RulesetFacts;
@@ -44,6 +46,52 @@ pub struct LintInput<'a> {
 /// [`lint_across`]), in the same order.
 pub fn lint_one(ruleset: &Ruleset, ipsets: Option<&[IpSet]>) -> Vec<Finding> {
     sorted(checks::lint_ruleset(ruleset, ipsets), ruleset)
+}
+
+/// Which ipsets a ruleset's rules match, and how often: all `missing-ipset` needs of a ruleset,
+/// small enough for a server to keep after it let go of the rules, so a change of the node's
+/// ipsets needs no new lint. `lint_one(r, None)` plus `IpsetRefs::of(r).missing(sets)` counts
+/// what `lint_one(r, sets)` finds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpsetRefs(Vec<(String, u64)>);
+
+impl IpsetRefs {
+    /// The ipset matches of `ruleset`'s rules, by set name.
+    pub fn of(ruleset: &Ruleset) -> Self {
+        let mut refs: HashMap<&str, u64> = HashMap::new();
+        let rules = ruleset
+            .tables
+            .iter()
+            .flat_map(|t| &t.chains)
+            .flat_map(|c| &c.rules);
+        for name in rules.flat_map(checks::structure::matched_sets) {
+            *refs.entry(name).or_default() += 1;
+        }
+        let mut refs: Vec<(String, u64)> = refs
+            .into_iter()
+            .map(|(name, n)| (name.to_owned(), n))
+            .collect();
+        refs.sort();
+        Self(refs)
+    }
+
+    /// The `missing-ipset` findings against the node's ipsets (none when they are unknown).
+    pub fn missing(&self, ipsets: Option<&[IpSet]>) -> FindingCounts {
+        let mut counts = FindingCounts::default();
+        let Some(ipsets) = ipsets else {
+            return counts;
+        };
+        let known: std::collections::HashSet<&str> =
+            ipsets.iter().map(|s| s.name.as_str()).collect();
+        let missing = self
+            .0
+            .iter()
+            .filter(|(name, _)| !known.contains(name.as_str()))
+            .map(|(_, n)| n)
+            .sum();
+        counts.add_count(FindingId::MissingIpset, Severity::Error, missing);
+        counts
+    }
 }
 
 /// The cross-ruleset checks of [`lint`], over what they read of each ruleset.

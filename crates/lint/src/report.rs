@@ -129,6 +129,13 @@ impl FindingCounts {
         }
     }
 
+    /// Adds `n` findings of one id at one severity.
+    pub fn add_count(&mut self, id: FindingId, severity: Severity, n: u64) {
+        if n > 0 {
+            *self.0.entry((id, severity)).or_default() += n;
+        }
+    }
+
     /// The count of one id at one severity.
     pub fn get(&self, id: FindingId, severity: Severity) -> u64 {
         self.0.get(&(id, severity)).copied().unwrap_or(0)

@@ -3,8 +3,8 @@
 
 use nfscope_annotate::{kube_chain_hash, kube_endpoint_chain_hash};
 use nfscope_lint::{
-    Finding, FindingId, LintInput, Severity, Summary, encode_finding_metrics, lint, reaches,
-    render_json,
+    Finding, FindingCounts, FindingId, IpsetRefs, LintInput, Severity, Summary,
+    encode_finding_metrics, lint, lint_one, reaches, render_json,
 };
 use nfscope_ruleset::{Backend, Family, IpSet, ParseOptions, Ruleset, parse_ruleset};
 
@@ -409,6 +409,33 @@ fn missing_ipset_only_when_an_ipset_dump_is_given() {
     assert_eq!(hits.len(), 1);
     assert!(hits[0].message.contains("KUBE-CLUSTER-IP"));
     assert!(with_id(&run(&text), FindingId::MissingIpset).is_empty());
+}
+
+#[test]
+fn ipset_refs_count_what_the_missing_ipset_check_finds() {
+    let text = filter(
+        ":ORPHAN - [0:0]\n",
+        "-A INPUT -m set --match-set GONE dst,dst -j ACCEPT\n-A INPUT -m set --match-set present src -j DROP\n\
+         -A INPUT -m set --match-set GONE src -m set --match-set ALSO-GONE dst -j DROP\n-A ORPHAN -j DROP\n",
+    );
+    let rs = parse(&text);
+    let refs = IpsetRefs::of(&rs);
+    for dump in [
+        "",
+        "create present hash:ip family inet hashsize 1024 maxelem 65536\n",
+        "create GONE hash:ip family inet hashsize 1024 maxelem 65536\n",
+    ] {
+        let sets = nfscope_ruleset::parse_ipsets(dump).unwrap();
+        for ipsets in [None, Some(sets.as_slice())] {
+            let whole = FindingCounts::of(&lint_one(&rs, ipsets));
+            let mut split = FindingCounts::of(&lint_one(&rs, None));
+            split.add(&refs.missing(ipsets));
+            assert_eq!(split, whole, "{dump:?} {}", ipsets.is_some());
+        }
+    }
+    let none = nfscope_ruleset::parse_ipsets("").unwrap();
+    let missing = refs.missing(Some(&none));
+    assert_eq!(missing.get(FindingId::MissingIpset, Severity::Error), 4);
 }
 
 #[test]

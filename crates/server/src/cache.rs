@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use nfscope_exporter::RuleLabels;
 use nfscope_kernel::{CollectOptions, Reader, Reading};
-use nfscope_lint::{FindingCounts, RulesetFacts};
+use nfscope_lint::{FindingCounts, IpsetRefs, RulesetFacts};
 use nfscope_ruleset::{Backend, Family, IpSet, Ruleset, RulesetCounters, Snapshot, SourceKind};
 
 use crate::lint::{LintJob, Linter};
@@ -34,8 +34,11 @@ pub struct PreparedRuleset {
     pub labels: RuleLabels,
     /// What the cross-ruleset lint checks need.
     pub facts: RulesetFacts,
-    /// Lint counts of these rules alone, once the background lint is done; until then those of
-    /// the rules before them (or none).
+    /// The ipsets the rules match: `missing-ipset` is counted from these against each
+    /// collection's ipsets, so a change of the node's ipsets needs no new lint.
+    pub ipset_refs: IpsetRefs,
+    /// Lint counts of these rules alone (without `missing-ipset`), once the background lint is
+    /// done; until then those of the rules before them (or none).
     lint: Mutex<Option<Arc<FindingCounts>>>,
 }
 
@@ -50,6 +53,7 @@ impl PreparedRuleset {
             rules_id,
             labels,
             facts: RulesetFacts::of(ruleset),
+            ipset_refs: IpsetRefs::of(ruleset),
             lint: Mutex::new(previous_lint),
         }
     }
@@ -88,14 +92,17 @@ pub struct Scrape {
 }
 
 impl Scrape {
-    /// The `nfscope_lint_findings` counts: each ruleset's plus the cross-ruleset checks; `None`
-    /// while some ruleset has no counts yet (its first lint still runs), so a partial count is
-    /// never served as the node's.
+    /// The `nfscope_lint_findings` counts: each ruleset's, its `missing-ipset` findings
+    /// against this collection's ipsets (when they were read) and the cross-ruleset checks;
+    /// `None` while some ruleset has no counts yet (its first lint still runs), so a partial
+    /// count is never served as the node's.
     pub fn lint_counts(&self) -> Option<FindingCounts> {
         let facts: Vec<RulesetFacts> = self.rulesets.iter().map(|r| r.prepared.facts).collect();
         let mut total = FindingCounts::of(&nfscope_lint::lint_across(&facts));
+        let ipsets = read_ipsets(&self.snapshot);
         for ruleset in &self.rulesets {
             total.add(ruleset.prepared.lint()?.as_ref());
+            total.add(&ruleset.prepared.ipset_refs.missing(ipsets));
         }
         Some(total)
     }
@@ -108,11 +115,6 @@ type Key = (Family, Backend);
 #[derive(Default)]
 pub struct Preparer {
     entries: HashMap<Key, Arc<PreparedRuleset>>,
-    /// The ipset names the rules were (or are being) linted against; `None` before the first
-    /// reading, `Some(None)` when the ipsets could not be read.
-    ipset_names: Option<Option<Vec<String>>>,
-    /// Rulesets to lint again when their parsed rules come next (the ipset names changed).
-    relint: Vec<Key>,
     /// A reading had counters for rules the cache has no entry for and no parsed rules.
     missing_rules: bool,
     linter: Linter,
@@ -122,7 +124,6 @@ impl std::fmt::Debug for Preparer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Preparer")
             .field("entries", &self.entries.len())
-            .field("relint", &self.relint)
             .finish_non_exhaustive()
     }
 }
@@ -137,15 +138,6 @@ impl Preparer {
     /// ones (and a lint job) for parsed rules that are new. Rulesets the reading does not have
     /// leave the cache.
     pub fn prepare(&mut self, reading: Reading) -> Scrape {
-        let ipsets = read_ipsets(&reading.snapshot).map(|sets| Arc::new(sets.to_vec()));
-        let names: Option<Vec<String>> = ipsets
-            .as_deref()
-            .map(|sets| sets.iter().map(|s| s.name.clone()).collect());
-        if self.ipset_names.as_ref().is_some_and(|seen| *seen != names) {
-            // `missing-ipset` may change: every ruleset is linted again, from its parsed rules.
-            self.relint = self.entries.keys().copied().collect();
-        }
-        self.ipset_names = Some(names);
         self.missing_rules = false;
         let mut entries = HashMap::with_capacity(reading.rulesets.len());
         let mut rulesets = Vec::with_capacity(reading.rulesets.len());
@@ -160,19 +152,15 @@ impl Preparer {
                 .filter(|e| e.rules_id == read.rules_id)
                 .cloned();
             let entry = match (cached, read.parsed) {
-                (Some(entry), None) => entry,
-                (Some(entry), Some(parsed)) => {
-                    if let Some(at) = self.relint.iter().position(|k| *k == key) {
-                        self.relint.swap_remove(at);
-                        self.lint_later(&entry, parsed, ipsets.clone());
-                    }
-                    entry
-                }
+                // The same rules: the parsed copy (if this read parsed them again) just goes.
+                (Some(entry), _) => entry,
                 (None, Some(parsed)) => {
                     let previous = self.entries.get(&key).and_then(|e| e.lint());
                     let entry = Arc::new(PreparedRuleset::new(&parsed, read.rules_id, previous));
-                    self.relint.retain(|k| *k != key);
-                    self.lint_later(&entry, parsed, ipsets.clone());
+                    self.linter.submit(LintJob {
+                        entry: Arc::clone(&entry),
+                        ruleset: parsed,
+                    });
                     entry
                 }
                 (None, None) => {
@@ -191,7 +179,6 @@ impl Preparer {
                 prepared: entry,
             });
         }
-        self.relint.retain(|k| entries.contains_key(k));
         self.entries = entries;
         Scrape {
             snapshot: reading.snapshot,
@@ -200,10 +187,9 @@ impl Preparer {
     }
 
     /// Does the next reading need the parsed rules of every ruleset (a reader that keeps no
-    /// text must read it again)? After a reading whose counters the cache could not place, or
-    /// when the ipset names changed and rulesets wait to be linted again.
+    /// text must read it again)? After a reading with counters of rules the cache has not seen.
     pub fn needs_rules(&self) -> bool {
-        self.missing_rules || !self.relint.is_empty()
+        self.missing_rules
     }
 
     /// Blocks until the background lint has nothing left to do (tests, benchmarks).
@@ -214,19 +200,6 @@ impl Preparer {
     /// Lints run so far.
     pub fn lint_runs(&self) -> u64 {
         self.linter.runs()
-    }
-
-    fn lint_later(
-        &mut self,
-        entry: &Arc<PreparedRuleset>,
-        ruleset: Ruleset,
-        ipsets: Option<Arc<Vec<IpSet>>>,
-    ) {
-        self.linter.submit(LintJob {
-            entry: Arc::clone(entry),
-            ruleset,
-            ipsets,
-        });
     }
 }
 
@@ -260,15 +233,13 @@ impl ScrapeCache {
         }
     }
 
-    /// Reads the node and prepares the scrape. When the cache needs parsed rules it does not
-    /// have (see [`Preparer::needs_rules`]), the reader reads the rule text again.
+    /// Reads the node and prepares the scrape. When a reading has counters of rules the cache
+    /// has not seen (see [`Preparer::needs_rules`]; the reader hands parsed rules out once, so
+    /// only a lost reading could cause it), the rule text is read again at once.
     pub fn collect(&mut self) -> Scrape {
         let started = Instant::now();
-        if self.preparer.needs_rules() {
-            self.reader.forget_texts();
-        }
         let mut scrape = self.read_and_prepare();
-        if self.preparer.missing_rules {
+        if self.preparer.needs_rules() {
             self.reader.forget_texts();
             scrape = self.read_and_prepare();
         }

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use nfscope_lint::FindingCounts;
-use nfscope_ruleset::{IpSet, Ruleset};
+use nfscope_ruleset::Ruleset;
 
 use crate::cache::PreparedRuleset;
 
@@ -18,8 +18,6 @@ pub(crate) struct LintJob {
     pub entry: Arc<PreparedRuleset>,
     /// The parsed rules (only the job keeps them; they go when it is done).
     pub ruleset: Ruleset,
-    /// The node's ipsets, when they were read.
-    pub ipsets: Option<Arc<Vec<IpSet>>>,
 }
 
 #[derive(Default)]
@@ -135,8 +133,8 @@ fn run_pending(shared: &Shared) {
 }
 
 fn run(job: LintJob) {
-    let ipsets = job.ipsets.as_deref().map(Vec::as_slice);
-    let findings = nfscope_lint::lint_one(&job.ruleset, ipsets);
+    // Without ipsets: `missing-ipset` is counted per collection from the entry's `IpsetRefs`.
+    let findings = nfscope_lint::lint_one(&job.ruleset, None);
     job.entry.set_lint(FindingCounts::of(&findings));
     tracing::debug!(
         family = %job.entry.family,

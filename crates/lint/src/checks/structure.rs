@@ -170,11 +170,7 @@ fn missing_ipsets(ctx: &mut Ctx<'_>, t: usize, table: &Table) {
     let known: HashSet<&str> = ipsets.iter().map(|s| s.name.as_str()).collect();
     for (c, chain) in table.chains.iter().enumerate() {
         for (r, rule) in chain.rules.iter().enumerate() {
-            let sets = rule
-                .spec
-                .matches_named("set")
-                .filter_map(|m| m.value("match-set"));
-            for name in sets {
+            for name in matched_sets(rule) {
                 if known.contains(name) {
                     continue;
                 }
@@ -192,4 +188,11 @@ fn missing_ipsets(ctx: &mut Ctx<'_>, t: usize, table: &Table) {
             }
         }
     }
+}
+
+/// The ipset names a rule matches (`-m set --match-set NAME …`), one per match.
+pub fn matched_sets(rule: &nfscope_ruleset::Rule) -> impl Iterator<Item = &str> {
+    rule.spec
+        .matches_named("set")
+        .filter_map(|m| m.value("match-set"))
 }
