@@ -10,8 +10,8 @@ use nfscope_ruleset::{
     Backend, Family, ParseError, ParseOptions, Snapshot, SourceKind, SourceReport,
 };
 
-use nfscope_trace::Unread;
 use nfscope_server::oneshot;
+use nfscope_trace::Unread;
 
 use crate::cli::{Format, RulesArgs, seconds};
 use crate::exit::Failure;
