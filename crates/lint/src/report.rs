@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use nfscope_ruleset::escape_control;
 use nfscope_expo::{Exposition, Kind, MetricFamilies, ScrapeFacts};
+use nfscope_ruleset::escape_control;
 use serde::Serialize;
 
 use crate::finding::{Finding, FindingId, Location, Severity, Summary};
