@@ -146,6 +146,9 @@ pub fn flow_json(conn: &Conn, names: &Names, now: Time) -> FlowJson {
 }
 
 impl FlowFilter {
+    /// The query keys `/api/flows` understands.
+    pub const KEYS: &[&str] = &["namespace", "name", "ip"];
+
     /// From query parameters `namespace`, `name`, `ip`; an unparsable `ip` is an error message.
     pub fn from_params<'a>(
         params: impl IntoIterator<Item = (&'a str, &'a str)>,

@@ -28,9 +28,22 @@ pub struct GraphQuery {
 }
 
 impl GraphQuery {
+    /// The query keys both endpoints understand.
+    pub const KEYS: &[&str] = &[
+        "namespace",
+        "include",
+        "exclude",
+        "stats-type",
+        "stats_type",
+    ];
+
     /// From query parameters; empty values and Grafana's "all" values (`.*`, `All`, `$__all`) mean
-    /// no filter. Matching is plain text, never a regular expression, so no input can fail.
-    pub fn from_params<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+    /// no filter. Matching is plain text, never a regular expression. Keys other than [`Self::KEYS`]
+    /// are ignored here (the HTTP layer refuses them); a `stats-type` other than `connection` or
+    /// `bytes` is an error (HTTP 400), so a typo never silently changes the graph.
+    pub fn from_params<'a>(
+        params: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, String> {
         let mut query = Self::default();
         for (key, value) in params {
             let value = value.trim();
@@ -41,12 +54,17 @@ impl GraphQuery {
                 "namespace" => &mut query.namespace,
                 "include" => &mut query.include,
                 "exclude" => &mut query.exclude,
-                "stats-type" | "stats_type" => &mut query.stats_type,
+                "stats-type" | "stats_type" => {
+                    if !matches!(value, "connection" | "connections" | "bytes") {
+                        return Err(format!("{key}={value:?}: expected connection or bytes"));
+                    }
+                    &mut query.stats_type
+                }
                 _ => continue,
             };
             *slot = Some(value.to_owned());
         }
-        query
+        Ok(query)
     }
 
     fn keeps(&self, key: &PairKey) -> bool {
@@ -215,4 +233,20 @@ pub fn data(table: &FlowTable, query: &GraphQuery) -> Value {
         })
         .collect();
     json!({ "nodes": nodes, "edges": edges })
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::GraphQuery;
+
+    #[test]
+    fn stats_type_must_be_connection_or_bytes() {
+        let bytes = GraphQuery::from_params([("stats-type", "bytes")]).expect("bytes");
+        assert!(bytes.bytes_mode());
+        assert!(GraphQuery::from_params([("stats-type", "connection")]).is_ok());
+        let error = GraphQuery::from_params([("stats-type", "bogus")]).unwrap_err();
+        assert!(error.contains("expected connection or bytes"), "{error}");
+        // Grafana's "all" values still mean no choice.
+        assert!(GraphQuery::from_params([("stats-type", "$__all")]).is_ok());
+    }
 }

@@ -360,7 +360,10 @@ fn node_graph_arcs_add_up_to_one_and_edges_point_at_the_pod() {
             );
         }
     }
-    let filtered = graph::data(&table, &GraphQuery::from_params([("namespace", "nope")]));
+    let filtered = graph::data(
+        &table,
+        &GraphQuery::from_params([("namespace", "nope")]).expect("valid query"),
+    );
     assert!(filtered["edges"].as_array().unwrap().is_empty());
 }
 
