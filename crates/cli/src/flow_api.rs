@@ -8,7 +8,6 @@
 //! batch. A source that cannot be opened is logged and reported in `nfscope_flow_sources_up`; the
 //! other keeps working. Interfaces coming and going need nothing: the capture is bound to all.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -25,6 +24,7 @@ use nfscope_flow::graph::{self, GraphQuery};
 use nfscope_flow::metrics::{FlowFamilies, SourceInfo};
 use nfscope_flow::{FlowConfig, FlowTable, Names, Time, parse_ip_tcp};
 use nfscope_kernel::flow::{ConntrackEvents, PacketCapture, open_sources};
+use nfscope_server::query::checked_params;
 use nfscope_server::{MetricFamilies, ScrapeFacts};
 
 /// What `--flows` (and `nfscope flows`) configure.
@@ -304,23 +304,49 @@ fn json_response(value: &impl serde::Serialize) -> Response {
     }
 }
 
-type Params = Query<HashMap<String, String>>;
+type Params = Query<Vec<(String, String)>>;
 
-fn pairs(params: &HashMap<String, String>) -> impl Iterator<Item = (&str, &str)> {
-    params.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+fn bad_request(message: &str) -> Response {
+    (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
+}
+
+/// Runs `build` on the blocking pool (documents of a big table take a while to build and
+/// serialise; the async workers keep answering `/healthz`), then answers with its JSON.
+async fn json_off_the_workers<T: serde::Serialize + Send + 'static>(
+    build: impl FnOnce() -> T + Send + 'static,
+) -> Response {
+    let body = tokio::task::spawn_blocking(move || serde_json::to_string(&build())).await;
+    match body {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding failed: {e}\n"),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding failed: {e}\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn api_flows(State(monitor): State<Arc<FlowMonitor>>, Query(params): Params) -> Response {
-    let filter = match FlowFilter::from_params(pairs(&params)) {
+    let checked = checked_params(&params, FlowFilter::KEYS);
+    let filter = match checked.and_then(FlowFilter::from_params) {
         Ok(filter) => filter,
-        Err(message) => return (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response(),
+        Err(message) => return bad_request(&message),
     };
-    let doc = {
-        let table = monitor.table();
-        let snapshot = table.snapshot(wall_now());
-        flows_json(&snapshot, table.names(), &filter)
-    };
-    json_response(&doc)
+    // The lock is held only to copy the table's records; naming, filtering and encoding
+    // happen after it is released.
+    json_off_the_workers(move || {
+        let (snapshot, names) = {
+            let table = monitor.table();
+            (table.snapshot(wall_now()), table.names().clone())
+        };
+        flows_json(&snapshot, &names, &filter)
+    })
+    .await
 }
 
 async fn api_health(State(monitor): State<Arc<FlowMonitor>>) -> Response {
@@ -333,15 +359,24 @@ async fn api_health(State(monitor): State<Arc<FlowMonitor>>) -> Response {
     }))
 }
 
+fn graph_query(params: &[(String, String)]) -> Result<GraphQuery, String> {
+    GraphQuery::from_params(checked_params(params, GraphQuery::KEYS)?)
+}
+
 async fn api_graph_fields(Query(params): Params) -> Response {
-    json_response(&graph::fields(&GraphQuery::from_params(pairs(&params))))
+    match graph_query(&params) {
+        Ok(query) => json_response(&graph::fields(&query)),
+        Err(message) => bad_request(&message),
+    }
 }
 
 async fn api_graph_data(
     State(monitor): State<Arc<FlowMonitor>>,
     Query(params): Params,
 ) -> Response {
-    let query = GraphQuery::from_params(pairs(&params));
-    let doc = graph::data(&monitor.table(), &query);
-    json_response(&doc)
+    let query = match graph_query(&params) {
+        Ok(query) => query,
+        Err(message) => return bad_request(&message),
+    };
+    json_off_the_workers(move || graph::data(&monitor.table(), &query)).await
 }

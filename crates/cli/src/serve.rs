@@ -13,7 +13,6 @@
 //! (they never start a second one while it is stuck). The kernel crate kills each tool at its
 //! own timeout, so a collection always ends eventually.
 
-use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +33,8 @@ use nfscope_server::{
 };
 
 use crate::http::{EndpointFamily, FamilyLimit, HttpLimits, HttpStats};
+use crate::trace_cmd::TraceModel;
+use nfscope_server::query::checked_params;
 
 /// Extra time a whole collection gets beyond the per-tool timeout before requests give up.
 pub const DEADLINE_GRACE: Duration = Duration::from_secs(2);
@@ -172,29 +173,54 @@ pub fn export_options(
     )
 }
 
+/// How long `/api/rules` and `/api/trace` reuse their shared read of the rules.
+const API_MODEL_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// How long a `/api/rules` or `/api/trace` request waits for that read before 503 (the read
+/// keeps running; later requests get its result).
+const API_DEADLINE: Duration = Duration::from_secs(30);
+
 struct App {
     flight: SingleFlight<Scrape>,
     encoder: MetricsEncoder,
     deadline: Duration,
     timeouts: AtomicU64,
-    netns: Option<String>,
-    /// For `/api/rules`, which reads on its own (see [`api_rules`]).
-    collect: CollectOptions,
+    /// `/api/rules`' body: one read of the full rules, shared by concurrent requests and reused
+    /// for [`API_MODEL_MAX_AGE`] (the scrape path keeps only counters).
+    rules_body: SingleFlight<Result<Arc<String>, String>>,
+    /// `/api/trace`'s model of the live rules, shared and reused the same way.
+    trace_model: SingleFlight<Result<Arc<TraceModel>, String>>,
 }
 
 impl App {
     fn new(config: ServeConfig, families: Vec<SharedFamilies>) -> Self {
         let counters = Arc::new(Counters::default());
-        let netns = config.collect.netns.clone();
         let collect = config.collect.clone();
+        // The API's reads are for people, not for every scrape: they may take the text read's
+        // longer limit, since no request waits for them past API_DEADLINE.
+        let mut trace_collect = collect.clone();
+        trace_collect.timeout = collect.text_timeout.max(collect.timeout);
+        let rules_body = SingleFlight::new(
+            move || {
+                let annotated = oneshot::annotate(nfscope_kernel::collect(&collect));
+                oneshot::rules_json(&annotated)
+                    .map(Arc::new)
+                    .map_err(|e| format!("encoding failed: {e:#}"))
+            },
+            API_MODEL_MAX_AGE,
+        );
+        let trace_model = SingleFlight::new(
+            move || TraceModel::live(trace_collect.clone()).map(Arc::new),
+            API_MODEL_MAX_AGE,
+        );
         let job = nfscope_server::collector(config.collect, Arc::clone(&counters));
         Self {
             flight: SingleFlight::new(job, config.cache),
             encoder: MetricsEncoder::new(config.export, counters, families),
             deadline: config.deadline,
             timeouts: AtomicU64::new(0),
-            netns,
-            collect,
+            rules_body,
+            trace_model,
         }
     }
 
@@ -379,37 +405,68 @@ fn encode_metrics_into(
     }
 }
 
-/// The whole parsed ruleset as JSON. It collects on its own instead of sharing `/metrics`'s
-/// collection: the server keeps only counters between scrapes (`RulesetCounters`), and this
-/// endpoint is for people, not for every scrape.
-async fn api_rules(State(app): State<Arc<App>>) -> Response {
-    let options = app.collect.clone();
-    let body = tokio::task::spawn_blocking(move || {
-        let annotated = oneshot::annotate(nfscope_kernel::collect(&options));
-        oneshot::rules_json(&annotated)
-    })
-    .await;
-    match body {
-        Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Ok(Err(e)) => plain(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("encoding failed: {e:#}\n"),
-        ),
-        Err(e) => plain(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("encoding failed: {e}\n"),
-        ),
+/// The shared result of one of the API's reads, or a ready-made error response.
+async fn shared<T: Send + Sync + 'static>(
+    flight: &SingleFlight<Result<Arc<T>, String>>,
+    what: &str,
+) -> Result<Arc<T>, Response> {
+    match flight.get(API_DEADLINE).await {
+        Ok(done) => match &done.value {
+            Ok(Ok(value)) => Ok(Arc::clone(value)),
+            Ok(Err(reason)) | Err(reason) => Err(plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{what} failed: {reason}\n"),
+            )),
+        },
+        Err(timed_out) => {
+            let mut response = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{what} did not finish within {:.0} s; it keeps running, retry shortly\n",
+                    timed_out.waited.as_secs_f64()
+                ),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+            Err(response)
+        }
     }
 }
 
+/// The whole parsed ruleset as JSON, from one read of the rules shared by concurrent requests
+/// and reused for a few seconds (the scrape path keeps only counters).
+async fn api_rules(State(app): State<Arc<App>>) -> Response {
+    match shared(&app.rules_body, "reading the rules").await {
+        Ok(body) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            body.as_str().to_owned(),
+        )
+            .into_response(),
+        Err(response) => response,
+    }
+}
+
+/// A trace against the shared model of the live rules. The query is checked before any work.
 async fn api_trace(
     State(app): State<Arc<App>>,
-    Query(params): Query<HashMap<String, String>>,
+    Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    let netns = app.netns.clone();
-    let result =
-        tokio::task::spawn_blocking(move || crate::trace_cmd::api_trace(&params, netns.as_deref()))
-            .await;
+    if let Err(message) = checked_params(&params, crate::trace_cmd::API_TRACE_KEYS) {
+        return plain(StatusCode::BAD_REQUEST, format!("{message}\n"));
+    }
+    let model = match shared(&app.trace_model, "reading the rules for the trace").await {
+        Ok(model) => model,
+        Err(response) => return response,
+    };
+    let result = tokio::task::spawn_blocking(move || {
+        let pairs: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        model.answer(&pairs)
+    })
+    .await;
     match result {
         Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Ok(Err((status, message))) => {

@@ -5,7 +5,6 @@
 //! families, `ipset save`, addresses, routes, interface names; optionally in `--netns`), and
 //! printing the text or JSON report. The tracing itself is `nfscope-trace`.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -223,11 +222,18 @@ fn offline_input(args: &TraceArgs) -> Result<TraceInput, Failure> {
 /// routes and interface names.
 pub fn live_input(netns: Option<&str>, timeout_seconds: f64) -> Result<TraceInput, Failure> {
     let timeout = seconds("--timeout", timeout_seconds).map_err(Failure::Input)?;
-    let mut options = nfscope_kernel::CollectOptions {
+    live_input_with(nfscope_kernel::CollectOptions {
         netns: netns.map(str::to_owned),
         timeout,
         ..Default::default()
-    };
+    })
+}
+
+/// [`live_input`] with the server's collection options (namespace, sources, tool folder).
+fn live_input_with(mut options: nfscope_kernel::CollectOptions) -> Result<TraceInput, Failure> {
+    let netns = options.netns.clone();
+    let netns = netns.as_deref();
+    let timeout = options.timeout;
     options.ipsets = false;
     options.conntrack = false;
     let snapshot = nfscope_kernel::collect(&options);
@@ -238,7 +244,7 @@ pub fn live_input(netns: Option<&str>, timeout_seconds: f64) -> Result<TraceInpu
     }
     // Each source that could not be read is named in the report and lowers its certainty.
     let unread = crate::rules_cmd::unread_sources(&snapshot);
-    let host = nfscope_kernel::host::read_host(netns, timeout, None)
+    let host = nfscope_kernel::host::read_host(netns, timeout, options.tool_dir.as_deref())
         .map_err(|e| Failure::Other(anyhow::Error::new(e)))?;
     let mut input = TraceInput::new(snapshot.rulesets);
     input.unread = unread;
@@ -291,45 +297,78 @@ fn read_multicast_groups(netns: Option<&str>) -> Result<Vec<(String, IpAddr)>, S
         .and_then(|r| r)
 }
 
-/// `GET /api/trace?src=…&dst=…&proto=…&sport=…&dport=…&in=…&out=…&ct_state=…&mark=…`: the JSON
-/// report against the live node (or `netns`). `Err` is `(status, message)`.
-pub fn api_trace(
-    params: &HashMap<String, String>,
-    netns: Option<&str>,
-) -> Result<String, (u16, String)> {
-    let bad = |m: String| (400u16, m);
-    let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
-    let addr = |k: &str| -> Result<IpAddr, (u16, String)> {
-        let v = get(k).ok_or_else(|| bad(format!("missing parameter {k}")))?;
-        v.parse()
-            .map_err(|_| bad(format!("{k}={v:?} is not an IP address")))
+/// The query keys `/api/trace` understands (`ct-state` is accepted for `ct_state`).
+pub const API_TRACE_KEYS: &[&str] = &[
+    "src", "dst", "proto", "sport", "dport", "in", "out", "ct_state", "ct-state", "mark",
+];
+
+/// What `/api/trace` answers from: the live rules with their Kubernetes meaning, read once and
+/// shared by every request until the server refreshes it.
+pub struct TraceModel {
+    input: TraceInput,
+    annotations: Vec<nfscope_annotate::Annotations>,
+}
+
+impl TraceModel {
+    /// Reads the live node once as `options` say (namespace, sources, tool folder, timeout):
+    /// rules of both backends and families, ipset members, addresses, routes.
+    pub fn live(options: nfscope_kernel::CollectOptions) -> Result<Self, String> {
+        let input = live_input_with(options).map_err(failure_text)?;
+        let annotations = input
+            .rulesets
+            .iter()
+            .map(nfscope_annotate::annotate)
+            .collect();
+        Ok(Self { input, annotations })
+    }
+
+    /// The JSON report for the packet `params` describe (pairs already checked for unknown and
+    /// repeated keys). `Err` is `(status, message)`.
+    pub fn answer(&self, params: &[(&str, &str)]) -> Result<String, (u16, String)> {
+        let packet = packet_from_query(params).map_err(|m| (400, m))?;
+        let result = Tracer::new(&self.input)
+            .trace(&packet)
+            .map_err(|e| (400, e.to_string()))?;
+        let report = report::build_report(&self.input, &self.annotations, &packet, &result);
+        serde_json::to_string_pretty(&report)
+            .map(|body| body + "\n")
+            .map_err(|e| (500, format!("encoding failed: {e}")))
+    }
+}
+
+/// The packet of a `/api/trace` query: `src`, `dst`, `proto` required; `sport`, `dport`, `in`,
+/// `out`, `ct_state`, `mark` optional.
+fn packet_from_query(params: &[(&str, &str)]) -> Result<Packet, String> {
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| *v)
+            .filter(|v| !v.is_empty())
     };
-    let port = |k: &str| -> Result<Option<u16>, (u16, String)> {
+    let addr = |k: &str| -> Result<IpAddr, String> {
+        let v = get(k).ok_or_else(|| format!("missing parameter {k}"))?;
+        v.parse()
+            .map_err(|_| format!("{k}={v:?} is not an IP address"))
+    };
+    let port = |k: &str| -> Result<Option<u16>, String> {
         get(k)
-            .map(|v| {
-                v.parse()
-                    .map_err(|_| bad(format!("{k}={v:?} is not a port")))
-            })
+            .map(|v| v.parse().map_err(|_| format!("{k}={v:?} is not a port")))
             .transpose()
     };
-    let proto = parse_proto(get("proto").ok_or_else(|| bad("missing parameter proto".into()))?)
-        .map_err(bad)?;
+    let proto = parse_proto(get("proto").ok_or("missing parameter proto")?)?;
     let mut packet = Packet::new(addr("src")?, addr("dst")?, proto);
     packet.sport = port("sport")?;
     packet.dport = port("dport")?;
     packet.in_iface = get("in").map(str::to_owned);
     packet.out_iface = get("out").map(str::to_owned);
     if let Some(state) = get("ct_state").or(get("ct-state")) {
-        packet.ct_state = parse_ct_state(state).map_err(bad)?;
+        packet.ct_state = parse_ct_state(state)?;
     }
     if let Some(mark) = get("mark") {
-        packet.mark = parse_u32(mark).map_err(bad)?;
+        packet.mark = parse_u32(mark)?;
     }
-    let input = live_input(netns, 10.0).map_err(|f| (500, failure_text(f)))?;
-    trace_to_text(&input, &packet, Format::Json).map_err(|f| match f {
-        Failure::Input(m) => (400, m),
-        other => (500, failure_text(other)),
-    })
+    Ok(packet)
 }
 
 fn failure_text(f: Failure) -> String {

@@ -363,6 +363,77 @@ fn a_hostile_comment_survives_into_valid_exposition_and_failures_are_visible() {
     assert_eq!(v4.value, 1.0);
 }
 
+/// `/api/trace` answers from one shared read of the rules, not one per request, and refuses a
+/// query it would otherwise half-understand.
+#[test]
+fn api_trace_shares_one_read_and_refuses_unknown_or_repeated_keys() {
+    const N: usize = 8; // /api/trace admits 8 at once
+    let tools = TempDir::new("apitrace");
+    let data = tools.path().join("dump.txt");
+    let runs = tools.path().join("runs");
+    std::fs::write(&data, V4_DUMP).unwrap();
+    write_script(
+        &tools.path().join("iptables-nft-save"),
+        &format!(
+            "echo run >> '{}'\nsleep 1\ncat '{}'",
+            runs.display(),
+            data.display()
+        ),
+    );
+    // The node's addresses and routes come from the real `ip` (read-only).
+    let ip = Command::new("sh")
+        .args(["-c", "command -v ip"])
+        .output()
+        .expect("sh");
+    let ip = text(&ip.stdout).trim().to_owned();
+    std::os::unix::fs::symlink(&ip, tools.path().join("ip")).expect("link ip");
+    let server = Server::start(&[
+        "--kube",
+        "off",
+        "--source",
+        "exec",
+        "--tool-dir",
+        tools.path().to_str().unwrap(),
+    ]);
+    for bad in [
+        "/api/trace?src=10.0.0.1&dst=127.0.0.1&proto=tcp&dprot=22",
+        "/api/trace?src=10.0.0.1&dst=127.0.0.1&proto=tcp&dport=22&dport=23",
+    ] {
+        let (status, body) = server.get(bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    assert!(!runs.exists(), "a refused query read nothing");
+    let query = "/api/trace?src=10.0.0.1&dst=127.0.0.1&proto=tcp&dport=80&in=lo";
+    let start = Arc::new(Barrier::new(N));
+    let answers: Vec<_> = (0..N)
+        .map(|_| {
+            let (start, addr) = (Arc::clone(&start), server.addr);
+            std::thread::spawn(move || {
+                start.wait();
+                support::http_get(addr, query, Duration::from_secs(60)).unwrap()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(body, &answers[0].1, "every request got the same answer");
+    }
+    let report: serde_json::Value = serde_json::from_str(&answers[0].1).unwrap();
+    let path = serde_json::to_string(&report["path"]).unwrap();
+    assert!(
+        path.contains("block incoming localnet connections"),
+        "the packet meets the KUBE-FIREWALL DROP rule: {path}"
+    );
+    let reads = std::fs::read_to_string(&runs).unwrap().lines().count();
+    assert_eq!(
+        reads, 1,
+        "{N} concurrent traces read the rules {reads} times"
+    );
+}
+
 #[test]
 fn server_endpoints_and_graceful_shutdown() {
     let tools = fake_tools("endpoints", "0", V4_DUMP);

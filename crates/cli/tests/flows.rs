@@ -291,6 +291,9 @@ fn connections_through_a_vip_report_exact_bytes_the_serving_pod_handshake_and_en
             && filtered["closed"].as_array().unwrap().is_empty()
     );
     assert_eq!(server.get("/api/flows?ip=banana").0, 400);
+    // Unknown or repeated keys are refused rather than ignored.
+    assert_eq!(server.get("/api/flows?nmespace=shop").0, 400);
+    assert_eq!(server.get("/api/flows?ip=10.0.0.1&ip=10.0.0.2").0, 400);
 
     // Metrics: by workload, exact byte sums, resets by side, handshake histogram in seconds.
     let (_, samples) = server.metrics();
@@ -389,6 +392,16 @@ fn node_graph_endpoints_satisfy_the_plugin_contract() {
     let query = "?namespace=shop&include=&exclude=&stats-type=connection&from=0&to=9999999999999";
     let (status, body) = server.get(&format!("/api/graph/fields{query}"));
     assert_eq!(status, 200);
+    for bad in [
+        "?stats-type=bogus",
+        "?namespace=a&namespace=b",
+        "?colour=red",
+    ] {
+        for endpoint in ["/api/graph/fields", "/api/graph/data"] {
+            let (status, body) = server.get(&format!("{endpoint}{bad}"));
+            assert_eq!(status, 400, "{endpoint}{bad}: {body}");
+        }
+    }
     let fields: Value = serde_json::from_str(&body).unwrap();
     let (status, body) = server.get(&format!("/api/graph/data{query}"));
     assert_eq!(status, 200);

@@ -17,6 +17,7 @@
 //!   and the sources of families handed in at construction (flow monitor, Kubernetes
 //!   directory), all through `nfscope-expo`'s one interface ([`MetricFamilies`]).
 //! - the one-shot views the `rules` command and `/api/rules` use ([`oneshot`]).
+//! - the rule every JSON endpoint applies to its query string ([`query`]).
 //!
 //! It does not own HTTP (routes, status codes, deadlines: the binary), how the kernel is read
 //! (`nfscope-kernel`), the metric schema (`nfscope-exporter`) or what lint finds
@@ -28,6 +29,7 @@ mod cache;
 mod lint;
 mod metrics;
 pub mod oneshot;
+pub mod query;
 mod single_flight;
 
 pub use cache::{PreparedRuleset, Preparer, Scrape, ScrapeCache, ScrapedRuleset, collector};
