@@ -20,7 +20,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use nfscope_server::{Exposition, Kind, MetricFamilies, ScrapeFacts};
+use nfscope_server::http_stats::{CloseReason, EndpointFamily, HttpStats};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
@@ -37,36 +37,6 @@ const OVERFLOW_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long shutdown waits for connections with requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// Endpoint families with their own concurrency limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EndpointFamily {
-    /// `/metrics`.
-    Metrics,
-    /// `/api/rules`.
-    Rules,
-    /// `/api/trace`.
-    Trace,
-    /// `/api/flows`, `/api/graph/*`.
-    Flows,
-}
-
-impl EndpointFamily {
-    const ALL: [Self; 4] = [Self::Metrics, Self::Rules, Self::Trace, Self::Flows];
-
-    fn label(self) -> &'static str {
-        match self {
-            Self::Metrics => "metrics",
-            Self::Rules => "rules",
-            Self::Trace => "trace",
-            Self::Flows => "flows",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// The limits the listener enforces.
 #[derive(Debug, Clone)]
@@ -125,117 +95,6 @@ fn parse_open_files_limit(text: &str) -> Option<u64> {
         .ok()
 }
 
-/// Why a connection was closed by the server, or refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CloseReason {
-    /// Headers did not arrive within `header_timeout` (slow, silent or idle keep-alive clients).
-    HeaderTimeout,
-    /// Closed to make room for a new connection at the cap.
-    Evicted,
-    /// Past the cap and the overflow reserve: closed at once.
-    OverCapacity,
-    /// Past the cap: served from the overflow reserve (`/healthz` or 503).
-    Overflow,
-    /// `accept` failed (e.g. out of descriptors).
-    AcceptError,
-}
-
-impl CloseReason {
-    const ALL: [Self; 5] = [
-        Self::HeaderTimeout,
-        Self::Evicted,
-        Self::OverCapacity,
-        Self::Overflow,
-        Self::AcceptError,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            Self::HeaderTimeout => "header_timeout",
-            Self::Evicted => "evicted",
-            Self::OverCapacity => "over_capacity",
-            Self::Overflow => "overflow",
-            Self::AcceptError => "accept_error",
-        }
-    }
-}
-
-/// The listener's counters, published in `/metrics`.
-#[derive(Debug, Default)]
-pub struct HttpStats {
-    open: AtomicU64,
-    limit: AtomicU64,
-    accepted: AtomicU64,
-    closed: [AtomicU64; 5],
-    busy: [AtomicU64; 4],
-}
-
-impl HttpStats {
-    fn count_close(&self, reason: CloseReason) {
-        let i = CloseReason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(0);
-        self.closed[i].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Appends the `nfscope_http_*` families in Prometheus text format.
-    #[cfg(test)]
-    pub fn render(&self, out: &mut String) {
-        let mut expo = Exposition::appending_to(std::mem::take(out));
-        self.encode(&ScrapeFacts::default(), &mut expo);
-        *out = expo.into_string();
-    }
-}
-
-impl MetricFamilies for HttpStats {
-    /// The `nfscope_http_*` families.
-    fn encode(&self, _: &ScrapeFacts<'_>, out: &mut Exposition<'_>) {
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        for (name, kind, help, value) in [
-            (
-                "nfscope_http_connections_open",
-                Kind::Gauge,
-                "Client connections open now.",
-                load(&self.open),
-            ),
-            (
-                "nfscope_http_connections_limit",
-                Kind::Gauge,
-                "Client connections served at most (fitted under the descriptor limit).",
-                load(&self.limit),
-            ),
-            (
-                "nfscope_http_connections_accepted_total",
-                Kind::Counter,
-                "Client connections accepted.",
-                load(&self.accepted),
-            ),
-        ] {
-            out.family(name, kind, help);
-            out.sample(name, &[], value);
-        }
-        let name = "nfscope_http_connections_closed_total";
-        out.family(
-            name,
-            Kind::Counter,
-            "Connections the server closed or refused, by reason.",
-        );
-        for (reason, count) in CloseReason::ALL.iter().zip(&self.closed) {
-            out.sample(name, &[("reason", reason.label())], load(count));
-        }
-        let name = "nfscope_http_requests_rejected_total";
-        out.family(
-            name,
-            Kind::Counter,
-            "Requests answered 503 because their endpoint family was at its concurrency limit.",
-        );
-        for (family, count) in EndpointFamily::ALL.iter().zip(&self.busy) {
-            out.sample(name, &[("endpoint", family.label())], load(count));
-        }
-    }
-}
-
 /// One endpoint family's concurrency limit, as axum middleware state.
 #[derive(Clone)]
 pub struct FamilyLimit {
@@ -265,7 +124,7 @@ impl FamilyLimit {
 /// its own channel).
 async fn limit_family(State(limit): State<FamilyLimit>, request: Request, next: Next) -> Response {
     let Ok(_permit) = limit.permits.clone().try_acquire_owned() else {
-        limit.stats.busy[limit.family.index()].fetch_add(1, Ordering::Relaxed);
+        limit.stats.count_busy(limit.family);
         let mut response = (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -371,9 +230,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = limits.fit(descriptor_limit());
-    stats
-        .limit
-        .store(limits.max_connections as u64, Ordering::Relaxed);
+    stats.set_limit(limits.max_connections as u64);
     let registry = Arc::new(Registry {
         conns: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(0),
@@ -396,10 +253,10 @@ pub async fn serve(
                 continue;
             }
         };
-        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        stats.count_accepted();
         match registry.admit(limits.max_connections, &stats) {
             Some((id, state)) => {
-                stats.open.fetch_add(1, Ordering::Relaxed);
+                stats.connection_opened();
                 let conn = Connection {
                     id,
                     state,
@@ -491,7 +348,7 @@ impl Connection {
             }
         }
         self.registry.remove(self.id);
-        self.stats.open.fetch_sub(1, Ordering::Relaxed);
+        self.stats.connection_closed();
     }
 }
 
@@ -567,7 +424,7 @@ mod tests {
             !registry.lock().contains_key(&a),
             "the oldest idle one goes"
         );
-        assert_eq!(stats.closed[1].load(Ordering::Relaxed), 1);
+        assert_eq!(stats.closed(CloseReason::Evicted), 1);
         state_b.in_flight.store(1, Ordering::Relaxed);
         state_c.in_flight.store(1, Ordering::Relaxed);
         assert!(registry.admit(2, &stats).is_none(), "all busy: refused");

@@ -32,8 +32,9 @@ use nfscope_server::{
     oneshot,
 };
 
-use crate::http::{EndpointFamily, FamilyLimit, HttpLimits, HttpStats};
+use crate::http::{FamilyLimit, HttpLimits};
 use crate::trace_cmd::TraceModel;
+use nfscope_server::http_stats::{EndpointFamily, HttpStats};
 use nfscope_server::query::checked_params;
 
 /// Extra time a whole collection gets beyond the per-tool timeout before requests give up.

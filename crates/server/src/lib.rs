@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 mod cache;
+pub mod http_stats;
 mod lint;
 mod metrics;
 pub mod oneshot;
