@@ -29,12 +29,16 @@ pub struct GraphQuery {
 
 impl GraphQuery {
     /// The query keys both endpoints understand.
+    /// (`from` and `to`, the dashboard's time range, are accepted and ignored: the graph is of
+    /// the connections held now.)
     pub const KEYS: &[&str] = &[
         "namespace",
         "include",
         "exclude",
         "stats-type",
         "stats_type",
+        "from",
+        "to",
     ];
 
     /// From query parameters; empty values and Grafana's "all" values (`.*`, `All`, `$__all`) mean
