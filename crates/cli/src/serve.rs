@@ -439,12 +439,22 @@ async fn shared<T: Send + Sync + 'static>(
 /// and reused for a few seconds (the scrape path keeps only counters).
 async fn api_rules(State(app): State<Arc<App>>) -> Response {
     match shared(&app.rules_body, "reading the rules").await {
+        // The shared body is sent as it is, never copied per request.
         Ok(body) => (
             [(header::CONTENT_TYPE, "application/json")],
-            body.as_str().to_owned(),
+            axum::body::Body::from(bytes::Bytes::from_owner(SharedText(body))),
         )
             .into_response(),
         Err(response) => response,
+    }
+}
+
+/// A shared body as bytes for the response, without a copy.
+struct SharedText(Arc<String>);
+
+impl AsRef<[u8]> for SharedText {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
     }
 }
 
