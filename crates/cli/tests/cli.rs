@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use nfscope_test_support::{named, parse_samples, promtool_check, value_of};
-use support::{NFSCOPE, Server, TempDir, write_script};
+use support::{NFSCOPE, Server, TempDir, fake_tools, write_script};
 
 fn nfscope(args: &[&str]) -> std::process::Output {
     Command::new(NFSCOPE)
@@ -236,19 +236,6 @@ fn a_closed_stdout_is_not_an_error() {
         "{}",
         text(&out.stderr)
     );
-}
-
-/// A tool folder with a fake `iptables-nft-save` that sleeps `delay` and then prints `dump`;
-/// every other tool is missing (those sources fail quickly, like on a node without them).
-fn fake_tools(tag: &str, delay: &str, dump: &str) -> TempDir {
-    let dir = TempDir::new(tag);
-    let data = dir.path().join("dump.txt");
-    std::fs::write(&data, dump).unwrap();
-    write_script(
-        &dir.path().join("iptables-nft-save"),
-        &format!("sleep {delay}\ncat '{}'", data.display()),
-    );
-    dir
 }
 
 #[test]

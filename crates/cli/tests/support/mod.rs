@@ -192,3 +192,16 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A tool folder with a fake `iptables-nft-save` that sleeps `delay` and then prints `dump`;
+/// every other tool is missing (those sources fail quickly, like on a node without them).
+pub fn fake_tools(tag: &str, delay: &str, dump: &str) -> TempDir {
+    let dir = TempDir::new(tag);
+    let data = dir.path().join("dump.txt");
+    std::fs::write(&data, dump).unwrap();
+    write_script(
+        &dir.path().join("iptables-nft-save"),
+        &format!("sleep {delay}\ncat '{}'", data.display()),
+    );
+    dir
+}
