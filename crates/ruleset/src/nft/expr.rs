@@ -59,6 +59,11 @@ impl<'a> Cur<'a> {
 
 /// Words that start a statement or expression: where parsing resumes after an unmodelled part.
 pub(crate) fn is_start(w: &str) -> bool {
+    is_match_start(w) || is_statement(w)
+}
+
+/// Words that start a match.
+fn is_match_start(w: &str) -> bool {
     matches!(
         w,
         "ip" | "ip6"
@@ -81,27 +86,6 @@ pub(crate) fn is_start(w: &str) -> bool {
             | "iifname"
             | "oifname"
             | "mark"
-            | "counter"
-            | "log"
-            | "limit"
-            | "quota"
-            | "notrack"
-            | "accept"
-            | "drop"
-            | "reject"
-            | "queue"
-            | "continue"
-            | "return"
-            | "jump"
-            | "goto"
-            | "dnat"
-            | "snat"
-            | "masquerade"
-            | "redirect"
-            | "tproxy"
-            | "update"
-            | "add"
-            | "delete"
             | "ether"
             | "vlan"
             | "arp"
@@ -832,33 +816,30 @@ fn set_other(c: &Cur, start: usize, target: Option<MarkTarget>, k: Key) -> Optio
 
 /// Words that can only start a statement (not a match).
 fn is_statement(w: &str) -> bool {
-    is_start(w)
-        && !matches!(
-            w,
-            "ip" | "ip6"
-                | "tcp"
-                | "udp"
-                | "sctp"
-                | "dccp"
-                | "udplite"
-                | "th"
-                | "icmp"
-                | "icmpv6"
-                | "meta"
-                | "ct"
-                | "fib"
-                | "numgen"
-                | "jhash"
-                | "symhash"
-                | "iif"
-                | "oif"
-                | "iifname"
-                | "oifname"
-                | "mark"
-                | "ether"
-                | "vlan"
-                | "arp"
-        )
+    matches!(
+        w,
+        "counter"
+            | "log"
+            | "limit"
+            | "quota"
+            | "notrack"
+            | "accept"
+            | "drop"
+            | "reject"
+            | "queue"
+            | "continue"
+            | "return"
+            | "jump"
+            | "goto"
+            | "dnat"
+            | "snat"
+            | "masquerade"
+            | "redirect"
+            | "tproxy"
+            | "update"
+            | "add"
+            | "delete"
+    )
 }
 
 /// Moves past a balanced `{ … }` or `( … )` at the cursor (or to the end when unbalanced).
