@@ -5,6 +5,7 @@
 
 mod common;
 
+use nfscope_test_support::assert_same;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -295,25 +296,5 @@ fn kube_proxy_commands_load_to_the_committed_listing() {
         &live,
         &committed,
         "kube-proxy IPv6 live vs committed listing",
-    );
-}
-
-/// Equality with a readable report: the first differing line of the pretty-printed models.
-fn assert_same(a: &NftRuleset, b: &NftRuleset, what: &str) {
-    if a == b {
-        return;
-    }
-    let (da, db) = (format!("{a:#?}"), format!("{b:#?}"));
-    let (la, lb): (Vec<&str>, Vec<&str>) = (da.lines().collect(), db.lines().collect());
-    let i = la
-        .iter()
-        .zip(&lb)
-        .position(|(x, y)| x != y)
-        .unwrap_or(la.len().min(lb.len()));
-    let ctx = |l: &[&str]| l[i.saturating_sub(8)..(i + 3).min(l.len())].join("\n");
-    panic!(
-        "{what}: models differ at line {i}:\n--- left\n{}\n--- right\n{}",
-        ctx(&la),
-        ctx(&lb)
     );
 }

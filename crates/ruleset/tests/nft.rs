@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use nfscope_ruleset::typed::*;
 use nfscope_ruleset::{NftLimits, parse_nft_json, parse_nft_text, render_nft};
-use nfscope_test_support::{nft_corpus_dir, nft_corpus_files};
+use nfscope_test_support::{assert_same, nft_corpus_dir, nft_corpus_files};
 
 fn text(t: &str) -> NftRuleset {
     parse_nft_text(t, &NftLimits::default()).unwrap_or_else(|e| panic!("{e}"))
@@ -54,26 +54,6 @@ fn every_nft_file_parses_and_round_trips_through_render() {
             assert!(r.line > 0, "{name}: rule without a source line");
         }
     }
-}
-
-/// Equality with a readable report: the first differing line of the two pretty-printed models.
-fn assert_same(a: &NftRuleset, b: &NftRuleset, what: &str) {
-    if a == b {
-        return;
-    }
-    let (da, db) = (format!("{a:#?}"), format!("{b:#?}"));
-    let (la, lb): (Vec<&str>, Vec<&str>) = (da.lines().collect(), db.lines().collect());
-    let i = la
-        .iter()
-        .zip(&lb)
-        .position(|(x, y)| x != y)
-        .unwrap_or(la.len().min(lb.len()));
-    let ctx = |l: &[&str]| l[i.saturating_sub(8)..(i + 3).min(l.len())].join("\n");
-    panic!(
-        "{what}: models differ at line {i}:\n--- left\n{}\n--- right\n{}",
-        ctx(&la),
-        ctx(&lb)
-    );
 }
 
 /// Clears line numbers only (symbolic priorities must survive rendering).

@@ -63,3 +63,24 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// Equality with a readable report: panics with the first differing line of the two
+/// pretty-printed (`{:#?}`) values and a few lines around it.
+pub fn assert_same<T: PartialEq + std::fmt::Debug>(a: &T, b: &T, what: &str) {
+    if a == b {
+        return;
+    }
+    let (da, db) = (format!("{a:#?}"), format!("{b:#?}"));
+    let (la, lb): (Vec<&str>, Vec<&str>) = (da.lines().collect(), db.lines().collect());
+    let i = la
+        .iter()
+        .zip(&lb)
+        .position(|(x, y)| x != y)
+        .unwrap_or(la.len().min(lb.len()));
+    let ctx = |l: &[&str]| l[i.saturating_sub(8)..(i + 3).min(l.len())].join("\n");
+    panic!(
+        "{what}: models differ at line {i}:\n--- left\n{}\n--- right\n{}",
+        ctx(&la),
+        ctx(&lb)
+    );
+}
