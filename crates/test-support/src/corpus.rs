@@ -27,12 +27,18 @@ pub fn corpus_file(name: &str) -> String {
 /// `(file name, text)` of every top-level corpus file (not `fragments/`) with this extension,
 /// sorted by name. Panics when there is none.
 pub fn corpus_files(ext: &str) -> Vec<(String, String)> {
-    let dir = corpus_dir();
-    let entries = std::fs::read_dir(&dir)
+    let ext_matches = |p: &Path| p.extension().is_some_and(|x| x == ext);
+    files_in(&corpus_dir(), ext_matches, &format!("*.{ext}"))
+}
+
+/// `(file name, text)` of the files directly in `dir` that `keep` accepts, sorted by name.
+/// Panics when the folder cannot be read or nothing is kept (`what` names the pattern).
+fn files_in(dir: &Path, keep: impl Fn(&Path) -> bool, what: &str) -> Vec<(String, String)> {
+    let entries = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("corpus not found at {} ({e})", dir.display()));
     let mut files: Vec<(String, String)> = entries
         .map(|e| e.expect("corpus dir entry").path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == ext))
+        .filter(|p| p.is_file() && keep(p))
         .map(|p| {
             let name = p.file_name().expect("name").to_string_lossy().into_owned();
             let text = std::fs::read_to_string(&p)
@@ -41,7 +47,7 @@ pub fn corpus_files(ext: &str) -> Vec<(String, String)> {
         })
         .collect();
     files.sort();
-    assert!(!files.is_empty(), "no *.{ext} files in {}", dir.display());
+    assert!(!files.is_empty(), "no {what} files in {}", dir.display());
     files
 }
 
@@ -67,20 +73,6 @@ pub fn nft_corpus_dir() -> PathBuf {
 /// `(file name, text)` of every file in `testdata/corpus/nft/` whose name ends with `suffix`
 /// (`.nft`, `.json`), sorted by name. Panics when there is none.
 pub fn nft_corpus_files(suffix: &str) -> Vec<(String, String)> {
-    let dir = nft_corpus_dir();
-    let entries = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("nft corpus not found at {} ({e})", dir.display()));
-    let mut files: Vec<(String, String)> = entries
-        .map(|e| e.expect("corpus dir entry").path())
-        .filter(|p| p.is_file() && p.to_string_lossy().ends_with(suffix))
-        .map(|p| {
-            let name = p.file_name().expect("name").to_string_lossy().into_owned();
-            let text = std::fs::read_to_string(&p)
-                .unwrap_or_else(|e| panic!("read corpus file {}: {e}", p.display()));
-            (name, text)
-        })
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no *{suffix} files in {}", dir.display());
-    files
+    let ends_with = |p: &Path| p.to_string_lossy().ends_with(suffix);
+    files_in(&nft_corpus_dir(), ends_with, &format!("*{suffix}"))
 }
