@@ -175,16 +175,8 @@ impl Registry {
     /// `None` when every connection is busy.
     fn admit(&self, max: usize, stats: &HttpStats) -> Option<(u64, Arc<ConnState>)> {
         let mut conns = self.lock();
-        if conns.len() >= max {
-            let idle = conns
-                .iter()
-                .filter(|(_, c)| c.in_flight.load(Ordering::Relaxed) == 0)
-                .min_by_key(|(_, c)| c.last_active_ms.load(Ordering::Relaxed))
-                .map(|(id, _)| *id)?;
-            if let Some(victim) = conns.remove(&idle) {
-                victim.close.notify_one();
-                stats.count_close(CloseReason::Evicted);
-            }
+        if conns.len() >= max && !evict_longest_idle(&mut conns, stats) {
+            return None;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let state = Arc::new(ConnState {
@@ -202,16 +194,7 @@ impl Registry {
 
     /// Closes the longest-idle connection (to free a descriptor after an accept error).
     fn evict_one_idle(&self, stats: &HttpStats) {
-        let mut conns = self.lock();
-        let idle = conns
-            .iter()
-            .filter(|(_, c)| c.in_flight.load(Ordering::Relaxed) == 0)
-            .min_by_key(|(_, c)| c.last_active_ms.load(Ordering::Relaxed))
-            .map(|(id, _)| *id);
-        if let Some(victim) = idle.and_then(|id| conns.remove(&id)) {
-            victim.close.notify_one();
-            stats.count_close(CloseReason::Evicted);
-        }
+        evict_longest_idle(&mut self.lock(), stats);
     }
 
     fn close_all(&self) {
@@ -219,6 +202,22 @@ impl Registry {
             conn.close.notify_one();
         }
     }
+}
+
+/// Asks the connection with no request in flight that was active longest ago to close, and
+/// forgets it. False when every connection is busy.
+fn evict_longest_idle(conns: &mut HashMap<u64, Arc<ConnState>>, stats: &HttpStats) -> bool {
+    let idle = conns
+        .iter()
+        .filter(|(_, c)| c.in_flight.load(Ordering::Relaxed) == 0)
+        .min_by_key(|(_, c)| c.last_active_ms.load(Ordering::Relaxed))
+        .map(|(id, _)| *id);
+    let Some(victim) = idle.and_then(|id| conns.remove(&id)) else {
+        return false;
+    };
+    victim.close.notify_one();
+    stats.count_close(CloseReason::Evicted);
+    true
 }
 
 /// Serves `app` on `listener` under `limits` until `shutdown` resolves.
