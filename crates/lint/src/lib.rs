@@ -21,6 +21,7 @@ pub mod cover;
 pub mod finding;
 pub mod node;
 pub mod report;
+pub mod scaffold;
 
 use std::collections::HashMap;
 

@@ -14,20 +14,6 @@ use super::structure::references;
 use super::{Ctx, chain_target};
 use crate::finding::{FindingId, Related, Severity};
 
-/// Chains kubelet, kube-proxy (IPVS mode wires some only while their ipset is non-empty) and the
-/// CNI portmap plugin create whether or not anything jumps to them.
-pub const UNREFERENCED_ON_PURPOSE: &[&str] = &[
-    "KUBE-KUBELET-CANARY",
-    "KUBE-PROXY-CANARY",
-    "KUBE-IPTABLES-HINT",
-    "KUBE-MARK-DROP",
-    "KUBE-MARK-MASQ",
-    "KUBE-FIREWALL",
-    "KUBE-LOAD-BALANCER",
-    "KUBE-NODE-PORT",
-    "CNI-HOSTPORT-SETMARK",
-];
-
 /// Prefixes of chains kube-proxy and kube-router create per service, endpoint, pod or policy.
 const PER_OBJECT_PREFIXES: &[&str] = &[
     "KUBE-SVC-",

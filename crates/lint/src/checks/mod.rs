@@ -14,6 +14,7 @@ use nfscope_annotate::{Annotation, Annotations, Owner, annotate};
 use nfscope_ruleset::{IpSet, Ruleset, Target, TargetKind};
 
 use crate::finding::{Finding, FindingId, KubeContext, Location, Related, Severity};
+use crate::scaffold::Known;
 
 /// One ruleset, its annotations, and where findings go.
 pub struct Ctx<'a> {
@@ -23,6 +24,8 @@ pub struct Ctx<'a> {
     pub annotations: Annotations,
     /// ipsets known to exist, when the caller has an ipset dump.
     pub ipsets: Option<&'a [IpSet]>,
+    /// The stock scaffolds that hold for this ruleset (what is empty or unhooked by design).
+    pub scaffolds: Known,
     /// Findings so far.
     pub findings: Vec<Finding>,
 }
@@ -34,6 +37,7 @@ impl<'a> Ctx<'a> {
             ruleset,
             annotations: annotate(ruleset),
             ipsets,
+            scaffolds: Known::for_ruleset(ruleset),
             findings: Vec::new(),
         }
     }

@@ -3,8 +3,9 @@
 //! dump lacks. Chains are looked up through one [`nfscope_ruleset::ChainIndex`] per table, so the
 //! checks stay linear in chains plus rules.
 //!
-//! Kubernetes chains (`KUBE-*`) that nothing references are left to [`super::kube`], which says
-//! *why* they are there. Whether a jump is ever *taken* is not judged here (see [`super::order`]).
+//! A chain a stock tool leaves empty or unhooked by design (ufw's, Docker's, kube-proxy's, … see
+//! [`crate::scaffold`]) draws no finding. Per-object Kubernetes chains (`KUBE-SVC-…`) that nothing
+//! references are left to [`super::kube`], which says *why* they are there. Whether a jump is ever *taken* is not judged here (see [`super::order`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -12,6 +13,7 @@ use nfscope_ruleset::{ChainIndex, Table, TargetKind};
 
 use super::{Ctx, chain_target, kube};
 use crate::finding::{FindingId, Severity};
+use crate::scaffold::Expected;
 
 /// Runs the structure checks of one ruleset.
 pub fn check(ctx: &mut Ctx<'_>) {
@@ -23,29 +25,36 @@ pub fn check(ctx: &mut Ctx<'_>) {
         let refs = references(table);
         let complete = kube::shows_hooks(table);
         for (c, chain) in table.chains.iter().enumerate() {
-            if chain.is_builtin()
-                || kube::is_per_object_chain(&chain.name)
-                || kube::UNREFERENCED_ON_PURPOSE.contains(&chain.name.as_str())
-            {
+            if chain.is_builtin() || kube::is_per_object_chain(&chain.name) {
                 continue;
             }
-            match refs.get(chain.name.as_str()) {
-                None if complete => unreferenced(ctx, t, c),
-                None => {}
-                Some(_) if chain.rules.is_empty() => {
-                    let message = format!(
-                        "chain {} has no rules: every jump to it returns at once and does nothing",
-                        chain.name
-                    );
-                    ctx.report(
-                        FindingId::EmptyChain,
-                        Severity::Info,
-                        (t, Some(c), None),
-                        message,
-                        vec![],
-                    );
-                }
-                Some(_) => {}
+            let expected = match (
+                refs.contains_key(chain.name.as_str()),
+                chain.rules.is_empty(),
+            ) {
+                (false, _) if !complete => continue,
+                (false, true) => Expected::UnhookedEmpty,
+                (false, false) => Expected::UnhookedWithRules,
+                (true, true) => Expected::Empty,
+                (true, false) => continue,
+            };
+            if ctx.scaffolds.expects(&chain.name, expected).is_some() {
+                continue;
+            }
+            if expected == Expected::Empty {
+                let message = format!(
+                    "chain {} has no rules: every jump to it returns at once and does nothing",
+                    chain.name
+                );
+                ctx.report(
+                    FindingId::EmptyChain,
+                    Severity::Info,
+                    (t, Some(c), None),
+                    message,
+                    vec![],
+                );
+            } else {
+                unreferenced(ctx, t, c);
             }
         }
         missing_ipsets(ctx, t, table);
