@@ -116,9 +116,21 @@ pub fn run(args: &LintArgs) -> Result<(), Failure> {
     check_threshold(&findings, args.fail_on.into())
 }
 
-/// Lints a snapshot.
+/// Lints a snapshot. Findings about the live node cite table, chain and rule position only:
+/// the line numbers of the save tools' output would point into a dump the user never saw (a
+/// snapshot read from files keeps them: they are lines of the user's file).
 pub fn lint_snapshot(snapshot: &Snapshot) -> Vec<Finding> {
-    nfscope_lint::lint(&lint_input(snapshot))
+    let findings = nfscope_lint::lint(&lint_input(snapshot));
+    if is_live(snapshot) {
+        findings.into_iter().map(Finding::without_lines).collect()
+    } else {
+        findings
+    }
+}
+
+/// Was the snapshot read from the node (netlink or the save tools) rather than from files?
+fn is_live(snapshot: &Snapshot) -> bool {
+    !snapshot.rule_source.is_empty()
 }
 
 /// The snapshot's rulesets, and its ipsets when they were read (an ipset dump or `ipset list`

@@ -244,10 +244,60 @@ fn live_lint_in_a_namespace_finds_duplicates_and_orphans() {
         ids.contains(&("unreferenced-chain".to_owned(), "ORPHAN".to_owned())),
         "{json}"
     );
+    // The live dump is nobody's file: findings say chain and rule position, never a line of it.
+    for f in json["findings"].as_array().unwrap() {
+        assert!(f.get("line").is_none(), "{f}");
+        for r in f["related"].as_array().unwrap() {
+            assert!(r.get("line").is_none(), "{r}");
+        }
+    }
+    let duplicate = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "duplicate-rule")
+        .unwrap();
+    assert_eq!(duplicate["rule_index"], 2, "{duplicate}");
+    assert_eq!(duplicate["related"][0]["rule_index"], 1, "{duplicate}");
     let clean = nfscope(&["lint", "--netns", ns.name()]);
     assert_eq!(
         clean.status.code(),
         Some(0),
         "warnings do not fail by default"
+    );
+    let text = String::from_utf8_lossy(&clean.stdout);
+    assert!(text.contains("filter INPUT #2"), "{text}");
+    assert!(!text.contains("(line"), "{text}");
+}
+
+/// A saved dump is the user's own file: its findings keep their line there.
+#[test]
+fn offline_findings_cite_the_line_of_the_file() {
+    let dir = TempDir::new("lint-lines");
+    let warnings = write(&dir, "warn.rules", WARNINGS_ONLY);
+    let out = nfscope(&["lint", "--rules", &warnings]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("filter ORPHAN (line 6)"), "{text}");
+    let json = nfscope(&["lint", "--rules", &warnings, "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(json["findings"][0]["line"], 6, "{json}");
+}
+
+/// A stock scaffold (ufw's, as ufw writes it on every host) lints without a warning, while a
+/// chain of the same kind that no tool explains is still reported.
+#[test]
+fn stock_ufw_lints_without_warnings() {
+    let out = nfscope(&[
+        "lint",
+        "--rules",
+        &corpus("fffuu-ufw-server2-2015.rules"),
+        "--fail-on",
+        "warning",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }

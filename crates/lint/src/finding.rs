@@ -200,6 +200,19 @@ pub struct Finding {
     pub kube: Option<KubeContext>,
 }
 
+impl Finding {
+    /// The finding without dump line numbers, its own and its related places': for rules read
+    /// from the live node, whose save-tool output the user never saw. Table, chain and rule
+    /// position still say where.
+    pub fn without_lines(mut self) -> Self {
+        self.location.line = None;
+        for related in &mut self.related {
+            related.location.line = None;
+        }
+        self
+    }
+}
+
 /// Counts of findings, for the summary line and JSON.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {

@@ -4,7 +4,7 @@
 use nfscope_annotate::{kube_chain_hash, kube_endpoint_chain_hash};
 use nfscope_lint::{
     Finding, FindingCounts, FindingId, IpsetRefs, LintInput, Severity, Summary,
-    encode_finding_metrics, lint, lint_one, reaches, render_json,
+    encode_finding_metrics, lint, lint_one, reaches, render_json, render_text,
 };
 use nfscope_ruleset::{Backend, Family, IpSet, ParseOptions, Ruleset, parse_ruleset};
 
@@ -208,6 +208,158 @@ fn unreferenced_and_empty_chains() {
             .iter()
             .all(|f| f.severity == Severity::Info)
     );
+}
+
+/// `(chain, severity)` of the chain findings (`unreferenced-chain`, `empty-chain`) of `text`.
+fn chain_findings(text: &str) -> Vec<(String, FindingId, Severity)> {
+    run(text)
+        .into_iter()
+        .filter(|f| matches!(f.id, FindingId::UnreferencedChain | FindingId::EmptyChain))
+        .map(|f| (f.location.chain.unwrap_or_default(), f.id, f.severity))
+        .collect()
+}
+
+#[test]
+fn stock_scaffolds_are_silent_and_what_they_do_not_explain_is_not() {
+    // ufw's scaffold as ufw writes it: the limit and skip-to-policy chains hold their stock
+    // rules but are jumped to only once a rule needs them; the hooks are empty.
+    let ufw = filter(
+        ":ufw-before-input - [0:0]\n:ufw-user-input - [0:0]\n:ufw-user-limit - [0:0]\n\
+         :ufw-skip-to-policy-output - [0:0]\n:ufw-user-logging-input - [0:0]\n",
+        "-A INPUT -j ufw-before-input\n-A ufw-before-input -j ufw-user-input\n\
+         -A ufw-user-limit -j REJECT\n-A ufw-skip-to-policy-output -j ACCEPT\n",
+    );
+    assert_eq!(chain_findings(&ufw), vec![]);
+    // ufw not wired into INPUT: its rules never run, which no scaffold explains.
+    let unwired = filter(
+        ":ufw-before-input - [0:0]\n",
+        "-A ufw-before-input -i lo -j ACCEPT\n",
+    );
+    assert_eq!(
+        chain_findings(&unwired),
+        vec![(
+            "ufw-before-input".to_owned(),
+            FindingId::UnreferencedChain,
+            Severity::Warning
+        )]
+    );
+    // Docker: empty scaffold is normal; the admin's DOCKER-USER rules unhooked never run.
+    let docker = |user_rule: &str| {
+        filter(
+            ":DOCKER - [0:0]\n:DOCKER-USER - [0:0]\n:DOCKER-ISOLATION-STAGE-1 - [0:0]\n",
+            &format!("-A FORWARD -j DOCKER-ISOLATION-STAGE-1\n{user_rule}"),
+        )
+    };
+    assert_eq!(chain_findings(&docker("")), vec![]);
+    assert_eq!(
+        chain_findings(&docker("-A DOCKER-USER -s 10.0.0.0/8 -j DROP\n")),
+        vec![(
+            "DOCKER-USER".to_owned(),
+            FindingId::UnreferencedChain,
+            Severity::Warning
+        )]
+    );
+    // Calico hooks empty dispatch chains on purpose, but felix removes what nothing jumps to.
+    let calico = filter(
+        ":cali-from-host-endpoint - [0:0]\n:cali-old-chain - [0:0]\n",
+        "-A INPUT -j cali-from-host-endpoint\n-A cali-old-chain -j REJECT\n",
+    );
+    assert_eq!(
+        chain_findings(&calico),
+        vec![(
+            "cali-old-chain".to_owned(),
+            FindingId::UnreferencedChain,
+            Severity::Warning
+        )]
+    );
+    // flannel always fills its chains: an empty one is said.
+    let flannel = filter(":FLANNEL-FWD - [0:0]\n", "-A FORWARD -j FLANNEL-FWD\n");
+    assert_eq!(
+        chain_findings(&flannel),
+        vec![(
+            "FLANNEL-FWD".to_owned(),
+            FindingId::EmptyChain,
+            Severity::Info
+        )]
+    );
+}
+
+#[test]
+fn istio_capture_chains_may_be_unhooked_its_output_chain_may_not() {
+    let nat = |output_hook: &str| {
+        format!(
+            "{HEADER}*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:ISTIO_INBOUND - [0:0]\n\
+             :ISTIO_REDIRECT - [0:0]\n:ISTIO_OUTPUT - [0:0]\n{output_hook}\
+             -A ISTIO_INBOUND -p tcp --dport 15008 -j RETURN\n\
+             -A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001\n\
+             -A ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN\nCOMMIT\n"
+        )
+    };
+    assert_eq!(chain_findings(&nat("-A OUTPUT -j ISTIO_OUTPUT\n")), vec![]);
+    assert_eq!(
+        chain_findings(&nat("")),
+        vec![(
+            "ISTIO_OUTPUT".to_owned(),
+            FindingId::UnreferencedChain,
+            Severity::Warning
+        )]
+    );
+}
+
+#[test]
+fn kube_router_default_policy_is_normal_only_where_kube_router_runs() {
+    let rules = "-A KUBE-NWPLCY-DEFAULT -j MARK --set-xmark 0x10000/0x10000\n";
+    let leftover = filter(":KUBE-NWPLCY-DEFAULT - [0:0]\n", rules);
+    assert_eq!(
+        chain_findings(&leftover),
+        vec![(
+            "KUBE-NWPLCY-DEFAULT".to_owned(),
+            FindingId::UnreferencedChain,
+            Severity::Warning
+        )]
+    );
+    let running = filter(
+        ":KUBE-ROUTER-FORWARD - [0:0]\n:KUBE-NWPLCY-DEFAULT - [0:0]\n",
+        &format!("-A FORWARD -j KUBE-ROUTER-FORWARD\n-A KUBE-ROUTER-FORWARD -j ACCEPT\n{rules}"),
+    );
+    assert_eq!(chain_findings(&running), vec![]);
+}
+
+#[test]
+fn kube_proxy_chains_empty_on_a_healthy_node_are_silent() {
+    let chains = ":KUBE-SERVICES - [0:0]\n:KUBE-NODEPORTS - [0:0]\n:KUBE-EXTERNAL-SERVICES - [0:0]\n\
+                  :KUBE-PROXY-FIREWALL - [0:0]\n:KUBE-KUBELET-CANARY - [0:0]\n";
+    let hooks = "-A INPUT -j KUBE-PROXY-FIREWALL\n-A INPUT -j KUBE-NODEPORTS\n\
+                 -A INPUT -j KUBE-EXTERNAL-SERVICES\n-A FORWARD -j KUBE-SERVICES\n";
+    assert_eq!(chain_findings(&filter(chains, hooks)), vec![]);
+    // The same chains under a name no tool owns are reported, so the silence is the table's.
+    let renamed = filter(chains, hooks).replace("KUBE-", "MY-");
+    assert_eq!(chain_findings(&renamed).len(), 5, "{renamed}");
+}
+
+#[test]
+fn without_lines_keeps_the_place_and_drops_the_dump_lines() {
+    let text = filter(
+        "",
+        "-A INPUT -p tcp --dport 22 -j ACCEPT\n-A INPUT -p tcp --dport 22 -j ACCEPT\n",
+    );
+    let findings = run(&text);
+    let dup = with_id(&findings, FindingId::DuplicateRule)[0].clone();
+    assert_eq!(dup.location.line, Some(7));
+    assert_eq!(dup.related[0].location.line, Some(6));
+    let live = dup.clone().without_lines();
+    assert_eq!(live.location.line, None);
+    assert_eq!(live.related[0].location.line, None);
+    assert_eq!(
+        (live.location.chain.as_deref(), live.location.rule_index),
+        (Some("INPUT"), Some(2))
+    );
+    assert_eq!(live.related[0].location.rule_index, Some(1));
+    let rendered = render_text(&[live], &Summary::new(&findings, 1, 2));
+    assert!(rendered.contains("filter INPUT #2\n"), "{rendered}");
+    assert!(!rendered.contains("line"), "{rendered}");
+    let json = render_json(&[dup.without_lines()], &Summary::new(&findings, 1, 2));
+    assert!(!json.contains("\"line\""), "{json}");
 }
 
 /// A kube-proxy nat table with one healthy service (kubernetes:https) and a second service
@@ -586,7 +738,7 @@ fn text_output_escapes_control_characters_from_the_dump() {
     let text = filter(":EVIL\x1b[2J - [0:0]\n", "-A EVIL\x1b[2J -j ACCEPT\n");
     let findings = run(&text);
     assert!(!findings.is_empty());
-    let shown = nfscope_lint::render_text(&findings, &Summary::new(&findings, 1, 1));
+    let shown = render_text(&findings, &Summary::new(&findings, 1, 1));
     assert!(
         !shown.chars().any(|c| c.is_control() && c != '\n'),
         "{shown:?}"

@@ -74,7 +74,7 @@ fn notices(ctx: &mut Ctx<'_>) {
                 FindingId::IncompatibleTable,
                 Severity::Error,
                 format!(
-                    "line {line}: table {table} holds native nftables rules that iptables-nft cannot \
+                    "table {table} holds native nftables rules that iptables-nft cannot \
                      list; it is missing from this dump, not empty, and iptables commands (and \
                      kube-proxy's iptables-restore) on it fail. Inspect it with `nft list table ip {table}`"
                 ),
@@ -83,7 +83,7 @@ fn notices(ctx: &mut Ctx<'_>) {
                 FindingId::MixedBackends,
                 Severity::Warning,
                 format!(
-                    "line {line}: iptables-legacy also holds {family} rules and they are active at the \
+                    "iptables-legacy also holds {family} rules and they are active at the \
                      same time as these; this dump does not show them (read them with \
                      iptables-legacy-save)"
                 ),
@@ -92,7 +92,7 @@ fn notices(ctx: &mut Ctx<'_>) {
                 FindingId::GarbledRule,
                 Severity::Warning,
                 format!(
-                    "line {line} was skipped ({reason}): {:?}; whatever it said is missing from the lint",
+                    "a line was skipped ({reason}): {:?}; whatever it said is missing from the lint",
                     notice.text
                 ),
             ),
@@ -100,7 +100,7 @@ fn notices(ctx: &mut Ctx<'_>) {
                 FindingId::GarbledRule,
                 Severity::Warning,
                 format!(
-                    "line {line}: table {table} is given a second time; iptables-restore flushes it \
+                    "table {table} is given a second time; iptables-restore flushes it \
                      there, so the section from line {first_line} never takes effect and only this \
                      one is linted"
                 ),
