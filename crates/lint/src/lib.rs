@@ -6,7 +6,12 @@
 //! place. The checks: jumps to missing chains, jump loops, duplicate and shadowed rules (three-valued coverage,
 //! see [`cover`]), rules after a catch-all, unreferenced and empty chains, kube-proxy services
 //! without endpoints, stale kube-proxy chains, the NodePort rule order, garbled dumps, mixed
-//! backends and incompatible tables. [`report`] renders them as text, JSON or Prometheus metrics
+//! backends and incompatible tables. Chains a stock tool (ufw, firewalld, Docker, kube-proxy,
+//! Calico, Istio, …) leaves empty or unhooked by design are not findings: [`scaffold`] holds the
+//! one table of those scaffolds, each with the findings it makes normal and why. Findings carry
+//! the dump line of what they are about; for rules read live, whose dump the user never saw,
+//! [`Finding::without_lines`] leaves table, chain and rule position only.
+//! [`report`] renders them as text, JSON or Prometheus metrics
 //! ([`FindingCounts`]; when to lint again is the server's business, keyed by
 //! `Ruleset::rules_id`). [`node`] judges node facts (sysctls, interfaces, routes, conntrack) for
 //! `nfscope doctor`.

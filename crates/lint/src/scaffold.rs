@@ -430,6 +430,29 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_every_tool_of_the_table() {
+        let readme = include_str!("../../../README.md").to_lowercase();
+        let section = readme
+            .split("**stock scaffolds are not findings.**")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("README has the scaffold section");
+        for s in SCAFFOLDS {
+            let name = s.tool.replace('-', " ");
+            let name = if s.tool == "kube-router" || s.tool == "kube-proxy" {
+                s.tool.to_owned()
+            } else {
+                name
+            };
+            assert!(
+                section.contains(&format!("| {name}")) || section.contains(&format!(", {name}")),
+                "README's scaffold table lacks {}",
+                s.tool
+            );
+        }
+    }
+
+    #[test]
     fn a_conditional_row_needs_its_tool() {
         let rules = |extra: &str| {
             let text = format!(
