@@ -172,6 +172,15 @@ pub const SCAFFOLDS: &[Scaffold] = &[
               runtime) whether or not they are used",
     },
     Scaffold {
+        tool: "shorewall",
+        chains: &["shorewall", "logdrop", "logreject", "logaccept"],
+        only_with: Some("shorewall"),
+        expected: &[UnhookedWithRules],
+        why: "Shorewall's `shorewall` chain only records the start time (`-m recent --set`) and is \
+              never jumped to; logdrop/logreject/logaccept are the targets `shorewall logdrop ADDR` \
+              and friends put into the dynamic chain, unused until an address is blacklisted",
+    },
+    Scaffold {
         tool: "libvirt",
         chains: &["LIBVIRT_*"],
         only_with: None,
