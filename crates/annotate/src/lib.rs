@@ -2,8 +2,9 @@
 //!
 //! [`annotate`] reads a parsed [`Ruleset`] and says, for every chain and rule, which component
 //! created it ([`Owner`]: kube-proxy, kube-router, Calico, Cilium, Flannel, Weave, Docker, the CNI
-//! portmap plugin, the kubelet, or other), what it means in Kubernetes terms ([`Meaning`]: the
-//! service port, endpoint, pod, network policy, Calico workload, …) and whether its counter
+//! portmap plugin, the kubelet, Istio, or other), what it means in Kubernetes terms ([`Meaning`]:
+//! the service port, endpoint, pod, network policy, Calico workload, the services an IPVS-mode
+//! ipset lists, Flannel's pod network, Istio's capture ports, …) and whether its counter
 //! measures a network-policy decision ([`PolicyVerdict`]). It also computes kube-proxy's chain-name
 //! hashes so stale or foreign `KUBE-SVC-`/`KUBE-SEP-` chains can be told apart ([`hash`]).
 //!
@@ -13,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 pub mod comments;
+pub mod dataplane;
 pub mod hash;
 pub mod owner;
 pub mod resolve;

@@ -15,7 +15,7 @@ pub fn chain_owner(table: &str, name: &str) -> Owner {
     if let Some(rest) = name.strip_prefix("KUBE-") {
         return kube_chain_owner(table, rest);
     }
-    let by_prefix: [(&str, Owner); 9] = [
+    let by_prefix: [(&str, Owner); 10] = [
         ("cali-", Owner::Calico),
         ("felix-", Owner::Calico),
         ("CILIUM_", Owner::Cilium),
@@ -24,6 +24,7 @@ pub fn chain_owner(table: &str, name: &str) -> Owner {
         ("WEAVE", Owner::Weave),
         ("DOCKER", Owner::Docker),
         ("CNI-", Owner::CniPortmap),
+        ("ISTIO_", Owner::Istio),
         ("KUBE-", Owner::KubeProxy),
     ];
     by_prefix
@@ -155,6 +156,8 @@ mod tests {
             ("filter", "WEAVE-NPC-EGRESS", Owner::Weave),
             ("filter", "DOCKER-ISOLATION-STAGE-1", Owner::Docker),
             ("nat", "CNI-HOSTPORT-DNAT", Owner::CniPortmap),
+            ("nat", "ISTIO_INBOUND", Owner::Istio),
+            ("mangle", "ISTIO_PRERT", Owner::Istio),
             ("filter", "FORWARD", Owner::Other),
             ("filter", "KUBE-SOMETHING-NEW", Owner::Other),
             ("filter", "IN_public_allow", Owner::Other),

@@ -17,6 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use nfscope_ruleset::{Chain, RuleSpec, Table};
 
 use crate::comments::{self, KubeComment};
+use crate::dataplane;
 use crate::hash::service_chain_hash;
 use crate::owner::{chain_owner, owner_from_comments, owner_from_interfaces};
 use crate::types::{
@@ -248,10 +249,12 @@ pub fn annotate_table(table: &Table) -> TableAnnotations {
     absorb_inbound(table, &index, &evidence, &mut partials);
     share_hash_siblings(table, &kinds, &mut partials);
     inherit_parent_service(&kinds, &mut partials);
+    let flannel = dataplane::flannel_network(table);
     let meanings: Vec<Option<Meaning>> = kinds
         .iter()
         .zip(&partials)
-        .map(|(k, p)| chain_meaning(k, p))
+        .zip(&table.chains)
+        .map(|((k, p), c)| chain_meaning(k, p).or_else(|| dataplane_chain(c, flannel.as_deref())))
         .collect();
     let chains = table
         .chains
@@ -263,6 +266,7 @@ pub fn annotate_table(table: &Table) -> TableAnnotations {
                 index: &index,
                 meanings: &meanings,
                 chain_idx: ci,
+                flannel: flannel.as_deref(),
             };
             let owner = chain_owner(&table.name, &chain.name);
             let mut rules: Vec<Annotation> = chain
@@ -448,6 +452,18 @@ fn chain_meaning(kind: &ChainKind, partial: &Partial<'_>) -> Option<Meaning> {
     }
 }
 
+/// The meaning of an Istio or flannel chain no name-based kind covers: the proxy port of an
+/// Istio redirect chain, flanneld's pod network for its chains.
+fn dataplane_chain(chain: &Chain, flannel: Option<&str>) -> Option<Meaning> {
+    if chain.name.starts_with("FLANNEL-") {
+        return Some(Meaning::Flannel {
+            network: flannel?.to_owned(),
+            rule: None,
+        });
+    }
+    dataplane::istio_chain(chain)
+}
+
 /// The `-p` of a rule (not negated).
 fn protocol_of(spec: &RuleSpec) -> Option<&str> {
     spec.protocol
@@ -491,6 +507,8 @@ struct RuleContext<'a> {
     index: &'a HashMap<&'a str, usize>,
     meanings: &'a [Option<Meaning>],
     chain_idx: usize,
+    /// flanneld's pod network, when the table has its rules.
+    flannel: Option<&'a str>,
 }
 
 impl RuleContext<'_> {
@@ -566,10 +584,21 @@ impl RuleContext<'_> {
                 direction,
             }),
             Evidence::PolicyJump(_) | Evidence::CalicoName(_) => None,
-            Evidence::None => (self.chain_name() == "DOCKER")
-                .then(|| docker_port(&self.table.name, spec))
-                .flatten(),
+            Evidence::None if self.chain_name() == "DOCKER" => docker_port(&self.table.name, spec),
+            Evidence::None => self.dataplane_meaning(spec),
         }
+    }
+
+    /// A rule without a comment that says it: an IPVS-mode ipset match, an Istio capture or
+    /// inbound-port rule, a flanneld masquerade or forward rule.
+    fn dataplane_meaning(&self, spec: &RuleSpec) -> Option<Meaning> {
+        let chain = self.chain_name();
+        dataplane::ipvs_set_rule(spec)
+            .or_else(|| dataplane::istio_rule(chain, spec))
+            .or_else(|| {
+                let network = self.flannel.filter(|_| chain.starts_with("FLANNEL-"))?;
+                dataplane::flannel_rule(network, chain, spec)
+            })
     }
 
     fn kube_meaning(&self, spec: &RuleSpec, kube: KubeComment<'_>) -> Meaning {

@@ -31,6 +31,8 @@ pub enum Owner {
     CniPortmap,
     /// The kubelet (`KUBE-FIREWALL` in filter, canaries, `KUBE-MARK-DROP`, dockershim hostports).
     Kubelet,
+    /// Istio's traffic capture (istio-iptables, istio-cni, ambient in-pod rules): `ISTIO_*`.
+    Istio,
     /// Anything else: the distribution's firewall, hand-written rules, built-in chains.
     Other,
 }
@@ -48,6 +50,7 @@ impl Owner {
             Self::Docker => "docker",
             Self::CniPortmap => "cni-portmap",
             Self::Kubelet => "kubelet",
+            Self::Istio => "istio",
             Self::Other => "other",
         }
     }
@@ -312,6 +315,37 @@ pub enum Meaning {
         /// The container side: `ip:port`.
         container: String,
     },
+    /// kube-proxy IPVS mode: a rule matching one of its ipsets, so about every service the set
+    /// lists (see [`crate::dataplane`]).
+    KubeIpvsSet {
+        /// The set, e.g. `KUBE-CLUSTER-IP`.
+        set: String,
+        /// What the set lists (or, for `! --match-set`, what it does not), e.g. `service cluster IP + port`.
+        contents: String,
+        /// What the rule does with those packets, e.g. `marked for masquerade …`.
+        action: String,
+    },
+    /// Istio sends the traffic to its proxy: a `REDIRECT`/`TPROXY` to the proxy's port, or the
+    /// chain that does (`ISTIO_REDIRECT` → 15001, `ISTIO_IN_REDIRECT` → 15006).
+    IstioCapture {
+        /// The proxy port.
+        port: String,
+    },
+    /// Istio's choice of one inbound port in `ISTIO_INBOUND`: captured (sent to the proxy) or
+    /// left to the application.
+    IstioInboundPort {
+        /// The destination port (as written: a number or a range).
+        port: String,
+        /// `true` when it is sent to the proxy.
+        captured: bool,
+    },
+    /// flanneld's masquerade (`FLANNEL-POSTRTG`) and forward (`FLANNEL-FWD`) rules for its pod network.
+    Flannel {
+        /// The pod network of the whole cluster, e.g. `10.244.0.0/16`.
+        network: String,
+        /// What the rule does, for a rule whose shape says it; `None` for the chains themselves.
+        rule: Option<String>,
+    },
     /// Weave NPC's default-allow of a namespace without isolation.
     WeaveNamespaceDefault {
         /// The namespace.
@@ -392,6 +426,34 @@ impl Meaning {
             } => {
                 format!("weave default allow {direction} for namespace {namespace}")
             }
+            Self::KubeIpvsSet {
+                set,
+                contents,
+                action,
+            } => format!("kube-proxy IPVS: {contents} (set {set}), {action}"),
+            Self::IstioCapture { port } => match crate::dataplane::istio_port_role(port) {
+                Some(role) => format!("istio redirects to port {port}, {role}"),
+                None => format!("istio redirects to port {port}"),
+            },
+            Self::IstioInboundPort {
+                port,
+                captured: true,
+            } => format!("istio captures inbound port {port} (sent to the sidecar)"),
+            Self::IstioInboundPort {
+                port,
+                captured: false,
+            } => match crate::dataplane::istio_port_role(port) {
+                Some(role) => format!("istio leaves inbound port {port} alone: {role}"),
+                None => format!("istio leaves inbound port {port} alone"),
+            },
+            Self::Flannel {
+                network,
+                rule: Some(rule),
+            } => format!("flannel pod network {network}: {rule}"),
+            Self::Flannel {
+                network,
+                rule: None,
+            } => format!("flannel pod network {network}"),
         }
     }
 }

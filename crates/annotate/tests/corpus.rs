@@ -8,7 +8,7 @@ use nfscope_annotate::{
 };
 use nfscope_ruleset::{ParseOptions, Ruleset, parse_ruleset};
 
-const KUBERNETES_DUMPS: [&str; 14] = [
+const KUBERNETES_DUMPS: [&str; 17] = [
     "k3s-kube-router-netpol-flannel-nft-2026.rules",
     "k3s-kube-router-netpol-flannel-nft-2026.ip6.rules",
     "k8s-proxier-test-overall-restore-input.rules",
@@ -23,6 +23,9 @@ const KUBERNETES_DUMPS: [&str; 14] = [
     "moby-iptabler-golden-nat-hairpin-snat-bindlh-wsl2.rules",
     "moby-iptabler-golden-nat-hairpin-snat-bindlh.ip6.rules",
     "k8s-proxier-test-getchainlines-2015.rules",
+    "kubeadm-kubeproxy-flannel-master-2023.rules",
+    "istio-iptables-golden-inbound-ports-include-2026.rules",
+    "istio-ambient-inpod-tproxy-2024.rules",
 ];
 
 /// Fragments have no table header: they are wrapped in `*table` … `COMMIT` before parsing.
@@ -263,4 +266,145 @@ fn annotation_indices_cover_every_rule_and_out_of_range_is_other() {
             Owner::Other
         );
     }
+}
+
+/// Every (table, chain, rule, annotation) of `ruleset`.
+fn rules_of<'a>(
+    ruleset: &'a Ruleset,
+    annotations: &'a Annotations,
+) -> Vec<(&'a str, &'a str, &'a nfscope_ruleset::Rule, &'a Annotation)> {
+    let mut out = Vec::new();
+    for (ti, t) in ruleset.tables.iter().enumerate() {
+        for (ci, c) in t.chains.iter().enumerate() {
+            for (ri, r) in c.rules.iter().enumerate() {
+                out.push((
+                    t.name.as_str(),
+                    c.name.as_str(),
+                    r,
+                    annotations.rule(ti, ci, ri),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// kube-proxy in IPVS mode writes no chain per service: every rule matching one of its ipsets
+/// says which services the set lists and what happens to their packets.
+#[test]
+fn ipvs_mode_set_rules_say_which_services_and_what_happens() {
+    for file in [
+        "kubeproxy-ipvs-calico-vxlan-nat-2022.rules",
+        "cilium-ipvs-kube-proxy-garbled-dnat-2022.rules",
+    ] {
+        let ruleset = load(file);
+        let annotations = annotate(&ruleset);
+        let mut seen = 0;
+        for (table, chain, rule, annotation) in rules_of(&ruleset, &annotations) {
+            let Some(set) = rule
+                .spec
+                .matches_named("set")
+                .filter_map(|m| m.value("match-set"))
+                .find(|s| s.starts_with("KUBE-"))
+            else {
+                continue;
+            };
+            seen += 1;
+            let Some(Meaning::KubeIpvsSet {
+                set: named, action, ..
+            }) = &annotation.meaning
+            else {
+                panic!("{file}: {table} {chain}: {:?}", annotation.meaning);
+            };
+            assert_eq!(named, set);
+            assert_eq!(annotation.owner, Owner::KubeProxy, "{file} {chain}");
+            match (set, rule.spec.target_name().unwrap_or("")) {
+                ("KUBE-CLUSTER-IP", "ACCEPT") => assert!(action.contains("IPVS"), "{action}"),
+                (_, "KUBE-MARK-MASQ") => assert!(action.contains("masquerade"), "{action}"),
+                ("KUBE-LOOP-BACK", "MASQUERADE") => assert_eq!(action, "masqueraded"),
+                _ => {}
+            }
+        }
+        assert!(seen >= 4, "{file}: {seen} set rules");
+    }
+}
+
+/// flanneld's rules carry its pod network and what each does (masquerade or not, forward).
+#[test]
+fn flannel_rules_carry_the_pod_network() {
+    let ruleset = load("kubeadm-kubeproxy-flannel-master-2023.rules");
+    let annotations = annotate(&ruleset);
+    let mut rules = Vec::new();
+    for (_, chain, _, a) in rules_of(&ruleset, &annotations) {
+        if !chain.starts_with("FLANNEL-") {
+            continue;
+        }
+        assert_eq!(a.owner, Owner::Flannel, "{chain}");
+        let Some(Meaning::Flannel { network, rule }) = &a.meaning else {
+            panic!("{chain}: {:?}", a.meaning);
+        };
+        assert_eq!(network, "10.244.0.0/16");
+        rules.push(rule.clone().unwrap_or_default());
+    }
+    assert_eq!(
+        rules,
+        [
+            "already marked for kube-proxy's masquerade: left to it",
+            "pod to pod inside the network: not masqueraded",
+            "pods to destinations outside the network: masqueraded",
+            "from outside the network to this node's pod subnet 10.244.0.0/24: not masqueraded",
+            "from outside the network to pods on other nodes: masqueraded",
+            "forwarded traffic from pods: accepted",
+            "forwarded traffic to pods: accepted",
+        ]
+    );
+}
+
+/// Istio's chains are Istio's; their redirects name the proxy port, and ISTIO_INBOUND says which
+/// ports go to the sidecar.
+#[test]
+fn istio_chains_have_an_owner_and_name_their_ports() {
+    let ruleset = load("istio-iptables-golden-inbound-ports-include-2026.rules");
+    let annotations = annotate(&ruleset);
+    let mut inbound = Vec::new();
+    let mut jumps = 0;
+    for (_, chain, rule, a) in rules_of(&ruleset, &annotations) {
+        if chain.starts_with("ISTIO_") {
+            assert_eq!(a.owner, Owner::Istio, "{chain}");
+        }
+        if let Some(Meaning::IstioInboundPort { port, captured }) = &a.meaning {
+            inbound.push((port.clone(), *captured));
+            continue;
+        }
+        let port = match rule.spec.target_name() {
+            Some("ISTIO_REDIRECT") => "15001",
+            Some("ISTIO_IN_REDIRECT") => "15006",
+            _ => continue,
+        };
+        jumps += 1;
+        let want = Meaning::IstioCapture {
+            port: port.to_owned(),
+        };
+        assert_eq!(a.meaning.as_ref(), Some(&want), "{chain}");
+    }
+    assert!(jumps >= 1);
+    let inbound_ports: Vec<(&str, bool)> = inbound.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+    assert_eq!(
+        inbound_ports,
+        [("15008", false), ("32000", true), ("31000", true)]
+    );
+    // Ambient in-pod rules: TPROXY to ztunnel's inbound and HBONE ports.
+    let ambient = load("istio-ambient-inpod-tproxy-2024.rules");
+    let annotations = annotate(&ambient);
+    let ports: Vec<String> = rules_of(&ambient, &annotations)
+        .into_iter()
+        .filter_map(|(_, _, _, a)| match &a.meaning {
+            Some(Meaning::IstioCapture { port }) => Some(port.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        ports.contains(&"15008".to_owned()) && ports.contains(&"15006".to_owned()),
+        "{ports:?}"
+    );
 }
