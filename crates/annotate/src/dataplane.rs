@@ -1,6 +1,7 @@
 //! Meaning read from a rule itself (its ipset, addresses, ports and target) where the agent writes
 //! no service comment: kube-proxy IPVS mode's ipset rules, flanneld's masquerade and forward
-//! rules, and Istio's capture and redirection rules.
+//! rules, Istio's capture and redirection rules, and what Cilium's fixed chains and `cilium:`
+//! comments are for.
 //!
 //! kube-proxy in IPVS mode lists services in ipsets (`KUBE-CLUSTER-IP`, `KUBE-NODE-PORT-TCP`, …)
 //! instead of writing a chain per service: a rule matching such a set is about every service the
@@ -232,4 +233,41 @@ pub fn flannel_rule(network: &str, chain: &str, spec: &RuleSpec) -> Option<Meani
         network: network.to_owned(),
         rule: Some(what),
     })
+}
+
+/// What Cilium's fixed chains are for. The datapath (policy, kube-proxy replacement, host
+/// firewall) is in BPF; these chains only let its traffic through the host's iptables and feed
+/// its L7/DNS proxy.
+pub fn cilium_chain(name: &str) -> Option<Meaning> {
+    let what = match name {
+        "CILIUM_INPUT" => "accepts traffic for its proxies, marked by the BPF datapath",
+        "CILIUM_OUTPUT" => {
+            "accepts proxy return traffic and marks host traffic for the BPF datapath"
+        }
+        "CILIUM_FORWARD" => {
+            "accepts pod and node-port traffic (lxc+, cilium_host, cilium_net) the BPF datapath \
+             already policed, so the host's FORWARD policy does not drop it"
+        }
+        "CILIUM_PRE_nat" | "CILIUM_POST_nat" | "CILIUM_OUTPUT_nat" => {
+            "masquerading and node-port NAT done in iptables (empty with BPF masquerading and \
+             kube-proxy replacement)"
+        }
+        "CILIUM_PRE_mangle" | "CILIUM_POST_mangle" => {
+            "TPROXY to its L7/DNS proxy and marks for its routing"
+        }
+        "CILIUM_PRE_raw" | "CILIUM_OUTPUT_raw" => "no conntrack for proxy and tunnel traffic",
+        _ => return None,
+    };
+    Some(Meaning::Cilium {
+        what: what.to_owned(),
+    })
+}
+
+/// A rule whose `cilium: …` comment says what it does.
+pub fn cilium_rule(spec: &RuleSpec) -> Option<Meaning> {
+    spec.comments()
+        .find_map(|c| c.trim().strip_prefix("cilium:"))
+        .map(|what| Meaning::Cilium {
+            what: what.trim().to_owned(),
+        })
 }

@@ -452,8 +452,8 @@ fn chain_meaning(kind: &ChainKind, partial: &Partial<'_>) -> Option<Meaning> {
     }
 }
 
-/// The meaning of an Istio or flannel chain no name-based kind covers: the proxy port of an
-/// Istio redirect chain, flanneld's pod network for its chains.
+/// The meaning of an Istio, flannel or Cilium chain no name-based kind covers: the proxy port of
+/// an Istio redirect chain, flanneld's pod network, what a Cilium chain is for.
 fn dataplane_chain(chain: &Chain, flannel: Option<&str>) -> Option<Meaning> {
     if chain.name.starts_with("FLANNEL-") {
         return Some(Meaning::Flannel {
@@ -461,7 +461,7 @@ fn dataplane_chain(chain: &Chain, flannel: Option<&str>) -> Option<Meaning> {
             rule: None,
         });
     }
-    dataplane::istio_chain(chain)
+    dataplane::istio_chain(chain).or_else(|| dataplane::cilium_chain(&chain.name))
 }
 
 /// The `-p` of a rule (not negated).
@@ -595,6 +595,7 @@ impl RuleContext<'_> {
         let chain = self.chain_name();
         dataplane::ipvs_set_rule(spec)
             .or_else(|| dataplane::istio_rule(chain, spec))
+            .or_else(|| dataplane::cilium_rule(spec))
             .or_else(|| {
                 let network = self.flannel.filter(|_| chain.starts_with("FLANNEL-"))?;
                 dataplane::flannel_rule(network, chain, spec)

@@ -346,6 +346,11 @@ pub enum Meaning {
         /// What the rule does, for a rule whose shape says it; `None` for the chains themselves.
         rule: Option<String>,
     },
+    /// Cilium's fixed chains and the rules whose `cilium: …` comment says what they do.
+    Cilium {
+        /// What it does, e.g. `cluster->any on lxc+ forward accept`.
+        what: String,
+    },
     /// Weave NPC's default-allow of a namespace without isolation.
     WeaveNamespaceDefault {
         /// The namespace.
@@ -454,6 +459,7 @@ impl Meaning {
                 network,
                 rule: None,
             } => format!("flannel pod network {network}"),
+            Self::Cilium { what } => format!("cilium: {what}"),
         }
     }
 }

@@ -408,3 +408,33 @@ fn istio_chains_have_an_owner_and_name_their_ports() {
         "{ports:?}"
     );
 }
+
+/// Cilium's chains say what they are for, and its commented rules what they do.
+#[test]
+fn cilium_chains_and_rules_have_a_meaning() {
+    let ruleset = load("cilium-ipvs-kube-proxy-garbled-dnat-2022.rules");
+    let annotations = annotate(&ruleset);
+    let mut rules = 0;
+    for (_, chain, rule, a) in rules_of(&ruleset, &annotations) {
+        let feeds = rule
+            .spec
+            .comments()
+            .any(|c| c.starts_with("cilium-feeder:"));
+        if !chain.starts_with("CILIUM_") && !feeds {
+            continue;
+        }
+        rules += 1;
+        assert_eq!(a.owner, Owner::Cilium, "{chain}");
+        let Some(Meaning::Cilium { what }) = &a.meaning else {
+            panic!("{chain}: {:?}", a.meaning);
+        };
+        if let Some(comment) = rule
+            .spec
+            .comments()
+            .find_map(|c| c.strip_prefix("cilium: "))
+        {
+            assert_eq!(what, comment);
+        }
+    }
+    assert_eq!(rules, 15);
+}
