@@ -249,13 +249,13 @@ pub fn cilium_chain(name: &str) -> Option<Meaning> {
              already policed, so the host's FORWARD policy does not drop it"
         }
         "CILIUM_PRE_nat" | "CILIUM_POST_nat" | "CILIUM_OUTPUT_nat" => {
-            "masquerading and node-port NAT done in iptables (empty with BPF masquerading and \
+            "does masquerading and node-port NAT in iptables (empty with BPF masquerading and \
              kube-proxy replacement)"
         }
         "CILIUM_PRE_mangle" | "CILIUM_POST_mangle" => {
-            "TPROXY to its L7/DNS proxy and marks for its routing"
+            "sends traffic to its L7/DNS proxy (TPROXY) and marks it for its routing"
         }
-        "CILIUM_PRE_raw" | "CILIUM_OUTPUT_raw" => "no conntrack for proxy and tunnel traffic",
+        "CILIUM_PRE_raw" | "CILIUM_OUTPUT_raw" => "skips conntrack for proxy and tunnel traffic",
         _ => return None,
     };
     Some(Meaning::Cilium {

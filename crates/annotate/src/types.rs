@@ -459,7 +459,7 @@ impl Meaning {
                 network,
                 rule: None,
             } => format!("flannel pod network {network}"),
-            Self::Cilium { what } => format!("cilium: {what}"),
+            Self::Cilium { what } => format!("cilium {what}"),
         }
     }
 }
