@@ -454,3 +454,24 @@ fn no_corpus_finding_is_a_known_scaffolds_normal_state() {
         }
     }
 }
+
+/// The exporter's `nfscope_lint_findings` for a stock ufw host: every warning and error series
+/// is there, and zero.
+#[test]
+fn stock_ufw_metrics_show_no_warning() {
+    let mut text = String::new();
+    nfscope_lint::encode_finding_metrics(&lint_file("fffuu-ufw-server2-2015.rules"), &mut text);
+    let samples: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("nfscope_lint_findings{"))
+        .collect();
+    assert!(
+        samples
+            .iter()
+            .any(|l| l.contains("id=\"unreferenced-chain\",severity=\"warning\"")),
+        "{text}"
+    );
+    for sample in samples {
+        assert!(sample.ends_with(" 0"), "{sample}");
+    }
+}
