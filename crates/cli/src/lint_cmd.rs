@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use nfscope_lint::{Finding, LintInput, Severity, Summary};
-use nfscope_ruleset::{Snapshot, SourceKind};
+use nfscope_ruleset::{Backend, Family, Snapshot, SourceKind};
 
 use crate::cli::{BackendArg, FamilyArg, Format, RulesArgs};
 use crate::exit::Failure;
@@ -152,14 +152,41 @@ pub fn render(findings: &[Finding], snapshot: &Snapshot, format: Format) -> Stri
     let rules = snapshot.rulesets.iter().map(|r| r.rule_count()).sum();
     let summary = Summary::new(findings, snapshot.rulesets.len(), rules);
     let unread = rules_cmd::unread_sources(snapshot);
+    let files = dump_files(snapshot);
+    let file_of = |family: Family, backend: Backend| -> Option<&str> {
+        let mut named = files
+            .iter()
+            .filter(|(f, b, _)| (*f, *b) == (family, backend));
+        match (named.next(), named.next()) {
+            (Some((_, _, name)), None) => Some(name),
+            _ => None, // not from a file, or two dumps of that family and backend
+        }
+    };
     match format {
         Format::Text => {
-            nfscope_lint::render_text(findings, &summary) + &rules_cmd::unread_text(&unread)
+            nfscope_lint::render_text_from_files(findings, &summary, &file_of)
+                + &rules_cmd::unread_text(&unread)
         }
-        Format::Json => {
-            rules_cmd::splice_unread(nfscope_lint::render_json(findings, &summary), &unread)
-        }
+        Format::Json => rules_cmd::splice_unread(
+            nfscope_lint::render_json_from_files(findings, &summary, &file_of),
+            &unread,
+        ),
     }
+}
+
+/// The dumps a snapshot was read from (`--rules FILE`), by family and backend, so offline
+/// findings cite `FILE:LINE`.
+fn dump_files(snapshot: &Snapshot) -> Vec<(Family, Backend, &str)> {
+    snapshot
+        .sources
+        .iter()
+        .filter_map(|s| match s.kind {
+            SourceKind::Rules { family, backend } => {
+                Some((family, backend, s.method.strip_prefix("file ")?))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Exit status 1 (with a one-line reason) when a finding reaches `threshold`.

@@ -10,8 +10,8 @@
 //! Calico, Istio, …) leaves empty or unhooked by design are not findings: [`scaffold`] holds the
 //! one table of those scaffolds, each with the findings it makes normal and why. Findings carry
 //! the dump line of what they are about; for rules read live, whose dump the user never saw,
-//! [`Finding::without_lines`] leaves table, chain and rule position only.
-//! [`report`] renders them as text, JSON or Prometheus metrics
+//! [`Finding::without_lines`] leaves table, chain and rule position only; offline, the renderers
+//! can name each ruleset's file (`FILE:LINE`). [`report`] renders them as text, JSON or Prometheus metrics
 //! ([`FindingCounts`]; when to lint again is the server's business, keyed by
 //! `Ruleset::rules_id`). [`node`] judges node facts (sysctls, interfaces, routes, conntrack) for
 //! `nfscope doctor`.
@@ -35,8 +35,8 @@ use nfscope_ruleset::{IpSet, Ruleset};
 pub use checks::cross::RulesetFacts;
 pub use finding::{Finding, FindingId, KubeContext, Location, Related, Severity, Summary};
 pub use report::{
-    FindingCounts, encode_finding_metrics, render_doctor_json, render_doctor_text, render_json,
-    render_text,
+    FileOf, FindingCounts, encode_finding_metrics, render_doctor_json, render_doctor_text,
+    render_json, render_json_from_files, render_text, render_text_from_files,
 };
 
 /// What to lint.

@@ -1,5 +1,6 @@
-//! Rendering findings: the terminal listing, the JSON document of `nfscope lint --format json`,
-//! and the `nfscope_lint_findings` Prometheus family.
+//! Rendering findings: the terminal listing, the JSON document of `nfscope lint --format json`
+//! (both citing `FILE:LINE` when the caller says which file a ruleset came from), and the
+//! `nfscope_lint_findings` Prometheus family.
 //!
 //! It does not decide what is a finding (see [`crate::checks`]).
 
@@ -7,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use nfscope_expo::{Exposition, Kind, MetricFamilies, ScrapeFacts};
-use nfscope_ruleset::escape_control;
+use nfscope_ruleset::{Backend, Family, escape_control};
 use serde::Serialize;
 
 use crate::finding::{Finding, FindingId, Location, Severity, Summary};
@@ -20,18 +21,78 @@ struct Document<'a> {
     summary: &'a Summary,
 }
 
+/// The name of the file a ruleset (by family and backend) was read from, when the caller knows
+/// it: offline findings then cite `FILE:LINE` instead of a bare line.
+pub type FileOf<'a> = &'a dyn Fn(Family, Backend) -> Option<&'a str>;
+
+fn no_file(_: Family, _: Backend) -> Option<&'static str> {
+    None
+}
+
 /// Pretty JSON with a trailing newline.
 pub fn render_json(findings: &[Finding], summary: &Summary) -> String {
-    let mut text = serde_json::to_string_pretty(&Document { findings, summary })
+    render_json_from_files(findings, summary, &no_file)
+}
+
+/// [`render_json`], each finding (and related place) with a line also naming its `"file"`.
+pub fn render_json_from_files(
+    findings: &[Finding],
+    summary: &Summary,
+    file_of: FileOf<'_>,
+) -> String {
+    let mut document = match serde_json::to_value(Document { findings, summary }) {
+        Ok(value) => value,
+        Err(e) => return format!("{{\"error\": \"{e}\"}}\n"),
+    };
+    let entries = document["findings"].as_array_mut().into_iter().flatten();
+    for (finding, value) in findings.iter().zip(entries) {
+        add_file(
+            value,
+            finding.family,
+            finding.backend,
+            &finding.location,
+            file_of,
+        );
+        let related = value["related"].as_array_mut().into_iter().flatten();
+        for (r, value) in finding.related.iter().zip(related) {
+            add_file(value, r.family, r.backend, &r.location, file_of);
+        }
+    }
+    let mut text = serde_json::to_string_pretty(&document)
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     text.push('\n');
     text
 }
 
+fn add_file(
+    value: &mut serde_json::Value,
+    family: Family,
+    backend: Backend,
+    location: &Location,
+    file_of: FileOf<'_>,
+) {
+    if location.line.is_none() {
+        return;
+    }
+    if let (Some(file), Some(object)) = (file_of(family, backend), value.as_object_mut()) {
+        object.insert("file".to_owned(), serde_json::Value::from(file));
+    }
+}
+
 /// One block per finding (`severity id family/backend table chain #rule (line N)`, the message,
 /// then related places and Kubernetes context indented), then a summary line. Text that came
-/// from the dump (chain names, comments in messages) has its control characters escaped.
+/// from the dump (chain names, comments in messages) has its control characters escaped. A
+/// finding without a line (read live) shows table, chain and rule position only.
 pub fn render_text(findings: &[Finding], summary: &Summary) -> String {
+    render_text_from_files(findings, summary, &no_file)
+}
+
+/// [`render_text`], citing `(FILE:LINE)` where `file_of` names the file of a finding's ruleset.
+pub fn render_text_from_files(
+    findings: &[Finding],
+    summary: &Summary,
+    file_of: FileOf<'_>,
+) -> String {
     let mut out = String::new();
     for f in findings {
         let _ = writeln!(
@@ -41,7 +102,7 @@ pub fn render_text(findings: &[Finding], summary: &Summary) -> String {
             f.id,
             f.family,
             f.backend,
-            escape_control(&place(&f.location))
+            escape_control(&place(&f.location, file_of(f.family, f.backend)))
         );
         let _ = writeln!(out, "        {}", escape_control(&f.message));
         if let Some(kube) = &f.kube {
@@ -62,7 +123,7 @@ pub fn render_text(findings: &[Finding], summary: &Summary) -> String {
                 out,
                 "        related: {}{} ({})",
                 r.family,
-                escape_control(&place(&r.location)),
+                escape_control(&place(&r.location, file_of(r.family, r.backend))),
                 r.note
             );
         }
@@ -80,7 +141,7 @@ pub fn render_text(findings: &[Finding], summary: &Summary) -> String {
     out
 }
 
-fn place(location: &Location) -> String {
+fn place(location: &Location, file: Option<&str>) -> String {
     let mut text = String::new();
     if let Some(table) = &location.table {
         let _ = write!(text, " {table}");
@@ -91,8 +152,14 @@ fn place(location: &Location) -> String {
     if let Some(rule) = location.rule_index {
         let _ = write!(text, " #{rule}");
     }
-    if let Some(line) = location.line {
-        let _ = write!(text, " (line {line})");
+    match (location.line, file) {
+        (Some(line), Some(file)) => {
+            let _ = write!(text, " ({file}:{line})");
+        }
+        (Some(line), None) => {
+            let _ = write!(text, " (line {line})");
+        }
+        (None, _) => {}
     }
     text
 }

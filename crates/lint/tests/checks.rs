@@ -4,7 +4,8 @@
 use nfscope_annotate::{kube_chain_hash, kube_endpoint_chain_hash};
 use nfscope_lint::{
     Finding, FindingCounts, FindingId, IpsetRefs, LintInput, Severity, Summary,
-    encode_finding_metrics, lint, lint_one, reaches, render_json, render_text,
+    encode_finding_metrics, lint, lint_one, reaches, render_json, render_json_from_files,
+    render_text, render_text_from_files,
 };
 use nfscope_ruleset::{Backend, Family, IpSet, ParseOptions, Ruleset, parse_ruleset};
 
@@ -360,6 +361,38 @@ fn without_lines_keeps_the_place_and_drops_the_dump_lines() {
     assert!(!rendered.contains("line"), "{rendered}");
     let json = render_json(&[dup.without_lines()], &Summary::new(&findings, 1, 2));
     assert!(!json.contains("\"line\""), "{json}");
+}
+
+#[test]
+fn offline_findings_can_name_their_file() {
+    let text = filter(
+        "",
+        "-A INPUT -p tcp --dport 22 -j ACCEPT\n-A INPUT -p tcp --dport 22 -j ACCEPT\n",
+    );
+    let findings = run(&text);
+    let summary = Summary::new(&findings, 1, 2);
+    let file_of = |family: Family, _: Backend| (family == Family::Ipv4).then_some("node.rules");
+    let shown = render_text_from_files(&findings, &summary, &file_of);
+    assert!(
+        shown.contains("filter INPUT #2 (node.rules:7)\n"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("related: ipv4 filter INPUT #1 (node.rules:6)"),
+        "{shown}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&render_json_from_files(&findings, &summary, &file_of)).unwrap();
+    let dup = &json["findings"][0];
+    assert_eq!(
+        (dup["file"].as_str(), dup["line"].as_u64()),
+        (Some("node.rules"), Some(7))
+    );
+    assert_eq!(dup["related"][0]["file"], "node.rules");
+    // Without a line (read live) there is no file to name.
+    let live: Vec<Finding> = findings.into_iter().map(Finding::without_lines).collect();
+    let json = render_json_from_files(&live, &summary, &file_of);
+    assert!(!json.contains("\"file\""), "{json}");
 }
 
 /// A kube-proxy nat table with one healthy service (kubernetes:https) and a second service
