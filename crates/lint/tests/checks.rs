@@ -285,6 +285,89 @@ fn stock_scaffolds_are_silent_and_what_they_do_not_explain_is_not() {
     );
 }
 
+/// One chain in a given state inside a stock filter table (plus `extra` declarations, for the
+/// rows that hold only beside their tool's other chains): is a chain finding reported?
+fn reported(chain: &str, hooked: bool, with_rules: bool, extra: &str) -> bool {
+    let hook = if hooked {
+        format!("-A FORWARD -j {chain}\n")
+    } else {
+        String::new()
+    };
+    let rules = if with_rules {
+        format!("-A {chain} -j RETURN\n")
+    } else {
+        String::new()
+    };
+    let text = filter(
+        &format!(":{chain} - [0:0]\n{extra}"),
+        &format!("{hook}{rules}"),
+    );
+    chain_findings(&text).iter().any(|(c, _, _)| c == chain)
+}
+
+#[test]
+fn each_known_scaffold_is_silent_only_in_its_normal_state() {
+    // (chain, extra chains, empty+hooked normal, empty+unhooked normal, rules+unhooked normal)
+    let cases = [
+        ("LIBVIRT_FWO", "", true, true, false),
+        ("INPUT_direct", "", true, false, false),
+        (
+            "IN_public_allow",
+            ":INPUT_ZONES - [0:0]\n",
+            true,
+            false,
+            false,
+        ),
+        ("IN_public_allow", "", false, false, false),
+        ("CILIUM_POST_nat", "", true, false, false),
+        ("WEAVE-NPC-INGRESS", "", true, false, false),
+        ("CNI-HOSTPORT-DNAT", "", true, true, false),
+        ("CNI-HOSTPORT-SETMARK", "", true, true, true),
+        ("KUBE-MARK-MASQ", "", true, true, true),
+        ("KUBE-NODEPORTS", "", true, true, false),
+        (
+            "forwarding_lan",
+            ":zone_lan_forward - [0:0]\n",
+            true,
+            false,
+            false,
+        ),
+        ("forwarding_lan", "", false, false, false),
+        (
+            "zone_wan_DROP",
+            ":zone_wan_forward - [0:0]\n",
+            true,
+            true,
+            false,
+        ),
+        ("tcfor", ":shorewall - [0:0]\n", true, false, false),
+        ("logdrop", ":shorewall - [0:0]\n", false, false, true),
+        ("logdrop", "", false, false, false),
+        ("ufw6-user-limit", "", true, true, true),
+        ("DOCKER-ISOLATION-STAGE-2", "", true, true, false),
+        ("MY-CHAIN", "", false, false, false),
+    ];
+    for (chain, extra, empty_hooked, empty_unhooked, rules_unhooked) in cases {
+        assert_eq!(
+            !reported(chain, true, false, extra),
+            empty_hooked,
+            "{chain} empty, hooked ({extra:?})"
+        );
+        assert_eq!(
+            !reported(chain, false, false, extra),
+            empty_unhooked,
+            "{chain} empty, unhooked ({extra:?})"
+        );
+        assert_eq!(
+            !reported(chain, false, true, extra),
+            rules_unhooked,
+            "{chain} with rules, unhooked ({extra:?})"
+        );
+        // A chain with rules that something jumps to is never a chain finding.
+        assert!(!reported(chain, true, true, extra), "{chain}");
+    }
+}
+
 #[test]
 fn istio_capture_chains_may_be_unhooked_its_output_chain_may_not() {
     let nat = |output_hook: &str| {
