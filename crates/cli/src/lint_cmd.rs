@@ -199,3 +199,53 @@ pub fn check_threshold(findings: &[Finding], threshold: Severity) -> Result<(), 
         "{reaching} finding(s) at or above {threshold} (--fail-on {threshold})"
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use nfscope_ruleset::{Backend, Family, ParseOptions, parse_ruleset};
+
+    use crate::demo::rules::generate;
+    use crate::demo::topology::Topology;
+
+    /// The demo node is a stock Kubernetes node with one deliberate defect (a service without
+    /// endpoints): kube-proxy's normally empty chains and the other agents' scaffolds say nothing.
+    #[test]
+    fn the_demo_node_lints_to_its_one_deliberate_defect() {
+        let rules = generate(&Topology::standard(4242));
+        let rulesets: Vec<_> = [
+            (&rules.iptables, Family::Ipv4),
+            (&rules.ip6tables, Family::Ipv6),
+        ]
+        .into_iter()
+        .map(|(text, family)| {
+            let options = ParseOptions {
+                family: Some(family),
+                backend: Some(Backend::Nft),
+                ..ParseOptions::default()
+            };
+            parse_ruleset(text, &options).expect("demo rules parse")
+        })
+        .collect();
+        let findings = nfscope_lint::lint(&nfscope_lint::LintInput {
+            rulesets: &rulesets,
+            ipsets: None,
+        });
+        let found: Vec<String> = findings
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {} {}",
+                    f.severity,
+                    f.id,
+                    f.location.chain.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            ["warning kube-service-no-endpoints KUBE-SERVICES"],
+            "{findings:#?}"
+        );
+        assert!(findings[0].message.contains("demo/legacy"));
+    }
+}
