@@ -6,7 +6,10 @@
 //! the service port, endpoint, pod, network policy, Calico workload, the services an IPVS-mode
 //! ipset lists, Flannel's pod network, Istio's capture ports, …) and whether its counter
 //! measures a network-policy decision ([`PolicyVerdict`]). It also computes kube-proxy's chain-name
-//! hashes so stale or foreign `KUBE-SVC-`/`KUBE-SEP-` chains can be told apart ([`hash`]).
+//! hashes so stale or foreign `KUBE-SVC-`/`KUBE-SEP-` chains can be told apart ([`hash`]), and
+//! writes kube-proxy's layout the other way round ([`kube_proxy_rules`]: restore input for a list
+//! of service ports, the one generator the demo lab and the benchmarks share), so the layout the
+//! annotator reads and the one the generator writes live side by side.
 //!
 //! It does not parse dumps (that is `nfscope-ruleset`), judge rulesets (the linter) or produce
 //! metrics (`nfscope-exporter`). It does no I/O and never panics on odd input: unknown chains are
@@ -16,6 +19,7 @@
 pub mod comments;
 pub mod dataplane;
 pub mod hash;
+pub mod kube_proxy_rules;
 pub mod owner;
 pub mod resolve;
 pub mod types;

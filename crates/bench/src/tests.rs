@@ -1,5 +1,7 @@
 use std::collections::BTreeSet;
 
+use nfscope_annotate::kube_proxy_rules::probability;
+
 use super::*;
 
 fn gen_with(services: usize, endpoints: usize, tweak: impl FnOnce(&mut GenOptions)) -> String {

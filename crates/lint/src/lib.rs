@@ -30,6 +30,7 @@ pub mod scaffold;
 
 use std::collections::HashMap;
 
+use nfscope_annotate::Annotations;
 use nfscope_ruleset::{IpSet, Ruleset};
 
 pub use checks::cross::RulesetFacts;
@@ -52,6 +53,20 @@ pub struct LintInput<'a> {
 /// [`lint_across`]), in the same order.
 pub fn lint_one(ruleset: &Ruleset, ipsets: Option<&[IpSet]>) -> Vec<Finding> {
     sorted(checks::lint_ruleset(ruleset, ipsets), ruleset)
+}
+
+/// [`lint_one`] for a caller that has annotated the ruleset already: `annotations` must be
+/// `nfscope_annotate::annotate(ruleset)` (the server annotates new rules for its Kubernetes
+/// plan and hands the same annotations to its background lint instead of annotating twice).
+pub fn lint_one_annotated(
+    ruleset: &Ruleset,
+    annotations: &Annotations,
+    ipsets: Option<&[IpSet]>,
+) -> Vec<Finding> {
+    sorted(
+        checks::lint_ruleset_annotated(ruleset, annotations, ipsets),
+        ruleset,
+    )
 }
 
 /// Which ipsets a ruleset's rules match, and how often: all `missing-ipset` needs of a ruleset,

@@ -475,3 +475,18 @@ fn stock_ufw_metrics_show_no_warning() {
         assert!(sample.ends_with(" 0"), "{sample}");
     }
 }
+
+/// The server's background lint hands over the annotations it made for its Kubernetes plan
+/// (`lint_one_annotated`); on every corpus dump that finds exactly what annotating again finds.
+#[test]
+fn linting_with_the_callers_annotations_finds_the_same() {
+    let files = dumps();
+    assert!(files.len() > 10, "{files:?}");
+    for file in files {
+        let ruleset = parse(&read(&file), &file);
+        let own = nfscope_lint::lint_one(&ruleset, None);
+        let handed =
+            nfscope_lint::lint_one_annotated(&ruleset, &nfscope_annotate::annotate(&ruleset), None);
+        assert_eq!(handed, own, "{file}");
+    }
+}

@@ -11,12 +11,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use nfscope_annotate::Annotations;
 use nfscope_exporter::RuleLabels;
 use nfscope_kernel::{CollectOptions, Reader, Reading};
 use nfscope_lint::{FindingCounts, IpsetRefs, RulesetFacts};
 use nfscope_ruleset::{Backend, Family, IpSet, Ruleset, RulesetCounters, Snapshot, SourceKind};
 
-use crate::lint::{LintJob, Linter};
+use crate::lint::{LintJob, LintSlot, Linter};
 use crate::metrics::Counters;
 
 /// Everything the server derives from one ruleset's rules, built once per change of them and
@@ -39,14 +40,20 @@ pub struct PreparedRuleset {
     pub ipset_refs: IpsetRefs,
     /// Lint counts of these rules alone (without `missing-ipset`), once the background lint is
     /// done; until then those of the rules before them (or none).
-    lint: Mutex<Option<Arc<FindingCounts>>>,
+    lint: Arc<LintSlot>,
 }
 
 impl PreparedRuleset {
-    /// Labels, plan and facts of `ruleset` (lint counts come later, [`Self::lint`]).
-    fn new(ruleset: &Ruleset, rules_id: u64, previous_lint: Option<Arc<FindingCounts>>) -> Self {
+    /// Labels, plan and facts of `ruleset`, planned from its `annotations`; lint counts come
+    /// later, into `lint` ([`Self::lint`]).
+    fn new(
+        ruleset: &Ruleset,
+        annotations: &Annotations,
+        rules_id: u64,
+        lint: Arc<LintSlot>,
+    ) -> Self {
         let mut labels = RuleLabels::new(ruleset);
-        labels.attach_kube_plan(ruleset, &nfscope_annotate::annotate(ruleset));
+        labels.attach_kube_plan(ruleset, annotations);
         Self {
             family: ruleset.family,
             backend: ruleset.backend,
@@ -54,7 +61,7 @@ impl PreparedRuleset {
             labels,
             facts: RulesetFacts::of(ruleset),
             ipset_refs: IpsetRefs::of(ruleset),
-            lint: Mutex::new(previous_lint),
+            lint,
         }
     }
 
@@ -65,10 +72,6 @@ impl PreparedRuleset {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-    }
-
-    pub(crate) fn set_lint(&self, counts: FindingCounts) {
-        *self.lint.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(counts));
     }
 }
 
@@ -155,13 +158,25 @@ impl Preparer {
                 // The same rules: the parsed copy (if this read parsed them again) just goes.
                 (Some(entry), _) => entry,
                 (None, Some(parsed)) => {
+                    // The lint starts first (on its own thread), so it runs while the labels
+                    // are built and the answer is sent instead of during the next scrapes.
                     let previous = self.entries.get(&key).and_then(|e| e.lint());
-                    let entry = Arc::new(PreparedRuleset::new(&parsed, read.rules_id, previous));
+                    let slot = Arc::new(Mutex::new(previous));
+                    let parsed = Arc::new(parsed);
+                    let annotations = Arc::new(nfscope_annotate::annotate(&parsed));
                     self.linter.submit(LintJob {
-                        entry: Arc::clone(&entry),
-                        ruleset: parsed,
+                        slot: Arc::clone(&slot),
+                        family: key.0,
+                        backend: key.1,
+                        ruleset: Arc::clone(&parsed),
+                        annotations: Arc::clone(&annotations),
                     });
-                    entry
+                    Arc::new(PreparedRuleset::new(
+                        &parsed,
+                        &annotations,
+                        read.rules_id,
+                        slot,
+                    ))
                 }
                 (None, None) => {
                     tracing::warn!(

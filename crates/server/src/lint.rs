@@ -1,5 +1,7 @@
 //! Lint off the scrape path: one worker thread lints the rules a collection brought and stores
-//! the counts in their [`PreparedRuleset`]; scrapes never wait for it.
+//! the counts in their [`crate::PreparedRuleset`]; scrapes never wait for it. A job is queued as
+//! soon as the collection has the parsed rules and their annotations, so the lint runs while the
+//! collection builds labels and its answer is sent, rather than during the next scrapes.
 //!
 //! Bounded: at most one job runs and one waits per (family, backend); a newer job for the same
 //! ruleset replaces the waiting one (its rules are newer), so rules that change faster than they
@@ -7,17 +9,28 @@
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
+use nfscope_annotate::Annotations;
 use nfscope_lint::FindingCounts;
-use nfscope_ruleset::Ruleset;
+use nfscope_ruleset::{Backend, Family, Ruleset};
 
-use crate::cache::PreparedRuleset;
+/// Where a ruleset's lint counts go: `None` until there are any; filled with the counts of the
+/// rules before it until its own lint is done.
+pub(crate) type LintSlot = Mutex<Option<Arc<FindingCounts>>>;
 
 /// One ruleset to lint, and where its counts go.
 pub(crate) struct LintJob {
-    /// Gets the counts.
-    pub entry: Arc<PreparedRuleset>,
-    /// The parsed rules (only the job keeps them; they go when it is done).
-    pub ruleset: Ruleset,
+    /// Gets the counts (shared with the ruleset's [`crate::PreparedRuleset`]).
+    pub slot: Arc<LintSlot>,
+    /// For the log.
+    pub family: Family,
+    /// For the log.
+    pub backend: Backend,
+    /// The parsed rules: shared with the collection that is building their labels while the
+    /// lint runs; whichever of the two finishes last lets them go.
+    pub ruleset: Arc<Ruleset>,
+    /// `annotate(ruleset)`, made for the Kubernetes plan: the lint reuses them rather than
+    /// annotating the rules a second time.
+    pub annotations: Arc<Annotations>,
 }
 
 #[derive(Default)]
@@ -51,12 +64,10 @@ pub(crate) struct Linter {
 impl Linter {
     /// Queues `job`, replacing a waiting job for the same (family, backend).
     pub fn submit(&mut self, job: LintJob) {
-        let key = (job.entry.family, job.entry.backend);
+        let key = (job.family, job.backend);
         {
             let mut state = self.shared.lock();
-            state
-                .pending
-                .retain(|j| (j.entry.family, j.entry.backend) != key);
+            state.pending.retain(|j| (j.family, j.backend) != key);
             state.pending.push(job);
         }
         self.shared.changed.notify_all();
@@ -134,16 +145,18 @@ fn run_pending(shared: &Shared) {
 
 fn run(job: LintJob) {
     // Without ipsets: `missing-ipset` is counted per collection from the entry's `IpsetRefs`.
-    let findings = nfscope_lint::lint_one(&job.ruleset, None);
-    job.entry.set_lint(FindingCounts::of(&findings));
+    let findings = nfscope_lint::lint_one_annotated(&job.ruleset, &job.annotations, None);
+    *job.slot.lock().unwrap_or_else(PoisonError::into_inner) =
+        Some(Arc::new(FindingCounts::of(&findings)));
     tracing::debug!(
-        family = %job.entry.family,
-        backend = %job.entry.backend,
+        family = %job.family,
+        backend = %job.backend,
         findings = findings.len(),
         "lint done"
     );
     drop(findings);
     drop(job);
-    // The parsed rules and the findings (tens of MiB at kube-proxy scale) are gone now.
+    // The parsed rules (unless the collection still builds their labels) and the findings (tens
+    // of MiB at kube-proxy scale) are gone now.
     nfscope_kernel::release_free_memory();
 }

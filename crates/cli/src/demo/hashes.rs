@@ -4,21 +4,12 @@
 //! Every name is `PREFIX` + the first 16 characters of `base32(sha256(input))` (RFC 4648 alphabet,
 //! with padding, as Go's `base32.StdEncoding`). Only the *inputs* differ per component. kube-proxy's
 //! `servicePortChainName` / `servicePortEndpointChainName` come from `nfscope-annotate` (the same
-//! code the annotator checks chains with); kube-router's `podFirewallChainName`,
+//! code the annotator checks chains with and its `kube_proxy_rules` generator names them with;
+//! the tests below pin them to names kube-proxy wrote); kube-router's `podFirewallChainName`,
 //! `networkPolicyChainName`, `policyIndexedSourcePodIPSetName` and `policyDestinationPodIPSetName`
 //! (pkg/controllers/netpol) live here, since only the lab needs to produce them.
 
 pub use nfscope_annotate::hash::hash16;
-
-/// `KUBE-SVC-…` for a service port, e.g. (`default/kubernetes:https`, `tcp`).
-pub fn kube_svc_chain(service_port_name: &str, protocol: &str) -> String {
-    nfscope_annotate::kube_chain_hash("KUBE-SVC-", service_port_name, protocol)
-}
-
-/// `KUBE-SEP-…` for one endpoint (`ip:port`, IPv6 as `[ip]:port`) of a service port.
-pub fn kube_sep_chain(service_port_name: &str, protocol: &str, endpoint: &str) -> String {
-    nfscope_annotate::kube_endpoint_chain_hash(service_port_name, protocol, endpoint)
-}
 
 /// kube-router's per-pod firewall chain `KUBE-POD-FW-…` (`version` is its sync generation).
 pub fn kube_router_pod_fw_chain(namespace: &str, pod: &str, version: &str) -> String {
@@ -67,6 +58,10 @@ fn ipset_name_for_family(name: String, family: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use nfscope_annotate::kube_proxy_rules::{
+        endpoint_chain as kube_sep_chain, service_chain as kube_svc_chain,
+    };
+
     use super::*;
 
     /// Values from NETFILTER.md and the kube-proxy test dump in the corpus

@@ -2,6 +2,11 @@
 //! and IPv6 and `ipset restore` input, written the way kube-proxy (iptables mode), kube-router's
 //! NetworkPolicy controller and Calico felix write theirs (chain names, hashes, comments, marks).
 //!
+//! kube-proxy's part comes from `nfscope_annotate::kube_proxy_rules`, the one kube-proxy rule
+//! generator (the benchmarks use it too): this module only turns the topology into its service
+//! ports and adds kube-router's and Calico's rules around it, into the same tables (kube-proxy's
+//! rules in save syntax, the others as those components write them).
+//!
 //! Pure text generation; loading it into a namespace is `lab`'s job. Simplifications against a
 //! real node: no `-m physdev` duplicates in KUBE-ROUTER-FORWARD, no host-endpoint Calico chains,
 //! and Calico's dispatch chains list only the guarded workloads (no "Unknown interface" drop).
@@ -9,13 +14,17 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
+use nfscope_annotate::kube_proxy_rules::{
+    self, RestoreTables, ServicePort, Table, write_kube_proxy,
+};
+use nfscope_ruleset::Family;
 use sha2::{Digest, Sha256};
 
 use super::hashes::{
     hash16, kube_router_ingress_source_set, kube_router_pod_fw_chain, kube_router_policy_chain,
-    kube_router_target_set, kube_sep_chain, kube_svc_chain,
+    kube_router_target_set,
 };
-use super::topology::{CalicoWorkload, K8S_NAMESPACE, NetworkPolicy, Pod, Service, Topology};
+use super::topology::{CalicoWorkload, K8S_NAMESPACE, NetworkPolicy, Pod, Topology};
 
 /// kube-router's sync "version" that feeds its chain hashes.
 const KUBE_ROUTER_VERSION: &str = "1";
@@ -32,12 +41,6 @@ pub struct LabRules {
     pub ipsets: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Family {
-    V4,
-    V6,
-}
-
 /// Renders all rules and sets of the lab.
 pub fn generate(topo: &Topology) -> LabRules {
     LabRules {
@@ -47,102 +50,27 @@ pub fn generate(topo: &Topology) -> LabRules {
     }
 }
 
+/// The first line of both restore inputs.
+const HEADER: &str = "# nfscope demo lab (generated)\n";
+
 fn ipv4_rules(topo: &Topology) -> String {
-    let mut t = Tables::new();
-    kubelet_canaries(&mut t);
+    let mut t = RestoreTables::new();
     calico_hooks(topo, &mut t);
     kube_router_hooks(topo, &mut t);
-    kube_proxy(topo, Family::V4, &mut t);
+    kube_proxy(topo, Family::Ipv4, &mut t);
     kube_router_accept_hooks(topo, &mut t);
     kube_router_chains(topo, &mut t);
     calico_chains(topo, &mut t);
-    t.render()
+    t.write(HEADER, None)
 }
 
 fn ipv6_rules(topo: &Topology) -> String {
-    let mut t = Tables::new();
-    kubelet_canaries(&mut t);
-    kube_proxy(topo, Family::V6, &mut t);
-    t.render()
+    let mut t = RestoreTables::new();
+    kube_proxy(topo, Family::Ipv6, &mut t);
+    t.write(HEADER, None)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Restore-file builder
-
-/// One table of restore input: declared chains in order, then rules in order.
-struct Table {
-    name: &'static str,
-    builtins: &'static [&'static str],
-    chains: Vec<String>,
-    rules: Vec<String>,
-}
-
-impl Table {
-    fn new(name: &'static str, builtins: &'static [&'static str]) -> Self {
-        Self {
-            name,
-            builtins,
-            chains: Vec::new(),
-            rules: Vec::new(),
-        }
-    }
-
-    /// Declares a user chain (idempotent; built-in chains are always declared).
-    fn declare(&mut self, chain: &str) {
-        if !self.builtins.contains(&chain) && !self.chains.iter().any(|c| c == chain) {
-            self.chains.push(chain.to_owned());
-        }
-    }
-
-    /// Appends `-A chain spec`, declaring the chain.
-    fn rule(&mut self, chain: &str, spec: impl AsRef<str>) {
-        self.declare(chain);
-        self.rules.push(format!("-A {chain} {}", spec.as_ref()));
-    }
-
-    fn render(&self, out: &mut String) {
-        let _ = writeln!(out, "*{}", self.name);
-        for builtin in self.builtins {
-            let _ = writeln!(out, ":{builtin} ACCEPT [0:0]");
-        }
-        for chain in &self.chains {
-            let _ = writeln!(out, ":{chain} - [0:0]");
-        }
-        for rule in &self.rules {
-            let _ = writeln!(out, "{rule}");
-        }
-        out.push_str("COMMIT\n");
-    }
-}
-
-struct Tables {
-    mangle: Table,
-    nat: Table,
-    filter: Table,
-}
-
-impl Tables {
-    fn new() -> Self {
-        Self {
-            mangle: Table::new(
-                "mangle",
-                &["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"],
-            ),
-            nat: Table::new("nat", &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"]),
-            filter: Table::new("filter", &["INPUT", "FORWARD", "OUTPUT"]),
-        }
-    }
-
-    fn render(&self) -> String {
-        let mut out = String::from("# nfscope demo lab (generated)\n");
-        self.mangle.render(&mut out);
-        self.nat.render(&mut out);
-        self.filter.render(&mut out);
-        out
-    }
-}
-
-/// `"text"` when the comment has spaces, bare otherwise (as kube-proxy writes its restore input).
+/// `"text"` when the comment has spaces, bare otherwise (as kube-router writes its restore input).
 fn comment(text: &str) -> String {
     if text.contains(' ') {
         format!("-m comment --comment \"{text}\"")
@@ -152,225 +80,52 @@ fn comment(text: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// kubelet / kube-proxy (iptables mode)
+// kube-proxy (iptables mode)
 
-fn kubelet_canaries(t: &mut Tables) {
-    t.mangle.declare("KUBE-IPTABLES-HINT");
-    for table in [&mut t.mangle, &mut t.nat, &mut t.filter] {
-        table.declare("KUBE-KUBELET-CANARY");
-        table.declare("KUBE-PROXY-CANARY");
-    }
-}
-
-/// A service port's endpoints in one family: (`ip`, `ip:port` as kube-proxy spells it).
-fn endpoints(topo: &Topology, svc: &Service, family: Family) -> Vec<(IpAddr, String)> {
-    topo.pods_with_app(&svc.selector)
-        .filter_map(|pod| {
-            pod_ip(pod, family).map(|ip| (ip, SocketAddr::new(ip, pod.port).to_string()))
+/// The topology's services as kube-proxy sees them in one family: services without a cluster IP
+/// of the family are left out, endpoints are the selected pods with an address of the family.
+fn service_ports(topo: &Topology, family: Family) -> Vec<ServicePort> {
+    topo.services
+        .iter()
+        .filter_map(|svc| {
+            let cluster_ip: IpAddr = match family {
+                Family::Ipv4 => svc.cluster_ip.into(),
+                Family::Ipv6 => svc.cluster_ip_v6?.into(),
+            };
+            let endpoints = topo
+                .pods_with_app(&svc.selector)
+                .filter_map(|pod| pod_ip(pod, family).map(|ip| SocketAddr::new(ip, pod.port)))
+                .collect();
+            Some(ServicePort {
+                name: svc.port_name_string(),
+                protocol: "tcp".to_owned(),
+                cluster_ip,
+                port: svc.port,
+                node_port: None,
+                loadbalancer_ip: None,
+                endpoints,
+            })
         })
         .collect()
 }
 
 fn pod_ip(pod: &Pod, family: Family) -> Option<IpAddr> {
     match family {
-        Family::V4 => Some(pod.ipv4.into()),
-        Family::V6 => pod.ipv6.map(IpAddr::from),
+        Family::Ipv4 => Some(pod.ipv4.into()),
+        Family::Ipv6 => pod.ipv6.map(IpAddr::from),
     }
 }
 
-fn cluster_ip(svc: &Service, family: Family) -> Option<IpAddr> {
-    match family {
-        Family::V4 => Some(svc.cluster_ip.into()),
-        Family::V6 => svc.cluster_ip_v6.map(IpAddr::from),
-    }
-}
-
-fn kube_proxy(topo: &Topology, family: Family, t: &mut Tables) {
-    kube_proxy_hooks(family, t);
-    kube_proxy_fixed_chains(family, t);
-    let pod_cidr = match family {
-        Family::V4 => topo.node.pod_cidr_v4,
-        Family::V6 => topo.node.pod_cidr_v6,
-    };
-    for svc in &topo.services {
-        let Some(vip) = cluster_ip(svc, family) else {
-            continue;
-        };
-        let eps = endpoints(topo, svc, family);
-        if eps.is_empty() {
-            let spn = svc.port_name_string();
-            let text = format!("{spn} has no endpoints");
-            t.filter.rule(
-                "KUBE-SERVICES",
-                format!(
-                    "{} -m tcp -p tcp -d {vip} --dport {} -j REJECT",
-                    comment(&text),
-                    svc.port
-                ),
-            );
-        } else {
-            kube_proxy_service(svc, vip, &eps, pod_cidr, t);
+fn kube_proxy(topo: &Topology, family: Family, t: &mut RestoreTables) {
+    let node = kube_proxy_rules::Node {
+        family,
+        pod_cidr: match family {
+            Family::Ipv4 => topo.node.pod_cidr_v4,
+            Family::Ipv6 => topo.node.pod_cidr_v6,
         }
-    }
-    let last = "kubernetes service nodeports; NOTE: this must be the last rule in this chain";
-    t.nat.rule(
-        "KUBE-SERVICES",
-        format!(
-            "{} -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS",
-            comment(last)
-        ),
-    );
-}
-
-fn kube_proxy_hooks(family: Family, t: &mut Tables) {
-    let portals = comment("kubernetes service portals");
-    t.nat
-        .rule("PREROUTING", format!("{portals} -j KUBE-SERVICES"));
-    t.nat.rule("OUTPUT", format!("{portals} -j KUBE-SERVICES"));
-    t.nat.rule(
-        "POSTROUTING",
-        format!(
-            "{} -j KUBE-POSTROUTING",
-            comment("kubernetes postrouting rules")
-        ),
-    );
-
-    let lb_firewall = format!(
-        "-m conntrack --ctstate NEW {} -j KUBE-PROXY-FIREWALL",
-        comment("kubernetes load balancer firewall")
-    );
-    let external = format!(
-        "-m conntrack --ctstate NEW {} -j KUBE-EXTERNAL-SERVICES",
-        comment("kubernetes externally-visible service portals")
-    );
-    let new_portals = format!("-m conntrack --ctstate NEW {portals} -j KUBE-SERVICES");
-    let f = &mut t.filter;
-    f.rule("INPUT", &lb_firewall);
-    f.rule(
-        "INPUT",
-        format!(
-            "{} -j KUBE-NODEPORTS",
-            comment("kubernetes health check service ports")
-        ),
-    );
-    f.rule("INPUT", &external);
-    f.rule("FORWARD", &lb_firewall);
-    f.rule(
-        "FORWARD",
-        format!("{} -j KUBE-FORWARD", comment("kubernetes forwarding rules")),
-    );
-    f.rule("FORWARD", &new_portals);
-    f.rule("FORWARD", &external);
-    f.rule("OUTPUT", &lb_firewall);
-    f.rule("OUTPUT", &new_portals);
-    if family == Family::V4 {
-        f.rule("INPUT", "-j KUBE-FIREWALL");
-        f.rule("OUTPUT", "-j KUBE-FIREWALL");
-    }
-}
-
-fn kube_proxy_fixed_chains(family: Family, t: &mut Tables) {
-    for chain in [
-        "KUBE-NODEPORTS",
-        "KUBE-SERVICES",
-        "KUBE-EXTERNAL-SERVICES",
-        "KUBE-PROXY-FIREWALL",
-        "KUBE-FORWARD",
-    ] {
-        t.filter.declare(chain);
-    }
-    t.nat.declare("KUBE-NODEPORTS");
-    t.nat.declare("KUBE-SERVICES");
-    t.nat.rule("KUBE-MARK-MASQ", "-j MARK --or-mark 0x4000");
-    t.nat.rule(
-        "KUBE-POSTROUTING",
-        "-m mark ! --mark 0x4000/0x4000 -j RETURN",
-    );
-    t.nat.rule("KUBE-POSTROUTING", "-j MARK --xor-mark 0x4000");
-    t.nat.rule(
-        "KUBE-POSTROUTING",
-        format!(
-            "{} -j MASQUERADE",
-            comment("kubernetes service traffic requiring SNAT")
-        ),
-    );
-    let f = &mut t.filter;
-    f.rule("KUBE-FORWARD", "-m conntrack --ctstate INVALID -j DROP");
-    f.rule(
-        "KUBE-FORWARD",
-        format!(
-            "{} -m mark --mark 0x4000/0x4000 -j ACCEPT",
-            comment("kubernetes forwarding rules")
-        ),
-    );
-    f.rule(
-        "KUBE-FORWARD",
-        format!(
-            "{} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-            comment("kubernetes forwarding conntrack rule")
-        ),
-    );
-    if family == Family::V4 {
-        f.rule(
-            "KUBE-FIREWALL",
-            format!(
-                "{} -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP",
-                comment("block incoming localnet connections")
-            ),
-        );
-    }
-}
-
-/// KUBE-SERVICES → KUBE-SVC (random probability chain) → KUBE-SEP (DNAT), as kube-proxy writes them.
-fn kube_proxy_service(
-    svc: &Service,
-    vip: IpAddr,
-    eps: &[(IpAddr, String)],
-    pod_cidr: &str,
-    t: &mut Tables,
-) {
-    let spn = svc.port_name_string();
-    let svc_chain = kube_svc_chain(&spn, "tcp");
-    let cluster = comment(&format!("{spn} cluster IP"));
-    let port = svc.port;
-    t.nat.rule(
-        "KUBE-SERVICES",
-        format!("{cluster} -m tcp -p tcp -d {vip} --dport {port} -j {svc_chain}"),
-    );
-    t.nat.rule(
-        &svc_chain,
-        format!(
-            "{cluster} -m tcp -p tcp -d {vip} --dport {port} ! -s {pod_cidr} -j KUBE-MARK-MASQ"
-        ),
-    );
-    let n = eps.len();
-    for (i, (_, endpoint)) in eps.iter().enumerate() {
-        let sep = kube_sep_chain(&spn, "tcp", endpoint);
-        let arrow = comment(&format!("{spn} -> {endpoint}"));
-        let remaining = n - i;
-        let statistic = if remaining > 1 {
-            format!(
-                " -m statistic --mode random --probability {:.10}",
-                1.0 / remaining as f64
-            )
-        } else {
-            String::new()
-        };
-        t.nat
-            .rule(&svc_chain, format!("{arrow}{statistic} -j {sep}"));
-    }
-    for (ip, endpoint) in eps {
-        let sep = kube_sep_chain(&spn, "tcp", endpoint);
-        t.nat
-            .rule(&sep, format!("{} -s {ip} -j KUBE-MARK-MASQ", comment(&spn)));
-        t.nat.rule(
-            &sep,
-            format!(
-                "{} -m tcp -p tcp -j DNAT --to-destination {endpoint}",
-                comment(&spn)
-            ),
-        );
-    }
+        .to_owned(),
+    };
+    write_kube_proxy(&node, &service_ports(topo, family), t);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -384,7 +139,7 @@ fn kube_router_hook_comment(chain: &str) -> String {
     ))
 }
 
-fn kube_router_hooks(topo: &Topology, t: &mut Tables) {
+fn kube_router_hooks(topo: &Topology, t: &mut RestoreTables) {
     if topo.network_policies.is_empty() {
         return;
     }
@@ -393,34 +148,34 @@ fn kube_router_hooks(topo: &Topology, t: &mut Tables) {
         ("FORWARD", "KUBE-ROUTER-FORWARD"),
         ("OUTPUT", "KUBE-ROUTER-OUTPUT"),
     ] {
-        t.filter.rule(
+        t.filter.append(
             builtin,
             format!("{} -j {chain}", kube_router_hook_comment(chain)),
         );
     }
 }
 
-fn kube_router_accept_hooks(topo: &Topology, t: &mut Tables) {
+fn kube_router_accept_hooks(topo: &Topology, t: &mut RestoreTables) {
     if topo.network_policies.is_empty() {
         return;
     }
     let text =
         comment("KUBE-ROUTER rule to explicitly ACCEPT traffic that comply to network policies");
     for builtin in ["INPUT", "FORWARD", "OUTPUT"] {
-        t.filter.rule(
+        t.filter.append(
             builtin,
             format!("{text} -m mark --mark 0x20000/0x20000 -j ACCEPT"),
         );
     }
 }
 
-fn kube_router_chains(topo: &Topology, t: &mut Tables) {
+fn kube_router_chains(topo: &Topology, t: &mut RestoreTables) {
     if topo.network_policies.is_empty() {
         return;
     }
     let f = &mut t.filter;
     let tag = |what: &str| hash16(&format!("{what}{KUBE_ROUTER_VERSION}"));
-    f.rule(
+    f.append(
         "KUBE-ROUTER-INPUT",
         format!(
             "-d {} {} -j RETURN",
@@ -437,12 +192,12 @@ fn kube_router_chains(topo: &Topology, t: &mut Tables) {
             proto.to_uppercase(),
             tag(proto)
         );
-        f.rule(
+        f.append(
             "KUBE-ROUTER-INPUT",
             format!("-p {proto} {} -m addrtype --dst-type LOCAL -m multiport --dports 30000:32767 -j RETURN", comment(&text)),
         );
     }
-    f.rule(
+    f.append(
         "KUBE-NWPLCY-DEFAULT",
         format!(
             "{} -j MARK --set-xmark 0x10000/0x10000",
@@ -472,26 +227,26 @@ fn kube_router_pod_chain(topo: &Topology, pod: &Pod, f: &mut Table) {
     let from = comment(&format!(
         "rule to jump traffic from {label} to chain {chain}"
     ));
-    f.rule("KUBE-ROUTER-FORWARD", format!("-d {ip}/32 {to} -j {chain}"));
-    f.rule(
+    f.append("KUBE-ROUTER-FORWARD", format!("-d {ip}/32 {to} -j {chain}"));
+    f.append(
         "KUBE-ROUTER-FORWARD",
         format!("-s {ip}/32 {from} -j {chain}"),
     );
-    f.rule("KUBE-ROUTER-INPUT", format!("-s {ip}/32 {from} -j {chain}"));
-    f.rule("KUBE-ROUTER-OUTPUT", format!("-d {ip}/32 {to} -j {chain}"));
-    f.rule(
+    f.append("KUBE-ROUTER-INPUT", format!("-s {ip}/32 {from} -j {chain}"));
+    f.append("KUBE-ROUTER-OUTPUT", format!("-d {ip}/32 {to} -j {chain}"));
+    f.append(
         "KUBE-ROUTER-OUTPUT",
         format!("-s {ip}/32 {from} -j {chain}"),
     );
 
-    f.rule(
+    f.append(
         &chain,
         format!(
             "{} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
             comment("rule for stateful firewall for pod")
         ),
     );
-    f.rule(
+    f.append(
         &chain,
         format!(
             "{} -m conntrack --ctstate INVALID -j DROP",
@@ -500,11 +255,11 @@ fn kube_router_pod_chain(topo: &Topology, pod: &Pod, f: &mut Table) {
     );
     let local =
         comment("rule to permit the traffic traffic to pods when source is the pod's local node");
-    f.rule(
+    f.append(
         &chain,
         format!("-d {ip}/32 {local} -m addrtype --src-type LOCAL -j ACCEPT"),
     );
-    f.rule(
+    f.append(
         &chain,
         format!(
             "-s {ip}/32 {} -j KUBE-NWPLCY-DEFAULT",
@@ -517,7 +272,7 @@ fn kube_router_pod_chain(topo: &Topology, pod: &Pod, f: &mut Table) {
         .filter(|p| p.target == pod.app)
         .collect();
     if policies.is_empty() {
-        f.rule(
+        f.append(
             &chain,
             format!(
                 "-d {ip}/32 {} -j KUBE-NWPLCY-DEFAULT",
@@ -532,7 +287,7 @@ fn kube_router_pod_chain(topo: &Topology, pod: &Pod, f: &mut Table) {
             KUBE_ROUTER_VERSION,
             KUBE_ROUTER_FAMILY,
         );
-        f.rule(
+        f.append(
             &chain,
             format!(
                 "-d {ip}/32 {} -j {target}",
@@ -541,15 +296,15 @@ fn kube_router_pod_chain(topo: &Topology, pod: &Pod, f: &mut Table) {
         );
     }
     let log = comment(&format!("rule to log dropped traffic {label}"));
-    f.rule(
+    f.append(
         &chain,
         format!("{log} -m mark ! --mark 0x10000/0x10000 -m limit --limit 10/min --limit-burst 10 -j NFLOG --nflog-group 100"),
     );
     let reject = comment(&format!("rule to REJECT traffic destined for {label}"));
-    f.rule(&chain, format!("{reject} -m mark ! --mark 0x10000/0x10000 -j REJECT --reject-with icmp-port-unreachable"));
-    f.rule(&chain, "-j MARK --set-xmark 0x0/0x10000");
+    f.append(&chain, format!("{reject} -m mark ! --mark 0x10000/0x10000 -j REJECT --reject-with icmp-port-unreachable"));
+    f.append(&chain, "-j MARK --set-xmark 0x0/0x10000");
     let accept = comment("set mark to ACCEPT traffic that comply to network policies");
-    f.rule(
+    f.append(
         &chain,
         format!("{accept} -j MARK --set-xmark 0x20000/0x20000"),
     );
@@ -574,11 +329,11 @@ fn kube_router_policy(policy: &NetworkPolicy, f: &mut Table) {
         comment(&text),
         policy.port
     );
-    f.rule(
+    f.append(
         &chain,
         format!("{matches} -j MARK --set-xmark 0x10000/0x10000"),
     );
-    f.rule(
+    f.append(
         &chain,
         format!("{matches} -m mark --mark 0x10000/0x10000 -j RETURN"),
     );
@@ -615,24 +370,20 @@ fn calico_source_set(w: &CalicoWorkload) -> String {
 /// Appends a Calico rule: `-m comment --comment "cali:<id>"` then the matches (felix's layout puts
 /// `-p`/`-i`/`-o`/`-s` before the comment, which `pre` carries).
 fn cali_rule(f: &mut Table, chain: &str, pre: &str, rest: &str) {
-    let index = f
-        .rules
-        .iter()
-        .filter(|r| r.starts_with(&format!("-A {chain} ")))
-        .count();
+    let index = f.rules(chain).len();
     let id = cali_id(chain, index);
     let pre = if pre.is_empty() {
         String::new()
     } else {
         format!("{pre} ")
     };
-    f.rule(
+    f.append(
         chain,
         format!("{pre}-m comment --comment \"cali:{id}\" {rest}"),
     );
 }
 
-fn calico_hooks(topo: &Topology, t: &mut Tables) {
+fn calico_hooks(topo: &Topology, t: &mut RestoreTables) {
     if topo.calico_workloads.is_empty() {
         return;
     }
@@ -646,7 +397,7 @@ fn calico_hooks(topo: &Topology, t: &mut Tables) {
     );
 }
 
-fn calico_chains(topo: &Topology, t: &mut Tables) {
+fn calico_chains(topo: &Topology, t: &mut RestoreTables) {
     if topo.calico_workloads.is_empty() {
         return;
     }

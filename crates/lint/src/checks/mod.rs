@@ -10,6 +10,8 @@ pub mod kube;
 pub mod order;
 pub mod structure;
 
+use std::borrow::Cow;
+
 use nfscope_annotate::{Annotation, Annotations, Owner, annotate};
 use nfscope_ruleset::{IpSet, Ruleset, Target, TargetKind};
 
@@ -20,8 +22,8 @@ use crate::scaffold::Known;
 pub struct Ctx<'a> {
     /// The ruleset being linted.
     pub ruleset: &'a Ruleset,
-    /// Its Kubernetes annotations.
-    pub annotations: Annotations,
+    /// Its Kubernetes annotations (made here, or lent by a caller that has them).
+    pub annotations: Cow<'a, Annotations>,
     /// ipsets known to exist, when the caller has an ipset dump.
     pub ipsets: Option<&'a [IpSet]>,
     /// The stock scaffolds that hold for this ruleset (what is empty or unhooked by design).
@@ -33,9 +35,18 @@ pub struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     /// A context with no findings yet.
     pub fn new(ruleset: &'a Ruleset, ipsets: Option<&'a [IpSet]>) -> Self {
+        Self::annotated(ruleset, Cow::Owned(annotate(ruleset)), ipsets)
+    }
+
+    /// As [`Ctx::new`], with `annotations` already made (`annotate(ruleset)`).
+    pub fn annotated(
+        ruleset: &'a Ruleset,
+        annotations: Cow<'a, Annotations>,
+        ipsets: Option<&'a [IpSet]>,
+    ) -> Self {
         Self {
             ruleset,
-            annotations: annotate(ruleset),
+            annotations,
             ipsets,
             scaffolds: Known::for_ruleset(ruleset),
             findings: Vec::new(),
@@ -102,7 +113,19 @@ impl<'a> Ctx<'a> {
 
 /// Runs every per-ruleset check.
 pub fn lint_ruleset(ruleset: &Ruleset, ipsets: Option<&[IpSet]>) -> Vec<Finding> {
-    let mut ctx = Ctx::new(ruleset, ipsets);
+    lint_annotated(Ctx::new(ruleset, ipsets))
+}
+
+/// [`lint_ruleset`] with the ruleset's annotations already made (`annotate(ruleset)`).
+pub fn lint_ruleset_annotated(
+    ruleset: &Ruleset,
+    annotations: &Annotations,
+    ipsets: Option<&[IpSet]>,
+) -> Vec<Finding> {
+    lint_annotated(Ctx::annotated(ruleset, Cow::Borrowed(annotations), ipsets))
+}
+
+fn lint_annotated(mut ctx: Ctx<'_>) -> Vec<Finding> {
     integrity::check(&mut ctx);
     structure::check(&mut ctx);
     order::check(&mut ctx);

@@ -20,7 +20,9 @@ use clap::{Parser, Subcommand};
 use nfscope_bench::{GenOptions, count_rules, kube_proxy_ruleset};
 
 use crate::netns::BenchNetns;
-use crate::stats::{SteadyRss, Summary, median, percentile, sorted};
+use crate::stats::{
+    ChangeWindow, LintCost, ServerDetail, SteadyRss, Summary, median, percentile, sorted,
+};
 
 /// Scrape cost of nfscope against a fork-and-split baseline and `nft -j`, per ruleset size and backend.
 #[derive(Debug, Parser)]
@@ -52,12 +54,24 @@ struct Args {
     /// Scrapes per measurement from 20,000 services up.
     #[arg(long, default_value_t = 10)]
     scrapes_large: usize,
+    /// Other nfscope builds to measure on the same rulesets, right after `--nfscope` (tools
+    /// `nfscope` and `nfscope-nolabel`), as `NAME=PATH`; their rows read `nfscope (NAME)`.
+    /// For before/after comparisons in one run.
+    #[arg(long = "also", value_name = "NAME=PATH", value_parser = parse_build)]
+    also: Vec<(String, PathBuf)>,
     /// `--timeout` passed to `nfscope serve` (seconds per tool).
     #[arg(long, default_value_t = 120)]
     server_timeout: u32,
     /// Replace the generated section of this Markdown file with the results.
     #[arg(long)]
     write_doc: Option<PathBuf>,
+}
+
+fn parse_build(text: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=PATH, got {text:?}"))?;
+    Ok((name.to_owned(), PathBuf::from(path)))
 }
 
 /// Internal: one baseline scrape inside the current namespace, printing a JSON report.
@@ -93,6 +107,9 @@ fn main() -> Result<()> {
             args.nfscope.display()
         );
     }
+    if let Some((name, path)) = args.also.iter().find(|(_, path)| !path.exists()) {
+        bail!("--also {name}={}: no such file", path.display());
+    }
     let ticks = procfs::clock_ticks_per_second();
     let mut rows = Vec::new();
     for &services in &args.services {
@@ -100,11 +117,12 @@ fn main() -> Result<()> {
             rows.extend(bench_one(&args, services, backend, ticks)?);
             // Rewrite after every combination, so an interrupted run still leaves its results.
             if let Some(doc) = &args.write_doc {
-                write_doc(doc, &render_table(&rows), &args)?;
+                let tables = format!("{}\n{}", render_table(&rows), render_server_table(&rows));
+                write_doc(doc, &tables, &args)?;
             }
         }
     }
-    println!("{}", render_table(&rows));
+    println!("{}\n{}", render_table(&rows), render_server_table(&rows));
     if let Some(doc) = &args.write_doc {
         eprintln!("wrote {}", doc.display());
     }
@@ -142,47 +160,96 @@ fn bench_one(args: &Args, services: usize, backend: &str, ticks: f64) -> Result<
         if tool == "nft-json" && backend != "nft" {
             continue;
         }
-        let summary = match tool.as_str() {
-            "nfscope" => measure_nfscope(args, &ns, &[], k, ticks)?,
-            "nfscope-nolabel" => measure_nfscope(args, &ns, &["--rule-label", "none"], k, ticks)?,
-            other => measure_baseline(&ns, other, backend, k, ticks)?,
+        let extra: &[&str] = match tool.as_str() {
+            "nfscope" => &[],
+            "nfscope-nolabel" => &["--rule-label", "none"],
+            other => {
+                let summary = measure_baseline(&ns, other, backend, k, ticks)?;
+                eprintln!("  {tool}: {summary:?}");
+                rows.push(Row {
+                    services,
+                    rules,
+                    backend: backend.to_owned(),
+                    tool: tool.clone(),
+                    summary,
+                });
+                continue;
+            }
         };
-        eprintln!("  {tool}: {summary:?}");
-        rows.push(Row {
-            services,
-            rules,
-            backend: backend.to_owned(),
-            tool: tool.clone(),
-            summary,
-        });
+        let builds = std::iter::once((tool.clone(), &args.nfscope)).chain(
+            args.also
+                .iter()
+                .map(|(name, path)| (format!("{tool} ({name})"), path)),
+        );
+        for (label, binary) in builds {
+            let summary = measure_nfscope(args, binary, &ns, extra, k, ticks)?;
+            eprintln!("  {label}: {summary:?}");
+            rows.push(Row {
+                services,
+                rules,
+                backend: backend.to_owned(),
+                tool: label,
+                summary,
+            });
+        }
     }
     Ok(rows)
 }
 
 fn measure_nfscope(
     args: &Args,
+    nfscope: &Path,
     ns: &BenchNetns,
     extra: &[&str],
     k: usize,
     ticks: f64,
 ) -> Result<Summary> {
     let log = std::env::temp_dir().join(format!("{}-nfscope.log", ns.name));
-    let server = server::Server::start(&args.nfscope, &ns.name, args.server_timeout, extra, &log)
+    let server = server::Server::start(nfscope, &ns.name, args.server_timeout, extra, &log)
         .with_context(|| format!("see {}", log.display()))?;
     let pid = server.pid();
+    let cpu_start = procfs::cpu_ticks(&pid)?;
     let first = Instant::now();
     let body = server::scrape(server.addr)?;
     let first_ms = first.elapsed().as_secs_f64() * 1e3;
+    let first_cpu_ticks = procfs::cpu_ticks(&pid)? - cpu_start;
     let first_peak_kib = procfs::peak_rss_kib(&pid)?;
+    // The server lints new rules on a thread of its own, started by the first collection: a
+    // window started at once may overlap it (what a server whose rules just changed costs), one
+    // started once it is idle is the steady state. Both are measured; the lint thread's own CPU
+    // is read apart, so no figure mixes the one-off lint into the per-scrape cost.
+    let lint_tid = procfs::thread_named(&pid, LINT_THREAD)?;
+    let lint_ticks = |tid: &Option<String>| -> Result<u64> {
+        tid.as_deref().map_or(Ok(0), |t| {
+            procfs::thread_state_and_ticks(&pid, t).map(|(_, t)| t)
+        })
+    };
+    let lint_in_first = lint_ticks(&lint_tid)?;
+    let first_cpu_s = first_cpu_ticks.saturating_sub(lint_in_first) as f64 / ticks;
     procfs::reset_peak_rss(&pid)?;
-    let cpu_before = procfs::cpu_ticks(&pid)?;
-    let mut latencies = Vec::with_capacity(k);
-    for _ in 0..k {
-        let start = Instant::now();
-        server::scrape(server.addr)?;
-        latencies.push(start.elapsed().as_secs_f64() * 1e3);
+    let (lint_before, cpu_before) = (lint_ticks(&lint_tid)?, procfs::cpu_ticks(&pid)?);
+    let change_latencies = scrape_k(server.addr, k)?;
+    let (lint_after, cpu_after) = (lint_ticks(&lint_tid)?, procfs::cpu_ticks(&pid)?);
+    let change = ChangeWindow {
+        median_ms: median(&sorted(change_latencies)),
+        cpu_s_per_scrape: (cpu_after - cpu_before) as f64 / ticks / k as f64,
+        lint_cpu_s_per_scrape: (lint_after - lint_before) as f64 / ticks / k as f64,
+        peak_mib: procfs::peak_rss_kib(&pid)? as f64 / 1024.0,
+    };
+    wait_idle(&pid, lint_tid.as_deref())?;
+    let lint_total_cpu_s = lint_ticks(&lint_tid)? as f64 / ticks;
+
+    procfs::reset_peak_rss(&pid)?;
+    let (lint_before, cpu_before) = (lint_ticks(&lint_tid)?, procfs::cpu_ticks(&pid)?);
+    let latencies = scrape_k(server.addr, k)?;
+    let (lint_after, cpu_after) = (lint_ticks(&lint_tid)?, procfs::cpu_ticks(&pid)?);
+    if lint_after != lint_before {
+        eprintln!(
+            "  warning: the lint thread ran {} ticks during the steady window",
+            lint_after - lint_before
+        );
     }
-    let cpu_ticks = procfs::cpu_ticks(&pid)? - cpu_before;
+    let cpu_ticks = cpu_after - cpu_before;
     let steady = SteadyRss {
         peak_mib: procfs::peak_rss_kib(&pid)? as f64 / 1024.0,
         after_mib: procfs::rss_kib(&pid)? as f64 / 1024.0,
@@ -191,11 +258,62 @@ fn measure_nfscope(
         first_ms,
         latencies,
         cpu_ticks as f64 / ticks / k as f64,
-        first_peak_kib.max(procfs::peak_rss_kib(&pid)?),
+        first_peak_kib
+            .max((change.peak_mib * 1024.0) as u64)
+            .max(procfs::peak_rss_kib(&pid)?),
         body,
     );
     summary.steady = Some(steady);
+    summary.server = Some(ServerDetail {
+        first_cpu_s,
+        first_peak_mib: first_peak_kib as f64 / 1024.0,
+        lint: lint_tid.map(|_| LintCost {
+            cpu_s: lint_total_cpu_s,
+            during_first_s: lint_in_first as f64 / ticks,
+        }),
+        change,
+    });
     Ok(summary)
+}
+
+/// The name nfscope gives its background lint thread.
+const LINT_THREAD: &str = "nfscope-lint";
+
+/// K sequential scrapes; their latencies in ms.
+fn scrape_k(addr: std::net::SocketAddr, k: usize) -> Result<Vec<f64>> {
+    let mut latencies = Vec::with_capacity(k);
+    for _ in 0..k {
+        let start = Instant::now();
+        server::scrape(addr)?;
+        latencies.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(latencies)
+}
+
+/// Waits until thread `tid` of `pid` sleeps and its CPU time stood still over two polls 100 ms
+/// apart (the lint thread waits on a condition variable when it has nothing to do), at most
+/// 10 minutes. Nothing to wait for without a thread.
+fn wait_idle(pid: &str, tid: Option<&str>) -> Result<()> {
+    let Some(tid) = tid else {
+        return Ok(());
+    };
+    let limit = Instant::now() + std::time::Duration::from_secs(600);
+    let mut last = procfs::thread_state_and_ticks(pid, tid)?;
+    let mut idle_polls = 0;
+    while Instant::now() < limit {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = procfs::thread_state_and_ticks(pid, tid)?;
+        idle_polls = if now.0 == 'S' && now.1 == last.1 {
+            idle_polls + 1
+        } else {
+            0
+        };
+        if idle_polls == 2 {
+            return Ok(());
+        }
+        last = now;
+    }
+    bail!("the {LINT_THREAD} thread of {pid} was still busy after 10 minutes")
 }
 
 fn measure_baseline(
@@ -255,6 +373,7 @@ fn summarize(
         cpu_s_per_scrape: cpu_s,
         peak_rss_mib: peak_rss_kib as f64 / 1024.0,
         steady: None,
+        server: None,
         body_mib: body as f64 / (1024.0 * 1024.0),
     }
 }
@@ -283,6 +402,38 @@ fn render_table(rows: &[Row]) -> String {
                 m.peak_mib, m.after_mib
             )),
             s.body_mib
+        );
+    }
+    out
+}
+
+/// The nfscope rows' one-off costs and the window right after the first collection.
+fn render_server_table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| services | backend | tool | first CPU s (without lint) | first peak MiB | lint CPU s (of it during first) | right after: CPU s/scrape (lint's share) | right after: median ms | right after: scrape peak MiB |\n\
+         |---:|---|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let Some(d) = r.summary.server else {
+            continue;
+        };
+        let lint = d
+            .lint
+            .map_or("— (in the first collection)".to_owned(), |l| {
+                format!("{:.2} ({:.2})", l.cpu_s, l.during_first_s)
+            });
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.2} | {:.1} | {lint} | {:.3} ({:.3}) | {:.0} | {:.1} |",
+            r.services,
+            r.backend,
+            r.tool,
+            d.first_cpu_s,
+            d.first_peak_mib,
+            d.change.cpu_s_per_scrape,
+            d.change.lint_cpu_s_per_scrape,
+            d.change.median_ms,
+            d.change.peak_mib,
         );
     }
     out

@@ -63,3 +63,37 @@ fn status_kib(pid: &str, field: &str) -> Result<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .with_context(|| format!("no {field} in status"))
 }
+
+/// The id of `pid`'s thread named `name` (`/proc/PID/task/*/comm`), if it has one.
+pub fn thread_named(pid: &str, name: &str) -> Result<Option<String>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .with_context(|| format!("listing the threads of {pid}"))?;
+    for task in tasks {
+        let task = task?;
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() == name {
+            return Ok(Some(task.file_name().to_string_lossy().into_owned()));
+        }
+    }
+    Ok(None)
+}
+
+/// State letter (`R`, `S`, …) and own CPU time (`utime + stime`, ticks) of thread `tid` of `pid`.
+pub fn thread_state_and_ticks(pid: &str, tid: &str) -> Result<(char, u64)> {
+    let path = format!("/proc/{pid}/task/{tid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let after_comm = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("malformed stat")?;
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    if fields.len() < 13 {
+        bail!("short {path}");
+    }
+    let state = fields[0].chars().next().unwrap_or('?');
+    let ticks = fields[11..13]
+        .iter()
+        .map(|f| f.parse::<u64>().context("stat time field"))
+        .sum::<Result<u64>>()?;
+    Ok((state, ticks))
+}

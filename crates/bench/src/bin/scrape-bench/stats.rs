@@ -12,7 +12,44 @@ pub struct Summary {
     /// Servers only: peak RSS during the K scrapes after the warm-up (`VmHWM` reset before them),
     /// and RSS after them.
     pub steady: Option<SteadyRss>,
+    /// nfscope only: the first collection, the background lint and the window right after it.
+    pub server: Option<ServerDetail>,
     pub body_mib: f64,
+}
+
+/// What the first collection and its background lint cost an nfscope server, and K scrapes
+/// started right after the first one (while that lint may still run).
+#[derive(Debug, Clone, Copy)]
+pub struct ServerDetail {
+    /// CPU of the process during the warm-up scrape (reads and parses the rule text), without
+    /// the lint thread's.
+    pub first_cpu_s: f64,
+    /// `VmHWM` when the warm-up scrape returned.
+    pub first_peak_mib: f64,
+    /// `None` for a build without a background lint thread (it lints inside the collection).
+    pub lint: Option<LintCost>,
+    pub change: ChangeWindow,
+}
+
+/// The background lint of the first collection's rules.
+#[derive(Debug, Clone, Copy)]
+pub struct LintCost {
+    /// CPU of the lint thread from its start until it was idle.
+    pub cpu_s: f64,
+    /// The part of it spent before the warm-up scrape's answer was complete.
+    pub during_first_s: f64,
+}
+
+/// K scrapes right after the warm-up one.
+#[derive(Debug, Clone, Copy)]
+pub struct ChangeWindow {
+    pub median_ms: f64,
+    /// CPU of the whole process (lint thread included) per scrape.
+    pub cpu_s_per_scrape: f64,
+    /// The lint thread's share of it.
+    pub lint_cpu_s_per_scrape: f64,
+    /// `VmHWM` over the window (reset before it).
+    pub peak_mib: f64,
 }
 
 /// A long-running exporter's memory once its first collection is done.

@@ -1,5 +1,9 @@
 use std::collections::HashSet;
 
+use nfscope_annotate::kube_proxy_rules::{
+    endpoint_chain as kube_sep_chain, service_chain as kube_svc_chain,
+};
+
 use super::*;
 use crate::demo::topology::Topology;
 
@@ -106,9 +110,13 @@ fn web_service_balances_three_endpoints_like_kube_proxy() {
     let svc_chain = kube_svc_chain(&web.port_name_string(), "tcp");
     let svc_rules = rules_of(&rules.iptables, &svc_chain);
     assert_eq!(svc_rules.len(), 4, "{svc_rules:#?}");
-    assert!(svc_rules[0].contains("! -s 10.244.0.0/16 -j KUBE-MARK-MASQ"));
-    assert!(svc_rules[1].contains("--probability 0.3333333333"));
-    assert!(svc_rules[2].contains("--probability 0.5000000000"));
+    assert!(
+        svc_rules[0].contains(" ! -s 10.244.0.0/16 ")
+            && svc_rules[0].ends_with("-j KUBE-MARK-MASQ")
+    );
+    // kube-proxy's `%0.10f` 1/3 and 1/2, as the kernel keeps them and save prints them.
+    assert!(svc_rules[1].contains("--probability 0.33333333349 "));
+    assert!(svc_rules[2].contains("--probability 0.50000000000 "));
     assert!(!svc_rules[3].contains("statistic"));
     for (rule, pod) in svc_rules[1..].iter().zip(topo.pods_with_app("web")) {
         let endpoint = format!("{}:{}", pod.ipv4, pod.port);
@@ -131,7 +139,8 @@ fn web_service_balances_three_endpoints_like_kube_proxy() {
         entry
             .iter()
             .any(|r| r.contains("\"demo/web:http cluster IP\"")
-                && r.contains("-d 10.96.0.10 --dport 80"))
+                && r.contains("-d 10.96.0.10/32 -p tcp ")
+                && r.contains(" --dport 80 -j KUBE-SVC-"))
     );
     assert!(
         entry
@@ -150,7 +159,10 @@ fn endpointless_service_gets_the_filter_reject() {
         .filter(|l| l.contains("\"demo/legacy:http has no endpoints\""))
         .collect();
     assert_eq!(hits.len(), 1);
-    assert!(hits[0].starts_with("-A KUBE-SERVICES ") && hits[0].ends_with("-j REJECT"));
+    assert!(
+        hits[0].starts_with("-A KUBE-SERVICES ")
+            && hits[0].ends_with("-j REJECT --reject-with icmp-port-unreachable")
+    );
     // And nothing DNATs to it.
     assert!(!rules.iptables.contains("demo/legacy:http cluster IP"));
 }
@@ -159,7 +171,8 @@ fn endpointless_service_gets_the_filter_reject() {
 fn ipv6_rules_serve_the_dual_stack_service_only() {
     let (_, rules) = lab();
     let v6 = &rules.ip6tables;
-    assert!(v6.contains("-d fd00:10:96::10 --dport 80 -j KUBE-SVC-"));
+    assert!(v6.contains("-d fd00:10:96::10/128 -p tcp "));
+    assert!(v6.contains(" --dport 80 -j KUBE-SVC-"));
     assert!(v6.contains("--to-destination [fd00:10:244:1::b]:8080"));
     assert!(!v6.contains("demo/api:grpc"));
     assert!(!v6.contains("10.244."), "IPv4 address in ip6tables input");
@@ -299,7 +312,7 @@ mod through_the_annotator {
         let ruleset = parse(&rules.iptables);
         let (meanings, checks) = chain_meanings(&ruleset);
 
-        let services: Vec<String> = meanings
+        let mut services: Vec<String> = meanings
             .iter()
             .filter_map(|(_, m)| match m {
                 Meaning::KubeService {
@@ -309,7 +322,9 @@ mod through_the_annotator {
                 _ => None,
             })
             .collect();
-        assert_eq!(services, ["demo/web:http", "demo/api:grpc", "demo/db:pg"]);
+        // User chains are declared in name order (as `iptables-legacy-save` prints them).
+        services.sort_unstable();
+        assert_eq!(services, ["demo/api:grpc", "demo/db:pg", "demo/web:http"]);
 
         let mut web_endpoints: Vec<&str> = meanings
             .iter()

@@ -1,0 +1,544 @@
+//! kube-proxy's iptables-mode rules written out: the one generator of kube-proxy rulesets that
+//! the demo lab (`nfscope demo`) and the benchmarks (`nfscope-bench`) share.
+//!
+//! [`write_kube_proxy`] appends what kube-proxy (iptables mode, 1.28+ layout) installs for a list
+//! of [`ServicePort`]s to a [`RestoreTables`]: the kubelet's canary chains, the hooks in the
+//! built-in chains, the fixed chains (`KUBE-MARK-MASQ`, `KUBE-POSTROUTING`, `KUBE-FORWARD`,
+//! `KUBE-FIREWALL`), and per service port the `KUBE-SERVICES` jump, a `KUBE-SVC-…` chain
+//! (masquerade from outside the pod CIDR, then `-m statistic --probability 1/N, 1/(N-1), …` jumps,
+//! the last unconditional), one `KUBE-SEP-…` chain per endpoint (hairpin masquerade + DNAT), for
+//! NodePort and LoadBalancer services a `KUBE-NODEPORTS` rule, a `KUBE-EXT-…` chain and a
+//! loadbalancer-IP jump, and for a service without endpoints the filter `REJECT`s. Chain names
+//! use kube-proxy's hashes ([`crate::hash`]), the same code the annotator checks chains with.
+//!
+//! The text is `iptables-restore` input written in **save syntax**: the option order, `/32` and
+//! `/128` host addresses, quoted comments and 11-digit probabilities `iptables-save` prints. It
+//! loads the rules kube-proxy's own restore input loads (same tables, chains, rules, positions),
+//! and reads back from the kernel unchanged, which the benchmarks' root test checks on both
+//! backends. Callers add their own rules to the same [`RestoreTables`] (the demo adds kube-router
+//! and Calico around kube-proxy's hooks); the rules of a chain keep the order they were appended
+//! in, which is what rule numbers count.
+//!
+//! Pure text generation: no I/O, no clock, no randomness (rule counters come from the caller).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use nfscope_ruleset::Family;
+
+use crate::hash::{kube_chain_hash, kube_endpoint_chain_hash};
+
+/// The kube-proxy masquerade mark (`--masquerade-bit 14`).
+const MASQ_MARK: &str = "0x4000/0x4000";
+
+/// One service port as kube-proxy sees it, in one family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePort {
+    /// `namespace/name:port-name` (kube-proxy's `ServicePortName`).
+    pub name: String,
+    /// Lower-case protocol: `tcp`, `udp` or `sctp`.
+    pub protocol: String,
+    /// The cluster IP of this family.
+    pub cluster_ip: IpAddr,
+    /// The service port.
+    pub port: u16,
+    /// The node port (NodePort and LoadBalancer services).
+    pub node_port: Option<u16>,
+    /// The load balancer's IP (LoadBalancer services; written only with a node port).
+    pub loadbalancer_ip: Option<IpAddr>,
+    /// Ready endpoints (`ip:port` of the pods), in the order kube-proxy balances over them;
+    /// empty: the service gets the filter `REJECT`s instead of NAT chains.
+    pub endpoints: Vec<SocketAddr>,
+}
+
+/// What the rules need to know of the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// The family of the ruleset (`iptables` or `ip6tables`).
+    pub family: Family,
+    /// The cluster's pod CIDR in this family (`--cluster-cidr`): traffic from outside it to a
+    /// cluster IP is masqueraded.
+    pub pod_cidr: String,
+}
+
+/// `KUBE-SVC-…` of a service port (`servicePortPolicyClusterChain`).
+pub fn service_chain(service_port_name: &str, protocol: &str) -> String {
+    kube_chain_hash("KUBE-SVC-", service_port_name, protocol)
+}
+
+/// `KUBE-EXT-…` of a service port (`serviceExternalChainName`).
+pub fn external_chain(service_port_name: &str, protocol: &str) -> String {
+    kube_chain_hash("KUBE-EXT-", service_port_name, protocol)
+}
+
+/// `KUBE-SEP-…` of one endpoint (`ip:port`, `[ip]:port` for IPv6) of a service port.
+pub fn endpoint_chain(service_port_name: &str, protocol: &str, endpoint: &str) -> String {
+    kube_endpoint_chain_hash(service_port_name, protocol, endpoint)
+}
+
+/// The probability text `iptables-save` prints for kube-proxy's `1/n`: kube-proxy writes
+/// `%0.10f`, `xt_statistic` keeps it as a fraction of 2^31 (rounded), and save prints that with
+/// `%.11f` (`1/3` → `0.33333333349`).
+pub fn probability(n: usize) -> String {
+    let written: f64 = format!("{:.10}", 1.0 / n as f64)
+        .parse()
+        .unwrap_or(1.0 / n as f64);
+    let stored = (written * 2_147_483_648.0).round();
+    format!("{:.11}", stored / 2_147_483_648.0)
+}
+
+/// One table of restore input: built-in chains with their rules, then user chains (declared in
+/// name order, as `iptables-legacy-save` prints them), each chain's rules in append order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    name: &'static str,
+    builtins: Vec<(&'static str, Vec<String>)>,
+    user: BTreeMap<String, Vec<String>>,
+}
+
+impl Table {
+    /// An empty table with these built-in chains.
+    pub fn new(name: &'static str, builtins: &[&'static str]) -> Self {
+        Self {
+            name,
+            builtins: builtins.iter().map(|b| (*b, Vec::new())).collect(),
+            user: BTreeMap::new(),
+        }
+    }
+
+    /// Declares a user chain (nothing for a built-in or an already declared one).
+    pub fn declare(&mut self, chain: &str) {
+        if !self.builtins.iter().any(|(name, _)| *name == chain) {
+            self.user.entry(chain.to_owned()).or_default();
+        }
+    }
+
+    /// Appends a rule (the text after `-A CHAIN `) to a chain, declaring a user chain.
+    pub fn append(&mut self, chain: &str, spec: impl Into<String>) {
+        let spec = spec.into();
+        match self.builtins.iter_mut().find(|(name, _)| *name == chain) {
+            Some((_, rules)) => rules.push(spec),
+            None => self.user.entry(chain.to_owned()).or_default().push(spec),
+        }
+    }
+
+    /// The rules appended to `chain` so far (empty for an unknown chain).
+    pub fn rules(&self, chain: &str) -> &[String] {
+        self.builtins
+            .iter()
+            .find(|(name, _)| *name == chain)
+            .map(|(_, rules)| rules)
+            .or_else(|| self.user.get(chain))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Writes `*table`, the chain declarations (built-ins first), the rules chain by chain in
+    /// the same order, and `COMMIT`. `counters` gives each built-in chain's policy counters and
+    /// each rule's `[packets:bytes]` prefix, in that order; without it policies read `[0:0]` and
+    /// rules have no prefix.
+    pub fn write<'a>(
+        &self,
+        out: &mut String,
+        mut counters: Option<&mut (dyn FnMut() -> (u64, u64) + 'a)>,
+    ) {
+        let _ = writeln!(out, "*{}", self.name);
+        for (name, _) in &self.builtins {
+            let (packets, bytes) = counters.as_mut().map_or((0, 0), |next| next());
+            let _ = writeln!(out, ":{name} ACCEPT [{packets}:{bytes}]");
+        }
+        for name in self.user.keys() {
+            let _ = writeln!(out, ":{name} - [0:0]");
+        }
+        let builtin_rules = self.builtins.iter().map(|(name, rules)| (*name, rules));
+        let user_rules = self.user.iter().map(|(name, rules)| (name.as_str(), rules));
+        for (chain, rules) in builtin_rules.chain(user_rules) {
+            for spec in rules {
+                if let Some(next) = counters.as_mut() {
+                    let (packets, bytes) = next();
+                    let _ = write!(out, "[{packets}:{bytes}] ");
+                }
+                let _ = writeln!(out, "-A {chain} {spec}");
+            }
+        }
+        out.push_str("COMMIT\n");
+    }
+}
+
+/// The tables kube-proxy writes to, in the order they are written: `mangle`, `filter`, `nat`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreTables {
+    /// `mangle` (the kubelet's canaries and `KUBE-IPTABLES-HINT`).
+    pub mangle: Table,
+    /// `filter`.
+    pub filter: Table,
+    /// `nat`.
+    pub nat: Table,
+}
+
+impl Default for RestoreTables {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RestoreTables {
+    /// The three tables with their built-in chains and nothing else.
+    pub fn new() -> Self {
+        Self {
+            mangle: Table::new(
+                "mangle",
+                &["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"],
+            ),
+            filter: Table::new("filter", &["INPUT", "FORWARD", "OUTPUT"]),
+            nat: Table::new("nat", &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"]),
+        }
+    }
+
+    /// The restore input: `header` (a comment line, written as given), then the tables.
+    /// `counters` as for [`Table::write`], drawn table after table.
+    pub fn write<'a>(
+        &self,
+        header: &str,
+        mut counters: Option<&mut (dyn FnMut() -> (u64, u64) + 'a)>,
+    ) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str(header);
+        for table in [&self.mangle, &self.filter, &self.nat] {
+            table.write(&mut out, counters.as_deref_mut());
+        }
+        out
+    }
+}
+
+/// Appends kube-proxy's rules for `services` on `node` to `tables` (see the module docs), in
+/// the order kube-proxy writes them: hooks first, then the fixed chains, then the services in
+/// the order given, and last the `KUBE-NODEPORTS` jump that must end nat `KUBE-SERVICES`.
+pub fn write_kube_proxy(node: &Node, services: &[ServicePort], tables: &mut RestoreTables) {
+    let v4 = node.family == Family::Ipv4;
+    kubelet_canaries(tables);
+    filter_hooks(&mut tables.filter, v4);
+    filter_fixed_chains(&mut tables.filter, v4);
+    nat_hooks(&mut tables.nat);
+    for svc in services.iter().filter(|s| s.endpoints.is_empty()) {
+        no_endpoint_rejects(&mut tables.filter, svc, node.family);
+    }
+    for svc in services.iter().filter(|s| !s.endpoints.is_empty()) {
+        service_nat(&mut tables.nat, svc, node);
+    }
+    tables.nat.append(
+        "KUBE-SERVICES",
+        "-m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS",
+    );
+}
+
+/// The chains the kubelet creates so that it and kube-proxy notice a flushed table.
+fn kubelet_canaries(t: &mut RestoreTables) {
+    t.mangle.declare("KUBE-IPTABLES-HINT");
+    for table in [&mut t.mangle, &mut t.filter, &mut t.nat] {
+        table.declare("KUBE-KUBELET-CANARY");
+        table.declare("KUBE-PROXY-CANARY");
+    }
+}
+
+fn filter_hooks(t: &mut Table, v4: bool) {
+    const FW: &str = "-m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL";
+    const SVC: &str = "-m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES";
+    const EXT: &str = "-m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES";
+    for chain in [
+        "KUBE-SERVICES",
+        "KUBE-EXTERNAL-SERVICES",
+        "KUBE-NODEPORTS",
+        "KUBE-PROXY-FIREWALL",
+    ] {
+        t.declare(chain);
+    }
+    t.append("INPUT", FW);
+    t.append(
+        "INPUT",
+        "-m comment --comment \"kubernetes health check service ports\" -j KUBE-NODEPORTS",
+    );
+    t.append("INPUT", EXT);
+    t.append("FORWARD", FW);
+    t.append(
+        "FORWARD",
+        "-m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD",
+    );
+    t.append("FORWARD", SVC);
+    t.append("FORWARD", EXT);
+    t.append("OUTPUT", FW);
+    t.append("OUTPUT", SVC);
+    // The localnet rule exists for IPv4 only (route_localnet has no IPv6 counterpart).
+    if v4 {
+        t.append("INPUT", "-j KUBE-FIREWALL");
+        t.append("OUTPUT", "-j KUBE-FIREWALL");
+    }
+}
+
+fn filter_fixed_chains(t: &mut Table, v4: bool) {
+    if v4 {
+        t.append(
+            "KUBE-FIREWALL",
+            "! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment \"block incoming localnet connections\" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP",
+        );
+    }
+    t.append("KUBE-FORWARD", "-m conntrack --ctstate INVALID -j DROP");
+    t.append(
+        "KUBE-FORWARD",
+        format!("-m comment --comment \"kubernetes forwarding rules\" -m mark --mark {MASQ_MARK} -j ACCEPT"),
+    );
+    t.append(
+        "KUBE-FORWARD",
+        "-m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+    );
+}
+
+fn nat_hooks(t: &mut Table) {
+    for chain in ["KUBE-SERVICES", "KUBE-MARK-MASQ", "KUBE-NODEPORTS"] {
+        t.declare(chain);
+    }
+    t.append(
+        "PREROUTING",
+        "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
+    );
+    t.append(
+        "OUTPUT",
+        "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
+    );
+    t.append(
+        "POSTROUTING",
+        "-m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING",
+    );
+    // kube-proxy writes `--or-mark 0x4000` and `--xor-mark 0x4000`; save prints them so.
+    t.append("KUBE-MARK-MASQ", format!("-j MARK --set-xmark {MASQ_MARK}"));
+    t.append(
+        "KUBE-POSTROUTING",
+        format!("-m mark ! --mark {MASQ_MARK} -j RETURN"),
+    );
+    t.append("KUBE-POSTROUTING", "-j MARK --set-xmark 0x4000/0x0");
+    t.append(
+        "KUBE-POSTROUTING",
+        "-m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully",
+    );
+}
+
+/// `ip/32` or `ip/128`, as save prints a host address.
+fn host(ip: IpAddr) -> String {
+    let prefix = if ip.is_ipv4() { 32 } else { 128 };
+    format!("{ip}/{prefix}")
+}
+
+fn reject_with(family: Family) -> &'static str {
+    match family {
+        Family::Ipv4 => "icmp-port-unreachable",
+        Family::Ipv6 => "icmp6-port-unreachable",
+    }
+}
+
+fn no_endpoint_rejects(t: &mut Table, svc: &ServicePort, family: Family) {
+    let (name, p, reject) = (&svc.name, &svc.protocol, reject_with(family));
+    let vip = host(svc.cluster_ip);
+    t.append(
+        "KUBE-SERVICES",
+        format!("-d {vip} -p {p} -m comment --comment \"{name} has no endpoints\" -m {p} --dport {} -j REJECT --reject-with {reject}", svc.port),
+    );
+    let Some(node_port) = svc.node_port else {
+        return;
+    };
+    if let Some(lb) = svc.loadbalancer_ip {
+        t.append(
+            "KUBE-EXTERNAL-SERVICES",
+            format!("-d {} -p {p} -m comment --comment \"{name} has no endpoints\" -m {p} --dport {} -j REJECT --reject-with {reject}", host(lb), svc.port),
+        );
+    }
+    t.append(
+        "KUBE-EXTERNAL-SERVICES",
+        format!("-p {p} -m comment --comment \"{name} has no endpoints\" -m addrtype --dst-type LOCAL -m {p} --dport {node_port} -j REJECT --reject-with {reject}"),
+    );
+}
+
+fn service_nat(t: &mut Table, svc: &ServicePort, node: &Node) {
+    let (name, p) = (&svc.name, &svc.protocol);
+    let svc_chain = service_chain(name, p);
+    let vip = host(svc.cluster_ip);
+    t.append(
+        "KUBE-SERVICES",
+        format!("-d {vip} -p {p} -m comment --comment \"{name} cluster IP\" -m {p} --dport {} -j {svc_chain}", svc.port),
+    );
+    if let Some(node_port) = svc.node_port {
+        external_nat(t, svc, node_port, &svc_chain);
+    }
+    t.append(
+        &svc_chain,
+        format!(
+            "! -s {} -d {vip} -p {p} -m comment --comment \"{name} cluster IP\" -m {p} --dport {} -j KUBE-MARK-MASQ",
+            node.pod_cidr, svc.port
+        ),
+    );
+    let total = svc.endpoints.len();
+    for (i, endpoint) in svc.endpoints.iter().enumerate() {
+        // `ip:port`, `[ip]:port` for IPv6: Go's `net.JoinHostPort`, which kube-proxy uses.
+        let endpoint_text = endpoint.to_string();
+        let sep_chain = endpoint_chain(name, p, &endpoint_text);
+        let statistic = match total - i {
+            1 => String::new(),
+            remaining => format!(
+                "-m statistic --mode random --probability {} ",
+                probability(remaining)
+            ),
+        };
+        t.append(
+            &svc_chain,
+            format!("-m comment --comment \"{name} -> {endpoint_text}\" {statistic}-j {sep_chain}"),
+        );
+        t.append(
+            &sep_chain,
+            format!(
+                "-s {} -m comment --comment \"{name}\" -j KUBE-MARK-MASQ",
+                host(endpoint.ip())
+            ),
+        );
+        t.append(
+            &sep_chain,
+            format!("-p {p} -m comment --comment \"{name}\" -m {p} -j DNAT --to-destination {endpoint_text}"),
+        );
+    }
+}
+
+fn external_nat(t: &mut Table, svc: &ServicePort, node_port: u16, svc_chain: &str) {
+    let (name, p) = (&svc.name, &svc.protocol);
+    let ext_chain = external_chain(name, p);
+    if let Some(lb) = svc.loadbalancer_ip {
+        t.append(
+            "KUBE-SERVICES",
+            format!("-d {} -p {p} -m comment --comment \"{name} loadbalancer IP\" -m {p} --dport {} -j {ext_chain}", host(lb), svc.port),
+        );
+    }
+    t.append(
+        "KUBE-NODEPORTS",
+        format!("-p {p} -m comment --comment \"{name}\" -m {p} --dport {node_port} -j {ext_chain}"),
+    );
+    t.append(
+        &ext_chain,
+        format!("-m comment --comment \"masquerade traffic for {name} external destinations\" -j KUBE-MARK-MASQ"),
+    );
+    t.append(&ext_chain, format!("-j {svc_chain}"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn web(endpoints: usize) -> ServicePort {
+        ServicePort {
+            name: "demo/web:http".to_owned(),
+            protocol: "tcp".to_owned(),
+            cluster_ip: "10.96.0.10".parse().unwrap(),
+            port: 80,
+            node_port: None,
+            loadbalancer_ip: None,
+            endpoints: (0..endpoints)
+                .map(|i| SocketAddr::new(format!("10.244.1.{}", 11 + i).parse().unwrap(), 8080))
+                .collect(),
+        }
+    }
+
+    fn v4() -> Node {
+        Node {
+            family: Family::Ipv4,
+            pod_cidr: "10.244.0.0/16".to_owned(),
+        }
+    }
+
+    #[test]
+    fn probabilities_print_like_iptables_save() {
+        // Values read back from `iptables-legacy-save` after loading kube-proxy's `%0.10f` text.
+        assert_eq!(probability(3), "0.33333333349");
+        assert_eq!(probability(2), "0.50000000000");
+    }
+
+    #[test]
+    fn a_service_port_gets_its_svc_and_sep_chains_in_kube_proxy_order() {
+        let mut tables = RestoreTables::new();
+        write_kube_proxy(&v4(), &[web(3)], &mut tables);
+        let svc = service_chain("demo/web:http", "tcp");
+        let rules = tables.nat.rules(&svc);
+        assert_eq!(rules.len(), 4, "{rules:#?}");
+        assert!(rules[0].starts_with("! -s 10.244.0.0/16 -d 10.96.0.10/32 -p tcp "));
+        assert!(rules[0].ends_with("-j KUBE-MARK-MASQ"));
+        assert!(rules[1].contains("--probability 0.33333333349 "));
+        assert!(rules[2].contains("--probability 0.50000000000 "));
+        assert!(!rules[3].contains("statistic"));
+        let sep = endpoint_chain("demo/web:http", "tcp", "10.244.1.13:8080");
+        assert!(rules[3].ends_with(&format!("-j {sep}")));
+        assert_eq!(
+            tables.nat.rules(&sep),
+            [
+                "-s 10.244.1.13/32 -m comment --comment \"demo/web:http\" -j KUBE-MARK-MASQ",
+                "-p tcp -m comment --comment \"demo/web:http\" -m tcp -j DNAT --to-destination 10.244.1.13:8080",
+            ]
+        );
+        let services = tables.nat.rules("KUBE-SERVICES");
+        assert_eq!(services.len(), 2);
+        assert!(services[0].ends_with(&format!("--dport 80 -j {svc}")));
+        assert!(services[1].ends_with("-j KUBE-NODEPORTS"));
+    }
+
+    #[test]
+    fn a_service_without_endpoints_is_rejected_in_filter_and_has_no_nat_chain() {
+        let mut tables = RestoreTables::new();
+        write_kube_proxy(&v4(), &[web(0)], &mut tables);
+        assert_eq!(
+            tables.filter.rules("KUBE-SERVICES"),
+            [
+                "-d 10.96.0.10/32 -p tcp -m comment --comment \"demo/web:http has no endpoints\" -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable"
+            ]
+        );
+        assert!(
+            tables
+                .nat
+                .rules(&service_chain("demo/web:http", "tcp"))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn ipv6_has_no_localnet_firewall() {
+        let node = Node {
+            family: Family::Ipv6,
+            pod_cidr: "fd00:10:244::/56".to_owned(),
+        };
+        let mut svc = web(1);
+        svc.cluster_ip = "fd00:10:96::10".parse().unwrap();
+        svc.endpoints = vec!["[fd00:10:244:1::b]:8080".parse().unwrap()];
+        let mut tables = RestoreTables::new();
+        write_kube_proxy(&node, &[svc], &mut tables);
+        let text = tables.write("", None);
+        assert!(!text.contains("KUBE-FIREWALL"), "{text}");
+        assert!(text.contains("-d fd00:10:96::10/128 -p tcp "));
+        assert!(text.contains("--to-destination [fd00:10:244:1::b]:8080"));
+    }
+
+    #[test]
+    fn counters_are_drawn_for_policies_then_rules_in_written_order() {
+        let mut tables = RestoreTables::new();
+        write_kube_proxy(&v4(), &[web(1)], &mut tables);
+        let mut n = 0;
+        let text = tables.write(
+            "",
+            Some(&mut || {
+                n += 1;
+                (n, n * 10)
+            }),
+        );
+        assert!(
+            text.starts_with("*mangle\n:PREROUTING ACCEPT [1:10]\n"),
+            "{text}"
+        );
+        let rules: Vec<&str> = text.lines().filter(|l| l.contains("-A ")).collect();
+        assert!(rules.iter().all(|l| l.starts_with('[')), "{rules:#?}");
+        // 12 built-in chains in the three tables, then one draw per rule.
+        assert_eq!(n, 12 + rules.len() as u64);
+        assert!(rules[0].starts_with("[9:90] -A INPUT "), "{}", rules[0]);
+    }
+}
