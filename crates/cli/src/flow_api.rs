@@ -310,24 +310,108 @@ fn bad_request(message: &str) -> Response {
     (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
 }
 
+/// Bytes of JSON per streamed chunk (under glibc's mmap threshold, like `/metrics`' chunks).
+const JSON_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Chunks queued between the encoder and the connection.
+const JSON_CHUNKS_QUEUED: usize = 4;
+
+type JsonChunk = Result<bytes::Bytes, std::io::Error>;
+
 /// Runs `build` on the blocking pool (documents of a big table take a while to build and
-/// serialise; the async workers keep answering `/healthz`), then answers with its JSON.
+/// serialise; the async workers keep answering `/healthz`) and streams its JSON to the client
+/// in chunks through a small bounded channel, so no request holds its whole body: a response
+/// holds the document and about [`JSON_CHUNKS_QUEUED`] + 2 chunks of text. Encoding stops when
+/// the client goes away. A failure before the first chunk gives 500; one after it aborts the
+/// response, so a client never takes a truncated body for a whole one.
 async fn json_off_the_workers<T: serde::Serialize + Send + 'static>(
     build: impl FnOnce() -> T + Send + 'static,
 ) -> Response {
-    let body = tokio::task::spawn_blocking(move || serde_json::to_string(&build())).await;
-    match body {
-        Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Ok(Err(e)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("encoding failed: {e}\n"),
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("encoding failed: {e}\n"),
-        )
-            .into_response(),
+    let (sender, mut chunks) = tokio::sync::mpsc::channel::<JsonChunk>(JSON_CHUNKS_QUEUED);
+    let encoder = {
+        let sender = sender.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = ChunkWriter::new(sender.clone());
+            let written = serde_json::to_writer(&mut out, &build())
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.finish());
+            if let Err(e) = written
+                && e.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                let _ = sender
+                    .blocking_send(Err(std::io::Error::other(format!("encoding failed: {e}"))));
+            }
+        })
+    };
+    tokio::spawn(async move {
+        if let Err(e) = encoder.await {
+            let _ = sender
+                .send(Err(std::io::Error::other(format!("encoding failed: {e}"))))
+                .await;
+        }
+    });
+    let first = match chunks.recv().await {
+        Some(Ok(first)) => first,
+        Some(Err(e)) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response();
+        }
+        None => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "encoding failed: no output\n",
+            )
+                .into_response();
+        }
+    };
+    let rest = futures::stream::poll_fn(move |cx| chunks.poll_recv(cx));
+    let body = futures::StreamExt::chain(futures::stream::once(async { Ok(first) }), rest);
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// An `io::Write` that hands what is written to a channel in chunks of about
+/// [`JSON_CHUNK_BYTES`], blocking while the channel is full; `BrokenPipe` once the receiver
+/// (the response) is gone.
+struct ChunkWriter {
+    buf: Vec<u8>,
+    sender: tokio::sync::mpsc::Sender<JsonChunk>,
+}
+
+impl ChunkWriter {
+    fn new(sender: tokio::sync::mpsc::Sender<JsonChunk>) -> Self {
+        Self {
+            buf: Vec::with_capacity(JSON_CHUNK_BYTES),
+            sender,
+        }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(JSON_CHUNK_BYTES));
+        self.sender
+            .blocking_send(Ok(bytes::Bytes::from(chunk)))
+            .map_err(|_| std::io::ErrorKind::BrokenPipe.into())
+    }
+
+    /// Sends what is left (at least one chunk in all, so an empty document still answers).
+    fn finish(mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= JSON_CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -379,4 +463,49 @@ async fn api_graph_data(
         Err(message) => return bad_request(&message),
     };
     json_off_the_workers(move || graph::data(&monitor.table(), &query)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::HttpBody as _;
+    use futures::StreamExt as _;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_document_is_streamed_in_bounded_chunks() {
+        let doc: Vec<String> = (0..40_000).map(|i| format!("connection {i:08}")).collect();
+        let want = serde_json::to_string(&doc).expect("JSON");
+        assert!(want.len() > 8 * JSON_CHUNK_BYTES, "{} bytes", want.len());
+        let response = json_off_the_workers(move || doc).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body();
+        assert_eq!(
+            body.size_hint().exact(),
+            None,
+            "no length known up front: the body is streamed, not built whole"
+        );
+        let mut stream = body.into_data_stream();
+        let mut got = Vec::new();
+        let mut chunks = 0;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.expect("no error");
+            // A chunk is sent once it reaches the size; one write (here < 64 bytes) may overshoot.
+            assert!(chunk.len() < JSON_CHUNK_BYTES + 64, "{}", chunk.len());
+            got.extend_from_slice(&chunk);
+            chunks += 1;
+        }
+        assert!(chunks > 8, "{chunks} chunks");
+        assert_eq!(String::from_utf8(got).expect("UTF-8"), want);
+    }
+
+    #[tokio::test]
+    async fn a_small_document_is_one_chunk() {
+        let response = json_off_the_workers(|| serde_json::json!({"nodes": []})).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        assert_eq!(&body[..], br#"{"nodes":[]}"#);
+    }
 }
