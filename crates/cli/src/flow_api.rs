@@ -19,10 +19,10 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use nfscope_flow::api::{FlowFilter, flows_json};
+use nfscope_flow::api::{FlowFilter, flow_json};
 use nfscope_flow::graph::{self, GraphQuery};
 use nfscope_flow::metrics::{FlowFamilies, SourceInfo};
-use nfscope_flow::{FlowConfig, FlowTable, Names, Time, parse_ip_tcp};
+use nfscope_flow::{Conn, FlowConfig, FlowTable, Names, TableSnapshot, Time, parse_ip_tcp};
 use nfscope_kernel::flow::{ConntrackEvents, PacketCapture, open_sources};
 use nfscope_server::query::checked_params;
 use nfscope_server::{MetricFamilies, ScrapeFacts};
@@ -422,15 +422,63 @@ async fn api_flows(State(monitor): State<Arc<FlowMonitor>>, Query(params): Param
         Err(message) => return bad_request(&message),
     };
     // The lock is held only to copy the table's records; naming, filtering and encoding
-    // happen after it is released.
+    // happen after it is released, one connection at a time.
     json_off_the_workers(move || {
-        let (snapshot, names) = {
-            let table = monitor.table();
-            (table.snapshot(wall_now()), table.names().clone())
-        };
-        flows_json(&snapshot, &names, &filter)
+        let table = monitor.table();
+        StreamedFlows {
+            snapshot: table.snapshot(wall_now()),
+            names: table.names().clone(),
+            filter,
+        }
     })
     .await
+}
+
+/// `/api/flows`' document (`nfscope_flow::api::FlowsJson`'s JSON) built one connection at a
+/// time while it is serialized: a request holds the copied records and a few chunks of text,
+/// not a second document of every connection.
+struct StreamedFlows {
+    snapshot: TableSnapshot,
+    names: Names,
+    filter: FlowFilter,
+}
+
+impl serde::Serialize for StreamedFlows {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let flows = |conns| NamedFlows {
+            conns,
+            names: &self.names,
+            filter: &self.filter,
+            now: self.snapshot.now,
+        };
+        let mut doc = serializer.serialize_struct("FlowsJson", 4)?;
+        let now_ms = u64::try_from(self.snapshot.now.as_millis()).unwrap_or(u64::MAX);
+        doc.serialize_field("now_unix_ms", &now_ms)?;
+        doc.serialize_field("live", &flows(&self.snapshot.live))?;
+        doc.serialize_field("closed", &flows(&self.snapshot.closed))?;
+        doc.serialize_field("stats", &self.snapshot.stats)?;
+        doc.end()
+    }
+}
+
+/// Connections as `FlowJson`s, named and filtered as they are written.
+struct NamedFlows<'a> {
+    conns: &'a [Conn],
+    names: &'a Names,
+    filter: &'a FlowFilter,
+    now: Time,
+}
+
+impl serde::Serialize for NamedFlows<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            self.conns
+                .iter()
+                .map(|conn| flow_json(conn, self.names, self.now))
+                .filter(|flow| self.filter.keeps(flow)),
+        )
+    }
 }
 
 async fn api_health(State(monitor): State<Arc<FlowMonitor>>) -> Response {
@@ -467,6 +515,8 @@ async fn api_graph_data(
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use axum::body::HttpBody as _;
     use futures::StreamExt as _;
 
@@ -497,6 +547,73 @@ mod tests {
         }
         assert!(chunks > 8, "{chunks} chunks");
         assert_eq!(String::from_utf8(got).expect("UTF-8"), want);
+    }
+
+    #[test]
+    fn the_streamed_flows_document_is_the_flows_json_one() {
+        use nfscope_flow::{PacketMeta, TcpFlags, Tuple};
+        let names = Names::parse("10.1.0.0/24 shop/web\n10.2.0.9 db\n").expect("names");
+        let mut table = FlowTable::new(FlowConfig::default(), names);
+        let start = Duration::from_secs(1_700_000_000);
+        for i in 0..50u8 {
+            let client = if i % 3 == 0 {
+                [10, 1, 0, i]
+            } else {
+                [10, 3, 0, i]
+            };
+            let tuple = Tuple {
+                src: IpAddr::from(client),
+                dst: IpAddr::from([10, 2, 0, 9]),
+                sport: 40_000 + u16::from(i),
+                dport: 5432,
+            };
+            let syn = PacketMeta {
+                ifindex: 1,
+                tuple,
+                flags: TcpFlags(TcpFlags::SYN),
+                seq: 1000,
+                ack: 0,
+                payload_len: 0,
+            };
+            table.on_packet(start + Duration::from_millis(u64::from(i)), syn);
+            if i % 5 == 0 {
+                let rst = PacketMeta {
+                    flags: TcpFlags(TcpFlags::RST),
+                    seq: 1001,
+                    ..syn
+                };
+                table.on_packet(start + Duration::from_millis(u64::from(i) + 1), rst);
+            }
+        }
+        let now = start + Duration::from_secs(1);
+        let snapshot = table.snapshot(now);
+        assert!(!snapshot.live.is_empty() && !snapshot.closed.is_empty());
+        let mut documents = Vec::new();
+        for filter in [
+            FlowFilter::default(),
+            FlowFilter {
+                namespace: Some("shop".to_owned()),
+                ..FlowFilter::default()
+            },
+        ] {
+            let want = serde_json::to_string(&nfscope_flow::api::flows_json(
+                &snapshot,
+                table.names(),
+                &filter,
+            ))
+            .expect("JSON");
+            let streamed = StreamedFlows {
+                snapshot: table.snapshot(now),
+                names: table.names().clone(),
+                filter: filter.clone(),
+            };
+            assert_eq!(serde_json::to_string(&streamed).expect("JSON"), want);
+            documents.push(want);
+        }
+        assert!(
+            documents[1].len() < documents[0].len() && documents[1].contains("shop/web"),
+            "the filter kept some connections, not all"
+        );
     }
 
     #[tokio::test]

@@ -447,7 +447,13 @@ fn api_rules_is_the_rules_document_from_one_read_dropped_after_its_reuse_window(
     let (status, served) = server.get("/api/rules");
     assert_eq!(status, 200, "{served}");
     let dump = tools.path().join("dump.txt");
-    let printed = nfscope(&["rules", "--rules", dump.to_str().unwrap(), "--format", "json"]);
+    let printed = nfscope(&[
+        "rules",
+        "--rules",
+        dump.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     assert!(printed.status.success(), "{}", text(&printed.stderr));
     let served: serde_json::Value = serde_json::from_str(&served).expect("JSON");
     let printed: serde_json::Value = serde_json::from_str(&text(&printed.stdout)).expect("JSON");
@@ -466,13 +472,22 @@ fn api_rules_is_the_rules_document_from_one_read_dropped_after_its_reuse_window(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(model_value(&samples, "nfscope_api_reads_kept", "rules"), 0.0);
-    assert_eq!(model_value(&samples, "nfscope_api_reads_total", "rules"), 1.0);
+    assert_eq!(
+        model_value(&samples, "nfscope_api_reads_kept", "rules"),
+        0.0
+    );
+    assert_eq!(
+        model_value(&samples, "nfscope_api_reads_total", "rules"),
+        1.0
+    );
     assert_eq!(
         model_value(&samples, "nfscope_api_reads_dropped_total", "rules"),
         1.0
     );
-    assert_eq!(model_value(&samples, "nfscope_api_reads_total", "trace"), 0.0);
+    assert_eq!(
+        model_value(&samples, "nfscope_api_reads_total", "trace"),
+        0.0
+    );
     let (status, _) = server.get("/api/rules");
     assert_eq!(status, 200);
     let samples = server.metrics().1;
