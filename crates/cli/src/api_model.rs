@@ -157,7 +157,16 @@ impl<T: Send + Sync + 'static> SharedRead<T> {
             let reuse = self.reuse;
             tokio::spawn(async move {
                 tokio::time::sleep(reuse).await;
-                expire(&kept, &stats, reuse, Instant::now(), Some(generation));
+                if let Some(expired) =
+                    take_expired(&kept, &stats, reuse, Instant::now(), Some(generation))
+                {
+                    // A large model takes a while to free: not on an async worker. Requests
+                    // still sending it keep their own reference until they are done.
+                    tokio::task::spawn_blocking(move || {
+                        drop(expired);
+                        nfscope_kernel::release_free_memory();
+                    });
+                }
             });
         }
         Ok(value)
@@ -183,7 +192,11 @@ impl<T: Send + Sync + 'static> SharedRead<T> {
             return None;
         }
         kept.generation += 1;
-        kept.value = Some((Arc::clone(value), finished));
+        let replaced = kept.value.replace((Arc::clone(value), finished));
+        if replaced.is_some() {
+            // Past its window, its timer not yet run: dropped all the same.
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
         self.stats.kept.store(1, Ordering::Relaxed);
         Some(kept.generation)
     }
@@ -192,37 +205,30 @@ impl<T: Send + Sync + 'static> SharedRead<T> {
     /// server does this from a timer per read; tests call it with the time they choose).
     #[cfg(test)]
     fn expire(&self, now: Instant) -> bool {
-        expire(&self.kept, &self.stats, self.reuse, now, None)
+        take_expired(&self.kept, &self.stats, self.reuse, now, None).is_some()
     }
 }
 
-/// Drops the kept read (only generation `only`, if given) when `reuse` has passed since it
-/// finished; counts it. True when one was dropped.
-fn expire<T>(
+/// Takes the kept read (only generation `only`, if given) when `reuse` has passed since it
+/// finished, and counts it as dropped; the caller frees it.
+fn take_expired<T>(
     kept: &Mutex<Kept<T>>,
     stats: &ReadStats,
     reuse: Duration,
     now: Instant,
     only: Option<u64>,
-) -> bool {
-    let dropped = {
-        let mut kept = lock(kept);
-        let due = kept.value.as_ref().is_some_and(|(_, finished)| {
-            now.saturating_duration_since(*finished) >= reuse
-                && only.is_none_or(|g| g == kept.generation)
-        });
-        if !due {
-            return false;
-        }
-        stats.kept.store(0, Ordering::Relaxed);
-        kept.value.take()
-    };
-    // Freed outside the lock (a large model takes a moment); requests still sending it keep
-    // their own reference until they are done.
-    drop(dropped);
+) -> Option<Arc<T>> {
+    let mut kept = lock(kept);
+    let due = kept.value.as_ref().is_some_and(|(_, finished)| {
+        now.saturating_duration_since(*finished) >= reuse
+            && only.is_none_or(|g| g == kept.generation)
+    });
+    if !due {
+        return None;
+    }
+    stats.kept.store(0, Ordering::Relaxed);
     stats.dropped.fetch_add(1, Ordering::Relaxed);
-    nfscope_kernel::release_free_memory();
-    true
+    kept.value.take().map(|(value, _)| value)
 }
 
 fn lock<T>(kept: &Mutex<Kept<T>>) -> std::sync::MutexGuard<'_, Kept<T>> {
@@ -286,9 +292,10 @@ mod tests {
     async fn the_scheduled_drop_frees_the_read_once_its_window_passed() {
         let (read, stats) = counting(Duration::from_millis(20));
         let value = read.get(WAIT).await.expect("read");
-        // The drop is due 20 ms after the read; wait for it without assuming how soon it runs.
+        // The drop is due 20 ms after the read (freed on the blocking pool); wait for it
+        // without assuming how soon it runs.
         for _ in 0..500 {
-            if stats.dropped() == 1 {
+            if Arc::strong_count(&value) == 1 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
