@@ -185,6 +185,11 @@ pub struct ServeArgs {
     /// or the previous response: slow, silent and idle keep-alive connections are closed after it.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub http_header_timeout: f64,
+    /// Seconds /api/rules and /api/trace reuse one read of the full rules (concurrent requests
+    /// always share one); the read is dropped, its memory freed, when they have passed, whether
+    /// or not requests come. 0: no reuse.
+    #[arg(long, value_name = "SECS", default_value_t = crate::serve::API_REUSE.as_secs_f64())]
+    pub api_reuse_seconds: f64,
 }
 
 /// `--source`.
@@ -296,6 +301,7 @@ impl ServeArgs {
                 ..Default::default()
             },
             kube: None,
+            api_reuse: seconds("--api-reuse-seconds", self.api_reuse_seconds)?,
         })
     }
 }

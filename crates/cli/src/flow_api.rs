@@ -19,10 +19,10 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use nfscope_flow::api::{FlowFilter, flows_json};
+use nfscope_flow::api::{FlowFilter, flow_json};
 use nfscope_flow::graph::{self, GraphQuery};
 use nfscope_flow::metrics::{FlowFamilies, SourceInfo};
-use nfscope_flow::{FlowConfig, FlowTable, Names, Time, parse_ip_tcp};
+use nfscope_flow::{Conn, FlowConfig, FlowTable, Names, TableSnapshot, Time, parse_ip_tcp};
 use nfscope_kernel::flow::{ConntrackEvents, PacketCapture, open_sources};
 use nfscope_server::query::checked_params;
 use nfscope_server::{MetricFamilies, ScrapeFacts};
@@ -310,24 +310,108 @@ fn bad_request(message: &str) -> Response {
     (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
 }
 
+/// Bytes of JSON per streamed chunk (under glibc's mmap threshold, like `/metrics`' chunks).
+const JSON_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Chunks queued between the encoder and the connection.
+const JSON_CHUNKS_QUEUED: usize = 4;
+
+type JsonChunk = Result<bytes::Bytes, std::io::Error>;
+
 /// Runs `build` on the blocking pool (documents of a big table take a while to build and
-/// serialise; the async workers keep answering `/healthz`), then answers with its JSON.
+/// serialise; the async workers keep answering `/healthz`) and streams its JSON to the client
+/// in chunks through a small bounded channel, so no request holds its whole body: a response
+/// holds the document and about [`JSON_CHUNKS_QUEUED`] + 2 chunks of text. Encoding stops when
+/// the client goes away. A failure before the first chunk gives 500; one after it aborts the
+/// response, so a client never takes a truncated body for a whole one.
 async fn json_off_the_workers<T: serde::Serialize + Send + 'static>(
     build: impl FnOnce() -> T + Send + 'static,
 ) -> Response {
-    let body = tokio::task::spawn_blocking(move || serde_json::to_string(&build())).await;
-    match body {
-        Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Ok(Err(e)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("encoding failed: {e}\n"),
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("encoding failed: {e}\n"),
-        )
-            .into_response(),
+    let (sender, mut chunks) = tokio::sync::mpsc::channel::<JsonChunk>(JSON_CHUNKS_QUEUED);
+    let encoder = {
+        let sender = sender.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = ChunkWriter::new(sender.clone());
+            let written = serde_json::to_writer(&mut out, &build())
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.finish());
+            if let Err(e) = written
+                && e.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                let _ = sender
+                    .blocking_send(Err(std::io::Error::other(format!("encoding failed: {e}"))));
+            }
+        })
+    };
+    tokio::spawn(async move {
+        if let Err(e) = encoder.await {
+            let _ = sender
+                .send(Err(std::io::Error::other(format!("encoding failed: {e}"))))
+                .await;
+        }
+    });
+    let first = match chunks.recv().await {
+        Some(Ok(first)) => first,
+        Some(Err(e)) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response();
+        }
+        None => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "encoding failed: no output\n",
+            )
+                .into_response();
+        }
+    };
+    let rest = futures::stream::poll_fn(move |cx| chunks.poll_recv(cx));
+    let body = futures::StreamExt::chain(futures::stream::once(async { Ok(first) }), rest);
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// An `io::Write` that hands what is written to a channel in chunks of about
+/// [`JSON_CHUNK_BYTES`], blocking while the channel is full; `BrokenPipe` once the receiver
+/// (the response) is gone.
+struct ChunkWriter {
+    buf: Vec<u8>,
+    sender: tokio::sync::mpsc::Sender<JsonChunk>,
+}
+
+impl ChunkWriter {
+    fn new(sender: tokio::sync::mpsc::Sender<JsonChunk>) -> Self {
+        Self {
+            buf: Vec::with_capacity(JSON_CHUNK_BYTES),
+            sender,
+        }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(JSON_CHUNK_BYTES));
+        self.sender
+            .blocking_send(Ok(bytes::Bytes::from(chunk)))
+            .map_err(|_| std::io::ErrorKind::BrokenPipe.into())
+    }
+
+    /// Sends what is left (at least one chunk in all, so an empty document still answers).
+    fn finish(mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= JSON_CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -338,15 +422,63 @@ async fn api_flows(State(monitor): State<Arc<FlowMonitor>>, Query(params): Param
         Err(message) => return bad_request(&message),
     };
     // The lock is held only to copy the table's records; naming, filtering and encoding
-    // happen after it is released.
+    // happen after it is released, one connection at a time.
     json_off_the_workers(move || {
-        let (snapshot, names) = {
-            let table = monitor.table();
-            (table.snapshot(wall_now()), table.names().clone())
-        };
-        flows_json(&snapshot, &names, &filter)
+        let table = monitor.table();
+        StreamedFlows {
+            snapshot: table.snapshot(wall_now()),
+            names: table.names().clone(),
+            filter,
+        }
     })
     .await
+}
+
+/// `/api/flows`' document (`nfscope_flow::api::FlowsJson`'s JSON) built one connection at a
+/// time while it is serialized: a request holds the copied records and a few chunks of text,
+/// not a second document of every connection.
+struct StreamedFlows {
+    snapshot: TableSnapshot,
+    names: Names,
+    filter: FlowFilter,
+}
+
+impl serde::Serialize for StreamedFlows {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let flows = |conns| NamedFlows {
+            conns,
+            names: &self.names,
+            filter: &self.filter,
+            now: self.snapshot.now,
+        };
+        let mut doc = serializer.serialize_struct("FlowsJson", 4)?;
+        let now_ms = u64::try_from(self.snapshot.now.as_millis()).unwrap_or(u64::MAX);
+        doc.serialize_field("now_unix_ms", &now_ms)?;
+        doc.serialize_field("live", &flows(&self.snapshot.live))?;
+        doc.serialize_field("closed", &flows(&self.snapshot.closed))?;
+        doc.serialize_field("stats", &self.snapshot.stats)?;
+        doc.end()
+    }
+}
+
+/// Connections as `FlowJson`s, named and filtered as they are written.
+struct NamedFlows<'a> {
+    conns: &'a [Conn],
+    names: &'a Names,
+    filter: &'a FlowFilter,
+    now: Time,
+}
+
+impl serde::Serialize for NamedFlows<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            self.conns
+                .iter()
+                .map(|conn| flow_json(conn, self.names, self.now))
+                .filter(|flow| self.filter.keeps(flow)),
+        )
+    }
 }
 
 async fn api_health(State(monitor): State<Arc<FlowMonitor>>) -> Response {
@@ -379,4 +511,118 @@ async fn api_graph_data(
         Err(message) => return bad_request(&message),
     };
     json_off_the_workers(move || graph::data(&monitor.table(), &query)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use axum::body::HttpBody as _;
+    use futures::StreamExt as _;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_document_is_streamed_in_bounded_chunks() {
+        let doc: Vec<String> = (0..40_000).map(|i| format!("connection {i:08}")).collect();
+        let want = serde_json::to_string(&doc).expect("JSON");
+        assert!(want.len() > 8 * JSON_CHUNK_BYTES, "{} bytes", want.len());
+        let response = json_off_the_workers(move || doc).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body();
+        assert_eq!(
+            body.size_hint().exact(),
+            None,
+            "no length known up front: the body is streamed, not built whole"
+        );
+        let mut stream = body.into_data_stream();
+        let mut got = Vec::new();
+        let mut chunks = 0;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.expect("no error");
+            // A chunk is sent once it reaches the size; one write (here < 64 bytes) may overshoot.
+            assert!(chunk.len() < JSON_CHUNK_BYTES + 64, "{}", chunk.len());
+            got.extend_from_slice(&chunk);
+            chunks += 1;
+        }
+        assert!(chunks > 8, "{chunks} chunks");
+        assert_eq!(String::from_utf8(got).expect("UTF-8"), want);
+    }
+
+    #[test]
+    fn the_streamed_flows_document_is_the_flows_json_one() {
+        use nfscope_flow::{PacketMeta, TcpFlags, Tuple};
+        let names = Names::parse("10.1.0.0/24 shop/web\n10.2.0.9 db\n").expect("names");
+        let mut table = FlowTable::new(FlowConfig::default(), names);
+        let start = Duration::from_secs(1_700_000_000);
+        for i in 0..50u8 {
+            let client = if i % 3 == 0 {
+                [10, 1, 0, i]
+            } else {
+                [10, 3, 0, i]
+            };
+            let tuple = Tuple {
+                src: IpAddr::from(client),
+                dst: IpAddr::from([10, 2, 0, 9]),
+                sport: 40_000 + u16::from(i),
+                dport: 5432,
+            };
+            let syn = PacketMeta {
+                ifindex: 1,
+                tuple,
+                flags: TcpFlags(TcpFlags::SYN),
+                seq: 1000,
+                ack: 0,
+                payload_len: 0,
+            };
+            table.on_packet(start + Duration::from_millis(u64::from(i)), syn);
+            if i % 5 == 0 {
+                let rst = PacketMeta {
+                    flags: TcpFlags(TcpFlags::RST),
+                    seq: 1001,
+                    ..syn
+                };
+                table.on_packet(start + Duration::from_millis(u64::from(i) + 1), rst);
+            }
+        }
+        let now = start + Duration::from_secs(1);
+        let snapshot = table.snapshot(now);
+        assert!(!snapshot.live.is_empty() && !snapshot.closed.is_empty());
+        let mut documents = Vec::new();
+        for filter in [
+            FlowFilter::default(),
+            FlowFilter {
+                namespace: Some("shop".to_owned()),
+                ..FlowFilter::default()
+            },
+        ] {
+            let want = serde_json::to_string(&nfscope_flow::api::flows_json(
+                &snapshot,
+                table.names(),
+                &filter,
+            ))
+            .expect("JSON");
+            let streamed = StreamedFlows {
+                snapshot: table.snapshot(now),
+                names: table.names().clone(),
+                filter: filter.clone(),
+            };
+            assert_eq!(serde_json::to_string(&streamed).expect("JSON"), want);
+            documents.push(want);
+        }
+        assert!(
+            documents[1].len() < documents[0].len() && documents[1].contains("shop/web"),
+            "the filter kept some connections, not all"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_small_document_is_one_chunk() {
+        let response = json_off_the_workers(|| serde_json::json!({"nodes": []})).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        assert_eq!(&body[..], br#"{"nodes":[]}"#);
+    }
 }

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 mod ambient_caps;
+mod api_model;
 mod cli;
 mod demo;
 mod doctor_cmd;

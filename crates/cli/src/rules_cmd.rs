@@ -98,16 +98,20 @@ pub(crate) fn unread_text(unread: &[Unread]) -> String {
 }
 
 /// Adds `"unread": [{"source", "method", "family", "backend", "reason"}, …]` to a JSON object
-/// document (the output of `rules`, `lint`, `doctor`).
-pub(crate) fn splice_unread(json: String, unread: &[Unread]) -> String {
-    let trimmed = json.trim_end();
-    let Some(body) = trimmed.strip_suffix('}') else {
+/// document (the output of `rules`, `lint`, `doctor`), in place: a large document is not copied.
+pub(crate) fn splice_unread(mut json: String, unread: &[Unread]) -> String {
+    let Some(body) = json.trim_end().strip_suffix('}') else {
         return json;
     };
+    let body = body.trim_end().len();
+    let sep = if json[..body].ends_with('{') { "" } else { "," };
     let list = serde_json::to_string(unread).unwrap_or_else(|_| "[]".to_owned());
-    let body = body.trim_end();
-    let sep = if body.ends_with('{') { "" } else { "," };
-    format!("{body}{sep}\n  \"unread\": {list}\n}}\n")
+    json.truncate(body);
+    json.push_str(sep);
+    json.push_str("\n  \"unread\": ");
+    json.push_str(&list);
+    json.push_str("\n}\n");
+    json
 }
 
 /// The live rules as read, whatever failed (each source says in `Snapshot::sources`).

@@ -24,6 +24,7 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::Bytes;
 use nfscope_exporter::ExportOptions;
 use nfscope_kernel::CollectOptions;
 use nfscope_kube::SharedDirectory;
@@ -32,6 +33,7 @@ use nfscope_server::{
     oneshot,
 };
 
+use crate::api_model::{ApiReadFamilies, ReadFailed, ReadStats, SharedRead};
 use crate::http::{FamilyLimit, HttpLimits};
 use crate::trace_cmd::TraceModel;
 use nfscope_server::http_stats::{EndpointFamily, HttpStats};
@@ -60,6 +62,10 @@ pub struct ServeConfig {
     pub http: HttpLimits,
     /// Kubernetes names for `/metrics` (the watcher's directory, or the demo's).
     pub kube: Option<SharedDirectory>,
+    /// How long `/api/rules` and `/api/trace` reuse one read of the rules; it is dropped (its
+    /// memory freed) when this has passed, whether or not requests come. Zero: no reuse
+    /// (concurrent requests still share one read).
+    pub api_reuse: Duration,
 }
 
 impl ServeConfig {
@@ -78,6 +84,7 @@ impl ServeConfig {
             export: ExportOptions::default(),
             cache: Duration::ZERO,
             http: HttpLimits::default(),
+            api_reuse: API_REUSE,
         }
     }
 }
@@ -117,11 +124,14 @@ pub async fn serve_on(
         families.push(Arc::new(directory.clone()));
     }
     let limits = config.http.clone();
+    let mut api_reads = ApiReadFamilies::default();
+    let read_stats = (api_reads.add("rules"), api_reads.add("trace"));
+    families.push(Arc::new(api_reads));
     let stats = Arc::new(HttpStats::default());
     // Last in the body, as before the families were handed in.
     families.push(Arc::clone(&stats) as SharedFamilies);
     let app = router(
-        Arc::new(App::new(config, families)),
+        Arc::new(App::new(config, families, read_stats)),
         &limits,
         &stats,
         flows.is_some(),
@@ -174,8 +184,9 @@ pub fn export_options(
     )
 }
 
-/// How long `/api/rules` and `/api/trace` reuse their shared read of the rules.
-const API_MODEL_MAX_AGE: Duration = Duration::from_secs(5);
+/// How long `/api/rules` and `/api/trace` reuse their shared read of the rules by default
+/// (`--api-reuse-seconds`); it is dropped after that.
+pub const API_REUSE: Duration = Duration::from_secs(5);
 
 /// How long a `/api/rules` or `/api/trace` request waits for that read before 503 (the read
 /// keeps running; later requests get its result).
@@ -186,33 +197,31 @@ struct App {
     encoder: MetricsEncoder,
     deadline: Duration,
     timeouts: AtomicU64,
-    /// `/api/rules`' body: one read of the full rules, shared by concurrent requests and reused
-    /// for [`API_MODEL_MAX_AGE`] (the scrape path keeps only counters).
-    rules_body: SingleFlight<Result<Arc<String>, String>>,
+    /// `/api/rules`' body, built once per read of the full rules and sent as it is to every
+    /// request that shares or reuses the read (the scrape path keeps only counters).
+    rules_body: SharedRead<Bytes>,
     /// `/api/trace`'s model of the live rules, shared and reused the same way.
-    trace_model: SingleFlight<Result<Arc<TraceModel>, String>>,
+    trace_model: SharedRead<TraceModel>,
 }
 
 impl App {
-    fn new(config: ServeConfig, families: Vec<SharedFamilies>) -> Self {
+    fn new(
+        config: ServeConfig,
+        families: Vec<SharedFamilies>,
+        (rules_stats, trace_stats): (Arc<ReadStats>, Arc<ReadStats>),
+    ) -> Self {
         let counters = Arc::new(Counters::default());
         let collect = config.collect.clone();
         // The API's reads are for people, not for every scrape: they may take the text read's
         // longer limit, since no request waits for them past API_DEADLINE.
         let mut trace_collect = collect.clone();
         trace_collect.timeout = collect.text_timeout.max(collect.timeout);
-        let rules_body = SingleFlight::new(
-            move || {
-                let annotated = oneshot::annotate(nfscope_kernel::collect(&collect));
-                oneshot::rules_json(&annotated)
-                    .map(Arc::new)
-                    .map_err(|e| format!("encoding failed: {e:#}"))
-            },
-            API_MODEL_MAX_AGE,
-        );
-        let trace_model = SingleFlight::new(
-            move || TraceModel::live(trace_collect.clone()).map(Arc::new),
-            API_MODEL_MAX_AGE,
+        let rules_body =
+            SharedRead::new(move || rules_body(&collect), config.api_reuse, rules_stats);
+        let trace_model = SharedRead::new(
+            move || TraceModel::live(trace_collect.clone()),
+            config.api_reuse,
+            trace_stats,
         );
         let job = nfscope_server::collector(config.collect, Arc::clone(&counters));
         Self {
@@ -406,20 +415,31 @@ fn encode_metrics_into(
     }
 }
 
+/// `/api/rules`' body from one read of the rules: the JSON document written straight into one
+/// buffer (no value tree, no second copy); the rules it was built from are freed before it is
+/// served.
+fn rules_body(collect: &CollectOptions) -> Result<Bytes, String> {
+    let annotated = oneshot::annotate(nfscope_kernel::collect(collect));
+    let mut body = Vec::new();
+    nfscope_exporter::write_rules_json(&annotated.snapshot, &annotated.annotations, &mut body)
+        .map_err(|e| format!("encoding failed: {e:#}"))?;
+    drop(annotated);
+    nfscope_kernel::release_free_memory();
+    Ok(Bytes::from(body))
+}
+
 /// The shared result of one of the API's reads, or a ready-made error response.
 async fn shared<T: Send + Sync + 'static>(
-    flight: &SingleFlight<Result<Arc<T>, String>>,
+    read: &SharedRead<T>,
     what: &str,
 ) -> Result<Arc<T>, Response> {
-    match flight.get(API_DEADLINE).await {
-        Ok(done) => match &done.value {
-            Ok(Ok(value)) => Ok(Arc::clone(value)),
-            Ok(Err(reason)) | Err(reason) => Err(plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{what} failed: {reason}\n"),
-            )),
-        },
-        Err(timed_out) => {
+    match read.get(API_DEADLINE).await {
+        Ok(value) => Ok(value),
+        Err(ReadFailed::Failed(reason)) => Err(plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{what} failed: {reason}\n"),
+        )),
+        Err(ReadFailed::TimedOut(timed_out)) => {
             let mut response = plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
@@ -439,22 +459,13 @@ async fn shared<T: Send + Sync + 'static>(
 /// and reused for a few seconds (the scrape path keeps only counters).
 async fn api_rules(State(app): State<Arc<App>>) -> Response {
     match shared(&app.rules_body, "reading the rules").await {
-        // The shared body is sent as it is, never copied per request.
+        // Every request sends the one shared body: a reference, never a copy.
         Ok(body) => (
             [(header::CONTENT_TYPE, "application/json")],
-            axum::body::Body::from(bytes::Bytes::from_owner(SharedText(body))),
+            axum::body::Body::from(Bytes::clone(&body)),
         )
             .into_response(),
         Err(response) => response,
-    }
-}
-
-/// A shared body as bytes for the response, without a copy.
-struct SharedText(Arc<String>);
-
-impl AsRef<[u8]> for SharedText {
-    fn as_ref(&self) -> &[u8] {
-        self.0.as_bytes()
     }
 }
 

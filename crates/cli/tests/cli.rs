@@ -421,6 +421,83 @@ fn api_trace_shares_one_read_and_refuses_unknown_or_repeated_keys() {
     );
 }
 
+/// The sample of `name` labelled `model="…"`.
+fn model_value(samples: &[nfscope_test_support::Sample], name: &str, model: &str) -> f64 {
+    let found: Vec<_> = named(samples, name)
+        .into_iter()
+        .filter(|s| s.labels == [("model".to_owned(), model.to_owned())])
+        .collect();
+    assert_eq!(found.len(), 1, "{name}{{model={model:?}}}: {found:?}");
+    found[0].value
+}
+
+#[test]
+fn api_rules_is_the_rules_document_from_one_read_dropped_after_its_reuse_window() {
+    let tools = fake_tools("apirules", "0", V4_DUMP);
+    let server = Server::start(&[
+        "--kube",
+        "off",
+        "--source",
+        "exec",
+        "--tool-dir",
+        tools.path().to_str().unwrap(),
+        "--api-reuse-seconds",
+        "1",
+    ]);
+    let (status, served) = server.get("/api/rules");
+    assert_eq!(status, 200, "{served}");
+    let dump = tools.path().join("dump.txt");
+    let printed = nfscope(&[
+        "rules",
+        "--rules",
+        dump.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(printed.status.success(), "{}", text(&printed.stderr));
+    let served: serde_json::Value = serde_json::from_str(&served).expect("JSON");
+    let printed: serde_json::Value = serde_json::from_str(&text(&printed.stdout)).expect("JSON");
+    assert_eq!(
+        served["rulesets"], printed["rulesets"],
+        "/api/rules and `rules --format json` give the same document"
+    );
+
+    // The read is dropped once its window has passed, without another request: poll /metrics
+    // (each scrape is a collection of its own, not an API read) for as long as a slow machine needs.
+    let mut samples = Vec::new();
+    for _ in 0..300 {
+        samples = server.metrics().1;
+        if model_value(&samples, "nfscope_api_reads_kept", "rules") == 0.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        model_value(&samples, "nfscope_api_reads_kept", "rules"),
+        0.0
+    );
+    assert_eq!(
+        model_value(&samples, "nfscope_api_reads_total", "rules"),
+        1.0
+    );
+    assert_eq!(
+        model_value(&samples, "nfscope_api_reads_dropped_total", "rules"),
+        1.0
+    );
+    assert_eq!(
+        model_value(&samples, "nfscope_api_reads_total", "trace"),
+        0.0
+    );
+    let (status, _) = server.get("/api/rules");
+    assert_eq!(status, 200);
+    let samples = server.metrics().1;
+    assert_eq!(
+        model_value(&samples, "nfscope_api_reads_total", "rules"),
+        2.0,
+        "the next request reads again"
+    );
+}
+
 #[test]
 fn server_endpoints_and_graceful_shutdown() {
     let tools = fake_tools("endpoints", "0", V4_DUMP);

@@ -4,7 +4,7 @@
 //! by hand into one `String`, see [`encode_metrics`], or streamed in chunks to a [`ChunkSink`],
 //! see [`encode_metrics_streaming`]; both take the same path and give the same bytes), the stable `rule_id` of every rule
 //! ([`rule_ids`], [`RuleLabels`]), the JSON behind `/api/rules` and `nfscope rules --format json`
-//! ([`rules_json`], [`rules_json_string`]) and the terminal listing of `nfscope rules --format text` ([`rules_text`]).
+//! ([`write_rules_json`], [`rules_json`], [`rules_json_string`]) and the terminal listing of `nfscope rules --format text` ([`rules_text`]).
 //!
 //! It is pure: no I/O, no clock, no state between calls. It does not collect anything (that is
 //! `nfscope-kernel`), does not serve HTTP (the binary) and does not decide Kubernetes meaning
@@ -31,7 +31,7 @@ mod text;
 
 use nfscope_ruleset::SourceKind;
 
-pub use json::{rules_json, rules_json_string};
+pub use json::{rules_json, rules_json_string, write_rules_json};
 pub use kube::KubePlan;
 pub use labels::{RuleIds, RuleLabels, rule_ids};
 pub use metrics::{

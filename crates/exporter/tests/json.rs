@@ -3,8 +3,8 @@
 mod common;
 
 use common::{parse, snapshot_of};
-use nfscope_exporter::{rule_ids, rules_json, rules_json_string};
-use nfscope_test_support::corpus_file;
+use nfscope_exporter::{rule_ids, rules_json, rules_json_string, write_rules_json};
+use nfscope_test_support::{corpus_file, corpus_files};
 use serde_json::Value;
 
 #[test]
@@ -136,4 +136,58 @@ fn the_text_listing_escapes_control_characters_from_the_dump() {
         "{listing:?}"
     );
     assert!(listing.contains("EVIL\\u{1b}[2J"), "{listing}");
+}
+
+#[test]
+fn the_written_document_is_the_value_tree_pretty_printed_byte_for_byte() {
+    // `/api/rules` and `rules --format json` are written straight from the typed document; they
+    // must stay the bytes the value tree printed (sorted keys, two-space indent, final newline).
+    let ipsets =
+        nfscope_ruleset::ipset::parse_ipsets(&corpus_file("kube-router-testdata-ipset_save.ipset"))
+            .expect("ipsets");
+    let files = corpus_files("rules");
+    assert!(files.len() > 20, "the corpus is there");
+    for (i, (name, text)) in files.iter().enumerate() {
+        let mut ruleset = parse(name, text);
+        common::add_counters(&mut ruleset);
+        let annotations = vec![nfscope_annotate::annotate(&ruleset)];
+        let mut snapshot = snapshot_of(ruleset);
+        if i % 2 == 0 {
+            // Every part of the document present: ipsets, conntrack, the rule source, a failed source.
+            snapshot.ipsets = ipsets.clone();
+            snapshot.conntrack = Some(nfscope_ruleset::ConntrackStats {
+                entries: 7,
+                limit: 262_144,
+                stats: vec![("found".into(), 3), ("drop".into(), 1)],
+            });
+            snapshot.rule_source = "iptables-nft-save 1.8.9".into();
+            snapshot.sources.push(nfscope_ruleset::SourceReport {
+                kind: nfscope_ruleset::SourceKind::Ipsets,
+                method: "ipset save".into(),
+                error: Some("timed out \u{1b}after 10 s".into()),
+                duration_seconds: f64::NAN,
+            });
+        }
+        let mut value = rules_json(&snapshot, &annotations);
+        let mut want = serde_json::to_string_pretty(&value).expect("pretty");
+        want.push('\n');
+        let mut written = Vec::new();
+        write_rules_json(&snapshot, &annotations, &mut written).expect("written");
+        let written = String::from_utf8(written).expect("UTF-8");
+        assert!(
+            written == want,
+            "{name}: first difference at byte {}",
+            written
+                .bytes()
+                .zip(want.bytes())
+                .position(|(a, b)| a != b)
+                .unwrap_or(written.len().min(want.len()))
+        );
+        let source = value.as_object_mut().and_then(|o| o.remove("source"));
+        assert_eq!(
+            source.is_some(),
+            i % 2 == 0,
+            "{name}: `source` only when the reader named one"
+        );
+    }
 }

@@ -30,18 +30,14 @@ pub fn annotate(snapshot: Snapshot) -> Annotated {
     }
 }
 
-/// The JSON view (`/api/rules`, `rules --format json`), with the rule source when known.
+/// The JSON view (`/api/rules`, `rules --format json`), with the rule source when known,
+/// written straight into one buffer (see [`nfscope_exporter::write_rules_json`]).
 pub fn rules_json(annotated: &Annotated) -> Result<String, serde_json::Error> {
-    let snapshot = &annotated.snapshot;
-    let mut value = nfscope_exporter::rules_json(snapshot, &annotated.annotations);
-    if let Some(object) = value.as_object_mut()
-        && !snapshot.rule_source.is_empty()
-    {
-        object.insert("source".to_owned(), snapshot.rule_source.clone().into());
-    }
-    let mut text = serde_json::to_string_pretty(&value)?;
-    text.push('\n');
-    Ok(text)
+    let mut text = Vec::new();
+    nfscope_exporter::write_rules_json(&annotated.snapshot, &annotated.annotations, &mut text)?;
+    // serde_json writes only UTF-8.
+    Ok(String::from_utf8(text)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 /// The terminal listing (`rules --format text`).

@@ -17,6 +17,9 @@
 //! sudo target/release/flow-load hold --nfscope target/release/nfscope --connections 100000
 //! ```
 //!
+//! `hold --then COMMAND` runs a command inside the node namespace while the connections stay
+//! open (`scripts/api-load --graph` uses it to load `/api/graph/data` and time `/healthz`).
+//!
 //! `client`, `client-hold` and `server` are the halves it runs inside the namespaces (via
 //! `ip netns exec`).
 //! All traffic stays inside the namespaces it creates; they are deleted on exit (guards).
@@ -81,6 +84,11 @@ enum Cmd {
         /// Connections to hold open.
         #[arg(long, default_value_t = 100_000)]
         connections: u64,
+        /// Once they are open and reported, run this `sh -c` command inside the node namespace
+        /// (environment: `NFSCOPE_ADDR`, `NFSCOPE_PID`) while they stay open; its exit status
+        /// is flow-load's.
+        #[arg(long, value_name = "COMMAND")]
+        then: Option<String>,
     },
     /// Accepts, reads the request, answers, closes first; exits after `seconds`. With `--hold`,
     /// accepts and keeps every connection open instead.
@@ -137,7 +145,8 @@ fn main() -> Result<()> {
         Cmd::Hold {
             nfscope,
             connections,
-        } => hold(&nfscope, connections),
+            then,
+        } => hold(&nfscope, connections, then.as_deref()),
         Cmd::Server {
             listen,
             seconds,
@@ -341,7 +350,7 @@ fn run(
 /// Connections one `client-hold` process opens at most (a process may open 20,000 files here).
 const CONNECTIONS_PER_PROCESS: u64 = 17_000;
 
-fn hold(nfscope: &str, connections: u64) -> Result<()> {
+fn hold(nfscope: &str, connections: u64, then: Option<&str>) -> Result<()> {
     use std::io::BufRead as _;
     let me = std::env::current_exe().context("locating flow-load")?;
     let me = me.to_str().context("path")?;
@@ -419,6 +428,20 @@ fn hold(nfscope: &str, connections: u64) -> Result<()> {
         },
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
+    if let Some(command) = then {
+        std::io::stdout().flush()?;
+        let status = lab
+            .node
+            .command("sh")
+            .args(["-c", command])
+            .env("NFSCOPE_ADDR", listen)
+            .env("NFSCOPE_PID", &pid)
+            .status()
+            .context("running --then")?;
+        if !status.success() {
+            bail!("--then command failed: {status}");
+        }
+    }
     Ok(())
 }
 
