@@ -95,11 +95,12 @@ pub struct SelfMetrics {
 }
 
 /// The `source`, `family` and `backend` label values of a source (`family`/`backend` are empty for
-/// ipsets and conntrack).
+/// ipsets and conntrack; native nftables rules are `native_rules` with backend `nftables`).
 pub fn source_labels(kind: &SourceKind) -> (&'static str, &'static str, &'static str) {
     match kind {
         SourceKind::Rules { family, backend } => ("rules", family.as_str(), backend.as_str()),
         SourceKind::Ipsets => ("ipsets", "", ""),
         SourceKind::Conntrack => ("conntrack", "", ""),
+        SourceKind::NativeRules => ("native_rules", "", "nftables"),
     }
 }

@@ -266,7 +266,7 @@ pub(crate) struct SetSize {
     pub family: u8,
     pub table: String,
     pub name: String,
-    /// Kernel elements; interval sets count each range's end marker too, as the kernel stores it.
+    /// Elements as `nft list` shows them (interval end markers not counted).
     pub elements: u64,
 }
 
@@ -302,12 +302,21 @@ pub(crate) fn decode_named_set(msg: &Message<'_>) -> Option<SetSize> {
     })
 }
 
-/// Elements in one `NFT_MSG_NEWSETELEM` message.
+/// Elements in one `NFT_MSG_NEWSETELEM` message as `nft list` shows them: an interval set
+/// stores each range as a start and an end element (`NFT_SET_ELEM_INTERVAL_END`, plus a leading
+/// end marker); only the starts are elements to a reader, so the ends are not counted.
 pub(crate) fn count_elements_in(msg: &Message<'_>) -> u64 {
+    const ELEM_FLAGS: u16 = 3; // NFTA_SET_ELEM_FLAGS
+    const INTERVAL_END: u32 = 1; // NFT_SET_ELEM_INTERVAL_END
     attrs(msg.attrs)
         .filter(|&(kind, _)| kind == 3) // NFTA_SET_ELEM_LIST_ELEMENTS
-        .map(|(_, list)| attrs(list).count() as u64)
-        .sum()
+        .flat_map(|(_, list)| attrs(list))
+        .filter(|&(_, elem)| {
+            !attrs(elem).any(|(kind, payload)| {
+                kind == ELEM_FLAGS && be_u32(payload).is_some_and(|f| f & INTERVAL_END != 0)
+            })
+        })
+        .count() as u64
 }
 
 fn count_elements(sock: &mut NfSocket, set: &SetSize) -> io::Result<u64> {
