@@ -2,7 +2,8 @@
 //!
 //! Owns the document shape: rulesets → tables → chains → rules, each rule with its 1-based index,
 //! stable `rule_id`, canonical text, comment, counters, target, owner and Kubernetes meaning; then
-//! ipsets, conntrack and the per-source reports as the model serializes them. The document is a
+//! ipsets, conntrack and the per-source reports as the model serializes them. Native nftables
+//! tables follow the iptables rulesets as rulesets of backend `nftables` ([`crate::native_doc`]). The document is a
 //! tree of borrowed, typed structs, so serializing it straight to text ([`rules_json_string`])
 //! allocates little; [`rules_json`] gives a `serde_json::Value` for callers that want to edit it.
 //! It does not own the meaning itself (`nfscope-annotate`) or the rule ids (see [`crate::labels`]).
@@ -17,6 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::labels::RuleLabels;
+use crate::native_doc::{NftRulesetDoc, native_rulesets};
 
 /// The whole snapshot as a JSON value. `annotations` is parallel to `snapshot.rulesets`; a missing
 /// entry gives `null` owners and meanings. Prefer [`rules_json_string`] for large rulesets.
@@ -38,10 +40,18 @@ fn labels_of(snapshot: &Snapshot) -> Vec<RuleLabels> {
 
 #[derive(Serialize)]
 struct Document<'a> {
-    rulesets: Vec<RulesetDoc<'a>>,
+    rulesets: Vec<AnyRuleset<'a>>,
     ipsets: &'a [IpSet],
     conntrack: &'a Option<ConntrackStats>,
     sources: &'a [SourceReport],
+}
+
+/// An iptables ruleset, or the native nftables tables of one family ([`crate::native_doc`]).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum AnyRuleset<'a> {
+    Iptables(RulesetDoc<'a>),
+    Nftables(NftRulesetDoc),
 }
 
 #[derive(Serialize)]
@@ -115,7 +125,12 @@ fn document<'a>(
         .iter()
         .zip(labels)
         .enumerate()
-        .map(|(i, (rs, l))| ruleset_doc(rs, annotations.get(i), l))
+        .map(|(i, (rs, l))| AnyRuleset::Iptables(ruleset_doc(rs, annotations.get(i), l)))
+        .chain(
+            native_rulesets(&snapshot.nftables)
+                .into_iter()
+                .map(AnyRuleset::Nftables),
+        )
         .collect();
     Document {
         rulesets,

@@ -26,6 +26,7 @@ mod json;
 mod kube;
 mod labels;
 mod metrics;
+mod native_doc;
 mod nftables;
 mod text;
 
@@ -33,7 +34,7 @@ use nfscope_ruleset::SourceKind;
 
 pub use json::{rules_json, rules_json_string};
 pub use kube::KubePlan;
-pub use labels::{RuleIds, RuleLabels, rule_ids};
+pub use labels::{RuleIds, RuleLabels, native_rule_id, rule_ids};
 pub use metrics::{
     CountedRules, Encoded, Streamed, encode_counters_streaming, encode_metrics,
     encode_metrics_streaming, encode_metrics_with_labels,

@@ -118,6 +118,7 @@ mod tests {
                     chain: "services".into(),
                     handle: 12,
                     comment: Some("say \"hi\"".into()),
+                    rule: None,
                     counters: Counters {
                         packets: 3,
                         bytes: 180,
@@ -138,6 +139,7 @@ mod tests {
                     name: "cluster-ips".into(),
                     elements: 42,
                 }],
+                ..NftablesState::default()
             },
             ..Snapshot::default()
         };

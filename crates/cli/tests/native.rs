@@ -1,0 +1,288 @@
+//! Native nftables tables in `rules`, `lint`, `doctor`, `/api/rules` and `/metrics`: offline from
+//! the real dumps in `testdata/corpus/nft/` (kube-proxy's nftables mode on k3s, Calico, moby),
+//! and live from namespaces the root tests build, where `nft -j list ruleset` is the oracle.
+
+mod support;
+
+use std::process::{Command, Stdio};
+
+use nfscope_ruleset::typed::NftRuleset;
+use nfscope_ruleset::{NftLimits, parse_nft_json, parse_nft_text};
+use nfscope_test_support::{TestNetns, nft_corpus_dir, root_or_skip};
+use serde_json::Value;
+use support::NFSCOPE;
+
+fn nfscope(args: &[&str]) -> std::process::Output {
+    Command::new(NFSCOPE)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run nfscope")
+}
+
+fn corpus(name: &str) -> String {
+    nft_corpus_dir().join(name).display().to_string()
+}
+
+fn json_of(args: &[&str]) -> Value {
+    let out = nfscope(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+fn native_rulesets(doc: &Value) -> Vec<&Value> {
+    doc["rulesets"]
+        .as_array()
+        .expect("rulesets")
+        .iter()
+        .filter(|r| r["backend"] == "nftables")
+        .collect()
+}
+
+/// The typed model of a corpus file, whichever format.
+fn model(name: &str) -> NftRuleset {
+    let text = std::fs::read_to_string(nft_corpus_dir().join(name)).expect("corpus file");
+    if name.ends_with(".json") {
+        parse_nft_json(&text, &NftLimits::default()).expect("parses")
+    } else {
+        parse_nft_text(&text, &NftLimits::default()).expect("parses")
+    }
+}
+
+#[test]
+fn kube_proxy_nftables_mode_shows_as_a_ruleset_with_hooks_priorities_and_vmaps() {
+    let file = corpus("k3s-kubeproxy-nftables-mode-table-2025.nft");
+    let doc = json_of(&["rules", "--format", "json", "--rules", &file]);
+    let native = native_rulesets(&doc);
+    assert_eq!(native.len(), 1);
+    assert_eq!(native[0]["family"], "ipv4");
+    let table = &native[0]["tables"][0];
+    assert_eq!(table["name"], "kube-proxy");
+    let chains = table["chains"].as_array().unwrap();
+    let want = model("k3s-kubeproxy-nftables-mode-table-2025.nft");
+    let want_table = &want.tables[0];
+    assert_eq!(chains.len(), want_table.chains.len());
+    let fwd = chains
+        .iter()
+        .find(|c| c["name"] == "filter-forward")
+        .expect("filter-forward");
+    assert_eq!(
+        (&fwd["type"], &fwd["hook"], &fwd["priority"], &fwd["policy"]),
+        (
+            &Value::from("filter"),
+            &Value::from("forward"),
+            &Value::from(-110),
+            &Value::from("accept")
+        )
+    );
+    let services = chains.iter().find(|c| c["name"] == "services").unwrap();
+    assert_eq!(services["hook"], Value::Null, "a regular chain");
+    assert_eq!(
+        services["rules"][0]["rule"],
+        "ip daddr . meta l4proto . th dport vmap @service-ips"
+    );
+    assert_eq!(services["rules"][0]["index"], 1);
+    // Every rule of the dump is there, in order, with nft's own text.
+    let rules: usize = chains
+        .iter()
+        .map(|c| c["rules"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(rules, want.rule_count());
+    // Sets and maps with nft's element counts.
+    let sets = table["sets"].as_array().unwrap();
+    for s in &want_table.sets {
+        let got = sets.iter().find(|d| d["name"] == s.name.as_str()).unwrap();
+        assert_eq!(got["elements"], s.elements.len(), "{}", s.name);
+    }
+    let service_ips = sets.iter().find(|d| d["name"] == "service-ips").unwrap();
+    assert_eq!(service_ips["kind"], "vmap");
+    assert_eq!(service_ips["key"], "ipv4_addr . inet_proto . inet_service");
+}
+
+#[test]
+fn text_and_json_dumps_of_one_ruleset_show_the_same_rules() {
+    for base in [
+        "nftparse-calico-felix-fv-cali-nftables-dump",
+        "nftparse-moby-usernet-portmap",
+        "nftparse-kube-proxy-overall",
+    ] {
+        let from_text = json_of(&[
+            "rules",
+            "--format",
+            "json",
+            "--rules",
+            &corpus(&format!("{base}.nft")),
+        ]);
+        let from_json = json_of(&[
+            "rules",
+            "--format",
+            "json",
+            "--rules",
+            &corpus(&format!("{base}.json")),
+        ]);
+        let strip = |doc: &Value| -> Vec<(String, String, String, String)> {
+            native_rulesets(doc)
+                .iter()
+                .flat_map(|r| r["tables"].as_array().unwrap().iter())
+                .flat_map(|t| {
+                    t["chains"].as_array().unwrap().iter().flat_map(move |c| {
+                        c["rules"].as_array().unwrap().iter().map(move |r| {
+                            (
+                                t["name"].to_string(),
+                                c["name"].to_string(),
+                                r["rule"].to_string(),
+                                r["rule_id"].to_string(),
+                            )
+                        })
+                    })
+                })
+                .collect()
+        };
+        let (a, b) = (strip(&from_text), strip(&from_json));
+        assert!(!a.is_empty(), "{base}: rules shown");
+        assert_eq!(a, b, "{base}: text and JSON dumps agree");
+    }
+}
+
+#[test]
+fn an_iptables_dump_and_an_nft_dump_are_shown_together() {
+    let ipt = nfscope_test_support::corpus_path("calico-felix-fv-iptables-dump.rules");
+    let doc = json_of(&[
+        "rules",
+        "--format",
+        "json",
+        "--rules",
+        ipt.to_str().unwrap(),
+        "--rules",
+        &corpus("moby-nftabler-golden-routed-icc-masq-2026.nft"),
+    ]);
+    let backends: Vec<&str> = doc["rulesets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["backend"].as_str().unwrap())
+        .collect();
+    assert!(backends.contains(&"nftables"), "{backends:?}");
+    assert!(backends.iter().any(|b| *b != "nftables"), "{backends:?}");
+    let kinds: Vec<&str> = doc["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["rules", "native_rules"]);
+
+    let text = nfscope(&[
+        "rules",
+        "--rules",
+        &corpus("moby-nftabler-golden-routed-icc-masq-2026.nft"),
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("nftables ("), "{text}");
+    assert!(
+        text.contains("(type filter hook forward priority 0; policy accept)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_broken_nft_dump_is_an_error_at_file_line_column() {
+    let dir = std::env::temp_dir().join(format!("nfscope-native-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.nft");
+    std::fs::write(
+        &path,
+        "table ip t {\n\tchain c {\n\t\ttype filter hook nowhere priority 0;\n\t}\n}\n",
+    )
+    .unwrap();
+    let out = nfscope(&["rules", "--rules", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:3:", path.display())),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A namespace with an iptables-nft rule and a native table that has rules, a set and a map.
+fn native_lab() -> TestNetns {
+    let ns = TestNetns::new("clinative").expect("create a test namespace");
+    ns.sh_ok("ip link set lo up");
+    ns.sh_ok("iptables-nft -A INPUT -p tcp --dport 9 -m comment --comment 'iptables rule' -j DROP");
+    let out = ns.exec_input(
+        &["nft", "-f", "-"],
+        "table inet guard {\n\
+         \tset blocked { type ipv4_addr; flags interval; elements = { 192.0.2.0/24, 198.51.100.7 } }\n\
+         \tchain input {\n\t\ttype filter hook input priority -10; policy accept;\n\
+         \t\tip saddr @blocked counter drop comment \"blocked sources\"\n\
+         \t\tmeta l4proto icmp counter accept comment \"pings\"\n\t}\n\
+         \tchain unused {\n\t\ttcp dport 1 drop\n\t}\n}\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ns.sh_ok("ping -q -c 3 -i 0.2 -W 1 127.0.0.1 >/dev/null");
+    ns
+}
+
+#[test]
+fn live_rules_show_native_tables_beside_iptables_nft() {
+    if !root_or_skip("live_rules_show_native_tables") {
+        return;
+    }
+    let ns = native_lab();
+    let doc = json_of(&["rules", "--netns", ns.name(), "--format", "json"]);
+    let native = native_rulesets(&doc);
+    assert_eq!(native.len(), 1, "one family: inet");
+    assert_eq!(native[0]["family"], "inet");
+    let names: Vec<&str> = native[0]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["guard"],
+        "iptables-nft's filter table is not native"
+    );
+    let input = &native[0]["tables"][0]["chains"][0];
+    assert_eq!(
+        (&input["hook"], &input["priority"]),
+        (&Value::from("input"), &Value::from(-10))
+    );
+    let pings = &input["rules"][1];
+    assert_eq!(
+        pings["rule"],
+        "meta l4proto icmp counter accept comment \"pings\""
+    );
+    assert_eq!(pings["packets"], 6, "3 echo requests and 3 replies on lo");
+    assert!(pings["handle"].as_u64().is_some());
+    let set = &native[0]["tables"][0]["sets"][0];
+    assert_eq!(
+        (&set["name"], &set["elements"]),
+        (&Value::from("blocked"), &Value::from(2))
+    );
+    // The iptables-nft rule is still an iptables rule.
+    assert!(doc["rulesets"].as_array().unwrap().iter().any(|r| {
+        r["backend"] == "nft"
+            && r["tables"][0]["chains"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| {
+                    c["rules"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|r| r["comment"] == "iptables rule")
+                })
+    }));
+}
