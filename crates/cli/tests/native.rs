@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 
 use nfscope_ruleset::typed::NftRuleset;
 use nfscope_ruleset::{NftLimits, parse_nft_json, parse_nft_text};
-use nfscope_test_support::{TestNetns, nft_corpus_dir, root_or_skip};
+use nfscope_test_support::{
+    TestNetns, named, nft_corpus_dir, promtool_check, root_or_skip, value_of,
+};
 use serde_json::Value;
 use support::NFSCOPE;
 
@@ -285,4 +287,98 @@ fn live_rules_show_native_tables_beside_iptables_nft() {
                         .any(|r| r["comment"] == "iptables rule")
                 })
     }));
+}
+
+#[test]
+fn metrics_and_api_rules_carry_native_rule_text_and_nft_set_sizes() {
+    if !root_or_skip("metrics_carry_native_rule_text") {
+        return;
+    }
+    let ns = native_lab();
+    let server = support::Server::start(&["--netns", ns.name()]);
+    let (body, samples) = server.metrics();
+    let drop = named(&samples, "nftables_rule_packets_total")
+        .into_iter()
+        .find(|s| s.label_str("comment") == "blocked sources")
+        .unwrap_or_else(|| panic!("the counted drop rule:\n{body}"));
+    assert_eq!(
+        drop.label_str("rule"),
+        "ip saddr @blocked counter drop comment \"blocked sources\""
+    );
+    assert_eq!(drop.label_str("family"), "inet");
+    assert_eq!(drop.label_str("rule_id").len(), 16);
+    assert!(drop.label("handle").is_some());
+    let pings = named(&samples, "nftables_rule_packets_total")
+        .into_iter()
+        .find(|s| s.label_str("comment") == "pings")
+        .expect("the pings rule");
+    assert_eq!(pings.value, 6.0, "3 echo requests and 3 replies on lo");
+    let blocked = named(&samples, "nftables_set_elements")
+        .into_iter()
+        .find(|s| s.label_str("set") == "blocked")
+        .expect("the set");
+    assert_eq!(
+        blocked.value, 2.0,
+        "a prefix and an address: 2 elements, not 4"
+    );
+    let (ok, report) = promtool_check(&body).expect("promtool installed");
+    assert!(
+        ok && report.trim().is_empty(),
+        "promtool check metrics:\n{report}"
+    );
+
+    // Counters move without a re-read of the text; a new rule causes exactly one.
+    let reads = |samples: &[nfscope_test_support::Sample]| {
+        value_of(samples, "nfscope_nftables_text_reads_total")
+    };
+    let first = reads(&samples);
+    assert_eq!(first, 1.0);
+    ns.sh_ok("ping -q -c 2 -i 0.2 -W 1 127.0.0.1 >/dev/null");
+    let (_, samples) = wait_for_scrape(&server, |s| {
+        named(s, "nftables_rule_packets_total")
+            .iter()
+            .any(|x| x.label_str("comment") == "pings" && x.value == 10.0)
+    });
+    assert_eq!(reads(&samples), 1.0, "traffic is not a ruleset change");
+    ns.sh_ok("nft add rule inet guard unused udp dport 2 counter drop comment later");
+    let (_, samples) = wait_for_scrape(&server, |s| {
+        named(s, "nftables_rule_packets_total")
+            .iter()
+            .any(|x| x.label_str("comment") == "later")
+    });
+    assert_eq!(reads(&samples), 2.0, "one re-read for one change");
+    let later = named(&samples, "nftables_rule_packets_total")
+        .into_iter()
+        .find(|x| x.label_str("comment") == "later")
+        .unwrap();
+    assert_eq!(
+        later.label_str("rule"),
+        "udp dport 2 counter drop comment \"later\""
+    );
+
+    let (status, api) = server.get("/api/rules");
+    assert_eq!(status, 200, "{api}");
+    let doc: Value = serde_json::from_str(&api).expect("JSON");
+    let native = native_rulesets(&doc);
+    assert_eq!(native.len(), 1, "{api}");
+    assert_eq!(native[0]["tables"][0]["name"], "guard");
+}
+
+/// Scrapes until `done` holds (the server caches a collection for a short while).
+fn wait_for_scrape(
+    server: &support::Server,
+    done: impl Fn(&[nfscope_test_support::Sample]) -> bool,
+) -> (String, Vec<nfscope_test_support::Sample>) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (body, samples) = server.metrics();
+        if done(&samples) {
+            return (body, samples);
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "condition not met in 20 s:\n{body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
 }
