@@ -116,9 +116,13 @@ pub fn run(args: &LintArgs) -> Result<(), Failure> {
     check_threshold(&findings, args.fail_on.into())
 }
 
-/// Lints a snapshot.
+/// Lints a snapshot: its iptables rulesets, then its native nftables tables.
 pub fn lint_snapshot(snapshot: &Snapshot) -> Vec<Finding> {
-    nfscope_lint::lint(&lint_input(snapshot))
+    let mut findings = nfscope_lint::lint(&lint_input(snapshot));
+    if let Some(native) = &snapshot.nftables.ruleset {
+        findings.extend(nfscope_lint::lint_nft(native));
+    }
+    findings
 }
 
 /// The snapshot's rulesets, and its ipsets when they were read (an ipset dump or `ipset list`
@@ -137,8 +141,26 @@ pub(crate) fn lint_input(snapshot: &Snapshot) -> LintInput<'_> {
 /// The text or JSON report.
 /// Sources that could not be read are named after the findings (text) or as `"unread"` (JSON).
 pub fn render(findings: &[Finding], snapshot: &Snapshot, format: Format) -> String {
-    let rules = snapshot.rulesets.iter().map(|r| r.rule_count()).sum();
-    let summary = Summary::new(findings, snapshot.rulesets.len(), rules);
+    let native = snapshot.nftables.ruleset.as_deref();
+    let native_rules = native.map_or(0, |r| r.rule_count());
+    // One native ruleset per nft family, as `rules` shows them.
+    let mut native_families: Vec<_> = native
+        .iter()
+        .flat_map(|r| r.tables.iter().map(|t| t.family))
+        .collect();
+    native_families.sort();
+    native_families.dedup();
+    let rules = snapshot
+        .rulesets
+        .iter()
+        .map(|r| r.rule_count())
+        .sum::<usize>()
+        + native_rules;
+    let summary = Summary::new(
+        findings,
+        snapshot.rulesets.len() + native_families.len(),
+        rules,
+    );
     let unread = rules_cmd::unread_sources(snapshot);
     match format {
         Format::Text => {

@@ -382,3 +382,66 @@ fn wait_for_scrape(
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
 }
+
+#[test]
+fn lint_reads_nft_dumps_and_counts_their_rulesets() {
+    let k3s = nfscope(&[
+        "lint",
+        "--rules",
+        &corpus("k3s-kubeproxy-nftables-mode-table-2025.nft"),
+    ]);
+    let text = String::from_utf8_lossy(&k3s.stdout);
+    assert!(k3s.status.success(), "{text}");
+    assert!(
+        text.contains("1 ruleset(s), 77 rule(s) checked"),
+        "kube-proxy's own table is clean: {text}"
+    );
+
+    let doc = json_of(&[
+        "lint",
+        "--format",
+        "json",
+        "--rules",
+        &corpus("nftparse-calico-felix-fv-cali-nftables-dump.nft"),
+    ]);
+    let findings = doc["findings"].as_array().unwrap();
+    assert!(findings.iter().all(|f| f["nftables"] == "ip"), "{doc}");
+    // Calico's empty endpoint chains are info, and the mark re-tests after its endpoint jumps
+    // are not shadowed (the jump may set the mark).
+    assert!(findings.iter().any(|f| f["id"] == "empty-chain"
+        && f["chain"] == "filter-cali-to-host-endpoint"
+        && f["severity"] == "info"));
+    assert!(
+        !findings.iter().any(|f| f["id"] == "shadowed-rule"),
+        "{doc}"
+    );
+    assert_eq!(doc["summary"]["rules"], 62);
+
+    let dir = std::env::temp_dir().join(format!("nfscope-native-lint-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("dup.nft");
+    std::fs::write(
+        &path,
+        "table inet f {\n\tchain in {\n\t\ttype filter hook input priority 0; policy drop;\n\
+         \t\ttcp dport 22 accept\n\t\ttcp dport 22 accept\n\t\tiifname vmap { \"eth0\" : jump gone }\n\t}\n}\n",
+    )
+    .unwrap();
+    let out = nfscope(&[
+        "lint",
+        "--rules",
+        path.to_str().unwrap(),
+        "--fail-on",
+        "warning",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("warning duplicate-rule inet/nftables f in #2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("error   missing-jump-target inet/nftables f in #3"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,7 +6,8 @@
 //! place. The checks: jumps to missing chains, jump loops, duplicate and shadowed rules (three-valued coverage,
 //! see [`cover`]), rules after a catch-all, unreferenced and empty chains, kube-proxy services
 //! without endpoints, stale kube-proxy chains, the NodePort rule order, garbled dumps, mixed
-//! backends and incompatible tables. [`report`] renders them as text, JSON or Prometheus metrics
+//! backends and incompatible tables; native nftables tables get the same ids where the meaning is
+//! the same ([`native`], [`lint_nft`]), plus unreferenced sets and maps. [`report`] renders them as text, JSON or Prometheus metrics
 //! ([`FindingCounts`]; when to lint again is the server's business, keyed by
 //! `Ruleset::rules_id`). [`node`] judges node facts (sysctls, interfaces, routes, conntrack) for
 //! `nfscope doctor`.
@@ -19,6 +20,7 @@ pub mod canon;
 pub mod checks;
 pub mod cover;
 pub mod finding;
+pub mod native;
 pub mod node;
 pub mod report;
 
@@ -28,6 +30,7 @@ use nfscope_ruleset::{IpSet, Ruleset};
 
 pub use checks::cross::RulesetFacts;
 pub use finding::{Finding, FindingId, KubeContext, Location, Related, Severity, Summary};
+pub use native::lint_nft;
 pub use report::{
     FindingCounts, encode_finding_metrics, render_doctor_json, render_doctor_text, render_json,
     render_text,

@@ -34,13 +34,15 @@ pub fn render_json(findings: &[Finding], summary: &Summary) -> String {
 pub fn render_text(findings: &[Finding], summary: &Summary) -> String {
     let mut out = String::new();
     for f in findings {
+        let (family, backend) = match f.nftables {
+            Some(nft) => (nft.as_str().to_owned(), "nftables".to_owned()),
+            None => (f.family.to_string(), f.backend.to_string()),
+        };
         let _ = writeln!(
             out,
-            "{:<7} {} {}/{}{}",
+            "{:<7} {} {family}/{backend}{}",
             f.severity.as_str(),
             f.id,
-            f.family,
-            f.backend,
             escape_control(&place(&f.location))
         );
         let _ = writeln!(out, "        {}", escape_control(&f.message));

@@ -92,6 +92,7 @@ impl<'a> Ctx<'a> {
             message,
             related,
             kube,
+            nftables: None,
         });
     }
 }
