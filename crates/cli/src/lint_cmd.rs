@@ -141,26 +141,14 @@ pub(crate) fn lint_input(snapshot: &Snapshot) -> LintInput<'_> {
 /// The text or JSON report.
 /// Sources that could not be read are named after the findings (text) or as `"unread"` (JSON).
 pub fn render(findings: &[Finding], snapshot: &Snapshot, format: Format) -> String {
-    let native = snapshot.nftables.ruleset.as_deref();
-    let native_rules = native.map_or(0, |r| r.rule_count());
-    // One native ruleset per nft family, as `rules` shows them.
-    let mut native_families: Vec<_> = native
-        .iter()
-        .flat_map(|r| r.tables.iter().map(|t| t.family))
-        .collect();
-    native_families.sort();
-    native_families.dedup();
+    let (native_rulesets, native_rules) = native_counts(snapshot);
     let rules = snapshot
         .rulesets
         .iter()
         .map(|r| r.rule_count())
         .sum::<usize>()
         + native_rules;
-    let summary = Summary::new(
-        findings,
-        snapshot.rulesets.len() + native_families.len(),
-        rules,
-    );
+    let summary = Summary::new(findings, snapshot.rulesets.len() + native_rulesets, rules);
     let unread = rules_cmd::unread_sources(snapshot);
     match format {
         Format::Text => {
@@ -170,6 +158,17 @@ pub fn render(findings: &[Finding], snapshot: &Snapshot, format: Format) -> Stri
             rules_cmd::splice_unread(nfscope_lint::render_json(findings, &summary), &unread)
         }
     }
+}
+
+/// Native rulesets (one per nft family, as `rules` shows them) and their rules, for summaries.
+pub(crate) fn native_counts(snapshot: &Snapshot) -> (usize, usize) {
+    let Some(native) = snapshot.nftables.ruleset.as_deref() else {
+        return (0, 0);
+    };
+    let mut families: Vec<_> = native.tables.iter().map(|t| t.family).collect();
+    families.sort();
+    families.dedup();
+    (families.len(), native.rule_count())
 }
 
 /// Exit status 1 (with a one-line reason) when a finding reaches `threshold`.

@@ -445,3 +445,63 @@ fn lint_reads_nft_dumps_and_counts_their_rulesets() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn doctor_counts_native_tables_and_warns_when_two_systems_program_one_hook() {
+    if !root_or_skip("doctor_native_backends") {
+        return;
+    }
+    let doctor = |ns: &TestNetns| -> Value {
+        let out = Command::new(NFSCOPE)
+            .args(["doctor", "--netns", ns.name(), "--format", "json"])
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run nfscope doctor");
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let backends = |report: &Value| -> Value {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "backends")
+            .cloned()
+            .expect("a backends check")
+    };
+    // kube-proxy's nftables layout (filter-forward at -110) and nothing else: one system per hook.
+    let ns = TestNetns::new("clidoctor").expect("create a test namespace");
+    let out = ns.exec_input(
+        &["nft", "-f", "-"],
+        "table ip kube-proxy {\n\tchain filter-forward {\n\t\ttype filter hook forward priority -110; policy accept;\n\
+         \t\tct state new jump service-endpoints-check\n\t}\n\tchain service-endpoints-check {\n\t\tip daddr 10.43.0.9 reject\n\t}\n}\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = doctor(&ns);
+    let check = backends(&report);
+    assert_eq!(check["status"], "pass", "{check}");
+    let evidence = check["evidence"].to_string();
+    assert!(
+        evidence.contains("native nftables: 1 table(s), 2 rule(s) (ip kube-proxy)"),
+        "{evidence}"
+    );
+    // A leftover iptables-mode KUBE-* chain at the same hook: both run.
+    ns.sh_ok("iptables-nft -N KUBE-FORWARD && iptables-nft -A FORWARD -j KUBE-FORWARD && iptables-nft -A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP");
+    let report = doctor(&ns);
+    let check = backends(&report);
+    assert_eq!(check["status"], "warn", "{check}");
+    let summary = check["summary"].as_str().unwrap();
+    assert!(summary.contains("ipv4 forward"), "{summary}");
+    assert!(summary.contains("KUBE-*"), "{summary}");
+    assert!(
+        check["evidence"]
+            .to_string()
+            .contains("ipv4 forward: iptables-nft filter, nftables ip kube-proxy"),
+        "{check}"
+    );
+}

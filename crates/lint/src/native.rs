@@ -14,7 +14,9 @@
 //! modelled, ends in a verdict that ends the chain (`accept`, `drop`, `reject`, `return`, `goto`),
 //! and every one of its conditions is a plain match that also appears in the other rule (a
 //! `numgen`/hash draw, a mark test, a dynamic set, a lookup with side effects or anything
-//! unmodelled never covers).
+//! unmodelled never covers). For the doctor it also tells which hooks two or more rule systems
+//! program (iptables tables of either backend, native tables: [`shared_hooks`],
+//! [`judge_native_backends`]).
 //! Jumps, sets and maps never cross tables, so each table is linted on its own. It does no I/O and
 //! knows no Kubernetes meaning.
 
@@ -465,6 +467,150 @@ fn refers_to(text: &str, needle: &str) -> bool {
     })
 }
 
+/// One netfilter hook of one family and the rule systems that hold rules there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookUse {
+    /// `ipv4`, `ipv6`, or an nft family of its own (`arp`, `bridge`, `netdev`).
+    pub family: String,
+    /// `prerouting`, `input`, `forward`, `output`, `postrouting`, `ingress`, `egress`.
+    pub hook: &'static str,
+    /// Who programs it: `iptables-nft filter`, `iptables-legacy nat`, `nftables inet guard`, …
+    pub systems: Vec<String>,
+}
+
+/// The hooks two or more rule systems program: an iptables table of one backend counts at the
+/// hooks of its built-in chains that hold rules or drop by policy; a native table at the hooks of
+/// its base chains that hold rules or drop by policy (`inet` for both IPv4 and IPv6). All of them
+/// run on every packet at that hook, in priority order.
+pub fn shared_hooks(rulesets: &[nfscope_ruleset::Ruleset], native: &NftRuleset) -> Vec<HookUse> {
+    let mut uses: Vec<HookUse> = Vec::new();
+    let mut add = |family: &str, hook: &'static str, system: String| match uses
+        .iter_mut()
+        .find(|u| u.family == family && u.hook == hook)
+    {
+        Some(u) if !u.systems.contains(&system) => u.systems.push(system),
+        Some(_) => {}
+        None => uses.push(HookUse {
+            family: family.to_owned(),
+            hook,
+            systems: vec![system],
+        }),
+    };
+    for rs in rulesets {
+        for t in &rs.tables {
+            for c in &t.chains {
+                let hook = match c.name.as_str() {
+                    "PREROUTING" => "prerouting",
+                    "INPUT" => "input",
+                    "FORWARD" => "forward",
+                    "OUTPUT" => "output",
+                    "POSTROUTING" => "postrouting",
+                    _ => continue,
+                };
+                let drops = c.policy == Some(nfscope_ruleset::Policy::Drop);
+                if c.rules.is_empty() && !drops {
+                    continue;
+                }
+                add(
+                    rs.family.as_str(),
+                    hook,
+                    format!("iptables-{} {}", rs.backend, t.name),
+                );
+            }
+        }
+    }
+    for t in &native.tables {
+        let families: &[&str] = match t.family {
+            NftFamily::Ip => &["ipv4"],
+            NftFamily::Ip6 => &["ipv6"],
+            NftFamily::Inet => &["ipv4", "ipv6"],
+            NftFamily::Arp => &["arp"],
+            NftFamily::Bridge => &["bridge"],
+            NftFamily::Netdev => &["netdev"],
+        };
+        for c in &t.chains {
+            let Some(b) = &c.base else { continue };
+            let drops = b.policy == Some(nfscope_ruleset::typed::Policy::Drop);
+            if c.rules.is_empty() && !drops {
+                continue;
+            }
+            for f in families {
+                add(
+                    f,
+                    b.hook.as_str(),
+                    format!("nftables {} {}", t.family, t.name),
+                );
+            }
+        }
+    }
+    uses.retain(|u| u.systems.len() > 1);
+    uses
+}
+
+/// Adds native nftables to the doctor's `backends` check: how many native tables and rules the
+/// node has, and a warning (unless it already fails) for every hook that two or more systems
+/// program, naming leftover iptables `KUBE-*` chains beside kube-proxy's nftables table.
+pub fn judge_native_backends(
+    check: &mut crate::node::NodeCheck,
+    rulesets: &[nfscope_ruleset::Ruleset],
+    native: &NftRuleset,
+) {
+    use crate::node::Status;
+    let names: Vec<String> = native
+        .tables
+        .iter()
+        .map(|t| format!("{} {}", t.family, t.name))
+        .collect();
+    check.evidence.push(format!(
+        "native nftables: {} table(s), {} rule(s){}",
+        native.tables.len(),
+        native.rule_count(),
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", names.join(", "))
+        }
+    ));
+    let shared = shared_hooks(rulesets, native);
+    for u in &shared {
+        check
+            .evidence
+            .push(format!("{} {}: {}", u.family, u.hook, u.systems.join(", ")));
+    }
+    if shared.is_empty() {
+        return;
+    }
+    let kube_proxy_nft = native.tables.iter().any(|t| t.name == "kube-proxy");
+    let kube_iptables = rulesets.iter().any(|r| {
+        r.tables
+            .iter()
+            .flat_map(|t| &t.chains)
+            .any(|c| c.name.starts_with("KUBE-") && !c.rules.is_empty())
+    });
+    let hooks: Vec<String> = shared
+        .iter()
+        .map(|u| format!("{} {}", u.family, u.hook))
+        .collect();
+    let mut summary = format!(
+        "{} hook(s) are programmed by more than one rule system ({}): all of them run on every packet there, in priority order, and a tool reading one misses what the other decides",
+        shared.len(),
+        hooks.join(", ")
+    );
+    if kube_proxy_nft && kube_iptables {
+        summary.push_str(
+            "; kube-proxy's nftables table runs beside iptables KUBE-* chains, which a previous proxy mode left behind: flush them",
+        );
+    }
+    if check.status != Status::Fail {
+        check.status = Status::Warn;
+        if check.summary.starts_with("rules live in one backend") {
+            check.summary = summary;
+        } else {
+            check.summary = format!("{}; {summary}", check.summary);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,6 +725,52 @@ mod tests {
             "table ip c {\n\tset d { type ipv4_addr; flags dynamic; }\n\tchain in {\n\t\ttype filter hook input priority 0;\n\t\tmeta mark & 0x00010000 == 0x00010000 accept\n\t\tip saddr @d drop\n\t\tjump mark\n\t\tmeta mark & 0x00010000 == 0x00010000 accept\n\t\tip saddr @d drop\n\t}\n\tchain mark {\n\t\tmeta mark set meta mark | 0x00010000\n\t\tupdate @d { ip saddr }\n\t}\n}\n",
         );
         assert_eq!(found, []);
+    }
+
+    #[test]
+    fn kube_proxy_nftables_beside_leftover_kube_iptables_chains_is_a_warning() {
+        use crate::node::{NodeCheck, Status};
+        let native = parse_nft_text(
+            "table ip kube-proxy {\n\tchain filter-forward {\n\t\ttype filter hook forward priority -110; policy accept;\n\t\tct state new jump service-endpoints-check\n\t}\n\tchain service-endpoints-check {\n\t}\n\tchain nat-output {\n\t\ttype nat hook output priority -100;\n\t}\n}\n",
+            &NftLimits::default(),
+        )
+        .unwrap();
+        let ipt = nfscope_ruleset::parse_ruleset(
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:KUBE-FORWARD - [0:0]\n-A FORWARD -j KUBE-FORWARD\n-A KUBE-FORWARD -j ACCEPT\nCOMMIT\n",
+            &Default::default(),
+        )
+        .unwrap();
+        let shared = shared_hooks(std::slice::from_ref(&ipt), &native);
+        assert_eq!(shared.len(), 1, "{shared:?}");
+        assert_eq!(
+            (shared[0].family.as_str(), shared[0].hook),
+            ("ipv4", "forward")
+        );
+        assert_eq!(shared[0].systems.len(), 2, "{shared:?}");
+        let mut check = NodeCheck {
+            id: "backends",
+            status: Status::Pass,
+            summary: "rules live in one backend per family".into(),
+            evidence: vec![],
+        };
+        judge_native_backends(&mut check, std::slice::from_ref(&ipt), &native);
+        assert_eq!(check.status, Status::Warn);
+        assert!(check.summary.contains("ipv4 forward"), "{}", check.summary);
+        assert!(check.summary.contains("KUBE-*"), "{}", check.summary);
+        assert!(
+            check.evidence[0].starts_with("native nftables: 1 table(s), 1 rule(s)"),
+            "{:?}",
+            check.evidence
+        );
+        // The empty nat-output base chain programs nothing; no iptables: no warning.
+        let mut alone = NodeCheck {
+            id: "backends",
+            status: Status::Pass,
+            summary: "rules live in one backend per family".into(),
+            evidence: vec![],
+        };
+        judge_native_backends(&mut alone, &[], &native);
+        assert_eq!(alone.status, Status::Pass);
     }
 
     #[test]
