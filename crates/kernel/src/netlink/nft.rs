@@ -389,6 +389,39 @@ mod tests {
     }
 
     #[test]
+    fn interval_end_markers_are_not_counted_as_elements() {
+        // `{ 192.0.2.0/24 }` in an interval set: a leading end marker, the start, the end.
+        let elem = |key: [u8; 4], flags: Option<u32>| {
+            let mut key_attr = Vec::new();
+            put_attr(&mut key_attr, 1, &key); // NFTA_DATA_VALUE
+            let mut parts = vec![nested(1, &[key_attr])]; // NFTA_SET_ELEM_KEY
+            if let Some(f) = flags {
+                let mut flag_attr = Vec::new();
+                put_attr(&mut flag_attr, 3, &f.to_be_bytes()); // NFTA_SET_ELEM_FLAGS
+                parts.push(flag_attr);
+            }
+            nested(1, &parts) // NFTA_LIST_ELEM
+        };
+        let mut body = Vec::new();
+        put_str(&mut body, 1, "t");
+        put_str(&mut body, 2, "s");
+        body.extend(nested(
+            3,
+            &[
+                elem([0, 0, 0, 0], Some(1)),
+                elem([192, 0, 2, 0], None),
+                elem([192, 0, 3, 0], Some(1)),
+                elem([198, 51, 100, 7], Some(0)),
+            ],
+        ));
+        let msg = Message {
+            family: FAMILY_IP,
+            attrs: &body,
+        };
+        assert_eq!(count_elements_in(&msg), 2, "the prefix and the address");
+    }
+
+    #[test]
     fn userdata_comments_are_found_among_other_records_and_bad_lengths_stop_the_walk() {
         let udata = [1, 2, 0xaa, 0xbb, 0, 4, b'h', b'i', b'!', 0];
         assert_eq!(userdata_comment(&udata), Some("hi!"));
