@@ -22,7 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use nfscope_ruleset::nft::{render_rule, render_rule_without_counters};
+use nfscope_ruleset::nft::{render_expr, render_rule, render_rule_without_counters};
 use nfscope_ruleset::typed::{
     CtKey, Expr, Key, MapData, MapRef, MarkValue, Match, MetaKey, NftFamily, NftRuleset, NftTable,
     Rhs, TypedRule, Verdict,
@@ -46,7 +46,29 @@ fn family_of(f: NftFamily) -> Family {
 
 struct TableCtx<'a> {
     table: &'a NftTable,
+    index: Index<'a>,
     findings: Vec<Finding>,
+}
+
+/// Name lookups of one table, built once (linting stays linear in rules and chains).
+struct Index<'a> {
+    chains: HashSet<&'a str>,
+    /// Named sets whose contents only a ruleset change can change (not dynamic).
+    static_sets: HashSet<&'a str>,
+}
+
+impl<'a> Index<'a> {
+    fn of(table: &'a NftTable) -> Self {
+        Self {
+            chains: table.chains.iter().map(|c| c.name.as_str()).collect(),
+            static_sets: table
+                .sets
+                .iter()
+                .filter(|s| !s.is_dynamic())
+                .map(|s| s.name.as_str())
+                .collect(),
+        }
+    }
 }
 
 impl TableCtx<'_> {
@@ -100,6 +122,7 @@ impl TableCtx<'_> {
 fn lint_table(table: &NftTable) -> Vec<Finding> {
     let mut ctx = TableCtx {
         table,
+        index: Index::of(table),
         findings: Vec::new(),
     };
     let targets = chain_targets(table);
@@ -108,7 +131,7 @@ fn lint_table(table: &NftTable) -> Vec<Finding> {
         catch_all(&mut ctx, c);
         for (r, rule) in chain.rules.iter().enumerate() {
             for target in rule_targets(rule) {
-                if table.chain(target).is_none() {
+                if !ctx.index.chains.contains(target) {
                     let at = ctx.location(Some(c), Some(r));
                     ctx.report(
                         FindingId::MissingJumpTarget,
@@ -128,7 +151,7 @@ fn lint_table(table: &NftTable) -> Vec<Finding> {
     for set in &table.sets {
         for e in &set.elements {
             if let Some(MapData::Verdict(Verdict::Jump(t) | Verdict::Goto(t))) = &e.data
-                && table.chain(t).is_none()
+                && !ctx.index.chains.contains(t.as_str())
             {
                 let location = Location {
                     table: Some(table.name.clone()),
@@ -239,7 +262,7 @@ fn rule_targets(rule: &TypedRule) -> Vec<&str> {
 /// (no draws, no marks, no dynamic sets: rules in between may set a mark or update a set, so
 /// the same test can answer differently later), counters, logs and comments before a verdict
 /// that ends the chain.
-fn covering_conditions<'a>(table: &NftTable, rule: &'a TypedRule) -> Option<Vec<&'a Match>> {
+fn covering_conditions<'a>(ix: &Index<'_>, rule: &'a TypedRule) -> Option<Vec<&'a Match>> {
     if !rule.fully_modelled() {
         return None;
     }
@@ -259,7 +282,7 @@ fn covering_conditions<'a>(table: &NftTable, rule: &'a TypedRule) -> Option<Vec<
     let mut conds = Vec::new();
     for e in &rule.exprs {
         match e {
-            Expr::Match(m) if !is_draw(&m.key) && !is_mutable(table, m) => conds.push(m),
+            Expr::Match(m) if !is_draw(&m.key) && !is_mutable(ix, m) => conds.push(m),
             Expr::Counter { .. } | Expr::Log { .. } | Expr::Verdict(_) => {}
             _ => return None,
         }
@@ -279,7 +302,7 @@ fn is_draw(key: &Key) -> bool {
 
 /// A test of something earlier rules of the path can change: the packet or connection mark, or
 /// membership of a dynamic set (`update @s`).
-fn is_mutable(table: &NftTable, m: &Match) -> bool {
+fn is_mutable(ix: &Index<'_>, m: &Match) -> bool {
     fn mark(key: &Key) -> bool {
         match key {
             Key::Meta(MetaKey::Mark) => true,
@@ -292,7 +315,7 @@ fn is_mutable(table: &NftTable, m: &Match) -> bool {
         }
     }
     let dynamic_set = match &m.rhs {
-        Rhs::SetRef(name) => table.set(name).is_none_or(|s| s.is_dynamic()),
+        Rhs::SetRef(name) => !ix.static_sets.contains(name.as_str()),
         _ => false,
     };
     mark(&m.key) || dynamic_set
@@ -302,9 +325,9 @@ fn is_mutable(table: &NftTable, m: &Match) -> bool {
 /// that the path may do) changes nothing: no test of a mark, a dynamic set or a draw (rules in
 /// between may change them), and no statement whose repetition counts (`limit`, `quota`, a mark
 /// toggled with `^`, a set update) or that nfscope does not model.
-fn repeats_to_no_effect(table: &NftTable, rule: &TypedRule) -> bool {
+fn repeats_to_no_effect(ix: &Index<'_>, rule: &TypedRule) -> bool {
     rule.exprs.iter().all(|e| match e {
-        Expr::Match(m) => !is_draw(&m.key) && !is_mutable(table, m),
+        Expr::Match(m) => !is_draw(&m.key) && !is_mutable(ix, m),
         Expr::Vmap { key, .. } => !is_draw(key),
         Expr::SetMark { value, .. } => !matches!(value, MarkValue::Xor(_) | MarkValue::Other(_)),
         Expr::Stateful { .. } | Expr::Unmodelled { .. } | Expr::SetUpdate { .. } => false,
@@ -323,14 +346,83 @@ fn conditions(rule: &TypedRule) -> Vec<&Match> {
         .collect()
 }
 
+/// Coverers with at most this many conditions are found by looking up the candidate's condition
+/// subsets of that size (so a chain is linted in time linear in its rules); larger ones, rare,
+/// are scanned.
+const SMALL_COVER: usize = 3;
+
+/// Earlier covering rules of one chain, indexed for [`duplicates_and_shadows`].
+#[derive(Default)]
+struct Coverers {
+    /// Sorted condition texts joined by NUL → the earliest rule with exactly those conditions.
+    small: HashMap<String, usize>,
+    /// (rule index, condition texts) of coverers with more than [`SMALL_COVER`] conditions.
+    large: Vec<(usize, Vec<String>)>,
+}
+
+impl Coverers {
+    fn add(&mut self, r: usize, mut conds: Vec<String>) {
+        conds.sort();
+        conds.dedup();
+        if conds.len() <= SMALL_COVER {
+            self.small.entry(conds.join("\0")).or_insert(r);
+        } else {
+            self.large.push((r, conds));
+        }
+    }
+
+    /// The earliest coverer whose conditions are all among `mine` (sorted, deduplicated).
+    fn first_covering(&self, mine: &[String]) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        let mut keep = |r: usize| best = Some(best.map_or(r, |b| b.min(r)));
+        // Subsets of size 1..=SMALL_COVER, in sorted order (as the keys were built).
+        let k = mine.len();
+        for a in 0..k {
+            if let Some(&r) = self.small.get(&mine[a]) {
+                keep(r);
+            }
+            for b in a + 1..k {
+                let two = [mine[a].as_str(), mine[b].as_str()].join("\0");
+                if let Some(&r) = self.small.get(&two) {
+                    keep(r);
+                }
+                // Triples only for rules of ordinary size (k ≤ 24: at most 2,024 lookups).
+                for c in (b + 1..k).take_while(|_| k <= 24) {
+                    let three = [mine[a].as_str(), mine[b].as_str(), mine[c].as_str()].join("\0");
+                    if let Some(&r) = self.small.get(&three) {
+                        keep(r);
+                    }
+                }
+            }
+        }
+        for (r, conds) in &self.large {
+            if conds.iter().all(|c| mine.binary_search(c).is_ok()) {
+                keep(*r);
+                break; // in order: the first large one found is the earliest of them
+            }
+        }
+        best
+    }
+}
+
+fn condition_texts(conds: &[&Match]) -> Vec<String> {
+    let mut texts: Vec<String> = conds
+        .iter()
+        .map(|m| render_expr(&Expr::Match((*m).clone())))
+        .collect();
+    texts.sort();
+    texts.dedup();
+    texts
+}
+
 fn duplicates_and_shadows(ctx: &mut TableCtx<'_>, c: usize) {
     let chain = &ctx.table.chains[c];
     let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut coverers: Vec<(usize, Vec<&Match>)> = Vec::new();
+    let mut coverers = Coverers::default();
     let mut reports = Vec::new();
     for (r, rule) in chain.rules.iter().enumerate() {
         let text = render_rule_without_counters(rule);
-        let repeatable = repeats_to_no_effect(ctx.table, rule);
+        let repeatable = repeats_to_no_effect(&ctx.index, rule);
         if let Some(&first) = seen.get(&text).filter(|_| repeatable) {
             reports.push((
                 FindingId::DuplicateRule,
@@ -345,11 +437,8 @@ fn duplicates_and_shadows(ctx: &mut TableCtx<'_>, c: usize) {
             ));
         } else {
             seen.insert(text, r);
-            let mine = conditions(rule);
-            if let Some((by, _)) = coverers
-                .iter()
-                .find(|(_, conds)| conds.iter().all(|m| mine.contains(m)))
-            {
+            let mine = condition_texts(&conditions(rule));
+            if let Some(by) = coverers.first_covering(&mine) {
                 reports.push((
                     FindingId::ShadowedRule,
                     Severity::Warning,
@@ -358,18 +447,18 @@ fn duplicates_and_shadows(ctx: &mut TableCtx<'_>, c: usize) {
                         "rule {} ({}) is decided first by rule {} ({}), whose conditions every packet it matches also meets: it never runs",
                         rule.position,
                         render_rule(rule),
-                        chain.rules[*by].position,
-                        render_rule(&chain.rules[*by])
+                        chain.rules[by].position,
+                        render_rule(&chain.rules[by])
                     ),
-                    *by,
+                    by,
                     "covering rule",
                 ));
             }
         }
-        if let Some(conds) = covering_conditions(ctx.table, rule)
+        if let Some(conds) = covering_conditions(&ctx.index, rule)
             && !conds.is_empty()
         {
-            coverers.push((r, conds));
+            coverers.add(r, condition_texts(&conds));
         }
     }
     for (id, severity, r, message, other, note) in reports {
@@ -384,7 +473,7 @@ fn catch_all(ctx: &mut TableCtx<'_>, c: usize) {
     let Some(i) = chain
         .rules
         .iter()
-        .position(|r| covering_conditions(ctx.table, r).is_some_and(|conds| conds.is_empty()))
+        .position(|r| covering_conditions(&ctx.index, r).is_some_and(|conds| conds.is_empty()))
     else {
         return;
     };
@@ -415,18 +504,19 @@ fn unreferenced_sets(ctx: &mut TableCtx<'_>) {
     if table.sets.is_empty() {
         return;
     }
-    let mut texts: Vec<String> = table
+    // Every `@name` the rules (and table objects, rarely) write, collected once.
+    let mut named: HashSet<String> = HashSet::new();
+    for text in table
         .chains
         .iter()
         .flat_map(|c| &c.rules)
         .map(render_rule)
-        .collect();
-    // Map elements and objects may name sets too (rare; counted as references).
-    texts.extend(table.objects.iter().map(|o| o.text.clone()));
+        .chain(table.objects.iter().map(|o| o.text.clone()))
+    {
+        named.extend(references(&text).map(str::to_owned));
+    }
     for set in &table.sets {
-        let needle = format!("@{}", set.name);
-        let used = texts.iter().any(|t| refers_to(t, &needle));
-        if used {
+        if named.contains(set.name.as_str()) {
             continue;
         }
         let kind = if set.is_map { "map" } else { "set" };
@@ -457,13 +547,17 @@ fn unreferenced_sets(ctx: &mut TableCtx<'_>) {
     }
 }
 
-/// Does `text` contain `needle` (`@name`) as a whole reference (not a prefix of a longer name)?
-fn refers_to(text: &str, needle: &str) -> bool {
-    text.match_indices(needle).any(|(at, _)| {
-        !text[at + needle.len()..]
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+/// The names written as `@name` in `text` (a name is what nft prints bare: letters, digits and
+/// `_ - . / $`).
+fn references(text: &str) -> impl Iterator<Item = &str> {
+    text.match_indices('@').map(move |(at, _)| {
+        let rest = &text[at + 1..];
+        let end = rest
+            .find(|c: char| {
+                !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '$'))
+            })
+            .unwrap_or(rest.len());
+        &rest[..end]
     })
 }
 
@@ -771,6 +865,21 @@ mod tests {
         };
         judge_native_backends(&mut alone, &[], &native);
         assert_eq!(alone.status, Status::Pass);
+    }
+
+    #[test]
+    fn coverers_of_every_size_are_found_and_the_earliest_is_named() {
+        let found = lint_text(
+            "table ip c {\n\tchain in {\n\t\ttype filter hook input priority 0;\n             \t\tip saddr 10.0.0.1 tcp dport 22 iifname \"eth0\" drop\n             \t\tip saddr 10.0.0.1 tcp dport 22 iifname \"eth0\" oifname \"eth1\" ip daddr 10.0.0.2 accept\n             \t\tip saddr 10.0.0.3 tcp dport 23 iifname \"eth0\" oifname \"eth1\" accept\n             \t\tip daddr 10.9.9.9 oifname \"eth1\" iifname \"eth0\" tcp dport 23 ip saddr 10.0.0.3 accept\n             \t\tip saddr 10.0.0.1 tcp dport 22 accept\n\t}\n}\n",
+        );
+        let shadowed: Vec<Option<usize>> = found
+            .iter()
+            .filter(|(id, ..)| *id == FindingId::ShadowedRule)
+            .map(|(.., r)| *r)
+            .collect();
+        // #2 by #1 (three conditions, in another order), #4 by #3 (four conditions); #5 is not
+        // covered (fewer conditions than #1).
+        assert_eq!(shadowed, [Some(2), Some(4)], "{found:?}");
     }
 
     #[test]
