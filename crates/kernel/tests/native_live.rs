@@ -229,3 +229,43 @@ fn a_missing_nft_is_reported_not_silent() {
     let _ = std::fs::remove_dir_all(&tools);
     let _ = std::fs::remove_dir_all(&empty);
 }
+
+#[test]
+fn iptables_nft_tables_of_a_family_not_read_are_still_told_apart() {
+    if !root_or_skip("iptables_nft_tables_of_a_family_not_read") {
+        return;
+    }
+    let ns = lab();
+    ns.sh_ok("ip6tables-nft -A INPUT -p tcp --dport 9 -j DROP");
+    // Only IPv4 is read as iptables: the ip6 filter table is recognised by its shape (iptables'
+    // table and chain names, xt expressions), not shown as a native table.
+    let opts = CollectOptions {
+        families: vec![Family::Ipv4],
+        ..options(&ns, RuleSource::Netlink)
+    };
+    let snapshot = Reader::new().collect(&opts);
+    let got = snapshot
+        .nftables
+        .ruleset
+        .clone()
+        .expect("native rules read");
+    let names: Vec<String> = got
+        .tables
+        .iter()
+        .map(|t| format!("{} {}", t.family, t.name))
+        .collect();
+    assert_eq!(names, ["inet guard", "ip6 plain"]);
+    let exec = nfscope_kernel::collect(&CollectOptions {
+        source: RuleSource::Exec,
+        ..opts
+    });
+    let names: Vec<String> = exec
+        .nftables
+        .ruleset
+        .expect("native rules read")
+        .tables
+        .iter()
+        .map(|t| format!("{} {}", t.family, t.name))
+        .collect();
+    assert_eq!(names, ["inet guard", "ip6 plain"]);
+}
