@@ -34,78 +34,81 @@ pub(crate) fn family_label(family: NftFamily) -> &'static str {
     }
 }
 
+// Fields are declared in sorted order (by their JSON names): serde writes them in declaration
+// order, and the document prints as a sorted value tree would.
+
 #[derive(Serialize)]
 pub(crate) struct NftRulesetDoc {
-    family: &'static str,
     backend: &'static str,
     backend_guessed: bool,
+    family: &'static str,
     notices: Vec<String>,
     tables: Vec<NftTableDoc>,
 }
 
 #[derive(Serialize)]
 struct NftTableDoc {
+    chains: Vec<NftChainDoc>,
+    comment: Option<String>,
+    handle: Option<u64>,
     name: String,
     /// The nft family keyword (`ip`, `inet`, …).
     nft_family: &'static str,
-    handle: Option<u64>,
-    comment: Option<String>,
-    chains: Vec<NftChainDoc>,
     sets: Vec<NftSetDoc>,
 }
 
 #[derive(Serialize)]
 struct NftChainDoc {
-    name: String,
+    bytes: Option<u64>,
+    comment: Option<String>,
     handle: Option<u64>,
+    hook: Option<&'static str>,
+    meaning: Option<()>,
+    name: String,
+    owner: Option<&'static str>,
+    packets: Option<u64>,
+    /// `accept` or `drop` for a base chain (the kernel default `accept` when not listed).
+    policy: Option<&'static str>,
+    policy_verdict: Option<()>,
+    priority: Option<i32>,
+    rules: Vec<NftRuleDoc>,
+    summary: Option<String>,
     /// `filter`, `nat`, `route`; `null` for a regular chain.
     #[serde(rename = "type")]
     kind: Option<&'static str>,
-    hook: Option<&'static str>,
-    priority: Option<i32>,
-    /// `accept` or `drop` for a base chain (the kernel default `accept` when not listed).
-    policy: Option<&'static str>,
-    packets: Option<u64>,
-    bytes: Option<u64>,
-    comment: Option<String>,
-    owner: Option<&'static str>,
-    meaning: Option<()>,
-    summary: Option<String>,
-    policy_verdict: Option<()>,
-    rules: Vec<NftRuleDoc>,
 }
 
 #[derive(Serialize)]
 struct NftRuleDoc {
-    index: usize,
-    handle: Option<u64>,
-    rule_id: String,
-    rule: String,
-    comment: String,
-    packets: Option<u64>,
     bytes: Option<u64>,
-    /// The rule's verdict as nft writes it (`accept`, `jump X`, `goto X`, …); `null` without one.
-    target: Option<String>,
+    comment: String,
+    handle: Option<u64>,
+    index: usize,
+    meaning: Option<()>,
     /// Every expression is modelled (an evaluator can be certain about this rule).
     modelled: bool,
     owner: Option<&'static str>,
-    meaning: Option<()>,
-    summary: Option<String>,
+    packets: Option<u64>,
     policy_verdict: Option<()>,
+    rule: String,
+    rule_id: String,
+    summary: Option<String>,
+    /// The rule's verdict as nft writes it (`accept`, `jump X`, `goto X`, …); `null` without one.
+    target: Option<String>,
 }
 
 #[derive(Serialize)]
 struct NftSetDoc {
-    name: String,
-    /// `set`, `map` or `vmap` (a map whose data are verdicts).
-    kind: &'static str,
-    handle: Option<u64>,
-    key: String,
+    comment: Option<String>,
     data: Option<String>,
-    flags: Vec<String>,
     /// Elements as `nft list` shows them (a range or prefix is one).
     elements: usize,
-    comment: Option<String>,
+    flags: Vec<String>,
+    handle: Option<u64>,
+    key: String,
+    /// `set`, `map` or `vmap` (a map whose data are verdicts).
+    kind: &'static str,
+    name: String,
 }
 
 /// Fresh counters by (nft family, table, chain, handle).
