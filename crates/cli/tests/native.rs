@@ -356,6 +356,16 @@ fn metrics_and_api_rules_carry_native_rule_text_and_nft_set_sizes() {
         "udp dport 2 counter drop comment \"later\""
     );
 
+    // The background lint counts native findings too (chain `unused` is reached by nothing).
+    let (_, samples) = wait_for_scrape(&server, |s| {
+        named(s, "nfscope_lint_findings").iter().any(|x| {
+            x.label_str("id") == "unreferenced-chain"
+                && x.label_str("severity") == "warning"
+                && x.value == 1.0
+        })
+    });
+    assert!(!named(&samples, "nfscope_lint_findings").is_empty());
+
     let (status, api) = server.get("/api/rules");
     assert_eq!(status, 200, "{api}");
     let doc: Value = serde_json::from_str(&api).expect("JSON");

@@ -1,23 +1,45 @@
 //! Lint off the scrape path: one worker thread lints the rules a collection brought and stores
 //! the counts in their [`PreparedRuleset`]; scrapes never wait for it.
 //!
-//! Bounded: at most one job runs and one waits per (family, backend); a newer job for the same
-//! ruleset replaces the waiting one (its rules are newer), so rules that change faster than they
-//! can be linted never pile up parsed rulesets in memory.
+//! Bounded: at most one job runs and one waits per (family, backend), and one for the native
+//! nftables tables; a newer job for the same ruleset replaces the waiting one (its rules are
+//! newer), so rules that change faster than they can be linted never pile up parsed rulesets in
+//! memory.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use nfscope_lint::FindingCounts;
-use nfscope_ruleset::Ruleset;
+use nfscope_ruleset::typed::NftRuleset;
+use nfscope_ruleset::{Backend, Family, Ruleset};
 
 use crate::cache::PreparedRuleset;
 
 /// One ruleset to lint, and where its counts go.
-pub(crate) struct LintJob {
-    /// Gets the counts.
-    pub entry: Arc<PreparedRuleset>,
-    /// The parsed rules (only the job keeps them; they go when it is done).
-    pub ruleset: Ruleset,
+pub(crate) enum LintJob {
+    /// An iptables ruleset of one (family, backend).
+    Rules {
+        /// Gets the counts.
+        entry: Arc<PreparedRuleset>,
+        /// The parsed rules (only the job keeps them; they go when it is done).
+        ruleset: Ruleset,
+    },
+    /// The native nftables tables of one collection (shared with the reader, which keeps them).
+    Native {
+        /// Gets the counts.
+        counts: Arc<OnceLock<FindingCounts>>,
+        /// The typed tables.
+        ruleset: Arc<NftRuleset>,
+    },
+}
+
+impl LintJob {
+    /// Which waiting job a new one replaces: the same (family, backend), or native (`None`).
+    fn key(&self) -> Option<(Family, Backend)> {
+        match self {
+            Self::Rules { entry, .. } => Some((entry.family, entry.backend)),
+            Self::Native { .. } => None,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -49,14 +71,13 @@ pub(crate) struct Linter {
 }
 
 impl Linter {
-    /// Queues `job`, replacing a waiting job for the same (family, backend).
+    /// Queues `job`, replacing a waiting job for the same (family, backend), or for the native
+    /// tables.
     pub fn submit(&mut self, job: LintJob) {
-        let key = (job.entry.family, job.entry.backend);
+        let key = job.key();
         {
             let mut state = self.shared.lock();
-            state
-                .pending
-                .retain(|j| (j.entry.family, j.entry.backend) != key);
+            state.pending.retain(|j| j.key() != key);
             state.pending.push(job);
         }
         self.shared.changed.notify_all();
@@ -133,17 +154,26 @@ fn run_pending(shared: &Shared) {
 }
 
 fn run(job: LintJob) {
+    let (entry, ruleset) = match job {
+        LintJob::Rules { entry, ruleset } => (entry, ruleset),
+        LintJob::Native { counts, ruleset } => {
+            let findings = nfscope_lint::lint_nft(&ruleset);
+            let _ = counts.set(FindingCounts::of(&findings));
+            tracing::debug!(findings = findings.len(), "native nftables lint done");
+            return;
+        }
+    };
     // Without ipsets: `missing-ipset` is counted per collection from the entry's `IpsetRefs`.
-    let findings = nfscope_lint::lint_one(&job.ruleset, None);
-    job.entry.set_lint(FindingCounts::of(&findings));
+    let findings = nfscope_lint::lint_one(&ruleset, None);
+    entry.set_lint(FindingCounts::of(&findings));
     tracing::debug!(
-        family = %job.entry.family,
-        backend = %job.entry.backend,
+        family = %entry.family,
+        backend = %entry.backend,
         findings = findings.len(),
         "lint done"
     );
     drop(findings);
-    drop(job);
+    drop((entry, ruleset));
     // The parsed rules and the findings (tens of MiB at kube-proxy scale) are gone now.
     nfscope_kernel::release_free_memory();
 }
