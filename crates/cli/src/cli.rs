@@ -30,6 +30,7 @@ Examples:
   nfscope rules --netns blue --format json        # live, inside `ip netns` namespace `blue`
   nfscope rules --rules v4.rules --rules v6.rules # two saved dumps
   iptables-save -c | nfscope rules --rules -      # from stdin
+  nfscope rules --rules v4.rules --rules nft.txt  # iptables and `nft list ruleset` dumps
   nfscope rules --rules node.rules --ipsets node.ipset --lenient";
 
 const SERVE_EXAMPLES: &str = "\
@@ -89,8 +90,10 @@ pub enum Command {
 #[derive(Debug, Args)]
 #[command(after_help = RULES_EXAMPLES)]
 pub struct RulesArgs {
-    /// Read an `iptables-save`/`ip6tables-save` dump (or restore input) from FILE instead of the
-    /// live kernel; `-` is stdin. Repeat for several dumps (e.g. IPv4 and IPv6). [default: live]
+    /// Read a dump from FILE instead of the live kernel; `-` is stdin: `iptables-save` /
+    /// `ip6tables-save` output (or restore input), `nft list ruleset` text or `nft -j list
+    /// ruleset` JSON, told apart by content. Repeat for several dumps (IPv4 and IPv6, or a node's
+    /// iptables and nft dumps together). [default: live]
     #[arg(long = "rules", value_name = "FILE")]
     pub rules: Vec<PathBuf>,
     /// Read `ipset save`/`ipset list` output from FILE (only with --rules). [default: none]

@@ -1,6 +1,7 @@
 //! `nfscope doctor`: the lint of the live rules plus node checks (forwarding, rp_filter, bridge
 //! netfilter, kernel modules, conntrack, backends, tunnels, BGP routes, MTU), each with its
-//! evidence. Read-only.
+//! evidence. Read-only. The backends check also counts native nftables tables and warns when two
+//! rule systems program one hook (`nfscope_lint::native::judge_native_backends`).
 //!
 //! Owns the flags, reading the node through `nfscope-kernel` (in `--netns` when asked) and the
 //! exit status: 1 when a node check fails or a finding reaches `--fail-on`, else 0. The judging
@@ -19,7 +20,7 @@ use nfscope_trace::Unread;
 
 use crate::cli::{Format, RulesArgs, seconds};
 use crate::exit::Failure;
-use crate::lint_cmd::{FailOn, check_threshold, lint_snapshot};
+use crate::lint_cmd::{FailOn, check_threshold, lint_snapshot, native_counts};
 use crate::output::print_stdout;
 use crate::rules_cmd;
 
@@ -74,10 +75,22 @@ pub fn run(args: &DoctorArgs) -> Result<(), Failure> {
     let readings = read_node(args.netns.as_deref(), timeout, args.tool_dir.as_deref())
         .map_err(|e| Failure::Other(anyhow::Error::new(e)))?;
     let mut checks = check_node(&facts(readings), &snapshot.rulesets);
+    if let (Some(native), Some(check)) = (
+        snapshot.nftables.ruleset.as_deref(),
+        checks.iter_mut().find(|c| c.id == "backends"),
+    ) {
+        nfscope_lint::native::judge_native_backends(check, &snapshot.rulesets, native);
+    }
     mark_unread(&mut checks, &unread, nothing_read);
     let findings = lint_snapshot(&snapshot);
-    let rules = snapshot.rulesets.iter().map(|r| r.rule_count()).sum();
-    let summary = Summary::new(&findings, snapshot.rulesets.len(), rules);
+    let (native_rulesets, native_rules) = native_counts(&snapshot);
+    let rules = snapshot
+        .rulesets
+        .iter()
+        .map(|r| r.rule_count())
+        .sum::<usize>()
+        + native_rules;
+    let summary = Summary::new(&findings, snapshot.rulesets.len() + native_rulesets, rules);
     let text = match args.format {
         Format::Text => nfscope_lint::render_doctor_text(&checks, &findings, &summary),
         Format::Json => rules_cmd::splice_unread(
@@ -93,7 +106,10 @@ pub fn run(args: &DoctorArgs) -> Result<(), Failure> {
 /// The backends check judged only the rules that were read: say which were not, and why
 /// (warn; fail when no ruleset could be read at all).
 fn mark_unread(checks: &mut [NodeCheck], unread: &[Unread], nothing_read: bool) {
-    let rules: Vec<&Unread> = unread.iter().filter(|u| u.source == "rules").collect();
+    let rules: Vec<&Unread> = unread
+        .iter()
+        .filter(|u| u.source == "rules" || u.source == "native nftables rules")
+        .collect();
     let Some(check) = checks.iter_mut().find(|c| c.id == "backends") else {
         return;
     };

@@ -116,11 +116,15 @@ pub fn run(args: &LintArgs) -> Result<(), Failure> {
     check_threshold(&findings, args.fail_on.into())
 }
 
-/// Lints a snapshot. Findings about the live node cite table, chain and rule position only:
-/// the line numbers of the save tools' output would point into a dump the user never saw (a
-/// snapshot read from files keeps them: they are lines of the user's file).
+/// Lints a snapshot: its iptables rulesets, then its native nftables tables. Findings about the
+/// live node cite table, chain and rule position only: the line numbers of the save tools' output
+/// would point into a dump the user never saw (a snapshot read from files keeps them: they are
+/// lines of the user's file).
 pub fn lint_snapshot(snapshot: &Snapshot) -> Vec<Finding> {
-    let findings = nfscope_lint::lint(&lint_input(snapshot));
+    let mut findings = nfscope_lint::lint(&lint_input(snapshot));
+    if let Some(native) = &snapshot.nftables.ruleset {
+        findings.extend(nfscope_lint::lint_nft(native));
+    }
     if is_live(snapshot) {
         findings.into_iter().map(Finding::without_lines).collect()
     } else {
@@ -149,8 +153,14 @@ pub(crate) fn lint_input(snapshot: &Snapshot) -> LintInput<'_> {
 /// The text or JSON report.
 /// Sources that could not be read are named after the findings (text) or as `"unread"` (JSON).
 pub fn render(findings: &[Finding], snapshot: &Snapshot, format: Format) -> String {
-    let rules = snapshot.rulesets.iter().map(|r| r.rule_count()).sum();
-    let summary = Summary::new(findings, snapshot.rulesets.len(), rules);
+    let (native_rulesets, native_rules) = native_counts(snapshot);
+    let rules = snapshot
+        .rulesets
+        .iter()
+        .map(|r| r.rule_count())
+        .sum::<usize>()
+        + native_rules;
+    let summary = Summary::new(findings, snapshot.rulesets.len() + native_rulesets, rules);
     let unread = rules_cmd::unread_sources(snapshot);
     let files = dump_files(snapshot);
     let file_of = |family: Family, backend: Backend| -> Option<&str> {
@@ -187,6 +197,17 @@ fn dump_files(snapshot: &Snapshot) -> Vec<(Family, Backend, &str)> {
             _ => None,
         })
         .collect()
+}
+
+/// Native rulesets (one per nft family, as `rules` shows them) and their rules, for summaries.
+pub(crate) fn native_counts(snapshot: &Snapshot) -> (usize, usize) {
+    let Some(native) = snapshot.nftables.ruleset.as_deref() else {
+        return (0, 0);
+    };
+    let mut families: Vec<_> = native.tables.iter().map(|t| t.family).collect();
+    families.sort();
+    families.dedup();
+    (families.len(), native.rule_count())
 }
 
 /// Exit status 1 (with a one-line reason) when a finding reaches `threshold`.

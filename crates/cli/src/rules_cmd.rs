@@ -1,13 +1,18 @@
 //! `nfscope rules`: print the parsed, annotated ruleset with counters, from saved dumps or live.
 //!
-//! Owns reading the input files (`-` is stdin), turning parse errors into the one-line
+//! Owns reading the input files (`-` is stdin; each one `iptables-save`, `nft list ruleset` text
+//! or `nft -j list ruleset` JSON, told apart by content), turning parse errors into the one-line
 //! `error: FILE:LINE:COL: message` form with exit code 2, and choosing text or JSON output.
 
 use std::io::Read;
 use std::path::Path;
 
+use std::sync::Arc;
+
+use nfscope_ruleset::typed::{NftFamily, NftRuleset};
 use nfscope_ruleset::{
-    Backend, Family, ParseError, ParseOptions, Snapshot, SourceKind, SourceReport,
+    Backend, Family, Format as DumpFormat, NftLimits, ParseError, ParseOptions, Ruleset, Snapshot,
+    SourceKind, SourceReport, detect_format, parse_nft_json, parse_nft_text,
 };
 
 use nfscope_server::oneshot;
@@ -63,6 +68,7 @@ pub(crate) fn unread_sources(snapshot: &Snapshot) -> Vec<Unread> {
             let (source, family, backend) = match s.kind {
                 SourceKind::Rules { family, backend } => ("rules", Some(family), Some(backend)),
                 SourceKind::Ipsets => ("ipsets", None, None),
+                SourceKind::NativeRules => ("native nftables rules", None, None),
                 SourceKind::Conntrack => return None,
             };
             Some(Unread {
@@ -76,13 +82,20 @@ pub(crate) fn unread_sources(snapshot: &Snapshot) -> Vec<Unread> {
         .collect()
 }
 
-/// No ruleset came back and at least one rules source failed: nothing to answer from.
+/// No ruleset came back (iptables or native nftables) and at least one rules source failed:
+/// nothing to answer from.
 pub(crate) fn nothing_read(snapshot: &Snapshot) -> bool {
+    let native = snapshot
+        .nftables
+        .ruleset
+        .as_ref()
+        .is_some_and(|r| !r.tables.is_empty());
     snapshot.rulesets.is_empty()
-        && snapshot
-            .sources
-            .iter()
-            .any(|s| matches!(s.kind, SourceKind::Rules { .. }) && s.error.is_some())
+        && !native
+        && snapshot.sources.iter().any(|s| {
+            matches!(s.kind, SourceKind::Rules { .. } | SourceKind::NativeRules)
+                && s.error.is_some()
+        })
 }
 
 /// `not read: ipv4 legacy rules (getsockopt …): why` lines for text output (empty when all read).
@@ -147,8 +160,26 @@ pub(crate) fn from_files(args: &RulesArgs) -> Result<Snapshot, Failure> {
         ..Default::default()
     };
     let mut snapshot = Snapshot::default();
+    let mut native = NftRuleset::default();
     for path in &args.rules {
         let text = read_input(path)?;
+        let nft = match detect_format(&text) {
+            DumpFormat::IptablesSave => None,
+            DumpFormat::NftText => Some(parse_nft_text(&text, &NftLimits::default())),
+            DumpFormat::NftJson => Some(parse_nft_json(&text, &NftLimits::default())),
+        };
+        if let Some(parsed) = nft {
+            let parsed = parsed.map_err(|e| located(path, &e))?;
+            native.tables.extend(parsed.tables);
+            native.notices.extend(parsed.notices);
+            snapshot.sources.push(SourceReport {
+                kind: SourceKind::NativeRules,
+                method: format!("file {}", display_name(path)),
+                error: None,
+                duration_seconds: 0.0,
+            });
+            continue;
+        }
         let ruleset =
             nfscope_ruleset::parse_ruleset(&text, &options).map_err(|e| located(path, &e))?;
         snapshot.sources.push(SourceReport {
@@ -162,6 +193,14 @@ pub(crate) fn from_files(args: &RulesArgs) -> Result<Snapshot, Failure> {
         });
         snapshot.rulesets.push(ruleset);
     }
+    if snapshot
+        .sources
+        .iter()
+        .any(|s| s.kind == SourceKind::NativeRules)
+    {
+        drop_tables_given_twice(&mut native, &snapshot.rulesets);
+        snapshot.nftables.ruleset = Some(Arc::new(native));
+    }
     if let Some(path) = &args.ipsets {
         let text = read_input(path)?;
         snapshot.ipsets =
@@ -174,6 +213,31 @@ pub(crate) fn from_files(args: &RulesArgs) -> Result<Snapshot, Failure> {
         });
     }
     Ok(snapshot)
+}
+
+/// Tables an `nft list ruleset` dump says iptables-nft manages (`# Warning: table ip filter is
+/// managed by iptables-nft, do not touch!`) are shown from the iptables dump of that family when
+/// one was given too, not twice.
+fn drop_tables_given_twice(native: &mut NftRuleset, rulesets: &[Ruleset]) {
+    let managed: Vec<(NftFamily, String)> = native
+        .notices
+        .iter()
+        .filter_map(|n| {
+            let rest = n.split("table ").nth(1)?;
+            let (head, _) = rest.split_once(" is managed by iptables-nft")?;
+            let (family, name) = head.split_once(' ')?;
+            Some((NftFamily::parse(family)?, name.to_owned()))
+        })
+        .collect();
+    native.tables.retain(|t| {
+        let family = match t.family {
+            NftFamily::Ip => Family::Ipv4,
+            NftFamily::Ip6 => Family::Ipv6,
+            _ => return true,
+        };
+        !(managed.iter().any(|(f, n)| *f == t.family && *n == t.name)
+            && rulesets.iter().any(|r| r.family == family))
+    });
 }
 
 /// `FILE:LINE:COL: message`, the one line a parse error prints.

@@ -3,6 +3,8 @@
 //! Owns the document shape: rulesets → tables → chains → rules, each rule with its 1-based index,
 //! stable `rule_id`, canonical text, comment, counters, target, owner and Kubernetes meaning; then
 //! ipsets, conntrack, the rule source and the per-source reports as the model serializes them.
+//! Native nftables tables follow the iptables rulesets as rulesets of backend `nftables`
+//! ([`crate::native_doc`]).
 //! The document is a tree of borrowed, typed structs whose keys come in sorted order (nested
 //! model types are sorted on the fly, one small item at a time), so it is written straight to a
 //! [`std::io::Write`] ([`write_rules_json`], the bytes `serde_json::Value` would print) without a
@@ -20,6 +22,7 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use crate::labels::RuleLabels;
+use crate::native_doc::{NftRulesetDoc, native_rulesets};
 
 /// The whole snapshot as a JSON value. `annotations` is parallel to `snapshot.rulesets`; a missing
 /// entry gives `null` owners and meanings. Prefer [`write_rules_json`] for large rulesets.
@@ -93,11 +96,19 @@ impl<T: Serialize> Serialize for SortedOption<'_, T> {
 struct Document<'a> {
     conntrack: SortedOption<'a, ConntrackStats>,
     ipsets: SortedItems<'a, IpSet>,
-    rulesets: Vec<RulesetDoc<'a>>,
+    rulesets: Vec<AnyRuleset<'a>>,
     /// Where the rule text came from, when the reader says (`Snapshot::rule_source`).
     #[serde(skip_serializing_if = "Option::is_none")]
     source: Option<&'a str>,
     sources: SortedItems<'a, SourceReport>,
+}
+
+/// An iptables ruleset, or the native nftables tables of one family ([`crate::native_doc`]).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum AnyRuleset<'a> {
+    Iptables(RulesetDoc<'a>),
+    Nftables(NftRulesetDoc),
 }
 
 #[derive(Serialize)]
@@ -176,7 +187,12 @@ fn document<'a>(
         .iter()
         .zip(labels)
         .enumerate()
-        .map(|(i, (rs, l))| ruleset_doc(rs, annotations.get(i), l))
+        .map(|(i, (rs, l))| AnyRuleset::Iptables(ruleset_doc(rs, annotations.get(i), l)))
+        .chain(
+            native_rulesets(&snapshot.nftables)
+                .into_iter()
+                .map(AnyRuleset::Nftables),
+        )
         .collect();
     Document {
         conntrack: SortedOption(snapshot.conntrack.as_ref()),

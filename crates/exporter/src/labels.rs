@@ -5,7 +5,8 @@
 //! `family \0 backend \0 table \0 chain \0 canonical-rule-text`. The k-th rule (k ≥ 2) in a
 //! ruleset whose digest was already handed out (an exact duplicate in the same chain, or — never
 //! seen in practice — a hash collision) gets `-k` appended, so ids are unique within a ruleset
-//! and a rule's id does not move when unrelated rules are inserted or removed.
+//! and a rule's id does not move when unrelated rules are inserted or removed. Native nftables
+//! rules use the same digest with backend `nftables` ([`native_rule_id`]).
 //!
 //! Computing these strings is the expensive part of an encoding (rendering and hashing every
 //! rule); [`RuleLabels`] is the cacheable result. Rule texts and comments are stored already
@@ -285,6 +286,18 @@ fn format_id(digest: [u8; 8], occurrence: u32) -> String {
         id.push_str(&occurrence.to_string());
     }
     id
+}
+
+/// The `rule_id` of a native nftables rule: the same algorithm with the nft family keyword and
+/// backend `nftables` (`family \0 nftables \0 table \0 chain \0 text`, text without counter
+/// values). Native rules also carry their kernel handle, which tells exact duplicates apart.
+pub fn native_rule_id(family: &str, table: &str, chain: &str, text: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [family, "nftables", table, chain] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    format_id(short_digest(h, text), 1)
 }
 
 /// All `--comment` values of a rule joined with `; ` into `out` (cleared first).

@@ -26,6 +26,7 @@ mod json;
 mod kube;
 mod labels;
 mod metrics;
+mod native_doc;
 mod nftables;
 mod text;
 
@@ -33,7 +34,7 @@ use nfscope_ruleset::SourceKind;
 
 pub use json::{rules_json, rules_json_string, write_rules_json};
 pub use kube::KubePlan;
-pub use labels::{RuleIds, RuleLabels, rule_ids};
+pub use labels::{RuleIds, RuleLabels, native_rule_id, rule_ids};
 pub use metrics::{
     CountedRules, Encoded, Streamed, encode_counters_streaming, encode_metrics,
     encode_metrics_streaming, encode_metrics_with_labels,
@@ -95,11 +96,12 @@ pub struct SelfMetrics {
 }
 
 /// The `source`, `family` and `backend` label values of a source (`family`/`backend` are empty for
-/// ipsets and conntrack).
+/// ipsets and conntrack; native nftables rules are `native_rules` with backend `nftables`).
 pub fn source_labels(kind: &SourceKind) -> (&'static str, &'static str, &'static str) {
     match kind {
         SourceKind::Rules { family, backend } => ("rules", family.as_str(), backend.as_str()),
         SourceKind::Ipsets => ("ipsets", "", ""),
         SourceKind::Conntrack => ("conntrack", "", ""),
+        SourceKind::NativeRules => ("native_rules", "", "nftables"),
     }
 }

@@ -4,6 +4,7 @@
 //! chain with its policy, counters and owner, then numbered rules with right-aligned packet and
 //! byte counts, the canonical rule text and the Kubernetes summary after `  # `. It does not own
 //! the rule text (`nfscope_ruleset::render_rule_spec`) or the meaning (`nfscope-annotate`).
+//! Native nftables tables follow (`crate::native_doc`).
 
 use std::fmt::Write as _;
 
@@ -23,7 +24,8 @@ pub fn rules_text(snapshot: &Snapshot, annotations: &[Annotations]) -> String {
         }
         write_ruleset(&mut out, rs, annotations.get(i), &RuleLabels::new(rs));
     }
-    if snapshot.rulesets.is_empty() {
+    crate::native_doc::write_native_text(&mut out, &snapshot.nftables);
+    if out.is_empty() {
         out.push_str("no rulesets\n");
     }
     if out.chars().any(|c| c.is_control() && c != '\n') {

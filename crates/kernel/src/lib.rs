@@ -4,7 +4,10 @@
 //! ([`RuleSource::Netlink`]) rule counters come over nf_tables netlink (nft backend and native
 //! nftables) and x_tables `getsockopt` (legacy backend) with no fork, and the rule *text* comes
 //! from `ip[6]tables-{nft,legacy}-save` only when the ruleset changed ([`Reader`] keeps it between
-//! collections); [`RuleSource::Exec`] forks the save tools on every collection instead. It also
+//! collections); [`RuleSource::Exec`] forks the save tools on every collection instead. Native
+//! nftables tables (those iptables-nft does not manage) are read into the typed model of
+//! `nfscope-ruleset` from `nft -j list ruleset` (`native`), by the netlink reader only when the
+//! generation moved, by the exec source every time. It also
 //! reads ipset headers (`ipset list -t`), the conntrack statistics in `/proc`, conntrack events
 //! and TCP control packets for the flow monitor ([`flow`]), node facts for the doctor ([`node`],
 //! [`host`]), and enters a named network namespace to do any of that there. [`collect`] reads
@@ -51,6 +54,7 @@ mod exec;
 pub mod flow;
 pub mod host;
 mod ipsets;
+mod native;
 mod netlink;
 mod netns;
 pub mod node;
@@ -118,7 +122,10 @@ pub struct CollectOptions {
     pub tool_dir: Option<PathBuf>,
     /// How rule counters are read: netlink/getsockopt (default) or by forking the save tools.
     pub source: RuleSource,
-    /// With [`RuleSource::Netlink`]: also read native nftables rules, named counters and sets.
+    /// Also read native nftables tables (those iptables-nft does not manage): their typed rules
+    /// (`nft -j list ruleset`; with [`RuleSource::Netlink`] only when the nf_tables generation
+    /// moved and native chains exist) and, per collection, their rule counters, named counters
+    /// and set sizes (netlink; from the same JSON with [`RuleSource::Exec`]).
     pub native_nftables: bool,
     /// With [`RuleSource::Netlink`], when `/proc/net/ip*_tables_names` cannot be read (neither
     /// group 0 nor CAP_DAC_READ_SEARCH): find legacy tables by asking for each standard name. Off
@@ -173,7 +180,8 @@ impl Default for CollectOptions {
 ///
 /// `rulesets` holds one entry per (family, backend) that has tables, in the order of
 /// `opts.families` × `opts.backends`; `sources` has one report per source tried, in the same
-/// order, then ipsets, then conntrack.
+/// order, then native nftables rules ([`SourceKind::NativeRules`], when
+/// [`CollectOptions::native_nftables`]), then ipsets, then conntrack.
 ///
 /// With [`RuleSource::Netlink`] this reads the rule text every time (a fresh [`Reader`]); keep a
 /// [`Reader`] and call [`Reader::read`] or [`Reader::collect`] to re-read text only when the
@@ -299,9 +307,16 @@ fn collect_here(opts: &CollectOptions, reader: Option<&mut Reader>) -> Reading {
     let mut rulesets = Vec::new();
     let rule_sources = rule_sources(opts);
     let netlink = reader.is_some();
-    let (rule_results, ipsets, conntrack) = thread::scope(|scope| {
+    let mut native_report = None;
+    let (rule_results, ipsets, conntrack, native) = thread::scope(|scope| {
         let ipsets = opts.ipsets.then(|| {
             scope.spawn(|| timed(|| read_ipsets_from(opts.timeout, opts.tool_dir.as_deref())))
+        });
+        // `--source exec`: the native tables come from the JSON dump on every collection.
+        let native = (!netlink && opts.native_nftables).then(|| {
+            scope.spawn(|| {
+                timed(|| native::read_all(opts.timeout, opts.tool_dir.as_deref()).map(|r| r.0))
+            })
         });
         let conntrack = opts
             .conntrack
@@ -309,9 +324,16 @@ fn collect_here(opts: &CollectOptions, reader: Option<&mut Reader>) -> Reading {
         let rules: Vec<_> = match reader {
             Some(reader) => {
                 // On this thread: the reader is borrowed mutably and the sources share a socket.
+                let started = Instant::now();
                 let (timed, extras) = read_netlink(reader, opts, &rule_sources);
                 snapshot.nftables = extras.nftables;
                 snapshot.retries = extras.retries;
+                native_report = extras.native.map(|result| SourceReport {
+                    kind: SourceKind::NativeRules,
+                    method: native::METHOD.to_owned(),
+                    error: result.err(),
+                    duration_seconds: started.elapsed().as_secs_f64(),
+                });
                 timed
             }
             None => {
@@ -329,7 +351,12 @@ fn collect_here(opts: &CollectOptions, reader: Option<&mut Reader>) -> Reading {
                 spawned.into_iter().map(joined).collect()
             }
         };
-        (rules, ipsets.map(joined), conntrack.map(joined))
+        (
+            rules,
+            ipsets.map(joined),
+            conntrack.map(joined),
+            native.map(joined),
+        )
     });
     snapshot.rule_source = if netlink { "netlink" } else { "exec" }.to_owned();
     for (&(family, backend), timed) in rule_sources.iter().zip(rule_results) {
@@ -341,6 +368,23 @@ fn collect_here(opts: &CollectOptions, reader: Option<&mut Reader>) -> Reading {
         };
         if let Some(read) = record(&mut snapshot, kind, method, timed).flatten() {
             rulesets.push(read);
+        }
+    }
+    snapshot.sources.extend(native_report);
+    if let Some(timed) = native {
+        let known: Vec<(Family, Vec<String>)> = rulesets
+            .iter()
+            .filter_map(|r| r.parsed.as_ref())
+            .filter(|r| r.backend == Backend::Nft)
+            .map(|r| (r.family, r.tables.iter().map(|t| t.name.clone()).collect()))
+            .collect();
+        if let Some(all) = record(
+            &mut snapshot,
+            SourceKind::NativeRules,
+            native::METHOD.to_owned(),
+            timed,
+        ) {
+            snapshot.nftables = native::exec_state(all, &known);
         }
     }
     if let Some(timed) = ipsets {
@@ -463,6 +507,9 @@ fn unreachable_namespace(opts: &CollectOptions, error: &str) -> Reading {
         .collect();
     if opts.ipsets {
         sources.push((SourceKind::Ipsets, ipsets::METHOD.to_owned()));
+    }
+    if opts.native_nftables {
+        sources.push((SourceKind::NativeRules, native::METHOD.to_owned()));
     }
     if opts.conntrack {
         sources.push((SourceKind::Conntrack, "procfs".to_owned()));

@@ -229,7 +229,16 @@ fn an_empty_namespace_holds_nothing_and_reading_it_creates_no_table() {
     assert!(snapshot.rulesets.is_empty(), "{:?}", snapshot.rulesets);
     assert!(snapshot.ipsets.is_empty());
     assert_eq!(snapshot.conntrack.as_ref().unwrap().entries, 0);
-    assert_eq!(snapshot.sources.len(), 6);
+    // Four rule sources, native nftables rules, ipsets, conntrack.
+    assert_eq!(snapshot.sources.len(), 7);
+    assert!(
+        snapshot
+            .nftables
+            .ruleset
+            .as_ref()
+            .is_some_and(|r| r.tables.is_empty()),
+        "no native tables, and nothing failed reading them"
+    );
     let tables = empty.sh_ok(
         "cat /proc/net/ip_tables_names /proc/net/ip6_tables_names; nft list tables; ipset list -n",
     );
@@ -354,7 +363,7 @@ fn a_missing_namespace_fails_every_source_but_not_the_collection() {
     };
     let snapshot = collect(&options);
     assert!(snapshot.rulesets.is_empty());
-    assert_eq!(snapshot.sources.len(), 6);
+    assert_eq!(snapshot.sources.len(), 7, "native nftables rules fail too");
     for report in &snapshot.sources {
         let error = report.error.as_deref().unwrap_or_default();
         assert!(

@@ -54,6 +54,8 @@ impl FakeTools {
             tool_dir: Some(self.dir.clone()),
             // These fake tools stand in for the save tools the exec source forks every time.
             source: nfscope_kernel::RuleSource::Exec,
+            // Native nftables (`nft -j`) has its own tests (`native_live.rs`).
+            native_nftables: false,
             ..CollectOptions::default()
         }
     }

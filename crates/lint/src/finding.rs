@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use nfscope_ruleset::typed::NftFamily;
 use nfscope_ruleset::{Backend, Family};
 use serde::Serialize;
 
@@ -72,11 +73,13 @@ pub enum FindingId {
     IncompatibleTable,
     /// A rule matches an ipset the ipset dump does not have.
     MissingIpset,
+    /// A named nftables set or map no rule of its table refers to (`@name`).
+    UnreferencedSet,
 }
 
 impl FindingId {
     /// Every id, in documentation order.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::MissingJumpTarget,
         Self::JumpLoop,
         Self::DuplicateRule,
@@ -91,6 +94,7 @@ impl FindingId {
         Self::MixedBackends,
         Self::IncompatibleTable,
         Self::MissingIpset,
+        Self::UnreferencedSet,
     ];
 
     /// The id as written in JSON, text and metric labels, e.g. `shadowed-rule`.
@@ -110,6 +114,7 @@ impl FindingId {
             Self::MixedBackends => "mixed-backends",
             Self::IncompatibleTable => "incompatible-table",
             Self::MissingIpset => "missing-ipset",
+            Self::UnreferencedSet => "unreferenced-set",
         }
     }
 
@@ -126,9 +131,10 @@ impl FindingId {
             Self::DuplicateRule | Self::KubeStaleChain | Self::KubeNodeportsNotLast => {
                 &[Severity::Warning]
             }
-            Self::ShadowedRule | Self::UnreferencedChain | Self::KubeServiceNoEndpoints => {
-                &[Severity::Info, Severity::Warning]
-            }
+            Self::ShadowedRule
+            | Self::UnreferencedChain
+            | Self::KubeServiceNoEndpoints
+            | Self::UnreferencedSet => &[Severity::Info, Severity::Warning],
             Self::EmptyChain => &[Severity::Info],
         }
     }
@@ -198,6 +204,10 @@ pub struct Finding {
     pub related: Vec<Related>,
     /// Kubernetes meaning of the place, when there is one.
     pub kube: Option<KubeContext>,
+    /// For a finding in a native nftables table: its nft family (`ip`, `ip6`, `inet`, …). `family`
+    /// then says `ipv6` for `ip6` tables and `ipv4` otherwise, and `backend` `nft` (nf_tables).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nftables: Option<NftFamily>,
 }
 
 impl Finding {

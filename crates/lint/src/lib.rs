@@ -6,7 +6,8 @@
 //! place. The checks: jumps to missing chains, jump loops, duplicate and shadowed rules (three-valued coverage,
 //! see [`cover`]), rules after a catch-all, unreferenced and empty chains, kube-proxy services
 //! without endpoints, stale kube-proxy chains, the NodePort rule order, garbled dumps, mixed
-//! backends and incompatible tables. Chains a stock tool (ufw, firewalld, Docker, kube-proxy,
+//! backends and incompatible tables; native nftables tables get the same ids where the meaning is
+//! the same ([`native`], [`lint_nft`]), plus unreferenced sets and maps. Chains a stock tool (ufw, firewalld, Docker, kube-proxy,
 //! Calico, Istio, …) leaves empty or unhooked by design are not findings: [`scaffold`] holds the
 //! one table of those scaffolds, each with the findings it makes normal and why. Findings carry
 //! the dump line of what they are about; for rules read live, whose dump the user never saw,
@@ -24,6 +25,7 @@ pub mod canon;
 pub mod checks;
 pub mod cover;
 pub mod finding;
+pub mod native;
 pub mod node;
 pub mod report;
 pub mod scaffold;
@@ -35,6 +37,7 @@ use nfscope_ruleset::{IpSet, Ruleset};
 
 pub use checks::cross::RulesetFacts;
 pub use finding::{Finding, FindingId, KubeContext, Location, Related, Severity, Summary};
+pub use native::lint_nft;
 pub use report::{
     FileOf, FindingCounts, encode_finding_metrics, render_doctor_json, render_doctor_text,
     render_json, render_json_from_files, render_text, render_text_from_files,

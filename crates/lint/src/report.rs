@@ -95,13 +95,15 @@ pub fn render_text_from_files(
 ) -> String {
     let mut out = String::new();
     for f in findings {
+        let (family, backend) = match f.nftables {
+            Some(nft) => (nft.as_str().to_owned(), "nftables".to_owned()),
+            None => (f.family.to_string(), f.backend.to_string()),
+        };
         let _ = writeln!(
             out,
-            "{:<7} {} {}/{}{}",
+            "{:<7} {} {family}/{backend}{}",
             f.severity.as_str(),
             f.id,
-            f.family,
-            f.backend,
             escape_control(&place(&f.location, file_of(f.family, f.backend)))
         );
         let _ = writeln!(out, "        {}", escape_control(&f.message));

@@ -5,10 +5,13 @@
 //! backend, ipset headers, conntrack statistics, and a report per source saying whether it worked
 //! and how long it took. It holds no handles and does no I/O.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::ipset::IpSet;
 use crate::model::{Backend, Counters, Family, Ruleset};
+use crate::typed::NftRuleset;
 
 /// Everything one collection read, plus how each source fared.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -21,8 +24,8 @@ pub struct Snapshot {
     pub conntrack: Option<ConntrackStats>,
     /// One report per source that was tried, failed or not.
     pub sources: Vec<SourceReport>,
-    /// Native nftables state (rules that are not iptables-nft rules, named counters, sets); only
-    /// the netlink source fills it.
+    /// Native nftables state (rules that are not iptables-nft rules, named counters, sets, and
+    /// the typed rules of those tables).
     #[serde(skip_serializing_if = "NftablesState::is_empty")]
     pub nftables: NftablesState,
     /// How the rules were read: `netlink` or `exec` (empty when unknown, e.g. a file).
@@ -31,7 +34,11 @@ pub struct Snapshot {
     pub retries: u64,
 }
 
-/// Native nftables state read over netlink: what `nft list ruleset` shows beyond iptables-nft.
+/// Native nftables state: what `nft list ruleset` shows beyond iptables-nft.
+///
+/// `rules`, `counters` and `sets` are read on every collection (over netlink, or from the JSON
+/// dump with `--source exec`); `ruleset` is the typed model of the native tables, whose text
+/// (`nft -j list ruleset`) the netlink reader re-reads only when the nf_tables generation moved.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct NftablesState {
     /// Rules with a `counter` statement in tables iptables-nft does not manage.
@@ -40,12 +47,23 @@ pub struct NftablesState {
     pub counters: Vec<NftNamedCounter>,
     /// Named sets and maps with their element counts, in every table.
     pub sets: Vec<NftSet>,
+    /// The typed rules of the tables iptables-nft does not manage (their chains with hooks,
+    /// priorities and policies, rules, sets and maps); `None` when they were not read (the
+    /// failure is in the snapshot's `SourceKind::NativeRules` report) or not asked for.
+    #[serde(skip)]
+    pub ruleset: Option<Arc<NftRuleset>>,
+    /// Times the reader that produced this state ran `nft -j list ruleset` since it was made
+    /// (a reader re-reads the text only when the ruleset changed).
+    pub text_reads: u64,
 }
 
 impl NftablesState {
     /// True when nothing was found (or nothing was read).
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty() && self.counters.is_empty() && self.sets.is_empty()
+        self.rules.is_empty()
+            && self.counters.is_empty()
+            && self.sets.is_empty()
+            && self.ruleset.as_ref().is_none_or(|r| r.tables.is_empty())
     }
 }
 
@@ -62,6 +80,9 @@ pub struct NftRule {
     pub handle: u64,
     /// The rule's comment, if it has one.
     pub comment: Option<String>,
+    /// The rule's canonical nft text without counter values (`render_rule` of the typed rule
+    /// with its counters blanked), when the typed rules were read.
+    pub rule: Option<String>,
     /// Its first counter statement's values.
     pub counters: Counters,
 }
@@ -88,7 +109,8 @@ pub struct NftSet {
     pub table: String,
     /// Set name.
     pub name: String,
-    /// Elements the kernel holds (interval sets count each range's end marker too).
+    /// Elements as `nft list` shows them: a range or prefix is one element (the kernel's
+    /// interval end markers are not counted).
     pub elements: u64,
 }
 
@@ -107,6 +129,8 @@ pub enum SourceKind {
     Ipsets,
     /// Conntrack statistics.
     Conntrack,
+    /// The rules of native nftables tables (`nft -j list ruleset`).
+    NativeRules,
 }
 
 /// How one source fared in one collection.

@@ -8,13 +8,14 @@
 //! readings in, scrapes out); [`ScrapeCache`] adds the reader.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 use nfscope_annotate::Annotations;
 use nfscope_exporter::RuleLabels;
 use nfscope_kernel::{CollectOptions, Reader, Reading};
 use nfscope_lint::{FindingCounts, IpsetRefs, RulesetFacts};
+use nfscope_ruleset::typed::NftRuleset;
 use nfscope_ruleset::{Backend, Family, IpSet, Ruleset, RulesetCounters, Snapshot, SourceKind};
 
 use crate::lint::{LintJob, LintSlot, Linter};
@@ -92,6 +93,24 @@ pub struct Scrape {
     pub snapshot: Snapshot,
     /// One entry per (family, backend) read, in the reader's order.
     pub rulesets: Vec<ScrapedRuleset>,
+    /// Lint counts of the native nftables tables of this collection, when it read them.
+    pub native_lint: Option<NativeLint>,
+}
+
+/// The lint counts of one native nftables ruleset: filled by the background linter; until then
+/// the counts of the native tables the previous collection had (if any) stand in.
+#[derive(Debug, Clone)]
+pub struct NativeLint {
+    counts: Arc<OnceLock<FindingCounts>>,
+    previous: Option<FindingCounts>,
+}
+
+impl NativeLint {
+    /// The counts, or the previous tables' while these are being linted; `None` before the
+    /// first lint of native tables is done.
+    pub fn counts(&self) -> Option<&FindingCounts> {
+        self.counts.get().or(self.previous.as_ref())
+    }
 }
 
 impl Scrape {
@@ -107,6 +126,9 @@ impl Scrape {
             total.add(ruleset.prepared.lint()?.as_ref());
             total.add(&ruleset.prepared.ipset_refs.missing(ipsets));
         }
+        if let Some(native) = &self.native_lint {
+            total.add(native.counts()?);
+        }
         Some(total)
     }
 }
@@ -121,6 +143,9 @@ pub struct Preparer {
     /// A reading had counters for rules the cache has no entry for and no parsed rules.
     missing_rules: bool,
     linter: Linter,
+    /// The native tables last linted (by identity: the reader hands out the same `Arc` until
+    /// the ruleset changes) and their counts.
+    native: Option<(Arc<NftRuleset>, NativeLint)>,
 }
 
 impl std::fmt::Debug for Preparer {
@@ -164,7 +189,7 @@ impl Preparer {
                     let slot = Arc::new(Mutex::new(previous));
                     let parsed = Arc::new(parsed);
                     let annotations = Arc::new(nfscope_annotate::annotate(&parsed));
-                    self.linter.submit(LintJob {
+                    self.linter.submit(LintJob::Rules {
                         slot: Arc::clone(&slot),
                         family: key.0,
                         backend: key.1,
@@ -195,10 +220,39 @@ impl Preparer {
             });
         }
         self.entries = entries;
+        let native_lint = self.native_lint(reading.snapshot.nftables.ruleset.as_ref());
         Scrape {
             snapshot: reading.snapshot,
             rulesets,
+            native_lint,
         }
+    }
+
+    /// The native tables' lint counts, submitting a background lint when the tables are new.
+    fn native_lint(&mut self, ruleset: Option<&Arc<NftRuleset>>) -> Option<NativeLint> {
+        let Some(ruleset) = ruleset else {
+            self.native = None;
+            return None;
+        };
+        if let Some((known, lint)) = &self.native
+            && Arc::ptr_eq(known, ruleset)
+        {
+            return Some(lint.clone());
+        }
+        let previous = self
+            .native
+            .as_ref()
+            .and_then(|(_, lint)| lint.counts().cloned());
+        let lint = NativeLint {
+            counts: Arc::new(OnceLock::new()),
+            previous,
+        };
+        self.linter.submit(LintJob::Native {
+            counts: Arc::clone(&lint.counts),
+            ruleset: Arc::clone(ruleset),
+        });
+        self.native = Some((Arc::clone(ruleset), lint.clone()));
+        Some(lint)
     }
 
     /// Does the next reading need the parsed rules of every ruleset (a reader that keeps no

@@ -33,7 +33,9 @@ pub mod oneshot;
 pub mod query;
 mod single_flight;
 
-pub use cache::{PreparedRuleset, Preparer, Scrape, ScrapeCache, ScrapedRuleset, collector};
+pub use cache::{
+    NativeLint, PreparedRuleset, Preparer, Scrape, ScrapeCache, ScrapedRuleset, collector,
+};
 pub use metrics::{Counters, MetricsEncoder, SelfStats, SharedFamilies};
 pub use nfscope_expo::{ChunkSink, Exposition, Kind, MetricFamilies, ScrapeFacts, SinkClosed};
 pub use single_flight::{Finished, SingleFlight, TimedOut};

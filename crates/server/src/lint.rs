@@ -3,14 +3,16 @@
 //! soon as the collection has the parsed rules and their annotations, so the lint runs while the
 //! collection builds labels and its answer is sent, rather than during the next scrapes.
 //!
-//! Bounded: at most one job runs and one waits per (family, backend); a newer job for the same
-//! ruleset replaces the waiting one (its rules are newer), so rules that change faster than they
-//! can be linted never pile up parsed rulesets in memory.
+//! Bounded: at most one job runs and one waits per (family, backend), and one for the native
+//! nftables tables; a newer job for the same ruleset replaces the waiting one (its rules are
+//! newer), so rules that change faster than they can be linted never pile up parsed rulesets in
+//! memory.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use nfscope_annotate::Annotations;
 use nfscope_lint::FindingCounts;
+use nfscope_ruleset::typed::NftRuleset;
 use nfscope_ruleset::{Backend, Family, Ruleset};
 
 /// Where a ruleset's lint counts go: `None` until there are any; filled with the counts of the
@@ -18,19 +20,41 @@ use nfscope_ruleset::{Backend, Family, Ruleset};
 pub(crate) type LintSlot = Mutex<Option<Arc<FindingCounts>>>;
 
 /// One ruleset to lint, and where its counts go.
-pub(crate) struct LintJob {
-    /// Gets the counts (shared with the ruleset's [`crate::PreparedRuleset`]).
-    pub slot: Arc<LintSlot>,
-    /// For the log.
-    pub family: Family,
-    /// For the log.
-    pub backend: Backend,
-    /// The parsed rules: shared with the collection that is building their labels while the
-    /// lint runs; whichever of the two finishes last lets them go.
-    pub ruleset: Arc<Ruleset>,
-    /// `annotate(ruleset)`, made for the Kubernetes plan: the lint reuses them rather than
-    /// annotating the rules a second time.
-    pub annotations: Arc<Annotations>,
+pub(crate) enum LintJob {
+    /// An iptables ruleset of one (family, backend).
+    Rules {
+        /// Gets the counts (shared with the ruleset's [`crate::PreparedRuleset`]).
+        slot: Arc<LintSlot>,
+        /// For the log.
+        family: Family,
+        /// For the log.
+        backend: Backend,
+        /// The parsed rules: shared with the collection that is building their labels while
+        /// the lint runs; whichever of the two finishes last lets them go.
+        ruleset: Arc<Ruleset>,
+        /// `annotate(ruleset)`, made for the Kubernetes plan: the lint reuses them rather than
+        /// annotating the rules a second time.
+        annotations: Arc<Annotations>,
+    },
+    /// The native nftables tables of one collection (shared with the reader, which keeps them).
+    Native {
+        /// Gets the counts.
+        counts: Arc<OnceLock<FindingCounts>>,
+        /// The typed tables.
+        ruleset: Arc<NftRuleset>,
+    },
+}
+
+impl LintJob {
+    /// Which waiting job a new one replaces: the same (family, backend), or native (`None`).
+    fn key(&self) -> Option<(Family, Backend)> {
+        match self {
+            Self::Rules {
+                family, backend, ..
+            } => Some((*family, *backend)),
+            Self::Native { .. } => None,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -62,12 +86,13 @@ pub(crate) struct Linter {
 }
 
 impl Linter {
-    /// Queues `job`, replacing a waiting job for the same (family, backend).
+    /// Queues `job`, replacing a waiting job for the same (family, backend), or for the native
+    /// tables.
     pub fn submit(&mut self, job: LintJob) {
-        let key = (job.family, job.backend);
+        let key = job.key();
         {
             let mut state = self.shared.lock();
-            state.pending.retain(|j| (j.family, j.backend) != key);
+            state.pending.retain(|j| j.key() != key);
             state.pending.push(job);
         }
         self.shared.changed.notify_all();
@@ -144,18 +169,33 @@ fn run_pending(shared: &Shared) {
 }
 
 fn run(job: LintJob) {
+    let (slot, family, backend, ruleset, annotations) = match job {
+        LintJob::Rules {
+            slot,
+            family,
+            backend,
+            ruleset,
+            annotations,
+        } => (slot, family, backend, ruleset, annotations),
+        LintJob::Native { counts, ruleset } => {
+            let findings = nfscope_lint::lint_nft(&ruleset);
+            let _ = counts.set(FindingCounts::of(&findings));
+            tracing::debug!(findings = findings.len(), "native nftables lint done");
+            return;
+        }
+    };
     // Without ipsets: `missing-ipset` is counted per collection from the entry's `IpsetRefs`.
-    let findings = nfscope_lint::lint_one_annotated(&job.ruleset, &job.annotations, None);
-    *job.slot.lock().unwrap_or_else(PoisonError::into_inner) =
+    let findings = nfscope_lint::lint_one_annotated(&ruleset, &annotations, None);
+    *slot.lock().unwrap_or_else(PoisonError::into_inner) =
         Some(Arc::new(FindingCounts::of(&findings)));
     tracing::debug!(
-        family = %job.family,
-        backend = %job.backend,
+        family = %family,
+        backend = %backend,
         findings = findings.len(),
         "lint done"
     );
     drop(findings);
-    drop(job);
+    drop((slot, ruleset, annotations));
     // The parsed rules (unless the collection still builds their labels) and the findings (tens
     // of MiB at kube-proxy scale) are gone now.
     nfscope_kernel::release_free_memory();

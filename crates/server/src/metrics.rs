@@ -151,7 +151,7 @@ impl MetricsEncoder {
             retries: counters.retries.load(Ordering::Relaxed),
         };
         own.encode(&facts, &mut tail);
-        NftablesFamilies(&scrape.snapshot.nftables).encode(&facts, &mut tail);
+        NftablesFamilies::new(&scrape.snapshot.nftables, &self.export).encode(&facts, &mut tail);
         if let Some(lint) = scrape.lint_counts() {
             lint.encode(&facts, &mut tail);
         }

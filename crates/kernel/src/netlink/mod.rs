@@ -12,7 +12,9 @@
 //! wrong rule. Counters are placed on a [`RulesetCounters`] (names, positions, counters) and
 //! checked against hashes taken when the text was parsed, so a reader that handed its parsed
 //! rules out ([`Reader::counters_only`]) checks just the same; each parsed text carries its
-//! [`Ruleset::rules_id`], which tells consumers "same rules".
+//! [`Ruleset::rules_id`], which tells consumers "same rules". Native nftables tables (chains no
+//! iptables-nft text claims) get their typed rules from `nft -j list ruleset` under the same rule:
+//! read once per generation, and not at all while no native chain exists.
 //! It does not read ipsets or conntrack (they stay on `ipset` / `/proc`).
 
 pub(crate) mod legacy;
@@ -24,6 +26,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
+use nfscope_ruleset::typed::{NftFamily, NftRuleset};
 use nfscope_ruleset::{
     Backend, Counters, Family, FxHasher, NftNamedCounter, NftRule, NftSet, NftablesState, Ruleset,
     RulesetCounters,
@@ -31,6 +34,7 @@ use nfscope_ruleset::{
 
 use crate::CollectOptions;
 use crate::error::KernelError;
+use crate::native::{self, RuleTexts};
 use crate::rules::{legacy_holds_nothing, parse_tolerant, run_save};
 use legacy::{STANDARD_TABLES, XtSocket, XtTable};
 use nft::Count;
@@ -241,10 +245,22 @@ impl ReadTimes {
     }
 }
 
+/// The typed native tables of one nf_tables generation (`nft -j list ruleset`, iptables-nft's
+/// tables left out), with the rule texts the netlink dump's counted rules are labelled with.
+struct NativeText {
+    generation: u32,
+    ruleset: Arc<NftRuleset>,
+    texts: RuleTexts,
+}
+
 /// A reader that remembers parsed rule text between scrapes (see the module docs).
 pub struct Reader {
     nft: HashMap<Family, (u32, CachedText)>,
     legacy: HashMap<Family, (Vec<u64>, CachedText)>,
+    /// Native tables' typed rules, re-read only when the generation moved.
+    native: Option<NativeText>,
+    /// Times `nft -j list ruleset` ran for this reader.
+    native_reads: u64,
     /// Keep the parsed rules and copy them into every reading ([`Reader::new`]), or hand them
     /// out once ([`Reader::counters_only`]).
     keep_text: bool,
@@ -271,6 +287,8 @@ impl Default for Reader {
 pub(crate) struct Extras {
     pub nftables: NftablesState,
     pub retries: u64,
+    /// How reading the native tables' rules went, when asked for: `Err` says why it failed.
+    pub native: Option<Result<(), String>>,
 }
 
 impl Reader {
@@ -292,6 +310,8 @@ impl Reader {
         Self {
             nft: HashMap::new(),
             legacy: HashMap::new(),
+            native: None,
+            native_reads: 0,
             keep_text: false,
         }
     }
@@ -306,6 +326,13 @@ impl Reader {
     pub fn forget_texts(&mut self) {
         self.nft.clear();
         self.legacy.clear();
+        self.native = None;
+    }
+
+    /// Times this reader ran `nft -j list ruleset` to read the native tables' rules: once per
+    /// nf_tables generation that has native chains (and again after a failed read).
+    pub fn native_text_reads(&self) -> u64 {
+        self.native_reads
     }
 
     /// Reads every requested (family, backend) in the calling thread's namespace; each result
@@ -424,16 +451,42 @@ impl Reader {
             _ => nft::FAMILY_ALL,
         };
         let mut chains: Vec<(u8, String, String)> = Vec::new();
+        let mut native_chains = false;
         let mut interrupted = nft::dump_chains(sock, dump_family, |chain| {
-            if placer.place_chain(chain) || opts.native_nftables {
+            let placed = placer.place_chain(chain);
+            native_chains |= !placed;
+            if placed || opts.native_nftables {
                 chains.push((chain.family, chain.table.to_owned(), chain.name.to_owned()));
             }
         })?;
         lap(times, None);
+        let mut native_texts = None;
+        if opts.native_nftables {
+            let known: Vec<(u8, Vec<String>)> = placer.known_tables();
+            match read_native_text(
+                &mut self.native,
+                &mut self.native_reads,
+                opts,
+                generation,
+                native_chains,
+                &known,
+            ) {
+                Ok(()) => {
+                    if nft::generation(sock)? != generation {
+                        self.native = None;
+                        return Ok(Err("generation moved while reading native rules".to_owned()));
+                    }
+                    extras.native = Some(Ok(()));
+                }
+                Err(e) => extras.native = Some(Err(e.to_string())),
+            }
+            native_texts = self.native.as_ref().filter(|n| n.generation == generation);
+            lap(times, Some(ReadTimes::NATIVE));
+        }
         for (family, table, chain) in &chains {
             interrupted |= nft::dump_chain_rules(sock, *family, table, chain, |rule| {
                 if !placer.place_rule(rule) && opts.native_nftables {
-                    native_rule(rule, &mut native);
+                    native_rule(rule, native_texts.map(|n| &n.texts), &mut native);
                 }
                 Ok(())
             })?;
@@ -464,6 +517,8 @@ impl Reader {
         if opts.native_nftables {
             native.counters = named_counters(sock)?;
             native.sets = set_sizes(sock)?;
+            native.ruleset = native_texts.map(|n| Arc::clone(&n.ruleset));
+            native.text_reads = self.native_reads;
             extras.nftables = native;
             lap(times, Some(ReadTimes::NATIVE));
         }
@@ -749,6 +804,14 @@ impl<'a> Placer<'a> {
         }
     }
 
+    /// Per nfproto of the iptables-nft texts read, the names of their tables.
+    fn known_tables(&self) -> Vec<(u8, Vec<String>)> {
+        self.texts
+            .iter()
+            .map(|(f, text)| (*f, text.index.keys().cloned().collect()))
+            .collect()
+    }
+
     fn text_for(&mut self, family: u8, table: &str) -> Option<usize> {
         self.texts
             .iter()
@@ -848,16 +911,66 @@ fn nfproto(family: Family) -> u8 {
     }
 }
 
-fn native_rule(rule: &nft::RuleView<'_>, native: &mut NftablesState) {
+fn native_rule(rule: &nft::RuleView<'_>, texts: Option<&RuleTexts>, native: &mut NftablesState) {
     let Some(count) = rule.counter else { return };
+    let family = nft::family_name(rule.family);
     native.rules.push(NftRule {
-        family: nft::family_name(rule.family).to_owned(),
+        family: family.to_owned(),
         table: rule.table.to_owned(),
         chain: rule.chain.to_owned(),
         handle: rule.handle,
         comment: rule.comment.map(str::to_owned),
+        rule: texts
+            .and_then(|t| t.get(family, rule.table, rule.handle))
+            .map(str::to_owned),
         counters: to_counters(count),
     });
+}
+
+/// Makes `cache` hold the native tables' typed rules of `generation`: unchanged when it already
+/// does; an empty ruleset, without running anything, when the kernel has no chain outside
+/// iptables-nft's tables (`native_chains` false); else `nft -j list ruleset`, parsed, with the
+/// tables iptables-nft manages left out — those of `known` (per nfproto, the tables of the
+/// iptables-nft text just read), and for families without such a text those that look like
+/// iptables-nft's. A failed read leaves the cache empty, so the next scrape tries again.
+fn read_native_text(
+    cache: &mut Option<NativeText>,
+    reads: &mut u64,
+    opts: &CollectOptions,
+    generation: u32,
+    native_chains: bool,
+    known: &[(u8, Vec<String>)],
+) -> Result<(), KernelError> {
+    if cache.as_ref().is_some_and(|n| n.generation == generation) {
+        return Ok(());
+    }
+    *cache = None; // stale: let it go before the new text is parsed
+    let ruleset = if native_chains {
+        *reads += 1;
+        let (all, _bytes) = native::read_all(
+            opts.text_timeout.max(opts.timeout),
+            opts.tool_dir.as_deref(),
+        )?;
+        native::native_only(all, |table| {
+            let proto = match table.family {
+                NftFamily::Ip => nft::FAMILY_IP,
+                NftFamily::Ip6 => nft::FAMILY_IP6,
+                _ => return false,
+            };
+            match known.iter().find(|(f, _)| *f == proto) {
+                Some((_, tables)) => tables.contains(&table.name),
+                None => native::looks_like_iptables_nft(table),
+            }
+        })
+    } else {
+        NftRuleset::default()
+    };
+    *cache = Some(NativeText {
+        generation,
+        texts: RuleTexts::of(&ruleset),
+        ruleset: Arc::new(ruleset),
+    });
+    Ok(())
 }
 
 fn named_counters(sock: &mut NfSocket) -> io::Result<Vec<NftNamedCounter>> {

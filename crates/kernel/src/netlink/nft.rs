@@ -266,7 +266,7 @@ pub(crate) struct SetSize {
     pub family: u8,
     pub table: String,
     pub name: String,
-    /// Kernel elements; interval sets count each range's end marker too, as the kernel stores it.
+    /// Elements as `nft list` shows them (interval end markers not counted).
     pub elements: u64,
 }
 
@@ -302,12 +302,21 @@ pub(crate) fn decode_named_set(msg: &Message<'_>) -> Option<SetSize> {
     })
 }
 
-/// Elements in one `NFT_MSG_NEWSETELEM` message.
+/// Elements in one `NFT_MSG_NEWSETELEM` message as `nft list` shows them: an interval set
+/// stores each range as a start and an end element (`NFT_SET_ELEM_INTERVAL_END`, plus a leading
+/// end marker); only the starts are elements to a reader, so the ends are not counted.
 pub(crate) fn count_elements_in(msg: &Message<'_>) -> u64 {
+    const ELEM_FLAGS: u16 = 3; // NFTA_SET_ELEM_FLAGS
+    const INTERVAL_END: u32 = 1; // NFT_SET_ELEM_INTERVAL_END
     attrs(msg.attrs)
         .filter(|&(kind, _)| kind == 3) // NFTA_SET_ELEM_LIST_ELEMENTS
-        .map(|(_, list)| attrs(list).count() as u64)
-        .sum()
+        .flat_map(|(_, list)| attrs(list))
+        .filter(|&(_, elem)| {
+            !attrs(elem).any(|(kind, payload)| {
+                kind == ELEM_FLAGS && be_u32(payload).is_some_and(|f| f & INTERVAL_END != 0)
+            })
+        })
+        .count() as u64
 }
 
 fn count_elements(sock: &mut NfSocket, set: &SetSize) -> io::Result<u64> {
@@ -377,6 +386,39 @@ mod tests {
             })
         );
         assert_eq!(rule.comment, Some("ns/svc:http"));
+    }
+
+    #[test]
+    fn interval_end_markers_are_not_counted_as_elements() {
+        // `{ 192.0.2.0/24 }` in an interval set: a leading end marker, the start, the end.
+        let elem = |key: [u8; 4], flags: Option<u32>| {
+            let mut key_attr = Vec::new();
+            put_attr(&mut key_attr, 1, &key); // NFTA_DATA_VALUE
+            let mut parts = vec![nested(1, &[key_attr])]; // NFTA_SET_ELEM_KEY
+            if let Some(f) = flags {
+                let mut flag_attr = Vec::new();
+                put_attr(&mut flag_attr, 3, &f.to_be_bytes()); // NFTA_SET_ELEM_FLAGS
+                parts.push(flag_attr);
+            }
+            nested(1, &parts) // NFTA_LIST_ELEM
+        };
+        let mut body = Vec::new();
+        put_str(&mut body, 1, "t");
+        put_str(&mut body, 2, "s");
+        body.extend(nested(
+            3,
+            &[
+                elem([0, 0, 0, 0], Some(1)),
+                elem([192, 0, 2, 0], None),
+                elem([192, 0, 3, 0], Some(1)),
+                elem([198, 51, 100, 7], Some(0)),
+            ],
+        ));
+        let msg = Message {
+            family: FAMILY_IP,
+            attrs: &body,
+        };
+        assert_eq!(count_elements_in(&msg), 2, "the prefix and the address");
     }
 
     #[test]

@@ -87,6 +87,7 @@ pub fn check_facts(rulesets: &[RulesetFacts]) -> Vec<Finding> {
                 note: "the legacy ruleset".to_owned(),
             }],
             kube: None,
+            nftables: None,
         });
     }
     findings

@@ -107,6 +107,7 @@ impl<'a> Ctx<'a> {
             message,
             related,
             kube,
+            nftables: None,
         });
     }
 }

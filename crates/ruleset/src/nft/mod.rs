@@ -16,7 +16,9 @@ mod render;
 mod text;
 
 pub use json::parse_nft_json;
-pub use render::{render_expr, render_key, render_nft, render_rule, render_value};
+pub use render::{
+    render_expr, render_key, render_nft, render_rule, render_rule_without_counters, render_value,
+};
 pub use text::parse_nft_text;
 
 /// A dump's format, for `--rules FILE` auto-detection.

@@ -179,6 +179,29 @@ pub fn render_rule(r: &TypedRule) -> String {
     s
 }
 
+/// A rule's canonical text with counter values left out (`counter` stays): what a metric label
+/// or a duplicate check compares, since counters move and the rule does not.
+pub fn render_rule_without_counters(r: &TypedRule) -> String {
+    if !r.exprs.iter().any(|e| {
+        matches!(
+            e,
+            Expr::Counter {
+                counters: Some(_),
+                ..
+            }
+        )
+    }) {
+        return render_rule(r);
+    }
+    let mut bare = r.clone();
+    for e in &mut bare.exprs {
+        if let Expr::Counter { counters, .. } = e {
+            *counters = None;
+        }
+    }
+    render_rule(&bare)
+}
+
 fn elements(es: &[SetElem]) -> String {
     let parts: Vec<String> = es.iter().map(element).collect();
     format!("{{ {} }}", parts.join(", "))

@@ -307,3 +307,51 @@ fn the_body_is_the_exporters_then_the_servers_then_the_sources_handed_in() {
         r#"nfscope_kube_endpoint_new_connections_total{family="ipv4",backend="unknown",namespace="shop",service="web",port="http",endpoint="10.244.2.12:8080"} 4"#
     ), "{exporter}");
 }
+
+fn native(text: &str) -> Arc<NftRuleset> {
+    Arc::new(
+        nfscope_ruleset::parse_nft_text(text, &nfscope_ruleset::NftLimits::default())
+            .expect("test nft text parses"),
+    )
+}
+
+fn with_native(mut reading: Reading, tables: &Arc<NftRuleset>) -> Reading {
+    reading.snapshot.nftables.ruleset = Some(Arc::clone(tables));
+    reading
+}
+
+fn duplicates(scrape: &Scrape) -> Option<u64> {
+    Some(
+        scrape
+            .lint_counts()?
+            .get(FindingId::DuplicateRule, nfscope_lint::Severity::Warning),
+    )
+}
+
+#[test]
+fn native_tables_are_linted_in_the_background_once_per_change() {
+    const DUP: &str = "table inet f {\n\tchain in {\n\t\ttype filter hook input priority 0;\n\
+        \t\ttcp dport 22 accept\n\t\ttcp dport 22 accept\n\t}\n}\n";
+    let mut cache = Preparer::new();
+    let tables = native(DUP);
+    let first = cache.prepare(with_native(parsed(TWO_RULES), &tables));
+    cache.wait_for_lint();
+    assert_eq!(
+        duplicates(&first),
+        Some(1),
+        "the native duplicate is counted"
+    );
+    let runs = cache.lint_runs();
+    // The same tables (the reader hands out the same Arc until the ruleset changes): no lint.
+    let again = cache.prepare(with_native(counters_only(TWO_RULES), &tables));
+    cache.wait_for_lint();
+    assert_eq!(cache.lint_runs(), runs);
+    assert_eq!(duplicates(&again), Some(1));
+    // New tables: served at once with the previous counts, then their own.
+    let fixed = native(&DUP.replacen("\t\ttcp dport 22 accept\n", "", 1));
+    let changed = cache.prepare(with_native(counters_only(TWO_RULES), &fixed));
+    assert!(matches!(duplicates(&changed), Some(0 | 1)), "never none");
+    cache.wait_for_lint();
+    assert_eq!(duplicates(&changed), Some(0));
+    assert_eq!(cache.lint_runs(), runs + 1);
+}
