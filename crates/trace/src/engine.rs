@@ -26,7 +26,7 @@ use crate::{TraceError, TraceInput};
 
 /// Which table a stage runs, for priority and semantics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TableKind {
+pub(crate) enum TableKind {
     Raw,
     Mangle,
     Nat,
@@ -46,6 +46,21 @@ fn tables_of(hook: Hook) -> &'static [TableKind] {
     }
 }
 
+/// The hook priority of an iptables table (`NF_IP_PRI_*`); the nat table's is its own priority
+/// within the NAT core. iptables-nft registers its security chains at 150, not `NF_IP_PRI_SECURITY`
+/// (50) as legacy does (`iptables/nft.c`; NFTABLES.md §1, measured).
+fn ipt_priority(kind: TableKind, hook: Hook, nft_backend: bool) -> i64 {
+    match kind {
+        TableKind::Raw => -300,
+        TableKind::Mangle => -150,
+        TableKind::Nat if matches!(hook, Hook::Prerouting | Hook::Output) => -100,
+        TableKind::Nat => 100,
+        TableKind::Filter => 0,
+        TableKind::Security if nft_backend => 150,
+        TableKind::Security => 50,
+    }
+}
+
 fn table_name(kind: TableKind) -> &'static str {
     match kind {
         TableKind::Raw => "raw",
@@ -57,44 +72,66 @@ fn table_name(kind: TableKind) -> &'static str {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Stage {
-    ruleset: usize,
-    table: usize,
-    chain: usize,
-    kind: TableKind,
+pub(crate) struct Stage {
+    /// A native nftables base chain (`TraceInput::native`) rather than an iptables table.
+    pub(crate) native: bool,
+    pub(crate) ruleset: usize,
+    pub(crate) table: usize,
+    pub(crate) chain: usize,
+    pub(crate) kind: TableKind,
+    /// Conntrack has run (false before priority -200 in prerouting/output: raw).
+    pub(crate) ct_attached: bool,
+}
+
+impl Stage {
+    pub(crate) fn at(&self, chain: usize, rule: Option<usize>) -> RuleRef {
+        RuleRef {
+            native: self.native,
+            ruleset: self.ruleset,
+            table: self.table,
+            chain,
+            rule,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Frame {
-    chain: usize,
-    pos: usize,
+pub(crate) struct Frame {
+    pub(crate) chain: usize,
+    pub(crate) pos: usize,
     /// The built-in chain (or a chain reached from it by goto): its end applies the policy.
-    base: bool,
+    pub(crate) base: bool,
 }
 
 #[derive(Debug, Clone)]
-struct Walk {
-    pkt: PktState,
-    hook: Hook,
-    stages: Vec<Stage>,
-    stage: usize,
-    stack: Vec<Frame>,
-    steps: Vec<Step>,
-    probability: f64,
-    assumptions: Vec<String>,
-    filter_accept: Option<RuleRef>,
-    first_fork: Option<RuleRef>,
-    notes: Vec<String>,
-    ipvs: bool,
-    snat_label: Option<String>,
-    nat_skip_noted: bool,
-    locally_generated: bool,
+pub(crate) struct Walk {
+    pub(crate) pkt: PktState,
+    pub(crate) hook: Hook,
+    pub(crate) stages: Vec<Stage>,
+    pub(crate) stage: usize,
+    pub(crate) stack: Vec<Frame>,
+    pub(crate) steps: Vec<Step>,
+    pub(crate) probability: f64,
+    pub(crate) assumptions: Vec<String>,
+    pub(crate) filter_accept: Option<RuleRef>,
+    pub(crate) first_fork: Option<RuleRef>,
+    pub(crate) notes: Vec<String>,
+    pub(crate) ipvs: bool,
+    pub(crate) snat_label: Option<String>,
+    pub(crate) nat_skip_noted: bool,
+    pub(crate) locally_generated: bool,
     /// A fork that ends at once with this verdict (the alternative of a TPROXY without socket).
-    forced_end: Option<(Verdict, Option<RuleRef>)>,
+    pub(crate) forced_end: Option<(Verdict, Option<RuleRef>)>,
+    /// Rules still allowed to be evaluated on this walk: a bound against loops in rulesets
+    /// built by hand (the kernel refuses jump loops, a dump from it has none).
+    pub(crate) budget: usize,
 }
 
+/// Rule evaluations one walk may make before it stops as UNDETERMINED.
+const WALK_BUDGET: usize = 1_000_000;
+
 /// How a rule's target leaves the walk.
-enum Flow {
+pub(crate) enum Flow {
     Next,
     EndTable,
     Final(Verdict, Option<RuleRef>),
@@ -104,8 +141,10 @@ enum Flow {
 
 /// A prepared tracer: chain indexes, set members and local addresses computed once.
 pub struct Tracer<'a> {
-    input: &'a TraceInput,
+    pub(crate) input: &'a TraceInput,
     chain_index: Vec<Vec<HashMap<&'a str, usize>>>,
+    /// Chains by name per native table.
+    pub(crate) nft_chain_index: Vec<Vec<HashMap<&'a str, usize>>>,
     sets: SetIndex,
     locals: HashSet<IpAddr>,
     backend_order: Vec<usize>,
@@ -132,6 +171,22 @@ impl<'a> Tracer<'a> {
                     .collect()
             })
             .collect();
+        let nft_chain_index = input
+            .native
+            .iter()
+            .map(|rs| {
+                rs.tables
+                    .iter()
+                    .map(|t| {
+                        t.chains
+                            .iter()
+                            .enumerate()
+                            .map(|(i, c)| (c.name.as_str(), i))
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
         let mut locals: HashSet<IpAddr> = input.local_addrs.iter().copied().collect();
         if let Some(routes) = &input.routes {
             locals.extend(routes.local_addresses());
@@ -141,6 +196,7 @@ impl<'a> Tracer<'a> {
         Self {
             input,
             chain_index,
+            nft_chain_index,
             sets: SetIndex::new(input.ipsets.as_deref()),
             locals,
             backend_order,
@@ -155,7 +211,7 @@ impl<'a> Tracer<'a> {
             || self.input.routes.as_ref().is_some_and(|r| r.is_local(ip))
     }
 
-    fn is_broadcast(&self, ip: IpAddr) -> bool {
+    pub(crate) fn is_broadcast(&self, ip: IpAddr) -> bool {
         self.input
             .routes
             .as_ref()
@@ -197,8 +253,19 @@ impl<'a> Tracer<'a> {
             nat_skip_noted: false,
             locally_generated,
             forced_end: None,
+            budget: WALK_BUDGET,
         };
-        let result = self.explore(walk, packet.family());
+        let mut result = self.explore(walk, packet.family());
+        for (note, drops) in self.untraced_crossings(packet) {
+            for b in &mut result.branches {
+                b.notes.push(note.clone());
+            }
+            result.must = false;
+            if drops && result.verdict == Verdict::Accept {
+                result.verdict = Verdict::Undetermined;
+                result.decided_by = None;
+            }
+        }
         Ok(self.account_unread(result, packet.family()))
     }
 
@@ -275,6 +342,39 @@ impl<'a> Tracer<'a> {
                 }
             };
             let stage = walk.stages[walk.stage];
+            if walk.budget == 0 {
+                walk.notes.push(format!(
+                    "stopped after {WALK_BUDGET} rule evaluations: the ruleset loops (the kernel would not load it)"
+                ));
+                let at = stage.at(frame.chain, None);
+                return (
+                    self.finish(walk, Verdict::Undetermined, Some(at)),
+                    forks,
+                    capped,
+                );
+            }
+            walk.budget -= 1;
+            if stage.native {
+                let chain = self.nft_chain(stage, frame.chain);
+                let Some(rule) = chain.rules.get(frame.pos) else {
+                    if let Some((v, by)) = self.chain_end(walk, stage) {
+                        return (self.finish(walk, v, by), forks, capped);
+                    }
+                    continue;
+                };
+                if let Some(top) = walk.stack.last_mut() {
+                    top.pos += 1;
+                }
+                let at = stage.at(frame.chain, Some(frame.pos));
+                let flow =
+                    self.run_nft_rule(rule, walk, stage, at, &mut forks, &mut room, &mut capped);
+                if let Some(flow) = flow
+                    && let Some((v, by)) = self.follow(walk, stage, flow, at)
+                {
+                    return (self.finish(walk, v, by), forks, capped);
+                }
+                continue;
+            }
             let chain = self.chain(stage, frame.chain);
             let Some(rule) = chain.rules.get(frame.pos) else {
                 if let Some((v, by)) = self.chain_end(walk, stage) {
@@ -285,12 +385,7 @@ impl<'a> Tracer<'a> {
             if let Some(top) = walk.stack.last_mut() {
                 top.pos += 1;
             }
-            let at = RuleRef {
-                ruleset: stage.ruleset,
-                table: stage.table,
-                chain: frame.chain,
-                rule: Some(frame.pos),
-            };
+            let at = stage.at(frame.chain, Some(frame.pos));
             if rule.spec.only_family.is_some_and(|f| f != family) {
                 continue;
             }
@@ -336,7 +431,7 @@ impl<'a> Tracer<'a> {
 
     /// Records an alternative where the rule does not match (probability `1 - p` or an assumption).
     #[allow(clippy::too_many_arguments)]
-    fn split(
+    pub(crate) fn split(
         &self,
         walk: &mut Walk,
         forks: &mut Vec<Walk>,
@@ -449,7 +544,7 @@ impl<'a> Tracer<'a> {
     }
 
     /// The primary address of `dev` in `like`'s family, when the routes say.
-    fn primary_address(&self, dev: &str, like: IpAddr) -> Option<IpAddr> {
+    pub(crate) fn primary_address(&self, dev: &str, like: IpAddr) -> Option<IpAddr> {
         self.input
             .routes
             .as_ref()
@@ -461,7 +556,7 @@ impl<'a> Tracer<'a> {
         let is_broadcast = |ip: IpAddr| self.is_broadcast(ip);
         let env = Env {
             hook: walk.hook,
-            ct_attached: stage.kind != TableKind::Raw,
+            ct_attached: stage.ct_attached,
             sets: &self.sets,
             is_local: &is_local,
             is_broadcast: &is_broadcast,
@@ -474,11 +569,26 @@ impl<'a> Tracer<'a> {
         &self.input.rulesets[stage.ruleset].tables[stage.table].chains[chain]
     }
 
-    /// Stages of `hook`: each table in priority order, each backend's copy in turn.
+    /// Stages of `hook` in the kernel's order: every base chain registered there (iptables
+    /// tables of both backends at their standard priorities, native base chains of the packet's
+    /// family and `inet`) sorted by priority. Nat chains are not hooks: the NAT core runs them
+    /// at its own priority (-100 for prerouting/output, 100 for input/postrouting), among
+    /// themselves by theirs. Equal priorities: the kernel runs the most recently registered
+    /// first, which a dump does not tell; nfscope runs legacy, then iptables-nft, then native
+    /// chains in listing order (an approximation, documented in the crate docs).
     fn stages(&self, hook: Hook, family: Family) -> Vec<Stage> {
-        let mut out = Vec::new();
+        // (sort key, stage)
+        let mut out: Vec<((i64, i64, u8, usize), Stage)> = Vec::new();
+        let nat_core = |hook: Hook| -> i64 {
+            if matches!(hook, Hook::Prerouting | Hook::Output) {
+                -100
+            } else {
+                100
+            }
+        };
+        let raw_hook = matches!(hook, Hook::Prerouting | Hook::Output);
         for &kind in tables_of(hook) {
-            for &rs in &self.backend_order {
+            for (n, &rs) in self.backend_order.iter().enumerate() {
                 let ruleset = &self.input.rulesets[rs];
                 if ruleset.family != family {
                     continue;
@@ -491,22 +601,79 @@ impl<'a> Tracer<'a> {
                     continue;
                 };
                 if let Some(&chain) = self.chain_index[rs][table].get(hook.chain()) {
-                    out.push(Stage {
-                        ruleset: rs,
-                        table,
-                        chain,
-                        kind,
-                    });
+                    let nft = ruleset.backend == nfscope_ruleset::Backend::Nft;
+                    let prio = ipt_priority(kind, hook, nft);
+                    let key = if kind == TableKind::Nat {
+                        (nat_core(hook), prio, 0, n)
+                    } else {
+                        (prio, 0, 0, n)
+                    };
+                    out.push((
+                        key,
+                        Stage {
+                            native: false,
+                            ruleset: rs,
+                            table,
+                            chain,
+                            kind,
+                            ct_attached: kind != TableKind::Raw,
+                        },
+                    ));
                 }
             }
         }
-        out
+        let mut order = 0;
+        for (rs, ruleset) in self.input.native.iter().enumerate() {
+            for (ti, table) in ruleset.tables.iter().enumerate() {
+                if !crate::nft_walk::family_applies(table.family, family) {
+                    continue;
+                }
+                for (ci, chain) in table.chains.iter().enumerate() {
+                    let Some(base) = &chain.base else { continue };
+                    if crate::nft_walk::trace_hook(base.hook) != Some(hook) {
+                        continue;
+                    }
+                    order += 1;
+                    let prio = i64::from(base.priority);
+                    let nat = base.kind == nfscope_ruleset::typed::ChainType::Nat;
+                    let key = if nat {
+                        (nat_core(hook), prio, 1, order)
+                    } else {
+                        (prio, 0, 1, order)
+                    };
+                    let kind = match base.kind {
+                        nfscope_ruleset::typed::ChainType::Nat => TableKind::Nat,
+                        _ if raw_hook && prio <= -200 => TableKind::Raw,
+                        nfscope_ruleset::typed::ChainType::Filter => TableKind::Filter,
+                        nfscope_ruleset::typed::ChainType::Route => TableKind::Mangle,
+                    };
+                    out.push((
+                        key,
+                        Stage {
+                            native: true,
+                            ruleset: rs,
+                            table: ti,
+                            chain: ci,
+                            kind,
+                            ct_attached: !(raw_hook && prio <= -200),
+                        },
+                    ));
+                }
+            }
+        }
+        out.sort_by_key(|(k, _)| *k);
+        out.into_iter().map(|(_, s)| s).collect()
     }
 
     /// Starts the next stage, or moves to the next hook; `Some` when the packet's fate is sealed.
     fn next_stage(&self, walk: &mut Walk, family: Family) -> Option<(Verdict, Option<RuleRef>)> {
         while let Some(&stage) = walk.stages.get(walk.stage) {
             if stage.kind == TableKind::Nat && !self.nat_applies(walk) {
+                walk.stage += 1;
+                continue;
+            }
+            if stage.kind == TableKind::Nat && self.binding_made(walk) {
+                // The NAT core stops at the first nat chain that set up a binding.
                 walk.stage += 1;
                 continue;
             }
@@ -526,6 +693,16 @@ impl<'a> Tracer<'a> {
                 None
             }
             Err(verdict) => Some((verdict, walk.filter_accept)),
+        }
+    }
+
+    /// Has a nat chain of this hook already set up this hook's binding (DNAT in
+    /// prerouting/output, SNAT in input/postrouting)?
+    fn binding_made(&self, walk: &Walk) -> bool {
+        match walk.hook {
+            Hook::Prerouting | Hook::Output => walk.pkt.dnat_done && !walk.pkt.looped,
+            Hook::Input | Hook::Postrouting => walk.pkt.snat_done,
+            Hook::Forward => false,
         }
     }
 
@@ -707,12 +884,7 @@ impl<'a> Tracer<'a> {
     fn chain_end(&self, walk: &mut Walk, stage: Stage) -> Option<(Verdict, Option<RuleRef>)> {
         let frame = walk.stack.pop()?;
         if !frame.base {
-            let at = RuleRef {
-                ruleset: stage.ruleset,
-                table: stage.table,
-                chain: frame.chain,
-                rule: None,
-            };
+            let at = stage.at(frame.chain, None);
             walk.steps.push(Step {
                 hook: walk.hook,
                 at: Some(at),
@@ -726,18 +898,21 @@ impl<'a> Tracer<'a> {
 
     fn policy(&self, walk: &mut Walk, stage: Stage) -> Option<(Verdict, Option<RuleRef>)> {
         walk.stack.clear();
-        let chain = self.chain(stage, stage.chain);
-        let at = RuleRef {
-            ruleset: stage.ruleset,
-            table: stage.table,
-            chain: stage.chain,
-            rule: None,
+        let at = stage.at(stage.chain, None);
+        let (policy, condition) = if stage.native {
+            let base = self.nft_chain(stage, stage.chain).base.as_ref();
+            let drop = base.and_then(|b| b.policy) == Some(nfscope_ruleset::typed::Policy::Drop);
+            (if drop { Policy::Drop } else { Policy::Accept }, None)
+        } else {
+            let chain = self.chain(stage, stage.chain);
+            (
+                chain.policy.unwrap_or(Policy::Accept),
+                chain
+                    .policy
+                    .is_none()
+                    .then(|| "the dump does not state this policy: ACCEPT assumed".to_owned()),
+            )
         };
-        let policy = chain.policy.unwrap_or(Policy::Accept);
-        let condition = chain
-            .policy
-            .is_none()
-            .then(|| "the dump does not state this policy: ACCEPT assumed".to_owned());
         walk.steps.push(Step {
             hook: walk.hook,
             at: Some(at),
@@ -753,7 +928,7 @@ impl<'a> Tracer<'a> {
         }
     }
 
-    fn end_table(&self, walk: &mut Walk, stage: Stage, at: RuleRef) {
+    pub(crate) fn end_table(&self, walk: &mut Walk, stage: Stage, at: RuleRef) {
         walk.stack.clear();
         walk.stage += 1;
         if stage.kind == TableKind::Filter {
@@ -761,7 +936,7 @@ impl<'a> Tracer<'a> {
         }
     }
 
-    fn follow(
+    pub(crate) fn follow(
         &self,
         walk: &mut Walk,
         stage: Stage,
@@ -973,7 +1148,7 @@ impl<'a> Tracer<'a> {
     /// Where REDIRECT sends the packet: loopback for locally generated packets, else the
     /// primary address of the incoming interface (as `nf_nat_redirect` does); `None` when that
     /// address is not known (offline without routes).
-    fn redirect_address(&self, pkt: &PktState, hook: Hook) -> Option<IpAddr> {
+    pub(crate) fn redirect_address(&self, pkt: &PktState, hook: Hook) -> Option<IpAddr> {
         if hook == Hook::Output {
             return Some(if pkt.dst.is_ipv4() {
                 IpAddr::V4(Ipv4Addr::LOCALHOST)

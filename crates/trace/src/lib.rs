@@ -20,15 +20,18 @@
 #![forbid(unsafe_code)]
 mod engine;
 mod matcher;
+mod nft_walk;
 mod packet;
 pub mod report;
 mod result;
 pub mod routes;
 mod sets;
 mod state;
+pub mod typed_eval;
 
 use std::net::IpAddr;
 
+use nfscope_ruleset::typed::NftRuleset;
 use nfscope_ruleset::{Backend, Family, IpSet, Ruleset};
 
 pub use engine::{Tracer, endpoint};
@@ -63,6 +66,12 @@ pub enum TraceError {
 pub struct TraceInput {
     /// Rulesets of any family and backend; each is traced when the packet's family matches.
     pub rulesets: Vec<Ruleset>,
+    /// Native nftables tables (`nft list ruleset`), traced at their hooks and priorities beside
+    /// the iptables tables: `ip` and `ip6` tables for their family, `inet` for both. Tables
+    /// iptables-nft manages must not be here (they come as `rulesets` with backend nft, and would
+    /// run twice); arp tables never see IP packets; bridge and netdev tables a packet may cross
+    /// make the result MAY with a note.
+    pub native: Vec<NftRuleset>,
     /// ipset contents (with members); `None` = not available, so set matches are undetermined.
     pub ipsets: Option<Vec<IpSet>>,
     /// The node's own addresses (loopback is always local).
@@ -126,6 +135,7 @@ impl TraceInput {
     pub fn new(rulesets: Vec<Ruleset>) -> Self {
         Self {
             rulesets,
+            native: Vec::new(),
             ipsets: None,
             local_addrs: Vec::new(),
             routes: None,
@@ -162,3 +172,6 @@ mod tests;
 
 #[cfg(test)]
 mod fidelity_tests;
+
+#[cfg(test)]
+mod nft_tests;

@@ -10,6 +10,8 @@
 use std::fmt::Write as _;
 
 use nfscope_annotate::{Annotation, Annotations, Meaning, Owner};
+use nfscope_ruleset::nft::render_rule;
+use nfscope_ruleset::typed::NftFamily;
 use nfscope_ruleset::{Policy, render_rule_spec};
 use serde::Serialize;
 
@@ -59,6 +61,9 @@ pub struct RuleView {
     pub rule: String,
     /// Owner and Kubernetes meaning, e.g. `kube-proxy: service default/web:http endpoint 10.0.0.5:80`.
     pub annotation: Option<String>,
+    /// The kernel's rule handle (native nftables rules, when the dump has it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handle: Option<u64>,
 }
 
 /// Rewritten addresses.
@@ -156,6 +161,9 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn rule(&self, r: RuleRef) -> RuleView {
+        if r.native {
+            return self.native_rule(r);
+        }
         let rs = &self.input.rulesets[r.ruleset];
         let table = &rs.tables[r.table];
         let chain = &table.chains[r.chain];
@@ -177,10 +185,49 @@ impl Ctx<'_> {
             rule_index: r.rule.map(|i| i + 1),
             rule,
             annotation: self.annotation(r),
+            handle: None,
+        }
+    }
+
+    /// A native nftables rule (or base-chain policy) in nft syntax.
+    fn native_rule(&self, r: RuleRef) -> RuleView {
+        let table = &self.input.native[r.ruleset].tables[r.table];
+        let chain = &table.chains[r.chain];
+        let rule = r.rule.and_then(|i| chain.rules.get(i));
+        let text = match rule {
+            Some(rule) => render_rule(rule),
+            None => {
+                let policy = chain.base.as_ref().and_then(|b| b.policy);
+                format!(
+                    "policy {}",
+                    if policy == Some(nfscope_ruleset::typed::Policy::Drop) {
+                        "drop"
+                    } else {
+                        "accept"
+                    }
+                )
+            }
+        };
+        RuleView {
+            family: match table.family {
+                NftFamily::Ip => "ipv4".to_owned(),
+                NftFamily::Ip6 => "ipv6".to_owned(),
+                f => f.as_str().to_owned(),
+            },
+            backend: "nftables".to_owned(),
+            table: table.name.clone(),
+            chain: chain.name.clone(),
+            rule_index: rule.map(|x| x.position),
+            rule: text,
+            annotation: None,
+            handle: rule.and_then(|x| x.handle),
         }
     }
 
     fn annotation_of(&self, r: RuleRef) -> Option<&Annotation> {
+        if r.native {
+            return None;
+        }
         let ann = self.annotations.get(r.ruleset)?;
         let rule = r.rule.map(|i| ann.rule(r.table, r.chain, i));
         let chain = ann.chain(r.table, r.chain);
@@ -191,6 +238,9 @@ impl Ctx<'_> {
     }
 
     fn meaning(&self, r: RuleRef) -> Option<&Meaning> {
+        if r.native {
+            return None;
+        }
         let ann = self.annotations.get(r.ruleset)?;
         r.rule
             .and_then(|i| ann.rule(r.table, r.chain, i).meaning.as_ref())
