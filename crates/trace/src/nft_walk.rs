@@ -92,6 +92,10 @@ fn is_pool(v: &Value) -> bool {
     }
 }
 
+/// Applies one alternative of a lookup (its map data, or none) to a walk.
+type ApplyAlt<'a, 'b> =
+    dyn Fn(&Tracer<'a>, &mut Walk, Option<&'a MapData>) -> Option<(Effect, Flow)> + 'b;
+
 impl<'a> Tracer<'a> {
     pub(crate) fn nft_table(&self, stage: Stage) -> &'a NftTable {
         &self.input.native[stage.ruleset].tables[stage.table]
@@ -280,7 +284,7 @@ impl<'a> Tracer<'a> {
         forks: &mut Vec<Walk>,
         room: &mut usize,
         capped: &mut bool,
-        apply: &dyn Fn(&Self, &mut Walk, Option<&'a MapData>) -> Option<(Effect, Flow)>,
+        apply: &ApplyAlt<'a, '_>,
     ) -> Option<Flow> {
         let alternatives = match found {
             Err(why) => {

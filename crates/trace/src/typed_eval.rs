@@ -64,7 +64,7 @@ pub enum PktVal {
     /// A symbolic result (`fib daddr type`: `local`, `unicast`, …).
     Sym(&'static str),
     /// A concatenation.
-    Concat(Vec<PktVal>),
+    Concat(Vec<Self>),
 }
 
 /// What reading a key gives.
