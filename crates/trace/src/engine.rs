@@ -1,8 +1,10 @@
 //! The walker: hooks, tables, chains and targets, with branching on what cannot be decided.
 //!
-//! Owns the traversal semantics: per hook the tables in priority order (raw → mangle → nat(dst) →
-//! filter → security → nat(src)), each backend's table in turn (legacy before nft at equal
-//! priority: an approximation, the kernel uses registration order), jumps, gotos, RETURN,
+//! Owns the traversal semantics: per hook every base chain in priority order — the iptables
+//! tables (raw → mangle → nat(dst) → filter → security → nat(src)) of each backend and the native
+//! nftables base chains (run by `nft_walk`) — with nat chains inside the NAT core until one binds
+//! (legacy before iptables-nft before native at equal priority: an approximation, the kernel uses
+//! registration order), jumps, gotos, RETURN,
 //! fall-through, policies, and the effect of each target on the packet (NAT only on a new
 //! connection, MARK/CONNMARK arithmetic, NOTRACK, REDIRECT to the incoming interface's primary
 //! address, TPROXY with its no-socket DROP as a second branch). The routing decision between

@@ -1,21 +1,29 @@
-//! `nfscope-trace`: which iptables/ip6tables rule decides a packet's fate, and what it means in
-//! Kubernetes terms.
+//! `nfscope-trace`: which iptables, ip6tables or native nftables rule decides a packet's fate,
+//! and what it means in Kubernetes terms.
 //!
-//! Owns the pure packet tracer: given the rulesets of a node (both backends, both families), its
-//! ipset contents, local addresses and routes, [`trace`] walks a described [`Packet`] through
-//! the netfilter hooks the way the kernel would (hook and table order, jumps, gotos, RETURN,
-//! policies, NAT on new connections, MARK/CONNMARK, conntrack state) and returns every possible
-//! outcome as [`Branch`]es with the deciding rule. What it cannot know (rate limits, `recent`,
-//! modules it does not model, missing chains) is explored both ways and reported as MAY rather
-//! than guessed; so are rules the caller could not read ([`Unread`]), which make the verdict
-//! UNDETERMINED. [`report`] renders results as text or the stable JSON contract, with the
-//! Kubernetes meaning from `nfscope-annotate`.
+//! Owns the pure packet tracer: given the rulesets of a node (iptables of both backends and
+//! families, native nftables tables in [`TraceInput::native`]), its ipset contents, local
+//! addresses and routes, [`trace`] walks a described [`Packet`] through the netfilter hooks the
+//! way the kernel would — at each hook every base chain registered there in priority order
+//! (iptables tables at their standard priorities, native `ip`/`ip6` chains for their family and
+//! `inet` chains for both; nat chains inside the NAT core until one sets up a binding; `accept`
+//! ends only its base chain, a drop or reject anywhere is final), jumps, gotos, RETURN, policies,
+//! NAT on new connections, marks, conntrack state — and returns every possible outcome as
+//! [`Branch`]es with the deciding rule. Native rules are decided by [`typed_eval`], an evaluator
+//! of the typed rule model (`nfscope_ruleset::typed`), not of nft syntax, so iptables rules can
+//! share it once lowered to that model; iptables rules are still decided by `matcher`. What it
+//! cannot know (rate limits, `recent`, dynamic sets, modules or expressions it does not model,
+//! missing chains) is explored both ways and reported as MAY rather than guessed; so are rules the
+//! caller could not read ([`Unread`]), which make the verdict UNDETERMINED, and bridge/netdev
+//! chains the packet may cross, which are named and not traced. [`report`] renders results as
+//! text or the stable JSON contract, with the Kubernetes meaning from `nfscope-annotate`.
 //!
 //! It does no I/O and reads no clock: reading the live node (rules, ipset members, addresses,
 //! routes) is the caller's job (`nfscope-kernel`, the CLI). Approximations are documented where
-//! they are made: at equal hook priority the legacy backend's table runs before the nft one;
-//! policy routing and tables other than main/local are ignored; `statistic --mode nth` is
-//! treated as probability 1/every.
+//! they are made: at equal hook priority the legacy backend's table runs before the iptables-nft
+//! one and both before native chains (the kernel runs the most recently registered first, which a
+//! dump does not tell); policy routing and tables other than main/local are ignored; `statistic
+//! --mode nth` and `numgen inc` are treated as their long-run share.
 
 #![forbid(unsafe_code)]
 mod engine;
