@@ -382,3 +382,33 @@ fn json_report_has_nftables_fields() {
     assert_eq!(v["decided_by"]["table"], "s");
     assert_eq!(v["decided_by"]["rule_index"], 1);
 }
+
+#[test]
+fn k3s_explanations_name_the_service() {
+    let input = k3s_input();
+    let explain = |dst: &str, port: u16| {
+        let mut p = tcp_in("10.42.1.7", dst, port, "flannel.1");
+        p.out_iface = Some("cni0".into());
+        let r = trace(&input, &p).unwrap();
+        report::build_report(&input, &[], &p, &r).explanation
+    };
+    assert_eq!(
+        explain("10.43.21.102", 4317).as_deref(),
+        Some(
+            "service riset/otelcol-opentelemetry-collector:otlp has no endpoints, so kube-proxy rejects 10.43.21.102:4317"
+        )
+    );
+    assert_eq!(
+        explain("10.43.99.99", 80).as_deref(),
+        Some("10.43.99.99 is in the Service CIDR but no Service has it: kube-proxy drops it")
+    );
+    assert_eq!(
+        explain("10.43.195.72", 9999).as_deref(),
+        Some("10.43.195.72 is a ClusterIP, but no Service port is tcp/9999: kube-proxy rejects it")
+    );
+    let reached = explain("10.43.0.1", 443).unwrap();
+    assert!(
+        reached.starts_with("service default/kubernetes:https sends it to endpoint "),
+        "{reached}"
+    );
+}

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use nfscope_annotate::{Annotation, Annotations, Meaning, Owner};
 use nfscope_ruleset::nft::render_rule;
-use nfscope_ruleset::typed::NftFamily;
+use nfscope_ruleset::typed::{NftFamily, Value};
 use nfscope_ruleset::{Policy, render_rule_spec};
 use serde::Serialize;
 
@@ -336,6 +336,12 @@ impl Ctx<'_> {
             });
         };
         let denied = matches!(result.verdict, Verdict::Drop | Verdict::Reject);
+        if by.native
+            && denied
+            && let Some(text) = self.kube_proxy_nft_denial(packet, by, result.verdict)
+        {
+            return Some(text);
+        }
         match (self.meaning(by), denied) {
             (Some(Meaning::KubeRouterPod { namespace, pod }), true) => Some(format!(
                 "no NetworkPolicy rule admits {} to pod {namespace}/{pod} on {service}",
@@ -407,6 +413,58 @@ impl Ctx<'_> {
         None
     }
 
+    /// kube-proxy's nftables mode: why its rules dropped or rejected the packet, from its chain
+    /// names, rule comments and the element comments of its no-endpoint maps.
+    fn kube_proxy_nft_denial(
+        &self,
+        packet: &Packet,
+        by: RuleRef,
+        verdict: Verdict,
+    ) -> Option<String> {
+        let table = &self.input.native[by.ruleset].tables[by.table];
+        if table.name != "kube-proxy" {
+            return None;
+        }
+        let chain = &table.chains[by.chain];
+        let dst = endpoint(packet.dst, packet.dport);
+        if chain.name == "reject-chain"
+            || matches!(
+                chain.name.as_str(),
+                "service-endpoints-check" | "nodeport-endpoints-check"
+            )
+        {
+            let service = ["no-endpoint-services", "no-endpoint-nodeports"]
+                .iter()
+                .filter_map(|m| table.set(m))
+                .flat_map(|m| &m.elements)
+                .find(|e| kube_element_matches(&e.key, packet))
+                .and_then(|e| e.comment.clone())?;
+            return Some(if verdict == Verdict::Reject {
+                format!("service {service} has no endpoints, so kube-proxy rejects {dst}")
+            } else {
+                format!("service {service} has no local endpoints, so kube-proxy drops {dst}")
+            });
+        }
+        let comment = by
+            .rule
+            .and_then(|i| chain.rules.get(i))
+            .and_then(|r| r.comment.as_deref())?;
+        if comment.starts_with("Reject traffic to invalid ports of ClusterIPs") {
+            return Some(format!(
+                "{} is a ClusterIP, but no Service port is {}: kube-proxy rejects it",
+                packet.dst,
+                port_label(packet)
+            ));
+        }
+        if comment.starts_with("Drop traffic to unallocated ClusterIPs") {
+            return Some(format!(
+                "{} is in the Service CIDR but no Service has it: kube-proxy drops it",
+                packet.dst
+            ));
+        }
+        None
+    }
+
     /// "service X → endpoint Y" from the DNAT step of each branch.
     fn endpoint_reached(&self, result: &TraceResult) -> Option<String> {
         let main = result.main();
@@ -414,6 +472,9 @@ impl Ctx<'_> {
             .steps
             .iter()
             .find(|s| matches!(s.effect, Effect::Dnat(_)))?;
+        if let Some(r) = step.at.filter(|r| r.native) {
+            return self.kube_proxy_nft_endpoint(r, result);
+        }
         let Some(Meaning::KubeEndpoint { service, endpoint }) =
             step.at.and_then(|r| self.meaning(r))
         else {
@@ -431,6 +492,62 @@ impl Ctx<'_> {
         Some(format!(
             "service {service} sends it to endpoint {endpoint}{share}"
         ))
+    }
+}
+
+impl Ctx<'_> {
+    /// kube-proxy's nftables endpoint chains are named
+    /// `endpoint-HASH-NAMESPACE/NAME/PROTO/PORTNAME__IP/PORT`.
+    fn kube_proxy_nft_endpoint(&self, r: RuleRef, result: &TraceResult) -> Option<String> {
+        let table = &self.input.native[r.ruleset].tables[r.table];
+        if table.name != "kube-proxy" {
+            return None;
+        }
+        let name = table.chains[r.chain].name.strip_prefix("endpoint-")?;
+        let (_, rest) = name.split_once('-')?;
+        let (svc, _) = rest.split_once("__")?;
+        let parts: Vec<&str> = svc.split('/').collect();
+        let [ns, svc, _proto, port] = parts.as_slice() else {
+            return None;
+        };
+        let main = result.main();
+        let (ip, port_no) = main.dnat?;
+        let n = result.branches.len();
+        let share = if n > 1 {
+            format!(
+                " (one of {n} branches, probability {})",
+                fmt_prob(main.probability)
+            )
+        } else {
+            String::new()
+        };
+        let port = if port.is_empty() {
+            String::new()
+        } else {
+            format!(":{port}")
+        };
+        Some(format!(
+            "service {ns}/{svc}{port} sends it to endpoint {}{share}",
+            endpoint(ip, port_no)
+        ))
+    }
+}
+
+/// Does a kube-proxy no-endpoint map key (`IP . PROTO . PORT` or `PROTO . PORT`) name this packet?
+fn kube_element_matches(key: &Value, packet: &Packet) -> bool {
+    let Value::Concat(parts) = key else {
+        return false;
+    };
+    let proto_ok = |v: &Value| match v {
+        Value::Sym(s) => s == packet.proto.as_str(),
+        Value::Int(n) => *n == u64::from(packet.proto.number()),
+        _ => false,
+    };
+    let port_ok = |v: &Value| matches!(v, Value::Int(p) if Some(*p) == packet.dport.map(u64::from));
+    match parts.as_slice() {
+        [Value::Addr(a), proto, port] => *a == packet.dst && proto_ok(proto) && port_ok(port),
+        [proto, port] => proto_ok(proto) && port_ok(port),
+        _ => false,
     }
 }
 
