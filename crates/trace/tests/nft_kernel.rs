@@ -656,6 +656,15 @@ fn cases() -> Vec<Case> {
         "",
     );
 
+    // Docker's nftables backend layout (moby's golden `usernet-portmap`), the server side as its bridge.
+    c("docker: published port is DNATed and accepted", &V4, Client, DOCKER, None, "@N1", 8443, Accept, None, &["@S1:8080"], "@C");
+    c("docker: unpublished port is dropped", &V4, Client, DOCKER, None, "@S1", 80, Drop, Some("docker-bridges/filter-forward-in__br#4"), &[], "");
+    c("docker: direct access is dropped in raw", &V4, Client, DOCKER, None, "@S2", 80, Drop, Some("docker-bridges/raw-PREROUTING#1"), &[], "");
+    // Calico's nftables dataplane layout: interface dispatch maps, policy marks, return.
+    c("calico: policy mark admits, return, accept", &V4, Client, CALICO, None, "@S1", 80, Accept, None, &["@S1:80"], "@C");
+    c("calico: no policy passed the packet", &V4, Client, CALICO, None, "@S1", 8080, Drop, Some("calico/filter-cali-tw-x#4"), &[], "");
+    c("calico ip6: policy mark admits", &V6, Client, CALICO, None, "@S1", 80, Accept, None, &["@S1:80"], "@C");
+
     // kube-proxy nftables mode, its layout (≤ 1.33 priorities) with this lab's addresses.
     c(
         "kube-proxy: Service to its endpoints",
@@ -750,6 +759,72 @@ fn cases() -> Vec<Case> {
     );
     v
 }
+
+/// Docker's `docker-bridges` table (nftables backend) for one bridge network behind `@IFS` with
+/// one published port (node :8443 → `@S1:8080`).
+const DOCKER: &str = "table @ip docker-bridges {
+ map filter-forward-in-jumps {
+  type ifname : verdict
+  elements = { \"@IFS\" : jump filter-forward-in__br }
+ }
+ map filter-forward-out-jumps {
+  type ifname : verdict
+  elements = { \"@IFS\" : jump filter-forward-out__br }
+ }
+ chain filter-FORWARD {
+  type filter hook forward priority filter; policy accept;
+  oifname vmap @filter-forward-in-jumps
+  iifname vmap @filter-forward-out-jumps
+ }
+ chain nat-PREROUTING {
+  type nat hook prerouting priority dstnat; policy accept;
+  fib daddr type local counter jump nat-prerouting-and-output
+ }
+ chain nat-prerouting-and-output {
+  iifname != \"@IFS\" tcp dport 8443 counter dnat to @BS1:8080 comment \"DNAT\"
+ }
+ chain raw-PREROUTING {
+  type filter hook prerouting priority raw; policy accept;
+  @ip daddr @S2 iifname != \"@IFS\" counter drop comment \"DROP DIRECT ACCESS\"
+ }
+ chain filter-forward-in__br {
+  ct state established,related counter accept
+  iifname \"@IFS\" counter accept comment \"ICC\"
+  @ip daddr @S1 tcp dport 8080 counter accept
+  counter drop comment \"UNPUBLISHED PORT DROP\"
+ }
+ chain filter-forward-out__br {
+  ct state established,related counter accept
+  counter accept comment \"OUTGOING\"
+ }
+}
+";
+
+/// Calico's nftables dataplane shape: `calico` table, `filter-` layer, workload dispatch by
+/// interface, a policy that sets the accept mark and returns.
+const CALICO: &str = "table @ip calico {
+ set cali40allowed {
+  type @ADDRT; flags interval;
+  elements = { @C/@LEN1 }
+ }
+ chain filter-FORWARD {
+  type filter hook forward priority filter; policy accept;
+  ct state established,related accept
+  oifname \"@IFS\" jump filter-cali-to-wl-dispatch
+  meta mark & 0x00010000 == 0x00010000 accept
+ }
+ chain filter-cali-to-wl-dispatch {
+  oifname vmap { \"@IFS\" : goto filter-cali-tw-x }
+  drop comment \"Unknown interface\"
+ }
+ chain filter-cali-tw-x {
+  meta mark set meta mark & 0xfffeffff
+  @ip saddr @cali40allowed tcp dport 80 meta mark set meta mark | 0x00010000
+  meta mark & 0x00010000 == 0x00010000 return
+  drop comment \"Drop if no policies passed packet\"
+ }
+}
+";
 
 /// kube-proxy's nftables-mode table as its proxier writes it (≤ 1.33 base chains; one Service
 /// `ns1/svc1:p80` with two endpoints, one without endpoints; ServiceCIDR = this lab's VIP range).
