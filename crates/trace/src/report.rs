@@ -646,9 +646,12 @@ pub fn render_text(packet: &Packet, report: &Report) -> String {
         let index = by
             .rule_index
             .map_or_else(|| "policy".to_owned(), |i| format!("rule {i}"));
+        let handle = by
+            .handle
+            .map_or_else(String::new, |h| format!(" # handle {h}"));
         let _ = writeln!(
             out,
-            "decided by: {} {} {}/{} {index}: {}",
+            "decided by: {} {} {}/{} {index}: {}{handle}",
             by.family, by.backend, by.table, by.chain, by.rule
         );
         if let Some(a) = &by.annotation {

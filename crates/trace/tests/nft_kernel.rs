@@ -657,13 +657,85 @@ fn cases() -> Vec<Case> {
     );
 
     // Docker's nftables backend layout (moby's golden `usernet-portmap`), the server side as its bridge.
-    c("docker: published port is DNATed and accepted", &V4, Client, DOCKER, None, "@N1", 8443, Accept, None, &["@S1:8080"], "@C");
-    c("docker: unpublished port is dropped", &V4, Client, DOCKER, None, "@S1", 80, Drop, Some("docker-bridges/filter-forward-in__br#4"), &[], "");
-    c("docker: direct access is dropped in raw", &V4, Client, DOCKER, None, "@S2", 80, Drop, Some("docker-bridges/raw-PREROUTING#1"), &[], "");
+    c(
+        "docker: published port is DNATed and accepted",
+        &V4,
+        Client,
+        DOCKER,
+        None,
+        "@N1",
+        8443,
+        Accept,
+        None,
+        &["@S1:8080"],
+        "@C",
+    );
+    c(
+        "docker: unpublished port is dropped",
+        &V4,
+        Client,
+        DOCKER,
+        None,
+        "@S1",
+        80,
+        Drop,
+        Some("docker-bridges/filter-forward-in__br#4"),
+        &[],
+        "",
+    );
+    c(
+        "docker: direct access is dropped in raw",
+        &V4,
+        Client,
+        DOCKER,
+        None,
+        "@S2",
+        80,
+        Drop,
+        Some("docker-bridges/raw-PREROUTING#1"),
+        &[],
+        "",
+    );
     // Calico's nftables dataplane layout: interface dispatch maps, policy marks, return.
-    c("calico: policy mark admits, return, accept", &V4, Client, CALICO, None, "@S1", 80, Accept, None, &["@S1:80"], "@C");
-    c("calico: no policy passed the packet", &V4, Client, CALICO, None, "@S1", 8080, Drop, Some("calico/filter-cali-tw-x#4"), &[], "");
-    c("calico ip6: policy mark admits", &V6, Client, CALICO, None, "@S1", 80, Accept, None, &["@S1:80"], "@C");
+    c(
+        "calico: policy mark admits, return, accept",
+        &V4,
+        Client,
+        CALICO,
+        None,
+        "@S1",
+        80,
+        Accept,
+        None,
+        &["@S1:80"],
+        "@C",
+    );
+    c(
+        "calico: no policy passed the packet",
+        &V4,
+        Client,
+        CALICO,
+        None,
+        "@S1",
+        8080,
+        Drop,
+        Some("calico/filter-cali-tw-x#4"),
+        &[],
+        "",
+    );
+    c(
+        "calico ip6: policy mark admits",
+        &V6,
+        Client,
+        CALICO,
+        None,
+        "@S1",
+        80,
+        Accept,
+        None,
+        &["@S1:80"],
+        "@C",
+    );
 
     // kube-proxy nftables mode, its layout (≤ 1.33 priorities) with this lab's addresses.
     c(
