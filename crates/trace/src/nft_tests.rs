@@ -412,3 +412,132 @@ fn k3s_explanations_name_the_service() {
         "{reached}"
     );
 }
+
+/// One input-hook table around `rules`, traced for `p`; the verdict.
+fn verdict_of(rules: &str, p: &Packet) -> (Verdict, bool) {
+    let table = format!(
+        "table inet t {{\n chain i {{\n  type filter hook input priority 0; policy accept;\n{rules}\n }}\n}}\n"
+    );
+    let mut input = native(vec![nft(&table)]);
+    input.local_addrs = vec![ip("10.0.0.1"), ip("fd00::1")];
+    let r = trace(&input, p).unwrap();
+    (r.verdict, r.must)
+}
+
+#[test]
+fn typed_evaluator_bitmasks_interfaces_and_protocols() {
+    let mut p = tcp_in("10.0.0.2", "10.0.0.1", 80, "veth12");
+    let d = (Verdict::Drop, true);
+    let a = (Verdict::Accept, true);
+    assert_eq!(verdict_of("ct state new drop", &p), d);
+    assert_eq!(verdict_of("ct state established,related drop", &p), a);
+    assert_eq!(verdict_of("iifname \"veth*\" drop", &p), d);
+    assert_eq!(verdict_of("iifname \"eth*\" drop", &p), a);
+    assert_eq!(verdict_of("iifname != \"veth12\" drop", &p), a);
+    assert_eq!(verdict_of("meta l4proto { tcp, udp } drop", &p), d);
+    assert_eq!(verdict_of("tcp dport != { 22, 443 } drop", &p), d);
+    assert_eq!(verdict_of("tcp dport 1-79 drop", &p), a);
+    assert_eq!(verdict_of("tcp dport >= 80 drop", &p), d);
+    assert_eq!(
+        verdict_of("udp dport 80 drop", &p),
+        a,
+        "a udp port of a tcp packet"
+    );
+    assert_eq!(
+        verdict_of("ip6 saddr ::/0 drop", &p),
+        a,
+        "an IPv6 field of an IPv4 packet"
+    );
+    assert_eq!(
+        verdict_of("meta nfproto ipv4 ip saddr 10.0.0.0/24 drop", &p),
+        d
+    );
+    assert_eq!(
+        verdict_of("tcp flags syn drop", &p),
+        d,
+        "a new TCP packet is a SYN"
+    );
+    assert_eq!(
+        verdict_of("tcp flags & (syn | ack) == syn | ack drop", &p),
+        a
+    );
+    assert_eq!(verdict_of("meta pkttype host drop", &p), d);
+    assert_eq!(verdict_of("fib daddr type local drop", &p), d);
+    assert_eq!(verdict_of("meta mark 0x1 drop", &p), a);
+    p.mark = 1;
+    assert_eq!(verdict_of("meta mark 0x1 drop", &p), d);
+    assert_eq!(verdict_of("meta mark & 0xff == 0x1 drop", &p), d);
+    p.ct_state = CtState::Established;
+    assert_eq!(verdict_of("ct state established,related drop", &p), d);
+    assert_eq!(
+        verdict_of("ct state vmap { established : drop, new : accept }", &p),
+        d
+    );
+    let mut v6 = tcp_in("fd00::2", "fd00::1", 80, "eth0");
+    v6.sport = Some(1234);
+    assert_eq!(
+        verdict_of("ip protocol tcp drop", &v6),
+        a,
+        "ip protocol means IPv4 in inet"
+    );
+    assert_eq!(verdict_of("meta l4proto tcp th sport 1234 drop", &v6), d);
+}
+
+#[test]
+fn typed_evaluator_is_honest_about_what_it_cannot_know() {
+    let mut p = tcp_in("10.0.0.2", "10.0.0.1", 80, "eth0");
+    p.sport = None;
+    // An unknown source port: both ways.
+    let (v, must) = verdict_of("tcp sport 1000 drop", &p);
+    assert_eq!((v, must), (Verdict::Undetermined, false));
+    // A dynamic set is a snapshot.
+    let table = "table ip t {\n set seen {\n  type ipv4_addr; flags dynamic,timeout; timeout 1h;\n  elements = { 10.0.0.2 }\n }\n chain i {\n  type filter hook input priority 0;\n  ip saddr @seen drop\n }\n}\n";
+    let mut input = native(vec![nft(table)]);
+    input.local_addrs = vec![ip("10.0.0.1")];
+    let r = trace(&input, &p).unwrap();
+    assert_eq!(r.verdict, Verdict::Undetermined);
+    assert_eq!(r.branches.len(), 2);
+    // A counter-only rule that may match changes nothing: still MUST.
+    let (v, must) = verdict_of("tcp sport 1000 counter", &p);
+    assert_eq!((v, must), (Verdict::Accept, true));
+    // A jump to a chain the dump lacks: undetermined, named.
+    let mut input = native(vec![nft(
+        "table ip t {\n chain i {\n  type filter hook input priority 0;\n  jump nowhere\n }\n}\n",
+    )]);
+    input.local_addrs = vec![ip("10.0.0.1")];
+    let r = trace(&input, &tcp_in("10.0.0.2", "10.0.0.1", 80, "eth0")).unwrap();
+    assert_eq!(r.verdict, Verdict::Undetermined);
+    assert!(
+        r.main()
+            .steps
+            .iter()
+            .any(|s| s.effect == Effect::MissingChain("nowhere".into()))
+    );
+    // queue hands the packet to userspace.
+    let (v, _) = verdict_of(
+        "tcp dport 80 queue num 1",
+        &tcp_in("10.0.0.2", "10.0.0.1", 80, "eth0"),
+    );
+    assert_eq!(v, Verdict::Undetermined);
+}
+
+#[test]
+fn ct_status_and_ct_mark_follow_the_packet() {
+    let rs = nft("table ip c {
+  chain pre { type nat hook prerouting priority dstnat; tcp dport 80 dnat to 10.1.0.1:8080 }
+  chain fwd { type filter hook forward priority 0; ct status dnat ct mark set 0x7; ct mark 0x7 drop }
+}");
+    let mut input = native(vec![rs]);
+    input.local_addrs = vec![ip("10.0.0.1")];
+    let mut p = tcp_in("10.0.0.2", "10.0.0.1", 80, "eth0");
+    p.out_iface = Some("eth1".into());
+    let r = trace(&input, &p).unwrap();
+    assert_eq!(r.verdict, Verdict::Drop);
+    assert!(r.must);
+    assert!(
+        r.main()
+            .steps
+            .iter()
+            .any(|s| matches!(s.effect, Effect::ConnMark { new: Some(7), .. }))
+    );
+}
