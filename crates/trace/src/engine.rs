@@ -83,6 +83,8 @@ pub(crate) struct Stage {
     pub(crate) kind: TableKind,
     /// Conntrack has run (false before priority -200 in prerouting/output: raw).
     pub(crate) ct_attached: bool,
+    /// Where it runs: (hook priority, priority within the NAT core for nat chains).
+    pub(crate) order: (i64, i64),
 }
 
 impl Stage {
@@ -257,6 +259,9 @@ impl<'a> Tracer<'a> {
             forced_end: None,
             budget: WALK_BUDGET,
         };
+        let mut walk = walk;
+        walk.stages = self.stages(walk.hook, packet.family());
+        self.note_equal_priorities(&mut walk);
         let mut result = self.explore(walk, packet.family());
         for (note, drops) in self.untraced_crossings(packet) {
             for b in &mut result.branches {
@@ -619,6 +624,7 @@ impl<'a> Tracer<'a> {
                             chain,
                             kind,
                             ct_attached: kind != TableKind::Raw,
+                            order: (key.0, key.1),
                         },
                     ));
                 }
@@ -658,6 +664,7 @@ impl<'a> Tracer<'a> {
                             chain: ci,
                             kind,
                             ct_attached: !(raw_hook && prio <= -200),
+                            order: (key.0, key.1),
                         },
                     ));
                 }
@@ -692,9 +699,49 @@ impl<'a> Tracer<'a> {
                 walk.hook = hook;
                 walk.stages = self.stages(hook, family);
                 walk.stage = 0;
+                self.note_equal_priorities(walk);
                 None
             }
             Err(verdict) => Some((verdict, walk.filter_accept)),
+        }
+    }
+
+    /// Base chains of different tables at one priority, one of them native: the kernel runs the
+    /// most recently registered first, which a dump does not tell.
+    fn note_equal_priorities(&self, walk: &mut Walk) {
+        for pair in walk.stages.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            if a.order == b.order
+                && (a.native || b.native)
+                && (a.native, a.ruleset, a.table) != (b.native, b.ruleset, b.table)
+            {
+                let name = |s: Stage| -> String {
+                    if s.native {
+                        let t = self.nft_table(s);
+                        format!("{} {} chain {}", t.family, t.name, t.chains[s.chain].name)
+                    } else {
+                        let rs = &self.input.rulesets[s.ruleset];
+                        format!(
+                            "{} {} {} {}",
+                            rs.family,
+                            rs.backend,
+                            rs.tables[s.table].name,
+                            walk.hook.chain()
+                        )
+                    }
+                };
+                walk.notes.push(format!(
+                    "at {} {} and {} share priority {}: the kernel runs the most recently registered first, which a dump does not tell; traced in the order shown",
+                    walk.hook,
+                    name(a),
+                    name(b),
+                    if a.order.0 == a.order.1 || a.kind != TableKind::Nat {
+                        a.order.0.to_string()
+                    } else {
+                        format!("{} (within the NAT core)", a.order.1)
+                    }
+                ));
+            }
         }
     }
 

@@ -541,3 +541,36 @@ fn ct_status_and_ct_mark_follow_the_packet() {
             .any(|s| matches!(s.effect, Effect::ConnMark { new: Some(7), .. }))
     );
 }
+
+#[test]
+fn equal_priorities_are_noted() {
+    let ipt_rules = ipt(
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 80 -j ACCEPT\nCOMMIT\n",
+        Backend::Nft,
+    );
+    let mut input = TraceInput::new(vec![ipt_rules]);
+    input.native = vec![nft(
+        "table inet same { chain c { type filter hook input priority 0; tcp dport 80 counter } }",
+    )];
+    input.local_addrs = vec![ip("10.0.0.1")];
+    let r = trace(&input, &tcp_in("10.0.0.2", "10.0.0.1", 80, "eth0")).unwrap();
+    assert_eq!(r.verdict, Verdict::Accept);
+    assert!(
+        r.must,
+        "the order of two filter chains does not change accept or drop"
+    );
+    let note = r
+        .main()
+        .notes
+        .iter()
+        .find(|n| n.contains("share priority 0"))
+        .unwrap_or_else(|| panic!("{:?}", r.main().notes));
+    assert!(note.contains("inet same chain c"), "{note}");
+    assert!(note.contains("INPUT"), "{note}");
+    // Different priorities: no such note.
+    let input = k3s_input();
+    let mut p = tcp_in("10.42.1.7", "10.43.21.102", 4317, "flannel.1");
+    p.out_iface = Some("cni0".into());
+    let r = trace(&input, &p).unwrap();
+    assert!(!r.main().notes.iter().any(|n| n.contains("share priority")));
+}
