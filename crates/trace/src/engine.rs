@@ -149,6 +149,8 @@ pub struct Tracer<'a> {
     chain_index: Vec<Vec<HashMap<&'a str, usize>>>,
     /// Chains by name per native table.
     pub(crate) nft_chain_index: Vec<Vec<HashMap<&'a str, usize>>>,
+    /// Set and map indexes per native table (exact keys hashed: lookups do not scan).
+    pub(crate) nft_set_index: Vec<Vec<HashMap<String, crate::typed_eval::SetIndex>>>,
     sets: SetIndex,
     locals: HashSet<IpAddr>,
     backend_order: Vec<usize>,
@@ -191,6 +193,16 @@ impl<'a> Tracer<'a> {
                     .collect()
             })
             .collect();
+        let nft_set_index = input
+            .native
+            .iter()
+            .map(|rs| {
+                rs.tables
+                    .iter()
+                    .map(crate::typed_eval::index_table)
+                    .collect()
+            })
+            .collect();
         let mut locals: HashSet<IpAddr> = input.local_addrs.iter().copied().collect();
         if let Some(routes) = &input.routes {
             locals.extend(routes.local_addresses());
@@ -201,6 +213,7 @@ impl<'a> Tracer<'a> {
             input,
             chain_index,
             nft_chain_index,
+            nft_set_index,
             sets: SetIndex::new(input.ipsets.as_deref()),
             locals,
             backend_order,

@@ -574,3 +574,46 @@ fn equal_priorities_are_noted() {
     let r = trace(&input, &p).unwrap();
     assert!(!r.main().notes.iter().any(|n| n.contains("share priority")));
 }
+
+#[test]
+fn set_index_hashes_exact_keys_and_keeps_the_rest() {
+    use crate::typed_eval::{PktVal, SetIndex};
+    let rs = corpus(K3S);
+    let table = &rs.tables[0];
+    let map = table.set("service-ips").unwrap();
+    let idx = SetIndex::new(map).unwrap();
+    let pv = PktVal::Concat(vec![
+        PktVal::Addr(ip("10.43.0.10")),
+        PktVal::Int(17),
+        PktVal::Int(53),
+    ]);
+    let c = idx.candidates(&pv).unwrap();
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(
+        map.elements[c[0]].data,
+        Some(nfscope_ruleset::typed::MapData::Verdict(
+            nfscope_ruleset::typed::Verdict::Goto(
+                "service-FY5PMXPG-kube-system/kube-dns/udp/dns".into()
+            )
+        ))
+    );
+    let miss = PktVal::Concat(vec![
+        PktVal::Addr(ip("10.43.0.10")),
+        PktVal::Int(6),
+        PktVal::Int(1),
+    ]);
+    assert_eq!(idx.candidates(&miss).unwrap(), Vec::<usize>::new());
+    // Interval elements are never hashed: always candidates.
+    let set = nft(
+        "table ip t { set s { type ipv4_addr; flags interval; elements = { 10.0.0.0/8, 192.168.0.1 } } }",
+    );
+    let idx = SetIndex::new(set.tables[0].set("s").unwrap()).unwrap();
+    assert_eq!(
+        idx.candidates(&PktVal::Addr(ip("10.1.2.3"))).unwrap(),
+        vec![0]
+    );
+    assert_eq!(
+        idx.candidates(&PktVal::Addr(ip("192.168.0.1"))).unwrap(),
+        vec![0, 1]
+    );
+}

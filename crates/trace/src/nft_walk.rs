@@ -24,7 +24,7 @@ use crate::matcher::Outcome;
 use crate::packet::{CtState, Packet};
 use crate::result::{Effect, RuleRef, Step, Verdict};
 use crate::state::Hook;
-use crate::typed_eval::{Lookup, Read, TypedEnv, Weight, eval_match, lookup, read_key};
+use crate::typed_eval::{Lookup, Read, TableSets, TypedEnv, Weight, eval_match, lookup, read_key};
 
 /// Do tables of nft family `table` see packets of `family`?
 pub(crate) fn family_applies(table: NftFamily, family: Family) -> bool {
@@ -114,7 +114,13 @@ impl<'a> Tracer<'a> {
             is_local: &is_local,
             is_broadcast: &is_broadcast,
             locally_generated: walk.locally_generated,
-            sets: self.nft_table(stage),
+            sets: &TableSets {
+                table: self.nft_table(stage),
+                index: self
+                    .nft_set_index
+                    .get(stage.ruleset)
+                    .and_then(|t| t.get(stage.table)),
+            },
         };
         f(&env)
     }

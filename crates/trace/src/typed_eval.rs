@@ -24,15 +24,171 @@ use crate::packet::{CtState, Proto};
 use crate::state::{Hook, IfaceView, PktState};
 
 /// Where named sets and maps come from (an nft table; later also ipsets lowered to this model).
-pub trait SetSource {
+pub trait SetSource<'a> {
     /// The set or map of this name.
-    fn set_named(&self, name: &str) -> Option<&NftSetDef>;
+    fn set_named(&self, name: &str) -> Option<&'a NftSetDef>;
+
+    /// The indices of the elements of set `name` that can hold for the packet value `pv`, in
+    /// element order, when an index can tell (an exact-key hash plus every element it cannot
+    /// hash: ranges, prefixes, wildcards); `None` = look at every element.
+    fn candidates(&self, _name: &str, _pv: &PktVal) -> Option<Vec<usize>> {
+        None
+    }
 }
 
-impl SetSource for NftTable {
-    fn set_named(&self, name: &str) -> Option<&NftSetDef> {
-        self.set(name)
+/// A hashable form of an exact packet value or element key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Exact {
+    /// An address.
+    Addr(IpAddr),
+    /// A number.
+    Int(u64),
+    /// A name (interfaces).
+    Str(String),
+    /// A concatenation.
+    Concat(Vec<Self>),
+}
+
+impl Exact {
+    /// The packet value's exact form (`None` for symbolic results).
+    pub fn of_packet(pv: &PktVal) -> Option<Self> {
+        Some(match pv {
+            PktVal::Addr(a) => Self::Addr(*a),
+            PktVal::Int(n) => Self::Int(*n),
+            PktVal::Name(n, _) => Self::Str(n.clone()),
+            PktVal::Sym(_) => return None,
+            PktVal::Concat(v) => {
+                Self::Concat(v.iter().map(Self::of_packet).collect::<Option<_>>()?)
+            }
+        })
     }
+
+    /// An element key's exact form, with symbols read for `key` (the set's type); `None` when
+    /// the element can match more than one value or its meaning is not plain.
+    fn of_element(key: &Key, v: &Value) -> Option<Self> {
+        Some(match (key, v) {
+            (Key::Concat(keys), Value::Concat(vs)) if keys.len() == vs.len() => Self::Concat(
+                keys.iter()
+                    .zip(vs)
+                    .map(|(k, v)| Self::of_element(k, v))
+                    .collect::<Option<_>>()?,
+            ),
+            (_, Value::Addr(a)) => Self::Addr(*a),
+            (_, Value::Prefix(a, len)) if (a.is_ipv4() && *len == 32) || *len == 128 => {
+                Self::Addr(*a)
+            }
+            (Key::Iface { .. }, Value::Str(s) | Value::Sym(s))
+                if !s.ends_with('*') && !s.contains('\\') =>
+            {
+                Self::Str(s.clone())
+            }
+            (k, Value::Int(_) | Value::Sym(_))
+                if !matches!(k, Key::Iface { .. } | Key::Fib { .. }) =>
+            {
+                Self::Int(value_number(k, v).ok()?)
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// An index of one set's elements: exact keys hashed, the rest listed.
+#[derive(Debug, Default)]
+pub struct SetIndex {
+    exact: std::collections::HashMap<Exact, Vec<usize>>,
+    others: Vec<usize>,
+}
+
+impl SetIndex {
+    /// Indexes `set` (its key type read from its declaration); `None` when the type is not one
+    /// the index understands.
+    pub fn new(set: &NftSetDef) -> Option<Self> {
+        let key = set_key(&set.key)?;
+        let mut idx = Self::default();
+        for (i, e) in set.elements.iter().enumerate() {
+            match Exact::of_element(&key, &e.key) {
+                Some(x) => idx.exact.entry(x).or_default().push(i),
+                None => idx.others.push(i),
+            }
+        }
+        Some(idx)
+    }
+
+    /// Elements that can hold for `pv`, in order.
+    pub fn candidates(&self, pv: &PktVal) -> Option<Vec<usize>> {
+        let x = Exact::of_packet(pv)?;
+        let mut out: Vec<usize> = self.exact.get(&x).cloned().unwrap_or_default();
+        out.extend(&self.others);
+        out.sort_unstable();
+        Some(out)
+    }
+}
+
+/// A key standing for a set's declared type, for reading symbolic element values.
+fn set_key(t: &nfscope_ruleset::typed::SetType) -> Option<Key> {
+    use nfscope_ruleset::typed::SetType;
+    let one = |name: &str| -> Option<Key> {
+        Some(match name {
+            "ipv4_addr" => Key::Addr {
+                v6: false,
+                dir: Dir::Dst,
+            },
+            "ipv6_addr" => Key::Addr {
+                v6: true,
+                dir: Dir::Dst,
+            },
+            "inet_proto" => Key::L4Proto {
+                via: ProtoVia::Meta,
+            },
+            "inet_service" => Key::Port {
+                proto: None,
+                dir: Dir::Dst,
+            },
+            "ifname" => Key::Iface {
+                dir: IfaceDir::In,
+                by_name: true,
+            },
+            "mark" => Key::Meta(MetaKey::Mark),
+            "nf_proto" => Key::NfProto,
+            _ => return None,
+        })
+    };
+    let keys: Vec<Key> = match t {
+        SetType::Types(names) => names.iter().map(|n| one(n)).collect::<Option<_>>()?,
+        SetType::Typeof(keys) => keys.clone(),
+        SetType::Other(_) => return None,
+    };
+    Some(match <[Key; 1]>::try_from(keys) {
+        Ok([k]) => k,
+        Err(keys) => Key::Concat(keys),
+    })
+}
+
+/// The sets and maps of one nft table, with their indexes when built.
+pub struct TableSets<'a, 'i> {
+    /// The table.
+    pub table: &'a NftTable,
+    /// Indexes by set name (see [`SetIndex`]).
+    pub index: Option<&'i std::collections::HashMap<String, SetIndex>>,
+}
+
+impl<'a> SetSource<'a> for TableSets<'a, '_> {
+    fn set_named(&self, name: &str) -> Option<&'a NftSetDef> {
+        self.table.set(name)
+    }
+
+    fn candidates(&self, name: &str, pv: &PktVal) -> Option<Vec<usize>> {
+        self.index?.get(name)?.candidates(pv)
+    }
+}
+
+/// Indexes every named set and map of `table` whose type the index understands.
+pub fn index_table(table: &NftTable) -> std::collections::HashMap<String, SetIndex> {
+    table
+        .sets
+        .iter()
+        .filter_map(|s| Some((s.name.clone(), SetIndex::new(s)?)))
+        .collect()
 }
 
 /// Facts the evaluator needs besides the packet.
@@ -49,7 +205,7 @@ pub struct TypedEnv<'a, 's> {
     /// Was the packet generated on this node (it has a socket)?
     pub locally_generated: bool,
     /// Named sets and maps of the rule's table.
-    pub sets: &'s dyn SetSource,
+    pub sets: &'a dyn SetSource<'s>,
 }
 
 /// A value read from the packet.
@@ -578,10 +734,15 @@ fn in_prefix(ip: IpAddr, net: IpAddr, len: u8) -> bool {
     }
 }
 
-/// Membership of `pv` in `elems`: any element's key holds.
-fn member(key: &Key, pv: &PktVal, elems: &[SetElem]) -> Tri {
+/// Membership of `pv` in `elems` (only those at `only`, when an index says): any element's key
+/// holds.
+fn member(key: &Key, pv: &PktVal, elems: &[SetElem], only: Option<Vec<usize>>) -> Tri {
     let mut maybe = None;
-    for e in elems {
+    let picked: Box<dyn Iterator<Item = &SetElem>> = match only {
+        Some(ix) => Box::new(ix.into_iter().filter_map(|i| elems.get(i))),
+        None => Box::new(elems.iter()),
+    };
+    for e in picked {
         match value_hit(key, pv, &e.key) {
             Tri::Yes => return Tri::Yes,
             Tri::Maybe(w) => {
@@ -675,12 +836,12 @@ fn compare(key: &Key, op: Op, rhs: &Rhs, pv: &PktVal, env: &TypedEnv<'_, '_>) ->
             }
         }
         Rhs::Anon(elems) => {
-            let t = member(key, pv, elems);
+            let t = member(key, pv, elems, None);
             if op == Op::Ne { t.not() } else { t }
         }
         Rhs::SetRef(name) => {
             let t = match named_set(name, env) {
-                Ok(set) => member(key, pv, &set.elements),
+                Ok(set) => member(key, pv, &set.elements, env.sets.candidates(name, pv)),
                 Err(e) => e,
             };
             if op == Op::Ne { t.not() } else { t }
@@ -749,8 +910,8 @@ fn chance(p: f64) -> Outcome {
 /// `compare` without named sets (numgen values).
 fn compare_plain(key: &Key, op: Op, rhs: &Rhs, pv: &PktVal) -> Tri {
     struct NoSets;
-    impl SetSource for NoSets {
-        fn set_named(&self, _: &str) -> Option<&NftSetDef> {
+    impl SetSource<'static> for NoSets {
+        fn set_named(&self, _: &str) -> Option<&'static NftSetDef> {
             None
         }
     }
@@ -792,8 +953,8 @@ pub fn lookup<'a>(
     pkt: &PktState,
     env: &TypedEnv<'_, 'a>,
 ) -> Result<Lookup<'a>, String> {
-    let (elems, dynamic): (&'a [SetElem], Option<String>) = match map {
-        MapRef::Anon(e) => (e, None),
+    let (elems, dynamic, name): (&'a [SetElem], Option<String>, Option<&str>) = match map {
+        MapRef::Anon(e) => (e, None, None),
         MapRef::Named(name) => {
             let set = env
                 .sets
@@ -804,7 +965,7 @@ pub fn lookup<'a>(
                     "@{name} is a dynamic map: the packet path changes it, the dump is a snapshot"
                 )
             });
-            (&set.elements, dynamic)
+            (&set.elements, dynamic, Some(name.as_str()))
         }
     };
     if matches!(key, Key::Numgen { .. }) {
@@ -856,7 +1017,12 @@ pub fn lookup<'a>(
     let mut maybes: Vec<(Weight, Option<&MapData>)> = Vec::new();
     let mut hit = None;
     let mut catch_all = None;
-    for e in elems {
+    let only = name.and_then(|n| env.sets.candidates(n, &pv));
+    let picked: Box<dyn Iterator<Item = &'a SetElem>> = match only {
+        Some(ix) => Box::new(ix.into_iter().filter_map(|i| elems.get(i))),
+        None => Box::new(elems.iter()),
+    };
+    for e in picked {
         if e.key == Value::CatchAll {
             catch_all = Some(e);
             continue;
