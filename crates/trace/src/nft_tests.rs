@@ -617,3 +617,26 @@ fn set_index_hashes_exact_keys_and_keeps_the_rest() {
         vec![0, 1]
     );
 }
+
+#[test]
+fn netdev_egress_matters_only_for_packets_that_leave() {
+    let rs = nft(
+        "table netdev e { chain eg { type filter hook egress device \"eth1\" priority 0; tcp dport 80 drop } }",
+    );
+    let mut input = native(vec![rs]);
+    input.local_addrs = vec![ip("10.0.0.1")];
+    // Delivered locally: never egresses.
+    let r = trace(&input, &tcp_in("10.0.0.2", "10.0.0.1", 80, "eth0")).unwrap();
+    assert!(r.must);
+    // Forwarded out of eth1: named, MAY.
+    let mut p = tcp_in("10.0.0.2", "8.8.8.8", 80, "eth0");
+    p.out_iface = Some("eth1".into());
+    let r = trace(&input, &p).unwrap();
+    assert!(!r.must);
+    assert!(
+        r.main()
+            .notes
+            .iter()
+            .any(|n| n.contains("netdev table e chain eg"))
+    );
+}

@@ -599,7 +599,8 @@ impl<'a> Tracer<'a> {
                             format!("it enters on {}", packet.in_iface.as_deref().unwrap_or(""))
                         }
                         (NftFamily::Netdev, typed::Hook::Egress)
-                            if on_dev(packet.out_iface.as_deref()) =>
+                            if !self.is_local(packet.dst)
+                                && on_dev(packet.out_iface.as_deref()) =>
                         {
                             "it may leave by one of its devices".to_owned()
                         }
