@@ -546,6 +546,48 @@ fn cases() -> Vec<Case> {
         "@N2",
     );
 
+    // An inet nat table: dnat and snat with family qualifiers, a numgen NAT map.
+    const INET_NAT: &str = "table inet s {\n chain pre {\n  type nat hook prerouting priority -100; policy accept;\n  @ip daddr @VIP tcp dport 80 dnat @ip to @BS1:80\n  @ip daddr @VIP2 tcp dport 80 dnat @ip to numgen inc mod 2 map { 0 : @S2, 1 : @S3 }\n }\n chain post {\n  type nat hook postrouting priority 100; policy accept;\n  oifname \"@IFS\" snat @ip to @N2\n }\n}\n";
+    c(
+        "inet dnat then snat",
+        &V4,
+        Client,
+        INET_NAT,
+        None,
+        "@VIP",
+        80,
+        Accept,
+        None,
+        &["@S1:80"],
+        "@N2",
+    );
+    c(
+        "ip6 inet dnat then snat",
+        &V6,
+        Client,
+        INET_NAT,
+        None,
+        "@VIP",
+        80,
+        Accept,
+        None,
+        &["@S1:80"],
+        "@N2",
+    );
+    c(
+        "dnat by a numgen inc map",
+        &V4,
+        Client,
+        INET_NAT,
+        None,
+        "@VIP2",
+        80,
+        Accept,
+        None,
+        &["@S2:80", "@S3:80"],
+        "@N2",
+    );
+
     // Marks across tables, ct state, jump/return/goto and policies.
     const MARKS: &str = "table @ip m {\n chain mangle {\n  type filter hook prerouting priority mangle;\n  tcp dport 8080 meta mark set 0x10\n }\n}\ntable inet g {\n chain fw {\n  type filter hook forward priority 0; policy drop;\n  ct state established,related accept\n  meta mark 0x10 drop\n  ct state new jump check\n  goto allow\n }\n chain check {\n  tcp dport 8081 return\n  tcp dport 8081 drop\n }\n chain allow {\n  tcp dport { 80, 8081 } accept\n }\n}\n";
     c(
