@@ -640,3 +640,36 @@ fn netdev_egress_matters_only_for_packets_that_leave() {
             .any(|n| n.contains("netdev table e chain eg"))
     );
 }
+
+#[test]
+fn numgen_and_statistic_matches_are_chances() {
+    let p = tcp_in("10.0.0.2", "10.0.0.1", 80, "eth0");
+    let table = |rule: &str| {
+        let mut input = native(vec![nft(&format!(
+            "table ip t {{ chain i {{ type filter hook input priority 0; {rule} }} }}"
+        ))]);
+        input.local_addrs = vec![ip("10.0.0.1")];
+        trace(&input, &p).unwrap()
+    };
+    // numgen random mod 4 < 1: one in four.
+    let r = table("numgen random mod 4 < 1 drop");
+    assert_eq!(r.branches.len(), 2);
+    let drop = r
+        .branches
+        .iter()
+        .find(|b| b.verdict == Verdict::Drop)
+        .unwrap();
+    assert!((drop.probability - 0.25).abs() < 1e-9);
+    // iptables-nft's statistic translation, probability 0.25 (0x20000000 / 2^31).
+    let r = table("meta random & 2147483647 < 536870912 drop");
+    let drop = r
+        .branches
+        .iter()
+        .find(|b| b.verdict == Verdict::Drop)
+        .unwrap();
+    assert!(
+        (drop.probability - 0.25).abs() < 1e-6,
+        "{}",
+        drop.probability
+    );
+}

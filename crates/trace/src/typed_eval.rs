@@ -854,9 +854,13 @@ fn numgen_match(m: &Match, modulus: u32, offset: u32) -> Outcome {
     if modulus == 0 {
         return Outcome::No;
     }
+    if modulus > 1 << 16 {
+        // Large moduli (the statistic translation, 2^31): compare the threshold directly.
+        return numgen_threshold(m, modulus, offset);
+    }
     let key = &m.key;
     let mut hits = 0u64;
-    for n in u64::from(offset)..u64::from(offset) + u64::from(modulus).min(1 << 16) {
+    for n in u64::from(offset)..u64::from(offset) + u64::from(modulus) {
         let pv = PktVal::Int(n);
         let t = match &m.rhs {
             Rhs::SetRef(_) => return Outcome::Maybe("numgen against a named set".into()),
@@ -868,13 +872,7 @@ fn numgen_match(m: &Match, modulus: u32, offset: u32) -> Outcome {
             Tri::Maybe(w) => return Outcome::Maybe(w),
         }
     }
-    let p = if modulus > 1 << 16 {
-        // Large moduli (the statistic translation, 2^31): compare the threshold directly.
-        return numgen_threshold(m, modulus, offset);
-    } else {
-        hits as f64 / f64::from(modulus)
-    };
-    chance(p)
+    chance(hits as f64 / f64::from(modulus))
 }
 
 fn numgen_threshold(m: &Match, modulus: u32, offset: u32) -> Outcome {
