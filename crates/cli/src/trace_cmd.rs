@@ -1,15 +1,17 @@
 //! `nfscope trace` and `GET /api/trace`: which rule decides a packet's fate, in Kubernetes terms.
 //!
 //! Owns the command-line flags of the tracer, building a `TraceInput` from dumps (`--rules`,
-//! `--ipsets`, `--local-ip`, `--routes`) or from the live node (rules of both backends and
-//! families, `ipset save`, addresses, routes, interface names; optionally in `--netns`), and
-//! printing the text or JSON report. The tracing itself is `nfscope-trace`.
+//! repeatable, each auto-detected as `iptables-save`, `nft list ruleset` text or `nft -j list
+//! ruleset` JSON; `--ipsets`, `--local-ip`, `--routes`) or from the live node (rules of both
+//! backends and families, `ipset save`, addresses, routes, interface names; optionally in
+//! `--netns`), and printing the text or JSON report. The tracing itself is `nfscope-trace`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::Args;
-use nfscope_ruleset::{ParseOptions, Ruleset};
+use nfscope_ruleset::typed::{NftFamily, NftRuleset};
+use nfscope_ruleset::{Family, Format as DumpFormat, NftLimits, ParseOptions, Ruleset};
 use nfscope_trace::{CtState, Packet, Proto, TraceInput, Tracer, parse_routes, report};
 
 use crate::cli::{Format, seconds};
@@ -19,7 +21,9 @@ use crate::output::print_stdout;
 const TRACE_EXAMPLES: &str = "Examples:
   nfscope trace --src 192.168.1.50 --dst 10.96.0.10 --proto tcp --dport 80 --in eth0
   nfscope trace --rules node.rules --ipsets node.ipset --local-ip 192.168.1.10 --routes routes.txt \\
-      --src 192.168.1.50 --dst 10.42.0.7 --proto tcp --dport 8082 --in eth0 --format json";
+      --src 192.168.1.50 --dst 10.42.0.7 --proto tcp --dport 8082 --in eth0 --format json
+  nfscope trace --rules iptables-save.txt --rules nft-ruleset.txt --local-ip 192.168.1.10 \\
+      --src 10.42.1.7 --dst 10.43.0.10 --proto udp --dport 53 --in cni0";
 
 /// `nfscope trace`.
 #[derive(Debug, Args)]
@@ -52,7 +56,9 @@ pub struct TraceArgs {
     /// Packet mark on entry (decimal or 0x hex).
     #[arg(long, value_parser = parse_u32, value_name = "VALUE")]
     pub mark: Option<u32>,
-    /// Trace offline against this dump (`-` is stdin); repeat for IPv6 or the other backend. [default: live]
+    /// Trace offline against this dump (`-` is stdin): `iptables-save`, `nft list ruleset` or
+    /// `nft -j list ruleset` output, detected from the content; repeat for IPv6, the other
+    /// backend, or a node's iptables and nft dumps together. [default: live]
     #[arg(long = "rules", value_name = "FILE")]
     pub rules: Vec<PathBuf>,
     /// `ipset save` output (offline mode).
@@ -180,9 +186,10 @@ fn offline_input(args: &TraceArgs) -> Result<TraceInput, Failure> {
         ..Default::default()
     };
     let mut rulesets: Vec<Ruleset> = Vec::new();
+    let mut native: Vec<NftRuleset> = Vec::new();
     for path in &args.rules {
         let text = read_text(path)?;
-        let ruleset = nfscope_ruleset::parse_ruleset(&text, &options).map_err(|e| {
+        let at = |e: nfscope_ruleset::ParseError| {
             Failure::Input(format!(
                 "{}:{}:{}: {}",
                 path.display(),
@@ -190,10 +197,26 @@ fn offline_input(args: &TraceArgs) -> Result<TraceInput, Failure> {
                 e.column,
                 e.message
             ))
-        })?;
-        rulesets.push(ruleset);
+        };
+        match nfscope_ruleset::detect_format(&text) {
+            DumpFormat::IptablesSave => {
+                rulesets.push(nfscope_ruleset::parse_ruleset(&text, &options).map_err(at)?);
+            }
+            DumpFormat::NftText => {
+                native.push(
+                    nfscope_ruleset::parse_nft_text(&text, &NftLimits::default()).map_err(at)?,
+                );
+            }
+            DumpFormat::NftJson => {
+                native.push(
+                    nfscope_ruleset::parse_nft_json(&text, &NftLimits::default()).map_err(at)?,
+                );
+            }
+        }
     }
+    drop_tables_given_twice(&mut native, &rulesets);
     let mut input = TraceInput::new(rulesets);
+    input.native = native;
     if let Some(path) = &args.ipsets {
         let sets = nfscope_ruleset::parse_ipsets(&read_text(path)?).map_err(|e| {
             Failure::Input(format!(
@@ -216,6 +239,42 @@ fn offline_input(args: &TraceArgs) -> Result<TraceInput, Failure> {
             .extend(routes);
     }
     Ok(input)
+}
+
+/// Tables iptables-nft manages (`# Warning: table ip filter is managed by iptables-nft`) are
+/// iptables rules: when an iptables dump of that family was given too, they are traced from it and
+/// dropped here, else they would run twice. Without such a dump they stay (their `xt`
+/// expressions are not modelled, which makes the rules that use them MAY).
+fn drop_tables_given_twice(native: &mut [NftRuleset], rulesets: &[Ruleset]) {
+    for rs in native {
+        let managed: Vec<(NftFamily, String)> = rs
+            .notices
+            .iter()
+            .filter_map(|n| {
+                let rest = n.split("table ").nth(1)?;
+                let (head, _) = rest.split_once(" is managed by iptables-nft")?;
+                let (family, name) = head.split_once(' ')?;
+                Some((NftFamily::parse(family)?, name.to_owned()))
+            })
+            .collect();
+        rs.tables.retain(|t| {
+            let given = managed.iter().any(|(f, n)| *f == t.family && *n == t.name)
+                && rulesets.iter().any(|r| {
+                    r.family
+                        == match t.family {
+                            NftFamily::Ip6 => Family::Ipv6,
+                            _ => Family::Ipv4,
+                        }
+                });
+            if given {
+                tracing::warn!(
+                    table = %format!("{} {}", t.family, t.name),
+                    "nft table managed by iptables-nft is traced from the iptables dump, not twice"
+                );
+            }
+            !given
+        });
+    }
 }
 
 /// The live node (or `netns`): rules of both backends and families, ipset members, addresses,
@@ -247,6 +306,8 @@ fn live_input_with(mut options: nfscope_kernel::CollectOptions) -> Result<TraceI
     let host = nfscope_kernel::host::read_host(netns, timeout, options.tool_dir.as_deref())
         .map_err(|e| Failure::Other(anyhow::Error::new(e)))?;
     let mut input = TraceInput::new(snapshot.rulesets);
+    // live native tables: from snapshot (`Snapshot.nftables.ruleset`, native tables only, and
+    // an unread source when reading them failed), wired once nfscope_kernel provides them.
     input.unread = unread;
     input.ipsets = match host.ipsets {
         Some(Ok(sets)) => Some(sets),

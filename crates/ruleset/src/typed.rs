@@ -38,7 +38,8 @@
 //! # Reading the model (for evaluators)
 //! - Expressions run left to right; a [`Expr::Match`] that fails ends the rule (next rule).
 //!   [`Op::Ne`] negates a value or set membership; [`Op::Implicit`] is a bitmask "any of".
-//! - [`Expr::Vmap`] with no matching element does nothing (the rule goes on); `numgen` keys pick a
+//! - [`Expr::Vmap`] (and a NAT map) with no matching element ends the rule, as the kernel's failed
+//!   lookup does (`NFT_BREAK`: next rule); `numgen` keys pick a
 //!   branch with the chances [`numgen_branches`] gives. `@name` refers to a set or map of the
 //!   same table ([`NftTable::set`]); a dynamic set ([`NftSetDef::is_dynamic`]) is a snapshot, so
 //!   its lookups are MAY.

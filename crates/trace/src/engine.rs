@@ -1,8 +1,10 @@
 //! The walker: hooks, tables, chains and targets, with branching on what cannot be decided.
 //!
-//! Owns the traversal semantics: per hook the tables in priority order (raw → mangle → nat(dst) →
-//! filter → security → nat(src)), each backend's table in turn (legacy before nft at equal
-//! priority: an approximation, the kernel uses registration order), jumps, gotos, RETURN,
+//! Owns the traversal semantics: per hook every base chain in priority order — the iptables
+//! tables (raw → mangle → nat(dst) → filter → security → nat(src)) of each backend and the native
+//! nftables base chains (run by `nft_walk`) — with nat chains inside the NAT core until one binds
+//! (legacy before iptables-nft before native at equal priority: an approximation, the kernel uses
+//! registration order), jumps, gotos, RETURN,
 //! fall-through, policies, and the effect of each target on the packet (NAT only on a new
 //! connection, MARK/CONNMARK arithmetic, NOTRACK, REDIRECT to the incoming interface's primary
 //! address, TPROXY with its no-socket DROP as a second branch). The routing decision between
@@ -26,7 +28,7 @@ use crate::{TraceError, TraceInput};
 
 /// Which table a stage runs, for priority and semantics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TableKind {
+pub(crate) enum TableKind {
     Raw,
     Mangle,
     Nat,
@@ -46,6 +48,21 @@ fn tables_of(hook: Hook) -> &'static [TableKind] {
     }
 }
 
+/// The hook priority of an iptables table (`NF_IP_PRI_*`); the nat table's is its own priority
+/// within the NAT core. iptables-nft registers its security chains at 150, not `NF_IP_PRI_SECURITY`
+/// (50) as legacy does (`iptables/nft.c`; NFTABLES.md §1, measured).
+fn ipt_priority(kind: TableKind, hook: Hook, nft_backend: bool) -> i64 {
+    match kind {
+        TableKind::Raw => -300,
+        TableKind::Mangle => -150,
+        TableKind::Nat if matches!(hook, Hook::Prerouting | Hook::Output) => -100,
+        TableKind::Nat => 100,
+        TableKind::Filter => 0,
+        TableKind::Security if nft_backend => 150,
+        TableKind::Security => 50,
+    }
+}
+
 fn table_name(kind: TableKind) -> &'static str {
     match kind {
         TableKind::Raw => "raw",
@@ -57,44 +74,68 @@ fn table_name(kind: TableKind) -> &'static str {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Stage {
-    ruleset: usize,
-    table: usize,
-    chain: usize,
-    kind: TableKind,
+pub(crate) struct Stage {
+    /// A native nftables base chain (`TraceInput::native`) rather than an iptables table.
+    pub(crate) native: bool,
+    pub(crate) ruleset: usize,
+    pub(crate) table: usize,
+    pub(crate) chain: usize,
+    pub(crate) kind: TableKind,
+    /// Conntrack has run (false before priority -200 in prerouting/output: raw).
+    pub(crate) ct_attached: bool,
+    /// Where it runs: (hook priority, priority within the NAT core for nat chains).
+    pub(crate) order: (i64, i64),
+}
+
+impl Stage {
+    pub(crate) fn at(&self, chain: usize, rule: Option<usize>) -> RuleRef {
+        RuleRef {
+            native: self.native,
+            ruleset: self.ruleset,
+            table: self.table,
+            chain,
+            rule,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Frame {
-    chain: usize,
-    pos: usize,
+pub(crate) struct Frame {
+    pub(crate) chain: usize,
+    pub(crate) pos: usize,
     /// The built-in chain (or a chain reached from it by goto): its end applies the policy.
-    base: bool,
+    pub(crate) base: bool,
 }
 
 #[derive(Debug, Clone)]
-struct Walk {
-    pkt: PktState,
-    hook: Hook,
-    stages: Vec<Stage>,
-    stage: usize,
-    stack: Vec<Frame>,
-    steps: Vec<Step>,
-    probability: f64,
-    assumptions: Vec<String>,
-    filter_accept: Option<RuleRef>,
-    first_fork: Option<RuleRef>,
-    notes: Vec<String>,
-    ipvs: bool,
-    snat_label: Option<String>,
-    nat_skip_noted: bool,
-    locally_generated: bool,
+pub(crate) struct Walk {
+    pub(crate) pkt: PktState,
+    pub(crate) hook: Hook,
+    pub(crate) stages: Vec<Stage>,
+    pub(crate) stage: usize,
+    pub(crate) stack: Vec<Frame>,
+    pub(crate) steps: Vec<Step>,
+    pub(crate) probability: f64,
+    pub(crate) assumptions: Vec<String>,
+    pub(crate) filter_accept: Option<RuleRef>,
+    pub(crate) first_fork: Option<RuleRef>,
+    pub(crate) notes: Vec<String>,
+    pub(crate) ipvs: bool,
+    pub(crate) snat_label: Option<String>,
+    pub(crate) nat_skip_noted: bool,
+    pub(crate) locally_generated: bool,
     /// A fork that ends at once with this verdict (the alternative of a TPROXY without socket).
-    forced_end: Option<(Verdict, Option<RuleRef>)>,
+    pub(crate) forced_end: Option<(Verdict, Option<RuleRef>)>,
+    /// Rules still allowed to be evaluated on this walk: a bound against loops in rulesets
+    /// built by hand (the kernel refuses jump loops, a dump from it has none).
+    pub(crate) budget: usize,
 }
 
+/// Rule evaluations one walk may make before it stops as UNDETERMINED.
+const WALK_BUDGET: usize = 1_000_000;
+
 /// How a rule's target leaves the walk.
-enum Flow {
+pub(crate) enum Flow {
     Next,
     EndTable,
     Final(Verdict, Option<RuleRef>),
@@ -104,8 +145,12 @@ enum Flow {
 
 /// A prepared tracer: chain indexes, set members and local addresses computed once.
 pub struct Tracer<'a> {
-    input: &'a TraceInput,
+    pub(crate) input: &'a TraceInput,
     chain_index: Vec<Vec<HashMap<&'a str, usize>>>,
+    /// Chains by name per native table.
+    pub(crate) nft_chain_index: Vec<Vec<HashMap<&'a str, usize>>>,
+    /// Set and map indexes per native table (exact keys hashed: lookups do not scan).
+    pub(crate) nft_set_index: Vec<Vec<HashMap<String, crate::typed_eval::SetIndex>>>,
     sets: SetIndex,
     locals: HashSet<IpAddr>,
     backend_order: Vec<usize>,
@@ -132,6 +177,32 @@ impl<'a> Tracer<'a> {
                     .collect()
             })
             .collect();
+        let nft_chain_index = input
+            .native
+            .iter()
+            .map(|rs| {
+                rs.tables
+                    .iter()
+                    .map(|t| {
+                        t.chains
+                            .iter()
+                            .enumerate()
+                            .map(|(i, c)| (c.name.as_str(), i))
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        let nft_set_index = input
+            .native
+            .iter()
+            .map(|rs| {
+                rs.tables
+                    .iter()
+                    .map(crate::typed_eval::index_table)
+                    .collect()
+            })
+            .collect();
         let mut locals: HashSet<IpAddr> = input.local_addrs.iter().copied().collect();
         if let Some(routes) = &input.routes {
             locals.extend(routes.local_addresses());
@@ -141,6 +212,8 @@ impl<'a> Tracer<'a> {
         Self {
             input,
             chain_index,
+            nft_chain_index,
+            nft_set_index,
             sets: SetIndex::new(input.ipsets.as_deref()),
             locals,
             backend_order,
@@ -155,7 +228,7 @@ impl<'a> Tracer<'a> {
             || self.input.routes.as_ref().is_some_and(|r| r.is_local(ip))
     }
 
-    fn is_broadcast(&self, ip: IpAddr) -> bool {
+    pub(crate) fn is_broadcast(&self, ip: IpAddr) -> bool {
         self.input
             .routes
             .as_ref()
@@ -197,8 +270,22 @@ impl<'a> Tracer<'a> {
             nat_skip_noted: false,
             locally_generated,
             forced_end: None,
+            budget: WALK_BUDGET,
         };
-        let result = self.explore(walk, packet.family());
+        let mut walk = walk;
+        walk.stages = self.stages(walk.hook, packet.family());
+        self.note_equal_priorities(&mut walk);
+        let mut result = self.explore(walk, packet.family());
+        for (note, drops) in self.untraced_crossings(packet) {
+            for b in &mut result.branches {
+                b.notes.push(note.clone());
+            }
+            result.must = false;
+            if drops && result.verdict == Verdict::Accept {
+                result.verdict = Verdict::Undetermined;
+                result.decided_by = None;
+            }
+        }
         Ok(self.account_unread(result, packet.family()))
     }
 
@@ -275,6 +362,39 @@ impl<'a> Tracer<'a> {
                 }
             };
             let stage = walk.stages[walk.stage];
+            if walk.budget == 0 {
+                walk.notes.push(format!(
+                    "stopped after {WALK_BUDGET} rule evaluations: the ruleset loops (the kernel would not load it)"
+                ));
+                let at = stage.at(frame.chain, None);
+                return (
+                    self.finish(walk, Verdict::Undetermined, Some(at)),
+                    forks,
+                    capped,
+                );
+            }
+            walk.budget -= 1;
+            if stage.native {
+                let chain = self.nft_chain(stage, frame.chain);
+                let Some(rule) = chain.rules.get(frame.pos) else {
+                    if let Some((v, by)) = self.chain_end(walk, stage) {
+                        return (self.finish(walk, v, by), forks, capped);
+                    }
+                    continue;
+                };
+                if let Some(top) = walk.stack.last_mut() {
+                    top.pos += 1;
+                }
+                let at = stage.at(frame.chain, Some(frame.pos));
+                let flow =
+                    self.run_nft_rule(rule, walk, stage, at, &mut forks, &mut room, &mut capped);
+                if let Some(flow) = flow
+                    && let Some((v, by)) = self.follow(walk, stage, flow, at)
+                {
+                    return (self.finish(walk, v, by), forks, capped);
+                }
+                continue;
+            }
             let chain = self.chain(stage, frame.chain);
             let Some(rule) = chain.rules.get(frame.pos) else {
                 if let Some((v, by)) = self.chain_end(walk, stage) {
@@ -285,12 +405,7 @@ impl<'a> Tracer<'a> {
             if let Some(top) = walk.stack.last_mut() {
                 top.pos += 1;
             }
-            let at = RuleRef {
-                ruleset: stage.ruleset,
-                table: stage.table,
-                chain: frame.chain,
-                rule: Some(frame.pos),
-            };
+            let at = stage.at(frame.chain, Some(frame.pos));
             if rule.spec.only_family.is_some_and(|f| f != family) {
                 continue;
             }
@@ -336,7 +451,7 @@ impl<'a> Tracer<'a> {
 
     /// Records an alternative where the rule does not match (probability `1 - p` or an assumption).
     #[allow(clippy::too_many_arguments)]
-    fn split(
+    pub(crate) fn split(
         &self,
         walk: &mut Walk,
         forks: &mut Vec<Walk>,
@@ -449,7 +564,7 @@ impl<'a> Tracer<'a> {
     }
 
     /// The primary address of `dev` in `like`'s family, when the routes say.
-    fn primary_address(&self, dev: &str, like: IpAddr) -> Option<IpAddr> {
+    pub(crate) fn primary_address(&self, dev: &str, like: IpAddr) -> Option<IpAddr> {
         self.input
             .routes
             .as_ref()
@@ -461,7 +576,7 @@ impl<'a> Tracer<'a> {
         let is_broadcast = |ip: IpAddr| self.is_broadcast(ip);
         let env = Env {
             hook: walk.hook,
-            ct_attached: stage.kind != TableKind::Raw,
+            ct_attached: stage.ct_attached,
             sets: &self.sets,
             is_local: &is_local,
             is_broadcast: &is_broadcast,
@@ -474,11 +589,26 @@ impl<'a> Tracer<'a> {
         &self.input.rulesets[stage.ruleset].tables[stage.table].chains[chain]
     }
 
-    /// Stages of `hook`: each table in priority order, each backend's copy in turn.
+    /// Stages of `hook` in the kernel's order: every base chain registered there (iptables
+    /// tables of both backends at their standard priorities, native base chains of the packet's
+    /// family and `inet`) sorted by priority. Nat chains are not hooks: the NAT core runs them
+    /// at its own priority (-100 for prerouting/output, 100 for input/postrouting), among
+    /// themselves by theirs. Equal priorities: the kernel runs the most recently registered
+    /// first, which a dump does not tell; nfscope runs legacy, then iptables-nft, then native
+    /// chains in listing order (an approximation, documented in the crate docs).
     fn stages(&self, hook: Hook, family: Family) -> Vec<Stage> {
-        let mut out = Vec::new();
+        // (sort key, stage)
+        let mut out: Vec<((i64, i64, u8, usize), Stage)> = Vec::new();
+        let nat_core = |hook: Hook| -> i64 {
+            if matches!(hook, Hook::Prerouting | Hook::Output) {
+                -100
+            } else {
+                100
+            }
+        };
+        let raw_hook = matches!(hook, Hook::Prerouting | Hook::Output);
         for &kind in tables_of(hook) {
-            for &rs in &self.backend_order {
+            for (n, &rs) in self.backend_order.iter().enumerate() {
                 let ruleset = &self.input.rulesets[rs];
                 if ruleset.family != family {
                     continue;
@@ -491,22 +621,81 @@ impl<'a> Tracer<'a> {
                     continue;
                 };
                 if let Some(&chain) = self.chain_index[rs][table].get(hook.chain()) {
-                    out.push(Stage {
-                        ruleset: rs,
-                        table,
-                        chain,
-                        kind,
-                    });
+                    let nft = ruleset.backend == nfscope_ruleset::Backend::Nft;
+                    let prio = ipt_priority(kind, hook, nft);
+                    let key = if kind == TableKind::Nat {
+                        (nat_core(hook), prio, 0, n)
+                    } else {
+                        (prio, 0, 0, n)
+                    };
+                    out.push((
+                        key,
+                        Stage {
+                            native: false,
+                            ruleset: rs,
+                            table,
+                            chain,
+                            kind,
+                            ct_attached: kind != TableKind::Raw,
+                            order: (key.0, key.1),
+                        },
+                    ));
                 }
             }
         }
-        out
+        let mut order = 0;
+        for (rs, ruleset) in self.input.native.iter().enumerate() {
+            for (ti, table) in ruleset.tables.iter().enumerate() {
+                if !crate::nft_walk::family_applies(table.family, family) {
+                    continue;
+                }
+                for (ci, chain) in table.chains.iter().enumerate() {
+                    let Some(base) = &chain.base else { continue };
+                    if crate::nft_walk::trace_hook(base.hook) != Some(hook) {
+                        continue;
+                    }
+                    order += 1;
+                    let prio = i64::from(base.priority);
+                    let nat = base.kind == nfscope_ruleset::typed::ChainType::Nat;
+                    let key = if nat {
+                        (nat_core(hook), prio, 1, order)
+                    } else {
+                        (prio, 0, 1, order)
+                    };
+                    let kind = match base.kind {
+                        nfscope_ruleset::typed::ChainType::Nat => TableKind::Nat,
+                        _ if raw_hook && prio <= -200 => TableKind::Raw,
+                        nfscope_ruleset::typed::ChainType::Filter => TableKind::Filter,
+                        nfscope_ruleset::typed::ChainType::Route => TableKind::Mangle,
+                    };
+                    out.push((
+                        key,
+                        Stage {
+                            native: true,
+                            ruleset: rs,
+                            table: ti,
+                            chain: ci,
+                            kind,
+                            ct_attached: !(raw_hook && prio <= -200),
+                            order: (key.0, key.1),
+                        },
+                    ));
+                }
+            }
+        }
+        out.sort_by_key(|(k, _)| *k);
+        out.into_iter().map(|(_, s)| s).collect()
     }
 
     /// Starts the next stage, or moves to the next hook; `Some` when the packet's fate is sealed.
     fn next_stage(&self, walk: &mut Walk, family: Family) -> Option<(Verdict, Option<RuleRef>)> {
         while let Some(&stage) = walk.stages.get(walk.stage) {
             if stage.kind == TableKind::Nat && !self.nat_applies(walk) {
+                walk.stage += 1;
+                continue;
+            }
+            if stage.kind == TableKind::Nat && self.binding_made(walk) {
+                // The NAT core stops at the first nat chain that set up a binding.
                 walk.stage += 1;
                 continue;
             }
@@ -523,9 +712,59 @@ impl<'a> Tracer<'a> {
                 walk.hook = hook;
                 walk.stages = self.stages(hook, family);
                 walk.stage = 0;
+                self.note_equal_priorities(walk);
                 None
             }
             Err(verdict) => Some((verdict, walk.filter_accept)),
+        }
+    }
+
+    /// Base chains of different tables at one priority, one of them native: the kernel runs the
+    /// most recently registered first, which a dump does not tell.
+    fn note_equal_priorities(&self, walk: &mut Walk) {
+        for pair in walk.stages.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            if a.order == b.order
+                && (a.native || b.native)
+                && (a.native, a.ruleset, a.table) != (b.native, b.ruleset, b.table)
+            {
+                let name = |s: Stage| -> String {
+                    if s.native {
+                        let t = self.nft_table(s);
+                        format!("{} {} chain {}", t.family, t.name, t.chains[s.chain].name)
+                    } else {
+                        let rs = &self.input.rulesets[s.ruleset];
+                        format!(
+                            "{} {} {} {}",
+                            rs.family,
+                            rs.backend,
+                            rs.tables[s.table].name,
+                            walk.hook.chain()
+                        )
+                    }
+                };
+                walk.notes.push(format!(
+                    "at {} {} and {} share priority {}: the kernel runs the most recently registered first, which a dump does not tell; traced in the order shown",
+                    walk.hook,
+                    name(a),
+                    name(b),
+                    if a.order.0 == a.order.1 || a.kind != TableKind::Nat {
+                        a.order.0.to_string()
+                    } else {
+                        format!("{} (within the NAT core)", a.order.1)
+                    }
+                ));
+            }
+        }
+    }
+
+    /// Has a nat chain of this hook already set up this hook's binding (DNAT in
+    /// prerouting/output, SNAT in input/postrouting)?
+    fn binding_made(&self, walk: &Walk) -> bool {
+        match walk.hook {
+            Hook::Prerouting | Hook::Output => walk.pkt.dnat_done && !walk.pkt.looped,
+            Hook::Input | Hook::Postrouting => walk.pkt.snat_done,
+            Hook::Forward => false,
         }
     }
 
@@ -707,12 +946,7 @@ impl<'a> Tracer<'a> {
     fn chain_end(&self, walk: &mut Walk, stage: Stage) -> Option<(Verdict, Option<RuleRef>)> {
         let frame = walk.stack.pop()?;
         if !frame.base {
-            let at = RuleRef {
-                ruleset: stage.ruleset,
-                table: stage.table,
-                chain: frame.chain,
-                rule: None,
-            };
+            let at = stage.at(frame.chain, None);
             walk.steps.push(Step {
                 hook: walk.hook,
                 at: Some(at),
@@ -726,18 +960,21 @@ impl<'a> Tracer<'a> {
 
     fn policy(&self, walk: &mut Walk, stage: Stage) -> Option<(Verdict, Option<RuleRef>)> {
         walk.stack.clear();
-        let chain = self.chain(stage, stage.chain);
-        let at = RuleRef {
-            ruleset: stage.ruleset,
-            table: stage.table,
-            chain: stage.chain,
-            rule: None,
+        let at = stage.at(stage.chain, None);
+        let (policy, condition) = if stage.native {
+            let base = self.nft_chain(stage, stage.chain).base.as_ref();
+            let drop = base.and_then(|b| b.policy) == Some(nfscope_ruleset::typed::Policy::Drop);
+            (if drop { Policy::Drop } else { Policy::Accept }, None)
+        } else {
+            let chain = self.chain(stage, stage.chain);
+            (
+                chain.policy.unwrap_or(Policy::Accept),
+                chain
+                    .policy
+                    .is_none()
+                    .then(|| "the dump does not state this policy: ACCEPT assumed".to_owned()),
+            )
         };
-        let policy = chain.policy.unwrap_or(Policy::Accept);
-        let condition = chain
-            .policy
-            .is_none()
-            .then(|| "the dump does not state this policy: ACCEPT assumed".to_owned());
         walk.steps.push(Step {
             hook: walk.hook,
             at: Some(at),
@@ -753,7 +990,7 @@ impl<'a> Tracer<'a> {
         }
     }
 
-    fn end_table(&self, walk: &mut Walk, stage: Stage, at: RuleRef) {
+    pub(crate) fn end_table(&self, walk: &mut Walk, stage: Stage, at: RuleRef) {
         walk.stack.clear();
         walk.stage += 1;
         if stage.kind == TableKind::Filter {
@@ -761,7 +998,7 @@ impl<'a> Tracer<'a> {
         }
     }
 
-    fn follow(
+    pub(crate) fn follow(
         &self,
         walk: &mut Walk,
         stage: Stage,
@@ -973,7 +1210,7 @@ impl<'a> Tracer<'a> {
     /// Where REDIRECT sends the packet: loopback for locally generated packets, else the
     /// primary address of the incoming interface (as `nf_nat_redirect` does); `None` when that
     /// address is not known (offline without routes).
-    fn redirect_address(&self, pkt: &PktState, hook: Hook) -> Option<IpAddr> {
+    pub(crate) fn redirect_address(&self, pkt: &PktState, hook: Hook) -> Option<IpAddr> {
         if hook == Hook::Output {
             return Some(if pkt.dst.is_ipv4() {
                 IpAddr::V4(Ipv4Addr::LOCALHOST)

@@ -1,34 +1,45 @@
-//! `nfscope-trace`: which iptables/ip6tables rule decides a packet's fate, and what it means in
-//! Kubernetes terms.
+//! `nfscope-trace`: which iptables, ip6tables or native nftables rule decides a packet's fate,
+//! and what it means in Kubernetes terms.
 //!
-//! Owns the pure packet tracer: given the rulesets of a node (both backends, both families), its
-//! ipset contents, local addresses and routes, [`trace`] walks a described [`Packet`] through
-//! the netfilter hooks the way the kernel would (hook and table order, jumps, gotos, RETURN,
-//! policies, NAT on new connections, MARK/CONNMARK, conntrack state) and returns every possible
-//! outcome as [`Branch`]es with the deciding rule. What it cannot know (rate limits, `recent`,
-//! modules it does not model, missing chains) is explored both ways and reported as MAY rather
-//! than guessed; so are rules the caller could not read ([`Unread`]), which make the verdict
-//! UNDETERMINED. [`report`] renders results as text or the stable JSON contract, with the
-//! Kubernetes meaning from `nfscope-annotate`.
+//! Owns the pure packet tracer: given the rulesets of a node (iptables of both backends and
+//! families, native nftables tables in [`TraceInput::native`]), its ipset contents, local
+//! addresses and routes, [`trace`] walks a described [`Packet`] through the netfilter hooks the
+//! way the kernel would — at each hook every base chain registered there in priority order
+//! (iptables tables at their standard priorities, native `ip`/`ip6` chains for their family and
+//! `inet` chains for both; nat chains inside the NAT core until one sets up a binding; `accept`
+//! ends only its base chain, a drop or reject anywhere is final), jumps, gotos, RETURN, policies,
+//! NAT on new connections, marks, conntrack state — and returns every possible outcome as
+//! [`Branch`]es with the deciding rule. Native rules are decided by [`typed_eval`], an evaluator
+//! of the typed rule model (`nfscope_ruleset::typed`), not of nft syntax, so iptables rules can
+//! share it once lowered to that model; iptables rules are still decided by `matcher`. What it
+//! cannot know (rate limits, `recent`, dynamic sets, modules or expressions it does not model,
+//! missing chains) is explored both ways and reported as MAY rather than guessed; so are rules the
+//! caller could not read ([`Unread`]), which make the verdict UNDETERMINED, and bridge/netdev
+//! chains the packet may cross, which are named and not traced. [`report`] renders results as
+//! text or the stable JSON contract, with the Kubernetes meaning from `nfscope-annotate`.
 //!
 //! It does no I/O and reads no clock: reading the live node (rules, ipset members, addresses,
 //! routes) is the caller's job (`nfscope-kernel`, the CLI). Approximations are documented where
-//! they are made: at equal hook priority the legacy backend's table runs before the nft one;
-//! policy routing and tables other than main/local are ignored; `statistic --mode nth` is
-//! treated as probability 1/every.
+//! they are made: at equal hook priority the legacy backend's table runs before the iptables-nft
+//! one and both before native chains (the kernel runs the most recently registered first, which a
+//! dump does not tell); policy routing and tables other than main/local are ignored; `statistic
+//! --mode nth` and `numgen inc` are treated as their long-run share.
 
 #![forbid(unsafe_code)]
 mod engine;
 mod matcher;
+mod nft_walk;
 mod packet;
 pub mod report;
 mod result;
 pub mod routes;
 mod sets;
 mod state;
+pub mod typed_eval;
 
 use std::net::IpAddr;
 
+use nfscope_ruleset::typed::NftRuleset;
 use nfscope_ruleset::{Backend, Family, IpSet, Ruleset};
 
 pub use engine::{Tracer, endpoint};
@@ -63,6 +74,12 @@ pub enum TraceError {
 pub struct TraceInput {
     /// Rulesets of any family and backend; each is traced when the packet's family matches.
     pub rulesets: Vec<Ruleset>,
+    /// Native nftables tables (`nft list ruleset`), traced at their hooks and priorities beside
+    /// the iptables tables: `ip` and `ip6` tables for their family, `inet` for both. Tables
+    /// iptables-nft manages must not be here (they come as `rulesets` with backend nft, and would
+    /// run twice); arp tables never see IP packets; bridge and netdev tables a packet may cross
+    /// make the result MAY with a note.
+    pub native: Vec<NftRuleset>,
     /// ipset contents (with members); `None` = not available, so set matches are undetermined.
     pub ipsets: Option<Vec<IpSet>>,
     /// The node's own addresses (loopback is always local).
@@ -126,6 +143,7 @@ impl TraceInput {
     pub fn new(rulesets: Vec<Ruleset>) -> Self {
         Self {
             rulesets,
+            native: Vec::new(),
             ipsets: None,
             local_addrs: Vec::new(),
             routes: None,
@@ -162,3 +180,6 @@ mod tests;
 
 #[cfg(test)]
 mod fidelity_tests;
+
+#[cfg(test)]
+mod nft_tests;

@@ -369,7 +369,7 @@ fn icmp_type_outcome(spec: &str, (t, c): (u8, u8), proto: Proto) -> Outcome {
     }
 }
 
-fn icmp_name(name: &str, proto: Proto) -> Option<(u8, Option<u8>)> {
+pub(crate) fn icmp_name(name: &str, proto: Proto) -> Option<(u8, Option<u8>)> {
     let v4: &[(&str, u8, Option<u8>)] = &[
         ("echo-reply", 0, None),
         ("pong", 0, None),

@@ -10,6 +10,8 @@
 use std::fmt::Write as _;
 
 use nfscope_annotate::{Annotation, Annotations, Meaning, Owner};
+use nfscope_ruleset::nft::render_rule;
+use nfscope_ruleset::typed::{NftFamily, Value};
 use nfscope_ruleset::{Policy, render_rule_spec};
 use serde::Serialize;
 
@@ -59,6 +61,9 @@ pub struct RuleView {
     pub rule: String,
     /// Owner and Kubernetes meaning, e.g. `kube-proxy: service default/web:http endpoint 10.0.0.5:80`.
     pub annotation: Option<String>,
+    /// The kernel's rule handle (native nftables rules, when the dump has it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handle: Option<u64>,
 }
 
 /// Rewritten addresses.
@@ -156,6 +161,9 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn rule(&self, r: RuleRef) -> RuleView {
+        if r.native {
+            return self.native_rule(r);
+        }
         let rs = &self.input.rulesets[r.ruleset];
         let table = &rs.tables[r.table];
         let chain = &table.chains[r.chain];
@@ -177,10 +185,49 @@ impl Ctx<'_> {
             rule_index: r.rule.map(|i| i + 1),
             rule,
             annotation: self.annotation(r),
+            handle: None,
+        }
+    }
+
+    /// A native nftables rule (or base-chain policy) in nft syntax.
+    fn native_rule(&self, r: RuleRef) -> RuleView {
+        let table = &self.input.native[r.ruleset].tables[r.table];
+        let chain = &table.chains[r.chain];
+        let rule = r.rule.and_then(|i| chain.rules.get(i));
+        let text = match rule {
+            Some(rule) => render_rule(rule),
+            None => {
+                let policy = chain.base.as_ref().and_then(|b| b.policy);
+                format!(
+                    "policy {}",
+                    if policy == Some(nfscope_ruleset::typed::Policy::Drop) {
+                        "drop"
+                    } else {
+                        "accept"
+                    }
+                )
+            }
+        };
+        RuleView {
+            family: match table.family {
+                NftFamily::Ip => "ipv4".to_owned(),
+                NftFamily::Ip6 => "ipv6".to_owned(),
+                f => f.as_str().to_owned(),
+            },
+            backend: "nftables".to_owned(),
+            table: table.name.clone(),
+            chain: chain.name.clone(),
+            rule_index: rule.map(|x| x.position),
+            rule: text,
+            annotation: None,
+            handle: rule.and_then(|x| x.handle),
         }
     }
 
     fn annotation_of(&self, r: RuleRef) -> Option<&Annotation> {
+        if r.native {
+            return None;
+        }
         let ann = self.annotations.get(r.ruleset)?;
         let rule = r.rule.map(|i| ann.rule(r.table, r.chain, i));
         let chain = ann.chain(r.table, r.chain);
@@ -191,6 +238,9 @@ impl Ctx<'_> {
     }
 
     fn meaning(&self, r: RuleRef) -> Option<&Meaning> {
+        if r.native {
+            return None;
+        }
         let ann = self.annotations.get(r.ruleset)?;
         r.rule
             .and_then(|i| ann.rule(r.table, r.chain, i).meaning.as_ref())
@@ -286,6 +336,12 @@ impl Ctx<'_> {
             });
         };
         let denied = matches!(result.verdict, Verdict::Drop | Verdict::Reject);
+        if by.native
+            && denied
+            && let Some(text) = self.kube_proxy_nft_denial(packet, by, result.verdict)
+        {
+            return Some(text);
+        }
         match (self.meaning(by), denied) {
             (Some(Meaning::KubeRouterPod { namespace, pod }), true) => Some(format!(
                 "no NetworkPolicy rule admits {} to pod {namespace}/{pod} on {service}",
@@ -357,6 +413,58 @@ impl Ctx<'_> {
         None
     }
 
+    /// kube-proxy's nftables mode: why its rules dropped or rejected the packet, from its chain
+    /// names, rule comments and the element comments of its no-endpoint maps.
+    fn kube_proxy_nft_denial(
+        &self,
+        packet: &Packet,
+        by: RuleRef,
+        verdict: Verdict,
+    ) -> Option<String> {
+        let table = &self.input.native[by.ruleset].tables[by.table];
+        if table.name != "kube-proxy" {
+            return None;
+        }
+        let chain = &table.chains[by.chain];
+        let dst = endpoint(packet.dst, packet.dport);
+        if chain.name == "reject-chain"
+            || matches!(
+                chain.name.as_str(),
+                "service-endpoints-check" | "nodeport-endpoints-check"
+            )
+        {
+            let service = ["no-endpoint-services", "no-endpoint-nodeports"]
+                .iter()
+                .filter_map(|m| table.set(m))
+                .flat_map(|m| &m.elements)
+                .find(|e| kube_element_matches(&e.key, packet))
+                .and_then(|e| e.comment.clone())?;
+            return Some(if verdict == Verdict::Reject {
+                format!("service {service} has no endpoints, so kube-proxy rejects {dst}")
+            } else {
+                format!("service {service} has no local endpoints, so kube-proxy drops {dst}")
+            });
+        }
+        let comment = by
+            .rule
+            .and_then(|i| chain.rules.get(i))
+            .and_then(|r| r.comment.as_deref())?;
+        if comment.starts_with("Reject traffic to invalid ports of ClusterIPs") {
+            return Some(format!(
+                "{} is a ClusterIP, but no Service port is {}: kube-proxy rejects it",
+                packet.dst,
+                port_label(packet)
+            ));
+        }
+        if comment.starts_with("Drop traffic to unallocated ClusterIPs") {
+            return Some(format!(
+                "{} is in the Service CIDR but no Service has it: kube-proxy drops it",
+                packet.dst
+            ));
+        }
+        None
+    }
+
     /// "service X → endpoint Y" from the DNAT step of each branch.
     fn endpoint_reached(&self, result: &TraceResult) -> Option<String> {
         let main = result.main();
@@ -364,6 +472,9 @@ impl Ctx<'_> {
             .steps
             .iter()
             .find(|s| matches!(s.effect, Effect::Dnat(_)))?;
+        if let Some(r) = step.at.filter(|r| r.native) {
+            return self.kube_proxy_nft_endpoint(r, result);
+        }
         let Some(Meaning::KubeEndpoint { service, endpoint }) =
             step.at.and_then(|r| self.meaning(r))
         else {
@@ -381,6 +492,62 @@ impl Ctx<'_> {
         Some(format!(
             "service {service} sends it to endpoint {endpoint}{share}"
         ))
+    }
+}
+
+impl Ctx<'_> {
+    /// kube-proxy's nftables endpoint chains are named
+    /// `endpoint-HASH-NAMESPACE/NAME/PROTO/PORTNAME__IP/PORT`.
+    fn kube_proxy_nft_endpoint(&self, r: RuleRef, result: &TraceResult) -> Option<String> {
+        let table = &self.input.native[r.ruleset].tables[r.table];
+        if table.name != "kube-proxy" {
+            return None;
+        }
+        let name = table.chains[r.chain].name.strip_prefix("endpoint-")?;
+        let (_, rest) = name.split_once('-')?;
+        let (svc, _) = rest.split_once("__")?;
+        let parts: Vec<&str> = svc.split('/').collect();
+        let [ns, svc, _proto, port] = parts.as_slice() else {
+            return None;
+        };
+        let main = result.main();
+        let (ip, port_no) = main.dnat?;
+        let n = result.branches.len();
+        let share = if n > 1 {
+            format!(
+                " (one of {n} branches, probability {})",
+                fmt_prob(main.probability)
+            )
+        } else {
+            String::new()
+        };
+        let port = if port.is_empty() {
+            String::new()
+        } else {
+            format!(":{port}")
+        };
+        Some(format!(
+            "service {ns}/{svc}{port} sends it to endpoint {}{share}",
+            endpoint(ip, port_no)
+        ))
+    }
+}
+
+/// Does a kube-proxy no-endpoint map key (`IP . PROTO . PORT` or `PROTO . PORT`) name this packet?
+fn kube_element_matches(key: &Value, packet: &Packet) -> bool {
+    let Value::Concat(parts) = key else {
+        return false;
+    };
+    let proto_ok = |v: &Value| match v {
+        Value::Sym(s) => s == packet.proto.as_str(),
+        Value::Int(n) => *n == u64::from(packet.proto.number()),
+        _ => false,
+    };
+    let port_ok = |v: &Value| matches!(v, Value::Int(p) if Some(*p) == packet.dport.map(u64::from));
+    match parts.as_slice() {
+        [Value::Addr(a), proto, port] => *a == packet.dst && proto_ok(proto) && port_ok(port),
+        [proto, port] => proto_ok(proto) && port_ok(port),
+        _ => false,
     }
 }
 
@@ -479,9 +646,12 @@ pub fn render_text(packet: &Packet, report: &Report) -> String {
         let index = by
             .rule_index
             .map_or_else(|| "policy".to_owned(), |i| format!("rule {i}"));
+        let handle = by
+            .handle
+            .map_or_else(String::new, |h| format!(" # handle {h}"));
         let _ = writeln!(
             out,
-            "decided by: {} {} {}/{} {index}: {}",
+            "decided by: {} {} {}/{} {index}: {}{handle}",
             by.family, by.backend, by.table, by.chain, by.rule
         );
         if let Some(a) = &by.annotation {

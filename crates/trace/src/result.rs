@@ -37,9 +37,12 @@ impl Verdict {
     }
 }
 
-/// A place in the traced rulesets: indices into `TraceInput::rulesets[ruleset].tables[table].chains[chain].rules[rule]`.
+/// A place in the traced rulesets: indices into `TraceInput::rulesets[ruleset].tables[table].chains[chain].rules[rule]`,
+/// or, when `native`, into `TraceInput::native[ruleset].tables[table].chains[chain].rules[rule]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RuleRef {
+    /// A native nftables rule (`TraceInput::native`) rather than an iptables one.
+    pub native: bool,
     /// Index of the ruleset.
     pub ruleset: usize,
     /// Index of the table.
