@@ -68,7 +68,7 @@ pub(crate) fn unread_sources(snapshot: &Snapshot) -> Vec<Unread> {
             let (source, family, backend) = match s.kind {
                 SourceKind::Rules { family, backend } => ("rules", Some(family), Some(backend)),
                 SourceKind::Ipsets => ("ipsets", None, None),
-                SourceKind::NativeRules => ("native nftables rules", None, None),
+                SourceKind::NativeRules => (nfscope_trace::NATIVE_RULES_SOURCE, None, None),
                 SourceKind::Conntrack => return None,
             };
             Some(Unread {

@@ -305,9 +305,10 @@ fn live_input_with(mut options: nfscope_kernel::CollectOptions) -> Result<TraceI
     let unread = crate::rules_cmd::unread_sources(&snapshot);
     let host = nfscope_kernel::host::read_host(netns, timeout, options.tool_dir.as_deref())
         .map_err(|e| Failure::Other(anyhow::Error::new(e)))?;
+    // Native tables (the reader leaves iptables-nft's out); a failed read is in `unread`.
+    let native = snapshot.nftables.ruleset.as_deref().cloned();
     let mut input = TraceInput::new(snapshot.rulesets);
-    // live native tables: from snapshot (`Snapshot.nftables.ruleset`, native tables only, and
-    // an unread source when reading them failed), wired once nfscope_kernel provides them.
+    input.native = native.into_iter().collect();
     input.unread = unread;
     input.ipsets = match host.ipsets {
         Some(Ok(sets)) => Some(sets),

@@ -515,3 +515,108 @@ fn doctor_counts_native_tables_and_warns_when_two_systems_program_one_hook() {
         "{check}"
     );
 }
+
+/// Issue 11's first case, live: a one-rule native table drops a port. The kernel is the oracle:
+/// the client's connection to that port times out (to another port it is refused at once) and
+/// the rule's counter moved; the live trace must name that rule, not answer ACCEPT.
+#[test]
+fn live_trace_names_the_native_rule_that_drops() {
+    if !root_or_skip("live_trace_names_the_native_rule_that_drops") {
+        return;
+    }
+    let ns = TestNetns::new("clinftdrop").expect("create a test namespace");
+    let client = TestNetns::new("clinftcli").expect("create a client namespace");
+    let (node_if, _) = ns
+        .veth_to(&client, &["10.99.0.1/24"], &["10.99.0.2/24"])
+        .expect("veth pair");
+    let out = ns.exec_input(
+        &["nft", "-f", "-"],
+        "table ip s {\n\tchain i {\n\t\ttype filter hook input priority 0;\n\
+         \t\ttcp dport 5555 counter drop\n\t}\n}\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = |port: u16| {
+        client.sh(&format!(
+            "timeout 2 bash -c 'echo > /dev/tcp/10.99.0.1/{port}'; echo $?"
+        ))
+    };
+    let dropped = String::from_utf8_lossy(&status(5555).stdout)
+        .trim()
+        .to_owned();
+    let refused = String::from_utf8_lossy(&status(5556).stdout)
+        .trim()
+        .to_owned();
+    assert_eq!(
+        (dropped.as_str(), refused.as_str()),
+        ("124", "1"),
+        "client saw"
+    );
+    let listed = ns.sh_ok("nft list table ip s");
+    assert!(
+        !listed.contains("packets 0 "),
+        "the kernel's counter moved: {listed}"
+    );
+
+    let trace = json_of(&[
+        "trace",
+        "--netns",
+        ns.name(),
+        "--src",
+        "10.99.0.2",
+        "--dst",
+        "10.99.0.1",
+        "--proto",
+        "tcp",
+        "--sport",
+        "40000",
+        "--dport",
+        "5555",
+        "--in",
+        &node_if,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(trace["verdict"], "DROP", "{trace:#}");
+    assert_eq!(trace["certainty"], "MUST", "{trace:#}");
+    let by = &trace["decided_by"];
+    assert_eq!(
+        (
+            &by["backend"],
+            &by["table"],
+            &by["chain"],
+            &by["rule_index"]
+        ),
+        (
+            &Value::from("nftables"),
+            &Value::from("s"),
+            &Value::from("i"),
+            &Value::from(1)
+        ),
+        "{trace:#}"
+    );
+    // Another port passes the same table: the answer is not a blanket DROP.
+    let other = json_of(&[
+        "trace",
+        "--netns",
+        ns.name(),
+        "--src",
+        "10.99.0.2",
+        "--dst",
+        "10.99.0.1",
+        "--proto",
+        "tcp",
+        "--sport",
+        "40000",
+        "--dport",
+        "5556",
+        "--in",
+        &node_if,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(other["verdict"], "ACCEPT", "{other:#}");
+}

@@ -465,3 +465,28 @@ COMMIT
     let result = trace(&input, &p).unwrap();
     assert_eq!(result.verdict, Verdict::Reject, "IPv6 local is UNICAST too");
 }
+
+#[test]
+fn unread_native_tables_make_either_family_undetermined() {
+    // `nft -j list ruleset` failed: an `inet` table could hold a drop at any hook of either family.
+    let text =
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+    let mut input = TraceInput::new(vec![rules(text, Family::Ipv4)]);
+    input.local_addrs = vec![ip("10.0.0.5")];
+    let p = packet(Proto::Tcp, "10.0.0.9", "10.0.0.5", 80, "eth0");
+    assert_eq!(trace(&input, &p).unwrap().verdict, Verdict::Accept);
+    input.unread.push(Unread {
+        source: crate::NATIVE_RULES_SOURCE.into(),
+        method: "exec nft -j list ruleset".into(),
+        family: None,
+        backend: None,
+        reason: "nft: not found".into(),
+    });
+    let result = trace(&input, &p).unwrap();
+    assert_eq!(
+        (result.verdict, result.must),
+        (Verdict::Undetermined, false)
+    );
+    let json = report_json(&input, &p, &result);
+    assert_eq!(json["unread"][0]["source"], crate::NATIVE_RULES_SOURCE);
+}

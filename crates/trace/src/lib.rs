@@ -100,6 +100,10 @@ pub struct TraceInput {
     pub unread: Vec<Unread>,
 }
 
+/// [`Unread::source`] of native nftables tables that could not be read (`nft -j list ruleset`):
+/// they may hold a base chain at any hook, of either family (`inet`).
+pub const NATIVE_RULES_SOURCE: &str = "native nftables rules";
+
 /// A source the caller could not read, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Unread {
@@ -121,7 +125,8 @@ impl Unread {
     /// rules of the other family cannot. Other sources (ipsets, routes) lower certainty where
     /// they are used (a set match, the routing decision), not here.
     pub fn could_decide(&self, family: Family) -> bool {
-        self.source == "rules" && self.family.is_none_or(|f| f == family)
+        let rules = self.source == "rules" || self.source == NATIVE_RULES_SOURCE;
+        rules && self.family.is_none_or(|f| f == family)
     }
 
     /// `ipv4 legacy rules (getsockopt …)`, for messages.
