@@ -476,7 +476,7 @@ fn unread_native_tables_make_either_family_undetermined() {
     let p = packet(Proto::Tcp, "10.0.0.9", "10.0.0.5", 80, "eth0");
     assert_eq!(trace(&input, &p).unwrap().verdict, Verdict::Accept);
     input.unread.push(Unread {
-        source: crate::NATIVE_RULES_SOURCE.into(),
+        source: NATIVE_RULES_SOURCE.into(),
         method: "exec nft -j list ruleset".into(),
         family: None,
         backend: None,
@@ -488,5 +488,5 @@ fn unread_native_tables_make_either_family_undetermined() {
         (Verdict::Undetermined, false)
     );
     let json = report_json(&input, &p, &result);
-    assert_eq!(json["unread"][0]["source"], crate::NATIVE_RULES_SOURCE);
+    assert_eq!(json["unread"][0]["source"], NATIVE_RULES_SOURCE);
 }
