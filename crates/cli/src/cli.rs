@@ -44,7 +44,8 @@ Endpoints:
   /                  index of these endpoints
   /metrics           Prometheus text exposition
   /healthz           liveness; never waits for a collection
-  /api/rules         a fresh collection as JSON (parsed, annotated rules with counters)
+  /api/rules         every ruleset as JSON (iptables and native nftables; concurrent requests
+                     share one read, reused for --api-reuse-seconds)
   /api/trace         which rule decides a packet's fate (?src=&dst=&proto=&dport=…)
   with --flows also:
   /api/flows         live and recent TCP connections as JSON

@@ -308,7 +308,7 @@ fn router(app: Arc<App>, limits: &HttpLimits, stats: &Arc<HttpStats>, flows: boo
 const INDEX: &str = "nfscope exporter\n\n\
 /metrics           Prometheus text exposition of rule, chain, ipset and conntrack counters\n\
 /healthz           liveness: answers \"ok\" without waiting for a collection\n\
-/api/rules         a fresh collection as JSON (parsed, annotated rules with counters)\n\
+/api/rules         every ruleset as JSON (iptables and native nftables; annotated rules with counters; one shared read, reused --api-reuse-seconds)\n\
 /api/trace         which rule decides a packet's fate, e.g. /api/trace?src=10.0.0.1&dst=10.96.0.10&proto=tcp&dport=80\n";
 
 /// The index's lines for the flow monitor's routes (`serve --flows`).

@@ -518,17 +518,38 @@ fn interface_churn_and_down_interfaces_lose_no_connections() {
         ports.push(lab.connect(b'F', 100 + i, 200).0);
     }
     churner.join().expect("churn rounds succeeded");
-    let doc = wait_for(&server, "every connection closed", |doc| {
-        let closed = by_client_port(doc, "closed");
-        ports
+    // The server closes first, so its side holds TIME_WAIT and the client may reuse a port for a
+    // later connection: each connection is identified by (client port, bytes it sent), which the
+    // client chose distinct.
+    let sent: Vec<(u16, u64)> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, &port)| (port, 100 + i as u64))
+        .collect();
+    let closed_fin = |doc: &Value| -> Vec<(u16, u64)> {
+        doc["closed"]
+            .as_array()
+            .unwrap()
             .iter()
-            .all(|p| closed.get(p).is_some_and(|f| f["end"] == "fin"))
+            .filter(|f| f["dialled"]["port"] == 80 && f["end"] == "fin")
+            .map(|f| {
+                (
+                    f["client"]["port"].as_u64().unwrap() as u16,
+                    f["payload_bytes"]["client_to_server"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let doc = wait_for(&server, "every connection closed", |doc| {
+        let closed = closed_fin(doc);
+        sent.iter().all(|c| closed.contains(c))
     });
-    let closed = by_client_port(&doc, "closed");
-    for (i, port) in ports.iter().enumerate() {
+    let closed = closed_fin(&doc);
+    for connection in &sent {
         assert_eq!(
-            closed[port]["payload_bytes"]["client_to_server"],
-            100 + i as u64
+            closed.iter().filter(|c| *c == connection).count(),
+            1,
+            "connection (client port, bytes sent) {connection:?} closed once"
         );
     }
     assert!(server.running(), "the server survived the churn");
