@@ -177,6 +177,86 @@ pub(crate) fn canon_exprs(exprs: Vec<crate::typed::Expr>) -> Vec<crate::typed::E
     out
 }
 
+/// One form per meaning across languages, for comparing a lowered iptables rule with nft's own
+/// translation of it (`iptables-translate`): [`canon_exprs`](self), and a protocol check (`ip protocol
+/// tcp`, `meta l4proto tcp`) dropped wherever a later match of the same rule reads that protocol's
+/// header (`tcp dport`, `tcp flags`, `icmp type`), since that key carries the check; iptables-translate
+/// keeps `ip protocol` before `-m multiport`, the lowering folds it as for `-m tcp`. Counter values
+/// are kept (callers clear them when they compare rules from different dumps).
+pub fn canonical_exprs(exprs: Vec<crate::typed::Expr>) -> Vec<crate::typed::Expr> {
+    use crate::typed::{Expr, Key, Match, Op, ProtoVia, Rhs, Value};
+    let exprs = canon_exprs(exprs);
+    let header = |e: &Expr| -> Option<&'static str> {
+        let Expr::Match(Match { key, .. }) = e else {
+            return None;
+        };
+        let key = match key {
+            Key::Masked { key, .. } => &**key,
+            Key::Concat(ks) => ks
+                .iter()
+                .find(|k| matches!(k, Key::Port { proto: Some(_), .. }))
+                .unwrap_or(key),
+            k => k,
+        };
+        match key {
+            Key::Port { proto: Some(p), .. } => Some(p.as_str()),
+            Key::TcpFlags => Some("tcp"),
+            Key::Icmp { v6: false, .. } => Some("icmp"),
+            Key::Icmp { v6: true, .. } => Some("icmpv6"),
+            _ => None,
+        }
+    };
+    let proto = |e: &Expr| -> Option<&'static str> {
+        let Expr::Match(Match {
+            key: Key::L4Proto {
+                via: ProtoVia::Meta | ProtoVia::IpProtocol,
+            },
+            op: Op::Eq,
+            rhs: Rhs::Values(v),
+        }) = e
+        else {
+            return None;
+        };
+        let [v] = v.as_slice() else { return None };
+        Some(match v {
+            Value::Sym(s) => match s.as_str() {
+                "tcp" => "tcp",
+                "udp" => "udp",
+                "sctp" => "sctp",
+                "dccp" => "dccp",
+                "udplite" => "udplite",
+                "icmp" => "icmp",
+                "icmpv6" | "ipv6-icmp" => "icmpv6",
+                _ => return None,
+            },
+            Value::Int(6) => "tcp",
+            Value::Int(17) => "udp",
+            Value::Int(132) => "sctp",
+            Value::Int(33) => "dccp",
+            Value::Int(136) => "udplite",
+            Value::Int(1) => "icmp",
+            Value::Int(58) => "icmpv6",
+            _ => return None,
+        })
+    };
+    let keep: Vec<bool> = (0..exprs.len())
+        .map(|i| match proto(&exprs[i]) {
+            Some(p) => !exprs[i + 1..].iter().any(|e| header(e) == Some(p)),
+            None => true,
+        })
+        .collect();
+    exprs
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(e, k)| k.then_some(e))
+        .collect()
+}
+
+/// The bit of a TCP flag name (`syn` → 0x02), for the iptables lowering.
+pub(crate) fn tcp_flag_bit(name: &str) -> Option<u64> {
+    expr::tcp_flag(name)
+}
+
 /// Well-known service names (IANA, as `/etc/services` has them) that older nft versions print for
 /// ports; a name not listed here stays a symbol (an evaluator treats it as unknown).
 const SERVICES: &[(&str, u64)] = &[
