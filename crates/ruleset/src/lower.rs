@@ -116,6 +116,22 @@ pub fn lower_rule(rule: &Rule, family: Family, position: usize) -> TypedRule {
         exprs: Vec::new(),
         comments: Vec::new(),
     };
+    for (iface, dir) in [
+        (&spec.in_interface, IfaceDir::In),
+        (&spec.out_interface, IfaceDir::Out),
+    ] {
+        if let Some(i) = iface {
+            let name = match i.value.strip_suffix('+') {
+                Some(p) => format!("{p}*"),
+                None => i.value.clone(),
+            };
+            cx.push(
+                Key::Iface { dir, by_name: true },
+                neg(i.negated),
+                vec![Value::Str(name)],
+            );
+        }
+    }
     if let Some(p) = &spec.protocol {
         let folded = !p.negated && cx.proto_folded(&spec.matches);
         if !folded {
@@ -146,22 +162,6 @@ pub fn lower_rule(rule: &Rule, family: Family, position: usize) -> TypedRule {
                     a.value
                 )),
             }
-        }
-    }
-    for (iface, dir) in [
-        (&spec.in_interface, IfaceDir::In),
-        (&spec.out_interface, IfaceDir::Out),
-    ] {
-        if let Some(i) = iface {
-            let name = match i.value.strip_suffix('+') {
-                Some(p) => format!("{p}*"),
-                None => i.value.clone(),
-            };
-            cx.push(
-                Key::Iface { dir, by_name: true },
-                neg(i.negated),
-                vec![Value::Str(name)],
-            );
         }
     }
     if let Some(not) = spec.fragment {
@@ -198,7 +198,7 @@ fn neg(n: bool) -> Op {
 fn proto_value(p: &str) -> Value {
     let p = p.to_ascii_lowercase();
     match p.as_str() {
-        "ipv6-icmp" | "icmp6" => Value::Sym("icmpv6".into()),
+        "icmpv6" | "icmp6" => Value::Sym("ipv6-icmp".into()),
         _ => int(&p).unwrap_or(Value::Sym(p)),
     }
 }
@@ -389,7 +389,7 @@ impl Cx {
                         proto: "ether".into(),
                         field: "saddr".into(),
                     },
-                    Value::Other(v.to_ascii_lowercase()),
+                    Value::Sym(v.to_ascii_lowercase()),
                 ))
             }),
             "pkttype" => self.each(m, |o| {
@@ -416,6 +416,65 @@ impl Cx {
                     },
                 ))
             }),
+            "ttl" | "hl" => {
+                let (proto, field) = if m.module == "ttl" {
+                    ("ip", "ttl")
+                } else {
+                    ("ip6", "hoplimit")
+                };
+                self.each_op(m, |o| {
+                    let v = int(o.values.first()?)?;
+                    let op = match o.name.rsplit('-').next()? {
+                        "eq" => neg(o.negated),
+                        "lt" if !o.negated => Op::Lt,
+                        "gt" if !o.negated => Op::Gt,
+                        _ => return None,
+                    };
+                    Some((
+                        Key::Payload {
+                            proto: proto.into(),
+                            field: field.into(),
+                        },
+                        op,
+                        v,
+                    ))
+                })
+            }
+            "rpfilter" => {
+                let has = |n: &str| m.options.iter().any(|o| o.name == n && !o.negated);
+                if !m
+                    .options
+                    .iter()
+                    .all(|o| matches!(o.name.as_str(), "invert" | "validmark" | "loose"))
+                {
+                    false
+                } else {
+                    // The reverse route lookup finds no output interface: `fib … oif 0`.
+                    let mut flags = vec!["saddr".to_owned()];
+                    if has("validmark") {
+                        flags.push("mark".into());
+                    }
+                    if !has("loose") {
+                        flags.push("iif".into());
+                    }
+                    self.push(
+                        Key::Fib {
+                            flags,
+                            result: "oif".into(),
+                        },
+                        if has("invert") { Op::Eq } else { Op::Ne },
+                        vec![Value::Int(0)],
+                    );
+                    true
+                }
+            }
+            "limit" if limit_text(m).is_some() => {
+                self.exprs.push(Expr::Stateful {
+                    kind: "limit".to_owned(),
+                    text: limit_text(m).expect("checked"),
+                });
+                true
+            }
             "limit" | "hashlimit" | "quota" | "connlimit" | "connbytes" => {
                 let kind = match m.module.as_str() {
                     "connlimit" => "ct count",
@@ -437,11 +496,16 @@ impl Cx {
 
     /// Every option is one `KEY [!=] VALUE` match built by `f`; `false` when one is not.
     fn each(&mut self, m: &IptMatch, f: impl Fn(&OptionArg) -> Option<(Key, Value)>) -> bool {
+        self.each_op(m, |o| f(o).map(|(k, v)| (k, neg(o.negated), v)))
+    }
+
+    /// As [`Cx::each`], with the operator chosen by `f`.
+    fn each_op(&mut self, m: &IptMatch, f: impl Fn(&OptionArg) -> Option<(Key, Op, Value)>) -> bool {
         for o in &m.options {
-            let Some((key, v)) = f(o) else {
+            let Some((key, op, v)) = f(o) else {
                 return false;
             };
-            self.push(key, neg(o.negated), vec![v]);
+            self.push(key, op, vec![v]);
         }
         true
     }
@@ -538,7 +602,10 @@ impl Cx {
     }
 
     fn conntrack(&mut self, m: &IptMatch) -> bool {
-        for o in &m.options {
+        // nft's translation reads the protocol first; a conjunction's order does not matter.
+        let (first, rest): (Vec<&OptionArg>, Vec<&OptionArg>) =
+            m.options.iter().partition(|o| o.name == "ctproto");
+        for o in first.into_iter().chain(rest) {
             let Some(v) = o.values.first() else {
                 return false;
             };
@@ -546,17 +613,21 @@ impl Cx {
             let ct = |dir, key| Key::Ct { dir, key };
             match o.name.as_str() {
                 "state" | "ctstate" | "ctstatus" => {
-                    let key = if o.name == "ctstatus" {
-                        CtKey::Status
-                    } else {
-                        CtKey::State
-                    };
-                    let vals = v
+                    // `--ctstate SNAT,DNAT` are status bits (`ct status dnat`).
+                    let (status, state): (Vec<String>, Vec<String>) = v
                         .split(',')
-                        .map(|s| Value::Sym(s.to_ascii_lowercase()))
-                        .collect();
+                        .map(str::to_ascii_lowercase)
+                        .partition(|s| o.name == "ctstatus" || s == "snat" || s == "dnat");
+                    if !o.negated && !status.is_empty() && !state.is_empty() {
+                        // "any of" across two keys is not one conjunction.
+                        return false;
+                    }
                     let op = if o.negated { Op::Ne } else { Op::Implicit };
-                    self.push(ct(None, key), op, vals);
+                    for (key, vals) in [(CtKey::State, state), (CtKey::Status, status)] {
+                        if !vals.is_empty() {
+                            self.push(ct(None, key), op, vals.into_iter().map(Value::Sym).collect());
+                        }
+                    }
                 }
                 "ctproto" => self.push(
                     ct(Some(CtDir::Original), CtKey::Other("protocol".into())),
@@ -585,10 +656,7 @@ impl Cx {
                     self.push(
                         ct(
                             Some(dir),
-                            CtKey::Addr {
-                                v6: Some(self.v6),
-                                dir: sd,
-                            },
+                            CtKey::Addr { v6: None, dir: sd },
                         ),
                         op,
                         vec![val],
@@ -764,44 +832,40 @@ impl Cx {
         })
     }
 
+    /// `--icmp-type NAME|T[/C]`: `icmp type T [icmp code C]`, numbers (a name that means a code
+    /// too, `port-unreachable`, is both).
     fn icmp(&mut self, m: &IptMatch) -> bool {
         let v6 = m.module == "icmp6";
-        let before = self.exprs.len();
-        let typed = self.each(m, |o| {
-            if o.name != if v6 { "icmpv6-type" } else { "icmp-type" } {
-                return None;
-            }
-            let t = o.values.first()?;
-            if t.contains('/') || t == "any" {
-                return None;
-            }
-            Some((
-                Key::Icmp { v6, is_type: true },
-                int(t).unwrap_or_else(|| Value::Sym(t.to_ascii_lowercase())),
-            ))
-        });
-        typed || {
-            self.exprs.truncate(before);
-            self.icmp_type_code(m, v6)
-        }
-    }
-
-    /// `--icmp-type T/C`: `icmp type T icmp code C`.
-    fn icmp_type_code(&mut self, m: &IptMatch, v6: bool) -> bool {
         let [o] = m.options.as_slice() else {
             return false;
         };
-        let Some((t, c)) = o.values.first().and_then(|v| v.split_once('/')) else {
-            return false;
-        };
-        let (Some(t), Some(c)) = (int(t), int(c)) else {
-            return false;
-        };
-        if o.negated {
+        if o.name != if v6 { "icmpv6-type" } else { "icmp-type" } {
             return false;
         }
-        self.push(Key::Icmp { v6, is_type: true }, Op::Eq, vec![t]);
-        self.push(Key::Icmp { v6, is_type: false }, Op::Eq, vec![c]);
+        let Some(t) = o.values.first() else {
+            return false;
+        };
+        let (ty, code) = match t.split_once('/') {
+            Some((a, b)) => match (parse_u64(a), parse_u64(b)) {
+                (Some(a), Some(b)) => (a, Some(b)),
+                _ => return false,
+            },
+            None => match parse_u64(t).map(|n| (n, None)).or_else(|| icmp_name(t, v6)) {
+                Some(tc) => tc,
+                None => return false,
+            },
+        };
+        if o.negated && code.is_some() {
+            return false;
+        }
+        self.push(
+            Key::Icmp { v6, is_type: true },
+            neg(o.negated),
+            vec![Value::Int(ty)],
+        );
+        if let Some(c) = code {
+            self.push(Key::Icmp { v6, is_type: false }, Op::Eq, vec![Value::Int(c)]);
+        }
         true
     }
 
@@ -886,7 +950,7 @@ impl Cx {
                     flags: Vec::new(),
                 }));
                 if let Some(m) = opt("tproxy-mark") {
-                    let Some(value) = mark_value(m) else {
+                    let Some(value) = mark_value(m, Key::Meta(MetaKey::Mark)) else {
                         return false;
                     };
                     self.exprs.push(Expr::SetMark {
@@ -907,20 +971,35 @@ impl Cx {
                 if let Some(l) = opt("log-level") {
                     options.push(format!("level {}", log_level(l)));
                 }
-                let mut flags = Vec::new();
-                for o in &t.options {
-                    flags.push(match o.name.as_str() {
-                        "log-prefix" | "log-level" => continue,
-                        "log-tcp-sequence" => "tcp sequence",
-                        "log-tcp-options" => "tcp options",
-                        "log-ip-options" => "ip options",
-                        "log-uid" => "skuid",
-                        "log-macdecode" => "ether",
-                        _ => return false,
-                    });
+                // nft's form: `flags tcp sequence,options flags ip options flags skuid`.
+                let has = |n: &str| t.options.iter().any(|o| o.name == n);
+                if !only(&[
+                    "log-prefix",
+                    "log-level",
+                    "log-tcp-sequence",
+                    "log-tcp-options",
+                    "log-ip-options",
+                    "log-uid",
+                    "log-macdecode",
+                ]) {
+                    return false;
                 }
-                if !flags.is_empty() {
-                    options.push(format!("flags {}", flags.join(",")));
+                let tcp: Vec<&str> = [("log-tcp-sequence", "sequence"), ("log-tcp-options", "options")]
+                    .into_iter()
+                    .filter(|(o, _)| has(o))
+                    .map(|(_, f)| f)
+                    .collect();
+                if !tcp.is_empty() {
+                    options.push(format!("flags tcp {}", tcp.join(",")));
+                }
+                for (o, f) in [
+                    ("log-ip-options", "flags ip options"),
+                    ("log-uid", "flags skuid"),
+                    ("log-macdecode", "flags ether"),
+                ] {
+                    if has(o) {
+                        options.push(f.to_owned());
+                    }
                 }
                 Expr::Log {
                     prefix: opt("log-prefix").map(String::from),
@@ -929,18 +1008,22 @@ impl Cx {
                 }
             }
             "NFLOG" => {
+                if !only(&[
+                    "nflog-group",
+                    "nflog-prefix",
+                    "nflog-threshold",
+                    "nflog-size",
+                    "nflog-range",
+                ]) {
+                    return false;
+                }
+                // nft's order: snaplen, then queue-threshold.
                 let mut options = Vec::new();
-                for o in &t.options {
-                    let name = match o.name.as_str() {
-                        "nflog-group" | "nflog-prefix" => continue,
-                        "nflog-threshold" => "queue-threshold",
-                        "nflog-size" | "nflog-range" => "snaplen",
-                        _ => return false,
-                    };
-                    let Some(v) = o.values.first() else {
-                        return false;
-                    };
-                    options.push(format!("{name} {v}"));
+                if let Some(v) = opt("nflog-size").or(opt("nflog-range")) {
+                    options.push(format!("snaplen {v}"));
+                }
+                if let Some(v) = opt("nflog-threshold") {
+                    options.push(format!("queue-threshold {v}"));
                 }
                 Expr::Log {
                     prefix: opt("nflog-prefix").map(String::from),
@@ -953,7 +1036,7 @@ impl Cx {
                             None => 0,
                         },
                     ),
-                    options: Vec::new(),
+                    options,
                 }
             }
             name if is_extension_target(name) => return false,
@@ -1005,6 +1088,111 @@ fn is_extension_target(name: &str) -> bool {
     )
 }
 
+/// `-m limit --limit N/unit [--limit-burst B]` as nft writes it (`limit rate N/unit burst B packets`).
+fn limit_text(m: &IptMatch) -> Option<String> {
+    let (mut rate, mut burst) = ("3/hour".to_owned(), 5u32);
+    for o in &m.options {
+        let v = o.values.first()?;
+        match o.name.as_str() {
+            "limit" if !o.negated => rate = v.clone(),
+            "limit-burst" if !o.negated => burst = v.parse().ok()?,
+            _ => return None,
+        }
+    }
+    let (n, unit) = rate.split_once('/').unwrap_or((rate.as_str(), "sec"));
+    let unit = match unit {
+        u if u.starts_with('s') => "second",
+        u if u.starts_with('m') => "minute",
+        u if u.starts_with('h') => "hour",
+        u if u.starts_with('d') => "day",
+        _ => return None,
+    };
+    Some(format!("limit rate {n}/{unit} burst {burst} packets"))
+}
+
+/// iptables' ICMP type names (`iptables -p icmp -h`): type and, for some, code.
+fn icmp_name(name: &str, v6: bool) -> Option<(u64, Option<u64>)> {
+    const V4: &[(&str, u64, Option<u64>)] = &[
+        ("echo-reply", 0, None),
+        ("pong", 0, None),
+        ("destination-unreachable", 3, None),
+        ("network-unreachable", 3, Some(0)),
+        ("host-unreachable", 3, Some(1)),
+        ("protocol-unreachable", 3, Some(2)),
+        ("port-unreachable", 3, Some(3)),
+        ("fragmentation-needed", 3, Some(4)),
+        ("source-route-failed", 3, Some(5)),
+        ("network-unknown", 3, Some(6)),
+        ("host-unknown", 3, Some(7)),
+        ("network-prohibited", 3, Some(9)),
+        ("host-prohibited", 3, Some(10)),
+        ("tos-network-unreachable", 3, Some(11)),
+        ("tos-host-unreachable", 3, Some(12)),
+        ("communication-prohibited", 3, Some(13)),
+        ("host-precedence-violation", 3, Some(14)),
+        ("precedence-cutoff", 3, Some(15)),
+        ("source-quench", 4, None),
+        ("redirect", 5, None),
+        ("network-redirect", 5, Some(0)),
+        ("host-redirect", 5, Some(1)),
+        ("tos-network-redirect", 5, Some(2)),
+        ("tos-host-redirect", 5, Some(3)),
+        ("echo-request", 8, None),
+        ("ping", 8, None),
+        ("router-advertisement", 9, None),
+        ("router-solicitation", 10, None),
+        ("time-exceeded", 11, None),
+        ("ttl-exceeded", 11, None),
+        ("ttl-zero-during-transit", 11, Some(0)),
+        ("ttl-zero-during-reassembly", 11, Some(1)),
+        ("parameter-problem", 12, None),
+        ("ip-header-bad", 12, Some(0)),
+        ("required-option-missing", 12, Some(1)),
+        ("timestamp-request", 13, None),
+        ("timestamp-reply", 14, None),
+        ("address-mask-request", 17, None),
+        ("address-mask-reply", 18, None),
+    ];
+    const V6: &[(&str, u64, Option<u64>)] = &[
+        ("destination-unreachable", 1, None),
+        ("no-route", 1, Some(0)),
+        ("communication-prohibited", 1, Some(1)),
+        ("beyond-scope", 1, Some(2)),
+        ("address-unreachable", 1, Some(3)),
+        ("port-unreachable", 1, Some(4)),
+        ("failed-policy", 1, Some(5)),
+        ("reject-route", 1, Some(6)),
+        ("packet-too-big", 2, None),
+        ("time-exceeded", 3, None),
+        ("ttl-exceeded", 3, None),
+        ("ttl-zero-during-transit", 3, Some(0)),
+        ("ttl-zero-during-reassembly", 3, Some(1)),
+        ("parameter-problem", 4, None),
+        ("bad-header", 4, Some(0)),
+        ("unknown-header-type", 4, Some(1)),
+        ("unknown-option", 4, Some(2)),
+        ("echo-request", 128, None),
+        ("ping", 128, None),
+        ("echo-reply", 129, None),
+        ("pong", 129, None),
+        ("mld-listener-query", 130, None),
+        ("mld-listener-report", 131, None),
+        ("mld-listener-done", 132, None),
+        ("router-solicitation", 133, None),
+        ("router-advertisement", 134, None),
+        ("neighbour-solicitation", 135, None),
+        ("neighbor-solicitation", 135, None),
+        ("neighbour-advertisement", 136, None),
+        ("neighbor-advertisement", 136, None),
+        ("redirect", 137, None),
+    ];
+    let name = name.to_ascii_lowercase();
+    (if v6 { V6 } else { V4 })
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, t, c)| (*t, *c))
+}
+
 fn log_level(l: &str) -> &str {
     const LEVELS: [&str; 8] = [
         "emerg", "alert", "crit", "err", "warn", "notice", "info", "debug",
@@ -1030,9 +1218,12 @@ fn reject_with(w: &str, v6: bool) -> Option<String> {
     } else {
         ("icmp", w.strip_prefix("icmp-")?)
     };
-    if rest == "port-unreachable" {
-        return None;
-    }
+    let rest = match rest {
+        "port-unreachable" => return None,
+        "adm-prohibited" => "admin-prohibited",
+        "proto-unreachable" => "prot-unreachable",
+        r => r,
+    };
     Some(format!("{fam} {rest}"))
 }
 
@@ -1093,13 +1284,25 @@ fn nat_to(s: &str, v6: bool) -> Option<(Option<NatAddr>, Option<Value>)> {
 }
 
 /// `--set-xmark V/M` and friends as a mark statement value.
-fn mark_value(s: &str) -> Option<MarkValue> {
+/// `V/M` means `mark = (mark & ~M) ^ V`.
+fn mark_value(s: &str, key: Key) -> Option<MarkValue> {
     let (v, m) = mark_mask(s)?;
     Some(match m {
         None | Some(0xffff_ffff) => MarkValue::Set(v),
         Some(m) if m == v => MarkValue::Or(v),
+        Some(0) => MarkValue::Xor(v),
         Some(m) if v == 0 => MarkValue::And(!m & 0xffff_ffff),
-        Some(m) => MarkValue::Other(format!("mark and {:#x} xor {v:#x}", !m & 0xffff_ffff)),
+        Some(m) => MarkValue::From {
+            key: Key::Masked {
+                key: Box::new(Key::Masked {
+                    key: Box::new(key),
+                    op: BitOp::And,
+                    value: !m & 0xffff_ffff,
+                }),
+                op: BitOp::Xor,
+                value: v,
+            },
+        },
     })
 }
 
@@ -1109,13 +1312,24 @@ fn set_mark(t: &Target) -> Option<Expr> {
     } else {
         MarkTarget::Ct
     };
-    let [o] = t.options.as_slice() else {
-        // CONNMARK --save-mark/--restore-mark with masks, several options.
+    let full = |n: &str| t.value(n).and_then(parse_u64).is_none_or(|m| m == 0xffff_ffff);
+    let o = t.options.first()?;
+    let masks_full = t.options[1..]
+        .iter()
+        .all(|m| matches!(m.name.as_str(), "nfmask" | "ctmask" | "mask") && full(&m.name));
+    if !masks_full {
         return None;
-    };
+    }
     let v = o.values.first().map(String::as_str);
+    let own = match target {
+        MarkTarget::Meta => Key::Meta(MetaKey::Mark),
+        MarkTarget::Ct => Key::Ct {
+            dir: None,
+            key: CtKey::Mark,
+        },
+    };
     let value = match o.name.as_str() {
-        "set-xmark" | "set-mark" => mark_value(v?)?,
+        "set-xmark" | "set-mark" => mark_value(v?, own)?,
         "or-mark" => MarkValue::Or(parse_u64(v?)?),
         "and-mark" => MarkValue::And(parse_u64(v?)?),
         "xor-mark" => MarkValue::Xor(parse_u64(v?)?),

@@ -57,6 +57,18 @@ const MODELLED: &[&str] = &[
     "-j NFLOG",
 ];
 
+/// Uses of modelled modules that stay `Unmodelled` on purpose (text prefix, why).
+const UNMODELLED_ON_PURPOSE: &[(&str, &str)] = &[
+    (
+        "-m multiport --ports",
+        "source or destination port: no single typed key",
+    ),
+    (
+        "-j DNAT --to-destination --random --to-destination",
+        "a garbled dump (options repeated, no address)",
+    ),
+];
+
 /// `-m NAME` / `-j NAME` of an `Unmodelled` expression's text.
 fn module_of(text: &str) -> String {
     text.split(' ').take(2).collect::<Vec<_>>().join(" ")
@@ -92,7 +104,9 @@ fn every_corpus_rule_lowers_and_modelled_modules_leave_nothing_unmodelled() {
                         );
                     }
                     for e in &tr.exprs {
-                        if let Expr::Unmodelled { text } = e {
+                        if let Expr::Unmodelled { text } = e
+                            && !UNMODELLED_ON_PURPOSE.iter().any(|(p, _)| text.starts_with(p))
+                        {
                             *unmodelled.entry(module_of(text)).or_default() += 1;
                             if MODELLED.contains(&module_of(text).as_str()) {
                                 eprintln!("{name}: {text}");
@@ -126,9 +140,9 @@ fn the_lowering_follows_the_one_form_table() {
         texts,
         [
             "iifname \"veth*\" ip saddr != 10.0.0.0/8 tcp dport 80 counter dnat to 10.1.0.1:8080 comment \"web\"",
-            "tcp dport { 80, 443 } ct state new meta mark & 0x4000 == 0x4000 counter jump KUBE-SVC",
-            "ip daddr . tcp dport @S fib daddr type local meta random & 0x7fffffff < 1073741824 counter goto KUBE-SVC",
-            "# unmodelled: -m recent --set counter",
+            "tcp dport { 80, 443 } ct state new meta mark & 0x00004000 == 0x00004000 counter jump KUBE-SVC",
+            "ip daddr . tcp dport @S fib daddr type local numgen random mod 2147483648 < 1073741824 counter goto KUBE-SVC",
+            "-m recent --set counter",
         ]
     );
     let (_, _, last) = lowered.rules().last().unwrap();
@@ -242,10 +256,13 @@ fn the_lowering_equals_iptables_translate_on_the_corpus() {
                 }
             }
             let theirs = translate(&ns, tool, &t.name, &decls, &rules);
-            for ((chain, mine), body) in ours.iter().zip(theirs) {
+            for (((chain, mine), body), (_, spec)) in ours.iter().zip(theirs).zip(&rules) {
                 total += 1;
                 let Some(body) = body else {
                     untranslated += 1;
+                    if untranslated % 100 == 1 {
+                        eprintln!("untranslatable ({name}): {spec}");
+                    }
                     continue;
                 };
                 let text = format!("table {fam} {} {{\nchain {chain} {{\n{body}\n}}\n}}\n", t.name);
