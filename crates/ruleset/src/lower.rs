@@ -12,9 +12,9 @@ use std::net::IpAddr;
 
 use crate::model::{Family, Match as IptMatch, OptionArg, Rule, Ruleset, Target, TargetKind};
 use crate::typed::{
-    BaseChain, BitOp, ChainType, CtDir, CtKey, Dir, Expr, Hook, IfaceDir, Key, L4Proto,
-    MarkTarget, MarkValue, Match, MetaKey, Nat, NatAddr, NatKind, NftChain, NftFamily,
-    NftRuleset, NftTable, Op, Policy, ProtoVia, Rhs, SetElem, TypedRule, Value, Verdict,
+    BaseChain, BitOp, ChainType, CtDir, CtKey, Dir, Expr, Hook, IfaceDir, Key, L4Proto, MarkTarget,
+    MarkValue, Match, MetaKey, Nat, NatAddr, NatKind, NftChain, NftFamily, NftRuleset, NftTable,
+    Op, Policy, ProtoVia, Rhs, SetElem, TypedRule, Value, Verdict,
 };
 
 impl Rule {
@@ -364,9 +364,12 @@ impl Cx {
             "multiport" => self.multiport(m),
             "state" | "conntrack" => self.conntrack(m),
             "comment" => {
-                self.comments.extend(m.options.iter().filter_map(|o| {
-                    (o.name == "comment").then(|| o.values.first().cloned().unwrap_or_default())
-                }));
+                self.comments.extend(
+                    m.options
+                        .iter()
+                        .filter(|o| o.name == "comment")
+                        .map(|o| o.values.first().cloned().unwrap_or_default()),
+                );
                 m.options.iter().all(|o| o.name == "comment" && !o.negated)
             }
             "mark" => self.mark(m, Key::Meta(MetaKey::Mark)),
@@ -500,7 +503,11 @@ impl Cx {
     }
 
     /// As [`Cx::each`], with the operator chosen by `f`.
-    fn each_op(&mut self, m: &IptMatch, f: impl Fn(&OptionArg) -> Option<(Key, Op, Value)>) -> bool {
+    fn each_op(
+        &mut self,
+        m: &IptMatch,
+        f: impl Fn(&OptionArg) -> Option<(Key, Op, Value)>,
+    ) -> bool {
         for o in &m.options {
             let Some((key, op, v)) = f(o) else {
                 return false;
@@ -625,7 +632,11 @@ impl Cx {
                     let op = if o.negated { Op::Ne } else { Op::Implicit };
                     for (key, vals) in [(CtKey::State, state), (CtKey::Status, status)] {
                         if !vals.is_empty() {
-                            self.push(ct(None, key), op, vals.into_iter().map(Value::Sym).collect());
+                            self.push(
+                                ct(None, key),
+                                op,
+                                vals.into_iter().map(Value::Sym).collect(),
+                            );
                         }
                     }
                 }
@@ -654,10 +665,7 @@ impl Cx {
                         return false;
                     };
                     self.push(
-                        ct(
-                            Some(dir),
-                            CtKey::Addr { v6: None, dir: sd },
-                        ),
+                        ct(Some(dir), CtKey::Addr { v6: None, dir: sd }),
                         op,
                         vec![val],
                     );
@@ -864,7 +872,11 @@ impl Cx {
             vec![Value::Int(ty)],
         );
         if let Some(c) = code {
-            self.push(Key::Icmp { v6, is_type: false }, Op::Eq, vec![Value::Int(c)]);
+            self.push(
+                Key::Icmp { v6, is_type: false },
+                Op::Eq,
+                vec![Value::Int(c)],
+            );
         }
         true
     }
@@ -984,11 +996,14 @@ impl Cx {
                 ]) {
                     return false;
                 }
-                let tcp: Vec<&str> = [("log-tcp-sequence", "sequence"), ("log-tcp-options", "options")]
-                    .into_iter()
-                    .filter(|(o, _)| has(o))
-                    .map(|(_, f)| f)
-                    .collect();
+                let tcp: Vec<&str> = [
+                    ("log-tcp-sequence", "sequence"),
+                    ("log-tcp-options", "options"),
+                ]
+                .into_iter()
+                .filter(|(o, _)| has(o))
+                .map(|(_, f)| f)
+                .collect();
                 if !tcp.is_empty() {
                     options.push(format!("flags tcp {}", tcp.join(",")));
                 }
@@ -1027,15 +1042,13 @@ impl Cx {
                 }
                 Expr::Log {
                     prefix: opt("nflog-prefix").map(String::from),
-                    group: Some(
-                        match opt("nflog-group") {
-                            Some(g) => match g.parse() {
-                                Ok(g) => g,
-                                Err(_) => return false,
-                            },
-                            None => 0,
+                    group: Some(match opt("nflog-group") {
+                        Some(g) => match g.parse() {
+                            Ok(g) => g,
+                            Err(_) => return false,
                         },
-                    ),
+                        None => 0,
+                    }),
                     options,
                 }
             }
@@ -1312,7 +1325,11 @@ fn set_mark(t: &Target) -> Option<Expr> {
     } else {
         MarkTarget::Ct
     };
-    let full = |n: &str| t.value(n).and_then(parse_u64).is_none_or(|m| m == 0xffff_ffff);
+    let full = |n: &str| {
+        t.value(n)
+            .and_then(parse_u64)
+            .is_none_or(|m| m == 0xffff_ffff)
+    };
     let o = t.options.first()?;
     let masks_full = t.options[1..]
         .iter()
@@ -1350,4 +1367,76 @@ fn set_mark(t: &Target) -> Option<Expr> {
         _ => return None,
     };
     Some(Expr::SetMark { target, value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xmark_is_and_then_xor() {
+        let m = || Key::Meta(MetaKey::Mark);
+        assert_eq!(mark_value("0x4000", m()), Some(MarkValue::Set(0x4000)));
+        assert_eq!(
+            mark_value("0x4000/0x4000", m()),
+            Some(MarkValue::Or(0x4000))
+        );
+        assert_eq!(mark_value("0x4000/0x0", m()), Some(MarkValue::Xor(0x4000)));
+        assert_eq!(
+            mark_value("0x0/0x4000", m()),
+            Some(MarkValue::And(0xffff_bfff))
+        );
+        assert_eq!(
+            mark_value("0x111/0xfff", m()),
+            Some(MarkValue::From {
+                key: Key::Masked {
+                    key: Box::new(Key::Masked {
+                        key: Box::new(m()),
+                        op: BitOp::And,
+                        value: 0xffff_f000,
+                    }),
+                    op: BitOp::Xor,
+                    value: 0x111,
+                }
+            })
+        );
+        assert_eq!(mark_value("zz", m()), None);
+    }
+
+    #[test]
+    fn nat_targets_split_address_and_port() {
+        let a = |s: &str| Value::Addr(s.parse().unwrap());
+        assert_eq!(
+            nat_to("10.0.0.1:80-90", false),
+            Some((
+                Some(NatAddr::Value(a("10.0.0.1"))),
+                Some(Value::Range(
+                    Box::new(Value::Int(80)),
+                    Box::new(Value::Int(90))
+                ))
+            ))
+        );
+        assert_eq!(
+            nat_to("[fd00::1]:8080", true),
+            Some((Some(NatAddr::Value(a("fd00::1"))), Some(Value::Int(8080))))
+        );
+        assert_eq!(nat_to("fd00::1", true).unwrap().1, None);
+        assert_eq!(nat_to("not-an-address", false), None);
+    }
+
+    #[test]
+    fn icmp_names_carry_codes_and_reject_names_follow_nft() {
+        assert_eq!(icmp_name("port-unreachable", false), Some((3, Some(3))));
+        assert_eq!(icmp_name("echo-request", true), Some((128, None)));
+        assert_eq!(icmp_name("nope", false), None);
+        assert_eq!(reject_with("icmp-port-unreachable", false), None);
+        assert_eq!(
+            reject_with("tcp-reset", false).as_deref(),
+            Some("tcp reset")
+        );
+        assert_eq!(
+            reject_with("icmp6-adm-prohibited", true).as_deref(),
+            Some("icmpv6 admin-prohibited")
+        );
+    }
 }

@@ -105,7 +105,9 @@ fn every_corpus_rule_lowers_and_modelled_modules_leave_nothing_unmodelled() {
                     }
                     for e in &tr.exprs {
                         if let Expr::Unmodelled { text } = e
-                            && !UNMODELLED_ON_PURPOSE.iter().any(|(p, _)| text.starts_with(p))
+                            && !UNMODELLED_ON_PURPOSE
+                                .iter()
+                                .any(|(p, _)| text.starts_with(p))
                         {
                             *unmodelled.entry(module_of(text)).or_default() += 1;
                             if MODELLED.contains(&module_of(text).as_str()) {
@@ -164,6 +166,61 @@ fn comparable(r: &TypedRule) -> (Vec<Expr>, Option<String>) {
         })
         .collect();
     (canonical_exprs(exprs), r.comment.clone())
+}
+
+/// Why the lowering and nft's translation of an iptables rule may differ, when the difference is
+/// iptables-translate's (checked against what iptables does) or a construct neither side types.
+fn known_difference(
+    spec: &str,
+    ours: &(Vec<Expr>, Option<String>),
+    nft: &(Vec<Expr>, Option<String>),
+) -> Option<&'static str> {
+    use nfscope_ruleset::typed::{Key, Match};
+    if ours.0 == nft.0 && ours.1.as_deref().is_some_and(|c| c.contains("; ")) {
+        return Some("several --comment: nft keeps the last, the lowering joins them with `; `");
+    }
+    let without_proto: Vec<Expr> = ours
+        .0
+        .iter()
+        .filter(|e| {
+            !matches!(
+                e,
+                Expr::Match(Match {
+                    key: Key::L4Proto { .. },
+                    ..
+                })
+            )
+        })
+        .cloned()
+        .collect();
+    if without_proto == nft.0 && (spec.contains(" -m tcp") || spec.contains(" -m udp")) {
+        return Some(
+            "`-p tcp -m tcp` without options: iptables-translate drops the protocol check (the rule then matches every protocol)",
+        );
+    }
+    if spec.contains("--ctstate") && (spec.contains("DNAT") || spec.contains("SNAT")) {
+        return Some(
+            "`[!] --ctstate …,DNAT`: iptables-translate loses the `!` and the other states",
+        );
+    }
+    if spec.contains("CONNMARK --set-xmark") {
+        return Some(
+            "CONNMARK --set-xmark V/M: iptables-translate prints `ct mark xor V and ~M` (xor first, as \
+             nfscope's nft parser reads it); the kernel computes (mark & ~M) ^ V",
+        );
+    }
+    let opaque = |es: &[Expr]| {
+        es.iter()
+            .any(|e| matches!(e, Expr::Unmodelled { .. } | Expr::Stateful { .. }))
+    };
+    if opaque(&ours.0)
+        && (spec.contains("-m hashlimit") || spec.contains("-j TCPMSS") || spec.contains("--ports"))
+    {
+        return Some(
+            "not modelled (hashlimit meters, TCPMSS, multiport --ports): MAY on both sides",
+        );
+    }
+    None
 }
 
 /// Translates `rules` (`-A CHAIN spec` lines) of one table with `iptables-restore-translate` in
@@ -230,7 +287,7 @@ fn the_lowering_equals_iptables_translate_on_the_corpus() {
         return;
     }
     let ns = TestNetns::new("xlate").expect("create a test namespace");
-    let (mut total, mut same, mut untranslated) = (0usize, 0usize, 0usize);
+    let (mut total, mut same, mut untranslated, mut unexplained) = (0usize, 0, 0, 0);
     let mut diffs: BTreeMap<String, (usize, String)> = BTreeMap::new();
     for (name, rs) in corpus() {
         let (tool, fam) = match rs.family {
@@ -242,8 +299,13 @@ fn the_lowering_equals_iptables_translate_on_the_corpus() {
                 .chains
                 .iter()
                 .map(|c| {
-                    let builtin = nfscope_ruleset::builtin_chains(&t.name).contains(&c.name.as_str());
-                    format!("{} {} [0:0]\n", c.name, if builtin { "ACCEPT" } else { "-" })
+                    let builtin =
+                        nfscope_ruleset::builtin_chains(&t.name).contains(&c.name.as_str());
+                    format!(
+                        "{} {} [0:0]\n",
+                        c.name,
+                        if builtin { "ACCEPT" } else { "-" }
+                    )
                 })
                 .map(|l| format!(":{l}"))
                 .collect();
@@ -265,7 +327,10 @@ fn the_lowering_equals_iptables_translate_on_the_corpus() {
                     }
                     continue;
                 };
-                let text = format!("table {fam} {} {{\nchain {chain} {{\n{body}\n}}\n}}\n", t.name);
+                let text = format!(
+                    "table {fam} {} {{\nchain {chain} {{\n{body}\n}}\n}}\n",
+                    t.name
+                );
                 let parsed = match parse_nft_text(&text, &NftLimits::default()) {
                     Ok(p) => p,
                     Err(e) => {
@@ -276,31 +341,51 @@ fn the_lowering_equals_iptables_translate_on_the_corpus() {
                     }
                 };
                 let (_, _, theirs) = parsed.rules().next().expect("one rule");
-                if comparable(mine) == comparable(theirs) {
+                let (a, b) = (comparable(mine), comparable(theirs));
+                if a == b {
                     same += 1;
-                } else {
-                    let (a, b) = (comparable(mine), comparable(theirs));
-                    let first = a
-                        .0
-                        .iter()
-                        .zip(&b.0)
-                        .find(|(x, y)| x != y)
-                        .map(|(x, y)| format!("{x:?} ≠ {y:?}"))
-                        .unwrap_or_else(|| format!("{} vs {} exprs / comment", a.0.len(), b.0.len()));
-                    let key: String = first.chars().take(160).collect();
-                    let d = diffs.entry(key).or_default();
-                    d.0 += 1;
-                    d.1 = format!("{name}: ours `{}` nft `{body}`", mine.text);
+                    continue;
                 }
+                let why = known_difference(spec, &a, &b);
+                let first = a
+                    .0
+                    .iter()
+                    .zip(&b.0)
+                    .find(|(x, y)| x != y)
+                    .map(|(x, y)| format!("{x:?} ≠ {y:?}"))
+                    .unwrap_or_else(|| format!("{} vs {} exprs / comment", a.0.len(), b.0.len()));
+                let key = match why {
+                    Some(w) => format!("known: {w}"),
+                    None => {
+                        unexplained += 1;
+                        format!(
+                            "UNEXPLAINED: {}",
+                            first.chars().take(160).collect::<String>()
+                        )
+                    }
+                };
+                let d = diffs.entry(key).or_default();
+                d.0 += 1;
+                d.1 = format!("{name}: `{spec}` → ours `{}` nft `{body}`", mine.text);
             }
         }
     }
     let mut sorted: Vec<_> = diffs.iter().collect();
-    sorted.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+    sorted.sort_by_key(|d| std::cmp::Reverse(d.1.0));
     for (k, (n, ex)) in &sorted {
         eprintln!("{n:5}  {k}\n       e.g. {ex}");
     }
-    eprintln!("{same} of {total} corpus rules lower identically to iptables-translate ({untranslated} it cannot translate)");
+    eprintln!(
+        "{same} of {total} corpus rules lower identically to iptables-translate ({untranslated} it cannot translate)"
+    );
     assert!(total > 9_000, "corpus shrank: {total}");
-    assert!(same * 100 >= total * 0, "{same} of {total}");
+    assert_eq!(
+        unexplained, 0,
+        "lowering and iptables-translate differ (see above)"
+    );
+    // Every translated rule is either identical or a known translator difference: most are equal.
+    assert!(
+        same * 100 >= (total - untranslated) * 95,
+        "{same} of {total}"
+    );
 }

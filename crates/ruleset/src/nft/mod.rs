@@ -208,9 +208,10 @@ pub fn canonical_exprs(exprs: Vec<crate::typed::Expr>) -> Vec<crate::typed::Expr
     };
     let proto = |e: &Expr| -> Option<&'static str> {
         let Expr::Match(Match {
-            key: Key::L4Proto {
-                via: ProtoVia::Meta | ProtoVia::IpProtocol,
-            },
+            key:
+                Key::L4Proto {
+                    via: ProtoVia::Meta | ProtoVia::IpProtocol,
+                },
             op: Op::Eq,
             rhs: Rhs::Values(v),
         }) = e
