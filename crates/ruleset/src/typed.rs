@@ -9,11 +9,16 @@
 //! never dropped, so an evaluator can answer MAY instead of a confident wrong verdict.
 //!
 //! It does not own parsing (`crate::nft` for nft text and JSON; the iptables-save parser in
-//! `crate::parse` still builds the string model of `crate::model`) or rendering (`crate::nft`).
+//! `crate::parse` builds the string model of `crate::model`, which `crate::lower` lowers to this
+//! one) or rendering (`crate::nft`).
 //!
 //! # One form per meaning (how iptables lowers to this model)
-//! The iptables parser is not converted yet; when it is, iptables constructs lower to the same
-//! forms nft's do, so the tracer and the linter evaluate one thing:
+//! [`crate::lower`] ([`crate::Ruleset::lower`], [`crate::Rule::typed`]) lowers iptables constructs
+//! to the same forms nft's own are parsed to, so the tracer and the linter can evaluate one thing.
+//! The oracle is nft's translator: **7161 of 9080 corpus rules lower identically to
+//! `iptables-translate`** (1822 it cannot translate, mostly anonymised MAC addresses; the other 97
+//! are its own defects or constructs neither side types; `tests/lower.rs` names each kind).
+//! Every lowered rule carries a `counter` before its target, as iptables counts every rule.
 //!
 //! | iptables | nft | typed form |
 //! |---|---|---|

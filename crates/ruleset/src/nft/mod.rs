@@ -177,6 +177,176 @@ pub(crate) fn canon_exprs(exprs: Vec<crate::typed::Expr>) -> Vec<crate::typed::E
     out
 }
 
+/// One form per meaning across languages, for comparing a lowered iptables rule with nft's own
+/// translation of it (`iptables-translate`): [`canon_exprs`](self), and a protocol check (`ip protocol
+/// tcp`, `meta l4proto tcp`) dropped wherever a later match of the same rule reads that protocol's
+/// header (`tcp dport`, `tcp flags`, `icmp type`), since that key carries the check; iptables-translate
+/// keeps `ip protocol` before `-m multiport`, the lowering folds it as for `-m tcp`. Counter values
+/// are kept (callers clear them when they compare rules from different dumps).
+pub fn canonical_exprs(exprs: Vec<crate::typed::Expr>) -> Vec<crate::typed::Expr> {
+    use crate::typed::{Expr, Key, Match, Op, ProtoVia, Rhs, Value};
+    let exprs: Vec<Expr> = canon_exprs(exprs).into_iter().map(icmp_numbers).collect();
+    let header = |e: &Expr| -> Option<&'static str> {
+        let Expr::Match(Match { key, .. }) = e else {
+            return None;
+        };
+        let key = match key {
+            Key::Masked { key, .. } => &**key,
+            Key::Concat(ks) => ks
+                .iter()
+                .find(|k| matches!(k, Key::Port { proto: Some(_), .. }))
+                .unwrap_or(key),
+            k => k,
+        };
+        match key {
+            Key::Port { proto: Some(p), .. } => Some(p.as_str()),
+            Key::TcpFlags => Some("tcp"),
+            Key::Icmp { v6: false, .. } => Some("icmp"),
+            Key::Icmp { v6: true, .. } => Some("icmpv6"),
+            _ => None,
+        }
+    };
+    let proto = |e: &Expr| -> Option<&'static str> {
+        let Expr::Match(Match {
+            key:
+                Key::L4Proto {
+                    via: ProtoVia::Meta | ProtoVia::IpProtocol,
+                },
+            op: Op::Eq,
+            rhs: Rhs::Values(v),
+        }) = e
+        else {
+            return None;
+        };
+        let [v] = v.as_slice() else { return None };
+        Some(match v {
+            Value::Sym(s) => match s.as_str() {
+                "tcp" => "tcp",
+                "udp" => "udp",
+                "sctp" => "sctp",
+                "dccp" => "dccp",
+                "udplite" => "udplite",
+                "icmp" => "icmp",
+                "icmpv6" | "ipv6-icmp" => "icmpv6",
+                _ => return None,
+            },
+            Value::Int(6) => "tcp",
+            Value::Int(17) => "udp",
+            Value::Int(132) => "sctp",
+            Value::Int(33) => "dccp",
+            Value::Int(136) => "udplite",
+            Value::Int(1) => "icmp",
+            Value::Int(58) => "icmpv6",
+            _ => return None,
+        })
+    };
+    let keep: Vec<bool> = (0..exprs.len())
+        .map(|i| match proto(&exprs[i]) {
+            Some(p) => !exprs[i + 1..].iter().any(|e| header(e) == Some(p)),
+            None => true,
+        })
+        .collect();
+    exprs
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(e, k)| k.then_some(e))
+        .collect()
+}
+
+/// nft's ICMP and ICMPv6 type and code names (`nft describe icmp type`), as numbers.
+const ICMP_NAMES: &[(bool, bool, &str, u64)] = &[
+    (false, true, "echo-reply", 0),
+    (false, true, "destination-unreachable", 3),
+    (false, true, "source-quench", 4),
+    (false, true, "redirect", 5),
+    (false, true, "echo-request", 8),
+    (false, true, "router-advertisement", 9),
+    (false, true, "router-solicitation", 10),
+    (false, true, "time-exceeded", 11),
+    (false, true, "parameter-problem", 12),
+    (false, true, "timestamp-request", 13),
+    (false, true, "timestamp-reply", 14),
+    (false, true, "info-request", 15),
+    (false, true, "info-reply", 16),
+    (false, true, "address-mask-request", 17),
+    (false, true, "address-mask-reply", 18),
+    (false, false, "net-unreachable", 0),
+    (false, false, "host-unreachable", 1),
+    (false, false, "prot-unreachable", 2),
+    (false, false, "port-unreachable", 3),
+    (false, false, "frag-needed", 4),
+    (false, false, "net-prohibited", 9),
+    (false, false, "host-prohibited", 10),
+    (false, false, "admin-prohibited", 13),
+    (true, true, "destination-unreachable", 1),
+    (true, true, "packet-too-big", 2),
+    (true, true, "time-exceeded", 3),
+    (true, true, "parameter-problem", 4),
+    (true, true, "echo-request", 128),
+    (true, true, "echo-reply", 129),
+    (true, true, "mld-listener-query", 130),
+    (true, true, "mld-listener-report", 131),
+    (true, true, "mld-listener-done", 132),
+    (true, true, "mld-listener-reduction", 132),
+    (true, true, "nd-router-solicit", 133),
+    (true, true, "nd-router-advert", 134),
+    (true, true, "nd-neighbor-solicit", 135),
+    (true, true, "nd-neighbor-advert", 136),
+    (true, true, "nd-redirect", 137),
+    (true, true, "router-renumbering", 138),
+    (true, true, "ind-neighbor-solicit", 141),
+    (true, true, "ind-neighbor-advert", 142),
+    (true, true, "mld2-listener-report", 143),
+    (true, false, "no-route", 0),
+    (true, false, "admin-prohibited", 1),
+    (true, false, "addr-unreachable", 3),
+    (true, false, "port-unreachable", 4),
+    (true, false, "policy-fail", 5),
+    (true, false, "reject-route", 6),
+];
+
+/// ICMP type and code names as numbers, so `icmp type echo-request` and `icmp type 8` are one form.
+fn icmp_numbers(e: crate::typed::Expr) -> crate::typed::Expr {
+    use crate::typed::{Expr, Key, Match, Rhs, Value};
+    let Expr::Match(Match {
+        key: Key::Icmp { v6, is_type },
+        op,
+        rhs,
+    }) = e
+    else {
+        return e;
+    };
+    let num = |v: Value| match v {
+        Value::Sym(s) => ICMP_NAMES
+            .iter()
+            .find(|(a, b, n, _)| *a == v6 && *b == is_type && *n == s)
+            .map_or(Value::Sym(s), |(_, _, _, n)| Value::Int(*n)),
+        v => v,
+    };
+    let rhs = match rhs {
+        Rhs::Values(v) => Rhs::Values(v.into_iter().map(num).collect()),
+        Rhs::Anon(es) => Rhs::Anon(
+            es.into_iter()
+                .map(|mut e| {
+                    e.key = num(e.key);
+                    e
+                })
+                .collect(),
+        ),
+        r => r,
+    };
+    Expr::Match(Match {
+        key: Key::Icmp { v6, is_type },
+        op,
+        rhs,
+    })
+}
+
+/// The bit of a TCP flag name (`syn` → 0x02), for the iptables lowering.
+pub(crate) fn tcp_flag_bit(name: &str) -> Option<u64> {
+    expr::tcp_flag(name)
+}
+
 /// Well-known service names (IANA, as `/etc/services` has them) that older nft versions print for
 /// ports; a name not listed here stays a symbol (an evaluator treats it as unknown).
 const SERVICES: &[(&str, u64)] = &[
