@@ -11,6 +11,10 @@
 //! of service ports, the one generator the demo lab and the benchmarks share), so the layout the
 //! annotator reads and the one the generator writes live side by side.
 //!
+//! Native nftables tables (kube-proxy's nftables mode, Calico's nftables dataplane, Docker's
+//! nftables backend, Istio's nftables mode) get the same vocabulary from [`annotate_native`]
+//! ([`native`]).
+//!
 //! It does not parse dumps (that is `nfscope-ruleset`), judge rulesets (the linter) or produce
 //! metrics (`nfscope-exporter`). It does no I/O and never panics on odd input: unknown chains are
 //! owned by [`Owner::Other`] and have no meaning. The work is linear in the number of rules.
@@ -20,6 +24,7 @@ pub mod comments;
 pub mod dataplane;
 pub mod hash;
 pub mod kube_proxy_rules;
+pub mod native;
 pub mod owner;
 pub mod resolve;
 pub mod types;
@@ -28,6 +33,7 @@ pub mod verdict;
 use nfscope_ruleset::Ruleset;
 
 pub use hash::{chain_hash_matches, kube_chain_hash, kube_endpoint_chain_hash};
+pub use native::{NativeAnnotations, annotate_native};
 pub use types::{Annotation, Direction, Meaning, Owner, PolicyVerdict, ServiceKind, ServicePort};
 
 use resolve::TableAnnotations;

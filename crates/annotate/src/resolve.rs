@@ -99,6 +99,21 @@ fn kube_proxy_kind(name: &str) -> Option<ChainKind> {
     Some(kind.map_or(ChainKind::KubeEndpoint, ChainKind::KubeService))
 }
 
+/// The meaning of a Calico `cali-…` chain from its name alone (workload and host endpoint
+/// chains; policy and profile chains by their id), for tables whose comments are not read.
+pub(crate) fn calico_chain_meaning(name: &str) -> Option<Meaning> {
+    match calico_kind(name)? {
+        ChainKind::Fixed(m) => Some(m),
+        ChainKind::CalicoPolicy(policy, direction) => {
+            Some(Meaning::CalicoPolicy { policy, direction })
+        }
+        ChainKind::CalicoProfile(profile, direction) => {
+            Some(Meaning::CalicoProfile { profile, direction })
+        }
+        _ => None,
+    }
+}
+
 fn calico_kind(name: &str) -> Option<ChainKind> {
     use Direction::{Egress, Ingress};
     // Longest prefixes first: `cali-thfw-` before `cali-th-` would not matter (the dash differs),

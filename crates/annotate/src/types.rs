@@ -351,6 +351,12 @@ pub enum Meaning {
         /// What it does, e.g. `cluster->any on lxc+ forward accept`.
         what: String,
     },
+    /// A fixed chain, rule, set or map of a component whose part in the whole is known but is
+    /// about no one Kubernetes object (kube-proxy's nftables `reject-chain`, `masquerading`, …).
+    Role {
+        /// What it does, e.g. `rejects connections to services without endpoints`.
+        what: String,
+    },
     /// Weave NPC's default-allow of a namespace without isolation.
     WeaveNamespaceDefault {
         /// The namespace.
@@ -460,6 +466,7 @@ impl Meaning {
                 rule: None,
             } => format!("flannel pod network {network}"),
             Self::Cilium { what } => format!("cilium {what}"),
+            Self::Role { what } => what.clone(),
         }
     }
 }

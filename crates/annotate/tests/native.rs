@@ -1,0 +1,271 @@
+//! Meaning of native nftables tables, read from real dumps in `testdata/corpus/nft/` (origins in
+//! `testdata/corpus/nft/SOURCES-nftparse.md` and `testdata/corpus/SOURCES.md`).
+
+use nfscope_annotate::native::{KubeNftChain, kube_nft_chain, no_endpoint_services};
+use nfscope_annotate::{Meaning, NativeAnnotations, Owner, ServiceKind, annotate_native};
+use nfscope_ruleset::typed::NftRuleset;
+use nfscope_ruleset::{NftLimits, parse_nft_text};
+use nfscope_test_support::corpus::corpus_file;
+
+fn load(name: &str) -> (NftRuleset, NativeAnnotations) {
+    let text = corpus_file(&format!("nft/{name}"));
+    let rs = parse_nft_text(&text, &NftLimits::default()).expect("corpus dump parses");
+    let ann = annotate_native(&rs);
+    (rs, ann)
+}
+
+/// (table, chain) indices of a chain by name.
+fn chain(rs: &NftRuleset, table: &str, name: &str) -> (usize, usize) {
+    let t = rs
+        .tables
+        .iter()
+        .position(|t| t.name == table)
+        .expect("table");
+    let c = rs.tables[t]
+        .chains
+        .iter()
+        .position(|c| c.name == name)
+        .unwrap_or_else(|| panic!("chain {name}"));
+    (t, c)
+}
+
+fn summary(ann: &NativeAnnotations, (t, c): (usize, usize)) -> Option<String> {
+    ann.chain(t, c).meaning.as_ref().map(Meaning::summary)
+}
+
+#[test]
+fn k3s_kube_proxy_service_and_endpoint_chains() {
+    let (rs, ann) = load("k3s-kubeproxy-nftables-mode-table-2025.nft");
+    let svc = chain(
+        &rs,
+        "kube-proxy",
+        "service-2QRHZV4L-default/kubernetes/tcp/https",
+    );
+    assert_eq!(ann.chain(svc.0, svc.1).owner, Owner::KubeProxy);
+    assert_eq!(
+        summary(&ann, svc).as_deref(),
+        Some("service default/kubernetes:https")
+    );
+    // Rules of the service chain carry the service too (the numgen dispatch is rule 2).
+    assert_eq!(
+        ann.rule(svc.0, svc.1, 1)
+            .meaning
+            .as_ref()
+            .map(Meaning::summary)
+            .as_deref(),
+        Some("service default/kubernetes:https")
+    );
+    let ep = chain(
+        &rs,
+        "kube-proxy",
+        "endpoint-MIBO4EMV-default/kubernetes/tcp/https__10.34.4.142/6443",
+    );
+    assert_eq!(
+        summary(&ann, ep).as_deref(),
+        Some("service default/kubernetes:https endpoint 10.34.4.142:6443")
+    );
+    // An unnamed port: `riset/hellopod-np-svc/tcp/`.
+    let ext = chain(
+        &rs,
+        "kube-proxy",
+        "external-P6J77WGM-riset/hellopod-np-svc/tcp/",
+    );
+    assert_eq!(
+        summary(&ann, ext).as_deref(),
+        Some("service riset/hellopod-np-svc external destinations")
+    );
+    let reject = chain(&rs, "kube-proxy", "reject-chain");
+    assert_eq!(
+        summary(&ann, reject).as_deref(),
+        Some("rejects connections to services without endpoints")
+    );
+    let masq = chain(&rs, "kube-proxy", "masquerading");
+    assert!(summary(&ann, masq).unwrap().contains("masquerades"));
+    let hook = chain(&rs, "kube-proxy", "filter-forward");
+    assert_eq!(ann.chain(hook.0, hook.1).owner, Owner::KubeProxy);
+    assert!(ann.chain(hook.0, hook.1).meaning.is_some());
+    // Every chain of the table is kube-proxy's and every per-object chain has a service.
+    let t = svc.0;
+    for (c, ch) in rs.tables[t].chains.iter().enumerate() {
+        assert_eq!(ann.chain(t, c).owner, Owner::KubeProxy, "{}", ch.name);
+        assert!(
+            ann.chain(t, c).meaning.is_some(),
+            "{} has a meaning",
+            ch.name
+        );
+    }
+}
+
+#[test]
+fn k3s_kube_proxy_map_elements() {
+    let (rs, ann) = load("k3s-kubeproxy-nftables-mode-table-2025.nft");
+    let t = rs
+        .tables
+        .iter()
+        .position(|t| t.name == "kube-proxy")
+        .unwrap();
+    let table = &rs.tables[t];
+    let set = |name: &str| table.sets.iter().position(|s| s.name == name).unwrap();
+    // service-ips element 10.43.0.1 . tcp . 443 → default/kubernetes:https, a cluster IP.
+    let s = set("service-ips");
+    let e = table.sets[s]
+        .elements
+        .iter()
+        .position(|e| format!("{:?}", e.key).contains("10.43.0.1)"))
+        .expect("10.43.0.1 element");
+    assert_eq!(
+        ann.element(t, s, e).map(Meaning::summary).as_deref(),
+        Some("service default/kubernetes:https cluster IP")
+    );
+    let n = set("service-nodeports");
+    assert_eq!(
+        ann.element(t, n, 0).map(Meaning::summary).as_deref(),
+        Some("service riset/hellopod-np-svc node port")
+    );
+    let ne = set("no-endpoint-services");
+    assert_eq!(
+        ann.element(t, ne, 0),
+        Some(&Meaning::KubeNoEndpoints {
+            service: nfscope_annotate::ServicePort::parse(
+                "riset/otelcol-opentelemetry-collector:otlp"
+            )
+            .unwrap(),
+            local_only: false,
+        })
+    );
+    let none = no_endpoint_services(table);
+    let names: Vec<String> = none.iter().map(|n| n.service.to_string()).collect();
+    assert_eq!(
+        names,
+        [
+            "riset/otelcol-opentelemetry-collector:otlp",
+            "riset/otelcol-opentelemetry-collector:otlp-http"
+        ]
+    );
+    assert!(
+        none.iter()
+            .all(|n| !n.local_only && n.map == "no-endpoint-services")
+    );
+}
+
+#[test]
+fn kube_proxy_upstream_layout_drop_firewall_and_ipv6() {
+    let (rs, ann) = load("nftparse-kube-proxy-overall.nft");
+    let t = 0;
+    let table = &rs.tables[t];
+    let none = no_endpoint_services(table);
+    // ns2/svc2:p80 has no local endpoints: its elements drop.
+    assert!(
+        none.iter()
+            .any(|n| n.service.to_string() == "ns2/svc2:p80" && n.local_only)
+    );
+    let fw = table
+        .sets
+        .iter()
+        .position(|s| s.name == "firewall-ips")
+        .unwrap();
+    assert_eq!(
+        ann.element(t, fw, 0).map(Meaning::summary).as_deref(),
+        Some("service ns5/svc5:p80 load balancer source ranges")
+    );
+    let (rs6, ann6) = load("nftparse-kube-proxy-ipv6-knftables.nft");
+    let ep = chain(
+        &rs6,
+        &rs6.tables[0].name.clone(),
+        "endpoint-ZVRFLKHO-ns1/svc1/tcp/p80__fd00.10.180..1/80",
+    );
+    assert_eq!(
+        summary(&ann6, ep).as_deref(),
+        Some("service ns1/svc1:p80 endpoint [fd00:10:180::1]:80")
+    );
+}
+
+#[test]
+fn chain_names_parse_strictly() {
+    assert_eq!(
+        kube_nft_chain("firewall-HVFWP5L3-ns5/svc5/tcp/p80"),
+        Some(KubeNftChain::Service {
+            service: nfscope_annotate::ServicePort::parse("ns5/svc5:p80").unwrap(),
+            protocol: "tcp".into(),
+            kind: Some(ServiceKind::LoadBalancerSourceRanges),
+        })
+    );
+    for bad in [
+        "service-endpoints-check",
+        "services",
+        "service-abc-ns/svc/tcp/p",
+        "service-ABCDEFGH-ns/svc/icmp/p",
+        "service-ABCDEFGH-ns/svc/tcp",
+        "endpoint-ABCDEFGH-ns/svc/tcp/p",
+        "endpoint-ABCDEFGH-ns/svc/tcp/p__notanip/80",
+        "external-ABCDEFGH-NS/svc/tcp/p",
+    ] {
+        assert_eq!(kube_nft_chain(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn calico_docker_istio_tables() {
+    let (rs, ann) = load("calico-felix-fv-cali-nftables-dump-2026.nft");
+    let (t, c) = chain(&rs, "calico", "filter-cali-FORWARD");
+    assert_eq!(ann.chain(t, c).owner, Owner::Calico);
+    assert_eq!(ann.rule(t, c, 0).owner, Owner::Calico);
+
+    let (rs, ann) = load("nftparse-moby-usernet-portmap.nft");
+    let t = rs
+        .tables
+        .iter()
+        .position(|t| t.name == "docker-bridges")
+        .unwrap();
+    let dnat = rs.tables[t]
+        .chains
+        .iter()
+        .enumerate()
+        .flat_map(|(c, ch)| (0..ch.rules.len()).map(move |r| (c, r)))
+        .find_map(|(c, r)| match &ann.rule(t, c, r).meaning {
+            Some(m @ Meaning::DockerPort { .. }) => Some(m.summary()),
+            _ => None,
+        });
+    assert_eq!(dnat.as_deref(), Some("docker port 8080 -> 192.0.2.2:80"));
+    let (c, _) = (0..rs.tables[t].chains.len())
+        .map(|c| (c, &rs.tables[t].chains[c]))
+        .find(|(_, ch)| ch.name.starts_with("filter-forward-in__"))
+        .unwrap();
+    assert!(
+        summary(&ann, (t, c))
+            .unwrap()
+            .starts_with("docker: forwarded traffic into bridge")
+    );
+
+    let (rs, ann) = load("istio-sidecar-nftables-mode-ruleset-2025.nft");
+    let red = chain(&rs, "istio-proxy-nat", "istio-in-redirect");
+    assert_eq!(ann.chain(red.0, red.1).owner, Owner::Istio);
+    assert_eq!(
+        ann.chain(red.0, red.1).meaning,
+        Some(Meaning::IstioCapture {
+            port: "15006".into()
+        })
+    );
+    let inbound = chain(&rs, "istio-proxy-nat", "istio-inbound");
+    assert_eq!(
+        ann.rule(inbound.0, inbound.1, 0).meaning,
+        Some(Meaning::IstioInboundPort {
+            port: "15008".into(),
+            captured: false
+        })
+    );
+    // The output chain returns some traffic, so it has no single capture meaning.
+    let out = chain(&rs, "istio-proxy-nat", "istio-output");
+    assert_eq!(ann.chain(out.0, out.1).meaning, None);
+}
+
+#[test]
+fn other_tables_have_no_owner() {
+    let (rs, ann) = load("nftparse-upstream-sample-ruleset.nft");
+    for (t, table) in rs.tables.iter().enumerate() {
+        for c in 0..table.chains.len() {
+            assert_eq!(ann.chain(t, c).owner, Owner::Other);
+            assert_eq!(ann.chain(t, c).meaning, None);
+        }
+    }
+}
