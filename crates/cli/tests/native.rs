@@ -103,6 +103,76 @@ fn kube_proxy_nftables_mode_shows_as_a_ruleset_with_hooks_priorities_and_vmaps()
     let service_ips = sets.iter().find(|d| d["name"] == "service-ips").unwrap();
     assert_eq!(service_ips["kind"], "vmap");
     assert_eq!(service_ips["key"], "ipv4_addr . inet_proto . inet_service");
+    // Kubernetes meaning, in the iptables document's vocabulary.
+    let svc = chains
+        .iter()
+        .find(|c| c["name"] == "service-2QRHZV4L-default/kubernetes/tcp/https")
+        .unwrap();
+    assert_eq!(svc["owner"], "kube-proxy");
+    assert_eq!(svc["meaning"]["type"], "kube_service");
+    assert_eq!(svc["meaning"]["service"]["name"], "kubernetes");
+    assert_eq!(svc["summary"], "service default/kubernetes:https");
+    let ep = chains
+        .iter()
+        .find(|c| c["name"] == "endpoint-T5HMVMWK-kube-system/kube-dns/tcp/dns-tcp__10.42.0.171/53")
+        .unwrap();
+    assert_eq!(
+        ep["summary"],
+        "service kube-system/kube-dns:dns-tcp endpoint 10.42.0.171:53"
+    );
+    assert_eq!(ep["rules"][1]["meaning"]["endpoint"], "10.42.0.171:53");
+    let reject = chains.iter().find(|c| c["name"] == "reject-chain").unwrap();
+    assert_eq!(reject["meaning"]["type"], "role");
+    assert_eq!(services["owner"], "kube-proxy");
+    // The text view names owner and meaning on chain headings.
+    let text = nfscope(&["rules", "--rules", &file]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("Chain service-2QRHZV4L-default/kubernetes/tcp/https (2 rules)  [kube-proxy]  # service default/kubernetes:https"),
+        "{text}"
+    );
+}
+
+#[test]
+fn moby_and_unknown_tables_get_owners() {
+    let doc = json_of(&[
+        "rules",
+        "--format",
+        "json",
+        "--rules",
+        &corpus("nftparse-moby-usernet-portmap.nft"),
+    ]);
+    let native = native_rulesets(&doc);
+    let rules: Vec<&Value> = native
+        .iter()
+        .flat_map(|r| r["tables"].as_array().unwrap())
+        .filter(|t| t["name"] == "docker-bridges")
+        .flat_map(|t| t["chains"].as_array().unwrap())
+        .flat_map(|c| c["rules"].as_array().unwrap())
+        .collect();
+    assert!(!rules.is_empty());
+    assert!(rules.iter().all(|r| r["owner"] == "docker"));
+    assert!(
+        rules
+            .iter()
+            .any(|r| r["summary"] == "docker port 8080 -> 192.0.2.2:80"),
+        "the published port's DNAT"
+    );
+    let doc = json_of(&[
+        "rules",
+        "--format",
+        "json",
+        "--rules",
+        &corpus("nftparse-upstream-sample-ruleset.nft"),
+    ]);
+    for r in native_rulesets(&doc) {
+        for t in r["tables"].as_array().unwrap() {
+            for c in t["chains"].as_array().unwrap() {
+                assert_eq!(c["owner"], "other");
+                assert_eq!(c["meaning"], Value::Null);
+            }
+        }
+    }
 }
 
 #[test]

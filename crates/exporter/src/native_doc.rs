@@ -9,12 +9,16 @@
 //! counters and verdict, and sets and maps with their element counts as `nft list` shows them.
 //! Counters are the freshest known: those the collection read for the rule's handle
 //! ([`NftablesState::rules`]), else the values in the rule text. It does not own parsing or
-//! rendering (`nfscope_ruleset::nft`) and gives no Kubernetes meaning yet (`owner` and `meaning`
-//! are `null`).
+//! rendering (`nfscope_ruleset::nft`) nor the Kubernetes meaning: `owner`, `meaning` and
+//! `summary` of chains and rules come from `nfscope_annotate::annotate_native` (kube-proxy's
+//! nftables mode, Calico, Docker, Istio; `other` and `null` for tables it does not know).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use nfscope_annotate::{
+    Annotation, Meaning, NativeAnnotations, Owner, PolicyVerdict, annotate_native,
+};
 use nfscope_ruleset::nft::{render_key, render_rule_without_counters};
 use nfscope_ruleset::typed::{
     Expr, NftChain, NftFamily, NftRuleset, NftSetDef, NftTable, Policy, SetType, TypedRule, Verdict,
@@ -63,13 +67,14 @@ struct NftChainDoc {
     comment: Option<String>,
     handle: Option<u64>,
     hook: Option<&'static str>,
-    meaning: Option<()>,
+    /// Sorted keys (a `serde_json::Value` orders them), as the iptables document prints.
+    meaning: Option<serde_json::Value>,
     name: String,
     owner: Option<&'static str>,
     packets: Option<u64>,
     /// `accept` or `drop` for a base chain (the kernel default `accept` when not listed).
     policy: Option<&'static str>,
-    policy_verdict: Option<()>,
+    policy_verdict: Option<PolicyVerdict>,
     priority: Option<i32>,
     rules: Vec<NftRuleDoc>,
     summary: Option<String>,
@@ -84,12 +89,12 @@ struct NftRuleDoc {
     comment: String,
     handle: Option<u64>,
     index: usize,
-    meaning: Option<()>,
+    meaning: Option<serde_json::Value>,
     /// Every expression is modelled (an evaluator can be certain about this rule).
     modelled: bool,
     owner: Option<&'static str>,
     packets: Option<u64>,
-    policy_verdict: Option<()>,
+    policy_verdict: Option<PolicyVerdict>,
     rule: String,
     rule_id: String,
     summary: Option<String>,
@@ -149,6 +154,7 @@ pub(crate) fn native_rulesets(state: &NftablesState) -> Vec<NftRulesetDoc> {
         return Vec::new();
     };
     let fresh = fresh(state);
+    let ann = annotate_native(rs);
     families(rs)
         .into_iter()
         .map(|family| NftRulesetDoc {
@@ -159,26 +165,73 @@ pub(crate) fn native_rulesets(state: &NftablesState) -> Vec<NftRulesetDoc> {
             tables: rs
                 .tables
                 .iter()
-                .filter(|t| t.family == family)
-                .map(|t| table_doc(t, &fresh))
+                .enumerate()
+                .filter(|(_, t)| t.family == family)
+                .map(|(i, t)| {
+                    table_doc(
+                        t,
+                        &fresh,
+                        &Place {
+                            ann: &ann,
+                            table: i,
+                        },
+                    )
+                })
                 .collect(),
         })
         .collect()
 }
 
-fn table_doc(t: &NftTable, fresh: &Fresh<'_>) -> NftTableDoc {
+/// Where the annotations of one table are.
+struct Place<'a> {
+    ann: &'a NativeAnnotations,
+    table: usize,
+}
+
+/// `owner`, `meaning` (sorted keys), `summary` and `policy_verdict` of one annotation.
+type AnnFields = (
+    Option<&'static str>,
+    Option<serde_json::Value>,
+    Option<String>,
+    Option<PolicyVerdict>,
+);
+
+fn ann_fields(a: &Annotation) -> AnnFields {
+    (
+        Some(a.owner.as_str()),
+        a.meaning
+            .as_ref()
+            .and_then(|m| serde_json::to_value(m).ok()),
+        a.meaning.as_ref().map(Meaning::summary),
+        a.policy_verdict,
+    )
+}
+
+fn table_doc(t: &NftTable, fresh: &Fresh<'_>, place: &Place<'_>) -> NftTableDoc {
     NftTableDoc {
         name: t.name.clone(),
         nft_family: t.family.as_str(),
         handle: t.handle,
         comment: t.comment.clone(),
-        chains: t.chains.iter().map(|c| chain_doc(t, c, fresh)).collect(),
+        chains: t
+            .chains
+            .iter()
+            .enumerate()
+            .map(|(ci, c)| chain_doc(t, c, fresh, place, ci))
+            .collect(),
         sets: t.sets.iter().map(set_doc).collect(),
     }
 }
 
-fn chain_doc(t: &NftTable, c: &NftChain, fresh: &Fresh<'_>) -> NftChainDoc {
+fn chain_doc(
+    t: &NftTable,
+    c: &NftChain,
+    fresh: &Fresh<'_>,
+    place: &Place<'_>,
+    ci: usize,
+) -> NftChainDoc {
     let base = c.base.as_ref();
+    let (owner, meaning, summary, policy_verdict) = ann_fields(place.ann.chain(place.table, ci));
     NftChainDoc {
         name: c.name.clone(),
         handle: c.handle,
@@ -189,11 +242,19 @@ fn chain_doc(t: &NftTable, c: &NftChain, fresh: &Fresh<'_>) -> NftChainDoc {
         packets: None,
         bytes: None,
         comment: c.comment.clone(),
-        owner: None,
-        meaning: None,
-        summary: None,
-        policy_verdict: None,
-        rules: c.rules.iter().map(|r| rule_doc(t, c, r, fresh)).collect(),
+        owner,
+        meaning,
+        summary,
+        policy_verdict,
+        rules: c
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(ri, r)| {
+                let a = place.ann.rule(place.table, ci, ri);
+                rule_doc(t, c, r, fresh, a)
+            })
+            .collect(),
     }
 }
 
@@ -228,8 +289,15 @@ pub(crate) fn rule_counters(
         })
 }
 
-fn rule_doc(t: &NftTable, c: &NftChain, r: &TypedRule, fresh: &Fresh<'_>) -> NftRuleDoc {
+fn rule_doc(
+    t: &NftTable,
+    c: &NftChain,
+    r: &TypedRule,
+    fresh: &Fresh<'_>,
+    a: &Annotation,
+) -> NftRuleDoc {
     let text = render_rule_without_counters(r);
+    let (owner, meaning, summary, policy_verdict) = ann_fields(a);
     let counters = rule_counters(t, c, r, fresh);
     NftRuleDoc {
         index: r.position,
@@ -241,10 +309,10 @@ fn rule_doc(t: &NftTable, c: &NftChain, r: &TypedRule, fresh: &Fresh<'_>) -> Nft
         bytes: counters.map(|k| k.bytes),
         target: r.verdict().map(verdict_text),
         modelled: r.fully_modelled(),
-        owner: None,
-        meaning: None,
-        summary: None,
-        policy_verdict: None,
+        owner,
+        meaning,
+        summary,
+        policy_verdict,
     }
 }
 
@@ -291,21 +359,28 @@ fn set_doc(s: &NftSetDef) -> NftSetDoc {
 }
 
 /// The terminal listing of the native tables: per family a heading, per table its chains (base
-/// chains with type, hook, priority and policy) with numbered rules, counters and handles, then
+/// chains with type, hook, priority and policy; owner and meaning as for iptables chains) with
+/// numbered rules, counters and handles, then
 /// its sets and maps with their element counts.
 pub(crate) fn write_native_text(out: &mut String, state: &NftablesState) {
     let Some(rs) = state.ruleset.as_deref() else {
         return;
     };
     let fresh = fresh(state);
+    let ann = annotate_native(rs);
     for family in families(rs) {
         if !out.is_empty() {
             out.push('\n');
         }
-        let tables: Vec<&NftTable> = rs.tables.iter().filter(|t| t.family == family).collect();
+        let tables: Vec<(usize, &NftTable)> = rs
+            .tables
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.family == family)
+            .collect();
         let rules: usize = tables
             .iter()
-            .flat_map(|t| &t.chains)
+            .flat_map(|(_, t)| &t.chains)
             .map(|c| c.rules.len())
             .sum();
         let _ = writeln!(
@@ -314,9 +389,9 @@ pub(crate) fn write_native_text(out: &mut String, state: &NftablesState) {
             family_label(family),
             tables.len()
         );
-        for t in tables {
+        for (ti, t) in tables {
             let _ = writeln!(out, "\ntable {} {}", t.family, t.name);
-            for c in &t.chains {
+            for (ci, c) in t.chains.iter().enumerate() {
                 let _ = write!(out, "\nChain {}", c.name);
                 match &c.base {
                     Some(b) => {
@@ -333,6 +408,13 @@ pub(crate) fn write_native_text(out: &mut String, state: &NftablesState) {
                         let n = c.rules.len();
                         let _ = write!(out, " ({n} {})", if n == 1 { "rule" } else { "rules" });
                     }
+                }
+                let a = ann.chain(ti, ci);
+                if a.owner != Owner::Other {
+                    let _ = write!(out, "  [{}]", a.owner.as_str());
+                }
+                if let Some(m) = &a.meaning {
+                    let _ = write!(out, "  # {}", m.summary());
                 }
                 out.push('\n');
                 for r in &c.rules {
