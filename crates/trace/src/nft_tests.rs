@@ -384,6 +384,46 @@ fn json_report_has_nftables_fields() {
 }
 
 #[test]
+fn k3s_report_shows_the_meaning_of_native_rules() {
+    let input = k3s_input();
+    let mut p = tcp_in("10.42.1.7", "10.43.0.1", 443, "flannel.1");
+    p.out_iface = Some("cni0".into());
+    let r = trace(&input, &p).unwrap();
+    let rep = report::build_report(&input, &[], &p, &r);
+    let dnat = rep
+        .path
+        .iter()
+        .find(|s| s.effect.starts_with("DNAT to 10.34.4.142"))
+        .expect("DNAT step");
+    assert_eq!(
+        dnat.annotation.as_deref(),
+        Some("kube-proxy: service default/kubernetes:https endpoint 10.34.4.142:6443")
+    );
+    let svc = rep
+        .path
+        .iter()
+        .find(|s| s.chain.as_deref() == Some("service-2QRHZV4L-default/kubernetes/tcp/https"))
+        .expect("service chain step");
+    assert_eq!(
+        svc.annotation.as_deref(),
+        Some("kube-proxy: service default/kubernetes:https")
+    );
+    assert!(
+        report::render_text(&p, &rep)
+            .contains("service default/kubernetes:https endpoint 10.34.4.142:6443")
+    );
+    // The reject of a Service without endpoints names kube-proxy's reject chain's role.
+    let mut p = tcp_in("10.42.1.7", "10.43.21.102", 4317, "flannel.1");
+    p.out_iface = Some("cni0".into());
+    let r = trace(&input, &p).unwrap();
+    let rep = report::build_report(&input, &[], &p, &r);
+    assert_eq!(
+        rep.decided_by.unwrap().annotation.as_deref(),
+        Some("kube-proxy: rejects connections to services without endpoints")
+    );
+}
+
+#[test]
 fn k3s_explanations_name_the_service() {
     let input = k3s_input();
     let explain = |dst: &str, port: u16| {

@@ -9,7 +9,9 @@
 
 use std::fmt::Write as _;
 
-use nfscope_annotate::{Annotation, Annotations, Meaning, Owner};
+use nfscope_annotate::{
+    Annotation, Annotations, Meaning, NativeAnnotations, Owner, annotate_native,
+};
 use nfscope_ruleset::nft::render_rule;
 use nfscope_ruleset::typed::{NftFamily, Value};
 use nfscope_ruleset::{Policy, render_rule_spec};
@@ -119,14 +121,20 @@ pub struct BranchView {
     pub assumptions: Vec<String>,
 }
 
-/// Builds the report. `annotations[i]` belongs to `input.rulesets[i]` (pass an empty slice to skip meanings).
+/// Builds the report. `annotations[i]` belongs to `input.rulesets[i]` (pass an empty slice to skip
+/// the iptables rules' meanings); native tables (`input.native`) are annotated here.
 pub fn build_report(
     input: &TraceInput,
     annotations: &[Annotations],
     packet: &Packet,
     result: &TraceResult,
 ) -> Report {
-    let ctx = Ctx { input, annotations };
+    let native: Vec<NativeAnnotations> = input.native.iter().map(annotate_native).collect();
+    let ctx = Ctx {
+        input,
+        annotations,
+        native: &native,
+    };
     let main = result.main();
     let branches = if result.branches.len() > 1 {
         result.branches.iter().map(|b| ctx.branch(b)).collect()
@@ -157,6 +165,8 @@ pub fn build_report(
 struct Ctx<'a> {
     input: &'a TraceInput,
     annotations: &'a [Annotations],
+    /// The meaning of `input.native[i]`'s rules (kube-proxy's nftables mode, Calico, Docker, Istio).
+    native: &'a [NativeAnnotations],
 }
 
 impl Ctx<'_> {
@@ -219,18 +229,25 @@ impl Ctx<'_> {
             chain: chain.name.clone(),
             rule_index: rule.map(|x| x.position),
             rule: text,
-            annotation: None,
+            annotation: self.annotation(r),
             handle: rule.and_then(|x| x.handle),
         }
     }
 
     fn annotation_of(&self, r: RuleRef) -> Option<&Annotation> {
-        if r.native {
-            return None;
-        }
-        let ann = self.annotations.get(r.ruleset)?;
-        let rule = r.rule.map(|i| ann.rule(r.table, r.chain, i));
-        let chain = ann.chain(r.table, r.chain);
+        let (rule, chain) = if r.native {
+            let ann = self.native.get(r.ruleset)?;
+            (
+                r.rule.map(|i| ann.rule(r.table, r.chain, i)),
+                ann.chain(r.table, r.chain),
+            )
+        } else {
+            let ann = self.annotations.get(r.ruleset)?;
+            (
+                r.rule.map(|i| ann.rule(r.table, r.chain, i)),
+                ann.chain(r.table, r.chain),
+            )
+        };
         Some(match rule {
             Some(a) if a.meaning.is_some() || chain.meaning.is_none() => a,
             _ => chain,
@@ -239,7 +256,11 @@ impl Ctx<'_> {
 
     fn meaning(&self, r: RuleRef) -> Option<&Meaning> {
         if r.native {
-            return None;
+            let ann = self.native.get(r.ruleset)?;
+            return r
+                .rule
+                .and_then(|i| ann.rule(r.table, r.chain, i).meaning.as_ref())
+                .or(ann.chain(r.table, r.chain).meaning.as_ref());
         }
         let ann = self.annotations.get(r.ruleset)?;
         r.rule
