@@ -17,8 +17,12 @@
 //! unmodelled never covers). For the doctor it also tells which hooks two or more rule systems
 //! program (iptables tables of either backend, native tables: [`shared_hooks`],
 //! [`judge_native_backends`]).
-//! Jumps, sets and maps never cross tables, so each table is linted on its own. It does no I/O and
-//! knows no Kubernetes meaning.
+//! In kube-proxy's nftables table (meaning from `nfscope_annotate::native`) it also says, with the
+//! iptables mode's ids: `kube-service-no-endpoints` (a Service port listed in
+//! `no-endpoint-services` / `no-endpoint-nodeports`, one finding per Service port and kind) and
+//! `kube-stale-chain` (a `service-`/`external-`/`firewall-`/`endpoint-` chain no rule or map points
+//! to, reported instead of `unreferenced-chain`, as in iptables mode).
+//! Jumps, sets and maps never cross tables, so each table is linted on its own. It does no I/O.
 
 use std::collections::{HashMap, HashSet};
 
@@ -29,7 +33,10 @@ use nfscope_ruleset::typed::{
 };
 use nfscope_ruleset::{Backend, Family};
 
-use crate::finding::{Finding, FindingId, Location, Related, Severity};
+use nfscope_annotate::Owner;
+use nfscope_annotate::native::{kube_nft_chain, no_endpoint_services, table_owner};
+
+use crate::finding::{Finding, FindingId, KubeContext, Location, Related, Severity};
 
 /// Lints every table of a native ruleset; findings in table, chain and rule order.
 pub fn lint_nft(ruleset: &NftRuleset) -> Vec<Finding> {
@@ -72,6 +79,16 @@ impl<'a> Index<'a> {
 }
 
 impl TableCtx<'_> {
+    /// Gives the last finding kube-proxy's owner and `meaning`.
+    fn set_kube(&mut self, meaning: String) {
+        if let Some(f) = self.findings.last_mut() {
+            f.kube = Some(KubeContext {
+                owner: Owner::KubeProxy.as_str().to_owned(),
+                meaning: Some(meaning),
+            });
+        }
+    }
+
     fn location(&self, c: Option<usize>, r: Option<usize>) -> Location {
         let chain = c.and_then(|c| self.table.chains.get(c));
         let rule = r.and_then(|r| chain?.rules.get(r));
@@ -172,11 +189,41 @@ fn lint_table(table: &NftTable) -> Vec<Finding> {
             }
         }
     }
+    let kube_proxy = table_owner(table) == Some(Owner::KubeProxy);
+    if kube_proxy {
+        kube_no_endpoints(&mut ctx);
+    }
     for (c, chain) in table.chains.iter().enumerate() {
         if chain.base.is_some() {
             continue;
         }
         let referenced = targets.contains(chain.name.as_str());
+        if kube_proxy
+            && !referenced
+            && let Some(k) = kube_nft_chain(&chain.name)
+        {
+            let at = ctx.location(Some(c), None);
+            ctx.report(
+                FindingId::KubeStaleChain,
+                Severity::Warning,
+                at,
+                format!(
+                    "nothing points to chain {} ({} rule(s)): no rule and no element of service-ips, \
+                     service-nodeports or firewall-ips sends packets to it, so it is a leftover of a \
+                     deleted {}. kube-proxy flushes such chains and deletes them on a later sync; one that \
+                     stays is stale",
+                    chain.name,
+                    chain.rules.len(),
+                    match k {
+                        nfscope_annotate::native::KubeNftChain::Endpoint { .. } => "endpoint",
+                        nfscope_annotate::native::KubeNftChain::Service { .. } => "service port",
+                    }
+                ),
+                Vec::new(),
+            );
+            ctx.set_kube(k.meaning().summary());
+            continue;
+        }
         match (referenced, chain.rules.is_empty()) {
             (false, empty) => {
                 let at = ctx.location(Some(c), None);
@@ -216,6 +263,59 @@ fn lint_table(table: &NftTable) -> Vec<Finding> {
     }
     unreferenced_sets(&mut ctx);
     ctx.findings
+}
+
+/// One finding per Service port (and kind) that kube-proxy's no-endpoint maps list, at the map.
+fn kube_no_endpoints(ctx: &mut TableCtx<'_>) {
+    let table = ctx.table;
+    let mut seen: Vec<(String, bool)> = Vec::new();
+    for n in no_endpoint_services(table) {
+        let key = (n.service.to_string(), n.local_only);
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        let set = &table.sets[n.set_index];
+        let location = Location {
+            table: Some(table.name.clone()),
+            chain: None,
+            rule_index: None,
+            line: Some(set.line).filter(|&l| l > 0),
+        };
+        let service = &n.service;
+        let (severity, message) = if n.local_only {
+            (
+                Severity::Info,
+                format!(
+                    "service {service} has no endpoints on this node and externalTrafficPolicy is Local \
+                     (map {}): traffic for it that reaches this node is dropped (normal on nodes without its pods)",
+                    n.map
+                ),
+            )
+        } else {
+            (
+                Severity::Warning,
+                format!(
+                    "service {service} has no endpoints (map {}): kube-proxy rejects every connection to it \
+                     (clients see \"connection refused\" / ICMP unreachable). Check its selector and \
+                     whether its pods are ready",
+                    n.map
+                ),
+            )
+        };
+        ctx.report(
+            FindingId::KubeServiceNoEndpoints,
+            severity,
+            location,
+            message,
+            Vec::new(),
+        );
+        let meaning = nfscope_annotate::Meaning::KubeNoEndpoints {
+            service: n.service.clone(),
+            local_only: n.local_only,
+        };
+        ctx.set_kube(meaning.summary());
+    }
 }
 
 /// Every chain name a rule or a named verdict map of `table` sends packets to.
@@ -888,5 +988,139 @@ mod tests {
             "table ip f {\n\tset s { type ipv4_addr; }\n\tchain in {\n\t\ttype filter hook input priority 0;\n\t\tip saddr @s drop\n\t\ttcp dport 22 jump ssh\n\t}\n\tchain ssh {\n\t\tct state new accept\n\t}\n}\n",
         );
         assert_eq!(found, []);
+    }
+}
+
+#[cfg(test)]
+mod kube_tests {
+    //! kube-proxy's nftables mode: Services without endpoints and stale chains, on the real
+    //! dumps of `testdata/corpus/nft/` and on small hand-written tables.
+
+    use super::*;
+    use nfscope_ruleset::{NftLimits, parse_nft_text};
+    use nfscope_test_support::corpus::corpus_file;
+
+    fn lint(text: &str) -> Vec<Finding> {
+        let rs = parse_nft_text(text, &NftLimits::default()).expect("parses");
+        lint_nft(&rs)
+    }
+
+    fn of(findings: &[Finding], id: FindingId) -> Vec<&Finding> {
+        findings.iter().filter(|f| f.id == id).collect()
+    }
+
+    #[test]
+    fn k3s_services_without_endpoints_are_named_once_each() {
+        let f = lint(&corpus_file("nft/k3s-kubeproxy-nftables-mode-table-2025.nft"));
+        let none = of(&f, FindingId::KubeServiceNoEndpoints);
+        let services: Vec<Option<&str>> = none
+            .iter()
+            .map(|f| f.kube.as_ref().and_then(|k| k.meaning.as_deref()))
+            .collect();
+        assert_eq!(
+            services,
+            [
+                Some("service riset/otelcol-opentelemetry-collector:otlp has no endpoints"),
+                Some("service riset/otelcol-opentelemetry-collector:otlp-http has no endpoints"),
+            ]
+        );
+        assert!(none.iter().all(|f| f.severity == Severity::Warning));
+        assert!(none[0].message.contains("map no-endpoint-services"));
+        assert_eq!(none[0].location.table.as_deref(), Some("kube-proxy"));
+        // Every per-object chain of this dump is pointed to.
+        assert!(of(&f, FindingId::KubeStaleChain).is_empty());
+    }
+
+    #[test]
+    fn local_only_service_is_info_and_listed_once_across_maps() {
+        // ns2/svc2:p80 is in no-endpoint-services (twice) and no-endpoint-nodeports, all drops.
+        let f = lint(&corpus_file("nft/nftparse-kube-proxy-overall.nft"));
+        let svc2: Vec<&Finding> = of(&f, FindingId::KubeServiceNoEndpoints)
+            .into_iter()
+            .filter(|f| f.message.contains("ns2/svc2:p80"))
+            .collect();
+        assert_eq!(svc2.len(), 1, "{svc2:?}");
+        assert_eq!(svc2[0].severity, Severity::Info);
+    }
+
+    const STALE: &str = r#"table ip kube-proxy {
+	map service-ips {
+		type ipv4_addr . inet_proto . inet_service : verdict
+		elements = { 10.96.0.10 . tcp . 80 : goto service-AAAAAAAA-ns/web/tcp/http }
+	}
+	map no-endpoint-services {
+		type ipv4_addr . inet_proto . inet_service : verdict
+		elements = { 10.96.0.11 . tcp . 80 comment "ns/empty:http" : goto reject-chain }
+	}
+	chain nat-prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		ip daddr . meta l4proto . th dport vmap @service-ips
+	}
+	chain filter-forward {
+		type filter hook forward priority -110; policy accept;
+		ct state new ip daddr . meta l4proto . th dport vmap @no-endpoint-services
+	}
+	chain reject-chain {
+		reject
+	}
+	chain service-AAAAAAAA-ns/web/tcp/http {
+		numgen random mod 1 vmap { 0 : goto endpoint-BBBBBBBB-ns/web/tcp/http__10.0.0.5/8080 }
+	}
+	chain endpoint-BBBBBBBB-ns/web/tcp/http__10.0.0.5/8080 {
+		meta l4proto tcp dnat to 10.0.0.5:8080
+	}
+	chain endpoint-CCCCCCCC-ns/web/tcp/http__10.0.0.6/8080 {
+		meta l4proto tcp dnat to 10.0.0.6:8080
+	}
+	chain service-DDDDDDDD-ns/gone/tcp/ {
+	}
+	chain helper {
+	}
+}
+"#;
+
+    #[test]
+    fn stale_service_and_endpoint_chains_are_kube_stale_chain() {
+        let f = lint(STALE);
+        let stale: Vec<(Option<&str>, Option<&str>)> = of(&f, FindingId::KubeStaleChain)
+            .iter()
+            .map(|f| {
+                (
+                    f.location.chain.as_deref(),
+                    f.kube.as_ref().and_then(|k| k.meaning.as_deref()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            stale,
+            [
+                (
+                    Some("endpoint-CCCCCCCC-ns/web/tcp/http__10.0.0.6/8080"),
+                    Some("service ns/web:http endpoint 10.0.0.6:8080")
+                ),
+                (
+                    Some("service-DDDDDDDD-ns/gone/tcp/"),
+                    Some("service ns/gone")
+                ),
+            ]
+        );
+        // Not also unreferenced-chain; a plain helper chain still is.
+        let unref: Vec<Option<&str>> = of(&f, FindingId::UnreferencedChain)
+            .iter()
+            .map(|f| f.location.chain.as_deref())
+            .collect();
+        assert_eq!(unref, [Some("helper")]);
+        let none = of(&f, FindingId::KubeServiceNoEndpoints);
+        assert_eq!(none.len(), 1);
+        assert!(none[0].message.starts_with("service ns/empty:http has no endpoints"));
+    }
+
+    #[test]
+    fn other_tables_get_no_kube_findings() {
+        // The same layout under another table name is not kube-proxy's.
+        let f = lint(&STALE.replace("table ip kube-proxy", "table ip mine"));
+        assert!(of(&f, FindingId::KubeStaleChain).is_empty());
+        assert!(of(&f, FindingId::KubeServiceNoEndpoints).is_empty());
+        assert_eq!(of(&f, FindingId::UnreferencedChain).len(), 3);
     }
 }
