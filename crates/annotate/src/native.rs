@@ -4,7 +4,8 @@
 //!
 //! Recognised by table name:
 //! - kube-proxy's nftables mode (table `kube-proxy`, ip/ip6): `service-HASH-ns/name/proto/port`
-//!   (the service port), `external-…` (its external destinations), `firewall-…` (its
+//!   (the service port), `local-…` (its node-local endpoints), `external-…` (its external
+//!   destinations), `firewall-…` (its
 //!   `loadBalancerSourceRanges`), `endpoint-HASH-ns/name/proto/port__ip/port` (one endpoint); the
 //!   elements of the maps `service-ips`, `service-nodeports`, `firewall-ips`,
 //!   `no-endpoint-services` and `no-endpoint-nodeports` (from the chain they dispatch to or from
@@ -212,8 +213,9 @@ impl KubeNftChain {
 /// Parses a kube-proxy nftables chain name (`service-`, `external-`, `firewall-`, `endpoint-`
 /// followed by an 8-character hash, `-` and the service port as `ns/name/proto/port`).
 pub fn kube_nft_chain(name: &str) -> Option<KubeNftChain> {
-    const PREFIXES: [(&str, Option<Option<ServiceKind>>); 4] = [
+    const PREFIXES: [(&str, Option<Option<ServiceKind>>); 5] = [
         ("service-", Some(None)),
+        ("local-", Some(Some(ServiceKind::LocalEndpoints))),
         ("external-", Some(Some(ServiceKind::External))),
         (
             "firewall-",
@@ -263,6 +265,20 @@ pub fn kube_nft_chain(name: &str) -> Option<KubeNftChain> {
         },
         (None, None) => return None,
     })
+}
+
+/// Whether a kube-proxy nftables per-object chain's hash is kube-proxy's for the rest of its name:
+/// `PREFIX-HASH-REST` with HASH the first 8 characters of base32(sha256(REST)) (`hashAndTruncate`
+/// in kube-proxy's nftables proxier). `None` when the name is not such a chain or was truncated
+/// (`…...` above 240 characters), so its input is unknown.
+pub fn kube_nft_hash_matches(name: &str) -> Option<bool> {
+    kube_nft_chain(name)?;
+    let (_, rest) = name.split_once('-')?;
+    let (hash, input) = rest.split_once('-')?;
+    if input.ends_with("...") {
+        return None;
+    }
+    Some(hash == &crate::hash::hash16(input)[..8])
 }
 
 /// `10.0.0.1/80` → `10.0.0.1:80`; `fd00.10.180..1/80` (kube-proxy writes an IPv6 address with

@@ -1,7 +1,9 @@
 //! Meaning of native nftables tables, read from real dumps in `testdata/corpus/nft/` (origins in
 //! `testdata/corpus/nft/SOURCES-nftparse.md` and `testdata/corpus/SOURCES.md`).
 
-use nfscope_annotate::native::{KubeNftChain, kube_nft_chain, no_endpoint_services};
+use nfscope_annotate::native::{
+    KubeNftChain, kube_nft_chain, kube_nft_hash_matches, no_endpoint_services,
+};
 use nfscope_annotate::{Meaning, NativeAnnotations, Owner, ServiceKind, annotate_native};
 use nfscope_ruleset::typed::NftRuleset;
 use nfscope_ruleset::{NftLimits, parse_nft_text};
@@ -268,4 +270,36 @@ fn other_tables_have_no_owner() {
             assert_eq!(ann.chain(t, c).meaning, None);
         }
     }
+}
+
+#[test]
+fn chain_name_hashes_are_kube_proxys() {
+    // kube-proxy's own test values (NFTABLES.md §5): ns1/svc1/tcp/p80 → ULMVA6XW.
+    assert_eq!(
+        kube_nft_hash_matches("service-ULMVA6XW-ns1/svc1/tcp/p80"),
+        Some(true)
+    );
+    assert_eq!(
+        kube_nft_hash_matches("endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80"),
+        Some(true)
+    );
+    assert_eq!(
+        kube_nft_hash_matches("service-AAAAAAAA-ns1/svc1/tcp/p80"),
+        Some(false)
+    );
+    assert_eq!(kube_nft_hash_matches("reject-chain"), None);
+    // Every per-object chain of the k3s dump carries its own hash.
+    let (rs, _) = load("k3s-kubeproxy-nftables-mode-table-2025.nft");
+    let mut n = 0;
+    for c in &rs.tables[0].chains {
+        if kube_nft_chain(&c.name).is_some() {
+            assert_eq!(kube_nft_hash_matches(&c.name), Some(true), "{}", c.name);
+            n += 1;
+        }
+    }
+    assert_eq!(n, 27);
+    assert_eq!(
+        kube_nft_chain("local-ABCDEFGH-ns/web/tcp/http").map(|k| k.meaning().summary()),
+        Some("service ns/web:http local endpoints".to_owned())
+    );
 }

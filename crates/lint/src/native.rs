@@ -21,7 +21,9 @@
 //! iptables mode's ids: `kube-service-no-endpoints` (a Service port listed in
 //! `no-endpoint-services` / `no-endpoint-nodeports`, one finding per Service port and kind) and
 //! `kube-stale-chain` (a `service-`/`external-`/`firewall-`/`endpoint-` chain no rule or map points
-//! to, reported instead of `unreferenced-chain`, as in iptables mode).
+//! to, reported instead of `unreferenced-chain`, as in iptables mode — info when it is empty, as
+//! kube-proxy leaves a flushed chain for a second before deleting it — or whose name is not
+//! kube-proxy's hash of the service port it names).
 //! Jumps, sets and maps never cross tables, so each table is linted on its own. It does no I/O.
 
 use std::collections::{HashMap, HashSet};
@@ -34,7 +36,9 @@ use nfscope_ruleset::typed::{
 use nfscope_ruleset::{Backend, Family};
 
 use nfscope_annotate::Owner;
-use nfscope_annotate::native::{kube_nft_chain, no_endpoint_services, table_owner};
+use nfscope_annotate::native::{
+    kube_nft_chain, kube_nft_hash_matches, no_endpoint_services, table_owner,
+};
 
 use crate::finding::{Finding, FindingId, KubeContext, Location, Related, Severity};
 
@@ -205,7 +209,12 @@ fn lint_table(table: &NftTable) -> Vec<Finding> {
             let at = ctx.location(Some(c), None);
             ctx.report(
                 FindingId::KubeStaleChain,
-                Severity::Warning,
+                // kube-proxy flushes a stale chain and deletes it a second or more later.
+                if chain.rules.is_empty() {
+                    Severity::Info
+                } else {
+                    Severity::Warning
+                },
                 at,
                 format!(
                     "nothing points to chain {} ({} rule(s)): no rule and no element of service-ips, \
@@ -223,6 +232,23 @@ fn lint_table(table: &NftTable) -> Vec<Finding> {
             );
             ctx.set_kube(k.meaning().summary());
             continue;
+        }
+        if kube_proxy && kube_nft_hash_matches(&chain.name) == Some(false) {
+            let at = ctx.location(Some(c), None);
+            ctx.report(
+                FindingId::KubeStaleChain,
+                Severity::Warning,
+                at,
+                format!(
+                    "chain {} is not named with kube-proxy's hash of the service port it names, so \
+                     kube-proxy did not write it this way: written by another tool or edited by hand",
+                    chain.name
+                ),
+                Vec::new(),
+            );
+            if let Some(k) = kube_nft_chain(&chain.name) {
+                ctx.set_kube(k.meaning().summary());
+            }
         }
         match (referenced, chain.rules.is_empty()) {
             (false, empty) => {
@@ -1011,7 +1037,9 @@ mod kube_tests {
 
     #[test]
     fn k3s_services_without_endpoints_are_named_once_each() {
-        let f = lint(&corpus_file("nft/k3s-kubeproxy-nftables-mode-table-2025.nft"));
+        let f = lint(&corpus_file(
+            "nft/k3s-kubeproxy-nftables-mode-table-2025.nft",
+        ));
         let none = of(&f, FindingId::KubeServiceNoEndpoints);
         let services: Vec<Option<&str>> = none
             .iter()
@@ -1046,7 +1074,7 @@ mod kube_tests {
     const STALE: &str = r#"table ip kube-proxy {
 	map service-ips {
 		type ipv4_addr . inet_proto . inet_service : verdict
-		elements = { 10.96.0.10 . tcp . 80 : goto service-AAAAAAAA-ns/web/tcp/http }
+		elements = { 10.96.0.10 . tcp . 80 : goto service-Y6QD5CCT-ns/web/tcp/http }
 	}
 	map no-endpoint-services {
 		type ipv4_addr . inet_proto . inet_service : verdict
@@ -1063,18 +1091,28 @@ mod kube_tests {
 	chain reject-chain {
 		reject
 	}
-	chain service-AAAAAAAA-ns/web/tcp/http {
-		numgen random mod 1 vmap { 0 : goto endpoint-BBBBBBBB-ns/web/tcp/http__10.0.0.5/8080 }
+	chain service-Y6QD5CCT-ns/web/tcp/http {
+		numgen random mod 1 vmap { 0 : goto endpoint-726L2SFA-ns/web/tcp/http__10.0.0.5/8080 }
 	}
-	chain endpoint-BBBBBBBB-ns/web/tcp/http__10.0.0.5/8080 {
+	chain endpoint-726L2SFA-ns/web/tcp/http__10.0.0.5/8080 {
 		meta l4proto tcp dnat to 10.0.0.5:8080
 	}
-	chain endpoint-CCCCCCCC-ns/web/tcp/http__10.0.0.6/8080 {
+	chain endpoint-DETZAWPG-ns/web/tcp/http__10.0.0.6/8080 {
 		meta l4proto tcp dnat to 10.0.0.6:8080
 	}
-	chain service-DDDDDDDD-ns/gone/tcp/ {
+	chain service-G7FVZ73I-ns/gone/tcp/ {
 	}
 	chain helper {
+	}
+	chain nat-output {
+		type nat hook output priority -100; policy accept;
+		jump service-ZZZZZZZZ-ns/web/tcp/http
+	}
+	chain service-ZZZZZZZZ-ns/web/tcp/http {
+		jump mark-for-masquerade
+	}
+	chain mark-for-masquerade {
+		meta mark set meta mark | 0x00004000
 	}
 }
 "#;
@@ -1095,14 +1133,32 @@ mod kube_tests {
             stale,
             [
                 (
-                    Some("endpoint-CCCCCCCC-ns/web/tcp/http__10.0.0.6/8080"),
+                    Some("endpoint-DETZAWPG-ns/web/tcp/http__10.0.0.6/8080"),
                     Some("service ns/web:http endpoint 10.0.0.6:8080")
                 ),
                 (
-                    Some("service-DDDDDDDD-ns/gone/tcp/"),
+                    Some("service-G7FVZ73I-ns/gone/tcp/"),
                     Some("service ns/gone")
                 ),
+                (
+                    Some("service-ZZZZZZZZ-ns/web/tcp/http"),
+                    Some("service ns/web:http")
+                ),
             ]
+        );
+        let severities: Vec<Severity> = of(&f, FindingId::KubeStaleChain)
+            .iter()
+            .map(|f| f.severity)
+            .collect();
+        // The flushed (empty) one is info: kube-proxy deletes it on a later sync.
+        assert_eq!(
+            severities,
+            [Severity::Warning, Severity::Info, Severity::Warning]
+        );
+        assert!(
+            of(&f, FindingId::KubeStaleChain)[2]
+                .message
+                .contains("not named with kube-proxy's hash")
         );
         // Not also unreferenced-chain; a plain helper chain still is.
         let unref: Vec<Option<&str>> = of(&f, FindingId::UnreferencedChain)
@@ -1112,7 +1168,11 @@ mod kube_tests {
         assert_eq!(unref, [Some("helper")]);
         let none = of(&f, FindingId::KubeServiceNoEndpoints);
         assert_eq!(none.len(), 1);
-        assert!(none[0].message.starts_with("service ns/empty:http has no endpoints"));
+        assert!(
+            none[0]
+                .message
+                .starts_with("service ns/empty:http has no endpoints")
+        );
     }
 
     #[test]
