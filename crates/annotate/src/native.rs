@@ -13,7 +13,8 @@
 //!   `cluster-ips-check`, `nodeport-endpoints-check`, base chains `filter-*`/`nat-*`, …) as
 //!   [`Meaning::Role`].
 //! - Calico's nftables dataplane (table `calico`): chains `<table>-cali-…` mean what the iptables
-//!   `cali-…` chain of the same name means (workload, host endpoint, policy, profile).
+//!   `cali-…` chain of the same name means (workload, host endpoint, policy, profile), and their
+//!   rules count the same network-policy decisions ([`PolicyVerdict`]).
 //! - Docker's nftables backend (table `docker-bridges`): DNAT of a published port
 //!   ([`Meaning::DockerPort`]), per-bridge chains.
 //! - Istio's nftables mode (tables `istio-*`): the redirects to the proxy and the inbound port
@@ -25,11 +26,11 @@
 use std::net::IpAddr;
 
 use nfscope_ruleset::typed::{
-    Expr, MapData, MapRef, Nat, NatAddr, NatKind, NftChain, NftRuleset, NftSetDef, NftTable, Rhs,
-    TypedRule, Value, Verdict,
+    CtKey, Expr, Key, MapData, MapRef, Nat, NatAddr, NatKind, NftChain, NftRuleset, NftSetDef,
+    NftTable, Rhs, TypedRule, Value, Verdict,
 };
 
-use crate::types::{Annotation, Meaning, Owner, ServiceKind, ServicePort};
+use crate::types::{Annotation, Meaning, Owner, PolicyVerdict, ServiceKind, ServicePort};
 
 /// Returned for indices the ruleset does not have.
 static UNKNOWN: Annotation = Annotation::owned_by(Owner::Other);
@@ -107,7 +108,15 @@ fn annotate_table(table: &NftTable) -> TableAnn {
     let owner = table_owner(table);
     let (chains, elements) = match owner {
         Some(Owner::KubeProxy) => kube_proxy_table(table),
-        Some(Owner::Calico) => plain(table, Owner::Calico, |c| calico_chain(&c.name), |_, _| None),
+        Some(Owner::Calico) => {
+            let mut parts = plain(table, Owner::Calico, |c| calico_chain(&c.name), |_, _| None);
+            for (c, ann) in table.chains.iter().zip(&mut parts.0) {
+                for (r, a) in c.rules.iter().zip(&mut ann.rules) {
+                    a.policy_verdict = calico_verdict(&c.name, r);
+                }
+            }
+            parts
+        }
         Some(Owner::Docker) => plain(table, Owner::Docker, docker_chain, |_, r| docker_rule(r)),
         Some(Owner::Istio) => plain(table, Owner::Istio, istio_chain, istio_rule),
         Some(o) => plain(table, o, |_| None, |_, _| None),
@@ -496,6 +505,45 @@ pub fn no_endpoint_services(table: &NftTable) -> Vec<NoEndpointService> {
 fn calico_chain(name: &str) -> Option<Meaning> {
     let (_, rest) = name.split_once('-')?;
     crate::resolve::calico_chain_meaning(rest)
+}
+
+/// The network-policy decision a Calico rule counts, as for its iptables chains
+/// ([`crate::verdict`]): in endpoint chains (`<layer>-cali-tw-/fw-/th-/fh-/thfw-/fhfw-`) a
+/// `return` commented "Return if policy/profile accepted" is `Accept` and a drop or reject is
+/// `Deny`; in policy and profile chains (`cali-pi-/po-/pri-/pro-`) a drop or reject is `Deny`.
+/// Drops of `ct state invalid` packets are no policy's decision.
+fn calico_verdict(chain: &str, r: &TypedRule) -> Option<PolicyVerdict> {
+    const ENDPOINT: [&str; 6] = [
+        "cali-tw-",
+        "cali-fw-",
+        "cali-th-",
+        "cali-fh-",
+        "cali-thfw-",
+        "cali-fhfw-",
+    ];
+    const POLICY: [&str; 4] = ["cali-pi-", "cali-po-", "cali-pri-", "cali-pro-"];
+    let (_, name) = chain.split_once('-')?;
+    let endpoint = ENDPOINT.iter().any(|p| name.starts_with(p));
+    let policy = POLICY.iter().any(|p| name.starts_with(p));
+    if !endpoint && !policy {
+        return None;
+    }
+    let invalid = r.exprs.iter().any(|e| match e {
+        Expr::Match(m) => {
+            matches!(m.key, Key::Ct { key: CtKey::State, .. })
+                && matches!(&m.rhs, Rhs::Values(v) if v.iter().any(|x| matches!(x, Value::Sym(s) if s == "invalid")))
+        }
+        _ => false,
+    });
+    match r.verdict()? {
+        Verdict::Drop | Verdict::Reject { .. } if !invalid => Some(PolicyVerdict::Deny),
+        Verdict::Return if endpoint => {
+            let c = r.comment.as_deref().unwrap_or("");
+            (c.contains("Return if policy accepted") || c.contains("Return if profile accepted"))
+                .then_some(PolicyVerdict::Accept)
+        }
+        _ => None,
+    }
 }
 
 /// Docker's per-bridge chains: `filter-forward-in__docker0`, `nat-postrouting-out__br-x`.

@@ -303,3 +303,43 @@ fn chain_name_hashes_are_kube_proxys() {
         Some("service ns/web:http local endpoints".to_owned())
     );
 }
+
+#[test]
+fn calico_endpoint_chains_count_policy_decisions() {
+    let text = r#"table ip calico {
+	chain filter-cali-tw-cali1234 {
+		ct state invalid drop comment "cali:a;"
+		jump filter-cali-pi-_abc comment "cali:b;"
+		meta mark & 0x00010000 == 0x00010000 return comment "cali:c; Return if policy accepted"
+		drop comment "cali:d; Drop if no policies passed packet"
+	}
+	chain filter-cali-pi-_abc {
+		ip saddr 10.0.0.0/8 drop comment "cali:e;"
+		meta mark set meta mark | 0x00010000 comment "cali:f;"
+	}
+}
+"#;
+    let rs = parse_nft_text(text, &NftLimits::default()).unwrap();
+    let ann = annotate_native(&rs);
+    use nfscope_annotate::PolicyVerdict::{Accept, Deny};
+    let verdicts: Vec<_> = (0..4).map(|r| ann.rule(0, 0, r).policy_verdict).collect();
+    assert_eq!(verdicts, [None, None, Some(Accept), Some(Deny)]);
+    assert_eq!(
+        ann.chain(0, 0)
+            .meaning
+            .as_ref()
+            .map(Meaning::summary)
+            .as_deref(),
+        Some("calico workload cali1234 ingress")
+    );
+    assert_eq!(ann.rule(0, 1, 0).policy_verdict, Some(Deny));
+    assert_eq!(ann.rule(0, 1, 1).policy_verdict, None);
+    assert_eq!(
+        ann.chain(0, 1)
+            .meaning
+            .as_ref()
+            .map(Meaning::summary)
+            .as_deref(),
+        Some("calico policy _abc ingress")
+    );
+}
