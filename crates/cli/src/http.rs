@@ -55,8 +55,11 @@ impl Default for HttpLimits {
         Self {
             max_connections: 512,
             header_timeout: Duration::from_secs(10),
-            // metrics, rules, trace, flows
-            per_family: [16, 2, 8, 4],
+            // metrics, rules, trace, flows. /api/rules and /api/trace answer from one shared read
+            // (the rules body is written once and shared; a trace costs milliseconds on the shared
+            // model), so 20 concurrent callers cost little more than one; flows still copy the
+            // connection records per request.
+            per_family: [16, 32, 32, 4],
         }
     }
 }
