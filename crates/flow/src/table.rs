@@ -211,6 +211,10 @@ pub struct Conn {
     /// Not in the tuple index (a successor, see above).
     #[serde(skip)]
     hidden: bool,
+    /// `translated` was inferred from the packets (the same SYN seen again after NAT, see
+    /// [`FlowTable::join_nat_sighting`]), not reported by conntrack.
+    #[serde(skip)]
+    nat_from_packets: bool,
 }
 
 impl Conn {
@@ -237,7 +241,14 @@ impl Conn {
             ct_end: None,
             successor: None,
             hidden: false,
+            nat_from_packets: false,
         }
+    }
+
+    /// Has conntrack reported this connection (so its NAT translation is known, and it will
+    /// report its end)?
+    fn ct_known(&self) -> bool {
+        self.ct_id.is_some() || (self.translated.is_some() && !self.nat_from_packets)
     }
 
     /// The server that actually answered: the translated destination when known.
@@ -377,6 +388,10 @@ pub struct FlowTable {
     closed: VecDeque<Conn>,
     tombstones: HashMap<Tuple, Time>,
     tombstone_order: VecDeque<(Time, Tuple)>,
+    /// Client initial sequence number → the live connection whose SYN carried it and that
+    /// conntrack has not reported yet: a SYN seen again after NAT (other addresses, same
+    /// sequence number) joins it instead of starting a second connection.
+    syn_isns: HashMap<u32, Slot>,
     next_id: u64,
     stats: FlowStats,
     aggregates: Aggregates,
@@ -394,6 +409,7 @@ impl FlowTable {
             closed: VecDeque::new(),
             tombstones: HashMap::new(),
             tombstone_order: VecDeque::new(),
+            syn_isns: HashMap::new(),
             next_id: 1,
             stats: FlowStats::default(),
             aggregates,
@@ -420,7 +436,10 @@ impl FlowTable {
                 }
             }
             Some((slot, side)) => (Some(slot), side),
-            None if pure_syn => (self.insert_from_packet(now, packet.tuple), Side::Client),
+            None if pure_syn => match self.join_nat_sighting(now, &packet) {
+                Some(slot) => (Some(slot), Side::Client),
+                None => (self.insert_from_packet(now, packet.tuple), Side::Client),
+            },
             None => {
                 self.stats.packets_unmatched += 1;
                 return;
@@ -429,8 +448,67 @@ impl FlowTable {
         let Some(slot) = slot else {
             return; // the slab is full beyond any sane max_live
         };
+        if pure_syn
+            && side == Side::Client
+            && self
+                .conns
+                .get(slot)
+                .is_some_and(|c| !c.ct_known() && c.translated.is_none())
+        {
+            self.syn_isns.insert(packet.seq, slot);
+        }
         if let Some(end) = self.apply_packet(slot, side, now, &packet) {
             self.close_or_await_conntrack(slot, now, end);
+        }
+    }
+
+    /// A SYN on a tuple no connection has, carrying the initial sequence number of a connection
+    /// the packets started and conntrack has not reported yet, sharing one end with it (its
+    /// source after DNAT, its destination after SNAT, its source port after both, as on a
+    /// hairpin): the same SYN seen again after NAT. NAT rewrites addresses and ports, never
+    /// sequence numbers. The packet's tuple becomes the connection's translated tuple (conntrack
+    /// confirms or corrects it later), so the second sighting and the packets answering it land
+    /// on the one connection. Without this, a SYN seen on a bridge port and again on the bridge
+    /// after br_netfilter's DNAT, or on both veths of a node, made two connections whenever the
+    /// capture ran ahead of conntrack, and forever when conntrack never reported the connection
+    /// (a REJECTed SYN is never confirmed).
+    fn join_nat_sighting(&mut self, now: Time, packet: &PacketMeta) -> Option<Slot> {
+        let slot = *self.syn_isns.get(&packet.seq)?;
+        let conn = self.conns.get(slot)?;
+        let (o, p) = (conn.orig, packet.tuple);
+        let same_family = o.src.is_ipv4() == p.src.is_ipv4();
+        let dnat = o.src == p.src && o.sport == p.sport;
+        let snat = o.dst == p.dst && o.dport == p.dport && o.src != p.src;
+        let both = o.sport == p.sport && o.src != p.src && o.dst != p.dst;
+        let shares_an_end = dnat || snat || both;
+        let fresh = conn
+            .syn_at
+            .is_some_and(|syn| now.saturating_sub(syn) < self.config.handshake_timeout);
+        let joins = conn.client.isn == Some(packet.seq)
+            && !conn.ct_known()
+            && conn.translated.is_none()
+            && !conn.hidden
+            && same_family
+            && shares_an_end
+            && fresh
+            && o != p;
+        if !joins {
+            return None;
+        }
+        self.conns.set_tuples(slot, o, Some(p));
+        if let Some(conn) = self.conns.get_mut(slot) {
+            conn.nat_from_packets = true;
+        }
+        self.syn_isns.remove(&packet.seq);
+        Some(slot)
+    }
+
+    /// Forgets `slot`'s entry in the initial-sequence-number index.
+    fn forget_isn(&mut self, slot: Slot) {
+        if let Some(isn) = self.conns.get(slot).and_then(|c| c.client.isn)
+            && self.syn_isns.get(&isn) == Some(&slot)
+        {
+            self.syn_isns.remove(&isn);
         }
     }
 
@@ -646,6 +724,7 @@ impl FlowTable {
         let conn = self.conns.get_mut(slot)?;
         conn.last_seen = conn.last_seen.max(now);
         conn.ct_id = event.id.or(conn.ct_id);
+        conn.nat_from_packets = false;
         conn.ct_orig = event.counters_orig.or(conn.ct_orig);
         conn.ct_reply = event.counters_reply.or(conn.ct_reply);
         match event.tcp_state {
@@ -678,7 +757,7 @@ impl FlowTable {
             .iter()
             .filter(|(_, c)| {
                 let idle = now.saturating_sub(c.last_seen);
-                let packet_only = c.ct_id.is_none() && c.translated.is_none();
+                let packet_only = !c.ct_known();
                 let half_closed = c.client.fin_seq.is_some() || c.server.fin_seq.is_some();
                 let unanswered = c.synack_at.is_none() && c.established_at.is_none();
                 packet_only
@@ -833,6 +912,7 @@ impl FlowTable {
         if keep == other {
             return;
         }
+        self.forget_isn(other);
         let Some(absorbed) = self.conns.remove(other) else {
             return;
         };
@@ -860,7 +940,7 @@ impl FlowTable {
     fn close_or_await_conntrack(&mut self, slot: Slot, now: Time, end: End) {
         let grace = self.config.conntrack_grace;
         match self.conns.get_mut(slot) {
-            Some(conn) if !grace.is_zero() && conn.ct_id.is_none() && conn.translated.is_none() => {
+            Some(conn) if !grace.is_zero() && !conn.ct_known() => {
                 conn.pending_end.get_or_insert((end, now));
             }
             _ => self.close(slot, now, end),
@@ -870,6 +950,7 @@ impl FlowTable {
     /// Removes a connection; its successor, if any, takes over its tuples in the index.
     fn take_out(&mut self, slot: Slot) -> Option<Conn> {
         let successor = self.successor_of(slot);
+        self.forget_isn(slot);
         let conn = self.conns.remove(slot)?;
         if let Some(next) = successor {
             self.conns.reveal(next);
@@ -894,7 +975,7 @@ impl FlowTable {
         conn.end = end;
         conn.end_at = Some(now.max(conn.start));
         // With a successor, the tuples' later events are the successor's: no tombstone.
-        if conn.successor.is_none() && (conn.ct_id.is_some() || conn.translated.is_some()) {
+        if conn.successor.is_none() && conn.ct_known() {
             self.tombstones.insert(conn.orig, now);
             self.tombstone_order.push_back((now, conn.orig));
             while self.tombstone_order.len() > self.config.max_live.max(16) {
