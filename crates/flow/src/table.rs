@@ -543,6 +543,12 @@ impl FlowTable {
                 _ => {}
             }
         }
+        if flags.has(TcpFlags::ACK) && !flags.has(TcpFlags::SYN) {
+            // A packet after the handshake, stamped by the kernel as it passed: the handshake
+            // was done by then. Conntrack's ESTABLISHED is stamped when the event was read,
+            // which can be later (events are read in batches), later even than the FINs.
+            conn.established_at = conn.established_at.map(|est| est.min(now));
+        }
         let end_seq = p.seq.wrapping_add(p.payload_len);
         let (mine, theirs) = conn.seq_mut(side);
         if flags.has(TcpFlags::ACK) && !flags.has(TcpFlags::SYN) {
@@ -973,7 +979,12 @@ impl FlowTable {
         };
         let (end, now) = conn.pending_end.take().unwrap_or((end, now));
         conn.end = end;
-        conn.end_at = Some(now.max(conn.start));
+        // Never before what it saw: a duration covers the handshake.
+        let latest = [conn.syn_at, conn.synack_at, conn.established_at]
+            .into_iter()
+            .flatten()
+            .fold(conn.start, Time::max);
+        conn.end_at = Some(now.max(latest));
         // With a successor, the tuples' later events are the successor's: no tombstone.
         if conn.successor.is_none() && conn.ct_known() {
             self.tombstones.insert(conn.orig, now);

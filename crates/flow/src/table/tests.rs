@@ -837,3 +837,41 @@ fn a_table_sized_to_the_connections_holds_them_all_with_the_capture_ahead() {
         (u64::from(n), 0, u64::from(n))
     );
 }
+
+/// Conntrack's events are stamped when read (in batches), packets by the kernel: an
+/// ESTABLISHED read after the FINs were captured made the handshake longer than the duration.
+#[test]
+fn a_duration_covers_its_handshake_when_conntrack_is_read_late() {
+    let mut table = table();
+    let (sport, cisn, sisn) = (42000, 10, 20);
+    table.on_conntrack_event(t(5), ct(CtKind::New, sport, Some(TcpState::Handshake)));
+    table.on_packet(t(0), packet(dialled(sport), SYN, cisn, 0, 0));
+    table.on_packet(
+        t(1),
+        packet(dialled(sport).reversed(), SYNACK, sisn, cisn + 1, 0),
+    );
+    // The ESTABLISHED event is read 40 ms after the client's FIN passed.
+    table.on_conntrack_event(
+        t(50),
+        ct(CtKind::Update, sport, Some(TcpState::Established)),
+    );
+    table.on_packet(t(10), packet(dialled(sport), FINACK, cisn + 1, sisn + 1, 0));
+    table.on_packet(
+        t(11),
+        packet(dialled(sport).reversed(), FINACK, sisn + 1, cisn + 2, 0),
+    );
+    let conn = table.closed().next().expect("closed by the FINs");
+    let (handshake, duration) = (conn.handshake().unwrap(), conn.duration(t(100)));
+    assert!(handshake <= duration, "{handshake:?} > {duration:?}");
+    assert_eq!(conn.end_at, Some(t(11)));
+    assert_eq!(conn.established_at, Some(t(10)), "done by the client's FIN");
+
+    // A connection ended by conntrack alone ends no earlier than its handshake.
+    let mut table = self::table();
+    table.on_conntrack_event(t(0), ct(CtKind::New, 1, Some(TcpState::Handshake)));
+    table.on_packet(t(0), packet(dialled(1), SYN, 1, 0, 0));
+    table.on_packet(t(90), packet(dialled(1).reversed(), SYNACK, 2, 2, 0));
+    table.on_conntrack_event(t(80), ct(CtKind::Destroy, 1, Some(TcpState::Close)));
+    let conn = table.closed().next().expect("destroyed");
+    assert!(conn.handshake().unwrap() <= conn.duration(t(100)));
+}
