@@ -574,6 +574,7 @@ mod tests {
                 seq: 1000,
                 ack: 0,
                 payload_len: 0,
+                unreachable: false,
             };
             table.on_packet(start + Duration::from_millis(u64::from(i)), syn);
             if i % 5 == 0 {

@@ -42,6 +42,7 @@ fn main() {
                 seq: i,
                 ack: 0,
                 payload_len: 0,
+                unreachable: false,
             },
         );
         table.on_conntrack_event(

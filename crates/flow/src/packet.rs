@@ -1,5 +1,6 @@
-//! TCP control packets (SYN, FIN, RST) as the table consumes them, and a parser from the bytes an
-//! `AF_PACKET`/`SOCK_DGRAM` socket delivers (starting at the IPv4 or IPv6 header).
+//! TCP control packets (SYN, FIN, RST) and ICMP/ICMPv6 destination unreachable errors about TCP
+//! packets as the table consumes them, and a parser from the bytes an `AF_PACKET`/`SOCK_DGRAM`
+//! socket delivers (starting at the IPv4 or IPv6 header).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -40,16 +41,82 @@ pub struct PacketMeta {
     pub ack: u32,
     /// TCP payload length.
     pub payload_len: u32,
+    /// An ICMP/ICMPv6 destination unreachable error about the TCP packet described by the other
+    /// fields (the quoted header as it was sent: `tuple` and `seq`; no flags), e.g. a REJECT.
+    pub unreachable: bool,
 }
 
 /// Parses an IPv4 or IPv6 packet carrying TCP; `None` for anything else or a truncated header.
 /// IPv6 extension headers are not followed (the capture filter does not pass them either).
 pub fn parse_ip_tcp(bytes: &[u8], ifindex: u32) -> Option<PacketMeta> {
     match bytes.first()? >> 4 {
+        4 if bytes.get(9) == Some(&1) => parse_icmp_error(bytes, ifindex),
         4 => parse_v4(bytes, ifindex),
+        6 if bytes.get(6) == Some(&58) => parse_icmp_error(bytes, ifindex),
         6 => parse_v6(bytes, ifindex),
         _ => None,
     }
+}
+
+/// An ICMP destination unreachable (not "fragmentation needed", which is path MTU discovery) or
+/// ICMPv6 destination unreachable quoting a TCP packet: the quoted IP header and the first 8
+/// bytes of its TCP header (ports and sequence number), as every such error carries.
+fn parse_icmp_error(bytes: &[u8], ifindex: u32) -> Option<PacketMeta> {
+    let (icmp, v4) = match bytes.first()? >> 4 {
+        4 => {
+            let ihl = usize::from(bytes.first()? & 0x0f) * 4;
+            let fragment = u16::from_be_bytes([*bytes.get(6)?, *bytes.get(7)?]) & 0x1fff;
+            if ihl < 20 || fragment != 0 {
+                return None;
+            }
+            (bytes.get(ihl..)?, true)
+        }
+        _ => (bytes.get(40..)?, false),
+    };
+    let (kind, code) = (*icmp.first()?, *icmp.get(1)?);
+    let unreachable = if v4 {
+        kind == 3 && code != 4
+    } else {
+        kind == 1
+    };
+    if !unreachable {
+        return None;
+    }
+    let quoted = icmp.get(8..)?;
+    let (src, dst, tcp) = match (quoted.first()? >> 4, v4) {
+        (4, true) => {
+            let ihl = usize::from(quoted.first()? & 0x0f) * 4;
+            if *quoted.get(9)? != 6 || ihl < 20 {
+                return None;
+            }
+            let src = Ipv4Addr::from(<[u8; 4]>::try_from(quoted.get(12..16)?).ok()?);
+            let dst = Ipv4Addr::from(<[u8; 4]>::try_from(quoted.get(16..20)?).ok()?);
+            (IpAddr::V4(src), IpAddr::V4(dst), quoted.get(ihl..)?)
+        }
+        (6, false) => {
+            if *quoted.get(6)? != 6 {
+                return None;
+            }
+            let src = Ipv6Addr::from(<[u8; 16]>::try_from(quoted.get(8..24)?).ok()?);
+            let dst = Ipv6Addr::from(<[u8; 16]>::try_from(quoted.get(24..40)?).ok()?);
+            (IpAddr::V6(src), IpAddr::V6(dst), quoted.get(40..)?)
+        }
+        _ => return None,
+    };
+    Some(PacketMeta {
+        ifindex,
+        tuple: Tuple {
+            src,
+            dst,
+            sport: u16::from_be_bytes([*tcp.first()?, *tcp.get(1)?]),
+            dport: u16::from_be_bytes([*tcp.get(2)?, *tcp.get(3)?]),
+        },
+        flags: TcpFlags::default(),
+        seq: u32::from_be_bytes(tcp.get(4..8)?.try_into().ok()?),
+        ack: 0,
+        payload_len: 0,
+        unreachable: true,
+    })
 }
 
 fn parse_v4(bytes: &[u8], ifindex: u32) -> Option<PacketMeta> {
@@ -111,6 +178,7 @@ fn parse_tcp(
         seq: word(4)?,
         ack: word(8)?,
         payload_len: u32::try_from(l4_len.saturating_sub(data_offset)).unwrap_or(u32::MAX),
+        unreachable: false,
     })
 }
 
@@ -173,5 +241,54 @@ mod tests {
         assert_eq!(meta.tuple.dst, "::2".parse::<IpAddr>().unwrap());
         assert!(meta.flags.has(TcpFlags::RST));
         assert_eq!(meta.payload_len, 0);
+    }
+
+    #[test]
+    fn parses_icmp_and_icmpv6_unreachables_about_tcp() {
+        // IPv4: outer header, ICMP port unreachable, the quoted SYN's header and 8 bytes.
+        let syn = v4_syn();
+        let mut p = vec![0u8; 20 + 8];
+        p[0] = 0x45;
+        p[9] = 1;
+        p[20] = 3;
+        p[21] = 3;
+        p.extend_from_slice(&syn[..28]);
+        let meta = parse_ip_tcp(&p, 4).expect("parses");
+        assert!(meta.unreachable);
+        assert_eq!(meta.tuple.src, "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(meta.tuple.dst, "10.96.0.10".parse::<IpAddr>().unwrap());
+        assert_eq!((meta.tuple.sport, meta.tuple.dport), (40000, 80));
+        assert_eq!((meta.seq, meta.flags.0), (1000, 0));
+        // Fragmentation needed is path MTU discovery, not an answer to the connection.
+        let mut mtu = p.clone();
+        mtu[21] = 4;
+        assert!(parse_ip_tcp(&mtu, 4).is_none());
+        let mut echo = p.clone();
+        echo[20] = 0;
+        assert!(parse_ip_tcp(&echo, 4).is_none());
+        for cut in 0..p.len() {
+            assert!(parse_ip_tcp(&p[..cut], 0).is_none(), "cut at {cut}");
+        }
+
+        // IPv6: ICMPv6 administratively prohibited about a quoted IPv6 TCP header.
+        let mut p = vec![0u8; 40 + 8 + 40 + 8];
+        p[0] = 0x60;
+        p[6] = 58;
+        p[40] = 1;
+        p[41] = 1;
+        p[48] = 0x60;
+        p[48 + 6] = 6;
+        p[48 + 23] = 1;
+        p[48 + 39] = 2;
+        p[88..90].copy_from_slice(&41000u16.to_be_bytes());
+        p[90..92].copy_from_slice(&443u16.to_be_bytes());
+        p[92..96].copy_from_slice(&77u32.to_be_bytes());
+        let meta = parse_ip_tcp(&p, 0).expect("parses");
+        assert!(meta.unreachable);
+        assert_eq!(meta.tuple.dst, "::2".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            (meta.tuple.sport, meta.tuple.dport, meta.seq),
+            (41000, 443, 77)
+        );
     }
 }

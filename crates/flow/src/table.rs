@@ -98,17 +98,20 @@ pub enum End {
     Rst,
     /// No close seen: handshake unanswered, idle, or conntrack timed it out.
     Timeout,
+    /// The SYN was answered with an ICMP/ICMPv6 destination unreachable (e.g. REJECT).
+    Unreachable,
 }
 
 impl End {
     /// Every variant, in label order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Open,
         Self::Fin,
         Self::RstClient,
         Self::RstServer,
         Self::Rst,
         Self::Timeout,
+        Self::Unreachable,
     ];
 
     /// The metric label / JSON value.
@@ -120,6 +123,7 @@ impl End {
             Self::RstServer => "rst_server",
             Self::Rst => "rst",
             Self::Timeout => "timeout",
+            Self::Unreachable => "unreachable",
         }
     }
 
@@ -419,6 +423,10 @@ impl FlowTable {
     /// One TCP control packet (SYN, FIN or RST; others are harmless).
     pub fn on_packet(&mut self, now: Time, packet: PacketMeta) {
         self.stats.packets += 1;
+        if packet.unreachable {
+            self.on_unreachable(now, &packet);
+            return;
+        }
         let flags = packet.flags;
         let pure_syn = flags.has(TcpFlags::SYN) && !flags.has(TcpFlags::ACK);
         let found = self.conns.find(&packet.tuple);
@@ -460,6 +468,32 @@ impl FlowTable {
         if let Some(end) = self.apply_packet(slot, side, now, &packet) {
             self.close_or_await_conntrack(slot, now, end);
         }
+    }
+
+    /// An ICMP destination unreachable about a client's SYN (the quoted header is the SYN as the
+    /// client sent it, or as the rejecting hop saw it after DNAT: both are the connection's)
+    /// ends the attempt: the client gives up at once. Errors about other packets (a later
+    /// segment, another connection's SYN on a reused port) change nothing.
+    fn on_unreachable(&mut self, now: Time, packet: &PacketMeta) {
+        let slot = match self.conns.find(&packet.tuple) {
+            Some((slot, Side::Client))
+                if self.conns.get(slot).is_some_and(|c| {
+                    c.client.isn.is_none_or(|isn| isn == packet.seq)
+                        && c.synack_at.is_none()
+                        && c.established_at.is_none()
+                }) =>
+            {
+                slot
+            }
+            _ => {
+                self.stats.packets_unmatched += 1;
+                return;
+            }
+        };
+        if let Some(conn) = self.conns.get_mut(slot) {
+            conn.last_seen = conn.last_seen.max(now);
+        }
+        self.close_or_await_conntrack(slot, now, End::Unreachable);
     }
 
     /// A SYN on a tuple no connection has, carrying the initial sequence number of a connection

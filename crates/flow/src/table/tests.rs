@@ -45,6 +45,7 @@ fn packet(tuple: Tuple, flags: u8, seq: u32, ack: u32, payload_len: u32) -> Pack
         seq,
         ack,
         payload_len,
+        unreachable: false,
     }
 }
 
@@ -874,4 +875,62 @@ fn a_duration_covers_its_handshake_when_conntrack_is_read_late() {
     table.on_conntrack_event(t(80), ct(CtKind::Destroy, 1, Some(TcpState::Close)));
     let conn = table.closed().next().expect("destroyed");
     assert!(conn.handshake().unwrap() <= conn.duration(t(100)));
+}
+
+fn unreachable(tuple: Tuple, seq: u32) -> PacketMeta {
+    PacketMeta {
+        unreachable: true,
+        ..packet(tuple, 0, seq, 0, 0)
+    }
+}
+
+/// `REJECT` (ICMP port unreachable, kube-proxy's Service without endpoints and kube-router's
+/// policies alike): conntrack never confirms the SYN, so only the packets can end the attempt.
+/// It used to stay open, then end as a timeout, twice (before and after DNAT).
+#[test]
+fn an_icmp_rejected_syn_is_one_connection_ended_unreachable_not_a_timeout() {
+    let config = FlowConfig {
+        conntrack_grace: Duration::from_secs(2),
+        ..FlowConfig::default()
+    };
+    for quoted in [dialled(43000), served(43000)] {
+        let mut table = FlowTable::new(config.clone(), names());
+        // lan port, then br-lan after DNAT; rejected in FORWARD.
+        table.on_packet(t(0), packet(dialled(43000), SYN, 31, 0, 0));
+        table.on_packet(t(0), packet(served(43000), SYN, 31, 0, 0));
+        // The error, on br-lan and on the lan port.
+        table.on_packet(t(1), unreachable(quoted, 31));
+        table.on_packet(t(1), unreachable(dialled(43000), 31));
+        table.expire(t(2500));
+        let stats = table.stats();
+        assert_eq!(
+            (stats.connections_seen, stats.connections_closed, stats.live),
+            (1, 1, 0),
+            "quoting {quoted:?}"
+        );
+        let conn = table.closed().next().unwrap();
+        assert_eq!((conn.end, conn.end_at), (End::Unreachable, Some(t(1))));
+        assert!(table.expire_and_count_timeouts(t(60_000)) == 0);
+    }
+
+    // An error about a segment of an answered connection, or another SYN, ends nothing.
+    let mut table = table();
+    run_half_open(&mut table, 43001);
+    table.on_packet(t(5), unreachable(dialled(43001), 999));
+    table.on_packet(t(5), unreachable(dialled(43002), 1));
+    assert_eq!(table.live().count(), 1);
+    assert_eq!(table.stats().packets_unmatched, 2);
+}
+
+fn run_half_open(table: &mut FlowTable, sport: u16) {
+    table.on_packet(t(0), packet(dialled(sport), SYN, 1, 0, 0));
+    table.on_packet(t(1), packet(dialled(sport).reversed(), SYNACK, 5, 2, 0));
+}
+
+impl FlowTable {
+    /// Expires at `now`; how many connections that ended as timeouts.
+    fn expire_and_count_timeouts(&mut self, now: Time) -> usize {
+        self.expire(now);
+        self.closed().filter(|c| c.end == End::Timeout).count()
+    }
 }

@@ -1,8 +1,8 @@
 //! TCP control packets from one `AF_PACKET` socket: `SOCK_DGRAM` (so Ethernet, tunnel and
 //! WireGuard interfaces all deliver the IP header first), bound to ifindex 0 (every interface,
 //! including ones created later; interfaces that are down or vanish are simply silent), a
-//! classic-BPF filter keeping only IPv4/IPv6 TCP packets with SYN, FIN or RST (snapped to 160
-//! bytes), and a `TPACKET_V3` ring of 8 blocks of 1 MiB retired every 100 ms.
+//! classic-BPF filter keeping only IPv4/IPv6 TCP packets with SYN, FIN or RST and ICMP/ICMPv6
+//! destination unreachable errors (snapped to 160 bytes), and a `TPACKET_V3` ring of 8 blocks of 1 MiB retired every 100 ms.
 //!
 //! Needs CAP_NET_RAW. Drops are read from `PACKET_STATISTICS`.
 #![allow(unsafe_code)]
@@ -27,7 +27,8 @@ const TPACKET_V3: libc::c_int = 2;
 const SOCKADDR_LL_OFFSET: usize = 48;
 
 /// The classic-BPF program: IPv4 (not a later fragment) or IPv6 (no extension header) carrying
-/// TCP with SYN, FIN or RST; offsets are from the network header (`SOCK_DGRAM`).
+/// TCP with SYN, FIN or RST, or an ICMP destination unreachable (ICMPv6 type 1), which is how a
+/// REJECTed SYN is answered; offsets are from the network header (`SOCK_DGRAM`).
 fn filter_program() -> Vec<libc::sock_filter> {
     const LD_H_ABS: u16 = 0x28;
     const LD_B_ABS: u16 = 0x30;
@@ -40,22 +41,31 @@ fn filter_program() -> Vec<libc::sock_filter> {
     const CONTROL_FLAGS: u32 = 0x07; // FIN | SYN | RST
     let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
     vec![
-        op(LD_H_ABS, 0, 0, AD_PROTOCOL), // 0: A = skb->protocol
-        op(JEQ_K, 0, 7, 0x0800),         // 1: IPv4? else 9
-        op(LD_B_ABS, 0, 0, 9),           // 2: A = ip->protocol
-        op(JEQ_K, 0, 11, 6),             // 3: TCP? else drop
-        op(LD_H_ABS, 0, 0, 6),           // 4: A = fragment offset field
-        op(JSET_K, 9, 0, 0x1fff),        // 5: later fragment → drop
-        op(LDX_B_MSH, 0, 0, 0),          // 6: X = IP header length
-        op(LD_B_IND, 0, 0, 13),          // 7: A = TCP flags
-        op(JSET_K, 5, 6, CONTROL_FLAGS), // 8: → accept / drop
-        op(JEQ_K, 0, 5, 0x86dd),         // 9: IPv6? else drop
-        op(LD_B_ABS, 0, 0, 6),           // 10: A = next header
-        op(JEQ_K, 0, 3, 6),              // 11: TCP? else drop
-        op(LD_B_ABS, 0, 0, 40 + 13),     // 12: A = TCP flags
-        op(JSET_K, 0, 1, CONTROL_FLAGS), // 13: → accept / drop
-        op(RET_K, 0, 0, SNAP_LEN),       // 14: accept
-        op(RET_K, 0, 0, 0),              // 15: drop
+        op(LD_H_ABS, 0, 0, AD_PROTOCOL),   // 0: A = skb->protocol
+        op(JEQ_K, 0, 13, 0x0800),          // 1: IPv4? else 15
+        op(LD_B_ABS, 0, 0, 9),             // 2: A = ip->protocol
+        op(JEQ_K, 0, 5, 6),                // 3: TCP? else 9
+        op(LD_H_ABS, 0, 0, 6),             // 4: A = fragment offset field
+        op(JSET_K, 18, 0, 0x1fff),         // 5: later fragment → drop
+        op(LDX_B_MSH, 0, 0, 0),            // 6: X = IP header length
+        op(LD_B_IND, 0, 0, 13),            // 7: A = TCP flags
+        op(JSET_K, 14, 15, CONTROL_FLAGS), // 8: → accept / drop
+        op(JEQ_K, 0, 14, 1),               // 9: ICMP? else drop
+        op(LD_H_ABS, 0, 0, 6),             // 10: A = fragment offset field
+        op(JSET_K, 12, 0, 0x1fff),         // 11: later fragment → drop
+        op(LDX_B_MSH, 0, 0, 0),            // 12: X = IP header length
+        op(LD_B_IND, 0, 0, 0),             // 13: A = ICMP type
+        op(JEQ_K, 8, 9, 3),                // 14: destination unreachable → accept / drop
+        op(JEQ_K, 0, 8, 0x86dd),           // 15: IPv6? else drop
+        op(LD_B_ABS, 0, 0, 6),             // 16: A = next header
+        op(JEQ_K, 0, 2, 6),                // 17: TCP? else 20
+        op(LD_B_ABS, 0, 0, 40 + 13),       // 18: A = TCP flags
+        op(JSET_K, 3, 4, CONTROL_FLAGS),   // 19: → accept / drop
+        op(JEQ_K, 0, 3, 58),               // 20: ICMPv6? else drop
+        op(LD_B_ABS, 0, 0, 40),            // 21: A = ICMPv6 type
+        op(JEQ_K, 0, 1, 1),                // 22: destination unreachable → accept / drop
+        op(RET_K, 0, 0, SNAP_LEN),         // 23: accept
+        op(RET_K, 0, 0, 0),                // 24: drop
     ]
 }
 
