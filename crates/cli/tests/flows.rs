@@ -43,12 +43,34 @@ mod tempfile_path {
 
 impl Lab {
     fn new(tag: &str) -> Self {
+        Self::build(tag, false)
+    }
+
+    /// As [`Lab::new`], the client behind a port of the node's bridge `br0` (the demo lab's
+    /// `br-lan`), with br_netfilter's iptables calls on, so the node captures each packet on the
+    /// port, on the bridge (after DNAT) and on the pod's veth.
+    fn bridged(tag: &str) -> Self {
+        Self::build(tag, true)
+    }
+
+    fn build(tag: &str, bridged: bool) -> Self {
         let client = TestNetns::new(&format!("{tag}c")).expect("client netns");
         let node = TestNetns::new(&format!("{tag}n")).expect("node netns");
         let pod = TestNetns::new(&format!("{tag}p")).expect("pod netns");
-        client
-            .veth_to(&node, &["10.77.1.2/24"], &["10.77.1.1/24"])
-            .expect("client veth");
+        if bridged {
+            let (_, port) = client
+                .veth_to(&node, &["10.77.1.2/24"], &[])
+                .expect("client veth");
+            node.sh_ok(&format!(
+                "ip link add br0 type bridge && ip link set {port} master br0 && \
+                 ip addr add 10.77.1.1/24 dev br0 && ip link set br0 up && \
+                 (sysctl -qw net.bridge.bridge-nf-call-iptables=1 || true)"
+            ));
+        } else {
+            client
+                .veth_to(&node, &["10.77.1.2/24"], &["10.77.1.1/24"])
+                .expect("client veth");
+        }
         pod.veth_to(&node, &["10.77.2.2/24"], &["10.77.2.1/24"])
             .expect("pod veth");
         client.sh_ok("ip route add default via 10.77.1.1");
@@ -81,7 +103,8 @@ impl Lab {
 
     /// The pod's server: reads a 9-byte header (mode, client bytes, server bytes), then
     /// `F`: reads the rest, answers, closes (FIN); `R`: closes with data unread (RST);
-    /// `O`: reads the rest, answers, stays open.
+    /// `O`: reads the rest, answers, stays open; `C`: reads the rest, answers, closes once the
+    /// client has.
     fn start_pod_server(&self) {
         let listener = run_in_netns(Some(self.pod.name()), || TcpListener::bind("0.0.0.0:8080"))
             .expect("enter pod netns")
@@ -115,6 +138,11 @@ impl Lab {
                         let _ = stream.write_all(&vec![b'x'; down]);
                         if mode == b'O' {
                             kept.push(stream);
+                        } else if mode == b'C' {
+                            // The client closes first; close when it has.
+                            std::thread::spawn(move || {
+                                let _ = stream.read_to_end(&mut Vec::new());
+                            });
                         }
                     }
                 }
@@ -147,6 +175,14 @@ impl Lab {
                     let mut answer = vec![0u8; down as usize];
                     stream.read_exact(&mut answer).unwrap();
                     (port, Some(stream))
+                }
+                b'C' => {
+                    let mut answer = vec![0u8; down as usize];
+                    stream.read_exact(&mut answer).unwrap();
+                    stream.shutdown(std::net::Shutdown::Write).unwrap();
+                    let rest = stream.read_to_end(&mut answer).unwrap();
+                    assert_eq!(rest, 0, "the server closes after the client");
+                    (port, None)
                 }
                 _ => {
                     let mut sink = Vec::new();
@@ -584,4 +620,146 @@ fn more_connections_than_the_table_holds_are_evicted_and_counted() {
     let doc = flows(&server);
     assert!(doc["live"].as_array().unwrap().len() <= 20);
     drop(streams);
+}
+
+/// Every record (live or closed) of the client's address, by client port.
+fn records_by_client_port(doc: &Value) -> BTreeMap<u16, Vec<Value>> {
+    let mut out: BTreeMap<u16, Vec<Value>> = BTreeMap::new();
+    for list in ["live", "closed"] {
+        for flow in doc[list].as_array().unwrap() {
+            if flow["client"]["ip"] == "10.77.1.2" {
+                let port = flow["client"]["port"].as_u64().unwrap() as u16;
+                out.entry(port).or_default().push(flow.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Issue 17: the demo lab's LAN clients behind `br-lan` had each connection twice, a closed
+/// record and an "open" twin keyed on the post-DNAT address.
+#[test]
+fn a_client_behind_a_bridge_port_reaching_a_service_is_one_connection_closed_when_it_closes() {
+    if !root_or_skip(
+        "a_client_behind_a_bridge_port_reaching_a_service_is_one_connection_closed_when_it_closes",
+    ) {
+        return;
+    }
+    let lab = Lab::bridged("flbr");
+    let server = serve(&lab, &[]);
+    let mut sent = BTreeMap::new(); // port → bytes the client sent
+    for i in 0..20u32 {
+        let up = 100 + 13 * i;
+        let (port, _) = lab.connect(b'C', up, 50);
+        assert!(
+            sent.insert(port, up).is_none(),
+            "the client closed first: no port reuse"
+        );
+    }
+    wait_for(&server, "every connection closed", |doc| {
+        let closed = by_client_port(doc, "closed");
+        sent.keys().all(|p| {
+            closed
+                .get(p)
+                .is_some_and(|f| f["end"] == "fin" && !f["ct_id"].is_null())
+        })
+    });
+    // Late copies (the bridge's, the pod veth's) had their chance to make twins.
+    std::thread::sleep(Duration::from_secs(3));
+    let doc = flows(&server);
+    let records = records_by_client_port(&doc);
+    assert_eq!(
+        records.keys().collect::<Vec<_>>(),
+        sent.keys().collect::<Vec<_>>(),
+        "no record for a port the client did not use"
+    );
+    for (port, up) in &sent {
+        let list = &records[port];
+        assert_eq!(list.len(), 1, "port {port}: one record, got {list:#?}");
+        let flow = &list[0];
+        assert_eq!(flow["end"], "fin", "{flow:#}");
+        assert_eq!(flow["dialled"]["ip"], VIP);
+        assert_eq!(flow["server"]["ip"], POD, "{flow:#}");
+        assert_eq!(flow["payload_bytes"]["client_to_server"], u64::from(*up));
+        let handshake = flow["handshake_seconds"].as_f64().expect("handshake seen");
+        assert!(
+            handshake <= flow["duration_seconds"].as_f64().unwrap(),
+            "{flow:#}"
+        );
+    }
+    assert!(doc["live"].as_array().unwrap().is_empty(), "{doc:#}");
+    let (_, samples) = server.metrics();
+    assert_eq!(metric(&samples, "nfscope_tcp_connections_open", &[]), 0.0);
+    assert_eq!(
+        metric(&samples, "nfscope_flow_connections_seen_total", &[]),
+        sent.len() as f64
+    );
+}
+
+/// REJECTed attempts through the bridge port: after DNAT in FORWARD (as kube-router's
+/// policies) and before it (as kube-proxy's Service without endpoints). Each is one record,
+/// closed as unreachable: not open, not a timeout, not counted again on the pod edge.
+#[test]
+fn rejected_connections_are_one_closed_record_each_not_open() {
+    if !root_or_skip("rejected_connections_are_one_closed_record_each_not_open") {
+        return;
+    }
+    const EMPTY_VIP: &str = "10.96.77.11";
+    let lab = Lab::bridged("flrj");
+    lab.node.sh_ok(&format!(
+        "iptables -A FORWARD -d {POD} -p tcp --dport 8080 -j REJECT && \
+         iptables -A FORWARD -d {EMPTY_VIP} -p tcp --dport 80 -j REJECT && \
+         ip route add 10.96.0.0/16 via 10.77.2.2 && sysctl -qw net.ipv4.icmp_ratelimit=0"
+    ));
+    // (A route for the Service range, as a node has, so the SYN reaches FORWARD; no rate limit
+    // on the node's ICMP errors, so every attempt is answered.)
+    let server = serve(&lab, &[]);
+    let mut refused = 0;
+    for i in 0..10 {
+        let target = if i % 2 == 0 { VIP } else { EMPTY_VIP };
+        let outcome = run_in_netns(Some(lab.client.name()), move || {
+            TcpStream::connect_timeout(
+                &format!("{target}:80").parse().unwrap(),
+                Duration::from_secs(5),
+            )
+        })
+        .expect("enter client netns");
+        let error = outcome.expect_err("the node rejects it");
+        // REJECT's default answer, ICMP port unreachable.
+        assert_eq!(
+            error.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "attempt {i}: {error}"
+        );
+        refused += 1;
+    }
+    wait_for(&server, "every attempt closed", |doc| {
+        let records = records_by_client_port(doc);
+        records
+            .values()
+            .flatten()
+            .filter(|f| f["end"] == "unreachable")
+            .count()
+            == refused
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let doc = flows(&server);
+    let records = records_by_client_port(&doc);
+    assert_eq!(records.len(), refused, "{doc:#}");
+    for (port, list) in &records {
+        assert_eq!(list.len(), 1, "port {port}: one record, got {list:#?}");
+        assert_eq!(list[0]["end"], "unreachable", "{:#}", list[0]);
+        assert!(
+            list[0]["dialled"]["ip"] == VIP || list[0]["dialled"]["ip"] == EMPTY_VIP,
+            "keyed on the address the client dialled: {:#}",
+            list[0]
+        );
+    }
+    assert!(doc["live"].as_array().unwrap().is_empty(), "{doc:#}");
+    let (_, samples) = server.metrics();
+    assert_eq!(metric(&samples, "nfscope_tcp_connections_open", &[]), 0.0);
+    assert_eq!(
+        metric(&samples, "nfscope_flow_connections_seen_total", &[]),
+        refused as f64
+    );
 }
