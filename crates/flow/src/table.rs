@@ -174,6 +174,11 @@ pub struct Conn {
     /// After NAT, as conntrack reports it: client (after SNAT) → the pod that served it.
     /// `None` until conntrack reported the connection; equal to `orig` without NAT.
     pub translated: Option<Tuple>,
+    /// As the capture also saw it between `orig` and `translated`: after DNAT, before SNAT
+    /// (a client behind a bridge port, seen on the bridge after br_netfilter's DNAT, to a pod
+    /// behind MASQUERADE). Conntrack reports only the two ends.
+    #[serde(skip)]
+    via: Option<Tuple>,
     /// First sight (SYN, or the conntrack event when the SYN was not seen).
     pub start: Time,
     /// When the client's SYN was seen.
@@ -228,6 +233,7 @@ impl Conn {
             ct_id: None,
             orig,
             translated: None,
+            via: None,
             start: now,
             syn_at: None,
             synack_at: None,
@@ -392,9 +398,9 @@ pub struct FlowTable {
     closed: VecDeque<Conn>,
     tombstones: HashMap<Tuple, Time>,
     tombstone_order: VecDeque<(Time, Tuple)>,
-    /// Client initial sequence number → the live connection whose SYN carried it and that
-    /// conntrack has not reported yet: a SYN seen again after NAT (other addresses, same
-    /// sequence number) joins it instead of starting a second connection.
+    /// Client initial sequence number → the live connection whose SYN carried it: a SYN seen
+    /// again after NAT (other addresses, same sequence number) joins it instead of starting a
+    /// second connection.
     syn_isns: HashMap<u32, Slot>,
     next_id: u64,
     stats: FlowStats,
@@ -456,13 +462,7 @@ impl FlowTable {
         let Some(slot) = slot else {
             return; // the slab is full beyond any sane max_live
         };
-        if pure_syn
-            && side == Side::Client
-            && self
-                .conns
-                .get(slot)
-                .is_some_and(|c| !c.ct_known() && c.translated.is_none())
-        {
+        if pure_syn && side == Side::Client {
             self.syn_isns.insert(packet.seq, slot);
         }
         if let Some(end) = self.apply_packet(slot, side, now, &packet) {
@@ -496,44 +496,45 @@ impl FlowTable {
         self.close_or_await_conntrack(slot, now, End::Unreachable);
     }
 
-    /// A SYN on a tuple no connection has, carrying the initial sequence number of a connection
-    /// the packets started and conntrack has not reported yet, sharing one end with it (its
+    /// A SYN on a tuple no connection has, carrying the initial sequence number of a live
+    /// connection, sharing one end with it (its
     /// source after DNAT, its destination after SNAT, its source port after both, as on a
     /// hairpin): the same SYN seen again after NAT. NAT rewrites addresses and ports, never
     /// sequence numbers. The packet's tuple becomes the connection's translated tuple (conntrack
-    /// confirms or corrects it later), so the second sighting and the packets answering it land
-    /// on the one connection. Without this, a SYN seen on a bridge port and again on the bridge
+    /// confirms or corrects it later), or, when that is known, the tuple seen between the two
+    /// (`via`: after DNAT and before SNAT, which conntrack never reports), so the second
+    /// sighting and the packets answering it land on the one connection. Without this, a SYN seen on a bridge port and again on the bridge
     /// after br_netfilter's DNAT, or on both veths of a node, made two connections whenever the
     /// capture ran ahead of conntrack, and forever when conntrack never reported the connection
     /// (a REJECTed SYN is never confirmed).
     fn join_nat_sighting(&mut self, now: Time, packet: &PacketMeta) -> Option<Slot> {
         let slot = *self.syn_isns.get(&packet.seq)?;
         let conn = self.conns.get(slot)?;
-        let (o, p) = (conn.orig, packet.tuple);
-        let same_family = o.src.is_ipv4() == p.src.is_ipv4();
-        let dnat = o.src == p.src && o.sport == p.sport;
-        let snat = o.dst == p.dst && o.dport == p.dport && o.src != p.src;
-        let both = o.sport == p.sport && o.src != p.src && o.dst != p.dst;
-        let shares_an_end = dnat || snat || both;
+        let p = packet.tuple;
+        let shares_an_end = |o: Tuple| {
+            let dnat = o.src == p.src && o.sport == p.sport;
+            let snat = o.dst == p.dst && o.dport == p.dport && o.src != p.src;
+            let both = o.sport == p.sport && o.src != p.src && o.dst != p.dst;
+            o.src.is_ipv4() == p.src.is_ipv4() && (dnat || snat || both)
+        };
         let fresh = conn
             .syn_at
             .is_some_and(|syn| now.saturating_sub(syn) < self.config.handshake_timeout);
-        let joins = conn.client.isn == Some(packet.seq)
-            && !conn.ct_known()
-            && conn.translated.is_none()
-            && !conn.hidden
-            && same_family
-            && shares_an_end
-            && fresh
-            && o != p;
-        if !joins {
+        let related = shares_an_end(conn.orig) || conn.translated.is_some_and(shares_an_end);
+        if conn.client.isn != Some(packet.seq) || conn.hidden || !fresh || !related {
             return None;
         }
-        self.conns.set_tuples(slot, o, Some(p));
-        if let Some(conn) = self.conns.get_mut(slot) {
-            conn.nat_from_packets = true;
+        if !conn.ct_known() && conn.translated.is_none() {
+            let orig = conn.orig;
+            self.conns.set_tuples(slot, orig, Some(p));
+            if let Some(conn) = self.conns.get_mut(slot) {
+                conn.nat_from_packets = true;
+            }
+        } else if conn.via.is_none() {
+            self.conns.set_via(slot, Some(p));
+        } else {
+            return None;
         }
-        self.syn_isns.remove(&packet.seq);
         Some(slot)
     }
 
@@ -661,7 +662,16 @@ impl FlowTable {
                 .get(slot)
                 .is_some_and(|c| c.orig == event.orig && c.translated == Some(translated));
         if !indexed {
+            // A translated tuple the packets inferred that conntrack does not report is the one
+            // between the two NATs (after DNAT, before SNAT): keep it as `via`.
+            let between = self.conns.get(slot).and_then(|c| {
+                [c.translated.filter(|_| c.nat_from_packets), c.via]
+                    .into_iter()
+                    .flatten()
+                    .find(|&t| t != translated && t != event.orig)
+            });
             self.conns.set_tuples(slot, event.orig, Some(translated));
+            self.conns.set_via(slot, between);
         }
         self.apply_ct_and_close(slot, now, &event);
     }

@@ -21,8 +21,8 @@ use crate::event::Tuple;
 /// A connection's place in the slab.
 pub(super) type Slot = u32;
 
-/// Slots above this cannot be encoded with the two tuple bits.
-const MAX_SLOTS: usize = 1 << 30;
+/// Slots above this cannot be encoded with the three tuple bits.
+const MAX_SLOTS: usize = 1 << 29;
 
 /// The slab and its tuple index.
 #[derive(Debug)]
@@ -30,25 +30,31 @@ pub(super) struct ConnStore {
     slots: Vec<Option<Conn>>,
     free: Vec<Slot>,
     len: usize,
-    /// `slot << 2 | k`, `k` as in [`nth_tuple`].
+    /// `slot << 3 | k`, `k` as in [`nth_tuple`].
     index: HashTable<u32>,
     hasher: DefaultHashBuilder,
 }
 
-/// The `k`-th tuple of a connection: 0 original, 1 its reverse, 2 translated, 3 its reverse.
+/// The `k`-th tuple of a connection: 0 original, 1 its reverse, 2 translated, 3 its reverse,
+/// 4 the one seen between the two (`via`), 5 its reverse.
 fn nth_tuple(conn: &Conn, k: u32) -> Option<Tuple> {
     match k {
         0 => Some(conn.orig),
         1 => Some(conn.orig.reversed()),
         2 => conn.translated,
-        _ => conn.translated.map(Tuple::reversed),
+        3 => conn.translated.map(Tuple::reversed),
+        4 => conn.via,
+        _ => conn.via.map(Tuple::reversed),
     }
 }
 
+/// Tuples a connection can have.
+const TUPLES: u32 = 6;
+
 /// The tuple an index code stands for.
 fn tuple_of(slots: &[Option<Conn>], code: u32) -> Option<Tuple> {
-    let conn = slots.get((code >> 2) as usize)?.as_ref()?;
-    nth_tuple(conn, code & 3)
+    let conn = slots.get((code >> 3) as usize)?.as_ref()?;
+    nth_tuple(conn, code & 7)
 }
 
 impl ConnStore {
@@ -97,7 +103,7 @@ impl ConnStore {
         } else {
             Side::Server
         };
-        Some((code >> 2, side))
+        Some((code >> 3, side))
     }
 
     /// Stores `conn` and indexes its tuples (taking them over from any other connection), unless
@@ -143,6 +149,19 @@ impl ConnStore {
         self.index_slot(slot);
     }
 
+    /// Sets the tuple a connection was also seen with between its original and translated
+    /// ones (e.g. after DNAT, before SNAT) and re-indexes it.
+    pub(super) fn set_via(&mut self, slot: Slot, via: Option<Tuple>) {
+        if self.get(slot).is_none() {
+            return;
+        }
+        self.unindex_slot(slot);
+        if let Some(conn) = self.get_mut(slot) {
+            conn.via = via;
+        }
+        self.index_slot(slot);
+    }
+
     /// Puts a connection stored hidden (kept out of the index) into the index.
     pub(super) fn reveal(&mut self, slot: Slot) {
         if let Some(conn) = self.get_mut(slot) {
@@ -155,7 +174,7 @@ impl ConnStore {
         if self.get(slot).is_none_or(|c| c.hidden) {
             return;
         }
-        for k in 0..4 {
+        for k in 0..TUPLES {
             let Some(tuple) = self.get(slot).and_then(|c| nth_tuple(c, k)) else {
                 continue;
             };
@@ -168,20 +187,20 @@ impl ConnStore {
                 taken.remove();
             }
             let hasher = &self.hasher;
-            self.index.insert_unique(hash, slot << 2 | k, |&c| {
+            self.index.insert_unique(hash, slot << 3 | k, |&c| {
                 tuple_of(slots, c).map_or(0, |t| hasher.hash_one(t))
             });
         }
     }
 
     fn unindex_slot(&mut self, slot: Slot) {
-        for k in 0..4 {
+        for k in 0..TUPLES {
             let Some(tuple) = self.get(slot).and_then(|c| nth_tuple(c, k)) else {
                 continue;
             };
             let slots = &self.slots;
             let found = self.index.find_entry(self.hasher.hash_one(tuple), |&c| {
-                c >> 2 == slot && tuple_of(slots, c) == Some(tuple)
+                c >> 3 == slot && tuple_of(slots, c) == Some(tuple)
             });
             if let Ok(entry) = found {
                 entry.remove();

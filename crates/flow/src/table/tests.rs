@@ -934,3 +934,70 @@ impl FlowTable {
         self.closed().filter(|c| c.end == End::Timeout).count()
     }
 }
+
+/// The demo lab: a LAN client behind the node's bridge to a Service whose pods are reached
+/// through MASQUERADE. The capture sees the SYN three ways: as sent (lan port), after DNAT
+/// (on the bridge, br_netfilter) and after DNAT and SNAT (pod veth). Conntrack reports only the
+/// first and the last; the middle one made an "open" twin that never got a handshake.
+#[test]
+fn a_syn_seen_between_dnat_and_snat_is_the_same_connection_in_either_order() {
+    let node = "10.0.2.1";
+    let between = |sport: u16| tuple(CLIENT, sport, POD, 8080);
+    let masq = |sport: u16| tuple(node, sport + 1000, POD, 8080);
+    let event = |kind, sport: u16, state| CtEvent {
+        reply: masq(sport).reversed(),
+        ..ct(kind, sport, Some(state))
+    };
+    for conntrack_first in [true, false] {
+        let config = FlowConfig {
+            conntrack_grace: Duration::from_secs(2),
+            ..FlowConfig::default()
+        };
+        let mut table = FlowTable::new(config, names());
+        let (sport, cisn, sisn) = (44000, 600, 900);
+        if conntrack_first {
+            table.on_conntrack_event(t(3), event(CtKind::New, sport, TcpState::Handshake));
+            table.on_conntrack_event(t(3), event(CtKind::Update, sport, TcpState::Established));
+        }
+        for tuple in [dialled(sport), between(sport), masq(sport)] {
+            table.on_packet(t(0), packet(tuple, SYN, cisn, 0, 0));
+        }
+        for tuple in [
+            masq(sport).reversed(),
+            dialled(sport).reversed(),
+            dialled(sport).reversed(),
+        ] {
+            table.on_packet(t(1), packet(tuple, SYNACK, sisn, cisn + 1, 0));
+        }
+        if !conntrack_first {
+            table.on_conntrack_event(t(3), event(CtKind::New, sport, TcpState::Handshake));
+            table.on_conntrack_event(t(3), event(CtKind::Update, sport, TcpState::Established));
+        }
+        // The server closes first, then the client (every copy of each FIN).
+        for tuple in [
+            masq(sport).reversed(),
+            dialled(sport).reversed(),
+            dialled(sport).reversed(),
+        ] {
+            table.on_packet(t(5), packet(tuple, FINACK, sisn + 101, cisn + 41, 0));
+        }
+        for tuple in [dialled(sport), between(sport), masq(sport)] {
+            table.on_packet(t(6), packet(tuple, FINACK, cisn + 41, sisn + 102, 0));
+        }
+        table.expire(t(10_000));
+        let stats = table.stats();
+        assert_eq!(
+            (stats.connections_seen, stats.connections_closed, stats.live),
+            (1, 1, 0),
+            "conntrack first: {conntrack_first}"
+        );
+        let conn = table.closed().next().unwrap();
+        assert_eq!(conn.end, End::Fin);
+        assert_eq!(conn.translated, Some(masq(sport)));
+        assert_eq!(conn.server().dst, ip(POD));
+        assert_eq!(
+            (conn.payload_client(), conn.payload_server()),
+            (Some(40), Some(100))
+        );
+    }
+}
