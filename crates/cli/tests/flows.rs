@@ -47,8 +47,9 @@ impl Lab {
     }
 
     /// As [`Lab::new`], the client behind a port of the node's bridge `br0` (the demo lab's
-    /// `br-lan`), with br_netfilter's iptables calls on, so the node captures each packet on the
-    /// port, on the bridge (after DNAT) and on the pod's veth.
+    /// `br-lan`), with br_netfilter's iptables calls on and MASQUERADE to the pod, so the node
+    /// captures each packet on the port (as sent), on the bridge (after DNAT) and on the pod's
+    /// veth (after DNAT and SNAT): three tuples, of which conntrack reports two.
     fn bridged(tag: &str) -> Self {
         Self::build(tag, true)
     }
@@ -64,7 +65,8 @@ impl Lab {
             node.sh_ok(&format!(
                 "ip link add br0 type bridge && ip link set {port} master br0 && \
                  ip addr add 10.77.1.1/24 dev br0 && ip link set br0 up && \
-                 (sysctl -qw net.bridge.bridge-nf-call-iptables=1 || true)"
+                 (sysctl -qw net.bridge.bridge-nf-call-iptables=1 || true) && \
+                 iptables -t nat -A POSTROUTING -s 10.77.1.0/24 -d {POD} -j MASQUERADE"
             ));
         } else {
             client
