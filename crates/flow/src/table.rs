@@ -4,7 +4,12 @@
 //! tuple (client → Service VIP), its reverse, and, once conntrack reports the NAT translation,
 //! the translated tuple (client → pod that served it) and its reverse. So the same SYN seen on the
 //! client's veth (before DNAT) and on the pod's veth (after DNAT) lands on one connection, and
-//! whichever source reports first (conntrack or the packet ring) creates it.
+//! whichever source reports first (conntrack or the packet ring) creates it. A SYN the capture
+//! sees on a tuple conntrack does not report (after DNAT but before SNAT, e.g. on a bridge with
+//! br_netfilter) or before conntrack reports anything joins the connection whose SYN carried the
+//! same initial sequence number (NAT never rewrites it) as a third tuple (`via`) or, until
+//! conntrack speaks, as the translated one. An ICMP destination unreachable quoting a SYN ends
+//! that attempt (`End::Unreachable`): REJECTed SYNs are never confirmed, so conntrack is silent.
 //!
 //! Bytes: conntrack accounting gives IP-layer bytes and packets (headers included) when
 //! `nf_conntrack_acct` is on; sequence numbers of the SYN, FIN and RST packets give exact TCP
