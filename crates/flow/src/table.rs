@@ -403,9 +403,9 @@ pub struct FlowTable {
     closed: VecDeque<Conn>,
     tombstones: HashMap<Tuple, Time>,
     tombstone_order: VecDeque<(Time, Tuple)>,
-    /// Client initial sequence number → the live connection whose SYN carried it: a SYN seen
-    /// again after NAT (other addresses, same sequence number) joins it instead of starting a
-    /// second connection.
+    /// Client initial sequence number → the live connection whose SYN carried it, until the
+    /// SYN/ACK: a SYN seen again after NAT (other addresses, same sequence number) joins it
+    /// instead of starting a second connection.
     syn_isns: HashMap<u32, Slot>,
     next_id: u64,
     stats: FlowStats,
@@ -469,6 +469,10 @@ impl FlowTable {
         };
         if pure_syn && side == Side::Client {
             self.syn_isns.insert(packet.seq, slot);
+        } else if side == Side::Server && flags.has(TcpFlags::SYN) && flags.has(TcpFlags::ACK) {
+            // Every copy of the SYN passed before its answer: the index is for half-open
+            // connections only, so holding many established ones costs it nothing.
+            self.forget_isn(slot);
         }
         if let Some(end) = self.apply_packet(slot, side, now, &packet) {
             self.close_or_await_conntrack(slot, now, end);

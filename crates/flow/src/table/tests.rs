@@ -1001,3 +1001,34 @@ fn a_syn_seen_between_dnat_and_snat_is_the_same_connection_in_either_order() {
         );
     }
 }
+
+#[test]
+fn the_sequence_number_index_holds_only_unanswered_connections() {
+    let mut table = table();
+    for sport in 0..50u16 {
+        let cisn = 10_000 + u32::from(sport);
+        table.on_packet(t(0), packet(dialled(sport), SYN, cisn, 0, 0));
+        if sport % 2 == 0 {
+            table.on_packet(
+                t(1),
+                packet(dialled(sport).reversed(), SYNACK, 5, cisn + 1, 0),
+            );
+        }
+    }
+    assert_eq!(table.live().count(), 50);
+    assert_eq!(
+        table.syn_isns.len(),
+        25,
+        "answered connections left the index"
+    );
+    for sport in 0..50u16 {
+        table.on_packet(
+            t(2),
+            packet(dialled(sport), RSTACK, 10_001 + u32::from(sport), 0, 0),
+        );
+    }
+    assert!(
+        table.syn_isns.is_empty(),
+        "closed connections left the index"
+    );
+}
