@@ -10,7 +10,6 @@
 
 #![forbid(unsafe_code)]
 mod ambient_caps;
-mod api_model;
 mod cli;
 mod demo;
 mod doctor_cmd;

@@ -33,9 +33,9 @@ use nfscope_server::{
     oneshot,
 };
 
-use crate::api_model::{ApiReadFamilies, ReadFailed, ReadStats, SharedRead};
 use crate::http::{FamilyLimit, HttpLimits};
 use crate::trace_cmd::TraceModel;
+use nfscope_server::api_reads::{ApiReadFamilies, ReadFailed, ReadStats, SharedRead};
 use nfscope_server::http_stats::{EndpointFamily, HttpStats};
 use nfscope_server::query::checked_params;
 

@@ -16,7 +16,9 @@
 //!   cached labels, streamed in chunks, then the server's own counters, native nftables, lint,
 //!   and the sources of families handed in at construction (flow monitor, Kubernetes
 //!   directory), all through `nfscope-expo`'s one interface ([`MetricFamilies`]).
-//! - the one-shot views the `rules` command and `/api/rules` use ([`oneshot`]).
+//! - the one-shot views the `rules` command and `/api/rules` use ([`oneshot`]), and the JSON API's
+//!   **shared reads** ([`api_reads`]): one read per kind shared by concurrent requests, reused for a
+//!   window and then dropped, counted in `nfscope_api_reads_*`.
 //! - the rule every JSON endpoint applies to its query string ([`query`]).
 //!
 //! It does not own HTTP (routes, status codes, deadlines: the binary), how the kernel is read
@@ -25,6 +27,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api_reads;
 mod cache;
 pub mod http_stats;
 mod lint;

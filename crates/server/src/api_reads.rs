@@ -6,13 +6,15 @@
 //! another request comes, so an idle server holds no model of the rules: at most one read per
 //! kind exists at a time, plus what requests still sending it hold. Reads, reads kept and reads
 //! dropped are the `nfscope_api_reads_*` families. It does not own what a read contains
-//! (`rules_cmd`, `trace_cmd`) nor the requests' limits (`http`).
+//! (the binary's `rules_cmd` and `trace_cmd`) nor the requests' limits (the binary's `http`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use nfscope_server::{Exposition, Kind, MetricFamilies, ScrapeFacts, SingleFlight, TimedOut};
+use nfscope_expo::{Exposition, Kind, MetricFamilies, ScrapeFacts};
+
+use crate::single_flight::{SingleFlight, TimedOut};
 
 /// What happened to one kind of read, for `/metrics`.
 #[derive(Debug, Default)]
