@@ -9,6 +9,7 @@
 
 use std::fmt::Write as _;
 
+use nfscope_annotate::native::{KubeNftChain, kube_nft_chain};
 use nfscope_annotate::{
     Annotation, Annotations, Meaning, NativeAnnotations, Owner, annotate_native,
 };
@@ -524,11 +525,9 @@ impl Ctx<'_> {
         if table.name != "kube-proxy" {
             return None;
         }
-        let name = table.chains[r.chain].name.strip_prefix("endpoint-")?;
-        let (_, rest) = name.split_once('-')?;
-        let (svc, _) = rest.split_once("__")?;
-        let parts: Vec<&str> = svc.split('/').collect();
-        let [ns, svc, _proto, port] = parts.as_slice() else {
+        let Some(KubeNftChain::Endpoint { service, .. }) =
+            kube_nft_chain(&table.chains[r.chain].name)
+        else {
             return None;
         };
         let main = result.main();
@@ -542,13 +541,8 @@ impl Ctx<'_> {
         } else {
             String::new()
         };
-        let port = if port.is_empty() {
-            String::new()
-        } else {
-            format!(":{port}")
-        };
         Some(format!(
-            "service {ns}/{svc}{port} sends it to endpoint {}{share}",
+            "service {service} sends it to endpoint {}{share}",
             endpoint(ip, port_no)
         ))
     }
