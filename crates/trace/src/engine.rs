@@ -1134,6 +1134,33 @@ impl<'a> Tracer<'a> {
         }
     }
 
+    /// MASQUERADE / `masquerade`: the source becomes the outgoing interface's address for the
+    /// packet's family when the routes say which (else the label names the interface), with the
+    /// port when one was given.
+    pub(crate) fn masquerade(
+        &self,
+        pkt: &mut PktState,
+        snat_label: &mut Option<String>,
+        port: Option<u16>,
+    ) -> Effect {
+        let dev = pkt.out_iface.clone().unwrap_or_default();
+        let src = self
+            .input
+            .routes
+            .as_ref()
+            .and_then(|r| r.source_for_dev(&dev, pkt.src));
+        let label = match src {
+            Some(ip) => {
+                pkt.src = ip;
+                endpoint(ip, port)
+            }
+            None => format!("MASQUERADE({})", if dev.is_empty() { "?" } else { &dev }),
+        };
+        pkt.snat_done = true;
+        *snat_label = Some(label.clone());
+        Effect::Snat(label)
+    }
+
     fn nat_target(&self, target: &Target, walk: &mut Walk) -> (Effect, Flow) {
         let hook = walk.hook;
         let dst_side = matches!(hook, Hook::Prerouting | Hook::Output);
@@ -1184,22 +1211,7 @@ impl<'a> Tracer<'a> {
                 let port =
                     option_value(target, "to-ports", &["to-ports", "random", "random-fully"])
                         .and_then(first_port);
-                let dev = pkt.out_iface.clone().unwrap_or_default();
-                let src = self
-                    .input
-                    .routes
-                    .as_ref()
-                    .and_then(|r| r.source_for_dev(&dev, pkt.src));
-                let label = match src {
-                    Some(ip) => {
-                        pkt.src = ip;
-                        endpoint(ip, port)
-                    }
-                    None => format!("MASQUERADE({})", if dev.is_empty() { "?" } else { &dev }),
-                };
-                pkt.snat_done = true;
-                walk.snat_label = Some(label.clone());
-                Effect::Snat(label)
+                self.masquerade(pkt, &mut walk.snat_label, port)
             }
             _ => netmap(target, pkt, dst_side, &mut walk.snat_label),
         };

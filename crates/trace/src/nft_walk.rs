@@ -523,24 +523,7 @@ impl<'a> Tracer<'a> {
                 walk.snat_label = Some(endpoint(pkt.src, port));
                 Effect::Snat(endpoint(pkt.src, port))
             }
-            NatKind::Masquerade => {
-                let dev = pkt.out_iface.clone().unwrap_or_default();
-                let src = self
-                    .input
-                    .routes
-                    .as_ref()
-                    .and_then(|r| r.source_for_dev(&dev, pkt.src));
-                let label = match src {
-                    Some(ip) => {
-                        pkt.src = ip;
-                        endpoint(ip, port)
-                    }
-                    None => format!("MASQUERADE({})", if dev.is_empty() { "?" } else { &dev }),
-                };
-                pkt.snat_done = true;
-                walk.snat_label = Some(label.clone());
-                Effect::Snat(label)
-            }
+            NatKind::Masquerade => self.masquerade(pkt, &mut walk.snat_label, port),
             NatKind::Redirect => {
                 pkt.dport = port.or(pkt.dport);
                 pkt.dnat_done = true;
