@@ -19,6 +19,10 @@
 //!   ([`Meaning::DockerPort`]), per-bridge chains.
 //! - Istio's nftables mode (tables `istio-*`): the redirects to the proxy and the inbound port
 //!   choices, as for its `ISTIO_*` iptables chains.
+//! - firewalld's nftables backend (table `firewalld`, and `firewalld_policy_drop` while it
+//!   starts): zone and policy chains `<table>_<IN|FWD|FWDI|FWDO|PRE|POST|OUT>_<zone>[_<part>]`
+//!   ([`Meaning::FirewalldZone`]), the dispatch chains that pick a zone by interface or source,
+//!   and the base chains' final reject, as [`Meaning::Role`].
 //!
 //! Anything else is owned by [`Owner::Other`] without meaning. It does no I/O, never panics on
 //! odd names, and is linear in rules plus set elements.
@@ -98,6 +102,7 @@ pub fn table_owner(table: &NftTable) -> Option<Owner> {
         "kube-proxy" => Some(Owner::KubeProxy),
         "calico" => Some(Owner::Calico),
         "docker-bridges" => Some(Owner::Docker),
+        "firewalld" | "firewalld_policy_drop" => Some(Owner::Firewalld),
         _ if name.starts_with("istio") => Some(Owner::Istio),
         _ if name.starts_with("cilium") => Some(Owner::Cilium),
         _ => None,
@@ -119,6 +124,7 @@ fn annotate_table(table: &NftTable) -> TableAnn {
         }
         Some(Owner::Docker) => plain(table, Owner::Docker, docker_chain, |_, r| docker_rule(r)),
         Some(Owner::Istio) => plain(table, Owner::Istio, istio_chain, istio_rule),
+        Some(Owner::Firewalld) => plain(table, Owner::Firewalld, firewalld_chain, firewalld_rule),
         Some(o) => plain(table, o, |_| None, |_, _| None),
         None => plain(table, Owner::Other, |_| None, |_, _| None),
     };
@@ -643,4 +649,145 @@ fn istio_rule(c: &NftChain, r: &TypedRule) -> Option<Meaning> {
         return Some(Meaning::IstioInboundPort { port, captured });
     }
     None
+}
+
+// ---------------------------------------------------------------------------------------------
+// firewalld (nftables backend)
+
+/// The netfilter tables firewalld prefixes its chain names with.
+const FIREWALLD_TABLES: [&str; 5] = ["raw", "mangle", "nat", "filter", "security"];
+
+/// The chain-name shortcuts firewalld uses (`SHORTCUTS` in firewalld's `core/base.py`; `FWDI` /
+/// `FWDO` in releases before policies) and the traffic each judges.
+const FIREWALLD_TRAFFIC: [(&str, &str); 7] = [
+    ("IN", "input"),
+    ("FWDI", "forward in"),
+    ("FWDO", "forward out"),
+    ("FWD", "forward"),
+    ("PRE", "prerouting"),
+    ("POST", "postrouting"),
+    ("OUT", "output"),
+];
+
+/// The sub-chains every zone and policy chain jumps to, in order.
+const FIREWALLD_PARTS: [&str; 5] = ["pre", "log", "deny", "allow", "post"];
+
+/// `filter_IN_public_allow` → zone `public`, input, part `allow`; `nat_PRE_policy_x` → policy `x`.
+/// The dispatch chains (`filter_INPUT_ZONES`, `…_ZONES_SOURCE`, `…_dispatch`, `…_to_…`) get a
+/// [`Meaning::Role`]; base chains none (their rules say what they do).
+fn firewalld_chain(c: &NftChain) -> Option<Meaning> {
+    firewalld_chain_name(&c.name)
+}
+
+fn firewalld_chain_name(name: &str) -> Option<Meaning> {
+    let (_table, rest) = name
+        .split_once('_')
+        .filter(|(t, _)| FIREWALLD_TABLES.contains(t))?;
+    if let Some(role) = firewalld_dispatch(rest) {
+        return Some(role);
+    }
+    let (short, name) = rest.split_once('_')?;
+    let traffic = FIREWALLD_TRAFFIC.iter().find(|(s, _)| *s == short)?.1;
+    let (name, part) = match name.rsplit_once('_') {
+        Some((n, p)) if FIREWALLD_PARTS.contains(&p) && !n.is_empty() => (n, Some(p.to_owned())),
+        _ => (name, None),
+    };
+    let (zone, policy) = match name.strip_prefix("policy_") {
+        Some(p) => (p, true),
+        None => (name, false),
+    };
+    (!zone.is_empty()).then(|| Meaning::FirewalldZone {
+        zone: zone.to_owned(),
+        policy,
+        traffic: traffic.to_owned(),
+        part,
+    })
+}
+
+/// The chains that send traffic on to a zone or policy chain.
+fn firewalld_dispatch(rest: &str) -> Option<Meaning> {
+    let what = if rest.ends_with("_ZONES_SOURCE") {
+        "firewalld: sends traffic to the zone bound to its source address"
+    } else if rest.ends_with("_ZONES") {
+        "firewalld: sends traffic to its zone by interface (else the default zone)"
+    } else if rest.ends_with("_dispatch") || rest.ends_with("_dispatch_stage2") {
+        "firewalld: sends traffic to its zones and policies"
+    } else if rest.contains("_to_") && rest.split_once('_').is_some_and(|(s, _)| s.len() <= 4) {
+        "firewalld: sends traffic between two zones to their policies"
+    } else if rest.starts_with("POLICIES") || rest.contains("_POLICIES_") {
+        "firewalld: runs the policies of this hook"
+    } else {
+        return None;
+    };
+    role(what)
+}
+
+/// A jump or goto to a zone or policy chain means that zone; the final reject or drop of a
+/// filter base chain is firewalld's default for what no zone or policy accepted.
+fn firewalld_rule(c: &NftChain, r: &TypedRule) -> Option<Meaning> {
+    match r.verdict()? {
+        Verdict::Jump(target) | Verdict::Goto(target) => match firewalld_chain_name(target)? {
+            m @ Meaning::FirewalldZone { part: None, .. } => Some(m),
+            _ => None,
+        },
+        Verdict::Reject { .. } | Verdict::Drop
+            if c.base.is_some()
+                && c.name.starts_with("filter_")
+                && r.exprs
+                    .iter()
+                    .all(|e| matches!(e, Expr::Verdict(_) | Expr::Counter { .. })) =>
+        {
+            role("firewalld: rejects what no zone or policy accepted")
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod firewalld_tests {
+    use super::firewalld_chain_name;
+    use crate::types::Meaning;
+
+    fn summary(name: &str) -> Option<String> {
+        firewalld_chain_name(name).map(|m| m.summary())
+    }
+
+    /// Names as firewalld 1.x builds them (`policy_base_chain_name` and `build_policy_chain_rules`
+    /// in firewalld's `core/fw_policy.py` / `core/nftables.py`: `<table>_<SHORT>_policy_<name>`
+    /// plus `_pre/_log/_deny/_allow/_post`; `<table>_<CHAIN>_dispatch`, `…_<zone>_to_<zone>`).
+    #[test]
+    fn policy_and_dispatch_chain_names() {
+        assert_eq!(
+            summary("filter_IN_policy_allow-host-ipv6").as_deref(),
+            Some("firewalld policy allow-host-ipv6, input")
+        );
+        assert_eq!(
+            summary("nat_POST_policy_egress_allow").as_deref(),
+            Some("firewalld policy egress, postrouting: allow rules")
+        );
+        assert_eq!(
+            summary("filter_OUT_work_post").as_deref(),
+            Some("firewalld zone work, output: post rules")
+        );
+        for dispatch in [
+            "filter_INPUT_dispatch",
+            "filter_IN_public_dispatch_stage2",
+            "filter_FWD_public_to_internal",
+        ] {
+            assert!(
+                matches!(firewalld_chain_name(dispatch), Some(Meaning::Role { .. })),
+                "{dispatch}"
+            );
+        }
+        // Base chains and names outside firewalld's scheme mean nothing.
+        for plain in [
+            "filter_INPUT",
+            "nat_PREROUTING",
+            "input",
+            "filter_XYZ_public",
+            "mine_IN_a",
+        ] {
+            assert_eq!(firewalld_chain_name(plain), None, "{plain}");
+        }
+    }
 }

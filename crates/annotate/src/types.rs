@@ -33,6 +33,8 @@ pub enum Owner {
     Kubelet,
     /// Istio's traffic capture (istio-iptables, istio-cni, ambient in-pod rules): `ISTIO_*`.
     Istio,
+    /// firewalld's nftables backend (table `firewalld`, and `firewalld_policy_drop` while it starts).
+    Firewalld,
     /// Anything else: the distribution's firewall, hand-written rules, built-in chains.
     Other,
 }
@@ -51,6 +53,7 @@ impl Owner {
             Self::CniPortmap => "cni-portmap",
             Self::Kubelet => "kubelet",
             Self::Istio => "istio",
+            Self::Firewalld => "firewalld",
             Self::Other => "other",
         }
     }
@@ -357,6 +360,18 @@ pub enum Meaning {
         /// What it does, e.g. `rejects connections to services without endpoints`.
         what: String,
     },
+    /// A firewalld zone's chain (`filter_IN_public`, `filter_IN_public_allow`, …) or a policy's
+    /// (`filter_IN_policy_allow-host-ipv6…`): which traffic of which zone or policy it judges.
+    FirewalldZone {
+        /// The zone (`public`), or the policy for a policy chain.
+        zone: String,
+        /// `true` for a policy chain (`…_policy_NAME`), `false` for a zone.
+        policy: bool,
+        /// Which traffic: `input`, `forward`, `forward in`, `forward out`, `prerouting`, `postrouting`, `output`.
+        traffic: String,
+        /// The sub-chain (`pre`, `log`, `deny`, `allow`, `post`); `None` for the zone's own chain.
+        part: Option<String>,
+    },
     /// Weave NPC's default-allow of a namespace without isolation.
     WeaveNamespaceDefault {
         /// The namespace.
@@ -466,6 +481,18 @@ impl Meaning {
                 rule: None,
             } => format!("flannel pod network {network}"),
             Self::Cilium { what } => format!("cilium {what}"),
+            Self::FirewalldZone {
+                zone,
+                policy,
+                traffic,
+                part,
+            } => {
+                let what = if *policy { "policy" } else { "zone" };
+                match part {
+                    Some(part) => format!("firewalld {what} {zone}, {traffic}: {part} rules"),
+                    None => format!("firewalld {what} {zone}, {traffic}"),
+                }
+            }
             Self::Role { what } => what.clone(),
         }
     }

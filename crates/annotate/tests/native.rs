@@ -343,3 +343,64 @@ fn calico_endpoint_chains_count_policy_decisions() {
         Some("calico policy _abc ingress")
     );
 }
+
+/// Rule `index` (0-based) of chain `at`, summarised.
+fn rule_summary(ann: &NativeAnnotations, (t, c): (usize, usize), index: usize) -> Option<String> {
+    ann.rule(t, c, index).meaning.as_ref().map(Meaning::summary)
+}
+
+#[test]
+fn firewalld_zones_policies_and_dispatch_chains() {
+    let (rs, ann) = load("rhel8-firewalld-libvirt-iptables-nft-2019.nft");
+    // All three firewalld tables (inet, ip, ip6) are firewalld's; iptables-nft's are not.
+    for t in &rs.tables {
+        let idx = rs.tables.iter().position(|x| std::ptr::eq(x, t)).unwrap();
+        let want = (t.name == "firewalld").then_some(Owner::Firewalld);
+        assert_eq!(ann.table_owner(idx), want, "table {} {}", t.family, t.name);
+    }
+    let allow = chain(&rs, "firewalld", "filter_IN_public_allow");
+    assert_eq!(ann.chain(allow.0, allow.1).owner, Owner::Firewalld);
+    assert_eq!(
+        summary(&ann, allow).as_deref(),
+        Some("firewalld zone public, input: allow rules")
+    );
+    // `tcp dport ssh … accept` in the allow chain is one of the zone's allow rules.
+    assert_eq!(
+        rule_summary(&ann, allow, 0).as_deref(),
+        Some("firewalld zone public, input: allow rules")
+    );
+    let fwdi = chain(&rs, "firewalld", "filter_FWDI_public");
+    assert_eq!(
+        summary(&ann, fwdi).as_deref(),
+        Some("firewalld zone public, forward in")
+    );
+    let libvirt = chain(&rs, "firewalld", "raw_PRE_libvirt_deny");
+    assert_eq!(
+        summary(&ann, libvirt).as_deref(),
+        Some("firewalld zone libvirt, prerouting: deny rules")
+    );
+    // The dispatch chain picks a zone by interface; each of its gotos names the zone it picks.
+    let zones = chain(&rs, "firewalld", "filter_INPUT_ZONES");
+    assert_eq!(
+        summary(&ann, zones).as_deref(),
+        Some("firewalld: sends traffic to its zone by interface (else the default zone)")
+    );
+    assert_eq!(
+        rule_summary(&ann, zones, 0).as_deref(),
+        Some("firewalld zone public, input")
+    );
+    let source = chain(&rs, "firewalld", "filter_INPUT_ZONES_SOURCE");
+    assert_eq!(
+        summary(&ann, source).as_deref(),
+        Some("firewalld: sends traffic to the zone bound to its source address")
+    );
+    // The input base chain's final reject is firewalld's default; its earlier rules mean nothing.
+    let input = chain(&rs, "firewalld", "filter_INPUT");
+    let last = rs.tables[input.0].chains[input.1].rules.len() - 1;
+    assert_eq!(
+        rule_summary(&ann, input, last).as_deref(),
+        Some("firewalld: rejects what no zone or policy accepted")
+    );
+    assert_eq!(rule_summary(&ann, input, 0), None);
+    assert_eq!(summary(&ann, input), None);
+}

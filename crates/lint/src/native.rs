@@ -24,6 +24,8 @@
 //! to, reported instead of `unreferenced-chain`, as in iptables mode — info when it is empty, as
 //! kube-proxy leaves a flushed chain for a second before deleting it — or whose name is not
 //! kube-proxy's hash of the service port it names).
+//! Empty and unreferenced chains that a stock tool's scaffold explains ([`crate::scaffold`], e.g.
+//! firewalld's empty zone sub-chains) are not reported, as in iptables mode.
 //! Jumps, sets and maps never cross tables, so each table is linted on its own. It does no I/O.
 
 use std::collections::{HashMap, HashSet};
@@ -41,6 +43,7 @@ use nfscope_annotate::native::{
 };
 
 use crate::finding::{Finding, FindingId, KubeContext, Location, Related, Severity};
+use crate::scaffold::{Expected, Known};
 
 /// Lints every table of a native ruleset; findings in table, chain and rule order.
 pub fn lint_nft(ruleset: &NftRuleset) -> Vec<Finding> {
@@ -197,6 +200,7 @@ fn lint_table(table: &NftTable) -> Vec<Finding> {
     if kube_proxy {
         kube_no_endpoints(&mut ctx);
     }
+    let known = Known::for_chain_names(|| table.chains.iter().map(|c| c.name.as_str()));
     for (c, chain) in table.chains.iter().enumerate() {
         if chain.base.is_some() {
             continue;
@@ -249,6 +253,14 @@ fn lint_table(table: &NftTable) -> Vec<Finding> {
             if let Some(k) = kube_nft_chain(&chain.name) {
                 ctx.set_kube(k.meaning().summary());
             }
+        }
+        let expected = match (referenced, chain.rules.is_empty()) {
+            (false, true) => Expected::UnhookedEmpty,
+            (false, false) => Expected::UnhookedWithRules,
+            (true, _) => Expected::Empty,
+        };
+        if known.expects(&chain.name, expected).is_some() {
+            continue;
         }
         match (referenced, chain.rules.is_empty()) {
             (false, empty) => {
@@ -836,7 +848,9 @@ mod tests {
     use super::*;
     use nfscope_ruleset::{NftLimits, parse_nft_text};
 
-    fn lint_text(text: &str) -> Vec<(FindingId, Severity, Option<String>, Option<usize>)> {
+    pub(super) fn lint_text(
+        text: &str,
+    ) -> Vec<(FindingId, Severity, Option<String>, Option<usize>)> {
         let rs = parse_nft_text(text, &NftLimits::default()).expect("test text parses");
         lint_nft(&rs)
             .into_iter()
@@ -1022,6 +1036,7 @@ mod kube_tests {
     //! kube-proxy's nftables mode: Services without endpoints and stale chains, on the real
     //! dumps of `testdata/corpus/nft/` and on small hand-written tables.
 
+    use super::tests::lint_text;
     use super::*;
     use nfscope_ruleset::{NftLimits, parse_nft_text};
     use nfscope_test_support::corpus::corpus_file;
@@ -1182,5 +1197,35 @@ mod kube_tests {
         assert!(of(&f, FindingId::KubeStaleChain).is_empty());
         assert!(of(&f, FindingId::KubeServiceNoEndpoints).is_empty());
         assert_eq!(of(&f, FindingId::UnreferencedChain).len(), 3);
+    }
+
+    /// firewalld's empty zone sub-chains are its scaffold, not findings; the same empty chain in a
+    /// table without firewalld's dispatch chains, and an empty chain outside the scheme, still are.
+    #[test]
+    fn firewalld_zone_scaffold_is_not_a_finding() {
+        let zone = "chain filter_INPUT { type filter hook input priority 10; policy accept; jump filter_INPUT_ZONES }
+	chain filter_INPUT_ZONES { iifname \"eth0\" goto filter_IN_public }
+	chain filter_IN_public { jump filter_IN_public_allow; jump filter_IN_public_deny; jump helper }
+	chain filter_IN_public_allow { tcp dport 22 accept }
+	chain filter_IN_public_deny { }
+	chain helper { }";
+        let firewalld = lint_text(&format!("table inet firewalld {{ {zone} }}"));
+        let empty =
+            |found: &[(FindingId, Severity, Option<String>, Option<usize>)]| -> Vec<String> {
+                found
+                    .iter()
+                    .filter(|f| f.0 == FindingId::EmptyChain)
+                    .filter_map(|f| f.2.clone())
+                    .collect()
+            };
+        assert_eq!(empty(&firewalld), ["helper"], "{firewalld:?}");
+        // Without the dispatch chain the row does not hold: the empty deny chain is reported.
+        let bare = zone.replace("filter_INPUT_ZONES", "filter_INPUT_Z");
+        let other = lint_text(&format!("table inet firewalld {{ {bare} }}"));
+        assert_eq!(
+            empty(&other),
+            ["filter_IN_public_deny", "helper"],
+            "{other:?}"
+        );
     }
 }

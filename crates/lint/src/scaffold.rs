@@ -47,6 +47,46 @@ pub struct Scaffold {
     pub why: &'static str,
 }
 
+/// firewalld's nftables zone and policy sub-chains: `<table>_<IN|FWD|FWDI|FWDO|PRE|POST|OUT>_<zone
+/// or policy_NAME>_<pre|log|deny|allow|post>` (firewalld's `core/nftables.py`).
+const FIREWALLD_NFT_ZONE_PARTS: &[&str] = &[
+    "*_IN_*_pre",
+    "*_IN_*_log",
+    "*_IN_*_deny",
+    "*_IN_*_allow",
+    "*_IN_*_post",
+    "*_FWD_*_pre",
+    "*_FWD_*_log",
+    "*_FWD_*_deny",
+    "*_FWD_*_allow",
+    "*_FWD_*_post",
+    "*_FWDI_*_pre",
+    "*_FWDI_*_log",
+    "*_FWDI_*_deny",
+    "*_FWDI_*_allow",
+    "*_FWDI_*_post",
+    "*_FWDO_*_pre",
+    "*_FWDO_*_log",
+    "*_FWDO_*_deny",
+    "*_FWDO_*_allow",
+    "*_FWDO_*_post",
+    "*_PRE_*_pre",
+    "*_PRE_*_log",
+    "*_PRE_*_deny",
+    "*_PRE_*_allow",
+    "*_PRE_*_post",
+    "*_POST_*_pre",
+    "*_POST_*_log",
+    "*_POST_*_deny",
+    "*_POST_*_allow",
+    "*_POST_*_post",
+    "*_OUT_*_pre",
+    "*_OUT_*_log",
+    "*_OUT_*_deny",
+    "*_OUT_*_allow",
+    "*_OUT_*_post",
+];
+
 /// The known scaffolds. Order does not matter: a finding is expected when any row that holds
 /// names it for the chain.
 pub const SCAFFOLDS: &[Scaffold] = &[
@@ -134,6 +174,25 @@ pub const SCAFFOLDS: &[Scaffold] = &[
         why: "firewalld creates allow/deny/log (and pre/post) sub-chains for every active zone and \
               jumps to them from the zone's chain; they hold rules only for the zone's services, \
               ports, forward ports and rich rules",
+    },
+    Scaffold {
+        tool: "firewalld",
+        chains: FIREWALLD_NFT_ZONE_PARTS,
+        only_with: Some("*_ZONES"),
+        expected: &[Empty],
+        why: "firewalld's nftables backend (table `firewalld`) creates `<table>_<hook>_<zone or policy>` \
+              chains with pre/log/deny/allow/post sub-chains for every active zone and policy and jumps \
+              to all of them; they hold rules only for the zone's services, ports, forward ports and \
+              rich rules",
+    },
+    Scaffold {
+        tool: "firewalld",
+        chains: FIREWALLD_NFT_ZONE_PARTS,
+        only_with: Some("*_dispatch"),
+        expected: &[Empty],
+        why: "firewalld 1.x (nftables backend, with policies) dispatches from `<table>_<hook>_dispatch` \
+              chains to the same `<table>_<hook>_<zone or policy>` chains and their pre/log/deny/allow/post \
+              sub-chains, empty unless the zone or policy has rules",
     },
     Scaffold {
         tool: "openwrt-fw3",
@@ -355,13 +414,22 @@ pub struct Known {
 impl Known {
     /// The rows that hold for `ruleset`: one pass over its chain names per conditional row.
     pub fn for_ruleset(ruleset: &Ruleset) -> Self {
-        let present = |pattern: &str| {
+        Self::for_chain_names(|| {
             ruleset
                 .tables
                 .iter()
                 .flat_map(|t| &t.chains)
-                .any(|c| matches(pattern, &c.name))
-        };
+                .map(|c| c.name.as_str())
+        })
+    }
+
+    /// The rows that hold for a set of chain names (a native nftables table's, say), given as a
+    /// function that lists them afresh for each conditional row.
+    pub fn for_chain_names<'a, I>(names: impl Fn() -> I) -> Self
+    where
+        I: Iterator<Item = &'a str>,
+    {
+        let present = |pattern: &str| names().any(|name| matches(pattern, name));
         let rows = SCAFFOLDS
             .iter()
             .filter(|s| s.only_with.is_none_or(present))
