@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use nfscope_ruleset::{Backend, Family};
+use nfscope_server::oneshot;
 
 use crate::demo::DemoArgs;
 use crate::serve::ServeConfig;
@@ -100,10 +101,12 @@ pub struct RulesArgs {
     /// Read `ipset save`/`ipset list` output from FILE (only with --rules). [default: none]
     #[arg(long, value_name = "FILE", requires = "rules")]
     pub ipsets: Option<PathBuf>,
-    /// Only this address family; with --rules, the family of dumps that do not say. [default: both]
+    /// Only this address family (native `inet` tables serve both; arp/bridge/netdev tables are left
+    /// out); with --rules, the family of iptables dumps that do not say. [default: all]
     #[arg(long, value_enum)]
     pub family: Option<FamilyArg>,
-    /// Only this backend; with --rules, the backend of dumps without a header. [default: both]
+    /// Only these rules: `nft` or `legacy` iptables rules, or `nftables` (native tables only); with
+    /// --rules, `nft`/`legacy` is also the backend of iptables dumps without a header. [default: all]
     #[arg(long, value_enum)]
     pub backend: Option<BackendArg>,
     /// Output format.
@@ -239,13 +242,26 @@ pub enum BackendArg {
     Nft,
     /// iptables-legacy (x_tables).
     Legacy,
+    /// Native nftables tables (written with `nft`, not managed by iptables-nft).
+    Nftables,
 }
 
-impl From<BackendArg> for Backend {
+impl From<BackendArg> for oneshot::Only {
     fn from(arg: BackendArg) -> Self {
         match arg {
-            BackendArg::Nft => Self::Nft,
-            BackendArg::Legacy => Self::Legacy,
+            BackendArg::Nft => Self::Iptables(Backend::Nft),
+            BackendArg::Legacy => Self::Iptables(Backend::Legacy),
+            BackendArg::Nftables => Self::Native,
+        }
+    }
+}
+
+impl BackendArg {
+    /// The iptables backend it names; `None` for native nftables.
+    pub fn iptables(self) -> Option<Backend> {
+        match oneshot::Only::from(self) {
+            oneshot::Only::Iptables(backend) => Some(backend),
+            oneshot::Only::Native => None,
         }
     }
 }

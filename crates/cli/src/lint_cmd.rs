@@ -38,10 +38,12 @@ pub struct LintArgs {
     /// (only with --rules; live linting reads the node's ipsets). [default: none]
     #[arg(long, value_name = "FILE", requires = "rules")]
     pub ipsets: Option<PathBuf>,
-    /// Only this address family; with --rules, the family of dumps that do not say. [default: both]
+    /// Only this address family (native `inet` tables serve both; arp/bridge/netdev tables are left
+    /// out); with --rules, the family of iptables dumps that do not say. [default: all]
     #[arg(long, value_enum)]
     pub family: Option<FamilyArg>,
-    /// Only this backend; with --rules, the backend of dumps without a header. [default: both]
+    /// Only these rules: `nft` or `legacy` iptables rules, or `nftables` (native tables only); with
+    /// --rules, `nft`/`legacy` is also the backend of iptables dumps without a header. [default: all]
     #[arg(long, value_enum)]
     pub backend: Option<BackendArg>,
     /// Output format: text for people, json = {"findings": [...], "summary": {...}}.

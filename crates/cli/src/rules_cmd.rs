@@ -11,14 +11,14 @@ use std::sync::Arc;
 
 use nfscope_ruleset::typed::{NftFamily, NftRuleset};
 use nfscope_ruleset::{
-    Backend, Family, Format as DumpFormat, NftLimits, ParseError, ParseOptions, Ruleset, Snapshot,
+    Family, Format as DumpFormat, NftLimits, ParseError, ParseOptions, Ruleset, Snapshot,
     SourceKind, SourceReport, detect_format, parse_nft_json, parse_nft_text,
 };
 
 use nfscope_server::oneshot;
 use nfscope_trace::Unread;
 
-use crate::cli::{Format, RulesArgs, seconds};
+use crate::cli::{BackendArg, Format, RulesArgs, seconds};
 use crate::exit::Failure;
 use crate::output::print_stdout;
 
@@ -134,12 +134,13 @@ pub(crate) fn live_snapshot(args: &RulesArgs) -> Result<Snapshot, Failure> {
     options.netns = args.netns.clone();
     options.timeout = seconds("--timeout", args.timeout).map_err(Failure::Input)?;
     options.tool_dir = args.tool_dir.clone();
-    oneshot::restrict(
-        &mut options,
+    let (family, only) = (
         args.family.map(Family::from),
-        args.backend.map(Backend::from),
+        args.backend.map(oneshot::Only::from),
     );
-    let snapshot = nfscope_kernel::collect(&options);
+    oneshot::restrict(&mut options, family, only);
+    let mut snapshot = nfscope_kernel::collect(&options);
+    oneshot::keep_only(&mut snapshot, family, only);
     warn_failed_sources(&snapshot.sources);
     Ok(snapshot)
 }
@@ -155,7 +156,7 @@ fn warn_failed_sources(sources: &[SourceReport]) {
 pub(crate) fn from_files(args: &RulesArgs) -> Result<Snapshot, Failure> {
     let options = ParseOptions {
         family: args.family.map(Family::from),
-        backend: args.backend.map(Backend::from),
+        backend: args.backend.and_then(BackendArg::iptables),
         lenient: args.lenient,
         ..Default::default()
     };
@@ -212,6 +213,11 @@ pub(crate) fn from_files(args: &RulesArgs) -> Result<Snapshot, Failure> {
             duration_seconds: 0.0,
         });
     }
+    oneshot::keep_only(
+        &mut snapshot,
+        args.family.map(Family::from),
+        args.backend.map(oneshot::Only::from),
+    );
     Ok(snapshot)
 }
 

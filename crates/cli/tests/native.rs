@@ -261,6 +261,77 @@ fn an_iptables_dump_and_an_nft_dump_are_shown_together() {
     );
 }
 
+/// `--backend` and `--family` filter native tables too: `nftables` keeps only them, `nft`/`legacy`
+/// none of them, and a family keeps its own tables plus `inet` ones.
+#[test]
+fn backend_and_family_filter_native_tables() {
+    let ipt = nfscope_test_support::corpus_path("calico-felix-fv-iptables-dump.rules");
+    let nft = corpus("rhel8-firewalld-libvirt-iptables-nft-2019.nft");
+    let shown = |extra: &[&str]| -> Vec<(String, String)> {
+        let mut args = vec![
+            "rules",
+            "--format",
+            "json",
+            "--rules",
+            ipt.to_str().unwrap(),
+        ];
+        args.extend(["--rules", nft.as_str()]);
+        args.extend(extra);
+        json_of(&args)["rulesets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let s = |k: &str| r[k].as_str().unwrap().to_owned();
+                (s("family"), s("backend"))
+            })
+            .collect()
+    };
+    let all = shown(&[]);
+    assert!(
+        all.iter().any(|(f, b)| f == "bridge" && b == "nftables"),
+        "{all:?}"
+    );
+    assert!(all.iter().any(|(_, b)| b != "nftables"), "{all:?}");
+    let native = shown(&["--backend", "nftables"]);
+    assert!(
+        !native.is_empty() && native.iter().all(|(_, b)| b == "nftables"),
+        "{native:?}"
+    );
+    let iptables = shown(&["--backend", "nft"]);
+    assert!(
+        !iptables.is_empty() && iptables.iter().all(|(_, b)| b != "nftables"),
+        "{iptables:?}"
+    );
+    let v6 = shown(&["--backend", "nftables", "--family", "ipv6"]);
+    let families: Vec<&str> = v6.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(families, ["ipv6", "inet"], "{v6:?}");
+    // lint reads the same filter: native-only lints no iptables ruleset (moby's golden has findings).
+    let moby = corpus("moby-nftabler-golden-internal-noicc-2026.nft");
+    let lint = |extra: &[&str]| -> Vec<Value> {
+        let mut args = vec!["lint", "--format", "json", "--rules", ipt.to_str().unwrap()];
+        args.extend(["--rules", moby.as_str()]);
+        args.extend(extra);
+        let out = nfscope(&args);
+        let doc: Value = serde_json::from_slice(&out.stdout).expect("lint JSON");
+        doc["findings"].as_array().expect("findings").clone()
+    };
+    let native_finding = |f: &Value| f["nftables"].is_string();
+    let everything = lint(&[]);
+    assert!(everything.iter().any(native_finding), "{everything:?}");
+    assert!(!everything.iter().all(native_finding), "{everything:?}");
+    let native = lint(&["--backend", "nftables"]);
+    assert!(
+        !native.is_empty() && native.iter().all(native_finding),
+        "{native:?}"
+    );
+    let iptables = lint(&["--backend", "legacy"]);
+    assert!(
+        !iptables.is_empty() && !iptables.iter().any(native_finding),
+        "{iptables:?}"
+    );
+}
+
 #[test]
 fn a_broken_nft_dump_is_an_error_at_file_line_column() {
     let dir = std::env::temp_dir().join(format!("nfscope-native-bad-{}", std::process::id()));

@@ -6,6 +6,7 @@
 use nfscope_annotate::Annotations;
 use nfscope_exporter::{ExportOptions, RuleLabel};
 use nfscope_kernel::CollectOptions;
+use nfscope_ruleset::typed::{NftFamily, NftRuleset};
 use nfscope_ruleset::{Backend, Family, Snapshot};
 
 /// A snapshot with the Kubernetes meaning of its rulesets (parallel to `snapshot.rulesets`).
@@ -46,13 +47,55 @@ pub fn rules_text(annotated: &Annotated) -> String {
 }
 
 /// Limits a live collection to one family and/or backend.
-pub fn restrict(options: &mut CollectOptions, family: Option<Family>, backend: Option<Backend>) {
+pub fn restrict(options: &mut CollectOptions, family: Option<Family>, only: Option<Only>) {
     if let Some(family) = family {
         options.families = vec![family];
     }
-    if let Some(backend) = backend {
-        options.backends = vec![backend];
+    match only {
+        Some(Only::Iptables(backend)) => {
+            options.backends = vec![backend];
+            options.native_nftables = false;
+        }
+        Some(Only::Native) => options.backends.clear(),
+        None => {}
     }
+}
+
+/// Which rules `--backend` keeps: one iptables backend, or only native nftables tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Only {
+    /// The iptables rules of this backend (no native tables).
+    Iptables(Backend),
+    /// Native nftables tables only (no iptables rules).
+    Native,
+}
+
+/// Drops from a snapshot what `--family` / `--backend` leave out: iptables rulesets for
+/// `Only::Native`, native tables for `Only::Iptables`, and native tables of other families
+/// (`inet` tables carry both IPv4 and IPv6 and stay for either; arp, bridge and netdev tables
+/// go when a family is given). iptables rulesets of files keep their own backend: `--backend`
+/// only names the backend of dumps without a header there.
+pub fn keep_only(snapshot: &mut Snapshot, family: Option<Family>, only: Option<Only>) {
+    match only {
+        Some(Only::Native) => snapshot.rulesets.clear(),
+        Some(Only::Iptables(_)) => snapshot.nftables = Default::default(),
+        None => {}
+    }
+    let (Some(family), Some(native)) = (family, &snapshot.nftables.ruleset) else {
+        return;
+    };
+    let keep = |f: NftFamily| {
+        matches!(
+            (family, f),
+            (_, NftFamily::Inet) | (Family::Ipv4, NftFamily::Ip) | (Family::Ipv6, NftFamily::Ip6)
+        )
+    };
+    if native.tables.iter().all(|t| keep(t.family)) {
+        return;
+    }
+    let mut kept = NftRuleset::clone(native);
+    kept.tables.retain(|t| keep(t.family));
+    snapshot.nftables.ruleset = Some(std::sync::Arc::new(kept));
 }
 
 /// Export options from `--rule-label` and `--max-rule-series` (0 = no limit).
