@@ -121,6 +121,36 @@ fn kube_proxy_nftables_mode_shows_as_a_ruleset_with_hooks_priorities_and_vmaps()
         "service kube-system/kube-dns:dns-tcp endpoint 10.42.0.171:53"
     );
     assert_eq!(ep["rules"][1]["meaning"]["endpoint"], "10.42.0.171:53");
+    // Map elements carry the Service they dispatch to (or lack endpoints for), in element order.
+    let meanings = service_ips["meanings"].as_array().unwrap();
+    assert_eq!(
+        meanings.len(),
+        service_ips["elements"],
+        "every Service IP element has one"
+    );
+    let dns = meanings
+        .iter()
+        .find(|m| m["element"] == "10.43.0.10 . udp . 53")
+        .expect("kube-dns element");
+    assert_eq!(
+        dns["summary"],
+        "service kube-system/kube-dns:dns cluster IP"
+    );
+    assert_eq!(dns["meaning"]["type"], "kube_service");
+    let no_ep = sets
+        .iter()
+        .find(|d| d["name"] == "no-endpoint-services")
+        .unwrap();
+    assert_eq!(
+        no_ep["meanings"][0]["summary"],
+        "service riset/otelcol-opentelemetry-collector:otlp has no endpoints"
+    );
+    let plain = sets.iter().find(|d| d["name"] == "cluster-ips").unwrap();
+    assert_eq!(
+        plain["meanings"],
+        Value::Array(Vec::new()),
+        "a plain set has none"
+    );
     let reject = chains.iter().find(|c| c["name"] == "reject-chain").unwrap();
     assert_eq!(reject["meaning"]["type"], "role");
     assert_eq!(services["owner"], "kube-proxy");
@@ -129,6 +159,10 @@ fn kube_proxy_nftables_mode_shows_as_a_ruleset_with_hooks_priorities_and_vmaps()
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
         text.contains("Chain service-2QRHZV4L-default/kubernetes/tcp/https (2 rules)  [kube-proxy]  # service default/kubernetes:https"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    10.43.0.10 . udp . 53  # service kube-system/kube-dns:dns cluster IP\n"),
         "{text}"
     );
 }

@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use nfscope_annotate::{
     Annotation, Meaning, NativeAnnotations, Owner, PolicyVerdict, annotate_native,
 };
-use nfscope_ruleset::nft::{render_key, render_rule_without_counters};
+use nfscope_ruleset::nft::{render_key, render_rule_without_counters, render_value};
 use nfscope_ruleset::typed::{
     Expr, NftChain, NftFamily, NftRuleset, NftSetDef, NftTable, Policy, SetType, TypedRule, Verdict,
 };
@@ -113,7 +113,19 @@ struct NftSetDoc {
     key: String,
     /// `set`, `map` or `vmap` (a map whose data are verdicts).
     kind: &'static str,
+    /// The Kubernetes meaning of the elements that have one (kube-proxy's `service-ips`,
+    /// `no-endpoint-services`, …), in element order; empty for other sets.
+    meanings: Vec<NftElementDoc>,
     name: String,
+}
+
+/// One set or map element with a meaning.
+#[derive(Serialize)]
+struct NftElementDoc {
+    /// The element's key as `nft list` writes it (`10.43.0.10 . tcp . 53`).
+    element: String,
+    meaning: Option<serde_json::Value>,
+    summary: String,
 }
 
 /// Fresh counters by (nft family, table, chain, handle).
@@ -219,7 +231,12 @@ fn table_doc(t: &NftTable, fresh: &Fresh<'_>, place: &Place<'_>) -> NftTableDoc 
             .enumerate()
             .map(|(ci, c)| chain_doc(t, c, fresh, place, ci))
             .collect(),
-        sets: t.sets.iter().map(set_doc).collect(),
+        sets: t
+            .sets
+            .iter()
+            .enumerate()
+            .map(|(si, s)| set_doc(s, place, si))
+            .collect(),
     }
 }
 
@@ -339,7 +356,20 @@ fn set_type(t: &SetType) -> String {
     }
 }
 
-fn set_doc(s: &NftSetDef) -> NftSetDoc {
+fn set_doc(s: &NftSetDef, place: &Place<'_>, set: usize) -> NftSetDoc {
+    let meanings = s
+        .elements
+        .iter()
+        .enumerate()
+        .filter_map(|(ei, e)| {
+            let m = place.ann.element(place.table, set, ei)?;
+            Some(NftElementDoc {
+                element: render_value(&e.key, None),
+                meaning: serde_json::to_value(m).ok(),
+                summary: m.summary(),
+            })
+        })
+        .collect();
     NftSetDoc {
         name: s.name.clone(),
         kind: if s.is_verdict_map() {
@@ -355,6 +385,7 @@ fn set_doc(s: &NftSetDef) -> NftSetDoc {
         flags: s.flags.clone(),
         elements: s.elements.len(),
         comment: s.comment.clone(),
+        meanings,
     }
 }
 
@@ -434,8 +465,15 @@ pub(crate) fn write_native_text(out: &mut String, state: &NftablesState) {
                     out.push('\n');
                 }
             }
-            for s in &t.sets {
-                let d = set_doc(s);
+            for (si, s) in t.sets.iter().enumerate() {
+                let d = set_doc(
+                    s,
+                    &Place {
+                        ann: &ann,
+                        table: ti,
+                    },
+                    si,
+                );
                 let _ = writeln!(
                     out,
                     "\n{} {} ({}{}): {} {}",
@@ -453,6 +491,9 @@ pub(crate) fn write_native_text(out: &mut String, state: &NftablesState) {
                         "elements"
                     }
                 );
+                for m in &d.meanings {
+                    let _ = writeln!(out, "    {}  # {}", m.element, m.summary);
+                }
             }
         }
     }
