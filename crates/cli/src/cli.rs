@@ -161,6 +161,13 @@ pub struct ServeArgs {
     /// counted in `nfscope_rule_series_dropped_total` (0 = no limit).
     #[arg(long, value_name = "N", default_value_t = 500_000)]
     pub max_rule_series: usize,
+    /// Which rules get `iptables_rule_*` series: `all`, as the iptables exporters do, or
+    /// `not-summarised`: leave out rules and chains that mean one Service, endpoint, kube-router
+    /// pod firewall or Calico policy, whose traffic the `nfscope_kube_*` / `nfscope_calico_*`
+    /// families already carry (counted in `nfscope_rule_series_summarised`). Recommended on
+    /// Kubernetes nodes (deploy/ uses it): a kube-proxy node's rule series shrink to its fixed chains.
+    #[arg(long, value_enum, default_value_t = RuleSeriesArg::All)]
+    pub rule_series: RuleSeriesArg,
     /// Reuse a finished collection for this many seconds. 0 means every scrape collects, but
     /// concurrent scrapes still share one collection.
     #[arg(long, value_name = "F", default_value_t = 0.0)]
@@ -235,6 +242,24 @@ impl From<FamilyArg> for Family {
     }
 }
 
+/// `--rule-series`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuleSeriesArg {
+    /// Every rule with counters.
+    All,
+    /// Only rules no Kubernetes family summarises.
+    NotSummarised,
+}
+
+impl From<RuleSeriesArg> for nfscope_exporter::RuleSeries {
+    fn from(arg: RuleSeriesArg) -> Self {
+        match arg {
+            RuleSeriesArg::All => Self::All,
+            RuleSeriesArg::NotSummarised => Self::NotSummarised,
+        }
+    }
+}
+
 /// `--backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendArg {
@@ -303,7 +328,8 @@ impl ServeArgs {
         collect.text_timeout = seconds("--text-timeout", self.text_timeout)?;
         collect.tool_dir = self.tool_dir;
         collect.source = self.source.into();
-        let export = crate::serve::export_options(self.rule_label, self.max_rule_series);
+        let mut export = crate::serve::export_options(self.rule_label, self.max_rule_series);
+        export.rule_series = self.rule_series.into();
         Ok(ServeConfig {
             listen: self.listen,
             collect,

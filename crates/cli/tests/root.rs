@@ -517,3 +517,75 @@ fn a_namespace_without_legacy_tables_reports_legacy_read_not_failed() {
     let names = node.sh_ok("cat /proc/net/ip_tables_names /proc/net/ip6_tables_names");
     assert_eq!(names.trim(), "", "reading created no legacy table");
 }
+
+/// `--rule-series=not-summarised` on a real kube-proxy node (the demo's generator, 3 Services of 2
+/// endpoints, loaded with iptables-nft-restore): endpoint and Service chains get no rule series,
+/// the fixed chains keep theirs, what was left out is counted, and the endpoint series remain.
+#[test]
+fn not_summarised_rule_series_keep_the_kubernetes_series() {
+    use nfscope_annotate::kube_proxy_rules::{Node, RestoreTables, ServicePort, write_kube_proxy};
+    if !root_or_skip("not_summarised_rule_series_keep_the_kubernetes_series") {
+        return;
+    }
+    let services: Vec<ServicePort> = (0..3u8)
+        .map(|i| ServicePort {
+            name: format!("shop/svc{i}:http"),
+            protocol: "tcp".into(),
+            cluster_ip: format!("10.96.0.{}", 10 + i).parse().unwrap(),
+            port: 80,
+            node_port: None,
+            loadbalancer_ip: None,
+            endpoints: (1..=2u8)
+                .map(|e| format!("10.244.{i}.{e}:8080").parse().unwrap())
+                .collect(),
+        })
+        .collect();
+    let node = Node {
+        family: nfscope_ruleset::Family::Ipv4,
+        pod_cidr: "10.244.0.0/16".into(),
+    };
+    let mut tables = RestoreTables::new();
+    write_kube_proxy(&node, &services, &mut tables);
+    let lab = TestNetns::new("rseries").expect("netns");
+    let out = lab.exec_input(
+        &["iptables-nft-restore"],
+        &tables.write("# kube-proxy\n", None),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Server::start(&["--netns", lab.name(), "--rule-series", "not-summarised"]);
+    let (body, samples) = server.metrics();
+    let rules = named(&samples, "iptables_rule_packets_total");
+    assert!(
+        rules
+            .iter()
+            .any(|s| s.label_str("chain") == "KUBE-POSTROUTING"),
+        "fixed chains keep their series: {body}"
+    );
+    assert!(
+        !rules.iter().any(|s| {
+            let chain = s.label_str("chain");
+            chain.starts_with("KUBE-SEP-") || chain.starts_with("KUBE-SVC-")
+        }),
+        "{body}"
+    );
+    // 3 Services: a KUBE-SERVICES portal rule, a KUBE-SVC chain of 1 + 2 rules (masquerade
+    // check, two endpoint jumps) and two KUBE-SEP chains of 2 rules each.
+    let left_out = named(&samples, "nfscope_rule_series_summarised");
+    assert!(
+        left_out.len() == 1 && left_out[0].value >= 3.0 * (1.0 + 2.0 + 4.0),
+        "{body}"
+    );
+    let endpoints = named(&samples, "nfscope_kube_endpoint_new_connections_total");
+    assert_eq!(endpoints.len(), 6, "{body}");
+    assert!(
+        named(&samples, "iptables_rules")
+            .iter()
+            .all(|s| !s.label_str("chain").starts_with("KUBE-SEP-")),
+        "{body}"
+    );
+    assert!(promtool_check(&body).is_none_or(|(ok, out)| ok || panic!("{out}")));
+}

@@ -41,6 +41,49 @@ pub struct KubePlan {
     feeds: Vec<(u32, u8, u32)>,
     /// Distinct keys per family, in first-seen order.
     keys: [Vec<Key>; 4],
+    /// Flat rule positions whose meaning is one Kubernetes object a family here summarises
+    /// ([`is_summarised`]), as a bit set.
+    summarised_rules: BitSet,
+    /// Flat chain positions (table/chain order) of such chains, as a bit set.
+    summarised_chains: BitSet,
+}
+
+/// A growable set of small integers, one bit each.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct BitSet(Vec<u64>);
+
+impl BitSet {
+    fn insert(&mut self, i: u32) {
+        let (word, bit) = ((i / 64) as usize, i % 64);
+        if self.0.len() <= word {
+            self.0.resize(word + 1, 0);
+        }
+        self.0[word] |= 1 << bit;
+    }
+
+    fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+}
+
+/// Is a rule or chain with this meaning about one Kubernetes object whose traffic the
+/// Kubernetes families already carry? kube-proxy's Service and endpoint chains and rules
+/// (`nfscope_kube_endpoint_new_connections_total`, `…_no_endpoints_…`), kube-router's pod
+/// firewalls (`nfscope_kube_router_pod_rejected_packets_total`) and Calico's policy and profile
+/// chains (`nfscope_calico_policy_packets_total`). Their per-rule series are what
+/// `RuleSeries::NotSummarised` leaves out.
+pub(crate) fn is_summarised(meaning: Option<&Meaning>) -> bool {
+    matches!(
+        meaning,
+        Some(
+            Meaning::KubeService { .. }
+                | Meaning::KubeEndpoint { .. }
+                | Meaning::KubeNoEndpoints { .. }
+                | Meaning::KubeRouterPod { .. }
+                | Meaning::CalicoPolicy { .. }
+                | Meaning::CalicoProfile { .. }
+        )
+    )
 }
 
 impl KubePlan {
@@ -49,9 +92,17 @@ impl KubePlan {
         let mut plan = Self::default();
         let mut index: HashMap<(u8, Key), u32> = HashMap::new();
         let mut flat = 0u32;
+        let mut flat_chain = 0u32;
         for (t, table) in ruleset.tables.iter().enumerate() {
             for (c, chain) in table.chains.iter().enumerate() {
+                if is_summarised(annotations.chain(t, c).meaning.as_ref()) {
+                    plan.summarised_chains.insert(flat_chain);
+                }
+                flat_chain += 1;
                 for r0 in 0..chain.rules.len() {
+                    if is_summarised(annotations.rule(t, c, r0).meaning.as_ref()) {
+                        plan.summarised_rules.insert(flat);
+                    }
                     if let Some((family, key)) = series_of(annotations.rule(t, c, r0)) {
                         let keys = &mut plan.keys[family];
                         let next = keys.len() as u32;
@@ -67,6 +118,17 @@ impl KubePlan {
         }
         plan.feeds.shrink_to_fit();
         plan
+    }
+
+    /// Is the rule at this flat position (table/chain/rule order) summarised by a Kubernetes
+    /// family ([`is_summarised`])?
+    pub(crate) fn rule_summarised(&self, flat: usize) -> bool {
+        self.summarised_rules.contains(flat)
+    }
+
+    /// Is the chain at this flat position (table/chain order) summarised?
+    pub(crate) fn chain_summarised(&self, flat: usize) -> bool {
+        self.summarised_chains.contains(flat)
     }
 }
 

@@ -69,6 +69,8 @@ pub struct ExportOptions {
     /// of each); the rest are counted in `nfscope_rule_series_dropped_total`. Rules are taken in
     /// snapshot order (ruleset, table, chain, rule).
     pub max_rule_series: usize,
+    /// Which rules get `iptables_rule_*` series (and chains `iptables_rules`) at all.
+    pub rule_series: RuleSeries,
 }
 
 impl Default for ExportOptions {
@@ -76,8 +78,21 @@ impl Default for ExportOptions {
         Self {
             rule_label: RuleLabel::Full,
             max_rule_series: 500_000,
+            rule_series: RuleSeries::All,
         }
     }
+}
+
+/// Which rules get per-rule series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuleSeries {
+    /// Every rule with counters (drop-in compatible with the iptables exporters).
+    #[default]
+    All,
+    /// Only rules whose traffic no Kubernetes family already carries: rules and chains meaning
+    /// one Service, endpoint, kube-router pod firewall or Calico policy/profile are left out
+    /// (counted in `nfscope_rule_series_summarised`); the Kubernetes families stay whole.
+    NotSummarised,
 }
 
 /// Counters and facts about nfscope itself that the server keeps and passes in.

@@ -19,7 +19,7 @@ use crate::expo::{
 };
 use crate::kube::KubePlan;
 use crate::labels::RuleLabels;
-use crate::{ExportOptions, RuleLabel, SelfMetrics, kube, source_labels};
+use crate::{ExportOptions, RuleLabel, RuleSeries, SelfMetrics, kube, source_labels};
 
 /// The result of an encoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,7 +180,7 @@ fn encode_parts(
     if head.is_closed() {
         return parts;
     }
-    write_chain_series(head, prepared);
+    write_chain_series(head, prepared, opts);
     write_sources(head, snapshot);
     let mut tail = Exposition::default();
     parts.kube_endpoints = kube::write_kube_series(&mut tail, prepared);
@@ -296,26 +296,53 @@ rule is the canonical rule text after -A CHAIN, rule_id a stable hash of family,
 const RULE_BYTES_HELP: &str = "Bytes matched by an iptables/ip6tables rule (from iptables-save -c); \
 labels as for iptables_rule_packets_total.";
 
-/// Writes both rule counter families; returns (rules exported, rules dropped by the limit).
+/// Writes both rule counter families, then `nfscope_rule_series_summarised`; returns (rules
+/// exported, rules dropped by the limit).
 fn write_rule_counters(
     out: &mut Exposition<'_>,
     prepared: &[Prepared<'_>],
     opts: &ExportOptions,
 ) -> (u64, u64) {
-    let mut exported = 0;
+    let mut written = Written::default();
     for (name, help, packets) in [
         ("iptables_rule_packets_total", RULE_PACKETS_HELP, true),
         ("iptables_rule_bytes_total", RULE_BYTES_HELP, false),
     ] {
         out.family(name, Kind::Counter, help);
-        exported = write_rule_family(out, name, prepared, opts, packets);
+        written = write_rule_family(out, name, prepared, opts, packets);
         out.end_family();
     }
+    out.family(
+        "nfscope_rule_series_summarised",
+        Kind::Gauge,
+        "Rules with counters that got no iptables_rule_* series in this scrape because --rule-series=not-summarised \
+leaves out rules whose Kubernetes families (Service endpoints, no-endpoint rejects, kube-router pods, Calico policies) carry their traffic.",
+    );
+    out.sample("nfscope_rule_series_summarised", &[], written.summarised);
+    out.end_family();
     let with_counters: u64 = prepared
         .iter()
         .map(|p| rules_with_counters(p.counters))
         .sum();
-    (exported, with_counters - exported)
+    (
+        written.exported,
+        with_counters - written.exported - written.summarised,
+    )
+}
+
+/// What one rule family wrote and left out.
+#[derive(Debug, Clone, Copy, Default)]
+struct Written {
+    /// Rules with a series.
+    exported: u64,
+    /// Rules left out because a Kubernetes family summarises them.
+    summarised: u64,
+}
+
+/// Does `opts` leave out the rule at flat position `flat` of `p`?
+fn summarised_rule(p: &Prepared<'_>, opts: &ExportOptions, flat: usize) -> bool {
+    opts.rule_series == RuleSeries::NotSummarised
+        && p.plan.is_some_and(|plan| plan.rule_summarised(flat))
 }
 
 fn rules_with_counters(counters: &RulesetCounters) -> u64 {
@@ -333,9 +360,9 @@ fn write_rule_family(
     prepared: &[Prepared<'_>],
     opts: &ExportOptions,
     packets: bool,
-) -> u64 {
+) -> Written {
     let mut budget = opts.max_rule_series as u64;
-    let mut written = 0;
+    let mut written = Written::default();
     let mut prefix = String::new();
     for p in prepared {
         for (t, table) in p.counters.tables.iter().enumerate() {
@@ -358,11 +385,15 @@ fn write_rule_family(
                     let Some(counters) = *rule else {
                         continue;
                     };
+                    if summarised_rule(p, opts, first + r0) {
+                        written.summarised += 1;
+                        continue;
+                    }
                     if budget == 0 {
                         return written;
                     }
                     budget -= 1;
-                    written += 1;
+                    written.exported += 1;
                     let value = if packets {
                         counters.packets
                     } else {
@@ -501,22 +532,30 @@ impl From<Count> for Value {
     }
 }
 
-fn write_chain_series(out: &mut Exposition<'_>, prepared: &[Prepared<'_>]) {
+fn write_chain_series(out: &mut Exposition<'_>, prepared: &[Prepared<'_>], opts: &ExportOptions) {
     let mut default_packets = Summed::<&str, 5, Count>::new();
     let mut default_bytes = Summed::<&str, 5, Count>::new();
     let mut rules = Summed::<&str, 4, Count>::new();
     let mut chains = Summed::<&str, 3, Count>::new();
+    let leave_out = |p: &Prepared<'_>, flat_chain: usize| {
+        opts.rule_series == RuleSeries::NotSummarised
+            && p.plan.is_some_and(|plan| plan.chain_summarised(flat_chain))
+    };
     for p in prepared {
+        let mut flat_chain = 0;
         for table in &p.counters.tables {
             chains.add(
                 [p.family(), p.backend(), &table.name],
                 Count(table.chains.len() as u64),
             );
             for chain in &table.chains {
-                rules.add(
-                    [p.family(), p.backend(), &table.name, &chain.name],
-                    Count(chain.rules.len() as u64),
-                );
+                flat_chain += 1;
+                if !leave_out(p, flat_chain - 1) {
+                    rules.add(
+                        [p.family(), p.backend(), &table.name, &chain.name],
+                        Count(chain.rules.len() as u64),
+                    );
+                }
                 if let (Some(policy), Some(counters)) = (chain.policy, chain.counters) {
                     let key = [
                         p.family(),

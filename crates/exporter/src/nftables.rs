@@ -233,6 +233,7 @@ mod tests {
         let opts = ExportOptions {
             rule_label: RuleLabel::None,
             max_rule_series: 0,
+            ..ExportOptions::default()
         };
         let mut expo = Exposition::appending_to(String::new());
         NftablesFamilies::new(&snapshot.nftables, &opts).encode(&ScrapeFacts::default(), &mut expo);
@@ -245,6 +246,7 @@ mod tests {
         let opts = ExportOptions {
             rule_label: RuleLabel::None,
             max_rule_series: 10,
+            ..ExportOptions::default()
         };
         let mut expo = Exposition::appending_to(String::new());
         NftablesFamilies::new(&snapshot.nftables, &opts).encode(&ScrapeFacts::default(), &mut expo);

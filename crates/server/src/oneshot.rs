@@ -111,6 +111,7 @@ pub fn export_options(full_rule_label: bool, max_rule_series: usize) -> ExportOp
         } else {
             max_rule_series
         },
+        ..ExportOptions::default()
     }
 }
 
