@@ -881,6 +881,14 @@ impl TraceCache {
         before - self.entries.len()
     }
 
+    /// Drops every entry (not counted as evictions); returns how many.
+    pub fn clear(&mut self) -> usize {
+        let n = self.entries.len();
+        self.entries.clear();
+        self.order.clear();
+        n
+    }
+
     fn take_token(&mut self, now_ms: u64) -> bool {
         let burst = f64::from(self.limits.burst.max(1));
         if let Some(at) = self.filled_at {
