@@ -115,7 +115,7 @@ pub enum Cause {
 
 impl Cause {
     /// Every cause, for label budgets and documentation.
-    pub const ALL: [Cause; 14] = [
+    pub const ALL: [Self; 14] = [
         Self::NetworkPolicy,
         Self::ServiceNoEndpoints,
         Self::ServiceNoLocalEndpoints,

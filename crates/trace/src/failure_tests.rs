@@ -629,3 +629,107 @@ fn prefixes_keep_the_network_part() {
     let causes: std::collections::HashSet<&str> = Cause::ALL.iter().map(|c| c.as_str()).collect();
     assert_eq!(causes.len(), Cause::ALL.len(), "distinct identifiers");
 }
+
+/// A Calico node (real endpoint chains of one workload, `cali5125b8e5d77` at 10.0.5.9, from the
+/// corpus) behind a minimal dispatch: its ingress policy admits only 10.0.0.99; its egress
+/// policy chain sends everything to a second one that drops 1.2.3.4, and passes nothing.
+fn calico_node() -> Node {
+    let fragment = corpus_file("fragments/calico-accountant-cali-fw-tw-counters.rules");
+    let body: Vec<&str> = fragment
+        .lines()
+        .map(|l| l.split_once("] ").map_or(l, |(_, rule)| rule))
+        .collect();
+    let mut chains: Vec<&str> = body
+        .iter()
+        .filter_map(|l| l.strip_prefix("-A ")?.split_whitespace().next())
+        .chain(body.iter().filter_map(|l| l.split(" -j ").nth(1)))
+        .filter(|c| c.starts_with("cali-"))
+        .collect();
+    chains.sort_unstable();
+    chains.dedup();
+    let mut text =
+        String::from("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+    for c in &chains {
+        text.push_str(&format!(":{c} - [0:0]\n"));
+    }
+    text.push_str("-A FORWARD -o cali5125b8e5d77 -j cali-tw-cali5125b8e5d77\n");
+    text.push_str("-A FORWARD -i cali5125b8e5d77 -j cali-fw-cali5125b8e5d77\n");
+    for l in &body {
+        text.push_str(l);
+        text.push('\n');
+    }
+    text.push_str(
+        "-A cali-pi-_hvIhg5e42MGXRa9paIF -s 10.0.0.99/32 -m comment --comment \"cali:admin\" -j MARK --set-xmark 0x10000/0x10000\n\
+         -A cali-po-_hvIhg5e42MGXRa9paIF -m comment --comment \"cali:deny-list\" -j cali-po-_iIL2GVSReX3hYOgY4sn\n",
+    );
+    text.push_str("COMMIT\n");
+    small_node(
+        &text,
+        "10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.1\n\
+         10.0.5.9 dev cali5125b8e5d77 scope link\n\
+         default via 10.0.0.254 dev eth0\n",
+    )
+}
+
+#[test]
+fn calico_workload_and_policy_denials() {
+    let node = calico_node();
+    let e = node.explain(&attempt(
+        "10.0.0.7:1000",
+        "10.0.5.9:80",
+        Proto::Tcp,
+        "eth0",
+        AttemptFailure::Timeout,
+    ));
+    assert_eq!(e.cause, Cause::NetworkPolicy, "{}", e.explanation);
+    assert_eq!(
+        e.explanation,
+        "no Calico policy or profile admits 10.0.0.7 to workload cali5125b8e5d77 on tcp/80"
+    );
+    let by = e.trace.decided_by().unwrap();
+    assert_eq!(by.chain, "cali-tw-cali5125b8e5d77");
+    assert!(
+        by.rule.contains("Drop if no policies passed packet"),
+        "{}",
+        by.rule
+    );
+    // The admitted source reaches the workload: then the workload is blamed, not a rule.
+    let e = node.explain(&attempt(
+        "10.0.0.99:1000",
+        "10.0.5.9:80",
+        Proto::Tcp,
+        "eth0",
+        AttemptFailure::Refused,
+    ));
+    assert_eq!(e.cause, Cause::NoListener, "{}", e.explanation);
+    // Egress: the workload's policy chain drops 1.2.3.4 explicitly.
+    let e = node.explain(&attempt(
+        "10.0.5.9:1000",
+        "1.2.3.4:443",
+        Proto::Tcp,
+        "cali5125b8e5d77",
+        AttemptFailure::Timeout,
+    ));
+    assert_eq!(e.cause, Cause::NetworkPolicy, "{}", e.explanation);
+    assert!(
+        e.explanation.starts_with("Calico policy ")
+            && e.explanation
+                .contains("(egress) denies 10.0.5.9 → 1.2.3.4 on tcp/443"),
+        "{}",
+        e.explanation
+    );
+    let by = e.trace.decided_by().unwrap();
+    assert_eq!(by.chain, "cali-po-_iIL2GVSReX3hYOgY4sn");
+    // Elsewhere no egress policy passes it: the workload's chain drops it.
+    let e = node.explain(&attempt(
+        "10.0.5.9:1000",
+        "8.8.8.8:443",
+        Proto::Tcp,
+        "cali5125b8e5d77",
+        AttemptFailure::Timeout,
+    ));
+    assert_eq!(
+        e.explanation,
+        "no Calico policy or profile lets workload cali5125b8e5d77 connect to 8.8.8.8 on tcp/443"
+    );
+}

@@ -403,9 +403,8 @@ fn the_explainer_names_the_rule_the_kernel_counted_or_blames_none() {
         }
     }
     // The admitted client is let through by the same rules (the policy, not a typo, decides).
-    lab.client.sh_ok(&format!(
-        "ip addr add 10.88.1.99/24 dev $(ls /sys/class/net | grep -v lo | head -1)"
-    ));
+    lab.client
+        .sh_ok("ip addr add 10.88.1.99/24 dev $(ls /sys/class/net | grep -v lo | head -1)");
     let target = "TCP4:10.88.2.2:8080,connect-timeout=1,bind=10.88.1.99";
     let out = lab
         .client
