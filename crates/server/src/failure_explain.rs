@@ -1,17 +1,20 @@
 //! Explaining failed connection attempts against the live rules, for `serve --flows`.
 //!
-//! Owns when the node's rules are read for that ([`FailureExplainer`]): a read (the same
-//! `TraceInput` `/api/trace` answers from, handed in as a function by the binary) is kept for a
-//! refresh window and then made again when the next failure comes; its fingerprint
-//! (`nfscope_trace::failure::input_generation`) is the cache's generation, so traces survive a
-//! re-read of unchanged rules and entries of changed rules are dropped. It owns the one
-//! [`TraceCache`] (bounded, with a budget of traces per second) and publishes its counters as the
-//! `nfscope_failure_trace_cache_*` families. A failed read is retried only after the window, so
-//! a broken tool is not run for every failure.
+//! Owns when the node's rules are read for that ([`FailureExplainer`]): one worker thread
+//! reads them (the same `TraceInput` `/api/trace` answers from, handed in as a function by the
+//! binary) when a failure comes, indexes them once for tracing, explains every failure that
+//! comes within the refresh window from that read, and then drops it, so an idle server holds
+//! no model of the rules and a busy one reads and indexes at most once per window. The read's
+//! fingerprint (`nfscope_trace::failure::input_generation`) is the cache's generation, so traces
+//! survive a re-read of unchanged rules. It owns the one [`TraceCache`] (bounded, with a budget
+//! of traces per second) and publishes its counters as the `nfscope_failure_trace_cache_*`
+//! families. A failed read is said (cause `not-traced`), never guessed, and not retried before
+//! the window ends.
 //!
 //! It does not own what an explanation says (`nfscope_trace::failure`), how the rules are read
 //! (the binary's `trace_cmd`), nor the failure table (`nfscope-flow`).
 
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -25,8 +28,12 @@ use nfscope_trace::failure::{
 /// How a [`FailureExplainer`] reads and bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExplainConfig {
-    /// How long one read of the rules is used before the next failure reads them again.
+    /// How long one read of the rules explains failures before it is dropped (the next failure
+    /// reads them again).
     pub refresh: Duration,
+    /// How long [`FailureExplainer::explain`] waits for its answer (a read of the rules
+    /// included) before it gives up with `None`; the worker goes on.
+    pub wait: Duration,
     /// The cache's size, client prefixes and budget of traces.
     pub limits: CacheLimits,
 }
@@ -35,6 +42,7 @@ impl Default for ExplainConfig {
     fn default() -> Self {
         Self {
             refresh: Duration::from_secs(5),
+            wait: Duration::from_secs(30),
             limits: CacheLimits::default(),
         }
     }
@@ -55,6 +63,73 @@ pub struct FailureExplained {
 /// Reads the node's rules for tracing (the binary's live `TraceInput`).
 pub type ReadInput = dyn Fn() -> Result<TraceInput, String> + Send + Sync;
 
+/// Counters published on `/metrics` (kept apart from the worker so a scrape never waits for
+/// a read of the rules).
+#[derive(Debug, Default, Clone, Copy)]
+struct Published {
+    cache: CacheStats,
+    reads: u64,
+    read_errors: u64,
+    /// 1 while a read of the rules is held, else 0.
+    kept: u64,
+}
+
+struct Request {
+    attempt: Attempt,
+    reply: SyncSender<Option<FailureExplained>>,
+}
+
+/// Explains failed attempts against the live rules (see the module documentation). Its
+/// [`MetricFamilies`] are the `nfscope_failure_trace_cache_*` families. Dropping it ends its
+/// worker.
+pub struct FailureExplainer {
+    requests: Mutex<Sender<Request>>,
+    config: ExplainConfig,
+    published: Arc<Mutex<Published>>,
+}
+
+impl FailureExplainer {
+    /// An explainer that reads the rules with `read`, on a worker thread of its own.
+    pub fn new(
+        read: impl Fn() -> Result<TraceInput, String> + Send + Sync + 'static,
+        config: ExplainConfig,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel();
+        let published = Arc::new(Mutex::new(Published::default()));
+        let worker = Worker {
+            read: Box::new(read),
+            config,
+            started: Instant::now(),
+            cache: TraceCache::new(config.limits),
+            published: Arc::clone(&published),
+        };
+        std::thread::Builder::new()
+            .name("nfscope-explain".to_owned())
+            .spawn(move || worker.run(&rx))?;
+        Ok(Self {
+            requests: Mutex::new(tx),
+            config,
+            published,
+        })
+    }
+
+    /// Explains `attempt`: from the cache, else by tracing its first packet through the rules
+    /// (read when no read of the last refresh window is held). `None` when the budget of
+    /// traces is spent (a later attempt of the same kind may be explained) or the answer took
+    /// longer than the configured wait. Blocks until answered (a read of the rules may take
+    /// seconds); attempts are explained one at a time: call it off the packet-capture path.
+    pub fn explain(&self, attempt: &Attempt) -> Option<FailureExplained> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        lock(&self.requests)
+            .send(Request {
+                attempt: attempt.clone(),
+                reply,
+            })
+            .ok()?;
+        answer.recv_timeout(self.config.wait).ok().flatten()
+    }
+}
+
 /// The rules one read brought, with their meanings and fingerprint.
 struct Model {
     input: TraceInput,
@@ -63,140 +138,101 @@ struct Model {
     generation: u64,
 }
 
-struct State {
-    /// The current read (or why it failed) and when it was made.
-    model: Option<(Result<Arc<Model>, String>, Instant)>,
-    cache: TraceCache,
-}
-
-/// Counters published on `/metrics` (kept apart from [`State`] so a scrape never waits for
-/// a read of the rules).
-#[derive(Debug, Default, Clone, Copy)]
-struct Published {
-    cache: CacheStats,
-    reads: u64,
-    read_errors: u64,
-}
-
-/// Explains failed attempts against the live rules (see the module documentation). Its
-/// [`MetricFamilies`] are the `nfscope_failure_trace_cache_*` families.
-pub struct FailureExplainer {
+struct Worker {
     read: Box<ReadInput>,
     config: ExplainConfig,
     started: Instant,
-    state: Mutex<State>,
-    published: Mutex<Published>,
+    cache: TraceCache,
+    published: Arc<Mutex<Published>>,
 }
 
-impl FailureExplainer {
-    /// An explainer that reads the rules with `read`.
-    pub fn new(
-        read: impl Fn() -> Result<TraceInput, String> + Send + Sync + 'static,
-        config: ExplainConfig,
-    ) -> Self {
-        Self {
-            read: Box::new(read),
-            config,
-            started: Instant::now(),
-            state: Mutex::new(State {
-                model: None,
-                cache: TraceCache::new(config.limits),
-            }),
-            published: Mutex::new(Published::default()),
-        }
-    }
-
-    /// Explains `attempt`: from the cache, else by tracing its first packet through the rules
-    /// (read again when the last read is older than the refresh window). `None` when the budget
-    /// of traces is spent (a later attempt of the same kind may be explained). Blocks while the
-    /// rules are read (up to the read's own time limit), and attempts are explained one at a
-    /// time: call it off the packet-capture path.
-    pub fn explain(&self, attempt: &Attempt) -> Option<FailureExplained> {
-        let mut state = lock(&self.state);
-        let (model, reads, read_errors) = self.model(&mut state);
-        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let answer = match model {
-            Err(reason) => Some(FailureExplained {
-                trace_json: Arc::from("null"),
-                explanation: format!("not traced: the node's rules could not be read: {reason}"),
-                cause: Cause::NotTraced,
-            }),
-            Ok(model) => {
-                let lookup = state
-                    .cache
-                    .get_or_trace(attempt, model.generation, now_ms, || {
-                        Explainer::new(&model.input, &model.annotations, &model.native)
-                            .trace(attempt)
-                    });
-                match lookup {
-                    Lookup::Explained(e) => Some(FailureExplained {
-                        trace_json: e.trace_json,
-                        explanation: e.explanation,
-                        cause: e.cause,
-                    }),
-                    Lookup::Failed(reason) => Some(FailureExplained {
+impl Worker {
+    /// Waits for a request, reads the rules, answers every request of the refresh window from
+    /// that read, drops it, and waits again; ends when the explainer is dropped.
+    fn run(mut self, requests: &Receiver<Request>) {
+        while let Ok(first) = requests.recv() {
+            let read_at = Instant::now();
+            let model = (self.read)().map(|input| {
+                let annotations = input.rulesets.iter().map(annotate).collect();
+                let native = input.native.iter().map(annotate_native).collect();
+                let generation = input_generation(&input);
+                Model {
+                    input,
+                    annotations,
+                    native,
+                    generation,
+                }
+            });
+            if let Ok(m) = &model {
+                // Traces of other rules can never hit again.
+                self.cache.retain_generation(m.generation);
+            }
+            {
+                let mut p = lock(&self.published);
+                p.reads += 1;
+                p.read_errors += u64::from(model.is_err());
+                p.kept = u64::from(model.is_ok());
+            }
+            let explainer = model
+                .as_ref()
+                .map(|m| (m, Explainer::new(&m.input, &m.annotations, &m.native)));
+            let mut next = Some(first);
+            while let Some(request) = next.take() {
+                let answer = match &explainer {
+                    Ok((model, explainer)) => {
+                        self.answer(model.generation, explainer, &request.attempt)
+                    }
+                    Err(reason) => Some(FailureExplained {
                         trace_json: Arc::from("null"),
-                        explanation: format!("not traced: {reason}"),
+                        explanation: format!(
+                            "not traced: the node's rules could not be read: {reason}"
+                        ),
                         cause: Cause::NotTraced,
                     }),
-                    Lookup::OverBudget => None,
+                };
+                lock(&self.published).cache = self.cache.stats();
+                // The asker may have given up waiting: nothing to do then.
+                let _ = request.reply.send(answer);
+                let left = self.config.refresh.saturating_sub(read_at.elapsed());
+                if left.is_zero() {
+                    break;
+                }
+                match requests.recv_timeout(left) {
+                    Ok(r) => next = Some(r),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return,
                 }
             }
-        };
-        let stats = state.cache.stats();
-        drop(state);
-        let mut published = lock(&self.published);
-        published.cache = stats;
-        published.reads += reads;
-        published.read_errors += read_errors;
-        answer
-    }
-
-    /// Drops the kept read of the rules (and the traces of it) once its refresh window has
-    /// passed, so an idle server holds no model of the rules; the server may call this from a
-    /// timer. True when something was dropped.
-    pub fn release_if_stale(&self) -> bool {
-        let mut state = lock(&self.state);
-        let stale = state
-            .model
-            .as_ref()
-            .is_some_and(|(_, at)| at.elapsed() >= self.config.refresh);
-        if stale {
-            state.model = None;
-            state.cache.clear();
-            let stats = state.cache.stats();
-            drop(state);
-            lock(&self.published).cache = stats;
+            // The window has passed: the read and its index are dropped.
+            drop(explainer);
+            drop(model);
+            lock(&self.published).kept = 0;
         }
-        stale
     }
 
-    /// The current read, made again when older than the refresh window; with the reads and
-    /// failed reads made now.
-    fn model(&self, state: &mut State) -> (Result<Arc<Model>, String>, u64, u64) {
-        if let Some((model, at)) = &state.model
-            && at.elapsed() < self.config.refresh
+    fn answer(
+        &mut self,
+        generation: u64,
+        explainer: &Explainer<'_>,
+        attempt: &Attempt,
+    ) -> Option<FailureExplained> {
+        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match self
+            .cache
+            .get_or_trace(attempt, generation, now_ms, || explainer.trace(attempt))
         {
-            return (model.clone(), 0, 0);
+            Lookup::Explained(e) => Some(FailureExplained {
+                trace_json: e.trace_json,
+                explanation: e.explanation,
+                cause: e.cause,
+            }),
+            Lookup::Failed(reason) => Some(FailureExplained {
+                trace_json: Arc::from("null"),
+                explanation: format!("not traced: {reason}"),
+                cause: Cause::NotTraced,
+            }),
+            Lookup::OverBudget => None,
         }
-        let read = (self.read)().map(|input| {
-            let annotations = input.rulesets.iter().map(annotate).collect();
-            let native = input.native.iter().map(annotate_native).collect();
-            let generation = input_generation(&input);
-            Arc::new(Model {
-                input,
-                annotations,
-                native,
-                generation,
-            })
-        });
-        if let Ok(model) = &read {
-            // Traces of other rules can never hit again: free them now.
-            state.cache.retain_generation(model.generation);
-        }
-        let failed = u64::from(read.is_err());
-        state.model = Some((read.clone(), Instant::now()));
-        (read, 1, failed)
     }
 }
 
@@ -256,6 +292,12 @@ impl MetricFamilies for FailureExplainer {
                 Kind::Counter,
                 "Reads of the node's rules made to explain failed attempts.",
                 p.reads,
+            ),
+            (
+                "nfscope_failure_trace_cache_rules_kept",
+                Kind::Gauge,
+                "1 while a read of the node's rules is held to explain failed attempts, 0 once its window passed and it was dropped.",
+                p.kept,
             ),
             (
                 "nfscope_failure_trace_cache_rule_read_errors_total",
@@ -339,7 +381,8 @@ mod tests {
                 refresh: Duration::from_secs(600),
                 ..ExplainConfig::default()
             },
-        );
+        )
+        .unwrap();
         let e = explainer.explain(&attempt("10.0.0.7:1000", 22)).unwrap();
         assert_eq!(e.cause, Cause::RuleDrop);
         let json: serde_json::Value = serde_json::from_str(&e.trace_json).unwrap();
@@ -386,7 +429,8 @@ mod tests {
                 refresh: Duration::ZERO,
                 ..ExplainConfig::default()
             },
-        );
+        )
+        .unwrap();
         let a = attempt("10.0.0.7:1000", 22);
         assert_eq!(explainer.explain(&a).unwrap().cause, Cause::RuleDrop);
         assert_eq!(explainer.explain(&a).unwrap().cause, Cause::EndpointSilent);
@@ -394,9 +438,50 @@ mod tests {
             metric(&explainer, "nfscope_failure_trace_cache_hits_total"),
             0
         );
-        assert_eq!(metric(&explainer, "nfscope_failure_trace_cache_entries"), 1);
-        assert!(explainer.release_if_stale());
-        assert_eq!(metric(&explainer, "nfscope_failure_trace_cache_entries"), 0);
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            2,
+            "read again after the window"
+        );
+        assert_eq!(
+            metric(&explainer, "nfscope_failure_trace_cache_entries"),
+            1,
+            "the traces of the old rules are gone"
+        );
+    }
+
+    #[test]
+    fn the_read_is_dropped_once_its_window_passed() {
+        let explainer = FailureExplainer::new(
+            || Ok(input(DROP_22)),
+            ExplainConfig {
+                refresh: Duration::from_millis(20),
+                ..ExplainConfig::default()
+            },
+        )
+        .unwrap();
+        explainer.explain(&attempt("10.0.0.7:1000", 22)).unwrap();
+        // Dropped 20 ms after the read, by the worker; wait for it without assuming how soon.
+        for _ in 0..500 {
+            if metric(&explainer, "nfscope_failure_trace_cache_rules_kept") == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            metric(&explainer, "nfscope_failure_trace_cache_rules_kept"),
+            0
+        );
+        // The traces stay (bounded by the cache's capacity) for a read of the same rules.
+        explainer.explain(&attempt("10.0.0.7:1000", 22)).unwrap();
+        assert_eq!(
+            metric(&explainer, "nfscope_failure_trace_cache_hits_total"),
+            1
+        );
+        assert_eq!(
+            metric(&explainer, "nfscope_failure_trace_cache_rule_reads_total"),
+            2
+        );
     }
 
     #[test]
@@ -412,7 +497,8 @@ mod tests {
                 refresh: Duration::from_secs(600),
                 ..ExplainConfig::default()
             },
-        );
+        )
+        .unwrap();
         for _ in 0..3 {
             let e = explainer.explain(&attempt("10.0.0.7:1000", 22)).unwrap();
             assert_eq!(e.cause, Cause::NotTraced);
