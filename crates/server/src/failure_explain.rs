@@ -451,6 +451,12 @@ mod tests {
     }
 
     #[test]
+    fn it_can_be_shared_between_threads_and_published() {
+        fn shared<T: Send + Sync + MetricFamilies>() {}
+        shared::<FailureExplainer>();
+    }
+
+    #[test]
     fn the_read_is_dropped_once_its_window_passed() {
         let explainer = FailureExplainer::new(
             || Ok(input(DROP_22)),

@@ -12,8 +12,8 @@
 //! - the explainer, from the node's dump, addresses and routes after the attempt: the cause and
 //!   the one-line explanation.
 //!
-//! Each connection is bounded (1 s connect timeout); a missing `socat` or `iptables-nft-restore`
-//! skips the test, but not under `CI=true`.
+//! IPv4 and IPv6. Each connection is bounded (1 s connect timeout); a missing `socat` or
+//! `ip[6]tables-nft-restore` skips the test, but not under `CI=true`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command, Stdio};
@@ -31,6 +31,20 @@ const NODE1: &str = "10.88.1.1";
 const NODE2: &str = "10.88.2.1";
 /// The pod under kube-router's policy (listens on 8080).
 const POD: &str = "10.88.2.2";
+const CLIENT6: &str = "fd88:1::2";
+const NODE6_1: &str = "fd88:1::1";
+const NODE6_2: &str = "fd88:2::1";
+const POD6: &str = "fd88:2::2";
+
+/// The node's IPv6 rules: a REJECT with a TCP reset (the client is refused by the node, not by
+/// the pod).
+const RULES6: &str = "*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -d fd88:2::2/128 -p tcp -m tcp --dport 9443 -j REJECT --reject-with tcp-reset
+COMMIT
+";
 
 /// The node's rules: kube-router's pod firewall for `shop/web-0` (only 10.88.1.99 admitted),
 /// kube-proxy's REJECT of a Service without endpoints, a Service with one endpoint, and a plain
@@ -98,18 +112,27 @@ fn build_lab() -> Lab {
     let (if_client, _) = node
         .veth_to(
             &client,
-            &[&format!("{NODE1}/24")],
-            &[&format!("{CLIENT}/24")],
+            &[&format!("{NODE1}/24"), &format!("{NODE6_1}/64")],
+            &[&format!("{CLIENT}/24"), &format!("{CLIENT6}/64")],
         )
         .unwrap();
     let (if_pod, _) = node
-        .veth_to(&pod, &[&format!("{NODE2}/24")], &[&format!("{POD}/24")])
+        .veth_to(
+            &pod,
+            &[&format!("{NODE2}/24"), &format!("{NODE6_2}/64")],
+            &[&format!("{POD}/24"), &format!("{POD6}/64")],
+        )
         .unwrap();
     node.sh_ok(
-        "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.icmp_ratelimit=0",
+        "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.icmp_ratelimit=0 \
+         net.ipv6.conf.all.forwarding=1 net.ipv6.icmp.ratelimit=0",
     );
-    client.sh_ok(&format!("ip route add default via {NODE1}"));
-    pod.sh_ok(&format!("ip route add default via {NODE2}"));
+    client.sh_ok(&format!(
+        "ip route add default via {NODE1} && ip -6 route add default via {NODE6_1}"
+    ));
+    pod.sh_ok(&format!(
+        "ip route add default via {NODE2} && ip -6 route add default via {NODE6_2}"
+    ));
     // The Service CIDR leads towards the pods, as on a node whose default route is there.
     node.sh_ok(&format!("ip route add 10.96.0.0/24 dev {if_pod}"));
     let listener = Command::new("ip")
@@ -118,7 +141,7 @@ fn build_lab() -> Lab {
             "exec",
             pod.name(),
             "socat",
-            "TCP4-LISTEN:8080,fork,reuseaddr",
+            "TCP-LISTEN:8080,fork,reuseaddr,ipv6only=0,pf=ip6",
             "SYSTEM:echo ok",
         ])
         .stdin(Stdio::null())
@@ -135,7 +158,9 @@ fn build_lab() -> Lab {
     };
     // No rules yet: wait until the listener answers through the node.
     let until = Instant::now() + Duration::from_secs(10);
-    while connect(&lab.client, POD, 8080, 41000) != Seen::Connected {
+    while connect(&lab.client, POD, 8080, 41000) != Seen::Connected
+        || connect(&lab.client, POD6, 8080, 41001) != Seen::Connected
+    {
         assert!(Instant::now() < until, "lab listener did not come up");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -144,6 +169,12 @@ fn build_lab() -> Lab {
     assert!(
         out.status.success(),
         "iptables-nft-restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = lab.node.exec_input(&["ip6tables-nft-restore"], RULES6);
+    assert!(
+        out.status.success(),
+        "ip6tables-nft-restore: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     lab
@@ -158,7 +189,11 @@ enum Seen {
 
 /// One TCP connection from `ns` to `dst:port` from source port `sport`.
 fn connect(ns: &TestNetns, dst: &str, port: u16, sport: u16) -> Seen {
-    let target = format!("TCP4:{dst}:{port},connect-timeout=1,sourceport={sport},reuseaddr");
+    let target = if dst.contains(':') {
+        format!("TCP6:[{dst}]:{port},connect-timeout=1,sourceport={sport},reuseaddr")
+    } else {
+        format!("TCP4:{dst}:{port},connect-timeout=1,sourceport={sport},reuseaddr")
+    };
     let out = ns.exec(&["timeout", "4", "socat", "-T", "2", "STDIO", &target]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
     if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok") {
@@ -170,13 +205,18 @@ fn connect(ns: &TestNetns, dst: &str, port: u16, sport: u16) -> Seen {
     }
 }
 
-/// The node's iptables-nft rules with counters.
-fn dump(lab: &Lab) -> Ruleset {
-    let text = lab.node.sh_ok("iptables-nft-save -c");
+/// The node's iptables-nft rules of one family with counters.
+fn dump(lab: &Lab, v6: bool) -> Ruleset {
+    let (tool, family) = if v6 {
+        ("ip6tables-nft-save -c", Family::Ipv6)
+    } else {
+        ("iptables-nft-save -c", Family::Ipv4)
+    };
+    let text = lab.node.sh_ok(tool);
     parse_ruleset(
         &text,
         &ParseOptions {
-            family: Some(Family::Ipv4),
+            family: Some(family),
             backend: Some(Backend::Nft),
             lenient: false,
             ..Default::default()
@@ -204,7 +244,7 @@ fn counters(rs: &Ruleset) -> Vec<(String, String, usize, String, u64)> {
     v
 }
 
-/// A namespace's `Tcp: … OutRsts` counter.
+/// A namespace's `Tcp: … OutRsts` counter (both families: the kernel counts IPv6 TCP there too).
 fn out_rsts(ns: &TestNetns) -> u64 {
     let text = ns.sh_ok("cat /proc/net/snmp");
     let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
@@ -218,8 +258,13 @@ fn out_rsts(ns: &TestNetns) -> u64 {
 
 fn input_of(lab: &Lab, rs: Ruleset) -> TraceInput {
     let mut input = TraceInput::new(vec![rs]);
-    input.routes = Some(parse_routes(&lab.node.sh_ok("ip -4 route show table all")).unwrap());
-    input.local_addrs = [NODE1, NODE2].iter().map(|a| a.parse().unwrap()).collect();
+    let mut routes = parse_routes(&lab.node.sh_ok("ip -4 route show table all")).unwrap();
+    routes.extend(parse_routes(&lab.node.sh_ok("ip -6 route show table all")).unwrap());
+    input.routes = Some(routes);
+    input.local_addrs = [NODE1, NODE2, NODE6_1, NODE6_2]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
     input.interfaces = Some(
         lab.node
             .sh_ok("ls /sys/class/net")
@@ -281,6 +326,24 @@ fn cases() -> Vec<Case> {
             by: None,
         },
         Case {
+            name: "IPv6: a REJECT with a TCP reset from the node",
+            dst: POD6,
+            port: 9443,
+            seen: Seen::Refused,
+            cause: Cause::RuleReject,
+            explanation: "ipv6 filter/FORWARD rule 1 rejects it: -A FORWARD -d fd88:2::2/128 -p tcp -m tcp --dport 9443 -j REJECT --reject-with tcp-reset",
+            by: Some(("FORWARD", 1)),
+        },
+        Case {
+            name: "IPv6: nothing listening on the pod",
+            dst: POD6,
+            port: 7070,
+            seen: Seen::Refused,
+            cause: Cause::NoListener,
+            explanation: "the rules accepted it; nothing listening on [fd88:2::2]:7070 (tcp)",
+            by: None,
+        },
+        Case {
             name: "ClusterIP on a port its Service lacks",
             dst: "10.96.0.60",
             port: 81,
@@ -293,13 +356,14 @@ fn cases() -> Vec<Case> {
 }
 
 fn run_case(lab: &Lab, case: &Case, sport: u16) -> Result<(), String> {
-    let before = counters(&dump(lab));
+    let v6 = case.dst.contains(':');
+    let before = counters(&dump(lab, v6));
     let rsts = out_rsts(&lab.pod);
     let seen = connect(&lab.client, case.dst, case.port, sport);
     if seen != case.seen {
         return Err(format!("client saw {seen:?}, expected {:?}", case.seen));
     }
-    let after_rs = dump(lab);
+    let after_rs = dump(lab, v6);
     let after = counters(&after_rs);
     let moved: Vec<&(String, String, usize, String, u64)> = after
         .iter()
@@ -312,7 +376,10 @@ fn run_case(lab: &Lab, case: &Case, sport: u16) -> Result<(), String> {
         _ => AttemptFailure::Timeout,
     };
     let attempt = Attempt {
-        client: SocketAddr::new(CLIENT.parse::<IpAddr>().unwrap(), sport),
+        client: SocketAddr::new(
+            if v6 { CLIENT6 } else { CLIENT }.parse::<IpAddr>().unwrap(),
+            sport,
+        ),
         dialled: SocketAddr::new(case.dst.parse().unwrap(), case.port),
         proto: Proto::Tcp,
         in_iface: Some(lab.if_client.clone()),
@@ -352,6 +419,11 @@ fn run_case(lab: &Lab, case: &Case, sport: u16) -> Result<(), String> {
                     "kernel counters of DROP/REJECT rules moved: {moved:?}"
                 ));
             }
+            // The pod never saw it: any reset came from the node's rule.
+            let sent = out_rsts(&lab.pod) - rsts;
+            if sent != 0 {
+                return Err(format!("the pod sent {sent} RSTs although a rule decided"));
+            }
         }
         None => {
             if !moved.is_empty() {
@@ -377,15 +449,21 @@ fn the_explainer_names_the_rule_the_kernel_counted_or_blames_none() {
     if !root_or_skip(test) {
         return;
     }
-    let missing: Vec<&str> = ["socat", "iptables-nft-restore", "iptables-nft-save"]
-        .into_iter()
-        .filter(|t| {
-            !Command::new("sh")
-                .args(["-c", &format!("command -v {t} >/dev/null")])
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-        .collect();
+    let missing: Vec<&str> = [
+        "socat",
+        "iptables-nft-restore",
+        "iptables-nft-save",
+        "ip6tables-nft-restore",
+        "ip6tables-nft-save",
+    ]
+    .into_iter()
+    .filter(|t| {
+        !Command::new("sh")
+            .args(["-c", &format!("command -v {t} >/dev/null")])
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+    .collect();
     if !skip_unless(test, missing.is_empty(), &format!("missing {missing:?}")) {
         return;
     }
