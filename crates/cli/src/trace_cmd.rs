@@ -359,6 +359,12 @@ fn read_multicast_groups(netns: Option<&str>) -> Result<Vec<(String, IpAddr)>, S
         .and_then(|r| r)
 }
 
+/// The live node's `TraceInput` as `/api/trace` reads it, with the error as text: what
+/// `nfscope_server::failure_explain::FailureExplainer::new` reads the rules with.
+pub fn live_trace_input(options: nfscope_kernel::CollectOptions) -> Result<TraceInput, String> {
+    live_input_with(options).map_err(failure_text)
+}
+
 /// The query keys `/api/trace` understands (`ct-state` is accepted for `ct_state`).
 pub const API_TRACE_KEYS: &[&str] = &[
     "src", "dst", "proto", "sport", "dport", "in", "out", "ct_state", "ct-state", "mark",
@@ -375,7 +381,7 @@ impl TraceModel {
     /// Reads the live node once as `options` say (namespace, sources, tool folder, timeout):
     /// rules of both backends and families, ipset members, addresses, routes.
     pub fn live(options: nfscope_kernel::CollectOptions) -> Result<Self, String> {
-        let input = live_input_with(options).map_err(failure_text)?;
+        let input = live_trace_input(options)?;
         let annotations = input
             .rulesets
             .iter()

@@ -20,6 +20,9 @@
 //!   **shared reads** ([`api_reads`]): one read per kind shared by concurrent requests, reused for a
 //!   window and then dropped, counted in `nfscope_api_reads_*`.
 //! - the rule every JSON endpoint applies to its query string ([`query`]).
+//! - explaining failed connection attempts against the live rules ([`failure_explain`]): when
+//!   the rules are read for that, the bounded cache of traces and its `nfscope_failure_trace_cache_*`
+//!   families.
 //!
 //! It does not own HTTP (routes, status codes, deadlines: the binary), how the kernel is read
 //! (`nfscope-kernel`), the metric schema (`nfscope-exporter`) or what lint finds
@@ -29,6 +32,7 @@
 
 pub mod api_reads;
 mod cache;
+pub mod failure_explain;
 pub mod http_stats;
 mod lint;
 mod metrics;

@@ -17,6 +17,9 @@
 //! caller could not read ([`Unread`]), which make the verdict UNDETERMINED, and bridge/netdev
 //! chains the packet may cross, which are named and not traced. [`report`] renders results as
 //! text or the stable JSON contract, with the Kubernetes meaning from `nfscope-annotate`.
+//! [`failure`] explains failed connection attempts from such traces (the rule, policy or Service
+//! to blame, or what was at the other end when the rules let the packet through), with a bounded
+//! cache and budget of traces.
 //!
 //! It does no I/O and reads no clock: reading the live node (rules, ipset members, addresses,
 //! routes) is the caller's job (`nfscope-kernel`, the CLI). Approximations are documented where
@@ -27,6 +30,7 @@
 
 #![forbid(unsafe_code)]
 mod engine;
+pub mod failure;
 mod matcher;
 mod nft_walk;
 mod packet;

@@ -131,10 +131,23 @@ pub fn build_report(
     result: &TraceResult,
 ) -> Report {
     let native: Vec<NativeAnnotations> = input.native.iter().map(annotate_native).collect();
+    build_report_with(input, annotations, &native, packet, result)
+}
+
+/// [`build_report`] with the native tables' meanings computed once by the caller
+/// (`native[i]` = `annotate_native(&input.native[i])`), for callers that build many reports
+/// from one input (the failure explainer).
+pub fn build_report_with(
+    input: &TraceInput,
+    annotations: &[Annotations],
+    native: &[NativeAnnotations],
+    packet: &Packet,
+    result: &TraceResult,
+) -> Report {
     let ctx = Ctx {
         input,
         annotations,
-        native: &native,
+        native,
     };
     let main = result.main();
     let branches = if result.branches.len() > 1 {
@@ -163,15 +176,34 @@ pub fn build_report(
     }
 }
 
-struct Ctx<'a> {
-    input: &'a TraceInput,
-    annotations: &'a [Annotations],
+/// What the report reads rules with: the input and the meaning of its rules (also used by
+/// `crate::failure` to classify a failure's cause).
+pub(crate) struct Ctx<'a> {
+    pub(crate) input: &'a TraceInput,
+    pub(crate) annotations: &'a [Annotations],
     /// The meaning of `input.native[i]`'s rules (kube-proxy's nftables mode, Calico, Docker, Istio).
-    native: &'a [NativeAnnotations],
+    pub(crate) native: &'a [NativeAnnotations],
+}
+
+/// Why kube-proxy's nftables table dropped or rejected a packet (see
+/// [`Ctx::kube_proxy_nft_denial`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum KubeNftDenial {
+    /// A Service port without (local) endpoints: `service` as its map element's comment says.
+    NoEndpoints {
+        /// `ns/name:port`.
+        service: String,
+        /// REJECT (no endpoints) rather than DROP (no local endpoints).
+        reject: bool,
+    },
+    /// A ClusterIP on a port no Service has.
+    InvalidPort,
+    /// An address of the Service CIDR no Service has.
+    Unallocated,
 }
 
 impl Ctx<'_> {
-    fn rule(&self, r: RuleRef) -> RuleView {
+    pub(crate) fn rule(&self, r: RuleRef) -> RuleView {
         if r.native {
             return self.native_rule(r);
         }
@@ -235,7 +267,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn annotation_of(&self, r: RuleRef) -> Option<&Annotation> {
+    pub(crate) fn annotation_of(&self, r: RuleRef) -> Option<&Annotation> {
         let (rule, chain) = if r.native {
             let ann = self.native.get(r.ruleset)?;
             (
@@ -255,7 +287,7 @@ impl Ctx<'_> {
         })
     }
 
-    fn meaning(&self, r: RuleRef) -> Option<&Meaning> {
+    pub(crate) fn meaning(&self, r: RuleRef) -> Option<&Meaning> {
         if r.native {
             let ann = self.native.get(r.ruleset)?;
             return r
@@ -360,11 +392,19 @@ impl Ctx<'_> {
         let denied = matches!(result.verdict, Verdict::Drop | Verdict::Reject);
         if by.native
             && denied
-            && let Some(text) = self.kube_proxy_nft_denial(packet, by, result.verdict)
+            && let Some(text) = self.kube_proxy_nft_denial_text(packet, by, result.verdict)
         {
             return Some(text);
         }
         match (self.meaning(by), denied) {
+            (Some(Meaning::KubeRouterPod { namespace, pod }), true)
+                if self.kube_router_egress(main, by) =>
+            {
+                Some(format!(
+                    "no NetworkPolicy rule lets pod {namespace}/{pod} connect to {} on {service}",
+                    packet.dst
+                ))
+            }
             (Some(Meaning::KubeRouterPod { namespace, pod }), true) => Some(format!(
                 "no NetworkPolicy rule admits {} to pod {namespace}/{pod} on {service}",
                 packet.src
@@ -400,6 +440,10 @@ impl Ctx<'_> {
                 "Calico policy {policy} ({direction}) denies {} → {} on {service}",
                 packet.src, packet.dst
             )),
+            (Some(Meaning::CalicoProfile { profile, direction }), true) => Some(format!(
+                "Calico profile {profile} ({direction}) denies {} → {} on {service}",
+                packet.src, packet.dst
+            )),
             _ => self.explain_generic(packet, result, by),
         }
     }
@@ -422,6 +466,16 @@ impl Ctx<'_> {
         if let Some(endpoint_text) = self.endpoint_reached(result) {
             return Some(endpoint_text);
         }
+        if result.verdict == Verdict::Accept
+            && packet.ct_state == crate::CtState::New
+            && let Some(service) = self.iptables_cluster_ip(packet.dst)
+        {
+            return Some(format!(
+                "{} is the ClusterIP of service {service}, but none of its ports is {}: kube-proxy leaves it untranslated",
+                packet.dst,
+                port_label(packet)
+            ));
+        }
         if by.rule.is_none() && result.verdict == Verdict::Drop {
             return Some(format!(
                 "no rule in {} {} accepts {} → {} on {}: the chain's policy is DROP",
@@ -435,20 +489,50 @@ impl Ctx<'_> {
         None
     }
 
-    /// kube-proxy's nftables mode: why its rules dropped or rejected the packet, from its chain
-    /// names, rule comments and the element comments of its no-endpoint maps.
-    fn kube_proxy_nft_denial(
+    /// kube-proxy's nftables mode: why its rules dropped or rejected the packet, as text.
+    fn kube_proxy_nft_denial_text(
         &self,
         packet: &Packet,
         by: RuleRef,
         verdict: Verdict,
     ) -> Option<String> {
+        let dst = endpoint(packet.dst, packet.dport);
+        Some(match self.kube_proxy_nft_denial(packet, by, verdict)? {
+            KubeNftDenial::NoEndpoints {
+                service,
+                reject: true,
+            } => format!("service {service} has no endpoints, so kube-proxy rejects {dst}"),
+            KubeNftDenial::NoEndpoints { service, .. } => {
+                format!("service {service} has no local endpoints, so kube-proxy drops {dst}")
+            }
+            KubeNftDenial::InvalidPort => format!(
+                "{} is a ClusterIP, but no Service port is {}: kube-proxy rejects it",
+                packet.dst,
+                port_label(packet)
+            ),
+            KubeNftDenial::Unallocated => format!(
+                "{} is in the Service CIDR but no Service has it: kube-proxy drops it",
+                packet.dst
+            ),
+        })
+    }
+
+    /// kube-proxy's nftables mode: why its rules dropped or rejected the packet, from its chain
+    /// names, rule comments and the element comments of its no-endpoint maps.
+    pub(crate) fn kube_proxy_nft_denial(
+        &self,
+        packet: &Packet,
+        by: RuleRef,
+        verdict: Verdict,
+    ) -> Option<KubeNftDenial> {
+        if !by.native {
+            return None;
+        }
         let table = &self.input.native[by.ruleset].tables[by.table];
         if table.name != "kube-proxy" {
             return None;
         }
         let chain = &table.chains[by.chain];
-        let dst = endpoint(packet.dst, packet.dport);
         if chain.name == "reject-chain"
             || matches!(
                 chain.name.as_str(),
@@ -461,10 +545,9 @@ impl Ctx<'_> {
                 .flat_map(|m| &m.elements)
                 .find(|e| kube_element_matches(&e.key, packet))
                 .and_then(|e| e.comment.clone())?;
-            return Some(if verdict == Verdict::Reject {
-                format!("service {service} has no endpoints, so kube-proxy rejects {dst}")
-            } else {
-                format!("service {service} has no local endpoints, so kube-proxy drops {dst}")
+            return Some(KubeNftDenial::NoEndpoints {
+                service,
+                reject: verdict == Verdict::Reject,
             });
         }
         let comment = by
@@ -472,17 +555,71 @@ impl Ctx<'_> {
             .and_then(|i| chain.rules.get(i))
             .and_then(|r| r.comment.as_deref())?;
         if comment.starts_with("Reject traffic to invalid ports of ClusterIPs") {
-            return Some(format!(
-                "{} is a ClusterIP, but no Service port is {}: kube-proxy rejects it",
-                packet.dst,
-                port_label(packet)
-            ));
+            return Some(KubeNftDenial::InvalidPort);
         }
         if comment.starts_with("Drop traffic to unallocated ClusterIPs") {
-            return Some(format!(
-                "{} is in the Service CIDR but no Service has it: kube-proxy drops it",
-                packet.dst
-            ));
+            return Some(KubeNftDenial::Unallocated);
+        }
+        None
+    }
+
+    /// kube-router's pod firewall chain `by` was entered for traffic *from* the pod (its
+    /// egress): the jump into it on the main path matches the pod as source (`-s POD`), not as
+    /// destination.
+    pub(crate) fn kube_router_egress(&self, main: &Branch, by: RuleRef) -> bool {
+        if by.native {
+            return false;
+        }
+        let table = &self.input.rulesets[by.ruleset].tables[by.table];
+        let name = &table.chains[by.chain].name;
+        main.steps.iter().rev().any(|s| {
+            let Some(at) =
+                s.at.filter(|a| !a.native && a.ruleset == by.ruleset && a.table == by.table)
+            else {
+                return false;
+            };
+            let entered = matches!(&s.effect, Effect::Jump(c) | Effect::Goto(c) if c == name);
+            let Some(rule) = at.rule.and_then(|i| table.chains[at.chain].rules.get(i)) else {
+                return false;
+            };
+            entered
+                && rule.spec.source.as_ref().is_some_and(|a| !a.negated)
+                && rule.spec.destination.is_none()
+        })
+    }
+
+    /// The Service whose ClusterIP `dst` is, from kube-proxy's iptables portal rules
+    /// (`KUBE-SERVICES` in nat: `-d IP/32 … cluster IP`), with the ports it has there.
+    pub(crate) fn iptables_cluster_ip(&self, dst: std::net::IpAddr) -> Option<String> {
+        for (i, rs) in self.input.rulesets.iter().enumerate() {
+            let ann = self.annotations.get(i)?;
+            for (t, table) in rs.tables.iter().enumerate() {
+                if table.name != "nat" {
+                    continue;
+                }
+                for (c, chain) in table.chains.iter().enumerate() {
+                    if chain.name != "KUBE-SERVICES" {
+                        continue;
+                    }
+                    for (r, rule) in chain.rules.iter().enumerate() {
+                        let Some(Meaning::KubeService {
+                            service,
+                            kind: Some(nfscope_annotate::ServiceKind::ClusterIp),
+                        }) = &ann.rule(t, c, r).meaning
+                        else {
+                            continue;
+                        };
+                        let hit = rule.spec.destination.as_ref().is_some_and(|d| {
+                            !d.negated
+                                && d.value.addr == dst
+                                && matches!(d.value.prefix_len(), Some(32 | 128))
+                        });
+                        if hit {
+                            return Some(format!("{}/{}", service.namespace, service.name));
+                        }
+                    }
+                }
+            }
         }
         None
     }
@@ -566,7 +703,7 @@ fn kube_element_matches(key: &Value, packet: &Packet) -> bool {
     }
 }
 
-fn port_label(packet: &Packet) -> String {
+pub(crate) fn port_label(packet: &Packet) -> String {
     match packet.dport {
         Some(p) => format!("{}/{p}", packet.proto),
         None => packet.proto.to_string(),
