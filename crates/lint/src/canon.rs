@@ -1,65 +1,42 @@
-//! Canonical keys of rules, so two spellings of the same rule compare equal.
+//! Canonical keys of rules, so two spellings of the same rule compare equal — one key for
+//! iptables rules (lowered) and native nft rules alike.
 //!
-//! Owns the order-insensitive form used by duplicate detection: the base matches, then every match
-//! module rendered with its options sorted, the modules sorted, then the target. It does not judge
-//! whether two rules are equivalent in effect (see [`crate::cover`]).
+//! Owns the order-insensitive form used by duplicate detection, built from the typed rule model:
+//! the conditions as canonical nft text, sorted (so `-m comment -m tcp` and `-m tcp -m comment`,
+//! or `-p tcp --dport 80` and `-p tcp -m multiport --dports 80`, are one key), then the statements
+//! in order, counters left out (their values differ between copies). It does not judge whether
+//! two rules are equivalent in effect (see [`crate::cover`]).
 
-use nfscope_ruleset::{Match, OptionArg, RuleSpec, Target, TargetKind};
+use nfscope_ruleset::typed::TypedRule;
+
+use crate::cover::{Shape, condition_text};
 
 /// The key of the whole rule, comments included.
-pub fn rule_key(spec: &RuleSpec) -> String {
-    let mut key = match_key(spec, true);
+pub fn rule_key(rule: &TypedRule) -> String {
+    let shape = Shape::of(rule);
+    let mut key = match_key(&shape);
     key.push_str(" => ");
-    key.push_str(&target_key(spec.target.as_ref()));
+    key.push_str(&statement_key(&shape));
+    if let Some(c) = &rule.comment {
+        key.push_str(" comment ");
+        key.push_str(&format!("{c:?}"));
+    }
     key
 }
 
-/// The key of what the rule matches; with `with_comments == false` comments are left out.
-pub fn match_key(spec: &RuleSpec, with_comments: bool) -> String {
-    let mut parts = vec![format!(
-        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
-        spec.only_family,
-        spec.source,
-        spec.destination,
-        spec.in_interface,
-        spec.out_interface,
-        spec.protocol,
-        spec.fragment
-    )];
-    let mut modules: Vec<String> = spec
-        .matches
+/// The key of what the rule matches (comments left out).
+pub fn match_key(shape: &Shape<'_>) -> String {
+    let mut conds: Vec<String> = shape.conditions.iter().map(|e| condition_text(e)).collect();
+    conds.sort();
+    conds.join(" ")
+}
+
+/// The key of what the rule does: its statements in order; empty for a rule without any.
+pub fn statement_key(shape: &Shape<'_>) -> String {
+    shape
+        .statements
         .iter()
-        .filter(|m| with_comments || m.module != "comment")
-        .map(module_key)
-        .collect();
-    modules.sort();
-    parts.extend(modules);
-    parts.join(" ")
-}
-
-fn module_key(m: &Match) -> String {
-    format!("-m {} {}", m.module, options_key(&m.options))
-}
-
-fn options_key(options: &[OptionArg]) -> String {
-    let mut opts: Vec<String> = options
-        .iter()
-        .map(|o| {
-            let bang = if o.negated { "! " } else { "" };
-            format!("{bang}--{} {:?}", o.name, o.values)
-        })
-        .collect();
-    opts.sort();
-    opts.join(" ")
-}
-
-/// `-j NAME opts` / `-g NAME`, options sorted; empty for a rule without target.
-pub fn target_key(target: Option<&Target>) -> String {
-    target.map_or_else(String::new, |t| {
-        let kind = match t.kind {
-            TargetKind::Jump => "-j",
-            TargetKind::Goto => "-g",
-        };
-        format!("{kind} {} {}", t.name, options_key(&t.options))
-    })
+        .map(|e| condition_text(e))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

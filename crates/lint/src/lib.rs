@@ -82,19 +82,18 @@ pub struct IpsetRefs(Vec<(String, u64)>);
 impl IpsetRefs {
     /// The ipset matches of `ruleset`'s rules, by set name.
     pub fn of(ruleset: &Ruleset) -> Self {
-        let mut refs: HashMap<&str, u64> = HashMap::new();
-        let rules = ruleset
-            .tables
-            .iter()
-            .flat_map(|t| &t.chains)
-            .flat_map(|c| &c.rules);
-        for name in rules.flat_map(checks::structure::matched_sets) {
-            *refs.entry(name).or_default() += 1;
+        let mut refs: HashMap<String, u64> = HashMap::new();
+        for t in &ruleset.tables {
+            for c in &t.chains {
+                for (i, rule) in c.rules.iter().enumerate() {
+                    let typed = rule.typed(ruleset.family, i + 1);
+                    for name in checks::set_refs(&typed) {
+                        *refs.entry(name.to_owned()).or_default() += 1;
+                    }
+                }
+            }
         }
-        let mut refs: Vec<(String, u64)> = refs
-            .into_iter()
-            .map(|(name, n)| (name.to_owned(), n))
-            .collect();
+        let mut refs: Vec<(String, u64)> = refs.into_iter().collect();
         refs.sort();
         Self(refs)
     }

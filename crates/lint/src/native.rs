@@ -30,11 +30,15 @@
 
 use std::collections::{HashMap, HashSet};
 
-use nfscope_ruleset::nft::{render_expr, render_rule, render_rule_without_counters};
+use nfscope_ruleset::nft::{render_rule, render_rule_without_counters};
 use nfscope_ruleset::typed::{
     CtKey, Expr, Key, MapData, MapRef, MarkValue, Match, MetaKey, NftFamily, NftRuleset, NftTable,
     Rhs, TypedRule, Verdict,
 };
+
+use crate::canon::rule_key;
+use crate::checks::order::draws;
+use crate::cover::{Coverers, Shape};
 use nfscope_ruleset::{Backend, Family};
 
 use nfscope_annotate::Owner;
@@ -396,48 +400,6 @@ fn rule_targets(rule: &TypedRule) -> Vec<&str> {
     out
 }
 
-/// The rule's conditions when it can cover later rules: fully modelled, only plain matches
-/// (no draws, no marks, no dynamic sets: rules in between may set a mark or update a set, so
-/// the same test can answer differently later), counters, logs and comments before a verdict
-/// that ends the chain.
-fn covering_conditions<'a>(ix: &Index<'_>, rule: &'a TypedRule) -> Option<Vec<&'a Match>> {
-    if !rule.fully_modelled() {
-        return None;
-    }
-    let ends_chain = matches!(
-        rule.verdict(),
-        Some(
-            Verdict::Accept
-                | Verdict::Drop
-                | Verdict::Reject { .. }
-                | Verdict::Return
-                | Verdict::Goto(_)
-        )
-    );
-    if !ends_chain {
-        return None;
-    }
-    let mut conds = Vec::new();
-    for e in &rule.exprs {
-        match e {
-            Expr::Match(m) if !is_draw(&m.key) && !is_mutable(ix, m) => conds.push(m),
-            Expr::Counter { .. } | Expr::Log { .. } | Expr::Verdict(_) => {}
-            _ => return None,
-        }
-    }
-    Some(conds)
-}
-
-/// A key whose value is drawn anew at each evaluation (`numgen`, hashes).
-fn is_draw(key: &Key) -> bool {
-    match key {
-        Key::Numgen { .. } | Key::Hash(_) => true,
-        Key::Masked { key, .. } => is_draw(key),
-        Key::Concat(keys) => keys.iter().any(is_draw),
-        _ => false,
-    }
-}
-
 /// A test of something earlier rules of the path can change: the packet or connection mark, or
 /// membership of a dynamic set (`update @s`).
 fn is_mutable(ix: &Index<'_>, m: &Match) -> bool {
@@ -465,118 +427,42 @@ fn is_mutable(ix: &Index<'_>, m: &Match) -> bool {
 /// toggled with `^`, a set update) or that nfscope does not model.
 fn repeats_to_no_effect(ix: &Index<'_>, rule: &TypedRule) -> bool {
     rule.exprs.iter().all(|e| match e {
-        Expr::Match(m) => !is_draw(&m.key) && !is_mutable(ix, m),
-        Expr::Vmap { key, .. } => !is_draw(key),
+        Expr::Match(m) => !draws(&m.key) && !is_mutable(ix, m),
+        Expr::Vmap { key, .. } => !draws(key),
         Expr::SetMark { value, .. } => !matches!(value, MarkValue::Xor(_) | MarkValue::Other(_)),
         Expr::Stateful { .. } | Expr::Unmodelled { .. } | Expr::SetUpdate { .. } => false,
         _ => true,
     })
 }
 
-/// The rule's plain conditions (matches), for being covered.
-fn conditions(rule: &TypedRule) -> Vec<&Match> {
-    rule.exprs
-        .iter()
-        .filter_map(|e| match e {
-            Expr::Match(m) => Some(m),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Coverers with at most this many conditions are found by looking up the candidate's condition
-/// subsets of that size (so a chain is linted in time linear in its rules); larger ones, rare,
-/// are scanned.
-const SMALL_COVER: usize = 3;
-
-/// Earlier covering rules of one chain, indexed for [`duplicates_and_shadows`].
-#[derive(Default)]
-struct Coverers {
-    /// Sorted condition texts joined by NUL → the earliest rule with exactly those conditions.
-    small: HashMap<String, usize>,
-    /// (rule index, condition texts) of coverers with more than [`SMALL_COVER`] conditions.
-    large: Vec<(usize, Vec<String>)>,
-}
-
-impl Coverers {
-    fn add(&mut self, r: usize, mut conds: Vec<String>) {
-        conds.sort();
-        conds.dedup();
-        if conds.len() <= SMALL_COVER {
-            self.small.entry(conds.join("\0")).or_insert(r);
-        } else {
-            self.large.push((r, conds));
-        }
-    }
-
-    /// The earliest coverer whose conditions are all among `mine` (sorted, deduplicated).
-    fn first_covering(&self, mine: &[String]) -> Option<usize> {
-        let mut best: Option<usize> = None;
-        let mut keep = |r: usize| best = Some(best.map_or(r, |b| b.min(r)));
-        // Subsets of size 1..=SMALL_COVER, in sorted order (as the keys were built).
-        let k = mine.len();
-        for a in 0..k {
-            if let Some(&r) = self.small.get(&mine[a]) {
-                keep(r);
-            }
-            for b in a + 1..k {
-                let two = [mine[a].as_str(), mine[b].as_str()].join("\0");
-                if let Some(&r) = self.small.get(&two) {
-                    keep(r);
-                }
-                // Triples only for rules of ordinary size (k ≤ 24: at most 2,024 lookups).
-                for c in (b + 1..k).take_while(|_| k <= 24) {
-                    let three = [mine[a].as_str(), mine[b].as_str(), mine[c].as_str()].join("\0");
-                    if let Some(&r) = self.small.get(&three) {
-                        keep(r);
-                    }
-                }
-            }
-        }
-        for (r, conds) in &self.large {
-            if conds.iter().all(|c| mine.binary_search(c).is_ok()) {
-                keep(*r);
-                break; // in order: the first large one found is the earliest of them
-            }
-        }
-        best
-    }
-}
-
-fn condition_texts(conds: &[&Match]) -> Vec<String> {
-    let mut texts: Vec<String> = conds
-        .iter()
-        .map(|m| render_expr(&Expr::Match((*m).clone())))
-        .collect();
-    texts.sort();
-    texts.dedup();
-    texts
-}
-
 fn duplicates_and_shadows(ctx: &mut TableCtx<'_>, c: usize) {
     let chain = &ctx.table.chains[c];
+    let family = ctx.table.family;
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut coverers = Coverers::default();
     let mut reports = Vec::new();
     for (r, rule) in chain.rules.iter().enumerate() {
-        let text = render_rule_without_counters(rule);
+        let shape = Shape::of(rule);
+        let key = rule_key(rule);
         let repeatable = repeats_to_no_effect(&ctx.index, rule);
-        if let Some(&first) = seen.get(&text).filter(|_| repeatable) {
+        if let Some(&first) = seen.get(&key).filter(|_| repeatable) {
             reports.push((
                 FindingId::DuplicateRule,
                 Severity::Warning,
                 r,
                 format!(
-                    "rule {} repeats rule {} of chain {} ({text}): the copy never changes what happens",
-                    rule.position, chain.rules[first].position, chain.name
+                    "rule {} repeats rule {} of chain {} ({}): the copy never changes what happens",
+                    rule.position,
+                    chain.rules[first].position,
+                    chain.name,
+                    render_rule_without_counters(rule)
                 ),
                 first,
                 "first copy",
             ));
         } else {
-            seen.insert(text, r);
-            let mine = condition_texts(&conditions(rule));
-            if let Some(by) = coverers.first_covering(&mine) {
+            seen.insert(key, r);
+            if let Some(by) = coverers.first_covering(&shape.matches(), family) {
                 reports.push((
                     FindingId::ShadowedRule,
                     Severity::Warning,
@@ -593,10 +479,10 @@ fn duplicates_and_shadows(ctx: &mut TableCtx<'_>, c: usize) {
                 ));
             }
         }
-        if let Some(conds) = covering_conditions(&ctx.index, rule)
+        if let Some(conds) = shape.covering()
             && !conds.is_empty()
         {
-            coverers.add(r, condition_texts(&conds));
+            coverers.add(r, conds);
         }
     }
     for (id, severity, r, message, other, note) in reports {
@@ -608,11 +494,10 @@ fn duplicates_and_shadows(ctx: &mut TableCtx<'_>, c: usize) {
 
 fn catch_all(ctx: &mut TableCtx<'_>, c: usize) {
     let chain = &ctx.table.chains[c];
-    let Some(i) = chain
-        .rules
-        .iter()
-        .position(|r| covering_conditions(&ctx.index, r).is_some_and(|conds| conds.is_empty()))
-    else {
+    let Some(i) = chain.rules.iter().position(|r| {
+        let shape = Shape::of(r);
+        shape.ends_chain && shape.statements_modelled && shape.matches_everything()
+    }) else {
         return;
     };
     if i + 1 >= chain.rules.len() {
@@ -1020,6 +905,27 @@ mod tests {
         // #2 by #1 (three conditions, in another order), #4 by #3 (four conditions); #5 is not
         // covered (fewer conditions than #1).
         assert_eq!(shadowed, [Some(2), Some(4)], "{found:?}");
+    }
+
+    #[test]
+    fn coverage_reasons_about_prefixes_ranges_and_lookups() {
+        let found = lint_text(
+            "table ip c {\n\tmap m { type ipv4_addr : ipv4_addr; elements = { 10.0.0.1 : 10.0.0.2 } }\n\tchain n {\n\t\ttype nat hook prerouting priority dstnat;\n\t\tdnat to ip daddr map @m\n\t\tip saddr 10.0.0.0/8 tcp dport 1-1024 dnat to 10.9.9.9\n\t\tip saddr 10.1.0.0/16 tcp dport { 22, 80 } dnat to 10.9.9.8\n\t\tip saddr != 10.0.0.0/8 tcp dport 22 counter dnat to 10.9.9.7\n\t\tip saddr 192.168.0.0/16 tcp dport 22 dnat to 10.9.9.6\n\t}\n}\n",
+        );
+        let shadowed: Vec<Option<usize>> = found
+            .iter()
+            .filter(|(id, ..)| *id == FindingId::ShadowedRule)
+            .map(|(.., r)| *r)
+            .collect();
+        // #3 by #2 (a /16 inside the /8, both ports inside 1-1024); #5 by #4 (outside 10/8); a
+        // map lookup that finds nothing lets the packet on, so #1 takes nothing for sure.
+        assert_eq!(shadowed, [Some(3), Some(5)], "{found:?}");
+        assert!(
+            !found
+                .iter()
+                .any(|(id, ..)| *id == FindingId::UnreachableAfterCatchAll),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -861,3 +861,39 @@ fn text_output_escapes_control_characters_from_the_dump() {
     );
     assert!(shown.contains("EVIL\\u{1b}[2J"), "{shown}");
 }
+
+#[test]
+fn extension_targets_without_options_are_not_chains() {
+    let text = filter(
+        "",
+        "-A INPUT -j MIRROR\n-A INPUT -j SAME\n-A INPUT -j DNPT\n-A INPUT -j SNPT\n-A INPUT -j MIRRORS\n",
+    );
+    assert_eq!(
+        places(&text, FindingId::MissingJumpTarget),
+        vec![at("INPUT", 5)]
+    );
+}
+
+#[test]
+fn one_rule_model_sees_through_equivalent_spellings() {
+    // `--dport 22` and `-m multiport --dports 22` are one typed condition: a copy.
+    let copies = "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n\
+                  -A INPUT -p tcp -m multiport --dports 22 -j ACCEPT\n";
+    assert_eq!(
+        places(&filter("", copies), FindingId::DuplicateRule),
+        vec![at("INPUT", 2)]
+    );
+    // A port set covers each of its ports; an address range inside a prefix is covered; the
+    // protocol a port match carries implies `-p`.
+    let shadows = "-A INPUT -p tcp -m multiport --dports 22,80 -j DROP\n\
+                   -A INPUT -s 10.0.0.1/32 -p tcp -m tcp --dport 80 -j ACCEPT\n\
+                   -A INPUT -s 192.168.0.0/16 -j DROP\n\
+                   -A INPUT -m iprange --src-range 192.168.1.1-192.168.1.9 -j ACCEPT\n\
+                   -A INPUT -m iprange --src-range 192.168.255.1-192.169.0.1 -j ACCEPT\n\
+                   -A INPUT -p udp -j DROP\n\
+                   -A INPUT -p udp -m udp --sport 53 -j ACCEPT\n";
+    assert_eq!(
+        places(&filter("", shadows), FindingId::ShadowedRule),
+        vec![at("INPUT", 2), at("INPUT", 4), at("INPUT", 7)]
+    );
+}

@@ -16,7 +16,29 @@ use nfscope_test_support::{corpus_dir, corpus_file, corpus_files, nft_corpus_fil
 const BASELINE: &str = "tests/data/findings-before-typed.tsv";
 
 /// Lines of the baseline the typed linter no longer makes (`-`) or makes anew (`+`), with why.
-const BETTER: &[(&str, &str)] = &[];
+const BETTER: &[(&str, &str)] = &[
+    (
+        "+fffuu-parser-test.rules\tshadowed-rule\tWarning\tipv4/legacy\tfilter\tFORWARD\t20\t",
+        "`-m iprange --src-range 127.0.0.1-127.0.10.0` lowers to an address range, which coverage \
+         reads like a prefix: it lies inside rule 2's `-s 127.0.0.0/8 -j DROP` (the old path knew \
+         only `-s`/`-d`)",
+    ),
+    (
+        "+nft/kubeadm-flannel-nftables-mode-table-2025.nft\tshadowed-rule\tWarning\tipv4/nft\tflannel-ipv4\tpostrtg\t6\t",
+        "native rules now get the iptables path's address reasoning: every source outside \
+         10.244.0.0/16 is outside 10.244.1.0/24 too, so rule 4's `return` takes every packet of \
+         rule 6's masquerade (the old native path compared condition texts only)",
+    ),
+    (
+        "+nft/nftparse-upstream-0012different_defines_0.nft\tshadowed-rule\tWarning\tipv4/nft\tt\tc\t1",
+        "`queue` ends the chain as iptables' QUEUE/NFQUEUE always did in the iptables path; rules \
+         14-17 repeat rule 13's conditions with another queue statement",
+    ),
+    (
+        "+nft/nftparse-upstream-0012different_defines_0.json\tshadowed-rule\tWarning\tipv4/nft\tt\tc\t1",
+        "the same rules read from `nft -j` JSON",
+    ),
+];
 
 fn finding_line(file: &str, f: &Finding) -> String {
     let l = &f.location;

@@ -8,6 +8,7 @@
 //!
 //! It does not evaluate rules (the tracer) and does not change the string model or its users.
 
+use std::fmt;
 use std::net::IpAddr;
 
 use crate::model::{Family, Match as IptMatch, OptionArg, Rule, Ruleset, Target, TargetKind};
@@ -1098,6 +1099,10 @@ fn is_extension_target(name: &str) -> bool {
             | "RATEEST"
             | "HMARK"
             | "TCPOPTSTRIP"
+            | "MIRROR"
+            | "SAME"
+            | "DNPT"
+            | "SNPT"
     )
 }
 
@@ -1369,6 +1374,76 @@ fn set_mark(t: &Target) -> Option<Expr> {
     Some(Expr::SetMark { target, value })
 }
 
+/// A NAT target as a dump shows it that cannot be what the kernel runs: an `iptables-save` older
+/// than the iptables that wrote the rule prints the target's address option without value, more
+/// than once, or as `0.0.0.0…` / `:port`. What [`Rule::garbled_nat`] reports, so readers of the typed
+/// model need not parse the target's options themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GarbledNat {
+    /// The target (`DNAT`, `SNAT`, `NETMAP`).
+    pub target: String,
+    /// Its address option (`to-destination`, `to-source`, `to`).
+    pub option: &'static str,
+    /// What is wrong.
+    pub defect: NatDefect,
+}
+
+/// What is wrong with a [`GarbledNat`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NatDefect {
+    /// The address option is given this many times.
+    Repeated(usize),
+    /// The address option has no value.
+    NoAddress,
+    /// The value (`0.0.0.0:0`, `:80`) names no usable address.
+    Unusable(String),
+}
+
+impl fmt::Display for GarbledNat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (name, option) = (&self.target, self.option);
+        match &self.defect {
+            NatDefect::Repeated(n) => write!(f, "{name} has --{option} {n} times"),
+            NatDefect::NoAddress => write!(f, "{name} --{option} has no address"),
+            NatDefect::Unusable(v) => write!(f, "{name} --{option} {v} is not a usable address"),
+        }
+    }
+}
+
+impl Rule {
+    /// The rule's NAT target when the dump garbled it (see [`GarbledNat`]); `None` for every other
+    /// rule.
+    pub fn garbled_nat(&self) -> Option<GarbledNat> {
+        let target = self.spec.target.as_ref()?;
+        let option = match target.name.as_str() {
+            "DNAT" => "to-destination",
+            "SNAT" => "to-source",
+            "NETMAP" => "to",
+            _ => return None,
+        };
+        let values: Vec<Option<&str>> = target
+            .options
+            .iter()
+            .filter(|o| o.name == option)
+            .map(|o| o.values.first().map(String::as_str))
+            .collect();
+        let defect = match values.as_slice() {
+            [] => return None,
+            [_, _, ..] => NatDefect::Repeated(values.len()),
+            [None | Some("")] => NatDefect::NoAddress,
+            [Some(v)] if v.starts_with("0.0.0.0") || v.starts_with(':') => {
+                NatDefect::Unusable((*v).to_owned())
+            }
+            [Some(_)] => return None,
+        };
+        Some(GarbledNat {
+            target: target.name.clone(),
+            option,
+            defect,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1422,6 +1497,25 @@ mod tests {
         );
         assert_eq!(nat_to("fd00::1", true).unwrap().1, None);
         assert_eq!(nat_to("not-an-address", false), None);
+    }
+
+    #[test]
+    fn garbled_nat_targets_are_reported_typed() {
+        let rule = |t: &str| {
+            let text = format!("*nat\n:X - [0:0]\n-A X -p tcp {t}\nCOMMIT\n");
+            let rs = crate::parse_ruleset(&text, &crate::ParseOptions::default()).unwrap();
+            rs.tables[0].chains[0].rules[0].garbled_nat()
+        };
+        assert_eq!(rule("-j DNAT --to-destination 10.0.0.1:80"), None);
+        assert_eq!(rule("-j MASQUERADE"), None);
+        let g = rule("-j DNAT --to-destination 0.0.0.0:0").unwrap();
+        assert_eq!(g.defect, NatDefect::Unusable("0.0.0.0:0".into()));
+        assert_eq!(
+            g.to_string(),
+            "DNAT --to-destination 0.0.0.0:0 is not a usable address"
+        );
+        let g = rule("-j SNAT --to-source 10.0.0.1 --to-source 10.0.0.2").unwrap();
+        assert_eq!(g.to_string(), "SNAT has --to-source 2 times");
     }
 
     #[test]

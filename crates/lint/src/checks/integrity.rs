@@ -4,7 +4,7 @@
 //!
 //! It does not compare several dumps (see [`super::cross`]).
 
-use nfscope_ruleset::{NoticeKind, Rule};
+use nfscope_ruleset::NoticeKind;
 
 use super::Ctx;
 use crate::finding::{FindingId, Severity};
@@ -16,7 +16,7 @@ pub fn check(ctx: &mut Ctx<'_>) {
     for (t, table) in ruleset.tables.iter().enumerate() {
         for (c, chain) in table.chains.iter().enumerate() {
             for (r, rule) in chain.rules.iter().enumerate() {
-                if let Some(reason) = garbled_target(rule) {
+                if let Some(reason) = rule.garbled_nat() {
                     let message = format!(
                         "the dump cannot show this rule faithfully ({reason}); the rule in the kernel is \
                          fine, but the iptables-save that printed it is older than the iptables that \
@@ -33,34 +33,6 @@ pub fn check(ctx: &mut Ctx<'_>) {
                 }
             }
         }
-    }
-}
-
-/// Why a NAT target looks garbled: an address option without value, repeated, or `0.0.0.0:0`.
-fn garbled_target(rule: &Rule) -> Option<String> {
-    let target = rule.spec.target.as_ref()?;
-    let option = match target.name.as_str() {
-        "DNAT" => "to-destination",
-        "SNAT" => "to-source",
-        "NETMAP" => "to",
-        _ => return None,
-    };
-    let values: Vec<Option<&str>> = target
-        .options
-        .iter()
-        .filter(|o| o.name == option)
-        .map(|o| o.values.first().map(String::as_str))
-        .collect();
-    let name = &target.name;
-    if values.len() > 1 {
-        return Some(format!("{name} has --{option} {} times", values.len()));
-    }
-    match values.first() {
-        Some(None) | Some(Some("")) => Some(format!("{name} --{option} has no address")),
-        Some(Some(v)) if v.starts_with("0.0.0.0") || v.starts_with(':') => {
-            Some(format!("{name} --{option} {v} is not a usable address"))
-        }
-        _ => None,
     }
 }
 

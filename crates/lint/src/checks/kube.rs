@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 
 use nfscope_annotate::{HashCheck, Meaning};
 use nfscope_ruleset::Table;
+use nfscope_ruleset::typed::NftTable;
 
-use super::structure::references;
-use super::{Ctx, chain_target};
+use super::structure::references_in;
+use super::{Ctx, chain_target, set_refs};
 use crate::finding::{FindingId, Related, Severity};
 
 /// Prefixes of chains kube-proxy and kube-router create per service, endpoint, pod or policy.
@@ -56,23 +57,24 @@ pub fn shows_hooks(table: &Table) -> bool {
 pub fn check(ctx: &mut Ctx<'_>) {
     no_endpoints(ctx);
     let ruleset = ctx.ruleset;
-    let ipvs = ruleset.tables.iter().any(uses_ipvs);
-    for (t, table) in ruleset.tables.iter().enumerate() {
-        stale_chains(ctx, t, table, ipvs);
-        service_chains_without_endpoints(ctx, t, table);
+    let typed = std::sync::Arc::clone(&ctx.typed);
+    let ipvs = typed.tables.iter().any(uses_ipvs);
+    for (t, (table, typed)) in ruleset.tables.iter().zip(&typed.tables).enumerate() {
+        stale_chains(ctx, t, table, typed, ipvs);
+        service_chains_without_endpoints(ctx, t, table, typed);
         if table.name == "nat" {
-            nodeports_last(ctx, t, table);
+            nodeports_last(ctx, t, typed);
         }
     }
 }
 
 /// kube-proxy in IPVS mode matches cluster IPs with the `KUBE-CLUSTER-IP` ipset.
-fn uses_ipvs(table: &Table) -> bool {
-    table.chains.iter().flat_map(|c| &c.rules).any(|r| {
-        r.spec
-            .matches_named("set")
-            .any(|m| m.value("match-set") == Some("KUBE-CLUSTER-IP"))
-    })
+fn uses_ipvs(table: &NftTable) -> bool {
+    table
+        .chains
+        .iter()
+        .flat_map(|c| &c.rules)
+        .any(|r| set_refs(r).any(|s| s == "KUBE-CLUSTER-IP"))
 }
 
 /// (table, chain, rule) indices, rule 0-based.
@@ -135,17 +137,18 @@ fn no_endpoints(ctx: &mut Ctx<'_>) {
 }
 
 /// A referenced `KUBE-SVC-`/`KUBE-SVL-` chain that jumps to no `KUBE-SEP-` chain.
-fn service_chains_without_endpoints(ctx: &mut Ctx<'_>, t: usize, table: &Table) {
-    let refs = references(table);
-    for (c, chain) in table.chains.iter().enumerate() {
+fn service_chains_without_endpoints(ctx: &mut Ctx<'_>, t: usize, table: &Table, typed: &NftTable) {
+    let refs = references_in(table, typed.chains.iter().map(|c| c.rules.as_slice()));
+    for (c, (chain, typed)) in table.chains.iter().zip(&typed.chains).enumerate() {
         let service_chain =
             chain.name.starts_with("KUBE-SVC-") || chain.name.starts_with("KUBE-SVL-");
         if !service_chain || !refs.contains_key(chain.name.as_str()) {
             continue;
         }
-        let has_endpoint = chain.rules.iter().any(|r| {
-            chain_target(r.spec.target.as_ref()).is_some_and(|n| n.starts_with("KUBE-SEP-"))
-        });
+        let has_endpoint = typed
+            .rules
+            .iter()
+            .any(|r| chain_target(r).is_some_and(|n| n.starts_with("KUBE-SEP-")));
         if has_endpoint {
             continue;
         }
@@ -168,8 +171,8 @@ fn service_chains_without_endpoints(ctx: &mut Ctx<'_>, t: usize, table: &Table) 
     }
 }
 
-fn stale_chains(ctx: &mut Ctx<'_>, t: usize, table: &Table, ipvs: bool) {
-    let refs = references(table);
+fn stale_chains(ctx: &mut Ctx<'_>, t: usize, table: &Table, typed: &NftTable, ipvs: bool) {
+    let refs = references_in(table, typed.chains.iter().map(|c| c.rules.as_slice()));
     let complete = shows_hooks(table);
     for (c, chain) in table.chains.iter().enumerate() {
         if !is_per_object_chain(&chain.name) {
@@ -220,7 +223,7 @@ fn stale_chains(ctx: &mut Ctx<'_>, t: usize, table: &Table, ipvs: bool) {
     }
 }
 
-fn nodeports_last(ctx: &mut Ctx<'_>, t: usize, table: &Table) {
+fn nodeports_last(ctx: &mut Ctx<'_>, t: usize, table: &NftTable) {
     let Some((c, chain)) = table
         .chains
         .iter()
@@ -232,7 +235,7 @@ fn nodeports_last(ctx: &mut Ctx<'_>, t: usize, table: &Table) {
     let Some(r) = chain
         .rules
         .iter()
-        .position(|rule| chain_target(rule.spec.target.as_ref()) == Some("KUBE-NODEPORTS"))
+        .position(|rule| chain_target(rule) == Some("KUBE-NODEPORTS"))
     else {
         return;
     };

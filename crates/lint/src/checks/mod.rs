@@ -11,9 +11,11 @@ pub mod order;
 pub mod structure;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use nfscope_annotate::{Annotation, Annotations, Owner, annotate};
-use nfscope_ruleset::{IpSet, Ruleset, Target, TargetKind};
+use nfscope_ruleset::typed::{Expr, NftRuleset, Rhs, TypedRule, Verdict};
+use nfscope_ruleset::{IpSet, Ruleset};
 
 use crate::finding::{Finding, FindingId, KubeContext, Location, Related, Severity};
 use crate::scaffold::Known;
@@ -22,6 +24,9 @@ use crate::scaffold::Known;
 pub struct Ctx<'a> {
     /// The ruleset being linted.
     pub ruleset: &'a Ruleset,
+    /// The same ruleset in the typed rule model (`Ruleset::lower`): tables, chains and rules at
+    /// the same indices. What the checks judge of a rule they read here.
+    pub typed: Arc<NftRuleset>,
     /// Its Kubernetes annotations (made here, or lent by a caller that has them).
     pub annotations: Cow<'a, Annotations>,
     /// ipsets known to exist, when the caller has an ipset dump.
@@ -46,6 +51,7 @@ impl<'a> Ctx<'a> {
     ) -> Self {
         Self {
             ruleset,
+            typed: Arc::new(ruleset.lower()),
             annotations,
             ipsets,
             scaffolds: Known::for_ruleset(ruleset),
@@ -144,85 +150,26 @@ fn kube_context(annotation: &Annotation) -> Option<KubeContext> {
     })
 }
 
-/// Targets provided by iptables extensions (never user chains).
-const EXTENSION_TARGETS: &[&str] = &[
-    "ACCEPT",
-    "DROP",
-    "RETURN",
-    "QUEUE",
-    "NFQUEUE",
-    "REJECT",
-    "DNAT",
-    "SNAT",
-    "MASQUERADE",
-    "REDIRECT",
-    "NETMAP",
-    "TPROXY",
-    "SYNPROXY",
-    "MARK",
-    "CONNMARK",
-    "CONNSECMARK",
-    "SECMARK",
-    "LOG",
-    "NFLOG",
-    "ULOG",
-    "TRACE",
-    "CT",
-    "NOTRACK",
-    "CHECKSUM",
-    "TCPMSS",
-    "TCPOPTSTRIP",
-    "TOS",
-    "DSCP",
-    "ECN",
-    "TTL",
-    "HL",
-    "CLASSIFY",
-    "SET",
-    "TEE",
-    "CLUSTERIP",
-    "AUDIT",
-    "LED",
-    "IDLETIMER",
-    "RATEEST",
-    "HMARK",
-    "MIRROR",
-    "SAME",
-    "DNPT",
-    "SNPT",
-];
-
-/// Is `target` an extension target rather than a jump to a user chain?
-pub fn is_extension_target(target: &Target) -> bool {
-    target.kind == TargetKind::Jump
-        && (EXTENSION_TARGETS.contains(&target.name.as_str()) || !target.options.is_empty())
+/// The typed rule at table `t`, chain `c`, rule `r` (0-based) of a lowered ruleset.
+pub fn typed_rule(typed: &NftRuleset, t: usize, c: usize, r: usize) -> &TypedRule {
+    &typed.tables[t].chains[c].rules[r]
 }
 
-/// Does this target end the chain for the packets it gets (they never reach the next rule)?
-pub fn is_terminal(target: Option<&Target>) -> bool {
-    let Some(target) = target else { return false };
-    target.kind == TargetKind::Goto
-        || matches!(
-            target.name.as_str(),
-            "ACCEPT"
-                | "DROP"
-                | "REJECT"
-                | "RETURN"
-                | "QUEUE"
-                | "NFQUEUE"
-                | "DNAT"
-                | "SNAT"
-                | "MASQUERADE"
-                | "REDIRECT"
-                | "NETMAP"
-                | "TPROXY"
-                | "SYNPROXY"
-        )
+/// The user chain a rule jumps or goes to, if any (`-j CHAIN`, `-g CHAIN`, `jump`, `goto`).
+pub fn chain_target(rule: &TypedRule) -> Option<&str> {
+    rule.exprs.iter().find_map(|e| match e {
+        Expr::Verdict(Verdict::Jump(name) | Verdict::Goto(name)) => Some(name.as_str()),
+        _ => None,
+    })
 }
 
-/// The user chain a rule jumps or goes to, if any.
-pub fn chain_target(target: Option<&Target>) -> Option<&str> {
-    target
-        .filter(|t| !is_extension_target(t))
-        .map(|t| t.name.as_str())
+/// The named sets (ipsets) a rule's conditions look up, one per lookup.
+pub fn set_refs(rule: &TypedRule) -> impl Iterator<Item = &str> {
+    rule.exprs.iter().filter_map(|e| match e {
+        Expr::Match(m) => match &m.rhs {
+            Rhs::SetRef(name) => Some(name.as_str()),
+            _ => None,
+        },
+        _ => None,
+    })
 }

@@ -8,21 +8,27 @@
 //! references are left to [`super::kube`], which says *why* they are there. Whether a jump is ever *taken* is not judged here (see [`super::order`]).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use nfscope_ruleset::{ChainIndex, Table, TargetKind};
+use nfscope_ruleset::typed::{Expr, TypedRule, Verdict};
+use nfscope_ruleset::{ChainIndex, Family, Table};
 
-use super::{Ctx, chain_target, kube};
+use super::{Ctx, chain_target, kube, set_refs};
 use crate::finding::{FindingId, Severity};
 use crate::scaffold::Expected;
 
 /// Runs the structure checks of one ruleset.
 pub fn check(ctx: &mut Ctx<'_>) {
     let ruleset = ctx.ruleset;
+    let typed = Arc::clone(&ctx.typed);
     for (t, table) in ruleset.tables.iter().enumerate() {
         let index = table.chain_index();
-        missing_targets(ctx, t, table, &index);
+        missing_targets(ctx, t, &index);
         jump_loop(ctx, t, table, &index);
-        let refs = references(table);
+        let refs = references_in(
+            table,
+            typed.tables[t].chains.iter().map(|c| c.rules.as_slice()),
+        );
         let complete = kube::shows_hooks(table);
         for (c, chain) in table.chains.iter().enumerate() {
             if chain.is_builtin() || kube::is_per_object_chain(&chain.name) {
@@ -57,18 +63,46 @@ pub fn check(ctx: &mut Ctx<'_>) {
                 unreferenced(ctx, t, c);
             }
         }
-        missing_ipsets(ctx, t, table);
+        missing_ipsets(ctx, t);
     }
 }
 
-/// For each user chain, the (chain, rule) indices of the rules in *other* chains that jump or go to it.
+/// For each user chain, the (chain, rule) indices of the rules in *other* chains that jump or go
+/// to it.
 pub fn references(table: &Table) -> HashMap<&str, Vec<(usize, usize)>> {
+    // A jump's target does not depend on the family the rule is lowered for.
+    let typed: Vec<Vec<TypedRule>> = table
+        .chains
+        .iter()
+        .map(|c| {
+            c.rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| r.typed(Family::Ipv4, i + 1))
+                .collect()
+        })
+        .collect();
+    references_in(table, typed.iter().map(Vec::as_slice))
+}
+
+/// [`references`] over the rules of `table` already lowered (`typed`: each chain's rules, in
+/// chain order).
+pub fn references_in<'a, 't>(
+    table: &'a Table,
+    typed: impl Iterator<Item = &'t [TypedRule]>,
+) -> HashMap<&'a str, Vec<(usize, usize)>> {
+    let index = table.chain_index();
     let mut refs: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
-    for (c, chain) in table.chains.iter().enumerate() {
-        for (r, rule) in chain.rules.iter().enumerate() {
-            if let Some(name) = chain_target(rule.spec.target.as_ref()).filter(|n| *n != chain.name)
-            {
-                refs.entry(name).or_default().push((c, r));
+    for (c, (chain, rules)) in table.chains.iter().zip(typed).enumerate() {
+        for (r, rule) in rules.iter().enumerate() {
+            let Some(name) = chain_target(rule).filter(|n| *n != chain.name) else {
+                continue;
+            };
+            // Keyed by the table's own name of the chain: only chains that exist are referenced.
+            if let Some(target) = index.get(name) {
+                refs.entry(table.chains[target].name.as_str())
+                    .or_default()
+                    .push((c, r));
             }
         }
     }
@@ -145,19 +179,22 @@ fn jump_loop(ctx: &mut Ctx<'_>, t: usize, table: &Table, index: &ChainIndex<'_>)
     );
 }
 
-fn missing_targets(ctx: &mut Ctx<'_>, t: usize, table: &Table, index: &ChainIndex<'_>) {
+fn missing_targets(ctx: &mut Ctx<'_>, t: usize, index: &ChainIndex<'_>) {
+    let typed = Arc::clone(&ctx.typed);
+    let table = &typed.tables[t];
     for (c, chain) in table.chains.iter().enumerate() {
         for (r, rule) in chain.rules.iter().enumerate() {
-            let Some(target) = chain_target(rule.spec.target.as_ref()) else {
+            let Some(target) = chain_target(rule) else {
                 continue;
             };
             if index.contains(target) {
                 continue;
             }
-            let verb = match rule.spec.target.as_ref().map(|t| t.kind) {
-                Some(TargetKind::Goto) => "goes (-g) to",
-                _ => "jumps to",
-            };
+            let goto = rule
+                .exprs
+                .iter()
+                .any(|e| matches!(e, Expr::Verdict(Verdict::Goto(_))));
+            let verb = if goto { "goes (-g) to" } else { "jumps to" };
             let message = format!(
                 "rule {verb} chain {target}, which table {} does not have: iptables-restore rejects \
                  the whole table (\"Couldn't load target\"), so none of its rules would load from this dump",
@@ -174,12 +211,13 @@ fn missing_targets(ctx: &mut Ctx<'_>, t: usize, table: &Table, index: &ChainInde
     }
 }
 
-fn missing_ipsets(ctx: &mut Ctx<'_>, t: usize, table: &Table) {
+fn missing_ipsets(ctx: &mut Ctx<'_>, t: usize) {
     let Some(ipsets) = ctx.ipsets else { return };
     let known: HashSet<&str> = ipsets.iter().map(|s| s.name.as_str()).collect();
-    for (c, chain) in table.chains.iter().enumerate() {
+    let typed = Arc::clone(&ctx.typed);
+    for (c, chain) in typed.tables[t].chains.iter().enumerate() {
         for (r, rule) in chain.rules.iter().enumerate() {
-            for name in matched_sets(rule) {
+            for name in set_refs(rule) {
                 if known.contains(name) {
                     continue;
                 }
@@ -197,11 +235,4 @@ fn missing_ipsets(ctx: &mut Ctx<'_>, t: usize, table: &Table) {
             }
         }
     }
-}
-
-/// The ipset names a rule matches (`-m set --match-set NAME …`), one per match.
-pub fn matched_sets(rule: &nfscope_ruleset::Rule) -> impl Iterator<Item = &str> {
-    rule.spec
-        .matches_named("set")
-        .filter_map(|m| m.value("match-set"))
 }
