@@ -1,9 +1,14 @@
-//! `nfscope lint`: finds what is broken in iptables rulesets before it bites.
+//! `nfscope lint`: finds what is broken in iptables rulesets and native nftables tables before it
+//! bites.
 //!
 //! [`lint`] reads parsed rulesets (one per family and backend, from dumps or the live node) and
 //! returns [`Finding`]s, each with a stable id ([`FindingId`]), a [`Severity`], where it is, a
 //! message saying the consequence in plain words, related places and the Kubernetes meaning of the
-//! place. The checks: jumps to missing chains, jump loops, duplicate and shadowed rules (three-valued coverage,
+//! place. What a rule matches and does is judged on the typed rule model of
+//! `nfscope_ruleset::typed` only — iptables rules lowered to it (`Ruleset::lower`), nft rules parsed
+//! to it — so both languages share one coverage test ([`cover`]) and one canonical duplicate key
+//! ([`canon`]), and the linter reads no option string; from the iptables model it takes only
+//! names, positions and lines (and renders rules for messages). The checks: jumps to missing chains, jump loops, duplicate and shadowed rules (three-valued coverage,
 //! see [`cover`]), rules after a catch-all, unreferenced and empty chains, kube-proxy services
 //! without endpoints, stale kube-proxy chains, the NodePort rule order, garbled dumps, mixed
 //! backends and incompatible tables; native nftables tables get the same ids where the meaning is
@@ -18,7 +23,8 @@
 //! `nfscope doctor`.
 //!
 //! It does no I/O: reading dumps and the node is the caller's job (`nfscope-kernel`, the CLI). It
-//! does not parse (`nfscope-ruleset`) nor decide Kubernetes meaning (`nfscope-annotate`).
+//! does not parse rules or their options (`nfscope-ruleset`, which also tells a garbled NAT target:
+//! `Rule::garbled_nat`) nor decide Kubernetes meaning (`nfscope-annotate`).
 
 #![forbid(unsafe_code)]
 pub mod canon;

@@ -10,11 +10,12 @@
 //! without rules), `missing-jump-target` (a `jump`/`goto`, or a verdict-map element, naming a
 //! chain the table does not have), and `unreferenced-set` (a named set or map no rule refers to).
 //!
-//! Coverage is judged only where it is certain: a rule covers another only when it is fully
-//! modelled, ends in a verdict that ends the chain (`accept`, `drop`, `reject`, `return`, `goto`),
-//! and every one of its conditions is a plain match that also appears in the other rule (a
-//! `numgen`/hash draw, a mark test, a dynamic set, a lookup with side effects or anything
-//! unmodelled never covers). For the doctor it also tells which hooks two or more rule systems
+//! Coverage is the iptables checks' own ([`crate::cover`]), judged only where it is certain: a
+//! rule covers another only when its statements are modelled and end the chain (`accept`,
+//! `drop`, `reject`, `return`, `goto`, `queue`, NAT without a map lookup), and each of its
+//! conditions — addresses, ports, protocols, interface names, ICMP types — is implied by the
+//! other rule's (a `numgen`/hash draw, a mark test, a set, a map lookup or anything unmodelled
+//! never covers). Duplicates use the iptables checks' canonical key ([`crate::canon`]). For the doctor it also tells which hooks two or more rule systems
 //! program (iptables tables of either backend, native tables: [`shared_hooks`],
 //! [`judge_native_backends`]).
 //! In kube-proxy's nftables table (meaning from `nfscope_annotate::native`) it also says, with the

@@ -1,6 +1,8 @@
 //! The checks, one module per theme, and the per-ruleset context they share.
 //!
-//! [`lint_ruleset`] runs every per-ruleset check over one [`Ruleset`]; [`cross::check`] looks at
+//! [`lint_ruleset`] runs every per-ruleset check over one [`Ruleset`] and its lowering to the typed
+//! rule model ([`Ctx::typed`], made once per lint): what a rule matches, where it jumps and which
+//! ipsets it reads come from there, names and lines from the ruleset. [`cross::check`] looks at
 //! several rulesets together (backends of one family). Each check only *adds* findings; ordering
 //! and summaries are done by the caller ([`crate::lint`]).
 

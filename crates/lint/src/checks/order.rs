@@ -1,8 +1,11 @@
 //! Rule order inside a chain: exact duplicates, sibling duplicates (same match, sibling targets),
 //! rules shadowed by an earlier terminal rule, and rules after an unconditional terminal rule.
 //!
-//! Coverage is three-valued ([`crate::cover`]): a rule is only called shadowed when an earlier
-//! terminal rule provably matches every packet it matches. It does not look across chains.
+//! Every judgement reads the rules' typed form ([`Ctx::typed`]): coverage is three-valued
+//! ([`crate::cover`], shared with the native checks): a rule is only called shadowed when an
+//! earlier rule that ends the chain provably matches every packet it matches; copies are found by
+//! the canonical key of [`crate::canon`]. Messages show the rules as the dump wrote them. It does
+//! not look across chains.
 
 use std::collections::HashMap;
 use std::sync::Arc;
