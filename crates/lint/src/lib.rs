@@ -91,7 +91,14 @@ impl IpsetRefs {
         let mut refs: HashMap<String, u64> = HashMap::new();
         for t in &ruleset.tables {
             for c in &t.chains {
-                for (i, rule) in c.rules.iter().enumerate() {
+                // Only rules with a `set` match can look an ipset up: the others are not
+                // lowered (this runs on the server's collection path).
+                let with_sets = c
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.spec.matches.iter().any(|m| m.module == "set"));
+                for (i, rule) in with_sets {
                     let typed = rule.typed(ruleset.family, i + 1);
                     for name in checks::set_refs(&typed) {
                         *refs.entry(name.to_owned()).or_default() += 1;
