@@ -59,6 +59,10 @@ impl Tri {
 pub struct Shape<'a> {
     /// Conditions, in rule order.
     pub conditions: Vec<&'a Expr>,
+    /// How many of the conditions come before the first statement that rewrites the packet (NAT,
+    /// payload or meta mangling): the later ones test the rewritten packet, not the one the rule
+    /// was given.
+    pub before_rewrite: usize,
     /// Statements, in rule order (counters left out).
     pub statements: Vec<&'a Expr>,
     /// The rule ends its chain for every packet it matches (a verdict other than jump/continue, or
@@ -78,7 +82,11 @@ impl<'a> Shape<'a> {
         let mut conditions = Vec::new();
         let mut statements = Vec::new();
         let mut seen_counter = false;
+        let mut before_rewrite = None;
         for e in &rule.exprs {
+            if before_rewrite.is_none() && matches!(e, Expr::Nat(_) | Expr::Mangle { .. }) {
+                before_rewrite = Some(conditions.len());
+            }
             match e {
                 Expr::Counter { .. } => seen_counter = true,
                 Expr::Match(_) | Expr::Stateful { .. } => conditions.push(e),
@@ -121,6 +129,7 @@ impl<'a> Shape<'a> {
             _ => false,
         });
         Self {
+            before_rewrite: before_rewrite.unwrap_or(conditions.len()),
             conditions,
             statements,
             ends_chain,
@@ -138,7 +147,11 @@ impl<'a> Shape<'a> {
     /// modelled, and every condition is a plain match whose truth cannot change along the chain
     /// and that [`covers`] can reason about (see the module text). `None` otherwise.
     pub fn covering(&self) -> Option<Vec<&'a Match>> {
-        if !self.ends_chain || !self.statements_modelled || self.looks_up {
+        if !self.ends_chain
+            || !self.statements_modelled
+            || self.looks_up
+            || self.before_rewrite < self.conditions.len()
+        {
             return None;
         }
         self.conditions
@@ -150,9 +163,10 @@ impl<'a> Shape<'a> {
             .collect()
     }
 
-    /// The plain matches among the conditions (what a covering rule is compared with).
+    /// The plain matches among the conditions that test the packet as the rule was given it
+    /// (what a covering rule is compared with).
     pub fn matches(&self) -> Vec<&'a Match> {
-        self.conditions
+        self.conditions[..self.before_rewrite]
             .iter()
             .filter_map(|e| match e {
                 Expr::Match(m) => Some(m),
@@ -655,6 +669,22 @@ mod tests {
             check("-m comment --comment x -j DROP", "-s 1.2.3.4/32 -j ACCEPT"),
             Tri::Yes
         );
+    }
+
+    #[test]
+    fn a_test_after_a_rewrite_is_not_the_packet_the_rule_was_given() {
+        let rs = nfscope_ruleset::parse_nft_text(
+            "table ip t {\n\tchain c {\n\t\tip daddr 10.0.0.0/8 accept\n\t\tip daddr set 10.0.0.1 ip daddr 10.0.0.1 accept\n\t\tip daddr 10.0.0.1 ip daddr set 10.9.9.9 ip daddr 10.9.9.9 accept\n\t}\n}\n",
+            &nfscope_ruleset::NftLimits::default(),
+        )
+        .unwrap();
+        let rules = &rs.tables[0].chains[0].rules;
+        let first = Shape::of(&rules[0]).covering().expect("covering");
+        let (second, third) = (Shape::of(&rules[1]), Shape::of(&rules[2]));
+        assert!(second.matches().is_empty(), "{:?}", rules[1].exprs);
+        assert_eq!(covers(&first, &second.matches(), NftFamily::Ip), Tri::No);
+        assert_eq!(covers(&first, &third.matches(), NftFamily::Ip), Tri::Yes);
+        assert!(third.covering().is_none(), "it tests after rewriting");
     }
 
     #[test]
