@@ -9,8 +9,9 @@
 //! what can be reasoned about statically is addresses (addresses, prefixes, ranges and sets of
 //! them, negated or not), interfaces by name (with the `*` wildcard, iptables' `+`), the layer-4
 //! protocol (also the one a port, ICMP or TCP-flags key carries), ports (values, ranges, sets;
-//! `th` ports of any protocol), and ICMP types and codes compared for equality. Everything else —
-//! marks, conntrack state, sets and ipsets, `numgen`/`statistic` draws, `fib`/`addrtype`, TCP
+//! `th` ports of any protocol), ICMP types and codes compared for equality, and lookups in nft
+//! sets only a ruleset change can change, implied by the same lookup. Everything else —
+//! marks, conntrack state, dynamic sets and ipsets, `numgen`/`statistic` draws, `fib`/`addrtype`, TCP
 //! flags, limits, anything unmodelled — is *unknown*: a rule carrying it never covers another
 //! rule. [`Coverers`] finds the earliest covering rule of a chain without comparing every pair.
 //! It does not decide what a finding says (see [`crate::checks::order`], [`crate::native`]).
@@ -147,6 +148,13 @@ impl<'a> Shape<'a> {
     /// modelled, and every condition is a plain match whose truth cannot change along the chain
     /// and that [`covers`] can reason about (see the module text). `None` otherwise.
     pub fn covering(&self) -> Option<Vec<&'a Match>> {
+        self.covering_with(|_| false)
+    }
+
+    /// [`Shape::covering`], where a lookup in a named set that `is_static` says only a ruleset
+    /// change can change (an nft set without `dynamic`/`timeout`; never an ipset, which `-j SET`
+    /// and `ipset add` change) also counts, as the same lookup in the later rule implies it.
+    pub fn covering_with(&self, is_static: impl Fn(&str) -> bool) -> Option<Vec<&'a Match>> {
         if !self.ends_chain
             || !self.statements_modelled
             || self.looks_up
@@ -158,6 +166,7 @@ impl<'a> Shape<'a> {
             .iter()
             .map(|e| match e {
                 Expr::Match(m) if decidable(m) => Some(m),
+                Expr::Match(m) if static_lookup(m, &is_static) => Some(m),
                 _ => None,
             })
             .collect()
@@ -176,9 +185,12 @@ impl<'a> Shape<'a> {
     }
 }
 
-/// What [`covers`] can decide a condition of: its key kind is modelled and its operator is one
-/// the kind supports.
+/// What [`covers`] can decide a condition of: its key kind is modelled, its operator is one the
+/// kind supports, and it compares with literals (not a named set).
 fn decidable(m: &Match) -> bool {
+    if let Rhs::SetRef(_) = m.rhs {
+        return false;
+    }
     match &m.key {
         Key::Addr { .. } | Key::Port { .. } | Key::L4Proto { .. } => {
             matches!(m.op, Op::Eq | Op::Ne)
@@ -187,6 +199,27 @@ fn decidable(m: &Match) -> bool {
         Key::Icmp { .. } => m.op == Op::Eq,
         _ => false,
     }
+}
+
+/// A lookup in a static named set, of a key read from the packet as given (no mark, no draw).
+fn static_lookup(m: &Match, is_static: impl Fn(&str) -> bool) -> bool {
+    fn stable(key: &Key) -> bool {
+        match key {
+            Key::Meta(nfscope_ruleset::typed::MetaKey::Mark)
+            | Key::Ct {
+                key: nfscope_ruleset::typed::CtKey::Mark,
+                ..
+            }
+            | Key::Numgen { .. }
+            | Key::Hash(_) => false,
+            Key::Masked { key, .. } => stable(key),
+            Key::Concat(keys) => keys.iter().all(stable),
+            _ => true,
+        }
+    }
+    matches!(&m.rhs, Rhs::SetRef(name) if is_static(name))
+        && matches!(m.op, Op::Eq | Op::Ne)
+        && stable(&m.key)
 }
 
 /// Does every packet that matches all of `later` also match all of `earlier`? `Yes` only when
@@ -198,8 +231,16 @@ pub fn covers(earlier: &[&Match], later: &[&Match], family: NftFamily) -> Tri {
         .fold(Tri::Yes, |acc, e| acc.and(implied(e, later, family)))
 }
 
-/// Is condition `e` implied by the conditions `later`?
+/// Is condition `e` implied by the conditions `later`? (A set lookup reaches here only from
+/// [`Shape::covering_with`], which admits static sets alone: the same lookup implies it.)
 fn implied(e: &Match, later: &[&Match], family: NftFamily) -> Tri {
+    if let Rhs::SetRef(_) = e.rhs {
+        return if later.contains(&e) {
+            Tri::Yes
+        } else {
+            Tri::Unknown
+        };
+    }
     match &e.key {
         Key::Addr { v6, dir } => addr_implied(e, *v6, *dir, later),
         Key::Iface {

@@ -14,7 +14,8 @@
 //! rule covers another only when its statements are modelled and end the chain (`accept`,
 //! `drop`, `reject`, `return`, `goto`, `queue`, NAT without a map lookup), and each of its
 //! conditions — addresses, ports, protocols, interface names, ICMP types — is implied by the
-//! other rule's (a `numgen`/hash draw, a mark test, a set, a map lookup or anything unmodelled
+//! other rule's (a lookup in a set without `dynamic`/`timeout` by the same lookup; a
+//! `numgen`/hash draw, a mark test, a dynamic set, a map lookup or anything unmodelled
 //! never covers). Duplicates use the iptables checks' canonical key ([`crate::canon`]). For the doctor it also tells which hooks two or more rule systems
 //! program (iptables tables of either backend, native tables: [`shared_hooks`],
 //! [`judge_native_backends`]).
@@ -480,7 +481,7 @@ fn duplicates_and_shadows(ctx: &mut TableCtx<'_>, c: usize) {
                 ));
             }
         }
-        if let Some(conds) = shape.covering()
+        if let Some(conds) = shape.covering_with(|s| ctx.index.static_sets.contains(s))
             && !conds.is_empty()
         {
             coverers.add(r, conds);
@@ -926,6 +927,23 @@ mod tests {
                 .iter()
                 .any(|(id, ..)| *id == FindingId::UnreachableAfterCatchAll),
             "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_static_set_lookup_covers_the_same_lookup_a_dynamic_one_does_not() {
+        let text = "table ip c {\n\tset s { type ipv4_addr; FLAGSelements = { 10.0.0.1 } }\n\tchain in {\n\t\ttype filter hook input priority 0;\n\t\tip saddr @s drop\n\t\tip saddr @s tcp dport 22 accept\n\t\tip daddr @s tcp dport 22 accept\n\t}\n}\n";
+        let shadowed = |found: Vec<(FindingId, Severity, Option<String>, Option<usize>)>| {
+            found
+                .into_iter()
+                .filter(|(id, ..)| *id == FindingId::ShadowedRule)
+                .map(|(.., r)| r)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(shadowed(lint_text(&text.replace("FLAGS", ""))), [Some(2)]);
+        assert_eq!(
+            shadowed(lint_text(&text.replace("FLAGS", "flags dynamic; "))),
+            []
         );
     }
 
