@@ -4,19 +4,31 @@
 //! Owns the order-insensitive form used by duplicate detection, built from the typed rule model:
 //! the conditions as canonical nft text, sorted (so `-m comment -m tcp` and `-m tcp -m comment`,
 //! or `-p tcp --dport 80` and `-p tcp -m multiport --dports 80`, are one key), then the statements
-//! in order, counters left out (their values differ between copies). It does not judge whether
+//! in order, counters with their values left out (values differ between copies). It does not judge whether
 //! two rules are equivalent in effect (see [`crate::cover`]).
 
-use nfscope_ruleset::typed::TypedRule;
+use nfscope_ruleset::typed::{Expr, TypedRule};
 
 use crate::cover::{Shape, condition_text};
 
-/// The key of the whole rule, comments included.
+/// The key of the whole rule, comments included; counters count as statements, their values do
+/// not (`counter drop` is not `drop`, two copies of `counter packets 3 … drop` are one rule).
 pub fn rule_key(rule: &TypedRule) -> String {
     let shape = Shape::of(rule);
     let mut key = match_key(&shape);
-    key.push_str(" => ");
-    key.push_str(&statement_key(&shape));
+    key.push_str(" =>");
+    for e in &rule.exprs {
+        let text = match e {
+            Expr::Counter { name, .. } => condition_text(&Expr::Counter {
+                counters: None,
+                name: name.clone(),
+            }),
+            e if shape.statements.iter().any(|s| std::ptr::eq(*s, e)) => condition_text(e),
+            _ => continue,
+        };
+        key.push(' ');
+        key.push_str(&text);
+    }
     if let Some(c) = &rule.comment {
         key.push_str(" comment ");
         key.push_str(&format!("{c:?}"));

@@ -54,8 +54,9 @@ impl Tri {
 /// A rule split into its conditions (what it matches) and its statements (what it does).
 ///
 /// Conditions are the matches, the stateful tests (`limit`, `quota`) and the unmodelled
-/// expressions before the rule's counter; statements are the rest. Lowered iptables rules carry
-/// their counter between the matches and the target, so an unmodelled target stays a statement.
+/// expressions before the rule's inline counter; statements are the rest. Lowered iptables rules
+/// carry that counter between the matches and the target, so an unmodelled target stays a
+/// statement.
 #[derive(Debug, Clone)]
 pub struct Shape<'a> {
     /// Conditions, in rule order.
@@ -64,7 +65,7 @@ pub struct Shape<'a> {
     /// payload or meta mangling): the later ones test the rewritten packet, not the one the rule
     /// was given.
     pub before_rewrite: usize,
-    /// Statements, in rule order (counters left out).
+    /// Statements, in rule order (the rule's own inline counters left out).
     pub statements: Vec<&'a Expr>,
     /// The rule ends its chain for every packet it matches (a verdict other than jump/continue, or
     /// a NAT statement).
@@ -89,7 +90,10 @@ impl<'a> Shape<'a> {
                 before_rewrite = Some(conditions.len());
             }
             match e {
-                Expr::Counter { .. } => seen_counter = true,
+                // The rule's own counter (a lowered iptables rule has one right before its
+                // target); a named counter (`counter name "c"`, iptables' `-m nfacct`) is a
+                // statement like any other.
+                Expr::Counter { name: None, .. } => seen_counter = true,
                 Expr::Match(_) | Expr::Stateful { .. } => conditions.push(e),
                 Expr::Unmodelled { .. } if !seen_counter => conditions.push(e),
                 _ => statements.push(e),

@@ -948,6 +948,20 @@ mod tests {
     }
 
     #[test]
+    fn counters_are_part_of_the_duplicate_key_but_not_their_values() {
+        let found = lint_text(
+            "table ip c {\n\tcounter a { }\n\tcounter b { }\n\tchain in {\n\t\ttype filter hook input priority 0;\n\t\ttcp dport 22 counter name \"a\" accept\n\t\ttcp dport 22 counter name \"b\" accept\n\t\ttcp dport 23 accept\n\t\ttcp dport 23 counter packets 1 bytes 2 accept\n\t\ttcp dport 24 counter packets 1 bytes 2 accept\n\t\ttcp dport 24 counter packets 7 bytes 9 accept\n\t}\n}\n",
+        );
+        let of = |id: FindingId| -> Vec<Option<usize>> {
+            found.iter().filter(|f| f.0 == id).map(|f| f.3).collect()
+        };
+        // Another named counter or an added counter is another rule (shadowed, not a copy); only
+        // counter values differ between the copies of #5.
+        assert_eq!(of(FindingId::DuplicateRule), [Some(6)], "{found:?}");
+        assert_eq!(of(FindingId::ShadowedRule), [Some(2), Some(4)], "{found:?}");
+    }
+
+    #[test]
     fn a_clean_table_has_no_findings() {
         let found = lint_text(
             "table ip f {\n\tset s { type ipv4_addr; }\n\tchain in {\n\t\ttype filter hook input priority 0;\n\t\tip saddr @s drop\n\t\ttcp dport 22 jump ssh\n\t}\n\tchain ssh {\n\t\tct state new accept\n\t}\n}\n",
