@@ -23,6 +23,7 @@ mod output;
 mod rules_cmd;
 mod serve;
 mod trace_cmd;
+mod ui;
 
 use std::process::ExitCode;
 

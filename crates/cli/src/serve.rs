@@ -1,6 +1,7 @@
 //! `nfscope serve`: the HTTP server (axum) in front of the scrape pipeline (`nfscope-server`).
 //!
-//! Owns the routes (`/`, `/metrics`, `/healthz`, `/api/rules`, `/api/trace`, and with `--flows`
+//! Owns the routes (`/`: plain text, or HTML for a browser; the console's `/ui/…` from
+//! [`crate::ui`]; `/metrics`, `/healthz`, `/api/rules`, `/api/trace`, and with `--flows`
 //! the flow monitor's `/api/flows`, `/api/health`, `/api/graph/fields`, `/api/graph/data`), the
 //! overall deadline and what a request gets when it passes, and the wiring: which sources of
 //! metric families (flow monitor, Kubernetes directory) the server is handed. It does not own the
@@ -288,7 +289,13 @@ fn router(app: Arc<App>, limits: &HttpLimits, stats: &Arc<HttpStats>, flows: boo
         FamilyLimit::new(family, limits, Arc::clone(stats)).apply(routes)
     };
     Router::new()
-        .route("/", get(move || async move { index }))
+        .route(
+            "/",
+            get(move |headers: axum::http::HeaderMap| async move {
+                crate::ui::html_index(&headers, &index).unwrap_or_else(|| index.into_response())
+            }),
+        )
+        .merge(crate::ui::routes())
         .route("/healthz", get(healthz))
         .merge(limited(
             EndpointFamily::Metrics,
@@ -309,7 +316,8 @@ const INDEX: &str = "nfscope exporter\n\n\
 /metrics           Prometheus text exposition of rule, chain, ipset and conntrack counters\n\
 /healthz           liveness: answers \"ok\" without waiting for a collection\n\
 /api/rules         every ruleset as JSON (iptables and native nftables; annotated rules with counters; one shared read, reused --api-reuse-seconds)\n\
-/api/trace         which rule decides a packet's fate, e.g. /api/trace?src=10.0.0.1&dst=10.96.0.10&proto=tcp&dport=80\n";
+/api/trace         which rule decides a packet's fate, e.g. /api/trace?src=10.0.0.1&dst=10.96.0.10&proto=tcp&dport=80\n\
+/ui/               web console for a browser: rules, traces, the workload graph and failures\n";
 
 /// The index's lines for the flow monitor's routes (`serve --flows`).
 const FLOW_INDEX: &str = "/api/flows         live and recent TCP connections as JSON (filters: ip, namespace, name)\n\
