@@ -743,7 +743,11 @@ fn the_console_shows_rules_traces_the_graph_and_failures_of_the_demo_lab() {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|e| e["arc__failed"].as_f64().is_some_and(|f| f > 0.0))
+        .filter(|e| {
+            [&e["detail__failures"], &e["arc__failed"]]
+                .iter()
+                .any(|f| f.as_f64().is_some_and(|f| f > 0.0))
+        })
         .filter_map(|e| e["id"].as_str())
         .collect();
     for id in &red {

@@ -1,6 +1,7 @@
 // nfscope console, graph view: /ui/graph. The workload graph of /api/graph/data (the Node Graph
 // API of `serve --flows`) drawn as SVG: sources on the left, what they connect to on the right,
-// edges labelled with their counts; an edge with failures (arc__failed > 0) is red. A table below
+// edges labelled with their counts; an edge with failures (detail__failures or arc__failed > 0)
+// is red. A table below
 // lists the same edges for keyboards, screen readers and phones. Redrawn every 10 s.
 "use strict";
 
@@ -24,8 +25,11 @@
     return node;
   }
 
+  // Failed attempts on an edge: `detail__failures` (the failure tracker's count), else
+  // `arc__failed`; 0 when the server does not track failures.
   function failedOf(edge) {
-    const n = Number(edge.arc__failed || edge.detail__failed || 0);
+    const raw = edge.detail__failures !== undefined ? edge.detail__failures : edge.arc__failed;
+    const n = Number(raw || 0);
     return Number.isFinite(n) ? n : 0;
   }
 
@@ -98,6 +102,7 @@
     );
     const edgeLayer = svg("g", { class: "edges" });
     const labelLayer = svg("g", { class: "labels" });
+    const placed = [];
     for (const e of edges) {
       const a = L.pos.get(e.source);
       const b = L.pos.get(e.target);
@@ -135,14 +140,24 @@
         "data-edge": e.id,
         "data-failed": failed,
       });
-      path.appendChild(svg("title", {}, e.source + " → " + e.target + ": " + (e.mainStat || "") + ", " + (e.secondaryStat || "") + (failed > 0 ? ", " + failed + " failed" : "")));
+      path.appendChild(svg("title", {}, e.source + " → " + e.target + ": " + (e.mainStat || "") + ", " + (e.secondaryStat || "") + (failed > 0 ? ", " + failed + " failed" : "") + (e.detail__failure ? ": " + e.detail__failure : "")));
       edgeLayer.appendChild(path);
-      // The label sits on the curve: its point at t = 0.5 (0.4 between columns, nearer the
-      // source, where edges converging on one target are still apart).
-      const t = a.col === b.col ? 0.5 : 0.4;
-      const lx = (1 - t) * (1 - t) * sx + 2 * (1 - t) * t * mx + t * t * tx;
-      const ly = (1 - t) * (1 - t) * sy + 2 * (1 - t) * t * my + t * t * ty;
-      labelLayer.appendChild(svg("text", { class: "edge-label" + (failed > 0 ? " failed" : ""), x: lx, y: ly + 4, "text-anchor": "middle" }, (e.mainStat || "") + (failed > 0 ? " · " + failed + " failed" : "")));
+      // The label sits on the curve, at the first point (middle first) where it overlaps no
+      // label placed before it.
+      const text = (e.mainStat || "") + (failed > 0 ? " · " + failed + " failed" : "");
+      const w = text.length * 8 + 8;
+      let lx = 0;
+      let ly = 0;
+      for (const t of [0.5, 0.38, 0.62, 0.28, 0.72, 0.2, 0.8]) {
+        lx = (1 - t) * (1 - t) * sx + 2 * (1 - t) * t * mx + t * t * tx;
+        ly = (1 - t) * (1 - t) * sy + 2 * (1 - t) * t * my + t * t * ty;
+        const box = { x: lx - w / 2, y: ly - 9, w: w, h: 18 };
+        if (!placed.some((p) => box.x < p.x + p.w && p.x < box.x + box.w && box.y < p.y + p.h && p.y < box.y + box.h)) {
+          break;
+        }
+      }
+      placed.push({ x: lx - w / 2, y: ly - 9, w: w, h: 18 });
+      labelLayer.appendChild(svg("text", { class: "edge-label" + (failed > 0 ? " failed" : ""), x: lx, y: ly + 4, "text-anchor": "middle" }, text));
     }
     const nodeLayer = svg("g", { class: "nodes" });
     for (const n of nodes) {
@@ -169,7 +184,7 @@
           "table",
           { class: "edges-table" },
           el("caption", null, "Connections between workloads"),
-          el("thead", null, el("tr", null, ["from", "to", "connections", "bytes", "resets", "failed"].map((h) => el("th", { scope: "col" }, h)))),
+          el("thead", null, el("tr", null, ["from", "to", "connections", "bytes", "resets", "failed", "latest failure"].map((h) => el("th", { scope: "col" }, h)))),
           el(
             "tbody",
             null,
@@ -182,7 +197,8 @@
                 el("td", { class: "num" }, e.mainStat || ""),
                 el("td", { class: "num" }, e.secondaryStat || ""),
                 el("td", { class: "num" }, e.detail__resets === undefined ? "–" : String(e.detail__resets)),
-                el("td", { class: "num" }, e.arc__failed === undefined ? "–" : String(failedOf(e)))
+                el("td", { class: "num" }, e.detail__failures === undefined && e.arc__failed === undefined ? "–" : String(failedOf(e))),
+                el("td", null, e.detail__failure || "")
               )
             )
           )
