@@ -576,6 +576,19 @@ fn the_console_shows_rules_traces_the_graph_and_failures_of_the_demo_lab() {
     browser.assert_no_errors();
     browser.screenshot("rules");
 
+    // "Refresh counters" reads the rules again and gives every shown rule a rate.
+    assert!(
+        browser.texts("td.rate").iter().all(|r| r == "–"),
+        "no rate before a second read"
+    );
+    browser.click("#refresh");
+    assert_eq!(browser.settled(), "ready");
+    let rates = browser.texts("td.rate");
+    assert!(
+        !rates.is_empty() && rates.iter().all(|r| r.ends_with("/s")),
+        "{rates:?}"
+    );
+
     // A Service, typed into the search box (keyboard: Enter submits), with the URL following.
     browser.type_into("#q", "service:web\u{E007}");
     let deadline = Instant::now() + Duration::from_secs(10);
