@@ -230,30 +230,53 @@ struct Browser<'a> {
 }
 
 impl<'a> Browser<'a> {
+    /// A session in a fresh profile. A browser that does not come up in time on a loaded
+    /// machine ("DevToolsActivePort file doesn't exist") is started again, up to 3 times; the
+    /// failure names chromium's own last words.
     fn open(driver: &'a Driver) -> Self {
-        let profile = TempDir::new("chromium-profile");
-        let capabilities = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "pageLoadStrategy": "normal",
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    "--disable-dev-shm-usage", "--window-size=1280,800",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            },
-        }}});
-        let session = webdriver(driver.port, "POST", "/session", Some(&capabilities))
-            .unwrap_or_else(|e| panic!("new session: {e}"));
-        let id = session["sessionId"].as_str().expect("sessionId").to_owned();
-        Self {
-            driver,
-            id,
-            _profile: profile,
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let profile = TempDir::new("chromium-profile");
+            let log = profile.path().join("chrome_debug.log");
+            let capabilities = json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "pageLoadStrategy": "normal",
+                "goog:chromeOptions": {
+                    "binary": CHROMIUM,
+                    "args": [
+                        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                        "--no-first-run", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync",
+                        "--disable-dev-shm-usage", "--disable-extensions",
+                        "--no-default-browser-check", "--password-store=basic",
+                        "--window-size=1280,800", "--enable-logging", "--v=0",
+                        format!("--user-data-dir={}", profile.path().display()),
+                    ],
+                },
+            }}});
+            match webdriver(driver.port, "POST", "/session", Some(&capabilities)) {
+                Ok(session) => {
+                    let id = session["sessionId"].as_str().expect("sessionId").to_owned();
+                    return Self {
+                        driver,
+                        id,
+                        _profile: profile,
+                    };
+                }
+                Err(error) => {
+                    let said = std::fs::read_to_string(&log).unwrap_or_default();
+                    let tail: Vec<&str> = said.lines().rev().take(15).collect();
+                    failures.push(format!(
+                        "{error}\nchromium log (last lines, newest first):\n{}",
+                        tail.join("\n")
+                    ));
+                }
+            }
         }
+        panic!(
+            "no browser session after 3 tries:\n{}",
+            failures.join("\n---\n")
+        );
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
