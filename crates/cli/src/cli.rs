@@ -48,6 +48,8 @@ Endpoints:
   /api/rules         every ruleset as JSON (iptables and native nftables; concurrent requests
                      share one read, reused for --api-reuse-seconds)
   /api/trace         which rule decides a packet's fate (?src=&dst=&proto=&dport=…)
+  /api/lint          the lint findings of the live rules as JSON (as `nfscope lint --format json`)
+  /ui/               web console for a browser: rules (with findings), traces, graph, failures
   with --flows also:
   /api/flows         live and recent TCP connections as JSON
   /api/health        the flow monitor's sources

@@ -126,7 +126,11 @@ pub async fn serve_on(
     }
     let limits = config.http.clone();
     let mut api_reads = ApiReadFamilies::default();
-    let read_stats = (api_reads.add("rules"), api_reads.add("trace"));
+    let read_stats = (
+        api_reads.add("rules"),
+        api_reads.add("trace"),
+        api_reads.add("lint"),
+    );
     families.push(Arc::new(api_reads));
     let stats = Arc::new(HttpStats::default());
     // Last in the body, as before the families were handed in.
@@ -203,13 +207,15 @@ struct App {
     rules_body: SharedRead<Bytes>,
     /// `/api/trace`'s model of the live rules, shared and reused the same way.
     trace_model: SharedRead<TraceModel>,
+    /// `/api/lint`'s body: the findings of one read of the full rules, shared the same way.
+    lint_body: SharedRead<Bytes>,
 }
 
 impl App {
     fn new(
         config: ServeConfig,
         families: Vec<SharedFamilies>,
-        (rules_stats, trace_stats): (Arc<ReadStats>, Arc<ReadStats>),
+        (rules_stats, trace_stats, lint_stats): (Arc<ReadStats>, Arc<ReadStats>, Arc<ReadStats>),
     ) -> Self {
         let counters = Arc::new(Counters::default());
         let collect = config.collect.clone();
@@ -217,6 +223,12 @@ impl App {
         // longer limit, since no request waits for them past API_DEADLINE.
         let mut trace_collect = collect.clone();
         trace_collect.timeout = collect.text_timeout.max(collect.timeout);
+        let lint_collect = collect.clone();
+        let lint_body = SharedRead::new(
+            move || lint_body(&lint_collect),
+            config.api_reuse,
+            lint_stats,
+        );
         let rules_body =
             SharedRead::new(move || rules_body(&collect), config.api_reuse, rules_stats);
         let trace_model = SharedRead::new(
@@ -232,6 +244,7 @@ impl App {
             timeouts: AtomicU64::new(0),
             rules_body,
             trace_model,
+            lint_body,
         }
     }
 
@@ -303,7 +316,9 @@ fn router(app: Arc<App>, limits: &HttpLimits, stats: &Arc<HttpStats>, flows: boo
         ))
         .merge(limited(
             EndpointFamily::Rules,
-            Router::new().route("/api/rules", get(api_rules)),
+            Router::new()
+                .route("/api/rules", get(api_rules))
+                .route("/api/lint", get(api_lint)),
         ))
         .merge(limited(
             EndpointFamily::Trace,
@@ -317,6 +332,7 @@ const INDEX: &str = "nfscope exporter\n\n\
 /healthz           liveness: answers \"ok\" without waiting for a collection\n\
 /api/rules         every ruleset as JSON (iptables and native nftables; annotated rules with counters; one shared read, reused --api-reuse-seconds)\n\
 /api/trace         which rule decides a packet's fate, e.g. /api/trace?src=10.0.0.1&dst=10.96.0.10&proto=tcp&dport=80\n\
+/api/lint          the lint findings of the live rules as JSON (as `nfscope lint --format json`; shares the rules' limit)\n\
 /ui/               web console for a browser: rules, traces, the workload graph and failures\n";
 
 /// The index's lines for the flow monitor's routes (`serve --flows`).
@@ -436,6 +452,29 @@ fn rules_body(collect: &CollectOptions) -> Result<Bytes, String> {
     Ok(Bytes::from(body))
 }
 
+/// `/api/lint`'s body: `nfscope lint --format json` of one read of the live rules (findings
+/// cite table, chain and rule position; live rules have no lines).
+fn lint_body(collect: &CollectOptions) -> Result<Bytes, String> {
+    let snapshot = nfscope_kernel::collect(collect);
+    let findings = crate::lint_cmd::lint_snapshot(&snapshot);
+    let body = crate::lint_cmd::render(&findings, &snapshot, crate::cli::Format::Json);
+    drop(snapshot);
+    nfscope_kernel::release_free_memory();
+    Ok(Bytes::from(body))
+}
+
+/// The live rules' lint findings as JSON, from a read shared and reused like `/api/rules`'.
+async fn api_lint(State(app): State<Arc<App>>) -> Response {
+    match shared(&app.lint_body, "linting the rules").await {
+        Ok(body) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            axum::body::Body::from(Bytes::clone(&body)),
+        )
+            .into_response(),
+        Err(response) => response,
+    }
+}
+
 /// The shared result of one of the API's reads, or a ready-made error response.
 async fn shared<T: Send + Sync + 'static>(
     read: &SharedRead<T>,
@@ -525,7 +564,13 @@ mod tests {
 
     #[test]
     fn the_index_lists_every_route_the_server_answers() {
-        let routes = ["/metrics", "/healthz", "/api/rules", "/api/trace"];
+        let routes = [
+            "/metrics",
+            "/healthz",
+            "/api/rules",
+            "/api/trace",
+            "/api/lint",
+        ];
         let flow_routes = [
             "/api/flows",
             "/api/health",
@@ -564,6 +609,7 @@ mod tests {
             "/healthz",
             "/api/rules",
             "/api/trace",
+            "/api/lint",
             "/api/flows",
             "/api/health",
             "/api/graph/fields",

@@ -599,6 +599,44 @@ fn the_console_shows_rules_traces_the_graph_and_failures_of_the_demo_lab() {
     browser.assert_no_errors();
     browser.screenshot("rules");
 
+    // Lint findings inline: a finding of /api/lint shows on its chain's page, at its rule.
+    let lint = demo.json("/api/lint");
+    let findings = lint["findings"].as_array().expect("findings");
+    let finding = findings
+        .iter()
+        .find(|f| f["rule_index"].is_u64() && f["nftables"].is_null())
+        .unwrap_or_else(|| panic!("the demo lab has a rule finding: {findings:?}"));
+    let rs = format!(
+        "{}-{}",
+        finding["family"].as_str().unwrap(),
+        finding["backend"].as_str().unwrap()
+    );
+    browser.goto(&demo.url(&format!(
+        "/ui/rules?{}",
+        query(&[
+            ("rs", &rs),
+            ("table", finding["table"].as_str().unwrap()),
+            ("chain", finding["chain"].as_str().unwrap()),
+        ])
+    )));
+    assert_eq!(browser.settled(), "ready", "{}", browser.text("main"));
+    let row = format!(
+        "#r-{}-{} li.finding",
+        finding["chain"].as_str().unwrap(),
+        finding["rule_index"]
+    );
+    let shown = browser.texts(&row);
+    let id = finding["id"].as_str().unwrap();
+    assert!(
+        shown
+            .iter()
+            .any(|t| t.contains(id) && t.contains(finding["message"].as_str().unwrap())),
+        "{id} at {row}: {shown:?}"
+    );
+    browser.assert_no_errors();
+    browser.goto(&demo.url("/ui/rules?q=policy:db-allow-web"));
+    assert_eq!(browser.settled(), "ready");
+
     // "Refresh counters" reads the rules again and gives every shown rule a rate.
     assert!(
         browser.texts("td.rate").iter().all(|r| r == "–"),

@@ -12,6 +12,44 @@
   let previous = null; // {at, packets: Map(rule key → packets)} of the read before, for rates
   let rates = new Map();
   let readAt = 0;
+  let findings = new Map(); // chain key (+ "\u0000#" + rule index) → lint findings from /api/lint
+  let lintNote = null; // why findings are not shown, when /api/lint did not answer
+
+  // The ruleset key a finding belongs to: native nftables findings carry their nft family.
+  function findingRs(f) {
+    if (!f.nftables) return f.family + "-" + f.backend;
+    const fam = f.nftables === "ip" ? "ipv4" : f.nftables === "ip6" ? "ipv6" : f.nftables;
+    return fam + "-nftables";
+  }
+  function findingKey(rk, table, chain, ruleIndex) {
+    const key = chainKey(rk, table, chain);
+    return ruleIndex === null || ruleIndex === undefined ? key : key + "\u0000#" + ruleIndex;
+  }
+  function indexFindings(list) {
+    const map = new Map();
+    for (const f of list || []) {
+      if (!f.chain || !f.table) continue;
+      const key = findingKey(findingRs(f), f.table, f.chain, f.rule_index);
+      if (!map.has(key)) map.set(key, []);
+      map.get(key).push(f);
+    }
+    return map;
+  }
+  function findingCount() {
+    if (lintNote) return lintNote;
+    let n = 0;
+    for (const list of findings.values()) n += list.length;
+    return n + " lint finding" + (n === 1 ? "" : "s");
+  }
+  function findingList(key) {
+    const list = findings.get(key);
+    if (!list) return null;
+    return el(
+      "ul",
+      { class: "findings" },
+      list.map((f) => el("li", { class: "finding sev-" + f.severity }, badge(f.severity, "sev sev-" + f.severity), " ", el("code", null, f.id), " ", f.message))
+    );
+  }
 
   function rsKey(rs) {
     return rs.family + "-" + rs.backend;
@@ -221,7 +259,7 @@
       el("td", { class: "num" }, NF.bytes(rule.bytes)),
       el("td", { class: "num rate" }, rateText(key)),
       el("td", { class: "ruletext" }, el("code", null, rule.rule), targets.length ? el("div", { class: "targets" }, targets) : null),
-      el("td", { class: "ann" }, meaningLine(rule))
+      el("td", { class: "ann" }, meaningLine(rule), findingList(findingKey(entry.rk, entry.table.name, entry.chain.name, rule.index)))
     );
   }
 
@@ -243,6 +281,8 @@
       { class: "chain", "data-chain": c.name },
       el("div", { class: "chain-head" }, title, el("span", { class: "where" }, e.rk + " · " + e.table.name), facts, meaningLine(c))
     );
+    const chainFindings = findingList(findingKey(e.rk, e.table.name, c.name, null));
+    if (chainFindings) section.appendChild(chainFindings);
     if (rules.length === 0) {
       section.appendChild(el("p", { class: "muted" }, "no rules"));
     } else {
@@ -253,7 +293,7 @@
           el(
             "table",
             { class: "rules" },
-            el("thead", null, el("tr", null, ["#", "packets", "bytes", "rate", "rule", "meaning"].map((h) => el("th", { scope: "col" }, h)))),
+            el("thead", null, el("tr", null, ["#", "packets", "bytes", "rate", "rule", "meaning · findings"].map((h) => el("th", { scope: "col" }, h)))),
             body
           )
         )
@@ -353,7 +393,7 @@
       ? total + " chains with " + NF.number(ruleCount) + " rules match “" + q + "”"
       : total + " chains, " + NF.number(ruleCount) + " rules in " + (doc.rulesets || []).length + " rulesets";
     if (total > MAX_CHAINS) message += " — showing the first " + MAX_CHAINS + "; refine the search";
-    message += " · read " + new Date(readAt).toLocaleTimeString();
+    message += " · " + findingCount() + " · read " + new Date(readAt).toLocaleTimeString();
     if (total === 0) {
       NF.state("empty", q ? "Nothing matches “" + q + "”." : "This node has no rules.");
     } else {
@@ -377,7 +417,14 @@
 
   async function load() {
     NF.state("loading", "Reading the rules…");
-    const answer = await NF.getJSON("/api/rules");
+    const [answer, lint] = await Promise.all([NF.getJSON("/api/rules"), NF.getJSON("/api/lint")]);
+    if (lint.json && Array.isArray(lint.json.findings)) {
+      findings = indexFindings(lint.json.findings);
+      lintNote = null;
+    } else {
+      findings = new Map();
+      lintNote = "Lint findings are not shown: /api/lint answered " + lint.status;
+    }
     if (!answer.json) {
       NF.state("error", "/api/rules answered " + answer.status + ": " + answer.text);
       return;
