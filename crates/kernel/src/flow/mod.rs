@@ -16,6 +16,15 @@ use std::time::Duration;
 pub use capture::{CaptureStats, PacketCapture};
 pub use conntrack_events::{ConntrackEvents, DATAGRAMS_PER_CALL, parse_messages};
 
+/// A NEW-only conntrack event subscription ([`ConntrackEvents::open_new_only`]) opened inside
+/// `netns` (`None` = here); the socket stays bound to that namespace.
+pub fn open_new_connections(
+    netns: Option<&str>,
+    receive_timeout: Duration,
+) -> io::Result<ConntrackEvents> {
+    run_in_netns(netns, || ConntrackEvents::open_new_only(receive_timeout))?
+}
+
 use crate::run_in_netns;
 
 /// Both sources, opened in one network namespace; each may have failed on its own.
