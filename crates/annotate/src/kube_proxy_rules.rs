@@ -580,27 +580,35 @@ pub fn write_kube_proxy_nft(
     let mut no_endpoint_services = Vec::new();
     let mut no_endpoint_nodeports = Vec::new();
     let mut chains = String::new();
+    // A node port belongs to one service port (the API server allocates it once); a list that
+    // repeats one (the benchmarks' wrap around the port range) keeps the first, as map keys must
+    // be unique.
+    let mut taken = std::collections::HashSet::new();
     for svc in services {
         let proto = svc.protocol.as_str();
+        let svc = &ServicePort {
+            node_port: svc
+                .node_port
+                .filter(|np| taken.insert((svc.protocol.clone(), *np))),
+            ..svc.clone()
+        };
         let base = nft_service_name(&svc.name, proto);
         let service = nft_chain("service-", &base);
         let external = nft_chain("external-", &base);
-        let has_external = svc.node_port.is_some();
+        let has_external = svc.node_port.is_some() || svc.loadbalancer_ip.is_some();
         if svc.endpoints.is_empty() {
             let comment = &svc.name;
             no_endpoint_services.push(format!(
                 "{} . {proto} . {} comment \"{comment}\" : goto reject-chain",
                 svc.cluster_ip, svc.port
             ));
-            if let (Some(np), Some(lb)) = (svc.node_port, svc.loadbalancer_ip) {
+            if let Some(lb) = svc.loadbalancer_ip {
                 no_endpoint_services.push(format!(
                     "{lb} . {proto} . {} comment \"{comment}\" : goto reject-chain",
                     svc.port
                 ));
-                no_endpoint_nodeports.push(format!(
-                    "{proto} . {np} comment \"{comment}\" : goto reject-chain"
-                ));
-            } else if let Some(np) = svc.node_port {
+            }
+            if let Some(np) = svc.node_port {
                 no_endpoint_nodeports.push(format!(
                     "{proto} . {np} comment \"{comment}\" : goto reject-chain"
                 ));
@@ -883,5 +891,24 @@ mod nft_tests {
                     .all(|e| e.service.name == "empty" && !e.local_only)
             );
         }
+    }
+
+    #[test]
+    fn a_repeated_node_port_keeps_its_first_service_as_map_keys_are_unique() {
+        let node = Node {
+            family: Family::Ipv4,
+            pod_cidr: "10.240.0.0/12".into(),
+        };
+        let mut list = services(true);
+        list[2].node_port = Some(30080); // web's
+        list[2].endpoints = list[1].endpoints.clone();
+        let text = write_kube_proxy_nft(&node, "10.96.0.0/16", &[], &list);
+        let ruleset = parse_nft_text(&text, &NftLimits::default()).expect("parses");
+        let ports = ruleset.tables[0].set("service-nodeports").unwrap();
+        assert_eq!(ports.elements.len(), 1, "{text}");
+        assert!(matches!(
+            &ports.elements[0].data,
+            Some(MapData::Verdict(Verdict::Goto(t))) if t.ends_with("-ns1/web/tcp/http")
+        ));
     }
 }
