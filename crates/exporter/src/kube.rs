@@ -30,7 +30,8 @@ maps (no-endpoint-services, no-endpoint-nodeports): new connections to it are re
 dropped). kube-proxy's nftables rules carry no counters and rejected connections never reach conntrack, so \
 the rejected packets themselves cannot be counted in nftables mode.";
 
-/// What [`write_kube_series`] adds from outside the rule counters (see [`crate::kube_conntrack`]).
+/// What the Kubernetes families get from outside the rule counters (see [`crate::kube_conntrack`]
+/// and [`crate::encode_counters_streaming_with`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KubeConntrack {
     /// Endpoint series counted from conntrack NEW events.

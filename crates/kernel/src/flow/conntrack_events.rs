@@ -14,6 +14,10 @@
 //! final TCP state themselves. What passes is read up to [`DATAGRAMS_PER_CALL`] datagrams per
 //! `recvmmsg` call.
 //!
+//! A second kind of subscription, [`ConntrackEvents::open_new_only`], joins the NEW group only
+//! (with [`new_only_filter`]): one event per new connection, what `serve` counts Service
+//! connections from when the flow monitor is off.
+//!
 //! The socket, the batching and the framing are the crate's one netlink stack
 //! (`crate::netlink::socket`); this module owns the filter program and the decoder.
 
@@ -260,7 +264,7 @@ impl ConntrackEvents {
     }
 
     /// Opens a subscription to NEW events only (the `NFNLGRP_CONNTRACK_NEW` group, with
-    /// [`new_only_filter`]): one event per new connection, for counting connections without the
+    /// `new_only_filter`): one event per new connection, for counting connections without the
     /// flow monitor's updates and destroys. A 4 MiB receive buffer where allowed.
     pub fn open_new_only(timeout: Duration) -> io::Result<Self> {
         let socket = Subscription::open(

@@ -1,4 +1,5 @@
-//! The flow monitor's kernel sources: conntrack events over netlink ([`ConntrackEvents`]) and
+//! The flow monitor's kernel sources (and the NEW-only conntrack subscription `serve` counts
+//! Service connections from, [`open_new_connections`]): conntrack events over netlink ([`ConntrackEvents`]) and
 //! TCP control packets from one `AF_PACKET` ring ([`PacketCapture`]); plus the facts the monitor
 //! reports about the node: whether conntrack accounting is on and the local addresses.
 //!
