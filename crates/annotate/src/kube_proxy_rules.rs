@@ -19,6 +19,10 @@
 //! and Calico around kube-proxy's hooks); the rules of a chain keep the order they were appended
 //! in, which is what rule numbers count.
 //!
+//! [`write_kube_proxy_nft`] writes the same service ports as kube-proxy's nftables mode does: its
+//! native `kube-proxy` table (verdict maps, `numgen` load balancing, chain names with its hash),
+//! as `nft list table` prints it, for the benchmarks and the tests of nftables mode.
+//!
 //! Pure text generation: no I/O, no clock, no randomness (rule counters come from the caller).
 
 use std::collections::BTreeMap;
@@ -540,5 +544,371 @@ mod tests {
         // 12 built-in chains in the three tables, then one draw per rule.
         assert_eq!(n, 12 + rules.len() as u64);
         assert!(rules[0].starts_with("[9:90] -A INPUT "), "{}", rules[0]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// nftables mode
+
+/// kube-proxy's nftables-mode table (`table ip kube-proxy` / `table ip6 kube-proxy`, the layout
+/// of its nftables proxier up to 1.33, as `nft list table` prints it) for `services`: the sets
+/// `cluster-ips` and `nodeport-ips` (`node_ips`), the verdict maps `service-ips` (cluster and
+/// load balancer IPs), `service-nodeports`, `no-endpoint-services`, `no-endpoint-nodeports` and
+/// `firewall-ips`, the base and fixed chains (`services`, `*-check`, `masquerading`,
+/// `mark-for-masquerade`, `reject-chain`; `service_cidr` in `cluster-ips-check`), and per
+/// service port with endpoints a `service-HASH-ns/name/proto/port` chain (masquerade from outside
+/// the pod CIDR, then a `numgen random mod N` vmap over its endpoints), one
+/// `endpoint-HASH-…__ip/port` chain per endpoint (hairpin masquerade + DNAT) and for node ports
+/// and load balancers an `external-…` chain. A service port without endpoints gets elements of
+/// the no-endpoint maps (commented `ns/name:port`, going to `reject-chain`) instead. Chain names
+/// carry kube-proxy's hash (`hashAndTruncate`: base32(sha256(rest of the name))[..8]). The text
+/// loads with `nft -f` and parses with `nfscope_ruleset::parse_nft_text`.
+pub fn write_kube_proxy_nft(
+    node: &Node,
+    service_cidr: &str,
+    node_ips: &[IpAddr],
+    services: &[ServicePort],
+) -> String {
+    let v4 = node.family == Family::Ipv4;
+    let (family, ip, addr_type) = if v4 {
+        ("ip", "ip", "ipv4_addr")
+    } else {
+        ("ip6", "ip6", "ipv6_addr")
+    };
+    let mut service_ips = Vec::new();
+    let mut node_ports = Vec::new();
+    let mut no_endpoint_services = Vec::new();
+    let mut no_endpoint_nodeports = Vec::new();
+    let mut chains = String::new();
+    // A node port belongs to one service port (the API server allocates it once); a list that
+    // repeats one (the benchmarks' wrap around the port range) keeps the first, as map keys must
+    // be unique.
+    let mut taken = std::collections::HashSet::new();
+    for svc in services {
+        let proto = svc.protocol.as_str();
+        let svc = &ServicePort {
+            node_port: svc
+                .node_port
+                .filter(|np| taken.insert((svc.protocol.clone(), *np))),
+            ..svc.clone()
+        };
+        let base = nft_service_name(&svc.name, proto);
+        let service = nft_chain("service-", &base);
+        let external = nft_chain("external-", &base);
+        let has_external = svc.node_port.is_some() || svc.loadbalancer_ip.is_some();
+        if svc.endpoints.is_empty() {
+            let comment = &svc.name;
+            no_endpoint_services.push(format!(
+                "{} . {proto} . {} comment \"{comment}\" : goto reject-chain",
+                svc.cluster_ip, svc.port
+            ));
+            if let Some(lb) = svc.loadbalancer_ip {
+                no_endpoint_services.push(format!(
+                    "{lb} . {proto} . {} comment \"{comment}\" : goto reject-chain",
+                    svc.port
+                ));
+            }
+            if let Some(np) = svc.node_port {
+                no_endpoint_nodeports.push(format!(
+                    "{proto} . {np} comment \"{comment}\" : goto reject-chain"
+                ));
+            }
+            continue;
+        }
+        service_ips.push(format!(
+            "{} . {proto} . {} : goto {service}",
+            svc.cluster_ip, svc.port
+        ));
+        if has_external {
+            if let Some(lb) = svc.loadbalancer_ip {
+                service_ips.push(format!("{lb} . {proto} . {} : goto {external}", svc.port));
+            }
+            if let Some(np) = svc.node_port {
+                node_ports.push(format!("{proto} . {np} : goto {external}"));
+            }
+            let _ = write!(
+                chains,
+                "\tchain {external} {{\n\t\tjump mark-for-masquerade\n\t\tgoto {service}\n\t}}\n"
+            );
+        }
+        let mut branches = Vec::new();
+        let mut endpoint_chains = String::new();
+        for (i, ep) in svc.endpoints.iter().enumerate() {
+            let name_ip = match ep.ip() {
+                IpAddr::V4(a) => a.to_string(),
+                IpAddr::V6(a) => a.to_string().replace(':', "."),
+            };
+            let chain = nft_chain("endpoint-", &format!("{base}__{name_ip}/{}", ep.port()));
+            branches.push(format!("{i} : goto {chain}"));
+            let target = match ep.ip() {
+                IpAddr::V4(a) => format!("{a}:{}", ep.port()),
+                IpAddr::V6(a) => format!("[{a}]:{}", ep.port()),
+            };
+            let _ = write!(
+                endpoint_chains,
+                "\tchain {chain} {{\n\t\t{ip} saddr {} jump mark-for-masquerade\n\t\tmeta l4proto {proto} dnat to {target}\n\t}}\n",
+                ep.ip()
+            );
+        }
+        let _ = write!(
+            chains,
+            "\tchain {service} {{\n\t\t{ip} daddr {} {proto} dport {} {ip} saddr != {} jump mark-for-masquerade\n\t\tnumgen random mod {} vmap {{ {} }}\n\t}}\n{endpoint_chains}",
+            svc.cluster_ip,
+            svc.port,
+            node.pod_cidr,
+            svc.endpoints.len(),
+            branches.join(", ")
+        );
+    }
+    let mut out = format!("table {family} kube-proxy {{\n\tcomment \"rules for kube-proxy\"\n");
+    let cluster_ips: Vec<String> = services.iter().map(|s| s.cluster_ip.to_string()).collect();
+    let node_ips: Vec<String> = node_ips.iter().map(IpAddr::to_string).collect();
+    let set =
+        |out: &mut String, kind: &str, name: &str, ty: &str, comment: &str, elems: &[String]| {
+            let _ = write!(
+                out,
+                "\t{kind} {name} {{\n\t\ttype {ty}\n\t\tcomment \"{comment}\"\n"
+            );
+            if !elems.is_empty() {
+                let _ = writeln!(out, "\t\telements = {{ {} }}", elems.join(",\n\t\t\t     "));
+            }
+            out.push_str("\t}\n");
+        };
+    let concat = format!("{addr_type} . inet_proto . inet_service : verdict");
+    set(
+        &mut out,
+        "set",
+        "cluster-ips",
+        addr_type,
+        "Active ClusterIPs",
+        &cluster_ips,
+    );
+    set(
+        &mut out,
+        "set",
+        "nodeport-ips",
+        addr_type,
+        "IPs that accept NodePort traffic",
+        &node_ips,
+    );
+    set(
+        &mut out,
+        "map",
+        "no-endpoint-services",
+        &concat,
+        "vmap to drop or reject packets to services with no endpoints",
+        &no_endpoint_services,
+    );
+    set(
+        &mut out,
+        "map",
+        "no-endpoint-nodeports",
+        "inet_proto . inet_service : verdict",
+        "vmap to drop or reject packets to service nodeports with no endpoints",
+        &no_endpoint_nodeports,
+    );
+    set(
+        &mut out,
+        "map",
+        "firewall-ips",
+        &concat,
+        "destinations that are subject to LoadBalancerSourceRanges",
+        &[],
+    );
+    set(
+        &mut out,
+        "map",
+        "service-ips",
+        &concat,
+        "ClusterIP, ExternalIP and LoadBalancer IP traffic",
+        &service_ips,
+    );
+    set(
+        &mut out,
+        "map",
+        "service-nodeports",
+        "inet_proto . inet_service : verdict",
+        "NodePort traffic",
+        &node_ports,
+    );
+    let _ = write!(
+        out,
+        "\tchain filter-prerouting {{\n\t\ttype filter hook prerouting priority dstnat - 10; policy accept;\n\t\tct state new jump firewall-check\n\t}}\n\
+         \tchain filter-input {{\n\t\ttype filter hook input priority -110; policy accept;\n\t\tct state new jump nodeport-endpoints-check\n\t\tct state new jump service-endpoints-check\n\t}}\n\
+         \tchain filter-forward {{\n\t\ttype filter hook forward priority -110; policy accept;\n\t\tct state new jump service-endpoints-check\n\t\tct state new jump cluster-ips-check\n\t}}\n\
+         \tchain filter-output {{\n\t\ttype filter hook output priority -110; policy accept;\n\t\tct state new jump service-endpoints-check\n\t\tct state new jump firewall-check\n\t}}\n\
+         \tchain filter-output-post-dnat {{\n\t\ttype filter hook output priority -90; policy accept;\n\t\tct state new jump cluster-ips-check\n\t}}\n\
+         \tchain nat-prerouting {{\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tjump services\n\t}}\n\
+         \tchain nat-output {{\n\t\ttype nat hook output priority -100; policy accept;\n\t\tjump services\n\t}}\n\
+         \tchain nat-postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tjump masquerading\n\t}}\n\
+         \tchain nodeport-endpoints-check {{\n\t\t{ip} daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports\n\t}}\n\
+         \tchain service-endpoints-check {{\n\t\t{ip} daddr . meta l4proto . th dport vmap @no-endpoint-services\n\t}}\n\
+         \tchain firewall-check {{\n\t\t{ip} daddr . meta l4proto . th dport vmap @firewall-ips\n\t}}\n\
+         \tchain services {{\n\t\t{ip} daddr . meta l4proto . th dport vmap @service-ips\n\t\t{ip} daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports\n\t}}\n\
+         \tchain masquerading {{\n\t\tmeta mark & 0x00004000 == 0x00000000 return\n\t\tmeta mark set meta mark ^ 0x00004000\n\t\tmasquerade fully-random\n\t}}\n\
+         \tchain cluster-ips-check {{\n\t\t{ip} daddr @cluster-ips reject comment \"Reject traffic to invalid ports of ClusterIPs\"\n\t\t{ip} daddr {service_cidr} drop comment \"Drop traffic to unallocated ClusterIPs\"\n\t}}\n\
+         \tchain mark-for-masquerade {{\n\t\tmeta mark set meta mark | 0x00004000\n\t}}\n\
+         \tchain reject-chain {{\n\t\tcomment \"helper for @no-endpoint-services / @no-endpoint-nodeports\"\n\t\treject\n\t}}\n"
+    );
+    out.push_str(&chains);
+    out.push_str("}\n");
+    out
+}
+
+/// `ns/name:port` and `tcp` → `ns/name/tcp/port` (kube-proxy's nftables naming of a service port;
+/// the port part is empty for an unnamed port).
+fn nft_service_name(service_port_name: &str, protocol: &str) -> String {
+    let (svc, port) = service_port_name
+        .split_once(':')
+        .unwrap_or((service_port_name, ""));
+    format!("{svc}/{protocol}/{port}")
+}
+
+/// `PREFIX` + kube-proxy's 8-character hash of `rest` + `-` + `rest`.
+fn nft_chain(prefix: &str, rest: &str) -> String {
+    format!("{prefix}{}-{rest}", &crate::hash::hash16(rest)[..8])
+}
+
+#[cfg(test)]
+mod nft_tests {
+    use super::*;
+    use crate::native::{
+        KubeNftChain, kube_nft_chain, kube_nft_hash_matches, no_endpoint_services,
+    };
+    use nfscope_ruleset::typed::{MapData, Value, Verdict};
+    use nfscope_ruleset::{NftLimits, parse_nft_text};
+
+    fn services(v4: bool) -> Vec<ServicePort> {
+        let ip = |v4s: &str, v6s: &str| -> IpAddr {
+            if v4 {
+                v4s.parse().unwrap()
+            } else {
+                v6s.parse().unwrap()
+            }
+        };
+        let ep = |v4s: &str, v6s: &str, port| SocketAddr::new(ip(v4s, v6s), port);
+        vec![
+            ServicePort {
+                name: "ns1/web:http".into(),
+                protocol: "tcp".into(),
+                cluster_ip: ip("10.96.0.10", "fd00:10:96::a"),
+                port: 80,
+                node_port: Some(30080),
+                loadbalancer_ip: Some(ip("172.16.0.10", "fd00:ffff::a")),
+                endpoints: vec![
+                    ep("10.240.0.2", "fd00:10:240::2", 8080),
+                    ep("10.240.0.3", "fd00:10:240::3", 8080),
+                ],
+            },
+            ServicePort {
+                name: "kube-system/dns".into(),
+                protocol: "udp".into(),
+                cluster_ip: ip("10.96.0.11", "fd00:10:96::b"),
+                port: 53,
+                node_port: None,
+                loadbalancer_ip: None,
+                endpoints: vec![ep("10.240.0.4", "fd00:10:240::4", 53)],
+            },
+            ServicePort {
+                name: "ns2/empty:http".into(),
+                protocol: "tcp".into(),
+                cluster_ip: ip("10.96.0.12", "fd00:10:96::c"),
+                port: 80,
+                node_port: Some(30081),
+                loadbalancer_ip: None,
+                endpoints: Vec::new(),
+            },
+        ]
+    }
+
+    #[test]
+    fn the_nftables_table_parses_with_kube_proxys_hashes_and_maps_in_both_families() {
+        for v4 in [true, false] {
+            let node = Node {
+                family: if v4 { Family::Ipv4 } else { Family::Ipv6 },
+                pod_cidr: if v4 {
+                    "10.240.0.0/12"
+                } else {
+                    "fd00:10:240::/48"
+                }
+                .into(),
+            };
+            let (cidr, node_ip) = if v4 {
+                ("10.96.0.0/16", "192.168.1.10")
+            } else {
+                ("fd00:10:96::/112", "fd00:1::10")
+            };
+            let text =
+                write_kube_proxy_nft(&node, cidr, &[node_ip.parse().unwrap()], &services(v4));
+            let ruleset = parse_nft_text(&text, &NftLimits::default())
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let table = &ruleset.tables[0];
+            assert_eq!(table.name, "kube-proxy");
+            let objects: Vec<KubeNftChain> = table
+                .chains
+                .iter()
+                .filter_map(|c| kube_nft_chain(&c.name))
+                .collect();
+            // web: service, external, 2 endpoints; dns: service, 1 endpoint.
+            assert_eq!(objects.len(), 6, "{text}");
+            for c in &table.chains {
+                if kube_nft_chain(&c.name).is_some() {
+                    assert_eq!(kube_nft_hash_matches(&c.name), Some(true), "{}", c.name);
+                }
+            }
+            let endpoints: Vec<&str> = objects
+                .iter()
+                .filter_map(|o| match o {
+                    KubeNftChain::Endpoint { endpoint, .. } => Some(endpoint.as_str()),
+                    KubeNftChain::Service { .. } => None,
+                })
+                .collect();
+            let want: Vec<String> = services(v4)
+                .iter()
+                .flat_map(|s| s.endpoints.clone())
+                .map(|e| e.to_string())
+                .collect();
+            assert_eq!(endpoints, want);
+            let map = |name: &str| table.set(name).expect(name);
+            assert_eq!(
+                map("service-ips").elements.len(),
+                3,
+                "2 cluster IPs, 1 LB IP"
+            );
+            assert_eq!(map("service-nodeports").elements.len(), 1);
+            assert_eq!(map("cluster-ips").elements.len(), 3);
+            let first = &map("service-ips").elements[0];
+            assert!(matches!(&first.key, Value::Concat(parts) if parts.len() == 3));
+            assert!(matches!(
+                &first.data,
+                Some(MapData::Verdict(Verdict::Goto(t))) if t.starts_with("service-") && t.ends_with("-ns1/web/tcp/http")
+            ));
+            let empty = no_endpoint_services(table);
+            assert_eq!(empty.len(), 2, "cluster IP and node port");
+            assert!(
+                empty
+                    .iter()
+                    .all(|e| e.service.name == "empty" && !e.local_only)
+            );
+        }
+    }
+
+    #[test]
+    fn a_repeated_node_port_keeps_its_first_service_as_map_keys_are_unique() {
+        let node = Node {
+            family: Family::Ipv4,
+            pod_cidr: "10.240.0.0/12".into(),
+        };
+        let mut list = services(true);
+        list[2].node_port = Some(30080); // web's
+        list[2].endpoints = list[1].endpoints.clone();
+        let text = write_kube_proxy_nft(&node, "10.96.0.0/16", &[], &list);
+        let ruleset = parse_nft_text(&text, &NftLimits::default()).expect("parses");
+        let ports = ruleset.tables[0].set("service-nodeports").unwrap();
+        assert_eq!(ports.elements.len(), 1, "{text}");
+        assert!(matches!(
+            &ports.elements[0].data,
+            Some(MapData::Verdict(Verdict::Goto(t))) if t.ends_with("-ns1/web/tcp/http")
+        ));
     }
 }

@@ -11,6 +11,9 @@
 //! kube-proxy's real hash (see [`service_chain_name`]). The output is a pure function of the
 //! arguments: no clock, no randomness beyond a seeded generator.
 //!
+//! [`kube_proxy_nft_ruleset`] writes the same services in kube-proxy's nftables mode (`nft -f`
+//! input, from `nfscope_annotate::kube_proxy_rules::write_kube_proxy_nft`).
+//!
 //! [`naive`] holds the baseline parser. Neither module does I/O; the benchmark binaries
 //! (`gen-kube-ruleset`, `scrape-bench`) and the divan benches own processes, namespaces and timing.
 //! This crate does not own nfscope's real parser (`nfscope-ruleset`) or metric schema
@@ -100,6 +103,48 @@ pub fn kube_proxy_ruleset(
     } else {
         tables.write(&header, None)
     }
+}
+
+/// `nft -f` input: kube-proxy's nftables-mode table (`table ip kube-proxy`, or `ip6` with
+/// `opts.ipv6`) for the same synthetic services as [`kube_proxy_ruleset`] (same address plan and
+/// NodePort / LoadBalancer / no-endpoint mix; `opts.counters` is ignored: kube-proxy's nftables
+/// rules carry no counters). The rules are those of
+/// [`nfscope_annotate::kube_proxy_rules::write_kube_proxy_nft`]; node IP 192.168.1.10
+/// (`fd00:1::10`), service CIDR 10.96.0.0/12 (`fd00:10:96::/108`).
+pub fn kube_proxy_nft_ruleset(
+    services: usize,
+    endpoints_per_service: usize,
+    opts: &GenOptions,
+) -> String {
+    let family = AddressPlan { ipv6: opts.ipv6 };
+    let ports: Vec<ServicePort> = (0..services)
+        .map(|i| service(i, services, endpoints_per_service, opts, &family))
+        .collect();
+    let node = Node {
+        family: if opts.ipv6 {
+            Family::Ipv6
+        } else {
+            Family::Ipv4
+        },
+        pod_cidr: family.pod_cidr().to_owned(),
+    };
+    let (cidr, node_ip) = if opts.ipv6 {
+        ("fd00:10:96::/108", "fd00:1::10")
+    } else {
+        ("10.96.0.0/12", "192.168.1.10")
+    };
+    let node_ip: IpAddr = node_ip.parse().expect("constant node address");
+    format!(
+        "# nfscope-bench synthetic kube-proxy nftables-mode table: services={services} endpoints_per_service={endpoints_per_service} family={}
+{}",
+        if opts.ipv6 { "ipv6" } else { "ipv4" },
+        kube_proxy_rules::write_kube_proxy_nft(&node, cidr, &[node_ip], &ports)
+    )
+}
+
+/// The cluster IP the generators give service `index` (`ipv6`: of the IPv6 plan).
+pub fn cluster_ip(index: usize, ipv6: bool) -> IpAddr {
+    AddressPlan { ipv6 }.cluster_ip(index)
 }
 
 /// `KUBE-SVC-` + kube-proxy's hash of a service port: the first 16 characters of

@@ -108,3 +108,61 @@ fn ipv6_ruleset_round_trips_through_ip6tables_nft() {
 fn ipv6_ruleset_round_trips_through_ip6tables_legacy() {
     round_trip("legacy", true);
 }
+
+/// kube-proxy's nftables-mode table loads with `nft -f` and `nft list ruleset` gives the same
+/// typed table back (the generator writes what the kernel keeps, as nft prints it); the JSON
+/// listing has the same number of chains, rules and elements.
+fn nft_round_trip(ipv6: bool) {
+    use nfscope_ruleset::{NftLimits, parse_nft_json, parse_nft_text};
+    if !root_or_skip("bench nft round trip") {
+        return;
+    }
+    let opts = GenOptions {
+        ipv6,
+        no_endpoints_percent: 10,
+        ..GenOptions::default()
+    };
+    let generated = nfscope_bench::kube_proxy_nft_ruleset(40, 3, &opts);
+    let ns = TestNetns::new("bench-nft").expect("a test namespace");
+    run(&ns, "nft", &["-f", "-"], Some(&generated));
+    let listed = run(&ns, "nft", &["list", "ruleset"], None);
+    let json = run(&ns, "nft", &["-j", "list", "ruleset"], None);
+    let limits = NftLimits::default();
+    let want = parse_nft_text(&generated, &limits).expect("the generated table parses");
+    let got = parse_nft_text(&listed, &limits).expect("nft's listing parses");
+    // The kernel lists hashed set elements in its own order.
+    let sorted = |r: &nfscope_ruleset::typed::NftRuleset| {
+        let mut r = r.normalised();
+        for set in r.tables.iter_mut().flat_map(|t| t.sets.iter_mut()) {
+            set.elements.sort_by_cached_key(|e| format!("{e:?}"));
+        }
+        r
+    };
+    nfscope_test_support::assert_same(
+        &sorted(&got),
+        &sorted(&want),
+        "the kernel's table is the generated one",
+    );
+    let from_json = parse_nft_json(&json, &limits).expect("nft's JSON parses");
+    let shape = |r: &nfscope_ruleset::typed::NftRuleset| {
+        let t = &r.tables[0];
+        (
+            t.chains.len(),
+            r.rule_count(),
+            t.sets.iter().map(|s| s.elements.len()).sum::<usize>(),
+        )
+    };
+    assert_eq!(shape(&from_json), shape(&want));
+    let table = &want.tables[0];
+    assert_eq!(table.set("no-endpoint-services").unwrap().elements.len(), 4);
+}
+
+#[test]
+fn ipv4_nftables_table_round_trips_through_the_kernel() {
+    nft_round_trip(false);
+}
+
+#[test]
+fn ipv6_nftables_table_round_trips_through_the_kernel() {
+    nft_round_trip(true);
+}

@@ -206,6 +206,12 @@ pub struct ServeArgs {
     /// or not requests come. 0: no reuse.
     #[arg(long, value_name = "SECS", default_value_t = crate::serve::API_REUSE.as_secs_f64())]
     pub api_reuse_seconds: f64,
+    /// Service destination/endpoint pairs the conntrack connection counter tracks at most
+    /// (`nfscope_kube_endpoint_new_connections_total` in kube-proxy's nftables mode); new pairs
+    /// past it are counted in nfscope_kube_conntrack_keys_dropped_total. 0: no counting (no
+    /// conntrack subscription).
+    #[arg(long, value_name = "N", default_value_t = nfscope_exporter::kube_conntrack::DEFAULT_MAX_KEYS)]
+    pub kube_conntrack_keys: usize,
 }
 
 /// `--source`.
@@ -350,6 +356,7 @@ impl ServeArgs {
             },
             kube: None,
             api_reuse: seconds("--api-reuse-seconds", self.api_reuse_seconds)?,
+            kube_conntrack_keys: self.kube_conntrack_keys,
         })
     }
 }

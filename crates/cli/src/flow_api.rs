@@ -19,11 +19,15 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use nfscope_exporter::kube_conntrack::NewConnection;
 use nfscope_flow::api::{FlowFilter, flow_json};
 use nfscope_flow::graph::{self, GraphQuery};
 use nfscope_flow::metrics::{FlowFamilies, SourceInfo};
-use nfscope_flow::{Conn, FlowConfig, FlowTable, Names, TableSnapshot, Time, parse_ip_tcp};
+use nfscope_flow::{
+    Conn, CtEvent, CtKind, FlowConfig, FlowTable, Names, TableSnapshot, Time, parse_ip_tcp,
+};
 use nfscope_kernel::flow::{ConntrackEvents, PacketCapture, open_sources};
+use nfscope_server::kube_conn::KubeConnections;
 use nfscope_server::query::checked_params;
 use nfscope_server::{MetricFamilies, ScrapeFacts};
 
@@ -81,8 +85,13 @@ pub fn read_names(path: Option<&std::path::Path>) -> anyhow::Result<Names> {
 }
 
 impl FlowMonitor {
-    /// Opens the sources in `netns` and starts the reader threads.
-    pub fn start(netns: Option<&str>, options: &FlowOptions) -> anyhow::Result<Self> {
+    /// Opens the sources in `netns` and starts the reader threads; the conntrack reader also
+    /// counts NEW events into `kube_connections` (the Service connection counter of `serve`).
+    pub fn start(
+        netns: Option<&str>,
+        options: &FlowOptions,
+        kube_connections: Option<Arc<KubeConnections>>,
+    ) -> anyhow::Result<Self> {
         let mut names = options.names.clone();
         names.merge(&read_names(options.names_file.as_deref())?);
         let sources = open_sources(netns, Duration::from_millis(200)).with_context(|| {
@@ -113,9 +122,17 @@ impl FlowMonitor {
         match sources.conntrack {
             Ok(events) => {
                 info.conntrack_up = true;
+                if let Some(counter) = &kube_connections {
+                    counter.set_up(true);
+                }
                 spawn(
                     "nfscope-conntrack",
-                    read_conntrack(events, Arc::clone(&table), Arc::clone(&stop)),
+                    read_conntrack(
+                        events,
+                        Arc::clone(&table),
+                        Arc::clone(&stop),
+                        kube_connections,
+                    ),
                 )?;
             }
             Err(e) => tracing::warn!(error = %e, "flow monitor: conntrack events unavailable"),
@@ -172,10 +189,22 @@ fn lock(table: &Mutex<FlowTable>) -> MutexGuard<'_, FlowTable> {
     table.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// What the Service connection counter needs of a conntrack event.
+pub fn new_connection(e: &CtEvent) -> NewConnection {
+    NewConnection {
+        proto: e.proto,
+        dst: e.orig.dst,
+        dport: e.orig.dport,
+        endpoint: e.reply.src,
+        endpoint_port: e.reply.sport,
+    }
+}
+
 fn read_conntrack(
     mut events: ConntrackEvents,
     table: Arc<Mutex<FlowTable>>,
     stop: Arc<AtomicBool>,
+    kube_connections: Option<Arc<KubeConnections>>,
 ) -> impl FnOnce() + Send {
     move || {
         let mut batch = Vec::new();
@@ -192,6 +221,13 @@ fn read_conntrack(
             let lost = events.take_overruns();
             if batch.is_empty() && lost == 0 {
                 continue;
+            }
+            if let Some(counter) = &kube_connections {
+                let new = batch
+                    .iter()
+                    .filter(|e| e.kind == CtKind::New)
+                    .map(new_connection);
+                counter.observe(new, lost);
             }
             let now = wall_now();
             let mut table = lock(&table);
@@ -278,8 +314,9 @@ impl MetricFamilies for FlowMonitor {
 pub fn start_routes(
     netns: Option<&str>,
     options: &FlowOptions,
+    kube_connections: Option<Arc<KubeConnections>>,
 ) -> anyhow::Result<(Arc<FlowMonitor>, Router)> {
-    let monitor = Arc::new(FlowMonitor::start(netns, options)?);
+    let monitor = Arc::new(FlowMonitor::start(netns, options, kube_connections)?);
     Ok((Arc::clone(&monitor), routes(monitor)))
 }
 

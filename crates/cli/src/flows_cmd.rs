@@ -79,7 +79,8 @@ pub fn run(args: &FlowsArgs) -> Result<(), Failure> {
         max_connections: args.max_connections,
         ..FlowOptions::default()
     };
-    let monitor = FlowMonitor::start(args.netns.as_deref(), &options).map_err(Failure::Other)?;
+    let monitor =
+        FlowMonitor::start(args.netns.as_deref(), &options, None).map_err(Failure::Other)?;
     if args.format == FlowsFormat::Json {
         std::thread::sleep(interval);
         let doc = snapshot(&monitor);

@@ -38,6 +38,7 @@ use crate::http::{FamilyLimit, HttpLimits};
 use crate::trace_cmd::TraceModel;
 use nfscope_server::api_reads::{ApiReadFamilies, ReadFailed, ReadStats, SharedRead};
 use nfscope_server::http_stats::{EndpointFamily, HttpStats};
+use nfscope_server::kube_conn::KubeConnections;
 use nfscope_server::query::checked_params;
 
 /// Extra time a whole collection gets beyond the per-tool timeout before requests give up.
@@ -67,6 +68,9 @@ pub struct ServeConfig {
     /// memory freed) when this has passed, whether or not requests come. Zero: no reuse
     /// (concurrent requests still share one read).
     pub api_reuse: Duration,
+    /// Bound of the conntrack Service connection counter (`--kube-conntrack-keys`); 0 turns it
+    /// off.
+    pub kube_conntrack_keys: usize,
 }
 
 impl ServeConfig {
@@ -86,6 +90,7 @@ impl ServeConfig {
             cache: Duration::ZERO,
             http: HttpLimits::default(),
             api_reuse: API_REUSE,
+            kube_conntrack_keys: nfscope_exporter::kube_conntrack::DEFAULT_MAX_KEYS,
         }
     }
 }
@@ -112,14 +117,25 @@ pub async fn serve_on(
     let addr = listener.local_addr()?;
     // The sources of families `/metrics` appends after its own, in this order.
     let mut families: Vec<SharedFamilies> = Vec::new();
+    let kube_connections = (config.kube_conntrack_keys > 0)
+        .then(|| Arc::new(KubeConnections::new(config.kube_conntrack_keys)));
     let flows = match &config.flows {
         Some(options) => {
-            let (monitor, routes) =
-                crate::flow_api::start_routes(config.collect.netns.as_deref(), options)?;
+            // The flow monitor's conntrack reader also feeds the Service connection counter.
+            let (monitor, routes) = crate::flow_api::start_routes(
+                config.collect.netns.as_deref(),
+                options,
+                kube_connections.clone(),
+            )?;
             families.push(monitor);
             Some(routes)
         }
-        None => None,
+        None => {
+            if let Some(counter) = &kube_connections {
+                start_new_connection_reader(config.collect.netns.as_deref(), Arc::clone(counter));
+            }
+            None
+        }
     };
     if let Some(directory) = &config.kube {
         families.push(Arc::new(directory.clone()));
@@ -136,7 +152,7 @@ pub async fn serve_on(
     // Last in the body, as before the families were handed in.
     families.push(Arc::clone(&stats) as SharedFamilies);
     let app = router(
-        Arc::new(App::new(config, families, read_stats)),
+        Arc::new(App::new(config, families, read_stats, kube_connections)),
         &limits,
         &stats,
         flows.is_some(),
@@ -153,6 +169,46 @@ pub async fn serve_on(
     crate::http::serve(listener, app, limits, stats, shutdown).await?;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// Starts the thread that feeds `counter` from a NEW-only conntrack subscription in `netns`
+/// (without `--flows`; with it, the flow monitor's reader feeds the counter). A subscription
+/// that cannot be opened is logged and leaves `nfscope_kube_conntrack_up` at 0.
+fn start_new_connection_reader(netns: Option<&str>, counter: Arc<KubeConnections>) {
+    let mut events = match nfscope_kernel::flow::open_new_connections(
+        netns,
+        Duration::from_millis(500),
+    ) {
+        Ok(events) => events,
+        Err(error) => {
+            tracing::warn!(%error, "conntrack NEW events unavailable: Service connections are not counted");
+            return;
+        }
+    };
+    counter.set_up(true);
+    let spawned = std::thread::Builder::new()
+        .name("nfscope-kube-ct".to_owned())
+        .spawn(move || {
+            let mut batch = Vec::new();
+            loop {
+                if let Err(error) = events.recv(|e| batch.push(crate::flow_api::new_connection(&e))) {
+                    tracing::warn!(%error, "conntrack NEW events: receive failed");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                while batch.len() < 4096
+                    && matches!(events.recv_nowait(|e| batch.push(crate::flow_api::new_connection(&e))), Ok(n) if n > 0)
+                {}
+                let lost = events.take_overruns();
+                if !batch.is_empty() || lost > 0 {
+                    counter.observe(batch.drain(..), lost);
+                }
+                // Let a burst gather in the socket buffer (at most 100 wake-ups a second).
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "cannot start the conntrack NEW-event reader");
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -216,6 +272,7 @@ impl App {
         config: ServeConfig,
         families: Vec<SharedFamilies>,
         (rules_stats, trace_stats, lint_stats): (Arc<ReadStats>, Arc<ReadStats>, Arc<ReadStats>),
+        kube_connections: Option<Arc<KubeConnections>>,
     ) -> Self {
         let counters = Arc::new(Counters::default());
         let collect = config.collect.clone();
@@ -237,9 +294,13 @@ impl App {
             trace_stats,
         );
         let job = nfscope_server::collector(config.collect, Arc::clone(&counters));
+        let mut encoder = MetricsEncoder::new(config.export, counters, families);
+        if let Some(counter) = kube_connections {
+            encoder = encoder.with_kube_connections(counter);
+        }
         Self {
             flight: SingleFlight::new(job, config.cache),
-            encoder: MetricsEncoder::new(config.export, counters, families),
+            encoder,
             deadline: config.deadline,
             timeouts: AtomicU64::new(0),
             rules_body,

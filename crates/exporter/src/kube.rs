@@ -11,16 +11,34 @@ use nfscope_annotate::{Annotation, Annotations, Direction, Meaning, PolicyVerdic
 use nfscope_ruleset::Ruleset;
 
 use crate::expo::{Exposition, Kind};
+use crate::kube_conntrack::{ConnSample, NoEndpoints};
 use crate::metrics::{Count, Prepared, Summed};
 
-const ENDPOINT_HELP: &str = "New connections kube-proxy sent to a Service endpoint: packets of the DNAT rule in the \
-endpoint's KUBE-SEP chain of table nat (nat sees only the first packet of a connection).";
+const ENDPOINT_HELP: &str = "New connections kube-proxy sent to a Service endpoint: in iptables mode packets of the \
+DNAT rule in the endpoint's KUBE-SEP chain of table nat (nat sees only the first packet of a connection); in \
+nftables mode (backend=\"nftables\", rules without counters) conntrack NEW events to the Service IP or node \
+port answered by the endpoint, counted since nfscope started.";
 const NO_ENDPOINTS_HELP: &str = "Packets kube-proxy rejected or dropped because the Service port has no (local_only=\"true\": \
 no node-local) endpoints.";
 const ROUTER_POD_HELP: &str = "Packets kube-router's network policy firewall denied for a pod (rules of its pod firewall \
 chains that drop or reject).";
 const CALICO_HELP: &str = "Packets a Calico policy or profile rule accepted or denied (kind: policy or profile; \
 direction: ingress or egress; verdict: accept or deny).";
+
+const NO_ENDPOINTS_LISTED_HELP: &str = "1 per Service port kube-proxy's nftables table lists in its no-endpoint \
+maps (no-endpoint-services, no-endpoint-nodeports): new connections to it are rejected (local_only=\"true\": \
+dropped). kube-proxy's nftables rules carry no counters and rejected connections never reach conntrack, so \
+the rejected packets themselves cannot be counted in nftables mode.";
+
+/// What the Kubernetes families get from outside the rule counters (see [`crate::kube_conntrack`]
+/// and [`crate::encode_counters_streaming_with`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KubeConntrack {
+    /// Endpoint series counted from conntrack NEW events.
+    pub connections: Vec<ConnSample>,
+    /// Service ports kube-proxy's nftables no-endpoint maps list.
+    pub no_endpoints: Vec<NoEndpoints>,
+}
 
 /// The four families, in the order they are written.
 const ENDPOINTS: usize = 0;
@@ -203,9 +221,15 @@ struct KubeSeries<'a> {
 
 /// Writes the four Kubernetes families; returns the endpoint label values of the endpoint
 /// series written, in order (see [`crate::Streamed::kube_endpoints`]).
+///
+/// `conntrack` adds endpoint series counted from conntrack ([`crate::kube_conntrack`]) and the
+/// no-endpoint Service ports of kube-proxy's nftables table. One source per Service port: a
+/// Service port with an endpoint series from iptables DNAT rule counters is counted by those
+/// only, so the same connection is never counted twice.
 pub(crate) fn write_kube_series(
     out: &mut Exposition<'_>,
     prepared: &[Prepared<'_>],
+    conntrack: &KubeConntrack,
 ) -> Vec<String> {
     let mut series = KubeSeries {
         endpoints: Summed::new(),
@@ -237,7 +261,51 @@ pub(crate) fn write_kube_series(
             series.add(p.family(), p.backend(), family as usize, k, Count(*value));
         }
     }
+    let by_rules: HashSet<(&str, &str, &str)> = series
+        .endpoints
+        .merged()
+        .into_iter()
+        .map(|(key, _)| (key[2], key[3], key[4]))
+        .collect();
+    for s in &conntrack.connections {
+        let sp = &s.service;
+        if by_rules.contains(&(sp.namespace.as_str(), sp.name.as_str(), sp.port.as_str())) {
+            continue;
+        }
+        series.endpoints.add(
+            [
+                s.family,
+                s.backend,
+                &sp.namespace,
+                &sp.name,
+                &sp.port,
+                &s.endpoint,
+            ],
+            Count(s.connections),
+        );
+    }
     series.write(out);
+    if !conntrack.no_endpoints.is_empty() {
+        let name = "nfscope_kube_service_no_endpoints";
+        out.family(name, Kind::Gauge, NO_ENDPOINTS_LISTED_HELP);
+        for n in &conntrack.no_endpoints {
+            let local = if n.local_only { "true" } else { "false" };
+            let sp = &n.service;
+            out.sample(
+                name,
+                &[
+                    ("family", n.family),
+                    ("backend", "nftables"),
+                    ("namespace", &sp.namespace),
+                    ("service", &sp.name),
+                    ("port", &sp.port),
+                    ("local_only", local),
+                ],
+                1u64,
+            );
+        }
+        out.end_family();
+    }
     let mut seen = HashSet::new();
     series
         .endpoints

@@ -24,6 +24,7 @@ use nfscope_expo as expo;
 
 mod json;
 mod kube;
+pub mod kube_conntrack;
 mod labels;
 mod metrics;
 mod native_doc;
@@ -33,11 +34,11 @@ mod text;
 use nfscope_ruleset::SourceKind;
 
 pub use json::{rules_json, rules_json_string, write_rules_json};
-pub use kube::KubePlan;
+pub use kube::{KubeConntrack, KubePlan};
 pub use labels::{RuleIds, RuleLabels, native_rule_id, rule_ids};
 pub use metrics::{
-    CountedRules, Encoded, Streamed, encode_counters_streaming, encode_metrics,
-    encode_metrics_streaming, encode_metrics_with_labels,
+    CountedRules, Encoded, Streamed, encode_counters_streaming, encode_counters_streaming_with,
+    encode_metrics, encode_metrics_streaming, encode_metrics_with_labels,
 };
 pub use nfscope_annotate::Annotations;
 pub use nfscope_expo::{ChunkSink, Exposition, MetricFamilies, ScrapeFacts, SinkClosed};

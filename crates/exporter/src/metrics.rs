@@ -17,7 +17,7 @@ use nfscope_ruleset::{Backend, Family, FxHasher, RulesetCounters, Snapshot};
 use crate::expo::{
     ChunkSink, Exposition, Kind, SinkClosed, Value, push_escaped_label_value, sanitize_name,
 };
-use crate::kube::KubePlan;
+use crate::kube::{KubeConntrack, KubePlan};
 use crate::labels::RuleLabels;
 use crate::{ExportOptions, RuleLabel, RuleSeries, SelfMetrics, kube, source_labels};
 
@@ -88,7 +88,14 @@ pub fn encode_metrics_with_labels(
     let input = Input::new(snapshot, annotations, labels);
     let prepared = input.prepared();
     let mut head = Exposition::with_capacity(estimate_bytes(&prepared, opts));
-    let parts = encode_parts(&mut head, &prepared, snapshot, self_metrics, opts);
+    let parts = encode_parts(
+        &mut head,
+        &prepared,
+        snapshot,
+        self_metrics,
+        opts,
+        &KubeConntrack::default(),
+    );
     let mut body = head.into_string();
     body.push_str(&parts.tail);
     Encoded {
@@ -116,7 +123,15 @@ pub fn encode_metrics_streaming(
 ) -> Result<Streamed, SinkClosed> {
     let input = Input::new(snapshot, annotations, labels);
     let prepared = input.prepared();
-    stream(&prepared, snapshot, self_metrics, opts, chunk_bytes, sink)
+    stream(
+        &prepared,
+        snapshot,
+        self_metrics,
+        opts,
+        chunk_bytes,
+        sink,
+        &KubeConntrack::default(),
+    )
 }
 
 /// The server's encoding: [`encode_metrics_streaming`] from counters and cached labels instead
@@ -130,6 +145,28 @@ pub fn encode_counters_streaming(
     chunk_bytes: usize,
     sink: &mut dyn ChunkSink,
 ) -> Result<Streamed, SinkClosed> {
+    encode_counters_streaming_with(
+        rules,
+        rest,
+        self_metrics,
+        opts,
+        chunk_bytes,
+        sink,
+        &KubeConntrack::default(),
+    )
+}
+
+/// [`encode_counters_streaming`] with the Kubernetes series counted from conntrack (and the
+/// no-endpoint Service ports of kube-proxy's nftables table) merged into their families.
+pub fn encode_counters_streaming_with(
+    rules: &[CountedRules<'_>],
+    rest: &Snapshot,
+    self_metrics: &SelfMetrics,
+    opts: &ExportOptions,
+    chunk_bytes: usize,
+    sink: &mut dyn ChunkSink,
+    conntrack: &KubeConntrack,
+) -> Result<Streamed, SinkClosed> {
     let mut seen: HashSet<(Family, Backend)> = HashSet::new();
     let prepared: Vec<Prepared<'_>> = rules
         .iter()
@@ -141,7 +178,15 @@ pub fn encode_counters_streaming(
             plan: r.labels.kube_plan(),
         })
         .collect();
-    stream(&prepared, rest, self_metrics, opts, chunk_bytes, sink)
+    stream(
+        &prepared,
+        rest,
+        self_metrics,
+        opts,
+        chunk_bytes,
+        sink,
+        conntrack,
+    )
 }
 
 fn stream(
@@ -151,9 +196,10 @@ fn stream(
     opts: &ExportOptions,
     chunk_bytes: usize,
     sink: &mut dyn ChunkSink,
+    conntrack: &KubeConntrack,
 ) -> Result<Streamed, SinkClosed> {
     let mut head = Exposition::streaming(sink, chunk_bytes);
-    let parts = encode_parts(&mut head, prepared, rest, self_metrics, opts);
+    let parts = encode_parts(&mut head, prepared, rest, self_metrics, opts, conntrack);
     head.flush();
     if head.is_closed() {
         return Err(SinkClosed);
@@ -169,6 +215,7 @@ fn encode_parts(
     snapshot: &Snapshot,
     self_metrics: &SelfMetrics,
     opts: &ExportOptions,
+    conntrack: &KubeConntrack,
 ) -> Streamed {
     let (rule_series, dropped) = write_rule_counters(head, prepared, opts);
     let mut parts = Streamed {
@@ -183,7 +230,7 @@ fn encode_parts(
     write_chain_series(head, prepared, opts);
     write_sources(head, snapshot);
     let mut tail = Exposition::default();
-    parts.kube_endpoints = kube::write_kube_series(&mut tail, prepared);
+    parts.kube_endpoints = kube::write_kube_series(&mut tail, prepared, conntrack);
     write_ipsets(&mut tail, snapshot);
     write_conntrack(&mut tail, snapshot);
     write_self(&mut tail, self_metrics, dropped);

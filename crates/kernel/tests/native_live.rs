@@ -269,3 +269,64 @@ fn iptables_nft_tables_of_a_family_not_read_are_still_told_apart() {
         .collect();
     assert_eq!(names, ["inet guard", "ip6 plain"]);
 }
+
+/// Set sizes at the edges of the kernel's interval encoding, compared with the elements
+/// `nft -j list ruleset` shows: ranges touching 0.0.0.0 and the top of the address space (no
+/// leading or trailing end marker), IPv6 intervals, a concatenation with a port range (the
+/// kernel keeps start and end in one element there), kube-proxy's concatenated maps.
+#[test]
+fn set_sizes_are_the_elements_nft_lists_at_the_interval_edges() {
+    if !root_or_skip("set_sizes_at_interval_edges") {
+        return;
+    }
+    let ns = TestNetns::new("setedges").expect("create a test namespace");
+    let out = ns.exec_input(
+        &["nft", "-f", "-"],
+        "table ip edges {
+	set low_high { type ipv4_addr; flags interval;
+		elements = { 0.0.0.0/8, 10.0.0.0-10.0.0.5, 10.0.0.9, 255.255.255.0/24 } }
+	set concat { type ipv4_addr . inet_service; flags interval;
+		elements = { 10.0.0.0/8 . 80-90, 192.0.2.1 . 22, 192.0.2.2 . 1-65535 } }
+	map service-ips { type ipv4_addr . inet_proto . inet_service : verdict;
+		elements = { 10.96.0.10 . tcp . 80 : drop, 10.96.0.10 . udp . 53 : accept } }
+	set empty { type ipv4_addr; flags interval; }
+}
+table ip6 edges6 {
+	set v6 { type ipv6_addr; flags interval;
+		elements = { ::/64, fd00::1-fd00::9, ffff::/16 } }
+}
+",
+    );
+    assert!(
+        out.status.success(),
+        "nft -f: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let snapshot = Reader::new().collect(&options(&ns, RuleSource::Netlink));
+    let want = oracle(&ns, &[(NftFamily::Ip, "edges"), (NftFamily::Ip6, "edges6")]);
+    let listed: Vec<(String, u64)> = want
+        .tables
+        .iter()
+        .flat_map(|t| &t.sets)
+        .map(|s| (s.name.clone(), s.elements.len() as u64))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("low_high".to_owned(), 4),
+            ("concat".to_owned(), 3),
+            ("service-ips".to_owned(), 2),
+            ("empty".to_owned(), 0),
+            ("v6".to_owned(), 3),
+        ],
+        "what nft lists"
+    );
+    let got: Vec<(String, u64)> = snapshot
+        .nftables
+        .sets
+        .iter()
+        .filter(|s| s.table.starts_with("edges"))
+        .map(|s| (s.name.clone(), s.elements))
+        .collect();
+    assert_eq!(got, listed, "nftables_set_elements counts what nft lists");
+}

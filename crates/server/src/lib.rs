@@ -16,6 +16,8 @@
 //!   cached labels, streamed in chunks, then the server's own counters, native nftables, lint,
 //!   and the sources of families handed in at construction (flow monitor, Kubernetes
 //!   directory), all through `nfscope-expo`'s one interface ([`MetricFamilies`]).
+//! - the **Service connection counter** ([`kube_conn`]) its conntrack reader feeds, joined with
+//!   kube-proxy's native table into `nfscope_kube_endpoint_new_connections_total` per encoding.
 //! - the one-shot views the `rules` command and `/api/rules` use ([`oneshot`]), and the JSON API's
 //!   **shared reads** ([`api_reads`]): one read per kind shared by concurrent requests, reused for a
 //!   window and then dropped, counted in `nfscope_api_reads_*`.
@@ -34,6 +36,7 @@ pub mod api_reads;
 mod cache;
 pub mod failure_explain;
 pub mod http_stats;
+pub mod kube_conn;
 mod lint;
 mod metrics;
 pub mod oneshot;

@@ -14,6 +14,7 @@ use nfscope_exporter::{CountedRules, ExportOptions, NftablesFamilies, SelfMetric
 use nfscope_ruleset::{Snapshot, SourceKind};
 
 use crate::cache::Scrape;
+use crate::kube_conn::KubeConnections;
 
 /// A source of families shared with the server (the flow monitor, the Kubernetes directory).
 pub type SharedFamilies = Arc<dyn MetricFamilies + Send + Sync>;
@@ -70,6 +71,7 @@ pub struct MetricsEncoder {
     export: ExportOptions,
     counters: Arc<Counters>,
     families: Vec<SharedFamilies>,
+    kube_connections: Option<Arc<KubeConnections>>,
 }
 
 impl std::fmt::Debug for MetricsEncoder {
@@ -93,7 +95,15 @@ impl MetricsEncoder {
             export,
             counters,
             families,
+            kube_connections: None,
         }
+    }
+
+    /// Merges the Service connections `counter` counts from conntrack into the Kubernetes
+    /// endpoint series, and writes its own families after native nftables.
+    pub fn with_kube_connections(mut self, counter: Arc<KubeConnections>) -> Self {
+        self.kube_connections = Some(counter);
+        self
     }
 
     /// The server's running totals.
@@ -130,13 +140,19 @@ impl MetricsEncoder {
                 labels: &r.prepared.labels,
             })
             .collect();
-        let streamed = nfscope_exporter::encode_counters_streaming(
+        let conntrack = self
+            .kube_connections
+            .as_ref()
+            .map(|k| k.series(&scrape.snapshot.nftables))
+            .unwrap_or_default();
+        let streamed = nfscope_exporter::encode_counters_streaming_with(
             &rules,
             &scrape.snapshot,
             &self_metrics,
             &self.export,
             chunk_bytes,
             sink,
+            &conntrack,
         )?;
         counters
             .rule_series_dropped
@@ -152,6 +168,9 @@ impl MetricsEncoder {
         };
         own.encode(&facts, &mut tail);
         NftablesFamilies::new(&scrape.snapshot.nftables, &self.export).encode(&facts, &mut tail);
+        if let Some(k) = &self.kube_connections {
+            k.encode(&facts, &mut tail);
+        }
         if let Some(lint) = scrape.lint_counts() {
             lint.encode(&facts, &mut tail);
         }

@@ -1,10 +1,11 @@
 //! `gen-kube-ruleset`: prints a synthetic kube-proxy ruleset (iptables-restore input in save
-//! syntax) to stdout. Example: `gen-kube-ruleset --services 1000 --endpoints 3 --counters`.
+//! syntax, or with `--nftables` kube-proxy's nftables-mode table as `nft -f` input) to stdout.
+//! Example: `gen-kube-ruleset --services 1000 --endpoints 3 --counters`.
 
 use std::io::Write as _;
 
 use clap::Parser;
-use nfscope_bench::{GenOptions, kube_proxy_ruleset};
+use nfscope_bench::{GenOptions, kube_proxy_nft_ruleset, kube_proxy_ruleset};
 
 /// Prints `iptables-restore` input for a kube-proxy node with N services of E endpoints each.
 #[derive(Debug, Parser)]
@@ -31,6 +32,9 @@ struct Args {
     /// Percentage of services without endpoints.
     #[arg(long, default_value_t = 0)]
     no_endpoints_percent: u8,
+    /// Write kube-proxy's nftables mode (`nft -f` input) instead of iptables mode.
+    #[arg(long)]
+    nftables: bool,
     /// Seed of the counter values.
     #[arg(long, default_value_t = GenOptions::default().seed)]
     seed: u64,
@@ -46,7 +50,11 @@ fn main() -> anyhow::Result<()> {
         no_endpoints_percent: args.no_endpoints_percent,
         seed: args.seed,
     };
-    let text = kube_proxy_ruleset(args.services, args.endpoints, &opts);
+    let text = if args.nftables {
+        kube_proxy_nft_ruleset(args.services, args.endpoints, &opts)
+    } else {
+        kube_proxy_ruleset(args.services, args.endpoints, &opts)
+    };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
 }

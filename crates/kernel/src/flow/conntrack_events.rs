@@ -14,6 +14,10 @@
 //! final TCP state themselves. What passes is read up to [`DATAGRAMS_PER_CALL`] datagrams per
 //! `recvmmsg` call.
 //!
+//! A second kind of subscription, [`ConntrackEvents::open_new_only`], joins the NEW group only
+//! (with [`new_only_filter`]): one event per new connection, what `serve` counts Service
+//! connections from when the flow monitor is off.
+//!
 //! The socket, the batching and the framing are the crate's one netlink stack
 //! (`crate::netlink::socket`); this module owns the filter program and the decoder.
 
@@ -31,6 +35,7 @@ const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_NEW: u16 = 0;
 const IPCTNL_MSG_CT_DELETE: u16 = 2;
 const GROUPS: u32 = 0b111; // NFNLGRP_CONNTRACK_NEW | _UPDATE | _DESTROY
+const GROUP_NEW: u32 = 0b001; // NFNLGRP_CONNTRACK_NEW only
 
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_TUPLE_REPLY: u16 = 2;
@@ -211,6 +216,28 @@ pub fn filter_program() -> Vec<libc::sock_filter> {
         .collect()
 }
 
+/// The filter of a NEW-only subscription ([`ConntrackEvents::open_new_only`]): keeps conntrack
+/// messages of type `IPCTNL_MSG_CT_NEW` with `NLM_F_CREATE` (a connection's first event) and
+/// drops everything else. The NEW group carries little else; the filter makes "NEW only" hold
+/// whatever the kernel adds to that group.
+pub fn new_only_filter() -> Vec<libc::sock_filter> {
+    const LD_B_ABS: u16 = 0x30;
+    const JEQ_K: u16 = 0x15;
+    const JSET_K: u16 = 0x45;
+    const RET_K: u16 = 0x06;
+    let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    vec![
+        op(LD_B_ABS, 0, 0, high_byte_at(4)),               // subsystem
+        op(JEQ_K, 0, 4, u32::from(NFNL_SUBSYS_CTNETLINK)), // else drop (6)
+        op(LD_B_ABS, 0, 0, low_byte_at(4)),                // message type
+        op(JEQ_K, 0, 2, u32::from(IPCTNL_MSG_CT_NEW)),     // else drop
+        op(LD_B_ABS, 0, 0, high_byte_at(6)),               // flags >> 8
+        op(JSET_K, 1, 0, u32::from(NLM_F_CREATE >> 8)),
+        op(RET_K, 0, 0, 0),
+        op(RET_K, 0, 0, u32::MAX),
+    ]
+}
+
 /// A subscription to conntrack events in the namespace it was opened in.
 #[derive(Debug)]
 pub struct ConntrackEvents {
@@ -226,6 +253,24 @@ impl ConntrackEvents {
             GROUPS,
             &mut filter_program(),
             8 << 20,
+            timeout,
+            DATAGRAMS_PER_CALL,
+            DATAGRAM_ROOM,
+        )?;
+        Ok(Self {
+            socket,
+            overruns: 0,
+        })
+    }
+
+    /// Opens a subscription to NEW events only (the `NFNLGRP_CONNTRACK_NEW` group, with
+    /// `new_only_filter`): one event per new connection, for counting connections without the
+    /// flow monitor's updates and destroys. A 4 MiB receive buffer where allowed.
+    pub fn open_new_only(timeout: Duration) -> io::Result<Self> {
+        let socket = Subscription::open(
+            GROUP_NEW,
+            &mut new_only_filter(),
+            4 << 20,
             timeout,
             DATAGRAMS_PER_CALL,
             DATAGRAM_ROOM,
@@ -661,6 +706,75 @@ mod tests {
             Some(&(CtKind::Destroy, Some(TcpState::Closing))),
             "the DESTROY, with the TIME_WAIT state: {events:?}"
         );
+    }
+
+    #[test]
+    fn the_new_only_filter_keeps_new_events_and_nothing_else() {
+        let program = new_only_filter();
+        let kept = |msg: &[u8]| run_filter(&program, msg) != 0;
+        let new = message(
+            IPCTNL_MSG_CT_NEW,
+            NLM_F_CREATE | 0x200,
+            &[
+                tuple(CTA_TUPLE_ORIG, [1, 1, 1, 1], [2, 2, 2, 2], 1, 2),
+                tuple(CTA_TUPLE_REPLY, [2, 2, 2, 2], [1, 1, 1, 1], 2, 1),
+            ],
+        );
+        assert!(kept(&new), "NEW");
+        assert!(!kept(&message(IPCTNL_MSG_CT_DELETE, 0, &[])), "DESTROY");
+        for state in [None, Some(3), Some(8)] {
+            assert!(!kept(&update(state)), "UPDATE {state:?}");
+        }
+        let mut other_subsystem = new.clone();
+        other_subsystem[usize::try_from(high_byte_at(4)).unwrap()] = 2;
+        assert!(!kept(&other_subsystem), "not conntrack");
+        assert!(!kept(&new[..5]), "truncated");
+    }
+
+    #[test]
+    fn a_new_only_subscription_gets_one_event_per_connection_with_the_dnat_reply() {
+        use std::io::{Read as _, Write as _};
+        if !crate::testns::root_or_skip("conntrack NEW-only subscription") {
+            return;
+        }
+        let netns = crate::testns::TestNetns::new("ctnew").expect("a test namespace");
+        // 127.0.0.1:7 is DNATed to the listener's port, as kube-proxy DNATs a Service IP (the
+        // namespace is new: the port is free there).
+        let listener_port = 8080;
+        netns.sh_ok(&format!(
+            "nft add table ip t && nft add chain ip t out '{{ type nat hook output priority -100; }}' \
+             && nft add rule ip t out tcp dport 7 dnat to 127.0.0.1:{listener_port}"
+        ));
+        let events = crate::run_in_netns(Some(netns.name()), || {
+            let mut events =
+                ConntrackEvents::open_new_only(Duration::from_millis(100)).expect("open");
+            let listener =
+                std::net::TcpListener::bind(("127.0.0.1", listener_port)).expect("listen");
+            for _ in 0..3 {
+                let mut client = std::net::TcpStream::connect("127.0.0.1:7").unwrap();
+                let (mut server, _) = listener.accept().unwrap();
+                client.write_all(b"ping").unwrap();
+                let mut got = [0; 4];
+                server.read_exact(&mut got).unwrap();
+            }
+            netns.sh_ok("conntrack -F 2>/dev/null"); // DESTROYs: must not arrive
+            let mut seen = Vec::new();
+            let deadline = std::time::Instant::now() + Duration::from_millis(600);
+            while std::time::Instant::now() < deadline {
+                events.recv(|e| seen.push(e)).expect("recv");
+            }
+            seen
+        })
+        .expect("enter the namespace");
+        assert_eq!(events.len(), 3, "{events:?}");
+        for e in &events {
+            assert_eq!(e.kind, CtKind::New);
+            assert_eq!((e.proto, e.orig.dport), (6, 7));
+            assert_eq!(
+                e.reply.sport, listener_port,
+                "the reply comes from the DNAT target"
+            );
+        }
     }
 
     #[test]

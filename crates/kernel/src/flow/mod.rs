@@ -1,4 +1,5 @@
-//! The flow monitor's kernel sources: conntrack events over netlink ([`ConntrackEvents`]) and
+//! The flow monitor's kernel sources (and the NEW-only conntrack subscription `serve` counts
+//! Service connections from, [`open_new_connections`]): conntrack events over netlink ([`ConntrackEvents`]) and
 //! TCP control packets from one `AF_PACKET` ring ([`PacketCapture`]); plus the facts the monitor
 //! reports about the node: whether conntrack accounting is on and the local addresses.
 //!
@@ -15,6 +16,15 @@ use std::time::Duration;
 
 pub use capture::{CaptureStats, PacketCapture};
 pub use conntrack_events::{ConntrackEvents, DATAGRAMS_PER_CALL, parse_messages};
+
+/// A NEW-only conntrack event subscription ([`ConntrackEvents::open_new_only`]) opened inside
+/// `netns` (`None` = here); the socket stays bound to that namespace.
+pub fn open_new_connections(
+    netns: Option<&str>,
+    receive_timeout: Duration,
+) -> io::Result<ConntrackEvents> {
+    run_in_netns(netns, || ConntrackEvents::open_new_only(receive_timeout))?
+}
 
 use crate::run_in_netns;
 

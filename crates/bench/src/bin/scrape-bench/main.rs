@@ -1,5 +1,6 @@
 //! `scrape-bench`: what one Prometheus scrape costs with nfscope and with the baselines, on
-//! generated kube-proxy rulesets loaded into throwaway network namespaces (nft and legacy backends).
+//! generated kube-proxy rulesets loaded into throwaway network namespaces (iptables mode on the nft
+//! and legacy backends; kube-proxy's nftables mode as backend `nftables`).
 //!
 //! Needs root (namespaces, iptables-restore). Never part of `cargo test`. See docs/BENCHMARKS.md:
 //! `cargo run --release -p nfscope-bench --bin scrape-bench -- --nfscope target/release/nfscope`.
@@ -17,7 +18,8 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
-use nfscope_bench::{GenOptions, count_rules, kube_proxy_ruleset};
+use nfscope_bench::{GenOptions, count_rules, kube_proxy_nft_ruleset, kube_proxy_ruleset};
+use nfscope_ruleset::{NftLimits, parse_nft_text};
 
 use crate::netns::BenchNetns;
 use crate::stats::{
@@ -38,10 +40,12 @@ struct Args {
     /// Endpoints per service.
     #[arg(long, default_value_t = 3)]
     endpoints: usize,
-    /// Backends to test.
+    /// Backends to test: nft, legacy (kube-proxy's iptables mode on iptables-nft / -legacy),
+    /// nftables (kube-proxy's nftables mode: its native table, rules without counters).
     #[arg(long, value_delimiter = ',', default_value = "nft,legacy")]
     backends: Vec<String>,
-    /// Tools to measure: nfscope, nfscope-nolabel (`--rule-label none`), naive, nft-json (nft backend only).
+    /// Tools to measure: nfscope, nfscope-nolabel (`--rule-label none`), naive (iptables
+    /// backends), nft-json (nft and nftables backends).
     #[arg(
         long,
         value_delimiter = ',',
@@ -140,8 +144,17 @@ fn bench_one(args: &Args, services: usize, backend: &str, ticks: f64) -> Result<
         counters: true,
         ..GenOptions::default()
     };
-    let text = kube_proxy_ruleset(services, args.endpoints, &opts);
-    let rules = count_rules(&text);
+    let (text, rules) = if backend == "nftables" {
+        let text = kube_proxy_nft_ruleset(services, args.endpoints, &opts);
+        let rules = parse_nft_text(&text, &NftLimits::default())
+            .context("the generated nftables table parses")?
+            .rule_count();
+        (text, rules)
+    } else {
+        let text = kube_proxy_ruleset(services, args.endpoints, &opts);
+        let rules = count_rules(&text);
+        (text, rules)
+    };
     let ns = BenchNetns::create(&format!("{backend}-{services}"))?;
     let start = Instant::now();
     ns.restore(backend, &text)?;
@@ -157,7 +170,8 @@ fn bench_one(args: &Args, services: usize, backend: &str, ticks: f64) -> Result<
     };
     let mut rows = Vec::new();
     for tool in &args.tools {
-        if tool == "nft-json" && backend != "nft" {
+        if (tool == "nft-json" && backend == "legacy") || (tool == "naive" && backend == "nftables")
+        {
             continue;
         }
         let extra: &[&str] = match tool.as_str() {

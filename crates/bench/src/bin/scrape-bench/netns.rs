@@ -23,11 +23,17 @@ impl BenchNetns {
         Ok(Self { name })
     }
 
-    /// Feeds `text` to `iptables-<backend>-restore --counters` inside the namespace.
+    /// Feeds `text` to `iptables-<backend>-restore --counters` inside the namespace, or for
+    /// backend `nftables` (kube-proxy's nftables mode) to `nft -f -`.
     pub fn restore(&self, backend: &str, text: &str) -> Result<()> {
-        let program = format!("iptables-{backend}-restore");
+        let (program, args): (String, &[&str]) = if backend == "nftables" {
+            ("nft".to_owned(), &["-f", "-"])
+        } else {
+            (format!("iptables-{backend}-restore"), &["--counters"])
+        };
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.name, &program, "--counters"])
+            .args(["netns", "exec", &self.name, &program])
+            .args(args)
             .stdin(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
