@@ -135,7 +135,9 @@ pub fn lower_rule(rule: &Rule, family: Family, position: usize) -> TypedRule {
     }
     if let Some(p) = &spec.protocol {
         let folded = !p.negated && cx.proto_folded(&spec.matches);
-        if !folded {
+        // `-p all` (`0`): every protocol, no test.
+        let any = !p.negated && matches!(p.value.to_ascii_lowercase().as_str(), "all" | "0");
+        if !folded && !any {
             let via = if v6 {
                 ProtoVia::Meta
             } else {
@@ -166,7 +168,23 @@ pub fn lower_rule(rule: &Rule, family: Family, position: usize) -> TypedRule {
         }
     }
     if let Some(not) = spec.fragment {
-        cx.unmodelled(if not { "! -f" } else { "-f" }.to_owned());
+        if v6 {
+            cx.unmodelled(if not { "! -f" } else { "-f" }.to_owned());
+        } else {
+            // `-f`: a second or later fragment, iptables-translate's `ip frag-off & 0x1fff != 0`.
+            cx.push(
+                Key::Masked {
+                    key: Box::new(Key::Payload {
+                        proto: "ip".into(),
+                        field: "frag-off".into(),
+                    }),
+                    op: BitOp::And,
+                    value: 0x1fff,
+                },
+                if not { Op::Eq } else { Op::Ne },
+                vec![Value::Int(0)],
+            );
+        }
     }
     for m in &spec.matches {
         cx.module(m);
@@ -383,6 +401,19 @@ impl Cx {
             ),
             "set" => self.set(m),
             "addrtype" => self.addrtype(m),
+            "physdev" => self.physdev(m),
+            "policy" => self.policy(m),
+            "nfacct" => match m.options.as_slice() {
+                [o] if o.name == "nfacct-name" && !o.negated && !o.values.is_empty() => {
+                    // Counts in a named accounting object; matches every packet.
+                    self.exprs.push(Expr::Counter {
+                        counters: None,
+                        name: Some(o.values[0].clone()),
+                    });
+                    true
+                }
+                _ => false,
+            },
             "statistic" => self.statistic(m),
             "iprange" => self.iprange(m),
             "icmp" | "icmp6" => self.icmp(m),
@@ -403,15 +434,21 @@ impl Cx {
                     Value::Sym(v.to_ascii_lowercase()),
                 ))
             }),
-            "owner" => self.each(m, |o| {
+            "owner" => self.each_op(m, |o| {
                 let key = match o.name.as_str() {
                     "uid-owner" => MetaKey::Skuid,
                     "gid-owner" => MetaKey::Skgid,
+                    // The packet has a socket: it has an owner uid, whichever.
+                    "socket-exists" => {
+                        let op = if o.negated { Op::Lt } else { Op::Ge };
+                        return Some((Key::Meta(MetaKey::Skuid), op, Value::Int(0)));
+                    }
                     _ => return None,
                 };
                 let v = o.values.first()?;
                 Some((
                     Key::Meta(key),
+                    neg(o.negated),
                     if v.contains('-') {
                         let (a, b) = v.split_once('-')?;
                         Value::Range(Box::new(int(a)?), Box::new(int(b)?))
@@ -591,6 +628,38 @@ impl Cx {
             let dir = match o.name.as_str() {
                 "dports" | "destination-ports" => Dir::Dst,
                 "sports" | "source-ports" => Dir::Src,
+                "ports" => {
+                    // Source or destination port: `sport . dport` in `{ p . *, * . p }`.
+                    let Some(list) = o.values.first() else {
+                        return false;
+                    };
+                    let key = |dir| Key::Port {
+                        proto: Some(proto),
+                        dir,
+                    };
+                    let elems = list
+                        .split(',')
+                        .map(port)
+                        .flat_map(|p| {
+                            [
+                                Value::Concat(vec![p.clone(), Value::CatchAll]),
+                                Value::Concat(vec![Value::CatchAll, p]),
+                            ]
+                        })
+                        .map(|key| SetElem {
+                            key,
+                            data: None,
+                            comment: None,
+                            options: Vec::new(),
+                        })
+                        .collect();
+                    self.push_rhs(
+                        Key::Concat(vec![key(Dir::Src), key(Dir::Dst)]),
+                        neg(o.negated),
+                        Rhs::Anon(elems),
+                    );
+                    continue;
+                }
                 _ => return false,
             };
             let Some(list) = o.values.first() else {
@@ -620,6 +689,20 @@ impl Cx {
             let op = neg(o.negated);
             let ct = |dir, key| Key::Ct { dir, key };
             match o.name.as_str() {
+                "state" | "ctstate"
+                    if v
+                        .split(',')
+                        .any(|s| s.eq_ignore_ascii_case("snat") || s.eq_ignore_ascii_case("dnat")) =>
+                {
+                    // One xt_conntrack mask over states and NAT status (see `CtKey::XtState`).
+                    self.push(
+                        ct(None, CtKey::XtState),
+                        if o.negated { Op::Ne } else { Op::Implicit },
+                        v.split(',')
+                            .map(|s| Value::Sym(s.to_ascii_lowercase()))
+                            .collect(),
+                    );
+                }
                 "state" | "ctstate" | "ctstatus" => {
                     // `--ctstate SNAT,DNAT` are status bits (`ct status dnat`).
                     let (status, state): (Vec<String>, Vec<String>) = v
@@ -713,6 +796,13 @@ impl Cx {
 
     fn set(&mut self, m: &IptMatch) -> bool {
         for o in &m.options {
+            if matches!(
+                o.name.as_str(),
+                "return-nomatch" | "update-counters" | "update-subcounters"
+            ) {
+                // Counter and nomatch-return options: nfscope answers membership only.
+                continue;
+            }
             if o.name != "match-set" || o.values.len() != 2 {
                 return false;
             }
@@ -741,6 +831,56 @@ impl Cx {
             };
             self.push_rhs(key, neg(o.negated), Rhs::SetRef(o.values[0].clone()));
         }
+        true
+    }
+
+    /// `-m physdev`: bridge ports by name (`+` wildcard), `--physdev-is-*` as "any name".
+    fn physdev(&mut self, m: &IptMatch) -> bool {
+        self.each(m, |o| {
+            let (dir, name) = match o.name.as_str() {
+                "physdev-in" => (Some(IfaceDir::In), o.values.first()?.as_str()),
+                "physdev-out" => (Some(IfaceDir::Out), o.values.first()?.as_str()),
+                "physdev-is-in" => (Some(IfaceDir::In), "+"),
+                "physdev-is-out" => (Some(IfaceDir::Out), "+"),
+                "physdev-is-bridged" => (None, "+"),
+                _ => return None,
+            };
+            let name = match name.strip_suffix('+') {
+                Some(p) => format!("{p}*"),
+                None => name.to_owned(),
+            };
+            Some((Key::Physdev { dir }, Value::Str(name)))
+        })
+    }
+
+    /// `-m policy --dir in|out --pol none|ipsec [--strict]`: whether the packet was (in) or will
+    /// be (out) IPsec-processed, nft's `meta secpath` / `rt ipsec` `exists|missing`. Options
+    /// naming the policy's elements (`--proto`, `--mode`, …) are not modelled.
+    fn policy(&mut self, m: &IptMatch) -> bool {
+        if !m
+            .options
+            .iter()
+            .all(|o| matches!(o.name.as_str(), "dir" | "pol" | "strict") && !o.negated)
+        {
+            return false;
+        }
+        let (Some(dir), Some(pol)) = (m.value("dir"), m.value("pol")) else {
+            return false;
+        };
+        let key = match dir {
+            "in" => Key::Meta(MetaKey::Other("secpath".into())),
+            "out" => Key::Payload {
+                proto: "rt".into(),
+                field: "ipsec".into(),
+            },
+            _ => return false,
+        };
+        let v = match pol {
+            "none" => "missing",
+            "ipsec" => "exists",
+            _ => return false,
+        };
+        self.push(key, Op::Eq, vec![Value::Sym(v.into())]);
         true
     }
 
@@ -854,6 +994,19 @@ impl Cx {
         let Some(t) = o.values.first() else {
             return false;
         };
+        let key = |is_type| Key::Icmp { v6, is_type };
+        if t == "any" {
+            // Every type: the key's protocol check alone.
+            self.push(
+                key(true),
+                neg(o.negated),
+                vec![Value::Range(
+                    Box::new(Value::Int(0)),
+                    Box::new(Value::Int(255)),
+                )],
+            );
+            return true;
+        }
         let (ty, code) = match t.split_once('/') {
             Some((a, b)) => match (parse_u64(a), parse_u64(b)) {
                 (Some(a), Some(b)) => (a, Some(b)),
@@ -864,8 +1017,14 @@ impl Cx {
                 None => return false,
             },
         };
-        if o.negated && code.is_some() {
-            return false;
+        if let (true, Some(c)) = (o.negated, code) {
+            // Not this type and code: one test of the pair.
+            self.push(
+                Key::Concat(vec![key(true), key(false)]),
+                Op::Ne,
+                vec![Value::Concat(vec![Value::Int(ty), Value::Int(c)])],
+            );
+            return true;
         }
         self.push(
             Key::Icmp { v6, is_type: true },

@@ -750,6 +750,16 @@ pub enum Key {
     },
     /// A concatenation `a . b . c`.
     Concat(Vec<Self>),
+    /// iptables' `-m physdev`: the bridge port a bridged packet entered by (`dir: In`,
+    /// `--physdev-in`) or leaves by (`Out`, `--physdev-out`), compared by name like `iifname`
+    /// (`"*"` for `--physdev-is-in`/`--physdev-is-out`); `dir: None` is the bridge itself
+    /// (`--physdev-is-bridged`, compared with `"*"`). A routed packet has none of them. nft has no
+    /// such key (its `meta ibrname` is the bridge's name, not the port): only lowering makes it.
+    /// The kernel's physdev match holds for a packet without the field when the option is negated.
+    Physdev {
+        /// Which port; `None`: whether the packet is bridged at all.
+        dir: Option<IfaceDir>,
+    },
 }
 
 /// Source or destination.
@@ -885,6 +895,12 @@ pub enum CtKey {
     },
     /// Tuple port (`proto-src`, `proto-dst`).
     ProtoPort(Dir),
+    /// iptables' `--ctstate`/`--state` when it lists `SNAT` or `DNAT`: xt_conntrack tests one mask
+    /// of the state bits and two virtual bits for the connection's NAT status, so `--ctstate
+    /// ESTABLISHED,DNAT` is "any of" across nft's `ct state` and `ct status` (no nft form), and a
+    /// packet without a connection has the `untracked` or `invalid` bit. Values are `ct state`
+    /// names plus `snat`/`dnat`.
+    XtState,
     /// Any other key (`helper`, `l3proto`, `protocol`, `expiration`, `label`, …).
     Other(String),
 }

@@ -18,7 +18,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use nfscope_ruleset::{Chain, Family, Policy, Rule, Ruleset, Target, TargetKind};
 
-use crate::matcher::{Env, Outcome, match_rule, parse_mark};
+#[cfg(test)]
+use crate::matcher::{Env, match_rule};
+use crate::matcher::{Outcome, parse_mark};
+use crate::typed_eval::{NoSets, TypedEnv, eval_match};
+use nfscope_ruleset::typed::{Dir, Expr, IfaceDir, Key, Match, NftRuleset, Rhs, TypedRule};
 use crate::packet::{CtState, Packet};
 use crate::result::{Branch, Effect, RuleRef, Step, TraceResult, Verdict};
 use crate::routes::RouteKind;
@@ -152,6 +156,12 @@ pub struct Tracer<'a> {
     /// Set and map indexes per native table (exact keys hashed: lookups do not scan).
     pub(crate) nft_set_index: Vec<Vec<HashMap<String, crate::typed_eval::SetIndex>>>,
     sets: SetIndex,
+    /// Every iptables ruleset in the typed model (`Ruleset::lower`), lowered once: its rules'
+    /// matches are decided by `typed_eval`, tables and chains indexed as in `input.rulesets`.
+    lowered: Vec<NftRuleset>,
+    /// Test only: decide iptables matches with the retired string matcher (the differential).
+    #[cfg(test)]
+    pub(crate) use_matcher: bool,
     locals: HashSet<IpAddr>,
     backend_order: Vec<usize>,
     /// A jump loop a hook reaches: the kernel would not have loaded it, and walking it never ends.
@@ -215,6 +225,9 @@ impl<'a> Tracer<'a> {
             nft_chain_index,
             nft_set_index,
             sets: SetIndex::new(input.ipsets.as_deref()),
+            lowered: input.rulesets.iter().map(Ruleset::lower).collect(),
+            #[cfg(test)]
+            use_matcher: false,
             locals,
             backend_order,
             refused: crate::jump_loop_error(&input.rulesets),
@@ -409,7 +422,8 @@ impl<'a> Tracer<'a> {
             if rule.spec.only_family.is_some_and(|f| f != family) {
                 continue;
             }
-            let outcome = self.evaluate(rule, walk, stage);
+            let typed = self.typed_rule(stage, frame.chain, frame.pos);
+            let outcome = self.evaluate(rule, typed, walk, stage);
             let condition = match outcome {
                 Outcome::No => continue,
                 Outcome::Yes => None,
@@ -442,7 +456,7 @@ impl<'a> Tracer<'a> {
             if is_tproxy(rule) && walk.hook == Hook::Prerouting {
                 self.split_tproxy(walk, &mut forks, &mut room, &mut capped, at, rule);
             }
-            let flow = self.apply(rule, walk, stage, at, condition);
+            let flow = self.apply(rule, typed, walk, stage, at, condition);
             if let Some((v, by)) = self.follow(walk, stage, flow, at) {
                 return (self.finish(walk, v, by), forks, capped);
             }
@@ -571,7 +585,67 @@ impl<'a> Tracer<'a> {
             .and_then(|r| r.primary_address(dev, like))
     }
 
-    fn evaluate(&self, rule: &Rule, walk: &Walk, stage: Stage) -> Outcome {
+    /// The lowered form of rule `pos` of chain `chain` of an iptables stage.
+    fn typed_rule(&self, stage: Stage, chain: usize, pos: usize) -> &TypedRule {
+        &self.lowered[stage.ruleset].tables[stage.table].chains[chain].rules[pos]
+    }
+
+    /// Does the match part of an iptables rule hold? Every match of its lowered form is decided
+    /// by `typed_eval` with x_tables semantics; a definite "no" anywhere wins, then "cannot tell"
+    /// (the reason of the first such base match, else module, as iptables lists them), then the
+    /// product of the random choices.
+    fn evaluate(&self, rule: &Rule, typed: &TypedRule, walk: &Walk, stage: Stage) -> Outcome {
+        #[cfg(test)]
+        if self.use_matcher {
+            return self.evaluate_matcher(rule, walk, stage);
+        }
+        let _ = rule;
+        let is_local = |ip: IpAddr| self.is_local(ip);
+        let is_broadcast = |ip: IpAddr| self.is_broadcast(ip);
+        let env = TypedEnv {
+            hook: walk.hook,
+            ct_attached: stage.ct_attached,
+            is_local: &is_local,
+            is_broadcast: &is_broadcast,
+            locally_generated: walk.locally_generated,
+            sets: &NoSets,
+            xt: true,
+            ipsets: Some(&self.sets),
+        };
+        let mut maybe: Option<(u8, String)> = None;
+        let mut chance: Option<f64> = None;
+        for e in match_part(typed) {
+            let (outcome, rank) = match e {
+                Expr::Match(m) => (eval_match(m, &walk.pkt, &env), base_rank(&m.key)),
+                Expr::Stateful { kind, text } => (
+                    Outcome::Maybe(format!("`{text}` depends on the packet rate or earlier packets ({kind})")),
+                    5,
+                ),
+                Expr::Unmodelled { text } => {
+                    (Outcome::Maybe(format!("`{text}` is not modelled")), 5)
+                }
+                _ => (Outcome::Yes, 5),
+            };
+            match outcome {
+                Outcome::Yes => {}
+                Outcome::No => return Outcome::No,
+                Outcome::Chance(p) => chance = Some(chance.unwrap_or(1.0) * p),
+                Outcome::Maybe(why) => {
+                    if maybe.as_ref().is_none_or(|(r, _)| rank < *r) {
+                        maybe = Some((rank, why));
+                    }
+                }
+            }
+        }
+        match (maybe, chance) {
+            (Some((_, why)), _) => Outcome::Maybe(why),
+            (None, Some(p)) => Outcome::Chance(p),
+            (None, None) => Outcome::Yes,
+        }
+    }
+
+    #[cfg(test)]
+    fn evaluate_matcher(&self, rule: &Rule, walk: &Walk, stage: Stage) -> Outcome {
         let is_local = |ip: IpAddr| self.is_local(ip);
         let is_broadcast = |ip: IpAddr| self.is_broadcast(ip);
         let env = Env {
@@ -1040,16 +1114,16 @@ impl<'a> Tracer<'a> {
     fn apply(
         &self,
         rule: &Rule,
+        typed: &TypedRule,
         walk: &mut Walk,
         stage: Stage,
         at: RuleRef,
         condition: Option<String>,
     ) -> Flow {
         if stage.kind == TableKind::Nat
-            && rule
-                .spec
-                .matches_named("set")
-                .any(|m| is_ipvs_set(m.value("match-set")))
+            && match_part(typed).iter().any(|e| {
+                matches!(e, Expr::Match(Match { rhs: Rhs::SetRef(name), .. }) if is_ipvs_set(Some(name)))
+            })
         {
             walk.ipvs = true;
         }
@@ -1278,6 +1352,30 @@ impl<'a> Tracer<'a> {
             snat: walk.snat_label.take(),
             notes,
         }
+    }
+}
+
+/// The matches of a lowered iptables rule: everything before the counter the lowering puts
+/// between matches and target (`-m nfacct` is a named counter among the matches).
+fn match_part(rule: &TypedRule) -> &[Expr] {
+    let end = rule
+        .exprs
+        .iter()
+        .rposition(|e| matches!(e, Expr::Counter { name: None, .. }))
+        .unwrap_or(rule.exprs.len());
+    &rule.exprs[..end]
+}
+
+/// The order iptables lists a rule's base matches in (`-s -d -p -i -o`), for picking which
+/// undetermined part a MAY names; modules come after.
+fn base_rank(key: &Key) -> u8 {
+    match key {
+        Key::Addr { dir: Dir::Src, .. } => 0,
+        Key::Addr { dir: Dir::Dst, .. } => 1,
+        Key::L4Proto { .. } => 2,
+        Key::Iface { dir: IfaceDir::In, .. } => 3,
+        Key::Iface { dir: IfaceDir::Out, .. } => 4,
+        _ => 5,
     }
 }
 

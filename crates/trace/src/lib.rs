@@ -192,3 +192,6 @@ mod fidelity_tests;
 
 #[cfg(test)]
 mod nft_tests;
+
+#[cfg(test)]
+mod differential_tests;

@@ -201,11 +201,15 @@ fn match_module(m: &Match, pkt: &PktState, env: &Env<'_>) -> Outcome {
 /// Runs each option through `check`; options it does not know make the module undetermined.
 fn each_option(m: &Match, mut check: impl FnMut(&OptionArg) -> Option<Outcome>) -> Outcome {
     let mut acc = Acc::default();
-    for opt in &m.options {
-        let outcome = check(opt).unwrap_or_else(|| {
-            Outcome::Maybe(format!("-m {} --{} is not modelled", m.module, opt.name))
-        });
-        if !acc.add(negate(opt.negated, outcome)) {
+    let outcomes: Vec<(Option<Outcome>, &OptionArg)> =
+        m.options.iter().map(|o| (check(o), o)).collect();
+    // DIFFERENTIAL: an option the kernel does not know makes the whole module undetermined (the
+    // lowering keeps such a module whole as `Unmodelled`).
+    if let Some((_, opt)) = outcomes.iter().find(|(o, _)| o.is_none()) {
+        return Outcome::Maybe(format!("-m {} --{} is not modelled", m.module, opt.name));
+    }
+    for (outcome, opt) in outcomes {
+        if !acc.add(negate(opt.negated, outcome.expect("checked"))) {
             return Outcome::No;
         }
     }
@@ -458,6 +462,7 @@ fn conntrack(m: &Match, pkt: &PktState, env: &Env<'_>) -> Outcome {
                     Outcome::Yes
                 } else if !nat_known
                     && tracked
+                    && pkt.ct_state != CtState::Invalid
                     && listed.iter().any(|s| matches!(*s, "DNAT" | "SNAT"))
                 {
                     Outcome::Maybe("whether an established connection was NATed is unknown".into())
@@ -519,7 +524,7 @@ fn mark_match(m: &Match, mark: Option<u32>, what: &str) -> Outcome {
 }
 
 fn connmark(m: &Match, pkt: &PktState, env: &Env<'_>) -> Outcome {
-    if !env.ct_attached || pkt.ct_state == CtState::Untracked {
+    if !env.ct_attached || matches!(pkt.ct_state, CtState::Untracked | CtState::Invalid) {
         return Outcome::No;
     }
     mark_match(m, pkt.ct_mark, "connection mark")
@@ -604,6 +609,9 @@ fn addr_types(ip: IpAddr, redirected: bool, env: &Env<'_>) -> &'static [&'static
 }
 
 fn addrtype(m: &Match, pkt: &PktState, env: &Env<'_>) -> Outcome {
+    if m.options.iter().any(|o| o.name.starts_with("limit-iface")) {
+        return Outcome::Maybe("addrtype --limit-iface-* is not modelled".into());
+    }
     each_option(m, |opt| {
         let ip = match opt.name.as_str() {
             "src-type" => pkt.src,

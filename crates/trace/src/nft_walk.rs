@@ -121,6 +121,8 @@ impl<'a> Tracer<'a> {
                     .get(stage.ruleset)
                     .and_then(|t| t.get(stage.table)),
             },
+            xt: false,
+            ipsets: None,
         };
         f(&env)
     }

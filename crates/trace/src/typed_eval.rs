@@ -56,7 +56,7 @@ impl Exact {
             PktVal::Addr(a) => Self::Addr(*a),
             PktVal::Int(n) => Self::Int(*n),
             PktVal::Name(n, _) => Self::Str(n.clone()),
-            PktVal::Sym(_) => return None,
+            PktVal::Sym(_) | PktVal::Types(_) | PktVal::Unknown(_) => return None,
             PktVal::Concat(v) => {
                 Self::Concat(v.iter().map(Self::of_packet).collect::<Option<_>>()?)
             }
@@ -206,6 +206,23 @@ pub struct TypedEnv<'a, 's> {
     pub locally_generated: bool,
     /// Named sets and maps of the rule's table.
     pub sets: &'a dyn SetSource<'s>,
+    /// The rule is an iptables rule lowered to the typed model: its matches are the kernel's
+    /// x_tables modules, whose semantics differ from nft's where a packet lacks a field (a
+    /// negated owner or physdev option holds then, nft's expression breaks the rule), in
+    /// `-m addrtype` (IPv6 addresses have several types) and in `--ctstate` ([`CtKey::XtState`]).
+    pub xt: bool,
+    /// ipset contents, for `@name` of iptables rules (`-m set`): with [`TypedEnv::xt`], a named
+    /// set is an ipset, whose real type decides what each dimension of the key is.
+    pub ipsets: Option<&'a crate::sets::SetIndex>,
+}
+
+/// No named sets or maps (iptables rules name ipsets, see [`TypedEnv::ipsets`]).
+pub struct NoSets;
+
+impl SetSource<'static> for NoSets {
+    fn set_named(&self, _: &str) -> Option<&'static NftSetDef> {
+        None
+    }
 }
 
 /// A value read from the packet.
@@ -221,6 +238,10 @@ pub enum PktVal {
     Sym(&'static str),
     /// A concatenation.
     Concat(Vec<Self>),
+    /// Every type `-m addrtype` sees for an address (IPv6 addresses can have several).
+    Types(&'static [&'static str]),
+    /// A part of a concatenation nfscope cannot tell (iptables `-m multiport --ports`), why.
+    Unknown(String),
 }
 
 /// What reading a key gives.
@@ -310,7 +331,14 @@ pub fn read_key(key: &Key, pkt: &PktState, env: &TypedEnv<'_, '_>) -> Read {
         }
         Key::Meta(m) => match m {
             MetaKey::Mark => int(pkt.mark),
+            MetaKey::Pkttype if env.xt => int(match xt_addr_types(pkt.dst, false, env)[0] {
+                "multicast" => 2u64,
+                "broadcast" => 1,
+                _ => 0,
+            }),
             MetaKey::Pkttype => int(pkttype(pkt.dst, env)),
+            // The traced packet never went through IPsec (`-m policy --dir in`).
+            MetaKey::Other(k) if k == "secpath" => Read::Val(PktVal::Sym("missing")),
             MetaKey::Skuid => {
                 if !env.locally_generated || !matches!(env.hook, Hook::Output | Hook::Postrouting) {
                     Read::Absent
@@ -353,6 +381,10 @@ pub fn read_key(key: &Key, pkt: &PktState, env: &TypedEnv<'_, '_>) -> Read {
                 ));
             }
             let ip = if has("daddr") { pkt.dst } else { pkt.src };
+            if env.xt {
+                let redirected = has("daddr") && pkt.dst_unknown.is_some();
+                return Read::Val(PktVal::Types(xt_addr_types(ip, redirected, env)));
+            }
             if has("daddr") && pkt.dst_unknown.is_some() {
                 return Read::Val(PktVal::Sym("local"));
             }
@@ -360,7 +392,31 @@ pub fn read_key(key: &Key, pkt: &PktState, env: &TypedEnv<'_, '_>) -> Read {
         }
         Key::Numgen { .. } => Read::Unknown("a number generator".into()),
         Key::Hash(h) => Read::Unknown(format!("{h} is not modelled")),
+        // A traced packet is never a fragment: `-f` (frag-off & 0x1fff != 0) never holds.
+        Key::Payload { proto, field } if proto == "ip" && field == "frag-off" => {
+            if pkt.src.is_ipv4() {
+                int(0u64)
+            } else {
+                Read::Absent
+            }
+        }
+        // Nor will it be IPsec-transformed (`-m policy --dir out`).
+        Key::Payload { proto, field } if proto == "rt" && field == "ipsec" => {
+            Read::Val(PktVal::Sym("missing"))
+        }
         Key::Payload { proto, field } => Read::Unknown(format!("{proto} {field} is not modelled")),
+        Key::Physdev { dir } => {
+            let Some((pin, pout)) = &pkt.physdev else {
+                return Read::Absent;
+            };
+            let port = match dir {
+                None => return Read::Val(PktVal::Name(String::new(), true)),
+                Some(IfaceDir::In) => pin,
+                Some(IfaceDir::Out) => pout,
+            };
+            port.as_ref()
+                .map_or(Read::Absent, |p| Read::Val(PktVal::Name(p.clone(), true)))
+        }
         Key::Masked { key, op, value } => match read_key(key, pkt, env) {
             Read::Val(PktVal::Int(v)) => int(match op {
                 BitOp::And => v & value,
@@ -375,6 +431,8 @@ pub fn read_key(key: &Key, pkt: &PktState, env: &TypedEnv<'_, '_>) -> Read {
             for k in keys {
                 match read_key(k, pkt, env) {
                     Read::Val(v) => vals.push(v),
+                    // A part iptables' `--ports` may not need: decided per element.
+                    Read::Unknown(why) if env.xt => vals.push(PktVal::Unknown(why)),
                     other => return other,
                 }
             }
@@ -405,6 +463,27 @@ fn fib_type(ip: IpAddr, env: &TypedEnv<'_, '_>) -> &'static str {
         IpAddr::V4(_) if (env.is_broadcast)(ip) => "broadcast",
         IpAddr::V4(v) if v.octets()[0] == 0 => "broadcast",
         _ => "unicast",
+    }
+}
+
+/// The `-m addrtype` types `ip` has, as the kernel's xt_addrtype classifies them. IPv4
+/// (`inet_addr_type`) gives one: 0.0.0.0/8 and 255.255.255.255 broadcast, 224/4 multicast, then
+/// the local table (local, subnet broadcast), else unicast. IPv6 (`match_type6`) tests each type
+/// on its own, so an address of the node is both unicast and local; `::` is unspec, ff00::/8
+/// multicast. `redirected`: the address is REDIRECT's unknown local one.
+fn xt_addr_types(ip: IpAddr, redirected: bool, env: &TypedEnv<'_, '_>) -> &'static [&'static str] {
+    match ip {
+        IpAddr::V4(_) if redirected => &["local"],
+        IpAddr::V4(v) if v.octets()[0] == 0 || v.is_broadcast() => &["broadcast"],
+        IpAddr::V4(v) if v.is_multicast() => &["multicast"],
+        IpAddr::V4(_) if (env.is_local)(ip) => &["local"],
+        IpAddr::V4(_) if (env.is_broadcast)(ip) => &["broadcast"],
+        IpAddr::V4(_) => &["unicast"],
+        IpAddr::V6(_) if redirected => &["unicast", "local"],
+        IpAddr::V6(v) if v.is_multicast() => &["multicast"],
+        IpAddr::V6(v) if v.is_unspecified() => &["unspec"],
+        IpAddr::V6(_) if (env.is_local)(ip) => &["unicast", "local"],
+        IpAddr::V6(_) => &["unicast"],
     }
 }
 
@@ -476,6 +555,9 @@ fn read_ct(dir: Option<CtDir>, key: &CtKey, pkt: &PktState, env: &TypedEnv<'_, '
         }
         CtKey::Addr { .. } | CtKey::ProtoPort(_) => needs_new("tuple"),
         CtKey::Zone => Read::Unknown("ct zone is not modelled".into()),
+        // The connection's layer-4 protocol: the packet's (`--ctproto`, `ct original protocol`).
+        CtKey::Other(k) if k == "protocol" => int(proto_number(pkt.proto)),
+        CtKey::XtState => Read::Unknown("an iptables --ctstate mask read as a value".into()),
         CtKey::Other(k) => Read::Unknown(format!("ct {k} is not modelled")),
     }
 }
@@ -707,6 +789,8 @@ pub fn value_hit(key: &Key, pv: &PktVal, v: &Value) -> Tri {
             }
         }
         (PktVal::Sym(s), Value::Sym(w)) => Tri::of(s == w),
+        (PktVal::Types(ts), Value::Sym(w)) => Tri::of(ts.contains(&w.as_str())),
+        (PktVal::Unknown(why), _) => Tri::Maybe(why.clone()),
         (_, Value::Other(t)) => Tri::Maybe(format!("value {t:?} is not modelled")),
         _ => Tri::No,
     }
@@ -775,12 +859,152 @@ pub fn eval_match(m: &Match, pkt: &PktState, env: &TypedEnv<'_, '_>) -> Outcome 
     {
         return numgen_match(m, *modulus, *offset);
     }
+    if let Some(t) = xt_match(m, pkt, env) {
+        return t.into_outcome();
+    }
+    if let (Key::Meta(MetaKey::Skuid), Op::Ge | Op::Lt, Rhs::Values(v)) = (&m.key, m.op, &m.rhs)
+        && v.as_slice() == [Value::Int(0)]
+    {
+        // `meta skuid >= 0`: the packet has a socket (`-m owner --socket-exists`), whatever its
+        // owner; `< 0` never holds (under x_tables, `! --socket-exists` holds without a socket).
+        let has = !matches!(read_key(&m.key, pkt, env), Read::Absent);
+        return Tri::of(if m.op == Op::Ge { has } else { env.xt && !has }).into_outcome();
+    }
     let pv = match read_key(&m.key, pkt, env) {
         Read::Val(v) => v,
+        // x_tables' owner and physdev matches hold, negated, for a packet without the field.
+        Read::Absent if env.xt && m.op == Op::Ne && xt_inverts_absent(&m.key) => {
+            return Outcome::Yes;
+        }
         Read::Absent => return Outcome::No,
         Read::Unknown(why) => return Outcome::Maybe(why),
     };
     compare(&m.key, m.op, &m.rhs, &pv, env).into_outcome()
+}
+
+/// Keys whose x_tables match holds when negated and the packet lacks the field (`-m owner`
+/// without a socket, `-m physdev` for a routed packet): `(match ^ invert) == 0` in the kernel.
+fn xt_inverts_absent(key: &Key) -> bool {
+    matches!(
+        key,
+        Key::Meta(MetaKey::Skuid | MetaKey::Skgid) | Key::Physdev { .. }
+    )
+}
+
+/// iptables matches evaluated as x_tables does, not through a key read: `--ctstate` with NAT
+/// bits ([`CtKey::XtState`]) and `-m set` (an ipset, its dimensions from its real type).
+/// `None` for every other match (and for native rules).
+fn xt_match(m: &Match, pkt: &PktState, env: &TypedEnv<'_, '_>) -> Option<Tri> {
+    if !env.xt {
+        return None;
+    }
+    let t = match (&m.key, &m.rhs) {
+        (
+            Key::Ct {
+                key: CtKey::XtState,
+                ..
+            },
+            Rhs::Values(vals),
+        ) => xt_state(vals, pkt, env),
+        (key, Rhs::SetRef(name)) => ipset_match(key, name, pkt, env),
+        _ => return None,
+    };
+    Some(if m.op == Op::Ne { t.not() } else { t })
+}
+
+/// xt_conntrack's state test: any listed bit among the packet's state and its connection's NAT
+/// status (only known for a new connection, whose NAT the trace itself makes).
+fn xt_state(vals: &[Value], pkt: &PktState, env: &TypedEnv<'_, '_>) -> Tri {
+    const SNAT: u64 = 1 << 8;
+    const DNAT: u64 = 1 << 9;
+    let mut mask = 0;
+    for v in vals {
+        let Value::Sym(s) = v else {
+            return Tri::Maybe(format!("--ctstate {v:?} not understood"));
+        };
+        mask |= match s.as_str() {
+            "invalid" => 1,
+            "established" => 2,
+            "related" => 4,
+            "new" => 8,
+            "untracked" => 64,
+            "snat" => SNAT,
+            "dnat" => DNAT,
+            other => return Tri::Maybe(format!("--ctstate {other} not understood")),
+        };
+    }
+    let tracked = env.ct_attached && !matches!(pkt.ct_state, CtState::Untracked | CtState::Invalid);
+    let mut bits = match read_ct(None, &CtKey::State, pkt, env) {
+        Read::Val(PktVal::Int(b)) => b,
+        _ => 1,
+    };
+    if tracked {
+        if pkt.dnat_done {
+            bits |= DNAT;
+        }
+        if pkt.snat_done {
+            bits |= SNAT;
+        }
+    }
+    if bits & mask != 0 {
+        Tri::Yes
+    } else if tracked && pkt.ct_state != CtState::New && mask & (SNAT | DNAT) != 0 {
+        Tri::Maybe("whether an established connection was NATed is unknown".into())
+    } else {
+        Tri::No
+    }
+}
+
+/// `-m set --match-set NAME src,dst,…`: the key's directions are the flags; the ipset's own
+/// type says what each dimension is (address, port with protocol, interface, mark).
+fn ipset_match(key: &Key, name: &str, pkt: &PktState, env: &TypedEnv<'_, '_>) -> Tri {
+    let Some(ipsets) = env.ipsets else {
+        return Tri::Maybe(format!("ipset {name} is not known"));
+    };
+    let dir_of = |k: &Key| match k {
+        Key::Addr { dir, .. } | Key::Port { dir, .. } => Some(*dir),
+        _ => None,
+    };
+    let dirs: Option<Vec<Dir>> = match key {
+        Key::Concat(keys) => keys.iter().map(dir_of).collect(),
+        k => dir_of(k).map(|d| vec![d]),
+    };
+    let Some(dirs) = dirs else {
+        return Tri::Maybe(format!("a set match on {key:?} is not modelled"));
+    };
+    let flags: Vec<&str> = dirs
+        .iter()
+        .map(|d| if *d == Dir::Src { "src" } else { "dst" })
+        .collect();
+    if let Some(p) = &pkt.dst_unknown
+        && dirs.contains(&Dir::Dst)
+    {
+        return Tri::Maybe(format!(
+            "the destination is {p}, the primary address of that interface, which is not known (give --routes)"
+        ));
+    }
+    let in_view = pkt.in_view(env.hook);
+    let out_view = pkt.out_view(env.hook);
+    let query = crate::sets::SetQuery {
+        src: crate::sets::Field {
+            addr: pkt.src,
+            port: pkt.sport,
+            iface: in_view.name(),
+        },
+        dst: crate::sets::Field {
+            addr: pkt.dst,
+            port: pkt.dport,
+            iface: out_view.name(),
+        },
+        proto: pkt.proto,
+        icmp: pkt.icmp,
+        mark: pkt.mark,
+    };
+    match ipsets.test(name, &flags, &query) {
+        crate::sets::Membership::In => Tri::Yes,
+        crate::sets::Membership::Out => Tri::No,
+        crate::sets::Membership::Unknown(why) => Tri::Maybe(why),
+    }
 }
 
 fn compare(key: &Key, op: Op, rhs: &Rhs, pv: &PktVal, env: &TypedEnv<'_, '_>) -> Tri {
@@ -907,12 +1131,6 @@ fn chance(p: f64) -> Outcome {
 
 /// `compare` without named sets (numgen values).
 fn compare_plain(key: &Key, op: Op, rhs: &Rhs, pv: &PktVal) -> Tri {
-    struct NoSets;
-    impl SetSource<'static> for NoSets {
-        fn set_named(&self, _: &str) -> Option<&'static NftSetDef> {
-            None
-        }
-    }
     let env = TypedEnv {
         hook: Hook::Prerouting,
         ct_attached: true,
@@ -920,6 +1138,8 @@ fn compare_plain(key: &Key, op: Op, rhs: &Rhs, pv: &PktVal) -> Tri {
         is_broadcast: &|_| false,
         locally_generated: false,
         sets: &NoSets,
+        xt: false,
+        ipsets: None,
     };
     compare(key, op, rhs, pv, &env)
 }

@@ -341,6 +341,7 @@ pub fn render_key(k: &Key) -> String {
                 }
                 CtKey::ProtoPort(Dir::Src) => s.push_str("proto-src"),
                 CtKey::ProtoPort(Dir::Dst) => s.push_str("proto-dst"),
+                CtKey::XtState => s.push_str("state"),
                 CtKey::Other(o) => s.push_str(o),
             }
             s
@@ -385,6 +386,12 @@ pub fn render_key(k: &Key) -> String {
             format!("{} {} {v}", render_key(key), op.as_str())
         }
         Key::Concat(ks) => ks.iter().map(render_key).collect::<Vec<_>>().join(" . "),
+        Key::Physdev { dir } => match dir {
+            Some(IfaceDir::In) => "physdev in",
+            Some(IfaceDir::Out) => "physdev out",
+            None => "physdev bridged",
+        }
+        .into(),
     }
 }
 
