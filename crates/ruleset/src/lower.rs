@@ -105,6 +105,36 @@ fn base_chain(table: &str, chain: &str, policy: Option<crate::model::Policy>) ->
 /// Lowers one iptables rule of a `family` ruleset to the typed model; `position` is its 1-based
 /// place in its chain. Never fails: what is not modelled is kept as [`Expr::Unmodelled`].
 pub fn lower_rule(rule: &Rule, family: Family, position: usize) -> TypedRule {
+    let mut cx = match_cx(rule, family);
+    cx.exprs.push(Expr::Counter {
+        counters: rule.counters,
+        name: None,
+    });
+    if let Some(t) = &rule.spec.target {
+        cx.target(t);
+    }
+    let comment = (!cx.comments.is_empty()).then(|| cx.comments.join("; "));
+    let mut typed = TypedRule {
+        exprs: crate::nft::canonical_exprs(cx.exprs),
+        handle: None,
+        position,
+        comment,
+        line: rule.line,
+        text: String::new(),
+    };
+    typed.text = crate::nft::render_rule(&typed);
+    typed
+}
+
+/// The match part of [`lower_rule`]: the typed matches of one iptables rule (everything before
+/// its counter and target), in the same canonical form, without rendering any text — for an
+/// evaluator (the tracer) that lowers rules as it reaches them.
+pub fn lower_matches(rule: &Rule, family: Family) -> Vec<Expr> {
+    crate::nft::canonical_exprs(match_cx(rule, family).exprs)
+}
+
+/// The lowering context after the base matches and match modules of `rule`.
+fn match_cx(rule: &Rule, family: Family) -> Cx {
     let spec = &rule.spec;
     let v6 = family == Family::Ipv6;
     let mut cx = Cx {
@@ -189,24 +219,7 @@ pub fn lower_rule(rule: &Rule, family: Family, position: usize) -> TypedRule {
     for m in &spec.matches {
         cx.module(m);
     }
-    cx.exprs.push(Expr::Counter {
-        counters: rule.counters,
-        name: None,
-    });
-    if let Some(t) = &spec.target {
-        cx.target(t);
-    }
-    let comment = (!cx.comments.is_empty()).then(|| cx.comments.join("; "));
-    let mut typed = TypedRule {
-        exprs: crate::nft::canonical_exprs(cx.exprs),
-        handle: None,
-        position,
-        comment,
-        line: rule.line,
-        text: String::new(),
-    };
-    typed.text = crate::nft::render_rule(&typed);
-    typed
+    cx
 }
 
 fn neg(n: bool) -> Op {

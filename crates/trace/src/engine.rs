@@ -14,6 +14,7 @@
 //! It does not decide single matches (see `matcher`) or render anything (see `report`).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use nfscope_ruleset::{Chain, Family, Policy, Rule, Ruleset, Target, TargetKind};
@@ -22,7 +23,8 @@ use nfscope_ruleset::{Chain, Family, Policy, Rule, Ruleset, Target, TargetKind};
 use crate::matcher::{Env, match_rule};
 use crate::matcher::{Outcome, parse_mark};
 use crate::typed_eval::{NoSets, TypedEnv, eval_match};
-use nfscope_ruleset::typed::{Dir, Expr, IfaceDir, Key, Match, NftRuleset, Rhs, TypedRule};
+use nfscope_ruleset::lower::lower_matches;
+use nfscope_ruleset::typed::{Dir, Expr, IfaceDir, Key, Match, Rhs};
 use crate::packet::{CtState, Packet};
 use crate::result::{Branch, Effect, RuleRef, Step, TraceResult, Verdict};
 use crate::routes::RouteKind;
@@ -156,9 +158,10 @@ pub struct Tracer<'a> {
     /// Set and map indexes per native table (exact keys hashed: lookups do not scan).
     pub(crate) nft_set_index: Vec<Vec<HashMap<String, crate::typed_eval::SetIndex>>>,
     sets: SetIndex,
-    /// Every iptables ruleset in the typed model (`Ruleset::lower`), lowered once: its rules'
-    /// matches are decided by `typed_eval`, tables and chains indexed as in `input.rulesets`.
-    lowered: Vec<NftRuleset>,
+    /// The match part of every iptables rule in the typed model (`lower_matches`), per ruleset,
+    /// table and chain as in `input.rulesets`: decided by `typed_eval`. A chain is lowered once,
+    /// when a walk first reaches it (a trace visits a few chains of a large ruleset).
+    lowered: Vec<Vec<Vec<OnceLock<Vec<Vec<Expr>>>>>>,
     /// Test only: decide iptables matches with the retired string matcher (the differential).
     #[cfg(test)]
     pub(crate) use_matcher: bool,
@@ -225,7 +228,16 @@ impl<'a> Tracer<'a> {
             nft_chain_index,
             nft_set_index,
             sets: SetIndex::new(input.ipsets.as_deref()),
-            lowered: input.rulesets.iter().map(Ruleset::lower).collect(),
+            lowered: input
+                .rulesets
+                .iter()
+                .map(|rs| {
+                    rs.tables
+                        .iter()
+                        .map(|t| t.chains.iter().map(|_| OnceLock::new()).collect())
+                        .collect()
+                })
+                .collect(),
             #[cfg(test)]
             use_matcher: false,
             locals,
@@ -422,7 +434,7 @@ impl<'a> Tracer<'a> {
             if rule.spec.only_family.is_some_and(|f| f != family) {
                 continue;
             }
-            let typed = self.typed_rule(stage, frame.chain, frame.pos);
+            let typed = &self.typed_chain(stage, frame.chain)[frame.pos];
             let outcome = self.evaluate(rule, typed, walk, stage);
             let condition = match outcome {
                 Outcome::No => continue,
@@ -585,16 +597,23 @@ impl<'a> Tracer<'a> {
             .and_then(|r| r.primary_address(dev, like))
     }
 
-    /// The lowered form of rule `pos` of chain `chain` of an iptables stage.
-    fn typed_rule(&self, stage: Stage, chain: usize, pos: usize) -> &TypedRule {
-        &self.lowered[stage.ruleset].tables[stage.table].chains[chain].rules[pos]
+    /// The typed matches of every rule of chain `chain` of an iptables stage, lowered on first use.
+    fn typed_chain(&self, stage: Stage, chain: usize) -> &[Vec<Expr>] {
+        self.lowered[stage.ruleset][stage.table][chain].get_or_init(|| {
+            let family = self.input.rulesets[stage.ruleset].family;
+            self.chain(stage, chain)
+                .rules
+                .iter()
+                .map(|r| lower_matches(r, family))
+                .collect()
+        })
     }
 
     /// Does the match part of an iptables rule hold? Every match of its lowered form is decided
     /// by `typed_eval` with x_tables semantics; a definite "no" anywhere wins, then "cannot tell"
     /// (the reason of the first such base match, else module, as iptables lists them), then the
     /// product of the random choices.
-    fn evaluate(&self, rule: &Rule, typed: &TypedRule, walk: &Walk, stage: Stage) -> Outcome {
+    fn evaluate(&self, rule: &Rule, typed: &[Expr], walk: &Walk, stage: Stage) -> Outcome {
         #[cfg(test)]
         if self.use_matcher {
             return self.evaluate_matcher(rule, walk, stage);
@@ -614,7 +633,7 @@ impl<'a> Tracer<'a> {
         };
         let mut maybe: Option<(u8, String)> = None;
         let mut chance: Option<f64> = None;
-        for e in match_part(typed) {
+        for e in typed {
             let (outcome, rank) = match e {
                 Expr::Match(m) => (eval_match(m, &walk.pkt, &env), base_rank(&m.key)),
                 Expr::Stateful { kind, text } => (
@@ -1114,14 +1133,14 @@ impl<'a> Tracer<'a> {
     fn apply(
         &self,
         rule: &Rule,
-        typed: &TypedRule,
+        typed: &[Expr],
         walk: &mut Walk,
         stage: Stage,
         at: RuleRef,
         condition: Option<String>,
     ) -> Flow {
         if stage.kind == TableKind::Nat
-            && match_part(typed).iter().any(|e| {
+            && typed.iter().any(|e| {
                 matches!(e, Expr::Match(Match { rhs: Rhs::SetRef(name), .. }) if is_ipvs_set(Some(name)))
             })
         {
@@ -1353,17 +1372,6 @@ impl<'a> Tracer<'a> {
             notes,
         }
     }
-}
-
-/// The matches of a lowered iptables rule: everything before the counter the lowering puts
-/// between matches and target (`-m nfacct` is a named counter among the matches).
-fn match_part(rule: &TypedRule) -> &[Expr] {
-    let end = rule
-        .exprs
-        .iter()
-        .rposition(|e| matches!(e, Expr::Counter { name: None, .. }))
-        .unwrap_or(rule.exprs.len());
-    &rule.exprs[..end]
 }
 
 /// The order iptables lists a rule's base matches in (`-s -d -p -i -o`), for picking which
