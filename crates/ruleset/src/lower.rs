@@ -1,7 +1,8 @@
 //! Lowering of parsed iptables rules (the string model of [`crate::model`]) to the typed rule model
 //! of [`crate::typed`], the forms the table "One form per meaning" in that module lists.
 //!
-//! Owns [`lower_rule`], [`Rule::typed`] and [`Ruleset::lower`]: every base match, match module and
+//! Owns [`lower_rule`], [`Rule::typed`], [`Ruleset::lower`] and [`lower_matches`] (the match part
+//! alone, without text: what the tracer evaluates): every base match, match module and
 //! target nfscope knows becomes a typed [`Expr`]; anything else becomes [`Expr::Unmodelled`] with its
 //! iptables text (never dropped), so an evaluator answers MAY there. The protocol of `-p` is folded
 //! into the port, tcp-flags and icmp keys that need it, as nft lists its dependencies. Pure: no I/O.
@@ -642,7 +643,8 @@ impl Cx {
                 "dports" | "destination-ports" => Dir::Dst,
                 "sports" | "source-ports" => Dir::Src,
                 "ports" => {
-                    // Source or destination port: `sport . dport` in `{ p . *, * . p }`.
+                    // Source or destination port, as iptables-translate writes it:
+                    // `sport . dport` in `{ 0-65535 . p, p . 0-65535 }`.
                     let Some(list) = o.values.first() else {
                         return false;
                     };
@@ -654,9 +656,12 @@ impl Cx {
                         .split(',')
                         .map(port)
                         .flat_map(|p| {
+                            let any = || {
+                                Value::Range(Box::new(Value::Int(0)), Box::new(Value::Int(65535)))
+                            };
                             [
-                                Value::Concat(vec![p.clone(), Value::CatchAll]),
-                                Value::Concat(vec![Value::CatchAll, p]),
+                                Value::Concat(vec![any(), p.clone()]),
+                                Value::Concat(vec![p, any()]),
                             ]
                         })
                         .map(|key| SetElem {
@@ -703,9 +708,9 @@ impl Cx {
             let ct = |dir, key| Key::Ct { dir, key };
             match o.name.as_str() {
                 "state" | "ctstate"
-                    if v
-                        .split(',')
-                        .any(|s| s.eq_ignore_ascii_case("snat") || s.eq_ignore_ascii_case("dnat")) =>
+                    if v.split(',').any(|s| {
+                        s.eq_ignore_ascii_case("snat") || s.eq_ignore_ascii_case("dnat")
+                    }) =>
                 {
                     // One xt_conntrack mask over states and NAT status (see `CtKey::XtState`).
                     self.push(

@@ -39,6 +39,14 @@
 //! | `-j ACCEPT/DROP/RETURN`, `-j CHAIN`, `-g CHAIN` | `accept`/`drop`/`return`/`jump`/`goto` | [`Verdict`] |
 //! | `-m limit`, `-m quota`, `-m connlimit` | `limit`, `quota`, `ct count` | [`Expr::Stateful`] (not modelled: MAY) |
 //! | `-j NOTRACK`, `-j CT --notrack` | `notrack` | [`Expr::Notrack`] |
+//! | `-f` | `ip frag-off & 0x1fff != 0` | `Key::Masked { key: Payload { ip, frag-off }, op: And, value: 0x1fff }`, `Op::Ne`, `[Int(0)]` |
+//! | `-m conntrack --ctstate ESTABLISHED,DNAT` | (none) | `Key::Ct { key: XtState }`, `Op::Implicit`: one mask over states and NAT status ([`CtKey::XtState`]); without SNAT/DNAT it is `ct state` |
+//! | `-m physdev --physdev-in veth+`, `--physdev-is-bridged` | (none) | [`Key::Physdev`] `{ dir: Some(In) }` = `"veth*"`, `{ dir: None }` = `"*"` |
+//! | `-m multiport --ports 80` | `tcp sport . tcp dport { 0-65535 . 80, 80 . 0-65535 }` | `Key::Concat([Port(Src), Port(Dst)])`, `Rhs::Anon` of those two elements |
+//! | `-m owner --socket-exists` | `meta skuid >= 0` | `Key::Meta(Skuid)`, `Op::Ge`, `[Int(0)]` |
+//! | `-m policy --dir in --pol none` | `meta secpath missing` (`--dir out`: `rt ipsec missing`) | `Key::Meta(Other("secpath"))`, `[Sym("missing")]` |
+//! | `-m nfacct --nfacct-name N` | (none) | [`Expr::Counter`] `{ name: Some(N) }` among the matches |
+//! | `--icmp-type any`, `! --icmp-type 3/3` | `icmp type 0-255`, `icmp type . icmp code != 3 . 3` | `Key::Icmp` range; a concatenation for a negated type and code |
 //!
 //! # Reading the model (for evaluators)
 //! - Expressions run left to right; a [`Expr::Match`] that fails ends the rule (next rule).

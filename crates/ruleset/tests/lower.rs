@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use nfscope_ruleset::lower::lower_matches;
 use nfscope_ruleset::nft::canonical_exprs;
 use nfscope_ruleset::typed::{Expr, TypedRule};
 use nfscope_ruleset::{
@@ -88,6 +89,18 @@ fn every_corpus_rule_lowers_and_modelled_modules_leave_nothing_unmodelled() {
                     rules += 1;
                     assert_eq!(tr.position, i + 1);
                     assert_eq!(&r.typed(rs.family, i + 1), tr, "{name}: typed() = lower()");
+                    // The tracer's form is the same matches: everything before the rule's counter.
+                    let end = tr
+                        .exprs
+                        .iter()
+                        .rposition(|e| matches!(e, Expr::Counter { name: None, .. }))
+                        .expect("every lowered rule counts");
+                    assert_eq!(
+                        lower_matches(r, rs.family),
+                        tr.exprs[..end],
+                        "{name}: lower_matches = the matches of lower(): {}",
+                        tr.text
+                    );
                     // Nothing is dropped: every comment is kept, a target becomes a statement.
                     let comments: Vec<&str> = r.spec.comments().collect();
                     assert_eq!(

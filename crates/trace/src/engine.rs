@@ -11,26 +11,25 @@
 //! hooks uses the local addresses and the route table (broadcast and multicast destinations are
 //! delivered locally). Exploration is a worklist of cloned branches, capped. Rules the caller
 //! could not read (`TraceInput::unread`) turn a verdict they could change into UNDETERMINED.
-//! It does not decide single matches (see `matcher`) or render anything (see `report`).
+//! It does not decide single matches (`typed_eval`, on each iptables chain lowered to the typed
+//! model the first time a walk enters it) or render anything (see `report`). iptables targets
+//! are still applied here from the string model (`Target` options).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::OnceLock;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::OnceLock;
 
 use nfscope_ruleset::{Chain, Family, Policy, Rule, Ruleset, Target, TargetKind};
 
-#[cfg(test)]
-use crate::matcher::{Env, match_rule};
-use crate::matcher::{Outcome, parse_mark};
-use crate::typed_eval::{NoSets, TypedEnv, eval_match};
-use nfscope_ruleset::lower::lower_matches;
-use nfscope_ruleset::typed::{Dir, Expr, IfaceDir, Key, Match, Rhs};
 use crate::packet::{CtState, Packet};
 use crate::result::{Branch, Effect, RuleRef, Step, TraceResult, Verdict};
 use crate::routes::RouteKind;
 use crate::sets::SetIndex;
 use crate::state::{Hook, PktState};
+use crate::typed_eval::{NoSets, Outcome, TypedEnv, eval_match};
 use crate::{TraceError, TraceInput};
+use nfscope_ruleset::lower::lower_matches;
+use nfscope_ruleset::typed::{Dir, Expr, IfaceDir, Key, Match, Rhs};
 
 /// Which table a stage runs, for priority and semantics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,9 +161,6 @@ pub struct Tracer<'a> {
     /// table and chain as in `input.rulesets`: decided by `typed_eval`. A chain is lowered once,
     /// when a walk first reaches it (a trace visits a few chains of a large ruleset).
     lowered: Vec<Vec<Vec<OnceLock<Vec<Vec<Expr>>>>>>,
-    /// Test only: decide iptables matches with the retired string matcher (the differential).
-    #[cfg(test)]
-    pub(crate) use_matcher: bool,
     locals: HashSet<IpAddr>,
     backend_order: Vec<usize>,
     /// A jump loop a hook reaches: the kernel would not have loaded it, and walking it never ends.
@@ -238,8 +234,6 @@ impl<'a> Tracer<'a> {
                         .collect()
                 })
                 .collect(),
-            #[cfg(test)]
-            use_matcher: false,
             locals,
             backend_order,
             refused: crate::jump_loop_error(&input.rulesets),
@@ -435,7 +429,7 @@ impl<'a> Tracer<'a> {
                 continue;
             }
             let typed = &self.typed_chain(stage, frame.chain)[frame.pos];
-            let outcome = self.evaluate(rule, typed, walk, stage);
+            let outcome = self.evaluate(typed, walk, stage);
             let condition = match outcome {
                 Outcome::No => continue,
                 Outcome::Yes => None,
@@ -613,12 +607,7 @@ impl<'a> Tracer<'a> {
     /// by `typed_eval` with x_tables semantics; a definite "no" anywhere wins, then "cannot tell"
     /// (the reason of the first such base match, else module, as iptables lists them), then the
     /// product of the random choices.
-    fn evaluate(&self, rule: &Rule, typed: &[Expr], walk: &Walk, stage: Stage) -> Outcome {
-        #[cfg(test)]
-        if self.use_matcher {
-            return self.evaluate_matcher(rule, walk, stage);
-        }
-        let _ = rule;
+    fn evaluate(&self, typed: &[Expr], walk: &Walk, stage: Stage) -> Outcome {
         let is_local = |ip: IpAddr| self.is_local(ip);
         let is_broadcast = |ip: IpAddr| self.is_broadcast(ip);
         let env = TypedEnv {
@@ -637,7 +626,9 @@ impl<'a> Tracer<'a> {
             let (outcome, rank) = match e {
                 Expr::Match(m) => (eval_match(m, &walk.pkt, &env), base_rank(&m.key)),
                 Expr::Stateful { kind, text } => (
-                    Outcome::Maybe(format!("`{text}` depends on the packet rate or earlier packets ({kind})")),
+                    Outcome::Maybe(format!(
+                        "`{text}` depends on the packet rate or earlier packets ({kind})"
+                    )),
                     5,
                 ),
                 Expr::Unmodelled { text } => {
@@ -661,21 +652,6 @@ impl<'a> Tracer<'a> {
             (None, Some(p)) => Outcome::Chance(p),
             (None, None) => Outcome::Yes,
         }
-    }
-
-    #[cfg(test)]
-    fn evaluate_matcher(&self, rule: &Rule, walk: &Walk, stage: Stage) -> Outcome {
-        let is_local = |ip: IpAddr| self.is_local(ip);
-        let is_broadcast = |ip: IpAddr| self.is_broadcast(ip);
-        let env = Env {
-            hook: walk.hook,
-            ct_attached: stage.ct_attached,
-            sets: &self.sets,
-            is_local: &is_local,
-            is_broadcast: &is_broadcast,
-            locally_generated: walk.locally_generated,
-        };
-        match_rule(&rule.spec, &walk.pkt, &env)
     }
 
     fn chain(&self, stage: Stage, chain: usize) -> &'a Chain {
@@ -1381,8 +1357,12 @@ fn base_rank(key: &Key) -> u8 {
         Key::Addr { dir: Dir::Src, .. } => 0,
         Key::Addr { dir: Dir::Dst, .. } => 1,
         Key::L4Proto { .. } => 2,
-        Key::Iface { dir: IfaceDir::In, .. } => 3,
-        Key::Iface { dir: IfaceDir::Out, .. } => 4,
+        Key::Iface {
+            dir: IfaceDir::In, ..
+        } => 3,
+        Key::Iface {
+            dir: IfaceDir::Out, ..
+        } => 4,
         _ => 5,
     }
 }
@@ -1716,4 +1696,17 @@ pub fn fmt_prob(p: f64) -> String {
     let s = format!("{p:.4}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     s.to_owned()
+}
+
+/// A target's mark option (`MARK`, `CONNMARK`, `TPROXY --tproxy-mark`): `0x4000`,
+/// `0x4000/0x4000`, `16384` as value and mask (default all ones).
+pub(crate) fn parse_mark(text: &str) -> Option<(u32, u32)> {
+    let num = |s: &str| match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    };
+    match text.split_once('/') {
+        Some((v, m)) => Some((num(v)?, num(m)?)),
+        None => Some((num(text)?, u32::MAX)),
+    }
 }

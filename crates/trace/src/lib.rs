@@ -9,9 +9,14 @@
 //! `inet` chains for both; nat chains inside the NAT core until one sets up a binding; `accept`
 //! ends only its base chain, a drop or reject anywhere is final), jumps, gotos, RETURN, policies,
 //! NAT on new connections, marks, conntrack state — and returns every possible outcome as
-//! [`Branch`]es with the deciding rule. Native rules are decided by [`typed_eval`], an evaluator
-//! of the typed rule model (`nfscope_ruleset::typed`), not of nft syntax, so iptables rules can
-//! share it once lowered to that model; iptables rules are still decided by `matcher`. What it
+//! [`Branch`]es with the deciding rule. Every rule's matches are decided by [`typed_eval`], an
+//! evaluator of the typed rule model (`nfscope_ruleset::typed`), not of either syntax: native
+//! rules as parsed, iptables rules lowered to that model (`nfscope_ruleset::lower::lower_matches`,
+//! each chain once, when a walk first reaches it) and evaluated with the kernel's x_tables
+//! semantics where they differ from nft's (a negated owner or physdev option without the field,
+//! `-m addrtype` on IPv6, `--ctstate …,DNAT`, ipsets by their real type). No option string is
+//! re-read to decide a match; an iptables rule's *target* is still applied from the string model
+//! (`engine`). What it
 //! cannot know (rate limits, `recent`, dynamic sets, modules or expressions it does not model,
 //! missing chains) is explored both ways and reported as MAY rather than guessed; so are rules the
 //! caller could not read ([`Unread`]), which make the verdict UNDETERMINED, and bridge/netdev
@@ -31,7 +36,6 @@
 #![forbid(unsafe_code)]
 mod engine;
 pub mod failure;
-mod matcher;
 mod nft_walk;
 mod packet;
 pub mod report;
@@ -47,7 +51,7 @@ use nfscope_ruleset::typed::NftRuleset;
 use nfscope_ruleset::{Backend, Family, IpSet, Ruleset};
 
 pub use engine::{Tracer, endpoint};
-pub use packet::{CtState, Packet, Proto, validate_iface_name};
+pub use packet::{CtState, Packet, Proto, tcp_flags, validate_iface_name};
 pub use result::{Branch, Effect, RuleRef, Step, TraceResult, Verdict};
 pub use routes::{RouteTable, parse_multicast_groups, parse_routes};
 pub use state::Hook;
@@ -192,6 +196,3 @@ mod fidelity_tests;
 
 #[cfg(test)]
 mod nft_tests;
-
-#[cfg(test)]
-mod differential_tests;

@@ -20,11 +20,12 @@ use nfscope_ruleset::typed::{
 };
 
 use crate::engine::{Flow, Stage, Tracer, Walk, endpoint, fmt_prob};
-use crate::matcher::Outcome;
 use crate::packet::{CtState, Packet};
 use crate::result::{Effect, RuleRef, Step, Verdict};
 use crate::state::Hook;
-use crate::typed_eval::{Lookup, Read, TableSets, TypedEnv, Weight, eval_match, lookup, read_key};
+use crate::typed_eval::{
+    Lookup, Outcome, Read, TableSets, TypedEnv, Weight, eval_match, lookup, read_key,
+};
 
 /// Do tables of nft family `table` see packets of `family`?
 pub(crate) fn family_applies(table: NftFamily, family: Family) -> bool {

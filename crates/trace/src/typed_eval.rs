@@ -6,10 +6,15 @@
 //! typed right-hand side ([`eval_match`]: values, prefixes, ranges, bitmasks, anonymous and named
 //! sets with intervals and concatenations; dynamic sets answer "maybe"), and map lookups
 //! ([`lookup`]: verdict and data maps, `numgen` keys as branches with probabilities). Each
-//! answers yes, no, "with this probability" or "cannot tell, because …", like `matcher` does
-//! for the iptables string model. It is keyed on the typed model of `nfscope_ruleset::typed`,
-//! not on nft syntax, so iptables rules lowered to that model will share it. It does not apply
-//! statements (verdicts, NAT, marks) or walk chains: that is `nft_walk`.
+//! answers yes, no, "with this probability" or "cannot tell, because …" ([`Outcome`]). It is keyed
+//! on the typed model of `nfscope_ruleset::typed`, not on a syntax: native nft rules and iptables
+//! rules lowered to the model share it. For iptables rules ([`TypedEnv::xt`]) it follows
+//! x_tables where the kernel's modules differ from nft's expressions: a negated owner or physdev
+//! option holds for a packet without the field, `-m addrtype` gives an IPv6 address several
+//! types, `--ctstate` mixes states and NAT status in one mask ([`CtKey::XtState`]), `--ports`
+//! decides per element when one port is unknown, and `@name` is an ipset whose own type gives
+//! each dimension ([`TypedEnv::ipsets`], `sets`). It does not apply statements (verdicts, NAT,
+//! marks) or walk chains: that is `nft_walk` and `engine`.
 
 use std::cmp::Ordering;
 use std::net::IpAddr;
@@ -19,9 +24,21 @@ use nfscope_ruleset::typed::{
     Op, ProtoVia, Rhs, SetElem, Value, iface_name_matches, numgen_branches,
 };
 
-use crate::matcher::Outcome;
 use crate::packet::{CtState, Proto};
 use crate::state::{Hook, IfaceView, PktState};
+
+/// The answer for one match (or a whole rule's match part).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Matches.
+    Yes,
+    /// Does not match.
+    No,
+    /// Matches with this probability (statistic, numgen), strictly between 0 and 1.
+    Chance(f64),
+    /// Cannot tell; the reason.
+    Maybe(String),
+}
 
 /// Where named sets and maps come from (an nft table; later also ipsets lowered to this model).
 pub trait SetSource<'a> {
@@ -693,7 +710,7 @@ fn sym_number(key: &Key, s: &str) -> Option<u64> {
         ],
         Key::Icmp { v6, is_type: true } => {
             let proto = if *v6 { Proto::Icmpv6 } else { Proto::Icmp };
-            return crate::matcher::icmp_name(s, proto)
+            return icmp_name(s, proto)
                 .filter(|(_, code)| code.is_none())
                 .map(|(t, _)| u64::from(t));
         }
@@ -755,6 +772,15 @@ fn order(key: &Key, pv: &PktVal, v: &Value) -> Result<Ordering, Tri> {
 pub fn value_hit(key: &Key, pv: &PktVal, v: &Value) -> Tri {
     match (pv, v) {
         (_, Value::CatchAll) => Tri::Yes,
+        // Every port is in 0-65535, known or not (`--ports`' other side).
+        (PktVal::Unknown(_), Value::Range(a, b))
+            if matches!(key, Key::Port { .. })
+                && **a == Value::Int(0)
+                && **b == Value::Int(65535) =>
+        {
+            Tri::Yes
+        }
+        (PktVal::Unknown(why), _) => Tri::Maybe(why.clone()),
         (PktVal::Concat(pvs), Value::Concat(vs)) => {
             let Key::Concat(keys) = key else {
                 return Tri::Maybe("a concatenation on a single key".into());
@@ -790,7 +816,6 @@ pub fn value_hit(key: &Key, pv: &PktVal, v: &Value) -> Tri {
         }
         (PktVal::Sym(s), Value::Sym(w)) => Tri::of(s == w),
         (PktVal::Types(ts), Value::Sym(w)) => Tri::of(ts.contains(&w.as_str())),
-        (PktVal::Unknown(why), _) => Tri::Maybe(why.clone()),
         (_, Value::Other(t)) => Tri::Maybe(format!("value {t:?} is not modelled")),
         _ => Tri::No,
     }
@@ -1297,4 +1322,56 @@ fn proto_via_family(via: ProtoVia, pkt: &PktState) -> bool {
         ProtoVia::Ip6Nexthdr => pkt.src.is_ipv6(),
         ProtoVia::Meta => true,
     }
+}
+
+/// iptables' ICMP type names the tracer reads (`-p icmp -h`): type and, for some, code.
+fn icmp_name(name: &str, proto: Proto) -> Option<(u8, Option<u8>)> {
+    let v4: &[(&str, u8, Option<u8>)] = &[
+        ("echo-reply", 0, None),
+        ("pong", 0, None),
+        ("destination-unreachable", 3, None),
+        ("network-unreachable", 3, Some(0)),
+        ("host-unreachable", 3, Some(1)),
+        ("protocol-unreachable", 3, Some(2)),
+        ("port-unreachable", 3, Some(3)),
+        ("fragmentation-needed", 3, Some(4)),
+        ("source-quench", 4, None),
+        ("redirect", 5, None),
+        ("echo-request", 8, None),
+        ("ping", 8, None),
+        ("router-advertisement", 9, None),
+        ("router-solicitation", 10, None),
+        ("time-exceeded", 11, None),
+        ("ttl-exceeded", 11, None),
+        ("parameter-problem", 12, None),
+        ("timestamp-request", 13, None),
+        ("timestamp-reply", 14, None),
+    ];
+    let v6: &[(&str, u8, Option<u8>)] = &[
+        ("destination-unreachable", 1, None),
+        ("no-route", 1, Some(0)),
+        ("communication-prohibited", 1, Some(1)),
+        ("address-unreachable", 1, Some(3)),
+        ("port-unreachable", 1, Some(4)),
+        ("packet-too-big", 2, None),
+        ("time-exceeded", 3, None),
+        ("ttl-exceeded", 3, None),
+        ("parameter-problem", 4, None),
+        ("echo-request", 128, None),
+        ("ping", 128, None),
+        ("echo-reply", 129, None),
+        ("pong", 129, None),
+        ("router-solicitation", 133, None),
+        ("router-advertisement", 134, None),
+        ("neighbour-solicitation", 135, None),
+        ("neighbor-solicitation", 135, None),
+        ("neighbour-advertisement", 136, None),
+        ("neighbor-advertisement", 136, None),
+        ("redirect", 137, None),
+    ];
+    let table = if proto == Proto::Icmp { v4 } else { v6 };
+    table
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, t, c)| (*t, *c))
 }

@@ -109,9 +109,20 @@ fn grid(rs: &Ruleset, pools: &Pools, n: usize, seed: u64) -> Vec<Packet> {
     let defaults: &[&str] = if v6 {
         &["2001:db8::1", "fd00::10", "::1", "ff02::1"]
     } else {
-        &["10.0.0.1", "192.168.1.10", "8.8.8.8", "127.0.0.1", "10.96.0.10", "224.0.0.251"]
+        &[
+            "10.0.0.1",
+            "192.168.1.10",
+            "8.8.8.8",
+            "127.0.0.1",
+            "10.96.0.10",
+            "224.0.0.251",
+        ]
     };
-    addrs.extend(defaults.iter().map(|a| a.parse::<IpAddr>().expect("address")));
+    addrs.extend(
+        defaults
+            .iter()
+            .map(|a| a.parse::<IpAddr>().expect("address")),
+    );
     let mut ports: Vec<Option<u16>> = pools.ports.iter().take(24).map(|p| Some(*p)).collect();
     ports.extend([Some(80), Some(443), Some(53), Some(22), Some(30080), None]);
     let mut ifaces: Vec<Option<String>> = pools.ifaces.iter().take(16).cloned().map(Some).collect();
@@ -243,14 +254,18 @@ fn current() -> Vec<String> {
 #[test]
 fn corpus_packets_keep_their_recorded_verdicts() {
     let now = current();
-    assert!(now.len() > 3_000, "the corpus shrank: {} packets", now.len());
+    assert!(
+        now.len() > 3_000,
+        "the corpus shrank: {} packets",
+        now.len()
+    );
     let path = recording_path();
     if std::env::var_os("NFSCOPE_RECORD_VERDICTS").is_some() {
         std::fs::write(&path, now.join("\n") + "\n").expect("write the recording");
         return;
     }
-    let recorded = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let recorded =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let recorded: Vec<&str> = recorded.lines().collect();
     let mut differ = Vec::new();
     for (i, line) in now.iter().enumerate() {
@@ -265,5 +280,10 @@ fn corpus_packets_keep_their_recorded_verdicts() {
         eprintln!("{d}");
     }
     assert_eq!(recorded.len(), now.len(), "packets recorded vs traced");
-    assert!(differ.is_empty(), "{} of {} verdicts changed (see above)", differ.len(), now.len());
+    assert!(
+        differ.is_empty(),
+        "{} of {} verdicts changed (see above)",
+        differ.len(),
+        now.len()
+    );
 }
