@@ -189,12 +189,24 @@ fn match_cx(rule: &Rule, family: Family) -> Cx {
                     cx.push(key, neg(a.negated), vec![Value::Addr(a.value.addr)]);
                 }
                 Some(len) => cx.push(key, neg(a.negated), vec![Value::Prefix(a.value.addr, len)]),
-                None => cx.unmodelled(format!(
-                    "{}-{} {}",
-                    if a.negated { "! " } else { "" },
-                    if dir == Dir::Src { 's' } else { 'd' },
-                    a.value
-                )),
+                // A non-contiguous IPv4 mask: `ip daddr & 255.0.255.0 == 10.0.0.0`.
+                None => match (a.value.addr, a.value.mask) {
+                    (IpAddr::V4(addr), IpAddr::V4(mask)) => cx.push(
+                        Key::Masked {
+                            key: Box::new(key),
+                            op: BitOp::And,
+                            value: u64::from(u32::from(mask)),
+                        },
+                        neg(a.negated),
+                        vec![Value::Addr(IpAddr::V4(addr & mask))],
+                    ),
+                    _ => cx.unmodelled(format!(
+                        "{}-{} {}",
+                        if a.negated { "! " } else { "" },
+                        if dir == Dir::Src { 's' } else { 'd' },
+                        a.value
+                    )),
+                },
             }
         }
     }

@@ -158,9 +158,10 @@ pub struct Tracer<'a> {
     pub(crate) nft_set_index: Vec<Vec<HashMap<String, crate::typed_eval::SetIndex>>>,
     sets: SetIndex,
     /// The match part of every iptables rule in the typed model (`lower_matches`), per ruleset,
-    /// table and chain as in `input.rulesets`: decided by `typed_eval`. A chain is lowered once,
-    /// when a walk first reaches it (a trace visits a few chains of a large ruleset).
-    lowered: Vec<Vec<Vec<OnceLock<Vec<Vec<Expr>>>>>>,
+    /// table, chain and rule as in `input.rulesets`: decided by `typed_eval`. A rule is lowered
+    /// once, when a walk first evaluates it (a trace evaluates few rules of a large ruleset: see
+    /// [`excluded_by_destination`]).
+    lowered: Vec<Vec<Vec<OnceLock<Box<[OnceLock<Vec<Expr>>]>>>>>,
     locals: HashSet<IpAddr>,
     backend_order: Vec<usize>,
     /// A jump loop a hook reaches: the kernel would not have loaded it, and walking it never ends.
@@ -428,7 +429,10 @@ impl<'a> Tracer<'a> {
             if rule.spec.only_family.is_some_and(|f| f != family) {
                 continue;
             }
-            let typed = &self.typed_chain(stage, frame.chain)[frame.pos];
+            if excluded_by_destination(rule, &walk.pkt) {
+                continue;
+            }
+            let typed = self.typed_rule(stage, frame.chain, frame.pos);
             let outcome = self.evaluate(typed, walk, stage);
             let condition = match outcome {
                 Outcome::No => continue,
@@ -591,15 +595,16 @@ impl<'a> Tracer<'a> {
             .and_then(|r| r.primary_address(dev, like))
     }
 
-    /// The typed matches of every rule of chain `chain` of an iptables stage, lowered on first use.
-    fn typed_chain(&self, stage: Stage, chain: usize) -> &[Vec<Expr>] {
-        self.lowered[stage.ruleset][stage.table][chain].get_or_init(|| {
-            let family = self.input.rulesets[stage.ruleset].family;
-            self.chain(stage, chain)
-                .rules
-                .iter()
-                .map(|r| lower_matches(r, family))
+    /// The typed matches of rule `pos` of chain `chain` of an iptables stage, lowered on first use.
+    fn typed_rule(&self, stage: Stage, chain: usize, pos: usize) -> &[Expr] {
+        let rules = self.lowered[stage.ruleset][stage.table][chain].get_or_init(|| {
+            (0..self.chain(stage, chain).rules.len())
+                .map(|_| OnceLock::new())
                 .collect()
+        });
+        rules[pos].get_or_init(|| {
+            let family = self.input.rulesets[stage.ruleset].family;
+            lower_matches(&self.chain(stage, chain).rules[pos], family)
         })
     }
 
@@ -1348,6 +1353,20 @@ impl<'a> Tracer<'a> {
             notes,
         }
     }
+}
+
+/// Can the rule's destination (`-d`, a parsed address and mask) not hold for the packet? Then its
+/// lowered `ip daddr` match would answer "no" and the rule is skipped before it is lowered or
+/// evaluated: the index that keeps a walk through kube-proxy's `KUBE-SERVICES` (one `-d VIP`
+/// rule per service) from lowering thousands of rules. A destination REDIRECT made unknown is
+/// never excluded.
+fn excluded_by_destination(rule: &Rule, pkt: &PktState) -> bool {
+    pkt.dst_unknown.is_none()
+        && rule
+            .spec
+            .destination
+            .as_ref()
+            .is_some_and(|d| !d.negated && !d.value.contains(pkt.dst))
 }
 
 /// The order iptables lists a rule's base matches in (`-s -d -p -i -o`), for picking which

@@ -433,3 +433,65 @@ fn nat_specs_parse() {
     assert_eq!(parse_nat_spec("fd00::1"), (Some(ip("fd00::1")), None));
     assert_eq!(parse_nat_spec(":8080"), (None, Some(8080)));
 }
+
+/// iptables matches the string matcher decided, now decided on their lowered typed form with
+/// x_tables semantics: each packet is accepted by the one rule that must hold for it, certainly.
+#[test]
+fn x_tables_matches_are_decided_on_the_typed_model() {
+    let text = "*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -f -j ACCEPT
+-A INPUT -d 10.0.0.0/255.0.255.0 -p tcp -m tcp --dport 1 -j ACCEPT
+-A INPUT -m physdev --physdev-is-bridged -j ACCEPT
+-A INPUT -p udp -m multiport --ports 53 -j ACCEPT
+-A INPUT -m conntrack --ctstate ESTABLISHED,DNAT -j ACCEPT
+-A INPUT -m policy --dir in --pol ipsec -j ACCEPT
+-A INPUT -p icmp -m icmp ! --icmp-type 3/3 -j ACCEPT
+-A INPUT -m physdev ! --physdev-is-bridged -p tcp -m tcp --dport 2 -j ACCEPT
+COMMIT
+";
+    let mut input = TraceInput::new(vec![rules(text)]);
+    input.local_addrs = vec![ip("10.5.0.9"), ip("10.5.1.9")];
+    let tracer = Tracer::new(&input);
+    let check = |p: &Packet, want: Option<usize>| {
+        let r = tracer.trace(p).unwrap();
+        assert!(r.must, "{p:?}: {r:?}");
+        let (_, chain, rule) = decided(&input, &r);
+        assert_eq!((chain.as_str(), rule), ("INPUT", want), "{p:?}");
+        let verdict = if want.is_some() {
+            Verdict::Accept
+        } else {
+            Verdict::Drop
+        };
+        assert_eq!(r.verdict, verdict, "{p:?}");
+    };
+    // A non-contiguous mask compares the masked bits only.
+    check(&incoming("192.168.1.1", "10.5.0.9", 1, "eth0"), Some(2));
+    check(&incoming("192.168.1.1", "10.5.1.9", 1, "eth0"), None);
+    // Bridged: --physdev-is-bridged holds; routed, its negation holds.
+    let mut bridged = incoming("192.168.1.1", "10.5.1.9", 2, "br0");
+    bridged.physdev = Some((Some("veth1".into()), None));
+    check(&bridged, Some(3));
+    check(&incoming("192.168.1.1", "10.5.1.9", 2, "eth0"), Some(8));
+    // --ports: either port; the other may be unknown.
+    let mut dns = incoming("192.168.1.1", "10.5.1.9", 9999, "eth0");
+    dns.proto = Proto::Udp;
+    dns.sport = Some(53);
+    check(&dns, Some(4));
+    dns.sport = None;
+    dns.dport = Some(53);
+    check(&dns, Some(4));
+    // --ctstate ESTABLISHED,DNAT: one mask of states and NAT status.
+    let mut est = incoming("192.168.1.1", "10.5.1.9", 9, "eth0");
+    est.ct_state = CtState::Established;
+    check(&est, Some(5));
+    // ! --icmp-type 3/3: the pair, not the type alone.
+    let mut icmp = Packet::new(ip("192.168.1.1"), ip("10.5.1.9"), Proto::Icmp);
+    icmp.in_iface = Some("eth0".into());
+    icmp.icmp = Some((3, 3));
+    check(&icmp, None);
+    icmp.icmp = Some((3, 1));
+    check(&icmp, Some(7));
+}

@@ -440,6 +440,10 @@ pub fn read_key(key: &Key, pkt: &PktState, env: &TypedEnv<'_, '_>) -> Read {
                 BitOp::Or => v | value,
                 BitOp::Xor => v ^ value,
             }),
+            // `ip daddr & 255.0.255.0` (a non-contiguous iptables mask).
+            Read::Val(PktVal::Addr(IpAddr::V4(a))) if *op == BitOp::And => Read::Val(PktVal::Addr(
+                IpAddr::V4(a & std::net::Ipv4Addr::from(*value as u32)),
+            )),
             Read::Val(_) => Read::Unknown("a mask on a non-numeric value".into()),
             other => other,
         },
