@@ -148,6 +148,9 @@ pub(crate) enum Flow {
     Return,
 }
 
+/// The typed matches of one iptables chain's rules, each lowered when first evaluated.
+type LoweredChain = OnceLock<Box<[OnceLock<Vec<Expr>>]>>;
+
 /// A prepared tracer: chain indexes, set members and local addresses computed once.
 pub struct Tracer<'a> {
     pub(crate) input: &'a TraceInput,
@@ -161,7 +164,7 @@ pub struct Tracer<'a> {
     /// table, chain and rule as in `input.rulesets`: decided by `typed_eval`. A rule is lowered
     /// once, when a walk first evaluates it (a trace evaluates few rules of a large ruleset: see
     /// [`excluded_by_destination`]).
-    lowered: Vec<Vec<Vec<OnceLock<Box<[OnceLock<Vec<Expr>>]>>>>>,
+    lowered: Vec<Vec<Vec<LoweredChain>>>,
     locals: HashSet<IpAddr>,
     backend_order: Vec<usize>,
     /// A jump loop a hook reaches: the kernel would not have loaded it, and walking it never ends.
