@@ -11,8 +11,8 @@
 //! hooks uses the local addresses and the route table (broadcast and multicast destinations are
 //! delivered locally). Exploration is a worklist of cloned branches, capped. Rules the caller
 //! could not read (`TraceInput::unread`) turn a verdict they could change into UNDETERMINED.
-//! It does not decide single matches (`typed_eval`, on each iptables chain lowered to the typed
-//! model the first time a walk enters it) or render anything (see `report`). iptables targets
+//! It does not decide single matches (`typed_eval`, on each iptables rule lowered to the typed
+//! model the first time a walk evaluates it) or render anything (see `report`). iptables targets
 //! are still applied here from the string model (`Target` options).
 
 use std::collections::{HashMap, HashSet};

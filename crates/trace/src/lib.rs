@@ -12,7 +12,8 @@
 //! [`Branch`]es with the deciding rule. Every rule's matches are decided by [`typed_eval`], an
 //! evaluator of the typed rule model (`nfscope_ruleset::typed`), not of either syntax: native
 //! rules as parsed, iptables rules lowered to that model (`nfscope_ruleset::lower::lower_matches`,
-//! each chain once, when a walk first reaches it) and evaluated with the kernel's x_tables
+//! each rule once, when a walk first evaluates it; a rule whose `-d` excludes the packet is skipped
+//! unlowered) and evaluated with the kernel's x_tables
 //! semantics where they differ from nft's (a negated owner or physdev option without the field,
 //! `-m addrtype` on IPv6, `--ctstate …,DNAT`, ipsets by their real type). No option string is
 //! re-read to decide a match; an iptables rule's *target* is still applied from the string model
