@@ -719,11 +719,7 @@ impl Cx {
             let op = neg(o.negated);
             let ct = |dir, key| Key::Ct { dir, key };
             match o.name.as_str() {
-                "state" | "ctstate"
-                    if v.split(',').any(|s| {
-                        s.eq_ignore_ascii_case("snat") || s.eq_ignore_ascii_case("dnat")
-                    }) =>
-                {
+                "state" | "ctstate" if xt_state_mask(v, o.negated) => {
                     // One xt_conntrack mask over states and NAT status (see `CtKey::XtState`).
                     self.push(
                         ct(None, CtKey::XtState),
@@ -1256,6 +1252,15 @@ impl Cx {
         self.exprs.push(e);
         true
     }
+}
+
+/// Does `[!] --ctstate LIST` need xt_conntrack's one mask ([`CtKey::XtState`])? When it lists
+/// `SNAT`/`DNAT` beside states ("any of" across nft's `ct state` and `ct status`), or negates
+/// them (`! --ctstate DNAT` holds for a packet without a connection; `ct status != dnat` does
+/// not). `--ctstate DNAT` alone is `ct status dnat`.
+fn xt_state_mask(list: &str, negated: bool) -> bool {
+    let nat = |s: &str| s.eq_ignore_ascii_case("snat") || s.eq_ignore_ascii_case("dnat");
+    list.split(',').any(nat) && (negated || !list.split(',').all(nat))
 }
 
 /// Targets provided by an extension (upper-case by convention) rather than a user chain: a

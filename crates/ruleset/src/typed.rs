@@ -15,8 +15,8 @@
 //! # One form per meaning (how iptables lowers to this model)
 //! [`crate::lower`] ([`crate::Ruleset::lower`], [`crate::Rule::typed`]) lowers iptables constructs
 //! to the same forms nft's own are parsed to, so the tracer and the linter can evaluate one thing.
-//! The oracle is nft's translator: **7161 of 9080 corpus rules lower identically to
-//! `iptables-translate`** (1822 it cannot translate, mostly anonymised MAC addresses; the other 97
+//! The oracle is nft's translator: **7162 of 9080 corpus rules lower identically to
+//! `iptables-translate`** (1822 it cannot translate, mostly anonymised MAC addresses; the other 96
 //! are its own defects or constructs neither side types; `tests/lower.rs` names each kind).
 //! Every lowered rule carries a `counter` before its target, as iptables counts every rule.
 //!
@@ -903,7 +903,8 @@ pub enum CtKey {
     },
     /// Tuple port (`proto-src`, `proto-dst`).
     ProtoPort(Dir),
-    /// iptables' `--ctstate`/`--state` when it lists `SNAT` or `DNAT`: xt_conntrack tests one mask
+    /// iptables' `--ctstate`/`--state` when it lists `SNAT` or `DNAT` beside states, or negated
+    /// (`--ctstate DNAT` alone is `ct status dnat`): xt_conntrack tests one mask
     /// of the state bits and two virtual bits for the connection's NAT status, so `--ctstate
     /// ESTABLISHED,DNAT` is "any of" across nft's `ct state` and `ct status` (no nft form), and a
     /// packet without a connection has the `untracked` or `invalid` bit. Values are `ct state`
