@@ -79,6 +79,8 @@ pub struct PairStats {
     pub bytes_server: u64,
     /// Handshake times.
     pub handshake: Histogram,
+    /// Of the closed connections by [`End`], the failed attempts (see [`crate::failure`]).
+    pub failed: [u64; End::ALL.len()],
 }
 
 impl PairStats {
@@ -88,6 +90,14 @@ impl PairStats {
             .iter()
             .position(|&e| e == end)
             .map_or(0, |i| self.connections[i])
+    }
+
+    /// Closed connections that ended as `end` and were failed attempts.
+    pub fn failed_ended(&self, end: End) -> u64 {
+        End::ALL
+            .iter()
+            .position(|&e| e == end)
+            .map_or(0, |i| self.failed[i])
     }
 
     /// All closed connections.
@@ -119,6 +129,9 @@ impl Aggregates {
         let stats = self.entry(PairKey::of(conn, names));
         let i = End::ALL.iter().position(|&e| e == conn.end).unwrap_or(0);
         stats.connections[i] += 1;
+        if conn.failure.is_some() {
+            stats.failed[i] += 1;
+        }
         stats.bytes_client += conn.bytes_client().unwrap_or(0);
         stats.bytes_server += conn.bytes_server().unwrap_or(0);
     }

@@ -64,8 +64,10 @@ pub struct FlowJson {
     pub handshake_seconds: Option<f64>,
     /// SYN to SYN/ACK, seconds.
     pub syn_to_synack_seconds: Option<f64>,
-    /// `open`, `fin`, `rst_client`, `rst_server`, `rst`, `timeout`.
+    /// `open`, `fin`, `rst_client`, `rst_server`, `rst`, `timeout`, `unreachable`.
     pub end: End,
+    /// A failed attempt: `refused`, `reset` or `timeout` (also listed in `/api/failures`).
+    pub failure: Option<crate::failure::FailureReason>,
     /// Best byte counts (payload bytes, else conntrack's IP bytes).
     pub bytes: Directions,
     /// TCP payload bytes from sequence numbers (known once a FIN or RST was seen).
@@ -93,7 +95,7 @@ fn millis(t: Time) -> u64 {
     u64::try_from(t.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn endpoint(ip: IpAddr, port: u16, names: &Names) -> EndpointJson {
+pub(crate) fn endpoint(ip: IpAddr, port: u16, names: &Names) -> EndpointJson {
     let Name { namespace, name } = names.name_or_ip(ip);
     let name = match &namespace {
         Some(ns) => format!("{ns}/{name}"),
@@ -132,6 +134,7 @@ pub fn flow_json(conn: &Conn, names: &Names, now: Time) -> FlowJson {
         handshake_seconds: conn.handshake().map(|d| d.as_secs_f64()),
         syn_to_synack_seconds: conn.syn_to_synack().map(|d| d.as_secs_f64()),
         end: conn.end,
+        failure: conn.failure,
         bytes: directions(conn.bytes_client(), conn.bytes_server()),
         payload_bytes: directions(conn.payload_client(), conn.payload_server()),
         ip_bytes: directions(
@@ -176,16 +179,23 @@ impl FlowFilter {
 
     /// Does `flow` pass?
     pub fn keeps(&self, flow: &FlowJson) -> bool {
-        let ends = [&flow.client, &flow.dialled, &flow.server];
+        let ends = [&flow.client, &flow.dialled, &flow.server]
+            .map(|e| (e.ip, e.name.as_str(), e.namespace.as_deref()));
+        self.keeps_ends(&ends)
+    }
+
+    /// Do endpoints given as (address, name, namespace) pass? (`/api/failures` uses the same
+    /// filters.)
+    pub fn keeps_ends(&self, ends: &[(IpAddr, &str, Option<&str>)]) -> bool {
         let ns_ok = self
             .namespace
             .as_deref()
-            .is_none_or(|ns| ends.iter().any(|e| e.namespace.as_deref() == Some(ns)));
+            .is_none_or(|ns| ends.iter().any(|e| e.2 == Some(ns)));
         let name_ok = self.name.as_deref().is_none_or(|name| {
             ends.iter()
-                .any(|e| e.name == name || e.name.rsplit('/').next() == Some(name))
+                .any(|e| e.1 == name || e.1.rsplit('/').next() == Some(name))
         });
-        let ip_ok = self.ip.is_none_or(|ip| ends.iter().any(|e| e.ip == ip));
+        let ip_ok = self.ip.is_none_or(|ip| ends.iter().any(|e| e.0 == ip));
         ns_ok && name_ok && ip_ok
     }
 }

@@ -4,13 +4,16 @@
 //! lists `nodes_fields` / `edges_fields` with `field_name` and `type` (`string` | `number`),
 //! `id` required on nodes, `id`, `source`, `target` on edges; node `arc__*` values add up to 1.
 //! Nodes are workloads (bounded by the aggregates' pair limit), edges are client → server pairs,
-//! counting closed connections plus the open ones.
+//! counting closed connections plus the open ones. Failed attempts (see [`crate::failure`]) count
+//! once, as failures: the edge's `detail__failures` and its colour (red), the nodes' `arc__failed`,
+//! and the latest explanation in the edge's detail.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
 use crate::aggregate::PairKey;
+use crate::failure::FailureReason;
 use crate::names::Name;
 use crate::table::{End, FlowTable};
 
@@ -104,6 +107,7 @@ pub fn fields(query: &GraphQuery) -> Value {
             {"field_name": "arc__ok", "type": "number", "color": "green", "displayName": "Open or closed with FIN"},
             {"field_name": "arc__reset", "type": "number", "color": "red", "displayName": "Reset"},
             {"field_name": "arc__timeout", "type": "number", "color": "orange", "displayName": "Timed out"},
+            {"field_name": "arc__failed", "type": "number", "color": "red", "displayName": "Failed attempts (refused, reset, timeout, unreachable)"},
             {"field_name": "detail__namespace", "type": "string", "displayName": "Namespace"},
         ],
         "edges_fields": [
@@ -114,15 +118,21 @@ pub fn fields(query: &GraphQuery) -> Value {
             {"field_name": "secondaryStat", "type": "string", "displayName": secondary},
             {"field_name": "detail__resets", "type": "number", "displayName": "Resets"},
             {"field_name": "detail__handshake_avg_seconds", "type": "number", "displayName": "Average handshake (s)"},
+            {"field_name": "detail__failures", "type": "number", "displayName": "Failed attempts"},
+            {"field_name": "detail__failure", "type": "string", "displayName": "Latest failure"},
+            {"field_name": "color", "type": "string"},
         ],
     })
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Tally {
     ok: u64,
     reset: u64,
     timeout: u64,
+    failed: u64,
+    /// The latest failure's explanation (or reason), with its time.
+    failure: Option<(crate::Time, String)>,
     bytes: u64,
     handshake_sum: f64,
     handshake_count: u64,
@@ -130,27 +140,34 @@ struct Tally {
 
 impl Tally {
     fn connections(&self) -> u64 {
-        self.ok + self.reset + self.timeout
+        self.ok + self.reset + self.timeout + self.failed
     }
 
     fn add(&mut self, other: &Self) {
         self.ok += other.ok;
         self.reset += other.reset;
         self.timeout += other.timeout;
+        self.failed += other.failed;
         self.bytes += other.bytes;
         self.handshake_sum += other.handshake_sum;
         self.handshake_count += other.handshake_count;
     }
 
-    /// (ok, reset, timeout) fractions adding up to exactly 1.
-    fn arcs(&self) -> (f64, f64, f64) {
+    /// (ok, reset, timeout, failed) fractions adding up to exactly 1.
+    fn arcs(&self) -> (f64, f64, f64, f64) {
         let total = self.connections();
         if total == 0 {
-            return (1.0, 0.0, 0.0);
+            return (1.0, 0.0, 0.0, 0.0);
         }
         let reset = self.reset as f64 / total as f64;
         let timeout = self.timeout as f64 / total as f64;
-        ((1.0 - reset - timeout).max(0.0), reset, timeout)
+        let failed = self.failed as f64 / total as f64;
+        (
+            (1.0 - reset - timeout - failed).max(0.0),
+            reset,
+            timeout,
+            failed,
+        )
     }
 }
 
@@ -159,10 +176,11 @@ fn edges(table: &FlowTable, query: &GraphQuery) -> BTreeMap<PairKey, Tally> {
     let mut edges: BTreeMap<PairKey, Tally> = BTreeMap::new();
     for (key, stats) in table.aggregates().pairs().filter(|(k, _)| query.keeps(k)) {
         let tally = edges.entry(key.clone()).or_default();
-        tally.ok += stats.ended(End::Fin);
-        tally.reset +=
-            stats.ended(End::RstClient) + stats.ended(End::RstServer) + stats.ended(End::Rst);
-        tally.timeout += stats.ended(End::Timeout);
+        // Failed attempts count once, as failures (from the failure table, below).
+        let good = |end| stats.ended(end) - stats.failed_ended(end);
+        tally.ok += good(End::Fin);
+        tally.reset += good(End::RstClient) + good(End::RstServer) + good(End::Rst);
+        tally.timeout += good(End::Timeout);
         tally.bytes += stats.bytes_client + stats.bytes_server;
         tally.handshake_sum += stats.handshake.sum;
         tally.handshake_count += stats.handshake.count;
@@ -173,7 +191,36 @@ fn edges(table: &FlowTable, query: &GraphQuery) -> BTreeMap<PairKey, Tally> {
             edges.entry(key).or_default().ok += 1;
         }
     }
+    let failures = table.failures();
+    for (key, n) in failures.per_pair() {
+        if query.keeps(key) {
+            edges.entry(key.clone()).or_default().failed += n;
+        }
+    }
+    let names = table.names();
+    for group in failures.groups_newest_first() {
+        let server = group.server.unwrap_or(group.key.dialled);
+        let key = PairKey {
+            src: names.name_or_ip(group.key.client),
+            dst: names.name_or_ip(server.ip()),
+        };
+        let Some(tally) = edges.get_mut(&key) else {
+            continue;
+        };
+        if tally.failure.is_none() {
+            let text = group.explanation.as_ref().map_or_else(
+                || failure_text(group.key.reason, group.key.dialled),
+                |e| e.explanation.clone(),
+            );
+            tally.failure = Some((group.last, text));
+        }
+    }
     edges
+}
+
+/// A failure nothing explained, in words.
+fn failure_text(reason: FailureReason, dialled: std::net::SocketAddr) -> String {
+    format!("{} to {dialled} (unexplained)", reason.label())
 }
 
 fn stats_text(tally: &Tally, bytes_mode: bool) -> (String, String) {
@@ -201,7 +248,7 @@ pub fn data(table: &FlowTable, query: &GraphQuery) -> Value {
         .iter()
         .map(|(name, tally)| {
             let (main, secondary) = stats_text(tally, bytes_mode);
-            let (ok, reset, timeout) = tally.arcs();
+            let (ok, reset, timeout, failed) = tally.arcs();
             json!({
                 "id": name.display(),
                 "title": name.name,
@@ -211,6 +258,7 @@ pub fn data(table: &FlowTable, query: &GraphQuery) -> Value {
                 "arc__ok": ok,
                 "arc__reset": reset,
                 "arc__timeout": timeout,
+                "arc__failed": failed,
                 "detail__namespace": name.namespace.as_deref().unwrap_or(""),
             })
         })
@@ -233,6 +281,9 @@ pub fn data(table: &FlowTable, query: &GraphQuery) -> Value {
                 "secondaryStat": secondary,
                 "detail__resets": tally.reset,
                 "detail__handshake_avg_seconds": handshake,
+                "detail__failures": tally.failed,
+                "detail__failure": tally.failure.as_ref().map_or("", |(_, text)| text.as_str()),
+                "color": if tally.failed > 0 { Value::from("red") } else { Value::Null },
             })
         })
         .collect();

@@ -36,6 +36,7 @@ impl MetricFamilies for FlowFamilies<'_> {
     fn encode(&self, _: &ScrapeFacts<'_>, out: &mut Exposition<'_>) {
         render_pairs(self.table, out);
         render_open(self.table, out);
+        render_failures(self.table, out);
         render_self(self.table, self.info, out);
     }
 }
@@ -171,6 +172,64 @@ fn render_open(table: &FlowTable, out: &mut Exposition<'_>) {
             ("dst_workload", "other"),
         ];
         out.sample(name, &labels, other);
+    }
+}
+
+/// `nfscope_connection_failures_total` (series bounded by the pair limit, overflow counted) and
+/// the failure table's own counters.
+fn render_failures(table: &FlowTable, out: &mut Exposition<'_>) {
+    let failures = table.failures();
+    let name = "nfscope_connection_failures_total";
+    out.family(
+        name,
+        Kind::Counter,
+        "Failed connection attempts (refused, reset, timeout, unreachable) by client and server workload and cause (policy, Service or rule kind; unexplained when nothing explained it).",
+    );
+    for (key, n) in failures.series() {
+        let [a, b, c, d] = labels(&key.pair);
+        out.sample(
+            name,
+            &[
+                ("reason", key.reason.label()),
+                a,
+                b,
+                c,
+                d,
+                ("cause", &key.cause),
+            ],
+            n,
+        );
+    }
+    let s = failures.stats();
+    let rows: [(&str, Kind, &str, u64); 4] = [
+        (
+            "nfscope_flow_failure_groups",
+            Kind::Gauge,
+            "Failure groups (client, dialled address, protocol, reason) held now (at most --max-failures).",
+            s.groups,
+        ),
+        (
+            "nfscope_flow_failure_evictions_total",
+            Kind::Counter,
+            "Failure groups evicted because the failure table was full.",
+            s.evictions,
+        ),
+        (
+            "nfscope_flow_failure_series_overflow_total",
+            Kind::Counter,
+            "Failed attempts counted under other/other because the failure series limit was reached.",
+            s.series_overflow,
+        ),
+        (
+            "nfscope_flow_failures_dropped_total",
+            Kind::Counter,
+            "Failed attempts dropped before they were recorded (the detection queue was full).",
+            s.dropped,
+        ),
+    ];
+    for (name, kind, help, value) in rows {
+        out.family(name, kind, help);
+        out.sample(name, &[], value);
     }
 }
 

@@ -1,5 +1,5 @@
 //! TCP control packets (SYN, FIN, RST) and ICMP/ICMPv6 destination unreachable errors about TCP
-//! packets as the table consumes them, and a parser from the bytes an `AF_PACKET`/`SOCK_DGRAM`
+//! packets and UDP datagrams as the table consumes them, and a parser from the bytes an `AF_PACKET`/`SOCK_DGRAM`
 //! socket delivers (starting at the IPv4 or IPv6 header).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -58,20 +58,30 @@ pub fn parse_ip_tcp(bytes: &[u8], ifindex: u32) -> Option<PacketMeta> {
     }
 }
 
-/// An ICMP destination unreachable (not "fragmentation needed", which is path MTU discovery) or
-/// ICMPv6 destination unreachable quoting a TCP packet: the quoted IP header and the first 8
-/// bytes of its TCP header (ports and sequence number), as every such error carries.
-fn parse_icmp_error(bytes: &[u8], ifindex: u32) -> Option<PacketMeta> {
+/// The packet an ICMP destination unreachable error (not "fragmentation needed", which is path
+/// MTU discovery) or ICMPv6 destination unreachable quotes: its IP header and the first 8 bytes
+/// of its transport header, as every such error carries.
+struct Quoted<'a> {
+    proto: u8,
+    src: IpAddr,
+    dst: IpAddr,
+    /// The IPv4 identification field (NAT keeps it); `None` for IPv6.
+    ip_id: Option<u16>,
+    l4: &'a [u8],
+}
+
+fn icmp_quoted(bytes: &[u8]) -> Option<Quoted<'_>> {
     let (icmp, v4) = match bytes.first()? >> 4 {
         4 => {
             let ihl = usize::from(bytes.first()? & 0x0f) * 4;
             let fragment = u16::from_be_bytes([*bytes.get(6)?, *bytes.get(7)?]) & 0x1fff;
-            if ihl < 20 || fragment != 0 {
+            if ihl < 20 || fragment != 0 || bytes.get(9) != Some(&1) {
                 return None;
             }
             (bytes.get(ihl..)?, true)
         }
-        _ => (bytes.get(40..)?, false),
+        6 if bytes.get(6) == Some(&58) => (bytes.get(40..)?, false),
+        _ => return None,
     };
     let (kind, code) = (*icmp.first()?, *icmp.get(1)?);
     let unreachable = if v4 {
@@ -83,31 +93,51 @@ fn parse_icmp_error(bytes: &[u8], ifindex: u32) -> Option<PacketMeta> {
         return None;
     }
     let quoted = icmp.get(8..)?;
-    let (src, dst, tcp) = match (quoted.first()? >> 4, v4) {
+    match (quoted.first()? >> 4, v4) {
         (4, true) => {
             let ihl = usize::from(quoted.first()? & 0x0f) * 4;
-            if *quoted.get(9)? != 6 || ihl < 20 {
+            if ihl < 20 {
                 return None;
             }
-            let src = Ipv4Addr::from(<[u8; 4]>::try_from(quoted.get(12..16)?).ok()?);
-            let dst = Ipv4Addr::from(<[u8; 4]>::try_from(quoted.get(16..20)?).ok()?);
-            (IpAddr::V4(src), IpAddr::V4(dst), quoted.get(ihl..)?)
+            Some(Quoted {
+                proto: *quoted.get(9)?,
+                src: IpAddr::V4(Ipv4Addr::from(
+                    <[u8; 4]>::try_from(quoted.get(12..16)?).ok()?,
+                )),
+                dst: IpAddr::V4(Ipv4Addr::from(
+                    <[u8; 4]>::try_from(quoted.get(16..20)?).ok()?,
+                )),
+                ip_id: Some(u16::from_be_bytes([*quoted.get(4)?, *quoted.get(5)?])),
+                l4: quoted.get(ihl..)?,
+            })
         }
-        (6, false) => {
-            if *quoted.get(6)? != 6 {
-                return None;
-            }
-            let src = Ipv6Addr::from(<[u8; 16]>::try_from(quoted.get(8..24)?).ok()?);
-            let dst = Ipv6Addr::from(<[u8; 16]>::try_from(quoted.get(24..40)?).ok()?);
-            (IpAddr::V6(src), IpAddr::V6(dst), quoted.get(40..)?)
-        }
-        _ => return None,
-    };
+        (6, false) => Some(Quoted {
+            proto: *quoted.get(6)?,
+            src: IpAddr::V6(Ipv6Addr::from(
+                <[u8; 16]>::try_from(quoted.get(8..24)?).ok()?,
+            )),
+            dst: IpAddr::V6(Ipv6Addr::from(
+                <[u8; 16]>::try_from(quoted.get(24..40)?).ok()?,
+            )),
+            ip_id: None,
+            l4: quoted.get(40..)?,
+        }),
+        _ => None,
+    }
+}
+
+/// An ICMP/ICMPv6 destination unreachable quoting a TCP packet (ports and sequence number).
+fn parse_icmp_error(bytes: &[u8], ifindex: u32) -> Option<PacketMeta> {
+    let q = icmp_quoted(bytes)?;
+    if q.proto != 6 {
+        return None;
+    }
+    let tcp = q.l4;
     Some(PacketMeta {
         ifindex,
         tuple: Tuple {
-            src,
-            dst,
+            src: q.src,
+            dst: q.dst,
             sport: u16::from_be_bytes([*tcp.first()?, *tcp.get(1)?]),
             dport: u16::from_be_bytes([*tcp.get(2)?, *tcp.get(3)?]),
         },
@@ -116,6 +146,42 @@ fn parse_icmp_error(bytes: &[u8], ifindex: u32) -> Option<PacketMeta> {
         ack: 0,
         payload_len: 0,
         unreachable: true,
+    })
+}
+
+/// An ICMP/ICMPv6 destination unreachable answering a UDP datagram (e.g. port unreachable from a
+/// closed port, or a REJECT): the datagram as quoted. The capture sees one error on several
+/// interfaces, quoted before and after NAT; `ip_id` and `udp_len` (which NAT keeps) and the
+/// source port tell the copies of one error apart from other errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpUnreachable {
+    /// Interface it was seen on (0 when unknown).
+    pub ifindex: u32,
+    /// The quoted datagram's addresses and ports (client → where it was going, at that hop).
+    pub tuple: Tuple,
+    /// The quoted IPv4 identification; `None` for IPv6.
+    pub ip_id: Option<u16>,
+    /// The quoted UDP length field.
+    pub udp_len: u16,
+}
+
+/// Parses an ICMP/ICMPv6 destination unreachable about a UDP datagram; `None` for anything else.
+pub fn parse_icmp_udp_error(bytes: &[u8], ifindex: u32) -> Option<UdpUnreachable> {
+    let q = icmp_quoted(bytes)?;
+    if q.proto != 17 {
+        return None;
+    }
+    let udp = q.l4;
+    Some(UdpUnreachable {
+        ifindex,
+        tuple: Tuple {
+            src: q.src,
+            dst: q.dst,
+            sport: u16::from_be_bytes([*udp.first()?, *udp.get(1)?]),
+            dport: u16::from_be_bytes([*udp.get(2)?, *udp.get(3)?]),
+        },
+        ip_id: q.ip_id,
+        udp_len: u16::from_be_bytes([*udp.get(4)?, *udp.get(5)?]),
     })
 }
 
@@ -290,5 +356,39 @@ mod tests {
             (meta.tuple.sport, meta.tuple.dport, meta.seq),
             (41000, 443, 77)
         );
+    }
+
+    #[test]
+    fn parses_icmp_errors_about_udp_datagrams_and_only_those() {
+        let mut udp = vec![0u8; 28];
+        udp[0] = 0x45;
+        udp[4..6].copy_from_slice(&4321u16.to_be_bytes());
+        udp[9] = 17;
+        udp[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        udp[16..20].copy_from_slice(&[10, 96, 0, 53]);
+        udp[20..22].copy_from_slice(&5000u16.to_be_bytes());
+        udp[22..24].copy_from_slice(&53u16.to_be_bytes());
+        udp[24..26].copy_from_slice(&40u16.to_be_bytes());
+        let mut p = vec![0u8; 20 + 8];
+        p[0] = 0x45;
+        p[9] = 1;
+        p[20] = 3;
+        p[21] = 3;
+        p.extend_from_slice(&udp);
+        let error = parse_icmp_udp_error(&p, 7).expect("parses");
+        assert_eq!(error.tuple.dst, "10.96.0.53".parse::<IpAddr>().unwrap());
+        assert_eq!((error.tuple.sport, error.tuple.dport), (5000, 53));
+        assert_eq!(
+            (error.ip_id, error.udp_len, error.ifindex),
+            (Some(4321), 40, 7)
+        );
+        assert!(parse_ip_tcp(&p, 7).is_none(), "not a TCP error");
+        // Ports and length are the first 6 bytes of the quoted UDP header; the checksum is not read.
+        for cut in 0..p.len() - 2 {
+            assert!(parse_icmp_udp_error(&p[..cut], 0).is_none(), "cut at {cut}");
+        }
+        let mut tcp = p.clone();
+        tcp[20 + 8 + 9] = 6;
+        assert!(parse_icmp_udp_error(&tcp, 0).is_none());
     }
 }

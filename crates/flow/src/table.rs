@@ -20,6 +20,7 @@
 //! connection do not resurrect it. Time is passed in; nothing here reads a clock.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use hashbrown::HashMap;
@@ -28,8 +29,11 @@ use serde::Serialize;
 use crate::Time;
 use crate::aggregate::Aggregates;
 use crate::event::{CtCounters, CtEvent, CtKind, TcpState, Tuple};
+use crate::failure::{
+    ExplainFailure, FailedAttempt, FailureExplanation, FailureReason, FailureTable, Proto,
+};
 use crate::names::Names;
-use crate::packet::{PacketMeta, TcpFlags};
+use crate::packet::{PacketMeta, TcpFlags, UdpUnreachable};
 
 mod store;
 use store::{ConnStore, Slot};
@@ -60,6 +64,13 @@ pub struct FlowConfig {
     pub conntrack_grace: Duration,
     /// Distinct (source, destination) workload pairs the aggregates keep; the rest count as `other`.
     pub max_pairs: usize,
+    /// Failure detection (`Some`): failed attempts are queued for [`FlowTable::take_failed_attempts`]
+    /// (see [`crate::failure`]) and a SYN unanswered for this long ends its connection as a
+    /// timeout, a failed attempt (its retransmissions join it, they start nothing). `None` (the
+    /// default): no failures, unanswered SYNs end after `handshake_timeout`.
+    pub syn_timeout: Option<Duration>,
+    /// Failure groups kept at most (`--max-failures`; the least recently failing is evicted).
+    pub max_failures: usize,
 }
 
 impl Default for FlowConfig {
@@ -73,6 +84,8 @@ impl Default for FlowConfig {
             tombstone_ttl: Duration::from_secs(150),
             conntrack_grace: Duration::ZERO,
             max_pairs: 2_000,
+            syn_timeout: None,
+            max_failures: 1_000,
         }
     }
 }
@@ -202,6 +215,11 @@ pub struct Conn {
     pub ct_orig: Option<CtCounters>,
     /// Conntrack accounting, server → client.
     pub ct_reply: Option<CtCounters>,
+    /// A failed attempt (with failure detection on): how it failed.
+    pub failure: Option<FailureReason>,
+    /// The interface the client's first SYN was seen on (0 when unknown).
+    #[serde(skip)]
+    syn_ifindex: u32,
     #[serde(skip)]
     client: SeqSide,
     #[serde(skip)]
@@ -248,6 +266,8 @@ impl Conn {
             end_at: None,
             ct_orig: None,
             ct_reply: None,
+            failure: None,
+            syn_ifindex: 0,
             client: SeqSide::default(),
             server: SeqSide::default(),
             ct_close_hint: None,
@@ -327,6 +347,9 @@ impl Conn {
     /// Folds `other` (the same connection seen first through another tuple) into this one; the
     /// tuples stay (the store owns them, see [`ConnStore::set_tuples`]).
     fn absorb(&mut self, other: Self) {
+        if other.syn_at.is_some() && self.syn_at.is_none_or(|mine| other.syn_at < Some(mine)) {
+            self.syn_ifindex = other.syn_ifindex;
+        }
         self.start = self.start.min(other.start);
         self.syn_at = min_opt(self.syn_at, other.syn_at);
         self.synack_at = min_opt(self.synack_at, other.synack_at);
@@ -410,12 +433,80 @@ pub struct FlowTable {
     next_id: u64,
     stats: FlowStats,
     aggregates: Aggregates,
+    /// Failed attempts detected and not yet taken (bounded: [`PENDING_ATTEMPTS`]).
+    failed: VecDeque<FailedAttempt>,
+    /// The failure groups and series.
+    failures: FailureTable,
+    /// Initial sequence number → (when, client tuple) of attempts that timed out: their SYN
+    /// retransmissions join the failed attempt instead of starting connections.
+    failed_syns: HashMap<u32, (Time, Tuple)>,
+    failed_syn_order: VecDeque<(Time, u32)>,
+    /// ICMP errors about UDP datagrams, gathered for [`UDP_SETTLE`] (the copies of one error seen
+    /// on several interfaces, before and after NAT, become one attempt).
+    udp_pending: HashMap<UdpKey, UdpPending>,
+    /// Interface index → name, as the caller last read them.
+    interfaces: std::collections::HashMap<u32, String>,
+}
+
+/// Failed attempts queued for the caller at most; beyond, the oldest is dropped and counted.
+pub const PENDING_ATTEMPTS: usize = 8_192;
+
+/// How long the copies of one ICMP error about a UDP datagram are gathered.
+pub const UDP_SETTLE: Duration = Duration::from_millis(500);
+
+/// ICMP errors about UDP datagrams gathered at most at once; beyond, they are dropped and counted.
+const UDP_PENDING_MAX: usize = 4_096;
+
+/// What the copies of one ICMP error about a UDP datagram share: NAT rewrites addresses and
+/// (rarely) the source port, never the IPv4 identification or the UDP length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct UdpKey {
+    v4: bool,
+    ip_id: Option<u16>,
+    sport: u16,
+    udp_len: u16,
+}
+
+/// One ICMP error about a UDP datagram: the first and the last quoted datagram seen. The first
+/// copy is the one nearest the host that answered (after DNAT), the last the one that reached
+/// the client (NAT undone), so the last is what the client dialled.
+#[derive(Debug, Clone, Copy)]
+struct UdpPending {
+    at: Time,
+    first: Tuple,
+    last: Tuple,
+}
+
+/// How an ended connection failed, if it was a failed attempt: it sent a SYN and never
+/// completed the handshake.
+fn failure_of(conn: &Conn) -> Option<FailureReason> {
+    conn.syn_at?;
+    if conn.established_at.is_some() {
+        return None;
+    }
+    let answered = conn.synack_at.is_some();
+    match conn.end {
+        End::Unreachable => Some(FailureReason::Refused),
+        End::RstServer | End::Rst if !answered => Some(FailureReason::Refused),
+        // Conntrack reports ESTABLISHED; without it the capture cannot tell a reset
+        // handshake from a reset connection that carried nothing.
+        End::RstServer | End::RstClient | End::Rst if answered && conn.ct_known() => {
+            Some(FailureReason::Reset)
+        }
+        End::Timeout if !answered => Some(FailureReason::Timeout),
+        _ => None,
+    }
+}
+
+fn socket(ip: std::net::IpAddr, port: u16) -> SocketAddr {
+    SocketAddr::new(ip, port)
 }
 
 impl FlowTable {
     /// An empty table naming endpoints with `names`.
     pub fn new(config: FlowConfig, names: Names) -> Self {
         let aggregates = Aggregates::new(config.max_pairs);
+        let (config_failures, config_pairs) = (config.max_failures, config.max_pairs);
         Self {
             conns: ConnStore::with_capacity(config.max_live),
             config,
@@ -428,6 +519,12 @@ impl FlowTable {
             next_id: 1,
             stats: FlowStats::default(),
             aggregates,
+            failed: VecDeque::new(),
+            failures: FailureTable::new(config_failures, config_pairs),
+            failed_syns: HashMap::new(),
+            failed_syn_order: VecDeque::new(),
+            udp_pending: HashMap::new(),
+            interfaces: std::collections::HashMap::new(),
         }
     }
 
@@ -455,6 +552,7 @@ impl FlowTable {
                 }
             }
             Some((slot, side)) => (Some(slot), side),
+            None if pure_syn && self.retransmits_a_failed_syn(&packet) => return,
             None if pure_syn => match self.join_nat_sighting(now, &packet) {
                 Some(slot) => (Some(slot), Side::Client),
                 None => (self.insert_from_packet(now, packet.tuple), Side::Client),
@@ -576,6 +674,9 @@ impl FlowTable {
         if flags.has(TcpFlags::SYN) {
             match (side, flags.has(TcpFlags::ACK)) {
                 (Side::Client, false) => {
+                    if conn.syn_at.is_none_or(|first| now < first) {
+                        conn.syn_ifindex = p.ifindex;
+                    }
                     conn.client.isn.get_or_insert(p.seq);
                     conn.syn_at = min_opt(conn.syn_at, Some(now));
                     conn.start = conn.start.min(now);
@@ -810,6 +911,7 @@ impl FlowTable {
 
     /// Ends connections whose time is up; call about once a second.
     pub fn expire(&mut self, now: Time) {
+        self.expire_failures(now);
         let config = &self.config;
         let due: Vec<Slot> = self
             .conns
@@ -862,6 +964,186 @@ impl FlowTable {
                 self.tombstones.remove(&tuple);
             }
         }
+    }
+
+    /// Failure detection's part of [`Self::expire`]: SYNs unanswered for the SYN timeout end as
+    /// timeouts; ICMP errors about UDP datagrams that settled become attempts; old memories of
+    /// timed-out SYNs are forgotten.
+    fn expire_failures(&mut self, now: Time) {
+        let Some(limit) = self.config.syn_timeout else {
+            return;
+        };
+        let unanswered: Vec<Slot> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.syn_at.is_some_and(|syn| now.saturating_sub(syn) >= limit)
+                    && c.synack_at.is_none()
+                    && c.established_at.is_none()
+                    && c.pending_end.is_none()
+                    && c.ct_end.is_none()
+            })
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in unanswered {
+            self.close(slot, now, End::Timeout);
+        }
+        let mut settled: Vec<(UdpKey, UdpPending)> = self
+            .udp_pending
+            .iter()
+            .filter(|(_, p)| now.saturating_sub(p.at) >= UDP_SETTLE)
+            .map(|(k, p)| (*k, *p))
+            .collect();
+        settled.sort_by_key(|(_, p)| p.at);
+        for (key, pending) in settled {
+            self.udp_pending.remove(&key);
+            let (first, last) = (pending.first, pending.last);
+            self.push_attempt(FailedAttempt {
+                at: pending.at,
+                proto: Proto::Udp,
+                reason: FailureReason::Unreachable,
+                client: socket(last.src, last.sport),
+                dialled: socket(last.dst, last.dport),
+                server: (first != last).then(|| socket(first.dst, first.dport)),
+                in_interface: None,
+                mark: None,
+            });
+        }
+        while let Some(&(at, isn)) = self.failed_syn_order.front() {
+            if now.saturating_sub(at) < self.config.tombstone_ttl {
+                break;
+            }
+            self.failed_syn_order.pop_front();
+            if self.failed_syns.get(&isn).is_some_and(|(t, _)| *t == at) {
+                self.failed_syns.remove(&isn);
+            }
+        }
+    }
+
+    /// Queues the failed attempt `conn` (just closed) was; a timed-out SYN is remembered, so
+    /// its retransmissions start nothing.
+    fn failed_attempt(&mut self, conn: &Conn, reason: FailureReason, now: Time) {
+        let dialled = socket(conn.orig.dst, conn.orig.dport);
+        let server = if conn.translated.is_some() {
+            let s = conn.server();
+            Some(socket(s.dst, s.dport))
+        } else {
+            // The dialled host answered itself (no NAT seen).
+            (conn.end == End::RstServer).then_some(dialled)
+        };
+        self.push_attempt(FailedAttempt {
+            at: conn.end_at.unwrap_or(now),
+            proto: Proto::Tcp,
+            reason,
+            client: socket(conn.orig.src, conn.orig.sport),
+            dialled,
+            server,
+            in_interface: self.interfaces.get(&conn.syn_ifindex).cloned(),
+            mark: None,
+        });
+        if reason == FailureReason::Timeout
+            && let Some(isn) = conn.client.isn
+        {
+            self.failed_syns.insert(isn, (now, conn.orig));
+            self.failed_syn_order.push_back((now, isn));
+            while self.failed_syn_order.len() > self.config.max_live.max(16) {
+                if let Some((at, isn)) = self.failed_syn_order.pop_front()
+                    && self.failed_syns.get(&isn).is_some_and(|(t, _)| *t == at)
+                {
+                    self.failed_syns.remove(&isn);
+                }
+            }
+        }
+    }
+
+    fn push_attempt(&mut self, attempt: FailedAttempt) {
+        if self.failed.len() >= PENDING_ATTEMPTS {
+            self.failed.pop_front();
+            self.failures.add_dropped(1);
+        }
+        self.failed.push_back(attempt);
+    }
+
+    /// A SYN retransmitted by a client whose attempt already timed out (the same initial
+    /// sequence number, from the same client port or address): it joins the failed attempt.
+    fn retransmits_a_failed_syn(&self, packet: &PacketMeta) -> bool {
+        let p = packet.tuple;
+        self.config.syn_timeout.is_some()
+            && self
+                .failed_syns
+                .get(&packet.seq)
+                .is_some_and(|(_, orig)| orig.sport == p.sport || orig.src == p.src)
+    }
+
+    /// An ICMP/ICMPv6 destination unreachable about a UDP datagram (with failure detection on):
+    /// after [`UDP_SETTLE`], one [`FailureReason::Unreachable`] attempt per error, whatever
+    /// number of interfaces it was seen on.
+    pub fn on_udp_unreachable(&mut self, now: Time, error: UdpUnreachable) {
+        self.stats.packets += 1;
+        if self.config.syn_timeout.is_none() {
+            self.stats.packets_unmatched += 1;
+            return;
+        }
+        let key = UdpKey {
+            v4: error.tuple.src.is_ipv4(),
+            ip_id: error.ip_id,
+            sport: error.tuple.sport,
+            udp_len: error.udp_len,
+        };
+        if let Some(pending) = self.udp_pending.get_mut(&key) {
+            pending.last = error.tuple;
+            return;
+        }
+        if self.udp_pending.len() >= UDP_PENDING_MAX {
+            self.failures.add_dropped(1);
+            return;
+        }
+        self.udp_pending.insert(
+            key,
+            UdpPending {
+                at: now,
+                first: error.tuple,
+                last: error.tuple,
+            },
+        );
+    }
+
+    /// The failed attempts detected since the last call, oldest first, for the caller to explain
+    /// (outside any lock, if it likes) and hand to [`Self::record_failure`].
+    pub fn take_failed_attempts(&mut self) -> Vec<FailedAttempt> {
+        self.failed.drain(..).collect()
+    }
+
+    /// Records an attempt (from [`Self::take_failed_attempts`]) with its explanation.
+    pub fn record_failure(
+        &mut self,
+        attempt: FailedAttempt,
+        explanation: Option<FailureExplanation>,
+    ) {
+        self.failures.record(attempt, explanation, &self.names);
+    }
+
+    /// Takes, explains and records the failed attempts detected since the last call.
+    pub fn explain_failures(&mut self, explainer: &dyn ExplainFailure) {
+        for attempt in self.take_failed_attempts() {
+            let explanation = explainer.explain(&attempt);
+            self.record_failure(attempt, explanation);
+        }
+    }
+
+    /// The failure groups and series.
+    pub fn failures(&self) -> &FailureTable {
+        &self.failures
+    }
+
+    /// Interface index → name (the caller reads them; attempts name their incoming interface).
+    pub fn set_interface_names(&mut self, names: impl IntoIterator<Item = (u32, String)>) {
+        self.interfaces = names.into_iter().collect();
+    }
+
+    /// Is `ifindex` named?
+    pub fn knows_interface(&self, ifindex: u32) -> bool {
+        self.interfaces.contains_key(&ifindex)
     }
 
     /// Adds what a reader reports that the table cannot see itself.
@@ -998,8 +1280,16 @@ impl FlowTable {
     /// the configuration says to wait for it (see [`FlowConfig::conntrack_grace`]).
     fn close_or_await_conntrack(&mut self, slot: Slot, now: Time, end: End) {
         let grace = self.config.conntrack_grace;
+        // A reset after the SYN/ACK of a connection conntrack has not reported ESTABLISHED yet:
+        // its events can lag the packets; they tell a reset handshake from a reset connection.
+        let handshake_reset = |c: &Conn| {
+            self.config.syn_timeout.is_some()
+                && end.is_reset()
+                && c.synack_at.is_some()
+                && c.established_at.is_none()
+        };
         match self.conns.get_mut(slot) {
-            Some(conn) if !grace.is_zero() && !conn.ct_known() => {
+            Some(conn) if !grace.is_zero() && (!conn.ct_known() || handshake_reset(conn)) => {
                 conn.pending_end.get_or_insert((end, now));
             }
             _ => self.close(slot, now, end),
@@ -1053,6 +1343,12 @@ impl FlowTable {
         if !conn.handshake_recorded && conn.handshake().is_some() {
             conn.handshake_recorded = true;
             self.aggregates.record_handshake(&conn, &self.names);
+        }
+        if self.config.syn_timeout.is_some()
+            && let Some(reason) = failure_of(&conn)
+        {
+            conn.failure = Some(reason);
+            self.failed_attempt(&conn, reason, now);
         }
         self.aggregates.record_close(&conn, &self.names);
         self.stats.connections_closed += 1;

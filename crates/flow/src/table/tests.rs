@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use super::*;
 use crate::event::CtCounters;
+use crate::failure::{ExplainFailure, FailedAttempt, FailureExplanation, FailureReason, Proto};
 use crate::graph::{self, GraphQuery};
 use crate::metrics::{self, SourceInfo};
+use crate::packet::UdpUnreachable;
+use std::net::SocketAddr;
 
 const CLIENT: &str = "10.0.1.2";
 const VIP: &str = "10.96.0.10";
@@ -1031,4 +1034,263 @@ fn the_sequence_number_index_holds_only_unanswered_connections() {
         table.syn_isns.is_empty(),
         "closed connections left the index"
     );
+}
+
+fn failing_table() -> FlowTable {
+    let config = FlowConfig {
+        conntrack_grace: Duration::from_secs(2),
+        syn_timeout: Some(Duration::from_secs(3)),
+        ..FlowConfig::default()
+    };
+    let mut table = FlowTable::new(config, names());
+    table.set_interface_names([(2, "lan0".to_owned())]);
+    table
+}
+
+fn sock(ip_: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(ip(ip_), port)
+}
+
+/// Nothing listening on the pod: the SYN passed the rules (conntrack confirmed it, with its
+/// DNAT), the pod answered with a RST. Refused, the server known, one record in the flows.
+#[test]
+fn a_syn_answered_by_a_reset_is_a_refused_attempt_with_its_server() {
+    let mut table = failing_table();
+    table.on_packet(t(0), packet(dialled(45000), SYN, 77, 0, 0));
+    table.on_packet(t(0), packet(served(45000), SYN, 77, 0, 0));
+    table.on_packet(t(1), packet(served(45000).reversed(), RSTACK, 0, 78, 0));
+    table.on_packet(t(1), packet(dialled(45000).reversed(), RSTACK, 0, 78, 0));
+    // Conntrack speaks after the packets: the attempt waited for it.
+    assert!(table.take_failed_attempts().is_empty());
+    table.on_conntrack_event(t(5), ct(CtKind::New, 45000, Some(TcpState::Handshake)));
+    let attempts = table.take_failed_attempts();
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    let a = &attempts[0];
+    assert_eq!((a.reason, a.proto), (FailureReason::Refused, Proto::Tcp));
+    assert_eq!(a.client, sock(CLIENT, 45000));
+    assert_eq!(a.dialled, sock(VIP, 80));
+    assert_eq!(a.server, Some(sock(POD, 8080)));
+    assert_eq!(a.in_interface.as_deref(), Some("lan0"));
+    assert_eq!(a.at, t(1));
+    let stats = table.stats();
+    assert_eq!(
+        (stats.connections_seen, stats.connections_closed, stats.live),
+        (1, 1, 0)
+    );
+    let conn = table.closed().next().unwrap();
+    assert_eq!(
+        (conn.end, conn.failure),
+        (End::RstServer, Some(FailureReason::Refused))
+    );
+}
+
+#[test]
+fn an_icmp_rejected_syn_is_a_refused_attempt_once() {
+    let mut table = failing_table();
+    table.on_packet(t(0), packet(dialled(45001), SYN, 31, 0, 0));
+    table.on_packet(t(0), packet(served(45001), SYN, 31, 0, 0));
+    table.on_packet(t(1), unreachable(served(45001), 31));
+    table.on_packet(t(1), unreachable(dialled(45001), 31));
+    table.expire(t(2500));
+    let attempts = table.take_failed_attempts();
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0].reason, FailureReason::Refused);
+    assert_eq!(attempts[0].dialled, sock(VIP, 80));
+    assert_eq!(
+        attempts[0].server,
+        Some(sock(POD, 8080)),
+        "the REJECT saw it after DNAT"
+    );
+    table.expire(t(60_000));
+    assert!(table.take_failed_attempts().is_empty());
+}
+
+/// DROP: the client retransmits its SYN (1 s, 3 s, 7 s); after the SYN timeout the attempt
+/// ends as a timeout, once, and the retransmissions start nothing.
+#[test]
+fn an_unanswered_syn_times_out_once_after_the_syn_timeout() {
+    let mut table = failing_table();
+    for at in [0, 1_000] {
+        table.on_packet(t(at), packet(dialled(45002), SYN, 500, 0, 0));
+    }
+    table.expire(t(2_999));
+    assert!(table.take_failed_attempts().is_empty());
+    assert_eq!(table.live().count(), 1);
+    table.expire(t(3_000));
+    let attempts = table.take_failed_attempts();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        (attempts[0].reason, attempts[0].server),
+        (FailureReason::Timeout, None)
+    );
+    for at in [3_001, 7_000, 15_000] {
+        table.on_packet(t(at), packet(dialled(45002), SYN, 500, 0, 0));
+        table.expire(t(at + 4_000));
+    }
+    assert!(table.take_failed_attempts().is_empty());
+    let stats = table.stats();
+    assert_eq!(
+        (stats.connections_seen, stats.connections_closed, stats.live),
+        (1, 1, 0)
+    );
+    let conn = table.closed().next().unwrap();
+    assert_eq!(
+        (conn.end, conn.failure),
+        (End::Timeout, Some(FailureReason::Timeout))
+    );
+    // A new attempt from the same port (another sequence number) is a connection of its own.
+    table.on_packet(t(20_000), packet(dialled(45002), SYN, 9_000, 0, 0));
+    assert_eq!(table.live().count(), 1);
+}
+
+/// A reset after the SYN/ACK is a failed handshake only when conntrack never reported the
+/// connection ESTABLISHED; its events may come after the reset.
+#[test]
+fn a_reset_during_the_handshake_is_a_reset_attempt_and_after_it_is_not() {
+    for established in [false, true] {
+        let mut table = failing_table();
+        table.on_conntrack_event(t(0), ct(CtKind::New, 45003, Some(TcpState::Handshake)));
+        table.on_packet(t(0), packet(dialled(45003), SYN, 10, 0, 0));
+        table.on_packet(t(1), packet(dialled(45003).reversed(), SYNACK, 90, 11, 0));
+        table.on_packet(t(2), packet(dialled(45003).reversed(), RSTACK, 91, 11, 0));
+        assert_eq!(table.live().count(), 1, "waits for conntrack");
+        let state = if established {
+            TcpState::Established
+        } else {
+            TcpState::Close
+        };
+        table.on_conntrack_event(t(3), ct(CtKind::Update, 45003, Some(state)));
+        table.expire(t(10_000));
+        let attempts = table.take_failed_attempts();
+        let conn = table.closed().next().unwrap();
+        assert_eq!(conn.end, End::RstServer);
+        if established {
+            assert!(attempts.is_empty(), "{attempts:?}");
+            assert_eq!(conn.failure, None);
+        } else {
+            assert_eq!(attempts.len(), 1);
+            assert_eq!(attempts[0].reason, FailureReason::Reset);
+            assert_eq!(attempts[0].server, Some(sock(POD, 8080)));
+        }
+    }
+}
+
+#[test]
+fn without_failure_detection_nothing_is_queued() {
+    let mut table = table();
+    table.on_packet(t(0), packet(dialled(45004), SYN, 1, 0, 0));
+    table.on_packet(t(1), packet(dialled(45004).reversed(), RSTACK, 0, 2, 0));
+    table.on_udp_unreachable(t(1), udp_error(dialled(45005), 1));
+    table.expire(t(5_000));
+    assert!(table.take_failed_attempts().is_empty());
+    assert_eq!(table.closed().next().unwrap().failure, None);
+}
+
+fn udp_error(tuple: Tuple, ip_id: u16) -> UdpUnreachable {
+    UdpUnreachable {
+        ifindex: 3,
+        tuple,
+        ip_id: Some(ip_id),
+        udp_len: 40,
+    }
+}
+
+/// A UDP datagram to a Service whose pod has no socket on the port: the pod's port
+/// unreachable is seen on its veth (quoting the datagram after DNAT) and again on the client's
+/// side (NAT undone), twice there on a bridge. One attempt, to the dialled VIP, served by the pod.
+#[test]
+fn copies_of_one_icmp_error_about_a_udp_datagram_are_one_unreachable_attempt() {
+    let mut table = failing_table();
+    let dns = |sport| tuple(CLIENT, sport, VIP, 53);
+    let pod = |sport| tuple(CLIENT, sport, POD, 5353);
+    table.on_udp_unreachable(t(0), udp_error(pod(5000), 11));
+    table.on_udp_unreachable(t(0), udp_error(dns(5000), 11));
+    table.on_udp_unreachable(t(0), udp_error(dns(5000), 11));
+    // Another datagram of the same client port: another error, another attempt.
+    table.on_udp_unreachable(t(100), udp_error(dns(5000), 12));
+    table.expire(t(400));
+    assert!(table.take_failed_attempts().is_empty(), "still settling");
+    table.expire(t(1_000));
+    let attempts = table.take_failed_attempts();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    let a = &attempts[0];
+    assert_eq!(
+        (a.proto, a.reason),
+        (Proto::Udp, FailureReason::Unreachable)
+    );
+    assert_eq!((a.client, a.dialled), (sock(CLIENT, 5000), sock(VIP, 53)));
+    assert_eq!(a.server, Some(sock(POD, 5353)));
+    assert_eq!(attempts[1].server, None, "seen once, not translated");
+    assert_eq!(table.live().count(), 0, "UDP makes no TCP connection");
+}
+
+/// The graph counts a failed attempt once, as a failure (not also as a reset or a timeout),
+/// with the explanation in the edge's detail; the metric has it with its cause.
+#[test]
+fn failures_reach_the_graph_once_and_the_metric_with_their_cause() {
+    struct Policy;
+    impl ExplainFailure for Policy {
+        fn explain(&self, a: &FailedAttempt) -> Option<FailureExplanation> {
+            Some(FailureExplanation {
+                trace_json: std::sync::Arc::from("{}"),
+                explanation: format!("no NetworkPolicy admits {} to shop/web", a.client.ip()),
+                cause: "networkpolicy".to_owned(),
+            })
+        }
+    }
+    let mut table = failing_table();
+    run_fin_connection(&mut table, 46000, 10, 10);
+    table.on_packet(t(100), packet(dialled(46001), SYN, 5, 0, 0));
+    table.on_packet(t(100), packet(served(46001), SYN, 5, 0, 0));
+    table.on_conntrack_event(t(100), ct(CtKind::New, 46001, Some(TcpState::Handshake)));
+    table.on_packet(t(101), packet(served(46001).reversed(), RSTACK, 0, 6, 0));
+    table.on_packet(t(200), packet(dialled(46002), SYN, 9, 0, 0));
+    table.expire(t(10_000));
+    table.explain_failures(&Policy);
+    let stats = table.failures().stats();
+    assert_eq!((stats.recorded, stats.groups), (2, 2));
+    let doc = graph::data(&table, &GraphQuery::default());
+    let edges = doc["edges"].as_array().unwrap();
+    let web = edges
+        .iter()
+        .find(|e| e["target"] == "shop/web")
+        .expect("an edge to the pod");
+    assert_eq!(web["detail__failures"], 1, "{web:#}");
+    assert_eq!(
+        web["detail__resets"], 0,
+        "the refused attempt is not also a reset"
+    );
+    assert_eq!(web["color"], "red");
+    assert!(
+        web["detail__failure"]
+            .as_str()
+            .unwrap()
+            .contains("no NetworkPolicy")
+    );
+    for node in doc["nodes"].as_array().unwrap() {
+        let arcs: f64 = ["arc__ok", "arc__reset", "arc__timeout", "arc__failed"]
+            .iter()
+            .map(|k| node[*k].as_f64().unwrap())
+            .sum();
+        assert!((arcs - 1.0).abs() < 1e-9, "{node:#}");
+    }
+    let svc = edges
+        .iter()
+        .find(|e| e["target"] == "shop/web-svc")
+        .unwrap();
+    assert_eq!(
+        (svc["detail__failures"].as_u64(), svc["mainStat"].as_str()),
+        (Some(1), Some("1 conns"))
+    );
+    let mut text = String::new();
+    metrics::render(&table, SourceInfo::default(), &mut text);
+    assert!(
+        text.contains(r#"nfscope_connection_failures_total{reason="refused",src_namespace="shop",src_workload="client",dst_namespace="shop",dst_workload="web",cause="networkpolicy"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"nfscope_connection_failures_total{reason="timeout",src_namespace="shop",src_workload="client",dst_namespace="shop",dst_workload="web-svc",cause="networkpolicy"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("nfscope_flow_failure_groups 2"), "{text}");
 }
