@@ -52,6 +52,7 @@ Endpoints:
   /ui/               web console for a browser: rules (with findings), traces, graph, failures
   with --flows also:
   /api/flows         live and recent TCP connections as JSON
+  /api/failures      failed connection attempts (refused, reset, timeout, unreachable) as JSON
   /api/health        the flow monitor's sources
   /api/graph/fields  Grafana Node Graph field definitions
   /api/graph/data    Grafana Node Graph nodes and edges
@@ -88,6 +89,8 @@ pub enum Command {
     Doctor(crate::doctor_cmd::DoctorArgs),
     /// Watch TCP connections: who talks to whom, bytes, handshake time, how they ended.
     Flows(crate::flows_cmd::FlowsArgs),
+    /// Watch failed connection attempts: refused, reset, timed out, unreachable.
+    Failures(crate::failures_cmd::FailuresArgs),
 }
 
 /// `nfscope rules`.
@@ -192,6 +195,14 @@ pub struct ServeArgs {
     /// With --flows: live connections kept at most (the oldest are evicted and counted).
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     pub max_connections: usize,
+    /// With --flows: seconds a SYN may go unanswered (retransmitted) before the attempt is a
+    /// failure of reason `timeout`.
+    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
+    pub syn_timeout: f64,
+    /// With --flows: failure groups (client, dialled address, protocol, reason) kept at most
+    /// for `/api/failures` (the least recently failing is evicted and counted).
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    pub max_failures: usize,
     /// HTTP client connections open at most (lowered to fit the descriptor limit). At the cap the
     /// longest-idle keep-alive connection is closed to admit a new one; when all are busy a small
     /// reserve still answers /healthz and gives 503 to the rest.
@@ -344,11 +355,16 @@ impl ServeArgs {
             export,
             cache: seconds("--cache-seconds", self.cache_seconds)?,
             deadline: timeout + crate::serve::DEADLINE_GRACE,
-            flows: self.flows.then_some(crate::flow_api::FlowOptions {
-                names_file: self.names,
-                max_connections: self.max_connections,
-                ..Default::default()
-            }),
+            flows: match self.flows {
+                true => Some(crate::flow_api::FlowOptions {
+                    names_file: self.names,
+                    max_connections: self.max_connections,
+                    syn_timeout: Some(seconds("--syn-timeout", self.syn_timeout)?),
+                    max_failures: self.max_failures,
+                    ..Default::default()
+                }),
+                false => None,
+            },
             http: crate::http::HttpLimits {
                 max_connections: self.http_max_connections,
                 header_timeout: seconds("--http-header-timeout", self.http_header_timeout)?,

@@ -1,6 +1,7 @@
 //! The flow monitor in the binary: the reader threads that feed `nfscope-flow`'s table from
-//! `nfscope-kernel`'s sources, and its HTTP routes (`/api/flows`, `/api/health`,
-//! `/api/graph/fields`, `/api/graph/data`). Its metrics are `nfscope-flow`'s families; the
+//! `nfscope-kernel`'s sources, and its HTTP routes (`/api/flows`, `/api/failures`, `/api/health`,
+//! `/api/graph/fields`, `/api/graph/data`). Failed attempts the table detects are explained by
+//! the `ExplainFailure` the monitor was started with, on the capture thread, outside the lock. Its metrics are `nfscope-flow`'s families; the
 //! monitor is handed to the server as one of its sources of families.
 //!
 //! Two threads: one reads conntrack events, one reads the packet ring and, about once a second,
@@ -21,11 +22,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use nfscope_exporter::kube_conntrack::NewConnection;
 use nfscope_flow::api::{FlowFilter, flow_json};
+use nfscope_flow::failure::failures_json;
 use nfscope_flow::graph::{self, GraphQuery};
 use nfscope_flow::metrics::{FlowFamilies, SourceInfo};
 use nfscope_flow::{
     Conn, CtEvent, CtKind, FlowConfig, FlowTable, Names, TableSnapshot, Time, parse_ip_tcp,
 };
+use nfscope_flow::{ExplainFailure, NoExplanation, parse_icmp_udp_error};
 use nfscope_kernel::flow::{ConntrackEvents, PacketCapture, open_sources};
 use nfscope_server::kube_conn::KubeConnections;
 use nfscope_server::query::checked_params;
@@ -40,7 +43,20 @@ pub struct FlowOptions {
     pub names: Names,
     /// Live connections kept at most (0 = the default, 100,000).
     pub max_connections: usize,
+    /// Failure detection: `Some(--syn-timeout)` (see `nfscope_flow::FlowConfig::syn_timeout`).
+    pub syn_timeout: Option<Duration>,
+    /// Failure groups kept at most (0 = the default, 1,000).
+    pub max_failures: usize,
 }
+
+/// Explains failed attempts for the monitor (shared with its capture thread).
+pub type Explainer = Arc<dyn ExplainFailure + Send + Sync>;
+
+/// `--syn-timeout`'s default.
+pub const DEFAULT_SYN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How often the interface names (for failed attempts' incoming interface) are read again.
+const INTERFACE_REFRESH: Duration = Duration::from_secs(5);
 
 /// How long a connection the capture saw end waits for its conntrack NEW event (which brings
 /// the NAT translation) before it is closed without it.
@@ -87,10 +103,21 @@ pub fn read_names(path: Option<&std::path::Path>) -> anyhow::Result<Names> {
 impl FlowMonitor {
     /// Opens the sources in `netns` and starts the reader threads; the conntrack reader also
     /// counts NEW events into `kube_connections` (the Service connection counter of `serve`).
+    /// Failures go unexplained.
     pub fn start(
         netns: Option<&str>,
         options: &FlowOptions,
         kube_connections: Option<Arc<KubeConnections>>,
+    ) -> anyhow::Result<Self> {
+        Self::start_explained(netns, options, kube_connections, Arc::new(NoExplanation))
+    }
+
+    /// As [`Self::start`], failed attempts explained by `explainer`.
+    pub fn start_explained(
+        netns: Option<&str>,
+        options: &FlowOptions,
+        kube_connections: Option<Arc<KubeConnections>>,
+        explainer: Explainer,
     ) -> anyhow::Result<Self> {
         let mut names = options.names.clone();
         names.merge(&read_names(options.names_file.as_deref())?);
@@ -109,11 +136,20 @@ impl FlowMonitor {
         if options.max_connections > 0 {
             config.max_live = options.max_connections;
         }
+        config.syn_timeout = options.syn_timeout;
+        if options.max_failures > 0 {
+            config.max_failures = options.max_failures;
+        }
         if sources.conntrack.is_ok() {
             // Conntrack events lag the capture under load; wait for them before closing.
             config.conntrack_grace = CONNTRACK_GRACE;
         }
-        let table = Arc::new(Mutex::new(FlowTable::new(config, names)));
+        let mut table = FlowTable::new(config, names);
+        match nfscope_kernel::flow::interface_names(netns) {
+            Ok(interfaces) => table.set_interface_names(interfaces),
+            Err(e) => tracing::warn!(error = %e, "flow monitor: interface names unavailable"),
+        }
+        let table = Arc::new(Mutex::new(table));
         let stop = Arc::new(AtomicBool::new(false));
         let mut info = SourceInfo {
             accounting: sources.accounting,
@@ -140,10 +176,13 @@ impl FlowMonitor {
         match sources.capture {
             Ok(capture) => {
                 info.capture_up = true;
-                spawn(
-                    "nfscope-capture",
-                    read_capture(capture, Arc::clone(&table), Arc::clone(&stop)),
-                )?;
+                let reader = CaptureReader {
+                    table: Arc::clone(&table),
+                    stop: Arc::clone(&stop),
+                    explainer,
+                    netns: netns.map(str::to_owned),
+                };
+                spawn("nfscope-capture", reader.run(capture))?;
             }
             Err(e) => tracing::warn!(error = %e, "flow monitor: packet capture unavailable"),
         }
@@ -255,19 +294,58 @@ fn packet_time(sec: u32, nsec: u32, now: Time) -> Time {
     }
 }
 
-fn read_capture(
-    mut capture: PacketCapture,
+/// What the capture thread works with.
+struct CaptureReader {
     table: Arc<Mutex<FlowTable>>,
     stop: Arc<AtomicBool>,
-) -> impl FnOnce() + Send {
-    move || {
+    explainer: Explainer,
+    netns: Option<String>,
+}
+
+/// One captured packet the table wants.
+enum Captured {
+    Tcp(nfscope_flow::PacketMeta),
+    Udp(nfscope_flow::UdpUnreachable),
+}
+
+impl CaptureReader {
+    fn run(self, capture: PacketCapture) -> impl FnOnce() + Send {
+        move || self.read(capture)
+    }
+
+    /// Takes the failed attempts the table detected, explains them without holding the lock
+    /// (an explanation may trace through the ruleset), and records them.
+    fn explain_failures(&self) {
+        let attempts = lock(&self.table).take_failed_attempts();
+        if attempts.is_empty() {
+            return;
+        }
+        let explained: Vec<_> = attempts
+            .into_iter()
+            .map(|attempt| {
+                let explanation = self.explainer.explain(&attempt);
+                (attempt, explanation)
+            })
+            .collect();
+        let mut table = lock(&self.table);
+        for (attempt, explanation) in explained {
+            table.record_failure(attempt, explanation);
+        }
+    }
+
+    fn read(self, mut capture: PacketCapture) {
+        let table = &self.table;
         let mut batch = Vec::new();
         let mut last_housekeeping = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
+        let mut last_interfaces = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
             let now = wall_now();
             let polled = capture.poll(Duration::from_millis(200), |sec, nsec, ifindex, bytes| {
+                let at = packet_time(sec, nsec, now);
                 if let Some(meta) = parse_ip_tcp(bytes, ifindex) {
-                    batch.push((packet_time(sec, nsec, now), meta));
+                    batch.push((at, Captured::Tcp(meta)));
+                } else if let Some(error) = parse_icmp_udp_error(bytes, ifindex) {
+                    batch.push((at, Captured::Udp(error)));
                 }
             });
             if let Err(e) = polled {
@@ -283,9 +361,21 @@ fn read_capture(
             } else {
                 None
             };
-            let mut table = lock(&table);
-            for (at, meta) in batch.drain(..) {
-                table.on_packet(at, meta);
+            let interfaces = (housekeeping && last_interfaces.elapsed() >= INTERFACE_REFRESH)
+                .then(|| {
+                    last_interfaces = Instant::now();
+                    nfscope_kernel::flow::interface_names(self.netns.as_deref()).ok()
+                })
+                .flatten();
+            let mut table = lock(table);
+            if let Some(interfaces) = interfaces {
+                table.set_interface_names(interfaces);
+            }
+            for (at, captured) in batch.drain(..) {
+                match captured {
+                    Captured::Tcp(meta) => table.on_packet(at, meta),
+                    Captured::Udp(error) => table.on_udp_unreachable(at, error),
+                }
             }
             if housekeeping {
                 last_housekeeping = Instant::now();
@@ -294,6 +384,8 @@ fn read_capture(
                     table.add_reader_losses(0, s.drops, s.packets);
                 }
             }
+            drop(table);
+            self.explain_failures();
         }
     }
 }
@@ -310,13 +402,20 @@ impl MetricFamilies for FlowMonitor {
     }
 }
 
-/// Starts the monitor for the server; returns it (for `/metrics`) and its routes.
+/// Starts the monitor for the server, failed attempts explained by `explainer`; returns it (for
+/// `/metrics`) and its routes.
 pub fn start_routes(
     netns: Option<&str>,
     options: &FlowOptions,
     kube_connections: Option<Arc<KubeConnections>>,
+    explainer: Explainer,
 ) -> anyhow::Result<(Arc<FlowMonitor>, Router)> {
-    let monitor = Arc::new(FlowMonitor::start(netns, options, kube_connections)?);
+    let monitor = Arc::new(FlowMonitor::start_explained(
+        netns,
+        options,
+        kube_connections,
+        explainer,
+    )?);
     Ok((Arc::clone(&monitor), routes(monitor)))
 }
 
@@ -324,6 +423,7 @@ pub fn start_routes(
 pub fn routes(monitor: Arc<FlowMonitor>) -> Router {
     Router::new()
         .route("/api/flows", get(api_flows))
+        .route("/api/failures", get(api_failures))
         .route("/api/health", get(api_health))
         .route("/api/graph/fields", get(api_graph_fields))
         .route("/api/graph/data", get(api_graph_data))
@@ -516,6 +616,20 @@ impl serde::Serialize for NamedFlows<'_> {
                 .filter(|flow| self.filter.keeps(flow)),
         )
     }
+}
+
+async fn api_failures(State(monitor): State<Arc<FlowMonitor>>, Query(params): Params) -> Response {
+    let checked = checked_params(&params, FlowFilter::KEYS);
+    let filter = match checked.and_then(FlowFilter::from_params) {
+        Ok(filter) => filter,
+        Err(message) => return bad_request(&message),
+    };
+    // Bounded by --max-failures groups; built under the lock, encoded after it.
+    json_off_the_workers(move || {
+        let table = monitor.table();
+        failures_json(table.failures(), table.names(), &filter, wall_now())
+    })
+    .await
 }
 
 async fn api_health(State(monitor): State<Arc<FlowMonitor>>) -> Response {

@@ -14,6 +14,7 @@ mod cli;
 mod demo;
 mod doctor_cmd;
 mod exit;
+mod failures_cmd;
 mod flow_api;
 mod flows_cmd;
 mod http;
@@ -60,6 +61,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Lint(args) => lint_cmd::run(&args),
         Command::Doctor(args) => doctor_cmd::run(&args),
         Command::Flows(args) => flows_cmd::run(&args),
+        Command::Failures(args) => failures_cmd::run(&args),
     }
 }
 

@@ -122,10 +122,13 @@ pub async fn serve_on(
     let flows = match &config.flows {
         Some(options) => {
             // The flow monitor's conntrack reader also feeds the Service connection counter.
+            // Failed attempts go unexplained until an explainer is plugged in here.
+            let explainer: crate::flow_api::Explainer = Arc::new(nfscope_flow::NoExplanation);
             let (monitor, routes) = crate::flow_api::start_routes(
                 config.collect.netns.as_deref(),
                 options,
                 kube_connections.clone(),
+                explainer,
             )?;
             families.push(monitor);
             Some(routes)
@@ -398,6 +401,7 @@ const INDEX: &str = "nfscope exporter\n\n\
 
 /// The index's lines for the flow monitor's routes (`serve --flows`).
 const FLOW_INDEX: &str = "/api/flows         live and recent TCP connections as JSON (filters: ip, namespace, name)\n\
+/api/failures      failed connection attempts (refused, reset, timeout, unreachable), newest first (filters: ip, namespace, name)\n\
 /api/health        the flow monitor's sources: conntrack events, packet capture, accounting\n\
 /api/graph/fields  Grafana Node Graph field definitions\n\
 /api/graph/data    Grafana Node Graph nodes and edges of the workload pairs\n";
@@ -408,7 +412,7 @@ fn index_text(flows: bool) -> String {
     if flows {
         text.push_str(FLOW_INDEX);
     } else {
-        text.push_str("(start with --flows for /api/flows, /api/health, /api/graph/fields, /api/graph/data)\n");
+        text.push_str("(start with --flows for /api/flows, /api/failures, /api/health, /api/graph/fields, /api/graph/data)\n");
     }
     text
 }
@@ -634,6 +638,7 @@ mod tests {
         ];
         let flow_routes = [
             "/api/flows",
+            "/api/failures",
             "/api/health",
             "/api/graph/fields",
             "/api/graph/data",
@@ -672,6 +677,7 @@ mod tests {
             "/api/trace",
             "/api/lint",
             "/api/flows",
+            "/api/failures",
             "/api/health",
             "/api/graph/fields",
             "/api/graph/data",

@@ -120,6 +120,7 @@ async fn serve_until_stopped(
         let mut config = ServeConfig::new(args.listen, Some(topo.node_netns()));
         config.flows = Some(crate::flow_api::FlowOptions {
             names: topo.flow_names(), // pods by workload, clients, Service VIPs
+            syn_timeout: Some(crate::flow_api::DEFAULT_SYN_TIMEOUT),
             ..Default::default()
         }); // the clients keep the graph alive
         config.kube = Some(directory);

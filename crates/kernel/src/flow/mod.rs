@@ -114,3 +114,52 @@ fn sockaddr_ip(addr: *const libc::sockaddr) -> Option<IpAddr> {
         }
     }
 }
+
+/// The interfaces of `netns` (an `ip netns` name or a path; `None` = here) as (index, name):
+/// failed attempts name the interface their first packet came in on.
+pub fn interface_names(netns: Option<&str>) -> io::Result<Vec<(u32, String)>> {
+    run_in_netns(netns, interface_names_here)
+}
+
+fn interface_names_here() -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    // SAFETY: if_nameindex returns an array ended by a zero entry, or null on failure.
+    #[allow(unsafe_code)]
+    let list = unsafe { libc::if_nameindex() };
+    if list.is_null() {
+        return out;
+    }
+    let mut cursor = list;
+    loop {
+        // SAFETY: `cursor` stays within the array: we stop at its zero entry.
+        #[allow(unsafe_code)]
+        let entry = unsafe { &*cursor };
+        if entry.if_index == 0 || entry.if_name.is_null() {
+            break;
+        }
+        // SAFETY: if_name is a NUL-terminated string owned by the array.
+        #[allow(unsafe_code)]
+        let name = unsafe { std::ffi::CStr::from_ptr(entry.if_name) };
+        out.push((entry.if_index, name.to_string_lossy().into_owned()));
+        // SAFETY: the zero entry has not been reached, so the next one exists.
+        #[allow(unsafe_code)]
+        {
+            cursor = unsafe { cursor.add(1) };
+        }
+    }
+    // SAFETY: frees the array exactly once; no references into it survive.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::if_freenameindex(list)
+    };
+    out
+}
+
+#[cfg(test)]
+mod interface_tests {
+    #[test]
+    fn the_loopback_interface_is_named() {
+        let names = super::interface_names(None).expect("this namespace");
+        assert!(names.iter().any(|(i, n)| *i > 0 && n == "lo"), "{names:?}");
+    }
+}
