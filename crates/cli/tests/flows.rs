@@ -765,3 +765,454 @@ fn rejected_connections_are_one_closed_record_each_not_open() {
         refused as f64
     );
 }
+
+// ---- Failed attempts (issue 17): `/api/failures`, the metric and the graph, against what the
+// clients saw. ----
+
+/// The client's view of one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Connected,
+    Refused,
+    TimedOut,
+}
+
+/// One TCP attempt from `netns` to `target` (`ip:port` or `[ip6]:port`), given up after `wait`.
+fn tcp_attempt(netns: &str, target: &str, wait: Duration) -> Outcome {
+    let target: std::net::SocketAddr = target.parse().unwrap();
+    let result = run_in_netns(Some(netns), move || {
+        TcpStream::connect_timeout(&target, wait)
+    })
+    .expect("enter client netns");
+    match result {
+        Ok(_) => Outcome::Connected,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Outcome::Refused,
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Outcome::TimedOut,
+        Err(e) => panic!("connect to {target}: {e}"),
+    }
+}
+
+/// One UDP datagram from `netns` to `target`; refused when an ICMP unreachable answered it.
+fn udp_attempt(netns: &str, target: &str) -> Outcome {
+    let target: std::net::SocketAddr = target.parse().unwrap();
+    run_in_netns(Some(netns), move || {
+        let bind = if target.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
+        let socket = std::net::UdpSocket::bind(bind).expect("bind");
+        socket.connect(target).expect("connect");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        socket.send(b"are you there?").expect("send");
+        match socket.recv(&mut [0u8; 64]) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Outcome::Refused,
+            Err(_) => Outcome::TimedOut,
+            Ok(_) => Outcome::Connected,
+        }
+    })
+    .expect("enter client netns")
+}
+
+fn failures_doc(server: &Server) -> Value {
+    let (status, body) = server.get("/api/failures");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("/api/failures is JSON")
+}
+
+/// (dialled ip, dialled port, proto, reason) → the group.
+type Groups = BTreeMap<(String, u64, String, String), Value>;
+
+fn groups(doc: &Value) -> Groups {
+    doc["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let key = (
+                g["dialled"]["ip"].as_str().unwrap().to_owned(),
+                g["dialled"]["port"].as_u64().unwrap(),
+                g["proto"].as_str().unwrap().to_owned(),
+                g["reason"].as_str().unwrap().to_owned(),
+            );
+            (key, g.clone())
+        })
+        .collect()
+}
+
+/// Polls `/api/failures` until its groups' counts are `want` ((dialled ip, port, proto, reason)
+/// → count) or 20 s; then waits 3 s more (late copies, retransmissions) and checks again.
+fn wait_for_failures(
+    server: &Server,
+    want: &BTreeMap<(String, u64, String, String), u64>,
+) -> Groups {
+    let counts = |g: &Groups| -> BTreeMap<(String, u64, String, String), u64> {
+        g.iter()
+            .map(|(k, v)| (k.clone(), v["count"].as_u64().unwrap()))
+            .collect()
+    };
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = groups(&failures_doc(server));
+        if counts(&got) == *want {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "failures: want {want:#?}, got {got:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let got = groups(&failures_doc(server));
+    assert_eq!(counts(&got), *want, "after settling: {got:#?}");
+    got
+}
+
+fn key(ip: &str, port: u64, proto: &str, reason: &str) -> (String, u64, String, String) {
+    (ip.to_owned(), port, proto.to_owned(), reason.to_owned())
+}
+
+/// Every failed TCP attempt is one closed record in `/api/flows`, with its failure; none is open.
+fn assert_one_record_per_failed_attempt(
+    doc: &Value,
+    client: &str,
+    failed: &BTreeMap<u64, (&str, usize)>,
+) {
+    assert!(
+        doc["live"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| !failed.contains_key(&f["dialled"]["port"].as_u64().unwrap())),
+        "no failed attempt stays open: {doc:#}"
+    );
+    for (port, (failure, n)) in failed {
+        let records: Vec<&Value> = doc["closed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["client"]["ip"] == client && f["dialled"]["port"] == *port)
+            .collect();
+        assert_eq!(records.len(), *n, "port {port}: {records:#?}");
+        for r in records {
+            assert_eq!(r["failure"], *failure, "{r:#}");
+        }
+    }
+}
+
+/// The routed lab with one Service port per way to fail: nothing listening on the pod (its RST),
+/// REJECT with tcp-reset, REJECT with ICMP port unreachable, DROP, and UDP to a closed port.
+#[test]
+fn failed_attempts_are_detected_once_each_with_their_reason_and_server() {
+    if !root_or_skip("failed_attempts_are_detected_once_each_with_their_reason_and_server") {
+        return;
+    }
+    let lab = Lab::new("flfa");
+    let dnat = |proto: &str, port: u16, to: u16| {
+        format!(
+            "iptables -t nat -A PREROUTING -d {VIP} -p {proto} --dport {port} -j DNAT --to-destination {POD}:{to}"
+        )
+    };
+    lab.node.sh_ok(&format!(
+        "{} && {} && {} && {} && {} && \
+         iptables -A FORWARD -d {POD} -p tcp --dport 8082 -j REJECT --reject-with tcp-reset && \
+         iptables -A FORWARD -d {POD} -p tcp --dport 8083 -j REJECT && \
+         iptables -A FORWARD -d {POD} -p tcp --dport 8084 -j DROP && \
+         sysctl -qw net.ipv4.icmp_ratelimit=0",
+        dnat("tcp", 81, 8081),
+        dnat("tcp", 82, 8082),
+        dnat("tcp", 83, 8083),
+        dnat("tcp", 84, 8084),
+        dnat("udp", 53, 5353),
+    ));
+    lab.pod.sh_ok("sysctl -qw net.ipv4.icmp_ratelimit=0");
+    let server = serve(&lab, &["--syn-timeout", "1"]);
+    let client = lab.client.name();
+    let wait = Duration::from_secs(3);
+    for _ in 0..3 {
+        for port in [81, 82, 83] {
+            assert_eq!(
+                tcp_attempt(client, &format!("{VIP}:{port}"), wait),
+                Outcome::Refused,
+                "port {port}"
+            );
+        }
+        assert_eq!(udp_attempt(client, &format!("{VIP}:53")), Outcome::Refused);
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            tcp_attempt(client, &format!("{VIP}:84"), Duration::from_millis(2500)),
+            Outcome::TimedOut
+        );
+    }
+    let (_, open) = lab.connect(b'F', 100, 10); // a good one, not a failure
+    let _ = open;
+    let want = BTreeMap::from([
+        (key(VIP, 81, "tcp", "refused"), 3),
+        (key(VIP, 82, "tcp", "refused"), 3),
+        (key(VIP, 83, "tcp", "refused"), 3),
+        (key(VIP, 84, "tcp", "timeout"), 2),
+        (key(VIP, 53, "udp", "unreachable"), 3),
+    ]);
+    let got = wait_for_failures(&server, &want);
+    let server_of = |k: (String, u64, String, String)| got[&k]["server"].clone();
+    // The pod's RST: the SYN passed the rules, conntrack saw the DNAT.
+    assert_eq!(server_of(key(VIP, 81, "tcp", "refused"))["ip"], POD);
+    assert_eq!(server_of(key(VIP, 81, "tcp", "refused"))["port"], 8081);
+    // Rejected or dropped in FORWARD: the SYN never reached the pod, conntrack never confirmed it.
+    for port in [82, 83] {
+        assert!(
+            server_of(key(VIP, port, "tcp", "refused")).is_null(),
+            "port {port}: {got:#?}"
+        );
+    }
+    assert!(server_of(key(VIP, 84, "tcp", "timeout")).is_null());
+    // The pod's port unreachable, seen on its veth quoting the datagram after DNAT.
+    assert_eq!(server_of(key(VIP, 53, "udp", "unreachable"))["ip"], POD);
+    for group in got.values() {
+        assert_eq!(group["client"]["ip"], "10.77.1.2");
+        assert_eq!(group["client"]["name"], "shop/client");
+        assert!(
+            group["trace"].is_null() && group["explanation"].is_null(),
+            "no explainer yet"
+        );
+    }
+    let tcp_groups: Vec<&Value> = got.values().filter(|g| g["proto"] == "tcp").collect();
+    assert!(
+        tcp_groups.iter().all(|g| g["in_interface"].is_string()),
+        "{tcp_groups:#?}"
+    );
+
+    let doc = flows(&server);
+    let failed = BTreeMap::from([
+        (81, ("refused", 3)),
+        (82, ("refused", 3)),
+        (83, ("refused", 3)),
+        (84, ("timeout", 2)),
+    ]);
+    assert_one_record_per_failed_attempt(&doc, "10.77.1.2", &failed);
+
+    let (_, samples) = server.metrics();
+    let failures = |reason: &str, dst: &str| {
+        metric(
+            &samples,
+            "nfscope_connection_failures_total",
+            &[("reason", reason), ("dst_workload", dst)],
+        )
+    };
+    assert_eq!(failures("refused", "web"), 3.0, "81: served by the pod");
+    assert_eq!(
+        failures("refused", "web-svc"),
+        6.0,
+        "82, 83: rejected before the pod"
+    );
+    assert_eq!(failures("timeout", "web-svc"), 2.0);
+    assert_eq!(failures("unreachable", "web"), 3.0);
+    assert_eq!(metric(&samples, "nfscope_tcp_connections_open", &[]), 0.0);
+    assert_eq!(
+        metric(
+            &samples,
+            "nfscope_connection_failures_total",
+            &[("cause", "unexplained")]
+        ),
+        14.0
+    );
+
+    let (status, body) = server.get("/api/graph/data");
+    assert_eq!(status, 200);
+    let graph: Value = serde_json::from_str(&body).unwrap();
+    let edge = |target: &str| {
+        graph["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["source"] == "shop/client" && e["target"] == target)
+            .cloned()
+            .unwrap_or_else(|| panic!("an edge to {target}: {graph:#}"))
+    };
+    assert_eq!(edge("shop/web")["detail__failures"], 6);
+    assert_eq!(edge("shop/web")["color"], "red");
+    assert_eq!(
+        edge("shop/web")["detail__resets"],
+        0,
+        "the pod's RSTs count as failures only"
+    );
+    assert_eq!(edge("shop/web-svc")["detail__failures"], 8);
+    // Filters as /api/flows.
+    let (status, body) = server.get("/api/failures?name=web&ip=10.77.1.2");
+    assert_eq!(status, 200);
+    let filtered: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        filtered["failures"].as_array().unwrap().len(),
+        2,
+        "{filtered:#}"
+    );
+    assert_eq!(server.get("/api/failures?bogus=1").0, 400);
+}
+
+/// The demo lab's LAN clients behind a bridge port (seen on the port, on the bridge after DNAT,
+/// on the pod's veth after MASQUERADE): each failed attempt once.
+#[test]
+fn failed_attempts_of_a_client_behind_a_bridge_port_count_once() {
+    if !root_or_skip("failed_attempts_of_a_client_behind_a_bridge_port_count_once") {
+        return;
+    }
+    let lab = Lab::bridged("flbf");
+    lab.node.sh_ok(&format!(
+        "iptables -t nat -A PREROUTING -d {VIP} -p tcp --dport 81 -j DNAT --to-destination {POD}:8081 && \
+         iptables -t nat -A PREROUTING -d {VIP} -p tcp --dport 83 -j DNAT --to-destination {POD}:8083 && \
+         iptables -t nat -A PREROUTING -d {VIP} -p udp --dport 53 -j DNAT --to-destination {POD}:5353 && \
+         iptables -t nat -A POSTROUTING -s 10.77.1.0/24 -d {POD} -p udp -j MASQUERADE && \
+         iptables -A FORWARD -d {POD} -p tcp --dport 8083 -j REJECT && \
+         ip route add 10.96.0.0/16 via 10.77.2.2 && sysctl -qw net.ipv4.icmp_ratelimit=0"
+    ));
+    lab.pod.sh_ok("sysctl -qw net.ipv4.icmp_ratelimit=0");
+    let server = serve(&lab, &["--syn-timeout", "1"]);
+    let client = lab.client.name();
+    for _ in 0..4 {
+        for port in [81, 83] {
+            assert_eq!(
+                tcp_attempt(client, &format!("{VIP}:{port}"), Duration::from_secs(3)),
+                Outcome::Refused
+            );
+        }
+        assert_eq!(udp_attempt(client, &format!("{VIP}:53")), Outcome::Refused);
+    }
+    let want = BTreeMap::from([
+        (key(VIP, 81, "tcp", "refused"), 4),
+        (key(VIP, 83, "tcp", "refused"), 4),
+        (key(VIP, 53, "udp", "unreachable"), 4),
+    ]);
+    let got = wait_for_failures(&server, &want);
+    assert_eq!(got[&key(VIP, 81, "tcp", "refused")]["server"]["ip"], POD);
+    assert_eq!(
+        got[&key(VIP, 83, "tcp", "refused")]["server"]["ip"],
+        POD,
+        "rejected after DNAT, seen on the bridge"
+    );
+    let doc = flows(&server);
+    assert_one_record_per_failed_attempt(
+        &doc,
+        "10.77.1.2",
+        &BTreeMap::from([(81, ("refused", 4)), (83, ("refused", 4))]),
+    );
+}
+
+/// A pod dialling its own Service (hairpin, MASQUERADEd back to itself) with nothing
+/// listening: its RST refuses each attempt once.
+#[test]
+fn a_hairpin_attempt_refused_by_the_pod_counts_once() {
+    if !root_or_skip("a_hairpin_attempt_refused_by_the_pod_counts_once") {
+        return;
+    }
+    let lab = Lab::new("flhp");
+    lab.node.sh_ok(&format!(
+        "iptables -t nat -A PREROUTING -d {VIP} -p tcp --dport 81 -j DNAT --to-destination {POD}:8081 && \
+         iptables -t nat -A POSTROUTING -s {POD} -d {POD} -j MASQUERADE"
+    ));
+    let server = serve(&lab, &["--syn-timeout", "1"]);
+    for _ in 0..5 {
+        assert_eq!(
+            tcp_attempt(lab.pod.name(), &format!("{VIP}:81"), Duration::from_secs(3)),
+            Outcome::Refused
+        );
+    }
+    let want = BTreeMap::from([(key(VIP, 81, "tcp", "refused"), 5)]);
+    let got = wait_for_failures(&server, &want);
+    let group = &got[&key(VIP, 81, "tcp", "refused")];
+    assert_eq!(group["client"]["ip"], POD);
+    assert_eq!(group["server"]["ip"], POD);
+    let doc = flows(&server);
+    assert_one_record_per_failed_attempt(&doc, POD, &BTreeMap::from([(81, ("refused", 5))]));
+}
+
+/// IPv6, no NAT: ip6tables REJECT (ICMPv6 port unreachable), the pod's RST, DROP, and UDP to a
+/// closed port (ICMPv6 from the pod). A conntrack rule, as every node has, so conntrack runs in
+/// the node's IPv6 hooks and reports the attempts that passed.
+#[test]
+fn ipv6_failed_attempts_are_detected() {
+    if !root_or_skip("ipv6_failed_attempts_are_detected") {
+        return;
+    }
+    let client = TestNetns::new("fl6c").expect("client netns");
+    let node = TestNetns::new("fl6n").expect("node netns");
+    let pod = TestNetns::new("fl6p").expect("pod netns");
+    client
+        .veth_to(&node, &["fd77:1::2/64"], &["fd77:1::1/64"])
+        .expect("client veth");
+    pod.veth_to(&node, &["fd77:2::2/64"], &["fd77:2::1/64"])
+        .expect("pod veth");
+    client.sh_ok("ip -6 route add default via fd77:1::1");
+    pod.sh_ok("ip -6 route add default via fd77:2::1 && sysctl -qw net.ipv6.icmp.ratelimit=0");
+    node.sh_ok(
+        "sysctl -qw net.ipv6.conf.all.forwarding=1 && sysctl -qw net.ipv6.icmp.ratelimit=0 && \
+         ip6tables -A FORWARD -m conntrack --ctstate INVALID -j DROP && \
+         ip6tables -A FORWARD -d fd77:2::2 -p tcp --dport 8083 -j REJECT && \
+         ip6tables -A FORWARD -d fd77:2::2 -p tcp --dport 8084 -j DROP",
+    );
+    let names = std::env::temp_dir().join(format!("nfscope-flow-names-{}-fl6", std::process::id()));
+    std::fs::write(&names, "fd77:1::/64 shop/client\nfd77:2::2 shop/web\n").unwrap();
+    let _names = tempfile_path::Path(names.clone());
+    let server = Server::start(&[
+        "--flows",
+        "--netns",
+        node.name(),
+        "--names",
+        names.to_str().unwrap(),
+        "--syn-timeout",
+        "1",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        for port in [8081, 8083] {
+            assert_eq!(
+                tcp_attempt(
+                    client.name(),
+                    &format!("[fd77:2::2]:{port}"),
+                    Duration::from_secs(3)
+                ),
+                Outcome::Refused
+            );
+        }
+        assert_eq!(
+            udp_attempt(client.name(), "[fd77:2::2]:5353"),
+            Outcome::Refused
+        );
+    }
+    assert_eq!(
+        tcp_attempt(
+            client.name(),
+            "[fd77:2::2]:8084",
+            Duration::from_millis(2500)
+        ),
+        Outcome::TimedOut
+    );
+    let pod_ip = "fd77:2::2";
+    let want = BTreeMap::from([
+        (key(pod_ip, 8081, "tcp", "refused"), 3),
+        (key(pod_ip, 8083, "tcp", "refused"), 3),
+        (key(pod_ip, 8084, "tcp", "timeout"), 1),
+        (key(pod_ip, 5353, "udp", "unreachable"), 3),
+    ]);
+    let got = wait_for_failures(&server, &want);
+    assert_eq!(
+        got[&key(pod_ip, 8081, "tcp", "refused")]["server"]["ip"],
+        pod_ip,
+        "conntrack saw it pass"
+    );
+    for group in got.values() {
+        assert_eq!(group["client"]["name"], "shop/client");
+    }
+    let (_, samples) = server.metrics();
+    assert_eq!(
+        metric(
+            &samples,
+            "nfscope_connection_failures_total",
+            &[("dst_workload", "web")]
+        ),
+        10.0
+    );
+}

@@ -1024,13 +1024,12 @@ impl FlowTable {
     /// its retransmissions start nothing.
     fn failed_attempt(&mut self, conn: &Conn, reason: FailureReason, now: Time) {
         let dialled = socket(conn.orig.dst, conn.orig.dport);
-        let server = if conn.translated.is_some() {
+        // Where the attempt went after DNAT, as conntrack (or the SYN seen again after NAT)
+        // showed; unknown when the SYN never got past the node's rules.
+        let server = conn.translated.map(|_| {
             let s = conn.server();
-            Some(socket(s.dst, s.dport))
-        } else {
-            // The dialled host answered itself (no NAT seen).
-            (conn.end == End::RstServer).then_some(dialled)
-        };
+            socket(s.dst, s.dport)
+        });
         self.push_attempt(FailedAttempt {
             at: conn.end_at.unwrap_or(now),
             proto: Proto::Tcp,
