@@ -9,6 +9,17 @@
 //! sudo target/release/flow-load run --nfscope target/release/nfscope --rate 5000 --seconds 60
 //! ```
 //!
+//! Failed attempts beside the good connections (issue 17): `--refused-rate N` attempts per second
+//! refused (half REJECTed with ICMP port unreachable after DNAT, half answered by the server's RST:
+//! nothing listens on the port), `--timeout-rate N` attempts per second DROPped (timeouts; the
+//! client gives up after 1.2 s, nfscope counts them after its 3 s SYN timeout). `--bridged` puts the
+//! client behind a port of a bridge on the node (br_netfilter) with MASQUERADE to the server, as
+//! the demo lab's LAN clients. The report compares nfscope's failure counts with the client's.
+//!
+//! ```text
+//! sudo target/release/flow-load run --rate 5000 --refused-rate 1000 --timeout-rate 200 --bridged
+//! ```
+//!
 //! `hold` measures memory instead: it opens `--connections` (default 100,000) connections through
 //! two VIPs (a client port range holds about 64,000 per destination), keeps them open, and prints
 //! nfscope's RSS and live-connection count while they are.
@@ -39,6 +50,13 @@ const VIP: &str = "10.96.77.10";
 /// A second VIP, DNATed to the server's second port, for `hold` (more than one port range).
 const VIP2: &str = "10.96.77.11";
 const SERVER_IP: &str = "10.77.2.2";
+/// Service ports of the failure load: REJECTed (ICMP) after DNAT, nothing listening (the
+/// server's RST), DROPped.
+const REJECTED_PORT: u16 = 81;
+const CLOSED_PORT: u16 = 82;
+const DROPPED_PORT: u16 = 84;
+/// How long the client waits for a DROPped attempt.
+const DROPPED_WAIT: Duration = Duration::from_millis(1200);
 /// Bytes the client sends, and the server answers, per connection.
 const REQUEST: usize = 100;
 const RESPONSE: usize = 200;
@@ -75,6 +93,15 @@ enum Cmd {
         /// Also write nfscope's `/api/flows` document after the run to this file.
         #[arg(long)]
         dump_flows: Option<String>,
+        /// Refused attempts per second beside the good connections.
+        #[arg(long, default_value_t = 0)]
+        refused_rate: u64,
+        /// Timed-out (DROPped) attempts per second beside the good connections.
+        #[arg(long, default_value_t = 0)]
+        timeout_rate: u64,
+        /// The client behind a bridge port on the node, MASQUERADEd to the server.
+        #[arg(long)]
+        bridged: bool,
     },
     /// Memory with many live connections: opens them, holds them, reports nfscope's RSS.
     Hold {
@@ -113,6 +140,8 @@ enum Cmd {
         seconds: u64,
     },
     /// Opens connections to `target` at `rate` per second for `seconds`; prints counts as JSON.
+    /// With `--refused-rate`/`--timeout-rate`, also attempts that fail, to `--refused-target`s
+    /// (in turn) and `--timeout-target`.
     Client {
         #[arg(long)]
         target: SocketAddr,
@@ -122,6 +151,14 @@ enum Cmd {
         seconds: u64,
         #[arg(long)]
         workers: u64,
+        #[arg(long, default_value_t = 0)]
+        refused_rate: u64,
+        #[arg(long)]
+        refused_target: Vec<SocketAddr>,
+        #[arg(long, default_value_t = 0)]
+        timeout_rate: u64,
+        #[arg(long)]
+        timeout_target: Option<SocketAddr>,
     },
 }
 
@@ -134,14 +171,20 @@ fn main() -> Result<()> {
             workers,
             acct,
             dump_flows,
-        } => run(
-            &nfscope,
+            refused_rate,
+            timeout_rate,
+            bridged,
+        } => run(&RunOptions {
+            nfscope,
             rate,
             seconds,
             workers,
             acct,
-            dump_flows.as_deref(),
-        ),
+            dump_flows,
+            refused_rate,
+            timeout_rate,
+            bridged,
+        }),
         Cmd::Hold {
             nfscope,
             connections,
@@ -163,7 +206,20 @@ fn main() -> Result<()> {
             rate,
             seconds,
             workers,
-        } => client(target, rate, seconds, workers),
+            refused_rate,
+            refused_target,
+            timeout_rate,
+            timeout_target,
+        } => client(&ClientLoad {
+            target,
+            rate,
+            seconds,
+            workers,
+            refused_rate,
+            refused_targets: refused_target,
+            timeout_rate,
+            timeout_target,
+        }),
     }
 }
 
@@ -246,13 +302,22 @@ struct Lab {
     server: Netns,
 }
 
-fn lab(acct: bool) -> Result<Lab> {
+fn lab(acct: bool, bridged: bool) -> Result<Lab> {
     let lab = Lab {
         client: Netns::create("c")?,
         node: Netns::create("n")?,
         server: Netns::create("s")?,
     };
-    veth(&lab.client, "10.77.1.2/24", &lab.node, "10.77.1.1/24", "c")?;
+    if bridged {
+        // The node's side of the client's veth is a bridge port; the bridge has the address.
+        veth(&lab.client, "10.77.1.2/24", &lab.node, "10.77.9.9/32", "c")?;
+        let port = format!("fl{}cb", std::process::id() % 100_000);
+        lab.node.exec(&format!(
+            "ip addr flush dev {port}; ip link add br0 type bridge; ip link set {port} master br0;              ip addr add 10.77.1.1/24 dev br0; ip link set br0 up;              sysctl -qw net.bridge.bridge-nf-call-iptables=1 || true;              iptables -t nat -A POSTROUTING -s 10.77.1.0/24 -d {SERVER_IP} -j MASQUERADE"
+        ))?;
+    } else {
+        veth(&lab.client, "10.77.1.2/24", &lab.node, "10.77.1.1/24", "c")?;
+    }
     veth(&lab.server, "10.77.2.2/24", &lab.node, "10.77.2.1/24", "s")?;
     lab.client.exec(
         "ip route add default via 10.77.1.1; sysctl -qw net.ipv4.ip_local_port_range=\"1024 65000\"",
@@ -265,22 +330,51 @@ fn lab(acct: bool) -> Result<Lab> {
          sysctl -qw net.netfilter.nf_conntrack_acct={}",
         u8::from(acct)
     ))?;
+    // The failure load's ports: REJECTed after DNAT (ICMP, not rate limited here), nothing
+    // listening on the server (its RST), DROPped.
+    lab.node.exec(&format!(
+        "sysctl -qw net.ipv4.icmp_ratelimit=0; sysctl -qw net.ipv4.icmp_msgs_per_sec=100000; \
+         for p in {REJECTED_PORT} {CLOSED_PORT} {DROPPED_PORT}; do \
+           iptables -t nat -A PREROUTING -d {VIP} -p tcp --dport $p -j DNAT --to-destination {SERVER_IP}:$((8000 + p)); \
+         done; \
+         iptables -A FORWARD -d {SERVER_IP} -p tcp --dport {} -j REJECT; \
+         iptables -A FORWARD -d {SERVER_IP} -p tcp --dport {} -j DROP",
+        8000 + REJECTED_PORT,
+        8000 + DROPPED_PORT,
+    ))?;
     Ok(lab)
 }
 
 // ---- the orchestrator ----
 
-fn run(
-    nfscope: &str,
+/// `run`'s options.
+struct RunOptions {
+    nfscope: String,
     rate: u64,
     seconds: u64,
     workers: u64,
     acct: bool,
-    dump_flows: Option<&str>,
-) -> Result<()> {
+    dump_flows: Option<String>,
+    refused_rate: u64,
+    timeout_rate: u64,
+    bridged: bool,
+}
+
+fn run(options: &RunOptions) -> Result<()> {
+    let RunOptions {
+        ref nfscope,
+        rate,
+        seconds,
+        workers,
+        acct,
+        ref dump_flows,
+        refused_rate,
+        timeout_rate,
+        bridged,
+    } = *options;
     let me = std::env::current_exe().context("locating flow-load")?;
     let me = me.to_str().context("path")?;
-    let lab = lab(acct)?;
+    let lab = lab(acct, bridged)?;
     let _server = ChildGuard(
         lab.server
             .command(me)
@@ -304,6 +398,11 @@ fn run(
             &seconds.to_string(),
         ])
         .args(["--workers", &workers.to_string()])
+        .args(["--refused-rate", &refused_rate.to_string()])
+        .args(["--refused-target", &format!("{VIP}:{REJECTED_PORT}")])
+        .args(["--refused-target", &format!("{VIP}:{CLOSED_PORT}")])
+        .args(["--timeout-rate", &timeout_rate.to_string()])
+        .args(["--timeout-target", &format!("{VIP}:{DROPPED_PORT}")])
         .output()
         .context("running the client")?;
     let (cpu1, wall1) = (cpu_seconds(&pid)?, wall0.elapsed());
@@ -317,12 +416,27 @@ fn run(
     if let Some(path) = dump_flows {
         std::fs::write(path, scrape(&lab.node, listen, "/api/flows")?)?;
     }
+    let failures = by_label(&metrics, "nfscope_connection_failures_total", "reason");
+    let failed = |reason: &str| failures.get(reason).copied().unwrap_or(0.0);
+    let refused_seen = client["refused"]["refused"].as_f64().unwrap_or(0.0);
+    let timeouts_seen = client["timed_out"]["timed_out"].as_f64().unwrap_or(0.0);
     let hwm = status_kib(&pid, "VmHWM")?;
     let closed: f64 = sum(&metrics, "nfscope_tcp_connections_total");
     let report = serde_json::json!({
         "target_rate": rate,
+        "refused_rate": refused_rate,
+        "timeout_rate": timeout_rate,
+        "bridged": bridged,
         "seconds": seconds,
         "conntrack_accounting": acct,
+        "failures": {
+            "by_reason": failures,
+            "refused_missed": refused_seen - failed("refused"),
+            "timeouts_missed": timeouts_seen - failed("timeout"),
+            "groups": sum(&metrics, "nfscope_flow_failure_groups"),
+            "evictions": sum(&metrics, "nfscope_flow_failure_evictions_total"),
+            "dropped": sum(&metrics, "nfscope_flow_failures_dropped_total"),
+        },
         "client": client,
         "nfscope": {
             "cpu_percent_of_one_core": 100.0 * (cpu1 - cpu0) / wall1.as_secs_f64(),
@@ -354,7 +468,7 @@ fn hold(nfscope: &str, connections: u64, then: Option<&str>) -> Result<()> {
     use std::io::BufRead as _;
     let me = std::env::current_exe().context("locating flow-load")?;
     let me = me.to_str().context("path")?;
-    let lab = lab(false)?;
+    let lab = lab(false, false)?;
     // The server never accepts: the connections wait, established, in two listen queues as
     // deep as the namespace allows, so it needs no descriptor per connection (std's listener
     // has a backlog of 128, so a python3 one-liner listens). Clients hold a descriptor each:
@@ -453,6 +567,7 @@ fn start_monitor(lab: &Lab, nfscope: &str) -> Result<(ChildGuard, &'static str)>
         lab.node
             .command(nfscope)
             .args(["serve", "--flows", "--listen", listen])
+            .args(["--max-failures", "1000"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -580,33 +695,112 @@ struct Counts {
     io_failed: AtomicU64,
 }
 
-fn client(target: SocketAddr, rate: u64, seconds: u64, workers: u64) -> Result<()> {
-    let counts = Arc::new(Counts::default());
+/// `client`'s load.
+struct ClientLoad {
+    target: SocketAddr,
+    rate: u64,
+    seconds: u64,
+    workers: u64,
+    refused_rate: u64,
+    refused_targets: Vec<SocketAddr>,
+    timeout_rate: u64,
+    timeout_target: Option<SocketAddr>,
+}
+
+/// Runs `each(attempt number)` at `rate` per second for `seconds` on `workers` threads.
+fn paced(
+    rate: u64,
+    seconds: u64,
+    workers: u64,
+    each: impl Fn(u64) + Send + Sync + 'static,
+) -> Vec<std::thread::JoinHandle<()>> {
+    if rate == 0 {
+        return Vec::new();
+    }
     let workers = workers.max(1);
-    let interval = Duration::from_secs_f64(workers as f64 / rate.max(1) as f64);
+    let interval = Duration::from_secs_f64(workers as f64 / rate as f64);
     let start = Instant::now();
     let deadline = start + Duration::from_secs(seconds);
-    let handles: Vec<_> = (0..workers)
+    let each = Arc::new(each);
+    (0..workers)
         .map(|w| {
-            let counts = Arc::clone(&counts);
+            let each = Arc::clone(&each);
             std::thread::spawn(move || {
                 let mut next = start + interval.mul_f64(w as f64 / workers as f64);
+                let mut n = w;
                 while next < deadline {
                     if let Some(wait) = next.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
                     next += interval;
-                    counts.attempted.fetch_add(1, Ordering::Relaxed);
-                    one_connection(target, &counts);
+                    each(n);
+                    n += workers;
                 }
             })
         })
-        .collect();
+        .collect()
+}
+
+/// What failing attempts got.
+#[derive(Default)]
+struct FailCounts {
+    attempted: AtomicU64,
+    /// Refused (ECONNREFUSED) or timed out, as the pool expects.
+    expected: AtomicU64,
+    other: AtomicU64,
+}
+
+fn client(load: &ClientLoad) -> Result<()> {
+    let counts = Arc::new(Counts::default());
+    let start = Instant::now();
+    let target = load.target;
+    let mut handles = {
+        let counts = Arc::clone(&counts);
+        paced(load.rate, load.seconds, load.workers, move |_| {
+            counts.attempted.fetch_add(1, Ordering::Relaxed);
+            one_connection(target, &counts);
+        })
+    };
+    let refused = Arc::new(FailCounts::default());
+    if !load.refused_targets.is_empty() {
+        let (counts, targets) = (Arc::clone(&refused), load.refused_targets.clone());
+        handles.extend(paced(load.refused_rate, load.seconds, 4, move |n| {
+            counts.attempted.fetch_add(1, Ordering::Relaxed);
+            let target = targets[(n % targets.len() as u64) as usize];
+            let outcome = TcpStream::connect_timeout(&target, Duration::from_secs(2));
+            let counter = match outcome {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => &counts.expected,
+                _ => &counts.other,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }));
+    }
+    let timed_out = Arc::new(FailCounts::default());
+    if let Some(target) = load.timeout_target {
+        // Each attempt holds its thread while it waits: enough threads for the rate.
+        let workers = (load.timeout_rate as f64 * DROPPED_WAIT.as_secs_f64() * 1.5).ceil() as u64;
+        let counts = Arc::clone(&timed_out);
+        handles.extend(paced(load.timeout_rate, load.seconds, workers, move |_| {
+            counts.attempted.fetch_add(1, Ordering::Relaxed);
+            let counter = match TcpStream::connect_timeout(&target, DROPPED_WAIT) {
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => &counts.expected,
+                _ => &counts.other,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }));
+    }
     for handle in handles {
         let _ = handle.join();
     }
     let elapsed = start.elapsed().as_secs_f64();
     let completed = counts.completed.load(Ordering::Relaxed);
+    let fails = |c: &FailCounts, name: &str| {
+        serde_json::json!({
+            "attempted": c.attempted.load(Ordering::Relaxed),
+            name: c.expected.load(Ordering::Relaxed),
+            "other": c.other.load(Ordering::Relaxed),
+        })
+    };
     println!(
         "{}",
         serde_json::json!({
@@ -616,6 +810,8 @@ fn client(target: SocketAddr, rate: u64, seconds: u64, workers: u64) -> Result<(
             "io_failed": counts.io_failed.load(Ordering::Relaxed),
             "elapsed_seconds": elapsed,
             "achieved_rate": completed as f64 / elapsed,
+            "refused": fails(&refused, "refused"),
+            "timed_out": fails(&timed_out, "timed_out"),
         })
     );
     Ok(())
