@@ -558,6 +558,30 @@ mod tests {
     }
 
     #[test]
+    fn a_trace_that_is_not_json_is_left_out_not_sent_broken() {
+        let names = Names::default();
+        let mut table = FailureTable::new(10, 10);
+        let explanation = FailureExplanation {
+            trace_json: Arc::from("{not json"),
+            explanation: "rejected".to_owned(),
+            cause: "rule".to_owned(),
+        };
+        table.record(
+            attempt("10.0.1.2", 0, FailureReason::Refused, 0),
+            Some(explanation),
+            &names,
+        );
+        let doc = failures_json(&table, &names, &FlowFilter::default(), Duration::ZERO);
+        let value: serde_json::Value = serde_json::to_value(&doc).unwrap();
+        let group = &value["failures"][0];
+        assert!(group["trace"].is_null(), "{group:#}");
+        assert_eq!(
+            (group["explanation"].as_str(), group["cause"].as_str()),
+            (Some("rejected"), Some("rule"))
+        );
+    }
+
+    #[test]
     fn groups_and_series_are_bounded_and_what_is_dropped_is_counted() {
         let names = Names::default();
         let mut table = FailureTable::new(3, 2);
