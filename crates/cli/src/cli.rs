@@ -334,6 +334,15 @@ pub fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
         .map_err(|_| format!("{flag} {value}: not a usable number of seconds"))
 }
 
+/// `--syn-timeout`: a positive number of seconds (zero would call every SYN a failure).
+pub fn syn_timeout(value: f64) -> Result<Duration, String> {
+    let timeout = seconds("--syn-timeout", value)?;
+    if timeout.is_zero() {
+        return Err("--syn-timeout must be greater than 0".to_owned());
+    }
+    Ok(timeout)
+}
+
 impl ServeArgs {
     /// The server configuration these flags describe.
     pub fn into_config(self) -> Result<ServeConfig, String> {
@@ -359,7 +368,7 @@ impl ServeArgs {
                 true => Some(crate::flow_api::FlowOptions {
                     names_file: self.names,
                     max_connections: self.max_connections,
-                    syn_timeout: Some(seconds("--syn-timeout", self.syn_timeout)?),
+                    syn_timeout: Some(syn_timeout(self.syn_timeout)?),
                     max_failures: self.max_failures,
                     ..Default::default()
                 }),

@@ -68,8 +68,7 @@ pub enum FailuresFormat {
 /// Runs the command.
 pub fn run(args: &FailuresArgs) -> Result<(), Failure> {
     let interval = crate::cli::seconds("--interval", args.interval).map_err(Failure::Input)?;
-    let syn_timeout =
-        crate::cli::seconds("--syn-timeout", args.syn_timeout).map_err(Failure::Input)?;
+    let syn_timeout = crate::cli::syn_timeout(args.syn_timeout).map_err(Failure::Input)?;
     let options = FlowOptions {
         names_file: args.names.clone(),
         syn_timeout: Some(syn_timeout),

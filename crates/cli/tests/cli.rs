@@ -83,6 +83,17 @@ fn help_of_each_command_documents_its_flags() {
             ],
         ),
         (&["demo", "--help"], &["Usage"]),
+        (
+            &["failures", "--help"],
+            &[
+                "--netns",
+                "--names",
+                "--format",
+                "--syn-timeout",
+                "--max-failures",
+                "Examples",
+            ],
+        ),
     ];
     for (args, needles) in cases {
         let out = nfscope(args);
@@ -607,5 +618,31 @@ fn unusable_option_values_exit_2() {
             text(&out.stderr)
         );
         assert!(!text(&out.stderr).contains("panicked"));
+    }
+}
+
+#[test]
+fn a_zero_or_unusable_syn_timeout_is_refused_before_anything_starts() {
+    for args in [
+        &["failures", "--syn-timeout", "0"][..],
+        &["failures", "--syn-timeout=-1"][..],
+        &[
+            "serve",
+            "--flows",
+            "--syn-timeout",
+            "0",
+            "--listen",
+            "127.0.0.1:0",
+        ][..],
+    ] {
+        let out = nfscope(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("--syn-timeout"), "{args:?}: {stderr}");
     }
 }
