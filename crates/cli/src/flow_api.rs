@@ -1,12 +1,14 @@
 //! The flow monitor in the binary: the reader threads that feed `nfscope-flow`'s table from
 //! `nfscope-kernel`'s sources, and its HTTP routes (`/api/flows`, `/api/failures`, `/api/health`,
-//! `/api/graph/fields`, `/api/graph/data`). Failed attempts the table detects are explained by
-//! the `ExplainFailure` the monitor was started with, on the capture thread, outside the lock. Its metrics are `nfscope-flow`'s families; the
+//! `/api/graph/fields`, `/api/graph/data`). Its metrics are `nfscope-flow`'s families; the
 //! monitor is handed to the server as one of its sources of families.
 //!
-//! Two threads: one reads conntrack events, one reads the packet ring and, about once a second,
-//! expires connections and collects the ring's drop counters. Both lock the table briefly per
-//! batch. A source that cannot be opened is logged and reported in `nfscope_flow_sources_up`; the
+//! Three threads: one reads conntrack events, one reads the packet ring and, about once a second,
+//! expires connections and collects the ring's drop counters; both lock the table briefly per
+//! batch. The third explains the failed attempts the table detected with the `ExplainFailure`
+//! the monitor was started with (which may block while it reads the rules) and records them: the
+//! capture thread hands them over through a bounded queue and never waits for an explanation
+//! (when the queue is full, an attempt is recorded unexplained at once, so none is lost). A source that cannot be opened is logged and reported in `nfscope_flow_sources_up`; the
 //! other keeps working. Interfaces coming and going need nothing: the capture is bound to all.
 
 use std::path::PathBuf;
@@ -28,7 +30,7 @@ use nfscope_flow::metrics::{FlowFamilies, SourceInfo};
 use nfscope_flow::{
     Conn, CtEvent, CtKind, FlowConfig, FlowTable, Names, TableSnapshot, Time, parse_ip_tcp,
 };
-use nfscope_flow::{ExplainFailure, NoExplanation, parse_icmp_udp_error};
+use nfscope_flow::{ExplainFailure, FailedAttempt, NoExplanation, parse_icmp_udp_error};
 use nfscope_kernel::flow::{ConntrackEvents, PacketCapture, open_sources};
 use nfscope_server::kube_conn::KubeConnections;
 use nfscope_server::query::checked_params;
@@ -54,6 +56,9 @@ pub type Explainer = Arc<dyn ExplainFailure + Send + Sync>;
 
 /// `--syn-timeout`'s default.
 pub const DEFAULT_SYN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Failed attempts waiting for the explainer at most.
+const EXPLAIN_QUEUE: usize = 4_096;
 
 /// How often the interface names (for failed attempts' incoming interface) are read again.
 const INTERFACE_REFRESH: Duration = Duration::from_secs(5);
@@ -176,10 +181,15 @@ impl FlowMonitor {
         match sources.capture {
             Ok(capture) => {
                 info.capture_up = true;
+                let (queue, attempts) = std::sync::mpsc::sync_channel(EXPLAIN_QUEUE);
+                spawn(
+                    "nfscope-explain",
+                    explain_failures(attempts, explainer, Arc::clone(&table)),
+                )?;
                 let reader = CaptureReader {
                     table: Arc::clone(&table),
                     stop: Arc::clone(&stop),
-                    explainer,
+                    explain: queue,
                     netns: netns.map(str::to_owned),
                 };
                 spawn("nfscope-capture", reader.run(capture))?;
@@ -294,11 +304,27 @@ fn packet_time(sec: u32, nsec: u32, now: Time) -> Time {
     }
 }
 
+/// Explains the attempts the capture thread hands over and records them; ends when the capture
+/// thread (the queue's sender) is gone.
+fn explain_failures(
+    attempts: std::sync::mpsc::Receiver<FailedAttempt>,
+    explainer: Explainer,
+    table: Arc<Mutex<FlowTable>>,
+) -> impl FnOnce() + Send {
+    move || {
+        for attempt in attempts {
+            let explanation = explainer.explain(&attempt);
+            lock(&table).record_failure(attempt, explanation);
+        }
+    }
+}
+
 /// What the capture thread works with.
 struct CaptureReader {
     table: Arc<Mutex<FlowTable>>,
     stop: Arc<AtomicBool>,
-    explainer: Explainer,
+    /// Failed attempts for the explainer thread.
+    explain: std::sync::mpsc::SyncSender<FailedAttempt>,
     netns: Option<String>,
 }
 
@@ -313,23 +339,17 @@ impl CaptureReader {
         move || self.read(capture)
     }
 
-    /// Takes the failed attempts the table detected, explains them without holding the lock
-    /// (an explanation may trace through the ruleset), and records them.
-    fn explain_failures(&self) {
-        let attempts = lock(&self.table).take_failed_attempts();
-        if attempts.is_empty() {
-            return;
-        }
-        let explained: Vec<_> = attempts
-            .into_iter()
-            .map(|attempt| {
-                let explanation = self.explainer.explain(&attempt);
-                (attempt, explanation)
-            })
-            .collect();
-        let mut table = lock(&self.table);
-        for (attempt, explanation) in explained {
-            table.record_failure(attempt, explanation);
+    /// Hands the failed attempts the table detected to the explainer thread; those the queue
+    /// has no room for (or that no thread explains any more) are recorded unexplained.
+    fn hand_over_failures(&self, table: &mut FlowTable) {
+        for attempt in table.take_failed_attempts() {
+            if let Err(
+                std::sync::mpsc::TrySendError::Full(attempt)
+                | std::sync::mpsc::TrySendError::Disconnected(attempt),
+            ) = self.explain.try_send(attempt)
+            {
+                table.record_failure(attempt, None);
+            }
         }
     }
 
@@ -384,8 +404,7 @@ impl CaptureReader {
                     table.add_reader_losses(0, s.drops, s.packets);
                 }
             }
-            drop(table);
-            self.explain_failures();
+            self.hand_over_failures(&mut table);
         }
     }
 }

@@ -842,6 +842,11 @@ fn groups(doc: &Value) -> Groups {
         .collect()
 }
 
+/// The tests' `--syn-timeout`: 2 s, above the client's first SYN retransmission (1 s), so an
+/// attempt whose first SYN is lost (the first packet to a new neighbour can be) and whose
+/// retransmission is answered is not a timeout.
+const SYN_TIMEOUT: &str = "2";
+
 /// Polls `/api/failures` until its groups' counts are `want` ((dialled ip, port, proto, reason)
 /// → count) or 20 s; then waits 3 s more (late copies, retransmissions) and checks again.
 fn wait_for_failures(
@@ -929,7 +934,7 @@ fn failed_attempts_are_detected_once_each_with_their_reason_and_server() {
         dnat("udp", 53, 5353),
     ));
     lab.pod.sh_ok("sysctl -qw net.ipv4.icmp_ratelimit=0");
-    let server = serve(&lab, &["--syn-timeout", "1"]);
+    let server = serve(&lab, &["--syn-timeout", SYN_TIMEOUT]);
     let client = lab.client.name();
     let wait = Duration::from_secs(3);
     for _ in 0..3 {
@@ -1070,7 +1075,7 @@ fn failed_attempts_of_a_client_behind_a_bridge_port_count_once() {
          ip route add 10.96.0.0/16 via 10.77.2.2 && sysctl -qw net.ipv4.icmp_ratelimit=0"
     ));
     lab.pod.sh_ok("sysctl -qw net.ipv4.icmp_ratelimit=0");
-    let server = serve(&lab, &["--syn-timeout", "1"]);
+    let server = serve(&lab, &["--syn-timeout", SYN_TIMEOUT]);
     let client = lab.client.name();
     for _ in 0..4 {
         for port in [81, 83] {
@@ -1113,7 +1118,7 @@ fn a_hairpin_attempt_refused_by_the_pod_counts_once() {
         "iptables -t nat -A PREROUTING -d {VIP} -p tcp --dport 81 -j DNAT --to-destination {POD}:8081 && \
          iptables -t nat -A POSTROUTING -s {POD} -d {POD} -j MASQUERADE"
     ));
-    let server = serve(&lab, &["--syn-timeout", "1"]);
+    let server = serve(&lab, &["--syn-timeout", SYN_TIMEOUT]);
     for _ in 0..5 {
         assert_eq!(
             tcp_attempt(lab.pod.name(), &format!("{VIP}:81"), Duration::from_secs(3)),
@@ -1163,7 +1168,7 @@ fn ipv6_failed_attempts_are_detected() {
         "--names",
         names.to_str().unwrap(),
         "--syn-timeout",
-        "1",
+        SYN_TIMEOUT,
     ]);
     std::thread::sleep(Duration::from_millis(300));
     for _ in 0..3 {
