@@ -11,6 +11,14 @@
 //! conntrack speaks, as the translated one. An ICMP destination unreachable quoting a SYN ends
 //! that attempt (`End::Unreachable`): REJECTed SYNs are never confirmed, so conntrack is silent.
 //!
+//! Failures (with `FlowConfig::syn_timeout` set): a connection that ends without a completed
+//! handshake is a failed attempt, queued as a [`FailedAttempt`] when it closes — refused (RST or
+//! ICMP unreachable answering the SYN), reset (after the SYN/ACK, before conntrack's ESTABLISHED;
+//! such a reset waits for conntrack's events, which can lag), timeout (the SYN unanswered for the
+//! SYN timeout; its later retransmissions are recognised by their sequence number and start
+//! nothing). ICMP errors about UDP datagrams become unreachable attempts once their copies (one
+//! per interface, before and after NAT) have settled. The record stays one closed connection.
+//!
 //! Bytes: conntrack accounting gives IP-layer bytes and packets (headers included) when
 //! `nf_conntrack_acct` is on; sequence numbers of the SYN, FIN and RST packets give exact TCP
 //! payload bytes each way (valid below 4 GiB per direction, the sequence space).
