@@ -6,6 +6,7 @@
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -75,8 +76,13 @@ pub fn run(args: &FailuresArgs) -> Result<(), Failure> {
         max_failures: args.max_failures,
         ..FlowOptions::default()
     };
-    let monitor =
-        FlowMonitor::start(args.netns.as_deref(), &options, None).map_err(Failure::Other)?;
+    // Each failure traced through the rules of the same namespace, as `serve --flows` does.
+    let mut collect = crate::serve::default_collect_options();
+    collect.netns = args.netns.clone();
+    let traces = crate::flow_api::trace_explainer(&collect).map_err(Failure::Other)?;
+    let explainer: crate::flow_api::Explainer = Arc::new(crate::flow_api::TraceExplainer(traces));
+    let monitor = FlowMonitor::start_explained(args.netns.as_deref(), &options, None, explainer)
+        .map_err(Failure::Other)?;
     if args.format == FailuresFormat::Json {
         std::thread::sleep(interval);
         let doc = snapshot(&monitor);

@@ -30,11 +30,15 @@ use nfscope_flow::metrics::{FlowFamilies, SourceInfo};
 use nfscope_flow::{
     Conn, CtEvent, CtKind, FlowConfig, FlowTable, Names, TableSnapshot, Time, parse_ip_tcp,
 };
-use nfscope_flow::{ExplainFailure, FailedAttempt, NoExplanation, parse_icmp_udp_error};
+use nfscope_flow::{
+    ExplainFailure, FailedAttempt, FailureExplanation, NoExplanation, parse_icmp_udp_error,
+};
 use nfscope_kernel::flow::{ConntrackEvents, PacketCapture, open_sources};
+use nfscope_server::failure_explain::FailureExplainer;
 use nfscope_server::kube_conn::KubeConnections;
 use nfscope_server::query::checked_params;
 use nfscope_server::{MetricFamilies, ScrapeFacts};
+use nfscope_trace::failure::{Attempt, AttemptFailure};
 
 /// What `--flows` (and `nfscope flows`) configure.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -51,8 +55,60 @@ pub struct FlowOptions {
     pub max_failures: usize,
 }
 
-/// Explains failed attempts for the monitor (shared with its capture thread).
+/// Explains failed attempts for the monitor (shared with its explaining thread).
 pub type Explainer = Arc<dyn ExplainFailure + Send + Sync>;
+
+/// The flow monitor's seam filled by `nfscope-server`'s [`FailureExplainer`]: a failed attempt
+/// is traced through the live rules as its first packet arrived.
+pub struct TraceExplainer(pub Arc<FailureExplainer>);
+
+impl ExplainFailure for TraceExplainer {
+    fn explain(&self, attempt: &FailedAttempt) -> Option<FailureExplanation> {
+        let explained = self.0.explain(&trace_attempt(attempt))?;
+        Some(FailureExplanation {
+            trace_json: explained.trace_json,
+            explanation: explained.explanation,
+            cause: explained.cause.as_str().to_owned(),
+        })
+    }
+}
+
+/// The failure explainer of `serve --flows` and `nfscope failures`: it reads the rules as
+/// `collect` says (with the text read's longer limit: no capture waits for it).
+pub fn trace_explainer(
+    collect: &nfscope_kernel::CollectOptions,
+) -> anyhow::Result<Arc<FailureExplainer>> {
+    let mut trace_collect = collect.clone();
+    trace_collect.timeout = collect.text_timeout.max(collect.timeout);
+    let explainer = FailureExplainer::new(
+        move || crate::trace_cmd::live_trace_input(trace_collect.clone()),
+        nfscope_server::failure_explain::ExplainConfig::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot start the failure explainer: {e}"))?;
+    Ok(Arc::new(explainer))
+}
+
+/// The tracer's description of a failed attempt the flow table detected.
+fn trace_attempt(a: &FailedAttempt) -> Attempt {
+    use nfscope_flow::{FailureReason, Proto as FlowProto};
+    Attempt {
+        client: a.client,
+        dialled: a.dialled,
+        proto: match a.proto {
+            FlowProto::Tcp => nfscope_trace::Proto::Tcp,
+            FlowProto::Udp => nfscope_trace::Proto::Udp,
+        },
+        in_iface: a.in_interface.clone(),
+        mark: a.mark,
+        failure: match a.reason {
+            FailureReason::Refused => AttemptFailure::Refused,
+            FailureReason::Reset => AttemptFailure::Reset,
+            FailureReason::Timeout => AttemptFailure::Timeout,
+            FailureReason::Unreachable => AttemptFailure::Unreachable,
+        },
+        server: a.server,
+    }
+}
 
 /// `--syn-timeout`'s default.
 pub const DEFAULT_SYN_TIMEOUT: Duration = Duration::from_secs(3);

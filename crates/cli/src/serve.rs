@@ -122,8 +122,12 @@ pub async fn serve_on(
     let flows = match &config.flows {
         Some(options) => {
             // The flow monitor's conntrack reader also feeds the Service connection counter.
-            // Failed attempts go unexplained until an explainer is plugged in here.
-            let explainer: crate::flow_api::Explainer = Arc::new(nfscope_flow::NoExplanation);
+            // Failed attempts are traced through the live rules (read at most once per window,
+            // cached and budgeted by the explainer, whose families go on /metrics).
+            let traces = crate::flow_api::trace_explainer(&config.collect)?;
+            families.push(Arc::clone(&traces) as SharedFamilies);
+            let explainer: crate::flow_api::Explainer =
+                Arc::new(crate::flow_api::TraceExplainer(traces));
             let (monitor, routes) = crate::flow_api::start_routes(
                 config.collect.netns.as_deref(),
                 options,

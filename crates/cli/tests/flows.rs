@@ -980,11 +980,45 @@ fn failed_attempts_are_detected_once_each_with_their_reason_and_server() {
     for group in got.values() {
         assert_eq!(group["client"]["ip"], "10.77.1.2");
         assert_eq!(group["client"]["name"], "shop/client");
+        assert!(group["explanation"].is_string(), "explained: {group:#}");
+    }
+    // Each failure traced through the node's rules: the rule that refused or dropped it, or
+    // (the pod's RST, its port unreachable) no rule at all.
+    let cause_of = |k: (String, u64, String, String)| got[&k]["cause"].clone();
+    let decided = |k: (String, u64, String, String)| got[&k]["trace"]["decided_by"]["rule"].clone();
+    for (port, cause, rule) in [
+        (
+            82,
+            "rule-reject",
+            "--dport 8082 -j REJECT --reject-with tcp-reset",
+        ),
+        (83, "rule-reject", "--dport 8083 -j REJECT"),
+    ] {
+        let k = key(VIP, port, "tcp", "refused");
+        assert_eq!(cause_of(k.clone()), cause, "port {port}: {got:#?}");
+        let text = decided(k).as_str().map(str::to_owned).unwrap_or_default();
         assert!(
-            group["trace"].is_null() && group["explanation"].is_null(),
-            "no explainer yet"
+            text.starts_with("-A FORWARD") && text.contains(rule),
+            "port {port}: {text}"
         );
     }
+    let k84 = key(VIP, 84, "tcp", "timeout");
+    assert_eq!(cause_of(k84.clone()), "rule-drop", "{got:#?}");
+    assert!(
+        decided(k84)
+            .as_str()
+            .is_some_and(|r| r.contains("--dport 8084 -j DROP"))
+    );
+    assert_eq!(
+        cause_of(key(VIP, 81, "tcp", "refused")),
+        "no-listener",
+        "{got:#?}"
+    );
+    assert_eq!(
+        cause_of(key(VIP, 53, "udp", "unreachable")),
+        "no-listener",
+        "{got:#?}"
+    );
     let tcp_groups: Vec<&Value> = got.values().filter(|g| g["proto"] == "tcp").collect();
     assert!(
         tcp_groups.iter().all(|g| g["in_interface"].is_string()),
@@ -1017,14 +1051,21 @@ fn failed_attempts_are_detected_once_each_with_their_reason_and_server() {
     assert_eq!(failures("timeout", "web-svc"), 2.0);
     assert_eq!(failures("unreachable", "web"), 3.0);
     assert_eq!(metric(&samples, "nfscope_tcp_connections_open", &[]), 0.0);
-    assert_eq!(
-        metric(
-            &samples,
-            "nfscope_connection_failures_total",
-            &[("cause", "unexplained")]
-        ),
-        14.0
-    );
+    for (cause, n) in [
+        ("no-listener", 6.0),
+        ("rule-reject", 6.0),
+        ("rule-drop", 2.0),
+    ] {
+        assert_eq!(
+            metric(
+                &samples,
+                "nfscope_connection_failures_total",
+                &[("cause", cause)]
+            ),
+            n,
+            "{cause}"
+        );
+    }
 
     let (status, body) = server.get("/api/graph/data");
     assert_eq!(status, 200);
