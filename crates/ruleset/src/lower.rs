@@ -1322,8 +1322,9 @@ fn limit_text(m: &IptMatch) -> Option<String> {
     Some(format!("limit rate {n}/{unit} burst {burst} packets"))
 }
 
-/// iptables' ICMP type names (`iptables -p icmp -h`): type and, for some, code.
-fn icmp_name(name: &str, v6: bool) -> Option<(u64, Option<u64>)> {
+/// iptables' ICMP type names (`iptables -p icmp -h`; ICMPv6 with `v6`): type and, for some,
+/// code. The one table of them: the tracer reads names through it too.
+pub fn icmp_name(name: &str, v6: bool) -> Option<(u64, Option<u64>)> {
     const V4: &[(&str, u64, Option<u64>)] = &[
         ("echo-reply", 0, None),
         ("pong", 0, None),

@@ -713,10 +713,9 @@ fn sym_number(key: &Key, s: &str) -> Option<u64> {
             ("dhcpv6-server", 547),
         ],
         Key::Icmp { v6, is_type: true } => {
-            let proto = if *v6 { Proto::Icmpv6 } else { Proto::Icmp };
-            return icmp_name(s, proto)
+            return nfscope_ruleset::lower::icmp_name(s, *v6)
                 .filter(|(_, code)| code.is_none())
-                .map(|(t, _)| u64::from(t));
+                .map(|(t, _)| t);
         }
         Key::Icmp { is_type: false, .. } => &[
             ("net-unreachable", 0),
@@ -1326,56 +1325,4 @@ fn proto_via_family(via: ProtoVia, pkt: &PktState) -> bool {
         ProtoVia::Ip6Nexthdr => pkt.src.is_ipv6(),
         ProtoVia::Meta => true,
     }
-}
-
-/// iptables' ICMP type names the tracer reads (`-p icmp -h`): type and, for some, code.
-fn icmp_name(name: &str, proto: Proto) -> Option<(u8, Option<u8>)> {
-    let v4: &[(&str, u8, Option<u8>)] = &[
-        ("echo-reply", 0, None),
-        ("pong", 0, None),
-        ("destination-unreachable", 3, None),
-        ("network-unreachable", 3, Some(0)),
-        ("host-unreachable", 3, Some(1)),
-        ("protocol-unreachable", 3, Some(2)),
-        ("port-unreachable", 3, Some(3)),
-        ("fragmentation-needed", 3, Some(4)),
-        ("source-quench", 4, None),
-        ("redirect", 5, None),
-        ("echo-request", 8, None),
-        ("ping", 8, None),
-        ("router-advertisement", 9, None),
-        ("router-solicitation", 10, None),
-        ("time-exceeded", 11, None),
-        ("ttl-exceeded", 11, None),
-        ("parameter-problem", 12, None),
-        ("timestamp-request", 13, None),
-        ("timestamp-reply", 14, None),
-    ];
-    let v6: &[(&str, u8, Option<u8>)] = &[
-        ("destination-unreachable", 1, None),
-        ("no-route", 1, Some(0)),
-        ("communication-prohibited", 1, Some(1)),
-        ("address-unreachable", 1, Some(3)),
-        ("port-unreachable", 1, Some(4)),
-        ("packet-too-big", 2, None),
-        ("time-exceeded", 3, None),
-        ("ttl-exceeded", 3, None),
-        ("parameter-problem", 4, None),
-        ("echo-request", 128, None),
-        ("ping", 128, None),
-        ("echo-reply", 129, None),
-        ("pong", 129, None),
-        ("router-solicitation", 133, None),
-        ("router-advertisement", 134, None),
-        ("neighbour-solicitation", 135, None),
-        ("neighbor-solicitation", 135, None),
-        ("neighbour-advertisement", 136, None),
-        ("neighbor-advertisement", 136, None),
-        ("redirect", 137, None),
-    ];
-    let table = if proto == Proto::Icmp { v4 } else { v6 };
-    table
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|(_, t, c)| (*t, *c))
 }
