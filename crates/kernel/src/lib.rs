@@ -82,7 +82,7 @@ pub use error::KernelError;
 pub use exec::find_tool;
 pub use ipsets::read_ipsets;
 use ipsets::read_ipsets_from;
-pub use netlink::Reader;
+pub use netlink::{Reader, TextFallback, iptables_nft_text};
 pub use netns::run_in_netns;
 pub use rules::{read_ruleset, save_tool};
 

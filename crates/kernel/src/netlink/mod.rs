@@ -264,6 +264,19 @@ pub struct Reader {
     /// Keep the parsed rules and copy them into every reading ([`Reader::new`]), or hand them
     /// out once ([`Reader::counters_only`]).
     keep_text: bool,
+    /// Times the iptables-nft text could not be built from the dump and the save tool ran.
+    text_fallbacks: u64,
+    /// The most recent of those.
+    last_fallback: Option<TextFallback>,
+}
+
+/// One read of iptables-nft rule text that fell back to the save tool, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextFallback {
+    /// The family whose text was read with the save tool.
+    pub family: Family,
+    /// What the netlink decoder could not render.
+    pub reason: String,
 }
 
 impl std::fmt::Debug for Reader {
@@ -313,6 +326,8 @@ impl Reader {
             native: None,
             native_reads: 0,
             keep_text: false,
+            text_fallbacks: 0,
+            last_fallback: None,
         }
     }
 
@@ -327,6 +342,17 @@ impl Reader {
         self.nft.clear();
         self.legacy.clear();
         self.native = None;
+    }
+
+    /// Times an iptables-nft text read fell back to `ip[6]tables-nft-save` because the netlink
+    /// decoder met something it cannot render exactly.
+    pub fn text_fallbacks(&self) -> u64 {
+        self.text_fallbacks
+    }
+
+    /// The most recent such fallback, with its reason.
+    pub fn last_text_fallback(&self) -> Option<&TextFallback> {
+        self.last_fallback.as_ref()
     }
 
     /// Times this reader ran `nft -j list ruleset` to read the native tables' rules: once per
@@ -435,7 +461,20 @@ impl Reader {
                 continue;
             }
             self.nft.remove(&family); // stale: let it go before the new text is parsed
-            let text = read_text(opts, family, Backend::Nft, &[])?;
+            let text = match nft::iptables_text(sock, family, false)? {
+                nft::IptablesText::Text(text) => parse_text(text, family)?,
+                nft::IptablesText::Interrupted => {
+                    return Ok(Err("generation moved while dumping rule text".to_owned()));
+                }
+                nft::IptablesText::Unsupported(why) => {
+                    self.text_fallbacks += 1;
+                    self.last_fallback = Some(TextFallback {
+                        family,
+                        reason: why.to_string(),
+                    });
+                    read_text(opts, family, Backend::Nft, &[])?
+                }
+            };
             lap(times, Some(ReadTimes::slot(family)));
             if nft::generation(sock)? != generation {
                 return Ok(Err("generation moved while reading rule text".to_owned()));
@@ -618,6 +657,50 @@ impl Reader {
         }
         Ok(Ok(TextRead::handed_out(text, self.keep_text)))
     }
+}
+
+/// The iptables-nft rule text of `family` in the calling thread's namespace as the netlink
+/// decoder builds it (what `ip[6]tables-nft-save` prints, without `#` lines): `Ok(Err(why))`
+/// when it would fall back to the save tool. With `partial`, a rule it cannot render is the
+/// line `-A CHAIN <unsupported: why>` instead. For comparing the decoder with the save tools.
+pub fn iptables_nft_text(family: Family, partial: bool) -> io::Result<Result<String, String>> {
+    let mut sock = NfSocket::open()?;
+    for _ in 0..MAX_ATTEMPTS {
+        match nft::iptables_text(&mut sock, family, partial)? {
+            nft::IptablesText::Text(text) => return Ok(Ok(text)),
+            nft::IptablesText::Unsupported(why) => return Ok(Err(why.to_string())),
+            nft::IptablesText::Interrupted => {}
+        }
+    }
+    Err(io::Error::other("the ruleset kept changing"))
+}
+
+/// Parses rule text built from the nf_tables dump like the save tool's output, with the
+/// warning the save tool would print on stderr when legacy tables are present.
+fn parse_text(text: String, family: Family) -> io::Result<CachedText> {
+    let to_io = |e: KernelError| io::Error::other(e.to_string());
+    let legacy = crate::rules::legacy_table_names(family).is_ok_and(|n| !n.is_empty());
+    let prefix = match family {
+        Family::Ipv4 => "ip",
+        Family::Ipv6 => "ip6",
+    };
+    let stderr = if legacy {
+        format!(
+            "# Warning: {prefix}tables-legacy tables present, use {prefix}tables-legacy-save to see them\n"
+        )
+    } else {
+        String::new()
+    };
+    let tool = match family {
+        Family::Ipv4 => "iptables-nft-save",
+        Family::Ipv6 => "ip6tables-nft-save",
+    };
+    let output = crate::exec::ToolOutput {
+        stdout: text,
+        stderr,
+    };
+    let (ruleset, problem) = parse_tolerant(tool, &output, family, Backend::Nft).map_err(to_io)?;
+    Ok(CachedText::new(ruleset, problem))
 }
 
 fn read_text(

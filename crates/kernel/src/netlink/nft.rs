@@ -12,6 +12,7 @@ use std::io;
 use super::socket::{Message, NLM_F_DUMP, NfSocket, attrs, be_u32, be_u64, c_str, put_str};
 
 const SUBSYS_NFTABLES: u16 = 10 << 8;
+const MSG_GETTABLE: u16 = SUBSYS_NFTABLES | 1;
 const MSG_GETCHAIN: u16 = SUBSYS_NFTABLES | 4;
 const MSG_GETRULE: u16 = SUBSYS_NFTABLES | 7;
 const MSG_GETSET: u16 = SUBSYS_NFTABLES | 10;
@@ -57,6 +58,10 @@ pub(crate) struct RuleView<'a> {
     pub counter: Option<Count>,
     /// The comment: userdata `NFTNL_UDATA_RULE_COMMENT`, or an `xt` `comment` match's text.
     pub comment: Option<&'a str>,
+    /// `NFTA_RULE_EXPRESSIONS` as received, for [`crate::xt::nft_line`].
+    pub exprs: &'a [u8],
+    /// `NFTA_RULE_USERDATA` as received (empty when absent).
+    pub udata: &'a [u8],
 }
 
 /// One chain of a `NFT_MSG_GETCHAIN` dump.
@@ -67,6 +72,12 @@ pub(crate) struct ChainView<'a> {
     pub name: &'a str,
     /// Base-chain policy counters (`NFTA_CHAIN_COUNTERS`).
     pub counters: Option<Count>,
+    /// A base chain's hook number and priority (`NFTA_CHAIN_HOOK`).
+    pub hook: Option<(u32, i32)>,
+    /// `NFTA_CHAIN_POLICY` (`NF_DROP` 0, `NF_ACCEPT` 1).
+    pub policy: Option<u32>,
+    /// `NFTA_CHAIN_TYPE` (`filter`, `nat`, `route`).
+    pub kind: &'a str,
 }
 
 /// The ruleset generation: every committed transaction increments it.
@@ -119,8 +130,12 @@ pub(crate) fn decode_rule<'a>(msg: &Message<'a>) -> RuleView<'a> {
             1 => view.table = c_str(payload),
             2 => view.chain = c_str(payload),
             3 => view.handle = be_u64(payload).unwrap_or(0),
-            4 => decode_expressions(payload, &mut view),
+            4 => {
+                view.exprs = payload;
+                decode_expressions(payload, &mut view);
+            }
             7 => {
+                view.udata = payload;
                 if let Some(comment) = userdata_comment(payload) {
                     view.comment = Some(comment);
                 }
@@ -213,11 +228,91 @@ pub(crate) fn decode_chain<'a>(msg: &Message<'a>) -> ChainView<'a> {
         match kind {
             1 => view.table = c_str(payload),
             3 => view.name = c_str(payload),
+            4 => {
+                let mut hook = (u32::MAX, 0i32);
+                for (kind, p) in attrs(payload) {
+                    match kind {
+                        1 => hook.0 = be_u32(p).unwrap_or(u32::MAX), // NFTA_HOOK_HOOKNUM
+                        2 => hook.1 = be_u32(p).map_or(0, |v| v as i32), // NFTA_HOOK_PRIORITY
+                        _ => {}
+                    }
+                }
+                view.hook = Some(hook);
+            }
+            5 => view.policy = be_u32(payload),
+            7 => view.kind = c_str(payload),
             8 => view.counters = Some(counter(payload)),
             _ => {}
         }
     }
     view
+}
+
+/// Dumps the table names of `family` (`NFT_MSG_GETTABLE`).
+pub(crate) fn dump_tables(sock: &mut NfSocket, family: u8) -> io::Result<(Vec<String>, bool)> {
+    let mut names = Vec::new();
+    let end = sock.request(MSG_GETTABLE, NLM_F_DUMP, family, &[], |msg| {
+        if msg.family == family
+            && let Some((_, name)) = attrs(msg.attrs).find(|&(kind, _)| kind == 1)
+        {
+            names.push(c_str(name).to_owned());
+        }
+        Ok(())
+    })?;
+    Ok((names, end.interrupted))
+}
+
+/// What reading one family's iptables-nft tables as text gave.
+pub(crate) enum IptablesText {
+    /// The text `ip[6]tables-nft-save` prints (without `#` lines and counters on rules).
+    Text(String),
+    /// A rule or chain the decoder cannot render exactly: read it with the save tool.
+    Unsupported(crate::xt::ext::Unsupported),
+    /// A dump was interrupted by a ruleset change: read again.
+    Interrupted,
+}
+
+/// Builds the `ip[6]tables-nft-save` text of `family` (IPv4 or IPv6) from the table, chain
+/// and per-chain rule dumps: no fork.
+///
+/// With `partial` (comparison tests only), a rule the decoder cannot render becomes the line
+/// `-A CHAIN <unsupported: why>` instead of failing the whole text.
+pub(crate) fn iptables_text(
+    sock: &mut NfSocket,
+    family: nfscope_ruleset::Family,
+    partial: bool,
+) -> io::Result<IptablesText> {
+    use crate::xt::nft_line::Assembler;
+    let proto = match family {
+        nfscope_ruleset::Family::Ipv4 => FAMILY_IP,
+        nfscope_ruleset::Family::Ipv6 => FAMILY_IP6,
+    };
+    let (names, mut interrupted) = dump_tables(sock, proto)?;
+    let mut text = Assembler::new(family, &names, partial);
+    if text.is_empty() {
+        return Ok(if interrupted {
+            IptablesText::Interrupted
+        } else {
+            IptablesText::Text(String::new())
+        });
+    }
+    interrupted |= dump_chains(sock, proto, |chain| text.add_chain(chain))?;
+    for (table, chain) in text.chains() {
+        interrupted |= dump_chain_rules(sock, proto, &table, &chain, |rule| {
+            text.add_rule(rule);
+            Ok(())
+        })?;
+        if interrupted || text.failed() {
+            break;
+        }
+    }
+    if interrupted {
+        return Ok(IptablesText::Interrupted);
+    }
+    Ok(match text.finish() {
+        Ok(text) => IptablesText::Text(text),
+        Err(why) => IptablesText::Unsupported(why),
+    })
 }
 
 /// A named counter object (`nft add counter …`).

@@ -10,3 +10,4 @@
 //! to the save tool and counts it. It does not talk to the kernel nor parse text.
 
 pub(crate) mod ext;
+pub(crate) mod nft_line;
