@@ -60,7 +60,6 @@ mod netns;
 pub mod node;
 mod rules;
 mod sys;
-#[allow(dead_code)] // the readers start using it on the xtext and xtnft branches; removed there
 mod xt;
 /// The workspace's test helpers, under the path this crate's unit tests use.
 #[cfg(test)]
@@ -82,7 +81,7 @@ pub use error::KernelError;
 pub use exec::find_tool;
 pub use ipsets::read_ipsets;
 use ipsets::read_ipsets_from;
-pub use netlink::{Reader, TextFallback, iptables_nft_text};
+pub use netlink::{Reader, iptables_nft_text};
 pub use netns::run_in_netns;
 pub use rules::{read_ruleset, save_tool};
 
@@ -330,6 +329,7 @@ fn collect_here(opts: &CollectOptions, reader: Option<&mut Reader>) -> Reading {
                 let (timed, extras) = read_netlink(reader, opts, &rule_sources);
                 snapshot.nftables = extras.nftables;
                 snapshot.retries = extras.retries;
+                snapshot.text_fallbacks = extras.text_fallbacks;
                 native_report = extras.native.map(|result| SourceReport {
                     kind: SourceKind::NativeRules,
                     method: native::METHOD.to_owned(),

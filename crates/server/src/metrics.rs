@@ -32,13 +32,50 @@ pub struct Counters {
     pub rule_series_dropped: AtomicU64,
     /// Collections that started over because the ruleset changed while it was read.
     pub retries: AtomicU64,
+    /// Rule-text reads that fell back to a save tool, per (backend, family, reason); at most
+    /// [`MAX_FALLBACK_LABELS`] label sets, the rest counted under reason `other`.
+    pub text_fallbacks: Mutex<Vec<(FallbackLabels, u64)>>,
 }
+
+/// (backend, family, reason) of `nfscope_rule_text_fallbacks_total`.
+pub type FallbackLabels = (String, String, String);
+
+/// Label sets kept for `nfscope_rule_text_fallbacks_total`.
+pub const MAX_FALLBACK_LABELS: usize = 64;
 
 impl Counters {
     /// Counts one collection that read `snapshot` and logs its failed sources.
     pub(crate) fn record(&self, snapshot: &Snapshot) {
         self.collections.fetch_add(1, Ordering::Relaxed);
         self.retries.fetch_add(snapshot.retries, Ordering::Relaxed);
+        if !snapshot.text_fallbacks.is_empty() {
+            let mut by_reason = self
+                .text_fallbacks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for fallback in &snapshot.text_fallbacks {
+                tracing::info!(
+                    backend = %fallback.backend,
+                    family = %fallback.family,
+                    detail = %fallback.detail,
+                    "rule text read with the save tool"
+                );
+                let mut key = (
+                    fallback.backend.to_string(),
+                    fallback.family.to_string(),
+                    fallback.reason.clone(),
+                );
+                if by_reason.len() >= MAX_FALLBACK_LABELS - 1
+                    && !by_reason.iter().any(|(k, _)| *k == key)
+                {
+                    key.2 = "other".to_owned();
+                }
+                match by_reason.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, count)) => *count += 1,
+                    None => by_reason.push((key, 1)),
+                }
+            }
+        }
         let mut by_source = self
             .errors_by_source
             .lock()
@@ -165,6 +202,11 @@ impl MetricsEncoder {
             stats,
             rule_source: &scrape.snapshot.rule_source,
             retries: counters.retries.load(Ordering::Relaxed),
+            text_fallbacks: counters
+                .text_fallbacks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
         };
         own.encode(&facts, &mut tail);
         NftablesFamilies::new(&scrape.snapshot.nftables, &self.export).encode(&facts, &mut tail);
@@ -186,6 +228,7 @@ struct ServerFamilies<'a> {
     stats: &'a SelfStats,
     rule_source: &'a str,
     retries: u64,
+    text_fallbacks: Vec<(FallbackLabels, u64)>,
 }
 
 impl MetricFamilies for ServerFamilies<'_> {
@@ -226,5 +269,60 @@ impl MetricFamilies for ServerFamilies<'_> {
             "Collections that started over because the ruleset changed while it was read.",
         );
         out.sample(name, &[], self.retries);
+        let name = "nfscope_rule_text_fallbacks_total";
+        out.family(
+            name,
+            Kind::Counter,
+            "Rule-text reads that ran the save tool because the kernel decoder could not render \
+             a rule exactly, by what it could not render.",
+        );
+        for ((backend, family, reason), count) in &self.text_fallbacks {
+            out.sample(
+                name,
+                &[("backend", backend), ("family", family), ("reason", reason)],
+                *count,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nfscope_ruleset::{Backend, Family, TextFallback};
+
+    use super::*;
+
+    fn fallback(reason: &str) -> TextFallback {
+        TextFallback {
+            backend: Backend::Nft,
+            family: Family::Ipv4,
+            reason: reason.to_owned(),
+            detail: format!("{reason}: extension not modelled"),
+        }
+    }
+
+    #[test]
+    fn text_fallbacks_are_counted_per_reason_within_a_label_budget() {
+        let counters = Counters::default();
+        let mut snapshot = Snapshot {
+            text_fallbacks: vec![fallback("match conntrack"), fallback("match conntrack")],
+            ..Snapshot::default()
+        };
+        counters.record(&snapshot);
+        snapshot.text_fallbacks = (0..100).map(|i| fallback(&format!("match m{i}"))).collect();
+        counters.record(&snapshot);
+        let kept = counters.text_fallbacks.lock().unwrap().clone();
+        assert_eq!(kept.len(), MAX_FALLBACK_LABELS);
+        let count = |reason: &str| {
+            kept.iter()
+                .find(|(k, _)| k.2 == reason)
+                .map(|(_, n)| *n)
+                .unwrap_or(0)
+        };
+        assert_eq!(count("match conntrack"), 2);
+        assert_eq!(count("match m0"), 1);
+        // 62 distinct reasons fit beside conntrack; the other 38 share one label set.
+        assert_eq!(count("other"), 38);
+        assert_eq!(kept.iter().map(|(_, n)| n).sum::<u64>(), 102, "none lost");
     }
 }

@@ -29,7 +29,7 @@ use std::time::Instant;
 use nfscope_ruleset::typed::{NftFamily, NftRuleset};
 use nfscope_ruleset::{
     Backend, Counters, Family, FxHasher, NftNamedCounter, NftRule, NftSet, NftablesState, Ruleset,
-    RulesetCounters,
+    RulesetCounters, TextFallback,
 };
 
 use crate::CollectOptions;
@@ -270,15 +270,6 @@ pub struct Reader {
     last_fallback: Option<TextFallback>,
 }
 
-/// One read of iptables-nft rule text that fell back to the save tool, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TextFallback {
-    /// The family whose text was read with the save tool.
-    pub family: Family,
-    /// What the netlink decoder could not render.
-    pub reason: String,
-}
-
 impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reader")
@@ -300,6 +291,8 @@ impl Default for Reader {
 pub(crate) struct Extras {
     pub nftables: NftablesState,
     pub retries: u64,
+    /// Rule-text reads that fell back to a save tool.
+    pub text_fallbacks: Vec<TextFallback>,
     /// How reading the native tables' rules went, when asked for: `Err` says why it failed.
     pub native: Option<Result<(), String>>,
 }
@@ -467,11 +460,15 @@ impl Reader {
                     return Ok(Err("generation moved while dumping rule text".to_owned()));
                 }
                 nft::IptablesText::Unsupported(why) => {
-                    self.text_fallbacks += 1;
-                    self.last_fallback = Some(TextFallback {
+                    let fallback = TextFallback {
+                        backend: Backend::Nft,
                         family,
-                        reason: why.to_string(),
-                    });
+                        reason: why.label(),
+                        detail: why.to_string(),
+                    };
+                    self.text_fallbacks += 1;
+                    self.last_fallback = Some(fallback.clone());
+                    extras.text_fallbacks.push(fallback);
                     read_text(opts, family, Backend::Nft, &[])?
                 }
             };

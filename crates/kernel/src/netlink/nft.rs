@@ -120,6 +120,21 @@ pub(crate) fn dump_chain_rules(
     Ok(end.interrupted)
 }
 
+/// Dumps every rule of `family` in one request (no table or chain named) and calls `each` per
+/// rule. Returns whether the dump was interrupted by a ruleset change. (The captures use it;
+/// the reader dumps per chain, see [`dump_chain_rules`].)
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn dump_rules(
+    sock: &mut NfSocket,
+    family: u8,
+    mut each: impl FnMut(&RuleView<'_>) -> io::Result<()>,
+) -> io::Result<bool> {
+    let end = sock.request(MSG_GETRULE, NLM_F_DUMP, family, &[], |msg| {
+        each(&decode_rule(msg))
+    })?;
+    Ok(end.interrupted)
+}
+
 pub(crate) fn decode_rule<'a>(msg: &Message<'a>) -> RuleView<'a> {
     let mut view = RuleView {
         family: msg.family,

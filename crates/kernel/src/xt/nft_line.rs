@@ -291,6 +291,25 @@ impl Assembler {
     }
 }
 
+impl Unsupported {
+    /// A bounded metric label: the kind and the (truncated, sanitized) name, never the detail.
+    pub(crate) fn label(&self) -> String {
+        let name: String = self
+            .name
+            .chars()
+            .take(29)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("{} {name}", self.kind)
+    }
+}
+
 fn table_unsupported(table: &str, why: &str) -> Unsupported {
     Unsupported {
         kind: "table",

@@ -286,6 +286,7 @@ fn the_body_is_the_exporters_then_the_servers_then_the_sources_handed_in() {
             "nfscope_collection_duration_seconds gauge",
             "nfscope_scrape_source gauge",
             "nfscope_collection_retries_total counter",
+            "nfscope_rule_text_fallbacks_total counter",
             "nfscope_lint_findings gauge",
             "test_endpoint gauge",
         ]
