@@ -32,10 +32,12 @@ struct Compared {
     equal: usize,
     /// Reasons of the rules the decoder could not render (their lines are not compared).
     unsupported: Vec<String>,
+    /// Lines the decoder rendered differently from the save tool.
+    different: Vec<String>,
 }
 
-/// Compares the decoded text with `ip[6]tables-nft-save`'s line for line; panics on any line
-/// the decoder rendered differently, or a different line count.
+/// Compares the decoded text with `ip[6]tables-nft-save`'s line for line; panics on a
+/// different line count; lines rendered differently are collected (the callers assert none).
 fn compare(netns: &TestNetns, family: Family, what: &str) -> Compared {
     let partial = run_in_netns(Some(netns.name()), || iptables_nft_text(family, true))
         .unwrap()
@@ -54,6 +56,7 @@ fn compare(netns: &TestNetns, family: Family, what: &str) -> Compared {
     let mut compared = Compared {
         equal: 0,
         unsupported: Vec::new(),
+        different: Vec::new(),
     };
     for (i, (d, s)) in decoded.iter().zip(&saved).enumerate() {
         if let Some((head, why)) = d.split_once(" <unsupported: ") {
@@ -65,13 +68,18 @@ fn compare(netns: &TestNetns, family: Family, what: &str) -> Compared {
             compared
                 .unsupported
                 .push(why.trim_end_matches('>').to_owned());
-        } else {
-            assert_eq!(d, s, "{what} {family}: line {} differs", i + 1);
+        } else if d == s {
             compared.equal += 1;
+        } else {
+            compared.different.push(format!(
+                "{what} {family} line {}:\n  decoded {d}\n  saved   {s}",
+                i + 1
+            ));
         }
     }
     assert_eq!(decoded.len(), saved.len(), "{what} {family}: line count");
     match strict {
+        Ok(_) if !compared.different.is_empty() => {}
         Ok(text) => {
             assert!(
                 compared.unsupported.is_empty(),
@@ -96,6 +104,7 @@ fn decoded_nft_text_equals_the_save_tool_on_the_corpus() {
         return;
     }
     let (mut equal, mut fell_back, mut lines) = (Vec::new(), Vec::new(), 0);
+    let mut different: Vec<String> = Vec::new();
     for (name, text) in nfscope_test_support::corpus_rules() {
         let family = if name.contains(".ip6.") {
             Family::Ipv6
@@ -107,6 +116,7 @@ fn decoded_nft_text_equals_the_save_tool_on_the_corpus() {
         };
         let compared = compare(&netns, family, &name);
         lines += compared.equal;
+        different.extend(compared.different);
         if compared.unsupported.is_empty() {
             equal.push(name);
         } else {
@@ -119,6 +129,7 @@ fn decoded_nft_text_equals_the_save_tool_on_the_corpus() {
     eprintln!(
         "{lines} lines equal; decoded exactly: {equal:#?}\nfell back to the save tool: {fell_back:#?}"
     );
+    assert!(different.is_empty(), "{}", different.join("\n"));
     // Floor: what decodes today without xtext's extension decoders (comment only).
     assert!(
         equal.len() >= FLOOR,
@@ -148,6 +159,11 @@ fn decoded_nft_text_equals_the_save_tool_on_a_generated_ruleset() {
             compared.equal,
             compared.unsupported.first()
         );
+        assert!(
+            compared.different.is_empty(),
+            "{}",
+            compared.different.join("\n")
+        );
         assert!(compared.equal > 1000, "{family}: {}", compared.equal);
     }
 }
@@ -166,6 +182,7 @@ fn every_native_expression_iptables_nft_emits_decodes_exactly() {
         let netns = load(&text, family).expect("the native-expression ruleset loads");
         let compared = compare(&netns, family, file);
         assert_eq!(compared.unsupported, Vec::<String>::new(), "{file}");
+        assert_eq!(compared.different, Vec::<String>::new(), "{file}");
         let rules = text.lines().filter(|l| l.starts_with("-A ")).count();
         assert!(compared.equal > rules, "{file}: {} lines", compared.equal);
     }

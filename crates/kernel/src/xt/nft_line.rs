@@ -877,16 +877,12 @@ fn network(
             Ok(())
         }
         (Family::Ipv4, 6) if reg.mask.is_some() => {
-            // `-f`: frag_off & 0x1fff != 0; `! -f`: == 0 (`get_frag`).
-            rule.frag = Some(op_is_eq(inv));
+            // `-f`: frag_off & 0x1fff != 0; `! -f`: == 0 (`get_frag`): inverted when `==`.
+            rule.frag = Some(!inv);
             Ok(())
         }
         _ => Err(native("payload", format!("network header +{offset}"))),
     }
-}
-
-fn op_is_eq(inv: bool) -> bool {
-    !inv
 }
 
 /// Protocol names as `proto_to_name` finds them: iptables' own list, then `/etc/protocols`.
@@ -1120,4 +1116,80 @@ fn userdata_comment(mut udata: &[u8]) -> Option<&str> {
         udata = &udata[2 + len..];
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_follow_parse_ifname_and_the_invalid_name_trick() {
+        assert_eq!(ifname(b"lo\0", false), Ok(("lo".to_owned(), false)));
+        assert_eq!(ifname(b"eth", true), Ok(("eth+".to_owned(), true)));
+        // `! -i +` is stored as `iifname == "INVAL/D"`.
+        assert_eq!(ifname(b"INVAL/D\0", false), Ok(("+".to_owned(), true)));
+        assert!(ifname(b"", false).is_err());
+        assert!(
+            ifname(&[b'a'; 16], false).is_err(),
+            "16 bytes without a NUL"
+        );
+    }
+
+    #[test]
+    fn limits_and_tcp_flags_print_as_their_extensions_do() {
+        let mut out = String::new();
+        save_rate(10_000 * 60 / 3, &mut out); // 3/min
+        save_rate(10_000 / 10, &mut out); // 10/sec
+        save_rate(10_000 * 60 * 60 * 24 / 7, &mut out); // 7/day
+        assert_eq!(out, " 3/min 10/sec 7/day");
+        out.clear();
+        tcp_flags(0x17, &mut out);
+        out.push(' ');
+        tcp_flags(0x3f, &mut out);
+        out.push(' ');
+        tcp_flags(0, &mut out);
+        assert_eq!(out, "FIN,SYN,RST,ACK FIN,SYN,RST,PSH,ACK,URG NONE");
+    }
+
+    #[test]
+    fn ordered_port_compares_become_ranges_like_port_match_single_to_range() {
+        let (mut ports, mut inv) = ([0u16, 0xffff], 0u8);
+        single_port(&mut ports, &mut inv, 3, 1023, 2); // <= 1023
+        assert_eq!((ports, inv), ([0, 1023], 0));
+        let mut ports = [0u16, 0xffff];
+        single_port(&mut ports, &mut inv, 5, 1024, 2); // >= 1024
+        assert_eq!(ports, [1024, 0xffff]);
+        single_port(&mut ports, &mut inv, 1, 22, 2); // != 22
+        assert_eq!((ports, inv), ([22, 22], 2));
+    }
+
+    #[test]
+    fn fallback_labels_are_bounded_and_carry_no_detail() {
+        let long = Unsupported {
+            kind: "match",
+            name: "a name with spaces and much too long to be a label".to_owned(),
+            revision: 0,
+            why: "details stay out".to_owned(),
+        };
+        assert_eq!(long.label(), "match a_name_with_spaces_and_much_t");
+    }
+
+    #[test]
+    fn a_table_with_a_foreign_base_chain_is_unsupported() {
+        let table = TableText {
+            name: "filter".to_owned(),
+            chains: vec![ChainHead {
+                name: "INPUT".to_owned(),
+                hook: Some((1, 10, "filter".to_owned())), // priority 10, not 0
+                policy: Some(1),
+                counters: (0, 0),
+            }],
+            rules: vec![String::new()],
+        };
+        let err = table.write(&mut String::new()).unwrap_err();
+        assert_eq!(
+            (err.kind, err.why.as_str()),
+            ("table", "a base chain that is not built in")
+        );
+    }
 }
