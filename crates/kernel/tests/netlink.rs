@@ -118,6 +118,14 @@ fn assert_sources_agree(
     let mut reader = Reader::new();
     let snapshot = reader.collect(&options(netns, family, backend, RuleSource::Netlink));
     let fallbacks = snapshot.text_fallbacks.clone();
+    // Legacy text is decoded from the kernel's bytes: no save tool ran.
+    if backend == Backend::Legacy {
+        assert_eq!(
+            snapshot.text_fallbacks,
+            vec![],
+            "{what}: {family} legacy text forked"
+        );
+    }
     let netlink = the_ruleset(&snapshot);
     let exec = the_ruleset(&reader.collect(&options(netns, family, backend, RuleSource::Exec)));
     let (netlink, exec) = (rows(&netlink), rows(&exec));
@@ -292,6 +300,13 @@ fn churn(backend: Backend) {
     let _ = child.wait();
     let _ = fs::remove_dir_all(&dir);
     eprintln!("{backend}: {scrapes} scrapes, {retries} retries, rule counts seen {variants:?}");
+    if backend == Backend::Legacy {
+        assert_eq!(
+            reader.text_fallbacks(),
+            0,
+            "legacy text read with the save tool"
+        );
+    }
     assert!(scrapes >= 250, "{backend}: only {scrapes} scrapes in 30 s");
     assert!(
         variants.len() >= 3,

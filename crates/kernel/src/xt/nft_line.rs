@@ -18,7 +18,7 @@ use nfscope_ruleset::Family;
 
 use super::ext::{self, Unsupported};
 use crate::netlink::nft::{ChainView, RuleView};
-use crate::netlink::socket::{attrs, be_u32, be_u64, c_str};
+use crate::netlink::socket::{attrs, be_u16, be_u32, be_u64, c_str};
 
 /// One built-in chain of an iptables-nft table (`builtin_table` in iptables' `nft.c`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -642,6 +642,37 @@ fn expression(
                 burst,
             });
             Ok(())
+        }
+        "log" => {
+            // iptables-nft's NFLOG (`nft_parse_log`): only a log to a group is compatible.
+            let (mut group, mut prefix, mut snaplen, mut threshold) = (None, "", None, 0u16);
+            for (kind, payload) in attrs(data) {
+                match kind {
+                    1 => group = be_u16(payload),
+                    2 => prefix = c_str(payload),
+                    3 => snaplen = be_u32(payload),
+                    4 => threshold = be_u16(payload).unwrap_or(0),
+                    _ => {}
+                }
+            }
+            let Some(group) = group else {
+                return Err(native("log", "not a log to a group"));
+            };
+            let mut text = String::from(" -j NFLOG");
+            if !prefix.is_empty() {
+                text.push_str(" --nflog-prefix");
+                ext::save_string(prefix, &mut text);
+            }
+            if group != 0 {
+                let _ = write!(text, " --nflog-group {group}");
+            }
+            if let Some(len) = snaplen {
+                let _ = write!(text, " --nflog-size {len}");
+            }
+            if threshold != 0 {
+                let _ = write!(text, " --nflog-threshold {threshold}");
+            }
+            set_target(rule, text)
         }
         other => Err(native(other, "expression not modelled")),
     }
