@@ -85,6 +85,7 @@ use ipsets::read_ipsets_from;
 pub use netlink::Reader;
 pub use netns::run_in_netns;
 pub use rules::{read_ruleset, save_tool};
+pub use xt::{DecodedTable, Undecoded, decode_legacy_tables};
 
 /// Tunes the process's allocator for a long-running server that builds and drops large
 /// rulesets on many threads: at most two glibc malloc arenas, and freed memory returned to the

@@ -26,7 +26,7 @@ const HOOK_NAMES: [&str; 5] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POST
 pub(crate) const STANDARD_TABLES: [&str; 5] = ["raw", "mangle", "nat", "filter", "security"];
 
 /// Per-family layout of the entry struct.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Layout {
     entry_size: usize,
     target_offset: usize,
@@ -213,6 +213,8 @@ pub(crate) struct XtRule<'a> {
     /// The verdict or jump as `iptables-save` names it (`ACCEPT`, `DROP`, `RETURN`, `QUEUE`, a
     /// user chain), `Some("")` for a rule without a target, `None` for extension targets.
     pub standard_target: Option<&'a str>,
+    /// The whole entry, for decoding its text (`crate::xt`).
+    pub entry: Entry<'a>,
 }
 
 /// One chain of a walked table.
@@ -221,6 +223,8 @@ pub(crate) struct XtChain<'a> {
     pub name: &'a str,
     /// Policy counters of a built-in chain.
     pub policy: Option<Count>,
+    /// Policy verdict of a built-in chain (`ACCEPT`, `DROP`, …), `None` when not a verdict.
+    pub policy_target: Option<&'a str>,
     pub rules: Vec<XtRule<'a>>,
 }
 
@@ -302,6 +306,9 @@ impl XtTable {
             })?;
             if self.is_underflow(off) {
                 chain.policy = Some(entry.count());
+                chain.policy_target = entry
+                    .standard_target(off + entry.bytes.len(), &chain_starts)
+                    .filter(|t| !t.is_empty());
                 open = false;
                 continue;
             }
@@ -317,6 +324,7 @@ impl XtTable {
                 count: entry.count(),
                 comment: entry.comment(),
                 standard_target: entry.standard_target(next, &chain_starts),
+                entry,
             });
         }
         Ok(chains)
@@ -356,14 +364,74 @@ impl XtTable {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Entry<'a> {
+/// One `ipt_entry` / `ip6t_entry` of a table's blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Entry<'a> {
     bytes: &'a [u8],
     layout: Layout,
     target_offset: usize,
 }
 
+/// One `xt_entry_match` or `xt_entry_target`: user name, revision and data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Extension<'a> {
+    pub name: &'a str,
+    pub revision: u8,
+    pub data: &'a [u8],
+}
+
 impl<'a> Entry<'a> {
+    /// The `ipt_ip` / `ip6t_ip6` header (addresses, interfaces, protocol, flags).
+    pub(crate) fn header(&self) -> &'a [u8] {
+        // `nfcache` follows the header, then `target_offset`.
+        &self.bytes[..self.layout.target_offset - 4]
+    }
+
+    /// The matches in order; `Err(offset)` for a malformed one (the walk stops there).
+    pub(crate) fn matches(&self) -> impl Iterator<Item = Result<Extension<'a>, usize>> + 'a {
+        let bytes = self.bytes;
+        let end = self.target_offset;
+        let mut off = self.layout.entry_size;
+        std::iter::from_fn(move || {
+            if off >= end {
+                return None;
+            }
+            let m = &bytes[off..end];
+            let size = m
+                .get(..2)
+                .map(|b| usize::from(u16::from_ne_bytes([b[0], b[1]])));
+            match size {
+                Some(size) if size >= 32 && size <= m.len() => {
+                    off += size;
+                    Some(Ok(Extension {
+                        name: nul_str(&m[2..31]),
+                        revision: m[31],
+                        data: &m[32..size],
+                    }))
+                }
+                _ => {
+                    let at = off;
+                    off = end;
+                    Some(Err(at))
+                }
+            }
+        })
+    }
+
+    /// The target extension (empty name: a standard verdict or jump).
+    pub(crate) fn target_ext(&self) -> Extension<'a> {
+        let t = &self.bytes[self.target_offset..];
+        let size = t
+            .get(..2)
+            .map_or(0, |b| usize::from(u16::from_ne_bytes([b[0], b[1]])))
+            .clamp(32.min(t.len()), t.len());
+        Extension {
+            name: t.get(2..31).map_or("", nul_str),
+            revision: t.get(31).copied().unwrap_or(0),
+            data: t.get(32..size).unwrap_or(&[]),
+        }
+    }
+
     fn count(&self) -> Count {
         let c = self.layout.counters;
         let word = |at: usize| u64::from_ne_bytes(self.bytes[at..at + 8].try_into().expect("8"));

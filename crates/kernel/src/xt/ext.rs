@@ -10,6 +10,98 @@
 
 use nfscope_ruleset::Family;
 
+mod bytes;
+pub(crate) use bytes::{ipv6, prefix_len};
+mod matches;
+mod targets;
+
+/// What one decoder returns: `Err(why)` when the payload is not modelled exactly.
+type Decoded = Result<(), String>;
+/// One decoder: (family, revision, data, out).
+type Decoder = fn(Family, u8, &[u8], &mut String) -> Decoded;
+
+/// The modelled matches, by extension name.
+fn match_decoder(name: &str) -> Option<Decoder> {
+    Some(match name {
+        "comment" => comment,
+        "mark" => matches::mark,
+        "connmark" => matches::connmark,
+        "state" => matches::state,
+        "conntrack" => matches::conntrack,
+        "multiport" => matches::multiport,
+        "tcp" => matches::tcp,
+        "udp" => matches::udp,
+        "icmp" => matches::icmp,
+        "icmp6" => matches::icmp6,
+        "addrtype" => matches::addrtype,
+        "statistic" => matches::statistic,
+        "physdev" => matches::physdev,
+        "mac" => matches::mac,
+        "iprange" => matches::iprange,
+        "owner" => matches::owner,
+        "socket" => matches::socket,
+        "limit" => matches::limit,
+        "recent" => matches::recent,
+        "length" => matches::length,
+        "pkttype" => matches::pkttype,
+        "tcpmss" => matches::tcpmss,
+        "rpfilter" => matches::rpfilter,
+        "ttl" => matches::ttl,
+        _ => return None,
+    })
+}
+
+/// The modelled targets, by extension name.
+fn target_decoder(name: &str) -> Option<Decoder> {
+    Some(match name {
+        "REJECT" => targets::reject,
+        "DNAT" => targets::dnat,
+        "SNAT" => targets::snat,
+        "MASQUERADE" => targets::masquerade,
+        "REDIRECT" => targets::redirect,
+        "NETMAP" => targets::netmap,
+        "MARK" => targets::mark,
+        "CONNMARK" => targets::connmark,
+        "LOG" => targets::log,
+        "NFLOG" => targets::nflog,
+        "CT" => targets::ct,
+        "NOTRACK" => targets::notrack,
+        "TPROXY" => targets::tproxy,
+        "TCPMSS" => targets::tcpmss,
+        "CHECKSUM" => targets::checksum,
+        "DSCP" => targets::dscp,
+        "TOS" => targets::tos,
+        _ => return None,
+    })
+}
+
+/// Runs `decoder`; on failure `out` is left as it was.
+fn run(
+    kind: &'static str,
+    decoder: Option<Decoder>,
+    (family, name, revision, data): (Family, &str, u8, &[u8]),
+    out: &mut String,
+) -> Result<(), Unsupported> {
+    let Some(decode) = decoder else {
+        return Err(unsupported(kind, name, revision, "extension not modelled"));
+    };
+    let len = out.len();
+    decode(family, revision, data, out).map_err(|why| {
+        out.truncate(len);
+        unsupported(kind, name, revision, why)
+    })
+}
+
+/// `comment` (`xt_comment_info`: `char comment[256]`).
+fn comment(_: Family, revision: u8, data: &[u8], out: &mut String) -> Decoded {
+    if revision != 0 {
+        return Err("revision not modelled".into());
+    }
+    out.push_str(" -m comment --comment");
+    save_string(&nul_terminated(data, 256), out);
+    Ok(())
+}
+
 /// A payload this module cannot render exactly; the reader falls back to the save tool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Unsupported {
@@ -55,20 +147,12 @@ pub(crate) fn match_text(
     data: &[u8],
     out: &mut String,
 ) -> Result<(), Unsupported> {
-    let _ = family;
-    match (name, revision) {
-        ("comment", 0) => {
-            out.push_str(" -m comment --comment");
-            save_string(&nul_terminated(data, 256), out);
-            Ok(())
-        }
-        _ => Err(unsupported(
-            "match",
-            name,
-            revision,
-            "extension not modelled",
-        )),
-    }
+    run(
+        "match",
+        match_decoder(name),
+        (family, name, revision, data),
+        out,
+    )
 }
 
 /// Appends ` -j NAME …` for one named target, as `iptables-save` prints it. Standard verdicts
@@ -80,13 +164,12 @@ pub(crate) fn target_text(
     data: &[u8],
     out: &mut String,
 ) -> Result<(), Unsupported> {
-    let _ = (family, data, out);
-    Err(unsupported(
+    run(
         "target",
-        name,
-        revision,
-        "extension not modelled",
-    ))
+        target_decoder(name),
+        (family, name, revision, data),
+        out,
+    )
 }
 
 /// The bytes up to the first NUL (at most `max`), lossily as UTF-8.

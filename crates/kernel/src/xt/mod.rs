@@ -10,3 +10,40 @@
 //! to the save tool and counts it. It does not talk to the kernel nor parse text.
 
 pub(crate) mod ext;
+pub(crate) mod legacy_line;
+
+use std::io;
+
+use nfscope_ruleset::Family;
+
+pub use legacy_line::Undecoded;
+
+/// One legacy table's text as decoded from the kernel's bytes: `Ok` is exactly what
+/// `ip[6]tables-legacy-save -t NAME` prints (without its `#` lines); `Err` says which rules
+/// are not modelled (the reader falls back to the save tool for such a table).
+#[derive(Debug, Clone)]
+pub struct DecodedTable {
+    /// The table's name.
+    pub name: String,
+    /// Its text, or why it could not be decoded.
+    pub text: Result<String, Vec<Undecoded>>,
+}
+
+/// Reads every legacy table of `family` in `netns` (the calling thread's when `None`) over
+/// `getsockopt` and decodes each one's text: what the reader does on a change, exposed for the
+/// equality tests against the save tools and for diagnostics.
+pub fn decode_legacy_tables(netns: Option<&str>, family: Family) -> io::Result<Vec<DecodedTable>> {
+    crate::run_in_netns(netns, || {
+        let sock = crate::netlink::legacy::XtSocket::open(family)?;
+        let mut out = Vec::new();
+        for name in crate::rules::legacy_table_names(family)? {
+            let Some(table) = sock.read_table(&name)? else {
+                continue;
+            };
+            let mut text = String::new();
+            let text = legacy_line::table_text(&table, family, &mut text).map(|()| text);
+            out.push(DecodedTable { name, text });
+        }
+        Ok(out)
+    })?
+}
