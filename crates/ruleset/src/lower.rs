@@ -142,16 +142,24 @@ pub fn lower_matches(rule: &Rule, family: Family) -> Vec<Expr> {
 /// (everything after its counter; empty without a target), in the same canonical form — what the
 /// tracer applies. A target or option the lowering does not know is one [`Expr::Unmodelled`].
 pub fn lower_target(rule: &Rule, family: Family) -> Vec<Expr> {
-    let mut cx = Cx {
-        v6: family == Family::Ipv6,
-        proto: None,
-        exprs: Vec::new(),
-        comments: Vec::new(),
-    };
-    if let Some(t) = &rule.spec.target {
-        cx.target(t);
+    rule.spec
+        .target
+        .as_ref()
+        .map_or_else(Vec::new, |t| t.typed(family))
+}
+
+impl Target {
+    /// The statements this target lowers to in a `family` ruleset ([`lower_target`]).
+    pub fn typed(&self, family: Family) -> Vec<Expr> {
+        let mut cx = Cx {
+            v6: family == Family::Ipv6,
+            proto: None,
+            exprs: Vec::new(),
+            comments: Vec::new(),
+        };
+        cx.target(self);
+        crate::nft::canonical_exprs(cx.exprs)
     }
-    crate::nft::canonical_exprs(cx.exprs)
 }
 
 /// The lowering context after the base matches and match modules of `rule`.
