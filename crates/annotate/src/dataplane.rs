@@ -13,7 +13,7 @@
 //! This module only reads single rules and chains; combining meanings is [`crate::resolve`]'s job.
 
 use nfscope_ruleset::nft::render_value;
-use nfscope_ruleset::typed::{Expr, Nat, NatKind};
+use nfscope_ruleset::typed::{Expr, Match, Nat, NatKind, Op, Rhs};
 use nfscope_ruleset::{Chain, Family, RuleSpec, Table};
 
 use crate::types::Meaning;
@@ -58,10 +58,15 @@ fn hands_to_ipvs(set: &str) -> bool {
 
 /// The meaning of a rule matching one of kube-proxy's IPVS ipsets (the first such match).
 pub fn ipvs_set_rule(spec: &RuleSpec) -> Option<Meaning> {
-    let (set, negated) = spec.matches_named("set").find_map(|m| {
-        let option = m.option("match-set")?;
-        let set = option.values.first()?;
-        ipvs_set_contents(set).map(|_| (set.as_str(), option.negated))
+    spec.matches_named("set").next()?;
+    let matches = spec.typed_matches(Family::Ipv4);
+    let (set, negated) = matches.iter().find_map(|e| match e {
+        Expr::Match(Match {
+            op,
+            rhs: Rhs::SetRef(set),
+            ..
+        }) => ipvs_set_contents(set).map(|_| (set.as_str(), *op == Op::Ne)),
+        _ => None,
     })?;
     let contents = ipvs_set_contents(set)?;
     let target = spec.target_name().unwrap_or("");

@@ -16,7 +16,9 @@
 //!
 //! DROPs of conntrack-INVALID packets are never verdicts: no policy decided them.
 
-use nfscope_ruleset::typed::{BitOp, Expr, Key, MarkTarget, MarkValue};
+use nfscope_ruleset::typed::{
+    BitOp, CtKey, Expr, Key, MarkTarget, MarkValue, Match, Op, Rhs, Value,
+};
 use nfscope_ruleset::{Family, RuleSpec};
 
 use crate::types::PolicyVerdict;
@@ -90,19 +92,28 @@ fn is_policy_drop(spec: &RuleSpec) -> bool {
     matches!(spec.target_name(), Some("DROP" | "REJECT")) && !matches_invalid_state(spec)
 }
 
+/// Does the rule match conntrack-INVALID packets (`-m conntrack --ctstate …INVALID…`, `-m state
+/// --state …`, not negated)? Read from its typed `ct state` match; only rules with such a module
+/// are lowered.
 fn matches_invalid_state(spec: &RuleSpec) -> bool {
-    spec.matches.iter().any(|m| {
-        let state = match m.module.as_str() {
-            "conntrack" => m.option("ctstate"),
-            "state" => m.option("state"),
-            _ => None,
-        };
-        state.is_some_and(|o| {
-            !o.negated
-                && o.values
-                    .iter()
-                    .any(|v| v.split(',').any(|s| s == "INVALID"))
-        })
+    if !spec
+        .matches
+        .iter()
+        .any(|m| matches!(m.module.as_str(), "conntrack" | "state"))
+    {
+        return false;
+    }
+    spec.typed_matches(Family::Ipv4).iter().any(|e| match e {
+        Expr::Match(Match {
+            key:
+                Key::Ct {
+                    dir: None,
+                    key: CtKey::State | CtKey::XtState,
+                },
+            op,
+            rhs: Rhs::Values(values),
+        }) => *op != Op::Ne && values.iter().any(|v| *v == Value::Sym("invalid".into())),
+        _ => false,
     })
 }
 

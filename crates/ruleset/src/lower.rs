@@ -16,7 +16,9 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::model::{Family, Match as IptMatch, OptionArg, Rule, Ruleset, Target, TargetKind};
+use crate::model::{
+    Family, Match as IptMatch, OptionArg, Rule, RuleSpec, Ruleset, Target, TargetKind,
+};
 use crate::typed::{
     BaseChain, BitOp, ChainType, CtDir, CtKey, Dir, Expr, Hook, IfaceDir, Key, L4Proto, MarkTarget,
     MarkValue, Match, MetaKey, Nat, NatAddr, NatKind, NftChain, NftFamily, NftRuleset, NftTable,
@@ -110,7 +112,7 @@ fn base_chain(table: &str, chain: &str, policy: Option<crate::model::Policy>) ->
 /// Lowers one iptables rule of a `family` ruleset to the typed model; `position` is its 1-based
 /// place in its chain. Never fails: what is not modelled is kept as [`Expr::Unmodelled`].
 pub fn lower_rule(rule: &Rule, family: Family, position: usize) -> TypedRule {
-    let mut cx = match_cx(rule, family);
+    let mut cx = match_cx(&rule.spec, family);
     cx.exprs.push(Expr::Counter {
         counters: rule.counters,
         name: None,
@@ -135,7 +137,15 @@ pub fn lower_rule(rule: &Rule, family: Family, position: usize) -> TypedRule {
 /// its counter and target), in the same canonical form, without rendering any text — for an
 /// evaluator (the tracer) that lowers rules as it reaches them.
 pub fn lower_matches(rule: &Rule, family: Family) -> Vec<Expr> {
-    crate::nft::canonical_exprs(match_cx(rule, family).exprs)
+    rule.spec.typed_matches(family)
+}
+
+impl RuleSpec {
+    /// The typed matches of this rule ([`lower_matches`]), for a reader that holds the rule's
+    /// spec only.
+    pub fn typed_matches(&self, family: Family) -> Vec<Expr> {
+        crate::nft::canonical_exprs(match_cx(self, family).exprs)
+    }
 }
 
 /// The target part of [`lower_rule`]: the statements one iptables rule's target lowers to
@@ -162,9 +172,8 @@ impl Target {
     }
 }
 
-/// The lowering context after the base matches and match modules of `rule`.
-fn match_cx(rule: &Rule, family: Family) -> Cx {
-    let spec = &rule.spec;
+/// The lowering context after the base matches and match modules of `spec`.
+fn match_cx(spec: &RuleSpec, family: Family) -> Cx {
     let v6 = family == Family::Ipv6;
     let mut cx = Cx {
         v6,
