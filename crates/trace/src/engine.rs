@@ -4,11 +4,11 @@
 //! tables (raw → mangle → nat(dst) → filter → security → nat(src)) of each backend and the native
 //! nftables base chains (run by `nft_walk`) — with nat chains inside the NAT core until one binds
 //! (legacy before iptables-nft before native at equal priority: an approximation, the kernel uses
-//! registration order), jumps, gotos, RETURN,
-//! fall-through, policies, and where a target's effect lands (NAT only on a new connection, the
-//! NAT core ending at the first binding, TPROXY's no-socket DROP as a second branch). The routing decision between
-//! hooks uses the local addresses and the route table (broadcast and multicast destinations are
-//! delivered locally). Exploration is a worklist of cloned branches, capped. Rules the caller
+//! registration order), jumps, gotos, RETURN, fall-through, policies, and where a target's
+//! effect lands (NAT only on a new connection, the NAT core ending at the first binding, TPROXY's
+//! no-socket DROP as a second branch). The routing decision between hooks uses the local
+//! addresses and the route table (broadcast and multicast destinations are delivered locally).
+//! Exploration is a worklist of cloned branches, capped. Rules the caller
 //! could not read (`TraceInput::unread`) turn a verdict they could change into UNDETERMINED.
 //! It does not decide single matches (`typed_eval`, on each iptables rule lowered to the typed
 //! model the first time a walk evaluates it), apply a rule's target (`xt_target`, from the same
@@ -170,9 +170,8 @@ pub struct Tracer<'a> {
     sets: SetIndex,
     /// Every iptables rule in the typed model (`lower_matches`, `lower_target`), per ruleset,
     /// table, chain and rule as in `input.rulesets`: matches decided by `typed_eval`, targets
-    /// applied by `xt_target`. A rule is lowered
-    /// once, when a walk first evaluates it (a trace evaluates few rules of a large ruleset: see
-    /// [`excluded_by_destination`]).
+    /// applied by `xt_target`. A rule is lowered once, when a walk first evaluates it (a trace
+    /// evaluates few rules of a large ruleset: see [`excluded_by_destination`]).
     lowered: Vec<Vec<Vec<LoweredChain>>>,
     locals: HashSet<IpAddr>,
     backend_order: Vec<usize>,
