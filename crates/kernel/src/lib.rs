@@ -60,7 +60,6 @@ mod netns;
 pub mod node;
 mod rules;
 mod sys;
-#[allow(dead_code)] // the readers start using it on the xtext and xtnft branches; removed there
 mod xt;
 /// The workspace's test helpers, under the path this crate's unit tests use.
 #[cfg(test)]
@@ -331,6 +330,7 @@ fn collect_here(opts: &CollectOptions, reader: Option<&mut Reader>) -> Reading {
                 let (timed, extras) = read_netlink(reader, opts, &rule_sources);
                 snapshot.nftables = extras.nftables;
                 snapshot.retries = extras.retries;
+                snapshot.text_fallbacks = extras.text_fallbacks;
                 native_report = extras.native.map(|result| SourceReport {
                     kind: SourceKind::NativeRules,
                     method: native::METHOD.to_owned(),

@@ -108,8 +108,16 @@ fn load(text: &str, family: Family, backend: Backend) -> Option<TestNetns> {
 /// Reads with both sources and asserts equal rows; returns the number of rules compared.
 fn assert_sources_agree(netns: &TestNetns, family: Family, backend: Backend, what: &str) -> usize {
     let mut reader = Reader::new();
-    let netlink =
-        the_ruleset(&reader.collect(&options(netns, family, backend, RuleSource::Netlink)));
+    let snapshot = reader.collect(&options(netns, family, backend, RuleSource::Netlink));
+    // Legacy text is decoded from the kernel's bytes: no save tool ran.
+    if backend == Backend::Legacy {
+        assert_eq!(
+            snapshot.text_fallbacks,
+            vec![],
+            "{what}: {family} legacy text forked"
+        );
+    }
+    let netlink = the_ruleset(&snapshot);
     let exec = the_ruleset(&reader.collect(&options(netns, family, backend, RuleSource::Exec)));
     let (netlink, exec) = (rows(&netlink), rows(&exec));
     assert_eq!(netlink.len(), exec.len(), "{what}");
@@ -268,6 +276,13 @@ fn churn(backend: Backend) {
     let _ = child.wait();
     let _ = fs::remove_dir_all(&dir);
     eprintln!("{backend}: {scrapes} scrapes, {retries} retries, rule counts seen {variants:?}");
+    if backend == Backend::Legacy {
+        assert_eq!(
+            reader.text_fallbacks(),
+            0,
+            "legacy text read with the save tool"
+        );
+    }
     assert!(scrapes >= 250, "{backend}: only {scrapes} scrapes in 30 s");
     assert!(
         variants.len() >= 3,

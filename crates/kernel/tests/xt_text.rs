@@ -118,11 +118,17 @@ fn decoded_legacy_text_equals_the_save_tools_on_the_corpus() {
         "fully decoded: {full:#?}\nwith fallbacks: {fell_back:#?}\nrejected by the restore tool here: {rejected:#?}"
     );
     assert!(diffs.is_empty(), "decoded text differs: {diffs:#?}");
-    for producer in ["kube", "calico", "docker", "istio", "k3s"] {
+    // Every dump that loads here decodes fully (hashlimit and connlimit included): a decoder
+    // that stops matching the save tools shows as a fallback or a difference above.
+    assert!(
+        fell_back.is_empty() && partial.is_empty(),
+        "tables fell back to the save tool: {fell_back:#?}"
+    );
+    for producer in ["kube", "calico", "moby", "istio", "k3s", "flannel"] {
         assert!(
-            partial.iter().all(|n| !n.contains(producer)),
-            "{producer} dumps must decode fully: {fell_back:#?}"
+            full.iter().filter(|n| n.contains(producer)).count() >= 2,
+            "{producer}: too few dumps decoded: {full:#?}"
         );
     }
-    assert!(full.len() >= 30, "too few fully decoded: {full:#?}");
+    assert!(full.len() >= 55, "too few fully decoded: {full:#?}");
 }

@@ -38,5 +38,5 @@ pub use parse::{Limits, ParseError, ParseOptions, parse_ruleset};
 pub use render::{render_rule_spec, render_ruleset};
 pub use snapshot::{
     ConntrackStats, NftNamedCounter, NftRule, NftSet, NftablesState, Snapshot, SourceKind,
-    SourceReport,
+    SourceReport, TextFallback,
 };

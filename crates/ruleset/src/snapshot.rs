@@ -32,6 +32,24 @@ pub struct Snapshot {
     pub rule_source: String,
     /// Times this collection started over because the ruleset changed while it was being read.
     pub retries: u64,
+    /// Rule text this collection read with a save tool because the kernel decoder could not
+    /// render a rule exactly (`nfscope_rule_text_fallbacks_total`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub text_fallbacks: Vec<TextFallback>,
+}
+
+/// One rule-text read that fell back from the kernel decoder to the save tool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TextFallback {
+    /// The backend whose text was read with its save tool.
+    pub backend: Backend,
+    /// The family whose text was read with its save tool.
+    pub family: Family,
+    /// What could not be rendered, as a bounded label: `match NAME`, `target NAME`,
+    /// `expression NAME` or `table NAME`.
+    pub reason: String,
+    /// The decoder's full explanation (for logs, not a label).
+    pub detail: String,
 }
 
 /// Native nftables state: what `nft list ruleset` shows beyond iptables-nft.

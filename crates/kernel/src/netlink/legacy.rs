@@ -102,23 +102,45 @@ impl XtSocket {
     /// Reads a whole table: header and entries, both from the same table revision when the sizes
     /// agree (otherwise the table was replaced in between and the read says so with `Ok(None)`).
     pub(crate) fn read_table(&self, table: &str) -> io::Result<Option<XtTable>> {
+        Ok(match self.read_table_into(table, Vec::new())? {
+            TableRead::Read(table) => Some(table),
+            TableRead::Missing(_) | TableRead::Replaced(_) => None,
+        })
+    }
+
+    /// [`XtSocket::read_table`] into `buf` (its allocation reused: one table's entries are tens
+    /// of MiB at 70k rules, so a reader holds one at a time and recycles it with
+    /// [`XtTable::into_buffer`]).
+    pub(crate) fn read_table_into(&self, table: &str, mut buf: Vec<u8>) -> io::Result<TableRead> {
         let Some(info_bytes) = self.info_bytes(table)? else {
-            return Ok(None);
+            return Ok(TableRead::Missing(buf));
         };
         let info = TableInfo::decode(&info_bytes);
-        let mut buf = vec![0u8; GET_ENTRIES_HEADER + info.size];
+        buf.clear();
+        buf.resize(GET_ENTRIES_HEADER + info.size, 0);
         put_name(&mut buf, table)?;
         buf[TABLE_NAME_LEN..TABLE_NAME_LEN + 4].copy_from_slice(&(info.size as u32).to_ne_bytes());
         match sys::get_option_in_out(self.fd.as_fd(), self.level(), SO_GET_ENTRIES, &mut buf) {
             Ok(_) => {}
             // EAGAIN: the table changed size between the two calls.
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                return Ok(TableRead::Replaced(buf));
+            }
             Err(e) => return Err(e),
         }
         // The header stays in front: moving 40 MiB of entries down by 40 bytes costs more than
         // an offset.
-        XtTable::from_replies(table, self.family, &info_bytes, buf).map(Some)
+        XtTable::from_replies(table, self.family, &info_bytes, buf).map(TableRead::Read)
     }
+}
+
+/// What [`XtSocket::read_table_into`] found; the buffer comes back when there is no table.
+pub(crate) enum TableRead {
+    Read(XtTable),
+    /// No such table (`ENOENT`).
+    Missing(Vec<u8>),
+    /// The table changed size between its header and entries reads.
+    Replaced(Vec<u8>),
 }
 
 fn put_name(buf: &mut [u8], table: &str) -> io::Result<()> {
@@ -195,6 +217,11 @@ impl XtTable {
             info,
             blob: entries_reply,
         })
+    }
+
+    /// The entries buffer, for the next read.
+    pub(crate) fn into_buffer(self) -> Vec<u8> {
+        self.blob
     }
 
     /// The raw `*_SO_GET_ENTRIES` reply, for test captures.

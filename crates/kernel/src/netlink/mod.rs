@@ -29,14 +29,14 @@ use std::time::Instant;
 use nfscope_ruleset::typed::{NftFamily, NftRuleset};
 use nfscope_ruleset::{
     Backend, Counters, Family, FxHasher, NftNamedCounter, NftRule, NftSet, NftablesState, Ruleset,
-    RulesetCounters,
+    RulesetCounters, TextFallback,
 };
 
 use crate::CollectOptions;
 use crate::error::KernelError;
 use crate::native::{self, RuleTexts};
 use crate::rules::{legacy_holds_nothing, parse_tolerant, run_save};
-use legacy::{STANDARD_TABLES, XtSocket, XtTable};
+use legacy::{STANDARD_TABLES, TableRead, XtSocket, XtTable};
 use nft::Count;
 use socket::NfSocket;
 
@@ -264,6 +264,10 @@ pub struct Reader {
     /// Keep the parsed rules and copy them into every reading ([`Reader::new`]), or hand them
     /// out once ([`Reader::counters_only`]).
     keep_text: bool,
+    /// Times the iptables-nft text could not be built from the dump and the save tool ran.
+    text_fallbacks: u64,
+    /// The most recent of those.
+    last_fallback: Option<TextFallback>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -287,6 +291,8 @@ impl Default for Reader {
 pub(crate) struct Extras {
     pub nftables: NftablesState,
     pub retries: u64,
+    /// Rule-text reads that fell back to a save tool.
+    pub text_fallbacks: Vec<TextFallback>,
     /// How reading the native tables' rules went, when asked for: `Err` says why it failed.
     pub native: Option<Result<(), String>>,
 }
@@ -313,6 +319,8 @@ impl Reader {
             native: None,
             native_reads: 0,
             keep_text: false,
+            text_fallbacks: 0,
+            last_fallback: None,
         }
     }
 
@@ -327,6 +335,17 @@ impl Reader {
         self.nft.clear();
         self.legacy.clear();
         self.native = None;
+    }
+
+    /// Times an iptables-nft text read fell back to `ip[6]tables-nft-save` because the netlink
+    /// decoder met something it cannot render exactly.
+    pub fn text_fallbacks(&self) -> u64 {
+        self.text_fallbacks
+    }
+
+    /// The most recent such fallback, with its reason.
+    pub fn last_text_fallback(&self) -> Option<&TextFallback> {
+        self.last_fallback.as_ref()
     }
 
     /// Times this reader ran `nft -j list ruleset` to read the native tables' rules: once per
@@ -371,7 +390,7 @@ impl Reader {
                         ),
                     }),
                 },
-                Backend::Legacy => self.read_legacy(opts, family, &mut extras.retries),
+                Backend::Legacy => self.read_legacy(opts, family, &mut extras),
                 Backend::Unknown => Err(KernelError::UnknownBackend(backend)),
             };
             let seconds = match backend {
@@ -539,7 +558,7 @@ impl Reader {
         &mut self,
         opts: &CollectOptions,
         family: Family,
-        retries: &mut u64,
+        extras: &mut Extras,
     ) -> RulesRead {
         if legacy_holds_nothing(family) {
             return Ok(TextRead::default());
@@ -552,11 +571,13 @@ impl Reader {
             .map_err(|e| needs(e, "CAP_NET_RAW to open a raw socket"))
             .map_err(io_error)?;
         let mut last_problem = String::new();
+        // One entries buffer for every table and attempt of this read.
+        let mut buf = Vec::new();
         for _ in 0..MAX_ATTEMPTS {
-            match self.try_read_legacy(&sock, opts, family) {
+            match self.try_read_legacy(&sock, opts, family, &mut buf, extras) {
                 Ok(Ok(done)) => return Ok(done),
                 Ok(Err(problem)) => {
-                    *retries += 1;
+                    extras.retries += 1;
                     last_problem = problem;
                 }
                 Err(e) => return Err(e),
@@ -568,56 +589,197 @@ impl Reader {
         })
     }
 
+    /// One attempt, a table at a time (one table's entries held at once): with unchanged
+    /// fingerprints the counters go on the cached text; otherwise the text is decoded from the
+    /// same bytes (`crate::xt`), the save tool reading only a table the decoder cannot render.
+    /// `Ok(Err(why))` means "the tables moved, try again".
     #[allow(clippy::type_complexity)]
     fn try_read_legacy(
         &mut self,
         sock: &XtSocket,
         opts: &CollectOptions,
         family: Family,
+        buf: &mut Vec<u8>,
+        extras: &mut Extras,
     ) -> Result<Result<TextRead, String>, KernelError> {
         let io_error = |source: io::Error| KernelError::Io {
             what: method(family, Backend::Legacy),
             source,
         };
         let names = legacy_table_names(sock, family, opts.probe_legacy_tables).map_err(io_error)?;
-        let Some(tables) = read_tables(sock, &names)
-            .map_err(|e| needs(e, "CAP_NET_ADMIN for the x_tables get-sockopts"))
-            .map_err(io_error)?
-        else {
-            return Ok(Err("a table was replaced while it was read".to_owned()));
-        };
-        if tables.is_empty() {
-            self.legacy.remove(&family);
+        if let Some((prints, text)) = self.legacy.get_mut(&family) {
+            match place_cached(sock, &names, prints, text, buf)
+                .map_err(|e| needs(e, "CAP_NET_ADMIN for the x_tables get-sockopts"))
+                .map_err(io_error)?
+            {
+                Placed::Done => return Ok(Ok(TextRead::handed_out(text, self.keep_text))),
+                Placed::Changed => {}
+                Placed::Moved(why) => {
+                    self.legacy.remove(&family);
+                    return Ok(Err(why));
+                }
+            }
+        }
+        self.legacy.remove(&family); // stale: let it go before the new text is built
+        let started = Instant::now();
+        let mut text = String::new();
+        let mut prints = Vec::with_capacity(names.len());
+        for name in &names {
+            let table = match read_one(sock, name, buf)
+                .map_err(|e| needs(e, "CAP_NET_ADMIN for the x_tables get-sockopts"))
+                .map_err(io_error)?
+            {
+                One::Table(table) => table,
+                One::Gone => continue,
+                One::Replaced => return Ok(Err("a table was replaced while it was read".into())),
+            };
+            prints.push(table.fingerprint());
+            let decoded = crate::xt::legacy_line::table_text(&table, family, false, &mut text);
+            *buf = table.into_buffer();
+            let Err(undecoded) = decoded else {
+                continue;
+            };
+            // The save tool reads this table; the fingerprints checked when the counters are
+            // placed below say its text is of the same rules.
+            let first = &undecoded[0];
+            let fallback = TextFallback {
+                backend: Backend::Legacy,
+                family,
+                reason: first.reason.clone(),
+                detail: first.to_string(),
+            };
+            self.text_fallbacks += 1;
+            self.last_fallback = Some(fallback.clone());
+            extras.text_fallbacks.push(fallback);
+            let (_, output) = run_save(
+                family,
+                Backend::Legacy,
+                &["-t", name],
+                opts.text_timeout.max(opts.timeout),
+                opts.tool_dir.as_deref(),
+            )?;
+            text.push_str(&output.stdout);
+        }
+        if prints.is_empty() {
             return Ok(Ok(TextRead::default()));
         }
-        let prints: Vec<u64> = tables.iter().map(XtTable::fingerprint).collect();
-        let cached = self.legacy.get(&family);
-        let tables = if cached.is_some_and(|(p, _)| *p == prints) {
-            tables
-        } else {
-            drop(tables); // read again below; no need to hold both copies meanwhile
-            self.legacy.remove(&family); // stale: let it go before the new text is parsed
-            let args: Vec<Vec<&str>> = names.iter().map(|n| vec!["-t", n.as_str()]).collect();
-            let text = read_text_multi(opts, family, Backend::Legacy, &args)?;
-            let Some(again) = read_tables(sock, &names).map_err(io_error)? else {
-                return Ok(Err("a table was replaced while it was read".to_owned()));
-            };
-            if again.iter().map(XtTable::fingerprint).collect::<Vec<_>>() != prints {
-                return Ok(Err("a table changed while its text was read".to_owned()));
+        let parsed = parse_legacy_text(text, family)?;
+        // libiptc commits in two calls: it replaces the table (new counters all zero), then
+        // puts the counters back. A read just after a change can fall between the two, so the
+        // counters come from a read at least `COMMIT_GAP` after the one that saw the change
+        // (forking the save tool used to give that gap by accident).
+        std::thread::sleep(COMMIT_GAP.saturating_sub(started.elapsed()));
+        let (prints, text) = self.legacy.entry(family).or_insert((prints, parsed));
+        match place_cached(sock, &names, prints, text, buf).map_err(io_error)? {
+            Placed::Done => Ok(Ok(TextRead::handed_out(text, self.keep_text))),
+            Placed::Changed => {
+                self.legacy.remove(&family);
+                Ok(Err("a table changed while its text was read".into()))
             }
-            self.legacy.insert(family, (prints, text));
-            again
-        };
-        let (_, text) = self.legacy.get_mut(&family).expect("inserted above");
-        let placed = place_legacy(text, &tables);
-        // The kernel's entries (tens of MiB at 70k rules) go before the ruleset is copied out.
-        drop(tables);
-        if let Err(why) = placed {
-            self.legacy.remove(&family);
-            return Ok(Err(why));
+            Placed::Moved(why) => {
+                self.legacy.remove(&family);
+                Ok(Err(why))
+            }
         }
-        Ok(Ok(TextRead::handed_out(text, self.keep_text)))
     }
+}
+
+/// The least time between the read that saw a legacy table change and the read whose
+/// counters are placed (see `Reader::try_read_legacy`).
+const COMMIT_GAP: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// How placing counters on a cached legacy text went.
+enum Placed {
+    /// Every table's counters placed.
+    Done,
+    /// A fingerprint differs: the text must be read again.
+    Changed,
+    /// The tables moved underneath (retry).
+    Moved(String),
+}
+
+/// Reads the tables one at a time and, while their fingerprints are those of the cached
+/// text, places their counters on it.
+fn place_cached(
+    sock: &XtSocket,
+    names: &[String],
+    prints: &[u64],
+    text: &mut CachedText,
+    buf: &mut Vec<u8>,
+) -> io::Result<Placed> {
+    let mut read = 0;
+    let mut placed_chains = 0;
+    for name in names {
+        let table = match read_one(sock, name, buf)? {
+            One::Table(table) => table,
+            One::Gone => continue,
+            One::Replaced => {
+                return Ok(Placed::Moved(
+                    "a table was replaced while it was read".into(),
+                ));
+            }
+        };
+        if prints.get(read) != Some(&table.fingerprint()) {
+            *buf = table.into_buffer();
+            return Ok(Placed::Changed);
+        }
+        read += 1;
+        let placed = place_legacy(text, &table);
+        *buf = table.into_buffer();
+        match placed {
+            Ok(chains) => placed_chains += chains,
+            Err(why) => return Ok(Placed::Moved(why)),
+        }
+    }
+    if read != prints.len() {
+        return Ok(Placed::Changed);
+    }
+    let text_chains: usize = text.index.values().map(HashMap::len).sum();
+    if placed_chains != text_chains {
+        return Ok(Placed::Moved(format!(
+            "{placed_chains} chains in the kernel, {text_chains} in the text"
+        )));
+    }
+    Ok(Placed::Done)
+}
+
+/// One table read into the shared buffer.
+enum One {
+    Table(XtTable),
+    /// Vanished since the names were listed.
+    Gone,
+    /// Changed between its header and entries reads.
+    Replaced,
+}
+
+fn read_one(sock: &XtSocket, name: &str, buf: &mut Vec<u8>) -> io::Result<One> {
+    Ok(match sock.read_table_into(name, std::mem::take(buf))? {
+        TableRead::Read(table) => One::Table(table),
+        TableRead::Missing(b) => {
+            *buf = b;
+            One::Gone
+        }
+        TableRead::Replaced(b) => {
+            *buf = b;
+            if sock.info(name)?.is_none() {
+                One::Gone
+            } else {
+                One::Replaced
+            }
+        }
+    })
+}
+
+/// Parses legacy rule text (decoded, or the save tool's for a table it had to read) like the
+/// save tool's output.
+fn parse_legacy_text(text: String, family: Family) -> Result<CachedText, KernelError> {
+    let tool = crate::rules::save_tool(family, Backend::Legacy).unwrap_or("iptables-legacy-save");
+    let output = crate::exec::ToolOutput {
+        stdout: text,
+        stderr: String::new(),
+    };
+    let (ruleset, problem) = parse_tolerant(tool, &output, family, Backend::Legacy)?;
+    Ok(CachedText::new(ruleset, problem))
 }
 
 fn read_text(
@@ -636,37 +798,6 @@ fn read_text(
     )
     .map_err(to_io)?;
     let (ruleset, problem) = parse_tolerant(tool, &output, family, backend).map_err(to_io)?;
-    Ok(CachedText::new(ruleset, problem))
-}
-
-/// Runs the save tool once per argument list and parses the concatenated output.
-fn read_text_multi(
-    opts: &CollectOptions,
-    family: Family,
-    backend: Backend,
-    runs: &[Vec<&str>],
-) -> Result<CachedText, KernelError> {
-    let mut joined: Option<(&'static str, crate::exec::ToolOutput)> = None;
-    for args in runs {
-        let (tool, output) = run_save(
-            family,
-            backend,
-            args,
-            opts.text_timeout.max(opts.timeout),
-            opts.tool_dir.as_deref(),
-        )?;
-        match &mut joined {
-            Some((_, all)) => {
-                all.stdout.push_str(&output.stdout);
-                all.stderr.push_str(&output.stderr);
-            }
-            None => joined = Some((tool, output)),
-        }
-    }
-    let Some((tool, output)) = joined else {
-        return Ok(CachedText::new(None, None));
-    };
-    let (ruleset, problem) = parse_tolerant(tool, &output, family, backend)?;
     Ok(CachedText::new(ruleset, problem))
 }
 
@@ -704,25 +835,11 @@ fn probe_table_names(sock: &XtSocket) -> io::Result<Vec<String>> {
     Ok(names)
 }
 
-/// Reads every named table; `None` when one changed between its header and entries reads.
-/// A table that vanished since the names were listed is left out.
-fn read_tables(sock: &XtSocket, names: &[String]) -> io::Result<Option<Vec<XtTable>>> {
-    let mut tables = Vec::with_capacity(names.len());
-    for name in names {
-        match sock.read_table(name) {
-            Ok(Some(table)) => tables.push(table),
-            Ok(None) if sock.info(name)?.is_none() => {}
-            Ok(None) => return Ok(None),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(Some(tables))
-}
-
-/// Puts each legacy table's counters on the parsed rules, checking comments and verdicts.
-fn place_legacy(text: &mut CachedText, tables: &[XtTable]) -> Result<(), String> {
+/// Puts one legacy table's counters on the parsed rules, checking comments and verdicts;
+/// returns the number of chains placed.
+fn place_legacy(text: &mut CachedText, table: &XtTable) -> Result<usize, String> {
     let mut placed_chains = 0usize;
-    for table in tables {
+    {
         let chains = table.chains().map_err(|e| e.to_string())?;
         for chain in chains {
             let (t, c) = text
@@ -765,13 +882,7 @@ fn place_legacy(text: &mut CachedText, tables: &[XtTable]) -> Result<(), String>
             placed_chains += 1;
         }
     }
-    let text_chains: usize = text.index.values().map(HashMap::len).sum();
-    if placed_chains != text_chains {
-        return Err(format!(
-            "{placed_chains} chains in the kernel, {text_chains} in the text"
-        ));
-    }
-    Ok(())
+    Ok(placed_chains)
 }
 
 fn to_counters(count: Count) -> Counters {

@@ -23,6 +23,8 @@ const MAX_REASONS: usize = 8;
 pub struct Undecoded {
     /// `TABLE/CHAIN rule N` (1-based) or `TABLE` for the table as a whole.
     pub place: String,
+    /// A bounded label for metrics: `match NAME`, `target NAME`, `header` or `table`.
+    pub reason: String,
     /// What was not modelled.
     pub why: String,
 }
@@ -33,17 +35,20 @@ impl std::fmt::Display for Undecoded {
     }
 }
 
-/// Appends the table's save text to `out`. On `Err` (at most [`MAX_REASONS`] reasons, the
+/// Appends the table's save text to `out` (as `-c` prints it, with rule counters, when
+/// `counters`). On `Err` (at most [`MAX_REASONS`] reasons, the
 /// first one first) `out` is left as it was: the table must be read by the save tool.
 pub(crate) fn table_text(
     table: &XtTable,
     family: Family,
+    counters: bool,
     out: &mut String,
 ) -> Result<(), Vec<Undecoded>> {
     let start = out.len();
     let whole = |why: String| {
         vec![Undecoded {
             place: table.name.clone(),
+            reason: "table".to_owned(),
             why,
         }]
     };
@@ -72,11 +77,12 @@ pub(crate) fn table_text(
     for chain in &chains {
         for (i, rule) in chain.rules.iter().enumerate() {
             let line = out.len();
-            if let Err(why) = rule_line(family, chain.name, rule, out) {
+            if let Err((reason, why)) = rule_line(family, chain.name, rule, counters, out) {
                 out.truncate(line);
                 if reasons.len() < MAX_REASONS {
                     reasons.push(Undecoded {
                         place: format!("{}/{} rule {}", table.name, chain.name, i + 1),
+                        reason,
                         why,
                     });
                 }
@@ -103,18 +109,25 @@ fn order_chains(chains: &mut [XtChain<'_>]) {
     });
 }
 
-/// One rule's `-A CHAIN …` line with its newline.
+/// One rule's `-A CHAIN …` line (`[p:b] ` in front with `counters`) and its newline; `Err`
+/// is (bounded label, explanation).
 fn rule_line(
     family: Family,
     chain: &str,
     rule: &XtRule<'_>,
+    counters: bool,
     out: &mut String,
-) -> Result<(), String> {
+) -> Result<(), (String, String)> {
+    let header_err = |why: String| ("header".to_owned(), why);
+    let ext_err = |e: Unsupported| (format!("{} {}", e.kind, e.name), e.to_string());
+    if counters {
+        let _ = write!(out, "[{}:{}] ", rule.count.packets, rule.count.bytes);
+    }
     let _ = write!(out, "-A {chain}");
-    let goto = header(family, &rule.entry, out)?;
+    let goto = header(family, &rule.entry, out).map_err(header_err)?;
     for m in rule.entry.matches() {
-        let m = m.map_err(|at| format!("malformed match at offset {at}"))?;
-        ext::match_text(family, m.name, m.revision, m.data, out).map_err(|e| e.to_string())?;
+        let m = m.map_err(|at| header_err(format!("malformed match at offset {at}")))?;
+        ext::match_text(family, m.name, m.revision, m.data, out).map_err(ext_err)?;
     }
     let target = rule.entry.target_ext();
     if target.name.is_empty() {
@@ -123,11 +136,16 @@ fn rule_line(
             Some(name) => {
                 let _ = write!(out, " -{} {name}", if goto { 'g' } else { 'j' });
             }
-            None => return Err("verdict neither standard nor a chain start".into()),
+            None => {
+                return Err((
+                    "target standard".to_owned(),
+                    "verdict neither standard nor a chain start".to_owned(),
+                ));
+            }
         }
     } else {
         ext::target_text(family, target.name, target.revision, target.data, out)
-            .map_err(|e: Unsupported| e.to_string())?;
+            .map_err(ext_err)?;
     }
     out.push('\n');
     Ok(())

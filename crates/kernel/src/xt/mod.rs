@@ -41,7 +41,7 @@ pub fn decode_legacy_tables(netns: Option<&str>, family: Family) -> io::Result<V
                 continue;
             };
             let mut text = String::new();
-            let text = legacy_line::table_text(&table, family, &mut text).map(|()| text);
+            let text = legacy_line::table_text(&table, family, false, &mut text).map(|()| text);
             out.push(DecodedTable { name, text });
         }
         Ok(out)

@@ -38,6 +38,10 @@ impl<'a> Payload<'a> {
         u32::from_ne_bytes(self.data[at..at + 4].try_into().expect("4 bytes"))
     }
 
+    pub(crate) fn u64(&self, at: usize) -> u64 {
+        u64::from_ne_bytes(self.data[at..at + 8].try_into().expect("8 bytes"))
+    }
+
     pub(crate) fn i32(&self, at: usize) -> i32 {
         i32::from_ne_bytes(self.data[at..at + 4].try_into().expect("4 bytes"))
     }

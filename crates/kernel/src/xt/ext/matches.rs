@@ -188,8 +188,12 @@ pub(super) fn conntrack(family: Family, rev: u8, data: &[u8], out: &mut String) 
             continue;
         }
         bang(invert & bit != 0, out);
-        let low = p.be16(138 + 2 * i);
-        let high = if rev == 3 { p.u16(154 + 2 * i) } else { low };
+        // Revision 3 keeps its ports (and their range ends) in host order.
+        let (low, high) = if rev == 3 {
+            (p.u16(138 + 2 * i), p.u16(154 + 2 * i))
+        } else {
+            (p.be16(138 + 2 * i), 0)
+        };
         if high == 0 || high == low {
             let _ = write!(out, " --{opt} {low}");
         } else {
@@ -785,5 +789,148 @@ pub(super) fn ttl(family: Family, rev: u8, data: &[u8], out: &mut String) -> Dec
         m => return Err(format!("mode {m} not modelled")),
     });
     let _ = write!(out, " {}", p.u8(1));
+    Ok(())
+}
+
+/// `hashlimit` revisions 2 (`xt_hashlimit_mtinfo2`) and 3 (`xt_hashlimit_mtinfo3`), packet
+/// rates only: `char name[255]`, then the config at offset 256.
+pub(super) fn hashlimit(family: Family, rev: u8, data: &[u8], out: &mut String) -> Decoded {
+    const SIP: u32 = 4;
+    const SPT: u32 = 8;
+    const DIP: u32 = 1;
+    const DPT: u32 = 2;
+    const INVERT: u32 = 0x10;
+    const BYTES: u32 = 0x20;
+    const RATE_MATCH: u32 = 0x40;
+    let p = match rev {
+        2 => payload(data, 304)?,
+        3 => payload(data, 312)?,
+        _ => return Err("revision not modelled".into()),
+    };
+    let c = 256;
+    let (avg, burst) = (p.u64(c), p.u64(c + 8));
+    let (mode, size, max, gc_interval, expire) = (
+        p.u32(c + 16),
+        p.u32(c + 20),
+        p.u32(c + 24),
+        p.u32(c + 28),
+        p.u32(c + 32),
+    );
+    let (interval, masks) = if rev == 3 {
+        (p.u32(c + 36), c + 40)
+    } else {
+        (1, c + 36)
+    };
+    let (srcmask, dstmask) = (p.u8(masks), p.u8(masks + 1));
+    let known = SIP | SPT | DIP | DPT | INVERT | if rev == 3 { RATE_MATCH } else { 0 };
+    if mode & BYTES != 0 || mode & !known != 0 {
+        return Err(format!("mode {mode:#x} not modelled"));
+    }
+    let period = avg;
+    if period == 0 {
+        return Err("infinite rate not modelled".into());
+    }
+    let name = p.str(0, 255).ok_or("name not UTF-8")?;
+    out.push_str(" -m hashlimit");
+    out.push_str(if mode & INVERT != 0 {
+        " --hashlimit-above"
+    } else {
+        " --hashlimit-upto"
+    });
+    let rates: [(&str, u64); 4] = [
+        ("day", 1_000_000 * 24 * 60 * 60),
+        ("hour", 1_000_000 * 60 * 60),
+        ("min", 1_000_000 * 60),
+        ("sec", 1_000_000),
+    ];
+    let mut i = 1;
+    while i < rates.len() {
+        let mult = rates[i].1;
+        if period > mult || mult / period < mult % period {
+            break;
+        }
+        i += 1;
+    }
+    let _ = write!(
+        out,
+        " {}/{} --hashlimit-burst {burst}",
+        rates[i - 1].1 / period,
+        rates[i - 1].0
+    );
+    // The default expiry: the rate's unit, in milliseconds.
+    let quantum = rates[i - 1].1 / 1_000_000 * 1000;
+    if mode & (SIP | SPT | DIP | DPT) != 0 {
+        out.push_str(" --hashlimit-mode ");
+        let mut sep = "";
+        for (bit, name) in [
+            (SIP, "srcip"),
+            (SPT, "srcport"),
+            (DIP, "dstip"),
+            (DPT, "dstport"),
+        ] {
+            if mode & bit != 0 {
+                out.push_str(sep);
+                out.push_str(name);
+                sep = ",";
+            }
+        }
+    }
+    let _ = write!(out, " --hashlimit-name {name}");
+    if size != 0 {
+        let _ = write!(out, " --hashlimit-htable-size {size}");
+    }
+    if max != 0 {
+        let _ = write!(out, " --hashlimit-htable-max {max}");
+    }
+    if gc_interval != 1000 {
+        let _ = write!(out, " --hashlimit-htable-gcinterval {gc_interval}");
+    }
+    if u64::from(expire) != quantum {
+        let _ = write!(out, " --hashlimit-htable-expire {expire}");
+    }
+    let dmask = match family {
+        Family::Ipv4 => 32,
+        Family::Ipv6 => 128,
+    };
+    if srcmask != dmask {
+        let _ = write!(out, " --hashlimit-srcmask {srcmask}");
+    }
+    if dstmask != dmask {
+        let _ = write!(out, " --hashlimit-dstmask {dstmask}");
+    }
+    if mode & RATE_MATCH != 0 {
+        out.push_str(" --hashlimit-rate-match");
+        if interval != 1 {
+            let _ = write!(out, " --hashlimit-rate-interval {interval}");
+        }
+    }
+    Ok(())
+}
+
+/// `connlimit` revision 1 (`xt_connlimit_info`).
+pub(super) fn connlimit(family: Family, rev: u8, data: &[u8], out: &mut String) -> Decoded {
+    if rev != 1 {
+        return Err("revision not modelled".into());
+    }
+    let p = payload(data, 32)?;
+    let (limit, flags) = (p.u32(16), p.u32(20));
+    if flags & !3 != 0 {
+        return Err(format!("flags {flags:#x} not modelled"));
+    }
+    let mask = match family {
+        Family::Ipv4 => super::bytes::prefix_len(p.bytes(0, 4)),
+        Family::Ipv6 => super::bytes::prefix_len(p.bytes(0, 16)),
+    }
+    .ok_or("mask not a prefix")?;
+    let above = if flags & 1 != 0 { "upto" } else { "above" };
+    let _ = write!(
+        out,
+        " -m connlimit --connlimit-{above} {limit} --connlimit-mask {mask}"
+    );
+    out.push_str(if flags & 2 != 0 {
+        " --connlimit-daddr"
+    } else {
+        " --connlimit-saddr"
+    });
     Ok(())
 }
