@@ -132,3 +132,68 @@ fn decoded_legacy_text_equals_the_save_tools_on_the_corpus() {
     }
     assert!(full.len() >= 55, "too few fully decoded: {full:#?}");
 }
+
+/// The rules of a snapshot's one ruleset as (table, chain, rendered spec, counters).
+fn rules_of(snapshot: &nfscope_ruleset::Snapshot) -> Vec<(String, String, String, Option<u64>)> {
+    for report in &snapshot.sources {
+        assert_eq!(report.error, None, "{}", report.method);
+    }
+    assert_eq!(snapshot.rulesets.len(), 1, "{:?}", snapshot.sources);
+    let mut rows = Vec::new();
+    for table in &snapshot.rulesets[0].tables {
+        for chain in &table.chains {
+            for rule in &chain.rules {
+                rows.push((
+                    table.name.clone(),
+                    chain.name.clone(),
+                    nfscope_ruleset::render_rule_spec(&rule.spec),
+                    rule.counters.map(|c| c.packets),
+                ));
+            }
+        }
+    }
+    rows
+}
+
+#[test]
+fn a_table_the_decoder_cannot_render_falls_back_to_the_save_tool_and_is_counted() {
+    let test = "xt_text_fallback";
+    if !root_or_skip(test) || !legacy_or_skip(test) {
+        return;
+    }
+    // `quota` is not modelled: the filter table is read with the save tool, nat is decoded.
+    let text = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n[3:300] -A POSTROUTING -o eth9 -j MASQUERADE\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n[5:500] -A INPUT -m quota --quota 1000 -j ACCEPT\n[7:700] -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n";
+    let netns = TestNetns::new("xtfallback").unwrap();
+    let path = std::env::temp_dir().join(format!("{}.rules", netns.name()));
+    std::fs::write(&path, text).unwrap();
+    netns.sh_ok(&format!("iptables-legacy-restore -c < {}", path.display()));
+    let _ = std::fs::remove_file(&path);
+    let opts = |source| nfscope_kernel::CollectOptions {
+        netns: Some(netns.name().to_owned()),
+        families: vec![Family::Ipv4],
+        backends: vec![nfscope_ruleset::Backend::Legacy],
+        ipsets: false,
+        conntrack: false,
+        source,
+        timeout: std::time::Duration::from_secs(60),
+        ..nfscope_kernel::CollectOptions::default()
+    };
+    let mut reader = nfscope_kernel::Reader::new();
+    let first = reader.collect(&opts(nfscope_kernel::RuleSource::Netlink));
+    assert_eq!(first.text_fallbacks.len(), 1, "{:?}", first.text_fallbacks);
+    let fallback = &first.text_fallbacks[0];
+    assert_eq!(fallback.reason, "match quota");
+    assert!(
+        fallback.detail.starts_with("filter/INPUT rule 1"),
+        "{fallback:?}"
+    );
+    assert_eq!(reader.text_fallbacks(), 1);
+    let exec = reader.collect(&opts(nfscope_kernel::RuleSource::Exec));
+    assert_eq!(rules_of(&first), rules_of(&exec));
+    assert_eq!(rules_of(&first).len(), 3);
+    // Unchanged rules: the cached text serves, nothing is read again.
+    let again = reader.collect(&opts(nfscope_kernel::RuleSource::Netlink));
+    assert!(again.text_fallbacks.is_empty());
+    assert_eq!(reader.text_fallbacks(), 1);
+    assert_eq!(rules_of(&again), rules_of(&exec));
+}

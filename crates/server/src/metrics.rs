@@ -32,13 +32,41 @@ pub struct Counters {
     pub rule_series_dropped: AtomicU64,
     /// Collections that started over because the ruleset changed while it was read.
     pub retries: AtomicU64,
+    /// Rule-text reads that fell back to a save tool, per (backend, family, reason); at most
+    /// [`MAX_FALLBACK_LABELS`] label sets, the rest counted under reason `other`.
+    pub text_fallbacks: Mutex<Vec<(FallbackLabels, u64)>>,
 }
+
+/// (backend, family, reason) of `nfscope_rule_text_fallbacks_total`.
+pub type FallbackLabels = (String, String, String);
+
+/// The most (backend, family, reason) label sets `nfscope_rule_text_fallbacks_total` keeps.
+pub const MAX_FALLBACK_LABELS: usize = 64;
 
 impl Counters {
     /// Counts one collection that read `snapshot` and logs its failed sources.
     pub(crate) fn record(&self, snapshot: &Snapshot) {
         self.collections.fetch_add(1, Ordering::Relaxed);
         self.retries.fetch_add(snapshot.retries, Ordering::Relaxed);
+        if !snapshot.text_fallbacks.is_empty() {
+            let mut counts = self
+                .text_fallbacks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for fallback in &snapshot.text_fallbacks {
+                tracing::warn!(backend = %fallback.backend, family = %fallback.family,
+                    detail = %fallback.detail, "rule text read with the save tool");
+                let (backend, family) = (fallback.backend.to_string(), fallback.family.to_string());
+                let mut key = (backend, family, fallback.reason.clone());
+                if counts.len() >= MAX_FALLBACK_LABELS && !counts.iter().any(|(k, _)| *k == key) {
+                    key.2 = "other".to_owned();
+                }
+                match counts.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, count)) => *count += 1,
+                    None => counts.push((key, 1)),
+                }
+            }
+        }
         let mut by_source = self
             .errors_by_source
             .lock()
@@ -165,6 +193,11 @@ impl MetricsEncoder {
             stats,
             rule_source: &scrape.snapshot.rule_source,
             retries: counters.retries.load(Ordering::Relaxed),
+            text_fallbacks: counters
+                .text_fallbacks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
         };
         own.encode(&facts, &mut tail);
         NftablesFamilies::new(&scrape.snapshot.nftables, &self.export).encode(&facts, &mut tail);
@@ -186,6 +219,7 @@ struct ServerFamilies<'a> {
     stats: &'a SelfStats,
     rule_source: &'a str,
     retries: u64,
+    text_fallbacks: Vec<(FallbackLabels, u64)>,
 }
 
 impl MetricFamilies for ServerFamilies<'_> {
@@ -226,5 +260,18 @@ impl MetricFamilies for ServerFamilies<'_> {
             "Collections that started over because the ruleset changed while it was read.",
         );
         out.sample(name, &[], self.retries);
+        let name = "nfscope_rule_text_fallbacks_total";
+        out.family(
+            name,
+            Kind::Counter,
+            "Rule-text reads that ran the save tool because the kernel decoder could not render a rule exactly.",
+        );
+        for ((backend, family, reason), count) in &self.text_fallbacks {
+            out.sample(
+                name,
+                &[("backend", backend), ("family", family), ("reason", reason)],
+                *count,
+            );
+        }
     }
 }

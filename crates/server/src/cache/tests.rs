@@ -286,6 +286,7 @@ fn the_body_is_the_exporters_then_the_servers_then_the_sources_handed_in() {
             "nfscope_collection_duration_seconds gauge",
             "nfscope_scrape_source gauge",
             "nfscope_collection_retries_total counter",
+            "nfscope_rule_text_fallbacks_total counter",
             "nfscope_lint_findings gauge",
             "test_endpoint gauge",
         ]
@@ -354,4 +355,51 @@ fn native_tables_are_linted_in_the_background_once_per_change() {
     cache.wait_for_lint();
     assert_eq!(duplicates(&changed), Some(0));
     assert_eq!(cache.lint_runs(), runs + 1);
+}
+
+#[test]
+fn text_fallbacks_are_counted_per_backend_family_and_reason() {
+    let mut cache = Preparer::new();
+    let scrape = cache.prepare(parsed(KUBE));
+    let counters = Arc::new(Counters::default());
+    let fallback = |reason: &str| nfscope_ruleset::TextFallback {
+        backend: nfscope_ruleset::Backend::Legacy,
+        family: nfscope_ruleset::Family::Ipv4,
+        reason: reason.to_owned(),
+        detail: format!("filter/INPUT rule 1: {reason} revision 0: extension not modelled"),
+    };
+    let snapshot = Snapshot {
+        text_fallbacks: vec![fallback("match quota"), fallback("target SET")],
+        ..Snapshot::default()
+    };
+    counters.record(&snapshot);
+    counters.record(&Snapshot {
+        text_fallbacks: vec![fallback("match quota")],
+        ..Snapshot::default()
+    });
+    let encoder = MetricsEncoder::new(ExportOptions::default(), Arc::clone(&counters), vec![]);
+    let body = body(&scrape, &encoder);
+    let samples: Vec<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("nfscope_rule_text_fallbacks_total{"))
+        .collect();
+    assert_eq!(
+        samples,
+        [
+            r#"nfscope_rule_text_fallbacks_total{backend="legacy",family="ipv4",reason="match quota"} 2"#,
+            r#"nfscope_rule_text_fallbacks_total{backend="legacy",family="ipv4",reason="target SET"} 1"#,
+        ]
+    );
+    // The label sets are bounded: past the limit new reasons count as `other`.
+    let many: Vec<_> = (0..crate::metrics::MAX_FALLBACK_LABELS + 3)
+        .map(|i| fallback(&format!("match m{i}")))
+        .collect();
+    counters.record(&Snapshot {
+        text_fallbacks: many,
+        ..Snapshot::default()
+    });
+    let labels = counters.text_fallbacks.lock().unwrap();
+    assert!(labels.len() <= crate::metrics::MAX_FALLBACK_LABELS + 1);
+    let other = labels.iter().find(|(k, _)| k.2 == "other").map(|(_, n)| *n);
+    assert_eq!(other, Some(5));
 }
