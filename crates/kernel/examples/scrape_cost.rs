@@ -1,6 +1,7 @@
 //! Scrape cost of the two rule sources in a namespace: `scrape_cost NETNS SOURCE N [TIMEOUT_SECS]`.
 //! Prints median and p99 wall time, CPU seconds per scrape (this process plus its children,
-//! from /proc/self/stat and /proc/self/stat's cumulative child times) and peak RSS.
+//! from /proc/self/stat and /proc/self/stat's cumulative child times) and peak RSS; then the
+//! first collection (the text read) alone: wall, CPU, peak RSS and save-tool fallbacks.
 
 use std::time::Instant;
 
@@ -46,7 +47,12 @@ fn main() {
     // Like the server: the reader hands out the parsed rules once and keeps only counters.
     let mut reader = Reader::counters_only();
     nfscope_kernel::tune_allocator();
+    let (cpu_first, started_first) = (cpu_seconds(), Instant::now());
     let first = reader.read(&options); // fills the text cache
+    let first_ms = started_first.elapsed().as_secs_f64() * 1e3;
+    let first_cpu_ms = (cpu_seconds() - cpu_first) * 1e3;
+    let first_peak_mib = peak_rss_kib() as f64 / 1024.0;
+    let forks: usize = first.snapshot.text_fallbacks.len();
     let rules: usize = first.rulesets.iter().map(|r| r.counters.rule_count()).sum();
     drop(first);
     let cpu_before = cpu_seconds();
@@ -69,7 +75,7 @@ fn main() {
         .saturating_sub(1)
         .min(n - 1)];
     println!(
-        "source={} rules={rules} median_ms={:.1} p99_ms={:.1} cpu_ms_per_scrape={:.1} peak_rss_mib={:.1}",
+        "source={} rules={rules} median_ms={:.1} p99_ms={:.1} cpu_ms_per_scrape={:.1} peak_rss_mib={:.1} first_ms={first_ms:.1} first_cpu_ms={first_cpu_ms:.1} first_peak_rss_mib={first_peak_mib:.1} first_text_fallbacks={forks}",
         source.as_str(),
         walls[n / 2] * 1e3,
         p99 * 1e3,

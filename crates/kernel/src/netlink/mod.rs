@@ -4,7 +4,10 @@
 //! counters over nf_tables netlink (nft backend, native nftables) and `getsockopt` (legacy
 //! backend) — no fork. Rule *text* (`ip[6]tables-*-save`, parsed by `nfscope-ruleset`) is re-read
 //! only when the ruleset changed: for nf_tables when the generation id (`NFT_MSG_GETGEN`) moved,
-//! for legacy when a table's fingerprint (its entries without counters) did. Counters are attributed
+//! for legacy when a table's fingerprint (its entries without counters) did. Legacy text is
+//! decoded from the table just read (`crate::xt`), one table held at a time; only a table the
+//! decoder cannot render exactly runs the save tool, and that is counted
+//! ([`nfscope_ruleset::Snapshot::text_fallbacks`]). Counters are attributed
 //! to parsed rules by (family, table, chain, position) and checked against each rule's comment
 //! (and, for legacy, its verdict or jump); the generation (or fingerprint) is checked again after
 //! the counter read. Any mismatch means the ruleset moved underneath: the read starts over and the

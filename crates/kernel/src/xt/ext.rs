@@ -13,6 +13,7 @@ use nfscope_ruleset::Family;
 mod bytes;
 pub(crate) use bytes::{ipv6, prefix_len};
 mod matches;
+mod set;
 mod targets;
 
 /// What one decoder returns: `Err(why)` when the payload is not modelled exactly.
@@ -49,6 +50,7 @@ fn match_decoder(name: &str) -> Option<Decoder> {
         "ttl" => matches::ttl,
         "hashlimit" => matches::hashlimit,
         "connlimit" => matches::connlimit,
+        "set" => set::set,
         _ => return None,
     })
 }
@@ -496,6 +498,9 @@ mod decoder_tests {
             let err = match_text(V4, name, rev, &vec![0; len], &mut out).unwrap_err();
             assert_eq!((err.kind, err.name.as_str()), ("match", name));
         }
+        // A set match of dimension 0 is refused before its name is asked of the kernel.
+        let err = match_text(V4, "set", 4, &[0; 48], &mut out).unwrap_err();
+        assert!(err.why.contains("dimension 0"), "{err}");
         let err = target_text(V4, "MARK", 2, &[0; 32], &mut out).unwrap_err();
         assert!(err.why.contains("bytes"), "{err}");
         assert_eq!(out, "-A X", "a failed decode leaves the line as it was");

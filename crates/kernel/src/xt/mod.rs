@@ -7,7 +7,8 @@
 //! data, the same structures in both backends); the readers assemble the rest of the line (the
 //! legacy `ipt_ip` header, iptables-nft's native expressions, verdicts and jumps). A payload this
 //! module cannot render exactly is [`ext::Unsupported`], never a guess: the reader then falls back
-//! to the save tool and counts it. It does not talk to the kernel nor parse text.
+//! to the save tool and counts it. It does not parse text, and reads the kernel only in
+//! [`decode_legacy_tables`] (the readers hand it tables they read).
 
 pub(crate) mod ext;
 pub(crate) mod legacy_line;
@@ -37,8 +38,10 @@ pub fn decode_legacy_tables(netns: Option<&str>, family: Family) -> io::Result<V
         let sock = crate::netlink::legacy::XtSocket::open(family)?;
         let mut out = Vec::new();
         for name in crate::rules::legacy_table_names(family)? {
-            let Some(table) = sock.read_table(&name)? else {
-                continue;
+            let table = match sock.read_table(&name)? {
+                Some(table) => table,
+                None if sock.info(&name)?.is_none() => continue, // gone since listed
+                None => return Err(io::Error::other(format!("{name}: replaced while read"))),
             };
             let mut text = String::new();
             let text = legacy_line::table_text(&table, family, false, &mut text).map(|()| text);

@@ -8,7 +8,7 @@ use nfscope_ruleset::Family;
 use super::bytes::{Payload, ipv4_mask, ipv6, ipv6_mask};
 use super::{Decoded, save_string};
 
-fn payload(data: &[u8], size: usize) -> Result<Payload<'_>, String> {
+pub(super) fn payload(data: &[u8], size: usize) -> Result<Payload<'_>, String> {
     Payload::new(data, size).ok_or_else(|| format!("{} bytes, expected {size}", data.len()))
 }
 
