@@ -35,20 +35,23 @@ fn load(text: &str, family: Family) -> Option<TestNetns> {
     };
     // The ipsets `-m set` names must exist before the rules load (any type: the match checks
     // only the name and the dimension).
-    let mut words = text.split_whitespace();
-    while let Some(word) = words.next() {
-        if word == "--match-set" {
-            if let Some(name) = words.next() {
-                let family = match family {
-                    Family::Ipv4 => "inet",
-                    Family::Ipv6 => "inet6",
-                };
-                let out = netns.exec(&[
-                    "ipset", "create", name, "hash:ip", "family", family, "-exist",
-                ]);
-                assert!(out.status.success(), "ipset create {name}: {out:?}");
-            }
-        }
+    let ipset_family = match family {
+        Family::Ipv4 => "inet",
+        Family::Ipv6 => "inet6",
+    };
+    let words: Vec<&str> = text.split_whitespace().collect();
+    for pair in words.windows(2).filter(|w| w[0] == "--match-set") {
+        let name = pair[1];
+        let out = netns.exec(&[
+            "ipset",
+            "create",
+            name,
+            "hash:ip",
+            "family",
+            ipset_family,
+            "-exist",
+        ]);
+        assert!(out.status.success(), "ipset create {name}: {out:?}");
     }
     let path = std::env::temp_dir().join(format!("{}.rules", netns.name()));
     std::fs::write(&path, text).unwrap();
