@@ -363,8 +363,8 @@ fn text_fallbacks_are_counted_per_backend_family_and_reason() {
     let scrape = cache.prepare(parsed(KUBE));
     let counters = Arc::new(Counters::default());
     let fallback = |reason: &str| nfscope_ruleset::TextFallback {
-        backend: nfscope_ruleset::Backend::Legacy,
-        family: nfscope_ruleset::Family::Ipv4,
+        backend: Backend::Legacy,
+        family: Family::Ipv4,
         reason: reason.to_owned(),
         detail: format!("filter/INPUT rule 1: {reason} revision 0: extension not modelled"),
     };
