@@ -12,7 +12,9 @@
 //!
 //! This module only reads single rules and chains; combining meanings is [`crate::resolve`]'s job.
 
-use nfscope_ruleset::{Chain, RuleSpec, Table};
+use nfscope_ruleset::nft::render_value;
+use nfscope_ruleset::typed::{Expr, Match, Nat, NatKind, Op, Rhs};
+use nfscope_ruleset::{Chain, Family, RuleSpec, Table};
 
 use crate::types::Meaning;
 
@@ -56,10 +58,15 @@ fn hands_to_ipvs(set: &str) -> bool {
 
 /// The meaning of a rule matching one of kube-proxy's IPVS ipsets (the first such match).
 pub fn ipvs_set_rule(spec: &RuleSpec) -> Option<Meaning> {
-    let (set, negated) = spec.matches_named("set").find_map(|m| {
-        let option = m.option("match-set")?;
-        let set = option.values.first()?;
-        ipvs_set_contents(set).map(|_| (set.as_str(), option.negated))
+    spec.matches_named("set").next()?;
+    let matches = spec.typed_matches(Family::Ipv4);
+    let (set, negated) = matches.iter().find_map(|e| match e {
+        Expr::Match(Match {
+            op,
+            rhs: Rhs::SetRef(set),
+            ..
+        }) => ipvs_set_contents(set).map(|_| (set.as_str(), *op == Op::Ne)),
+        _ => None,
     })?;
     let contents = ipvs_set_contents(set)?;
     let target = spec.target_name().unwrap_or("");
@@ -89,20 +96,21 @@ pub fn ipvs_set_rule(spec: &RuleSpec) -> Option<Meaning> {
 }
 
 /// The proxy port of a `REDIRECT --to-ports` (or the `--to-port` abbreviation iptables accepts)
-/// or `TPROXY --on-port` rule.
-fn proxy_port(spec: &RuleSpec) -> Option<&str> {
+/// or `TPROXY --on-port` rule, read from the target's typed statement (ports do not depend on the
+/// address family).
+fn proxy_port(spec: &RuleSpec) -> Option<String> {
     let target = spec.target.as_ref()?;
-    let names: &[&str] = match target.name.as_str() {
-        "REDIRECT" => &["to-ports", "to-port"],
-        "TPROXY" => &["on-port"],
-        _ => return None,
-    };
-    target
-        .options
-        .iter()
-        .find(|o| names.contains(&o.name.as_str()))
-        .and_then(|o| o.values.first())
-        .map(String::as_str)
+    if !matches!(target.name.as_str(), "REDIRECT" | "TPROXY") {
+        return None;
+    }
+    target.typed(Family::Ipv4).iter().find_map(|e| match e {
+        Expr::Nat(Nat {
+            kind: NatKind::Redirect | NatKind::Tproxy,
+            port: Some(port),
+            ..
+        }) => Some(render_value(port, None)),
+        _ => None,
+    })
 }
 
 /// The `--dport` of a rule's tcp/udp match (or the `--dport` iptables-restore input writes
@@ -123,9 +131,7 @@ pub fn istio_rule(chain: &str, spec: &RuleSpec) -> Option<Meaning> {
         return None;
     }
     if let Some(port) = proxy_port(spec) {
-        return Some(Meaning::IstioCapture {
-            port: port.to_owned(),
-        });
+        return Some(Meaning::IstioCapture { port });
     }
     if chain == "ISTIO_INBOUND" {
         let port = dport(spec)?.to_owned();
@@ -150,10 +156,8 @@ pub fn istio_chain(chain: &Chain) -> Option<Meaning> {
     chain
         .rules
         .iter()
-        .all(|r| proxy_port(&r.spec) == Some(port))
-        .then(|| Meaning::IstioCapture {
-            port: port.to_owned(),
-        })
+        .all(|r| proxy_port(&r.spec).as_ref() == Some(&port))
+        .then_some(Meaning::IstioCapture { port })
 }
 
 /// What Istio's well-known ports are.

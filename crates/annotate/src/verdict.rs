@@ -16,7 +16,10 @@
 //!
 //! DROPs of conntrack-INVALID packets are never verdicts: no policy decided them.
 
-use nfscope_ruleset::RuleSpec;
+use nfscope_ruleset::typed::{
+    BitOp, CtKey, Expr, Key, MarkTarget, MarkValue, Match, Op, Rhs, Value,
+};
+use nfscope_ruleset::{Family, RuleSpec};
 
 use crate::types::PolicyVerdict;
 
@@ -89,38 +92,61 @@ fn is_policy_drop(spec: &RuleSpec) -> bool {
     matches!(spec.target_name(), Some("DROP" | "REJECT")) && !matches_invalid_state(spec)
 }
 
+/// Does the rule match conntrack-INVALID packets (`-m conntrack --ctstate …INVALID…`, `-m state
+/// --state …`, not negated)? Read from its typed `ct state` match; only rules with such a module
+/// are lowered.
 fn matches_invalid_state(spec: &RuleSpec) -> bool {
-    spec.matches.iter().any(|m| {
-        let state = match m.module.as_str() {
-            "conntrack" => m.option("ctstate"),
-            "state" => m.option("state"),
-            _ => None,
-        };
-        state.is_some_and(|o| {
-            !o.negated
-                && o.values
-                    .iter()
-                    .any(|v| v.split(',').any(|s| s == "INVALID"))
-        })
+    if !spec
+        .matches
+        .iter()
+        .any(|m| matches!(m.module.as_str(), "conntrack" | "state"))
+    {
+        return false;
+    }
+    spec.typed_matches(Family::Ipv4).iter().any(|e| match e {
+        Expr::Match(Match {
+            key:
+                Key::Ct {
+                    dir: None,
+                    key: CtKey::State | CtKey::XtState,
+                },
+            op,
+            rhs: Rhs::Values(values),
+        }) => *op != Op::Ne && values.iter().any(|v| *v == Value::Sym("invalid".into())),
+        _ => false,
     })
 }
 
-/// Does the rule's MARK target set `bit` (`--set-xmark`, `--set-mark`, `--or-mark`)?
+/// Does the rule's MARK target set `bit` (`--set-xmark`, `--set-mark`, `--or-mark`)? Read from
+/// the target's typed mark statement (marks do not depend on the address family).
 fn sets_mark_bit(spec: &RuleSpec, bit: u32) -> bool {
     let Some(target) = spec.target.as_ref().filter(|t| t.name == "MARK") else {
         return false;
     };
-    ["set-xmark", "set-mark", "or-mark"].iter().filter_map(|o| target.value(o)).any(|v| {
-        let (value, mask) = v.split_once('/').unwrap_or((v, "0xffffffff"));
-        matches!((parse_hex(value), parse_hex(mask)), (Some(val), Some(mask)) if val & bit != 0 && mask & bit != 0)
+    let bit = u64::from(bit);
+    target.typed(Family::Ipv4).iter().any(|e| match e {
+        Expr::SetMark {
+            target: MarkTarget::Meta,
+            value: MarkValue::Set(v) | MarkValue::Or(v),
+        } => v & bit != 0,
+        // `(mark & keep) ^ v`: sets the bit when it is cleared first and then xored in.
+        Expr::SetMark {
+            target: MarkTarget::Meta,
+            value:
+                MarkValue::From {
+                    key:
+                        Key::Masked {
+                            key: inner,
+                            op: BitOp::Xor,
+                            value: v,
+                        },
+                },
+        } => {
+            v & bit != 0
+                && matches!(&**inner, Key::Masked { op: BitOp::And, value: keep, .. } if keep & bit == 0)
+        }
+        _ => false,
     })
-}
-
-fn parse_hex(text: &str) -> Option<u32> {
-    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        Some(hex) => u32::from_str_radix(hex, 16).ok(),
-        None => text.parse().ok(),
-    }
 }
 
 #[cfg(test)]

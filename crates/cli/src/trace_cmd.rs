@@ -38,11 +38,12 @@ pub struct TraceArgs {
     /// Protocol: tcp, udp, icmp, icmpv6 or sctp.
     #[arg(long, value_parser = parse_proto)]
     pub proto: Proto,
-    /// Source port. [default: unknown: rules on it are undetermined]
-    #[arg(long, value_name = "N")]
+    /// Source port: a number or a service name (http, ssh, …). [default: unknown: rules on it
+    /// are undetermined]
+    #[arg(long, value_name = "PORT", value_parser = parse_port)]
     pub sport: Option<u16>,
-    /// Destination port.
-    #[arg(long, value_name = "N")]
+    /// Destination port: a number or a service name (http, ssh, …).
+    #[arg(long, value_name = "PORT", value_parser = parse_port)]
     pub dport: Option<u16>,
     /// The packet arrives on this interface (PREROUTING). [default: locally generated (OUTPUT)]
     #[arg(long = "in", value_name = "IFACE")]
@@ -95,6 +96,22 @@ fn parse_proto(s: &str) -> Result<Proto, String> {
 fn parse_ct_state(s: &str) -> Result<CtState, String> {
     s.parse()
         .map_err(|e: nfscope_trace::TraceError| e.to_string())
+}
+
+/// A port as iptables takes it: a number 0-65535, or a service name from the parser's one
+/// table of well-known names (`http`, `ssh`, `domain`, …).
+fn parse_port(s: &str) -> Result<u16, String> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse()
+            .map_err(|_| format!("{s:?} is out of range: expected a port 0-65535"));
+    }
+    nfscope_ruleset::nft::service_port(s).ok_or_else(|| {
+        format!(
+            "{s:?} is not a port: expected a number 0-65535 or a known service name \
+             (http, https, ssh, domain, …)"
+        )
+    })
 }
 
 fn parse_u32(s: &str) -> Result<u32, String> {
@@ -421,7 +438,7 @@ fn packet_from_query(params: &[(&str, &str)]) -> Result<Packet, String> {
     };
     let port = |k: &str| -> Result<Option<u16>, String> {
         get(k)
-            .map(|v| v.parse().map_err(|_| format!("{k}={v:?} is not a port")))
+            .map(|v| parse_port(v).map_err(|e| format!("{k}: {e}")))
             .transpose()
     };
     let proto = parse_proto(get("proto").ok_or("missing parameter proto")?)?;
@@ -443,5 +460,33 @@ fn failure_text(f: Failure) -> String {
     match f {
         Failure::Input(m) => m,
         Failure::Other(e) => format!("{e:#}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(dport: &str) -> Result<Packet, String> {
+        packet_from_query(&[
+            ("src", "10.0.0.1"),
+            ("dst", "10.0.0.2"),
+            ("proto", "tcp"),
+            ("dport", dport),
+        ])
+    }
+
+    #[test]
+    fn a_port_is_a_number_or_a_service_name_of_the_parsers_table() {
+        assert_eq!(query("443").unwrap().dport, Some(443));
+        assert_eq!(query("https").unwrap().dport, Some(443));
+        assert_eq!(query("domain").unwrap().dport, Some(53));
+        for bad in ["nosuchservice", "65536", "HTTP", "-1", "80x"] {
+            let err = query(bad).unwrap_err();
+            assert!(
+                err.starts_with("dport: ") && err.contains(bad) && err.contains("expected"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

@@ -430,6 +430,15 @@ fn api_trace_shares_one_read_and_refuses_unknown_or_repeated_keys() {
         reads, 1,
         "{N} concurrent traces read the rules {reads} times"
     );
+    // A port by name resolves as iptables does; an unknown name is refused, naming the key.
+    let (status, body) = server.get(&query.replace("dport=80", "dport=http"));
+    assert_eq!((status, &body), (200, &answers[0].1));
+    let (status, body) = server.get(&query.replace("dport=80", "dport=nosuchservice"));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("dport") && body.contains("nosuchservice"),
+        "{body}"
+    );
 }
 
 /// The sample of `name` labelled `model="…"`.

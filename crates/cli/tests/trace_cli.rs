@@ -261,3 +261,39 @@ fn jump_to_a_missing_chain_is_a_marked_undetermined_step() {
         "{last}"
     );
 }
+
+#[test]
+fn a_port_given_by_name_resolves_and_an_unknown_name_is_a_usage_error() {
+    let rules = corpus("k3s-node-iptables-save-c-counters-2022.rules");
+    let r = rules.to_str().unwrap();
+    let packet = |dport: &'static str| {
+        [
+            "--rules",
+            r,
+            "--src",
+            "10.42.0.9",
+            "--dst",
+            "10.43.0.10",
+            "--proto",
+            "udp",
+            "--dport",
+            dport,
+            "--in",
+            "cni0",
+            "--out",
+            "eth0",
+        ]
+    };
+    // `domain` is 53 in /etc/services, as iptables resolves it: the same report as the number.
+    assert_eq!(json(&packet("domain")), json(&packet("53")));
+    let out = nfscope(&packet("nosuchservice"));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--dport") && err.contains("nosuchservice") && err.contains("service name"),
+        "{err}"
+    );
+    let out = nfscope(&packet("65536"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0-65535"));
+}

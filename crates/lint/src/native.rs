@@ -431,7 +431,11 @@ fn repeats_to_no_effect(ix: &Index<'_>, rule: &TypedRule) -> bool {
     rule.exprs.iter().all(|e| match e {
         Expr::Match(m) => !draws(&m.key) && !is_mutable(ix, m),
         Expr::Vmap { key, .. } => !draws(key),
-        Expr::SetMark { value, .. } => !matches!(value, MarkValue::Xor(_) | MarkValue::Other(_)),
+        // A masked copy repeats to the same mark only when it clears every bit it copies.
+        Expr::SetMark { value, .. } => {
+            !matches!(value, MarkValue::Xor(_) | MarkValue::Other(_))
+                && !matches!(value, MarkValue::Copy { mask, clear, .. } if mask & !clear != 0)
+        }
         Expr::Stateful { .. } | Expr::Unmodelled { .. } | Expr::SetUpdate { .. } => false,
         _ => true,
     })

@@ -1,10 +1,14 @@
 //! Lowering of parsed iptables rules (the string model of [`crate::model`]) to the typed rule model
 //! of [`crate::typed`], the forms the table "One form per meaning" in that module lists.
 //!
-//! Owns [`lower_rule`], [`Rule::typed`], [`Ruleset::lower`] and [`lower_matches`] (the match part
-//! alone, without text: what the tracer evaluates): every base match, match module and
-//! target nfscope knows becomes a typed [`Expr`]; anything else becomes [`Expr::Unmodelled`] with its
-//! iptables text (never dropped), so an evaluator answers MAY there. The protocol of `-p` is folded
+//! Owns [`lower_rule`], [`Rule::typed`], [`Ruleset::lower`], [`lower_matches`] and
+//! [`lower_target`] (the match part and the target part alone, without text: what the tracer
+//! evaluates and applies): every base match, match module and target nfscope knows becomes a typed
+//! [`Expr`] — targets as the statements nft writes (NAT, mark sets, verdicts), and where nft has
+//! no form the typed extensions of [`crate::typed`] (`NETMAP`, `CONNMARK` copies with masks) —
+//! with abbreviated target options read as getopt_long does; anything else (an unknown target or
+//! option) becomes [`Expr::Unmodelled`] with its iptables text (never dropped), so an evaluator
+//! answers MAY there. The protocol of `-p` is folded
 //! into the port, tcp-flags and icmp keys that need it, as nft lists its dependencies. Pure: no I/O.
 //!
 //! It does not evaluate rules (the tracer) and does not change the string model or its users.
@@ -12,7 +16,9 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::model::{Family, Match as IptMatch, OptionArg, Rule, Ruleset, Target, TargetKind};
+use crate::model::{
+    Family, Match as IptMatch, OptionArg, Rule, RuleSpec, Ruleset, Target, TargetKind,
+};
 use crate::typed::{
     BaseChain, BitOp, ChainType, CtDir, CtKey, Dir, Expr, Hook, IfaceDir, Key, L4Proto, MarkTarget,
     MarkValue, Match, MetaKey, Nat, NatAddr, NatKind, NftChain, NftFamily, NftRuleset, NftTable,
@@ -106,7 +112,7 @@ fn base_chain(table: &str, chain: &str, policy: Option<crate::model::Policy>) ->
 /// Lowers one iptables rule of a `family` ruleset to the typed model; `position` is its 1-based
 /// place in its chain. Never fails: what is not modelled is kept as [`Expr::Unmodelled`].
 pub fn lower_rule(rule: &Rule, family: Family, position: usize) -> TypedRule {
-    let mut cx = match_cx(rule, family);
+    let mut cx = match_cx(&rule.spec, family);
     cx.exprs.push(Expr::Counter {
         counters: rule.counters,
         name: None,
@@ -131,12 +137,43 @@ pub fn lower_rule(rule: &Rule, family: Family, position: usize) -> TypedRule {
 /// its counter and target), in the same canonical form, without rendering any text — for an
 /// evaluator (the tracer) that lowers rules as it reaches them.
 pub fn lower_matches(rule: &Rule, family: Family) -> Vec<Expr> {
-    crate::nft::canonical_exprs(match_cx(rule, family).exprs)
+    rule.spec.typed_matches(family)
 }
 
-/// The lowering context after the base matches and match modules of `rule`.
-fn match_cx(rule: &Rule, family: Family) -> Cx {
-    let spec = &rule.spec;
+impl RuleSpec {
+    /// The typed matches of this rule ([`lower_matches`]), for a reader that holds the rule's
+    /// spec only.
+    pub fn typed_matches(&self, family: Family) -> Vec<Expr> {
+        crate::nft::canonical_exprs(match_cx(self, family).exprs)
+    }
+}
+
+/// The target part of [`lower_rule`]: the statements one iptables rule's target lowers to
+/// (everything after its counter; empty without a target), in the same canonical form — what the
+/// tracer applies. A target or option the lowering does not know is one [`Expr::Unmodelled`].
+pub fn lower_target(rule: &Rule, family: Family) -> Vec<Expr> {
+    rule.spec
+        .target
+        .as_ref()
+        .map_or_else(Vec::new, |t| t.typed(family))
+}
+
+impl Target {
+    /// The statements this target lowers to in a `family` ruleset ([`lower_target`]).
+    pub fn typed(&self, family: Family) -> Vec<Expr> {
+        let mut cx = Cx {
+            v6: family == Family::Ipv6,
+            proto: None,
+            exprs: Vec::new(),
+            comments: Vec::new(),
+        };
+        cx.target(self);
+        crate::nft::canonical_exprs(cx.exprs)
+    }
+}
+
+/// The lowering context after the base matches and match modules of `spec`.
+fn match_cx(spec: &RuleSpec, family: Family) -> Cx {
     let v6 = family == Family::Ipv6;
     let mut cx = Cx {
         v6,
@@ -1069,7 +1106,7 @@ impl Cx {
 
     fn target(&mut self, t: &Target) {
         let before = self.exprs.len();
-        if !self.try_target(t) {
+        if !self.try_target(&expand_options(t)) {
             self.exprs.truncate(before);
             self.unmodelled(target_text(t));
         }
@@ -1163,7 +1200,34 @@ impl Cx {
                 e
             }
             "NOTRACK" => Expr::Notrack,
-            "CT" if only(&["notrack"]) && !t.options.is_empty() => Expr::Notrack,
+            "CT" if t.options.iter().any(|o| o.name == "notrack" && !o.negated) => {
+                if only(&["notrack"]) {
+                    Expr::Notrack
+                } else {
+                    // `--notrack` beside zone/helper options: notrack, the rest kept as text.
+                    self.exprs.push(Expr::Notrack);
+                    Expr::Unmodelled {
+                        text: target_text(t),
+                    }
+                }
+            }
+            "NETMAP" => {
+                if !only(&["to"]) {
+                    return false;
+                }
+                match opt("to").and_then(addr_value) {
+                    Some(v @ (Value::Addr(a) | Value::Prefix(a, _))) if a.is_ipv6() == self.v6 => {
+                        Expr::Nat(Nat {
+                            kind: NatKind::Netmap,
+                            family: None,
+                            addr: Some(NatAddr::Value(v)),
+                            port: None,
+                            flags: Vec::new(),
+                        })
+                    }
+                    _ => return false,
+                }
+            }
             "LOG" => {
                 let mut options = Vec::new();
                 if let Some(l) = opt("log-level") {
@@ -1276,7 +1340,6 @@ fn is_extension_target(name: &str) -> bool {
             | "TOS"
             | "TTL"
             | "HL"
-            | "NETMAP"
             | "NFQUEUE"
             | "SET"
             | "TEE"
@@ -1500,7 +1563,12 @@ fn nat_to(s: &str, v6: bool) -> Option<(Option<NatAddr>, Option<Value>)> {
 /// `V/M` means `mark = (mark & ~M) ^ V`.
 fn mark_value(s: &str, key: Key) -> Option<MarkValue> {
     let (v, m) = mark_mask(s)?;
-    Some(match m {
+    Some(xmark_value(v, m, key))
+}
+
+/// `mark = (mark & ~m) ^ v` (`m` absent: all ones) in the simplest mark statement.
+fn xmark_value(v: u64, m: Option<u64>, key: Key) -> MarkValue {
+    match m {
         None | Some(0xffff_ffff) => MarkValue::Set(v),
         Some(m) if m == v => MarkValue::Or(v),
         Some(0) => MarkValue::Xor(v),
@@ -1516,57 +1584,138 @@ fn mark_value(s: &str, key: Key) -> Option<MarkValue> {
                 value: v,
             },
         },
-    })
+    }
 }
 
+/// `MARK`/`CONNMARK`: `--set-xmark V/M` and its spellings as the mark statement nft writes;
+/// CONNMARK's `--save-mark`/`--restore-mark` copy between the marks, with `--nfmask`/`--ctmask`
+/// (`--mask` sets both) as [`MarkValue::Copy`] when a mask is not all ones. `None` for anything
+/// else (shifts of revision 2, a negated or unknown option): the caller keeps the target as text.
 fn set_mark(t: &Target) -> Option<Expr> {
+    const FULL: u64 = 0xffff_ffff;
     let target = if t.name == "MARK" {
         MarkTarget::Meta
     } else {
         MarkTarget::Ct
     };
-    let full = |n: &str| {
-        t.value(n)
-            .and_then(parse_u64)
-            .is_none_or(|m| m == 0xffff_ffff)
-    };
-    let o = t.options.first()?;
-    let masks_full = t.options[1..]
-        .iter()
-        .all(|m| matches!(m.name.as_str(), "nfmask" | "ctmask" | "mask") && full(&m.name));
-    if !masks_full {
+    let (o, rest) = t.options.split_first()?;
+    let (mut nf, mut ct) = (FULL, FULL);
+    for m in rest {
+        let v = parse_u64(m.values.first()?)?;
+        match m.name.as_str() {
+            _ if m.negated => return None,
+            "nfmask" => nf = v,
+            "ctmask" => ct = v,
+            "mask" => (nf, ct) = (v, v),
+            _ => return None,
+        }
+    }
+    let copying = matches!(o.name.as_str(), "save-mark" | "restore-mark");
+    if o.negated || (!copying && (nf, ct) != (FULL, FULL)) {
         return None;
     }
     let v = o.values.first().map(String::as_str);
+    let meta = Key::Meta(MetaKey::Mark);
+    let ctmark = Key::Ct {
+        dir: None,
+        key: CtKey::Mark,
+    };
     let own = match target {
-        MarkTarget::Meta => Key::Meta(MetaKey::Mark),
-        MarkTarget::Ct => Key::Ct {
-            dir: None,
-            key: CtKey::Mark,
-        },
+        MarkTarget::Meta => meta.clone(),
+        MarkTarget::Ct => ctmark.clone(),
+    };
+    // `(own & !clear) ^ (key & mask)`; all ones both: a plain copy, as nft writes it.
+    let copy = |key: Key, mask: u64, clear: u64| {
+        if (mask, clear) == (FULL, FULL) {
+            MarkValue::From { key }
+        } else {
+            MarkValue::Copy { key, mask, clear }
+        }
     };
     let value = match o.name.as_str() {
-        "set-xmark" | "set-mark" => mark_value(v?, own)?,
+        "set-xmark" => mark_value(v?, own)?,
+        // `--set-mark V/M` clears `V | M` (libxt_MARK, libxt_CONNMARK).
+        "set-mark" => match mark_mask(v?)? {
+            (val, Some(m)) => xmark_value(val, Some(val | m), own),
+            (val, None) => MarkValue::Set(val),
+        },
         "or-mark" => MarkValue::Or(parse_u64(v?)?),
         "and-mark" => MarkValue::And(parse_u64(v?)?),
         "xor-mark" => MarkValue::Xor(parse_u64(v?)?),
-        "save-mark" if target == MarkTarget::Ct => MarkValue::From {
-            key: Key::Meta(MetaKey::Mark),
-        },
+        "save-mark" if target == MarkTarget::Ct => copy(meta, nf, ct),
         "restore-mark" if target == MarkTarget::Ct => {
             return Some(Expr::SetMark {
                 target: MarkTarget::Meta,
-                value: MarkValue::From {
-                    key: Key::Ct {
-                        dir: None,
-                        key: CtKey::Mark,
-                    },
-                },
+                value: copy(ctmark, ct, nf),
             });
         }
         _ => return None,
     };
     Some(Expr::SetMark { target, value })
+}
+
+/// The options each target lowered here knows, for the abbreviations getopt_long accepts
+/// (`REDIRECT --to-port 15001` is `--to-ports`).
+fn target_options(name: &str) -> &'static [&'static str] {
+    const MARK: &[&str] = &["set-xmark", "set-mark", "and-mark", "or-mark", "xor-mark"];
+    match name {
+        "DNAT" => &["to-destination", "random", "persistent"],
+        "SNAT" => &["to-source", "random", "random-fully", "persistent"],
+        "MASQUERADE" => &["to-ports", "random", "random-fully"],
+        "REDIRECT" => &["to-ports", "random"],
+        "TPROXY" => &["on-port", "on-ip", "tproxy-mark"],
+        "NETMAP" => &["to"],
+        "MARK" => MARK,
+        "CONNMARK" => &[
+            "set-xmark",
+            "set-mark",
+            "and-mark",
+            "or-mark",
+            "xor-mark",
+            "save-mark",
+            "restore-mark",
+            "nfmask",
+            "ctmask",
+            "mask",
+        ],
+        "CT" => &[
+            "notrack",
+            "helper",
+            "ctevents",
+            "expevents",
+            "zone",
+            "zone-orig",
+            "zone-reply",
+            "timeout",
+        ],
+        _ => &[],
+    }
+}
+
+/// `t` with each abbreviated option spelled in full: an option name that is a prefix of exactly
+/// one option the target knows (an exact name wins), as getopt_long resolves it.
+fn expand_options(t: &Target) -> std::borrow::Cow<'_, Target> {
+    let known = target_options(&t.name);
+    let full = |n: &str| -> Option<&'static str> {
+        if n.is_empty() || known.contains(&n) {
+            return None;
+        }
+        let mut hits = known.iter().filter(|k| k.starts_with(n));
+        match (hits.next(), hits.next()) {
+            (Some(k), None) => Some(k),
+            _ => None,
+        }
+    };
+    if t.options.iter().all(|o| full(&o.name).is_none()) {
+        return std::borrow::Cow::Borrowed(t);
+    }
+    let mut t = t.clone();
+    for o in &mut t.options {
+        if let Some(k) = full(&o.name) {
+            o.name = k.to_owned();
+        }
+    }
+    std::borrow::Cow::Owned(t)
 }
 
 /// A NAT target as a dump shows it that cannot be what the kernel runs: an `iptables-save` older
@@ -1711,6 +1860,231 @@ mod tests {
         );
         let g = rule("-j SNAT --to-source 10.0.0.1 --to-source 10.0.0.2").unwrap();
         assert_eq!(g.to_string(), "SNAT has --to-source 2 times");
+    }
+
+    /// The statements `-j TARGET` lowers to, in an `ip` (or with `v6`, `ip6`) nat table.
+    fn target_of(t: &str, v6: bool) -> Vec<Expr> {
+        let text = format!("*nat\n:X - [0:0]\n-A X {t}\nCOMMIT\n");
+        let rs = crate::parse_ruleset(&text, &crate::ParseOptions::default()).unwrap();
+        let family = if v6 { Family::Ipv6 } else { Family::Ipv4 };
+        let rule = &rs.tables[0].chains[0].rules[0];
+        let stmts = lower_target(rule, family);
+        // The tracer's statements are the target part of the whole lowered rule.
+        let whole = lower_rule(rule, family, 1).exprs;
+        assert_eq!(whole[whole.len() - stmts.len()..], stmts[..], "{t}");
+        stmts
+    }
+
+    fn mark(target: MarkTarget, value: MarkValue) -> Vec<Expr> {
+        vec![Expr::SetMark { target, value }]
+    }
+
+    fn xmark(key: Key, v: u64, keep: u64) -> MarkValue {
+        MarkValue::From {
+            key: Key::Masked {
+                key: Box::new(Key::Masked {
+                    key: Box::new(key),
+                    op: BitOp::And,
+                    value: keep,
+                }),
+                op: BitOp::Xor,
+                value: v,
+            },
+        }
+    }
+
+    fn nat(kind: NatKind, addr: Option<Value>, port: Option<Value>, flags: &[&str]) -> Vec<Expr> {
+        vec![Expr::Nat(Nat {
+            kind,
+            family: None,
+            addr: addr.map(NatAddr::Value),
+            port,
+            flags: flags.iter().map(|f| (*f).to_owned()).collect(),
+        })]
+    }
+
+    fn range(a: Value, b: Value) -> Value {
+        Value::Range(Box::new(a), Box::new(b))
+    }
+
+    #[test]
+    fn mark_targets_lower_to_the_mark_arithmetic_they_mean() {
+        use MarkTarget::{Ct, Meta};
+        let meta = || Key::Meta(MetaKey::Mark);
+        let ct = || Key::Ct {
+            dir: None,
+            key: CtKey::Mark,
+        };
+        let t = |s: &str| target_of(s, false);
+        assert_eq!(
+            t("-j MARK --set-xmark 0x10/0xf0"),
+            mark(Meta, xmark(meta(), 0x10, 0xffff_ff0f))
+        );
+        // `--set-mark V/M` clears V|M before the xor (libxt_MARK).
+        assert_eq!(
+            t("-j MARK --set-mark 0x10/0x0f"),
+            mark(Meta, xmark(meta(), 0x10, 0xffff_ffe0))
+        );
+        assert_eq!(t("-j MARK --set-mark 0x7"), mark(Meta, MarkValue::Set(7)));
+        assert_eq!(t("-j MARK --xor-mark 0x3"), mark(Meta, MarkValue::Xor(3)));
+        assert_eq!(t("-j MARK --or-mark 0x3"), mark(Meta, MarkValue::Or(3)));
+        assert_eq!(t("-j MARK --and-mark 0x3"), mark(Meta, MarkValue::And(3)));
+        // getopt_long abbreviations, as iptables accepts them.
+        assert_eq!(t("-j MARK --xor 0x3"), mark(Meta, MarkValue::Xor(3)));
+        assert_eq!(
+            t("-j CONNMARK --set-xmark 0x100/0xf00"),
+            mark(Ct, xmark(ct(), 0x100, 0xffff_f0ff))
+        );
+        assert_eq!(
+            t("-j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff"),
+            mark(Ct, MarkValue::From { key: meta() })
+        );
+        assert_eq!(
+            t("-j CONNMARK --save-mark --nfmask 0xff --ctmask 0xf0"),
+            mark(
+                Ct,
+                MarkValue::Copy {
+                    key: meta(),
+                    mask: 0xff,
+                    clear: 0xf0
+                }
+            )
+        );
+        assert_eq!(
+            t("-j CONNMARK --restore-mark --mask 0xff00"),
+            mark(
+                Meta,
+                MarkValue::Copy {
+                    key: ct(),
+                    mask: 0xff00,
+                    clear: 0xff00
+                }
+            )
+        );
+        assert_eq!(
+            t("-j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff"),
+            mark(Meta, MarkValue::From { key: ct() })
+        );
+    }
+
+    #[test]
+    fn nat_targets_lower_with_ranges_flags_and_netmap() {
+        let a = |s: &str| Value::Addr(s.parse().unwrap());
+        let t = |s: &str| target_of(s, false);
+        assert_eq!(
+            t("-j DNAT --to-destination 10.0.0.1-10.0.0.3:8000-8010 --random --persistent"),
+            nat(
+                NatKind::Dnat,
+                Some(range(a("10.0.0.1"), a("10.0.0.3"))),
+                Some(range(Value::Int(8000), Value::Int(8010))),
+                &["random", "persistent"]
+            )
+        );
+        assert_eq!(
+            target_of("-j DNAT --to-destination [fd00::1]:80", true),
+            nat(NatKind::Dnat, Some(a("fd00::1")), Some(Value::Int(80)), &[])
+        );
+        assert_eq!(
+            t("-j SNAT --to-source 192.0.2.1 --random-fully"),
+            nat(NatKind::Snat, Some(a("192.0.2.1")), None, &["fully-random"])
+        );
+        assert_eq!(
+            t("-j REDIRECT --to-ports 8000-8010"),
+            nat(
+                NatKind::Redirect,
+                None,
+                Some(range(Value::Int(8000), Value::Int(8010))),
+                &[]
+            )
+        );
+        assert_eq!(
+            t("-j REDIRECT --to-port 15001"),
+            nat(NatKind::Redirect, None, Some(Value::Int(15001)), &[])
+        );
+        assert_eq!(
+            t("-j MASQUERADE --to-ports 1024-2048 --random-fully"),
+            nat(
+                NatKind::Masquerade,
+                None,
+                Some(range(Value::Int(1024), Value::Int(2048))),
+                &["fully-random"]
+            )
+        );
+        assert_eq!(
+            t("-j NETMAP --to 10.9.0.0/24"),
+            nat(
+                NatKind::Netmap,
+                Some(Value::Prefix("10.9.0.0".parse().unwrap(), 24)),
+                None,
+                &[]
+            )
+        );
+        assert_eq!(
+            target_of("-j NETMAP --to fd00:9::/64", true),
+            nat(
+                NatKind::Netmap,
+                Some(Value::Prefix("fd00:9::".parse().unwrap(), 64)),
+                None,
+                &[]
+            )
+        );
+    }
+
+    #[test]
+    fn tproxy_and_notrack_lower_to_their_statements() {
+        let mut want = nat(
+            NatKind::Tproxy,
+            Some(Value::Addr("127.0.0.1".parse().unwrap())),
+            Some(Value::Int(15001)),
+            &[],
+        );
+        want.push(Expr::SetMark {
+            target: MarkTarget::Meta,
+            value: MarkValue::Or(1),
+        });
+        want.push(Expr::Verdict(Verdict::Accept));
+        let t = |s: &str| target_of(s, false);
+        assert_eq!(
+            t("-j TPROXY --on-port 15001 --on-ip 127.0.0.1 --tproxy-mark 0x1/0x1"),
+            want
+        );
+        assert_eq!(
+            t("-j TPROXY --on-p 15001 --on-i 127.0.0.1 --tproxy-m 0x1/0x1"),
+            want
+        );
+        assert_eq!(t("-j CT --notrack"), vec![Expr::Notrack]);
+        assert_eq!(t("-j NOTRACK"), vec![Expr::Notrack]);
+        assert_eq!(
+            t("-j CT --notrack --zone 1"),
+            vec![
+                Expr::Notrack,
+                Expr::Unmodelled {
+                    text: "-j CT --notrack --zone 1".into()
+                }
+            ]
+        );
+    }
+
+    /// What the lowering does not understand stays one `Unmodelled` statement with the target's
+    /// text (the tracer answers MAY there), never a statement that drops the option.
+    #[test]
+    fn unknown_target_options_lower_to_unmodelled() {
+        let unmodelled = |s: &str| {
+            assert_eq!(
+                target_of(s, false),
+                vec![Expr::Unmodelled { text: s.into() }],
+                "{s}"
+            );
+        };
+        unmodelled("-j DNAT --to-destination 10.0.0.1 --bogus");
+        unmodelled("-j MARK --set-xmark 0x1/0x1 --nfmask 0xff");
+        unmodelled("-j CONNMARK --save-mark --mask 0xff --left-shift-mark 8");
+        unmodelled("-j CONNMARK --set-mark 0x1 --ctmask 0xff");
+        unmodelled("-j NETMAP --to 10.9.0.0/24 --bogus");
+        unmodelled("-j NETMAP --to fd00::/64");
+        unmodelled("-j SYNPROXY --mss 1460");
+        // An abbreviation that fits two options is not resolved.
+        unmodelled("-j MASQUERADE --random-f --ran");
     }
 
     #[test]

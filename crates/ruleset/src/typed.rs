@@ -39,6 +39,9 @@
 //! | `-j ACCEPT/DROP/RETURN`, `-j CHAIN`, `-g CHAIN` | `accept`/`drop`/`return`/`jump`/`goto` | [`Verdict`] |
 //! | `-m limit`, `-m quota`, `-m connlimit` | `limit`, `quota`, `ct count` | [`Expr::Stateful`] (not modelled: MAY) |
 //! | `-j NOTRACK`, `-j CT --notrack` | `notrack` | [`Expr::Notrack`] |
+//! | `-j CONNMARK --save-mark --nfmask N --ctmask C` | (none; `ct mark set meta mark` when both are all ones) | [`Expr::SetMark`] `{ target: Ct, value: Copy { key: meta mark, mask: N, clear: C } }` |
+//! | `-j NETMAP --to 10.0.0.0/24` | (none; `dnat ip prefix to …` with the direction written) | [`Expr::Nat`] `{ kind: Netmap, addr: Prefix }`: the direction is the hook's |
+//! | `-j TPROXY --on-port P --tproxy-mark V/M` | `tproxy to :P meta mark set … accept` | [`Expr::Nat`] `{ kind: Tproxy }`, [`Expr::SetMark`], [`Verdict::Accept`] (iptables' TPROXY drops when no socket is found) |
 //! | `-f` | `ip frag-off & 0x1fff != 0` | `Key::Masked { key: Payload { ip, frag-off }, op: And, value: 0x1fff }`, `Op::Ne`, `[Int(0)]` |
 //! | `-m conntrack --ctstate ESTABLISHED,DNAT` | (none) | `Key::Ct { key: XtState }`, `Op::Implicit`: one mask over states and NAT status ([`CtKey::XtState`]); without SNAT/DNAT it is `ct state` |
 //! | `-m physdev --physdev-in veth+`, `--physdev-is-bridged` | (none) | [`Key::Physdev`] `{ dir: Some(In) }` = `"veth*"`, `{ dir: None }` = `"*"` |
@@ -965,6 +968,18 @@ pub enum MarkValue {
         /// The source key.
         key: Key,
     },
+    /// iptables' `CONNMARK --save-mark`/`--restore-mark` with masks: `new = (own & !clear) ^
+    /// (key & mask)` — `--save-mark --nfmask N --ctmask C` is `ct mark` from `meta mark`, mask N,
+    /// clear C; `--restore-mark` the reverse. nft has no form for it (an expression of two
+    /// registers); with both masks all ones it is [`MarkValue::From`], as nft translates it.
+    Copy {
+        /// The mark copied (`meta mark` or `ct mark`).
+        key: Key,
+        /// The bits of `key` copied.
+        mask: u64,
+        /// The bits of the mark written that are cleared first.
+        clear: u64,
+    },
     /// Anything else (maps, shifts), as text.
     Other(String),
 }
@@ -1026,6 +1041,11 @@ pub enum NatKind {
     Redirect,
     /// Transparent proxying (prerouting; no NAT, socket assignment).
     Tproxy,
+    /// iptables' `NETMAP --to P/len`: the network bits of the address become P's, the host bits
+    /// stay (destination in prerouting/output, source in input/postrouting, by the hook it runs
+    /// at). nft says it only with the direction written (`dnat ip prefix to …`); rendered
+    /// `netmap to P/len`, which nft does not read.
+    Netmap,
 }
 
 impl NatKind {
@@ -1037,6 +1057,7 @@ impl NatKind {
             Self::Masquerade => "masquerade",
             Self::Redirect => "redirect",
             Self::Tproxy => "tproxy",
+            Self::Netmap => "netmap",
         }
     }
 }

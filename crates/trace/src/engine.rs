@@ -4,22 +4,22 @@
 //! tables (raw → mangle → nat(dst) → filter → security → nat(src)) of each backend and the native
 //! nftables base chains (run by `nft_walk`) — with nat chains inside the NAT core until one binds
 //! (legacy before iptables-nft before native at equal priority: an approximation, the kernel uses
-//! registration order), jumps, gotos, RETURN,
-//! fall-through, policies, and the effect of each target on the packet (NAT only on a new
-//! connection, MARK/CONNMARK arithmetic, NOTRACK, REDIRECT to the incoming interface's primary
-//! address, TPROXY with its no-socket DROP as a second branch). The routing decision between
-//! hooks uses the local addresses and the route table (broadcast and multicast destinations are
-//! delivered locally). Exploration is a worklist of cloned branches, capped. Rules the caller
+//! registration order), jumps, gotos, RETURN, fall-through, policies, and where a target's
+//! effect lands (NAT only on a new connection, the NAT core ending at the first binding, TPROXY's
+//! no-socket DROP as a second branch). The routing decision between hooks uses the local
+//! addresses and the route table (broadcast and multicast destinations are delivered locally).
+//! Exploration is a worklist of cloned branches, capped. Rules the caller
 //! could not read (`TraceInput::unread`) turn a verdict they could change into UNDETERMINED.
 //! It does not decide single matches (`typed_eval`, on each iptables rule lowered to the typed
-//! model the first time a walk evaluates it) or render anything (see `report`). iptables targets
-//! are still applied here from the string model (`Target` options).
+//! model the first time a walk evaluates it), apply a rule's target (`xt_target`, from the same
+//! lowering; NAT and mark statements in `stmt`, shared with native rules) or render anything
+//! (see `report`). No option string of the string model is read here.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::OnceLock;
 
-use nfscope_ruleset::{Chain, Family, Policy, Rule, Ruleset, Target, TargetKind};
+use nfscope_ruleset::{Chain, Family, Policy, Rule, Ruleset};
 
 use crate::packet::{CtState, Packet};
 use crate::result::{Branch, Effect, RuleRef, Step, TraceResult, Verdict};
@@ -27,8 +27,9 @@ use crate::routes::RouteKind;
 use crate::sets::SetIndex;
 use crate::state::{Hook, PktState};
 use crate::typed_eval::{NoSets, Outcome, TypedEnv, eval_match};
+use crate::xt_target::{has_no_effect, tproxy_of};
 use crate::{TraceError, TraceInput};
-use nfscope_ruleset::lower::lower_matches;
+use nfscope_ruleset::lower::{lower_matches, lower_target};
 use nfscope_ruleset::typed::{Dir, Expr, IfaceDir, Key, Match, Rhs};
 
 /// Which table a stage runs, for priority and semantics.
@@ -148,22 +149,29 @@ pub(crate) enum Flow {
     Return,
 }
 
-/// The typed matches of one iptables chain's rules, each lowered when first evaluated.
-type LoweredChain = OnceLock<Box<[OnceLock<Vec<Expr>>]>>;
+/// One iptables rule in the typed model: its matches (`lower_matches`) and the statements of
+/// its target (`lower_target`).
+pub(crate) struct Lowered {
+    matches: Vec<Expr>,
+    target: Vec<Expr>,
+}
+
+/// The typed form of one iptables chain's rules, each lowered when first evaluated.
+type LoweredChain = OnceLock<Box<[OnceLock<Lowered>]>>;
 
 /// A prepared tracer: chain indexes, set members and local addresses computed once.
 pub struct Tracer<'a> {
     pub(crate) input: &'a TraceInput,
-    chain_index: Vec<Vec<HashMap<&'a str, usize>>>,
+    pub(crate) chain_index: Vec<Vec<HashMap<&'a str, usize>>>,
     /// Chains by name per native table.
     pub(crate) nft_chain_index: Vec<Vec<HashMap<&'a str, usize>>>,
     /// Set and map indexes per native table (exact keys hashed: lookups do not scan).
     pub(crate) nft_set_index: Vec<Vec<HashMap<String, crate::typed_eval::SetIndex>>>,
     sets: SetIndex,
-    /// The match part of every iptables rule in the typed model (`lower_matches`), per ruleset,
-    /// table, chain and rule as in `input.rulesets`: decided by `typed_eval`. A rule is lowered
-    /// once, when a walk first evaluates it (a trace evaluates few rules of a large ruleset: see
-    /// [`excluded_by_destination`]).
+    /// Every iptables rule in the typed model (`lower_matches`, `lower_target`), per ruleset,
+    /// table, chain and rule as in `input.rulesets`: matches decided by `typed_eval`, targets
+    /// applied by `xt_target`. A rule is lowered once, when a walk first evaluates it (a trace
+    /// evaluates few rules of a large ruleset: see [`excluded_by_destination`]).
     lowered: Vec<Vec<Vec<LoweredChain>>>,
     locals: HashSet<IpAddr>,
     backend_order: Vec<usize>,
@@ -436,7 +444,7 @@ impl<'a> Tracer<'a> {
                 continue;
             }
             let typed = self.typed_rule(stage, frame.chain, frame.pos);
-            let outcome = self.evaluate(typed, walk, stage);
+            let outcome = self.evaluate(&typed.matches, walk, stage);
             let condition = match outcome {
                 Outcome::No => continue,
                 Outcome::Yes => None,
@@ -445,7 +453,7 @@ impl<'a> Tracer<'a> {
                     Some(format!("random choice, probability {}", fmt_prob(p)))
                 }
                 Outcome::Maybe(why) => {
-                    if has_no_effect(rule) {
+                    if has_no_effect(rule, &typed.target) {
                         walk.steps.push(Step {
                             hook: walk.hook,
                             at: Some(at),
@@ -466,8 +474,10 @@ impl<'a> Tracer<'a> {
                     Some(format!("assumed to match: {why}"))
                 }
             };
-            if is_tproxy(rule) && walk.hook == Hook::Prerouting {
-                self.split_tproxy(walk, &mut forks, &mut room, &mut capped, at, rule);
+            if let Some(nat) = tproxy_of(&typed.target)
+                && walk.hook == Hook::Prerouting
+            {
+                self.split_tproxy(walk, &mut forks, &mut room, &mut capped, at, nat);
             }
             let flow = self.apply(rule, typed, walk, stage, at, condition);
             if let Some((v, by)) = self.follow(walk, stage, flow, at) {
@@ -522,74 +532,6 @@ impl<'a> Tracer<'a> {
         forks.push(alt);
     }
 
-    /// TPROXY hands the packet to a transparent socket at the proxy address; the kernel drops it
-    /// when no such socket exists, which the rules do not say: that case is a second branch.
-    #[allow(clippy::too_many_arguments)]
-    fn split_tproxy(
-        &self,
-        walk: &mut Walk,
-        forks: &mut Vec<Walk>,
-        room: &mut usize,
-        capped: &mut bool,
-        at: RuleRef,
-        rule: &Rule,
-    ) {
-        let Some(target) = &rule.spec.target else {
-            return;
-        };
-        let (proxy, _, _) = self.tproxy_spec(target, &walk.pkt);
-        let why = format!("a transparent socket listens on {proxy}");
-        walk.first_fork.get_or_insert(at);
-        if *room == 0 {
-            *capped = true;
-            walk.notes.push(format!(
-                "branch cap reached: the case where no socket listens on {proxy} (the kernel drops) was not explored"
-            ));
-            walk.assumptions.push("branch cap reached".into());
-            return;
-        }
-        *room -= 1;
-        let mut alt = walk.clone();
-        alt.assumptions
-            .push(format!("assumed: no transparent socket listens on {proxy}"));
-        alt.steps.push(Step {
-            hook: walk.hook,
-            at: Some(at),
-            effect: Effect::Drop,
-            condition: Some(format!(
-                "TPROXY finds no transparent socket on {proxy}: the kernel drops the packet"
-            )),
-        });
-        alt.forced_end = Some((Verdict::Drop, Some(at)));
-        walk.assumptions.push(format!("assumed: {why}"));
-        forks.push(alt);
-    }
-
-    /// TPROXY's proxy address (`ip:port`, or `TPROXY(iface):port` when the incoming interface's
-    /// primary address is unknown), port and mark `(value, mask)`.
-    fn tproxy_spec(&self, target: &Target, pkt: &PktState) -> (String, Option<u16>, (u32, u32)) {
-        const OPTS: &[&str] = &["on-port", "on-ip", "tproxy-mark"];
-        let port = option_value(target, "on-port", OPTS)
-            .and_then(|p| p.parse::<u16>().ok())
-            .filter(|&p| p != 0)
-            .or(pkt.dport);
-        let ip = option_value(target, "on-ip", OPTS)
-            .and_then(|a| a.parse::<IpAddr>().ok())
-            .filter(|a| !a.is_unspecified());
-        let mark = option_value(target, "tproxy-mark", OPTS)
-            .and_then(parse_mark)
-            .unwrap_or((0, 0));
-        let dev = pkt.in_iface.as_deref().unwrap_or("");
-        let label = match ip.or_else(|| self.primary_address(dev, pkt.dst)) {
-            Some(ip) => endpoint(ip, port),
-            None => {
-                let placeholder = format!("TPROXY({dev})");
-                port.map_or(placeholder.clone(), |p| format!("{placeholder}:{p}"))
-            }
-        };
-        (label, port, mark)
-    }
-
     /// The primary address of `dev` in `like`'s family, when the routes say.
     pub(crate) fn primary_address(&self, dev: &str, like: IpAddr) -> Option<IpAddr> {
         self.input
@@ -598,8 +540,8 @@ impl<'a> Tracer<'a> {
             .and_then(|r| r.primary_address(dev, like))
     }
 
-    /// The typed matches of rule `pos` of chain `chain` of an iptables stage, lowered on first use.
-    fn typed_rule(&self, stage: Stage, chain: usize, pos: usize) -> &[Expr] {
+    /// Rule `pos` of chain `chain` of an iptables stage in the typed model, lowered on first use.
+    fn typed_rule(&self, stage: Stage, chain: usize, pos: usize) -> &Lowered {
         let rules = self.lowered[stage.ruleset][stage.table][chain].get_or_init(|| {
             (0..self.chain(stage, chain).rules.len())
                 .map(|_| OnceLock::new())
@@ -607,7 +549,11 @@ impl<'a> Tracer<'a> {
         });
         rules[pos].get_or_init(|| {
             let family = self.input.rulesets[stage.ruleset].family;
-            lower_matches(&self.chain(stage, chain).rules[pos], family)
+            let rule = &self.chain(stage, chain).rules[pos];
+            Lowered {
+                matches: lower_matches(rule, family),
+                target: lower_target(rule, family),
+            }
         })
     }
 
@@ -616,9 +562,19 @@ impl<'a> Tracer<'a> {
     /// (the reason of the first such base match, else module, as iptables lists them), then the
     /// product of the random choices.
     fn evaluate(&self, typed: &[Expr], walk: &Walk, stage: Stage) -> Outcome {
+        self.with_xt_env(walk, stage, |env| self.evaluate_in(typed, walk, env))
+    }
+
+    /// Runs `f` with the evaluation environment of an iptables stage (x_tables semantics, ipsets).
+    pub(crate) fn with_xt_env<R>(
+        &self,
+        walk: &Walk,
+        stage: Stage,
+        f: impl FnOnce(&TypedEnv<'_, '_>) -> R,
+    ) -> R {
         let is_local = |ip: IpAddr| self.is_local(ip);
         let is_broadcast = |ip: IpAddr| self.is_broadcast(ip);
-        let env = TypedEnv {
+        f(&TypedEnv {
             hook: walk.hook,
             ct_attached: stage.ct_attached,
             is_local: &is_local,
@@ -627,12 +583,15 @@ impl<'a> Tracer<'a> {
             sets: &NoSets,
             xt: true,
             ipsets: Some(&self.sets),
-        };
+        })
+    }
+
+    fn evaluate_in(&self, typed: &[Expr], walk: &Walk, env: &TypedEnv<'_, '_>) -> Outcome {
         let mut maybe: Option<(u8, String)> = None;
         let mut chance: Option<f64> = None;
         for e in typed {
             let (outcome, rank) = match e {
-                Expr::Match(m) => (eval_match(m, &walk.pkt, &env), base_rank(&m.key)),
+                Expr::Match(m) => (eval_match(m, &walk.pkt, env), base_rank(&m.key)),
                 Expr::Stateful { kind, text } => (
                     Outcome::Maybe(format!(
                         "`{text}` depends on the packet rate or earlier packets ({kind})"
@@ -1117,14 +1076,14 @@ impl<'a> Tracer<'a> {
     fn apply(
         &self,
         rule: &Rule,
-        typed: &[Expr],
+        typed: &Lowered,
         walk: &mut Walk,
         stage: Stage,
         at: RuleRef,
         condition: Option<String>,
     ) -> Flow {
         if stage.kind == TableKind::Nat
-            && typed.iter().any(|e| {
+            && typed.matches.iter().any(|e| {
                 matches!(e, Expr::Match(Match { rhs: Rhs::SetRef(name), .. }) if is_ipvs_set(Some(name)))
             })
         {
@@ -1132,7 +1091,7 @@ impl<'a> Tracer<'a> {
         }
         let (effect, flow) = match &rule.spec.target {
             None => (Effect::Continue("counted (no target)".into()), Flow::Next),
-            Some(target) => self.target_effect(target, walk, stage, at),
+            Some(target) => self.xt_target(target, &typed.target, walk, stage, at),
         };
         walk.steps.push(Step {
             hook: walk.hook,
@@ -1141,182 +1100,6 @@ impl<'a> Tracer<'a> {
             condition,
         });
         flow
-    }
-
-    fn target_effect(
-        &self,
-        target: &Target,
-        walk: &mut Walk,
-        stage: Stage,
-        at: RuleRef,
-    ) -> (Effect, Flow) {
-        if let Some(&chain) = self.chain_index[stage.ruleset][stage.table].get(target.name.as_str())
-        {
-            let goto = target.kind == TargetKind::Goto;
-            let effect = if goto {
-                Effect::Goto(target.name.clone())
-            } else {
-                Effect::Jump(target.name.clone())
-            };
-            return (effect, Flow::Enter { chain, goto });
-        }
-        let pkt = &mut walk.pkt;
-        match target.name.as_str() {
-            "ACCEPT" => (Effect::Accept, Flow::EndTable),
-            "DROP" => (Effect::Drop, Flow::Final(Verdict::Drop, Some(at))),
-            "REJECT" => (Effect::Reject, Flow::Final(Verdict::Reject, Some(at))),
-            "RETURN" => (Effect::Return, Flow::Return),
-            "QUEUE" | "NFQUEUE" => (
-                Effect::Queue(target.name.clone()),
-                Flow::Final(Verdict::Undetermined, Some(at)),
-            ),
-            "MARK" => {
-                let old = pkt.mark;
-                pkt.mark = mark_target(target, old);
-                (Effect::Mark { old, new: pkt.mark }, Flow::Next)
-            }
-            "CONNMARK" => connmark_target(target, walk, stage),
-            "NOTRACK" => notrack(pkt),
-            "CT" if target.options.iter().any(|o| o.name == "notrack") => notrack(pkt),
-            "DNAT" | "REDIRECT" | "SNAT" | "MASQUERADE" | "NETMAP" => self.nat_target(target, walk),
-            "TPROXY" if walk.hook == Hook::Prerouting => {
-                let (proxy, _, (value, mask)) = self.tproxy_spec(target, &walk.pkt);
-                let pkt = &mut walk.pkt;
-                let old = pkt.mark;
-                pkt.mark = (old & !mask) ^ value;
-                pkt.tproxy = Some(proxy.clone());
-                (
-                    Effect::Tproxy {
-                        to: proxy,
-                        old_mark: old,
-                        new_mark: pkt.mark,
-                    },
-                    Flow::EndTable,
-                )
-            }
-            name if is_continue_target(name) => (Effect::Continue(name.to_owned()), Flow::Next),
-            name if target.kind == TargetKind::Goto
-                || name.chars().any(|c| c.is_ascii_lowercase())
-                || name.starts_with("KUBE-") =>
-            {
-                (
-                    Effect::MissingChain(name.to_owned()),
-                    Flow::Final(Verdict::Undetermined, Some(at)),
-                )
-            }
-            name => (
-                Effect::UnknownTarget(name.to_owned()),
-                Flow::Final(Verdict::Undetermined, Some(at)),
-            ),
-        }
-    }
-
-    /// MASQUERADE / `masquerade`: the source becomes the outgoing interface's address for the
-    /// packet's family when the routes say which (else the label names the interface), with the
-    /// port when one was given.
-    pub(crate) fn masquerade(
-        &self,
-        pkt: &mut PktState,
-        snat_label: &mut Option<String>,
-        port: Option<u16>,
-    ) -> Effect {
-        let dev = pkt.out_iface.clone().unwrap_or_default();
-        let src = self
-            .input
-            .routes
-            .as_ref()
-            .and_then(|r| r.source_for_dev(&dev, pkt.src));
-        let label = match src {
-            Some(ip) => {
-                pkt.src = ip;
-                endpoint(ip, port)
-            }
-            None => format!("MASQUERADE({})", if dev.is_empty() { "?" } else { &dev }),
-        };
-        pkt.snat_done = true;
-        *snat_label = Some(label.clone());
-        Effect::Snat(label)
-    }
-
-    fn nat_target(&self, target: &Target, walk: &mut Walk) -> (Effect, Flow) {
-        let hook = walk.hook;
-        let dst_side = matches!(hook, Hook::Prerouting | Hook::Output);
-        let pkt = &mut walk.pkt;
-        let mut redirect_note = None;
-        let effect = match target.name.as_str() {
-            "DNAT" => {
-                let (ip, port) = parse_nat_spec(target.value("to-destination").unwrap_or(""));
-                pkt.dst = ip.unwrap_or(pkt.dst);
-                pkt.dport = port.or(pkt.dport);
-                pkt.dnat_done = true;
-                Effect::Dnat(endpoint(pkt.dst, pkt.dport))
-            }
-            "REDIRECT" => {
-                pkt.dport = option_value(target, "to-ports", &["to-ports", "random"])
-                    .and_then(first_port)
-                    .or(pkt.dport);
-                pkt.dnat_done = true;
-                match self.redirect_address(pkt, hook) {
-                    Some(ip) => {
-                        pkt.dst = ip;
-                        pkt.dst_unknown = None;
-                        Effect::Dnat(endpoint(pkt.dst, pkt.dport))
-                    }
-                    None => {
-                        let dev = pkt.in_iface.clone().unwrap_or_default();
-                        let placeholder = format!("REDIRECT({dev})");
-                        pkt.dst_unknown = Some(placeholder.clone());
-                        redirect_note = Some(format!(
-                            "REDIRECT sends the packet to the primary address of {dev}, which the routes do not tell (offline, give --routes with `ip route show table all`; --local-ip does not say which interface an address is on); rules on the destination address after it are undetermined"
-                        ));
-                        Effect::Dnat(
-                            pkt.dport
-                                .map_or(placeholder.clone(), |p| format!("{placeholder}:{p}")),
-                        )
-                    }
-                }
-            }
-            "SNAT" => {
-                let (ip, port) = parse_nat_spec(target.value("to-source").unwrap_or(""));
-                pkt.src = ip.unwrap_or(pkt.src);
-                pkt.sport = port.or(pkt.sport);
-                pkt.snat_done = true;
-                walk.snat_label = Some(endpoint(pkt.src, port));
-                Effect::Snat(endpoint(pkt.src, port))
-            }
-            "MASQUERADE" => {
-                let port =
-                    option_value(target, "to-ports", &["to-ports", "random", "random-fully"])
-                        .and_then(first_port);
-                self.masquerade(pkt, &mut walk.snat_label, port)
-            }
-            _ => netmap(target, pkt, dst_side, &mut walk.snat_label),
-        };
-        walk.notes.extend(redirect_note);
-        (effect, Flow::EndTable)
-    }
-
-    /// Where REDIRECT sends the packet: loopback for locally generated packets, else the
-    /// primary address of the incoming interface (as `nf_nat_redirect` does); `None` when that
-    /// address is not known (offline without routes).
-    pub(crate) fn redirect_address(&self, pkt: &PktState, hook: Hook) -> Option<IpAddr> {
-        if hook == Hook::Output {
-            return Some(if pkt.dst.is_ipv4() {
-                IpAddr::V4(Ipv4Addr::LOCALHOST)
-            } else {
-                IpAddr::V6(Ipv6Addr::LOCALHOST)
-            });
-        }
-        let dev = pkt.in_iface.as_deref().unwrap_or("");
-        if dev == "lo" {
-            // Looped back from this node: lo's primary address is loopback.
-            return Some(if pkt.dst.is_ipv4() {
-                IpAddr::V4(Ipv4Addr::LOCALHOST)
-            } else {
-                IpAddr::V6(Ipv6Addr::LOCALHOST)
-            });
-        }
-        self.primary_address(dev, pkt.dst)
     }
 
     fn finish(&self, walk: &mut Walk, verdict: Verdict, by: Option<RuleRef>) -> Branch {
@@ -1422,47 +1205,6 @@ fn summarize(branches: Vec<Branch>, capped: bool) -> TraceResult {
     }
 }
 
-/// Targets that only observe or tweak things the verdict does not depend on.
-fn is_continue_target(name: &str) -> bool {
-    matches!(
-        name,
-        "LOG"
-            | "NFLOG"
-            | "ULOG"
-            | "TRACE"
-            | "CT"
-            | "CHECKSUM"
-            | "TCPMSS"
-            | "AUDIT"
-            | "CLASSIFY"
-            | "DSCP"
-            | "TOS"
-            | "TTL"
-            | "HL"
-            | "ECN"
-            | "SET"
-            | "IDLETIMER"
-            | "LED"
-            | "CONNSECMARK"
-            | "SECMARK"
-            | "TEE"
-            | "RATEEST"
-            | "NFACCT"
-    )
-}
-
-/// A rule whose match being undetermined cannot change anything: no target, or a logging one.
-fn has_no_effect(rule: &Rule) -> bool {
-    match &rule.spec.target {
-        None => true,
-        Some(t) => {
-            t.kind == TargetKind::Jump
-                && is_continue_target(&t.name)
-                && !(t.name == "CT" && t.options.iter().any(|o| o.name == "notrack"))
-        }
-    }
-}
-
 fn target_label(rule: &Rule) -> String {
     rule.spec
         .target
@@ -1491,215 +1233,6 @@ fn always_joined(ip: IpAddr) -> bool {
     }
 }
 
-fn is_tproxy(rule: &Rule) -> bool {
-    rule.spec
-        .target
-        .as_ref()
-        .is_some_and(|t| t.kind == TargetKind::Jump && t.name == "TPROXY")
-}
-
-/// The value of a target option given in full or abbreviated as getopt_long allows
-/// (`REDIRECT --to-port 15001` is `--to-ports`): a prefix of `full` that is the prefix of no
-/// other option of the target (`siblings`, which include `full`).
-pub(crate) fn option_value<'t>(
-    target: &'t Target,
-    full: &str,
-    siblings: &[&str],
-) -> Option<&'t str> {
-    target
-        .options
-        .iter()
-        .find(|o| {
-            o.name == full
-                || (!o.name.is_empty()
-                    && full.starts_with(o.name.as_str())
-                    && siblings
-                        .iter()
-                        .all(|s| *s == full || !s.starts_with(o.name.as_str())))
-        })
-        .and_then(|o| o.values.first())
-        .map(String::as_str)
-}
-
-fn notrack(pkt: &mut PktState) -> (Effect, Flow) {
-    pkt.ct_state = CtState::Untracked;
-    (Effect::Notrack, Flow::Next)
-}
-
-/// MARK: `new = (old & !mask) ^ value`, with the option spellings mapped as libxt_MARK does.
-pub(crate) fn mark_target(target: &Target, old: u32) -> u32 {
-    let Some(opt) = target.options.first() else {
-        return old;
-    };
-    let text = opt.values.first().map_or("", String::as_str);
-    let (value, mask) = parse_mark(text).unwrap_or((0, 0));
-    let explicit_mask = text.contains('/');
-    let (v, m) = match opt.name.as_str() {
-        "set-xmark" => (value, mask),
-        "set-mark" => (
-            value,
-            if explicit_mask {
-                value | mask
-            } else {
-                u32::MAX
-            },
-        ),
-        "and-mark" => (0, !value),
-        "or-mark" => (value, value),
-        "xor-mark" => (value, 0),
-        _ => (0, 0),
-    };
-    (old & !m) ^ v
-}
-
-fn connmark_target(target: &Target, walk: &mut Walk, stage: Stage) -> (Effect, Flow) {
-    let pkt = &mut walk.pkt;
-    if stage.kind == TableKind::Raw || pkt.ct_state == CtState::Untracked {
-        return (
-            Effect::Continue("CONNMARK (no connection yet: no effect)".into()),
-            Flow::Next,
-        );
-    }
-    let opt_mask = |name: &str| target.value(name).and_then(parse_mark).map(|(v, _)| v);
-    let Some(opt) = target.options.first() else {
-        return (Effect::Continue("CONNMARK".into()), Flow::Next);
-    };
-    match opt.name.as_str() {
-        "save-mark" => {
-            let nf = opt_mask("nfmask")
-                .or_else(|| opt_mask("mask"))
-                .unwrap_or(u32::MAX);
-            let ct = opt_mask("ctmask")
-                .or_else(|| opt_mask("mask"))
-                .unwrap_or(u32::MAX);
-            let old = pkt.ct_mark;
-            let base = if ct == u32::MAX { Some(0) } else { old };
-            pkt.ct_mark = base.map(|o| (o & !ct) ^ (pkt.mark & nf));
-            (
-                Effect::ConnMark {
-                    old,
-                    new: pkt.ct_mark,
-                },
-                Flow::Next,
-            )
-        }
-        "restore-mark" => {
-            let nf = opt_mask("nfmask")
-                .or_else(|| opt_mask("mask"))
-                .unwrap_or(u32::MAX);
-            let ct = opt_mask("ctmask")
-                .or_else(|| opt_mask("mask"))
-                .unwrap_or(u32::MAX);
-            let ctmark = pkt.ct_mark.unwrap_or_else(|| {
-                walk.assumptions
-                    .push("connection mark unknown: 0 assumed for --restore-mark".into());
-                0
-            });
-            pkt.mark = (pkt.mark & !nf) ^ (ctmark & ct);
-            (Effect::RestoreMark { new: pkt.mark }, Flow::Next)
-        }
-        _ => {
-            let old = pkt.ct_mark;
-            let (value, mask) = match opt.name.as_str() {
-                "set-xmark" => {
-                    parse_mark(opt.values.first().map_or("", String::as_str)).unwrap_or((0, 0))
-                }
-                _ => {
-                    let as_mark = Target {
-                        kind: target.kind,
-                        name: "MARK".into(),
-                        options: vec![opt.clone()],
-                    };
-                    let zero = mark_target(&as_mark, 0);
-                    let ones = mark_target(&as_mark, u32::MAX);
-                    // Recover (value, mask) from the two probes: bits kept from old are mask-free.
-                    (zero, !(zero ^ ones))
-                }
-            };
-            pkt.ct_mark = match old {
-                Some(o) => Some((o & !mask) ^ value),
-                None if mask == u32::MAX => Some(value),
-                None => None,
-            };
-            (
-                Effect::ConnMark {
-                    old,
-                    new: pkt.ct_mark,
-                },
-                Flow::Next,
-            )
-        }
-    }
-}
-
-fn netmap(
-    target: &Target,
-    pkt: &mut PktState,
-    dst_side: bool,
-    snat_label: &mut Option<String>,
-) -> Effect {
-    let spec = target.value("to").unwrap_or("");
-    let (net, len) = spec.split_once('/').unwrap_or((spec, ""));
-    let Ok(net) = net.parse::<IpAddr>() else {
-        return Effect::UnknownTarget(format!("NETMAP --to {spec}"));
-    };
-    let width = if net.is_ipv4() { 32 } else { 128 };
-    let len: u32 = len.parse().unwrap_or(width);
-    let map = |old: IpAddr| -> IpAddr {
-        match (old, net) {
-            (IpAddr::V4(o), IpAddr::V4(n)) => {
-                let m = if len == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - len.min(32))
-                };
-                IpAddr::V4(Ipv4Addr::from((u32::from(o) & !m) | (u32::from(n) & m)))
-            }
-            (IpAddr::V6(o), IpAddr::V6(n)) => {
-                let m = if len == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - len.min(128))
-                };
-                IpAddr::V6(Ipv6Addr::from((u128::from(o) & !m) | (u128::from(n) & m)))
-            }
-            _ => old,
-        }
-    };
-    if dst_side {
-        pkt.dst = map(pkt.dst);
-        pkt.dnat_done = true;
-        Effect::Dnat(endpoint(pkt.dst, pkt.dport))
-    } else {
-        pkt.src = map(pkt.src);
-        pkt.snat_done = true;
-        *snat_label = Some(pkt.src.to_string());
-        Effect::Snat(pkt.src.to_string())
-    }
-}
-
-/// `ip`, `ip:port`, `ip-ip:port-port`, `[v6]:port`, `v6`, `:port` → first address and first port.
-pub(crate) fn parse_nat_spec(spec: &str) -> (Option<IpAddr>, Option<u16>) {
-    if let Some(rest) = spec.strip_prefix('[') {
-        let (addr, after) = rest.split_once(']').unwrap_or((rest, ""));
-        let ip = addr.split('-').next().and_then(|a| a.parse().ok());
-        return (ip, after.strip_prefix(':').and_then(first_port));
-    }
-    if let Ok(ip @ IpAddr::V6(_)) = spec.split('-').next().unwrap_or("").parse::<IpAddr>() {
-        return (Some(ip), None);
-    }
-    let (addr, port) = match spec.rsplit_once(':') {
-        Some((a, p)) if !a.contains(':') => (a, Some(p)),
-        _ => (spec, None),
-    };
-    let ip = addr.split('-').next().and_then(|a| a.parse().ok());
-    (ip, port.and_then(first_port))
-}
-
-fn first_port(text: &str) -> Option<u16> {
-    text.split(['-', ':']).next().and_then(|p| p.parse().ok())
-}
-
 /// `ip:port`, `[v6]:port`, or the address alone.
 pub fn endpoint(ip: IpAddr, port: Option<u16>) -> String {
     match (ip, port) {
@@ -1718,17 +1251,4 @@ pub fn fmt_prob(p: f64) -> String {
     let s = format!("{p:.4}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     s.to_owned()
-}
-
-/// A target's mark option (`MARK`, `CONNMARK`, `TPROXY --tproxy-mark`): `0x4000`,
-/// `0x4000/0x4000`, `16384` as value and mask (default all ones).
-pub(crate) fn parse_mark(text: &str) -> Option<(u32, u32)> {
-    let num = |s: &str| match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) => u32::from_str_radix(hex, 16).ok(),
-        None => s.parse().ok(),
-    };
-    match text.split_once('/') {
-        Some((v, m)) => Some((num(v)?, num(m)?)),
-        None => Some((num(text)?, u32::MAX)),
-    }
 }

@@ -16,8 +16,9 @@
 //! unlowered) and evaluated with the kernel's x_tables
 //! semantics where they differ from nft's (a negated owner or physdev option without the field,
 //! `-m addrtype` on IPv6, `--ctstate …,DNAT`, ipsets by their real type). No option string is
-//! re-read to decide a match; an iptables rule's *target* is still applied from the string model
-//! (`engine`). What it
+//! re-read to decide a match or apply a target: an iptables rule's target is lowered too
+//! (`nfscope_ruleset::lower::lower_target`) and applied as the same typed NAT, mark and verdict
+//! statements as native rules (`xt_target`, `stmt`; unknown targets and options are MAY). What it
 //! cannot know (rate limits, `recent`, dynamic sets, modules or expressions it does not model,
 //! missing chains) is explored both ways and reported as MAY rather than guessed; so are rules the
 //! caller could not read ([`Unread`]), which make the verdict UNDETERMINED, and bridge/netdev
@@ -44,7 +45,9 @@ mod result;
 pub mod routes;
 mod sets;
 mod state;
+mod stmt;
 pub mod typed_eval;
+mod xt_target;
 
 use std::net::IpAddr;
 
@@ -197,3 +200,6 @@ mod fidelity_tests;
 
 #[cfg(test)]
 mod nft_tests;
+
+#[cfg(test)]
+mod xt_target_tests;

@@ -4,7 +4,8 @@
 //! right (a failing match ends the rule, an undetermined one splits the walk), verdict maps and
 //! NAT maps with their branches (`numgen` with probabilities, undetermined keys and dynamic maps
 //! as assumptions), `meta mark set` / `ct mark set`, `notrack`, NAT (dnat/snat/masquerade/
-//! redirect with addresses and ports from maps; a NAT statement accepts, ending its base chain),
+//! redirect with addresses and ports from maps; a NAT statement accepts, ending its base chain;
+//! what a NAT or mark statement computes is `stmt`'s, shared with iptables targets),
 //! and verdicts (`accept` ends only its base chain, `drop`/`reject` are final, `queue` hands the
 //! packet away: UNDETERMINED). Which base chains run at a hook and in what order is the engine's
 //! (`engine::Tracer::stages`); deciding single expressions is `typed_eval`'s. Also owns the notes
@@ -15,17 +16,15 @@ use std::net::IpAddr;
 use nfscope_ruleset::Family;
 use nfscope_ruleset::nft::render_key;
 use nfscope_ruleset::typed::{
-    self, Expr, MapData, MarkTarget, MarkValue, Nat, NatAddr, NatKind, NftChain, NftFamily,
-    NftTable, TypedRule, Value,
+    self, Expr, MapData, NatAddr, NftChain, NftFamily, NftTable, TypedRule,
 };
 
-use crate::engine::{Flow, Stage, Tracer, Walk, endpoint, fmt_prob};
+use crate::engine::{Flow, Stage, Tracer, Walk, fmt_prob};
 use crate::packet::{CtState, Packet};
 use crate::result::{Effect, RuleRef, Step, Verdict};
 use crate::state::Hook;
-use crate::typed_eval::{
-    Lookup, Outcome, Read, TableSets, TypedEnv, Weight, eval_match, lookup, read_key,
-};
+use crate::stmt::Lang;
+use crate::typed_eval::{Lookup, Outcome, TableSets, TypedEnv, Weight, eval_match, lookup};
 
 /// Do tables of nft family `table` see packets of `family`?
 pub(crate) fn family_applies(table: NftFamily, family: Family) -> bool {
@@ -65,34 +64,6 @@ fn no_effect(rest: &[Expr]) -> bool {
     })
 }
 
-/// The first address of a NAT target value (an address, prefix, range, or `addr . port`).
-fn nat_addr(v: &Value) -> Option<IpAddr> {
-    match v {
-        Value::Addr(a) | Value::Prefix(a, _) => Some(*a),
-        Value::Range(a, _) => nat_addr(a),
-        Value::Concat(parts) => parts.first().and_then(nat_addr),
-        _ => None,
-    }
-}
-
-fn nat_port(v: &Value) -> Option<u16> {
-    match v {
-        Value::Int(p) => u16::try_from(*p).ok(),
-        Value::Range(a, _) => nat_port(a),
-        _ => None,
-    }
-}
-
-/// A NAT target value that picks among several addresses or ports (the kernel chooses one).
-fn is_pool(v: &Value) -> bool {
-    match v {
-        Value::Prefix(_, len) => !matches!(len, 32 | 128),
-        Value::Range(..) => true,
-        Value::Concat(parts) => parts.iter().any(is_pool),
-        _ => false,
-    }
-}
-
 /// Applies one alternative of a lookup (its map data, or none) to a walk.
 type ApplyAlt<'a, 'b> =
     dyn Fn(&Tracer<'a>, &mut Walk, Option<&'a MapData>) -> Option<(Effect, Flow)> + 'b;
@@ -106,7 +77,12 @@ impl<'a> Tracer<'a> {
         &self.nft_table(stage).chains[chain]
     }
 
-    fn with_env<R>(&self, walk: &Walk, stage: Stage, f: impl FnOnce(&TypedEnv<'_, 'a>) -> R) -> R {
+    pub(crate) fn with_env<R>(
+        &self,
+        walk: &Walk,
+        stage: Stage,
+        f: impl FnOnce(&TypedEnv<'_, 'a>) -> R,
+    ) -> R {
         let is_local = |ip: IpAddr| self.is_local(ip);
         let is_broadcast = |ip: IpAddr| self.is_broadcast(ip);
         let env = TypedEnv {
@@ -197,9 +173,10 @@ impl<'a> Tracer<'a> {
                     walk.pkt.ct_state = CtState::Untracked;
                     (Effect::Notrack, None)
                 }),
-                Expr::SetMark { target, value } => {
-                    Some((self.nft_set_mark(*target, value, walk, stage), None))
-                }
+                Expr::SetMark { target, value } => Some((
+                    self.apply_mark(*target, value, walk, stage, Lang::Nft),
+                    None,
+                )),
                 Expr::Nat(nat) => match &nat.addr {
                     Some(NatAddr::Map { key, map }) => {
                         let found =
@@ -214,7 +191,7 @@ impl<'a> Tracer<'a> {
                             room,
                             capped,
                             &|t, w, data| match data {
-                                Some(MapData::Value(v)) => t.nft_nat(nat, Some(v), w),
+                                Some(MapData::Value(v)) => t.apply_nat(nat, Some(v), w),
                                 Some(MapData::Verdict(_)) => Some((
                                     Effect::UnknownTarget("a NAT map with verdicts".into()),
                                     Flow::Final(Verdict::Undetermined, Some(at)),
@@ -223,7 +200,7 @@ impl<'a> Tracer<'a> {
                             },
                         );
                     }
-                    _ => match self.nft_nat(nat, None, walk) {
+                    _ => match self.apply_nat(nat, None, walk) {
                         Some((effect, flow)) => Some((effect, Some(flow))),
                         None => return None,
                     },
@@ -424,140 +401,6 @@ impl<'a> Tracer<'a> {
                 }
             }
         }
-    }
-
-    /// `meta mark set …` / `ct mark set …`.
-    fn nft_set_mark(
-        &self,
-        target: MarkTarget,
-        value: &MarkValue,
-        walk: &mut Walk,
-        stage: Stage,
-    ) -> Effect {
-        let from_key = |walk: &mut Walk, key: &typed::Key| -> Option<u32> {
-            let read = self.with_env(walk, stage, |env| read_key(key, &walk.pkt, env));
-            match read {
-                Read::Val(crate::typed_eval::PktVal::Int(v)) => Some(v as u32),
-                Read::Val(_) | Read::Absent => None,
-                Read::Unknown(why) => {
-                    walk.assumptions
-                        .push(format!("mark copied from {}: {why}", render_key(key)));
-                    None
-                }
-            }
-        };
-        let compute = |walk: &mut Walk, old: Option<u32>| -> Option<u32> {
-            match value {
-                MarkValue::Set(v) => Some(*v as u32),
-                MarkValue::Or(v) => old.map(|o| o | *v as u32),
-                MarkValue::And(v) => old.map(|o| o & *v as u32),
-                MarkValue::Xor(v) => old.map(|o| o ^ *v as u32),
-                MarkValue::From { key } => from_key(walk, key),
-                MarkValue::Other(text) => {
-                    walk.assumptions.push(format!(
-                        "mark set to `{text}`, which nfscope does not compute"
-                    ));
-                    None
-                }
-            }
-        };
-        match target {
-            MarkTarget::Meta => {
-                let old = walk.pkt.mark;
-                match compute(walk, Some(old)) {
-                    Some(new) => {
-                        walk.pkt.mark = new;
-                        Effect::Mark { old, new }
-                    }
-                    None => Effect::Continue("mark set to a value nfscope cannot compute".into()),
-                }
-            }
-            MarkTarget::Ct => {
-                if !stage.ct_attached || walk.pkt.ct_state == CtState::Untracked {
-                    return Effect::Continue("ct mark set (no connection yet: no effect)".into());
-                }
-                let old = walk.pkt.ct_mark;
-                walk.pkt.ct_mark = compute(walk, old);
-                Effect::ConnMark {
-                    old,
-                    new: walk.pkt.ct_mark,
-                }
-            }
-        }
-    }
-
-    /// A NAT statement (with `data` from its map, if any): `None` when it does not apply to
-    /// this packet (an `ip` NAT in an inet table for an IPv6 packet breaks the rule).
-    fn nft_nat(&self, nat: &Nat, data: Option<&Value>, walk: &mut Walk) -> Option<(Effect, Flow)> {
-        if let Some(v6) = nat.family
-            && v6 != walk.pkt.dst.is_ipv6()
-        {
-            return None;
-        }
-        let addr_value = data.or(match &nat.addr {
-            Some(NatAddr::Value(v)) => Some(v),
-            _ => None,
-        });
-        let addr = addr_value.and_then(nat_addr);
-        let port = match (addr_value, &nat.port) {
-            (_, Some(p)) => nat_port(p),
-            (Some(Value::Concat(parts)), None) => parts.get(1).and_then(nat_port),
-            _ => None,
-        };
-        if addr_value.is_some_and(is_pool) || nat.port.as_ref().is_some_and(is_pool) {
-            walk.notes.push(format!(
-                "{} picks one address/port of a range; the first is shown",
-                nat.kind.as_str()
-            ));
-        }
-        let hook = walk.hook;
-        let pkt = &mut walk.pkt;
-        let effect = match nat.kind {
-            NatKind::Dnat => {
-                pkt.dst = addr.unwrap_or(pkt.dst);
-                pkt.dport = port.or(pkt.dport);
-                pkt.dnat_done = true;
-                Effect::Dnat(endpoint(pkt.dst, pkt.dport))
-            }
-            NatKind::Snat => {
-                pkt.src = addr.unwrap_or(pkt.src);
-                pkt.sport = port.or(pkt.sport);
-                pkt.snat_done = true;
-                walk.snat_label = Some(endpoint(pkt.src, port));
-                Effect::Snat(endpoint(pkt.src, port))
-            }
-            NatKind::Masquerade => self.masquerade(pkt, &mut walk.snat_label, port),
-            NatKind::Redirect => {
-                pkt.dport = port.or(pkt.dport);
-                pkt.dnat_done = true;
-                match self.redirect_address(pkt, hook) {
-                    Some(ip) => {
-                        pkt.dst = ip;
-                        pkt.dst_unknown = None;
-                        Effect::Dnat(endpoint(pkt.dst, pkt.dport))
-                    }
-                    None => {
-                        let dev = pkt.in_iface.clone().unwrap_or_default();
-                        let placeholder = format!("REDIRECT({dev})");
-                        pkt.dst_unknown = Some(placeholder.clone());
-                        walk.notes.push(format!(
-                            "redirect sends the packet to the primary address of {dev}, which the routes do not tell (give --routes); rules on the destination address after it are undetermined"
-                        ));
-                        Effect::Dnat(
-                            pkt.dport
-                                .map_or(placeholder.clone(), |p| format!("{placeholder}:{p}")),
-                        )
-                    }
-                }
-            }
-            NatKind::Tproxy => {
-                return Some((
-                    Effect::UnknownTarget("tproxy (native) is not modelled".into()),
-                    Flow::Final(Verdict::Undetermined, None),
-                ));
-            }
-        };
-        Some((effect, Flow::EndTable))
     }
 
     /// Bridge, netdev and inet-ingress base chains the packet may cross: nfscope does not trace

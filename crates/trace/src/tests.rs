@@ -415,23 +415,50 @@ fn branch_cap_bounds_exploration() {
     assert!(!result.must);
 }
 
+/// DNAT's `--to-destination` forms, lowered and applied: the first address and port of a
+/// range, `[v6]:port`, a v6 address alone (the port kept), a port alone (the address kept).
 #[test]
-fn nat_specs_parse() {
-    use crate::engine::parse_nat_spec;
+fn nat_specs_apply_their_first_address_and_port() {
+    let dnat = |family: Family, spec: &str, dst: &str| {
+        let text = format!(
+            "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -j DNAT --to-destination {spec}\nCOMMIT\n"
+        );
+        let options = ParseOptions {
+            family: Some(family),
+            backend: Some(Backend::Legacy),
+            lenient: false,
+            ..Default::default()
+        };
+        let input = TraceInput::new(vec![parse_ruleset(&text, &options).unwrap()]);
+        let src = if family == Family::Ipv4 {
+            "192.0.2.1"
+        } else {
+            "2001:db8::1"
+        };
+        let result = trace(&input, &incoming(src, dst, 443, "eth0")).unwrap();
+        result.branches[0].dnat
+    };
+    let (v4, v6) = (Family::Ipv4, Family::Ipv6);
     assert_eq!(
-        parse_nat_spec("10.0.0.1:80"),
-        (Some(ip("10.0.0.1")), Some(80))
+        dnat(v4, "10.0.0.1:80", "192.0.2.9"),
+        Some((ip("10.0.0.1"), Some(80)))
     );
     assert_eq!(
-        parse_nat_spec("10.0.0.1-10.0.0.9:80-90"),
-        (Some(ip("10.0.0.1")), Some(80))
+        dnat(v4, "10.0.0.1-10.0.0.9:80-90", "192.0.2.9"),
+        Some((ip("10.0.0.1"), Some(80)))
     );
     assert_eq!(
-        parse_nat_spec("[fd00::1]:8080"),
-        (Some(ip("fd00::1")), Some(8080))
+        dnat(v6, "[fd00::1]:8080", "2001:db8::9"),
+        Some((ip("fd00::1"), Some(8080)))
     );
-    assert_eq!(parse_nat_spec("fd00::1"), (Some(ip("fd00::1")), None));
-    assert_eq!(parse_nat_spec(":8080"), (None, Some(8080)));
+    assert_eq!(
+        dnat(v6, "fd00::1", "2001:db8::9"),
+        Some((ip("fd00::1"), Some(443)))
+    );
+    assert_eq!(
+        dnat(v4, ":8080", "192.0.2.9"),
+        Some((ip("192.0.2.9"), Some(8080)))
+    );
 }
 
 /// iptables matches the string matcher decided, now decided on their lowered typed form with

@@ -310,7 +310,7 @@ fn kube_router_pod_chain(topo: &Topology, pod: &Pod, f: &mut Table) {
     );
 }
 
-/// KUBE-NWPLCY-<hash>: mark then return for sources in the policy's ingress ipset.
+/// `KUBE-NWPLCY-<hash>`: mark then return for sources in the policy's ingress ipset.
 fn kube_router_policy(policy: &NetworkPolicy, f: &mut Table) {
     let chain = kube_router_policy_chain(
         K8S_NAMESPACE,

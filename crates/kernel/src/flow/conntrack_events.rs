@@ -247,7 +247,8 @@ pub struct ConntrackEvents {
 
 impl ConntrackEvents {
     /// Opens the socket (needs CAP_NET_ADMIN) with an 8 MiB receive buffer where allowed, the
-    /// [`filter_program`] attached, and a `timeout` on each receive.
+    /// module's socket filter (`filter_program`: drops the UPDATEs other than TCP ESTABLISHED
+    /// and CLOSE in the kernel) attached, and a `timeout` on each receive.
     pub fn open(timeout: Duration) -> io::Result<Self> {
         let socket = Subscription::open(
             GROUPS,

@@ -683,6 +683,8 @@ impl Reader {
         if prints.is_empty() {
             return Ok(Ok(TextRead::default()));
         }
+        // The entries buffer is not held while the text is parsed (the peak of a change).
+        *buf = Vec::new();
         let parsed = parse_legacy_text(text, family)?;
         // libiptc commits in two calls: it replaces the table (new counters all zero), then
         // puts the counters back. A read just after a change can fall between the two, so the

@@ -398,6 +398,15 @@ const SERVICES: &[(&str, u64)] = &[
     ("http-alt", 8080),
 ];
 
+/// The port of a well-known service name (`ssh` → 22) from the one service-name table of the
+/// parsers; `None` for a name the table does not list.
+pub fn service_port(name: &str) -> Option<u16> {
+    SERVICES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, p)| u16::try_from(*p).ok())
+}
+
 /// Port names as numbers, so `tcp dport ssh` and `tcp dport 22` are one form.
 fn service_numbers(e: crate::typed::Expr) -> crate::typed::Expr {
     use crate::typed::{Expr, Key, Match, Rhs, Value};

@@ -484,6 +484,12 @@ pub fn render_expr(e: &Expr) -> String {
                 MarkValue::And(v) => format!("{kt} & 0x{v:08x}"),
                 MarkValue::Xor(v) => format!("{kt} ^ 0x{v:08x}"),
                 MarkValue::From { key } => render_key(key),
+                // No nft form (see `MarkValue::Copy`): the kernel's expression, spelled nft-like.
+                MarkValue::Copy { key, mask, clear } => format!(
+                    "{kt} & 0x{:08x} ^ {} & 0x{mask:08x}",
+                    !clear & 0xffff_ffff,
+                    render_key(key)
+                ),
                 MarkValue::Other(t) => t.clone(),
             };
             format!("{kt} set {v}")
