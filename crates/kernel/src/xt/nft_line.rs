@@ -11,6 +11,7 @@
 //! save tool would print differently, or not at all, is [`Unsupported`]: the reader then runs
 //! the save tool. It does not talk to the kernel (`netlink::nft` decodes the messages).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -104,6 +105,8 @@ pub(crate) struct TableText {
     pub chains: Vec<ChainHead>,
     /// Per chain (same index as `chains`), its rule lines (`-A …\n`).
     pub rules: Vec<String>,
+    /// Chain name → index into `chains` (a dump of 20,000 chains must not scan them per rule).
+    pub index: HashMap<String, usize>,
 }
 
 impl TableText {
@@ -242,6 +245,9 @@ impl Assembler {
                 policy: chain.policy,
                 counters: (counters.packets, counters.bytes),
             });
+            table
+                .index
+                .insert(chain.name.to_owned(), table.chains.len() - 1);
             table.rules.push(String::new());
         }
     }
@@ -262,7 +268,7 @@ impl Assembler {
         let Some(table) = self.tables.iter_mut().find(|t| t.name == rule.table) else {
             return;
         };
-        let Some(i) = table.chains.iter().position(|c| c.name == rule.chain) else {
+        let Some(&i) = table.index.get(rule.chain) else {
             self.unsupported = Some(table_unsupported(&table.name, "a rule of an unknown chain"));
             return;
         };
@@ -1216,6 +1222,7 @@ mod tests {
                 counters: (0, 0),
             }],
             rules: vec![String::new()],
+            index: HashMap::new(),
         };
         let err = table.write(&mut String::new()).unwrap_err();
         assert_eq!(
