@@ -113,7 +113,7 @@ impl TableText {
     /// Appends the table as the save tool prints it (without its `#` lines). Base chains must
     /// be the table's built-in ones with the built-in hook, priority and type, else the save
     /// tool marks the table tainted.
-    pub(crate) fn write(&self, out: &mut String) -> Result<(), Unsupported> {
+    pub(crate) fn write(&mut self, out: &mut String) -> Result<(), Unsupported> {
         let builtins = TABLES
             .iter()
             .find(|(name, _)| *name == self.name)
@@ -178,7 +178,11 @@ impl TableText {
             let _ = writeln!(out, ":{} {policy} [{p}:{b}]", chain.name);
         }
         for i in order.iter().flatten().copied().chain(user.iter().copied()) {
-            out.push_str(self.rules.get(i).map_or("", String::as_str));
+            // Moved out and freed chain by chain: the text is never held twice.
+            if let Some(lines) = self.rules.get_mut(i) {
+                out.push_str(lines);
+                *lines = String::new();
+            }
         }
         out.push_str("COMMIT\n");
         Ok(())
@@ -285,12 +289,23 @@ impl Assembler {
     }
 
     /// The text, or why it cannot be rendered exactly.
-    pub(crate) fn finish(self) -> Result<String, Unsupported> {
+    pub(crate) fn finish(mut self) -> Result<String, Unsupported> {
         if let Some(e) = self.unsupported {
             return Err(e);
         }
-        let mut out = String::new();
-        for table in &self.tables {
+        let mut out = String::with_capacity(
+            self.tables
+                .iter()
+                .flat_map(|t| &t.rules)
+                .map(String::len)
+                .sum::<usize>()
+                + 64 * self
+                    .tables
+                    .iter()
+                    .map(|t| t.chains.len() + 8)
+                    .sum::<usize>(),
+        );
+        for table in &mut self.tables {
             table.write(&mut out)?;
         }
         Ok(out)
@@ -1213,7 +1228,7 @@ mod tests {
 
     #[test]
     fn a_table_with_a_foreign_base_chain_is_unsupported() {
-        let table = TableText {
+        let mut table = TableText {
             name: "filter".to_owned(),
             chains: vec![ChainHead {
                 name: "INPUT".to_owned(),
