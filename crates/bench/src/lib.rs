@@ -80,9 +80,40 @@ pub fn kube_proxy_ruleset(
     endpoints_per_service: usize,
     opts: &GenOptions,
 ) -> String {
+    generated_text(services, endpoints_per_service, opts, None)
+}
+
+/// [`kube_proxy_ruleset`]'s save-syntax text with the service names of [`Shape::KubeProxy`]:
+/// once loaded, the kernel holds the same rules as for [`kube_proxy_restore_input`] (the root
+/// test in `tests/restore.rs` compares the two as `iptables-save` prints them).
+pub fn kube_proxy_ruleset_with_cluster_names(
+    services: usize,
+    endpoints_per_service: usize,
+    opts: &GenOptions,
+) -> String {
+    generated_text(
+        services,
+        endpoints_per_service,
+        opts,
+        Some(kube_proxy_shape::service_port_name),
+    )
+}
+
+fn generated_text(
+    services: usize,
+    endpoints_per_service: usize,
+    opts: &GenOptions,
+    name: Option<fn(usize) -> String>,
+) -> String {
     let family = AddressPlan { ipv6: opts.ipv6 };
     let ports: Vec<ServicePort> = (0..services)
-        .map(|i| service(i, services, endpoints_per_service, opts, &family))
+        .map(|i| {
+            let mut port = service(i, services, endpoints_per_service, opts, &family);
+            if let Some(name) = name {
+                port.name = name(i);
+            }
+            port
+        })
         .collect();
     let node = Node {
         family: if opts.ipv6 {

@@ -12,6 +12,8 @@ use anyhow::{Context as _, Result, bail};
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// When the process was spawned.
+    pub started: Instant,
 }
 
 impl Server {
@@ -25,6 +27,7 @@ impl Server {
         let addr = free_local_port()?;
         let log_file =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let started = Instant::now();
         let child = Command::new(nfscope)
             .args([
                 "serve",
@@ -41,7 +44,11 @@ impl Server {
             .stderr(log_file)
             .spawn()
             .with_context(|| format!("starting {}", nfscope.display()))?;
-        let mut server = Self { child, addr };
+        let mut server = Self {
+            child,
+            addr,
+            started,
+        };
         server.wait_ready(Duration::from_secs(30))?;
         Ok(server)
     }
@@ -81,7 +88,29 @@ fn free_local_port() -> Result<SocketAddr> {
     Ok(listener.local_addr()?)
 }
 
-/// `GET /metrics`; returns the body size, failing on anything but `200`.
+/// An answer other than `200`.
+#[derive(Debug)]
+pub struct NotOk {
+    pub status_line: String,
+    pub body_start: String,
+}
+
+impl std::fmt::Display for NotOk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.status_line, self.body_start)
+    }
+}
+
+impl std::error::Error for NotOk {}
+
+impl NotOk {
+    /// `503 Service Unavailable`: nfscope has no rules to answer with yet.
+    pub fn is_unavailable(&self) -> bool {
+        self.status_line.contains(" 503 ")
+    }
+}
+
+/// `GET /metrics`; returns the body size, failing on anything but `200` (a [`NotOk`] error).
 pub fn scrape(addr: SocketAddr) -> Result<usize> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(300)))?;
@@ -100,10 +129,11 @@ pub fn scrape(addr: SocketAddr) -> Result<usize> {
     );
     if !status_line.contains(" 200 ") {
         let body = String::from_utf8_lossy(&response[header_end + 4..]);
-        bail!(
-            "{status_line}: {}",
-            body.chars().take(300).collect::<String>()
-        );
+        return Err(NotOk {
+            status_line: status_line.into_owned(),
+            body_start: body.chars().take(300).collect(),
+        }
+        .into());
     }
     Ok(response.len() - header_end - 4)
 }
