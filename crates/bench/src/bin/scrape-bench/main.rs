@@ -2,8 +2,15 @@
 //! generated kube-proxy rulesets loaded into throwaway network namespaces (iptables mode on the nft
 //! and legacy backends; kube-proxy's nftables mode as backend `nftables`).
 //!
-//! Needs root (namespaces, iptables-restore). Never part of `cargo test`. See docs/BENCHMARKS.md:
-//! `cargo run --release -p nfscope-bench --bin scrape-bench -- --nfscope target/release/nfscope`.
+//! Each size × backend × `--shapes` entry (the generator's save-syntax text, or the same services
+//! as kube-proxy writes its restore input) gets its own namespace; the tools are measured one
+//! after the other. `--scale` adds issue 15's table: each nfscope figure (first collection,
+//! steady scrape ÷ the kernel's dump cost, steady RSS, scrape peak, start to first `200`) beside
+//! its baseline, and "not run" with the reason for whatever was not measured.
+//!
+//! Needs root (namespaces, iptables-restore). Never part of `cargo test`. See docs/BENCHMARKS.md
+//! §3 and §3a: `cargo run --release -p nfscope-bench --bin scrape-bench -- --nfscope
+//! target/release/nfscope [--scale --shapes generated,kube-proxy]`.
 
 mod baseline;
 mod netns;
