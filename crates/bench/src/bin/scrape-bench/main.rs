@@ -74,6 +74,10 @@ struct Args {
     /// `--timeout` passed to `nfscope serve` (seconds per tool).
     #[arg(long, default_value_t = 120)]
     server_timeout: u32,
+    /// `--text-timeout` passed to `nfscope serve` (seconds for a read of the rule text; nfscope's
+    /// default when not given). The first scrape waits for the larger of the two plus a minute.
+    #[arg(long)]
+    server_text_timeout: Option<u32>,
     /// Ruleset shapes for the iptables backends: `generated` (gen-kube-ruleset's save syntax,
     /// chains sorted) and `kube-proxy` (the same services as kube-proxy writes its restore input:
     /// cluster names, its argument and chain order). Backend `nftables` has one shape.
@@ -391,14 +395,27 @@ fn measure_nfscope(
     ticks: f64,
 ) -> Result<Summary> {
     let log = std::env::temp_dir().join(format!("{}-nfscope.log", ns.name));
-    let server = server::Server::start(nfscope, &ns.name, args.server_timeout, extra, &log)
-        .with_context(|| format!("see {}", log.display()))?;
+    let server = server::Server::start(
+        nfscope,
+        &ns.name,
+        args.server_timeout,
+        args.server_text_timeout,
+        extra,
+        &log,
+    )
+    .with_context(|| format!("see {}", log.display()))?;
     let pid = server.pid();
     // The first collection: everything the fresh process did until its first `200` (it may
     // start collecting before it listens; a `503` — no rules read yet — is retried).
+    let first_limit = std::time::Duration::from_secs(
+        u64::from(
+            args.server_timeout
+                .max(args.server_text_timeout.unwrap_or(300)),
+        ) + 60,
+    );
     let (body, first_ms) = loop {
         let first = Instant::now();
-        match server::scrape(server.addr) {
+        match server::scrape_within(server.addr, first_limit) {
             Ok(body) => break (body, first.elapsed().as_secs_f64() * 1e3),
             Err(e)
                 if e.downcast_ref::<server::NotOk>()

@@ -21,10 +21,17 @@ impl Server {
         nfscope: &Path,
         netns: &str,
         timeout_s: u32,
+        text_timeout_s: Option<u32>,
         extra: &[&str],
         log: &Path,
     ) -> Result<Self> {
         let addr = free_local_port()?;
+        let text_timeout;
+        let mut text_args: Vec<&str> = Vec::new();
+        if let Some(t) = text_timeout_s {
+            text_timeout = t.to_string();
+            text_args.extend(["--text-timeout", text_timeout.as_str()]);
+        }
         let log_file =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let started = Instant::now();
@@ -38,6 +45,7 @@ impl Server {
                 "--timeout",
                 &timeout_s.to_string(),
             ])
+            .args(&text_args)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
@@ -112,14 +120,27 @@ impl NotOk {
 
 /// `GET /metrics`; returns the body size, failing on anything but `200` (a [`NotOk`] error).
 pub fn scrape(addr: SocketAddr) -> Result<usize> {
+    scrape_within(addr, Duration::from_secs(300))
+}
+
+/// [`scrape`] waiting up to `limit` for the answer (the first scrape of a big ruleset waits for
+/// the whole first collection).
+pub fn scrape_within(addr: SocketAddr, limit: Duration) -> Result<usize> {
     let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(300)))?;
+    stream.set_read_timeout(Some(limit))?;
     write!(
         stream,
         "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = Vec::with_capacity(1 << 20);
-    stream.read_to_end(&mut response)?;
+    stream
+        .read_to_end(&mut response)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                anyhow::anyhow!("no complete answer on /metrics within {limit:?}")
+            }
+            _ => e.into(),
+        })?;
     let header_end = response
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
