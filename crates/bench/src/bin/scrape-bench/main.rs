@@ -858,3 +858,111 @@ fn run_context(args: &Args, started: &Started) -> String {
         started.instant.elapsed().as_secs_f64(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(cpu: f64, steady: Option<SteadyRss>) -> Summary {
+        let mut s = summarize(10.0, vec![5.0, 7.0, 6.0], cpu, 2048, 1 << 20);
+        s.steady = steady;
+        s
+    }
+
+    fn row(backend: &str, tool: &str, summary: Summary) -> Row {
+        Row {
+            services: 5000,
+            rules: 72_523,
+            backend: backend.to_owned(),
+            shape: Shape::KubeProxy,
+            tool: tool.to_owned(),
+            summary,
+        }
+    }
+
+    fn combo(backend: &str, not_run: Vec<(String, String)>) -> Combo {
+        Combo {
+            services: 5000,
+            rules: 72_523,
+            backend: backend.to_owned(),
+            shape: Shape::KubeProxy,
+            load_s: 4.0,
+            wall_s: 200.0,
+            save6_sys_s: Some(0.01),
+            not_run,
+        }
+    }
+
+    #[test]
+    fn the_scale_table_puts_each_figure_beside_its_baseline() {
+        let mut nfscope = summary(
+            0.66,
+            Some(SteadyRss {
+                peak_mib: 53.1,
+                after_mib: 49.0,
+            }),
+        );
+        nfscope.server = Some(ServerDetail {
+            first_cpu_s: 2.34,
+            first_peak_mib: 163.5,
+            first_200_s: 6.2,
+            lint: None,
+            change: ChangeWindow {
+                median_ms: 1.0,
+                cpu_s_per_scrape: 0.7,
+                lint_cpu_s_per_scrape: 0.0,
+                peak_mib: 160.0,
+            },
+        });
+        let mut naive = summary(1.14, None);
+        naive.baseline = Some(BaselineDetail {
+            runs: 2,
+            first_cpu_s: 1.09,
+            first_peak_mib: 69.5,
+            child_sys_s: 0.59,
+        });
+        let rows = vec![row("nft", "nfscope", nfscope), row("nft", "naive", naive)];
+        let why = "above --nft-json-max-services 1".to_owned();
+        let table = render_scale_table(
+            &rows,
+            &[
+                combo("nft", vec![("nft-json".to_owned(), why.clone())]),
+                combo("legacy", Vec::new()),
+            ],
+        );
+        let lines: Vec<&str> = table.lines().collect();
+        let nft = lines
+            .iter()
+            .find(|l| l.starts_with("| 72523 | nft | kube-proxy |"))
+            .expect("the nft line");
+        // nfscope / naive / nft-json, each measure in its own column.
+        assert!(
+            nft.contains("| 2.34 / 1.09 / not run (see below) |"),
+            "{nft}"
+        );
+        assert!(
+            nft.contains("| 163.5 / 69.5 / not run (see below) |"),
+            "{nft}"
+        );
+        assert!(nft.contains("| 0.660 / 1.140 |"), "{nft}");
+        // Kernel dump = the save tool's system time + ip6tables-save's; ratio = 0.66 / 0.60.
+        assert!(nft.contains("| 0.600 (0.590 + 0.010) | 1.10 |"), "{nft}");
+        assert!(
+            nft.contains("| 49.0 | 53.1 | 6.2 | 3 / 2 | 200 (4) |"),
+            "{nft}"
+        );
+        assert!(table.contains(&format!("nft, kube-proxy: **nft-json not run** ({why})")));
+        // A combination without rows says n/a, not a number.
+        let legacy = lines
+            .iter()
+            .find(|l| l.starts_with("| 72523 | legacy |"))
+            .expect("the legacy line");
+        assert!(legacy.contains("| n/a / n/a / n/a |"), "{legacy}");
+        // Every line has the header's number of cells.
+        let cells = |l: &str| l.matches('|').count();
+        let header = cells(lines[0]);
+        for line in lines.iter().take_while(|l| l.starts_with('|')) {
+            assert_eq!(cells(line), header, "{line}");
+        }
+    }
+}
