@@ -15,11 +15,13 @@
 //! IPv4 and IPv6. Each connection is bounded (1 s connect timeout); a missing `socat` or
 //! `ip[6]tables-nft-restore` skips the test, but not under `CI=true`.
 
+mod support;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use nfscope_annotate::annotate;
-use nfscope_ruleset::{Backend, Family, ParseOptions, Ruleset, parse_ruleset};
+use nfscope_ruleset::Ruleset;
 use nfscope_test_support::{Children, RoutedLab, TestNetns, root_or_skip, tools_or_skip};
 use nfscope_trace::TraceInput;
 use nfscope_trace::failure::{Attempt, AttemptFailure, Cause, Explainer};
@@ -167,22 +169,7 @@ fn connect(ns: &TestNetns, dst: &str, port: u16, sport: u16) -> Seen {
 
 /// The node's iptables-nft rules of one family with counters.
 fn dump(lab: &Lab, v6: bool) -> Ruleset {
-    let (tool, family) = if v6 {
-        ("ip6tables-nft-save -c", Family::Ipv6)
-    } else {
-        ("iptables-nft-save -c", Family::Ipv4)
-    };
-    let text = lab.node.sh_ok(tool);
-    parse_ruleset(
-        &text,
-        &ParseOptions {
-            family: Some(family),
-            backend: Some(Backend::Nft),
-            lenient: false,
-            ..Default::default()
-        },
-    )
-    .unwrap()
+    support::iptables_nft_rules(&lab.node, v6, true)
 }
 
 /// `(table, chain, 1-based index, target, packets)` of every rule.

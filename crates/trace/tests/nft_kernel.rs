@@ -16,6 +16,8 @@
 //! Each case is bounded (1 s connect timeout, 5 s for the monitor); a missing `nft`, `socat` or
 //! `conntrack` skips the test, but not under `CI=true`.
 
+mod support;
+
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
 use std::net::IpAddr;
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use nfscope_ruleset::nft::{NftLimits, parse_nft_json};
 use nfscope_ruleset::typed::NftRuleset;
-use nfscope_ruleset::{Backend, Family, ParseOptions, Ruleset, parse_ruleset};
+use nfscope_ruleset::{Family, Ruleset};
 use nfscope_test_support::{Children, RoutedLab, TestNetns, root_or_skip, tools_or_skip};
 use nfscope_trace::{Packet, Proto, TraceInput, TraceResult, Tracer, Verdict, parse_routes};
 
@@ -1352,24 +1354,7 @@ fn dump(lab: &Lab, case: &Case) -> Dump {
     }
     let mut rulesets: Vec<Ruleset> = Vec::new();
     if case.ipt.is_some() {
-        let (save, family) = if case.fam.v6 {
-            ("ip6tables-nft-save", Family::Ipv6)
-        } else {
-            ("iptables-nft-save", Family::Ipv4)
-        };
-        let text = lab.node.sh_ok(save);
-        rulesets.push(
-            parse_ruleset(
-                &text,
-                &ParseOptions {
-                    family: Some(family),
-                    backend: Some(Backend::Nft),
-                    lenient: false,
-                    ..Default::default()
-                },
-            )
-            .unwrap(),
-        );
+        rulesets.push(support::iptables_nft_rules(&lab.node, case.fam.v6, false));
     }
     // Tables iptables-nft manages come from its dump; the rest are native.
     let mut native = all;
