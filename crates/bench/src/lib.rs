@@ -20,6 +20,7 @@
 //! (`nfscope-exporter`); it only feeds and measures them.
 
 #![forbid(unsafe_code)]
+pub mod kube_proxy_shape;
 pub mod naive;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -79,9 +80,40 @@ pub fn kube_proxy_ruleset(
     endpoints_per_service: usize,
     opts: &GenOptions,
 ) -> String {
+    generated_text(services, endpoints_per_service, opts, None)
+}
+
+/// [`kube_proxy_ruleset`]'s save-syntax text with the service names of [`Shape::KubeProxy`]:
+/// once loaded, the kernel holds the same rules as for [`kube_proxy_restore_input`] (the root
+/// test in `tests/restore.rs` compares the two as `iptables-save` prints them).
+pub fn kube_proxy_ruleset_with_cluster_names(
+    services: usize,
+    endpoints_per_service: usize,
+    opts: &GenOptions,
+) -> String {
+    generated_text(
+        services,
+        endpoints_per_service,
+        opts,
+        Some(kube_proxy_shape::service_port_name),
+    )
+}
+
+fn generated_text(
+    services: usize,
+    endpoints_per_service: usize,
+    opts: &GenOptions,
+    name: Option<fn(usize) -> String>,
+) -> String {
     let family = AddressPlan { ipv6: opts.ipv6 };
     let ports: Vec<ServicePort> = (0..services)
-        .map(|i| service(i, services, endpoints_per_service, opts, &family))
+        .map(|i| {
+            let mut port = service(i, services, endpoints_per_service, opts, &family);
+            if let Some(name) = name {
+                port.name = name(i);
+            }
+            port
+        })
         .collect();
     let node = Node {
         family: if opts.ipv6 {
@@ -103,6 +135,78 @@ pub fn kube_proxy_ruleset(
     } else {
         tables.write(&header, None)
     }
+}
+
+/// Which text of the same services a generator writes (`--shape`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Shape {
+    /// [`kube_proxy_ruleset`]: save syntax, chains declared in name order, services named
+    /// `team-NNN/svc-N:port`.
+    #[default]
+    Generated,
+    /// [`kube_proxy_restore_input`]: what kube-proxy itself writes (see [`kube_proxy_shape`]).
+    KubeProxy,
+}
+
+impl Shape {
+    /// The name `--shape` takes and the benchmark tables print.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Generated => "generated",
+            Self::KubeProxy => "kube-proxy",
+        }
+    }
+}
+
+impl std::str::FromStr for Shape {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "generated" => Ok(Self::Generated),
+            "kube-proxy" => Ok(Self::KubeProxy),
+            other => Err(format!(
+                "unknown shape {other:?}: expected `generated` or `kube-proxy`"
+            )),
+        }
+    }
+}
+
+/// The iptables-mode ruleset of `shape` (`iptables-restore --counters` input either way).
+pub fn ruleset_of_shape(
+    shape: Shape,
+    services: usize,
+    endpoints_per_service: usize,
+    opts: &GenOptions,
+) -> String {
+    match shape {
+        Shape::Generated => kube_proxy_ruleset(services, endpoints_per_service, opts),
+        Shape::KubeProxy => kube_proxy_restore_input(services, endpoints_per_service, opts),
+    }
+}
+
+/// `iptables-restore` input for the same services, addresses and mix as [`kube_proxy_ruleset`]
+/// (the same rules per service), written the way kube-proxy writes its restore input: cluster-like
+/// service names, its argument order and quoting, chains and services in its (unsorted) order.
+/// See [`kube_proxy_shape`].
+pub fn kube_proxy_restore_input(
+    services: usize,
+    endpoints_per_service: usize,
+    opts: &GenOptions,
+) -> String {
+    let family = AddressPlan { ipv6: opts.ipv6 };
+    let ports: Vec<ServicePort> = (0..services)
+        .map(|i| {
+            let mut port = service(i, services, endpoints_per_service, opts, &family);
+            port.name = kube_proxy_shape::service_port_name(i);
+            port
+        })
+        .collect();
+    let header = format!(
+        "# nfscope-bench kube-proxy-shaped restore input: services={services} endpoints_per_service={endpoints_per_service} family={}\n",
+        if opts.ipv6 { "ipv6" } else { "ipv4" }
+    );
+    kube_proxy_shape::write(&ports, family.pod_cidr(), opts.ipv6, opts, &header)
 }
 
 /// `nft -f` input: kube-proxy's nftables-mode table (`table ip kube-proxy`, or `ip6` with

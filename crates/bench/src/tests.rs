@@ -189,3 +189,172 @@ fn naive_rule_body_rejects_non_rule_lines() {
         (Some((1, 2)), "INPUT", "-j ACCEPT")
     );
 }
+
+mod kube_proxy_shape {
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+
+    use nfscope_annotate::kube_proxy_rules::ServicePort;
+    use nfscope_ruleset::{ParseOptions, parse_ruleset};
+
+    use super::*;
+    use crate::kube_proxy_shape::{service_lines, service_port_name};
+
+    const PROXIER_TEST: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/corpus/k8s-proxier-test-overall-restore-input.rules"
+    ));
+
+    fn port(name: &str, vip: &str, node_port: Option<u16>, endpoints: &[&str]) -> ServicePort {
+        ServicePort {
+            name: name.to_owned(),
+            protocol: "tcp".to_owned(),
+            cluster_ip: vip.parse().expect("vip"),
+            port: 80,
+            node_port,
+            loadbalancer_ip: None,
+            endpoints: endpoints
+                .iter()
+                .map(|e| e.parse::<SocketAddr>().expect("endpoint"))
+                .collect(),
+        }
+    }
+
+    /// Every line this shape writes for three services of kube-proxy's `TestOverallIPTablesRules`
+    /// is, byte for byte, a line of kube-proxy's own restore input for them: chain hashes,
+    /// comments, argument order, probabilities.
+    #[test]
+    fn service_lines_are_kube_proxys_own_for_services_of_its_test() {
+        let corpus: Vec<&str> = PROXIER_TEST.lines().collect();
+        let services = [
+            port("ns1/svc1:p80", "172.30.0.41", None, &["10.180.0.1:80"]),
+            port(
+                "ns3/svc3:p80",
+                "172.30.0.43",
+                Some(3003),
+                &["10.180.0.3:80"],
+            ),
+            port(
+                "ns4/svc4:p80",
+                "172.30.0.44",
+                None,
+                &["10.180.0.4:80", "10.180.0.5:80"],
+            ),
+        ];
+        let mut checked = 0;
+        for svc in &services {
+            let lines = service_lines(svc, "10.0.0.0/8");
+            assert!(lines.len() >= 4, "{lines:?}");
+            for line in lines {
+                assert!(
+                    corpus.contains(&line.as_str()),
+                    "not in kube-proxy's restore input: {line}"
+                );
+                checked += 1;
+            }
+        }
+        // ns1: 1 + 1 + 1 + 2; ns3: the same + node port + 2 external; ns4: 1 + 1 + 2 + 4.
+        assert_eq!(checked, 5 + 8 + 8);
+        assert!(PROXIER_TEST.contains(":KUBE-SVC-XPGD46QRK7WJZT7O"));
+        assert_eq!(
+            service_chain_name("ns1/svc1:p80", "tcp"),
+            "KUBE-SVC-XPGD46QRK7WJZT7O"
+        );
+        assert_eq!(
+            endpoint_chain_name("ns4/svc4:p80", "tcp", "10.180.0.5:80"),
+            "KUBE-SEP-C6EBXVWJJZMIWKLZ"
+        );
+        assert_eq!(
+            external_chain_name("ns3/svc3:p80", "tcp"),
+            "KUBE-EXT-X27LE4BHSL4DOUIK"
+        );
+    }
+
+    fn chain_sizes(text: &str) -> BTreeMap<(String, String), usize> {
+        let ruleset = parse_ruleset(text, &ParseOptions::default())
+            .unwrap_or_else(|e| panic!("parse error {e}"));
+        ruleset
+            .tables
+            .iter()
+            .flat_map(|t| {
+                t.chains
+                    .iter()
+                    .map(move |c| ((t.name.clone(), c.name.clone()), c.rules.len()))
+            })
+            .collect()
+    }
+
+    /// Both shapes of the same services parse with nfscope's parser into the same number of
+    /// rules and chains, and the same rules per fixed chain; only names and order differ.
+    #[test]
+    fn kube_proxy_shape_parses_with_the_generated_shapes_rule_and_chain_counts() {
+        for ipv6 in [false, true] {
+            let opts = GenOptions {
+                counters: true,
+                ipv6,
+                no_endpoints_percent: 10,
+                ..GenOptions::default()
+            };
+            let generated = kube_proxy_ruleset(200, 3, &opts);
+            let shaped = kube_proxy_restore_input(200, 3, &opts);
+            assert_ne!(generated, shaped);
+            assert_eq!(count_rules(&generated), count_rules(&shaped));
+            let (g, k) = (chain_sizes(&generated), chain_sizes(&shaped));
+            assert_eq!(g.len(), k.len());
+            assert_eq!(
+                g.values().sum::<usize>(),
+                k.values().sum::<usize>(),
+                "ipv6={ipv6}"
+            );
+            assert_eq!(k.values().sum::<usize>(), count_rules(&shaped));
+            for fixed in [
+                "KUBE-SERVICES",
+                "KUBE-NODEPORTS",
+                "KUBE-POSTROUTING",
+                "FORWARD",
+            ] {
+                for table in ["filter", "nat"] {
+                    let key = (table.to_owned(), fixed.to_owned());
+                    assert_eq!(g.get(&key), k.get(&key), "{table} {fixed}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn kube_proxy_shape_uses_cluster_names_unnamed_ports_and_kube_proxys_order() {
+        let text = kube_proxy_restore_input(50, 3, &GenOptions::default());
+        let names: std::collections::HashSet<String> = (0..5000).map(service_port_name).collect();
+        assert_eq!(names.len(), 5000, "service port names are unique");
+        assert!(
+            service_port_name(0).split_once(':').is_none(),
+            "unnamed port"
+        );
+        let svc = service_chain_name(&service_port_name(1), "tcp");
+        assert!(text.contains(&format!(
+            "-m comment --comment \"{} cluster IP\" -m tcp -p tcp -d {} --dport 443 -j {svc}",
+            service_port_name(1),
+            cluster_ip(1, false)
+        )));
+        // Chains are declared as kube-proxy meets them, not sorted.
+        let decls: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(":KUBE-SVC-"))
+            .collect();
+        let mut sorted_decls = decls.clone();
+        sorted_decls.sort_unstable();
+        assert_eq!(decls.len(), 50);
+        assert_ne!(decls, sorted_decls);
+        // The rule that must stay last in nat KUBE-SERVICES is the last rule written.
+        let last_rule = text.lines().rev().find(|l| l.starts_with("-A ")).unwrap();
+        assert!(
+            last_rule.contains("this must be the last rule"),
+            "{last_rule}"
+        );
+        assert_eq!(
+            "kube-proxy".parse::<Shape>().map(Shape::name),
+            Ok("kube-proxy")
+        );
+        assert!("kubeproxy".parse::<Shape>().is_err());
+    }
+}

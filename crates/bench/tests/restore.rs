@@ -89,6 +89,101 @@ fn round_trip(backend: &str, ipv6: bool) {
     }
 }
 
+/// The kube-proxy shape (kube-proxy's argument order, quoting and chain order) puts the same
+/// rules into the kernel as the save-syntax text of the same services: `iptables-save` prints
+/// the two namespaces alike (save sorts user chains by name; counters are drawn in another
+/// order, so they are left out).
+fn kube_proxy_shape_loads_like_the_generated_text(backend: &str, ipv6: bool) {
+    if !root_or_skip("bench kube-proxy shape") {
+        return;
+    }
+    if backend == "legacy" {
+        let _ = Command::new("modprobe")
+            .args(["-q", "ip_tables", "iptable_nat", "iptable_filter"])
+            .status();
+    }
+    let opts = GenOptions {
+        counters: true,
+        ipv6,
+        no_endpoints_percent: 5,
+        ..GenOptions::default()
+    };
+    let family = if ipv6 { "ip6tables" } else { "iptables" };
+    let mut saved = Vec::new();
+    for (tag, text) in [
+        ("k", nfscope_bench::kube_proxy_restore_input(120, 3, &opts)),
+        (
+            "g",
+            nfscope_bench::kube_proxy_ruleset_with_cluster_names(120, 3, &opts),
+        ),
+    ] {
+        let ns = TestNetns::new(&format!(
+            "benchshape-{tag}{backend}{}",
+            if ipv6 { 6 } else { 4 }
+        ))
+        .expect("create a test namespace");
+        run(
+            &ns,
+            &format!("{family}-{backend}-restore"),
+            &["--counters"],
+            Some(&text),
+        );
+        let out = run(&ns, &format!("{family}-{backend}-save"), &["-c"], None);
+        assert_eq!(
+            count_rules(&out),
+            count_rules(&text),
+            "{tag} {backend} {family}"
+        );
+        saved.push(tables(&out, false));
+    }
+    assert!(saved[0]["nat"].len() > 1500, "{}", saved[0]["nat"].len());
+    // The same rules in every table; the shared chains (`KUBE-SERVICES`, `KUBE-NODEPORTS`, …)
+    // hold them in kube-proxy's service order, so compare those as sets, and the per-service
+    // chains (`KUBE-SVC-`, `KUBE-SEP-`, `KUBE-EXT-`, listed by name) rule for rule, in order.
+    let per_service = |line: &&String| {
+        ["-A KUBE-SVC-", "-A KUBE-SEP-", "-A KUBE-EXT-"]
+            .iter()
+            .any(|p| line.starts_with(p))
+    };
+    assert_eq!(
+        saved[0].keys().collect::<Vec<_>>(),
+        saved[1].keys().collect::<Vec<_>>()
+    );
+    for (table, lines) in &saved[0] {
+        let other = &saved[1][table];
+        let mut a = lines.clone();
+        let mut b = other.clone();
+        a.sort();
+        b.sort();
+        let only_k: Vec<&String> = a.iter().filter(|l| !b.contains(l)).take(3).collect();
+        let only_g: Vec<&String> = b.iter().filter(|l| !a.contains(l)).take(3).collect();
+        assert!(
+            a == b,
+            "{backend} {family} {table}: kube-proxy shape only {only_k:?}, generated only {only_g:?}"
+        );
+        let ordered = |v: &Vec<String>| v.iter().filter(per_service).cloned().collect::<Vec<_>>();
+        assert!(
+            ordered(lines) == ordered(other),
+            "{backend} {family} {table}: per-service chains differ in order"
+        );
+    }
+}
+
+#[test]
+fn kube_proxy_shape_loads_the_generated_rules_on_iptables_nft() {
+    kube_proxy_shape_loads_like_the_generated_text("nft", false);
+}
+
+#[test]
+fn kube_proxy_shape_loads_the_generated_rules_on_iptables_legacy() {
+    kube_proxy_shape_loads_like_the_generated_text("legacy", false);
+}
+
+#[test]
+fn kube_proxy_shape_loads_the_generated_rules_on_ip6tables_nft() {
+    kube_proxy_shape_loads_like_the_generated_text("nft", true);
+}
+
 #[test]
 fn ipv4_ruleset_round_trips_through_iptables_nft() {
     round_trip("nft", false);

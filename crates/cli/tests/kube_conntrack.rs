@@ -7,11 +7,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nfscope_test_support::{
-    Sample, TestNetns, named, parse_samples, promtool_check, root_or_skip, skip_unless,
+    Children, Sample, TestNetns, named, parse_samples, promtool_check, root_or_skip, tools_or_skip,
+    wait_listening,
 };
 
 /// kube-proxy's nftables table (≤ 1.33 layout, as in `crates/trace/tests/nft_kernel.rs`): Service
@@ -141,17 +141,9 @@ const KUBE: &str = "table ip kube-proxy {
 /// The node: the endpoints' and the node's addresses on one end of a veth pair (the ClusterIP range routed
 /// there), the kube-proxy table, and one `socat` server per endpoint that answers its name.
 struct Lab {
+    /// First, so the servers stop before their namespace goes.
+    _servers: Children,
     ns: TestNetns,
-    servers: Vec<Child>,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for s in &mut self.servers {
-            let _ = s.kill();
-            let _ = s.wait();
-        }
-    }
 }
 
 const ENDPOINTS: [(&str, &str); 3] = [
@@ -168,43 +160,23 @@ fn lab() -> Lab {
          && for a in 7 8 9; do ip addr add 10.0.2.$a/32 dev d0; done \
          && ip route add 10.96.0.0/16 dev d0",
     );
-    let out = ns.exec_input(&["nft", "-f", "-"], KUBE);
-    assert!(
-        out.status.success(),
-        "nft -f: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let servers = ENDPOINTS
-        .iter()
-        .map(|(ip, port)| {
-            Command::new("ip")
-                .args(["netns", "exec", ns.name(), "socat"])
-                .arg(format!("TCP-LISTEN:{port},bind={ip},fork,reuseaddr"))
-                // socat would split `ip:port` in its address: the endpoint says `ip/port`.
-                .arg(format!("SYSTEM:echo {ip}/{port}"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("socat listens")
-        })
-        .collect();
-    let lab = Lab { ns, servers };
+    ns.exec_input_ok(&["nft", "-f", "-"], KUBE);
+    let mut servers = Children::default();
     for (ip, port) in ENDPOINTS {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !lab
-            .ns
-            .sh(&format!("ss -ltnH 'src {ip}:{port}' | grep -q LISTEN"))
-            .status
-            .success()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "socat on {ip}:{port} never listened"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        servers.push(ns.spawn(&[
+            "socat",
+            &format!("TCP-LISTEN:{port},bind={ip},fork,reuseaddr"),
+            // socat would split `ip:port` in its address: the endpoint says `ip/port`.
+            &format!("SYSTEM:echo {ip}/{port}"),
+        ]));
     }
-    lab
+    for (ip, port) in ENDPOINTS {
+        wait_listening(&ns, ip, port, Duration::from_secs(5));
+    }
+    Lab {
+        _servers: servers,
+        ns,
+    }
 }
 
 /// Connects `n` times to `dst:port` from inside the node; returns how often each endpoint
@@ -276,19 +248,8 @@ fn counts_per_endpoint(flags: &[&str]) {
     if !root_or_skip("kube conntrack counting") {
         return;
     }
-    for tool in ["socat", "curl", "nft"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !skip_unless(
-            "kube conntrack counting",
-            found,
-            &format!("{tool} is not installed"),
-        ) {
-            return;
-        }
+    if !tools_or_skip("kube conntrack counting", &["socat", "curl", "nft"]) {
+        return;
     }
     let lab = lab();
     let ns = &lab.ns;
@@ -384,16 +345,7 @@ fn the_bound_on_tracked_keys_holds_and_overflow_is_counted() {
     if !root_or_skip("kube conntrack bound") {
         return;
     }
-    let found = Command::new("sh")
-        .args(["-c", "command -v socat && command -v curl"])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !skip_unless(
-        "kube conntrack bound",
-        found,
-        "socat or curl is not installed",
-    ) {
+    if !tools_or_skip("kube conntrack bound", &["socat", "curl"]) {
         return;
     }
     let lab = lab();

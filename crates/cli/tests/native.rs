@@ -9,17 +9,13 @@ use std::process::{Command, Stdio};
 use nfscope_ruleset::typed::NftRuleset;
 use nfscope_ruleset::{NftLimits, parse_nft_json, parse_nft_text};
 use nfscope_test_support::{
-    TestNetns, named, nft_corpus_dir, promtool_check, root_or_skip, value_of,
+    TestNetns, named, nft_corpus_dir, promtool_check, root_or_skip, run, run_json, value_of,
 };
 use serde_json::Value;
 use support::NFSCOPE;
 
 fn nfscope(args: &[&str]) -> std::process::Output {
-    Command::new(NFSCOPE)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run nfscope")
+    run(NFSCOPE, args)
 }
 
 fn corpus(name: &str) -> String {
@@ -27,13 +23,7 @@ fn corpus(name: &str) -> String {
 }
 
 fn json_of(args: &[&str]) -> Value {
-    let out = nfscope(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
+    run_json(NFSCOPE, args)
 }
 
 fn native_rulesets(doc: &Value) -> Vec<&Value> {
@@ -391,7 +381,7 @@ fn native_lab() -> TestNetns {
     let ns = TestNetns::new("clinative").expect("create a test namespace");
     ns.sh_ok("ip link set lo up");
     ns.sh_ok("iptables-nft -A INPUT -p tcp --dport 9 -m comment --comment 'iptables rule' -j DROP");
-    let out = ns.exec_input(
+    ns.exec_input_ok(
         &["nft", "-f", "-"],
         "table inet guard {\n\
          \tset blocked { type ipv4_addr; flags interval; elements = { 192.0.2.0/24, 198.51.100.7 } }\n\
@@ -399,11 +389,6 @@ fn native_lab() -> TestNetns {
          \t\tip saddr @blocked counter drop comment \"blocked sources\"\n\
          \t\tmeta l4proto icmp counter accept comment \"pings\"\n\t}\n\
          \tchain unused {\n\t\ttcp dport 1 drop\n\t}\n}\n",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     ns.sh_ok("ping -q -c 3 -i 0.2 -W 1 127.0.0.1 >/dev/null");
     ns
@@ -657,15 +642,10 @@ fn doctor_counts_native_tables_and_warns_when_two_systems_program_one_hook() {
     };
     // kube-proxy's nftables layout (filter-forward at -110) and nothing else: one system per hook.
     let ns = TestNetns::new("clidoctor").expect("create a test namespace");
-    let out = ns.exec_input(
+    ns.exec_input_ok(
         &["nft", "-f", "-"],
         "table ip kube-proxy {\n\tchain filter-forward {\n\t\ttype filter hook forward priority -110; policy accept;\n\
          \t\tct state new jump service-endpoints-check\n\t}\n\tchain service-endpoints-check {\n\t\tip daddr 10.43.0.9 reject\n\t}\n}\n",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let report = doctor(&ns);
     let check = backends(&report);
@@ -704,15 +684,10 @@ fn live_trace_names_the_native_rule_that_drops() {
     let (node_if, _) = ns
         .veth_to(&client, &["10.99.0.1/24"], &["10.99.0.2/24"])
         .expect("veth pair");
-    let out = ns.exec_input(
+    ns.exec_input_ok(
         &["nft", "-f", "-"],
         "table ip s {\n\tchain i {\n\t\ttype filter hook input priority 0;\n\
          \t\ttcp dport 5555 counter drop\n\t}\n}\n",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let status = |port: u16| {
         client.sh(&format!(

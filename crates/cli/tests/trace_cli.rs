@@ -3,32 +3,25 @@
 //! names, a jump to a chain the dump lacks) giving clear errors or a marked undetermined step.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
+use nfscope_test_support::{run, run_json};
 use serde_json::Value;
 
 fn corpus(file: &str) -> PathBuf {
     nfscope_test_support::corpus_path(file)
 }
 
+const NFSCOPE: &str = env!("CARGO_BIN_EXE_nfscope");
+
+/// `nfscope trace ARGS…`.
 fn nfscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nfscope"))
-        .arg("trace")
-        .args(args)
-        .output()
-        .expect("nfscope runs")
+    run(NFSCOPE, &[&["trace"], args].concat())
 }
 
+/// `nfscope trace ARGS… --format json`, which must succeed.
 fn json(args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.extend(["--format", "json"]);
-    let out = nfscope(&all);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
+    run_json(NFSCOPE, &[&["trace"], args, &["--format", "json"]].concat())
 }
 
 #[test]
@@ -266,23 +259,11 @@ fn jump_to_a_missing_chain_is_a_marked_undetermined_step() {
 fn a_port_given_by_name_resolves_and_an_unknown_name_is_a_usage_error() {
     let rules = corpus("k3s-node-iptables-save-c-counters-2022.rules");
     let r = rules.to_str().unwrap();
+    // The DNS Service of the dump, which has no endpoints (see the test above).
     let packet = |dport: &'static str| {
-        [
-            "--rules",
-            r,
-            "--src",
-            "10.42.0.9",
-            "--dst",
-            "10.43.0.10",
-            "--proto",
-            "udp",
-            "--dport",
-            dport,
-            "--in",
-            "cni0",
-            "--out",
-            "eth0",
-        ]
+        let mut args = vec!["--rules", r, "--dport", dport];
+        args.extend("--src 10.42.0.9 --dst 10.43.0.10 --proto udp --in cni0 --out eth0".split(' '));
+        args
     };
     // `domain` is 53 in /etc/services, as iptables resolves it: the same report as the number.
     assert_eq!(json(&packet("domain")), json(&packet("53")));

@@ -3,32 +3,25 @@
 //! nft syntax errors reported at `file:line:col` with a non-zero exit.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
+use nfscope_test_support::{run, run_json};
 use serde_json::Value;
 
 fn nft_corpus(file: &str) -> PathBuf {
     nfscope_test_support::corpus::nft_corpus_dir().join(file)
 }
 
+const NFSCOPE: &str = env!("CARGO_BIN_EXE_nfscope");
+
+/// `nfscope trace ARGS…`.
 fn nfscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nfscope"))
-        .arg("trace")
-        .args(args)
-        .output()
-        .expect("nfscope runs")
+    run(NFSCOPE, &[&["trace"], args].concat())
 }
 
+/// `nfscope trace ARGS… --format json`, which must succeed.
 fn json(args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.extend(["--format", "json"]);
-    let out = nfscope(&all);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
+    run_json(NFSCOPE, &[&["trace"], args, &["--format", "json"]].concat())
 }
 
 fn temp(name: &str, text: &str) -> PathBuf {

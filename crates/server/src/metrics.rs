@@ -33,7 +33,7 @@ pub struct Counters {
     /// Collections that started over because the ruleset changed while it was read.
     pub retries: AtomicU64,
     /// Rule-text reads that fell back to a save tool, per (backend, family, reason); at most
-    /// [`MAX_FALLBACK_LABELS`] label sets, the rest counted under reason `other`.
+    /// `MAX_FALLBACK_LABELS` label sets, the rest counted under reason `other`.
     pub text_fallbacks: Mutex<Vec<(FallbackLabels, u64)>>,
 }
 

@@ -5,23 +5,29 @@
 //! `promtool check metrics` wrapper ([`prom`]); the house rule for tests that need something the
 //! machine may lack ([`skip_unless`], [`root_or_skip`]: skip with a note, but fail under
 //! `CI=true`); throw-away network namespaces for root tests ([`TestNetns`]); a free loopback port
-//! ([`free_port`]); and the `xtables-monitor --trace` reader used as a second oracle by the
+//! ([`free_port`]); the plumbing of the root tests' labs: a routed `client — node — server`
+//! lab, listeners killed on drop, tool checks ([`lab`]); running the binary and reading its
+//! JSON ([`cli`]); and the `xtables-monitor --trace` reader used as a second oracle by the
 //! tracer's root tests ([`xtrace`]).
 //!
-//! It does not know nfscope's types: it is std-only and depends on no nfscope crate, so every
+//! It does not know nfscope's types: it depends on no nfscope crate (only `serde_json`), so every
 //! crate, the ruleset model and the kernel reader included, can take it as a dev-dependency
 //! without a cycle. Helpers that need a crate's own types stay in that crate's `tests/`.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod corpus;
+pub mod lab;
 pub mod netns;
 pub mod prom;
 pub mod xtrace;
 
+pub use cli::{run, run_json};
 pub use corpus::{
     corpus_dir, corpus_file, corpus_files, corpus_path, corpus_rules, nft_corpus_dir,
     nft_corpus_files,
 };
+pub use lab::{Children, RoutedLab, have, tools_or_skip, wait_listening};
 pub use netns::TestNetns;
 pub use prom::{
     Sample, assert_promtool_clean, named, parse_exposition, parse_samples, promtool_check, value_of,

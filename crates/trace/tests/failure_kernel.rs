@@ -15,13 +15,14 @@
 //! IPv4 and IPv6. Each connection is bounded (1 s connect timeout); a missing `socat` or
 //! `ip[6]tables-nft-restore` skips the test, but not under `CI=true`.
 
+mod support;
+
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nfscope_annotate::annotate;
-use nfscope_ruleset::{Backend, Family, ParseOptions, Ruleset, parse_ruleset};
-use nfscope_test_support::{TestNetns, root_or_skip, skip_unless};
+use nfscope_ruleset::Ruleset;
+use nfscope_test_support::{Children, RoutedLab, TestNetns, root_or_skip, tools_or_skip};
 use nfscope_trace::TraceInput;
 use nfscope_trace::failure::{Attempt, AttemptFailure, Cause, Explainer};
 use nfscope_trace::{Proto, parse_routes};
@@ -89,72 +90,43 @@ COMMIT
 const POD_FW: &str = "KUBE-POD-FW-SHOPWEB0ABCDEFGH";
 
 struct Lab {
+    /// First, so the listeners stop before their namespaces go.
+    _listeners: Children,
     client: TestNetns,
     node: TestNetns,
     pod: TestNetns,
     if_client: String,
-    listeners: Vec<Child>,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for l in &mut self.listeners {
-            let _ = l.kill();
-            let _ = l.wait();
-        }
-    }
 }
 
 fn build_lab() -> Lab {
-    let client = TestNetns::new("failx").unwrap();
-    let node = TestNetns::new("failx").unwrap();
-    let pod = TestNetns::new("failx").unwrap();
-    let (if_client, _) = node
-        .veth_to(
-            &client,
-            &[&format!("{NODE1}/24"), &format!("{NODE6_1}/64")],
-            &[&format!("{CLIENT}/24"), &format!("{CLIENT6}/64")],
-        )
-        .unwrap();
-    let (if_pod, _) = node
-        .veth_to(
-            &pod,
-            &[&format!("{NODE2}/24"), &format!("{NODE6_2}/64")],
-            &[&format!("{POD}/24"), &format!("{POD6}/64")],
-        )
-        .unwrap();
-    node.sh_ok(
-        "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.icmp_ratelimit=0 \
-         net.ipv6.conf.all.forwarding=1 net.ipv6.icmp.ratelimit=0",
-    );
-    client.sh_ok(&format!(
-        "ip route add default via {NODE1} && ip -6 route add default via {NODE6_1}"
-    ));
-    pod.sh_ok(&format!(
-        "ip route add default via {NODE2} && ip -6 route add default via {NODE6_2}"
-    ));
+    let RoutedLab {
+        client,
+        node,
+        server: pod,
+        if_client,
+        if_server: if_pod,
+    } = RoutedLab::new(
+        "failx",
+        &[&format!("{NODE1}/24"), &format!("{NODE6_1}/64")],
+        &[&format!("{CLIENT}/24"), &format!("{CLIENT6}/64")],
+        &[&format!("{NODE2}/24"), &format!("{NODE6_2}/64")],
+        &[&format!("{POD}/24"), &format!("{POD6}/64")],
+    )
+    .unwrap();
     // The Service CIDR leads towards the pods, as on a node whose default route is there.
     node.sh_ok(&format!("ip route add 10.96.0.0/24 dev {if_pod}"));
-    let listener = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            pod.name(),
-            "socat",
-            "TCP-LISTEN:8080,fork,reuseaddr,ipv6only=0,pf=ip6",
-            "SYSTEM:echo ok",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut listeners = Children::default();
+    listeners.push(pod.spawn(&[
+        "socat",
+        "TCP-LISTEN:8080,fork,reuseaddr,ipv6only=0,pf=ip6",
+        "SYSTEM:echo ok",
+    ]));
     let lab = Lab {
+        _listeners: listeners,
         client,
         node,
         pod,
         if_client,
-        listeners: vec![listener],
     };
     // No rules yet: wait until the listener answers through the node.
     let until = Instant::now() + Duration::from_secs(10);
@@ -165,18 +137,8 @@ fn build_lab() -> Lab {
         std::thread::sleep(Duration::from_millis(100));
     }
     let rules = RULES.replace("@PODFW", POD_FW);
-    let out = lab.node.exec_input(&["iptables-nft-restore"], &rules);
-    assert!(
-        out.status.success(),
-        "iptables-nft-restore: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = lab.node.exec_input(&["ip6tables-nft-restore"], RULES6);
-    assert!(
-        out.status.success(),
-        "ip6tables-nft-restore: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.node.exec_input_ok(&["iptables-nft-restore"], &rules);
+    lab.node.exec_input_ok(&["ip6tables-nft-restore"], RULES6);
     lab
 }
 
@@ -207,22 +169,7 @@ fn connect(ns: &TestNetns, dst: &str, port: u16, sport: u16) -> Seen {
 
 /// The node's iptables-nft rules of one family with counters.
 fn dump(lab: &Lab, v6: bool) -> Ruleset {
-    let (tool, family) = if v6 {
-        ("ip6tables-nft-save -c", Family::Ipv6)
-    } else {
-        ("iptables-nft-save -c", Family::Ipv4)
-    };
-    let text = lab.node.sh_ok(tool);
-    parse_ruleset(
-        &text,
-        &ParseOptions {
-            family: Some(family),
-            backend: Some(Backend::Nft),
-            lenient: false,
-            ..Default::default()
-        },
-    )
-    .unwrap()
+    support::iptables_nft_rules(&lab.node, v6, true)
 }
 
 /// `(table, chain, 1-based index, target, packets)` of every rule.
@@ -449,22 +396,16 @@ fn the_explainer_names_the_rule_the_kernel_counted_or_blames_none() {
     if !root_or_skip(test) {
         return;
     }
-    let missing: Vec<&str> = [
-        "socat",
-        "iptables-nft-restore",
-        "iptables-nft-save",
-        "ip6tables-nft-restore",
-        "ip6tables-nft-save",
-    ]
-    .into_iter()
-    .filter(|t| {
-        !Command::new("sh")
-            .args(["-c", &format!("command -v {t} >/dev/null")])
-            .status()
-            .is_ok_and(|s| s.success())
-    })
-    .collect();
-    if !skip_unless(test, missing.is_empty(), &format!("missing {missing:?}")) {
+    if !tools_or_skip(
+        test,
+        &[
+            "socat",
+            "iptables-nft-restore",
+            "iptables-nft-save",
+            "ip6tables-nft-restore",
+            "ip6tables-nft-save",
+        ],
+    ) {
         return;
     }
     let lab = build_lab();

@@ -16,6 +16,8 @@
 //! Each case is bounded (1 s connect timeout, 5 s for the monitor); a missing `nft`, `socat` or
 //! `conntrack` skips the test, but not under `CI=true`.
 
+mod support;
+
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
 use std::net::IpAddr;
@@ -25,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use nfscope_ruleset::nft::{NftLimits, parse_nft_json};
 use nfscope_ruleset::typed::NftRuleset;
-use nfscope_ruleset::{Backend, Family, ParseOptions, Ruleset, parse_ruleset};
-use nfscope_test_support::{TestNetns, root_or_skip, skip_unless};
+use nfscope_ruleset::{Family, Ruleset};
+use nfscope_test_support::{Children, RoutedLab, TestNetns, root_or_skip, tools_or_skip};
 use nfscope_trace::{Packet, Proto, TraceInput, TraceResult, Tracer, Verdict, parse_routes};
 
 /// Addresses of one family.
@@ -1055,35 +1057,17 @@ const KUBE: &str = "table @ip kube-proxy {
 
 /// The lab: client — node — server.
 struct Lab {
+    /// First, so the listeners stop before their namespaces go.
+    listeners: Children,
     client: TestNetns,
     node: TestNetns,
     server: TestNetns,
     /// The node's interface toward the client, and toward the server.
     if_client: String,
     if_server: String,
-    listeners: Vec<Child>,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for l in &mut self.listeners {
-            let _ = l.kill();
-            let _ = l.wait();
-        }
-    }
 }
 
 fn build_lab() -> Lab {
-    let client = TestNetns::new("nftgt").unwrap();
-    let node = TestNetns::new("nftgt").unwrap();
-    let server = TestNetns::new("nftgt").unwrap();
-    let (if_client, _) = node
-        .veth_to(
-            &client,
-            &[&format!("{}/24", V4.node1), &format!("{}/64", V6.node1)],
-            &[&format!("{}/24", V4.client), &format!("{}/64", V6.client)],
-        )
-        .unwrap();
     let mut there: Vec<String> = Vec::new();
     for f in [&V4, &V6] {
         for s in f.server {
@@ -1091,35 +1075,30 @@ fn build_lab() -> Lab {
         }
     }
     let there: Vec<&str> = there.iter().map(String::as_str).collect();
-    let (if_server, _) = node
-        .veth_to(
-            &server,
-            &[&format!("{}/24", V4.node2), &format!("{}/64", V6.node2)],
-            &there,
-        )
-        .unwrap();
-    node.sh_ok(
-        "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv4.conf.all.rp_filter=0 \
-         net.ipv4.icmp_ratelimit=0 net.ipv6.icmp.ratelimit=0",
-    );
-    client.sh_ok(&format!(
-        "ip route add default via {} && ip -6 route add default via {}",
-        V4.node1, V6.node1
-    ));
-    node.sh_ok(&format!(
-        "ip route add 10.96.0.0/24 dev {if_server} && ip -6 route add fd96::/64 dev {if_server}"
-    ));
-    server.sh_ok(&format!(
-        "ip route add default via {} && ip -6 route add default via {}",
-        V4.node2, V6.node2
-    ));
-    let mut lab = Lab {
+    let RoutedLab {
         client,
         node,
         server,
         if_client,
         if_server,
-        listeners: Vec::new(),
+    } = RoutedLab::new(
+        "nftgt",
+        &[&format!("{}/24", V4.node1), &format!("{}/64", V6.node1)],
+        &[&format!("{}/24", V4.client), &format!("{}/64", V6.client)],
+        &[&format!("{}/24", V4.node2), &format!("{}/64", V6.node2)],
+        &there,
+    )
+    .unwrap();
+    node.sh_ok(&format!(
+        "ip route add 10.96.0.0/24 dev {if_server} && ip -6 route add fd96::/64 dev {if_server}"
+    ));
+    let mut lab = Lab {
+        listeners: Children::default(),
+        client,
+        node,
+        server,
+        if_client,
+        if_server,
     };
     let echo = "SYSTEM:echo $SOCAT_SOCKADDR $SOCAT_SOCKPORT $SOCAT_PEERADDR";
     let mut spawn = |ns: &TestNetns, port: u16| {
@@ -1127,14 +1106,7 @@ fn build_lab() -> Lab {
             format!("TCP4-LISTEN:{port},fork,reuseaddr"),
             format!("TCP6-LISTEN:{port},fork,reuseaddr,ipv6only=1"),
         ] {
-            let child = Command::new("ip")
-                .args(["netns", "exec", ns.name(), "socat", &listen, echo])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            lab.listeners.push(child);
+            lab.listeners.push(ns.spawn(&["socat", &listen, echo]));
         }
     };
     for p in SERVER_PORTS {
@@ -1382,24 +1354,7 @@ fn dump(lab: &Lab, case: &Case) -> Dump {
     }
     let mut rulesets: Vec<Ruleset> = Vec::new();
     if case.ipt.is_some() {
-        let (save, family) = if case.fam.v6 {
-            ("ip6tables-nft-save", Family::Ipv6)
-        } else {
-            ("iptables-nft-save", Family::Ipv4)
-        };
-        let text = lab.node.sh_ok(save);
-        rulesets.push(
-            parse_ruleset(
-                &text,
-                &ParseOptions {
-                    family: Some(family),
-                    backend: Some(Backend::Nft),
-                    lenient: false,
-                    ..Default::default()
-                },
-            )
-            .unwrap(),
-        );
+        rulesets.push(support::iptables_nft_rules(&lab.node, case.fam.v6, false));
     }
     // Tables iptables-nft manages come from its dump; the rest are native.
     let mut native = all;
@@ -1682,13 +1637,6 @@ fn run_case(lab: &Lab, case: &Case) -> Result<String, String> {
     ))
 }
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool} >/dev/null")])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn tracer_agrees_with_nft_monitor_trace_and_the_client() {
     let test = "tracer_agrees_with_nft_monitor_trace_and_the_client";
@@ -1702,8 +1650,7 @@ fn tracer_agrees_with_nft_monitor_trace_and_the_client() {
         "iptables-nft-restore",
         "ip6tables-nft-restore",
     ];
-    let missing: Vec<&str> = tools.iter().copied().filter(|t| !have(t)).collect();
-    if !skip_unless(test, missing.is_empty(), &format!("missing {missing:?}")) {
+    if !tools_or_skip(test, &tools) {
         return;
     }
     let lab = build_lab();

@@ -37,6 +37,22 @@ pub fn cpu_ticks(pid: &str) -> Result<u64> {
         .sum()
 }
 
+/// User and system time (`cutime`, `cstime`, ticks) of the children `pid` has waited for.
+pub fn child_ticks(pid: &str) -> Result<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let after_comm = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("malformed stat")?;
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    if fields.len() < 15 {
+        bail!("short /proc/{pid}/stat");
+    }
+    let field = |i: usize| fields[i].parse::<u64>().context("stat time field");
+    Ok((field(13)?, field(14)?))
+}
+
 /// Peak resident set size (`VmHWM`) of `pid`, in KiB.
 pub fn peak_rss_kib(pid: &str) -> Result<u64> {
     status_kib(pid, "VmHWM:")

@@ -3,6 +3,8 @@
 /// Latency summary and resource use of K sequential scrapes (after one warm-up scrape).
 #[derive(Debug, Clone)]
 pub struct Summary {
+    /// Scrapes (nfscope) or runs (baselines) the statistics are over.
+    pub k: usize,
     pub first_ms: f64,
     pub median_ms: f64,
     /// Nearest-rank p99; with K < 100 samples it is the maximum.
@@ -14,7 +16,21 @@ pub struct Summary {
     pub steady: Option<SteadyRss>,
     /// nfscope only: the first collection, the background lint and the window right after it.
     pub server: Option<ServerDetail>,
+    /// Baselines only: the first run and the forked save tool's system time.
+    pub baseline: Option<BaselineDetail>,
     pub body_mib: f64,
+}
+
+/// A baseline's runs (each a fresh process: the first one is its first collection).
+#[derive(Debug, Clone, Copy)]
+pub struct BaselineDetail {
+    pub runs: usize,
+    /// CPU (with the forked tool's) and `VmHWM` of the first run.
+    pub first_cpu_s: f64,
+    pub first_peak_mib: f64,
+    /// System time of the forked tool per run: for `naive`, `iptables-<backend>-save -c`'s, the
+    /// kernel's own cost of dumping the rules with their counters.
+    pub child_sys_s: f64,
 }
 
 /// What the first collection and its background lint cost an nfscope server, and K scrapes
@@ -26,6 +42,8 @@ pub struct ServerDetail {
     pub first_cpu_s: f64,
     /// `VmHWM` when the warm-up scrape returned.
     pub first_peak_mib: f64,
+    /// From starting `nfscope serve` to the first `200` on `/metrics` (503s retried).
+    pub first_200_s: f64,
     /// `None` for a build without a background lint thread (it lints inside the collection).
     pub lint: Option<LintCost>,
     pub change: ChangeWindow,
