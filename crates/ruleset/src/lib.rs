@@ -24,6 +24,7 @@ pub mod nft;
 pub mod parse;
 pub mod render;
 pub mod snapshot;
+pub mod symbol;
 pub mod typed;
 
 pub use counters::{ChainCounters, RulesetCounters, TableCounters};

@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use crate::symbol::Symbol;
+
 /// Address family of a ruleset: `iptables` (IPv4) or `ip6tables` (IPv6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -379,7 +381,7 @@ pub struct RuleSpec {
     /// `[!] -o IFACE`.
     pub out_interface: Option<Negatable<String>>,
     /// `[!] -p PROTO`, as written (`tcp`, `ipv6-icmp`, `6`, …); `all` is stored as `None`.
-    pub protocol: Option<Negatable<String>>,
+    pub protocol: Option<Negatable<Symbol>>,
     /// `[!] -f`: `Some(false)` for `-f`, `Some(true)` for `! -f`.
     pub fragment: Option<bool>,
     /// `-m NAME …` in order; a module may appear more than once.
@@ -472,8 +474,8 @@ impl fmt::Display for AddrMatch {
 /// One `-m MODULE --opt value…` block.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Match {
-    /// Module name: `comment`, `tcp`, `conntrack`, `set`, …
-    pub module: String,
+    /// Module name: `comment`, `tcp`, `conntrack`, `set`, … (a [`Symbol`]: reads as a `&str`).
+    pub module: Symbol,
     /// The module's options in the order written.
     pub options: Vec<OptionArg>,
 }
@@ -497,8 +499,8 @@ impl Match {
 pub struct OptionArg {
     /// `true` when written `! --name …` (or the deprecated `--name ! …`).
     pub negated: bool,
-    /// Option name without the leading dashes, e.g. `dport`, `to-destination`.
-    pub name: String,
+    /// Option name without the leading dashes, e.g. `dport`, `to-destination` (a [`Symbol`]).
+    pub name: Symbol,
     /// Decoded values; zero for a flag such as `--rsource`, two for `--match-set NAME dst`.
     pub values: Vec<String>,
 }

@@ -120,16 +120,30 @@ fn write_spec(out: &mut String, spec: &RuleSpec) {
         push_negation(out, d.negated);
         let _ = write!(out, " -d {}", d.value);
     }
-    for (flag, iface) in [
-        ("-i", &spec.in_interface),
-        ("-o", &spec.out_interface),
-        ("-p", &spec.protocol),
+    let protocol = spec
+        .protocol
+        .as_ref()
+        .map(|p| (p.negated, p.value.as_str()));
+    for (flag, value) in [
+        (
+            "-i",
+            spec.in_interface
+                .as_ref()
+                .map(|i| (i.negated, i.value.as_str())),
+        ),
+        (
+            "-o",
+            spec.out_interface
+                .as_ref()
+                .map(|o| (o.negated, o.value.as_str())),
+        ),
+        ("-p", protocol),
     ] {
-        if let Some(v) = iface {
-            push_negation(out, v.negated);
+        if let Some((negated, value)) = value {
+            push_negation(out, negated);
             out.push(' ');
             out.push_str(flag);
-            push_value(out, &v.value);
+            push_value(out, value);
         }
     }
     if let Some(negated) = spec.fragment {

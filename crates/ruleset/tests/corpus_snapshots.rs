@@ -38,7 +38,7 @@ fn summarize(rs: &Ruleset) -> Summary {
         .map(|t| {
             let rules = t.chains.iter().flat_map(|c| &c.rules);
             for r in rules.clone() {
-                modules.extend(r.spec.matches.iter().map(|m| m.module.clone()));
+                modules.extend(r.spec.matches.iter().map(|m| m.module.to_string()));
                 if let Some(name) = r.spec.target_name().filter(|n| t.chain(n).is_none()) {
                     extension_targets.insert(name.to_owned());
                 }

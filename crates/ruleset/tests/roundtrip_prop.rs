@@ -67,7 +67,7 @@ fn option_name() -> impl Strategy<Value = String> {
 fn option_arg(name: impl Strategy<Value = String>) -> impl Strategy<Value = OptionArg> {
     (any::<bool>(), name, values(3)).prop_map(|(negated, name, values)| OptionArg {
         negated,
-        name,
+        name: name.into(),
         values,
     })
 }
@@ -127,13 +127,13 @@ fn known_match() -> impl Strategy<Value = Match> {
             (any::<bool>(), known_values(module, name)).prop_map(move |(negated, values)| {
                 OptionArg {
                     negated,
-                    name: name.to_owned(),
+                    name: (*name).into(),
                     values,
                 }
             })
         });
         prop::collection::vec(option, 0..3).prop_map(move |options| Match {
-            module: module.to_owned(),
+            module: (*module).into(),
             options,
         })
     })
@@ -144,7 +144,10 @@ fn unknown_match() -> impl Strategy<Value = Match> {
         "x[a-z0-9_]{0,8}",
         prop::collection::vec(option_arg(option_name()), 0..3),
     )
-        .prop_map(|(module, options)| Match { module, options })
+        .prop_map(|(module, options)| Match {
+            module: module.into(),
+            options,
+        })
 }
 
 fn addr() -> impl Strategy<Value = AddrMatch> {
@@ -217,7 +220,7 @@ prop_compose! {
         destination in prop::option::of(negatable(addr())),
         in_interface in prop::option::of(negatable(interface())),
         out_interface in prop::option::of(negatable(interface())),
-        protocol in prop::option::of(protocol()),
+        protocol in prop::option::of(protocol().prop_map(|p| Negatable { negated: p.negated, value: p.value.into() })),
         fragment in prop::option::of(any::<bool>()),
         matches in prop::collection::vec(prop_oneof![known_match(), unknown_match()], 0..5),
         target in prop::option::of(target()),

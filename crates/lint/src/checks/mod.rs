@@ -26,8 +26,8 @@ use crate::scaffold::Known;
 pub struct Ctx<'a> {
     /// The ruleset being linted.
     pub ruleset: &'a Ruleset,
-    /// The same ruleset in the typed rule model (`Ruleset::lower`): tables, chains and rules at
-    /// the same indices. What the checks judge of a rule they read here.
+    /// The same ruleset in the typed rule model (`Ruleset::lower_without_text`: no nft texts):
+    /// tables, chains and rules at the same indices. What the checks judge of a rule they read here.
     pub typed: Arc<NftRuleset>,
     /// Its Kubernetes annotations (made here, or lent by a caller that has them).
     pub annotations: Cow<'a, Annotations>,
@@ -53,7 +53,8 @@ impl<'a> Ctx<'a> {
     ) -> Self {
         Self {
             ruleset,
-            typed: Arc::new(ruleset.lower()),
+            // The checks read expressions, never a lowered rule's nft text.
+            typed: Arc::new(ruleset.lower_without_text()),
             annotations,
             ipsets,
             scaffolds: Known::for_ruleset(ruleset),

@@ -5,7 +5,9 @@
 //! follow, `-j`/`-g` with target options, and binding options to the right module when restore input
 //! writes them out of order (see [`super::modules`]). It does not know about tables or chains.
 
-use crate::model::{Counters, Family, Match, Negatable, OptionArg, RuleSpec, Target, TargetKind};
+use crate::model::{
+    Counters, Family, Match, Negatable, OptionArg, RuleSpec, Symbol, Target, TargetKind,
+};
 
 use super::addr::parse_addr;
 use super::lexer::Token;
@@ -73,7 +75,21 @@ pub(crate) fn parse_rule_spec(toks: &[Token<'_>]) -> Result<ParsedRule, Located>
         seen_protocol: false,
     };
     parser.run()?;
-    Ok(parser.out)
+    let mut out = parser.out;
+    compact(&mut out.spec);
+    Ok(out)
+}
+
+/// Gives back the room the lists grew into while the rule was read (a `Vec` grows to four
+/// entries at its first push): a parsed ruleset keeps every rule's lists for as long as it lives.
+fn compact(spec: &mut RuleSpec) {
+    spec.matches.shrink_to_fit();
+    for m in &mut spec.matches {
+        m.options.shrink_to_fit();
+    }
+    if let Some(t) = &mut spec.target {
+        t.options.shrink_to_fit();
+    }
 }
 
 /// The implicit protocol module of the rule's `-p`, wherever `-p` is written.
@@ -262,7 +278,7 @@ impl<'t, 'a> RuleParser<'t, 'a> {
         if negated || !value.eq_ignore_ascii_case("all") {
             self.out.spec.protocol = Some(Negatable {
                 negated,
-                value: value.to_owned(),
+                value: Symbol::new(value),
             });
         }
         Ok(())
@@ -330,7 +346,11 @@ impl<'t, 'a> RuleParser<'t, 'a> {
         Ok(())
     }
 
-    fn name_after(&mut self, tok: &Token<'a>, what: &str) -> Result<String, Located> {
+    fn name_after<T: for<'s> From<&'s str>>(
+        &mut self,
+        tok: &Token<'a>,
+        what: &str,
+    ) -> Result<T, Located> {
         let name = self.toks.get(self.pos).ok_or_else(|| {
             Located::new(
                 tok.offset,
@@ -344,7 +364,7 @@ impl<'t, 'a> RuleParser<'t, 'a> {
             ));
         }
         self.pos += 1;
-        Ok(name.as_str().to_owned())
+        Ok(T::from(name.as_str()))
     }
 
     fn start_match(&mut self, tok: &Token<'a>, negated: bool) -> Result<(), Located> {
@@ -393,7 +413,8 @@ impl<'t, 'a> RuleParser<'t, 'a> {
 
     fn long_option(&mut self, tok: &Token<'a>, mut negated: bool) -> Result<(), Located> {
         let name = &tok.as_str()[2..];
-        let mut values = Vec::new();
+        // Sized once: most options have one value, and a grown `Vec` would hold four.
+        let mut values = Vec::with_capacity(self.values_ahead(name));
         let mut offsets = Vec::new();
         if takes_verbatim_argument(name) {
             if let Some(first) = self
@@ -423,7 +444,7 @@ impl<'t, 'a> RuleParser<'t, 'a> {
         }
         let arg = OptionArg {
             negated,
-            name: name.to_owned(),
+            name: Symbol::new(name),
             values,
         };
         // Where a missing value was expected: the next token, else just after the option.
@@ -433,6 +454,19 @@ impl<'t, 'a> RuleParser<'t, 'a> {
             .map_or(tok.offset + tok.as_str().len(), |t| t.offset);
         offsets.push(end);
         self.bind(tok, arg, &offsets)
+    }
+
+    /// How many values [`Self::long_option`] will take for `--name` (an upper bound: the
+    /// tokens up to the next option or `!`, plus a verbatim first one and an intrapositioned
+    /// `!`'s value), so that its `Vec` is allocated once at its size.
+    fn values_ahead(&self, name: &str) -> usize {
+        let rest = self.toks.get(self.pos..).unwrap_or_default();
+        let skip = usize::from(takes_verbatim_argument(name) || self.intrapositioned_bang());
+        skip + rest
+            .iter()
+            .skip(skip)
+            .take_while(|v| !v.is_option() && !v.is_bang())
+            .count()
     }
 
     /// `--opt ! value`: a `!` right after the option name, followed by a value (not an option).
@@ -463,7 +497,7 @@ impl<'t, 'a> RuleParser<'t, 'a> {
             Place::Implicit(module) => {
                 check_match_option(module, &arg.name, &arg.values).map_err(at)?;
                 matches.push(Match {
-                    module: module.to_owned(),
+                    module: Symbol::from_static(module),
                     options: vec![arg],
                 });
                 self.context = Context::Match(matches.len() - 1);
