@@ -2,9 +2,12 @@
 //!
 //! This crate owns *getting* rules, counters and statistics out of the kernel. By default
 //! ([`RuleSource::Netlink`]) rule counters come over nf_tables netlink (nft backend and native
-//! nftables) and x_tables `getsockopt` (legacy backend) with no fork, and the rule *text* comes
-//! from `ip[6]tables-{nft,legacy}-save` only when the ruleset changed ([`Reader`] keeps it between
-//! collections); [`RuleSource::Exec`] forks the save tools on every collection instead. Native
+//! nftables) and x_tables `getsockopt` (legacy backend) with no fork, and the rule *text* is
+//! decoded from the same kernel bytes (`xt`: x_tables extension payloads and iptables-nft's
+//! native expressions, rendered as `ip[6]tables-save` prints them) only when the ruleset changed
+//! ([`Reader`] keeps it between collections); only a rule the decoder cannot render exactly makes
+//! it run the save tool (counted). [`RuleSource::Exec`] forks the save tools on every collection
+//! instead. Native
 //! nftables tables (those iptables-nft does not manage) are read into the typed model of
 //! `nfscope-ruleset` from `nft -j list ruleset` (`native`), by the netlink reader only when the
 //! generation moved, by the exec source every time. It also
@@ -107,7 +110,8 @@ pub struct CollectOptions {
     /// Time limit for each forked tool; a tool still running then is killed.
     pub timeout: Duration,
     /// With [`RuleSource::Netlink`]: time limit for the save tools when the rule *text* is
-    /// re-read (only after the ruleset changed; never shorter than `timeout`, so the default
+    /// re-read by them (only after the ruleset changed and the kernel decoder could not render a
+    /// rule; never shorter than `timeout`, so the default
     /// zero means "same as `timeout`"). Servers set more: large nf_tables
     /// rulesets need minutes: `iptables-nft-save` 1.8.9 took 11 s at 72k rules and 192 s at
     /// 290k on a 2-core machine, while the counter reads that follow take a second or two.
@@ -139,8 +143,9 @@ pub struct CollectOptions {
 /// How rules and their counters are read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum RuleSource {
-    /// Counters over nf_tables netlink and x_tables `getsockopt`; the save tools run only when
-    /// the ruleset changed (see [`Reader`]).
+    /// Counters over nf_tables netlink and x_tables `getsockopt`, rule text decoded from the
+    /// same bytes when the ruleset changed; the save tools run only for what the decoder cannot
+    /// render (see [`Reader`]).
     #[default]
     Netlink,
     /// Fork `ip[6]tables-{nft,legacy}-save -c` on every collection.
@@ -232,7 +237,7 @@ impl Reading {
 }
 
 impl Reader {
-    /// [`collect`] with this reader's cached rule text: the save tools run only when the
+    /// [`collect`] with this reader's cached rule text: the text is decoded again only when the
     /// ruleset changed since the previous call (a [`Reader::counters_only`], which keeps no
     /// text, reads it every time). With [`RuleSource::Exec`] the cache is unused.
     pub fn collect(&mut self, opts: &CollectOptions) -> Snapshot {

@@ -1,13 +1,14 @@
-//! The fast read path: rule counters straight from the kernel, rule text only when it changed.
+//! The fast read path: rule counters and rule text straight from the kernel, text only when it changed.
 //!
 //! Owns [`Reader`], the stateful reader a server keeps across scrapes. Per scrape it reads
 //! counters over nf_tables netlink (nft backend, native nftables) and `getsockopt` (legacy
-//! backend) — no fork. Rule *text* (`ip[6]tables-*-save`, parsed by `nfscope-ruleset`) is re-read
-//! only when the ruleset changed: for nf_tables when the generation id (`NFT_MSG_GETGEN`) moved,
-//! for legacy when a table's fingerprint (its entries without counters) did. Legacy text is
-//! decoded from the table just read (`crate::xt`), one table held at a time; only a table the
-//! decoder cannot render exactly runs the save tool, and that is counted
-//! ([`nfscope_ruleset::Snapshot::text_fallbacks`]). Counters are attributed
+//! backend) — no fork. Rule *text* (`iptables-save` syntax, parsed by `nfscope-ruleset`) is
+//! re-read only when the ruleset changed: for nf_tables when the generation id (`NFT_MSG_GETGEN`)
+//! moved, for legacy when a table's fingerprint (its entries without counters) did — and it is
+//! decoded from the kernel's own bytes (`crate::xt`), no fork either: legacy text from the table
+//! just read, one table held at a time; iptables-nft text from the rule dump. Only what the
+//! decoder cannot render exactly (a table for legacy, a family for nft) runs the save tool, and
+//! that is counted ([`nfscope_ruleset::Snapshot::text_fallbacks`]). Counters are attributed
 //! to parsed rules by (family, table, chain, position) and checked against each rule's comment
 //! (and, for legacy, its verdict or jump); the generation (or fingerprint) is checked again after
 //! the counter read. Any mismatch means the ruleset moved underneath: the read starts over and the
