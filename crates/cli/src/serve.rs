@@ -452,6 +452,13 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         tokio::task::spawn_blocking(move || {
             let scrape = done.value.as_ref().expect("checked by collection()");
             encode_metrics_into(scrape, &app, &stats, &sender);
+            // The last request served from this collection frees its readings and labels
+            // here, after the collector's own trim: without giving those pages back, every
+            // idle period between scrapes kept ~12 MiB (72.5k legacy rules) of freed heap.
+            if let Some(last) = Arc::into_inner(done) {
+                drop(last);
+                nfscope_kernel::release_free_memory();
+            }
         })
     };
     tokio::spawn(async move {
