@@ -122,6 +122,12 @@ impl Linter {
         }
     }
 
+    /// Is no job waiting or running (without waiting)?
+    pub fn is_idle(&self) -> bool {
+        let state = self.shared.lock();
+        state.pending.is_empty() && !state.running
+    }
+
     /// Lints run so far.
     pub fn runs(&self) -> u64 {
         self.shared.lock().runs

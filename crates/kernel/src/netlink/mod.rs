@@ -153,6 +153,21 @@ impl CachedText {
         }
     }
 
+    /// Moves the parts kept between scrapes (chain index, counters' names and lists) into
+    /// fresh allocations; the copies are unchanged. Built while the parsed rules were live,
+    /// their many small allocations sit scattered among the freed rules and keep those pages
+    /// resident; made again once the rules are gone they come out of contiguous free memory.
+    /// Counters still shared with a reading stay where they are.
+    fn compact_memory(&mut self) {
+        self.index = self.index.clone();
+        if let Some(counters) = &mut self.counters
+            && Arc::strong_count(counters) == 1
+        {
+            *counters = Arc::new(RulesetCounters::clone(counters));
+        }
+        self.checks.chain_start = self.checks.chain_start.clone();
+    }
+
     /// The counters to place on, unshared first if a reading still holds them.
     fn counters_mut(&mut self) -> Option<&mut RulesetCounters> {
         self.counters.as_mut().map(Arc::make_mut)
@@ -339,6 +354,18 @@ impl Reader {
         self.nft.clear();
         self.legacy.clear();
         self.native = None;
+    }
+
+    /// Moves the cached texts' long-lived parts into fresh, contiguous allocations (see
+    /// `CachedText::compact_memory`): worth it once after the rules parsed at a change have been
+    /// freed, not per scrape.
+    pub fn compact_memory(&mut self) {
+        for (_, text) in self.nft.values_mut() {
+            text.compact_memory();
+        }
+        for (_, text) in self.legacy.values_mut() {
+            text.compact_memory();
+        }
     }
 
     /// Times an iptables-nft text read fell back to `ip[6]tables-nft-save` because the netlink
@@ -1247,6 +1274,29 @@ mod tests {
             "out of range is never a match"
         );
         assert!(!checks.has_target(0, 2, 0, ""), "no such chain");
+    }
+
+    #[test]
+    fn compacting_moves_unshared_counters_and_keeps_every_value() {
+        let mut text = CachedText::new(Some(parsed(DUMP)), None);
+        drop(text.hand_out(false));
+        let (index, before) = (text.index.clone(), text.counters.clone().expect("counters"));
+        text.compact_memory();
+        let now = text.counters.clone().expect("counters");
+        assert!(
+            Arc::ptr_eq(&now, &before),
+            "counters a reading holds stay put"
+        );
+        drop((before, now));
+        let old = Arc::as_ptr(text.counters.as_ref().expect("counters"));
+        let values = RulesetCounters::clone(text.counters.as_ref().expect("counters"));
+        text.compact_memory();
+        let moved = text.counters.as_ref().expect("counters");
+        assert!(!std::ptr::eq(Arc::as_ptr(moved), old), "a fresh copy");
+        assert_eq!(**moved, values);
+        assert_eq!(text.index, index);
+        assert_eq!(text.chain("filter", "KUBE-A"), Some((0, 1)));
+        assert!(text.checks.has_target(0, 0, 0, "KUBE-A"));
     }
 
     #[test]
