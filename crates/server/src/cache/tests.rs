@@ -403,3 +403,35 @@ fn text_fallbacks_are_counted_per_backend_family_and_reason() {
     let other = labels.iter().find(|(k, _)| k.2 == "other").map(|(_, n)| *n);
     assert_eq!(other, Some(5));
 }
+
+#[test]
+fn compacting_copies_only_entries_no_scrape_holds_and_keeps_them_equal() {
+    let mut cache = Preparer::new();
+    let first = cache.prepare(parsed(DANGLING));
+    cache.compact_memory();
+    let held = cache.prepare(counters_only(DANGLING));
+    assert!(
+        Arc::ptr_eq(&first.rulesets[0].prepared, &held.rulesets[0].prepared),
+        "an entry a scrape holds stays where it is"
+    );
+    let (labels, facts) = {
+        let prepared = &first.rulesets[0].prepared;
+        (prepared.labels.clone(), prepared.facts)
+    };
+    let old = Arc::as_ptr(&first.rulesets[0].prepared);
+    drop((first, held));
+    cache.wait_for_lint();
+    assert!(cache.lint_idle());
+    cache.compact_memory();
+    let after = cache.prepare(counters_only(DANGLING));
+    let prepared = &after.rulesets[0].prepared;
+    assert!(!std::ptr::eq(Arc::as_ptr(prepared), old), "a fresh copy");
+    assert_eq!(prepared.labels, labels);
+    assert_eq!(prepared.facts, facts);
+    assert_eq!(
+        unreferenced(&after),
+        Some(1),
+        "the copy shares the lint slot"
+    );
+    assert_eq!(cache.lint_runs(), 1, "compacting lints nothing");
+}
