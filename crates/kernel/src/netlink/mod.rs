@@ -11,11 +11,14 @@
 //! that is counted ([`nfscope_ruleset::Snapshot::text_fallbacks`]). Counters are attributed
 //! to parsed rules by (family, table, chain, position) and checked against each rule's comment
 //! (and, for legacy, its verdict or jump); the generation (or fingerprint) is checked again after
-//! the counter read. Any mismatch means the ruleset moved underneath: the read starts over and the
-//! retry is counted ([`nfscope_ruleset::Snapshot::retries`]), so a counter can never land on the
-//! wrong rule. Counters are placed on a [`RulesetCounters`] (names, positions, counters) and
-//! checked against hashes taken when the text was parsed, so a reader that handed its parsed
-//! rules out ([`Reader::counters_only`]) checks just the same; each parsed text carries its
+//! the counter read; a read that has just rendered a family's nft text places the counters that
+//! same rule dump carried (recorded as comment hash and counter per rule) rather than dumping
+//! every rule a second time. Any mismatch means the ruleset moved underneath: the read starts
+//! over and the retry is counted ([`nfscope_ruleset::Snapshot::retries`]), so a counter can
+//! never land on the wrong rule. Counters are placed on a [`RulesetCounters`] (names,
+//! positions, counters) and checked against hashes taken when the text was parsed, so a reader
+//! that handed its parsed rules out ([`Reader::counters_only`]) checks just the same; each
+//! parsed text carries its
 //! [`Ruleset::rules_id`], which tells consumers "same rules". Native nftables tables (chains no
 //! iptables-nft text claims) get their typed rules from `nft -j list ruleset` under the same rule:
 //! read once per generation, and not at all while no native chain exists.
@@ -116,10 +119,14 @@ impl RuleChecks {
 
     /// Does rule `r0` of chain (t, c) carry this comment among its comments?
     fn has_comment(&self, t: usize, c: usize, r0: usize, comment: &str) -> bool {
+        self.has_comment_hash(t, c, r0, FxHasher::of(comment))
+    }
+
+    /// [`RuleChecks::has_comment`] given the comment's `FxHasher::of`.
+    fn has_comment_hash(&self, t: usize, c: usize, r0: usize, wanted: u64) -> bool {
         let Some((first, count, _)) = self.rule(t, c, r0) else {
             return false;
         };
-        let wanted = FxHasher::of(comment);
         let range = first as usize..(first + count) as usize;
         self.comments
             .get(range)
@@ -480,13 +487,20 @@ impl Reader {
         };
         let generation = nft::generation(sock)?;
         lap(times, None);
+        // The rules (comment hash, counter) of the text dumps made in this attempt: their
+        // counters are placed from that same dump instead of dumping the rules again.
+        let mut dumped: Vec<(u8, nft::DumpedRules)> = Vec::new();
         for &family in families {
             if self.nft.get(&family).is_some_and(|(g, _)| *g == generation) {
                 continue;
             }
             self.nft.remove(&family); // stale: let it go before the new text is parsed
-            let text = match nft::iptables_text(sock, family, false)? {
-                nft::IptablesText::Text(text) => parse_text(text, family)?,
+            let mut rules = nft::DumpedRules::default();
+            let text = match nft::iptables_text(sock, family, false, Some(&mut rules))? {
+                nft::IptablesText::Text(text) => {
+                    dumped.push((nfproto(family), rules));
+                    parse_text(text, family)?
+                }
                 nft::IptablesText::Interrupted => {
                     return Ok(Err("generation moved while dumping rule text".to_owned()));
                 }
@@ -551,12 +565,23 @@ impl Reader {
             lap(times, Some(ReadTimes::NATIVE));
         }
         for (family, table, chain) in &chains {
-            interrupted |= nft::dump_chain_rules(sock, *family, table, chain, |rule| {
-                if !placer.place_rule(rule) && opts.native_nftables {
-                    native_rule(rule, native_texts.map(|n| &n.texts), &mut native);
+            let same_dump = dumped
+                .iter()
+                .find(|(f, _)| f == family)
+                .and_then(|(_, rules)| rules.chain(table, chain));
+            if let Some(rules) = same_dump {
+                // Same generation as the text's dump (checked below): the same rules.
+                for rule in rules {
+                    placer.place(*family, table, chain, rule, None);
                 }
-                Ok(())
-            })?;
+            } else {
+                interrupted |= nft::dump_chain_rules(sock, *family, table, chain, |rule| {
+                    if !placer.place_rule(rule) && opts.native_nftables {
+                        native_rule(rule, native_texts.map(|n| &n.texts), &mut native);
+                    }
+                    Ok(())
+                })?;
+            }
             // ip and ip6 chains of a family read here count for it (iptables-nft's, or native
             // ones read with them); inet, arp, bridge and netdev chains, and ip/ip6 chains of a
             // family not asked for, are native nftables only.
@@ -741,7 +766,7 @@ impl Reader {
 pub fn iptables_nft_text(family: Family, partial: bool) -> io::Result<Result<String, String>> {
     let mut sock = NfSocket::open()?;
     for _ in 0..MAX_ATTEMPTS {
-        match nft::iptables_text(&mut sock, family, partial)? {
+        match nft::iptables_text(&mut sock, family, partial, None)? {
             nft::IptablesText::Text(text) => return Ok(Ok(text)),
             nft::IptablesText::Unsupported(why) => return Ok(Err(why.to_string())),
             nft::IptablesText::Interrupted => {}
@@ -1025,18 +1050,34 @@ impl<'a> Placer<'a> {
 
     /// Places one rule; false when it does not belong to an iptables-nft table we read.
     fn place_rule(&mut self, rule: &nft::RuleView<'_>) -> bool {
-        let Some(i) = self.text_for(rule.family, rule.table) else {
+        self.place(
+            rule.family,
+            rule.table,
+            rule.chain,
+            &nft::DumpedRule::of(rule),
+            rule.comment,
+        )
+    }
+
+    /// Places one rule given its comment's hash and counter (`comment` is only for the
+    /// mismatch message); false when it does not belong to an iptables-nft table we read.
+    fn place(
+        &mut self,
+        family: u8,
+        table: &str,
+        chain: &str,
+        rule: &nft::DumpedRule,
+        comment: Option<&str>,
+    ) -> bool {
+        let Some(i) = self.text_for(family, table) else {
             return false;
         };
         if self.mismatch.is_some() {
             return true;
         }
         let text = &mut self.texts[i].1;
-        let Some((t, c)) = text.chain(rule.table, rule.chain) else {
-            self.mismatch = Some(format!(
-                "{}/{}: chain not in the text",
-                rule.table, rule.chain
-            ));
+        let Some((t, c)) = text.chain(table, chain) else {
+            self.mismatch = Some(format!("{table}/{chain}: chain not in the text"));
             return true;
         };
         let position = self.next[i].entry((t, c)).or_insert(0);
@@ -1047,20 +1088,17 @@ impl<'a> Placer<'a> {
             .map(Arc::make_mut)
             .expect("indexed tables come from a ruleset");
         let Some(parsed) = counters.tables[t].chains[c].rules.get_mut(*position) else {
-            self.mismatch = Some(format!(
-                "{}/{}: more rules in the kernel",
-                rule.table, rule.chain
-            ));
+            self.mismatch = Some(format!("{table}/{chain}: more rules in the kernel"));
             return true;
         };
         let r0 = *position;
         *position += 1;
-        if let Some(comment) = rule.comment
-            && !checks.has_comment(t, c, r0, comment)
+        if let Some(hash) = rule.comment
+            && !checks.has_comment_hash(t, c, r0, hash)
         {
+            let comment = comment.unwrap_or("(as dumped with the text)");
             self.mismatch = Some(format!(
-                "{}/{} rule {}: kernel comment {comment:?} is not the text's",
-                rule.table, rule.chain, position
+                "{table}/{chain} rule {position}: kernel comment {comment:?} is not the text's"
             ));
         }
         *parsed = rule.counter.map(to_counters);

@@ -7,6 +7,7 @@
 //! counters are attributed (the [`super::Reader`]'s `Placer` does), and it has no socket code of
 //! its own (requests go through `super::socket`, the crate's one netlink stack).
 
+use std::collections::HashMap;
 use std::io;
 
 use super::socket::{Message, NLM_F_DUMP, NfSocket, attrs, be_u32, be_u64, c_str, put_str};
@@ -296,6 +297,7 @@ pub(crate) fn iptables_text(
     sock: &mut NfSocket,
     family: nfscope_ruleset::Family,
     partial: bool,
+    mut record: Option<&mut DumpedRules>,
 ) -> io::Result<IptablesText> {
     use crate::xt::nft_line::Assembler;
     let proto = match family {
@@ -313,10 +315,18 @@ pub(crate) fn iptables_text(
     }
     interrupted |= dump_chains(sock, proto, |chain| text.add_chain(chain))?;
     for (table, chain) in text.chains() {
+        let first = record.as_ref().map_or(0, |r| r.rules.len());
         interrupted |= dump_chain_rules(sock, proto, &table, &chain, |rule| {
             text.add_rule(rule);
+            if let Some(record) = record.as_deref_mut() {
+                record.rules.push(DumpedRule::of(rule));
+            }
             Ok(())
         })?;
+        if let Some(record) = record.as_deref_mut() {
+            let end = record.rules.len();
+            record.chains.insert((table, chain), (first, end));
+        }
         if interrupted || text.failed() {
             break;
         }
@@ -328,6 +338,42 @@ pub(crate) fn iptables_text(
         Ok(text) => IptablesText::Text(text),
         Err(why) => IptablesText::Unsupported(why),
     })
+}
+
+/// What placing counters needs of one dumped rule: its comment's hash and its counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DumpedRule {
+    /// `FxHasher::of` the rule's comment, if it has one.
+    pub comment: Option<u64>,
+    /// The first `counter` expression's values.
+    pub counter: Option<Count>,
+}
+
+impl DumpedRule {
+    pub(crate) fn of(rule: &RuleView<'_>) -> Self {
+        Self {
+            comment: rule.comment.map(nfscope_ruleset::FxHasher::of),
+            counter: rule.counter,
+        }
+    }
+}
+
+/// The rules of one family's iptables-nft chains as the text dump saw them, so the counters of
+/// the same dump can be placed without dumping every rule a second time (a first collection
+/// then costs one kernel dump, not two).
+#[derive(Debug, Default)]
+pub(crate) struct DumpedRules {
+    /// (table, chain) → range of `rules`, in dump order.
+    pub chains: HashMap<(String, String), (usize, usize)>,
+    pub rules: Vec<DumpedRule>,
+}
+
+impl DumpedRules {
+    /// One chain's rules in dump order; `None` when that chain was not dumped.
+    pub(crate) fn chain(&self, table: &str, chain: &str) -> Option<&[DumpedRule]> {
+        let &(first, end) = self.chains.get(&(table.to_owned(), chain.to_owned()))?;
+        self.rules.get(first..end)
+    }
 }
 
 /// A named counter object (`nft add counter …`).
