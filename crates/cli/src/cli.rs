@@ -156,10 +156,11 @@ pub struct ServeArgs {
     /// before requests give up on it with 503.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub timeout: f64,
-    /// Time limit for re-reading the rule *text* with the save tools, which the netlink source
-    /// does only when the ruleset changed (counters never wait for it). On big nf_tables
-    /// rulesets that read takes minutes (iptables-nft-save 1.8.9: 11 s at 72k rules, 192 s at
-    /// 290k); scrapes answer 503 until the first one is done. Never less than --timeout.
+    /// Time limit for the save tools when the netlink source falls back to them for the rule
+    /// *text* (only after the ruleset changed, and only for rules the kernel decoder cannot
+    /// render: counted in nfscope_rule_text_fallbacks_total). On big nf_tables rulesets that
+    /// read takes minutes (iptables-nft-save 1.8.9: 11 s at 72k rules, 192 s at 290k); scrapes
+    /// answer 503 until the first text is read. Never less than --timeout.
     #[arg(long, value_name = "SECS", default_value_t = 300.0)]
     pub text_timeout: f64,
     /// Cardinality budget: at most N rules get `iptables_rule_*` series per scrape; the rest are
