@@ -210,7 +210,7 @@ fn xt_comment(data: &[u8]) -> Option<&str> {
 }
 
 /// The comment TLV (type 0) in rule userdata: `u8 type, u8 len, value` records.
-fn userdata_comment(mut udata: &[u8]) -> Option<&str> {
+pub(crate) fn userdata_comment(mut udata: &[u8]) -> Option<&str> {
     while udata.len() >= 2 {
         let (kind, len) = (udata[0], usize::from(udata[1]));
         let value = udata.get(2..2 + len)?;

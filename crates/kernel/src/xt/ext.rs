@@ -13,6 +13,7 @@ use nfscope_ruleset::Family;
 mod bytes;
 pub(crate) use bytes::{ipv6, prefix_len};
 mod matches;
+pub(crate) use matches::print_rate;
 mod set;
 mod targets;
 

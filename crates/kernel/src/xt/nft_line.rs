@@ -18,7 +18,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use nfscope_ruleset::Family;
 
 use super::ext::{self, Unsupported};
-use crate::netlink::nft::{ChainView, RuleView};
+use crate::netlink::nft::{ChainView, RuleView, userdata_comment};
 use crate::netlink::socket::{attrs, be_u16, be_u32, be_u64, c_str};
 
 /// One built-in chain of an iptables-nft table (`builtin_table` in iptables' `nft.c`).
@@ -1134,40 +1134,13 @@ fn tcp_flags(mut flags: u8, out: &mut String) {
     }
 }
 
-/// libxt_limit's `print_rate`.
+/// libxt_limit's `print_rate`, with `inf` for a zero period as iptables-nft prints a native limit.
 fn save_rate(period: u32, out: &mut String) {
-    const RATES: [(&str, u32); 4] = [
-        ("day", 10_000 * 24 * 60 * 60),
-        ("hour", 10_000 * 60 * 60),
-        ("min", 10_000 * 60),
-        ("sec", 10_000),
-    ];
     if period == 0 {
         out.push_str(" inf");
         return;
     }
-    let mut i = 1;
-    while i < RATES.len() {
-        let mult = RATES[i].1;
-        if period > mult || mult / period < mult % period {
-            break;
-        }
-        i += 1;
-    }
-    let _ = write!(out, " {}/{}", RATES[i - 1].1 / period, RATES[i - 1].0);
-}
-
-/// The comment record (type 0) of rule userdata (`NFTNL_UDATA_RULE_COMMENT`).
-fn userdata_comment(mut udata: &[u8]) -> Option<&str> {
-    while udata.len() >= 2 {
-        let (kind, len) = (udata[0], usize::from(udata[1]));
-        let value = udata.get(2..2 + len)?;
-        if kind == 0 {
-            return Some(c_str(value));
-        }
-        udata = &udata[2 + len..];
-    }
-    None
+    ext::print_rate(period, out);
 }
 
 #[cfg(test)]

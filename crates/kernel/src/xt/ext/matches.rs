@@ -626,7 +626,7 @@ pub(super) fn limit(_: Family, rev: u8, data: &[u8], out: &mut String) -> Decode
 
 /// libxt_limit's `print_rate`: the coarsest unit that still shows the rate (periods are in
 /// 1/10000 s).
-fn print_rate(period: u32, out: &mut String) {
+pub(crate) fn print_rate(period: u32, out: &mut String) {
     const RATES: [(&str, u32); 4] = [
         ("day", 10_000 * 24 * 60 * 60),
         ("hour", 10_000 * 60 * 60),
